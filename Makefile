@@ -1,0 +1,31 @@
+# Switchboard: make deps | build | test | run | stop | bench
+# The logic lives in deploy/scripts/, so each target is one command that also works by hand.
+SHELL := /bin/bash
+SCRIPTS := deploy/scripts
+
+.DEFAULT_GOAL := build
+.PHONY: deps build test run stop bench
+
+# Debian packages, librdkafka >= 2.1 and the Tansu broker; quick when all are present.
+deps:
+	bash $(SCRIPTS)/install-deps.sh
+
+build: deps
+	swift build
+
+# Fresh servers on the test ports, the whole suite, servers stopped whatever happens.
+# Extra swift test arguments: make test TEST_ARGS="--filter UnitTests"
+test: deps
+	bash $(SCRIPTS)/test.sh $(TEST_ARGS)
+
+# Release build, servers and six services in the foreground until Ctrl-C.
+run: deps
+	bash $(SCRIPTS)/run.sh
+
+# Whatever `make run` left behind (e.g. after its terminal was closed).
+stop:
+	bash $(SCRIPTS)/run.sh down
+
+# Extra arguments: make bench BENCH_ARGS="..."
+bench: deps
+	bash $(SCRIPTS)/bench.sh $(BENCH_ARGS)

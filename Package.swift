@@ -1,0 +1,166 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+// Every service is a thin executable over a library target that its tests import.
+struct ServiceTarget {
+    let executable: String  // the binary's name
+    let library: String  // the module holding the service's logic
+    let folder: String  // under Services/
+    let dependencies: [Target.Dependency]
+}
+
+let runtime: [Target.Dependency] = [
+    "SwitchboardContracts", "SwitchboardKafka", "SwitchboardRedis", "SwitchboardRuntime",
+    .product(name: "Logging", package: "swift-log"),
+    .product(name: "Metrics", package: "swift-metrics"),
+    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+]
+
+let services: [ServiceTarget] = [
+    .init(
+        executable: "gateway", library: "Gateway", folder: "gateway",
+        dependencies: [
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+            .product(name: "HummingbirdWSCompression", package: "hummingbird-websocket"),
+            .product(name: "NIOWebSocket", package: "swift-nio"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+        ]),
+    .init(executable: "orchestrator", library: "Orchestrator", folder: "orchestrator", dependencies: []),
+    .init(executable: "agent-worker", library: "AgentWorker", folder: "agent-worker", dependencies: []),
+    .init(executable: "voice-worker", library: "VoiceWorker", folder: "voice-worker", dependencies: []),
+    .init(executable: "workflow-runner", library: "WorkflowRunner", folder: "workflow-runner", dependencies: []),
+    .init(executable: "notifier", library: "Notifier", folder: "notifier", dependencies: []),
+]
+
+var targets: [Target] = [
+    // C libraries, each wrapped by exactly one Swift module.
+    .systemLibrary(
+        name: "CRDKafka", path: "Shared/CRDKafka", pkgConfig: "rdkafka",
+        providers: [.apt(["librdkafka-dev (>= 2.1, see deploy/scripts/install-deps.sh)"])]),
+    .systemLibrary(
+        name: "CHiredis", path: "Shared/CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+
+    .target(
+        name: "SwitchboardContracts",
+        dependencies: [],
+        path: "Shared/SwitchboardContracts",
+        swiftSettings: swiftSettings),
+    .target(
+        name: "SwitchboardKafka",
+        dependencies: [
+            "CRDKafka",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ],
+        path: "Shared/SwitchboardKafka",
+        swiftSettings: swiftSettings),
+    .target(
+        name: "SwitchboardRedis",
+        dependencies: [
+            "CHiredis",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ],
+        path: "Shared/SwitchboardRedis",
+        swiftSettings: swiftSettings),
+    .target(
+        name: "SwitchboardRuntime",
+        dependencies: [
+            "SwitchboardContracts", "SwitchboardKafka", "SwitchboardRedis",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "JWTKit", package: "jwt-kit"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+        ],
+        path: "Shared/SwitchboardRuntime",
+        swiftSettings: swiftSettings),
+]
+
+var products: [Product] = []
+for service in services {
+    targets.append(
+        .target(
+            name: service.library, dependencies: runtime + service.dependencies,
+            path: "Services/\(service.folder)/Library", swiftSettings: swiftSettings))
+    targets.append(
+        .executableTarget(
+            name: "\(service.library)Main",
+            dependencies: [
+                .target(name: service.library), "SwitchboardRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Services/\(service.folder)/Main", swiftSettings: swiftSettings))
+    products.append(.executable(name: service.executable, targets: ["\(service.library)Main"]))
+}
+
+targets += [
+    .target(
+        name: "SwitchboardCLI",
+        dependencies: runtime + [
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+        ],
+        path: "Services/switchboard/Library", swiftSettings: swiftSettings),
+    .executableTarget(
+        name: "SwitchboardMain",
+        dependencies: ["SwitchboardCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+        path: "Services/switchboard/Main", swiftSettings: swiftSettings),
+
+    .target(
+        name: "SwitchboardTestSupport",
+        dependencies: runtime + [
+            "Gateway",
+            .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+        ],
+        path: "Tests/Support", swiftSettings: swiftSettings),
+    .testTarget(
+        name: "UnitTests",
+        dependencies: runtime + ["Gateway", "Orchestrator", "AgentWorker", "Notifier", "SwitchboardCLI", "SwitchboardTestSupport"],
+        path: "Tests/UnitTests", swiftSettings: swiftSettings),
+    .testTarget(
+        name: "IntegrationTests",
+        dependencies: runtime + ["SwitchboardTestSupport"],
+        path: "Tests/IntegrationTests", swiftSettings: swiftSettings),
+    .testTarget(
+        name: "EndToEndTests",
+        dependencies: runtime + ["SwitchboardTestSupport", "SwitchboardCLI"],
+        path: "Tests/EndToEndTests", swiftSettings: swiftSettings),
+]
+products.append(.executable(name: "switchboard", targets: ["SwitchboardMain"]))
+
+let package = Package(
+    name: "switchboard",
+    platforms: [.macOS(.v15)],
+    products: products,
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.0.0"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.20.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.6.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.0.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
+    ],
+    targets: targets
+)

@@ -1,0 +1,220 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdWSCompression
+import HummingbirdWebSocket
+import Logging
+import Metrics
+import NIOCore
+import NIOWebSocket
+import ServiceLifecycle
+import SwitchboardContracts
+import SwitchboardKafka
+import SwitchboardRedis
+import SwitchboardRuntime
+
+public struct GatewaySettings: Sendable {
+    /// Longest message content accepted, in characters (seed 000 and 002).
+    public var maxContentLength = 10_000
+    /// Largest WebSocket message accepted, in bytes.
+    public var maxFrameBytes = 64 * 1024
+    /// Interval of the server's WebSocket pings.
+    public var pingInterval: Duration = .seconds(30)
+
+    public init() {}
+}
+
+/// The gateway: authenticates clients, turns their commands into events on Kafka, and writes the events
+/// of the channels they follow (from Redis) to their sockets.
+public enum Gateway {
+    public static func run(configuration: SwitchboardConfiguration, settings: GatewaySettings = GatewaySettings()) async throws {
+        let context = try await ServiceRunner.makeContext(configuration: configuration)
+        let authority = try await TokenAuthority(secret: configuration.jwtSecret)
+        let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
+        context.readiness.add("kafka") {
+            (try? await context.producer.partitionCounts(of: [Topics.chatRequests.name]))?.isEmpty == false
+        }
+        let router = makeRouter(context: context, authority: authority, subscriber: subscriber, settings: settings)
+        try await ServiceRunner.run(
+            context: context, services: [subscriber], router: router,
+            server: .http1WebSocketUpgrade(
+                webSocketRouter: router,
+                configuration: .init(
+                    ws: .init(
+                        maxFrameSize: settings.maxFrameBytes,
+                        extensions: [.perMessageDeflate(maxDecompressedFrameSize: settings.maxFrameBytes)],
+                        autoPing: .enabled(timePeriod: settings.pingInterval)))))
+    }
+
+    public static func makeRouter(
+        context: ServiceContext, authority: TokenAuthority, subscriber: RedisSubscriber, settings: GatewaySettings
+    ) -> Router<GatewayRequestContext> {
+        let router = Router(context: GatewayRequestContext.self)
+        let handler = CommandHandler(
+            context: context, subscriber: subscriber, access: ConversationAccess(redis: context.redis), settings: settings)
+        let connections = Meter(label: "sb_gateway_connections")
+        router.ws("/ws") { request, _ in
+            _ = try await authenticate(request, authority: authority)
+            return .upgrade([:])
+        } onUpgrade: { inbound, outbound, wsContext in
+            // The upgrade was authorised a moment ago; verify again to learn the user.
+            guard let claims = try? await authenticate(wsContext.request, authority: authority) else {
+                try await outbound.close(.policyViolation, reason: "invalid token")
+                return
+            }
+            let session = ClientSession(userID: claims.userID)
+            connections.increment()
+            defer { connections.decrement() }
+            var logger = context.logger
+            logger[metadataKey: "ws.connection_id"] = "\(session.id)"
+            logger[metadataKey: "user"] = "\(claims.userID)"
+            logger.debug("client connected")
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await frame in session.frames {
+                        try await outbound.write(.text(frame))
+                    }
+                }
+                do {
+                    for try await message in inbound.messages(maxSize: settings.maxFrameBytes) {
+                        await handler.handle(message, session: session)
+                    }
+                } catch {
+                    logger.debug("client read ended", metadata: ["error": "\(error)"])
+                }
+                session.finish()
+                group.cancelAll()
+            }
+            await session.unsubscribeAll(using: subscriber)
+            logger.debug("client disconnected")
+        }
+        return router
+    }
+
+    /// The user of a request's token (`Authorization: Bearer`, or `?token=` for browsers).
+    static func authenticate(_ request: Request, authority: TokenAuthority) async throws -> SwitchboardClaims {
+        var token = request.uri.queryParameters["token"].map(String.init)
+        if let header = request.headers[.authorization], header.hasPrefix("Bearer ") {
+            token = String(header.dropFirst("Bearer ".count))
+        }
+        guard let token, !token.isEmpty else {
+            throw HTTPError(.unauthorized, message: "a token is required (Authorization: Bearer or ?token=)")
+        }
+        do {
+            return try await authority.verify(token)
+        } catch {
+            throw HTTPError(.unauthorized, message: error.reason)
+        }
+    }
+}
+
+/// Applies one client command and answers it with exactly one ACK or ERROR frame carrying its id.
+struct CommandHandler: Sendable {
+    let context: ServiceContext
+    let subscriber: RedisSubscriber
+    let access: ConversationAccess
+    let settings: GatewaySettings
+
+    func handle(_ message: WebSocketMessage, session: ClientSession) async {
+        guard case .text(let text) = message else {
+            session.send(.error(nil, code: .badFrame, message: "frames on /ws are JSON text"))
+            return
+        }
+        let command: ClientCommand
+        do {
+            command = try JSONDecoder().decode(ClientCommand.self, from: Data(text.utf8))
+        } catch {
+            session.send(.error(nil, code: .badFrame, message: "a frame is a JSON object {id, type, timestamp, data}"))
+            return
+        }
+        Counter(label: "sb_gateway_commands_total", dimensions: [("type", Self.metricType(command.type))]).increment()
+        do {
+            session.send(try await apply(command, session: session))
+        } catch let error as CommandError {
+            session.send(.error(command.id, code: error.code, message: error.message))
+        } catch {
+            context.logger.warning("command failed", metadata: ["command": "\(command.type)", "error": "\(error)"])
+            session.send(.error(command.id, code: .unavailable, message: "the command could not be completed; retry"))
+        }
+    }
+
+    private func apply(_ command: ClientCommand, session: ClientSession) async throws -> ServerFrame {
+        switch command.type {
+        case ClientCommandType.ping:
+            let now = Clock.epochMilliseconds()
+            let sent = command.data?["timestamp"]?.intValue.map(Int64.init) ?? command.timestamp ?? now
+            return ServerFrame(
+                correlationId: command.id, type: "PONG",
+                data: ["timestamp": .number(Double(sent)), "serverTime": .number(Double(now)),
+                       "latency": .number(Double(max(0, now - sent)))])
+        case ClientCommandType.subscribeConversation:
+            let conversationID = try conversationID(of: command)
+            try await authorize(session, conversationID)
+            try await session.subscribe(to: .conversation(conversationID), using: subscriber)
+            return .ack(command.id, data: ["conversationId": .string(conversationID)])
+        case ClientCommandType.unsubscribeConversation:
+            let conversationID = try conversationID(of: command)
+            await session.unsubscribe(from: .conversation(conversationID), using: subscriber)
+            return .ack(command.id, data: ["conversationId": .string(conversationID)])
+        case ClientCommandType.sendMessage:
+            return try await sendMessage(command, session: session)
+        case ClientCommandType.typingStart, ClientCommandType.typingStop, ClientCommandType.requestRoleFocus:
+            throw CommandError(.unknownType, "\(command.type) is not supported by this gateway version")
+        default:
+            throw CommandError(.unknownType, "unknown command type \(command.type)")
+        }
+    }
+
+    private func sendMessage(_ command: ClientCommand, session: ClientSession) async throws -> ServerFrame {
+        let conversationID = try conversationID(of: command)
+        guard let content = command.data?["content"]?.stringValue, !content.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+        else { throw CommandError(.invalidArgument, "data.content must be a non-empty string") }
+        guard content.count <= settings.maxContentLength else {
+            throw CommandError(.contentTooLong, "content is \(content.count) characters; the limit is \(settings.maxContentLength)")
+        }
+        try await authorize(session, conversationID)
+        // Follow the conversation before the message leaves, so not one event of the reply is missed.
+        try await session.subscribe(to: .conversation(conversationID), using: subscriber)
+        let messageID = UUID().uuidString.lowercased()
+        let payload = ChatMessageSubmitted(
+            messageId: messageID, clientMessageId: command.id, conversationId: conversationID, userId: session.userID,
+            content: content, gateway: context.configuration.instanceID)
+        try await context.publish(context.envelope(payload, routingKey: conversationID), to: Topics.chatRequests)
+        return .ack(command.id, data: ["messageId": .string(messageID), "conversationId": .string(conversationID)])
+    }
+
+    private func conversationID(of command: ClientCommand) throws -> String {
+        guard let id = command.data?["conversationId"]?.stringValue, Self.isValidID(id) else {
+            throw CommandError(.invalidArgument, "data.conversationId must be 1-128 characters of letters, digits, '-', '_' or '.'")
+        }
+        return id
+    }
+
+    private func authorize(_ session: ClientSession, _ conversationID: String) async throws {
+        guard try await access.authorize(userID: session.userID, conversationID: conversationID) else {
+            throw CommandError(.permissionDenied, "conversation \(conversationID) belongs to another user")
+        }
+    }
+
+    static func isValidID(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 128
+            && id.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0) }
+    }
+
+    /// Unknown types are counted under one label so clients cannot grow the metric's cardinality.
+    static func metricType(_ type: String) -> String {
+        [ClientCommandType.ping, ClientCommandType.sendMessage, ClientCommandType.subscribeConversation,
+         ClientCommandType.unsubscribeConversation, ClientCommandType.typingStart, ClientCommandType.typingStop,
+         ClientCommandType.requestRoleFocus].contains(type) ? type : "other"
+    }
+}
+
+struct CommandError: Error {
+    var code: ErrorCode
+    var message: String
+
+    init(_ code: ErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}

@@ -1,0 +1,42 @@
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+import SwitchboardContracts
+import SwitchboardKafka
+import SwitchboardRuntime
+
+/// Consumes every client-facing event and fans it out through Redis to the gateways.
+public enum Notifier {
+    public static func run(configuration: SwitchboardConfiguration) async throws {
+        let context = try await ServiceRunner.makeContext(configuration: configuration)
+        let publisher = ChannelPublisher(redis: context.redis)
+        try await publisher.prepare()
+        let consumer = try context.makeConsumer(group: ConsumerGroups.notifier, topics: [Topics.clientEvents])
+        let processor = KafkaEventProcessor(
+            consumer: consumer, deadLetterProducer: context.producer, logger: context.logger
+        ) { message in
+            try await handle(message, publisher: publisher)
+        }
+        try await ServiceRunner.run(context: context, services: [processor])
+    }
+
+    static func handle(_ message: KafkaConsumerMessage, publisher: ChannelPublisher) async throws {
+        let envelope = try EnvelopeCodec.decode(ClientEvent.self, from: message.value)
+        let event = envelope.payload
+        let frame = ServerFrame(
+            id: envelope.id.uuidString.lowercased(), type: event.frameType, timestamp: envelope.time / 1000,
+            data: event.data)
+        let frameJSON = try FrameEncoding.json(frame)
+        let outcome = try await publisher.publish(
+            eventID: envelope.id, channel: event.channel, frameJSON: frameJSON, ephemeral: event.ephemeral)
+        switch outcome {
+        case .published, .ephemeral:
+            Counter(label: "sb_notifier_published_total", dimensions: [("channel_kind", event.channel.kind.rawValue)])
+                .increment()
+            Timer(label: "sb_notifier_event_age_seconds").recordMicroseconds(Clock.epochMicroseconds() - envelope.time)
+        case .duplicate:
+            Counter(label: "sb_notifier_duplicates_total").increment()
+        }
+    }
+}

@@ -1,0 +1,170 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import Logging
+import SwitchboardContracts
+import SwitchboardKafka
+import SwitchboardRuntime
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Measure Switchboard (run against a release build).",
+        subcommands: [RoundTripBench.self, BusHopBench.self])
+}
+
+/// Latencies in microseconds, summarised from an HDR histogram.
+public struct LatencySummary: Sendable, CustomStringConvertible {
+    public var name: String
+    public var count: UInt64
+    public var p50: Double
+    public var p90: Double
+    public var p99: Double
+    public var max: Double
+
+    public init(name: String, histogram: Histogram<UInt64>) {
+        self.name = name
+        count = histogram.totalCount
+        p50 = Double(histogram.valueAtPercentile(50)) / 1000
+        p90 = Double(histogram.valueAtPercentile(90)) / 1000
+        p99 = Double(histogram.valueAtPercentile(99)) / 1000
+        max = Double(histogram.max) / 1000
+    }
+
+    public var description: String {
+        String(format: "%-28@ n=%-6llu p50=%8.2f ms  p90=%8.2f ms  p99=%8.2f ms  max=%8.2f ms", name as NSString, count, p50, p90, p99, max)
+    }
+}
+
+func microseconds(_ duration: Duration) -> UInt64 {
+    UInt64(max(0, duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000))
+}
+
+struct RoundTripBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "roundtrip",
+        abstract: "Send messages one at a time over the WebSocket and time send → first chunk and send → stream end.",
+        discussion: "Run the agent-worker with SWITCHBOARD_AGENT_TOKEN_RATE=0 and SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS=0 to time the platform rather than the offline engine's pacing.")
+
+    @Option(help: "The gateway's WebSocket URL.") var gateway = "ws://127.0.0.1:8080/ws"
+    @Option(help: "Messages to send.") var messages = 1000
+    @Option(help: "Messages sent first and not measured.") var warmup = 50
+    @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
+
+    func run() async throws {
+        let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
+        let token = try try await TokenAuthority(secret: secret).mint(user: "bench-\(UUID().uuidString.prefix(8))")
+        let result = try await Self.measure(gateway: gateway, token: token, messages: messages, warmup: warmup)
+        print("roundtrip over \(messages) messages (\(result.lost) without a complete stream)")
+        print(result.firstChunk)
+        print(result.streamEnd)
+    }
+
+    struct Result: Sendable {
+        var firstChunk: LatencySummary
+        var streamEnd: LatencySummary
+        var lost: Int
+    }
+
+    static func measure(gateway: String, token: String, messages: Int, warmup: Int) async throws -> Result {
+        let conversation = "bench-\(UUID().uuidString.lowercased())"
+        let outcome = try await ChatClient.withConnection(url: gateway, token: token) { client -> Result in
+            var firstChunk = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+            var streamEnd = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+            var lost = 0
+            for index in 0..<(warmup + messages) {
+                let commandID = "bench-\(index)"
+                let sentAt = ContinuousClock.now
+                client.send(
+                    ClientCommand(
+                        id: commandID, type: ClientCommandType.sendMessage,
+                        data: ["conversationId": .string(conversation), "content": .string("benchmark message \(index)")]))
+                var chunkAt: ContinuousClock.Instant?
+                var endAt: ContinuousClock.Instant?
+                while endAt == nil, let received = await client.frames.next(within: .seconds(10)) {
+                    switch received.frame.type {
+                    case FrameType.messageStreamChunk where chunkAt == nil: chunkAt = received.receivedAt
+                    case FrameType.messageStreamEnd: endAt = received.receivedAt
+                    case "ERROR": throw ValidationError("the gateway refused a message: \(received.frame.error?.message ?? "")")
+                    default: break
+                    }
+                }
+                guard let chunkAt, let endAt else {
+                    lost += 1
+                    continue
+                }
+                if index >= warmup {
+                    _ = firstChunk.record(microseconds(chunkAt - sentAt))
+                    _ = streamEnd.record(microseconds(endAt - sentAt))
+                }
+            }
+            return Result(
+                firstChunk: LatencySummary(name: "send → first chunk", histogram: firstChunk),
+                streamEnd: LatencySummary(name: "send → stream end", histogram: streamEnd), lost: lost)
+        }
+        guard let result = outcome.result else { throw ValidationError("the connection closed: \(String(describing: outcome.close))") }
+        return result
+    }
+}
+
+struct BusHopBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bus", abstract: "Time one bus hop: produce → consume through the broker, at a steady rate.")
+
+    @Option(help: "Kafka brokers (env SWITCHBOARD_KAFKA_BROKERS).") var brokers: String?
+    @Option(help: "Messages to send.") var messages = 2000
+    @Option(help: "Messages per second.") var rate = 1000
+
+    func run() async throws {
+        let brokers = try setting(brokers, environment: "KAFKA_BROKERS", default: "127.0.0.1:9092")
+        let summary = try await Self.measure(brokers: brokers, messages: messages, rate: rate)
+        print("bus hop over \(messages) messages at \(rate)/s")
+        print(summary)
+    }
+
+    static func measure(brokers: String, messages: Int, rate: Int) async throws -> LatencySummary {
+        var logger = Logger(label: "switchboard.bench")
+        logger.logLevel = .warning
+        let topic = "sb.bench.\(UUID().uuidString.prefix(8).lowercased())"
+        let client = KafkaClientConfiguration(bootstrapServers: brokers, clientID: "switchboard-bench")
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client), logger: logger)
+        try await producer.createTopics([(name: topic, partitions: 1)])
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(client: client, groupID: "sb-bench-\(UUID().uuidString)"),
+            topics: [topic], logger: logger)
+        // Wait for the assignment, then prime the partition so the consumer's first fetch is done.
+        var iterator = consumer.partitions.makeAsyncIterator()
+        guard let partition = await iterator.next() else { throw ValidationError("no partition assigned") }
+        let summary = try await withThrowingTaskGroup(of: LatencySummary?.self) { group in
+            group.addTask {
+                var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+                var received = 0
+                for await message in partition {
+                    let sentMicros = Int64(String(decoding: message.value, as: UTF8.self)) ?? 0
+                    if sentMicros > 0 { _ = histogram.record(UInt64(max(0, Clock.epochMicroseconds() - sentMicros))) }
+                    received += 1
+                    if received == messages { break }
+                }
+                return LatencySummary(name: "produce → consume", histogram: histogram)
+            }
+            group.addTask {
+                let interval = Duration.nanoseconds(Int64(1e9 / Double(max(rate, 1))))
+                let clock = ContinuousClock()
+                var deadline = clock.now
+                for _ in 0..<messages {
+                    deadline = deadline.advanced(by: interval)
+                    try await clock.sleep(until: deadline)
+                    _ = try await producer.enqueue(
+                        KafkaOutgoingMessage(topic: topic, key: "bench", value: Array(String(Clock.epochMicroseconds()).utf8)))
+                }
+                return nil
+            }
+            var summary: LatencySummary?
+            for try await result in group { if let result { summary = result } }
+            return summary
+        }
+        await consumer.close()
+        await producer.shutdown()
+        guard let summary else { throw ValidationError("no measurement") }
+        return summary
+    }
+}

@@ -1,0 +1,201 @@
+import Foundation
+import HTTPTypes
+import HummingbirdWSClient
+import Logging
+import NIOCore
+import Synchronization
+import SwitchboardContracts
+
+/// A chat-centre WebSocket client for the CLI, benchmarks and tests: send commands, read frames.
+public struct ChatClient: Sendable {
+    public struct ConnectionError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    private let outbound: AsyncStream<String>.Continuation
+    /// Every frame the server sent, decoded, in order, stamped with its arrival time.
+    public let frames: FrameInbox
+
+    fileprivate init(outbound: AsyncStream<String>.Continuation, frames: FrameInbox) {
+        self.outbound = outbound
+        self.frames = frames
+    }
+
+    public func send(_ command: ClientCommand) {
+        guard let data = try? JSONEncoder().encode(command) else { return }
+        outbound.yield(String(decoding: data, as: UTF8.self))
+    }
+
+    /// Sends raw text, malformed or not.
+    public func sendRaw(_ text: String) {
+        outbound.yield(text)
+    }
+
+    public func close() {
+        outbound.finish()
+    }
+
+    /// Connects to `url` with `token` (sent as `Authorization: Bearer`), runs `body`, then closes.
+    /// Returns the server's close frame, if it sent one.
+    @discardableResult
+    public static func withConnection<T: Sendable>(
+        url: String, token: String?, logger: Logger = Logger(label: "switchboard.client"),
+        _ body: @escaping @Sendable (ChatClient) async throws -> T
+    ) async throws -> (result: T?, close: WebSocketCloseFrame?) {
+        let (outboundStream, outbound) = AsyncStream.makeStream(of: String.self)
+        let frames = FrameInbox()
+        let client = ChatClient(outbound: outbound, frames: frames)
+        var headers = HTTPFields()
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        let result = ResultBox<T>()
+        let closeFrame = try await WebSocketClient.connect(
+            url: url, configuration: .init(maxFrameSize: 1 << 20, additionalHeaders: headers), logger: logger
+        ) { inbound, writer, _ in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for try await message in inbound.messages(maxSize: 1 << 22) {
+                        guard case .text(let text) = message,
+                            let frame = try? JSONDecoder().decode(ServerFrame.self, from: Data(text.utf8))
+                        else { continue }
+                        frames.push(frame)
+                    }
+                    frames.finish()
+                }
+                group.addTask {
+                    for await text in outboundStream {
+                        try await writer.write(.text(text))
+                    }
+                }
+                group.addTask {
+                    defer { outbound.finish() }
+                    result.set(try await body(client))
+                }
+                // The body's end (or the server's close) ends the connection.
+                try await group.next()
+                group.cancelAll()
+            }
+        }
+        frames.finish()
+        return (result.get(), closeFrame)
+    }
+}
+
+private final class ResultBox<T: Sendable>: @unchecked Sendable {
+    // Written once by the body's task before the group ends, read after: ordered by the group's join.
+    private var value: T?
+    func set(_ value: T) { self.value = value }
+    func get() -> T? { value }
+}
+
+/// Received frames, waited for one at a time with a timeout. Unlike an AsyncStream, giving up on a wait
+/// does not end the sequence.
+public final class FrameInbox: Sendable {
+    public struct Received: Sendable {
+        public var frame: ServerFrame
+        /// ContinuousClock instant of arrival, for latency measurements.
+        public var receivedAt: ContinuousClock.Instant
+    }
+
+    private struct State {
+        var buffer: [Received] = []
+        var head = 0
+        var waiter: CheckedContinuation<Received?, Never>?
+        var finished = false
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    func push(_ frame: ServerFrame) {
+        let received = Received(frame: frame, receivedAt: .now)
+        let waiter = state.withLock { state -> CheckedContinuation<Received?, Never>? in
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return waiter
+            }
+            state.buffer.append(received)
+            return nil
+        }
+        waiter?.resume(returning: received)
+    }
+
+    func finish() {
+        let waiter = state.withLock { state in
+            state.finished = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    private func unshift(_ received: Received) {
+        state.withLock { state in
+            if state.head > 0 {
+                state.head -= 1
+                state.buffer[state.head] = received
+            } else {
+                state.buffer.insert(received, at: 0)
+            }
+        }
+    }
+
+    /// The next frame, or nil when none arrives within `timeout` or the connection closed.
+    public func next(within timeout: Duration) async -> Received? {
+        let result: (Received?, Received?) = await withTaskGroup(of: Received?.self) { group in
+            group.addTask { await self.waitNext() }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            var late: Received?
+            for await other in group where other != nil { late = other }
+            return (first, late)
+        }
+        if let frame = result.0 { return frame }
+        // The wait won the race with the timer after all: keep its frame for the next call.
+        if let late = result.1 { unshift(late) }
+        return nil
+    }
+
+    /// The next frame satisfying `predicate`, skipping others; nil on timeout.
+    public func first(within timeout: Duration, where predicate: (ServerFrame) -> Bool) async -> Received? {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            guard let received = await next(within: deadline - .now) else { return nil }
+            if predicate(received.frame) { return received }
+        }
+        return nil
+    }
+
+    private func waitNext() async -> Received? {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let ready = state.withLock { state -> Received?? in
+                    if state.head < state.buffer.count {
+                        defer {
+                            state.head += 1
+                            if state.head == state.buffer.count {
+                                state.buffer.removeAll(keepingCapacity: true)
+                                state.head = 0
+                            }
+                        }
+                        return .some(state.buffer[state.head])
+                    }
+                    if state.finished || Task.isCancelled { return .some(nil) }
+                    state.waiter = continuation
+                    return .none
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state in
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume(returning: nil)
+        }
+    }
+}

@@ -1,0 +1,124 @@
+/// A user message accepted by a gateway.
+public struct ChatMessageSubmitted: EventPayload, Equatable {
+    public static let eventType = "chat.message.submitted"
+
+    /// Server-assigned id of the user's message.
+    public var messageId: String
+    /// The id of the client's command, used to de-duplicate retries.
+    public var clientMessageId: String
+    public var conversationId: String
+    public var userId: String
+    public var content: String
+    /// The gateway instance that accepted the message.
+    public var gateway: String
+
+    public init(
+        messageId: String, clientMessageId: String, conversationId: String, userId: String, content: String,
+        gateway: String
+    ) {
+        self.messageId = messageId
+        self.clientMessageId = clientMessageId
+        self.conversationId = conversationId
+        self.userId = userId
+        self.content = content
+        self.gateway = gateway
+    }
+}
+
+/// Work for one AI role: generate a reply and stream it to the conversation.
+public struct AgentTaskRequested: EventPayload, Equatable {
+    public static let eventType = "agent.task.requested"
+
+    public var taskId: String
+    public var conversationId: String
+    public var userId: String
+    /// The id of the assistant message the tokens belong to.
+    public var replyMessageId: String
+    /// The user's message this task answers.
+    public var inReplyTo: String
+    public var role: String
+    public var prompt: String
+
+    public init(
+        taskId: String, conversationId: String, userId: String, replyMessageId: String, inReplyTo: String,
+        role: String, prompt: String
+    ) {
+        self.taskId = taskId
+        self.conversationId = conversationId
+        self.userId = userId
+        self.replyMessageId = replyMessageId
+        self.inReplyTo = inReplyTo
+        self.role = role
+        self.prompt = prompt
+    }
+}
+
+/// Where a client-facing event is delivered.
+public struct Channel: Hashable, Sendable, Codable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Codable, CaseIterable {
+        case conversation, user, roles, system
+    }
+
+    public var kind: Kind
+    public var id: String
+
+    public init(_ kind: Kind, _ id: String) {
+        self.kind = kind
+        self.id = id
+    }
+
+    public static func conversation(_ id: String) -> Channel { Channel(.conversation, id) }
+    public static func user(_ id: String) -> Channel { Channel(.user, id) }
+    public static let system = Channel(.system, "all")
+
+    public var description: String { "\(kind.rawValue):\(id)" }
+
+    public init?(_ string: String) {
+        guard let colon = string.firstIndex(of: ":"), let kind = Kind(rawValue: String(string[..<colon])) else {
+            return nil
+        }
+        let id = String(string[string.index(after: colon)...])
+        guard !id.isEmpty else { return nil }
+        self.init(kind, id)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let string = try decoder.singleValueContainer().decode(String.self)
+        guard let channel = Channel(string) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "bad channel \(string)"))
+        }
+        self = channel
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}
+
+/// Anything a client should see. The notifier publishes it to its channel without knowing its shape;
+/// the gateway writes it to the channel's sockets as a frame of type `frameType`.
+public struct ClientEvent: EventPayload, Equatable {
+    public static let eventType = "client.event"
+
+    public var channel: Channel
+    /// The frame type the client sees (MESSAGE_STREAM_CHUNK, ROLE_STATUS_CHANGE…).
+    public var frameType: String
+    public var data: JSONValue
+    /// Ephemeral events (typing, presence) are delivered live and never stored for recovery.
+    public var ephemeral: Bool
+
+    public init(channel: Channel, frameType: String, data: JSONValue, ephemeral: Bool = false) {
+        self.channel = channel
+        self.frameType = frameType
+        self.data = data
+        self.ephemeral = ephemeral
+    }
+}
+
+/// Client frame types (seed 000) that the services emit.
+public enum FrameType {
+    public static let messageStreamStart = "MESSAGE_STREAM_START"
+    public static let messageStreamChunk = "MESSAGE_STREAM_CHUNK"
+    public static let messageStreamEnd = "MESSAGE_STREAM_END"
+}

@@ -1,0 +1,55 @@
+/// A Kafka topic of Switchboard and what flows through it.
+public struct TopicSpec: Sendable, Hashable {
+    public var name: String
+    public var partitions: Int
+    public var purpose: String
+
+    public init(name: String, partitions: Int, purpose: String) {
+        self.name = name
+        self.partitions = partitions
+        self.purpose = purpose
+    }
+
+    /// Where a message that its handler can never accept goes, with the error in its headers.
+    public var deadLetter: TopicSpec {
+        TopicSpec(name: name + ".dlq", partitions: 1, purpose: "dead letters of \(name)")
+    }
+}
+
+/// The one place topic names and partition counts live (docs/topics.md mirrors this table).
+/// Every message's key is its routing key, so all events of one conversation, device session or
+/// workflow run stay on one partition and in order.
+public enum Topics {
+    public static let chatRequests = TopicSpec(
+        name: "sb.chat.requests", partitions: 8,
+        purpose: "user messages accepted by a gateway; consumed by the orchestrator")
+    public static let agentTasks = TopicSpec(
+        name: "sb.agent.tasks", partitions: 8,
+        purpose: "work for one AI role; consumed by agent-workers")
+    public static let clientEvents = TopicSpec(
+        name: "sb.client.events", partitions: 8,
+        purpose: "everything a client should see; consumed by the notifier, which fans out through Redis")
+    public static let voiceUplink = TopicSpec(
+        name: "sb.voice.uplink", partitions: 8,
+        purpose: "device audio and listen commands keyed by device session; consumed by voice-workers")
+    public static let workflowCommands = TopicSpec(
+        name: "sb.workflow.commands", partitions: 8,
+        purpose: "workflow runs and their controls keyed by run id; consumed by workflow-runners")
+
+    public static let all: [TopicSpec] = [chatRequests, agentTasks, clientEvents, voiceUplink, workflowCommands]
+}
+
+/// Kafka consumer group ids: every instance of a worker kind joins its kind's group.
+public enum ConsumerGroups {
+    public static let orchestrator = "sb-orchestrator"
+    public static let agentWorker = "sb-agent-worker"
+    public static let notifier = "sb-notifier"
+    public static let voiceWorker = "sb-voice-worker"
+    public static let workflowRunner = "sb-workflow-runner"
+}
+
+/// Kafka header names that repeat envelope fields so tools can filter without parsing JSON.
+public enum BusHeaders {
+    public static let type = "sb-type"
+    public static let traceparent = "traceparent"
+}

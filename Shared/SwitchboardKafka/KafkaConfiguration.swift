@@ -1,0 +1,83 @@
+/// Settings shared by producers and consumers.
+public struct KafkaClientConfiguration: Sendable {
+    /// Comma-separated host:port list.
+    public var bootstrapServers: String = "127.0.0.1:9092"
+    public var clientID: String = "switchboard"
+    /// Extra librdkafka properties, applied last (see librdkafka's CONFIGURATION.md).
+    public var extraProperties: [String: String] = [:]
+
+    public init(bootstrapServers: String = "127.0.0.1:9092", clientID: String = "switchboard") {
+        self.bootstrapServers = bootstrapServers
+        self.clientID = clientID
+    }
+}
+
+public struct KafkaProducerConfiguration: Sendable {
+    public var client: KafkaClientConfiguration
+    /// How long librdkafka waits to fill a batch. Small: this bus carries tokens a user is watching.
+    public var lingerMilliseconds: Int = 1
+    /// How long a message may wait for delivery before its report is a failure.
+    public var messageTimeoutMilliseconds: Int = 30_000
+
+    public init(client: KafkaClientConfiguration) {
+        self.client = client
+    }
+
+    /// The librdkafka form: idempotent, acks=all, so a retried send never duplicates or reorders.
+    var properties: [String: String] {
+        var properties: [String: String] = [
+            "bootstrap.servers": client.bootstrapServers,
+            "client.id": client.clientID,
+            "enable.idempotence": "true",
+            "acks": "all",
+            "linger.ms": String(lingerMilliseconds),
+            "message.timeout.ms": String(messageTimeoutMilliseconds),
+            "socket.nagle.disable": "true",
+            "topic.metadata.refresh.interval.ms": "10000",
+        ]
+        properties.merge(client.extraProperties) { _, extra in extra }
+        return properties
+    }
+}
+
+public struct KafkaConsumerConfiguration: Sendable {
+    public var client: KafkaClientConfiguration
+    public var groupID: String
+    /// Buffered messages per partition above which the partition is paused until the handler catches up.
+    public var maxBufferedMessagesPerPartition: Int = 1000
+    public var sessionTimeoutMilliseconds: Int = 10_000
+    public var heartbeatIntervalMilliseconds: Int = 1_000
+    /// How long a fetch waits at the broker for new data: the floor of bus latency when idle.
+    public var fetchWaitMaxMilliseconds: Int = 10
+    public var autoCommitIntervalMilliseconds: Int = 250
+    /// Where a group with no committed offset starts: the oldest message (services: nothing is missed)
+    /// or the newest (operators tailing a topic).
+    public var startFromLatest = false
+
+    public init(client: KafkaClientConfiguration, groupID: String) {
+        self.client = client
+        self.groupID = groupID
+    }
+
+    /// Auto-commit commits only offsets the application stored, and it stores one only after its handler
+    /// succeeded: at-least-once without a commit round trip per message.
+    var properties: [String: String] {
+        var properties: [String: String] = [
+            "bootstrap.servers": client.bootstrapServers,
+            "client.id": client.clientID,
+            "group.id": groupID,
+            "enable.auto.commit": "true",
+            "enable.auto.offset.store": "false",
+            "auto.commit.interval.ms": String(autoCommitIntervalMilliseconds),
+            "auto.offset.reset": startFromLatest ? "latest" : "earliest",
+            "session.timeout.ms": String(sessionTimeoutMilliseconds),
+            "heartbeat.interval.ms": String(heartbeatIntervalMilliseconds),
+            "fetch.wait.max.ms": String(fetchWaitMaxMilliseconds),
+            "fetch.error.backoff.ms": "50",
+            "socket.nagle.disable": "true",
+            "topic.metadata.refresh.interval.ms": "10000",
+        ]
+        properties.merge(client.extraProperties) { _, extra in extra }
+        return properties
+    }
+}

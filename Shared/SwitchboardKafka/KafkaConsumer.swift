@@ -1,0 +1,297 @@
+import Logging
+import Metrics
+import Synchronization
+
+/// A member of a consumer group. Each partition assigned to it arrives on `partitions` as an
+/// AsyncSequence of its messages, in order, and finishes when the partition is revoked; the
+/// sequence of partitions finishes when the consumer stops.
+///
+/// Nothing is committed until `markProcessed` says a message was handled (at-least-once); a
+/// partition whose handler falls behind is paused at the broker instead of buffering without bound.
+public final class KafkaConsumer: Sendable {
+    private struct State {
+        var buffers: [TopicPartition: PartitionBuffer] = [:]
+        var hasJoined = false
+        var stopDelivering = false
+        var closeRequested = false
+    }
+
+    private let client: RDKafkaClient
+    private let configuration: KafkaConsumerConfiguration
+    private let state = Mutex(State())
+    private let pollThread = Mutex<DedicatedThread?>(nil)
+    private let partitionContinuation: AsyncStream<KafkaPartitionStream>.Continuation
+    private let logger: Logger
+    private let pausedGauge: Meter
+    private let revokedCounter: Counter
+
+    /// One element per partition assignment.
+    public let partitions: AsyncStream<KafkaPartitionStream>
+
+    public init(configuration: KafkaConsumerConfiguration, topics: [String], logger: Logger) throws {
+        var logger = logger
+        logger[metadataKey: "kafka.group"] = "\(configuration.groupID)"
+        self.logger = logger
+        self.configuration = configuration
+        self.client = try RDKafkaClient.make(kind: .consumer, properties: configuration.properties, logger: logger)
+        (partitions, partitionContinuation) = AsyncStream.makeStream(of: KafkaPartitionStream.self)
+        pausedGauge = Meter(label: "sb_kafka_paused_partitions", dimensions: [("group", configuration.groupID)])
+        revokedCounter = Counter(label: "sb_kafka_partitions_revoked_total", dimensions: [("group", configuration.groupID)])
+        do {
+            try client.subscribe(topics: topics)
+        } catch {
+            client.destroy()
+            throw error
+        }
+        let thread = DedicatedThread(name: "kafka-consumer-poll") { [self] in pollLoop() }
+        pollThread.withLock { $0 = thread }
+    }
+
+    /// True once the group assigned this member its partitions (possibly none, when the group has more
+    /// members than partitions). Readiness probes use it.
+    public var hasJoinedGroup: Bool { state.withLock { $0.hasJoined } }
+
+    public var assignedPartitions: [TopicPartition] {
+        state.withLock { Array($0.buffers.keys) }.sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }
+    }
+
+    /// Records that `message` and everything before it on its partition were handled; the offset is
+    /// committed with the next auto-commit or at close.
+    public func markProcessed(_ message: KafkaConsumerMessage) throws {
+        try client.storeOffset(message.topicPartition, nextOffset: message.offset + 1)
+    }
+
+    /// Stops handing out messages: every partition sequence finishes after its buffered messages are
+    /// dropped (they are re-read by whoever owns the partition next). Call before `close`.
+    public func stopDelivering() {
+        let buffers = state.withLock { state in
+            state.stopDelivering = true
+            return Array(state.buffers.values)
+        }
+        buffers.forEach { $0.finish() }
+        partitionContinuation.finish()
+    }
+
+    /// Commits what was marked processed, leaves the group and releases the client.
+    public func close() async {
+        stopDelivering()
+        state.withLock { $0.closeRequested = true }
+        await pollThread.withLock { $0 }?.join()
+    }
+
+    // MARK: Polling thread
+
+    private func pollLoop() {
+        var closing = false
+        while true {
+            if !closing && state.withLock({ $0.closeRequested }) {
+                closing = true
+                if let error = client.commitStoredOffsets() {
+                    logger.warning("final commit failed", metadata: ["error": "\(error)"])
+                }
+                client.beginClose()
+            }
+            if closing && client.isClosed { break }
+            guard let event = client.poll(timeoutMilliseconds: 50) else { continue }
+            handle(event)
+        }
+        client.destroy()
+        logger.debug("consumer closed")
+    }
+
+    private func handle(_ event: RDKafkaClient.Event) {
+        switch event {
+        case .messages(let messages):
+            deliver(messages)
+        case .assign(let assigned):
+            let (newStreams, stopped) = state.withLock { state -> ([KafkaPartitionStream], Bool) in
+                state.hasJoined = true
+                guard !state.stopDelivering else { return ([], true) }
+                var streams: [KafkaPartitionStream] = []
+                for partition in assigned where state.buffers[partition] == nil {
+                    let buffer = PartitionBuffer(
+                        partition: partition, highWatermark: configuration.maxBufferedMessagesPerPartition)
+                    state.buffers[partition] = buffer
+                    streams.append(KafkaPartitionStream(partition: partition, buffer: buffer, consumer: self))
+                }
+                return (streams, false)
+            }
+            client.assign(assigned)
+            logger.info("partitions assigned", metadata: ["kafka.partitions": "\(assigned.map(\.description))"])
+            if !stopped { newStreams.forEach { partitionContinuation.yield($0) } }
+        case .revoke(let revoked):
+            let buffers = state.withLock { state in revoked.compactMap { state.buffers.removeValue(forKey: $0) } }
+            buffers.forEach { $0.finish() }
+            revokedCounter.increment(by: Int64(revoked.count))
+            if let error = client.commitStoredOffsets() {
+                logger.warning("commit before revoke failed", metadata: ["error": "\(error)"])
+            }
+            client.unassign(revoked)
+            logger.info("partitions revoked", metadata: ["kafka.partitions": "\(revoked.map(\.description))"])
+        case .fetchError(let error):
+            logger.warning("fetch error", metadata: ["error": "\(error)"])
+        case .error(let error, let fatal):
+            if fatal {
+                logger.critical("fatal consumer error", metadata: ["error": "\(error)"])
+            } else {
+                logger.debug("consumer error", metadata: ["error": "\(error)"])
+            }
+        case .log(let level, let facility, let message):
+            logLibrdkafka(logger, level: level, facility: facility, message: message)
+        case .offsetCommit(let error):
+            if let error { logger.debug("offset commit failed", metadata: ["error": "\(error)"]) }
+        case .deliveryReports:
+            break
+        }
+    }
+
+    private func deliver(_ messages: [KafkaConsumerMessage]) {
+        var index = 0
+        while index < messages.count {
+            // Messages of one fetch event come grouped by partition.
+            let partition = messages[index].topicPartition
+            var end = index
+            while end < messages.count && messages[end].topicPartition == partition { end += 1 }
+            let buffer = state.withLock { $0.buffers[partition] }
+            if let buffer, buffer.push(messages[index..<end]) == .pause {
+                client.pause([partition])
+                pausedGauge.increment()
+            }
+            index = end
+        }
+    }
+
+    fileprivate func resume(_ partition: TopicPartition) {
+        client.resume([partition])
+        pausedGauge.decrement()
+    }
+}
+
+/// The messages of one assigned partition, in offset order. Finishes when the partition is revoked or
+/// the consumer stops.
+public struct KafkaPartitionStream: AsyncSequence, Sendable {
+    public typealias Element = KafkaConsumerMessage
+    public let partition: TopicPartition
+    fileprivate let buffer: PartitionBuffer
+    fileprivate let consumer: KafkaConsumer
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        fileprivate let buffer: PartitionBuffer
+        fileprivate let consumer: KafkaConsumer
+
+        public mutating func next() async -> KafkaConsumerMessage? {
+            let (message, shouldResume) = await buffer.next()
+            if shouldResume { consumer.resume(buffer.partition) }
+            return message
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(buffer: buffer, consumer: consumer) }
+}
+
+/// The bounded hand-over between the polling thread and one partition's handler task.
+final class PartitionBuffer: Sendable {
+    enum PushResult { case keepFetching, pause }
+
+    private struct State {
+        var messages = FIFO<KafkaConsumerMessage>()
+        var waiter: CheckedContinuation<KafkaConsumerMessage?, Never>?
+        var paused = false
+        var finished = false
+    }
+
+    let partition: TopicPartition
+    private let highWatermark: Int
+    private let state = Mutex(State())
+
+    init(partition: TopicPartition, highWatermark: Int) {
+        self.partition = partition
+        self.highWatermark = max(1, highWatermark)
+    }
+
+    func push(_ messages: ArraySlice<KafkaConsumerMessage>) -> PushResult {
+        var messages = messages
+        let (waiter, first, result) = state.withLock { state -> (CheckedContinuation<KafkaConsumerMessage?, Never>?, KafkaConsumerMessage?, PushResult) in
+            guard !state.finished else { return (nil, nil, .keepFetching) }
+            var waiter: CheckedContinuation<KafkaConsumerMessage?, Never>?
+            var first: KafkaConsumerMessage?
+            if let pending = state.waiter, let head = messages.popFirst() {
+                waiter = pending
+                first = head
+                state.waiter = nil
+            }
+            for message in messages { state.messages.append(message) }
+            if !state.paused && state.messages.count >= highWatermark {
+                state.paused = true
+                return (waiter, first, .pause)
+            }
+            return (waiter, first, .keepFetching)
+        }
+        if let waiter { waiter.resume(returning: first) }
+        return result
+    }
+
+    /// The next message, and whether the partition should now be resumed.
+    func next() async -> (KafkaConsumerMessage?, Bool) {
+        enum Immediate { case message(KafkaConsumerMessage?, resume: Bool), wait }
+        let immediate = state.withLock { state -> Immediate in
+            if let message = state.messages.popFirst() {
+                var resume = false
+                if state.paused && state.messages.count <= highWatermark / 2 {
+                    state.paused = false
+                    resume = true
+                }
+                return .message(message, resume: resume)
+            }
+            return state.finished ? .message(nil, resume: false) : .wait
+        }
+        switch immediate {
+        case .message(let message, let resume):
+            return (message, resume)
+        case .wait:
+            let message = await withCheckedContinuation { continuation in
+                // A push may have landed between the first look and now.
+                let ready = state.withLock { state -> KafkaConsumerMessage?? in
+                    if let message = state.messages.popFirst() { return .some(message) }
+                    if state.finished { return .some(nil) }
+                    state.waiter = continuation
+                    return .none
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
+            return (message, false)
+        }
+    }
+
+    func finish() {
+        let waiter = state.withLock { state in
+            state.finished = true
+            state.messages = FIFO()
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+}
+
+/// A queue with O(1) amortised append and pop.
+struct FIFO<Element> {
+    private var storage: [Element] = []
+    private var head = 0
+
+    var count: Int { storage.count - head }
+    var isEmpty: Bool { count == 0 }
+
+    mutating func append(_ element: Element) { storage.append(element) }
+
+    mutating func popFirst() -> Element? {
+        guard head < storage.count else { return nil }
+        let element = storage[head]
+        head += 1
+        if head > 64 && head * 2 > storage.count {
+            storage.removeFirst(head)
+            head = 0
+        }
+        return element
+    }
+}

@@ -1,0 +1,179 @@
+import Logging
+import Metrics
+import Synchronization
+
+/// An idempotent producer (acks=all) whose sends can be awaited until the broker has the message.
+public final class KafkaProducer: Sendable {
+    private struct State {
+        var nextToken: UInt = 1
+        var pending: [UInt: DeliveryFuture] = [:]
+        var stopping = false
+    }
+
+    private let client: RDKafkaClient
+    private let state = Mutex(State())
+    private let pollThread: Mutex<DedicatedThread?> = Mutex(nil)
+    private let logger: Logger
+    private let sent = Counter(label: "sb_kafka_produced_total")
+    private let failed = Counter(label: "sb_kafka_produce_failures_total")
+
+    public init(configuration: KafkaProducerConfiguration, logger: Logger) throws {
+        var logger = logger
+        logger[metadataKey: "kafka.client"] = "\(configuration.client.clientID)"
+        self.logger = logger
+        self.client = try RDKafkaClient.make(kind: .producer, properties: configuration.properties, logger: logger)
+        let thread = DedicatedThread(name: "kafka-producer-poll") { [self] in pollLoop() }
+        pollThread.withLock { $0 = thread }
+    }
+
+    /// Sends a message and returns once the broker acknowledged it (or throws its delivery error).
+    public func send(_ message: KafkaOutgoingMessage) async throws -> DeliveryReport {
+        try await enqueue(message).report()
+    }
+
+    /// Hands a message to librdkafka and returns at once with a future of its delivery report.
+    /// Messages enqueued one after another by one caller keep that order on their partition (the
+    /// producer is idempotent), so a stream of tokens need not wait for each acknowledgement.
+    public func enqueue(_ message: KafkaOutgoingMessage) async throws -> DeliveryFuture {
+        var attempt = 0
+        while true {
+            do {
+                return try enqueueOnce(message)
+            } catch let error as KafkaError where error.code == .queueFull && attempt < 2000 {
+                // librdkafka's local queue is full: give the broker a moment to drain it.
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
+    }
+
+    private func enqueueOnce(_ message: KafkaOutgoingMessage) throws -> DeliveryFuture {
+        let future = DeliveryFuture()
+        let token: UInt = try state.withLock { state in
+            guard !state.stopping else { throw KafkaError(.shutdown, "the producer is shutting down") }
+            let token = state.nextToken
+            state.nextToken &+= 1
+            state.pending[token] = future
+            return token
+        }
+        do {
+            try client.produce(
+                topic: message.topic, key: message.key, value: message.value, headers: message.headers, token: token)
+        } catch {
+            _ = state.withLock { $0.pending.removeValue(forKey: token) }
+            throw error
+        }
+        return future
+    }
+
+    /// Creates the topics that are missing (Admin API); existing ones are left as they are.
+    public func createTopics(_ topics: [(name: String, partitions: Int)], timeout: Duration = .seconds(10)) async throws {
+        let client = self.client
+        let milliseconds = Int32(timeout.components.seconds * 1000)
+        try await runBlocking(name: "kafka-admin") {
+            try client.createTopics(topics, timeoutMilliseconds: milliseconds)
+        }
+    }
+
+    /// The partition count of each existing topic among `topics`.
+    public func partitionCounts(of topics: [String]) async throws -> [String: Int] {
+        let client = self.client
+        return try await runBlocking(name: "kafka-metadata") {
+            try client.partitionCounts(of: topics, timeoutMilliseconds: 5000)
+        }
+    }
+
+    /// Delivers what is queued (up to `timeout`), then releases the client. Sends after this fail.
+    public func shutdown(timeout: Duration = .seconds(10)) async {
+        let alreadyStopping = state.withLock { state in
+            defer { state.stopping = true }
+            return state.stopping
+        }
+        guard !alreadyStopping else {
+            await pollThread.withLock { $0 }?.join()
+            return
+        }
+        let client = self.client
+        let milliseconds = Int32(timeout.components.seconds * 1000)
+        let flushed = (try? await runBlocking(name: "kafka-flush") { client.flush(timeoutMilliseconds: milliseconds) }) ?? false
+        if !flushed {
+            logger.warning("producer shut down with undelivered messages", metadata: ["kafka.outstanding": "\(client.outstandingMessages())"])
+        }
+        await pollThread.withLock { $0 }?.join()
+    }
+
+    private func pollLoop() {
+        while true {
+            let stopping = state.withLock { $0.stopping && $0.pending.isEmpty }
+            if stopping && client.outstandingMessages() == 0 { break }
+            guard let event = client.poll(timeoutMilliseconds: 50) else {
+                // Still stopping after a flush timeout: fail what is left rather than wait forever.
+                if state.withLock({ $0.stopping }) && client.outstandingMessages() == 0 { break }
+                continue
+            }
+            handle(event)
+        }
+        let leftovers = state.withLock { state in
+            defer { state.pending = [:] }
+            return state.pending
+        }
+        for future in leftovers.values {
+            future.complete(.failure(KafkaError(.shutdown, "the producer shut down before delivery")))
+        }
+        client.destroy()
+    }
+
+    private func handle(_ event: RDKafkaClient.Event) {
+        switch event {
+        case .deliveryReports(let outcomes):
+            for outcome in outcomes {
+                let future = state.withLock { $0.pending.removeValue(forKey: outcome.token) }
+                switch outcome.result {
+                case .success: sent.increment()
+                case .failure: failed.increment()
+                }
+                future?.complete(outcome.result)
+            }
+        case .error(let error, let fatal):
+            if fatal {
+                logger.critical("fatal producer error", metadata: ["error": "\(error)"])
+            } else {
+                logger.warning("producer error", metadata: ["error": "\(error)"])
+            }
+        case .log(let level, let facility, let message):
+            logLibrdkafka(logger, level: level, facility: facility, message: message)
+        default:
+            break
+        }
+    }
+}
+
+func logLibrdkafka(_ logger: Logger, level: Int32, facility: String, message: String) {
+    // syslog levels: 0-3 errors, 4 warning, 5-6 notice/info, 7 debug.
+    let swiftLevel: Logger.Level = level <= 3 ? .error : level == 4 ? .warning : level <= 6 ? .info : .debug
+    logger.log(level: swiftLevel, "librdkafka: \(message)", metadata: ["kafka.facility": "\(facility)"])
+}
+
+/// The delivery report of an enqueued message, to await when the caller needs it.
+public final class DeliveryFuture: Sendable {
+    private let state = Mutex<(result: Result<DeliveryReport, KafkaError>?, waiters: [CheckedContinuation<DeliveryReport, any Error>])>((nil, []))
+
+    func complete(_ result: Result<DeliveryReport, KafkaError>) {
+        let waiters = state.withLock { state in
+            state.result = result
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(with: result.mapError { $0 as any Error }) }
+    }
+
+    public func report() async throws -> DeliveryReport {
+        try await withCheckedThrowingContinuation { continuation in
+            let result = state.withLock { state in
+                if state.result == nil { state.waiters.append(continuation) }
+                return state.result
+            }
+            if let result { continuation.resume(with: result.mapError { $0 as any Error }) }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import NIOCore
+import NIOPosix
+
+/// Where a Redis server is: `redis://host:port[/db]`.
+public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var database: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 6379, database: Int = 0) {
+        self.host = host
+        self.port = port
+        self.database = database
+    }
+
+    public init?(url: String) {
+        guard url.hasPrefix("redis://") else { return nil }
+        var rest = url.dropFirst("redis://".count)
+        var database = 0
+        if let slash = rest.firstIndex(of: "/") {
+            guard let parsed = Int(rest[rest.index(after: slash)...]) ?? (rest[rest.index(after: slash)...].isEmpty ? 0 : nil)
+            else { return nil }
+            database = parsed
+            rest = rest[..<slash]
+        }
+        if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
+        let parts = rest.split(separator: ":", omittingEmptySubsequences: false)
+        guard let host = parts.first, !host.isEmpty else { return nil }
+        let port = parts.count > 1 ? Int(parts[1]) : 6379
+        guard let port else { return nil }
+        self.init(host: String(host), port: port, database: database)
+    }
+
+    public var description: String { "redis://\(host):\(port)/\(database)" }
+}
+
+/// One TCP connection to Redis. Commands written without awaiting each other are pipelined.
+final class RedisConnection: Sendable {
+    let channel: any Channel
+
+    private init(channel: any Channel) {
+        self.channel = channel
+    }
+
+    static func connect(
+        to endpoint: RedisEndpoint, group: any EventLoopGroup,
+        onPush: (@Sendable (_ channel: [UInt8], _ message: [UInt8]) -> Void)? = nil
+    ) async throws -> RedisConnection {
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connectTimeout(.seconds(2))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(RedisChannelHandler(onPush: onPush))
+                    }
+                }
+                .connect(host: endpoint.host, port: endpoint.port).get()
+        } catch {
+            throw RedisError(.connection, "cannot connect to \(endpoint): \(error)")
+        }
+        let connection = RedisConnection(channel: channel)
+        if endpoint.database != 0 {
+            _ = try await connection.send(["SELECT", RedisArgument(endpoint.database)])
+        }
+        return connection
+    }
+
+    var isActive: Bool { channel.isActive }
+
+    func send(_ arguments: [RedisArgument]) async throws -> RESPValue {
+        try await enqueue(arguments, flush: true).get()
+    }
+
+    /// Writes every command before flushing once, then awaits the replies in order.
+    func pipeline(_ commands: [[RedisArgument]]) async throws -> [RESPValue] {
+        var futures: [EventLoopFuture<RESPValue>] = []
+        futures.reserveCapacity(commands.count)
+        for (index, command) in commands.enumerated() {
+            futures.append(enqueue(command, flush: index == commands.count - 1))
+        }
+        var replies: [RESPValue] = []
+        replies.reserveCapacity(futures.count)
+        for future in futures { replies.append(try await future.get()) }
+        return replies
+    }
+
+    private func enqueue(_ arguments: [RedisArgument], flush: Bool) -> EventLoopFuture<RESPValue> {
+        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
+        let request = RedisRequest(encoded: HiredisProtocol.format(arguments), promise: promise)
+        // A write that never reached the handler (closed channel) fails the promise here; one that did
+        // is failed by the handler. A promise completes once; the later completion is ignored.
+        let written = flush ? channel.writeAndFlush(request) : channel.write(request)
+        written.whenFailure { promise.fail(RedisError(.connection, "write failed: \($0)")) }
+        return promise.futureResult
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+}

@@ -1,0 +1,167 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import Logging
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+import SwitchboardContracts
+import SwitchboardKafka
+import SwitchboardRedis
+
+/// What every service builds at start: logs, metrics, the Kafka producer, the Redis pool, readiness.
+public struct ServiceContext: Sendable {
+    public let configuration: SwitchboardConfiguration
+    public let logger: Logger
+    public let producer: KafkaProducer
+    public let redis: RedisClient
+    public let readiness: Readiness
+    public let registry: PrometheusCollectorRegistry
+
+    public var source: EventSource { EventSource(service: configuration.service.rawValue, instance: configuration.instanceID) }
+
+    public var kafkaClient: KafkaClientConfiguration {
+        KafkaClientConfiguration(bootstrapServers: configuration.kafkaBrokers, clientID: configuration.instanceID)
+    }
+
+    /// A consumer-group member; readiness waits until the group assigned it its partitions.
+    public func makeConsumer(group: String, topics: [TopicSpec]) throws -> KafkaConsumer {
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(client: kafkaClient, groupID: group),
+            topics: topics.map(\.name), logger: logger)
+        readiness.add("kafka-group:\(group)") { consumer.hasJoinedGroup }
+        return consumer
+    }
+
+    /// Publishes an envelope keyed by its routing key, with its type and trace as Kafka headers, and
+    /// returns once the broker has it.
+    @discardableResult
+    public func publish<P: EventPayload>(_ envelope: Envelope<P>, to topic: TopicSpec) async throws -> DeliveryReport {
+        try await producer.send(EventBus.message(envelope, topic: topic))
+    }
+
+    public func envelope<P: EventPayload>(_ payload: P, routingKey: String, traceparent: String? = nil) -> Envelope<P> {
+        Envelope(
+            routingKey: routingKey, traceparent: traceparent.map(TraceContext.child(of:)) ?? TraceContext.newTraceparent(),
+            source: source, payload: payload)
+    }
+}
+
+public enum EventBus {
+    public static func message<P: EventPayload>(_ envelope: Envelope<P>, topic: TopicSpec) throws -> KafkaOutgoingMessage {
+        KafkaOutgoingMessage(
+            topic: topic.name, key: envelope.routingKey, value: try EnvelopeCodec.encode(envelope),
+            headers: [
+                KafkaHeader(name: BusHeaders.type, string: envelope.type),
+                KafkaHeader(name: BusHeaders.traceparent, string: envelope.traceparent),
+            ])
+    }
+}
+
+extension ContractError: RetryClassifiedError {
+    /// A message that cannot be decoded now never will be: dead-letter it at once.
+    public var isRetryable: Bool { false }
+}
+
+public enum ServiceRunner {
+    /// Bootstraps logging and metrics, connects to Kafka and Redis, and creates the topics (waiting for
+    /// the broker, so services may start before it).
+    public static func makeContext(configuration: SwitchboardConfiguration) async throws -> ServiceContext {
+        LogSetup.bootstrap(configuration)
+        let registry = MetricsSetup.bootstrap()
+        var logger = Logger(label: "switchboard.\(configuration.service.rawValue)")
+        logger[metadataKey: "service"] = "\(configuration.service.rawValue)"
+        if configuration.jwtSecret == SwitchboardConfiguration.developmentSecret {
+            logger.warning("SWITCHBOARD_JWT_SECRET is the development default; set a real secret in production")
+        }
+        var producerConfiguration = KafkaProducerConfiguration(
+            client: KafkaClientConfiguration(bootstrapServers: configuration.kafkaBrokers, clientID: configuration.instanceID))
+        producerConfiguration.lingerMilliseconds = 1
+        let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
+        let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: try configuration.redisEndpoint), logger: logger)
+        let readiness = Readiness()
+        readiness.add("redis") { (try? await redis.ping()) != nil }
+        let context = ServiceContext(
+            configuration: configuration, logger: logger, producer: producer, redis: redis, readiness: readiness,
+            registry: registry)
+        try await createTopics(producer: producer, logger: logger)
+        return context
+    }
+
+    static func createTopics(producer: KafkaProducer, logger: Logger) async throws {
+        let topics = Topics.all.flatMap { [$0, $0.deadLetter] }.map { (name: $0.name, partitions: $0.partitions) }
+        var attempt = 0
+        let backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(3))
+        while true {
+            do {
+                try await producer.createTopics(topics)
+                return
+            } catch {
+                attempt += 1
+                if attempt >= 40 { throw error }
+                logger.info("waiting for Kafka to create topics", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                try await Task.sleep(for: backoff.delay(attempt: attempt))
+            }
+        }
+    }
+
+    /// Runs `services` and the HTTP server (operational routes added to `router`, or a router of its
+    /// own) in one ServiceGroup until SIGTERM or SIGINT; then each stops in reverse order: the HTTP
+    /// server first, the workers finish in-flight messages and commit, the producer flushes last.
+    public static func run(context: ServiceContext, services: [any Service]) async throws {
+        try await run(context: context, services: services, router: Router<BasicRequestContext>())
+    }
+
+    public static func run<Context: RequestContext>(
+        context: ServiceContext, services: [any Service], router: Router<Context>, server: HTTPServerBuilder = .http1()
+    ) async throws where Context.Source == ApplicationRequestContextSource {
+        router.addOperationalRoutes(
+            readiness: context.readiness, registry: context.registry, service: context.configuration.service.rawValue)
+        let configuration = context.configuration
+        let application = Application(
+            router: router, server: server,
+            configuration: .init(
+                address: .hostname(configuration.httpHost, port: configuration.httpPort),
+                serverName: "switchboard-\(configuration.service.rawValue)", reuseAddress: true),
+            onServerRunning: { channel in
+                context.logger.info(
+                    "listening", metadata: ["http.address": "\(channel.localAddress?.description ?? "?")"])
+            },
+            logger: context.logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: ClosingService(context: context)),
+                ] + services.map { .init(service: $0) } + [
+                    .init(service: application),
+                    .init(service: DrainingService(readiness: context.readiness)),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: context.logger))
+        context.logger.info(
+            "starting", metadata: ["instance": "\(configuration.instanceID)", "librdkafka": "\(librdkafkaVersion)"])
+        try await group.run()
+        context.logger.info("stopped")
+    }
+}
+
+/// Flushes the producer and closes Redis after everything that uses them has stopped.
+struct ClosingService: Service {
+    let context: ServiceContext
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await context.producer.shutdown()
+        await context.redis.close()
+    }
+}
+
+/// First to hear of shutdown: report not ready at once.
+struct DrainingService: Service {
+    let readiness: Readiness
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        readiness.startDraining()
+    }
+}

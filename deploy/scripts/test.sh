@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# `make test`: builds the tests, starts fresh servers on the test ports (apart from a `make run`
+# stack), runs the whole suite against them, always stops the servers, and exits with
+# `swift test`'s code. Arguments go to `swift test` (e.g. --filter UnitTests).
+# Environment: SB_TEST_KAFKA_PORT (19092), SB_TEST_REDIS_PORT (16390), SB_TEST_POSTGRES_PORT (15440).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LOG_TAG="test"
+# shellcheck source=lib.sh
+source "$ROOT/deploy/scripts/lib.sh"
+cd "$ROOT"
+
+SERVERS=$ROOT/deploy/scripts/servers.sh
+export SB_STATE_DIR=$ROOT/.state/test
+export SB_KAFKA_PORT=${SB_TEST_KAFKA_PORT:-19092}
+export SB_REDIS_PORT=${SB_TEST_REDIS_PORT:-16390}
+export SB_POSTGRES_PORT=${SB_TEST_POSTGRES_PORT:-15440}
+
+# Build first: a compile error then fails fast, without servers idling through the build.
+log "building the tests"
+swift build --build-tests
+BIN_DIR=$(swift build --show-bin-path)
+
+# Each run starts clean: stop whatever an interrupted run left on these ports, then wipe.
+bash "$SERVERS" stop >/dev/null 2>&1 || true
+rm -rf "$SB_STATE_DIR"
+
+trap 'bash "$SERVERS" stop || warn "could not stop the test servers (state $SB_STATE_DIR)"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+bash "$SERVERS" start
+
+export SWITCHBOARD_TEST_KAFKA=127.0.0.1:$SB_KAFKA_PORT
+export SWITCHBOARD_TEST_REDIS=redis://127.0.0.1:$SB_REDIS_PORT
+export SWITCHBOARD_TEST_POSTGRES=postgres://switchboard:switchboard@127.0.0.1:$SB_POSTGRES_PORT/switchboard
+export SWITCHBOARD_BIN_DIR=$BIN_DIR
+
+status=0
+swift test --skip-build "$@" || status=$?
+if [ "$status" -ne 0 ]; then
+  warn "swift test exited with $status; server logs are in $SB_STATE_DIR"
+fi
+exit "$status"
