@@ -131,7 +131,10 @@ targets += [
         path: "Tests/Support", swiftSettings: swiftSettings),
     .testTarget(
         name: "UnitTests",
-        dependencies: runtime + ["Gateway", "Orchestrator", "AgentWorker", "Notifier", "SwitchboardCLI", "SwitchboardTestSupport"],
+        dependencies: runtime + [
+            "Gateway", "Orchestrator", "AgentWorker", "Notifier", "SwitchboardCLI", "SwitchboardTestSupport",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ],
         path: "Tests/UnitTests", swiftSettings: swiftSettings),
     .testTarget(
         name: "IntegrationTests",

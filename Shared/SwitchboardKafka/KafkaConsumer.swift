@@ -110,7 +110,8 @@ public final class KafkaConsumer: Sendable {
                 var streams: [KafkaPartitionStream] = []
                 for partition in assigned where state.buffers[partition] == nil {
                     let buffer = PartitionBuffer(
-                        partition: partition, highWatermark: configuration.maxBufferedMessagesPerPartition)
+                        partition: partition, highWatermark: configuration.maxBufferedMessagesPerPartition,
+                        flowControl: self)
                     state.buffers[partition] = buffer
                     streams.append(KafkaPartitionStream(partition: partition, buffer: buffer, consumer: self))
                 }
@@ -152,19 +153,30 @@ public final class KafkaConsumer: Sendable {
             let partition = messages[index].topicPartition
             var end = index
             while end < messages.count && messages[end].topicPartition == partition { end += 1 }
-            let buffer = state.withLock { $0.buffers[partition] }
-            if let buffer, buffer.push(messages[index..<end]) == .pause {
-                client.pause([partition])
-                pausedGauge.increment()
-            }
+            state.withLock { $0.buffers[partition] }?.push(messages[index..<end])
             index = end
         }
     }
 
-    fileprivate func resume(_ partition: TopicPartition) {
+}
+
+extension KafkaConsumer: PartitionFlowControl {
+    func pause(_ partition: TopicPartition) {
+        client.pause([partition])
+        pausedGauge.increment()
+    }
+
+    func resume(_ partition: TopicPartition) {
         client.resume([partition])
         pausedGauge.decrement()
     }
+}
+
+/// Pauses and resumes fetching of a partition. Called with the buffer's lock held, so a pause and the
+/// resume that follows it reach librdkafka in the order they were decided (both calls only queue an op).
+protocol PartitionFlowControl: Sendable {
+    func pause(_ partition: TopicPartition)
+    func resume(_ partition: TopicPartition)
 }
 
 /// The messages of one assigned partition, in offset order. Finishes when the partition is revoked or
@@ -180,19 +192,16 @@ public struct KafkaPartitionStream: AsyncSequence, Sendable {
         fileprivate let consumer: KafkaConsumer
 
         public mutating func next() async -> KafkaConsumerMessage? {
-            let (message, shouldResume) = await buffer.next()
-            if shouldResume { consumer.resume(buffer.partition) }
-            return message
+            await buffer.next()
         }
     }
 
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(buffer: buffer, consumer: consumer) }
 }
 
-/// The bounded hand-over between the polling thread and one partition's handler task.
+/// The bounded hand-over between the polling thread and one partition's handler task: above the high
+/// watermark the partition is paused at the broker, and resumed once the handler drained half of it.
 final class PartitionBuffer: Sendable {
-    enum PushResult { case keepFetching, pause }
-
     private struct State {
         var messages = FIFO<KafkaConsumerMessage>()
         var waiter: CheckedContinuation<KafkaConsumerMessage?, Never>?
@@ -202,64 +211,54 @@ final class PartitionBuffer: Sendable {
 
     let partition: TopicPartition
     private let highWatermark: Int
+    private let flowControl: any PartitionFlowControl
     private let state = Mutex(State())
 
-    init(partition: TopicPartition, highWatermark: Int) {
+    init(partition: TopicPartition, highWatermark: Int, flowControl: any PartitionFlowControl) {
         self.partition = partition
         self.highWatermark = max(1, highWatermark)
+        self.flowControl = flowControl
     }
 
-    func push(_ messages: ArraySlice<KafkaConsumerMessage>) -> PushResult {
+    func push(_ messages: ArraySlice<KafkaConsumerMessage>) {
         var messages = messages
-        let (waiter, first, result) = state.withLock { state -> (CheckedContinuation<KafkaConsumerMessage?, Never>?, KafkaConsumerMessage?, PushResult) in
-            guard !state.finished else { return (nil, nil, .keepFetching) }
-            var waiter: CheckedContinuation<KafkaConsumerMessage?, Never>?
-            var first: KafkaConsumerMessage?
-            if let pending = state.waiter, let head = messages.popFirst() {
-                waiter = pending
-                first = head
+        let handOver = state.withLock { state -> (CheckedContinuation<KafkaConsumerMessage?, Never>, KafkaConsumerMessage)? in
+            guard !state.finished else { return nil }
+            var handOver: (CheckedContinuation<KafkaConsumerMessage?, Never>, KafkaConsumerMessage)?
+            if let waiter = state.waiter, let head = messages.popFirst() {
+                handOver = (waiter, head)
                 state.waiter = nil
             }
             for message in messages { state.messages.append(message) }
             if !state.paused && state.messages.count >= highWatermark {
                 state.paused = true
-                return (waiter, first, .pause)
+                flowControl.pause(partition)
             }
-            return (waiter, first, .keepFetching)
+            return handOver
         }
-        if let waiter { waiter.resume(returning: first) }
-        return result
+        if let (waiter, message) = handOver { waiter.resume(returning: message) }
     }
 
-    /// The next message, and whether the partition should now be resumed.
-    func next() async -> (KafkaConsumerMessage?, Bool) {
-        enum Immediate { case message(KafkaConsumerMessage?, resume: Bool), wait }
-        let immediate = state.withLock { state -> Immediate in
-            if let message = state.messages.popFirst() {
-                var resume = false
-                if state.paused && state.messages.count <= highWatermark / 2 {
-                    state.paused = false
-                    resume = true
-                }
-                return .message(message, resume: resume)
-            }
-            return state.finished ? .message(nil, resume: false) : .wait
+    /// Takes the first buffered message; resumes the partition when the buffer has drained enough.
+    private func popLocked(_ state: inout State) -> KafkaConsumerMessage? {
+        guard let message = state.messages.popFirst() else { return nil }
+        if state.paused && state.messages.count <= highWatermark / 2 {
+            state.paused = false
+            flowControl.resume(partition)
         }
-        switch immediate {
-        case .message(let message, let resume):
-            return (message, resume)
-        case .wait:
-            let message = await withCheckedContinuation { continuation in
-                // A push may have landed between the first look and now.
-                let ready = state.withLock { state -> KafkaConsumerMessage?? in
-                    if let message = state.messages.popFirst() { return .some(message) }
-                    if state.finished { return .some(nil) }
-                    state.waiter = continuation
-                    return .none
-                }
-                if let ready { continuation.resume(returning: ready) }
+        return message
+    }
+
+    /// The next message, or nil once the partition was revoked or the consumer stopped.
+    func next() async -> KafkaConsumerMessage? {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> KafkaConsumerMessage?? in
+                if let message = popLocked(&state) { return .some(message) }
+                if state.finished { return .some(nil) }
+                state.waiter = continuation
+                return .none
             }
-            return (message, false)
+            if let ready { continuation.resume(returning: ready) }
         }
     }
 

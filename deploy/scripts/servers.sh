@@ -81,7 +81,13 @@ tansu_bin() {
 
 tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 redis_ping() { [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
-pg_running() { [ -f "$PG_DATA/PG_VERSION" ] && as_pg "$PG_BIN/pg_ctl" status -D "$PG_DATA" >/dev/null 2>&1; }
+# pg_ctl status alone counts a killed postmaster that is still a zombie as running.
+pg_running() {
+  local pid
+  [ -f "$PG_DATA/PG_VERSION" ] && [ -s "$PG_DATA/postmaster.pid" ] || return 1
+  pid=$(head -n1 "$PG_DATA/postmaster.pid" | tr -dc '0-9')
+  [ -n "$pid" ] && pid_alive "$pid" && as_pg "$PG_BIN/pg_ctl" status -D "$PG_DATA" >/dev/null 2>&1
+}
 
 # Refuses, before starting anything, when a port we need is held by a process that is not ours.
 preflight() {
@@ -181,6 +187,21 @@ pg_make_reachable() {
   done
 }
 
+# After a postmaster was killed, PostgreSQL refuses to start while its old pid still exists,
+# even as a zombie that PID 1 has yet to collect: wait for it to go.
+pg_wait_reaped() {
+  local pid i
+  [ -s "$PG_DATA/postmaster.pid" ] || return 0
+  pid=$(head -n1 "$PG_DATA/postmaster.pid" | tr -dc '0-9')
+  [ -n "$pid" ] && [ -e "/proc/$pid" ] || return 0
+  log "waiting for the previous, killed postmaster (pid $pid) to be reaped"
+  for ((i = 0; i < START_TIMEOUT * 10; i++)); do
+    [ -e "/proc/$pid" ] || return 0
+    sleep 0.1
+  done
+  die "pid $pid from $PG_DATA/postmaster.pid still exists; PostgreSQL will not start until it is gone"
+}
+
 pg_sql() { as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$POSTGRES_PORT" -U "$PG_USER" -d postgres "$@"; }
 
 start_postgres() {
@@ -194,6 +215,7 @@ start_postgres() {
   chown "$PG_USER": "$PG_DIR" "$PG_LOG"
   pg_make_reachable
   pg_init
+  pg_wait_reaped
   mkdir -p "$PG_SOCK"
   chown "$PG_USER": "$PG_SOCK"
   echo "$POSTGRES_PORT" >"$STATE/postgres.port"

@@ -28,6 +28,10 @@ final class RDKafkaClient: @unchecked Sendable {
         var errorBuffer = [CChar](repeating: 0, count: 512)
         var properties = properties
         properties["log.queue"] = "true"
+        // librdkafka's own tracing (e.g. "consumer,fetch,cgrp"), for operators chasing a broker problem.
+        if let debug = ProcessInfo.processInfo.environment["SWITCHBOARD_KAFKA_DEBUG"], !debug.isEmpty {
+            properties["debug"] = debug
+        }
         for (key, value) in properties.sorted(by: { $0.key < $1.key }) {
             if rd_kafka_conf_set(conf, key, value, &errorBuffer, errorBuffer.count) != RD_KAFKA_CONF_OK {
                 rd_kafka_conf_destroy(conf)

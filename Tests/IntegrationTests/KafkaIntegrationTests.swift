@@ -1,0 +1,229 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import SwitchboardKafka
+import SwitchboardTestSupport
+import Testing
+
+/// Against the real broker (Tansu in `make test`): librdkafka's protocol, groups, commits, rebalances.
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct KafkaIntegrationTests {
+    let logger = TestEnvironment.logger
+
+    func makeProducer() throws -> KafkaProducer {
+        try KafkaProducer(configuration: KafkaProducerConfiguration(client: TestEnvironment.kafkaClient), logger: logger)
+    }
+
+    func makeConsumer(group: String, topic: String) throws -> KafkaConsumer {
+        var configuration = KafkaConsumerConfiguration(client: TestEnvironment.kafkaClient, groupID: group)
+        configuration.sessionTimeoutMilliseconds = 6000
+        return try KafkaConsumer(configuration: configuration, topics: [topic], logger: logger)
+    }
+
+    @Test func producedMessagesArriveWithKeyHeadersAndOrder() async throws {
+        try await TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic()
+        let producer = try makeProducer()
+        try await producer.createTopics([(name: topic, partitions: 3)])
+        var reports: [DeliveryReport] = []
+        for index in 0..<30 {
+            reports.append(
+                try await producer.send(
+                    KafkaOutgoingMessage(
+                        topic: topic, key: "key-\(index % 3)", value: Array("value-\(index)".utf8),
+                        headers: [KafkaHeader(name: "n", string: "\(index)")])))
+        }
+        #expect(reports.allSatisfy { $0.topic == topic && $0.offset >= 0 })
+        let consumer = try makeConsumer(group: "g-\(UUID())", topic: topic)
+        let received = Locked<[String: [Int]]>([:])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await withDiscardingTaskGroup { partitions in
+                    for await partition in consumer.partitions {
+                        partitions.addTask {
+                            for await message in partition {
+                                let index = Int(message.header("n") ?? "") ?? -1
+                                #expect(String(decoding: message.value, as: UTF8.self) == "value-\(index)")
+                                received.withLock { $0[message.keyString ?? "", default: []].append(index) }
+                                try? consumer.markProcessed(message)
+                            }
+                        }
+                    }
+                }
+            }
+            let complete = await eventually { received.withLock { $0.values.map(\.count).reduce(0, +) } == 30 }
+            #expect(complete)
+            await consumer.close()
+            try await group.waitForAll()
+        }
+        // Per key, the order of sending.
+        for (key, indices) in received.withLock({ $0 }) {
+            #expect(indices == indices.sorted(), "order of \(key)")
+            #expect(indices.count == 10)
+        }
+        await producer.shutdown()
+    }
+
+    @Test func twoMembersSharePartitionsAndOneTakesOverWhenTheOtherLeaves() async throws {
+        try await TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic()
+        let groupID = "g-\(UUID())"
+        let producer = try makeProducer()
+        try await producer.createTopics([(name: topic, partitions: 4)])
+        let first = try makeConsumer(group: groupID, topic: topic)
+        let second = try makeConsumer(group: groupID, topic: topic)
+        let handled = Locked<[String: Set<Int>]>([:])
+
+        func drain(_ consumer: KafkaConsumer, name: String) async {
+            await withDiscardingTaskGroup { partitions in
+                for await partition in consumer.partitions {
+                    partitions.addTask {
+                        for await message in partition {
+                            let index = Int(String(decoding: message.value, as: UTF8.self)) ?? -1
+                            _ = handled.withLock { $0[name, default: []].insert(index) }
+                            try? consumer.markProcessed(message)
+                        }
+                    }
+                }
+            }
+        }
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await drain(first, name: "first") }
+            group.addTask { await drain(second, name: "second") }
+            let shared = await eventually(timeout: .seconds(30)) {
+                first.assignedPartitions.count == 2 && second.assignedPartitions.count == 2
+            }
+            #expect(shared, "4 partitions split 2 + 2: \(first.assignedPartitions) / \(second.assignedPartitions)")
+            for index in 0..<40 {
+                _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "k\(index)", value: Array("\(index)".utf8)))
+            }
+            #expect(await eventually { handled.withLock { $0.values.reduce(Set<Int>()) { $0.union($1) }.count } == 40 })
+            #expect(handled.withLock { ($0["first"]?.count ?? 0) > 0 && ($0["second"]?.count ?? 0) > 0 })
+
+            await first.close()
+            let tookOver = await eventually(timeout: .seconds(30)) { second.assignedPartitions.count == 4 }
+            #expect(tookOver, "the remaining member owns every partition: \(second.assignedPartitions)")
+            for index in 40..<80 {
+                _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "k\(index)", value: Array("\(index)".utf8)))
+            }
+            #expect(await eventually { (handled.withLock { $0["second"] } ?? []).isSuperset(of: Set(40..<80)) })
+            await second.close()
+            try await group.waitForAll()
+        }
+        await producer.shutdown()
+    }
+
+    @Test func aMessageWhoseHandlerFailedBeforeCommitIsDeliveredAgain() async throws {
+        try await TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic()
+        let groupID = "g-\(UUID())"
+        let producer = try makeProducer()
+        try await producer.createTopics([(name: topic, partitions: 1)])
+        _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "k", value: Array("first".utf8)))
+        _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "k", value: Array("second".utf8)))
+
+        // The first member handles "first", then crashes on "second" before marking it processed.
+        let crashing = try makeConsumer(group: groupID, topic: topic)
+        var iterator = crashing.partitions.makeAsyncIterator()
+        let partition = try #require(await iterator.next())
+        var messages = partition.makeAsyncIterator()
+        let handled = try #require(await messages.next())
+        #expect(String(decoding: handled.value, as: UTF8.self) == "first")
+        try crashing.markProcessed(handled)
+        let failed = try #require(await messages.next())
+        #expect(String(decoding: failed.value, as: UTF8.self) == "second")
+        await crashing.close()
+
+        // The next member of the group starts after "first" and gets "second" again.
+        let next = try makeConsumer(group: groupID, topic: topic)
+        var nextPartitions = next.partitions.makeAsyncIterator()
+        let nextPartition = try #require(await nextPartitions.next())
+        var nextMessages = nextPartition.makeAsyncIterator()
+        let redelivered = try #require(await nextMessages.next())
+        #expect(String(decoding: redelivered.value, as: UTF8.self) == "second")
+        #expect(redelivered.offset == failed.offset)
+        await next.close()
+        await producer.shutdown()
+    }
+
+    @Test func retriesThenDeadLettersAPoisonMessageAndThePartitionMovesOn() async throws {
+        try await TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic()
+        let producer = try makeProducer()
+        try await producer.createTopics([(name: topic, partitions: 1), (name: topic + ".dlq", partitions: 1)])
+        for value in ["flaky", "poison", "fine"] {
+            _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "same-key", value: Array(value.utf8)))
+        }
+        struct Poison: RetryClassifiedError { var isRetryable: Bool { false } }
+        struct Flaky: Error {}
+        let attempts = Locked<[String: Int]>([:])
+        let done = Locked<[String]>([])
+        let consumer = try makeConsumer(group: "g-\(UUID())", topic: topic)
+        let processor = KafkaEventProcessor(
+            consumer: consumer, deadLetterProducer: producer,
+            retryPolicy: RetryPolicy(maxAttempts: 4, backoff: Backoff(initial: .milliseconds(10), maximum: .milliseconds(50))),
+            logger: logger
+        ) { message in
+            let value = String(decoding: message.value, as: UTF8.self)
+            let attempt = attempts.withLock { attempts in
+                attempts[value, default: 0] += 1
+                return attempts[value]!
+            }
+            if value == "poison" { throw Poison() }
+            if value == "flaky" && attempt < 3 { throw Flaky() }
+            done.withLock { $0.append(value) }
+        }
+        let serviceGroup = ServiceGroup(services: [processor], logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await serviceGroup.run() }
+            #expect(await eventually { done.withLock { $0 } == ["flaky", "fine"] })
+            await serviceGroup.triggerGracefulShutdown()
+            try await group.waitForAll()
+        }
+        #expect(attempts.withLock { $0 } == ["flaky": 3, "poison": 1, "fine": 1])
+
+        // The poison message is in the DLQ with its key, the error and where it came from.
+        let dlq = try makeConsumer(group: "g-\(UUID())", topic: topic + ".dlq")
+        var partitions = dlq.partitions.makeAsyncIterator()
+        let partition = try #require(await partitions.next())
+        var messages = partition.makeAsyncIterator()
+        let parked = try #require(await messages.next())
+        #expect(String(decoding: parked.value, as: UTF8.self) == "poison")
+        #expect(parked.keyString == "same-key")
+        #expect(parked.header("sb-dlq-error")?.contains("Poison") == true)
+        #expect(parked.header("sb-dlq-origin")?.hasPrefix(topic + "/0/") == true)
+        #expect(parked.header("sb-dlq-attempts") == "1")
+        await dlq.close()
+        await producer.shutdown()
+    }
+
+    @Test func aFullPartitionIsPausedAndResumedWithoutLosingMessages() async throws {
+        try await TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic()
+        let producer = try makeProducer()
+        try await producer.createTopics([(name: topic, partitions: 1)])
+        var configuration = KafkaConsumerConfiguration(client: TestEnvironment.kafkaClient, groupID: "g-\(UUID())")
+        configuration.maxBufferedMessagesPerPartition = 10
+        let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], logger: logger)
+        var futures: [DeliveryFuture] = []
+        for index in 0..<300 {
+            futures.append(try await producer.enqueue(KafkaOutgoingMessage(topic: topic, key: "k", value: Array("\(index)".utf8))))
+        }
+        for future in futures { _ = try await future.report() }
+        var partitions = consumer.partitions.makeAsyncIterator()
+        let partition = try #require(await partitions.next())
+        var seen: [Int] = []
+        for await message in partition {
+            // A slow handler: the buffer fills and the partition is paused, then resumed.
+            if seen.count % 50 == 0 { try await Task.sleep(for: .milliseconds(100)) }
+            seen.append(Int(String(decoding: message.value, as: UTF8.self)) ?? -1)
+            try consumer.markProcessed(message)
+            if seen.count == 300 { break }
+        }
+        #expect(seen == Array(0..<300))
+        await consumer.close()
+        await producer.shutdown()
+    }
+}

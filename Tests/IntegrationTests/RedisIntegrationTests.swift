@@ -1,0 +1,137 @@
+import Foundation
+import Notifier
+import ServiceLifecycle
+import Synchronization
+import SwitchboardContracts
+import SwitchboardRedis
+import SwitchboardTestSupport
+import Testing
+
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct RedisIntegrationTests {
+    let logger = TestEnvironment.logger
+
+    func makeClient(poolSize: Int = 2) -> RedisClient {
+        var configuration = RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint)
+        configuration.poolSize = poolSize
+        return RedisClient(configuration: configuration, logger: logger)
+    }
+
+    @Test func pipelinedRepliesComeBackInOrder() async throws {
+        try await TestEnvironment.requireRedis()
+        let redis = makeClient(poolSize: 1)
+        let key = "test:{pipe}:\(UUID())"
+        let commands: [[RedisArgument]] = (0..<200).map { ["RPUSH", RedisArgument(key), RedisArgument($0)] }
+        let replies = try await redis.pipeline(commands)
+        #expect(replies.map(\.integer) == (1...200).map { Int64($0) })
+        let range = try await redis.send("LRANGE", RedisArgument(key), "0", "-1")
+        #expect(range.array?.compactMap(\.string) == (0..<200).map(String.init))
+        try await redis.send("DEL", RedisArgument(key))
+        await redis.close()
+    }
+
+    @Test func binarySafeValuesAndErrorReplies() async throws {
+        try await TestEnvironment.requireRedis()
+        let redis = makeClient()
+        let key = "test:{bin}:\(UUID())"
+        let bytes: [UInt8] = [0, 1, 2, 0x0D, 0x0A, 255, 0]
+        try await redis.send("SET", RedisArgument(key), RedisArgument(bytes: bytes))
+        #expect(try await redis.send("GET", RedisArgument(key)).bytes == bytes)
+        #expect(try await redis.send("GET", "test:missing:\(UUID())").isNull)
+        await #expect {
+            try await redis.send("INCR", RedisArgument(key))
+        } throws: { ($0 as? RedisError)?.code == .server }
+        // The connection is still usable after an error reply.
+        try await redis.ping()
+        try await redis.send("DEL", RedisArgument(key))
+        await redis.close()
+    }
+
+    @Test func scriptsRunBySHAAndReloadAfterAFlush() async throws {
+        try await TestEnvironment.requireRedis()
+        let redis = makeClient()
+        let script = RedisScript("return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}")
+        let key = "test:{lua}:\(UUID())"
+        try await redis.load(script)
+        let first = try await redis.run(script, keys: [RedisArgument(key)], arguments: ["x"])
+        #expect(first.array?.map(\.string) == [key, "x", "1"])
+        try await redis.send("SCRIPT", "FLUSH")
+        let second = try await redis.run(script, keys: [RedisArgument(key)], arguments: ["y"])
+        #expect(second.array?.map(\.string) == [key, "y", "2"])
+        try await redis.send("DEL", RedisArgument(key))
+        await redis.close()
+    }
+
+    @Test func reconnectsAfterTheServerDropsTheConnection() async throws {
+        try await TestEnvironment.requireRedis()
+        let redis = makeClient(poolSize: 1)
+        try await redis.send("CLIENT", "SETNAME", "switchboard-reconnect-test")
+        try await redis.send("CLIENT", "KILL", "SKIPME", "no", "TYPE", "normal")  // drops our own connection too
+        // The first command after the drop may fail with a connection error; the pool reconnects.
+        let recovered = await eventually(timeout: .seconds(5)) { (try? await redis.ping()) != nil }
+        #expect(recovered)
+        await redis.close()
+    }
+
+    @Test func pubSubIsReferenceCountedPerChannel() async throws {
+        try await TestEnvironment.requireRedis()
+        let redis = makeClient()
+        let subscriber = RedisSubscriber(endpoint: TestEnvironment.redisEndpoint, logger: logger)
+        let group = ServiceGroup(services: [subscriber], logger: logger)
+        let channel = "test:{ps}:\(UUID())"
+        let first = Locked<[String]>([])
+        let second = Locked<[String]>([])
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let firstToken = try await subscriber.subscribe(channel) { message in
+                first.withLock { $0.append(String(decoding: message, as: UTF8.self)) }
+            }
+            let secondToken = try await subscriber.subscribe(channel) { message in
+                second.withLock { $0.append(String(decoding: message, as: UTF8.self)) }
+            }
+            #expect(subscriber.subscribedChannelCount == 1)
+            #expect(try await redis.send("PUBLISH", RedisArgument(channel), "one").integer == 1)
+            #expect(await eventually { first.withLock { $0 } == ["one"] && second.withLock { $0 } == ["one"] })
+            await subscriber.unsubscribe(firstToken)
+            try await redis.send("PUBLISH", RedisArgument(channel), "two")
+            #expect(await eventually { second.withLock { $0 } == ["one", "two"] })
+            #expect(first.withLock { $0 } == ["one"])
+            await subscriber.unsubscribe(secondToken)
+            #expect(subscriber.subscribedChannelCount == 0)
+            #expect(await eventually { (try? await redis.send("PUBLISH", RedisArgument(channel), "three").integer) == 0 })
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        await redis.close()
+    }
+
+    @Test func channelPublisherNumbersEventsOnceAndCapsTheStream() async throws {
+        try await TestEnvironment.requireRedis()
+        let redis = makeClient()
+        var limits = ChannelPublisher.Limits()
+        limits.streamLength = 5
+        let publisher = ChannelPublisher(redis: redis, limits: limits)
+        try await publisher.prepare()
+        let channel = Channel.conversation("pub-\(UUID().uuidString.prefix(8))")
+        var epochs = Set<String>()
+        let ids = (0..<8).map { _ in UUID() }
+        for (index, id) in ids.enumerated() {
+            let outcome = try await publisher.publish(eventID: id, channel: channel, frameJSON: "{\"n\":\(index)}", ephemeral: false)
+            guard case .published(let offset, let epoch) = outcome else {
+                Issue.record("expected a publication, got \(outcome)")
+                continue
+            }
+            #expect(offset == Int64(index + 1))
+            epochs.insert(epoch)
+        }
+        #expect(epochs.count == 1)
+        // Kafka redelivers the same event: it is published once.
+        #expect(try await publisher.publish(eventID: ids[3], channel: channel, frameJSON: "{}", ephemeral: false) == .duplicate)
+        let length = try await redis.send("XLEN", RedisArgument(ChannelWire.streamKey(channel)))
+        #expect(length.integer == 5)
+        let newest = try await redis.send("XREVRANGE", RedisArgument(ChannelWire.streamKey(channel)), "+", "-", "COUNT", "1")
+        #expect(newest.array?.first?.array?.first?.string == "8-1")
+        #expect(try await publisher.publish(eventID: UUID(), channel: channel, frameJSON: "{}", ephemeral: true) == .ephemeral)
+        await redis.close()
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Synchronization
+
+/// The six services as real processes, for end-to-end tests: started from the build's bin folder,
+/// pointed at the test servers, stopped with SIGTERM (or killed) at the end.
+public final class ServiceProcesses: Sendable {
+    public struct Launched: Sendable {
+        public var name: String
+        public var httpPort: Int
+        public var logPath: String
+    }
+
+    private let processes = Mutex<[(Launched, Process)]>([])
+    public let jwtSecret: String
+    public let binDirectory: String
+    private let logDirectory: String
+
+    public init(jwtSecret: String = "end-to-end-test-secret-0123456789abcdef") throws {
+        self.jwtSecret = jwtSecret
+        binDirectory = try Self.findBinDirectory()
+        logDirectory = NSTemporaryDirectory() + "switchboard-e2e-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+    }
+
+    /// The folder with the built executables: SWITCHBOARD_BIN_DIR, else beside the test bundle.
+    static func findBinDirectory() throws -> String {
+        if let directory = ProcessInfo.processInfo.environment["SWITCHBOARD_BIN_DIR"] { return directory }
+        var url = URL(fileURLWithPath: CommandLine.arguments[0])
+        while url.path != "/" {
+            if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("gateway").path) { return url.path }
+            url.deleteLastPathComponent()
+        }
+        struct Missing: Error, CustomStringConvertible {
+            var description: String { "cannot find the gateway executable; set SWITCHBOARD_BIN_DIR or run `make test`" }
+        }
+        throw Missing()
+    }
+
+    /// A free TCP port on loopback.
+    public static func freePort() -> Int {
+        let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socketFD) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        _ = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socketFD, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    @discardableResult
+    public func start(_ name: String, environment extra: [String: String] = [:]) throws -> Launched {
+        let port = Self.freePort()
+        let launched = Launched(name: name, httpPort: port, logPath: "\(logDirectory)/\(name)-\(port).log")
+        FileManager.default.createFile(atPath: launched.logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: launched.logPath))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "\(binDirectory)/\(name)")
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWITCHBOARD_KAFKA_BROKERS"] = TestEnvironment.kafkaBrokers
+        environment["SWITCHBOARD_REDIS_URL"] = TestEnvironment.redisURL
+        environment["SWITCHBOARD_POSTGRES_URL"] = TestEnvironment.postgresURL
+        environment["SWITCHBOARD_JWT_SECRET"] = jwtSecret
+        environment["SWITCHBOARD_HTTP_HOST"] = "127.0.0.1"
+        environment["SWITCHBOARD_HTTP_PORT"] = String(port)
+        environment["SWITCHBOARD_INSTANCE_ID"] = "\(name)-\(port)"
+        environment["SWITCHBOARD_LOG_LEVEL"] = environment["SWITCHBOARD_TEST_SERVICE_LOG_LEVEL"] ?? "info"
+        environment.merge(extra) { $1 }
+        process.environment = environment
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        processes.withLock { $0.append((launched, process)) }
+        return launched
+    }
+
+    /// Starts all six services; returns the gateway's.
+    public func startAll(agentEnvironment: [String: String] = [:]) throws -> Launched {
+        let gateway = try start("gateway")
+        for name in ["orchestrator", "notifier", "voice-worker", "workflow-runner"] { try start(name) }
+        try start("agent-worker", environment: agentEnvironment)
+        return gateway
+    }
+
+    /// Waits until every started service answers 200 on /readyz.
+    public func waitUntilReady(timeout: Duration = .seconds(90)) async throws {
+        let launched = processes.withLock { $0.map(\.0) }
+        for service in launched {
+            let ready = await eventually(timeout: timeout, every: .milliseconds(200)) {
+                await Self.httpStatus("http://127.0.0.1:\(service.httpPort)/readyz") == 200
+            }
+            if !ready {
+                struct NotReady: Error, CustomStringConvertible { var description: String }
+                let log = (try? String(contentsOfFile: service.logPath, encoding: .utf8)) ?? ""
+                throw NotReady(description: "\(service.name) never became ready; its log ends:\n\(log.suffix(3000))")
+            }
+        }
+    }
+
+    public func process(named name: String) -> Process? {
+        processes.withLock { $0.first(where: { $0.0.name == name })?.1 }
+    }
+
+    public func log(of name: String) -> String {
+        let path = processes.withLock { $0.first(where: { $0.0.name == name })?.0.logPath }
+        return path.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? ""
+    }
+
+    /// SIGTERM to each, then waits for them to exit (SIGKILL after `grace`); returns their exit codes.
+    @discardableResult
+    public func stopAll(grace: Duration = .seconds(20)) async -> [String: Int32] {
+        let all = processes.withLock { $0 }
+        for (_, process) in all where process.isRunning { process.terminate() }
+        let deadline = ContinuousClock.now.advanced(by: grace)
+        var codes: [String: Int32] = [:]
+        for (launched, process) in all {
+            while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            codes[launched.name] = process.terminationStatus
+        }
+        return codes
+    }
+
+    public static func httpStatus(_ url: String) async -> Int? {
+        await withCheckedContinuation { continuation in
+            var request = URLRequest(url: URL(string: url)!)
+            request.timeoutInterval = 2
+            URLSession.shared.dataTask(with: request) { _, response, _ in
+                continuation.resume(returning: (response as? HTTPURLResponse)?.statusCode)
+            }.resume()
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import SwitchboardContracts
+import Testing
+
+@Suite struct EnvelopeTests {
+    let source = EventSource(service: "gateway", instance: "gateway-1")
+
+    @Test func roundTripsEveryField() throws {
+        let payload = ChatMessageSubmitted(
+            messageId: "m1", clientMessageId: "c1", conversationId: "conv-1", userId: "alice", content: "héllo 世界 👋🏽",
+            gateway: "gateway-1")
+        let envelope = Envelope(routingKey: "conv-1", source: source, payload: payload)
+        let bytes = try EnvelopeCodec.encode(envelope)
+        let decoded = try EnvelopeCodec.decode(ChatMessageSubmitted.self, from: bytes)
+        #expect(decoded.id == envelope.id)
+        #expect(decoded.type == "chat.message.submitted")
+        #expect(decoded.schemaVersion == 1)
+        #expect(decoded.time == envelope.time)
+        #expect(decoded.routingKey == "conv-1")
+        #expect(decoded.traceparent == envelope.traceparent)
+        #expect(decoded.source == source)
+        #expect(decoded.payload == payload)
+        let header = try EnvelopeCodec.header(from: bytes)
+        #expect(header.type == ChatMessageSubmitted.eventType)
+    }
+
+    @Test func clientEventsKeepArbitraryData() throws {
+        let event = ClientEvent(
+            channel: .conversation("c-9"), frameType: FrameType.messageStreamChunk,
+            data: ["chunk": "a b", "position": 3, "nested": ["ok": true, "list": [1, 2.5, nil]]])
+        let bytes = try EnvelopeCodec.encode(Envelope(routingKey: "c-9", source: source, payload: event))
+        #expect(try EnvelopeCodec.decode(ClientEvent.self, from: bytes).payload == event)
+    }
+
+    @Test func refusesTheWrongTypeAndGarbage() throws {
+        let bytes = try EnvelopeCodec.encode(
+            Envelope(routingKey: "k", source: source, payload: ClientEvent(channel: .system, frameType: "X", data: nil)))
+        #expect(throws: ContractError.self) { try EnvelopeCodec.decode(ChatMessageSubmitted.self, from: bytes) }
+        #expect(throws: ContractError.self) { try EnvelopeCodec.decode(ClientEvent.self, from: Array("{not json".utf8)) }
+        #expect(throws: ContractError.self) { try EnvelopeCodec.header(from: Array("[]".utf8)) }
+    }
+
+    @Test func refusesANewerSchemaVersion() throws {
+        var envelope = Envelope(routingKey: "k", source: source, payload: ClientEvent(channel: .system, frameType: "X", data: nil))
+        envelope.schemaVersion = 2
+        let bytes = try EnvelopeCodec.encode(envelope)
+        #expect {
+            try EnvelopeCodec.decode(ClientEvent.self, from: bytes)
+        } throws: { error in
+            (error as? ContractError)?.code == .unsupportedSchemaVersion
+        }
+    }
+
+    @Test func traceparentsFollowW3C() {
+        let parent = TraceContext.newTraceparent()
+        let parts = parent.split(separator: "-")
+        #expect(parts.count == 4 && parts[0] == "00" && parts[1].count == 32 && parts[2].count == 16)
+        let child = TraceContext.child(of: parent)
+        #expect(TraceContext.traceID(of: child) == TraceContext.traceID(of: parent))
+        #expect(child != parent)
+    }
+
+    @Test(arguments: ["conversation:abc", "user:u-1", "system:all", "roles:c:1"])
+    func channelsRoundTrip(_ text: String) throws {
+        let channel = try #require(Channel(text))
+        #expect(channel.description == text)
+    }
+
+    @Test(arguments: ["", "conversation", "conversation:", "nope:1"])
+    func badChannelsAreRejected(_ text: String) {
+        #expect(Channel(text) == nil)
+    }
+}
+
+@Suite struct ChannelWireTests {
+    @Test func stampsThePositionIntoTheFrame() throws {
+        let frame = ServerFrame(id: "e1", type: "MESSAGE_STREAM_CHUNK", timestamp: 5, data: ["chunk": "hi"])
+        let json = try FrameEncoding.json(frame)
+        let wire = ChannelWire.encode(offset: 42, epoch: "ab12", frameJSON: json)
+        let (offset, epoch, body) = try #require(ChannelWire.decode(Array(wire.utf8)))
+        #expect(offset == 42 && epoch == "ab12" && body == json)
+        let stamped = ChannelWire.stamp(frameJSON: body, offset: offset, epoch: epoch)
+        let decoded = try JSONDecoder().decode(ServerFrame.self, from: Data(stamped.utf8))
+        #expect(decoded.offset == 42 && decoded.epoch == "ab12" && decoded.id == "e1" && decoded.data == frame.data)
+    }
+
+    @Test func ephemeralFramesAreNotStamped() {
+        #expect(ChannelWire.stamp(frameJSON: "{\"a\":1}", offset: 0, epoch: "-") == "{\"a\":1}")
+    }
+
+    @Test func garbageIsNotDecoded() {
+        #expect(ChannelWire.decode(Array("nospace".utf8)) == nil)
+        #expect(ChannelWire.decode(Array("x y {}".utf8)) == nil)
+    }
+
+    @Test func keysShareAHashTag() {
+        let channel = Channel.conversation("c1")
+        for key in [ChannelWire.streamKey(channel), ChannelWire.metaKey(channel), ChannelWire.liveChannel(channel)] {
+            #expect(key.contains("{conversation:c1}"))
+        }
+    }
+}
