@@ -1,0 +1,146 @@
+import Foundation
+import SwitchboardCLI
+import SwitchboardContracts
+import SwitchboardRuntime
+import SwitchboardTestSupport
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The six services as separate processes over the real Kafka, Redis and PostgreSQL of the test run.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct ChatFlowTests {
+    static func withStack(_ body: (ServiceProcesses, String, TokenAuthority) async throws -> Void) async throws {
+        try await TestEnvironment.requireKafka()
+        try await TestEnvironment.requireRedis()
+        let stack = try ServiceProcesses()
+        let gateway = try stack.startAll(agentEnvironment: [
+            "SWITCHBOARD_AGENT_TOKEN_RATE": "200", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS": "20",
+        ])
+        do {
+            try await stack.waitUntilReady()
+            let authority = try await TokenAuthority(secret: stack.jwtSecret)
+            try await body(stack, "ws://127.0.0.1:\(gateway.httpPort)/ws", authority)
+        } catch {
+            await stack.stopAll()
+            throw error
+        }
+        let codes = await stack.stopAll()
+        // SIGTERM is a graceful shutdown: every service finishes in-flight work and exits 0.
+        for (name, code) in codes { #expect(code == 0, "\(name) exited \(code); log:\n\(stack.log(of: name).suffix(2000))") }
+    }
+
+    @Test func aMessageGoesThroughEveryHopAndStreamsBack() async throws {
+        try await Self.withStack { stack, url, authority in
+            let token = try await authority.mint(user: "alice")
+            let conversation = "conv-\(UUID().uuidString.prefix(8))"
+            let (frames, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
+                client.send(
+                    ClientCommand(
+                        id: "c1", type: ClientCommandType.sendMessage,
+                        data: ["conversationId": .string(conversation), "content": "hello switchboard"]))
+                var frames: [ServerFrame] = []
+                while let received = await client.frames.next(within: .seconds(30)) {
+                    frames.append(received.frame)
+                    if received.frame.type == FrameType.messageStreamEnd { break }
+                }
+                return frames
+            }
+            let all = try #require(frames)
+            let ack = try #require(all.first)
+            #expect(ack.type == "ACK" && ack.correlationId == "c1" && ack.status == .success)
+            let messageID = try #require(ack.data["messageId"]?.stringValue)
+
+            let start = try #require(all.first { $0.type == FrameType.messageStreamStart })
+            let replyID = try #require(start.data["messageId"]?.stringValue)
+            #expect(start.data["conversationId"]?.stringValue == conversation)
+            #expect(start.data["inReplyTo"]?.stringValue == messageID)
+
+            let chunks = all.filter { $0.type == FrameType.messageStreamChunk }
+            #expect(chunks.count > 5)
+            #expect(chunks.map { $0.data["position"]?.intValue } == Array(0..<chunks.count))
+            #expect(chunks.allSatisfy { $0.data["messageId"]?.stringValue == replyID })
+
+            let end = try #require(all.last)
+            #expect(end.type == FrameType.messageStreamEnd)
+            let content = end.data["finalMessage"]?["content"]?.stringValue
+            #expect(content == chunks.compactMap { $0.data["chunk"]?.stringValue }.joined())
+            #expect(content?.contains("hello switchboard") == true)
+
+            // Frames of the conversation carry consecutive channel offsets under one epoch.
+            let streamed = all.filter { $0.offset != nil }
+            #expect(streamed.count == chunks.count + 2)
+            let offsets = streamed.compactMap(\.offset)
+            #expect(offsets == Array(offsets[0]..<(offsets[0] + Int64(offsets.count))))
+            #expect(Set(streamed.compactMap(\.epoch)).count == 1)
+            _ = stack
+        }
+    }
+
+    @Test func badTokensAreRefusedAndBadFramesAnsweredWithoutClosing() async throws {
+        try await Self.withStack { _, url, authority in
+            let httpURL = url.replacingOccurrences(of: "ws://", with: "http://")
+            // Missing, forged and expired tokens: 401 before any upgrade.
+            #expect(await Self.status(of: httpURL, bearer: nil) == 401)
+            let forged = try await TokenAuthority(secret: "a-completely-different-secret-0123456789").mint(user: "alice")
+            #expect(await Self.status(of: httpURL, bearer: forged) == 401)
+            let expired = try await authority.mint(user: "alice", lifetime: .seconds(-10))
+            #expect(await Self.status(of: httpURL + "?token=\(expired)", bearer: nil) == 401)
+            await #expect(throws: (any Error).self) {
+                try await ChatClient.withConnection(url: url, token: forged) { _ in true }
+            }
+
+            let alice = try await authority.mint(user: "alice")
+            let bob = try await authority.mint(user: "bob")
+            let conversation = "private-\(UUID().uuidString.prefix(8))"
+            let (answers, _) = try await ChatClient.withConnection(url: url, token: alice) { client -> [ServerFrame] in
+                var answers: [ServerFrame] = []
+                func ask(_ raw: String) async {
+                    client.sendRaw(raw)
+                    if let frame = await client.frames.first(within: .seconds(10), where: { $0.type == "ERROR" || $0.type == "ACK" || $0.type == "PONG" }) {
+                        answers.append(frame.frame)
+                    }
+                }
+                await ask("{not json")
+                await ask(#"{"id":"u1","type":"LAUNCH_ROCKETS","timestamp":1,"data":{}}"#)
+                await ask(#"{"id":"s1","type":"SEND_MESSAGE","timestamp":1,"data":{"conversationId":"has space","content":"x"}}"#)
+                await ask(#"{"id":"s2","type":"SEND_MESSAGE","timestamp":1,"data":{"conversationId":"c","content":""}}"#)
+                let long = String(repeating: "é", count: 10_001)
+                await ask(#"{"id":"s3","type":"SEND_MESSAGE","timestamp":1,"data":{"conversationId":"c","content":"\#(long)"}}"#)
+                await ask(#"{"id":"sub","type":"SUBSCRIBE_CONVERSATION","timestamp":1,"data":{"conversationId":"\#(conversation)"}}"#)
+                await ask(#"{"id":"p1","type":"PING","timestamp":1,"data":{"timestamp":1000}}"#)
+                return answers
+            }
+            let frames = try #require(answers)
+            #expect(frames.map(\.type) == ["ERROR", "ERROR", "ERROR", "ERROR", "ERROR", "ACK", "PONG"])
+            #expect(frames.map { $0.error?.code } == ["BAD_FRAME", "UNKNOWN_TYPE", "INVALID_ARGUMENT", "INVALID_ARGUMENT", "CONTENT_TOO_LONG", nil, nil])
+            #expect(frames.map(\.correlationId) == [nil, "u1", "s1", "s2", "s3", "sub", "p1"])
+            #expect(frames.last?.data["serverTime"]?.intValue != nil)
+
+            // Bob may not follow or write to Alice's conversation.
+            let (denied, _) = try await ChatClient.withConnection(url: url, token: bob) { client -> [String?] in
+                client.send(ClientCommand(id: "b1", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)]))
+                client.send(ClientCommand(id: "b2", type: ClientCommandType.sendMessage, data: ["conversationId": .string(conversation), "content": "hi"]))
+                var codes: [String?] = []
+                for _ in 0..<2 {
+                    codes.append(await client.frames.first(within: .seconds(10), where: { $0.correlationId != nil })?.frame.error?.code)
+                }
+                return codes
+            }
+            #expect(denied == ["PERMISSION_DENIED", "PERMISSION_DENIED"])
+        }
+    }
+
+    static func status(of url: String, bearer: String?) async -> Int? {
+        await withCheckedContinuation { continuation in
+            var request = URLRequest(url: URL(string: url)!)
+            request.timeoutInterval = 5
+            if let bearer { request.setValue("Bearer \(bearer)", forHTTPHeaderField: "Authorization") }
+            URLSession.shared.dataTask(with: request) { _, response, _ in
+                continuation.resume(returning: (response as? HTTPURLResponse)?.statusCode)
+            }.resume()
+        }
+    }
+}
