@@ -21,6 +21,7 @@ public final class RedisSubscriber: Service, Sendable {
         var handlers: [String: [Int: Handler]] = [:]
         var nextID = 0
         var shuttingDown = false
+        var hasConnected = false
     }
 
     private let endpoint: RedisEndpoint
@@ -111,10 +112,11 @@ public final class RedisSubscriber: Service, Sendable {
         let connection = try await RedisConnection.connect(to: endpoint, group: group) { [weak self] channel, message in
             self?.dispatch(channel: channel, message: message)
         }
-        let (winner, channels) = state.withLock { state -> (RedisConnection, [String]) in
-            if let existing = state.connection, existing.isActive { return (existing, []) }
+        let (winner, channels, isReconnect) = state.withLock { state -> (RedisConnection, [String], Bool) in
+            if let existing = state.connection, existing.isActive { return (existing, [], false) }
             state.connection = connection
-            return (connection, Array(state.handlers.keys))
+            defer { state.hasConnected = true }
+            return (connection, Array(state.handlers.keys), state.hasConnected)
         }
         guard winner === connection else {
             await connection.close()
@@ -122,7 +124,7 @@ public final class RedisSubscriber: Service, Sendable {
         }
         if !channels.isEmpty {
             _ = try await connection.pipeline(channels.map { ["SUBSCRIBE", RedisArgument($0)] })
-            onReconnect(channels)
+            if isReconnect { onReconnect(channels) }
         }
         return connection
     }
