@@ -5,6 +5,7 @@ import Logging
 import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRuntime
+import Synchronization
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -131,22 +132,33 @@ struct BusHopBench: AsyncParsableCommand {
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(client: client, groupID: "sb-bench-\(UUID().uuidString)"),
             topics: [topic], logger: logger)
-        // Wait for the assignment, then prime the partition so the consumer's first fetch is done.
+        // Wait for the assignment, then send warm-up messages until one arrives: the consumer's first
+        // fetch position is known and the measured messages see a steady state.
         var iterator = consumer.partitions.makeAsyncIterator()
         guard let partition = await iterator.next() else { throw ValidationError("no partition assigned") }
         let summary = try await withThrowingTaskGroup(of: LatencySummary?.self) { group in
+            let warmedUp = WarmUpFlag()
             group.addTask {
                 var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
                 var received = 0
                 for await message in partition {
-                    let sentMicros = Int64(String(decoding: message.value, as: UTF8.self)) ?? 0
-                    if sentMicros > 0 { _ = histogram.record(UInt64(max(0, Clock.epochMicroseconds() - sentMicros))) }
+                    let text = String(decoding: message.value, as: UTF8.self)
+                    if text == "warm-up" {
+                        warmedUp.set()
+                        continue
+                    }
+                    let sentMicros = Int64(text) ?? 0
+                    _ = histogram.record(UInt64(max(0, Clock.epochMicroseconds() - sentMicros)))
                     received += 1
                     if received == messages { break }
                 }
                 return LatencySummary(name: "produce → consume", histogram: histogram)
             }
             group.addTask {
+                while !warmedUp.isSet {
+                    _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "bench", value: Array("warm-up".utf8)))
+                    try await Task.sleep(for: .milliseconds(20))
+                }
                 let interval = Duration.nanoseconds(Int64(1e9 / Double(max(rate, 1))))
                 let clock = ContinuousClock()
                 var deadline = clock.now
@@ -167,4 +179,10 @@ struct BusHopBench: AsyncParsableCommand {
         guard let summary else { throw ValidationError("no measurement") }
         return summary
     }
+}
+
+private final class WarmUpFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func set() { flag.store(true, ordering: .releasing) }
+    var isSet: Bool { flag.load(ordering: .acquiring) }
 }
