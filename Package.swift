@@ -30,6 +30,7 @@ let services: [ServiceTarget] = [
             .product(name: "HummingbirdWSCompression", package: "hummingbird-websocket"),
             .product(name: "NIOWebSocket", package: "swift-nio"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "DequeModule", package: "swift-collections"),
         ]),
     .init(executable: "orchestrator", library: "Orchestrator", folder: "orchestrator", dependencies: []),
     .init(executable: "agent-worker", library: "AgentWorker", folder: "agent-worker", dependencies: []),
@@ -55,6 +56,7 @@ var targets: [Target] = [
         name: "SwitchboardKafka",
         dependencies: [
             "CRDKafka",
+            .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -164,6 +166,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.0.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
     ],
     targets: targets
 )

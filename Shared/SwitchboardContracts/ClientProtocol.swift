@@ -88,25 +88,42 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case internalError = "INTERNAL"
 }
 
-/// The wire form of events in Redis: `<offset> <epoch> <frame JSON>`, so a gateway can stamp the position
-/// into the frame without parsing it. Ephemeral events carry offset 0 and epoch "-".
+/// The wire form of events in Redis: `<offset> <epoch> <frame type> <frame JSON>`, so a gateway can
+/// stamp the position into the frame (and name the SSE event) without parsing it. Ephemeral events
+/// carry offset 0 and epoch "-".
 public enum ChannelWire {
-    public static func encode(offset: Int64, epoch: String, frameJSON: String) -> String {
-        "\(offset) \(epoch) \(frameJSON)"
+    public struct Message: Sendable, Equatable {
+        public var offset: Int64
+        public var epoch: String
+        public var frameType: String
+        public var frameJSON: String
+
+        public init(offset: Int64, epoch: String, frameType: String, frameJSON: String) {
+            self.offset = offset
+            self.epoch = epoch
+            self.frameType = frameType
+            self.frameJSON = frameJSON
+        }
+
+        public var isEphemeral: Bool { offset == 0 }
+        public var position: StreamPosition { StreamPosition(epoch: epoch, offset: offset) }
+
+        /// The frame sent to a client: the stored frame with its channel position added.
+        public var stampedJSON: String {
+            guard offset > 0, frameJSON.first == "{", frameJSON.count > 2 else { return frameJSON }
+            return "{\"offset\":\(offset),\"epoch\":\"\(epoch)\"," + frameJSON.dropFirst()
+        }
     }
 
-    public static func decode(_ bytes: [UInt8]) -> (offset: Int64, epoch: String, frameJSON: Substring)? {
+    public static func encode(_ message: Message) -> String {
+        "\(message.offset) \(message.epoch) \(message.frameType) \(message.frameJSON)"
+    }
+
+    public static func decode(_ bytes: [UInt8]) -> Message? {
         let text = String(decoding: bytes, as: UTF8.self)
-        guard let firstSpace = text.firstIndex(of: " ") else { return nil }
-        let rest = text[text.index(after: firstSpace)...]
-        guard let secondSpace = rest.firstIndex(of: " "), let offset = Int64(text[..<firstSpace]) else { return nil }
-        return (offset, String(rest[..<secondSpace]), rest[rest.index(after: secondSpace)...])
-    }
-
-    /// The frame sent to a client: the stored frame with its channel position added.
-    public static func stamp(frameJSON: Substring, offset: Int64, epoch: String) -> String {
-        guard offset > 0, frameJSON.first == "{" else { return String(frameJSON) }
-        return "{\"offset\":\(offset),\"epoch\":\"\(epoch)\"," + frameJSON.dropFirst()
+        let parts = text.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
+        guard parts.count == 4, let offset = Int64(parts[0]), !parts[1].isEmpty, !parts[2].isEmpty else { return nil }
+        return Message(offset: offset, epoch: String(parts[1]), frameType: String(parts[2]), frameJSON: String(parts[3]))
     }
 
     /// Redis keys of a channel; the hash tag keeps them on one Redis Cluster slot.
@@ -123,4 +140,43 @@ public enum FrameEncoding {
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(frame), as: UTF8.self)
     }
+}
+
+/// WebSocket close codes. 4000–4499: the client should reconnect (with backoff) and recover by
+/// offset; 4500–4999: it should not reconnect before fixing the cause. Documented in docs/protocol.md.
+public enum CloseCode: UInt16, Sendable, CaseIterable {
+    case shutdown = 4000
+    case serverError = 4001
+    case slowConsumer = 4002
+    case insufficientState = 4003
+    case noPong = 4004
+    case unauthorized = 4500
+    case badRequest = 4501
+    case permissionDenied = 4502
+    case connectionLimit = 4503
+    case tooManyRequests = 4504
+
+    public var shouldReconnect: Bool { rawValue < 4500 }
+}
+
+/// A channel position a client can resume from: SSE `id:` / `Last-Event-ID` is `<epoch>:<offset>`.
+public struct StreamPosition: Sendable, Hashable, CustomStringConvertible {
+    public var epoch: String
+    public var offset: Int64
+
+    public init(epoch: String, offset: Int64) {
+        self.epoch = epoch
+        self.offset = offset
+    }
+
+    public init?(lastEventID: String) {
+        guard let colon = lastEventID.lastIndex(of: ":"), let offset = Int64(lastEventID[lastEventID.index(after: colon)...]),
+            offset >= 0
+        else { return nil }
+        let epoch = String(lastEventID[..<colon])
+        guard !epoch.isEmpty else { return nil }
+        self.init(epoch: epoch, offset: offset)
+    }
+
+    public var description: String { "\(epoch):\(offset)" }
 }

@@ -1,3 +1,4 @@
+import DequeModule
 import Logging
 import Metrics
 import Synchronization
@@ -203,7 +204,7 @@ public struct KafkaPartitionStream: AsyncSequence, Sendable {
 /// watermark the partition is paused at the broker, and resumed once the handler drained half of it.
 final class PartitionBuffer: Sendable {
     private struct State {
-        var messages = FIFO<KafkaConsumerMessage>()
+        var messages = Deque<KafkaConsumerMessage>()
         var waiter: CheckedContinuation<KafkaConsumerMessage?, Never>?
         var paused = false
         var finished = false
@@ -265,32 +266,10 @@ final class PartitionBuffer: Sendable {
     func finish() {
         let waiter = state.withLock { state in
             state.finished = true
-            state.messages = FIFO()
+            state.messages = Deque()
             defer { state.waiter = nil }
             return state.waiter
         }
         waiter?.resume(returning: nil)
-    }
-}
-
-/// A queue with O(1) amortised append and pop.
-struct FIFO<Element> {
-    private var storage: [Element] = []
-    private var head = 0
-
-    var count: Int { storage.count - head }
-    var isEmpty: Bool { count == 0 }
-
-    mutating func append(_ element: Element) { storage.append(element) }
-
-    mutating func popFirst() -> Element? {
-        guard head < storage.count else { return nil }
-        let element = storage[head]
-        head += 1
-        if head > 64 && head * 2 > storage.count {
-            storage.removeFirst(head)
-            head = 0
-        }
-        return element
     }
 }

@@ -112,8 +112,11 @@ public enum ServiceRunner {
         try await run(context: context, services: services, router: Router<BasicRequestContext>())
     }
 
+    /// `stoppingBeforeServer` hear of shutdown before the HTTP server stops (the gateway closes its
+    /// clients' connections there, while it can still write to them).
     public static func run<Context: RequestContext>(
-        context: ServiceContext, services: [any Service], router: Router<Context>, server: HTTPServerBuilder = .http1()
+        context: ServiceContext, services: [any Service], router: Router<Context>, server: HTTPServerBuilder = .http1(),
+        stoppingBeforeServer: [any Service] = []
     ) async throws where Context.Source == ApplicationRequestContextSource {
         router.addOperationalRoutes(
             readiness: context.readiness, registry: context.registry, service: context.configuration.service.rawValue)
@@ -134,6 +137,7 @@ public enum ServiceRunner {
                     .init(service: ClosingService(context: context)),
                 ] + services.map { .init(service: $0) } + [
                     .init(service: application),
+                ] + stoppingBeforeServer.map { .init(service: $0) } + [
                     .init(service: DrainingService(readiness: context.readiness)),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],

@@ -74,23 +74,35 @@ import Testing
 
 @Suite struct ChannelWireTests {
     @Test func stampsThePositionIntoTheFrame() throws {
-        let frame = ServerFrame(id: "e1", type: "MESSAGE_STREAM_CHUNK", timestamp: 5, data: ["chunk": "hi"])
+        let frame = ServerFrame(id: "e1", type: "MESSAGE_STREAM_CHUNK", timestamp: 5, data: ["chunk": "hi there"])
         let json = try FrameEncoding.json(frame)
-        let wire = ChannelWire.encode(offset: 42, epoch: "ab12", frameJSON: json)
-        let (offset, epoch, body) = try #require(ChannelWire.decode(Array(wire.utf8)))
-        #expect(offset == 42 && epoch == "ab12" && body == json)
-        let stamped = ChannelWire.stamp(frameJSON: body, offset: offset, epoch: epoch)
-        let decoded = try JSONDecoder().decode(ServerFrame.self, from: Data(stamped.utf8))
+        let wire = ChannelWire.encode(.init(offset: 42, epoch: "ab12", frameType: frame.type, frameJSON: json))
+        let message = try #require(ChannelWire.decode(Array(wire.utf8)))
+        #expect(message == .init(offset: 42, epoch: "ab12", frameType: "MESSAGE_STREAM_CHUNK", frameJSON: json))
+        let decoded = try JSONDecoder().decode(ServerFrame.self, from: Data(message.stampedJSON.utf8))
         #expect(decoded.offset == 42 && decoded.epoch == "ab12" && decoded.id == "e1" && decoded.data == frame.data)
     }
 
     @Test func ephemeralFramesAreNotStamped() {
-        #expect(ChannelWire.stamp(frameJSON: "{\"a\":1}", offset: 0, epoch: "-") == "{\"a\":1}")
+        let message = ChannelWire.Message(offset: 0, epoch: "-", frameType: "TYPING_START", frameJSON: "{\"a\":1}")
+        #expect(message.isEphemeral && message.stampedJSON == "{\"a\":1}")
     }
 
     @Test func garbageIsNotDecoded() {
         #expect(ChannelWire.decode(Array("nospace".utf8)) == nil)
-        #expect(ChannelWire.decode(Array("x y {}".utf8)) == nil)
+        #expect(ChannelWire.decode(Array("x y T {}".utf8)) == nil)
+        #expect(ChannelWire.decode(Array("1 e T".utf8)) == nil)
+    }
+
+    @Test(arguments: [("e1:42", "e1", Int64(42)), ("a:b:7", "a:b", 7), ("x:0", "x", 0)])
+    func lastEventIDsParse(_ text: String, _ epoch: String, _ offset: Int64) {
+        #expect(StreamPosition(lastEventID: text) == StreamPosition(epoch: epoch, offset: offset))
+        #expect(StreamPosition(epoch: epoch, offset: offset).description == text)
+    }
+
+    @Test(arguments: ["", "42", ":42", "e:-1", "e:x"])
+    func badLastEventIDsAreRejected(_ text: String) {
+        #expect(StreamPosition(lastEventID: text) == nil)
     }
 
     @Test func keysShareAHashTag() {

@@ -122,23 +122,6 @@ final class RecordingFlowControl: PartitionFlowControl {
         buffer.push([message(8)])
         #expect(await buffer.next() == nil)
     }
-
-    @Test func fifoKeepsOrderAcrossCompaction() {
-        var fifo = FIFO<Int>()
-        var expected = 0
-        for value in 0..<1000 {
-            fifo.append(value)
-            if value % 3 == 0, let popped = fifo.popFirst() {
-                #expect(popped == expected)
-                expected += 1
-            }
-        }
-        while let popped = fifo.popFirst() {
-            #expect(popped == expected)
-            expected += 1
-        }
-        #expect(expected == 1000 && fifo.isEmpty)
-    }
 }
 
 @Suite struct TailFormatterTests {

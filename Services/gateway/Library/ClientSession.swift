@@ -1,68 +1,129 @@
 import Foundation
 import Logging
 import Metrics
+import ServiceLifecycle
 import Synchronization
 import SwitchboardContracts
-import SwitchboardKafka
 import SwitchboardRedis
-import SwitchboardRuntime
 
-/// The gateway's state for one WebSocket client: who it is, what it follows, and its outbound queue.
-/// Frames reach the socket through one writer task, in the order they were queued.
-final class ClientSession: Sendable {
+/// The gateway's state for one client connection (WebSocket or SSE): who it is, the channels it
+/// follows, and its bounded outbound queue, written to the socket by one task in order.
+final class ClientSession: FrameSink, Sendable {
     let id: String
     let userID: String
-    private let outbound: AsyncStream<String>.Continuation
-    let frames: AsyncStream<String>
-    private let subscriptions = Mutex<[String: RedisSubscriptionToken]>([:])
+    let outbound: OutboundQueue
+    private let feeds = Mutex<[Channel: ChannelFeed]>([:])
+    private let formatter: @Sendable (ChannelWire.Message) -> String
 
-    init(userID: String) {
+    /// `formatter` renders a channel event for this transport (a stamped JSON frame, or an SSE event).
+    init(userID: String, outboundLimitBytes: Int, formatter: @escaping @Sendable (ChannelWire.Message) -> String = \.stampedJSON) {
         self.id = UUID().uuidString.lowercased()
         self.userID = userID
-        (frames, outbound) = AsyncStream.makeStream(of: String.self)
+        self.outbound = OutboundQueue(limitBytes: outboundLimitBytes)
+        self.formatter = formatter
     }
 
     func send(_ frame: ServerFrame) {
         guard let json = try? FrameEncoding.json(frame) else { return }
-        outbound.yield(json)
+        outbound.enqueue(json)
     }
 
-    func send(json: String) {
-        outbound.yield(json)
-    }
+    // MARK: FrameSink
 
-    func finish() { outbound.finish() }
-
-    func isSubscribed(to channel: Channel) -> Bool {
-        subscriptions.withLock { $0[channel.description] != nil }
-    }
-
-    /// Follows a channel's live events; a second call for the same channel is a no-op.
-    func subscribe(to channel: Channel, using subscriber: RedisSubscriber) async throws {
-        guard !isSubscribed(to: channel) else { return }
-        let token = try await subscriber.subscribe(ChannelWire.liveChannel(channel)) { [weak self] message in
-            guard let self, let (offset, epoch, frameJSON) = ChannelWire.decode(message) else { return }
-            self.send(json: ChannelWire.stamp(frameJSON: frameJSON, offset: offset, epoch: epoch))
+    func deliver(_ message: ChannelWire.Message) -> Bool {
+        let accepted = outbound.enqueue(formatter(message), ephemeral: message.isEphemeral)
+        if accepted {
+            DeliveryMetrics.delivered.increment()
+        } else {
+            DeliveryMetrics.slowDisconnects.increment()
         }
-        let duplicate = subscriptions.withLock { subscriptions -> RedisSubscriptionToken? in
-            if subscriptions[channel.description] != nil { return token }
-            subscriptions[channel.description] = token
-            return nil
-        }
-        if let duplicate { await subscriber.unsubscribe(duplicate) }
+        return accepted
     }
 
-    func unsubscribe(from channel: Channel, using subscriber: RedisSubscriber) async {
-        if let token = subscriptions.withLock({ $0.removeValue(forKey: channel.description) }) {
-            await subscriber.unsubscribe(token)
-        }
+    func insufficientState(_ reason: String) {
+        outbound.close(.insufficientState, reason: "insufficient state: resubscribe with your last offset")
     }
 
-    func unsubscribeAll(using subscriber: RedisSubscriber) async {
-        let tokens = subscriptions.withLock { subscriptions in
-            defer { subscriptions = [:] }
-            return Array(subscriptions.values)
+    // MARK: Channels
+
+    func isFollowing(_ channel: Channel) -> Bool {
+        feeds.withLock { $0[channel] != nil }
+    }
+
+    /// Follows a channel from `since` (recovering what was missed), or from now. Following a channel
+    /// again replaces the previous feed, so a client can re-sync without reconnecting.
+    func follow(
+        _ channel: Channel, since: StreamPosition?, subscriber: RedisSubscriber, history: ChannelHistory
+    ) async throws -> ChannelFeed.Opened {
+        let opened = try await ChannelFeed.open(channel, since: since, subscriber: subscriber, history: history, sink: self)
+        let previous = feeds.withLock { feeds in
+            defer { feeds[channel] = opened.feed }
+            return feeds[channel]
         }
-        for token in tokens { await subscriber.unsubscribe(token) }
+        await previous?.close(subscriber: subscriber)
+        return opened
+    }
+
+    func unfollow(_ channel: Channel, subscriber: RedisSubscriber) async {
+        await feeds.withLock { $0.removeValue(forKey: channel) }?.close(subscriber: subscriber)
+    }
+
+    func unfollowAll(subscriber: RedisSubscriber) async {
+        let all = feeds.withLock { feeds in
+            defer { feeds = [:] }
+            return Array(feeds.values)
+        }
+        for feed in all { await feed.close(subscriber: subscriber) }
+    }
+}
+
+/// The gateway's live sessions, so shutdown can tell each client to reconnect elsewhere.
+final class SessionRegistry: Service, Sendable {
+    private let sessions = Mutex<[String: ClientSession]>([:])
+    private let shutdownWindow: Duration
+    private let logger: Logger
+    private let gauge = Meter(label: "sb_gateway_connections")
+
+    init(shutdownWindow: Duration, logger: Logger) {
+        self.shutdownWindow = shutdownWindow
+        self.logger = logger
+    }
+
+    var count: Int { sessions.withLock { $0.count } }
+
+    func add(_ session: ClientSession) {
+        sessions.withLock { $0[session.id] = session }
+        gauge.increment()
+    }
+
+    func remove(_ session: ClientSession) {
+        if sessions.withLock({ $0.removeValue(forKey: session.id) }) != nil { gauge.decrement() }
+    }
+
+    /// Waits for shutdown, then sends every client the shutdown code in batches spread over the window,
+    /// so they reconnect to other instances without a thundering herd.
+    func run() async throws {
+        try? await gracefulShutdown()
+        let all = sessions.withLock { Array($0.values) }
+        guard !all.isEmpty else { return }
+        let batches = max(1, min(all.count / 100, 30))
+        let pause = shutdownWindow / batches
+        logger.info("closing client connections", metadata: ["ws.connections": "\(all.count)", "batches": "\(batches)"])
+        for (index, session) in all.enumerated() {
+            session.outbound.close(.shutdown, reason: "server shutting down; reconnect")
+            let batchSize = (all.count + batches - 1) / batches
+            if (index + 1) % batchSize == 0 && index + 1 < all.count { try? await Task.sleep(for: pause) }
+        }
+        // Give the writers a moment to send the close frames.
+        _ = await eventuallyEmpty(within: .seconds(5))
+    }
+
+    private func eventuallyEmpty(within timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if count == 0 { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return count == 0
     }
 }

@@ -18,8 +18,14 @@ public struct GatewaySettings: Sendable {
     public var maxContentLength = 10_000
     /// Largest WebSocket message accepted, in bytes.
     public var maxFrameBytes = 64 * 1024
-    /// Interval of the server's WebSocket pings.
+    /// Interval of the server's WebSocket pings (seed 000: 30 s; closed after 3 missed).
     public var pingInterval: Duration = .seconds(30)
+    /// Bytes buffered per connection before a slow client is disconnected (seed 000: 1 MB).
+    public var outboundLimitBytes = 1 << 20
+    /// SSE comment pings, so proxies keep idle streams open.
+    public var ssePingInterval: Duration = .seconds(15)
+    /// Spread of the shutdown close frames (clients reconnect elsewhere, not all at once).
+    public var shutdownWindow: Duration = .seconds(10)
 
     public init() {}
 }
@@ -34,7 +40,9 @@ public enum Gateway {
         context.readiness.add("kafka") {
             (try? await context.producer.partitionCounts(of: [Topics.chatRequests.name]))?.isEmpty == false
         }
-        let router = makeRouter(context: context, authority: authority, subscriber: subscriber, settings: settings)
+        let registry = SessionRegistry(shutdownWindow: settings.shutdownWindow, logger: context.logger)
+        let router = makeRouter(
+            context: context, authority: authority, subscriber: subscriber, registry: registry, settings: settings)
         try await ServiceRunner.run(
             context: context, services: [subscriber], router: router,
             server: .http1WebSocketUpgrade(
@@ -43,36 +51,45 @@ public enum Gateway {
                     ws: .init(
                         maxFrameSize: settings.maxFrameBytes,
                         extensions: [.perMessageDeflate(maxDecompressedFrameSize: settings.maxFrameBytes)],
-                        autoPing: .enabled(timePeriod: settings.pingInterval)))))
+                        autoPing: .enabled(timePeriod: settings.pingInterval)))),
+            stoppingBeforeServer: [registry])
     }
 
-    public static func makeRouter(
-        context: ServiceContext, authority: TokenAuthority, subscriber: RedisSubscriber, settings: GatewaySettings
+    static func makeRouter(
+        context: ServiceContext, authority: TokenAuthority, subscriber: RedisSubscriber, registry: SessionRegistry,
+        settings: GatewaySettings
     ) -> Router<GatewayRequestContext> {
         let router = Router(context: GatewayRequestContext.self)
+        let access = ConversationAccess(redis: context.redis)
+        let history = ChannelHistory(redis: context.redis)
         let handler = CommandHandler(
-            context: context, subscriber: subscriber, access: ConversationAccess(redis: context.redis), settings: settings)
-        let connections = Meter(label: "sb_gateway_connections")
+            context: context, subscriber: subscriber, access: access, history: history, settings: settings)
         router.ws("/ws") { request, _ in
             _ = try await authenticate(request, authority: authority)
             return .upgrade([:])
         } onUpgrade: { inbound, outbound, wsContext in
             // The upgrade was authorised a moment ago; verify again to learn the user.
             guard let claims = try? await authenticate(wsContext.request, authority: authority) else {
-                try await outbound.close(.policyViolation, reason: "invalid token")
+                try await outbound.close(.unknown(CloseCode.unauthorized.rawValue), reason: "invalid token")
                 return
             }
-            let session = ClientSession(userID: claims.userID)
-            connections.increment()
-            defer { connections.decrement() }
+            let session = ClientSession(userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes)
+            registry.add(session)
             var logger = context.logger
             logger[metadataKey: "ws.connection_id"] = "\(session.id)"
             logger[metadataKey: "user"] = "\(claims.userID)"
-            logger.debug("client connected")
+            let connectionLogger = logger
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    for await frame in session.frames {
-                        try await outbound.write(.text(frame))
+                    while let item = await session.outbound.next() {
+                        switch item {
+                        case .frame(let text):
+                            try await outbound.write(.text(text))
+                        case .close(let code, let reason):
+                            connectionLogger.debug("closing client", metadata: ["ws.close_code": "\(code.rawValue)"])
+                            try await outbound.close(.unknown(code.rawValue), reason: reason)
+                            return
+                        }
                     }
                 }
                 do {
@@ -80,14 +97,18 @@ public enum Gateway {
                         await handler.handle(message, session: session)
                     }
                 } catch {
-                    logger.debug("client read ended", metadata: ["error": "\(error)"])
+                    connectionLogger.debug("client read ended", metadata: ["error": "\(error)"])
                 }
-                session.finish()
+                session.outbound.finish()
                 group.cancelAll()
             }
-            await session.unsubscribeAll(using: subscriber)
-            logger.debug("client disconnected")
+            registry.remove(session)
+            await session.unfollowAll(subscriber: subscriber)
         }
+        let streams = EventStreams(
+            context: context, authority: authority, subscriber: subscriber, access: access, history: history,
+            registry: registry, settings: settings)
+        streams.addRoutes(to: router)
         return router
     }
 
@@ -113,6 +134,7 @@ struct CommandHandler: Sendable {
     let context: ServiceContext
     let subscriber: RedisSubscriber
     let access: ConversationAccess
+    let history: ChannelHistory
     let settings: GatewaySettings
 
     func handle(_ message: WebSocketMessage, session: ClientSession) async {
@@ -150,15 +172,33 @@ struct CommandHandler: Sendable {
         case ClientCommandType.subscribeConversation:
             let conversationID = try conversationID(of: command)
             try await authorize(session, conversationID)
-            try await session.subscribe(to: .conversation(conversationID), using: subscriber)
-            return .ack(command.id, data: ["conversationId": .string(conversationID)])
+            let since = try position(of: command)
+            let opened = try await session.follow(
+                .conversation(conversationID), since: since, subscriber: subscriber, history: history)
+            var data: [String: JSONValue] = ["conversationId": .string(conversationID), "recovered": .bool(opened.recovered)]
+            if let position = opened.position {
+                data["offset"] = .number(Double(position.offset))
+                data["epoch"] = .string(position.epoch)
+            }
+            return .ack(command.id, data: .object(data))
         case ClientCommandType.unsubscribeConversation:
             let conversationID = try conversationID(of: command)
-            await session.unsubscribe(from: .conversation(conversationID), using: subscriber)
+            await session.unfollow(.conversation(conversationID), subscriber: subscriber)
             return .ack(command.id, data: ["conversationId": .string(conversationID)])
         case ClientCommandType.sendMessage:
             return try await sendMessage(command, session: session)
-        case ClientCommandType.typingStart, ClientCommandType.typingStop, ClientCommandType.requestRoleFocus:
+        case ClientCommandType.typingStart, ClientCommandType.typingStop:
+            let conversationID = try conversationID(of: command)
+            guard session.isFollowing(.conversation(conversationID)) else {
+                throw CommandError(.invalidArgument, "subscribe to \(conversationID) before typing in it")
+            }
+            // Ephemeral: shown live to the conversation's subscribers, never stored or recovered.
+            let event = ClientEvent(
+                channel: .conversation(conversationID), frameType: command.type,
+                data: ["conversationId": .string(conversationID), "userId": .string(session.userID)], ephemeral: true)
+            try await context.publish(context.envelope(event, routingKey: conversationID), to: Topics.clientEvents)
+            return .ack(command.id, data: ["conversationId": .string(conversationID)])
+        case ClientCommandType.requestRoleFocus:
             throw CommandError(.unknownType, "\(command.type) is not supported by this gateway version")
         default:
             throw CommandError(.unknownType, "unknown command type \(command.type)")
@@ -174,12 +214,11 @@ struct CommandHandler: Sendable {
         }
         try await authorize(session, conversationID)
         // Follow the conversation before the message leaves, so not one event of the reply is missed.
-        try await session.subscribe(to: .conversation(conversationID), using: subscriber)
-        let messageID = UUID().uuidString.lowercased()
-        let payload = ChatMessageSubmitted(
-            messageId: messageID, clientMessageId: command.id, conversationId: conversationID, userId: session.userID,
-            content: content, gateway: context.configuration.instanceID)
-        try await context.publish(context.envelope(payload, routingKey: conversationID), to: Topics.chatRequests)
+        if !session.isFollowing(.conversation(conversationID)) {
+            _ = try await session.follow(.conversation(conversationID), since: nil, subscriber: subscriber, history: history)
+        }
+        let messageID = try await MessageSubmitter(context: context).submit(
+            userID: session.userID, conversationID: conversationID, content: content, clientMessageID: command.id)
         return .ack(command.id, data: ["messageId": .string(messageID), "conversationId": .string(conversationID)])
     }
 
@@ -188,6 +227,17 @@ struct CommandHandler: Sendable {
             throw CommandError(.invalidArgument, "data.conversationId must be 1-128 characters of letters, digits, '-', '_' or '.'")
         }
         return id
+    }
+
+    /// The resume position of a SUBSCRIBE_CONVERSATION: `data.offset` and `data.epoch`, or neither.
+    private func position(of command: ClientCommand) throws -> StreamPosition? {
+        let offset = command.data?["offset"]
+        let epoch = command.data?["epoch"]
+        if (offset == nil || offset == .null) && (epoch == nil || epoch == .null) { return nil }
+        guard let offset = offset?.intValue, offset >= 0, let epoch = epoch?.stringValue, !epoch.isEmpty else {
+            throw CommandError(.invalidArgument, "a resume position is data.offset (integer ≥ 0) with data.epoch (string)")
+        }
+        return StreamPosition(epoch: epoch, offset: Int64(offset))
     }
 
     private func authorize(_ session: ClientSession, _ conversationID: String) async throws {

@@ -29,7 +29,8 @@ public enum Notifier {
             data: event.data)
         let frameJSON = try FrameEncoding.json(frame)
         let outcome = try await publisher.publish(
-            eventID: envelope.id, channel: event.channel, frameJSON: frameJSON, ephemeral: event.ephemeral)
+            eventID: envelope.id, channel: event.channel, frameType: event.frameType, frameJSON: frameJSON,
+            ephemeral: event.ephemeral)
         switch outcome {
         case .published, .ephemeral:
             Counter(label: "sb_notifier_published_total", dimensions: [("channel_kind", event.channel.kind.rawValue)])

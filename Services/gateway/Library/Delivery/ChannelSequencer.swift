@@ -1,0 +1,109 @@
+import SwitchboardContracts
+
+/// Merges a channel's recovered history with its live events so a client sees every offset exactly
+/// once, in order. A plain state machine: the feed feeds it and carries out what it returns.
+///
+/// The live subscription starts *before* the history is read, so every event is in at least one of
+/// the two; live events that arrive while recovering are held and merged by offset afterwards.
+struct ChannelSequencer {
+    typealias Event = ChannelWire.Message
+
+    enum LiveAction: Equatable {
+        case deliver(Event)
+        case hold
+        case dropDuplicate
+        /// An offset was skipped or the epoch changed: the client must re-sync.
+        case gap(expected: Int64, got: Int64)
+    }
+
+    enum RecoveryResult: Equatable {
+        /// The missed events followed by the held live ones, all contiguous.
+        case recovered([Event])
+        /// The position is outside the window or of another epoch: nothing is replayed, and the
+        /// client reloads from durable history. The held live events newer than the channel's top
+        /// at recovery time are returned so the live stream continues without a gap.
+        case notRecovered(live: [Event])
+    }
+
+    private enum Mode { case recovering, live }
+    private var mode = Mode.recovering
+    private var held: [Event] = []
+    /// The last offset the client has (or was told to reload up to), and its epoch.
+    private(set) var lastOffset: Int64 = 0
+    private(set) var epoch: String?
+
+    /// A live event from PUB/SUB.
+    mutating func receiveLive(_ event: Event) -> LiveAction {
+        switch mode {
+        case .recovering:
+            held.append(event)
+            return .hold
+        case .live:
+            if let epoch, event.epoch != epoch { return .gap(expected: lastOffset + 1, got: event.offset) }
+            if event.offset <= lastOffset { return .dropDuplicate }
+            if epoch != nil && event.offset != lastOffset + 1 { return .gap(expected: lastOffset + 1, got: event.offset) }
+            lastOffset = event.offset
+            epoch = event.epoch
+            return .deliver(event)
+        }
+    }
+
+    /// Ends recovery. `history` is the stream from `since.offset + 1` on, `top` the channel's newest
+    /// offset and epoch when the history was read (nil: the channel has no history).
+    mutating func finishRecovery(
+        since: StreamPosition?, top: (offset: Int64, epoch: String)?, history: [Event]
+    ) -> RecoveryResult {
+        mode = .live
+        let held = self.held
+        self.held = []
+        guard let top else {
+            // An empty or expired channel: everything held is new.
+            return finishLive(from: held, recovered: since == nil || since?.offset == 0)
+        }
+        epoch = top.epoch
+        guard let since else {
+            // A plain subscription: start after the current top, and deliver what came since.
+            lastOffset = top.offset
+            return .recovered(takeNewer(held))
+        }
+        let contiguous =
+            since.epoch == top.epoch && since.offset <= top.offset
+            && (since.offset == top.offset || history.first?.offset == since.offset + 1)
+            && zip(history, history.dropFirst()).allSatisfy { $1.offset == $0.offset + 1 }
+            && (history.last?.offset ?? since.offset) >= top.offset
+        guard contiguous else {
+            lastOffset = top.offset
+            return .notRecovered(live: takeNewer(held))
+        }
+        lastOffset = since.offset
+        var events: [Event] = []
+        for event in history where event.offset == lastOffset + 1 {
+            events.append(event)
+            lastOffset = event.offset
+        }
+        return .recovered(events + takeNewer(held))
+    }
+
+    private mutating func finishLive(from held: [Event], recovered: Bool) -> RecoveryResult {
+        let sorted = held.sorted { $0.offset < $1.offset }
+        if let first = sorted.first {
+            epoch = first.epoch
+            lastOffset = first.offset - 1
+        }
+        let events = takeNewer(sorted)
+        return recovered ? .recovered(events) : .notRecovered(live: events)
+    }
+
+    /// The held events after `lastOffset`, in order, without duplicates; stops at a gap (the next live
+    /// event then reports it).
+    private mutating func takeNewer(_ events: [Event]) -> [Event] {
+        var result: [Event] = []
+        for event in events.sorted(by: { $0.offset < $1.offset }) where event.offset > lastOffset {
+            guard event.offset == lastOffset + 1, epoch == nil || event.epoch == epoch else { break }
+            result.append(event)
+            lastOffset = event.offset
+            epoch = event.epoch
+        }
+        return result
+    }
+}

@@ -1,0 +1,148 @@
+import DequeModule
+import Metrics
+import Synchronization
+import SwitchboardContracts
+
+/// The bounded outbound buffer of one connection, as a plain state machine. Ephemeral frames (typing,
+/// progress) are dropped oldest-first to make room; anything else that does not fit means the client
+/// cannot keep up, and it is disconnected to recover by offset (a slow client never slows the others).
+struct OutboundBuffer {
+    enum EnqueueResult: Equatable {
+        case queued(droppedEphemeral: Int)
+        case overflow
+    }
+
+    let limitBytes: Int
+    private var items = Deque<(text: String, ephemeral: Bool)>()
+    private(set) var bytes = 0
+
+    init(limitBytes: Int) {
+        self.limitBytes = limitBytes
+    }
+
+    var count: Int { items.count }
+
+    mutating func enqueue(_ text: String, ephemeral: Bool) -> EnqueueResult {
+        let size = text.utf8.count
+        var dropped = 0
+        if bytes + size > limitBytes {
+            // Make room from the oldest ephemeral frames.
+            var kept = Deque<(text: String, ephemeral: Bool)>()
+            while let item = items.popFirst() {
+                if item.ephemeral && bytes + size > limitBytes {
+                    bytes -= item.text.utf8.count
+                    dropped += 1
+                } else {
+                    kept.append(item)
+                }
+            }
+            items = kept
+        }
+        guard bytes + size <= limitBytes else {
+            if ephemeral { return .queued(droppedEphemeral: dropped + 1) }
+            return .overflow
+        }
+        items.append((text, ephemeral))
+        bytes += size
+        return .queued(droppedEphemeral: dropped)
+    }
+
+    mutating func dequeue() -> String? {
+        guard let item = items.popFirst() else { return nil }
+        bytes -= item.text.utf8.count
+        return item.text
+    }
+}
+
+/// What the writer of a connection does next.
+enum OutboundItem: Sendable, Equatable {
+    case frame(String)
+    case close(CloseCode, reason: String)
+}
+
+/// The outbound buffer shared by the producers of frames (Redis pushes, command answers) and the one
+/// task that writes the socket.
+final class OutboundQueue: Sendable {
+    private struct State {
+        var buffer: OutboundBuffer
+        var waiter: CheckedContinuation<OutboundItem?, Never>?
+        var closing: (CloseCode, String)?
+        var finished = false
+    }
+
+    private let state: Mutex<State>
+
+    init(limitBytes: Int) {
+        state = Mutex(State(buffer: OutboundBuffer(limitBytes: limitBytes)))
+    }
+
+    /// Queues a frame; false when the queue is closed or overflowed (the connection is then closed
+    /// with `slowConsumer`).
+    @discardableResult
+    func enqueue(_ text: String, ephemeral: Bool = false) -> Bool {
+        let (waiter, item, accepted): (CheckedContinuation<OutboundItem?, Never>?, OutboundItem?, Bool) = state.withLock { state in
+            guard !state.finished, state.closing == nil else { return (nil, nil, false) }
+            if let waiter = state.waiter, state.buffer.count == 0 {
+                state.waiter = nil
+                return (waiter, .frame(text), true)
+            }
+            switch state.buffer.enqueue(text, ephemeral: ephemeral) {
+            case .queued(let dropped):
+                if dropped > 0 { DeliveryMetrics.droppedEphemeral.increment(by: Int64(dropped)) }
+                return (nil, nil, true)
+            case .overflow:
+                let reason = "slow consumer: reconnect and recover by offset"
+                state.closing = (.slowConsumer, reason)
+                let waiter = state.waiter
+                state.waiter = nil
+                if waiter != nil { state.finished = true }
+                return (waiter, .close(.slowConsumer, reason: reason), false)
+            }
+        }
+        if let waiter { waiter.resume(returning: item) }
+        return accepted
+    }
+
+    /// Asks the writer to close the connection with `code` once the frames queued so far are written.
+    func close(_ code: CloseCode, reason: String) {
+        let waiter = state.withLock { state -> CheckedContinuation<OutboundItem?, Never>? in
+            guard state.closing == nil, !state.finished else { return nil }
+            state.closing = (code, reason)
+            guard state.buffer.count == 0 else { return nil }
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: .close(code, reason: reason))
+    }
+
+    /// Ends the queue without a close frame (the socket is already gone).
+    func finish() {
+        let waiter = state.withLock { state in
+            state.finished = true
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    /// The next thing to write; nil when finished.
+    func next() async -> OutboundItem? {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> OutboundItem?? in
+                if state.finished { return .some(nil) }
+                if let closing = state.closing, closing.0 == .slowConsumer {
+                    state.finished = true
+                    return .some(.close(closing.0, reason: closing.1))
+                }
+                if let text = state.buffer.dequeue() { return .some(.frame(text)) }
+                if let closing = state.closing {
+                    state.finished = true
+                    return .some(.close(closing.0, reason: closing.1))
+                }
+                state.waiter = continuation
+                return .none
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import SwitchboardContracts
+import SwitchboardRedis
+import SwitchboardRuntime
+
+/// Accepts a user message from any front door (WebSocket, REST) and puts it on the bus.
+struct MessageSubmitter: Sendable {
+    let context: ServiceContext
+
+    /// Returns the message id once Kafka has the message.
+    func submit(userID: String, conversationID: String, content: String, clientMessageID: String) async throws -> String {
+        let messageID = UUID().uuidString.lowercased()
+        let payload = ChatMessageSubmitted(
+            messageId: messageID, clientMessageId: clientMessageID, conversationId: conversationID, userId: userID,
+            content: content, gateway: context.configuration.instanceID)
+        try await context.publish(context.envelope(payload, routingKey: conversationID), to: Topics.chatRequests)
+        return messageID
+    }
+}
+
+/// Server-Sent Events (seed 000) and the REST way to send a message.
+struct EventStreams: Sendable {
+    let context: ServiceContext
+    let authority: TokenAuthority
+    let subscriber: RedisSubscriber
+    let access: ConversationAccess
+    let history: ChannelHistory
+    let registry: SessionRegistry
+    let settings: GatewaySettings
+
+    func addRoutes(to router: Router<GatewayRequestContext>) {
+        router.get("/api/v1/conversations/:id/messages/stream") { request, context in
+            let id = try conversationID(context)
+            return try await stream(request, channel: .conversation(id), ownedConversation: id)
+        }
+        router.get("/api/v1/conversations/:id/roles/activity") { request, context in
+            let id = try conversationID(context)
+            return try await stream(request, channel: Channel(.roles, id), ownedConversation: id)
+        }
+        router.get("/api/v1/events/system") { request, _ in
+            try await stream(request, channel: .system, ownedConversation: nil)
+        }
+        router.post("/api/v1/conversations/:id/messages") { request, context -> Response in
+            let id = try conversationID(context)
+            let claims = try await Gateway.authenticate(request, authority: authority)
+            try await authorize(claims.userID, id)
+            struct Body: Decodable {
+                var content: String
+                var clientMessageId: String?
+            }
+            let body: Body
+            do {
+                body = try await request.decode(as: Body.self, context: context)
+            } catch {
+                throw HTTPError(.badRequest, message: "the body is JSON {\"content\": \"…\", \"clientMessageId\"?: \"…\"}")
+            }
+            guard !body.content.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                throw HTTPError(.badRequest, message: "content must not be empty")
+            }
+            guard body.content.count <= settings.maxContentLength else {
+                throw HTTPError(.contentTooLarge, message: "content is limited to \(settings.maxContentLength) characters")
+            }
+            let messageID = try await MessageSubmitter(context: self.context).submit(
+                userID: claims.userID, conversationID: id, content: body.content,
+                clientMessageID: body.clientMessageId ?? UUID().uuidString.lowercased())
+            let json = #"{"messageId":"\#(messageID)","conversationId":"\#(id)","status":"accepted"}"#
+            return Response(
+                status: .accepted, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: json)))
+        }
+    }
+
+    private func conversationID(_ context: GatewayRequestContext) throws -> String {
+        guard let id = context.parameters.get("id"), CommandHandler.isValidID(id) else {
+            throw HTTPError(.badRequest, message: "a conversation id is 1-128 letters, digits, '-', '_' or '.'")
+        }
+        return id
+    }
+
+    private func authorize(_ userID: String, _ conversationID: String) async throws {
+        guard try await access.authorize(userID: userID, conversationID: conversationID) else {
+            throw HTTPError(.forbidden, message: "conversation \(conversationID) belongs to another user")
+        }
+    }
+
+    /// One SSE stream of a channel. The resume position is `Last-Event-ID` (header, or `?lastEventId=`
+    /// for clients that cannot set headers) in the `<epoch>:<offset>` form of every event's `id:`.
+    private func stream(_ request: Request, channel: SwitchboardContracts.Channel, ownedConversation: String?) async throws -> Response {
+        let claims = try await Gateway.authenticate(request, authority: authority)
+        if let ownedConversation { try await authorize(claims.userID, ownedConversation) }
+        let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.uri.queryParameters["lastEventId"].map(String.init)
+        var since: StreamPosition?
+        if let lastEventID, !lastEventID.isEmpty {
+            guard let position = StreamPosition(lastEventID: lastEventID) else {
+                throw HTTPError(.badRequest, message: "Last-Event-ID is <epoch>:<offset>, as sent in each event's id")
+            }
+            since = position
+        }
+        let session = ClientSession(
+            userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes, formatter: Self.serverSentEvent)
+        let opened = try await session.follow(channel, since: since, subscriber: subscriber, history: history)
+        registry.add(session)
+        var preamble = "retry: 3000\n\n"
+        if since != nil {
+            // SSE has no acknowledgement: say whether the stream continues exactly where the client was.
+            let position = opened.position.map { #","offset":\#($0.offset),"epoch":"\#($0.epoch)""# } ?? ""
+            preamble += "event: recovery\ndata: {\"recovered\":\(opened.recovered)\(position)}\n\n"
+        }
+        let opening = preamble
+        let subscriber = self.subscriber
+        let registry = self.registry
+        let pingInterval = settings.ssePingInterval
+        let body = ResponseBody { writer in
+            defer { registry.remove(session) }
+            do {
+                try await writer.write(ByteBuffer(string: opening))
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        while !Task.isCancelled {
+                            try await Task.sleep(for: pingInterval)
+                            session.outbound.enqueue(": ping\n\n", ephemeral: true)
+                        }
+                    }
+                    loop: while let item = await session.outbound.next() {
+                        switch item {
+                        case .frame(let text):
+                            try await writer.write(ByteBuffer(string: text))
+                        case .close(let code, let reason):
+                            try await writer.write(
+                                ByteBuffer(string: "event: close\ndata: {\"code\":\(code.rawValue),\"reason\":\"\(reason)\"}\n\n"))
+                            break loop
+                        }
+                    }
+                    group.cancelAll()
+                }
+                try await writer.finish(nil)
+            } catch {
+                session.outbound.finish()
+            }
+            await session.unfollowAll(subscriber: subscriber)
+        }
+        return Response(
+            status: .ok,
+            headers: [
+                .contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache",
+                HTTPField.Name("X-Accel-Buffering")!: "no",
+            ],
+            body: body)
+    }
+
+    /// `id: <epoch>:<offset>` (recoverable events only), `event: <frame type>`, `data: <frame JSON>`.
+    static func serverSentEvent(_ message: ChannelWire.Message) -> String {
+        var text = ""
+        if !message.isEphemeral { text += "id: \(message.position)\n" }
+        if !message.frameType.isEmpty { text += "event: \(message.frameType)\n" }
+        return text + "data: \(message.stampedJSON)\n\n"
+    }
+}
