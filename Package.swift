@@ -117,6 +117,7 @@ targets += [
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "NIOWebSocket", package: "swift-nio"),
         ],
         path: "Services/switchboard/Library", swiftSettings: swiftSettings),
     .executableTarget(
@@ -144,7 +145,9 @@ targets += [
         path: "Tests/IntegrationTests", swiftSettings: swiftSettings),
     .testTarget(
         name: "EndToEndTests",
-        dependencies: runtime + ["SwitchboardTestSupport", "SwitchboardCLI"],
+        dependencies: runtime + [
+            "SwitchboardTestSupport", "SwitchboardCLI",
+        ],
         path: "Tests/EndToEndTests", swiftSettings: swiftSettings),
 ]
 products.append(.executable(name: "switchboard", targets: ["SwitchboardMain"]))

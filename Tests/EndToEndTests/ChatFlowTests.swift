@@ -12,12 +12,15 @@ import FoundationNetworking
 /// The six services as separate processes over the real Kafka, Redis and PostgreSQL of the test run.
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct ChatFlowTests {
-    static func withStack(_ body: (ServiceProcesses, String, TokenAuthority) async throws -> Void) async throws {
+    // Shared by the other end-to-end suites.
+    static func withStack(
+        tokensPerSecond: Int = 200, _ body: (ServiceProcesses, String, TokenAuthority) async throws -> Void
+    ) async throws {
         try await TestEnvironment.requireKafka()
         try await TestEnvironment.requireRedis()
         let stack = try ServiceProcesses()
         let gateway = try stack.startAll(agentEnvironment: [
-            "SWITCHBOARD_AGENT_TOKEN_RATE": "200", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS": "20",
+            "SWITCHBOARD_AGENT_TOKEN_RATE": "\(tokensPerSecond)", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS": "20",
         ])
         do {
             try await stack.waitUntilReady()
@@ -29,7 +32,10 @@ struct ChatFlowTests {
         }
         let codes = await stack.stopAll()
         // SIGTERM is a graceful shutdown: every service finishes in-flight work and exits 0.
-        for (name, code) in codes { #expect(code == 0, "\(name) exited \(code); log:\n\(stack.log(of: name).suffix(2000))") }
+        for (name, code) in codes {
+            let service = String(name.split(separator: ":")[0])
+            #expect(code == 0, "\(name) exited \(code); log:\n\(stack.log(of: service).suffix(2000))")
+        }
     }
 
     @Test func aMessageGoesThroughEveryHopAndStreamsBack() async throws {

@@ -110,6 +110,17 @@ public final class ServiceProcesses: Sendable {
         processes.withLock { $0.first(where: { $0.0.name == name })?.1 }
     }
 
+    /// SIGKILL, as a crash would; the process is left out of `stopAll`'s exit codes.
+    public func kill(httpPort: Int) {
+        let process = processes.withLock { processes -> Process? in
+            guard let index = processes.firstIndex(where: { $0.0.httpPort == httpPort }) else { return nil }
+            return processes.remove(at: index).1
+        }
+        guard let process else { return }
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
     public func log(of name: String) -> String {
         let path = processes.withLock { $0.first(where: { $0.0.name == name })?.0.logPath }
         return path.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? ""
@@ -124,9 +135,9 @@ public final class ServiceProcesses: Sendable {
         var codes: [String: Int32] = [:]
         for (launched, process) in all {
             while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
-            codes[launched.name] = process.terminationStatus
+            codes["\(launched.name):\(launched.httpPort)"] = process.terminationStatus
         }
         return codes
     }

@@ -102,7 +102,7 @@ struct RoundTripBench: AsyncParsableCommand {
                 firstChunk: LatencySummary(name: "send → first chunk", histogram: firstChunk),
                 streamEnd: LatencySummary(name: "send → stream end", histogram: streamEnd), lost: lost)
         }
-        guard let result = outcome.result else { throw ValidationError("the connection closed: \(String(describing: outcome.close))") }
+        guard let result = outcome.result else { throw ValidationError("the connection closed (code \(outcome.closeCode.map(String.init) ?? "none"))") }
         return result
     }
 }

@@ -3,6 +3,7 @@ import HTTPTypes
 import HummingbirdWSClient
 import Logging
 import NIOCore
+import NIOWebSocket
 import Synchronization
 import SwitchboardContracts
 
@@ -36,12 +37,12 @@ public struct ChatClient: Sendable {
     }
 
     /// Connects to `url` with `token` (sent as `Authorization: Bearer`), runs `body`, then closes.
-    /// Returns the server's close frame, if it sent one.
+    /// Returns the body's result and the close code the server sent, if it closed the connection.
     @discardableResult
     public static func withConnection<T: Sendable>(
         url: String, token: String?, logger: Logger = Logger(label: "switchboard.client"),
         _ body: @escaping @Sendable (ChatClient) async throws -> T
-    ) async throws -> (result: T?, close: WebSocketCloseFrame?) {
+    ) async throws -> (result: T?, closeCode: UInt16?) {
         let (outboundStream, outbound) = AsyncStream.makeStream(of: String.self)
         let frames = FrameInbox()
         let client = ChatClient(outbound: outbound, frames: frames)
@@ -76,7 +77,7 @@ public struct ChatClient: Sendable {
             }
         }
         frames.finish()
-        return (result.get(), closeFrame)
+        return (result.get(), closeFrame.map { UInt16(webSocketErrorCode: $0.closeCode) })
     }
 }
 

@@ -1,0 +1,241 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import SwitchboardCLI
+import SwitchboardContracts
+import SwitchboardRuntime
+import SwitchboardTestSupport
+import Testing
+
+/// A client that drops (or whose gateway dies) in the middle of a stream resumes by offset and ends
+/// with every event exactly once.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct RecoveryTests {
+    static func send(_ conversation: String, _ content: String) -> ClientCommand {
+        ClientCommand(
+            id: "send-\(UUID().uuidString.prefix(6))", type: ClientCommandType.sendMessage,
+            data: ["conversationId": .string(conversation), "content": .string(content)])
+    }
+
+    static func resume(_ conversation: String, from frame: ServerFrame?) -> ClientCommand {
+        var data: [String: JSONValue] = ["conversationId": .string(conversation)]
+        if let frame, let offset = frame.offset, let epoch = frame.epoch {
+            data["offset"] = .number(Double(offset))
+            data["epoch"] = .string(epoch)
+        }
+        return ClientCommand(id: "resume", type: ClientCommandType.subscribeConversation, data: .object(data))
+    }
+
+    /// Checks that the channel frames seen across connections are one contiguous, duplicate-free run
+    /// holding one whole reply.
+    static func expectCompleteStream(_ frames: [ServerFrame], sourceLocation: SourceLocation = #_sourceLocation) {
+        let positioned = frames.filter { $0.offset != nil }
+        let offsets = positioned.compactMap(\.offset)
+        #expect(!offsets.isEmpty, sourceLocation: sourceLocation)
+        #expect(offsets == Array(offsets[0]..<(offsets[0] + Int64(offsets.count))), "offsets \(offsets)", sourceLocation: sourceLocation)
+        #expect(Set(positioned.compactMap(\.epoch)).count == 1, sourceLocation: sourceLocation)
+        #expect(positioned.first?.type == FrameType.messageStreamStart, sourceLocation: sourceLocation)
+        #expect(positioned.last?.type == FrameType.messageStreamEnd, sourceLocation: sourceLocation)
+        let chunks = positioned.filter { $0.type == FrameType.messageStreamChunk }
+        #expect(chunks.map { $0.data["position"]?.intValue } == Array(0..<chunks.count), sourceLocation: sourceLocation)
+        let text = chunks.compactMap { $0.data["chunk"]?.stringValue }.joined()
+        #expect(positioned.last?.data["finalMessage"]?["content"]?.stringValue == text, sourceLocation: sourceLocation)
+    }
+
+    @Test func aClientThatDropsMidStreamResumesWithNothingMissingOrRepeated() async throws {
+        try await ChatFlowTests.withStack(tokensPerSecond: 40) { _, url, authority in
+            let token = try await authority.mint(user: "carol")
+            let conversation = "resume-\(UUID().uuidString.prefix(8))"
+            let (before, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
+                client.send(Self.send(conversation, "tell me about resumable streams"))
+                var frames: [ServerFrame] = []
+                while let received = await client.frames.next(within: .seconds(20)) {
+                    frames.append(received.frame)
+                    if frames.filter({ $0.type == FrameType.messageStreamChunk }).count == 5 { break }
+                }
+                return frames
+            }
+            let first = try #require(before)
+            #expect(first.filter { $0.type == FrameType.messageStreamChunk }.count == 5)
+            // Away for a while: the reply goes on without us.
+            try await Task.sleep(for: .milliseconds(400))
+            let (after, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
+                client.send(Self.resume(conversation, from: first.last { $0.offset != nil }))
+                var frames: [ServerFrame] = []
+                while let received = await client.frames.next(within: .seconds(20)) {
+                    frames.append(received.frame)
+                    if received.frame.type == FrameType.messageStreamEnd { break }
+                }
+                return frames
+            }
+            let second = try #require(after)
+            let ack = try #require(second.first { $0.correlationId == "resume" })
+            #expect(ack.type == "ACK" && ack.data["recovered"]?.boolValue == true)
+            Self.expectCompleteStream(first + second)
+        }
+    }
+
+    @Test func aClientWhoseGatewayIsKilledFinishesOnAnotherGateway() async throws {
+        try await ChatFlowTests.withStack(tokensPerSecond: 40) { stack, url, authority in
+            let spare = try stack.start("gateway")
+            try await stack.waitUntilReady()
+            let firstGatewayPort = try #require(URL(string: url)?.port)
+            let token = try await authority.mint(user: "dave")
+            let conversation = "failover-\(UUID().uuidString.prefix(8))"
+            let seen = Locked<[ServerFrame]>([])
+            do {
+                try await ChatClient.withConnection(url: url, token: token) { client in
+                    client.send(Self.send(conversation, "what happens when a gateway dies"))
+                    while let received = await client.frames.next(within: .seconds(20)) {
+                        let chunks = seen.withLock { frames in
+                            frames.append(received.frame)
+                            return frames.filter { $0.type == FrameType.messageStreamChunk }.count
+                        }
+                        if chunks == 4 { stack.kill(httpPort: firstGatewayPort) }
+                    }
+                    return true
+                }
+            } catch {
+                // The connection died with its gateway, as it would for a real client.
+            }
+            let before = seen.withLock { $0 }
+            #expect(before.filter { $0.type == FrameType.messageStreamChunk }.count >= 4)
+            #expect(!before.contains { $0.type == FrameType.messageStreamEnd })
+            let (after, _) = try await ChatClient.withConnection(url: "ws://127.0.0.1:\(spare.httpPort)/ws", token: token) {
+                client -> [ServerFrame] in
+                client.send(Self.resume(conversation, from: before.last { $0.offset != nil }))
+                var frames: [ServerFrame] = []
+                while let received = await client.frames.next(within: .seconds(20)) {
+                    frames.append(received.frame)
+                    if received.frame.type == FrameType.messageStreamEnd { break }
+                }
+                return frames
+            }
+            let second = try #require(after)
+            #expect(second.first { $0.correlationId == "resume" }?.data["recovered"]?.boolValue == true)
+            Self.expectCompleteStream(before + second)
+        }
+    }
+
+    @Test func aPositionFromAnotherEpochOrBeyondTheChannelIsNotRecovered() async throws {
+        try await ChatFlowTests.withStack { _, url, authority in
+            let token = try await authority.mint(user: "erin")
+            let conversation = "epoch-\(UUID().uuidString.prefix(8))"
+            let (answers, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
+                client.send(Self.send(conversation, "hello"))
+                _ = await client.frames.first(within: .seconds(20)) { $0.type == FrameType.messageStreamEnd }
+                var answers: [ServerFrame] = []
+                for data: JSONValue in [
+                    ["conversationId": .string(conversation), "offset": 2, "epoch": "not-the-epoch"],
+                    ["conversationId": .string(conversation), "offset": 100_000, "epoch": "not-the-epoch"],
+                    ["conversationId": .string(conversation), "offset": -1, "epoch": "x"],
+                ] {
+                    client.send(ClientCommand(id: "r", type: ClientCommandType.subscribeConversation, data: data))
+                    if let answer = await client.frames.first(within: .seconds(10), where: { $0.correlationId == "r" }) {
+                        answers.append(answer.frame)
+                    }
+                }
+                return answers
+            }
+            let frames = try #require(answers)
+            #expect(frames.count == 3)
+            #expect(frames[0].data["recovered"]?.boolValue == false && frames[0].data["offset"]?.intValue != nil)
+            #expect(frames[1].data["recovered"]?.boolValue == false)
+            #expect(frames[2].error?.code == "INVALID_ARGUMENT")
+        }
+    }
+
+    @Test func serverSentEventsResumeFromLastEventID() async throws {
+        try await ChatFlowTests.withStack(tokensPerSecond: 40) { _, url, authority in
+            let port = URL(string: url)!.port!
+            let token = try await authority.mint(user: "frank")
+            let conversation = "sse-\(UUID().uuidString.prefix(8))"
+            let path = "/api/v1/conversations/\(conversation)/messages/stream"
+
+            // Forbidden and unauthenticated streams are refused.
+            let anonymous = try await SSEClient.connect(port: port, path: path)
+            #expect(await eventually(timeout: .seconds(5)) { anonymous.head != nil })
+            #expect(anonymous.head?.hasPrefix("HTTP/1.1 401") == true)
+            await anonymous.close()
+
+            let first = try await SSEClient.connect(port: port, path: path, headers: ["Authorization": "Bearer \(token)"])
+            #expect(await eventually(timeout: .seconds(5)) { first.head != nil })
+            let head = try #require(first.head).lowercased()
+            #expect(head.hasPrefix("http/1.1 200") && head.contains("text/event-stream") && head.contains("no-cache"))
+            #expect(head.contains("x-accel-buffering: no"))
+
+            // Send over REST: 202 with the message id.
+            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/api/v1/conversations/\(conversation)/messages")!)
+            request.httpMethod = "POST"
+            request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.httpBody = Data(#"{"content":"stream this over SSE please"}"#.utf8)
+            let (body, response) = try await URLSession.shared.data(for: request)
+            #expect((response as? HTTPURLResponse)?.statusCode == 202)
+            #expect(String(decoding: body, as: UTF8.self).contains("messageId"))
+
+            #expect(await eventually(timeout: .seconds(20)) { first.events.filter { $0.event == FrameType.messageStreamChunk }.count >= 5 })
+            await first.close()
+            let firstEvents = first.events.filter { $0.id != nil }
+            let lastID = try #require(firstEvents.last?.id, "events: \(first.events.prefix(4))")
+
+            let second = try await SSEClient.connect(
+                port: port, path: path + "?lastEventId=\(lastID)", headers: ["Authorization": "Bearer \(token)"])
+            #expect(await eventually(timeout: .seconds(20)) { second.events.contains { $0.event == FrameType.messageStreamEnd } })
+            await second.close()
+            let recovery = try #require(second.events.first)
+            #expect(recovery.event == "recovery" && recovery.data.contains("\"recovered\":true"))
+
+            let frames = (firstEvents + second.events.filter { $0.id != nil }).map { event in
+                (try? JSONDecoder().decode(ServerFrame.self, from: Data(event.data.utf8)))
+            }
+            #expect(frames.allSatisfy { $0 != nil })
+            let decoded = frames.compactMap { $0 }
+            // Each event's id is its frame's position.
+            for (event, frame) in zip(firstEvents + second.events.filter { $0.id != nil }, decoded) {
+                #expect(event.id == "\(frame.epoch ?? ""):\(frame.offset ?? -1)")
+                #expect(event.event == frame.type)
+            }
+            Self.expectCompleteStream(decoded)
+        }
+    }
+
+    @Test func typingIsShownToOthersLiveAndNeverReplayed() async throws {
+        try await ChatFlowTests.withStack { _, url, authority in
+            let token = try await authority.mint(user: "gina")
+            let conversation = "typing-\(UUID().uuidString.prefix(8))"
+            let (frames, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
+                client.send(ClientCommand(id: "t0", type: ClientCommandType.typingStart, data: ["conversationId": .string(conversation)]))
+                let refused = await client.frames.first(within: .seconds(10)) { $0.correlationId == "t0" }
+                client.send(ClientCommand(id: "s", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)]))
+                _ = await client.frames.first(within: .seconds(10)) { $0.correlationId == "s" }
+                client.send(ClientCommand(id: "t1", type: ClientCommandType.typingStart, data: ["conversationId": .string(conversation)]))
+                let ack = await client.frames.first(within: .seconds(10)) { $0.correlationId == "t1" }
+                let typing = await client.frames.first(within: .seconds(10)) { $0.type == "TYPING_START" }
+                return [refused?.frame, ack?.frame, typing?.frame].compactMap { $0 }
+            }
+            let answers = try #require(frames)
+            #expect(answers.count == 3)
+            #expect(answers[0].error?.code == "INVALID_ARGUMENT")
+            #expect(answers[1].type == "ACK")
+            #expect(answers[2].data["userId"]?.stringValue == "gina" && answers[2].offset == nil)
+        }
+    }
+
+    @Test func aGatewayShuttingDownTellsItsClientsToReconnect() async throws {
+        try await ChatFlowTests.withStack { stack, url, authority in
+            let token = try await authority.mint(user: "hana")
+            let (_, close) = try await ChatClient.withConnection(url: url, token: token) { client in
+                client.send(ClientCommand(id: "p", type: ClientCommandType.ping, data: ["timestamp": 1]))
+                _ = await client.frames.first(within: .seconds(10)) { $0.type == "PONG" }
+                stack.process(named: "gateway")?.terminate()
+                // Wait for the server to close the connection.
+                while await client.frames.next(within: .seconds(15)) != nil {}
+                return true
+            }
+            #expect(close == CloseCode.shutdown.rawValue)
+            #expect(CloseCode.shutdown.shouldReconnect)
+        }
+    }
+}
