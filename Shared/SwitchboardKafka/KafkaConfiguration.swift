@@ -73,6 +73,9 @@ public struct KafkaConsumerConfiguration: Sendable {
             "session.timeout.ms": String(sessionTimeoutMilliseconds),
             "heartbeat.interval.ms": String(heartbeatIntervalMilliseconds),
             "fetch.wait.max.ms": String(fetchWaitMaxMilliseconds),
+            // The poll thread polls continuously, so a member that stops polling is dead: let the
+            // group move on after 30 s instead of the 5-minute default.
+            "max.poll.interval.ms": "30000",
             "fetch.error.backoff.ms": "50",
             "socket.nagle.disable": "true",
             "topic.metadata.refresh.interval.ms": "10000",

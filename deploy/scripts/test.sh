@@ -39,7 +39,8 @@ export SWITCHBOARD_TEST_POSTGRES=postgres://switchboard:switchboard@127.0.0.1:$S
 export SWITCHBOARD_BIN_DIR=$BIN_DIR
 
 status=0
-swift test --skip-build "$@" || status=$?
+# One test at a time: the end-to-end suites start whole stacks, and 2 cores do not run two at once well.
+swift test --skip-build --no-parallel "$@" || status=$?
 if [ "$status" -ne 0 ]; then
   warn "swift test exited with $status; server logs are in $SB_STATE_DIR"
 fi
