@@ -31,6 +31,7 @@ let services: [ServiceTarget] = [
             .product(name: "NIOWebSocket", package: "swift-nio"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "DequeModule", package: "swift-collections"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
     .init(executable: "orchestrator", library: "Orchestrator", folder: "orchestrator", dependencies: []),
     .init(executable: "agent-worker", library: "AgentWorker", folder: "agent-worker", dependencies: []),

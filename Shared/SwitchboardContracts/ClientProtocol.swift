@@ -84,6 +84,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case invalidArgument = "INVALID_ARGUMENT"
     case contentTooLong = "CONTENT_TOO_LONG"
     case permissionDenied = "PERMISSION_DENIED"
+    case rateLimited = "RATE_LIMITED"
     case unavailable = "UNAVAILABLE"
     case internalError = "INTERNAL"
 }

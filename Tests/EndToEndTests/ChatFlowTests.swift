@@ -14,14 +14,15 @@ import FoundationNetworking
 struct ChatFlowTests {
     // Shared by the other end-to-end suites.
     static func withStack(
-        tokensPerSecond: Int = 200, _ body: (ServiceProcesses, String, TokenAuthority) async throws -> Void
+        tokensPerSecond: Int = 200, gatewayEnvironment: [String: String] = [:],
+        _ body: (ServiceProcesses, String, TokenAuthority) async throws -> Void
     ) async throws {
         try await TestEnvironment.requireKafka()
         try await TestEnvironment.requireRedis()
         let stack = try ServiceProcesses()
         let gateway = try stack.startAll(agentEnvironment: [
             "SWITCHBOARD_AGENT_TOKEN_RATE": "\(tokensPerSecond)", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS": "20",
-        ])
+        ], gatewayEnvironment: gatewayEnvironment)
         do {
             try await stack.waitUntilReady()
             let authority = try await TokenAuthority(secret: stack.jwtSecret)

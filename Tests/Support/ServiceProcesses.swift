@@ -84,8 +84,8 @@ public final class ServiceProcesses: Sendable {
     }
 
     /// Starts all six services; returns the gateway's.
-    public func startAll(agentEnvironment: [String: String] = [:]) throws -> Launched {
-        let gateway = try start("gateway")
+    public func startAll(agentEnvironment: [String: String] = [:], gatewayEnvironment: [String: String] = [:]) throws -> Launched {
+        let gateway = try start("gateway", environment: gatewayEnvironment)
         for name in ["orchestrator", "notifier", "voice-worker", "workflow-runner"] { try start(name) }
         try start("agent-worker", environment: agentEnvironment)
         return gateway

@@ -46,6 +46,17 @@ final class ClientSession: FrameSink, Sendable {
 
     // MARK: Channels
 
+    var channels: [String] { feeds.withLock { $0.keys.map(\.description) } }
+
+    /// Consecutive commands answered with an error; too many and the client is misbehaving.
+    private let consecutiveErrors = Atomic<Int>(0)
+
+    func recordAnswer(isError: Bool) -> Int {
+        if isError { return consecutiveErrors.add(1, ordering: .relaxed).newValue }
+        consecutiveErrors.store(0, ordering: .relaxed)
+        return 0
+    }
+
     func isFollowing(_ channel: Channel) -> Bool {
         feeds.withLock { $0[channel] != nil }
     }
@@ -90,6 +101,10 @@ final class SessionRegistry: Service, Sendable {
     }
 
     var count: Int { sessions.withLock { $0.count } }
+
+    func snapshot() -> [(userID: String, connectionID: String, channels: [String])] {
+        sessions.withLock { $0.values.map { ($0.userID, $0.id, $0.channels) } }
+    }
 
     func add(_ session: ClientSession) {
         sessions.withLock { $0[session.id] = session }

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -8,6 +9,7 @@ import Metrics
 import NIOCore
 import NIOWebSocket
 import ServiceLifecycle
+import Synchronization
 import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRedis
@@ -26,8 +28,46 @@ public struct GatewaySettings: Sendable {
     public var ssePingInterval: Duration = .seconds(15)
     /// Spread of the shutdown close frames (clients reconnect elsewhere, not all at once).
     public var shutdownWindow: Duration = .seconds(10)
+    /// Open connections per user across all gateways.
+    public var maxConnectionsPerUser = 100
+    /// Commands per second per user across all gateways, and the burst allowed above it.
+    public var commandsPerSecond = 20.0
+    public var commandBurst = 40
+    /// Routing-table entries expire this long after their gateway's last heartbeat.
+    public var routingTTLSeconds = 30
+    /// Consecutive bad commands before the connection is closed with 4501.
+    public var maxConsecutiveErrors = 10
 
     public init() {}
+
+    /// Flags and environment for the gateway's own settings (see docs/configuration.md).
+    public struct Options: ParsableArguments {
+        @Option(help: "Connections per user, all gateways (env SWITCHBOARD_GATEWAY_MAX_CONNECTIONS_PER_USER; default 100).")
+        public var maxConnectionsPerUser: Int?
+        @Option(help: "Commands per second per user (env SWITCHBOARD_GATEWAY_COMMANDS_PER_SECOND; default 20).")
+        public var commandsPerSecond: Double?
+        @Option(help: "Command burst per user (env SWITCHBOARD_GATEWAY_COMMAND_BURST; default 40).")
+        public var commandBurst: Int?
+        @Option(help: "Outbound buffer per connection in bytes (env SWITCHBOARD_GATEWAY_OUTBOUND_LIMIT_BYTES; default 1048576).")
+        public var outboundLimitBytes: Int?
+
+        public init() {}
+
+        public func settings() throws -> GatewaySettings {
+            var settings = GatewaySettings()
+            settings.maxConnectionsPerUser = try setting(
+                maxConnectionsPerUser, environment: "GATEWAY_MAX_CONNECTIONS_PER_USER", default: settings.maxConnectionsPerUser)
+            settings.commandsPerSecond = try setting(
+                commandsPerSecond, environment: "GATEWAY_COMMANDS_PER_SECOND", default: settings.commandsPerSecond)
+            settings.commandBurst = try setting(commandBurst, environment: "GATEWAY_COMMAND_BURST", default: settings.commandBurst)
+            settings.outboundLimitBytes = try setting(
+                outboundLimitBytes, environment: "GATEWAY_OUTBOUND_LIMIT_BYTES", default: settings.outboundLimitBytes)
+            guard settings.maxConnectionsPerUser > 0, settings.commandsPerSecond > 0, settings.commandBurst > 0,
+                settings.outboundLimitBytes >= 1024
+            else { throw ConfigurationError("gateway limits must be positive (outbound buffer ≥ 1024 bytes)") }
+            return settings
+        }
+    }
 }
 
 /// The gateway: authenticates clients, turns their commands into events on Kafka, and writes the events
@@ -41,10 +81,16 @@ public enum Gateway {
             (try? await context.producer.partitionCounts(of: [Topics.chatRequests.name]))?.isEmpty == false
         }
         let registry = SessionRegistry(shutdownWindow: settings.shutdownWindow, logger: context.logger)
+        let routing = ConnectionRegistry(
+            redis: context.redis, gatewayID: configuration.instanceID, ttlSeconds: settings.routingTTLSeconds,
+            maxConnectionsPerUser: settings.maxConnectionsPerUser)
         let router = makeRouter(
-            context: context, authority: authority, subscriber: subscriber, registry: registry, settings: settings)
+            context: context, authority: authority, subscriber: subscriber, registry: registry, routing: routing,
+            settings: settings)
         try await ServiceRunner.run(
-            context: context, services: [subscriber], router: router,
+            context: context,
+            services: [subscriber, RegistryHeartbeat(registry: routing, sessions: registry, logger: context.logger)],
+            router: router,
             server: .http1WebSocketUpgrade(
                 webSocketRouter: router,
                 configuration: .init(
@@ -57,13 +103,15 @@ public enum Gateway {
 
     static func makeRouter(
         context: ServiceContext, authority: TokenAuthority, subscriber: RedisSubscriber, registry: SessionRegistry,
-        settings: GatewaySettings
+        routing: ConnectionRegistry, settings: GatewaySettings
     ) -> Router<GatewayRequestContext> {
         let router = Router(context: GatewayRequestContext.self)
         let access = ConversationAccess(redis: context.redis)
         let history = ChannelHistory(redis: context.redis)
         let handler = CommandHandler(
-            context: context, subscriber: subscriber, access: access, history: history, settings: settings)
+            context: context, subscriber: subscriber, access: access, history: history,
+            limiter: RateLimiter(redis: context.redis, rate: settings.commandsPerSecond, burst: settings.commandBurst),
+            settings: settings)
         router.ws("/ws") { request, _ in
             _ = try await authenticate(request, authority: authority)
             return .upgrade([:])
@@ -74,6 +122,17 @@ public enum Gateway {
                 return
             }
             let session = ClientSession(userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes)
+            do {
+                guard try await routing.register(userID: claims.userID, connectionID: session.id) else {
+                    try await outbound.close(
+                        .unknown(CloseCode.connectionLimit.rawValue),
+                        reason: "at most \(settings.maxConnectionsPerUser) connections per user")
+                    return
+                }
+            } catch {
+                try await outbound.close(.unknown(CloseCode.serverError.rawValue), reason: "routing table unavailable")
+                return
+            }
             registry.add(session)
             var logger = context.logger
             logger[metadataKey: "ws.connection_id"] = "\(session.id)"
@@ -103,7 +162,18 @@ public enum Gateway {
                 group.cancelAll()
             }
             registry.remove(session)
+            await routing.unregister(userID: claims.userID, connectionID: session.id)
             await session.unfollowAll(subscriber: subscriber)
+        }
+        router.get("/api/connections") { request, _ -> Response in
+            _ = try await authenticate(request, authority: authority)
+            let gateways = try await routing.gateways()
+            let body: [String: Any] = [
+                "total": gateways.values.reduce(0, +), "gateways": gateways, "thisGateway": context.configuration.instanceID,
+            ]
+            let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }
         let streams = EventStreams(
             context: context, authority: authority, subscriber: subscriber, access: access, history: history,
@@ -135,28 +205,44 @@ struct CommandHandler: Sendable {
     let subscriber: RedisSubscriber
     let access: ConversationAccess
     let history: ChannelHistory
+    let limiter: RateLimiter
     let settings: GatewaySettings
 
     func handle(_ message: WebSocketMessage, session: ClientSession) async {
+        let answer = await answer(message, session: session)
+        session.send(answer)
+        if session.recordAnswer(isError: answer.status == .error && answer.error?.code != ErrorCode.rateLimited.rawValue)
+            >= settings.maxConsecutiveErrors
+        {
+            session.outbound.close(.badRequest, reason: "too many invalid commands")
+        }
+    }
+
+    private func answer(_ message: WebSocketMessage, session: ClientSession) async -> ServerFrame {
         guard case .text(let text) = message else {
-            session.send(.error(nil, code: .badFrame, message: "frames on /ws are JSON text"))
-            return
+            return .error(nil, code: .badFrame, message: "frames on /ws are JSON text")
         }
         let command: ClientCommand
         do {
             command = try JSONDecoder().decode(ClientCommand.self, from: Data(text.utf8))
         } catch {
-            session.send(.error(nil, code: .badFrame, message: "a frame is a JSON object {id, type, timestamp, data}"))
-            return
+            return .error(nil, code: .badFrame, message: "a frame is a JSON object {id, type, timestamp, data}")
         }
         Counter(label: "sb_gateway_commands_total", dimensions: [("type", Self.metricType(command.type))]).increment()
         do {
-            session.send(try await apply(command, session: session))
+            // PING stays free so a client can always measure latency and keep its connection alive.
+            if command.type != ClientCommandType.ping, try await !limiter.allow(userID: session.userID) {
+                Counter(label: "sb_gateway_rate_limited_total").increment()
+                return .error(
+                    command.id, code: .rateLimited,
+                    message: "more than \(Int(settings.commandsPerSecond)) commands per second; slow down")
+            }
+            return try await apply(command, session: session)
         } catch let error as CommandError {
-            session.send(.error(command.id, code: error.code, message: error.message))
+            return .error(command.id, code: error.code, message: error.message)
         } catch {
             context.logger.warning("command failed", metadata: ["command": "\(command.type)", "error": "\(error)"])
-            session.send(.error(command.id, code: .unavailable, message: "the command could not be completed; retry"))
+            return .error(command.id, code: .unavailable, message: "the command could not be completed; retry")
         }
     }
 

@@ -8,8 +8,9 @@ struct GatewayCommand: AsyncParsableCommand {
         commandName: "gateway", abstract: "Holds client connections: WebSocket, SSE and REST.")
 
     @OptionGroup var options: CommonOptions
+    @OptionGroup var gateway: GatewaySettings.Options
 
     func run() async throws {
-        try await Gateway.run(configuration: options.resolve(service: .gateway))
+        try await Gateway.run(configuration: options.resolve(service: .gateway), settings: gateway.settings())
     }
 }

@@ -1,0 +1,111 @@
+import Foundation
+import SwitchboardCLI
+import SwitchboardContracts
+import SwitchboardRuntime
+import SwitchboardTestSupport
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Per-user limits that hold across gateways (Redis), and misbehaving clients.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct LimitsTests {
+    @Test func commandRateAndConnectionsPerUserAreLimited() async throws {
+        try await ChatFlowTests.withStack(gatewayEnvironment: [
+            "SWITCHBOARD_GATEWAY_COMMANDS_PER_SECOND": "2", "SWITCHBOARD_GATEWAY_COMMAND_BURST": "3",
+            "SWITCHBOARD_GATEWAY_MAX_CONNECTIONS_PER_USER": "2",
+        ]) { _, url, authority in
+            let token = try await authority.mint(user: "ivan")
+            let conversation = "rate-\(UUID().uuidString.prefix(8))"
+            let (codes, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [String?] in
+                for index in 0..<6 {
+                    client.send(
+                        ClientCommand(
+                            id: "s\(index)", type: ClientCommandType.subscribeConversation,
+                            data: ["conversationId": .string(conversation)]))
+                }
+                var codes: [String?] = []
+                for _ in 0..<6 {
+                    let answer = await client.frames.first(within: .seconds(10)) { $0.correlationId != nil }
+                    codes.append(answer.map { $0.frame.error?.code ?? $0.frame.type })
+                }
+                // PING is never limited.
+                client.send(ClientCommand(id: "p", type: ClientCommandType.ping, data: ["timestamp": 1]))
+                codes.append(await client.frames.first(within: .seconds(10)) { $0.correlationId == "p" }?.frame.type)
+                return codes
+            }
+            let answers = try #require(codes)
+            #expect(answers.prefix(3).allSatisfy { $0 == "ACK" }, "\(answers)")
+            #expect(answers.dropFirst(3).prefix(3).contains("RATE_LIMITED"), "\(answers)")
+            #expect(answers.last == "PONG")
+
+            // Two connections are allowed; the third is closed with 4503 (do not reconnect).
+            let limit = try await ChatClient.withConnection(url: url, token: token) { _ -> UInt16? in
+                let second = try await ChatClient.withConnection(url: url, token: token) { _ -> UInt16? in
+                    let third = try await ChatClient.withConnection(url: url, token: token) { third in
+                        while await third.frames.next(within: .seconds(5)) != nil {}
+                        return true
+                    }
+                    return third.closeCode
+                }
+                return second.result ?? nil
+            }
+            let thirdClose: UInt16? = limit.result ?? nil
+            #expect(thirdClose == CloseCode.connectionLimit.rawValue)
+            #expect(!CloseCode.connectionLimit.shouldReconnect)
+        }
+    }
+
+    @Test func aClientSendingOnlyGarbageIsClosedAndTheOthersAreNotAffected() async throws {
+        try await ChatFlowTests.withStack { _, url, authority in
+            let bad = try await authority.mint(user: "mallory")
+            let good = try await authority.mint(user: "judy")
+            let (_, badClose) = try await ChatClient.withConnection(url: url, token: bad) { client in
+                for index in 0..<12 { client.sendRaw("garbage \(index) {{{") }
+                while await client.frames.next(within: .seconds(10)) != nil {}
+                return true
+            }
+            #expect(badClose == CloseCode.badRequest.rawValue)
+            // Judy, on the same gateway, still chats normally.
+            let (end, _) = try await ChatClient.withConnection(url: url, token: good) { client -> ServerFrame? in
+                client.send(
+                    ClientCommand(
+                        id: "m", type: ClientCommandType.sendMessage,
+                        data: ["conversationId": .string("judy-\(UUID().uuidString.prefix(6))"), "content": "still fine?"]))
+                return await client.frames.first(within: .seconds(20)) { $0.type == FrameType.messageStreamEnd }?.frame
+            }
+            #expect(end??.data["finalMessage"]?["content"]?.stringValue?.contains("still fine?") == true)
+        }
+    }
+
+    @Test func connectionStatisticsCoverTheCluster() async throws {
+        try await ChatFlowTests.withStack { stack, url, authority in
+            let token = try await authority.mint(user: "kim")
+            let port = try #require(URL(string: url)?.port)
+            try await ChatClient.withConnection(url: url, token: token) { client in
+                client.send(ClientCommand(id: "p", type: ClientCommandType.ping, data: ["timestamp": 1]))
+                _ = await client.frames.first(within: .seconds(10)) { $0.type == "PONG" }
+                // The heartbeat publishes this gateway's count within its interval.
+                let counted = await eventually(timeout: .seconds(15)) {
+                    guard let stats = await Self.json("http://127.0.0.1:\(port)/api/connections", token: token),
+                        let gateways = stats["gateways"] as? [String: Int]
+                    else { return false }
+                    return gateways["gateway-\(port)"] == 1
+                }
+                #expect(counted)
+                return true
+            }
+            #expect(await ServiceProcesses.httpStatus("http://127.0.0.1:\(port)/api/connections") == 401)
+            _ = stack
+        }
+    }
+
+    static func json(_ url: String, token: String) async -> [String: Any]? {
+        var request = URLRequest(url: URL(string: url)!)
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        guard let (data, _) = try? await URLSession.shared.data(for: request) else { return nil }
+        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+    }
+}
