@@ -121,4 +121,6 @@ public enum FrameType {
     public static let messageStreamStart = "MESSAGE_STREAM_START"
     public static let messageStreamChunk = "MESSAGE_STREAM_CHUNK"
     public static let messageStreamEnd = "MESSAGE_STREAM_END"
+    public static let userNotification = "USER_NOTIFICATION"
+    public static let systemStatus = "SYSTEM_STATUS"
 }

@@ -33,6 +33,7 @@ struct EventStreams: Sendable {
     let settings: GatewaySettings
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
+        addNotificationRoutes(to: router)
         router.get("/api/v1/conversations/:id/messages/stream") { request, context in
             let id = try conversationID(context)
             return try await stream(request, channel: .conversation(id), ownedConversation: id)
@@ -72,6 +73,57 @@ struct EventStreams: Sendable {
                 status: .accepted, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(string: json)))
         }
+    }
+
+    /// `POST /api/v1/notifications` (to one user) and `POST /api/broadcast` (to everyone): admin or
+    /// service tokens only. Body: `{"userId"?, "type": info|warning|error|success, "title", "message",
+    /// "persistent"?}`; answered 202 once Kafka has the event.
+    func addNotificationRoutes(to router: Router<GatewayRequestContext>) {
+        struct Notification: Decodable {
+            var userId: String?
+            var type: String?
+            var title: String
+            var message: String
+            var persistent: Bool?
+        }
+        @Sendable func publish(_ request: Request, _ context: GatewayRequestContext, broadcast: Bool) async throws -> Response {
+            let claims = try await Gateway.authenticate(request, authority: authority)
+            guard claims.isPrivileged else {
+                throw HTTPError(.forbidden, message: "notifications need an admin or service token")
+            }
+            let body: Notification
+            do {
+                body = try await request.decode(as: Notification.self, context: context)
+            } catch {
+                throw HTTPError(.badRequest, message: #"the body is JSON {"userId", "type", "title", "message", "persistent"?}"#)
+            }
+            let kind = body.type ?? "info"
+            guard ["info", "warning", "error", "success"].contains(kind) else {
+                throw HTTPError(.badRequest, message: "type is info, warning, error or success")
+            }
+            let channel: SwitchboardContracts.Channel
+            if broadcast {
+                channel = .system
+            } else {
+                guard let user = body.userId, CommandHandler.isValidID(user) else {
+                    throw HTTPError(.badRequest, message: "userId is required")
+                }
+                channel = .user(user)
+            }
+            let event = ClientEvent(
+                channel: channel, frameType: FrameType.userNotification,
+                data: [
+                    "type": .string(kind), "title": .string(body.title), "message": .string(body.message),
+                    "persistent": .bool(body.persistent ?? false), "from": .string(claims.userID),
+                ])
+            let envelope = self.context.envelope(event, routingKey: channel.description)
+            try await self.context.publish(envelope, to: Topics.clientEvents)
+            let json = #"{"id":"\#(envelope.id.uuidString.lowercased())","channel":"\#(channel)","status":"accepted"}"#
+            return Response(
+                status: .accepted, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: json)))
+        }
+        router.post("/api/v1/notifications") { request, context in try await publish(request, context, broadcast: false) }
+        router.post("/api/broadcast") { request, context in try await publish(request, context, broadcast: true) }
     }
 
     private func conversationID(_ context: GatewayRequestContext) throws -> String {

@@ -134,6 +134,10 @@ public enum Gateway {
                 return
             }
             registry.add(session)
+            // Every client hears its own notifications and system-wide broadcasts.
+            for channel in [Channel.user(claims.userID), Channel.system] {
+                _ = try? await session.follow(channel, since: nil, subscriber: subscriber, history: history)
+            }
             var logger = context.logger
             logger[metadataKey: "ws.connection_id"] = "\(session.id)"
             logger[metadataKey: "user"] = "\(claims.userID)"

@@ -1,0 +1,64 @@
+import Foundation
+import SwitchboardCLI
+import SwitchboardContracts
+import SwitchboardRuntime
+import SwitchboardTestSupport
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct NotificationTests {
+    static func post(_ url: String, token: String, body: String) async throws -> Int? {
+        var request = URLRequest(url: URL(string: url)!)
+        request.httpMethod = "POST"
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.httpBody = Data(body.utf8)
+        let (_, response) = try await URLSession.shared.data(for: request)
+        return (response as? HTTPURLResponse)?.statusCode
+    }
+
+    @Test func notificationsReachTheirUserAndBroadcastsReachEveryone() async throws {
+        try await ChatFlowTests.withStack { _, url, authority in
+            let base = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws", with: "")
+            let admin = try await authority.mint(user: "ops", roles: ["admin"])
+            let plain = try await authority.mint(user: "someone")
+            let alice = try await authority.mint(user: "alice-n")
+            let bob = try await authority.mint(user: "bob-n")
+            #expect(try await Self.post(base + "/api/v1/notifications", token: plain, body: #"{"userId":"alice-n","title":"t","message":"m"}"#) == 403)
+            #expect(try await Self.post(base + "/api/v1/notifications", token: admin, body: #"{"title":"no user","message":"m"}"#) == 400)
+            #expect(try await Self.post(base + "/api/broadcast", token: admin, body: #"{"type":"loud","title":"t","message":"m"}"#) == 400)
+
+            let received = try await ChatClient.withConnection(url: url, token: alice) { aliceClient -> [[String]] in
+                let bobFrames = try await ChatClient.withConnection(url: url, token: bob) { bobClient -> [String] in
+                    // Both connected (a PING round trip proves the sessions are set up).
+                    for client in [aliceClient, bobClient] {
+                        client.send(ClientCommand(id: "p", type: ClientCommandType.ping, data: ["timestamp": 1]))
+                        _ = await client.frames.first(within: .seconds(10)) { $0.type == "PONG" }
+                    }
+                    _ = try await Self.post(
+                        base + "/api/v1/notifications", token: admin,
+                        body: #"{"userId":"alice-n","type":"success","title":"Build","message":"only for alice"}"#)
+                    _ = try await Self.post(
+                        base + "/api/broadcast", token: admin, body: #"{"type":"warning","title":"Maintenance","message":"for everyone"}"#)
+                    var titles: [String] = []
+                    while let frame = await bobClient.frames.first(within: .seconds(5), where: { $0.type == FrameType.userNotification }) {
+                        titles.append(frame.frame.data["message"]?.stringValue ?? "")
+                    }
+                    return titles
+                }
+                var aliceTitles: [String] = []
+                while let frame = await aliceClient.frames.first(within: .seconds(5), where: { $0.type == FrameType.userNotification }) {
+                    aliceTitles.append(frame.frame.data["message"]?.stringValue ?? "")
+                }
+                return [aliceTitles, bobFrames.result ?? []]
+            }
+            let lists = try #require(received.result)
+            #expect(Set(lists[0]) == ["only for alice", "for everyone"])
+            #expect(lists[1] == ["for everyone"])
+        }
+    }
+}
