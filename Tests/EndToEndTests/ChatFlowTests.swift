@@ -48,12 +48,7 @@ struct ChatFlowTests {
                     ClientCommand(
                         id: "c1", type: ClientCommandType.sendMessage,
                         data: ["conversationId": .string(conversation), "content": "hello switchboard"]))
-                var frames: [ServerFrame] = []
-                while let received = await client.frames.next(within: .seconds(30)) {
-                    frames.append(received.frame)
-                    if received.frame.type == FrameType.messageStreamEnd { break }
-                }
-                return frames
+                return await client.frames.collect(idle: .seconds(30)) { $0.type == FrameType.messageStreamEnd }
             }
             let all = try #require(frames)
             let ack = try #require(all.first)

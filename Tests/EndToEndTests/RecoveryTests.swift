@@ -62,12 +62,7 @@ struct RecoveryTests {
             try await Task.sleep(for: .milliseconds(400))
             let (after, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
                 client.send(Self.resume(conversation, from: first.last { $0.offset != nil }))
-                var frames: [ServerFrame] = []
-                while let received = await client.frames.next(within: .seconds(20)) {
-                    frames.append(received.frame)
-                    if received.frame.type == FrameType.messageStreamEnd { break }
-                }
-                return frames
+                return await client.frames.collect(idle: .seconds(20)) { $0.type == FrameType.messageStreamEnd }
             }
             let second = try #require(after)
             let ack = try #require(second.first { $0.correlationId == "resume" })
@@ -105,12 +100,7 @@ struct RecoveryTests {
             let (after, _) = try await ChatClient.withConnection(url: "ws://127.0.0.1:\(spare.httpPort)/ws", token: token) {
                 client -> [ServerFrame] in
                 client.send(Self.resume(conversation, from: before.last { $0.offset != nil }))
-                var frames: [ServerFrame] = []
-                while let received = await client.frames.next(within: .seconds(20)) {
-                    frames.append(received.frame)
-                    if received.frame.type == FrameType.messageStreamEnd { break }
-                }
-                return frames
+                return await client.frames.collect(idle: .seconds(20)) { $0.type == FrameType.messageStreamEnd }
             }
             let second = try #require(after)
             #expect(second.first { $0.correlationId == "resume" }?.data["recovered"]?.boolValue == true)

@@ -10,7 +10,7 @@ import Synchronization
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure Switchboard (run against a release build).",
-        subcommands: [RoundTripBench.self, BusHopBench.self])
+        subcommands: [RoundTripBench.self, BusHopBench.self, ConnectionsBench.self])
 }
 
 /// Latencies in microseconds, summarised from an HDR histogram.

@@ -161,6 +161,17 @@ public final class FrameInbox: Sendable {
         return nil
     }
 
+    /// Every frame up to and including the first that satisfies `last`; stops early when none arrives
+    /// for `idle`.
+    public func collect(idle: Duration = .seconds(20), until last: (ServerFrame) -> Bool) async -> [ServerFrame] {
+        var frames: [ServerFrame] = []
+        while let received = await next(within: idle) {
+            frames.append(received.frame)
+            if last(received.frame) { break }
+        }
+        return frames
+    }
+
     /// The next frame satisfying `predicate`, skipping others; nil on timeout.
     public func first(within timeout: Duration, where predicate: (ServerFrame) -> Bool) async -> Received? {
         let deadline = ContinuousClock.now.advanced(by: timeout)
