@@ -18,6 +18,10 @@ export SB_KAFKA_PORT=${SB_TEST_KAFKA_PORT:-19092}
 export SB_REDIS_PORT=${SB_TEST_REDIS_PORT:-16390}
 export SB_POSTGRES_PORT=${SB_TEST_POSTGRES_PORT:-15440}
 
+# The deployment files must agree with the code (products, ports, settings, probes): checked offline.
+log "validating deploy/"
+bash "$ROOT/deploy/validate.sh"
+
 # Build first: a compile error then fails fast, without servers idling through the build.
 log "building the tests"
 swift build --build-tests
