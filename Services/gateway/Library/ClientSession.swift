@@ -32,11 +32,7 @@ final class ClientSession: FrameSink, Sendable {
 
     func deliver(_ message: ChannelWire.Message) -> Bool {
         let accepted = outbound.enqueue(formatter(message), ephemeral: message.isEphemeral)
-        if accepted {
-            DeliveryMetrics.delivered.increment()
-        } else {
-            DeliveryMetrics.slowDisconnects.increment()
-        }
+        if accepted { DeliveryMetrics.delivered.increment() }
         return accepted
     }
 

@@ -1,7 +1,8 @@
 import SwitchboardContracts
 import SwitchboardRedis
 
-/// Who may use a conversation: its owner (the first user to write to or open it) and invited members.
+/// Who may use a conversation: its owner (the first user to write to or open it) and its members
+/// (`sb:{conversation:<id>}:members`, filled by the conversation API).
 public struct ConversationAccess: Sendable {
     private let redis: RedisClient
 
@@ -20,10 +21,5 @@ public struct ConversationAccess: Sendable {
         if owner == userID { return true }
         let member = try await redis.send("SISMEMBER", RedisArgument(Self.membersKey(conversationID)), RedisArgument(userID))
         return member.integer == 1
-    }
-
-    /// Lets `userID` join a conversation (its owner's decision, checked by the caller).
-    public func invite(userID: String, conversationID: String) async throws {
-        try await redis.send("SADD", RedisArgument(Self.membersKey(conversationID)), RedisArgument(userID))
     }
 }

@@ -12,8 +12,6 @@ enum DeliveryMetrics {
     static let gaps = Counter(label: "sb_gateway_insufficient_state_total")
     static let slowDisconnects = Counter(label: "sb_gateway_slow_disconnects_total")
     static let subscriptions = Meter(label: "sb_gateway_subscriptions")
-    /// Event creation (notifier's frame timestamp) → handed to the socket writer.
-    static let eventAge = Timer(label: "sb_gateway_event_delivery_seconds")
 }
 
 /// Reads a channel's recoverable history from Redis.

@@ -91,6 +91,7 @@ final class OutboundQueue: Sendable {
                 if dropped > 0 { DeliveryMetrics.droppedEphemeral.increment(by: Int64(dropped)) }
                 return (nil, nil, true)
             case .overflow:
+                DeliveryMetrics.slowDisconnects.increment()
                 let reason = "slow consumer: reconnect and recover by offset"
                 state.closing = (.slowConsumer, reason)
                 let waiter = state.waiter
