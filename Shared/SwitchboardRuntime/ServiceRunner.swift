@@ -135,6 +135,7 @@ public enum ServiceRunner {
             configuration: .init(
                 services: [
                     .init(service: ClosingService(context: context)),
+                    .init(service: HeartbeatService(context: context)),
                 ] + services.map { .init(service: $0) } + [
                     .init(service: application),
                 ] + stoppingBeforeServer.map { .init(service: $0) } + [

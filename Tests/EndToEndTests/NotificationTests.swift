@@ -62,3 +62,35 @@ struct NotificationTests {
         }
     }
 }
+
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct SystemStatusTests {
+    @Test func theSystemChannelReportsServicesComingAndGoing() async throws {
+        try await ChatFlowTests.withStack { stack, url, authority in
+            let token = try await authority.mint(user: "watcher")
+            let statusURL = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws", with: "/api/v1/system/status")
+            // Every kind has a ready instance once the heartbeats are in.
+            let operational = await eventually(timeout: .seconds(20)) {
+                guard let status = await LimitsTests.json(statusURL, token: token),
+                    let services = status["services"] as? [[String: Any]]
+                else { return false }
+                return status["status"] as? String == "operational" && services.count == 6
+                    && services.allSatisfy { ($0["readyInstances"] as? Int ?? 0) >= 1 }
+            }
+            #expect(operational)
+            let (frame, _) = try await ChatClient.withConnection(url: url, token: token) { client -> ServerFrame? in
+                client.send(ClientCommand(id: "p", type: ClientCommandType.ping, data: ["timestamp": 1]))
+                _ = await client.frames.first(within: .seconds(10)) { $0.type == "PONG" }
+                stack.process(named: "voice-worker")?.terminate()
+                return await client.frames.first(within: .seconds(30)) {
+                    $0.type == FrameType.systemStatus && $0.data["status"]?.stringValue == "degraded"
+                }?.frame
+            }
+            let status = try #require(frame ?? nil)
+            let services = status.data["services"]?.arrayValue ?? []
+            let voice = services.first { $0["name"]?.stringValue == "voice-worker" }
+            #expect(voice?["readyInstances"]?.intValue == 0)
+            #expect(status.offset != nil)  // numbered like every channel event: recoverable
+        }
+    }
+}

@@ -169,6 +169,13 @@ public enum Gateway {
             await routing.unregister(userID: claims.userID, connectionID: session.id)
             await session.unfollowAll(subscriber: subscriber)
         }
+        router.get("/api/v1/system/status") { request, _ -> Response in
+            _ = try await authenticate(request, authority: authority)
+            let status = try await SystemStatus.read(from: context.redis)
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(status.data))))
+        }
         router.get("/api/connections") { request, _ -> Response in
             _ = try await authenticate(request, authority: authority)
             let gateways = try await routing.gateways()

@@ -18,7 +18,7 @@ public enum Notifier {
         ) { message in
             try await handle(message, publisher: publisher)
         }
-        try await ServiceRunner.run(context: context, services: [processor])
+        try await ServiceRunner.run(context: context, services: [processor, SystemStatusPublisher(context: context)])
     }
 
     static func handle(_ message: KafkaConsumerMessage, publisher: ChannelPublisher) async throws {
