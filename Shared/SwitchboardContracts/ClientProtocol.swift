@@ -48,13 +48,16 @@ public struct ServerFrame: Codable, Sendable, Equatable {
     public var status: Status
     public var data: JSONValue
     public var error: ErrorInfo?
+    /// The channel of a channel event (`conversation:<id>`, `user:<id>`, `system:all`…): positions are
+    /// per channel, so a client resumes each channel from its own last offset.
+    public var channel: String?
     public var offset: Int64?
     public var epoch: String?
 
     public init(
         id: String = UUID().uuidString.lowercased(), correlationId: String? = nil, type: String,
         timestamp: Int64 = Clock.epochMilliseconds(), status: Status = .success, data: JSONValue = .object([:]),
-        error: ErrorInfo? = nil, offset: Int64? = nil, epoch: String? = nil
+        error: ErrorInfo? = nil, channel: String? = nil, offset: Int64? = nil, epoch: String? = nil
     ) {
         self.id = id
         self.correlationId = correlationId
@@ -63,6 +66,7 @@ public struct ServerFrame: Codable, Sendable, Equatable {
         self.status = status
         self.data = data
         self.error = error
+        self.channel = channel
         self.offset = offset
         self.epoch = epoch
     }

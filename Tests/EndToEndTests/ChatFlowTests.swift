@@ -72,7 +72,8 @@ struct ChatFlowTests {
             #expect(content?.contains("hello switchboard") == true)
 
             // Frames of the conversation carry consecutive channel offsets under one epoch.
-            let streamed = all.filter { $0.offset != nil }
+            let streamed = all.filter { $0.channel == "conversation:\(conversation)" }
+            #expect(streamed.allSatisfy { $0.offset != nil })
             #expect(streamed.count == chunks.count + 2)
             let offsets = streamed.compactMap(\.offset)
             #expect(offsets == Array(offsets[0]..<(offsets[0] + Int64(offsets.count))))

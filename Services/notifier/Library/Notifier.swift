@@ -26,7 +26,7 @@ public enum Notifier {
         let event = envelope.payload
         let frame = ServerFrame(
             id: envelope.id.uuidString.lowercased(), type: event.frameType, timestamp: envelope.time / 1000,
-            data: event.data)
+            data: event.data, channel: event.channel.description)
         let frameJSON = try FrameEncoding.json(frame)
         let outcome = try await publisher.publish(
             eventID: envelope.id, channel: event.channel, frameType: event.frameType, frameJSON: frameJSON,
