@@ -1,6 +1,7 @@
 import Logging
 import Metrics
 import ServiceLifecycle
+import Synchronization
 
 /// How a handler's failure is treated.
 public protocol RetryClassifiedError: Error {
@@ -32,6 +33,7 @@ public struct KafkaEventProcessor: Service {
     private let retryPolicy: RetryPolicy
     private let handler: Handler
     private let logger: Logger
+    private let handledCounters = HandledCounters()
 
     public init(
         consumer: KafkaConsumer, deadLetterProducer: KafkaProducer, retryPolicy: RetryPolicy = RetryPolicy(),
@@ -67,7 +69,7 @@ public struct KafkaEventProcessor: Service {
         while true {
             do {
                 try await handler(message)
-                Counter(label: "sb_kafka_handled_total", dimensions: dimensions).increment()
+                handledCounters.counter(for: message.topic).increment()
                 break
             } catch {
                 attempt += 1
@@ -116,6 +118,20 @@ public struct KafkaEventProcessor: Service {
                 if (error as? KafkaError)?.code == .shutdown { return false }
                 try? await Task.sleep(for: retryPolicy.backoff.delay(attempt: min(failures, 10)))
             }
+        }
+    }
+}
+
+/// One `sb_kafka_handled_total` handle per topic, made once: a handle costs a registry lookup.
+private final class HandledCounters: Sendable {
+    private let counters = Mutex<[String: Counter]>([:])
+
+    func counter(for topic: String) -> Counter {
+        counters.withLock { counters in
+            if let counter = counters[topic] { return counter }
+            let counter = Counter(label: "sb_kafka_handled_total", dimensions: [("topic", topic)])
+            counters[topic] = counter
+            return counter
         }
     }
 }

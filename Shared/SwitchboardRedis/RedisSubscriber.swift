@@ -11,8 +11,9 @@ public struct RedisSubscriptionToken: Sendable, Hashable {
 }
 
 /// PUB/SUB on a connection of its own. Local subscriptions to one channel share one Redis SUBSCRIBE
-/// (reference-counted); after a reconnect every channel is subscribed again and `onReconnect` runs, so
-/// the owner can recover what was published while the connection was down.
+/// (reference-counted); after a reconnect every channel is subscribed again. What was published while
+/// the connection was down is lost here: owners number their messages and detect the gap (the
+/// gateway's channel feeds close such a client with 4003 so it recovers by offset).
 public final class RedisSubscriber: Service, Sendable {
     public typealias Handler = @Sendable (_ message: [UInt8]) -> Void
 
@@ -21,7 +22,6 @@ public final class RedisSubscriber: Service, Sendable {
         var handlers: [String: [Int: Handler]] = [:]
         var nextID = 0
         var shuttingDown = false
-        var hasConnected = false
     }
 
     private let endpoint: RedisEndpoint
@@ -29,16 +29,13 @@ public final class RedisSubscriber: Service, Sendable {
     private let state = Mutex(State())
     private let logger: Logger
     private let backoff = RedisBackoff()
-    private let onReconnect: @Sendable ([String]) -> Void
 
     public init(
-        endpoint: RedisEndpoint, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
-        onReconnect: @escaping @Sendable ([String]) -> Void = { _ in }
+        endpoint: RedisEndpoint, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger
     ) {
         self.endpoint = endpoint
         self.group = group
         self.logger = logger
-        self.onReconnect = onReconnect
     }
 
     /// Calls `handler` with every message published to `channel` from the moment this returns.
@@ -112,11 +109,10 @@ public final class RedisSubscriber: Service, Sendable {
         let connection = try await RedisConnection.connect(to: endpoint, group: group) { [weak self] channel, message in
             self?.dispatch(channel: channel, message: message)
         }
-        let (winner, channels, isReconnect) = state.withLock { state -> (RedisConnection, [String], Bool) in
-            if let existing = state.connection, existing.isActive { return (existing, [], false) }
+        let (winner, channels) = state.withLock { state -> (RedisConnection, [String]) in
+            if let existing = state.connection, existing.isActive { return (existing, []) }
             state.connection = connection
-            defer { state.hasConnected = true }
-            return (connection, Array(state.handlers.keys), state.hasConnected)
+            return (connection, Array(state.handlers.keys))
         }
         guard winner === connection else {
             await connection.close()
@@ -124,7 +120,6 @@ public final class RedisSubscriber: Service, Sendable {
         }
         if !channels.isEmpty {
             _ = try await connection.pipeline(channels.map { ["SUBSCRIBE", RedisArgument($0)] })
-            if isReconnect { onReconnect(channels) }
         }
         return connection
     }

@@ -44,6 +44,17 @@ final class ClientSession: FrameSink, Sendable {
 
     var channels: [String] { feeds.withLock { $0.keys.map(\.description) } }
 
+    /// Conversations this connection was already allowed into.
+    private let authorizedConversations = Mutex<Set<String>>([])
+
+    func isAuthorized(for conversationID: String) -> Bool {
+        authorizedConversations.withLock { $0.contains(conversationID) }
+    }
+
+    func recordAuthorized(_ conversationID: String) {
+        _ = authorizedConversations.withLock { $0.insert(conversationID) }
+    }
+
     /// Consecutive commands answered with an error; too many and the client is misbehaving.
     private let consecutiveErrors = Atomic<Int>(0)
 

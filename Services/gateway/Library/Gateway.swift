@@ -239,7 +239,7 @@ struct CommandHandler: Sendable {
         } catch {
             return .error(nil, code: .badFrame, message: "a frame is a JSON object {id, type, timestamp, data}")
         }
-        Counter(label: "sb_gateway_commands_total", dimensions: [("type", Self.metricType(command.type))]).increment()
+        Self.commandCounters[Self.metricType(command.type)]?.increment()
         do {
             // PING stays free so a client can always measure latency and keep its connection alive.
             if command.type != ClientCommandType.ping, try await !limiter.allow(userID: session.userID) {
@@ -337,10 +337,13 @@ struct CommandHandler: Sendable {
         return StreamPosition(epoch: epoch, offset: Int64(offset))
     }
 
+    /// Asks Redis once per connection and conversation; every later message skips the round trip.
     private func authorize(_ session: ClientSession, _ conversationID: String) async throws {
+        if session.isAuthorized(for: conversationID) { return }
         guard try await access.authorize(userID: session.userID, conversationID: conversationID) else {
             throw CommandError(.permissionDenied, "conversation \(conversationID) belongs to another user")
         }
+        session.recordAuthorized(conversationID)
     }
 
     static func isValidID(_ id: String) -> Bool {
@@ -348,12 +351,22 @@ struct CommandHandler: Sendable {
             && id.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0) }
     }
 
+    static let knownTypes: Set<String> = [
+        ClientCommandType.ping, ClientCommandType.sendMessage, ClientCommandType.subscribeConversation,
+        ClientCommandType.unsubscribeConversation, ClientCommandType.typingStart, ClientCommandType.typingStop,
+        ClientCommandType.requestRoleFocus,
+    ]
+
     /// Unknown types are counted under one label so clients cannot grow the metric's cardinality.
     static func metricType(_ type: String) -> String {
-        [ClientCommandType.ping, ClientCommandType.sendMessage, ClientCommandType.subscribeConversation,
-         ClientCommandType.unsubscribeConversation, ClientCommandType.typingStart, ClientCommandType.typingStop,
-         ClientCommandType.requestRoleFocus].contains(type) ? type : "other"
+        knownTypes.contains(type) ? type : "other"
     }
+
+    /// One handle per label, made once: this runs for every command.
+    static let commandCounters = Dictionary(
+        uniqueKeysWithValues: (knownTypes + ["other"]).map {
+            ($0, Counter(label: "sb_gateway_commands_total", dimensions: [("type", $0)]))
+        })
 }
 
 struct CommandError: Error {

@@ -33,11 +33,21 @@ public enum Notifier {
             ephemeral: event.ephemeral)
         switch outcome {
         case .published, .ephemeral:
-            Counter(label: "sb_notifier_published_total", dimensions: [("channel_kind", event.channel.kind.rawValue)])
-                .increment()
-            Timer(label: "sb_notifier_event_age_seconds").recordMicroseconds(Clock.epochMicroseconds() - envelope.time)
+            NotifierMetrics.published[event.channel.kind]?.increment()
+            NotifierMetrics.eventAge.recordMicroseconds(Clock.epochMicroseconds() - envelope.time)
         case .duplicate:
-            Counter(label: "sb_notifier_duplicates_total").increment()
+            NotifierMetrics.duplicates.increment()
         }
     }
+}
+
+/// Metric handles made once: this runs for every client event.
+enum NotifierMetrics {
+    static let published = Dictionary(
+        uniqueKeysWithValues: Channel.Kind.allCases.map {
+            ($0, Counter(label: "sb_notifier_published_total", dimensions: [("channel_kind", $0.rawValue)]))
+        })
+    /// Event creation → published to Redis.
+    static let eventAge = Timer(label: "sb_notifier_event_age_seconds")
+    static let duplicates = Counter(label: "sb_notifier_duplicates_total")
 }
