@@ -26,6 +26,6 @@ run: deps
 stop:
 	bash $(SCRIPTS)/run.sh down
 
-# Extra arguments: make bench BENCH_ARGS="..."
+# All scenarios, or some: make bench BENCH="fanout reconnect" (see deploy/scripts/bench.sh)
 bench: deps
-	bash $(SCRIPTS)/bench.sh $(BENCH_ARGS)
+	bash $(SCRIPTS)/bench.sh $(BENCH)

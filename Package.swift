@@ -28,6 +28,7 @@ let services: [ServiceTarget] = [
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
             .product(name: "HummingbirdWSCompression", package: "hummingbird-websocket"),
+            .product(name: "CompressNIO", package: "compress-nio"),
             .product(name: "NIOWebSocket", package: "swift-nio"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "DequeModule", package: "swift-collections"),
@@ -131,6 +132,8 @@ targets += [
         dependencies: runtime + [
             "Gateway",
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "CompressNIO", package: "compress-nio"),
         ],
         path: "Tests/Support", swiftSettings: swiftSettings),
     .testTarget(
@@ -138,6 +141,8 @@ targets += [
         dependencies: runtime + [
             "Gateway", "Orchestrator", "AgentWorker", "Notifier", "SwitchboardCLI", "SwitchboardTestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "CompressNIO", package: "compress-nio"),
+            .product(name: "NIOCore", package: "swift-nio"),
         ],
         path: "Tests/UnitTests", swiftSettings: swiftSettings),
     .testTarget(
@@ -171,6 +176,7 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.4.0"),
     ],
     targets: targets
 )

@@ -93,20 +93,23 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case internalError = "INTERNAL"
 }
 
-/// The wire form of events in Redis: `<offset> <epoch> <frame type> <frame JSON>`, so a gateway can
-/// stamp the position into the frame (and name the SSE event) without parsing it. Ephemeral events
-/// carry offset 0 and epoch "-".
+/// The wire form of events in Redis: `<offset> <epoch> <frame type> <created µs> <frame JSON>`, so a
+/// gateway can stamp the position into the frame (and name the SSE event, and time the delivery)
+/// without parsing it. Ephemeral events carry offset 0 and epoch "-".
 public enum ChannelWire {
     public struct Message: Sendable, Equatable {
         public var offset: Int64
         public var epoch: String
         public var frameType: String
+        /// When the event was created (its envelope's time, µs since the epoch); 0 when unknown.
+        public var createdAt: Int64
         public var frameJSON: String
 
-        public init(offset: Int64, epoch: String, frameType: String, frameJSON: String) {
+        public init(offset: Int64, epoch: String, frameType: String, createdAt: Int64 = 0, frameJSON: String) {
             self.offset = offset
             self.epoch = epoch
             self.frameType = frameType
+            self.createdAt = createdAt
             self.frameJSON = frameJSON
         }
 
@@ -121,14 +124,18 @@ public enum ChannelWire {
     }
 
     public static func encode(_ message: Message) -> String {
-        "\(message.offset) \(message.epoch) \(message.frameType) \(message.frameJSON)"
+        "\(message.offset) \(message.epoch) \(message.frameType) \(message.createdAt) \(message.frameJSON)"
     }
 
     public static func decode(_ bytes: [UInt8]) -> Message? {
         let text = String(decoding: bytes, as: UTF8.self)
-        let parts = text.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
-        guard parts.count == 4, let offset = Int64(parts[0]), !parts[1].isEmpty, !parts[2].isEmpty else { return nil }
-        return Message(offset: offset, epoch: String(parts[1]), frameType: String(parts[2]), frameJSON: String(parts[3]))
+        let parts = text.split(separator: " ", maxSplits: 4, omittingEmptySubsequences: false)
+        guard parts.count == 5, let offset = Int64(parts[0]), !parts[1].isEmpty, !parts[2].isEmpty,
+            let createdAt = Int64(parts[3])
+        else { return nil }
+        return Message(
+            offset: offset, epoch: String(parts[1]), frameType: String(parts[2]), createdAt: createdAt,
+            frameJSON: String(parts[4]))
     }
 
     /// Redis keys of a channel; the hash tag keeps them on one Redis Cluster slot.

@@ -192,6 +192,30 @@ struct RecoveryTests {
         }
     }
 
+    @Test func serverSentEventsAreGzippedWhenTheClientAsks() async throws {
+        try await ChatFlowTests.withStack(tokensPerSecond: 100) { _, url, authority in
+            let port = URL(string: url)!.port!
+            let token = try await authority.mint(user: "hana")
+            let conversation = "gzip-\(UUID().uuidString.prefix(8))"
+            let stream = try await SSEClient.connect(
+                port: port, path: "/api/v1/conversations/\(conversation)/messages/stream?token=\(token)",
+                headers: ["Accept-Encoding": "gzip, deflate"])
+            #expect(await eventually(timeout: .seconds(5)) { stream.head != nil })
+            #expect(stream.head?.lowercased().contains("content-encoding: gzip") == true)
+            try await ChatClient.withConnection(url: url, token: token) { client in
+                client.send(Self.send(conversation, "compress the stream, not the latency"))
+                _ = await client.frames.first(within: .seconds(20)) { $0.type == FrameType.messageStreamEnd }
+            }
+            // Every event arrives whole and at once: each write is flushed through the compressor.
+            #expect(await eventually(timeout: .seconds(10)) { stream.events.contains { $0.event == FrameType.messageStreamEnd } })
+            let frames = stream.events.filter { $0.id != nil }.compactMap {
+                try? JSONDecoder().decode(ServerFrame.self, from: Data($0.data.utf8))
+            }
+            Self.expectCompleteStream(frames)
+            await stream.close()
+        }
+    }
+
     @Test func typingIsShownToOthersLiveAndNeverReplayed() async throws {
         try await ChatFlowTests.withStack { _, url, authority in
             let token = try await authority.mint(user: "gina")

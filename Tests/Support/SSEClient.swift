@@ -1,10 +1,12 @@
+import CompressNIO
 import Foundation
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import Synchronization
 
-/// A minimal Server-Sent Events reader over a plain socket, for tests: it sends one GET and parses the
-/// stream as it arrives (`id`, `event`, `data`, comments).
+/// A minimal Server-Sent Events reader for tests: it sends one GET and parses the stream as it
+/// arrives (`id`, `event`, `data`, comments), gzip-compressed or not.
 public final class SSEClient: Sendable {
     public struct Event: Sendable, Equatable {
         public var id: String?
@@ -27,14 +29,17 @@ public final class SSEClient: Sendable {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(Collector(state: state))
                 }
             }
             .connect(host: host, port: port).get()
-        var request = "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nAccept: text/event-stream\r\n"
-        for (name, value) in headers { request += "\(name): \(value)\r\n" }
-        request += "\r\n"
-        try await channel.writeAndFlush(ByteBuffer(string: request))
+        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
+        head.headers.add(name: "Host", value: "\(host):\(port)")
+        head.headers.add(name: "Accept", value: "text/event-stream")
+        for (name, value) in headers { head.headers.add(name: name, value: value) }
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        try await channel.writeAndFlush(HTTPClientRequestPart.end(nil))
         return SSEClient(channel: channel, state: state)
     }
 
@@ -48,30 +53,50 @@ public final class SSEClient: Sendable {
         try? await channel.close()
     }
 
+    /// Turns the response into events as it arrives: the head, then the body (gunzipped when the
+    /// server compressed it) cut at blank lines.
     private final class Collector: ChannelInboundHandler, @unchecked Sendable {
-        typealias InboundIn = ByteBuffer
+        typealias InboundIn = HTTPClientResponsePart
         let state: Locked<(head: String?, buffer: String, events: [Event], comments: Int, closed: Bool)>
+        private var decompressor: (any NIODecompressor)?
 
         init(state: Locked<(head: String?, buffer: String, events: [Event], comments: Int, closed: Bool)>) {
             self.state = state
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            let text = String(buffer: unwrapInboundIn(data))
+            switch unwrapInboundIn(data) {
+            case .head(let head):
+                if head.headers["Content-Encoding"].first == "gzip" {
+                    let decompressor = CompressionAlgorithm.gzip().decompressor
+                    try? decompressor.startStream()
+                    self.decompressor = decompressor
+                }
+                let lines = ["HTTP/1.1 \(head.status.code) \(head.status.reasonPhrase)"] + head.headers.map { "\($0.name): \($0.value)" }
+                state.withLock { $0.head = lines.joined(separator: "\r\n") }
+            case .body(var buffer):
+                var text = String(buffer: buffer)
+                if let decompressor {
+                    guard let inflated = try? buffer.decompressStream(with: decompressor) else {
+                        context.close(promise: nil)
+                        return
+                    }
+                    text = String(buffer: inflated)
+                }
+                append(text)
+            case .end:
+                break
+            }
+        }
+
+        private func append(_ text: String) {
             state.withLock { state in
                 state.buffer += text
-                if state.head == nil, let end = state.buffer.range(of: "\r\n\r\n") {
-                    state.head = String(state.buffer[..<end.lowerBound])
-                    state.buffer = String(state.buffer[end.upperBound...])
-                }
-                guard state.head != nil else { return }
-                // Chunked transfer: strip chunk-size lines, keep the payload lines.
                 while let end = state.buffer.range(of: "\n\n") {
                     let block = String(state.buffer[..<end.lowerBound])
                     state.buffer = String(state.buffer[end.upperBound...])
                     var event = Event(id: nil, event: nil, data: "")
                     var hasField = false
-                    // "\r\n" is one Character in Swift: split on any newline, not on "\n" alone.
                     for rawLine in block.split(whereSeparator: \.isNewline) {
                         let line = String(rawLine)
                         if line.hasPrefix(":") {

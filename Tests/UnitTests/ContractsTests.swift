@@ -76,9 +76,14 @@ import Testing
     @Test func stampsThePositionIntoTheFrame() throws {
         let frame = ServerFrame(id: "e1", type: "MESSAGE_STREAM_CHUNK", timestamp: 5, data: ["chunk": "hi there"])
         let json = try FrameEncoding.json(frame)
-        let wire = ChannelWire.encode(.init(offset: 42, epoch: "ab12", frameType: frame.type, frameJSON: json))
+        let wire = ChannelWire.encode(
+            .init(offset: 42, epoch: "ab12", frameType: frame.type, createdAt: 1_700_000_000_123_456, frameJSON: json))
         let message = try #require(ChannelWire.decode(Array(wire.utf8)))
-        #expect(message == .init(offset: 42, epoch: "ab12", frameType: "MESSAGE_STREAM_CHUNK", frameJSON: json))
+        #expect(
+            message
+                == .init(
+                    offset: 42, epoch: "ab12", frameType: "MESSAGE_STREAM_CHUNK", createdAt: 1_700_000_000_123_456,
+                    frameJSON: json))
         let decoded = try JSONDecoder().decode(ServerFrame.self, from: Data(message.stampedJSON.utf8))
         #expect(decoded.offset == 42 && decoded.epoch == "ab12" && decoded.id == "e1" && decoded.data == frame.data)
     }
@@ -92,6 +97,7 @@ import Testing
         #expect(ChannelWire.decode(Array("nospace".utf8)) == nil)
         #expect(ChannelWire.decode(Array("x y T {}".utf8)) == nil)
         #expect(ChannelWire.decode(Array("1 e T".utf8)) == nil)
+        #expect(ChannelWire.decode(Array("1 e T notatime {}".utf8)) == nil)
     }
 
     @Test(arguments: [("e1:42", "e1", Int64(42)), ("a:b:7", "a:b", 7), ("x:0", "x", 0)])

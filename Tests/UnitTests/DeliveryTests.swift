@@ -1,3 +1,5 @@
+import CompressNIO
+import NIOCore
 import SwitchboardContracts
 import Testing
 
@@ -83,7 +85,7 @@ import Testing
         #expect(buffer.enqueue("12345", ephemeral: false) == .queued(droppedEphemeral: 0))
         #expect(buffer.enqueue("12345", ephemeral: false) == .queued(droppedEphemeral: 0))
         #expect(buffer.bytes == 10)
-        #expect(buffer.dequeue() == "12345")
+        #expect(buffer.dequeue()?.text == "12345")
         #expect(buffer.bytes == 5)
     }
 
@@ -95,7 +97,7 @@ import Testing
         _ = buffer.enqueue("tC", ephemeral: true)
         // 10 bytes used; 4 more needed: tA and tB go, tC stays.
         #expect(buffer.enqueue("NEW!", ephemeral: false) == .queued(droppedEphemeral: 2))
-        #expect([buffer.dequeue(), buffer.dequeue(), buffer.dequeue(), buffer.dequeue()] == ["KEEP", "tC", "NEW!", nil])
+        #expect([buffer.dequeue(), buffer.dequeue(), buffer.dequeue(), buffer.dequeue()].map { $0?.text } == ["KEEP", "tC", "NEW!", nil])
     }
 
     @Test func aFrameThatCannotFitOverflowsUnlessItIsEphemeral() {
@@ -103,7 +105,7 @@ import Testing
         _ = buffer.enqueue("ABCDEFGH", ephemeral: false)
         #expect(buffer.enqueue("t", ephemeral: true) == .queued(droppedEphemeral: 1))
         #expect(buffer.enqueue("X", ephemeral: false) == .overflow)
-        #expect(buffer.dequeue() == "ABCDEFGH")
+        #expect(buffer.dequeue()?.text == "ABCDEFGH")
     }
 
     @Test func theQueueClosesASlowClientAtOnceAndOthersAfterTheirFrames() async {
@@ -117,7 +119,7 @@ import Testing
         closing.enqueue("a")
         closing.close(.shutdown, reason: "bye")
         #expect(!closing.enqueue("late"))
-        #expect(await closing.next() == .frame("a"))
+        #expect(await closing.next() == .frame("a", createdAt: 0))
         #expect(await closing.next() == .close(.shutdown, reason: "bye"))
     }
 
@@ -130,5 +132,28 @@ import Testing
         #expect(EventStreams.serverSentEvent(message) == "id: ab:5\nevent: MESSAGE_STREAM_CHUNK\ndata: {\"offset\":5,\"epoch\":\"ab\",\"x\":1}\n\n")
         let typing = ChannelWire.Message(offset: 0, epoch: "-", frameType: "TYPING_START", frameJSON: "{}")
         #expect(EventStreams.serverSentEvent(typing) == "event: TYPING_START\ndata: {}\n\n")
+    }
+}
+
+@Suite struct SSEWireEncoderTests {
+    @Test(arguments: [
+        ("gzip", true), ("br, gzip;q=0.5", true), ("GZIP", true), ("deflate, gzip ; q=0", false), ("identity", false), ("", false),
+    ])
+    func acceptEncodingIsRead(_ header: String, _ accepted: Bool) {
+        #expect(SSEWireEncoder.acceptsGzip(header) == accepted)
+    }
+
+    @Test func eachEventCanBeInflatedAsSoonAsItIsWritten() throws {
+        let encoder = try SSEWireEncoder(gzip: true)
+        let decompressor = CompressionAlgorithm.gzip().decompressor
+        try decompressor.startStream()
+        for event in ["retry: 3000\n\n", "id: e:1\nevent: T\ndata: {\"a\":1}\n\n", ": ping\n\n"] {
+            var written = try encoder.encode(event)
+            // Nothing is held back: what was written so far inflates to exactly the event.
+            #expect(String(buffer: try written.decompressStream(with: decompressor)) == event)
+        }
+        var trailer = try #require(try encoder.finish())
+        #expect(try trailer.decompressStream(with: decompressor).readableBytes == 0)
+        #expect(try SSEWireEncoder(gzip: false).encode("plain") == ByteBuffer(string: "plain"))
     }
 }

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
 # `make bench`: builds in release mode, starts the servers and the six services as run.sh does
-# (in their own state folder, wiped first so every run starts alike), runs
-# `switchboard bench bus` (one Kafka hop) and `switchboard bench roundtrip` (every hop, the offline
-# engine streaming instantly so the platform is timed, not the engine's pacing), then stops
-# everything whatever happened. Arguments go to `switchboard bench roundtrip`.
+# (in their own state folder, wiped first so every run starts alike), runs the named
+# `switchboard bench` scenarios, then stops everything whatever happened. The offline engine
+# streams instantly, so the platform is timed, not the engine's pacing.
+#
+# Usage: bench.sh [SCENARIO...]   (default: bus roundtrip fanout reconnect connections)
+#   bus         one Kafka hop                    roundtrip   message → first chunk / stream end
+#   fanout      1000 clients, 100 conversations  reconnect   1000 clients through a gateway restart
+#   connections 10 000 idle connections and one broadcast
+# SB_BENCH_<SCENARIO>_ARGS (e.g. SB_BENCH_ROUNDTRIP_ARGS="--messages 5000") adds options.
 # Ports as for run.sh (SB_GATEWAY_PORT, ...).
 set -euo pipefail
 
@@ -31,11 +36,36 @@ bash "$RUN" up
 
 BIN=$(cat "$SB_STATE_DIR/bin-dir")
 SECRET=${SWITCHBOARD_JWT_SECRET:-$(cat "$SB_STATE_DIR/jwt-secret")}
-SB_KAFKA_PORT=${SB_KAFKA_PORT:-9092}
+BROKERS=127.0.0.1:${SB_KAFKA_PORT:-9092}
 GATEWAY=ws://127.0.0.1:${SB_GATEWAY_PORT:-8080}/ws
+# 10 000 client sockets plus the gateway's side of them.
+ulimit -n 65536 2>/dev/null || warn "could not raise the open-file limit; large scenarios may fail"
+
+# Runs one scenario, remembering a failure but going on with the others.
 status=0
-log "switchboard bench bus --brokers 127.0.0.1:$SB_KAFKA_PORT"
-"$BIN/switchboard" bench bus --brokers "127.0.0.1:$SB_KAFKA_PORT" || status=$?
-log "switchboard bench roundtrip --gateway $GATEWAY"
-"$BIN/switchboard" bench roundtrip --gateway "$GATEWAY" --secret "$SECRET" "$@" || status=$?
+scenario() {
+  local name=$1 extra
+  shift
+  extra=SB_BENCH_$(printf '%s' "$name" | tr 'a-z' 'A-Z')_ARGS
+  log "switchboard bench $name $* ${!extra:-}"
+  # shellcheck disable=SC2086  # the extra arguments are meant to split
+  "$BIN/switchboard" bench "$name" "$@" ${!extra:-} || { warn "bench $name failed"; status=1; }
+}
+
+scenarios=("$@")
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(bus roundtrip fanout reconnect connections)
+for name in "${scenarios[@]}"; do
+  case "$name" in
+    bus) scenario bus --brokers "$BROKERS" ;;
+    roundtrip) scenario roundtrip --gateway "$GATEWAY" --secret "$SECRET" ;;
+    fanout) scenario fanout --gateway "$GATEWAY" --brokers "$BROKERS" --secret "$SECRET" ;;
+    reconnect)
+      scenario reconnect --gateways "$GATEWAY" --brokers "$BROKERS" --secret "$SECRET" \
+        --restart-command "bash '$RUN' restart gateway" ;;
+    connections)
+      scenario connections --gateway "$GATEWAY" --gateway-pid "$(cat "$SB_STATE_DIR/pids/gateway.pid")" \
+        --secret "$SECRET" ;;
+    *) die "unknown scenario $name (bus, roundtrip, fanout, reconnect, connections)" ;;
+  esac
+done
 exit "$status"

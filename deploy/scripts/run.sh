@@ -3,11 +3,13 @@
 # Runs the whole platform locally: the three servers (servers.sh) and the six services, built in
 # release mode, each service a background process logging to <state>/logs/<service>.log.
 #
-# Usage: run.sh [run|up|down]
+# Usage: run.sh [run|up|down|restart SERVICE]
 #   run (default)  start everything, print the gateway URL and a development token, stay in the
 #                  foreground until Ctrl-C / SIGTERM (or a service dies), then stop everything
 #   up             start everything and return once every service is ready (bench.sh uses this)
 #   down           stop the services and the servers (`make stop`); safe when nothing runs
+#   restart NAME   SIGTERM one running service, start it again and wait until it is ready (the
+#                  reconnect benchmark restarts the gateway this way)
 # Environment:
 #   SB_STATE_DIR (default <repo>/.state/stack), SB_KAFKA_PORT, SB_REDIS_PORT, SB_POSTGRES_PORT
 #   SB_<SERVICE>_PORT   HTTP port per service: SB_GATEWAY_PORT (8080), SB_ORCHESTRATOR_PORT (8081),
@@ -124,7 +126,7 @@ down() {
 # Returns once every service's /readyz answers 200; on a timeout or a dead service, says which
 # one, shows its log and returns non-zero.
 wait_ready() {
-  local deadline=$((SECONDS + READY_TIMEOUT)) pending=("${SERVICES[@]}") name code
+  local deadline=$((SECONDS + READY_TIMEOUT)) pending=("${@:-${SERVICES[@]}}") name code
   log "waiting up to ${READY_TIMEOUT}s for every service's /readyz"
   while :; do
     local still=()
@@ -149,6 +151,42 @@ wait_ready() {
     pending=("${still[@]}")
     sleep 1
   done
+}
+
+# Starts one service in the background with the stack's settings.
+start_service() {
+  local name=$1 bin=$2 secret=$3 port
+  port=$(service_port "$name")
+  # Keep the previous run's log one generation back: it is often the interesting one.
+  [ -f "$LOGS/$name.log" ] && mv -f "$LOGS/$name.log" "$LOGS/$name.log.1"
+  log "starting $name on http://127.0.0.1:$port"
+  # setsid: a terminal's Ctrl-C reaches only this script, whose trap stops the services in order.
+  SWITCHBOARD_KAFKA_BROKERS=127.0.0.1:$SB_KAFKA_PORT \
+  SWITCHBOARD_REDIS_URL=redis://127.0.0.1:$SB_REDIS_PORT \
+  SWITCHBOARD_POSTGRES_URL=postgres://switchboard:switchboard@127.0.0.1:$SB_POSTGRES_PORT/switchboard \
+  SWITCHBOARD_JWT_SECRET=$secret \
+  SWITCHBOARD_HTTP_HOST=${SB_HTTP_HOST:-127.0.0.1} \
+  SWITCHBOARD_HTTP_PORT=$port \
+    setsid "$bin/$name" </dev/null >"$LOGS/$name.log" 2>&1 &
+  echo $! >"$PIDS/$name.pid"
+}
+
+# Restarts one service of a running stack: SIGTERM, up to STOP_TIMEOUT seconds to exit (then
+# SIGKILL), start again with the same binaries, wait until ready.
+restart() {
+  local name=${1:?usage: $0 restart SERVICE} pid i
+  pid=$(service_pid "$name") || die "$name is not running"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
+    pid_alive "$pid" || break
+    sleep 0.1
+  done
+  if pid_alive "$pid"; then
+    warn "$name did not stop within ${STOP_TIMEOUT}s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  start_service "$name" "$(cat "$SB_STATE_DIR/bin-dir")" "$(jwt_secret)"
+  wait_ready "$name" || die "$name did not come back; its log is $LOGS/$name.log"
 }
 
 up() {
@@ -176,21 +214,7 @@ up() {
   secret=$(jwt_secret)
   mkdir -p "$LOGS" "$PIDS"
   echo "$bin" >"$SB_STATE_DIR/bin-dir"
-  for name in "${SERVICES[@]}"; do
-    port=$(service_port "$name")
-    # Keep the previous run's log one generation back: it is often the interesting one.
-    [ -f "$LOGS/$name.log" ] && mv -f "$LOGS/$name.log" "$LOGS/$name.log.1"
-    log "starting $name on http://127.0.0.1:$port"
-    # setsid: a terminal's Ctrl-C reaches only this script, whose trap stops the services in order.
-    SWITCHBOARD_KAFKA_BROKERS=127.0.0.1:$SB_KAFKA_PORT \
-    SWITCHBOARD_REDIS_URL=redis://127.0.0.1:$SB_REDIS_PORT \
-    SWITCHBOARD_POSTGRES_URL=postgres://switchboard:switchboard@127.0.0.1:$SB_POSTGRES_PORT/switchboard \
-    SWITCHBOARD_JWT_SECRET=$secret \
-    SWITCHBOARD_HTTP_HOST=${SB_HTTP_HOST:-127.0.0.1} \
-    SWITCHBOARD_HTTP_PORT=$port \
-      setsid "$bin/$name" </dev/null >"$LOGS/$name.log" 2>&1 &
-    echo $! >"$PIDS/$name.pid"
-  done
+  for name in "${SERVICES[@]}"; do start_service "$name" "$bin" "$secret"; done
   if ! wait_ready; then
     down
     [ -z "$STOP" ] || exit 130
@@ -252,5 +276,6 @@ case "${1:-run}" in
   run) run ;;
   up) up ;;
   down) down ;;
-  *) echo "usage: $0 [run|up|down]" >&2; exit 2 ;;
+  restart) restart "${2:-}" ;;
+  *) echo "usage: $0 [run|up|down|restart SERVICE]" >&2; exit 2 ;;
 esac

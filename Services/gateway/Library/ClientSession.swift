@@ -16,10 +16,14 @@ final class ClientSession: FrameSink, Sendable {
     private let formatter: @Sendable (ChannelWire.Message) -> String
 
     /// `formatter` renders a channel event for this transport (a stamped JSON frame, or an SSE event).
-    init(userID: String, outboundLimitBytes: Int, formatter: @escaping @Sendable (ChannelWire.Message) -> String = \.stampedJSON) {
+    /// `onOverflow` runs when the client falls behind (see `GatewayRequestContext.cutOff`).
+    init(
+        userID: String, outboundLimitBytes: Int, onOverflow: @escaping @Sendable () -> Void = {},
+        formatter: @escaping @Sendable (ChannelWire.Message) -> String = \.stampedJSON
+    ) {
         self.id = UUID().uuidString.lowercased()
         self.userID = userID
-        self.outbound = OutboundQueue(limitBytes: outboundLimitBytes)
+        self.outbound = OutboundQueue(limitBytes: outboundLimitBytes, onOverflow: onOverflow)
         self.formatter = formatter
     }
 
@@ -31,7 +35,7 @@ final class ClientSession: FrameSink, Sendable {
     // MARK: FrameSink
 
     func deliver(_ message: ChannelWire.Message) -> Bool {
-        let accepted = outbound.enqueue(formatter(message), ephemeral: message.isEphemeral)
+        let accepted = outbound.enqueue(formatter(message), ephemeral: message.isEphemeral, createdAt: message.createdAt)
         if accepted { DeliveryMetrics.delivered.increment() }
         return accepted
     }

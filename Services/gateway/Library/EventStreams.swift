@@ -1,3 +1,4 @@
+import CompressNIO
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -36,14 +37,14 @@ struct EventStreams: Sendable {
         addNotificationRoutes(to: router)
         router.get("/api/v1/conversations/:id/messages/stream") { request, context in
             let id = try conversationID(context)
-            return try await stream(request, channel: .conversation(id), ownedConversation: id)
+            return try await stream(request, context, channel: .conversation(id), ownedConversation: id)
         }
         router.get("/api/v1/conversations/:id/roles/activity") { request, context in
             let id = try conversationID(context)
-            return try await stream(request, channel: Channel(.roles, id), ownedConversation: id)
+            return try await stream(request, context, channel: Channel(.roles, id), ownedConversation: id)
         }
-        router.get("/api/v1/events/system") { request, _ in
-            try await stream(request, channel: .system, ownedConversation: nil)
+        router.get("/api/v1/events/system") { request, context in
+            try await stream(request, context, channel: .system, ownedConversation: nil)
         }
         router.post("/api/v1/conversations/:id/messages") { request, context -> Response in
             let id = try conversationID(context)
@@ -141,7 +142,9 @@ struct EventStreams: Sendable {
 
     /// One SSE stream of a channel. The resume position is `Last-Event-ID` (header, or `?lastEventId=`
     /// for clients that cannot set headers) in the `<epoch>:<offset>` form of every event's `id:`.
-    private func stream(_ request: Request, channel: SwitchboardContracts.Channel, ownedConversation: String?) async throws -> Response {
+    private func stream(
+        _ request: Request, _ context: GatewayRequestContext, channel: SwitchboardContracts.Channel, ownedConversation: String?
+    ) async throws -> Response {
         let claims = try await Gateway.authenticate(request, authority: authority)
         if let ownedConversation { try await authorize(claims.userID, ownedConversation) }
         let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.uri.queryParameters["lastEventId"].map(String.init)
@@ -153,8 +156,10 @@ struct EventStreams: Sendable {
             since = position
         }
         let session = ClientSession(
-            userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes, formatter: Self.serverSentEvent)
+            userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes, onOverflow: context.cutOff,
+            formatter: Self.serverSentEvent)
         let opened = try await session.follow(channel, since: since, subscriber: subscriber, history: history)
+        await context.limitSendBuffer(to: settings.socketSendBufferBytes)
         registry.add(session)
         var preamble = "retry: 3000\n\n"
         if since != nil {
@@ -163,13 +168,15 @@ struct EventStreams: Sendable {
             preamble += "event: recovery\ndata: {\"recovered\":\(opened.recovered)\(position)}\n\n"
         }
         let opening = preamble
+        let gzip = request.headers[.acceptEncoding].map(SSEWireEncoder.acceptsGzip) ?? false
         let subscriber = self.subscriber
         let registry = self.registry
         let pingInterval = settings.ssePingInterval
         let body = ResponseBody { writer in
             defer { registry.remove(session) }
             do {
-                try await writer.write(ByteBuffer(string: opening))
+                let encoder = try SSEWireEncoder(gzip: gzip)
+                try await writer.write(try encoder.encode(opening))
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         while !Task.isCancelled {
@@ -179,29 +186,30 @@ struct EventStreams: Sendable {
                     }
                     loop: while let item = await session.outbound.next() {
                         switch item {
-                        case .frame(let text):
-                            try await writer.write(ByteBuffer(string: text))
+                        case .frame(let text, let createdAt):
+                            try await writer.write(try encoder.encode(text))
+                            DeliveryMetrics.recordWritten(createdAt: createdAt)
                         case .close(let code, let reason):
                             try await writer.write(
-                                ByteBuffer(string: "event: close\ndata: {\"code\":\(code.rawValue),\"reason\":\"\(reason)\"}\n\n"))
+                                try encoder.encode("event: close\ndata: {\"code\":\(code.rawValue),\"reason\":\"\(reason)\"}\n\n"))
                             break loop
                         }
                     }
                     group.cancelAll()
                 }
+                if let trailer = try encoder.finish() { try await writer.write(trailer) }
                 try await writer.finish(nil)
             } catch {
                 session.outbound.finish()
             }
             await session.unfollowAll(subscriber: subscriber)
         }
-        return Response(
-            status: .ok,
-            headers: [
-                .contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache",
-                HTTPField.Name("X-Accel-Buffering")!: "no",
-            ],
-            body: body)
+        var headers: HTTPFields = [
+            .contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache",
+            HTTPField.Name("X-Accel-Buffering")!: "no", .vary: "Accept-Encoding",
+        ]
+        if gzip { headers[.contentEncoding] = "gzip" }
+        return Response(status: .ok, headers: headers, body: body)
     }
 
     /// `id: <epoch>:<offset>` (recoverable events only), `event: <frame type>`, `data: <frame JSON>`.
@@ -210,5 +218,49 @@ struct EventStreams: Sendable {
         if !message.isEphemeral { text += "id: \(message.position)\n" }
         if !message.frameType.isEmpty { text += "event: \(message.frameType)\n" }
         return text + "data: \(message.stampedJSON)\n\n"
+    }
+}
+
+/// What an SSE stream puts on the wire: its text as is, or (when the client accepts gzip) one gzip
+/// stream flushed after every write, so compression never holds an event back. Used by the one task
+/// that writes the stream.
+final class SSEWireEncoder {
+    private let compressor: (any NIOCompressor)?
+
+    init(gzip: Bool) throws {
+        guard gzip else {
+            compressor = nil
+            return
+        }
+        // A 16 KiB window and small state: SSE events are small, and there may be many streams.
+        let compressor = CompressionAlgorithm.gzip(
+            configuration: ZlibConfiguration(windowSize: .window16k, memoryLevel: .memory8K)
+        ).compressor
+        try compressor.startStream()
+        self.compressor = compressor
+    }
+
+    /// `Accept-Encoding` lists gzip with a non-zero quality.
+    static func acceptsGzip(_ acceptEncoding: String) -> Bool {
+        acceptEncoding.split(separator: ",").contains { entry in
+            let parts = entry.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.first?.lowercased() == "gzip" else { return false }
+            return !parts.dropFirst().contains { $0.replacingOccurrences(of: " ", with: "") == "q=0" }
+        }
+    }
+
+    func encode(_ text: String) throws -> ByteBuffer {
+        var input = ByteBuffer(string: text)
+        guard let compressor else { return input }
+        return try input.compressStream(with: compressor, flush: .sync)
+    }
+
+    /// The end of the gzip stream, if there is one.
+    func finish() throws -> ByteBuffer? {
+        guard let compressor else { return nil }
+        var trailer = ByteBufferAllocator().buffer(capacity: 64)
+        try compressor.finishDeflate(to: &trailer)
+        try compressor.finishStream()
+        return trailer
     }
 }

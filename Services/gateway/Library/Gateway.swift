@@ -24,6 +24,10 @@ public struct GatewaySettings: Sendable {
     public var pingInterval: Duration = .seconds(30)
     /// Bytes buffered per connection before a slow client is disconnected (seed 000: 1 MB).
     public var outboundLimitBytes = 1 << 20
+    /// Kernel send buffer per client socket (SO_SNDBUF). Linux otherwise lets it grow to 4 MiB
+    /// (tcp_wmem), which a client that stops reading fills before the outbound bound is reached;
+    /// 0 leaves the kernel's autotuning on.
+    public var socketSendBufferBytes = 128 * 1024
     /// SSE comment pings, so proxies keep idle streams open.
     public var ssePingInterval: Duration = .seconds(15)
     /// Spread of the shutdown close frames (clients reconnect elsewhere, not all at once).
@@ -50,6 +54,8 @@ public struct GatewaySettings: Sendable {
         public var commandBurst: Int?
         @Option(help: "Outbound buffer per connection in bytes (env SWITCHBOARD_GATEWAY_OUTBOUND_LIMIT_BYTES; default 1048576).")
         public var outboundLimitBytes: Int?
+        @Option(help: "SO_SNDBUF per client socket, 0 for kernel autotuning (env SWITCHBOARD_GATEWAY_SOCKET_SEND_BUFFER_BYTES; default 131072).")
+        public var socketSendBufferBytes: Int?
 
         public init() {}
 
@@ -62,6 +68,11 @@ public struct GatewaySettings: Sendable {
             settings.commandBurst = try setting(commandBurst, environment: "GATEWAY_COMMAND_BURST", default: settings.commandBurst)
             settings.outboundLimitBytes = try setting(
                 outboundLimitBytes, environment: "GATEWAY_OUTBOUND_LIMIT_BYTES", default: settings.outboundLimitBytes)
+            settings.socketSendBufferBytes = try setting(
+                socketSendBufferBytes, environment: "GATEWAY_SOCKET_SEND_BUFFER_BYTES", default: settings.socketSendBufferBytes)
+            guard settings.socketSendBufferBytes >= 0 else {
+                throw ConfigurationError("the socket send buffer must be 0 (autotuning) or a size in bytes")
+            }
             guard settings.maxConnectionsPerUser > 0, settings.commandsPerSecond > 0, settings.commandBurst > 0,
                 settings.outboundLimitBytes >= 1024
             else { throw ConfigurationError("gateway limits must be positive (outbound buffer ≥ 1024 bytes)") }
@@ -121,7 +132,9 @@ public enum Gateway {
                 try await outbound.close(.unknown(CloseCode.unauthorized.rawValue), reason: "invalid token")
                 return
             }
-            let session = ClientSession(userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes)
+            let session = ClientSession(
+                userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes,
+                onOverflow: wsContext.requestContext.cutOff)
             do {
                 guard try await routing.register(userID: claims.userID, connectionID: session.id) else {
                     try await outbound.close(
@@ -133,6 +146,7 @@ public enum Gateway {
                 try await outbound.close(.unknown(CloseCode.serverError.rawValue), reason: "routing table unavailable")
                 return
             }
+            await wsContext.requestContext.limitSendBuffer(to: settings.socketSendBufferBytes)
             registry.add(session)
             // Every client hears its own notifications and system-wide broadcasts.
             for channel in [Channel.user(claims.userID), Channel.system] {
@@ -146,8 +160,9 @@ public enum Gateway {
                 group.addTask {
                     while let item = await session.outbound.next() {
                         switch item {
-                        case .frame(let text):
+                        case .frame(let text, let createdAt):
                             try await outbound.write(.text(text))
+                            DeliveryMetrics.recordWritten(createdAt: createdAt)
                         case .close(let code, let reason):
                             connectionLogger.debug("closing client", metadata: ["ws.close_code": "\(code.rawValue)"])
                             try await outbound.close(.unknown(code.rawValue), reason: reason)

@@ -22,7 +22,7 @@ public struct ChannelPublisher: Sendable {
     }
 
     /// KEYS: meta hash, stream, seen marker. ARGV: frame JSON, max length, TTL, candidate epoch, live
-    /// channel, frame type. Stream entries are `<offset>-1 {t: type, f: frame}`.
+    /// channel, frame type, creation time (µs). Stream entries are `<offset>-1 {t: type, c: created, f: frame}`.
     static let script = RedisScript(
         """
         if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) == false then
@@ -34,10 +34,10 @@ public struct ChannelPublisher: Sendable {
           redis.call('HSET', KEYS[1], 'epoch', epoch)
         end
         local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-        redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[2], offset .. '-1', 't', ARGV[6], 'f', ARGV[1])
+        redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[2], offset .. '-1', 't', ARGV[6], 'c', ARGV[7], 'f', ARGV[1])
         redis.call('EXPIRE', KEYS[1], ARGV[3])
         redis.call('EXPIRE', KEYS[2], ARGV[3])
-        redis.call('PUBLISH', ARGV[5], offset .. ' ' .. epoch .. ' ' .. ARGV[6] .. ' ' .. ARGV[1])
+        redis.call('PUBLISH', ARGV[5], offset .. ' ' .. epoch .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[1])
         return {1, offset, epoch}
         """)
 
@@ -54,10 +54,11 @@ public struct ChannelPublisher: Sendable {
     }
 
     public func publish(
-        eventID: UUID, channel: Channel, frameType: String, frameJSON: String, ephemeral: Bool
+        eventID: UUID, channel: Channel, frameType: String, createdAt: Int64, frameJSON: String, ephemeral: Bool
     ) async throws -> Outcome {
         if ephemeral {
-            let message = ChannelWire.Message(offset: 0, epoch: "-", frameType: frameType, frameJSON: frameJSON)
+            let message = ChannelWire.Message(
+                offset: 0, epoch: "-", frameType: frameType, createdAt: createdAt, frameJSON: frameJSON)
             try await redis.send(
                 "PUBLISH", RedisArgument(ChannelWire.liveChannel(channel)), RedisArgument(ChannelWire.encode(message)))
             return .ephemeral
@@ -71,6 +72,7 @@ public struct ChannelPublisher: Sendable {
             arguments: [
                 RedisArgument(frameJSON), RedisArgument(limits.streamLength), RedisArgument(limits.streamTTLSeconds),
                 RedisArgument(Self.newEpoch()), RedisArgument(ChannelWire.liveChannel(channel)), RedisArgument(frameType),
+                RedisArgument(createdAt),
             ])
         guard let parts = reply.array, let flag = parts.first?.integer else {
             throw RedisError(.protocolViolation, "publish script answered \(reply)")

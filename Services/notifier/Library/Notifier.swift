@@ -29,7 +29,7 @@ public enum Notifier {
             data: event.data, channel: event.channel.description)
         let frameJSON = try FrameEncoding.json(frame)
         let outcome = try await publisher.publish(
-            eventID: envelope.id, channel: event.channel, frameType: event.frameType, frameJSON: frameJSON,
+            eventID: envelope.id, channel: event.channel, frameType: event.frameType, createdAt: envelope.time, frameJSON: frameJSON,
             ephemeral: event.ephemeral)
         switch outcome {
         case .published, .ephemeral:

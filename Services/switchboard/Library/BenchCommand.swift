@@ -10,7 +10,7 @@ import Synchronization
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure Switchboard (run against a release build).",
-        subcommands: [RoundTripBench.self, BusHopBench.self, ConnectionsBench.self])
+        subcommands: [RoundTripBench.self, BusHopBench.self, ConnectionsBench.self, FanoutBench.self, ReconnectBench.self])
 }
 
 /// Latencies in microseconds, summarised from an HDR histogram.
@@ -53,7 +53,7 @@ struct RoundTripBench: AsyncParsableCommand {
 
     func run() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
-        let token = try try await TokenAuthority(secret: secret).mint(user: "bench-\(UUID().uuidString.prefix(8))")
+        let token = try await TokenAuthority(secret: secret).mint(user: "bench-\(UUID().uuidString.prefix(8))")
         let result = try await Self.measure(gateway: gateway, token: token, messages: messages, warmup: warmup)
         print("roundtrip over \(messages) messages (\(result.lost) without a complete stream)")
         print(result.firstChunk)

@@ -12,6 +12,13 @@ enum DeliveryMetrics {
     static let gaps = Counter(label: "sb_gateway_insufficient_state_total")
     static let slowDisconnects = Counter(label: "sb_gateway_slow_disconnects_total")
     static let subscriptions = Meter(label: "sb_gateway_subscriptions")
+    /// Event creation (its envelope's time) → the frame written to the client's socket.
+    static let deliveryLatency = Timer(label: "sb_gateway_event_delivery_seconds")
+
+    static func recordWritten(createdAt: Int64) {
+        guard createdAt > 0 else { return }
+        deliveryLatency.recordMicroseconds(max(0, Clock.epochMicroseconds() - createdAt))
+    }
 }
 
 /// Reads a channel's recoverable history from Redis.
@@ -40,14 +47,17 @@ struct ChannelHistory: Sendable {
             else { continue }
             var frame: String?
             var type = ""
+            var createdAt: Int64 = 0
             for index in stride(from: 0, to: fields.count - 1, by: 2) {
                 switch fields[index].string {
                 case "f": frame = fields[index + 1].string
                 case "t": type = fields[index + 1].string ?? ""
+                case "c": createdAt = fields[index + 1].string.flatMap { Int64($0) } ?? 0
                 default: break
                 }
             }
-            if let frame { events.append(.init(offset: entryOffset, epoch: epoch, frameType: type, frameJSON: frame)) }
+            if let frame { events.append(
+                    .init(offset: entryOffset, epoch: epoch, frameType: type, createdAt: createdAt, frameJSON: frame)) }
         }
         return ((offset, epoch), events)
     }

@@ -12,8 +12,15 @@ struct OutboundBuffer {
         case overflow
     }
 
+    /// A queued frame; `createdAt` is its event's creation time (µs, 0 for command answers).
+    struct Item {
+        var text: String
+        var ephemeral: Bool
+        var createdAt: Int64
+    }
+
     let limitBytes: Int
-    private var items = Deque<(text: String, ephemeral: Bool)>()
+    private var items = Deque<Item>()
     private(set) var bytes = 0
 
     init(limitBytes: Int) {
@@ -22,12 +29,12 @@ struct OutboundBuffer {
 
     var count: Int { items.count }
 
-    mutating func enqueue(_ text: String, ephemeral: Bool) -> EnqueueResult {
+    mutating func enqueue(_ text: String, ephemeral: Bool, createdAt: Int64 = 0) -> EnqueueResult {
         let size = text.utf8.count
         var dropped = 0
         if bytes + size > limitBytes {
             // Make room from the oldest ephemeral frames.
-            var kept = Deque<(text: String, ephemeral: Bool)>()
+            var kept = Deque<Item>()
             while let item = items.popFirst() {
                 if item.ephemeral && bytes + size > limitBytes {
                     bytes -= item.text.utf8.count
@@ -42,21 +49,22 @@ struct OutboundBuffer {
             if ephemeral { return .queued(droppedEphemeral: dropped + 1) }
             return .overflow
         }
-        items.append((text, ephemeral))
+        items.append(Item(text: text, ephemeral: ephemeral, createdAt: createdAt))
         bytes += size
         return .queued(droppedEphemeral: dropped)
     }
 
-    mutating func dequeue() -> String? {
+    mutating func dequeue() -> Item? {
         guard let item = items.popFirst() else { return nil }
         bytes -= item.text.utf8.count
-        return item.text
+        return item
     }
 }
 
 /// What the writer of a connection does next.
 enum OutboundItem: Sendable, Equatable {
-    case frame(String)
+    /// A frame to write; `createdAt` (µs) times event creation → socket write, 0 for other frames.
+    case frame(String, createdAt: Int64)
     case close(CloseCode, reason: String)
 }
 
@@ -71,22 +79,27 @@ final class OutboundQueue: Sendable {
     }
 
     private let state: Mutex<State>
+    private let onOverflow: @Sendable () -> Void
 
-    init(limitBytes: Int) {
+    /// `onOverflow` runs once when the client falls behind: the writer may be stuck on a socket the
+    /// client no longer reads, so the connection's owner must be able to cut it off.
+    init(limitBytes: Int, onOverflow: @escaping @Sendable () -> Void = {}) {
         state = Mutex(State(buffer: OutboundBuffer(limitBytes: limitBytes)))
+        self.onOverflow = onOverflow
     }
 
     /// Queues a frame; false when the queue is closed or overflowed (the connection is then closed
     /// with `slowConsumer`).
     @discardableResult
-    func enqueue(_ text: String, ephemeral: Bool = false) -> Bool {
+    func enqueue(_ text: String, ephemeral: Bool = false, createdAt: Int64 = 0) -> Bool {
+        var overflowed = false
         let (waiter, item, accepted): (CheckedContinuation<OutboundItem?, Never>?, OutboundItem?, Bool) = state.withLock { state in
             guard !state.finished, state.closing == nil else { return (nil, nil, false) }
             if let waiter = state.waiter, state.buffer.count == 0 {
                 state.waiter = nil
-                return (waiter, .frame(text), true)
+                return (waiter, .frame(text, createdAt: createdAt), true)
             }
-            switch state.buffer.enqueue(text, ephemeral: ephemeral) {
+            switch state.buffer.enqueue(text, ephemeral: ephemeral, createdAt: createdAt) {
             case .queued(let dropped):
                 if dropped > 0 { DeliveryMetrics.droppedEphemeral.increment(by: Int64(dropped)) }
                 return (nil, nil, true)
@@ -94,6 +107,7 @@ final class OutboundQueue: Sendable {
                 DeliveryMetrics.slowDisconnects.increment()
                 let reason = "slow consumer: reconnect and recover by offset"
                 state.closing = (.slowConsumer, reason)
+                overflowed = true
                 let waiter = state.waiter
                 state.waiter = nil
                 if waiter != nil { state.finished = true }
@@ -101,6 +115,7 @@ final class OutboundQueue: Sendable {
             }
         }
         if let waiter { waiter.resume(returning: item) }
+        if overflowed { onOverflow() }
         return accepted
     }
 
@@ -135,7 +150,7 @@ final class OutboundQueue: Sendable {
                     state.finished = true
                     return .some(.close(closing.0, reason: closing.1))
                 }
-                if let text = state.buffer.dequeue() { return .some(.frame(text)) }
+                if let item = state.buffer.dequeue() { return .some(.frame(item.text, createdAt: item.createdAt)) }
                 if let closing = state.closing {
                     state.finished = true
                     return .some(.close(closing.0, reason: closing.1))

@@ -1,0 +1,399 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import Logging
+import Synchronization
+import SwitchboardContracts
+import SwitchboardKafka
+import SwitchboardRuntime
+
+/// Shared by the streaming benchmarks and tests: events made by this process, put on the real bus
+/// (`sb.client.events`), published by the notifier and delivered by the gateways. Each event carries
+/// its creation time, so a client's receipt time gives the whole path's latency.
+public final class ConversationEventSource: Sendable {
+    let producer: KafkaProducer
+    public let conversations: [String]
+    /// Events made so far per conversation; the n-th event of a new conversation has offset n.
+    private let produced: Mutex<[Int]>
+    private let source = EventSource(service: "switchboard-bench", instance: ProcessInfo.processInfo.hostName)
+
+    public init(brokers: String, conversations: [String]) async throws {
+        var logger = Logger(label: "switchboard.bench")
+        logger.logLevel = .warning
+        producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(
+                client: KafkaClientConfiguration(bootstrapServers: brokers, clientID: "switchboard-bench")),
+            logger: logger)
+        try await producer.createTopics([(name: Topics.clientEvents.name, partitions: Topics.clientEvents.partitions)])
+        self.conversations = conversations
+        produced = Mutex(Array(repeating: 0, count: conversations.count))
+    }
+
+    /// Makes the next event of conversation `index` (a MESSAGE_STREAM_CHUNK with `seq`, `createdAt`
+    /// and `padding` extra bytes of text) and hands it to the producer.
+    @discardableResult
+    public func emit(into index: Int, padding: Int = 0) async throws -> DeliveryFuture {
+        let sequence = produced.withLock { counts -> Int in
+            counts[index] += 1
+            return counts[index]
+        }
+        let created = Clock.epochMicroseconds()
+        let event = ClientEvent(
+            channel: .conversation(conversations[index]), frameType: FrameType.messageStreamChunk,
+            data: [
+                "chunk": .string("token \(sequence) " + String(repeating: "x", count: padding)),
+                "seq": .number(Double(sequence)), "createdAt": .number(Double(created)),
+            ])
+        let envelope = Envelope(time: created, routingKey: conversations[index], source: source, payload: event)
+        return try await producer.enqueue(try EventBus.message(envelope, topic: Topics.clientEvents))
+    }
+
+    /// Makes `rate` events per second per conversation until `deadline`, spread evenly over time
+    /// (one conversation after another, not all at once).
+    public func run(ratePerConversation rate: Double, until deadline: ContinuousClock.Instant) async throws {
+        let interval = 1 / (rate * Double(conversations.count))
+        let clock = ContinuousClock()
+        let started = clock.now
+        var made = 0
+        while clock.now < deadline {
+            // Everything due by now, then a short sleep: a steady rate without a timer per event.
+            let due = Int((clock.now - started).seconds / interval)
+            while made < due {
+                try await emit(into: made % conversations.count)
+                made += 1
+            }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
+    public func count(of index: Int) -> Int { produced.withLock { $0[index] } }
+
+    public func shutdown() async { await producer.shutdown() }
+}
+
+/// The creation time an event of `ConversationEventSource` carries, and its receipt time, in µs.
+func eventLatencyMicros(_ received: FrameInbox.Received) -> UInt64? {
+    guard let created = received.frame.data["createdAt"]?.doubleValue else { return nil }
+    // The arrival instant on the wall clock: now, minus how long the frame waited in the inbox.
+    let arrived = Clock.epochMicroseconds() - Int64(microseconds(.now - received.receivedAt))
+    return UInt64(max(0, arrived - Int64(created)))
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// Benchmark 2 of the delivery issue: many clients on many conversations, each conversation
+/// streaming steadily; event creation → client receipt, and whether anything was lost.
+struct FanoutBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fanout",
+        abstract: "Clients on conversations streaming at a steady rate: event creation → receipt, events lost.")
+
+    @Option(help: "The gateway's WebSocket URL.") var gateway = "ws://127.0.0.1:8080/ws"
+    @Option(help: "Kafka brokers (env SWITCHBOARD_KAFKA_BROKERS).") var brokers: String?
+    @Option(help: "Conversations.") var conversations = 100
+    @Option(help: "Clients per conversation.") var clientsPerConversation = 10
+    @Option(help: "Events per second per conversation.") var rate = 30.0
+    @Option(help: "Seconds of streaming.") var duration = 20
+    @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
+
+    func run() async throws {
+        let brokers = try setting(brokers, environment: "KAFKA_BROKERS", default: "127.0.0.1:9092")
+        let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
+        let authority = try await TokenAuthority(secret: secret)
+        let runID = UUID().uuidString.prefix(8).lowercased()
+        let names = (0..<conversations).map { "fanout-\(runID)-\($0)" }
+        let source = try await ConversationEventSource(brokers: brokers, conversations: names)
+        let state = FanoutState()
+        let clients = conversations * clientsPerConversation
+        let url = gateway
+        print("connecting \(clients) clients to \(conversations) conversations…")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<clients {
+                let conversation = index % conversations
+                // One user per conversation: it owns the conversation, and its clients are its devices.
+                let token = try await authority.mint(user: "fanout-\(runID)-\(conversation)")
+                while state.pendingHandshakes(started: index) >= 100 { try await Task.sleep(for: .milliseconds(5)) }
+                group.addTask {
+                    do {
+                        try await Self.follow(
+                            url: url, token: token, conversation: names[conversation], index: conversation,
+                            source: source, state: state)
+                    } catch {
+                        state.failed.add(1, ordering: .relaxed)
+                    }
+                }
+            }
+            while state.subscribed.load(ordering: .relaxed) + state.failed.load(ordering: .relaxed) < clients {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            print("subscribed \(state.subscribed.load(ordering: .relaxed)) (\(state.failed.load(ordering: .relaxed)) failed); streaming \(rate) events/s into each of \(conversations) conversations for \(duration) s…")
+            try await source.run(ratePerConversation: rate, until: .now + .seconds(duration))
+            state.producing.store(false, ordering: .releasing)
+            try await group.waitForAll()
+        }
+        await source.shutdown()
+        let produced = (0..<conversations).reduce(0) { $0 + source.count(of: $1) }
+        let expected = produced * clientsPerConversation
+        let received = state.received.load(ordering: .relaxed)
+        let histogram = state.latencies.withLock { $0 }
+        print("events made \(produced) (\(Double(produced) / Double(duration)) /s); deliveries expected \(expected), received \(received), lost \(expected - received), duplicates \(state.duplicates.load(ordering: .relaxed)), gaps \(state.gaps.load(ordering: .relaxed))")
+        print(LatencySummary(name: "event creation → receipt", histogram: histogram))
+    }
+
+    /// One client: subscribes, then counts and times every event of its conversation until the
+    /// source has stopped and it has them all (or nothing more comes).
+    static func follow(
+        url: String, token: String, conversation: String, index: Int, source: ConversationEventSource, state: FanoutState
+    ) async throws {
+        try await ChatClient.withConnection(url: url, token: token, logger: quietLogger) { client in
+            client.send(
+                ClientCommand(id: "subscribe", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)]))
+            guard let ack = await client.frames.first(within: .seconds(60), where: { $0.correlationId == "subscribe" }), ack.frame.type == "ACK"
+            else {
+                state.failed.add(1, ordering: .relaxed)
+                return
+            }
+            state.subscribed.add(1, ordering: .relaxed)
+            let channel = "conversation:\(conversation)"
+            var last: Int64 = 0
+            var local = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
+            var count = 0
+            while true {
+                guard let received = await client.frames.next(within: .seconds(5)) else {
+                    // Quiet: the others may still be connecting, or the stream is over.
+                    if client.frames.isFinished || !state.producing.load(ordering: .acquiring) { break }
+                    continue
+                }
+                guard received.frame.channel == channel, let offset = received.frame.offset else { continue }
+                if offset <= last {
+                    state.duplicates.add(1, ordering: .relaxed)
+                    continue
+                }
+                if offset != last + 1 { state.gaps.add(1, ordering: .relaxed) }
+                last = offset
+                count += 1
+                if let latency = eventLatencyMicros(received) { _ = local.record(latency) }
+                if !state.producing.load(ordering: .acquiring), count >= source.count(of: index) { break }
+            }
+            state.received.add(count, ordering: .relaxed)
+            state.latencies.withLock { $0.add(local) }
+        }
+    }
+}
+
+final class FanoutState: Sendable {
+    let subscribed = Atomic<Int>(0)
+    let failed = Atomic<Int>(0)
+    let received = Atomic<Int>(0)
+    let duplicates = Atomic<Int>(0)
+    let gaps = Atomic<Int>(0)
+    let producing = Atomic<Bool>(true)
+    let latencies = Mutex(Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three))
+
+    func pendingHandshakes(started: Int) -> Int {
+        started - subscribed.load(ordering: .relaxed) - failed.load(ordering: .relaxed)
+    }
+}
+
+let quietLogger: Logger = {
+    var logger = Logger(label: "switchboard.client")
+    logger.logLevel = .error
+    return logger
+}()
+
+/// Benchmark 4 of the delivery issue: clients following streaming conversations through a gateway
+/// that restarts; each reconnects with the documented full-jitter backoff and resumes from its last
+/// offset. Reports how long until every client has recovered, and whether any event was lost.
+struct ReconnectBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reconnect",
+        abstract: "Clients reconnecting at once after a gateway restart: time until all have recovered, events lost.")
+
+    @Option(help: "The gateways' WebSocket URLs, comma-separated; clients start on the first and reconnect to any.")
+    var gateways = "ws://127.0.0.1:8080/ws"
+    @Option(help: "Kafka brokers (env SWITCHBOARD_KAFKA_BROKERS).") var brokers: String?
+    @Option(help: "Shell command that restarts (or stops) the first gateway.") var restartCommand: String
+    @Option(help: "Clients.") var clients = 1000
+    @Option(help: "Conversations (clients are spread over them).") var conversations = 100
+    @Option(help: "Events per second per conversation while clients are away.") var rate = 5.0
+    @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
+
+    func run() async throws {
+        let brokers = try setting(brokers, environment: "KAFKA_BROKERS", default: "127.0.0.1:9092")
+        let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
+        let urls = gateways.split(separator: ",").map(String.init)
+        guard let first = urls.first else { throw ValidationError("--gateways names no gateway") }
+        let authority = try await TokenAuthority(secret: secret)
+        let runID = UUID().uuidString.prefix(8).lowercased()
+        let names = (0..<conversations).map { "reconnect-\(runID)-\($0)" }
+        let source = try await ConversationEventSource(brokers: brokers, conversations: names)
+        let state = ReconnectState()
+        print("connecting \(clients) clients to \(first)…")
+        let clock = ContinuousClock()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<clients {
+                let conversation = index % conversations
+                let token = try await authority.mint(user: "reconnect-\(runID)-\(conversation)")
+                while index - state.subscribed.load(ordering: .relaxed) - state.gaveUp.load(ordering: .relaxed) >= 100 {
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                group.addTask {
+                    await ReconnectingClient(
+                        urls: urls, token: token, conversation: names[conversation], index: conversation, source: source,
+                        state: state
+                    ).run()
+                }
+            }
+            while state.subscribed.load(ordering: .relaxed) + state.gaveUp.load(ordering: .relaxed) < clients {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            print("all subscribed; streaming \(rate) events/s per conversation, then restarting the gateway")
+            let streaming = Task { try await source.run(ratePerConversation: rate, until: .now + .seconds(3600)) }
+            try await Task.sleep(for: .seconds(3))
+            let restartedAt = clock.now
+            state.restartedAt.withLock { $0 = restartedAt }
+            let status = try await Self.shell(restartCommand)
+            print("restart command exited with \(status) after \(clock.now - restartedAt)")
+            // Wait for every client to come back (the seed's recovery budget is 30 s; give it 120).
+            while state.recovered.load(ordering: .relaxed) + state.notRecovered.load(ordering: .relaxed) < clients,
+                clock.now - restartedAt < .seconds(120)
+            {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let allBack = clock.now - restartedAt
+            // Keep streaming a moment so the last clients are seen catching up live, then stop and drain.
+            try await Task.sleep(for: .seconds(2))
+            streaming.cancel()
+            _ = await streaming.result
+            state.producing.store(false, ordering: .releasing)
+            try await group.waitForAll()
+            let recoveries = state.recoveryTimes.withLock { $0 }
+            print("reconnected and recovered: \(state.recovered.load(ordering: .relaxed)) of \(clients) (not recovered \(state.notRecovered.load(ordering: .relaxed))); all back \(allBack) after the restart began")
+            print(LatencySummary(name: "restart → client recovered", histogram: recoveries))
+        }
+        await source.shutdown()
+        let missing = state.missing.load(ordering: .relaxed)
+        print("events made \((0..<conversations).reduce(0) { $0 + source.count(of: $1) }); lost \(missing), duplicates \(state.duplicates.load(ordering: .relaxed)), connection attempts refused \(state.refused.load(ordering: .relaxed))")
+    }
+
+    static func shell(_ command: String) async throws -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", command]
+        return try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+    }
+}
+
+final class ReconnectState: Sendable {
+    let subscribed = Atomic<Int>(0)
+    let gaveUp = Atomic<Int>(0)
+    let recovered = Atomic<Int>(0)
+    let notRecovered = Atomic<Int>(0)
+    let missing = Atomic<Int>(0)
+    let duplicates = Atomic<Int>(0)
+    let refused = Atomic<Int>(0)
+    let producing = Atomic<Bool>(true)
+    let restartedAt = Mutex<ContinuousClock.Instant?>(nil)
+    let recoveryTimes = Mutex(Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three))
+}
+
+/// A client as docs/protocol.md asks clients to be: on a close or a failed connection it waits a
+/// full-jitter backoff (500 ms doubling to 20 s), connects to any gateway, and resubscribes from its
+/// last offset.
+struct ReconnectingClient: Sendable {
+    let urls: [String]
+    let token: String
+    let conversation: String
+    let index: Int
+    let source: ConversationEventSource
+    let state: ReconnectState
+    static let backoff = Backoff(initial: .milliseconds(500), maximum: .seconds(20), factor: 2)
+
+    /// Where the client is in its conversation, across connections.
+    final class Progress: Sendable {
+        let position = Mutex<StreamPosition?>(nil)
+        let connections = Atomic<Int>(0)
+        let done = Atomic<Bool>(false)
+    }
+
+    func run() async {
+        let progress = Progress()
+        var attempt = 0
+        var url = urls[0]
+        while !progress.done.load(ordering: .acquiring) {
+            do {
+                try await ChatClient.withConnection(url: url, token: token, logger: quietLogger) { client in
+                    try await follow(client, progress: progress)
+                }
+                attempt = 0
+            } catch {
+                state.refused.add(1, ordering: .relaxed)
+            }
+            if progress.done.load(ordering: .acquiring) { break }
+            if progress.connections.load(ordering: .relaxed) == 0, attempt >= 5 {
+                state.gaveUp.add(1, ordering: .relaxed)
+                return
+            }
+            try? await Task.sleep(for: Self.backoff.delay(attempt: attempt))
+            attempt += 1
+            url = urls.randomElement() ?? url
+        }
+    }
+
+    private func follow(_ client: ChatClient, progress: Progress) async throws {
+        var data: [String: JSONValue] = ["conversationId": .string(conversation)]
+        let resumeFrom = progress.position.withLock { $0 }
+        if let resumeFrom {
+            data["offset"] = .number(Double(resumeFrom.offset))
+            data["epoch"] = .string(resumeFrom.epoch)
+        }
+        client.send(ClientCommand(id: "subscribe", type: ClientCommandType.subscribeConversation, data: .object(data)))
+        guard let ack = await client.frames.first(within: .seconds(30), where: { $0.correlationId == "subscribe" }),
+            ack.frame.type == "ACK"
+        else { return }
+        let isReconnect = progress.connections.add(1, ordering: .relaxed).newValue > 1
+        if !isReconnect {
+            state.subscribed.add(1, ordering: .relaxed)
+        } else if ack.frame.data["recovered"]?.boolValue == true || resumeFrom == nil {
+            state.recovered.add(1, ordering: .relaxed)
+            if let restartedAt = state.restartedAt.withLock({ $0 }) {
+                _ = state.recoveryTimes.withLock { $0.record(microseconds(ack.receivedAt - restartedAt)) }
+            }
+        } else {
+            state.notRecovered.add(1, ordering: .relaxed)
+        }
+        let channel = "conversation:\(conversation)"
+        while true {
+            guard let received = await client.frames.next(within: .seconds(5)) else {
+                if client.frames.isFinished || !state.producing.load(ordering: .acquiring) { break }
+                continue
+            }
+            guard received.frame.channel == channel, let offset = received.frame.offset, let epoch = received.frame.epoch
+            else { continue }
+            let previous = progress.position.withLock { position -> Int64 in
+                defer { position = StreamPosition(epoch: epoch, offset: max(offset, position?.offset ?? 0)) }
+                return position?.offset ?? 0
+            }
+            if offset <= previous {
+                state.duplicates.add(1, ordering: .relaxed)
+            } else if offset != previous + 1 {
+                state.missing.add(Int(offset - previous - 1), ordering: .relaxed)
+            }
+            if !state.producing.load(ordering: .acquiring), offset >= Int64(source.count(of: index)) {
+                progress.done.store(true, ordering: .releasing)
+                return
+            }
+        }
+        // Nothing for 5 s while the source has stopped: whatever is still missing is lost.
+        if !client.frames.isFinished, !state.producing.load(ordering: .acquiring) {
+            let last = progress.position.withLock { $0?.offset ?? 0 }
+            state.missing.add(max(0, source.count(of: index) - Int(last)), ordering: .relaxed)
+            progress.done.store(true, ordering: .releasing)
+        }
+    }
+}
