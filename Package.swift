@@ -26,6 +26,7 @@ let services: [ServiceTarget] = [
         executable: "gateway", library: "Gateway", folder: "gateway",
         dependencies: [
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
             .product(name: "HummingbirdWSCompression", package: "hummingbird-websocket"),
             .product(name: "CompressNIO", package: "compress-nio"),

@@ -22,7 +22,7 @@ struct MisbehavingClientTests {
             let conversation = "slow-\(UUID().uuidString.prefix(8))"
             let source = try await ConversationEventSource(brokers: TestEnvironment.kafkaBrokers, conversations: [conversation])
             let events = 600
-            let (offsets, _) = try await ChatClient.withConnection(url: url, token: token) { fast -> [Int64] in
+            let (received, _) = try await ChatClient.withConnection(url: url, token: token) { fast -> [Int64] in
                 fast.send(
                     ClientCommand(id: "sub", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)]))
                 _ = await fast.frames.first(within: .seconds(10)) { $0.correlationId == "sub" }
@@ -31,9 +31,13 @@ struct MisbehavingClientTests {
                 try stalled.sendText(
                     #"{"id":"sub","type":"SUBSCRIBE_CONVERSATION","timestamp":1,"data":{"conversationId":"\#(conversation)"}}"#)
                 try await Task.sleep(for: .milliseconds(500))
-                // 600 events of ~1 KB: far more than the 16 KiB outbound bound plus the socket buffers.
+                // 600 events of ~1 KB, far more than the 16 KiB outbound bound plus the socket buffers,
+                // at a pace (about 500 KB/s) that a client that reads keeps up with.
                 var last: DeliveryFuture?
-                for _ in 0..<events { last = try await source.emit(into: 0, padding: 1000) }
+                for index in 0..<events {
+                    last = try await source.emit(into: 0, padding: 1000)
+                    if index % 10 == 9 { try await Task.sleep(for: .milliseconds(20)) }
+                }
                 _ = try await last?.report()
 
                 var offsets: [Int64] = []
@@ -50,7 +54,9 @@ struct MisbehavingClientTests {
                 return offsets
             }
             await source.shutdown()
-            #expect(offsets == Array(1...Int64(events)), "the fast reader gets every event once, in order")
+            let offsets = try #require(received)
+            #expect(offsets.count == events && offsets == Array(1...Int64(events)),
+                    "the fast reader gets every event once, in order: \(offsets.count) events, last \(offsets.last ?? 0)")
             let metrics = try await Self.text("http://127.0.0.1:\(port)/metrics")
             #expect(Self.value(of: "sb_gateway_slow_disconnects_total", in: metrics) ?? 0 >= 1)
         }
@@ -109,6 +115,29 @@ struct MisbehavingClientTests {
                 return true
             }
             #expect(oversizedClose == 1009)
+        }
+    }
+
+    /// Sockets that never finish their request head are closed once the handshake deadline passes;
+    /// an upgraded connection that then stays quiet is not.
+    @Test func socketsThatNeverAuthenticateAreClosed() async throws {
+        try await ChatFlowTests.withStack(gatewayEnvironment: ["SWITCHBOARD_GATEWAY_HANDSHAKE_TIMEOUT_SECONDS": "1"]) {
+            _, url, authority in
+            let port = try #require(URL(string: url)?.port)
+            let silent = try StalledWebSocket(port: port)
+            let trickling = try StalledWebSocket(port: port)
+            try trickling.sendRaw("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            let token = try await authority.mint(user: "quentin")
+            let (pong, _) = try await ChatClient.withConnection(url: url, token: token) { client -> String? in
+                #expect(silent.drain(timeout: .seconds(5)).closed, "a silent socket is closed")
+                #expect(trickling.drain(timeout: .seconds(5)).closed, "a socket that never ends its head is closed")
+                // This connection has been quiet for longer than the deadline and is still served.
+                client.send(ClientCommand(id: "p", type: ClientCommandType.ping, data: ["timestamp": 1]))
+                return await client.frames.first(within: .seconds(5)) { $0.correlationId == "p" }?.frame.type
+            }
+            #expect(pong == "PONG")
+            let metrics = try await Self.text("http://127.0.0.1:\(port)/metrics")
+            #expect(Self.value(of: "sb_gateway_handshake_timeouts_total", in: metrics) ?? 0 >= 2)
         }
     }
 

@@ -14,7 +14,13 @@ public final class StalledWebSocket: @unchecked Sendable {
     private let socket: Int32
 
     /// Connects to `127.0.0.1:port`, upgrades `path` with `token`, and returns once the server agreed.
-    public init(port: Int, path: String = "/ws", token: String) throws {
+    public convenience init(port: Int, path: String = "/ws", token: String) throws {
+        try self.init(port: port)
+        try upgrade(port: port, path: path, token: token)
+    }
+
+    /// Only connects: the socket has said nothing yet.
+    public init(port: Int) throws {
         socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard socket >= 0 else { throw Failure(description: "socket() failed") }
         var small: Int32 = 4096
@@ -34,6 +40,14 @@ public final class StalledWebSocket: @unchecked Sendable {
         }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// Sends raw bytes: a partial request, garbage, anything.
+    public func sendRaw(_ text: String) throws {
+        try write(Array(text.utf8))
+    }
+
+    private func upgrade(port: Int, path: String, token: String) throws {
         let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
         try write(Array(
             """

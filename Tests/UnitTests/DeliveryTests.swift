@@ -157,3 +157,13 @@ import Testing
         #expect(try SSEWireEncoder(gzip: false).encode("plain") == ByteBuffer(string: "plain"))
     }
 }
+
+@Suite struct HandshakeDeadlineTests {
+    @Test(arguments: [
+        ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", true), ("GET / HTTP/1.1\r\nHost: x\r\n", false), ("\r\n\r", false),
+        ("\r\n\r\n", true), ("", false),
+    ])
+    func theEndOfARequestHeadIsFound(_ text: String, _ ends: Bool) {
+        #expect(HandshakeDeadlineHandler.endsHead(Array(text.utf8)) == ends)
+    }
+}

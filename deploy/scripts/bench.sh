@@ -39,7 +39,7 @@ SECRET=${SWITCHBOARD_JWT_SECRET:-$(cat "$SB_STATE_DIR/jwt-secret")}
 BROKERS=127.0.0.1:${SB_KAFKA_PORT:-9092}
 GATEWAY=ws://127.0.0.1:${SB_GATEWAY_PORT:-8080}/ws
 # 10 000 client sockets plus the gateway's side of them.
-ulimit -n 65536 2>/dev/null || warn "could not raise the open-file limit; large scenarios may fail"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || warn "could not raise the open-file limit; large scenarios may fail"
 
 # Runs one scenario, remembering a failure but going on with the others.
 status=0

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWSCompression
 import HummingbirdWebSocket
 import Logging
@@ -24,6 +25,8 @@ public struct GatewaySettings: Sendable {
     public var pingInterval: Duration = .seconds(30)
     /// Bytes buffered per connection before a slow client is disconnected (seed 000: 1 MB).
     public var outboundLimitBytes = 1 << 20
+    /// A new connection must send its request head (with the token) within this, or it is closed.
+    public var handshakeTimeout: Duration = .seconds(10)
     /// Kernel send buffer per client socket (SO_SNDBUF). Linux otherwise lets it grow to 4 MiB
     /// (tcp_wmem), which a client that stops reading fills before the outbound bound is reached;
     /// 0 leaves the kernel's autotuning on.
@@ -56,6 +59,8 @@ public struct GatewaySettings: Sendable {
         public var outboundLimitBytes: Int?
         @Option(help: "SO_SNDBUF per client socket, 0 for kernel autotuning (env SWITCHBOARD_GATEWAY_SOCKET_SEND_BUFFER_BYTES; default 131072).")
         public var socketSendBufferBytes: Int?
+        @Option(help: "Seconds a new connection has to send its request head (env SWITCHBOARD_GATEWAY_HANDSHAKE_TIMEOUT_SECONDS; default 10).")
+        public var handshakeTimeoutSeconds: Double?
 
         public init() {}
 
@@ -70,6 +75,10 @@ public struct GatewaySettings: Sendable {
                 outboundLimitBytes, environment: "GATEWAY_OUTBOUND_LIMIT_BYTES", default: settings.outboundLimitBytes)
             settings.socketSendBufferBytes = try setting(
                 socketSendBufferBytes, environment: "GATEWAY_SOCKET_SEND_BUFFER_BYTES", default: settings.socketSendBufferBytes)
+            let handshakeSeconds = try setting(
+                handshakeTimeoutSeconds, environment: "GATEWAY_HANDSHAKE_TIMEOUT_SECONDS", default: 10.0)
+            guard handshakeSeconds > 0 else { throw ConfigurationError("the handshake timeout must be positive") }
+            settings.handshakeTimeout = .milliseconds(Int64(handshakeSeconds * 1000))
             guard settings.socketSendBufferBytes >= 0 else {
                 throw ConfigurationError("the socket send buffer must be 0 (autotuning) or a size in bytes")
             }
@@ -102,13 +111,7 @@ public enum Gateway {
             context: context,
             services: [subscriber, RegistryHeartbeat(registry: routing, sessions: registry, logger: context.logger)],
             router: router,
-            server: .http1WebSocketUpgrade(
-                webSocketRouter: router,
-                configuration: .init(
-                    ws: .init(
-                        maxFrameSize: settings.maxFrameBytes,
-                        extensions: [.perMessageDeflate(maxDecompressedFrameSize: settings.maxFrameBytes)],
-                        autoPing: .enabled(timePeriod: settings.pingInterval)))),
+            server: server(router: router, settings: settings),
             stoppingBeforeServer: [registry])
     }
 
@@ -206,6 +209,24 @@ public enum Gateway {
             registry: registry, settings: settings)
         streams.addRoutes(to: router)
         return router
+    }
+
+    /// HTTP/1.1 with WebSocket upgrades, behind the handshake deadline.
+    static func server(router: Router<GatewayRequestContext>, settings: GatewaySettings) -> HTTPServerBuilder {
+        let webSocketResponder = router.buildResponder()
+        let configuration = HTTP1WebSocketUpgradeChannel.Configuration(
+            ws: .init(
+                maxFrameSize: settings.maxFrameBytes,
+                extensions: [.perMessageDeflate(maxDecompressedFrameSize: settings.maxFrameBytes)],
+                autoPing: .enabled(timePeriod: settings.pingInterval)))
+        let deadline = TimeAmount.nanoseconds(
+            settings.handshakeTimeout.components.seconds * 1_000_000_000 + settings.handshakeTimeout.components.attoseconds / 1_000_000_000)
+        return HTTPServerBuilder { responder in
+            HandshakeDeadlineChannel(
+                base: HTTP1WebSocketUpgradeChannel(
+                    responder: responder, webSocketResponder: webSocketResponder, configuration: configuration),
+                deadline: deadline)
+        }
     }
 
     /// The user of a request's token (`Authorization: Bearer`, or `?token=` for browsers).

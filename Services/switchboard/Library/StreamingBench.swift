@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Histogram
 import Logging
 import Synchronization
@@ -143,11 +146,20 @@ struct FanoutBench: AsyncParsableCommand {
     }
 
     /// One client: subscribes, then counts and times every event of its conversation until the
-    /// source has stopped and it has them all (or nothing more comes).
+    /// source has stopped and it has them all (or nothing more comes). Channel events are read
+    /// without decoding their JSON (the client shares the machine with the servers).
     static func follow(
         url: String, token: String, conversation: String, index: Int, source: ConversationEventSource, state: FanoutState
     ) async throws {
-        try await ChatClient.withConnection(url: url, token: token, logger: quietLogger) { client in
+        let tally = FanoutTally()
+        let prefix = #"{"offset":"#
+        let channelMarker = #""channel":"conversation:\#(conversation)""#
+        let observer: ChatClient.TextObserver = { text, receivedAt in
+            guard text.hasPrefix(prefix), text.contains(channelMarker) else { return true }
+            tally.record(text: text, receivedAt: receivedAt, state: state)
+            return false
+        }
+        try await ChatClient.withConnection(url: url, token: token, logger: quietLogger, observer: observer) { client in
             client.send(
                 ClientCommand(id: "subscribe", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)]))
             guard let ack = await client.frames.first(within: .seconds(60), where: { $0.correlationId == "subscribe" }), ack.frame.type == "ACK"
@@ -156,30 +168,77 @@ struct FanoutBench: AsyncParsableCommand {
                 return
             }
             state.subscribed.add(1, ordering: .relaxed)
-            let channel = "conversation:\(conversation)"
-            var last: Int64 = 0
-            var local = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
-            var count = 0
-            while true {
-                guard let received = await client.frames.next(within: .seconds(5)) else {
-                    // Quiet: the others may still be connecting, or the stream is over.
-                    if client.frames.isFinished || !state.producing.load(ordering: .acquiring) { break }
-                    continue
+            var quietSince = ContinuousClock.now
+            var lastCount = 0
+            while !client.frames.isFinished {
+                try await Task.sleep(for: .milliseconds(100))
+                let count = tally.count
+                if count != lastCount {
+                    lastCount = count
+                    quietSince = .now
                 }
-                guard received.frame.channel == channel, let offset = received.frame.offset else { continue }
-                if offset <= last {
-                    state.duplicates.add(1, ordering: .relaxed)
-                    continue
+                if !state.producing.load(ordering: .acquiring) {
+                    // Done when it has everything, or when nothing came for 5 s after the end.
+                    if count >= source.count(of: index) || ContinuousClock.now - quietSince > .seconds(5) { break }
                 }
-                if offset != last + 1 { state.gaps.add(1, ordering: .relaxed) }
-                last = offset
-                count += 1
-                if let latency = eventLatencyMicros(received) { _ = local.record(latency) }
-                if !state.producing.load(ordering: .acquiring), count >= source.count(of: index) { break }
             }
-            state.received.add(count, ordering: .relaxed)
-            state.latencies.withLock { $0.add(local) }
+            tally.finish(into: state)
         }
+    }
+}
+
+/// One fanout client's count, order check and latencies, fed by its connection's reader.
+final class FanoutTally: Sendable {
+    private let inner = Mutex<(last: Int64, count: Int, histogram: Histogram<UInt64>)>(
+        (0, 0, Histogram(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)))
+
+    var count: Int { inner.withLock { $0.count } }
+
+    /// `text` is a stamped frame: `{"offset":<n>,"epoch":…, … "createdAt":<µs> …}`.
+    func record(text: String, receivedAt: ContinuousClock.Instant, state: FanoutState) {
+        let utf8 = text.utf8
+        guard let offset = Self.number(after: #"{"offset":"#, in: utf8) else { return }
+        let created = Self.number(after: #""createdAt":"#, in: utf8)
+        let arrived = Clock.epochMicroseconds() - Int64(microseconds(.now - receivedAt))
+        inner.withLock { tally in
+            if offset <= tally.last {
+                state.duplicates.add(1, ordering: .relaxed)
+                return
+            }
+            if offset != tally.last + 1 { state.gaps.add(1, ordering: .relaxed) }
+            tally.last = offset
+            tally.count += 1
+            if let created { _ = tally.histogram.record(UInt64(max(0, arrived - created))) }
+        }
+    }
+
+    func finish(into state: FanoutState) {
+        let (count, histogram) = inner.withLock { ($0.count, $0.histogram) }
+        state.received.add(count, ordering: .relaxed)
+        state.latencies.withLock { $0.add(histogram) }
+    }
+
+    /// The integer right after the first `marker` in `utf8` (digits, optionally followed by `.0`).
+    static func number(after marker: String, in utf8: String.UTF8View) -> Int64? {
+        let markerBytes = Array(marker.utf8)
+        let bytes = Array(utf8)
+        guard bytes.count >= markerBytes.count else { return nil }
+        var index = 0
+        while index + markerBytes.count <= bytes.count {
+            if bytes[index] == markerBytes[0], Array(bytes[index..<(index + markerBytes.count)]) == markerBytes {
+                var value: Int64 = 0
+                var position = index + markerBytes.count
+                var digits = 0
+                while position < bytes.count, bytes[position] >= 48, bytes[position] <= 57 {
+                    value = value * 10 + Int64(bytes[position] - 48)
+                    position += 1
+                    digits += 1
+                }
+                return digits > 0 ? value : nil
+            }
+            index += 1
+        }
+        return nil
     }
 }
 
@@ -278,13 +337,23 @@ struct ReconnectBench: AsyncParsableCommand {
         print("events made \((0..<conversations).reduce(0) { $0 + source.count(of: $1) }); lost \(missing), duplicates \(state.duplicates.load(ordering: .relaxed)), connection attempts refused \(state.refused.load(ordering: .relaxed))")
     }
 
+    /// Runs `command` with /bin/sh and returns its exit status. posix_spawn and waitpid on a thread
+    /// of its own: Foundation's Process never reported the exit here (its child stayed a zombie).
     static func shell(_ command: String) async throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
-        return try await withCheckedThrowingContinuation { continuation in
-            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
-            do { try process.run() } catch { continuation.resume(throwing: error) }
+        var pid: pid_t = 0
+        let arguments = ["/bin/sh", "-c", command]
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let spawned = posix_spawn(&pid, "/bin/sh", nil, nil, &argv, environ)
+        guard spawned == 0 else { throw ValidationError("could not run \(command): error \(spawned)") }
+        let child = pid
+        return await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                var status: Int32 = 0
+                while waitpid(child, &status, 0) == -1 && errno == EINTR {}
+                // WEXITSTATUS, which Swift does not import.
+                continuation.resume(returning: (status >> 8) & 0xFF)
+            }
         }
     }
 }
