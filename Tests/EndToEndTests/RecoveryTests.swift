@@ -68,6 +68,10 @@ struct RecoveryTests {
             let second = try #require(after)
             let ack = try #require(second.first { $0.correlationId == "resume" })
             #expect(ack.type == "ACK" && ack.data["recovered"]?.boolValue == true)
+            // The answer comes first, then what was missed.
+            let ackIndex = try #require(second.firstIndex { $0.correlationId == "resume" })
+            let firstReplayed = try #require(second.firstIndex { $0.channel == "conversation:\(conversation)" && $0.offset != nil })
+            #expect(ackIndex < firstReplayed)
             Self.expectCompleteStream(first + second)
         }
     }
@@ -245,6 +249,21 @@ struct RecoveryTests {
                 client.send(ClientCommand(id: "p", type: ClientCommandType.ping, data: ["timestamp": 1]))
                 _ = await client.frames.first(within: .seconds(10)) { $0.type == "PONG" }
                 stack.process(named: "gateway")?.terminate()
+                // While it drains, the gateway refuses new connections, so no client lands on it after
+                // the shutdown codes went out (a refused upgrade is always a bare 400, the WebSocket
+                // library's answer; the same request without the upgrade shows the reason, 503).
+                let port = try #require(URL(string: url)?.port)
+                var refusal = ""
+                for _ in 0..<100 where refusal.isEmpty {
+                    do {
+                        _ = try StalledWebSocket(port: port, token: token)
+                        try await Task.sleep(for: .milliseconds(20))
+                    } catch {
+                        refusal = "\(error)"
+                    }
+                }
+                #expect(refusal.hasPrefix("upgrade refused"), "\(refusal)")
+                #expect(await ServiceProcesses.httpStatus("http://127.0.0.1:\(port)/ws?token=\(token)") == 503)
                 // Wait for the server to close the connection.
                 while await client.frames.next(within: .seconds(15)) != nil {}
                 return true

@@ -75,9 +75,11 @@ final class ClientSession: FrameSink, Sendable {
     /// Follows a channel from `since` (recovering what was missed), or from now. Following a channel
     /// again replaces the previous feed, so a client can re-sync without reconnecting.
     func follow(
-        _ channel: Channel, since: StreamPosition?, subscriber: RedisSubscriber, history: ChannelHistory
+        _ channel: Channel, since: StreamPosition?, subscriber: RedisSubscriber, history: ChannelHistory,
+        announce: (_ recovered: Bool, _ position: StreamPosition?) -> Void = { _, _ in }
     ) async throws -> ChannelFeed.Opened {
-        let opened = try await ChannelFeed.open(channel, since: since, subscriber: subscriber, history: history, sink: self)
+        let opened = try await ChannelFeed.open(
+            channel, since: since, subscriber: subscriber, history: history, sink: self, announce: announce)
         let previous = feeds.withLock { feeds in
             defer { feeds[channel] = opened.feed }
             return feeds[channel]
@@ -117,9 +119,21 @@ final class SessionRegistry: Service, Sendable {
         sessions.withLock { $0.values.map { ($0.userID, $0.id, $0.channels) } }
     }
 
-    func add(_ session: ClientSession) {
-        sessions.withLock { $0[session.id] = session }
-        gauge.increment()
+    /// Once shutdown begins no connection is added (nor accepted: see `isDraining`), so none escapes
+    /// the batches of shutdown codes and then gets cut off without one.
+    private let draining = Atomic<Bool>(false)
+
+    var isDraining: Bool { draining.load(ordering: .acquiring) }
+
+    /// Adds a connection; false when the gateway is shutting down (the caller then refuses it).
+    func add(_ session: ClientSession) -> Bool {
+        let added = sessions.withLock { sessions -> Bool in
+            guard !draining.load(ordering: .acquiring) else { return false }
+            sessions[session.id] = session
+            return true
+        }
+        if added { gauge.increment() }
+        return added
     }
 
     func remove(_ session: ClientSession) {
@@ -130,7 +144,10 @@ final class SessionRegistry: Service, Sendable {
     /// so they reconnect to other instances without a thundering herd.
     func run() async throws {
         try? await gracefulShutdown()
-        let all = sessions.withLock { Array($0.values) }
+        let all = sessions.withLock { sessions in
+            draining.store(true, ordering: .releasing)
+            return Array(sessions.values)
+        }
         guard !all.isEmpty else { return }
         let batches = max(1, min(all.count / 100, 30))
         let pause = shutdownWindow / batches

@@ -158,9 +158,15 @@ struct EventStreams: Sendable {
         let session = ClientSession(
             userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes, onOverflow: context.cutOff,
             formatter: Self.serverSentEvent)
-        let opened = try await session.follow(channel, since: since, subscriber: subscriber, history: history)
+        guard registry.add(session) else { throw Gateway.drainingError }
+        let opened: ChannelFeed.Opened
+        do {
+            opened = try await session.follow(channel, since: since, subscriber: subscriber, history: history)
+        } catch {
+            registry.remove(session)
+            throw error
+        }
         await context.limitSendBuffer(to: settings.socketSendBufferBytes)
-        registry.add(session)
         var preamble = "retry: 3000\n\n"
         if since != nil {
             // SSE has no acknowledgement: say whether the stream continues exactly where the client was.

@@ -128,6 +128,8 @@ public enum Gateway {
             settings: settings)
         router.ws("/ws") { request, _ in
             _ = try await authenticate(request, authority: authority)
+            // Shutting down: 503, and the client's backoff takes it to another instance.
+            guard !registry.isDraining else { throw Gateway.drainingError }
             return .upgrade([:])
         } onUpgrade: { inbound, outbound, wsContext in
             // The upgrade was authorised a moment ago; verify again to learn the user.
@@ -138,19 +140,24 @@ public enum Gateway {
             let session = ClientSession(
                 userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes,
                 onOverflow: wsContext.requestContext.cutOff)
+            guard registry.add(session) else {
+                try await outbound.close(.unknown(CloseCode.shutdown.rawValue), reason: "server shutting down; reconnect")
+                return
+            }
             do {
                 guard try await routing.register(userID: claims.userID, connectionID: session.id) else {
+                    registry.remove(session)
                     try await outbound.close(
                         .unknown(CloseCode.connectionLimit.rawValue),
                         reason: "at most \(settings.maxConnectionsPerUser) connections per user")
                     return
                 }
             } catch {
+                registry.remove(session)
                 try await outbound.close(.unknown(CloseCode.serverError.rawValue), reason: "routing table unavailable")
                 return
             }
             await wsContext.requestContext.limitSendBuffer(to: settings.socketSendBufferBytes)
-            registry.add(session)
             // Every client hears its own notifications and system-wide broadcasts.
             for channel in [Channel.user(claims.userID), Channel.system] {
                 _ = try? await session.follow(channel, since: nil, subscriber: subscriber, history: history)
@@ -211,6 +218,9 @@ public enum Gateway {
         return router
     }
 
+    static let drainingError = HTTPError(
+        .serviceUnavailable, headers: [.retryAfter: "1"], message: "this gateway is shutting down; connect to another instance")
+
     /// HTTP/1.1 with WebSocket upgrades, behind the handshake deadline.
     static func server(router: Router<GatewayRequestContext>, settings: GatewaySettings) -> HTTPServerBuilder {
         let webSocketResponder = router.buildResponder()
@@ -256,16 +266,18 @@ struct CommandHandler: Sendable {
     let settings: GatewaySettings
 
     func handle(_ message: WebSocketMessage, session: ClientSession) async {
+        // nil: the command was answered already, in order with what followed it (a subscription's ACK
+        // comes before the events it recovered).
         let answer = await answer(message, session: session)
-        session.send(answer)
-        if session.recordAnswer(isError: answer.status == .error && answer.error?.code != ErrorCode.rateLimited.rawValue)
+        if let answer { session.send(answer) }
+        if session.recordAnswer(isError: answer?.status == .error && answer?.error?.code != ErrorCode.rateLimited.rawValue)
             >= settings.maxConsecutiveErrors
         {
             session.outbound.close(.badRequest, reason: "too many invalid commands")
         }
     }
 
-    private func answer(_ message: WebSocketMessage, session: ClientSession) async -> ServerFrame {
+    private func answer(_ message: WebSocketMessage, session: ClientSession) async -> ServerFrame? {
         guard case .text(let text) = message else {
             return .error(nil, code: .badFrame, message: "frames on /ws are JSON text")
         }
@@ -293,7 +305,7 @@ struct CommandHandler: Sendable {
         }
     }
 
-    private func apply(_ command: ClientCommand, session: ClientSession) async throws -> ServerFrame {
+    private func apply(_ command: ClientCommand, session: ClientSession) async throws -> ServerFrame? {
         switch command.type {
         case ClientCommandType.ping:
             let now = Clock.epochMilliseconds()
@@ -306,14 +318,17 @@ struct CommandHandler: Sendable {
             let conversationID = try conversationID(of: command)
             try await authorize(session, conversationID)
             let since = try position(of: command)
-            let opened = try await session.follow(
-                .conversation(conversationID), since: since, subscriber: subscriber, history: history)
-            var data: [String: JSONValue] = ["conversationId": .string(conversationID), "recovered": .bool(opened.recovered)]
-            if let position = opened.position {
-                data["offset"] = .number(Double(position.offset))
-                data["epoch"] = .string(position.epoch)
+            _ = try await session.follow(
+                .conversation(conversationID), since: since, subscriber: subscriber, history: history
+            ) { recovered, position in
+                var data: [String: JSONValue] = ["conversationId": .string(conversationID), "recovered": .bool(recovered)]
+                if let position {
+                    data["offset"] = .number(Double(position.offset))
+                    data["epoch"] = .string(position.epoch)
+                }
+                session.send(.ack(command.id, data: .object(data)))
             }
-            return .ack(command.id, data: .object(data))
+            return nil
         case ClientCommandType.unsubscribeConversation:
             let conversationID = try conversationID(of: command)
             await session.unfollow(.conversation(conversationID), subscriber: subscriber)

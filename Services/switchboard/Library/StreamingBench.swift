@@ -452,6 +452,9 @@ struct ReconnectingClient: Sendable {
                 state.duplicates.add(1, ordering: .relaxed)
             } else if offset != previous + 1 {
                 state.missing.add(Int(offset - previous - 1), ordering: .relaxed)
+                if ProcessInfo.processInfo.environment["SB_BENCH_DEBUG"] != nil {
+                    print("gap in \(conversation): \(previous) → \(offset), connection \(progress.connections.load(ordering: .relaxed)), resumed from \(resumeFrom?.description ?? "-")")
+                }
             }
             if !state.producing.load(ordering: .acquiring), offset >= Int64(source.count(of: index)) {
                 progress.done.store(true, ordering: .releasing)
@@ -462,6 +465,9 @@ struct ReconnectingClient: Sendable {
         if !client.frames.isFinished, !state.producing.load(ordering: .acquiring) {
             let last = progress.position.withLock { $0?.offset ?? 0 }
             state.missing.add(max(0, source.count(of: index) - Int(last)), ordering: .relaxed)
+            if ProcessInfo.processInfo.environment["SB_BENCH_DEBUG"] != nil, source.count(of: index) > Int(last) {
+                print("end of \(conversation): last \(last) of \(source.count(of: index))")
+            }
             progress.done.store(true, ordering: .releasing)
         }
     }

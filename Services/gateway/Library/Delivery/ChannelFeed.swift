@@ -93,9 +93,11 @@ final class ChannelFeed: Sendable {
     }
 
     /// Subscribes first, then reads what was missed since `since`, then goes live: no gap, no duplicate.
+    /// `announce` learns the outcome just before the recovered events are queued, so an answer it
+    /// queues reaches the client ahead of them.
     static func open(
         _ channel: Channel, since: StreamPosition?, subscriber: RedisSubscriber, history: ChannelHistory,
-        sink: any FrameSink
+        sink: any FrameSink, announce: (_ recovered: Bool, _ position: StreamPosition?) -> Void = { _, _ in }
     ) async throws -> Opened {
         let feed = ChannelFeed(channel: channel, sink: sink)
         let subscription = try await subscriber.subscribe(ChannelWire.liveChannel(channel)) { [weak feed] bytes in
@@ -118,8 +120,9 @@ final class ChannelFeed: Sendable {
                 case .recovered(let events): (true, events)
                 case .notRecovered(let live): (false, live)
                 }
-            for event in events { _ = sink.deliver(event) }
             let position = sequencer.epoch.map { StreamPosition(epoch: $0, offset: sequencer.lastOffset) }
+            announce(recovered, position)
+            for event in events { _ = sink.deliver(event) }
             return (recovered, position)
         }
         if since != nil { (recovered ? DeliveryMetrics.recovered : DeliveryMetrics.notRecovered).increment() }
