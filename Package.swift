@@ -33,8 +33,19 @@ let services: [ServiceTarget] = [
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-    .init(executable: "orchestrator", library: "Orchestrator", folder: "orchestrator", dependencies: []),
-    .init(executable: "agent-worker", library: "AgentWorker", folder: "agent-worker", dependencies: []),
+    .init(
+        executable: "orchestrator", library: "Orchestrator", folder: "orchestrator",
+        dependencies: [
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+    .init(
+        executable: "agent-worker", library: "AgentWorker", folder: "agent-worker",
+        dependencies: [
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
     .init(executable: "voice-worker", library: "VoiceWorker", folder: "voice-worker", dependencies: []),
     .init(executable: "workflow-runner", library: "WorkflowRunner", folder: "workflow-runner", dependencies: []),
     .init(executable: "notifier", library: "Notifier", folder: "notifier", dependencies: []),
@@ -138,6 +149,9 @@ targets += [
         dependencies: runtime + [
             "Gateway", "Orchestrator", "AgentWorker", "Notifier", "SwitchboardCLI", "SwitchboardTestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ],
         path: "Tests/UnitTests", swiftSettings: swiftSettings),
     .testTarget(
@@ -171,6 +185,7 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
     ],
     targets: targets
 )
