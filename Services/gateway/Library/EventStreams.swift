@@ -12,11 +12,14 @@ struct MessageSubmitter: Sendable {
     let context: ServiceContext
 
     /// Returns the message id once Kafka has the message.
-    func submit(userID: String, conversationID: String, content: String, clientMessageID: String) async throws -> String {
+    /// `pattern` is the collaboration pattern the user asked for; the orchestrator validates it.
+    func submit(
+        userID: String, conversationID: String, content: String, clientMessageID: String, pattern: String? = nil
+    ) async throws -> String {
         let messageID = UUID().uuidString.lowercased()
         let payload = ChatMessageSubmitted(
             messageId: messageID, clientMessageId: clientMessageID, conversationId: conversationID, userId: userID,
-            content: content, gateway: context.configuration.instanceID)
+            content: content, gateway: context.configuration.instanceID, pattern: pattern.map { String($0.prefix(32)) })
         try await context.publish(context.envelope(payload, routingKey: conversationID), to: Topics.chatRequests)
         return messageID
     }
@@ -52,6 +55,7 @@ struct EventStreams: Sendable {
             struct Body: Decodable {
                 var content: String
                 var clientMessageId: String?
+                var pattern: String?
             }
             let body: Body
             do {
@@ -67,7 +71,7 @@ struct EventStreams: Sendable {
             }
             let messageID = try await MessageSubmitter(context: self.context).submit(
                 userID: claims.userID, conversationID: id, content: body.content,
-                clientMessageID: body.clientMessageId ?? UUID().uuidString.lowercased())
+                clientMessageID: body.clientMessageId ?? UUID().uuidString.lowercased(), pattern: body.pattern)
             let json = #"{"messageId":"\#(messageID)","conversationId":"\#(id)","status":"accepted"}"#
             return Response(
                 status: .accepted, headers: [.contentType: "application/json"],

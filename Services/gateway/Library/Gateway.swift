@@ -315,7 +315,8 @@ struct CommandHandler: Sendable {
             _ = try await session.follow(.conversation(conversationID), since: nil, subscriber: subscriber, history: history)
         }
         let messageID = try await MessageSubmitter(context: context).submit(
-            userID: session.userID, conversationID: conversationID, content: content, clientMessageID: command.id)
+            userID: session.userID, conversationID: conversationID, content: content, clientMessageID: command.id,
+            pattern: command.data?["pattern"]?.stringValue)
         return .ack(command.id, data: ["messageId": .string(messageID), "conversationId": .string(conversationID)])
     }
 
