@@ -172,13 +172,17 @@ final class OffsetWindow: Sendable {
     private struct State {
         var inFlight = Set<Int64>()
         var highestDone: Int64 = -1
-        var committed: Int64 = -1
+        /// Where the partition stood when this window began: earlier offsets are not ours to commit.
+        var committed: Int64?
     }
 
     private let state = Mutex(State())
 
     func begin(_ offset: Int64) {
-        state.withLock { _ = $0.inFlight.insert(offset) }
+        state.withLock { state in
+            state.inFlight.insert(offset)
+            if state.committed == nil { state.committed = offset }
+        }
     }
 
     /// The next offset to commit when it moved forward.
@@ -187,7 +191,7 @@ final class OffsetWindow: Sendable {
             state.inFlight.remove(offset)
             state.highestDone = max(state.highestDone, offset)
             let next = state.inFlight.min() ?? (state.highestDone + 1)
-            guard next > state.committed else { return nil }
+            guard next > (state.committed ?? -1) else { return nil }
             state.committed = next
             return next
         }

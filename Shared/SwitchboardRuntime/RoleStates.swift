@@ -10,6 +10,11 @@ public struct RoleStateStore: Sendable {
     public struct Step: Sendable, Hashable {
         public var from: RoleStatus
         public var to: RoleStatus
+
+        public init(from: RoleStatus, to: RoleStatus) {
+            self.from = from
+            self.to = to
+        }
     }
 
     public struct Outcome: Sendable, Hashable {
@@ -31,8 +36,9 @@ public struct RoleStateStore: Sendable {
 
     public static func key(conversation: String) -> String { "sb:{conversation:\(conversation)}:roles" }
 
-    /// Moves `role` along `path`. Steps already taken (the role is at a later point of the path, as when a
-    /// handler is retried) are skipped silently; an illegal step is logged and counted, never applied.
+    /// Moves `role` along `path`. When the first step is impossible but the role already stands on the
+    /// path (a retried handler), the steps up to there are skipped silently; otherwise an illegal step is
+    /// logged and counted, never applied, and nothing after it is tried.
     public func advance(conversation: String, role: String, path: [RoleStatus]) async throws -> Outcome {
         var arguments: [RedisArgument] = [RedisArgument(role), RedisArgument(ttlMilliseconds), RedisArgument(path.count)]
         for target in path {
@@ -85,8 +91,11 @@ public struct RoleStateStore: Sendable {
         local current = redis.call('HGET', KEYS[1], role) or 'IDLE'
         local n = tonumber(ARGV[3])
         local done = 0
-        for i = 1, n do
-          if ARGV[2 + 2 * i] == current then done = i end
+        if not string.find(ARGV[5], ',' .. current .. ',', 1, true) then
+          -- The first step is not possible from here: a retried call? Skip the steps already taken.
+          for i = 1, n do
+            if ARGV[2 + 2 * i] == current then done = i end
+          end
         end
         local out = {'1', '', ''}
         for i = done + 1, n do

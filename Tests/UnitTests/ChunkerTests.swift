@@ -3,6 +3,7 @@ import SwitchboardContracts
 import Testing
 
 @testable import AgentWorker
+@testable import SwitchboardKafka
 
 /// A small deterministic generator, so a failing case can be replayed from its seed.
 struct SplitMix64: RandomNumberGenerator {
@@ -197,5 +198,18 @@ enum TextGenerator {
         let policy = ResilientProvider.Policy(attempts: 3, initialDelay: .milliseconds(100), factor: 2)
         #expect(policy.delay(beforeRetry: 1) == .milliseconds(100))
         #expect(policy.delay(beforeRetry: 2) == .milliseconds(200))
+    }
+}
+
+@Suite struct OffsetWindowTests {
+    @Test func theCommitPointOnlyPassesMessagesThatAreAllDone() {
+        let window = OffsetWindow()
+        for offset in Int64(10)...13 { window.begin(offset) }
+        // 11 and 12 finish before 10: nothing can be committed yet.
+        #expect(window.finish(11) == nil)
+        #expect(window.finish(12) == nil)
+        // 10 finishes: everything up to 13 (still running) is done.
+        #expect(window.finish(10) == 13)
+        #expect(window.finish(13) == 14)
     }
 }
