@@ -174,4 +174,66 @@ struct CollaborationFlowTests {
             #expect(mike?["status"] == "failed")
         }
     }
+
+    @Test func hierarchicalDynamicAndDirectRunsCompleteWithLegalTransitions() async throws {
+        try await ChatFlowTests.withStack { _, url, authority in
+            let cases: [(pattern: String, content: String, roles: [String])] = [
+                // The API and the user experience: Mike and Emma are the specialists.
+                ("hierarchical", "the api architecture and the user experience", ["Mike", "Emma", "David", "Catherine"]),
+                // Market data first (Kulu); the rest follows from the results.
+                ("dynamic", "what does the market data say about chat products", []),
+                ("direct", "hello", ["Alex"]),
+            ]
+            for (pattern, content, expectedRoles) in cases {
+                let (_, received) = try await Self.converse(url: url, authority: authority, pattern: pattern, content: content)
+                let frames = received.map(\.frame)
+                let paths = Self.expectLegalTransitions(frames)
+                let complete = try #require(frames.last, "\(pattern)")
+                #expect(complete.type == FrameType.collaborationComplete, "\(pattern)")
+                #expect(complete.data["pattern"] == .string(pattern))
+                #expect(complete.data["result"]?["status"] == "completed", "\(pattern)")
+                let ran = frames.filter { $0.type == FrameType.agentStart }.compactMap { $0.data["role"]?.stringValue }
+                if !expectedRoles.isEmpty { #expect(ran == expectedRoles, "\(pattern)") }
+                // Every role that ran is IDLE again, and the reply is the last role's.
+                #expect(ran.allSatisfy { paths[$0]?.last == "IDLE" }, "\(pattern): \(paths)")
+                #expect(frames.first { $0.type == FrameType.messageStreamEnd }?.data["finalMessage"]?["role"] == ran.last.map { .string($0) })
+                if pattern == "dynamic" {
+                    #expect(ran.first == "Kulu" && ran.suffix(2) == ["David", "Catherine"] && (4...5).contains(ran.count), "\(ran)")
+                    // Roles of the dynamic pattern are assigned as they are chosen.
+                    #expect(frames.filter { $0.type == FrameType.roleAssigned }.count == ran.count)
+                }
+            }
+        }
+    }
+
+    @Test func aMessageDuringARunWaitsForIt() async throws {
+        try await ChatFlowTests.withStack { _, url, authority in
+            let token = try await authority.mint(user: "queue-\(UUID().uuidString.prefix(6))")
+            let conversation = "queue-\(UUID().uuidString.prefix(8))"
+            let (received, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
+                for (id, content) in [("q1", "first question"), ("q2", "second question")] {
+                    client.send(
+                        ClientCommand(
+                            id: id, type: ClientCommandType.sendMessage,
+                            data: ["conversationId": .string(conversation), "content": .string(content), "pattern": "sequential"]))
+                }
+                var frames: [ServerFrame] = []
+                var completed = 0
+                while completed < 2, let next = await client.frames.next(within: .seconds(30)) {
+                    frames.append(next.frame)
+                    if next.frame.type == FrameType.collaborationComplete { completed += 1 }
+                }
+                return frames
+            }
+            let frames = try #require(received).filter { $0.channel == "conversation:\(conversation)" }
+            _ = Self.expectLegalTransitions(frames)
+            // One run after the other: START, COMPLETE, START, COMPLETE, each reply inside its run.
+            let runEvents = frames.filter { $0.type == FrameType.collaborationStart || $0.type == FrameType.collaborationComplete }
+            #expect(runEvents.map(\.type) == [FrameType.collaborationStart, FrameType.collaborationComplete, FrameType.collaborationStart, FrameType.collaborationComplete])
+            let runs = runEvents.compactMap { $0.data["runId"]?.stringValue }
+            #expect(runs.count == 4 && runs[0] == runs[1] && runs[2] == runs[3] && runs[0] != runs[2])
+            let replies = frames.filter { $0.type == FrameType.messageStreamEnd }
+            #expect(replies.compactMap { $0.data["finalMessage"]?["content"]?.stringValue?.contains("first question") } == [true, false])
+        }
+    }
 }
