@@ -141,7 +141,10 @@ targets += [
         name: "SwitchboardTestSupport",
         dependencies: runtime + [
             "Gateway",
+            .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "NIOCore", package: "swift-nio"),
         ],
         path: "Tests/Support", swiftSettings: swiftSettings),
     .testTarget(
@@ -149,8 +152,6 @@ targets += [
         dependencies: runtime + [
             "Gateway", "Orchestrator", "AgentWorker", "Notifier", "SwitchboardCLI", "SwitchboardTestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "HummingbirdTesting", package: "hummingbird"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ],
         path: "Tests/UnitTests", swiftSettings: swiftSettings),

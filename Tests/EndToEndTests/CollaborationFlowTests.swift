@@ -134,22 +134,27 @@ struct CollaborationFlowTests {
         }
     }
 
-    @Test func aRoleWhoseProviderFailsIsLeftOutAndTheRunCompletes() async throws {
-        // Mike talks to an OpenAI-compatible server that is not there.
-        let teamPath = NSTemporaryDirectory() + "team-\(UUID().uuidString.prefix(8)).json"
+    /// The shipped team file with some roles' providers replaced; returns its path.
+    static func teamFile(providers: [String: [String: Any]]) throws -> String {
+        let path = NSTemporaryDirectory() + "team-\(UUID().uuidString.prefix(8)).json"
         let shipped = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("deploy/config/team.json")
         var team = try JSONSerialization.jsonObject(with: Data(contentsOf: shipped)) as! [String: Any]
         team["roles"] = (team["roles"] as! [[String: Any]]).map { role in
-            guard role["name"] as? String == "Mike" else { return role }
+            guard let provider = providers[role["name"] as? String ?? ""] else { return role }
             var role = role
-            role["provider"] = [
-                "kind": "openai", "baseURL": "http://127.0.0.1:\(ServiceProcesses.freePort())/v1", "model": "absent",
-                "timeoutSeconds": 5,
-            ]
+            role["provider"] = provider
             return role
         }
-        try JSONSerialization.data(withJSONObject: team).write(to: URL(fileURLWithPath: teamPath))
+        try JSONSerialization.data(withJSONObject: team).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    @Test func aRoleWhoseProviderFailsIsLeftOutAndTheRunCompletes() async throws {
+        // Mike talks to an OpenAI-compatible server that is not there.
+        let teamPath = try Self.teamFile(providers: [
+            "Mike": ["kind": "openai", "baseURL": "http://127.0.0.1:\(ServiceProcesses.freePort())/v1", "model": "absent", "timeoutSeconds": 5]
+        ])
         defer { try? FileManager.default.removeItem(atPath: teamPath) }
 
         try await ChatFlowTests.withStack(orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath]) { _, url, authority in
@@ -234,6 +239,44 @@ struct CollaborationFlowTests {
             #expect(runs.count == 4 && runs[0] == runs[1] && runs[2] == runs[3] && runs[0] != runs[2])
             let replies = frames.filter { $0.type == FrameType.messageStreamEnd }
             #expect(replies.compactMap { $0.data["finalMessage"]?["content"]?.stringValue?.contains("first question") } == [true, false])
+        }
+    }
+
+    @Test func rolesOnAnOpenAICompatibleServerStreamAndAStalledOneTimesOut() async throws {
+        let fake = FakeOpenAI()
+        try await fake.withServer { port in
+            // Alex on a working model; Kulu on one that stops talking after its first words.
+            let teamPath = try Self.teamFile(providers: [
+                "Alex": ["kind": "openai", "baseURL": "http://127.0.0.1:\(port)/ok/v1", "model": "fake", "apiKeyEnv": "FAKE_KEY"],
+                "Kulu": ["kind": "openai", "baseURL": "http://127.0.0.1:\(port)/stall/v1", "model": "fake", "timeoutSeconds": 1.5],
+            ])
+            defer { try? FileManager.default.removeItem(atPath: teamPath) }
+            try await ChatFlowTests.withStack(
+                orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath], agentEnvironment: ["FAKE_KEY": "sk-e2e"]
+            ) { _, url, authority in
+                let (_, received) = try await Self.converse(url: url, authority: authority, pattern: "parallel")
+                let frames = received.map(\.frame)
+                let paths = Self.expectLegalTransitions(frames)
+
+                // Alex's answer is the model's text, chunked without splitting the family emoji the
+                // model sent in two pieces.
+                let alex = frames.filter { $0.type == FrameType.agentChunk && $0.data["role"] == "Alex" }
+                    .compactMap { $0.data["chunk"]?.stringValue }
+                #expect(alex.joined() == FakeOpenAI.deltas.joined())
+                #expect(alex.allSatisfy { !$0.unicodeScalars.first!.properties.isJoinControl })
+                #expect(fake.authorizations.withLock { $0 }.contains("Bearer sk-e2e"))
+                #expect(paths["Alex"] == ["IDLE", "ANALYZING", "THINKING", "RESPONDING", "IDLE"])
+
+                // Kulu answered a little, then went silent past its 1.5 s limit.
+                #expect(paths["Kulu"] == ["IDLE", "ANALYZING", "THINKING", "RESPONDING", "ERROR", "IDLE"])
+                let error = try #require(frames.first { $0.type == FrameType.agentError })
+                #expect(error.data["agent_source"] == "Kulu" && error.data["payload"]?["error_type"] == "timeout")
+                let complete = try #require(frames.last)
+                #expect(complete.data["result"]?["failedRoles"] == ["Kulu"])
+                let kulu = complete.data["contributions"]?.arrayValue?.first { $0["role"] == "Kulu" }
+                #expect(kulu?["status"] == "failed" && kulu?["content"] == "Hel")
+                #expect(frames.first { $0.type == FrameType.messageStreamEnd }?.data["finalMessage"]?["role"] == "Catherine")
+            }
         }
     }
 }

@@ -1,89 +1,11 @@
 import AsyncHTTPClient
 import Foundation
-import Hummingbird
-import HummingbirdTesting
 import NIOCore
 import SwitchboardContracts
 import SwitchboardTestSupport
 import Testing
 
 @testable import AgentWorker
-
-/// An OpenAI-compatible server on a real socket that speaks Chat Completions' exact SSE wire format,
-/// with its failure modes on separate paths.
-struct FakeOpenAI {
-    let calls = Locked<[String: Int]>([:])
-    let bodies = Locked<[String]>([])
-    let authorizations = Locked<[String]>([])
-    static let deltas = ["Hel", "lo", ", 世", "界 ", "👨‍👩", "‍👧", " done."]
-
-    func count(_ path: String) -> Int { calls.withLock { $0[path, default: 0] } }
-
-    func application() -> some ApplicationProtocol {
-        let router = Router()
-        router.post("/:scenario/v1/chat/completions") { request, context -> Response in
-            let scenario = context.parameters.get("scenario") ?? ""
-            let call = calls.withLock { calls -> Int in
-                calls[scenario, default: 0] += 1
-                return calls[scenario]!
-            }
-            let body = try await request.body.collect(upTo: 1 << 20)
-            bodies.withLock { $0.append(String(buffer: body)) }
-            authorizations.withLock { $0.append(request.headers[.authorization] ?? "") }
-            switch scenario {
-            case "flaky" where call == 1:
-                return Self.error(.tooManyRequests, "Rate limit reached for requests")
-            case "flaky" where call == 2, "broken":
-                return Self.error(.internalServerError, "The server had an error while processing your request.")
-            case "unauthorized":
-                return Self.error(.unauthorized, "Incorrect API key provided: sk-bad.")
-            case "cut":
-                return Self.stream(Array(Self.deltas.prefix(2)), thenFail: true)
-            case "instream-error":
-                return Response(
-                    status: .ok, headers: [.contentType: "text/event-stream"],
-                    body: ResponseBody(byteBuffer: ByteBuffer(string: #"data: {"error":{"message":"model overloaded","type":"server_error"}}"# + "\n\n")))
-            default:
-                return Self.stream(Self.deltas, thenFail: false)
-            }
-        }
-        return Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
-    }
-
-    static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
-        let json = #"{"error":{"message":"\#(message)","type":"server_error","param":null,"code":null}}"#
-        return Response(
-            status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: json)))
-    }
-
-    struct Cut: Error {}
-
-    static func stream(_ deltas: [String], thenFail: Bool) -> Response {
-        Response(
-            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
-            body: ResponseBody { writer in
-                func chunk(_ delta: String, finish: String?) throws -> ByteBuffer {
-                    var choice: [String: Any] = ["index": 0, "delta": delta.isEmpty ? ["role": "assistant"] : ["content": delta]]
-                    choice["finish_reason"] = finish ?? NSNull()
-                    let object: [String: Any] = [
-                        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "fake",
-                        "choices": [choice],
-                    ]
-                    let json = String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
-                    return ByteBuffer(string: "data: \(json)\n\n")
-                }
-                try await writer.write(try chunk("", finish: nil))
-                for delta in deltas {
-                    try await writer.write(try chunk(delta, finish: nil))
-                    try await Task.sleep(for: .milliseconds(5))
-                }
-                if thenFail { throw Cut() }
-                try await writer.write(try chunk("", finish: "stop"))
-                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-                try await writer.finish(nil)
-            })
-    }
-}
 
 @Suite(.serialized, .timeLimit(.minutes(2))) struct OpenAIProviderTests {
     static let request = ProviderRequest(
@@ -94,8 +16,7 @@ struct FakeOpenAI {
     /// Runs `body` with the fake server listening and an HTTP client.
     func withServer(_ body: @escaping @Sendable (FakeOpenAI, Int, HTTPClient) async throws -> Void) async throws {
         let fake = FakeOpenAI()
-        try await fake.application().test(.live) { client in
-            let port = try #require(client.port)
+        try await fake.withServer { port in
             let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Providers.httpConfiguration)
             do {
                 try await body(fake, port, http)

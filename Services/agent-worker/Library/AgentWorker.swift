@@ -170,10 +170,17 @@ struct StreamingTask {
                     continuation.yield(.failure(ProviderError(.disconnected, "\(error)")))
                 }
             }
-            // Drives the chunker's time rule while the model is silent.
+            // Drives the chunker's time rule while the model is silent, and bounds a model's whole
+            // answer (retries included): the client's deadline only covers the response head.
+            let limit = task.provider.flatMap { $0.kind == "offline" ? nil : ($0.timeoutSeconds ?? 120) }
+            let deadline = limit.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) }
             group.addTask {
                 while !Task.isCancelled {
                     try await Task.sleep(for: .milliseconds(20))
+                    if let deadline, let limit, ContinuousClock.now >= deadline {
+                        continuation.yield(.failure(ProviderError(.timeout, "no complete answer within \(limit) s")))
+                        return
+                    }
                     continuation.yield(.tick)
                 }
             }
