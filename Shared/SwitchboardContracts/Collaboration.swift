@@ -148,6 +148,45 @@ public struct AgentTaskCompleted: EventPayload, Equatable {
 
     public static let completed = "completed"
     public static let failed = "failed"
+    /// Stopped on the user's request; `content` is what was generated until then.
+    public static let stopped = "stopped"
+}
+
+/// What happens to a message that arrives while the conversation's previous run is in progress.
+public enum BusyPolicy: String, Codable, Sendable, CaseIterable {
+    /// Answered after the run (the default).
+    case enqueue
+    /// The run is stopped and this message answered next.
+    case interrupt
+    /// Not answered: the client gets MESSAGE_REJECTED.
+    case reject
+}
+
+/// The user asked to stop the conversation's run (`POST /chat/interrupt`, the INTERRUPT command).
+/// Travels on `sb.chat.requests`, keyed by the conversation, so it is ordered with its messages.
+public struct ChatInterruptRequested: EventPayload, Equatable {
+    public static let eventType = "chat.interrupt.requested"
+
+    public var conversationId: String
+    public var userId: String
+    /// The client's command id or the HTTP request's id.
+    public var requestId: String
+    public var gateway: String
+
+    public init(conversationId: String, userId: String, requestId: String, gateway: String) {
+        self.conversationId = conversationId
+        self.userId = userId
+        self.requestId = requestId
+        self.gateway = gateway
+    }
+}
+
+/// How the orchestrator tells agent-workers to stop a run's roles: a Redis key the workers check when
+/// a task starts, and a PUB/SUB message that stops the tasks already running.
+public enum RunControl {
+    public static let stopChannel = "sb:runs:stop"
+
+    public static func stoppedKey(runID: String) -> String { "sb:{run:\(runID)}:stopped" }
 }
 
 /// Frame types of the multi-agent work (seed 000 chat centre, seed 001 agent events).
@@ -164,6 +203,8 @@ extension FrameType {
     public static let agentChunk = "AGENT_CHUNK"
     public static let agentComplete = "AGENT_COMPLETE"
     public static let agentError = "AGENT_ERROR"
+    /// A message not answered because the conversation was busy and its policy is `reject`.
+    public static let messageRejected = "MESSAGE_REJECTED"
 }
 
 /// Seed 001's event shape: `{event_type, agent_source, timestamp, payload}`.

@@ -13,10 +13,12 @@ public struct ChatMessageSubmitted: EventPayload, Equatable {
     public var gateway: String
     /// The collaboration pattern the user asked for (`data.pattern`); absent: the orchestrator chooses.
     public var pattern: String?
+    /// What to do if the conversation is busy (`enqueue`, `interrupt`, `reject`); absent: enqueue.
+    public var busyPolicy: String?
 
     public init(
         messageId: String, clientMessageId: String, conversationId: String, userId: String, content: String,
-        gateway: String, pattern: String? = nil
+        gateway: String, pattern: String? = nil, busyPolicy: String? = nil
     ) {
         self.messageId = messageId
         self.clientMessageId = clientMessageId
@@ -25,6 +27,7 @@ public struct ChatMessageSubmitted: EventPayload, Equatable {
         self.content = content
         self.gateway = gateway
         self.pattern = pattern
+        self.busyPolicy = busyPolicy
     }
 }
 

@@ -245,4 +245,59 @@ import Testing
         // A result delivered twice is applied once.
         #expect(engine.receive(result: result(tasks(first)[0]), now: 3, record: &record).isEmpty)
     }
+
+    func stopped(_ task: AgentTaskRequested, content: String, chunks: Int) -> AgentTaskCompleted {
+        AgentTaskCompleted(
+            runId: task.runId!, taskId: task.taskId, conversationId: task.conversationId, role: task.role,
+            status: AgentTaskCompleted.stopped, content: content, chunks: chunks, startedAt: 1, finishedAt: 2)
+    }
+
+    @Test func anInterruptStopsTheRunWithWhatWasSaid() {
+        var record = ConversationRecord()
+        let interrupt = ChatInterruptRequested(conversationId: "conv", userId: "u", requestId: "r", gateway: "g")
+        // Nothing to stop: nothing happens.
+        #expect(engine.receive(interrupt: interrupt, now: 0, record: &record).isEmpty)
+        let first = engine.receive(message: message("m1", pattern: "parallel"), traceparent: "t", now: 0, record: &record)
+        #expect(engine.receive(interrupt: interrupt, now: 1, record: &record) == [.stopRun(runId: "m1")])
+        // A second stop is a no-op.
+        #expect(engine.receive(interrupt: interrupt, now: 1, record: &record).isEmpty)
+        let specialists = tasks(first)
+        var effects: [CollaborationEffect] = []
+        effects += engine.receive(result: result(specialists[0]), now: 2, record: &record)
+        for task in specialists.dropFirst() {
+            effects += engine.receive(result: stopped(task, content: task.role == "Kulu" ? "Kulu was saying" : "", chunks: 1), now: 3, record: &record)
+        }
+        // No David, no Catherine: the run ends stopped, with the latest words as its answer.
+        #expect(tasks(effects).isEmpty)
+        let complete = try! #require(events(effects, FrameType.collaborationComplete).first)
+        #expect(complete["result"]?["status"] == "stopped")
+        #expect(complete["result"]?["answer"] == "Kulu was saying")
+        let end = try! #require(events(effects, FrameType.messageStreamEnd).first)
+        #expect(end["metadata"]?["status"] == "stopped" && end["finalMessage"]?["content"] == "Kulu was saying")
+        #expect(effects.contains(.transition(role: "Mike", path: [.idle], reason: "stopped", estimatedMs: nil)))
+        #expect(record.run == nil)
+    }
+
+    @Test func busyPoliciesRejectOrInterrupt() {
+        var record = ConversationRecord()
+        let first = engine.receive(message: message("m1", pattern: "direct"), traceparent: "t", now: 0, record: &record)
+        var rejected = message("m2", pattern: "direct")
+        rejected.busyPolicy = "reject"
+        let rejection = engine.receive(message: rejected, traceparent: "t", now: 1, record: &record)
+        #expect(events(rejection, FrameType.messageRejected).first?["messageId"] == "m2")
+        #expect(record.queue.isEmpty)
+        var queued = message("m3", pattern: "direct")
+        queued.busyPolicy = "enqueue"
+        _ = engine.receive(message: queued, traceparent: "t", now: 1, record: &record)
+        var urgent = message("m4", pattern: "direct")
+        urgent.busyPolicy = "interrupt"
+        #expect(engine.receive(message: urgent, traceparent: "t", now: 2, record: &record) == [.stopRun(runId: "m1")])
+        // The interrupting message goes first, the queued one after it.
+        #expect(record.queue.map(\.message.messageId) == ["m4", "m3"])
+        let done = engine.receive(result: stopped(tasks(first)[0], content: "Alex was", chunks: 2), now: 3, record: &record)
+        #expect(events(done, FrameType.collaborationComplete).first?["result"]?["status"] == "stopped")
+        // The final role streamed, so its own stream carries the partial reply: no second one.
+        #expect(events(done, FrameType.messageStreamEnd).isEmpty)
+        #expect(tasks(done).map(\.runId) == ["m4"])
+    }
 }

@@ -7,7 +7,9 @@ import NIOCore
 import ServiceLifecycle
 import SwitchboardContracts
 import SwitchboardKafka
+import SwitchboardRedis
 import SwitchboardRuntime
+import Synchronization
 
 /// Consumes agent tasks, streams each role's answer to its conversation and reports the result to the
 /// orchestrator on `sb.agent.results`.
@@ -40,17 +42,78 @@ public enum AgentWorker {
         let consumer = try context.makeConsumer(group: ConsumerGroups.agentWorker, topics: [Topics.agentTasks])
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Providers.httpConfiguration)
         let providers = Providers(offline: OfflineProvider(engine: engine), client: http, breakers: CircuitBreakers())
+        let stops = RunStops()
+        let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
+        let listener = RunStopListener(subscriber: subscriber, stops: stops)
+        context.readiness.add("run-stops") { listener.isListening }
         let processor = KafkaEventProcessor(
             consumer: consumer, deadLetterProducer: context.producer, concurrencyPerPartition: tasksPerPartition,
             logger: context.logger
         ) { message in
             let envelope = try EnvelopeCodec.decode(AgentTaskRequested.self, from: message.value)
-            try await StreamingTask(context: context, providers: providers, envelope: envelope).run()
+            try await StreamingTask(context: context, providers: providers, stops: stops, envelope: envelope).run()
         }
         context.logger.info(
             "offline engine", metadata: ["engine.tokens_per_second": "\(engine.settings.tokensPerSecond)"])
         // Listed before the processor, so the HTTP client shuts down after the last task.
-        try await ServiceRunner.run(context: context, services: [HTTPClientService(client: http), processor])
+        try await ServiceRunner.run(
+            context: context, services: [HTTPClientService(client: http), subscriber, listener, processor])
+    }
+}
+
+/// The stop handlers of the tasks running in this process, by run.
+final class RunStops: Sendable {
+    private let handlers = Mutex<[String: [UUID: @Sendable () -> Void]]>([:])
+
+    func register(runID: String, _ handler: @escaping @Sendable () -> Void) -> UUID {
+        let id = UUID()
+        handlers.withLock { $0[runID, default: [:]][id] = handler }
+        return id
+    }
+
+    func unregister(runID: String, id: UUID) {
+        handlers.withLock { handlers in
+            handlers[runID]?.removeValue(forKey: id)
+            if handlers[runID]?.isEmpty == true { handlers.removeValue(forKey: runID) }
+        }
+    }
+
+    func stop(runID: String) {
+        let stopping = handlers.withLock { $0[runID].map { Array($0.values) } ?? [] }
+        for handler in stopping { handler() }
+    }
+}
+
+/// Hears the orchestrator's stop messages and stops this process's tasks of that run.
+final class RunStopListener: Service, Sendable {
+    let subscriber: RedisSubscriber
+    let stops: RunStops
+    private let listening = Atomic<Bool>(false)
+
+    init(subscriber: RedisSubscriber, stops: RunStops) {
+        self.subscriber = subscriber
+        self.stops = stops
+    }
+
+    var isListening: Bool { listening.load(ordering: .relaxed) }
+
+    func run() async throws {
+        var backoff = 0
+        var token: RedisSubscriptionToken?
+        // Redis may not be up yet: keep trying until subscribed or shut down.
+        while token == nil, !Task.isCancelled, !Task.isShuttingDownGracefully {
+            do {
+                token = try await subscriber.subscribe(RunControl.stopChannel) { [stops] message in
+                    stops.stop(runID: String(decoding: message, as: UTF8.self))
+                }
+            } catch {
+                backoff = min(backoff + 1, 5)
+                try? await Task.sleep(for: .milliseconds(100 << backoff))
+            }
+        }
+        listening.store(token != nil, ordering: .relaxed)
+        try? await gracefulShutdown()
+        if let token { await subscriber.unsubscribe(token) }
     }
 }
 
@@ -94,6 +157,7 @@ struct Providers: Sendable {
 struct StreamingTask {
     let context: ServiceContext
     let providers: Providers
+    let stops: RunStops
     let envelope: Envelope<AgentTaskRequested>
 
     private enum Piece: Sendable {
@@ -101,6 +165,8 @@ struct StreamingTask {
         case tick
         case end
         case failure(ProviderError)
+        /// The user stopped the run.
+        case stopped
     }
 
     func run() async throws {
@@ -158,9 +224,18 @@ struct StreamingTask {
             contributions: task.contributions ?? [], history: task.history ?? [])
         var chunker = Chunker()
         var failure: ProviderError?
+        var stopped = false
         let (pieces, continuation) = AsyncStream.makeStream(of: Piece.self)
+        let registration = task.runId.map { runID in (runID, stops.register(runID: runID) { continuation.yield(.stopped) }) }
+        defer { if let (runID, id) = registration { stops.unregister(runID: runID, id: id) } }
+        // Stopped before it started (the stop message came before this task): no model call at all.
+        var stoppedEarly = false
+        if let runID = task.runId {
+            stoppedEarly = try await context.redis.send("EXISTS", RedisArgument(RunControl.stoppedKey(runID: runID))).integer == 1
+            if stoppedEarly { continuation.yield(.stopped) }
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
+            if !stoppedEarly { group.addTask {
                 do {
                     try await provider.stream(request) { continuation.yield(.delta($0)) }
                     continuation.yield(.end)
@@ -169,7 +244,7 @@ struct StreamingTask {
                 } catch {
                     continuation.yield(.failure(ProviderError(.disconnected, "\(error)")))
                 }
-            }
+            } }
             // Drives the chunker's time rule while the model is silent, and bounds a model's whole
             // answer (retries included): the client's deadline only covers the response head.
             let limit = task.provider.flatMap { $0.kind == "offline" ? nil : ($0.timeoutSeconds ?? 120) }
@@ -195,14 +270,34 @@ struct StreamingTask {
                 case .failure(let error):
                     failure = error
                     break loop
+                case .stopped:
+                    stopped = true
+                    break loop
                 }
             }
+            // Cancels the provider's request at once (a stop must end generation, not just hide it).
             group.cancelAll()
         }
         for chunk in chunker.finish() { try await send(chunk) }
 
         let durationMs = Int((ContinuousClock.now - started) / .milliseconds(1))
-        if let failure {
+        if stopped {
+            Counter(label: "sb_agent_tasks_stopped_total").increment()
+            // THINKING → RESPONDING → (orchestrator) IDLE: a stop is not an error.
+            if collaborative && !responding {
+                try await transition(roles, to: [.responding], reason: "stopped", thinkingSince: task.dispatchedAt, into: &pending)
+            }
+            if isFinal && responding {
+                pending.append(try await end(task, content: content, chunks: position, durationMs: durationMs, kind: provider.kind, error: nil, stopped: true))
+            }
+            pending.append(
+                try await emit(
+                    FrameType.agentComplete,
+                    merge(ids, AgentEvent.fields(
+                        type: AgentEvent.agentComplete, source: task.role,
+                        payload: ["status": "stopped", "summary": .string(String(content.prefix(120))),
+                                  "chunks": .number(Double(position)), "durationMs": .number(Double(durationMs))]))))
+        } else if let failure {
             Counter(label: "sb_agent_provider_failures_total", dimensions: [("provider", provider.kind)]).increment()
             context.logger.warning(
                 "role failed", metadata: ["role.name": "\(task.role)", "error": "\(failure)", "conversation.id": "\(task.conversationId)"])
@@ -235,7 +330,8 @@ struct StreamingTask {
         if let runId = task.runId {
             let result = AgentTaskCompleted(
                 runId: runId, taskId: task.taskId, conversationId: task.conversationId, role: task.role,
-                status: failure == nil ? AgentTaskCompleted.completed : AgentTaskCompleted.failed, content: content,
+                status: stopped ? AgentTaskCompleted.stopped : (failure == nil ? AgentTaskCompleted.completed : AgentTaskCompleted.failed),
+                content: content,
                 error: failure.map { "\($0)" }, chunks: position, startedAt: startedAt, finishedAt: Clock.epochMilliseconds())
             try await context.publish(
                 context.envelope(result, routingKey: task.conversationId, traceparent: envelope.traceparent), to: Topics.agentResults)
@@ -244,7 +340,8 @@ struct StreamingTask {
     }
 
     private func end(
-        _ task: AgentTaskRequested, content: String, chunks: Int, durationMs: Int, kind: String, error: ProviderError?
+        _ task: AgentTaskRequested, content: String, chunks: Int, durationMs: Int, kind: String, error: ProviderError?,
+        stopped: Bool = false
     ) async throws -> DeliveryFuture {
         var metadata: [String: JSONValue] = [
             "chunks": .number(Double(chunks)), "durationMs": .number(Double(durationMs)), "engine": .string(kind),
@@ -253,6 +350,7 @@ struct StreamingTask {
             metadata["status"] = "failed"
             metadata["error"] = .string(error.message)
         }
+        if stopped { metadata["status"] = "stopped" }
         return try await emit(
             FrameType.messageStreamEnd,
             ["messageId": .string(task.replyMessageId),

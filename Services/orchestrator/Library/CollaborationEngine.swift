@@ -36,6 +36,8 @@ public struct CollaborationRun: Codable, Sendable, Equatable {
     public var history: [ConversationTurn]
     public var startedAt: Int64
     public var progress: Int = 0
+    /// Set once the user asked to stop: the roles still working are told to stop, no new stage starts.
+    public var stopping: Bool? = nil
 
     public var roles: [String] { plan.flatMap { $0 } }
     public var finalRole: String { plan.last?.last ?? "" }
@@ -49,6 +51,8 @@ public enum CollaborationEffect: Sendable, Equatable {
     /// THINKING as ROLE_THINKING_START with `estimatedMs`).
     case transition(role: String, path: [RoleStatus], reason: String, estimatedMs: Int?)
     case task(AgentTaskRequested)
+    /// Tell agent-workers to stop the run's roles (those running and those not started yet).
+    case stopRun(runId: String)
 }
 
 /// Decides the next steps of a conversation's collaboration from a chat message or a role's result.
@@ -75,13 +79,41 @@ public struct CollaborationEngine: Sendable {
         var effects: [CollaborationEffect] = []
         if let run = record.run {
             guard now - run.startedAt > staleAfterMs else {
-                record.queue.append(.init(message: message, traceparent: traceparent))
-                return []
+                switch BusyPolicy(rawValue: message.busyPolicy ?? "") ?? .enqueue {
+                case .enqueue:
+                    record.queue.append(.init(message: message, traceparent: traceparent))
+                    return []
+                case .reject:
+                    return [
+                        .event(
+                            frameType: FrameType.messageRejected,
+                            data: ["conversationId": .string(message.conversationId), "messageId": .string(message.messageId),
+                                   "reason": "busy", "runId": .string(run.runId)],
+                            roleActivity: false)
+                    ]
+                case .interrupt:
+                    // Answered next, before anything queued earlier.
+                    record.queue.insert(.init(message: message, traceparent: traceparent), at: 0)
+                    return stop(&record, now: now)
+                }
             }
-            effects += finish(&record, now: now, abandoned: true)
+            effects += finish(&record, now: now, ending: .abandoned)
         }
         effects += start(message, traceparent: traceparent, now: now, record: &record)
         return effects
+    }
+
+    /// The user asked to stop: the roles still working stop and report what they have; the run ends
+    /// when they have. Stopping twice, or with no run, does nothing more.
+    public func receive(interrupt: ChatInterruptRequested, now: Int64, record: inout ConversationRecord) -> [CollaborationEffect] {
+        stop(&record, now: now)
+    }
+
+    private func stop(_ record: inout ConversationRecord, now: Int64) -> [CollaborationEffect] {
+        guard var run = record.run, run.stopping != true else { return [] }
+        run.stopping = true
+        record.run = run
+        return [.stopRun(runId: run.runId)]
     }
 
     public func receive(result: AgentTaskCompleted, now: Int64, record: inout ConversationRecord) -> [CollaborationEffect] {
@@ -96,12 +128,18 @@ public struct CollaborationEngine: Sendable {
         var effects: [CollaborationEffect] = []
         if result.status == AgentTaskCompleted.completed {
             effects.append(.transition(role: result.role, path: [.idle], reason: "answer delivered", estimatedMs: nil))
+        } else if result.status == AgentTaskCompleted.stopped {
+            effects.append(.transition(role: result.role, path: [.idle], reason: "stopped", estimatedMs: nil))
         }
         let stageRoles = run.plan[run.stage]
         guard stageRoles.allSatisfy({ run.contributions[$0] != nil }) else {
             effects.append(progress(&run, stage: "ai_processing", activeRole: stageRoles.first { run.contributions[$0] == nil }))
             record.run = run
             return effects
+        }
+        if run.stopping == true {
+            record.run = run
+            return effects + finish(&record, now: now, ending: .stopped)
         }
         if run.pattern == .dynamic,
             let next = planner.nextDynamicStage(plan: run.plan, content: run.message.content, latestResult: result.content)
@@ -114,7 +152,7 @@ public struct CollaborationEngine: Sendable {
         if run.stage < run.plan.count {
             effects += dispatch(&record, now: now)
         } else {
-            effects += finish(&record, now: now, abandoned: false)
+            effects += finish(&record, now: now, ending: .normal)
         }
         return effects
     }
@@ -202,10 +240,13 @@ public struct CollaborationEngine: Sendable {
         run.pattern != .dynamic || run.plan[run.stage].contains(team.finalRole)
     }
 
+    enum Ending { case normal, abandoned, stopped }
+
     /// Stage 3, post-processing: the answer (with a note on the roles that failed), the summary, the
     /// roles back to IDLE, then the next queued message.
-    private func finish(_ record: inout ConversationRecord, now: Int64, abandoned: Bool) -> [CollaborationEffect] {
+    private func finish(_ record: inout ConversationRecord, now: Int64, ending: Ending) -> [CollaborationEffect] {
         guard var run = record.run else { return [] }
+        let abandoned = ending == .abandoned
         var effects: [CollaborationEffect] = []
         let contributions = run.roles.compactMap { run.contributions[$0] }
         let failed = contributions.filter { $0.status == AgentTaskCompleted.failed }.map(\.role)
@@ -213,7 +254,15 @@ public struct CollaborationEngine: Sendable {
         let final = run.contributions[run.finalRole]
         let answer: String
         let status: String
-        if let final, final.status == AgentTaskCompleted.completed {
+        if ending == .stopped {
+            // What the team had said when it was stopped: the reply so far, else the latest words.
+            let latest = contributions.last { !$0.content.isEmpty }
+            answer = (final?.content.isEmpty == false ? final?.content : nil) ?? latest?.content ?? ""
+            status = "stopped"
+            if (run.streamedChunks[run.finalRole] ?? 0) == 0 {
+                effects += fallbackReply(run: run, content: answer, role: latest?.role ?? run.finalRole, status: "stopped")
+            }
+        } else if let final, final.status == AgentTaskCompleted.completed {
             answer = final.content
             status = failed.isEmpty ? "completed" : "partial"
         } else {
@@ -229,6 +278,7 @@ public struct CollaborationEngine: Sendable {
         var note = ""
         if !failed.isEmpty { note = "Without \(failed.joined(separator: ", ")): failed, the team continued without them." }
         if abandoned { note += " The run was abandoned: no result from \(missing.joined(separator: ", "))." }
+        if ending == .stopped { note += " Stopped by the user; the answer is what the team had said until then." }
         for role in failed + missing {
             // Failed roles are in ERROR; leave them IDLE for the next run.
             effects.append(.transition(role: role, path: [.idle], reason: "run finished", estimatedMs: nil))
@@ -259,7 +309,9 @@ public struct CollaborationEngine: Sendable {
     }
 
     /// The reply when the final role failed before streaming anything, so the user's message is answered.
-    private func fallbackReply(run: CollaborationRun, content: String, role: String) -> [CollaborationEffect] {
+    private func fallbackReply(
+        run: CollaborationRun, content: String, role: String, status: String = "fallback"
+    ) -> [CollaborationEffect] {
         let messageID = replyID(run: run, role: run.finalRole)
         let conversation = JSONValue.string(run.message.conversationId)
         return [
@@ -276,7 +328,9 @@ public struct CollaborationEngine: Sendable {
                 data: ["messageId": .string(messageID),
                        "finalMessage": ["id": .string(messageID), "conversationId": conversation,
                                         "role": .string(role), "content": .string(content)],
-                       "metadata": ["chunks": 1, "engine": "fallback", "failedRole": .string(run.finalRole)]],
+                       "metadata": status == "stopped"
+                           ? ["chunks": 1, "engine": "none", "status": "stopped"]
+                           : ["chunks": 1, "engine": "fallback", "failedRole": .string(run.finalRole)]],
                 roleActivity: false),
         ]
     }

@@ -39,6 +39,8 @@ public enum Orchestrator {
                 try await runner.handle(try EnvelopeCodec.decode(ChatMessageSubmitted.self, from: message.value))
             case AgentTaskCompleted.eventType:
                 try await runner.handle(try EnvelopeCodec.decode(AgentTaskCompleted.self, from: message.value))
+            case ChatInterruptRequested.eventType:
+                try await runner.handle(try EnvelopeCodec.decode(ChatInterruptRequested.self, from: message.value))
             default:
                 throw UnhandledEventError(type: header.type, service: "orchestrator")
             }
@@ -73,6 +75,12 @@ struct CollaborationRunner: Sendable {
     func handle(_ envelope: Envelope<AgentTaskCompleted>) async throws {
         try await step(conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent) {
             engine.receive(result: envelope.payload, now: Clock.epochMilliseconds(), record: &$0)
+        }
+    }
+
+    func handle(_ envelope: Envelope<ChatInterruptRequested>) async throws {
+        try await step(conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent) {
+            engine.receive(interrupt: envelope.payload, now: Clock.epochMilliseconds(), record: &$0)
         }
     }
 
@@ -136,6 +144,12 @@ struct CollaborationRunner: Sendable {
                     traceparent: TraceContext.child(of: traceparent), source: context.source, payload: task)
                 try await context.publish(envelope, to: Topics.agentTasks)
                 Counter(label: "sb_orchestrator_tasks_total", dimensions: [("role", task.role)]).increment()
+            case .stopRun(let runID):
+                // The key stops tasks not started yet; the message those running now.
+                try await context.redis.send(
+                    "SET", RedisArgument(RunControl.stoppedKey(runID: runID)), "1", "PX", RedisArgument(Int64(3600 * 1000)))
+                try await context.redis.send("PUBLISH", RedisArgument(RunControl.stopChannel), RedisArgument(runID))
+                Counter(label: "sb_orchestrator_runs_stopped_total").increment()
             }
         }
         for future in pending { _ = try await future.report() }
