@@ -35,8 +35,19 @@ let services: [ServiceTarget] = [
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-    .init(executable: "orchestrator", library: "Orchestrator", folder: "orchestrator", dependencies: []),
-    .init(executable: "agent-worker", library: "AgentWorker", folder: "agent-worker", dependencies: []),
+    .init(
+        executable: "orchestrator", library: "Orchestrator", folder: "orchestrator",
+        dependencies: [
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+    .init(
+        executable: "agent-worker", library: "AgentWorker", folder: "agent-worker",
+        dependencies: [
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
     .init(executable: "voice-worker", library: "VoiceWorker", folder: "voice-worker", dependencies: []),
     .init(executable: "workflow-runner", library: "WorkflowRunner", folder: "workflow-runner", dependencies: []),
     .init(executable: "notifier", library: "Notifier", folder: "notifier", dependencies: []),
@@ -132,9 +143,12 @@ targets += [
         name: "SwitchboardTestSupport",
         dependencies: runtime + [
             "Gateway",
+            .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "CompressNIO", package: "compress-nio"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "NIOCore", package: "swift-nio"),
         ],
         path: "Tests/Support", swiftSettings: swiftSettings),
     .testTarget(
@@ -144,6 +158,7 @@ targets += [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "CompressNIO", package: "compress-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ],
         path: "Tests/UnitTests", swiftSettings: swiftSettings),
     .testTarget(
@@ -178,6 +193,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.4.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
     ],
     targets: targets
 )

@@ -23,6 +23,8 @@ public enum ClientCommandType {
     public static let subscribeConversation = "SUBSCRIBE_CONVERSATION"
     public static let unsubscribeConversation = "UNSUBSCRIBE_CONVERSATION"
     public static let requestRoleFocus = "REQUEST_ROLE_FOCUS"
+    /// Stops the conversation's run in progress.
+    public static let interrupt = "INTERRUPT"
     public static let ping = "PING"
 }
 

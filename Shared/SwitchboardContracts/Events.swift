@@ -11,10 +11,14 @@ public struct ChatMessageSubmitted: EventPayload, Equatable {
     public var content: String
     /// The gateway instance that accepted the message.
     public var gateway: String
+    /// The collaboration pattern the user asked for (`data.pattern`); absent: the orchestrator chooses.
+    public var pattern: String?
+    /// What to do if the conversation is busy (`enqueue`, `interrupt`, `reject`); absent: enqueue.
+    public var busyPolicy: String?
 
     public init(
         messageId: String, clientMessageId: String, conversationId: String, userId: String, content: String,
-        gateway: String
+        gateway: String, pattern: String? = nil, busyPolicy: String? = nil
     ) {
         self.messageId = messageId
         self.clientMessageId = clientMessageId
@@ -22,6 +26,8 @@ public struct ChatMessageSubmitted: EventPayload, Equatable {
         self.userId = userId
         self.content = content
         self.gateway = gateway
+        self.pattern = pattern
+        self.busyPolicy = busyPolicy
     }
 }
 
@@ -37,11 +43,28 @@ public struct AgentTaskRequested: EventPayload, Equatable {
     /// The user's message this task answers.
     public var inReplyTo: String
     public var role: String
+    /// The user's message.
     public var prompt: String
+    // Collaboration fields; absent in tasks of older orchestrators (one role answering alone).
+    /// The collaboration run (the user message's id) the task belongs to.
+    public var runId: String?
+    public var responsibility: String?
+    public var systemPrompt: String?
+    public var provider: ProviderSpec?
+    /// The results of the roles this one builds on.
+    public var contributions: [RoleContribution]?
+    /// Recent messages of the conversation, oldest first.
+    public var history: [ConversationTurn]?
+    /// True for the role whose answer is the reply (MESSAGE_STREAM_*); others stream AGENT_CHUNK.
+    public var isFinal: Bool?
+    /// Epoch milliseconds when the role entered THINKING, for ROLE_THINKING_END's actualTime.
+    public var dispatchedAt: Int64?
 
     public init(
         taskId: String, conversationId: String, userId: String, replyMessageId: String, inReplyTo: String,
-        role: String, prompt: String
+        role: String, prompt: String, runId: String? = nil, responsibility: String? = nil, systemPrompt: String? = nil,
+        provider: ProviderSpec? = nil, contributions: [RoleContribution]? = nil, history: [ConversationTurn]? = nil,
+        isFinal: Bool? = nil, dispatchedAt: Int64? = nil
     ) {
         self.taskId = taskId
         self.conversationId = conversationId
@@ -50,6 +73,14 @@ public struct AgentTaskRequested: EventPayload, Equatable {
         self.inReplyTo = inReplyTo
         self.role = role
         self.prompt = prompt
+        self.runId = runId
+        self.responsibility = responsibility
+        self.systemPrompt = systemPrompt
+        self.provider = provider
+        self.contributions = contributions
+        self.history = history
+        self.isFinal = isFinal
+        self.dispatchedAt = dispatchedAt
     }
 }
 
@@ -69,6 +100,8 @@ public struct Channel: Hashable, Sendable, Codable, CustomStringConvertible {
 
     public static func conversation(_ id: String) -> Channel { Channel(.conversation, id) }
     public static func user(_ id: String) -> Channel { Channel(.user, id) }
+    /// A conversation's role activity (the SSE stream `/api/v1/conversations/{id}/roles/activity`).
+    public static func roles(_ conversationID: String) -> Channel { Channel(.roles, conversationID) }
     public static let system = Channel(.system, "all")
 
     public var description: String { "\(kind.rawValue):\(id)" }

@@ -26,6 +26,9 @@ public enum Topics {
     public static let agentTasks = TopicSpec(
         name: "sb.agent.tasks", partitions: 8,
         purpose: "work for one AI role; consumed by agent-workers")
+    public static let agentResults = TopicSpec(
+        name: "sb.agent.results", partitions: 8,
+        purpose: "a role finished or failed its task, with its text; consumed by the orchestrator")
     public static let clientEvents = TopicSpec(
         name: "sb.client.events", partitions: 8,
         purpose: "everything a client should see; consumed by the notifier, which fans out through Redis")
@@ -36,7 +39,9 @@ public enum Topics {
         name: "sb.workflow.commands", partitions: 8,
         purpose: "workflow runs and their controls keyed by run id; consumed by workflow-runners")
 
-    public static let all: [TopicSpec] = [chatRequests, agentTasks, clientEvents, voiceUplink, workflowCommands]
+    public static let all: [TopicSpec] = [
+        chatRequests, agentTasks, agentResults, clientEvents, voiceUplink, workflowCommands,
+    ]
 }
 
 /// Kafka consumer group ids: every instance of a worker kind joins its kind's group.

@@ -62,6 +62,11 @@ public final class KafkaConsumer: Sendable {
         try client.storeOffset(message.topicPartition, nextOffset: message.offset + 1)
     }
 
+    /// Stores `nextOffset` as the partition's position: every message before it is done.
+    public func markProcessed(_ partition: TopicPartition, nextOffset: Int64) throws {
+        try client.storeOffset(partition, nextOffset: nextOffset)
+    }
+
     /// Stops handing out messages: every partition sequence finishes after its buffered messages are
     /// dropped (they are re-read by whoever owns the partition next). Call before `close`.
     public func stopDelivering() {

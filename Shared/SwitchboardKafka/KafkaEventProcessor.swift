@@ -33,15 +33,20 @@ public struct KafkaEventProcessor: Service {
     private let retryPolicy: RetryPolicy
     private let handler: Handler
     private let logger: Logger
+    private let concurrencyPerPartition: Int
     private let handledCounters = HandledCounters()
 
+    /// With `concurrencyPerPartition` above 1, up to that many messages of a partition are handled at
+    /// once (for work whose order does not matter, like the independent tasks of one conversation); the
+    /// committed offset still only passes messages that are all done.
     public init(
         consumer: KafkaConsumer, deadLetterProducer: KafkaProducer, retryPolicy: RetryPolicy = RetryPolicy(),
-        logger: Logger, handler: @escaping Handler
+        concurrencyPerPartition: Int = 1, logger: Logger, handler: @escaping Handler
     ) {
         self.consumer = consumer
         self.producer = deadLetterProducer
         self.retryPolicy = retryPolicy
+        self.concurrencyPerPartition = max(1, concurrencyPerPartition)
         self.logger = logger
         self.handler = handler
     }
@@ -51,8 +56,12 @@ public struct KafkaEventProcessor: Service {
             await withDiscardingTaskGroup { group in
                 for await partition in consumer.partitions {
                     group.addTask {
-                        for await message in partition {
-                            await process(message)
+                        if concurrencyPerPartition == 1 {
+                            for await message in partition {
+                                if await process(message) { commit(message.topicPartition, nextOffset: message.offset + 1) }
+                            }
+                        } else {
+                            await processConcurrently(partition)
                         }
                     }
                 }
@@ -63,7 +72,34 @@ public struct KafkaEventProcessor: Service {
         await consumer.close()
     }
 
-    private func process(_ message: KafkaConsumerMessage) async {
+    private func processConcurrently(_ partition: KafkaPartitionStream) async {
+        let slots = AsyncSlots(concurrencyPerPartition)
+        let offsets = OffsetWindow()
+        await withDiscardingTaskGroup { group in
+            for await message in partition {
+                await slots.acquire()
+                offsets.begin(message.offset)
+                group.addTask {
+                    defer { slots.release() }
+                    // A message left unprocessed (shutdown) holds the commit point below it.
+                    guard await process(message) else { return }
+                    if let next = offsets.finish(message.offset) { commit(message.topicPartition, nextOffset: next) }
+                }
+            }
+        }
+    }
+
+    private func commit(_ partition: TopicPartition, nextOffset: Int64) {
+        do {
+            try consumer.markProcessed(partition, nextOffset: nextOffset)
+        } catch {
+            // The partition moved to another member, which reads the message again.
+            logger.debug("offset not stored", metadata: ["kafka.partition": "\(partition)", "error": "\(error)"])
+        }
+    }
+
+    /// Handles one message (retries, then dead-letter); false when it must be read again.
+    private func process(_ message: KafkaConsumerMessage) async -> Bool {
         let dimensions = [("topic", message.topic)]
         var attempt = 0
         while true {
@@ -83,16 +119,11 @@ public struct KafkaEventProcessor: Service {
                     continue
                 }
                 // Not parked (the producer is gone): leave the offset alone so the message is read again.
-                guard await deadLetter(message, error: error, attempts: attempt) else { return }
+                guard await deadLetter(message, error: error, attempts: attempt) else { return false }
                 break
             }
         }
-        do {
-            try consumer.markProcessed(message)
-        } catch {
-            // The partition moved to another member, which reads the message again.
-            logger.debug("offset not stored", metadata: ["kafka.partition": "\(message.topicPartition)", "error": "\(error)"])
-        }
+        return true
     }
 
     private func deadLetter(_ message: KafkaConsumerMessage, error: any Error, attempts: Int) async -> Bool {
@@ -133,5 +164,75 @@ private final class HandledCounters: Sendable {
             counters[topic] = counter
             return counter
         }
+    }
+}
+
+/// The offsets of a partition in flight; the commit point is the lowest one not yet done.
+final class OffsetWindow: Sendable {
+    private struct State {
+        var inFlight = Set<Int64>()
+        var highestDone: Int64 = -1
+        /// Where the partition stood when this window began: earlier offsets are not ours to commit.
+        var committed: Int64?
+    }
+
+    private let state = Mutex(State())
+
+    func begin(_ offset: Int64) {
+        state.withLock { state in
+            state.inFlight.insert(offset)
+            if state.committed == nil { state.committed = offset }
+        }
+    }
+
+    /// The next offset to commit when it moved forward.
+    func finish(_ offset: Int64) -> Int64? {
+        state.withLock { state in
+            state.inFlight.remove(offset)
+            state.highestDone = max(state.highestDone, offset)
+            let next = state.inFlight.min() ?? (state.highestDone + 1)
+            guard next > (state.committed ?? -1) else { return nil }
+            state.committed = next
+            return next
+        }
+    }
+}
+
+/// A counting semaphore for tasks: `acquire` suspends (never blocks a thread) until a slot is free.
+final class AsyncSlots: Sendable {
+    private struct State {
+        var free: Int
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state: Mutex<State>
+
+    init(_ count: Int) {
+        state = Mutex(State(free: count))
+    }
+
+    func acquire() async {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> Bool in
+                if state.free > 0 {
+                    state.free -= 1
+                    return true
+                }
+                state.waiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    func release() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.waiters.isEmpty {
+                state.free += 1
+                return nil
+            }
+            return state.waiters.removeFirst()
+        }
+        waiter?.resume()
     }
 }

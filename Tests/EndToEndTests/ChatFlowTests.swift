@@ -15,6 +15,7 @@ struct ChatFlowTests {
     // Shared by the other end-to-end suites.
     static func withStack(
         tokensPerSecond: Int = 200, gatewayEnvironment: [String: String] = [:],
+        orchestratorEnvironment: [String: String] = [:], agentEnvironment: [String: String] = [:],
         _ body: (ServiceProcesses, String, TokenAuthority) async throws -> Void
     ) async throws {
         try await TestEnvironment.requireKafka()
@@ -22,7 +23,7 @@ struct ChatFlowTests {
         let stack = try ServiceProcesses()
         let gateway = try stack.startAll(agentEnvironment: [
             "SWITCHBOARD_AGENT_TOKEN_RATE": "\(tokensPerSecond)", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS": "20",
-        ], gatewayEnvironment: gatewayEnvironment)
+        ].merging(agentEnvironment) { $1 }, gatewayEnvironment: gatewayEnvironment, orchestratorEnvironment: orchestratorEnvironment)
         do {
             try await stack.waitUntilReady()
             let authority = try await TokenAuthority(secret: stack.jwtSecret)
@@ -74,10 +75,11 @@ struct ChatFlowTests {
             #expect(content == chunks.compactMap { $0.data["chunk"]?.stringValue }.joined())
             #expect(content?.contains("hello switchboard") == true)
 
-            // Frames of the conversation carry consecutive channel offsets under one epoch.
+            // Frames of the conversation carry consecutive channel offsets under one epoch; the reply is
+            // one START, its chunks, one END among the collaboration's events.
             let streamed = all.filter { $0.channel == "conversation:\(conversation)" }
             #expect(streamed.allSatisfy { $0.offset != nil })
-            #expect(streamed.count == chunks.count + 2)
+            #expect(streamed.filter { $0.type.hasPrefix("MESSAGE_STREAM_") }.count == chunks.count + 2)
             let offsets = streamed.compactMap(\.offset)
             #expect(offsets == Array(offsets[0]..<(offsets[0] + Int64(offsets.count))))
             #expect(Set(streamed.compactMap(\.epoch)).count == 1)

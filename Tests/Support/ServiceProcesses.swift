@@ -84,9 +84,13 @@ public final class ServiceProcesses: Sendable {
     }
 
     /// Starts all six services; returns the gateway's.
-    public func startAll(agentEnvironment: [String: String] = [:], gatewayEnvironment: [String: String] = [:]) throws -> Launched {
+    public func startAll(
+        agentEnvironment: [String: String] = [:], gatewayEnvironment: [String: String] = [:],
+        orchestratorEnvironment: [String: String] = [:]
+    ) throws -> Launched {
         let gateway = try start("gateway", environment: gatewayEnvironment)
-        for name in ["orchestrator", "notifier", "voice-worker", "workflow-runner"] { try start(name) }
+        try start("orchestrator", environment: orchestratorEnvironment)
+        for name in ["notifier", "voice-worker", "workflow-runner"] { try start(name) }
         try start("agent-worker", environment: agentEnvironment)
         return gateway
     }

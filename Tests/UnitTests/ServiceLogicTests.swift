@@ -51,17 +51,6 @@ import Testing
     }
 }
 
-@Suite struct OrchestratorPlanTests {
-    @Test func redeliveredMessagesPlanTheSameTask() {
-        let message = ChatMessageSubmitted(
-            messageId: "m1", clientMessageId: "c1", conversationId: "conv", userId: "u", content: "hi", gateway: "g")
-        let id = UUID()
-        #expect(Orchestrator.plan(for: message, taskID: id) == Orchestrator.plan(for: message, taskID: id))
-        let task = Orchestrator.plan(for: message, taskID: id)
-        #expect(task.replyMessageId == "reply-m1" && task.inReplyTo == "m1" && task.conversationId == "conv")
-    }
-}
-
 @Suite struct GatewayValidationTests {
     @Test(arguments: ["c1", "conv-2024_a.b", String(repeating: "x", count: 128)])
     func acceptsReasonableIDs(_ id: String) {

@@ -1,18 +1,26 @@
 import ArgumentParser
+import AsyncHTTPClient
 import Foundation
 import Logging
 import Metrics
+import NIOCore
+import ServiceLifecycle
 import SwitchboardContracts
 import SwitchboardKafka
+import SwitchboardRedis
 import SwitchboardRuntime
+import Synchronization
 
-/// Consumes agent tasks and streams each reply to its conversation as MESSAGE_STREAM_START, CHUNK… END.
+/// Consumes agent tasks, streams each role's answer to its conversation and reports the result to the
+/// orchestrator on `sb.agent.results`.
 public enum AgentWorker {
     public struct Options: ParsableArguments {
         @Option(help: "Offline engine tokens per second, 0 for instant (env SWITCHBOARD_AGENT_TOKEN_RATE; default 40).")
         public var tokenRate: Double?
         @Option(help: "Offline engine delay before the first token in ms (env SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS; default 150).")
         public var firstTokenDelayMs: Int?
+        @Option(help: "Tasks run at once per partition, so a conversation's parallel roles overlap (env SWITCHBOARD_AGENT_CONCURRENCY; default 16).")
+        public var concurrency: Int?
 
         public init() {}
 
@@ -21,68 +29,376 @@ public enum AgentWorker {
                 tokensPerSecond: try setting(tokenRate, environment: "AGENT_TOKEN_RATE", default: 40),
                 firstTokenDelay: .milliseconds(try setting(firstTokenDelayMs, environment: "AGENT_FIRST_TOKEN_DELAY_MS", default: 150)))
         }
+
+        public func tasksPerPartition() throws -> Int {
+            let value = try setting(concurrency, environment: "AGENT_CONCURRENCY", default: 16)
+            guard (1...1024).contains(value) else { throw ConfigurationError("SWITCHBOARD_AGENT_CONCURRENCY must be 1…1024") }
+            return value
+        }
     }
 
-    public static func run(configuration: SwitchboardConfiguration, engine: OfflineEngine) async throws {
+    public static func run(configuration: SwitchboardConfiguration, engine: OfflineEngine, tasksPerPartition: Int = 16) async throws {
         let context = try await ServiceRunner.makeContext(configuration: configuration)
         let consumer = try context.makeConsumer(group: ConsumerGroups.agentWorker, topics: [Topics.agentTasks])
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Providers.httpConfiguration)
+        let providers = Providers(offline: OfflineProvider(engine: engine), client: http, breakers: CircuitBreakers())
+        let stops = RunStops()
+        let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
+        let listener = RunStopListener(subscriber: subscriber, stops: stops)
+        context.readiness.add("run-stops") { listener.isListening }
         let processor = KafkaEventProcessor(
-            consumer: consumer, deadLetterProducer: context.producer, logger: context.logger
+            consumer: consumer, deadLetterProducer: context.producer, concurrencyPerPartition: tasksPerPartition,
+            logger: context.logger
         ) { message in
             let envelope = try EnvelopeCodec.decode(AgentTaskRequested.self, from: message.value)
-            try await StreamingTask(context: context, engine: engine, envelope: envelope).run()
+            try await StreamingTask(context: context, providers: providers, stops: stops, envelope: envelope).run()
         }
         context.logger.info(
             "offline engine", metadata: ["engine.tokens_per_second": "\(engine.settings.tokensPerSecond)"])
-        try await ServiceRunner.run(context: context, services: [processor])
+        // Listed before the processor, so the HTTP client shuts down after the last task.
+        try await ServiceRunner.run(
+            context: context, services: [HTTPClientService(client: http), subscriber, listener, processor])
     }
 }
 
-/// One task's reply: the start, the chunks in order, the end. Chunks are enqueued without waiting for
-/// each acknowledgement (order is kept per key by the idempotent producer); the end waits for all.
+/// The stop handlers of the tasks running in this process, by run.
+final class RunStops: Sendable {
+    private let handlers = Mutex<[String: [UUID: @Sendable () -> Void]]>([:])
+
+    func register(runID: String, _ handler: @escaping @Sendable () -> Void) -> UUID {
+        let id = UUID()
+        handlers.withLock { $0[runID, default: [:]][id] = handler }
+        return id
+    }
+
+    func unregister(runID: String, id: UUID) {
+        handlers.withLock { handlers in
+            handlers[runID]?.removeValue(forKey: id)
+            if handlers[runID]?.isEmpty == true { handlers.removeValue(forKey: runID) }
+        }
+    }
+
+    func stop(runID: String) {
+        let stopping = handlers.withLock { $0[runID].map { Array($0.values) } ?? [] }
+        for handler in stopping { handler() }
+    }
+}
+
+/// Hears the orchestrator's stop messages and stops this process's tasks of that run.
+final class RunStopListener: Service, Sendable {
+    let subscriber: RedisSubscriber
+    let stops: RunStops
+    private let listening = Atomic<Bool>(false)
+
+    init(subscriber: RedisSubscriber, stops: RunStops) {
+        self.subscriber = subscriber
+        self.stops = stops
+    }
+
+    var isListening: Bool { listening.load(ordering: .relaxed) }
+
+    func run() async throws {
+        var backoff = 0
+        var token: RedisSubscriptionToken?
+        // Redis may not be up yet: keep trying until subscribed or shut down.
+        while token == nil, !Task.isCancelled, !Task.isShuttingDownGracefully {
+            do {
+                token = try await subscriber.subscribe(RunControl.stopChannel) { [stops] message in
+                    stops.stop(runID: String(decoding: message, as: UTF8.self))
+                }
+            } catch {
+                backoff = min(backoff + 1, 5)
+                try? await Task.sleep(for: .milliseconds(100 << backoff))
+            }
+        }
+        listening.store(token != nil, ordering: .relaxed)
+        try? await gracefulShutdown()
+        if let token { await subscriber.unsubscribe(token) }
+    }
+}
+
+/// Shuts the HTTP client down at the end.
+struct HTTPClientService: Service {
+    let client: HTTPClient
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        try await client.shutdown()
+    }
+}
+
+/// The provider each task names: the offline engine, or an OpenAI-compatible server behind retries and
+/// a circuit breaker. API keys come from this process's environment, by the name the team file gives.
+struct Providers: Sendable {
+    let offline: OfflineProvider
+    let client: HTTPClient
+    let breakers: CircuitBreakers
+    var environment: [String: String] = ProcessInfo.processInfo.environment
+
+    /// Connect within 5 s; a silent stream fails after 60 s. Failed connections are not retried by the
+    /// client itself: ResilientProvider retries with its own backoff and feeds the circuit breaker.
+    static var httpConfiguration: HTTPClient.Configuration {
+        var configuration = HTTPClient.Configuration(timeout: .init(connect: .seconds(5), read: .seconds(60)))
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return configuration
+    }
+
+    func provider(for spec: ProviderSpec?) -> any ChatProvider {
+        guard let spec, spec.kind == "openai" else { return offline }
+        let key = spec.apiKeyEnv.flatMap { environment[$0] }
+        return ResilientProvider(
+            base: OpenAIProvider(spec: spec, apiKey: key, client: client), breakerKey: spec.breakerKey, breakers: breakers)
+    }
+}
+
+/// One role's answer: agent_start, the chunks (the final role's as the MESSAGE_STREAM_* reply), then
+/// agent_complete or error, and the result for the orchestrator. Chunks are enqueued without waiting
+/// for each acknowledgement (order is kept per key by the idempotent producer); the end waits for all.
 struct StreamingTask {
     let context: ServiceContext
-    let engine: OfflineEngine
+    let providers: Providers
+    let stops: RunStops
     let envelope: Envelope<AgentTaskRequested>
+
+    private enum Piece: Sendable {
+        case delta(String)
+        case tick
+        case end
+        case failure(ProviderError)
+        /// The user stopped the run.
+        case stopped
+    }
 
     func run() async throws {
         let task = envelope.payload
+        let collaborative = task.runId != nil
+        let isFinal = task.isFinal ?? true
+        let provider = providers.provider(for: task.provider)
+        let roles = RoleStateStore(redis: context.redis, logger: context.logger)
         let started = ContinuousClock.now
+        let startedAt = Clock.epochMilliseconds()
         var pending: [DeliveryFuture] = []
+        let ids: [String: JSONValue] = [
+            "messageId": .string(task.replyMessageId), "conversationId": .string(task.conversationId), "role": .string(task.role),
+            "runId": .string(task.runId ?? ""),
+        ]
+
         pending.append(
             try await emit(
-                FrameType.messageStreamStart,
-                ["messageId": .string(task.replyMessageId), "conversationId": .string(task.conversationId),
-                 "role": .string(task.role), "inReplyTo": .string(task.inReplyTo)]))
+                FrameType.agentStart,
+                merge(ids, AgentEvent.fields(
+                    type: AgentEvent.agentStart, source: task.role,
+                    payload: ["status": "started", "task_description": .string(task.responsibility ?? "answer the message")]))))
+
         var content = ""
         var position = 0
-        try await engine.generate(prompt: task.prompt, role: task.role) { token in
-            content += token
-            pending.append(
-                try await emit(
-                    FrameType.messageStreamChunk,
-                    ["messageId": .string(task.replyMessageId), "conversationId": .string(task.conversationId),
-                     "chunk": .string(token), "position": .number(Double(position)), "role": .string(task.role)]))
+        var responding = false
+        func respond(reason: String) async throws {
+            guard !responding else { return }
+            responding = true
+            if collaborative {
+                try await transition(roles, to: [.responding], reason: reason, thinkingSince: task.dispatchedAt, into: &pending)
+            }
+            if isFinal {
+                pending.append(
+                    try await emit(
+                        FrameType.messageStreamStart,
+                        ["messageId": .string(task.replyMessageId), "conversationId": .string(task.conversationId),
+                         "role": .string(task.role), "inReplyTo": .string(task.inReplyTo)]))
+            }
+        }
+        func send(_ chunk: String) async throws {
+            try await respond(reason: "first tokens")
+            content += chunk
+            var data = merge(ids, AgentEvent.fields(
+                type: AgentEvent.llmChunk, source: task.role,
+                payload: ["content": .string(chunk), "content_type": "text", "is_complete": false]))
+            data["chunk"] = .string(chunk)
+            data["position"] = .number(Double(position))
+            pending.append(try await emit(isFinal ? FrameType.messageStreamChunk : FrameType.agentChunk, JSONValue.object(data), channel: nil))
             position += 1
         }
-        let duration = ContinuousClock.now - started
-        let milliseconds = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
-        pending.append(
-            try await emit(
-                FrameType.messageStreamEnd,
-                ["messageId": .string(task.replyMessageId),
-                 "finalMessage": [
-                    "id": .string(task.replyMessageId), "conversationId": .string(task.conversationId),
-                    "role": .string(task.role), "content": .string(content), "createdAt": .number(Double(Clock.epochMilliseconds())),
-                 ],
-                 "metadata": ["chunks": .number(Double(position)), "durationMs": .number(milliseconds.rounded()),
-                              "engine": "offline"]]))
+
+        let request = ProviderRequest(
+            role: task.role, responsibility: task.responsibility, systemPrompt: task.systemPrompt, userMessage: task.prompt,
+            contributions: task.contributions ?? [], history: task.history ?? [])
+        var chunker = Chunker()
+        var failure: ProviderError?
+        var stopped = false
+        let (pieces, continuation) = AsyncStream.makeStream(of: Piece.self)
+        let registration = task.runId.map { runID in (runID, stops.register(runID: runID) { continuation.yield(.stopped) }) }
+        defer { if let (runID, id) = registration { stops.unregister(runID: runID, id: id) } }
+        // Stopped before it started (the stop message came before this task): no model call at all.
+        var stoppedEarly = false
+        if let runID = task.runId {
+            stoppedEarly = try await context.redis.send("EXISTS", RedisArgument(RunControl.stoppedKey(runID: runID))).integer == 1
+            if stoppedEarly { continuation.yield(.stopped) }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            if !stoppedEarly { group.addTask {
+                do {
+                    try await provider.stream(request) { continuation.yield(.delta($0)) }
+                    continuation.yield(.end)
+                } catch let error as ProviderError {
+                    continuation.yield(.failure(error))
+                } catch {
+                    continuation.yield(.failure(ProviderError(.disconnected, "\(error)")))
+                }
+            } }
+            // Drives the chunker's time rule while the model is silent, and bounds a model's whole
+            // answer (retries included): the client's deadline only covers the response head.
+            let limit = task.provider.flatMap { $0.kind == "offline" ? nil : ($0.timeoutSeconds ?? 120) }
+            let deadline = limit.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) }
+            group.addTask {
+                while !Task.isCancelled {
+                    try await Task.sleep(for: .milliseconds(20))
+                    if let deadline, let limit, ContinuousClock.now >= deadline {
+                        continuation.yield(.failure(ProviderError(.timeout, "no complete answer within \(limit) s")))
+                        return
+                    }
+                    continuation.yield(.tick)
+                }
+            }
+            loop: for await piece in pieces {
+                switch piece {
+                case .delta(let text):
+                    for chunk in chunker.append(text, now: .now) { try await send(chunk) }
+                case .tick:
+                    for chunk in chunker.tick(now: .now) { try await send(chunk) }
+                case .end:
+                    break loop
+                case .failure(let error):
+                    failure = error
+                    break loop
+                case .stopped:
+                    stopped = true
+                    break loop
+                }
+            }
+            // Cancels the provider's request at once (a stop must end generation, not just hide it).
+            group.cancelAll()
+        }
+        for chunk in chunker.finish() { try await send(chunk) }
+
+        let durationMs = Int((ContinuousClock.now - started) / .milliseconds(1))
+        if stopped {
+            Counter(label: "sb_agent_tasks_stopped_total").increment()
+            // THINKING → RESPONDING → (orchestrator) IDLE: a stop is not an error.
+            if collaborative && !responding {
+                try await transition(roles, to: [.responding], reason: "stopped", thinkingSince: task.dispatchedAt, into: &pending)
+            }
+            if isFinal && responding {
+                pending.append(try await end(task, content: content, chunks: position, durationMs: durationMs, kind: provider.kind, error: nil, stopped: true))
+            }
+            pending.append(
+                try await emit(
+                    FrameType.agentComplete,
+                    merge(ids, AgentEvent.fields(
+                        type: AgentEvent.agentComplete, source: task.role,
+                        payload: ["status": "stopped", "summary": .string(String(content.prefix(120))),
+                                  "chunks": .number(Double(position)), "durationMs": .number(Double(durationMs))]))))
+        } else if let failure {
+            Counter(label: "sb_agent_provider_failures_total", dimensions: [("provider", provider.kind)]).increment()
+            context.logger.warning(
+                "role failed", metadata: ["role.name": "\(task.role)", "error": "\(failure)", "conversation.id": "\(task.conversationId)"])
+            if collaborative {
+                try await transition(roles, to: [.error], reason: "\(failure)", thinkingSince: nil, into: &pending)
+            }
+            if isFinal && responding {
+                pending.append(try await end(task, content: content, chunks: position, durationMs: durationMs, kind: provider.kind, error: failure))
+            }
+            pending.append(
+                try await emit(
+                    FrameType.agentError,
+                    merge(ids, AgentEvent.fields(
+                        type: AgentEvent.error, source: task.role,
+                        payload: ["error": .string(failure.message), "error_type": .string(failure.code.description)]))))
+        } else {
+            try await respond(reason: "answer ready")
+            if isFinal {
+                pending.append(try await end(task, content: content, chunks: position, durationMs: durationMs, kind: provider.kind, error: nil))
+            }
+            pending.append(
+                try await emit(
+                    FrameType.agentComplete,
+                    merge(ids, AgentEvent.fields(
+                        type: AgentEvent.agentComplete, source: task.role,
+                        payload: ["status": "completed", "summary": .string(String(content.prefix(120))),
+                                  "chunks": .number(Double(position)), "durationMs": .number(Double(durationMs))]))))
+        }
         for future in pending { _ = try await future.report() }
+        if let runId = task.runId {
+            let result = AgentTaskCompleted(
+                runId: runId, taskId: task.taskId, conversationId: task.conversationId, role: task.role,
+                status: stopped ? AgentTaskCompleted.stopped : (failure == nil ? AgentTaskCompleted.completed : AgentTaskCompleted.failed),
+                content: content,
+                error: failure.map { "\($0)" }, chunks: position, startedAt: startedAt, finishedAt: Clock.epochMilliseconds())
+            try await context.publish(
+                context.envelope(result, routingKey: task.conversationId, traceparent: envelope.traceparent), to: Topics.agentResults)
+        }
         Counter(label: "sb_agent_tasks_completed_total").increment()
     }
 
-    private func emit(_ frameType: String, _ data: JSONValue) async throws -> DeliveryFuture {
-        let event = ClientEvent(channel: .conversation(envelope.payload.conversationId), frameType: frameType, data: data)
+    private func end(
+        _ task: AgentTaskRequested, content: String, chunks: Int, durationMs: Int, kind: String, error: ProviderError?,
+        stopped: Bool = false
+    ) async throws -> DeliveryFuture {
+        var metadata: [String: JSONValue] = [
+            "chunks": .number(Double(chunks)), "durationMs": .number(Double(durationMs)), "engine": .string(kind),
+        ]
+        if let error {
+            metadata["status"] = "failed"
+            metadata["error"] = .string(error.message)
+        }
+        if stopped { metadata["status"] = "stopped" }
+        return try await emit(
+            FrameType.messageStreamEnd,
+            ["messageId": .string(task.replyMessageId),
+             "finalMessage": [
+                "id": .string(task.replyMessageId), "conversationId": .string(task.conversationId),
+                "role": .string(task.role), "content": .string(content), "createdAt": .number(Double(Clock.epochMilliseconds())),
+             ],
+             "metadata": .object(metadata)])
+    }
+
+    /// Moves the role in Redis and announces the legal steps on the conversation and role channels.
+    private func transition(
+        _ roles: RoleStateStore, to path: [RoleStatus], reason: String, thinkingSince: Int64?, into pending: inout [DeliveryFuture]
+    ) async throws {
+        let task = envelope.payload
+        let outcome = try await roles.advance(conversation: task.conversationId, role: task.role, path: path)
+        for step in outcome.applied {
+            if step.from == .thinking {
+                let actual = thinkingSince.map { max(Clock.epochMilliseconds() - $0, 0) } ?? 0
+                for channel in [SwitchboardContracts.Channel.conversation(task.conversationId), .roles(task.conversationId)] {
+                    pending.append(
+                        try await emit(
+                            FrameType.roleThinkingEnd,
+                            ["conversationId": .string(task.conversationId), "role": .string(task.role),
+                             "actualTime": .number(Double(actual))] as JSONValue, channel: channel))
+                }
+            }
+            for channel in [SwitchboardContracts.Channel.conversation(task.conversationId), .roles(task.conversationId)] {
+                pending.append(
+                    try await emit(
+                        FrameType.roleStatusChange,
+                        ["conversationId": .string(task.conversationId), "role": .string(task.role),
+                         "status": .string(step.to.rawValue), "previousStatus": .string(step.from.rawValue),
+                         "reason": .string(reason)] as JSONValue, channel: channel))
+            }
+        }
+    }
+
+    private func merge(_ base: [String: JSONValue], _ extra: [String: JSONValue]) -> [String: JSONValue] {
+        base.merging(extra) { _, new in new }
+    }
+
+    private func emit(_ frameType: String, _ data: [String: JSONValue]) async throws -> DeliveryFuture {
+        try await emit(frameType, JSONValue.object(data), channel: nil)
+    }
+
+    private func emit(_ frameType: String, _ data: JSONValue, channel: SwitchboardContracts.Channel?) async throws -> DeliveryFuture {
+        let event = ClientEvent(channel: channel ?? .conversation(envelope.payload.conversationId), frameType: frameType, data: data)
         let outgoing = context.envelope(event, routingKey: envelope.payload.conversationId, traceparent: envelope.traceparent)
         return try await context.producer.enqueue(EventBus.message(outgoing, topic: Topics.clientEvents))
     }

@@ -1,4 +1,5 @@
 import Foundation
+import SwitchboardContracts
 
 /// A language engine that needs no model: it composes a reply from the prompt and streams it word by word
 /// at a set rate after a first-token delay, so the platform runs, demonstrates and benchmarks anywhere.
@@ -29,7 +30,12 @@ public struct OfflineEngine: Sendable {
 
     /// Produces the reply's tokens, paced, handing each to `onToken`; stops when the task is cancelled.
     public func generate(prompt: String, role: String, onToken: (String) async throws -> Void) async throws {
-        let tokens = reply(to: prompt, role: role)
+        try await stream(text: Self.compose(prompt: prompt, role: role), onToken: onToken)
+    }
+
+    /// Streams `text` word by word at the engine's pace.
+    public func stream(text: String, onToken: (String) async throws -> Void) async throws {
+        let tokens = Self.tokenize(text)
         if settings.firstTokenDelay > .zero { try await Task.sleep(for: settings.firstTokenDelay) }
         let interval: Duration? = settings.tokensPerSecond > 0 ? .nanoseconds(Int64(1e9 / settings.tokensPerSecond)) : nil
         let clock = ContinuousClock()
@@ -59,6 +65,33 @@ public struct OfflineEngine: Sendable {
             """
     }
 
+    /// A role's reply in a collaboration: who it is and what it does, what the user asked, whose
+    /// results it builds on; still plainly the offline engine.
+    static func compose(_ request: ProviderRequest) -> String {
+        guard request.responsibility != nil || !request.contributions.isEmpty else {
+            return compose(prompt: request.userMessage, role: request.role)
+        }
+        let trimmed = request.userMessage.trimmingCharacters(in: .whitespacesAndNewlines)
+        let words = trimmed.split(whereSeparator: \.isWhitespace)
+        let topic = words.prefix(12).joined(separator: " ")
+        let focus = words.max(by: { $0.count < $1.count }).map(String.init) ?? "it"
+        var text = "\(request.role) here, the team's \(request.responsibility ?? "member"). "
+        text += "You wrote: \"\(topic)\(words.count > 12 ? "…" : "")\". "
+        if !request.contributions.isEmpty {
+            let names = request.contributions.map(\.role)
+            text += "I build on the work of \(names.joined(separator: ", ")). "
+            if let last = request.contributions.last {
+                let opening = last.content.split(whereSeparator: \.isWhitespace).prefix(6).joined(separator: " ")
+                text += "\(last.role) began with \"\(opening)…\". "
+            }
+        }
+        text += "As \(request.responsibility ?? "a member of the team"), the key term I see is \"\(focus)\". "
+        text += "Your message has \(words.count) words and \(trimmed.count) characters. "
+        text += "This answer comes from Switchboard's offline engine, which composes replies without a model; "
+        text += "configure an OpenAI-compatible provider to get real answers."
+        return text
+    }
+
     /// Splits text into words that keep their trailing whitespace. Works on Characters, so a grapheme
     /// cluster (an emoji, a Chinese character) is never split.
     static func tokenize(_ text: String) -> [String] {
@@ -80,5 +113,20 @@ public struct OfflineEngine: Sendable {
         }
         if !current.isEmpty { tokens.append(current) }
         return tokens
+    }
+}
+
+/// The offline engine as a role's provider.
+public struct OfflineProvider: ChatProvider {
+    public let engine: OfflineEngine
+
+    public init(engine: OfflineEngine) {
+        self.engine = engine
+    }
+
+    public var kind: String { "offline" }
+
+    public func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws {
+        try await engine.stream(text: OfflineEngine.compose(request), onToken: onDelta)
     }
 }

@@ -12,6 +12,7 @@ struct AgentWorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await AgentWorker.run(
-            configuration: options.resolve(service: .agentWorker), engine: OfflineEngine(settings: agent.engineSettings()))
+            configuration: options.resolve(service: .agentWorker), engine: OfflineEngine(settings: agent.engineSettings()),
+            tasksPerPartition: agent.tasksPerPartition())
     }
 }

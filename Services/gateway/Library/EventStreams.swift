@@ -13,13 +13,25 @@ struct MessageSubmitter: Sendable {
     let context: ServiceContext
 
     /// Returns the message id once Kafka has the message.
-    func submit(userID: String, conversationID: String, content: String, clientMessageID: String) async throws -> String {
+    /// `pattern` is the collaboration pattern the user asked for; the orchestrator validates it.
+    func submit(
+        userID: String, conversationID: String, content: String, clientMessageID: String, pattern: String? = nil,
+        busyPolicy: String? = nil
+    ) async throws -> String {
         let messageID = UUID().uuidString.lowercased()
         let payload = ChatMessageSubmitted(
             messageId: messageID, clientMessageId: clientMessageID, conversationId: conversationID, userId: userID,
-            content: content, gateway: context.configuration.instanceID)
+            content: content, gateway: context.configuration.instanceID, pattern: pattern.map { String($0.prefix(32)) },
+            busyPolicy: busyPolicy.map { String($0.prefix(32)) })
         try await context.publish(context.envelope(payload, routingKey: conversationID), to: Topics.chatRequests)
         return messageID
+    }
+
+    /// Asks the orchestrator to stop the conversation's run; returns once Kafka has the request.
+    func interrupt(userID: String, conversationID: String, requestID: String) async throws {
+        let payload = ChatInterruptRequested(
+            conversationId: conversationID, userId: userID, requestId: requestID, gateway: context.configuration.instanceID)
+        try await context.publish(context.envelope(payload, routingKey: conversationID), to: Topics.chatRequests)
     }
 }
 
@@ -35,6 +47,26 @@ struct EventStreams: Sendable {
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
         addNotificationRoutes(to: router)
+        // Stops the conversation's run (idempotent; a disconnect is not a stop). 202 once Kafka has it.
+        router.post("/chat/interrupt") { request, context -> Response in
+            let claims = try await Gateway.authenticate(request, authority: authority)
+            struct Body: Decodable { var conversationId: String }
+            let body: Body
+            do {
+                body = try await request.decode(as: Body.self, context: context)
+            } catch {
+                throw HTTPError(.badRequest, message: #"the body is JSON {"conversationId": "…"}"#)
+            }
+            guard CommandHandler.isValidID(body.conversationId) else {
+                throw HTTPError(.badRequest, message: "a conversation id is 1-128 letters, digits, '-', '_' or '.'")
+            }
+            try await authorize(claims.userID, body.conversationId)
+            try await MessageSubmitter(context: self.context).interrupt(
+                userID: claims.userID, conversationID: body.conversationId, requestID: UUID().uuidString.lowercased())
+            let json = #"{"conversationId":"\#(body.conversationId)","status":"stopping"}"#
+            return Response(
+                status: .accepted, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: json)))
+        }
         router.get("/api/v1/conversations/:id/messages/stream") { request, context in
             let id = try conversationID(context)
             return try await stream(request, context, channel: .conversation(id), ownedConversation: id)
@@ -53,6 +85,8 @@ struct EventStreams: Sendable {
             struct Body: Decodable {
                 var content: String
                 var clientMessageId: String?
+                var pattern: String?
+                var busyPolicy: String?
             }
             let body: Body
             do {
@@ -68,7 +102,8 @@ struct EventStreams: Sendable {
             }
             let messageID = try await MessageSubmitter(context: self.context).submit(
                 userID: claims.userID, conversationID: id, content: body.content,
-                clientMessageID: body.clientMessageId ?? UUID().uuidString.lowercased())
+                clientMessageID: body.clientMessageId ?? UUID().uuidString.lowercased(), pattern: body.pattern,
+                busyPolicy: body.busyPolicy)
             let json = #"{"messageId":"\#(messageID)","conversationId":"\#(id)","status":"accepted"}"#
             return Response(
                 status: .accepted, headers: [.contentType: "application/json"],

@@ -348,6 +348,12 @@ struct CommandHandler: Sendable {
             return .ack(command.id, data: ["conversationId": .string(conversationID)])
         case ClientCommandType.requestRoleFocus:
             throw CommandError(.unknownType, "\(command.type) is not supported by this gateway version")
+        case ClientCommandType.interrupt:
+            let conversationID = try conversationID(of: command)
+            try await authorize(session, conversationID)
+            try await MessageSubmitter(context: context).interrupt(
+                userID: session.userID, conversationID: conversationID, requestID: command.id)
+            return .ack(command.id, data: ["conversationId": .string(conversationID), "status": "stopping"])
         default:
             throw CommandError(.unknownType, "unknown command type \(command.type)")
         }
@@ -366,7 +372,8 @@ struct CommandHandler: Sendable {
             _ = try await session.follow(.conversation(conversationID), since: nil, subscriber: subscriber, history: history)
         }
         let messageID = try await MessageSubmitter(context: context).submit(
-            userID: session.userID, conversationID: conversationID, content: content, clientMessageID: command.id)
+            userID: session.userID, conversationID: conversationID, content: content, clientMessageID: command.id,
+            pattern: command.data?["pattern"]?.stringValue, busyPolicy: command.data?["busyPolicy"]?.stringValue)
         return .ack(command.id, data: ["messageId": .string(messageID), "conversationId": .string(conversationID)])
     }
 
@@ -405,7 +412,7 @@ struct CommandHandler: Sendable {
     static let knownTypes: Set<String> = [
         ClientCommandType.ping, ClientCommandType.sendMessage, ClientCommandType.subscribeConversation,
         ClientCommandType.unsubscribeConversation, ClientCommandType.typingStart, ClientCommandType.typingStop,
-        ClientCommandType.requestRoleFocus,
+        ClientCommandType.requestRoleFocus, ClientCommandType.interrupt,
     ]
 
     /// Unknown types are counted under one label so clients cannot grow the metric's cardinality.

@@ -1,37 +1,204 @@
+import ArgumentParser
+import Crypto
 import Foundation
 import Logging
 import Metrics
 import SwitchboardContracts
 import SwitchboardKafka
+import SwitchboardRedis
 import SwitchboardRuntime
 
-/// Turns each accepted user message into work for the AI roles.
+/// Runs the AI team's collaboration: consumes user messages and the roles' results and decides, from the
+/// conversation's record in Redis, what happens next. Any instance can take any step.
 public enum Orchestrator {
-    /// The role that answers when no team configuration chooses another.
-    public static let defaultRole = "Alex"
+    public struct Options: ParsableArguments {
+        @Option(help: "The role team's JSON file (env SWITCHBOARD_TEAM_FILE; default: the built-in chat-centre team).")
+        public var teamFile: String?
 
-    public static func run(configuration: SwitchboardConfiguration) async throws {
+        public init() {}
+
+        public func team(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Team {
+            let path = teamFile ?? environment["SWITCHBOARD_TEAM_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+            guard let path else { return .chatCentre }
+            return try Team.load(path: path)
+        }
+    }
+
+    public static func run(configuration: SwitchboardConfiguration, team: Team) async throws {
+        try team.validate()
         let context = try await ServiceRunner.makeContext(configuration: configuration)
-        let consumer = try context.makeConsumer(group: ConsumerGroups.orchestrator, topics: [Topics.chatRequests])
+        let consumer = try context.makeConsumer(
+            group: ConsumerGroups.orchestrator, topics: [Topics.chatRequests, Topics.agentResults])
+        let runner = CollaborationRunner(context: context, engine: CollaborationEngine(team: team))
         let processor = KafkaEventProcessor(
             consumer: consumer, deadLetterProducer: context.producer, logger: context.logger
         ) { message in
-            let envelope = try EnvelopeCodec.decode(ChatMessageSubmitted.self, from: message.value)
-            let task = plan(for: envelope.payload, taskID: envelope.id)
-            try await context.publish(
-                context.envelope(task, routingKey: task.conversationId, traceparent: envelope.traceparent),
-                to: Topics.agentTasks)
-            Counter(label: "sb_orchestrator_tasks_total", dimensions: [("role", task.role)]).increment()
+            let header = try EnvelopeCodec.header(from: message.value)
+            switch header.type {
+            case ChatMessageSubmitted.eventType:
+                try await runner.handle(try EnvelopeCodec.decode(ChatMessageSubmitted.self, from: message.value))
+            case AgentTaskCompleted.eventType:
+                try await runner.handle(try EnvelopeCodec.decode(AgentTaskCompleted.self, from: message.value))
+            case ChatInterruptRequested.eventType:
+                try await runner.handle(try EnvelopeCodec.decode(ChatInterruptRequested.self, from: message.value))
+            default:
+                throw UnhandledEventError(type: header.type, service: "orchestrator")
+            }
         }
+        context.logger.info("team", metadata: ["team.name": "\(team.name)", "team.roles": "\(team.roles.map(\.name))"])
         try await ServiceRunner.run(context: context, services: [processor])
     }
+}
 
-    /// The task for a message. Its ids derive from the message's event id, so a redelivered message
-    /// produces the same task and the same reply id (downstream de-duplicates by them).
-    public static func plan(for message: ChatMessageSubmitted, taskID: UUID) -> AgentTaskRequested {
-        AgentTaskRequested(
-            taskId: taskID.uuidString.lowercased(), conversationId: message.conversationId, userId: message.userId,
-            replyMessageId: "reply-\(message.messageId)", inReplyTo: message.messageId, role: defaultRole,
-            prompt: message.content)
+/// Applies the engine's decisions: load the record, decide, publish, store. Client events get ids derived
+/// from the input and the record's version, so a retried step publishes the same ids and the notifier
+/// drops the repeats.
+struct CollaborationRunner: Sendable {
+    let context: ServiceContext
+    let engine: CollaborationEngine
+    let records: RecordStore
+    let roles: RoleStateStore
+
+    init(context: ServiceContext, engine: CollaborationEngine) {
+        self.context = context
+        self.engine = engine
+        self.records = RecordStore(redis: context.redis)
+        self.roles = RoleStateStore(redis: context.redis, logger: context.logger)
     }
+
+    func handle(_ envelope: Envelope<ChatMessageSubmitted>) async throws {
+        try await step(conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent) {
+            engine.receive(message: envelope.payload, traceparent: envelope.traceparent, now: Clock.epochMilliseconds(), record: &$0)
+        }
+    }
+
+    func handle(_ envelope: Envelope<AgentTaskCompleted>) async throws {
+        try await step(conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent) {
+            engine.receive(result: envelope.payload, now: Clock.epochMilliseconds(), record: &$0)
+        }
+    }
+
+    func handle(_ envelope: Envelope<ChatInterruptRequested>) async throws {
+        try await step(conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent) {
+            engine.receive(interrupt: envelope.payload, now: Clock.epochMilliseconds(), record: &$0)
+        }
+    }
+
+    /// Optimistic concurrency: a record changed by another instance meanwhile means deciding again.
+    private func step(
+        conversation: String, input: UUID, traceparent: String,
+        decide: (inout ConversationRecord) -> [CollaborationEffect]
+    ) async throws {
+        for _ in 0..<20 {
+            let (stored, version) = try await records.load(conversation: conversation)
+            var record = stored ?? ConversationRecord()
+            let effects = decide(&record)
+            guard !effects.isEmpty || record != stored else { return }
+            try await apply(effects, conversation: conversation, seed: "\(input)/\(version)", traceparent: traceparent)
+            if try await records.store(record, conversation: conversation, expectedVersion: version) { return }
+            Counter(label: "sb_orchestrator_record_conflicts_total").increment()
+        }
+        throw RecordStore.ConflictError()
+    }
+
+    private func apply(_ effects: [CollaborationEffect], conversation: String, seed: String, traceparent: String) async throws {
+        var pending: [DeliveryFuture] = []
+        var index = 0
+        func publish(_ frameType: String, _ data: JSONValue, roleActivity: Bool) async throws {
+            for channel in roleActivity ? [Channel.conversation(conversation), .roles(conversation)] : [.conversation(conversation)] {
+                index += 1
+                let event = ClientEvent(channel: channel, frameType: frameType, data: data)
+                let envelope = Envelope(
+                    id: Self.uuid("\(seed)/\(index)"), routingKey: conversation,
+                    traceparent: TraceContext.child(of: traceparent), source: context.source, payload: event)
+                pending.append(try await context.producer.enqueue(EventBus.message(envelope, topic: Topics.clientEvents)))
+            }
+        }
+        for effect in effects {
+            switch effect {
+            case .event(let frameType, let data, let roleActivity):
+                try await publish(frameType, data, roleActivity: roleActivity)
+            case .transition(let role, let path, let reason, let estimatedMs):
+                let outcome = try await roles.advance(conversation: conversation, role: role, path: path)
+                for step in outcome.applied {
+                    try await publish(
+                        FrameType.roleStatusChange,
+                        ["conversationId": .string(conversation), "role": .string(role), "status": .string(step.to.rawValue),
+                         "previousStatus": .string(step.from.rawValue), "reason": .string(reason)],
+                        roleActivity: true)
+                    if step.to == .thinking {
+                        try await publish(
+                            FrameType.roleThinkingStart,
+                            ["conversationId": .string(conversation), "role": .string(role),
+                             "estimatedTime": .number(Double(estimatedMs ?? 0))],
+                            roleActivity: true)
+                    }
+                }
+            case .task(let task):
+                // The role's events must reach the client before its answer: wait for them first.
+                for future in pending { _ = try await future.report() }
+                pending.removeAll()
+                index += 1
+                let envelope = Envelope(
+                    id: Self.uuid("\(seed)/\(index)"), routingKey: conversation,
+                    traceparent: TraceContext.child(of: traceparent), source: context.source, payload: task)
+                try await context.publish(envelope, to: Topics.agentTasks)
+                Counter(label: "sb_orchestrator_tasks_total", dimensions: [("role", task.role)]).increment()
+            case .stopRun(let runID):
+                // The key stops tasks not started yet; the message those running now.
+                try await context.redis.send(
+                    "SET", RedisArgument(RunControl.stoppedKey(runID: runID)), "1", "PX", RedisArgument(Int64(3600 * 1000)))
+                try await context.redis.send("PUBLISH", RedisArgument(RunControl.stopChannel), RedisArgument(runID))
+                Counter(label: "sb_orchestrator_runs_stopped_total").increment()
+            }
+        }
+        for future in pending { _ = try await future.report() }
+    }
+
+    /// A name-based UUID (SHA-1, as RFC 9562 version 5 does).
+    static func uuid(_ name: String) -> UUID {
+        var bytes = Array(Insecure.SHA1.hash(data: Array(name.utf8)).prefix(16))
+        bytes[6] = (bytes[6] & 0x0F) | 0x50
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        return UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                           bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+    }
+}
+
+/// A conversation's record as JSON in a Redis hash with a version, replaced only by compare-and-set.
+struct RecordStore: Sendable {
+    struct ConflictError: Error, CustomStringConvertible {
+        var description: String { "the conversation's record kept changing; giving up this attempt" }
+    }
+
+    let redis: RedisClient
+    var ttlMilliseconds: Int64 = 24 * 3600 * 1000
+
+    static func key(conversation: String) -> String { "sb:{conversation:\(conversation)}:run" }
+
+    func load(conversation: String) async throws -> (ConversationRecord?, Int64) {
+        let reply = try await redis.send("HMGET", RedisArgument(Self.key(conversation: conversation)), "v", "s")
+        let values = reply.array ?? []
+        let version = values.first?.integer ?? 0
+        guard values.count == 2, let bytes = values[1].bytes else { return (nil, version) }
+        return (try JSONDecoder().decode(ConversationRecord.self, from: Data(bytes)), version)
+    }
+
+    /// False when another instance stored a newer version first.
+    func store(_ record: ConversationRecord, conversation: String, expectedVersion: Int64) async throws -> Bool {
+        let json = try JSONEncoder().encode(record)
+        let reply = try await redis.run(
+            Self.compareAndSet, keys: [RedisArgument(Self.key(conversation: conversation))],
+            arguments: [RedisArgument(expectedVersion), RedisArgument(bytes: Array(json)), RedisArgument(ttlMilliseconds)])
+        return reply.integer == 1
+    }
+
+    static let compareAndSet = RedisScript(
+        """
+        local v = redis.call('HGET', KEYS[1], 'v') or '0'
+        if v ~= ARGV[1] then return 0 end
+        redis.call('HSET', KEYS[1], 'v', tostring(tonumber(v) + 1), 's', ARGV[2])
+        redis.call('PEXPIRE', KEYS[1], ARGV[3])
+        return 1
+        """)
 }

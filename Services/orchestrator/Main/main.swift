@@ -5,11 +5,12 @@ import SwitchboardRuntime
 @main
 struct OrchestratorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "orchestrator", abstract: "Plans the AI roles' work for each user message.")
+        commandName: "orchestrator", abstract: "Runs the AI team's collaboration for each user message.")
 
     @OptionGroup var options: CommonOptions
+    @OptionGroup var orchestrator: Orchestrator.Options
 
     func run() async throws {
-        try await Orchestrator.run(configuration: options.resolve(service: .orchestrator))
+        try await Orchestrator.run(configuration: options.resolve(service: .orchestrator), team: orchestrator.team())
     }
 }

@@ -1,0 +1,159 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import SwitchboardContracts
+
+/// Server-Sent Events from bytes: lines end at LF (CRLF tolerated), `data:` lines accumulate and a blank
+/// line dispatches them. Lines are cut at the LF byte, which never occurs inside a multi-byte UTF-8
+/// sequence, so a character split across network reads is decoded whole.
+public struct SSEParser: Sendable {
+    private var line: [UInt8] = []
+    private var data: [String] = []
+
+    public init() {}
+
+    /// The `data` of every event completed by these bytes.
+    public mutating func feed(_ bytes: some Sequence<UInt8>) -> [String] {
+        var events: [String] = []
+        for byte in bytes {
+            guard byte == UInt8(ascii: "\n") else {
+                line.append(byte)
+                continue
+            }
+            if line.last == UInt8(ascii: "\r") { line.removeLast() }
+            let text = String(decoding: line, as: UTF8.self)
+            line.removeAll(keepingCapacity: true)
+            if text.isEmpty {
+                if !data.isEmpty { events.append(data.joined(separator: "\n")) }
+                data.removeAll()
+            } else if text.hasPrefix("data:") {
+                var value = text.dropFirst(5)
+                if value.first == " " { value = value.dropFirst() }
+                data.append(String(value))
+            }
+            // Comments (`:`), `event:`, `id:` and `retry:` carry nothing a chat completion needs.
+        }
+        return events
+    }
+}
+
+/// OpenAI's Chat Completions with `stream: true`, as served by OpenAI, vLLM, llama.cpp's server and Ollama.
+public struct OpenAIProvider: ChatProvider {
+    public let spec: ProviderSpec
+    public let apiKey: String?
+    public let client: HTTPClient
+
+    public init(spec: ProviderSpec, apiKey: String?, client: HTTPClient) {
+        self.spec = spec
+        self.apiKey = apiKey
+        self.client = client
+    }
+
+    public var kind: String { "openai" }
+
+    /// The JSON body: the role's instructions, the conversation, then the message with the team's results.
+    public func body(for request: ProviderRequest) throws -> Data {
+        struct Message: Encodable {
+            var role: String
+            var content: String
+        }
+        struct Body: Encodable {
+            var model: String
+            var messages: [Message]
+            var stream = true
+        }
+        var messages: [Message] = []
+        if let system = request.systemPrompt { messages.append(Message(role: "system", content: system)) }
+        messages += request.history.map { Message(role: $0.role == "assistant" ? "assistant" : "user", content: $0.content) }
+        messages.append(Message(role: "user", content: request.userTurn))
+        return try JSONEncoder().encode(Body(model: spec.model ?? "", messages: messages))
+    }
+
+    public func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws {
+        let base = (spec.baseURL ?? "").hasSuffix("/") ? String((spec.baseURL ?? "").dropLast()) : (spec.baseURL ?? "")
+        var http = HTTPClientRequest(url: base + "/chat/completions")
+        http.method = .POST
+        http.headers.add(name: "Content-Type", value: "application/json")
+        http.headers.add(name: "Accept", value: "text/event-stream")
+        if let apiKey, !apiKey.isEmpty { http.headers.add(name: "Authorization", value: "Bearer \(apiKey)") }
+        http.body = .bytes(ByteBuffer(bytes: try body(for: request)))
+        let timeout = TimeAmount.milliseconds(Int64((spec.timeoutSeconds ?? 120) * 1000))
+
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(http, deadline: .now() + timeout)
+        } catch {
+            throw Self.classify(error, connecting: true)
+        }
+        guard response.status == .ok else {
+            let body = (try? await response.body.collect(upTo: 64 * 1024)).map { String(buffer: $0) } ?? ""
+            throw ProviderError(.http, Self.errorMessage(in: body) ?? "HTTP \(response.status.code)", status: Int(response.status.code))
+        }
+        var parser = SSEParser()
+        var finishReason: String?
+        var iterator = response.body.makeAsyncIterator()
+        while true {
+            let buffer: ByteBuffer?
+            do {
+                buffer = try await iterator.next()
+            } catch {
+                throw Self.classify(error, connecting: false)
+            }
+            guard let buffer else { break }
+            for payload in parser.feed(buffer.readableBytesView) {
+                if payload == "[DONE]" { return }
+                let chunk: StreamChunk
+                do {
+                    chunk = try JSONDecoder().decode(StreamChunk.self, from: Data(payload.utf8))
+                } catch {
+                    throw ProviderError(.malformed, "not a chat.completion.chunk: \(payload.prefix(200))")
+                }
+                if let error = chunk.error { throw ProviderError(.streamError, error.message ?? "error in stream") }
+                for choice in chunk.choices ?? [] {
+                    if let content = choice.delta?.content, !content.isEmpty { try await onDelta(content) }
+                    if let reason = choice.finish_reason { finishReason = reason }
+                }
+            }
+        }
+        // Some servers close after the finish reason without `[DONE]`; without either the answer was cut.
+        guard finishReason != nil else { throw ProviderError(.disconnected, "the stream ended before [DONE]") }
+    }
+
+    struct StreamChunk: Decodable {
+        struct Choice: Decodable {
+            struct Delta: Decodable { var content: String? }
+            var delta: Delta?
+            var finish_reason: String?
+        }
+        struct ErrorBody: Decodable { var message: String? }
+        var choices: [Choice]?
+        var error: ErrorBody?
+    }
+
+    /// `{"error": {"message": …}}`, the shape of OpenAI's (and its imitators') error bodies.
+    static func errorMessage(in body: String) -> String? {
+        struct Envelope: Decodable {
+            struct Inner: Decodable { var message: String? }
+            var error: Inner?
+        }
+        if let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(body.utf8)), let message = envelope.error?.message {
+            return message
+        }
+        return body.isEmpty ? nil : String(body.prefix(300))
+    }
+
+    static func classify(_ error: any Error, connecting: Bool) -> ProviderError {
+        if let error = error as? ProviderError { return error }
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .deadlineExceeded, .readTimeout, .connectTimeout, .writeTimeout:
+                return ProviderError(.timeout, "\(error)")
+            case .remoteConnectionClosed, .cancelled:
+                return ProviderError(connecting ? .connect : .disconnected, "\(error)")
+            default: break
+            }
+        }
+        return ProviderError(connecting ? .connect : .disconnected, "\(error)")
+    }
+}

@@ -1,0 +1,218 @@
+import Foundation
+import SwitchboardContracts
+import Synchronization
+
+/// What a role is asked: its instructions, the user's message, the conversation so far and the results
+/// of the roles it builds on.
+public struct ProviderRequest: Sendable, Hashable {
+    public var role: String
+    public var responsibility: String?
+    public var systemPrompt: String?
+    public var userMessage: String
+    public var contributions: [RoleContribution]
+    public var history: [ConversationTurn]
+
+    public init(
+        role: String, responsibility: String? = nil, systemPrompt: String? = nil, userMessage: String,
+        contributions: [RoleContribution] = [], history: [ConversationTurn] = []
+    ) {
+        self.role = role
+        self.responsibility = responsibility
+        self.systemPrompt = systemPrompt
+        self.userMessage = userMessage
+        self.contributions = contributions
+        self.history = history
+    }
+
+    /// The user turn a chat model sees: the message, then the team's results so far.
+    public var userTurn: String {
+        guard !contributions.isEmpty else { return userMessage }
+        let results = contributions.map { "\($0.role): \($0.content)" }.joined(separator: "\n\n")
+        return "\(userMessage)\n\nYour colleagues' results so far:\n\n\(results)"
+    }
+}
+
+/// A source of a role's text, streamed as deltas of any size.
+public protocol ChatProvider: Sendable {
+    /// For logs and metrics: `offline` or `openai`.
+    var kind: String { get }
+    func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws
+}
+
+public struct ProviderError: Error, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Value: String { case http, connect, disconnected, timeout, streamError, malformed, circuitOpen }
+        private let value: Value
+        /// The server answered with an error status.
+        public static let http = Code(value: .http)
+        /// No connection could be made.
+        public static let connect = Code(value: .connect)
+        /// The stream ended before `[DONE]`.
+        public static let disconnected = Code(value: .disconnected)
+        public static let timeout = Code(value: .timeout)
+        /// The server sent an error object inside the stream.
+        public static let streamError = Code(value: .streamError)
+        public static let malformed = Code(value: .malformed)
+        /// Too many recent failures: the provider is not called for a while.
+        public static let circuitOpen = Code(value: .circuitOpen)
+        public var description: String { value.rawValue }
+    }
+
+    public var code: Code
+    public var message: String
+    public var status: Int?
+    public var file: String
+    public var line: Int
+
+    public init(_ code: Code, _ message: String, status: Int? = nil, file: String = #fileID, line: Int = #line) {
+        self.code = code
+        self.message = message
+        self.status = status
+        self.file = file
+        self.line = line
+    }
+
+    /// 429, 5xx, connection failures, timeouts and cut streams may succeed on another try.
+    public var isRetryable: Bool {
+        switch code {
+        case .http: return status == 429 || (status ?? 0) >= 500
+        case .connect, .disconnected, .timeout: return true
+        default: return false
+        }
+    }
+
+    public var description: String {
+        "\(code)\(status.map { " \($0)" } ?? ""): \(message)"
+    }
+}
+
+/// Consecutive failures open the circuit for a while; then one trial call decides whether it closes.
+public struct CircuitBreaker: Sendable, Hashable {
+    public enum State: Sendable, Hashable {
+        case closed(failures: Int)
+        case open(until: ContinuousClock.Instant)
+        case halfOpen(trialInFlight: Bool)
+    }
+
+    public var failureThreshold = 5
+    public var openDuration: Duration = .seconds(30)
+    public private(set) var state: State = .closed(failures: 0)
+
+    public init(failureThreshold: Int = 5, openDuration: Duration = .seconds(30)) {
+        self.failureThreshold = failureThreshold
+        self.openDuration = openDuration
+    }
+
+    /// Whether a call may go out now.
+    public mutating func allow(now: ContinuousClock.Instant) -> Bool {
+        switch state {
+        case .closed: return true
+        case .open(let until):
+            guard now >= until else { return false }
+            state = .halfOpen(trialInFlight: true)
+            return true
+        case .halfOpen(let trialInFlight):
+            if trialInFlight { return false }
+            state = .halfOpen(trialInFlight: true)
+            return true
+        }
+    }
+
+    public mutating func recordSuccess() {
+        state = .closed(failures: 0)
+    }
+
+    public mutating func recordFailure(now: ContinuousClock.Instant) {
+        switch state {
+        case .closed(let failures):
+            state = failures + 1 >= failureThreshold ? .open(until: now + openDuration) : .closed(failures: failures + 1)
+        case .halfOpen, .open:
+            state = .open(until: now + openDuration)
+        }
+    }
+}
+
+/// One breaker per provider endpoint, shared by every task of the worker.
+public final class CircuitBreakers: Sendable {
+    private let breakers = Mutex<[String: CircuitBreaker]>([:])
+    private let template: CircuitBreaker
+
+    public init(template: CircuitBreaker = CircuitBreaker()) {
+        self.template = template
+    }
+
+    func allow(_ key: String) -> Bool {
+        breakers.withLock { $0[key, default: template].allow(now: .now) }
+    }
+
+    func recordSuccess(_ key: String) {
+        breakers.withLock { $0[key, default: template].recordSuccess() }
+    }
+
+    func recordFailure(_ key: String) {
+        breakers.withLock { $0[key, default: template].recordFailure(now: .now) }
+    }
+
+    public func state(_ key: String) -> CircuitBreaker.State {
+        breakers.withLock { $0[key, default: template].state }
+    }
+}
+
+/// Retries with exponential backoff (factor 2) a call that failed before any text arrived, behind the
+/// provider's circuit breaker. Once text has gone to the client a retry would repeat it, so a failure
+/// after that is final.
+public struct ResilientProvider: ChatProvider {
+    public struct Policy: Sendable, Hashable {
+        public var attempts = 3
+        public var initialDelay: Duration = .milliseconds(200)
+        public var factor = 2.0
+
+        public init(attempts: Int = 3, initialDelay: Duration = .milliseconds(200), factor: Double = 2) {
+            self.attempts = attempts
+            self.initialDelay = initialDelay
+            self.factor = factor
+        }
+
+        /// The wait before retry `attempt` (1 = the first retry).
+        public func delay(beforeRetry attempt: Int) -> Duration {
+            initialDelay * Foundation.pow(factor, Double(attempt - 1))
+        }
+    }
+
+    public let base: any ChatProvider
+    public let breakerKey: String
+    public let breakers: CircuitBreakers
+    public let policy: Policy
+
+    public init(base: any ChatProvider, breakerKey: String, breakers: CircuitBreakers, policy: Policy = Policy()) {
+        self.base = base
+        self.breakerKey = breakerKey
+        self.breakers = breakers
+        self.policy = policy
+    }
+
+    public var kind: String { base.kind }
+
+    public func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws {
+        var attempt = 1
+        while true {
+            guard breakers.allow(breakerKey) else {
+                throw ProviderError(.circuitOpen, "\(base.kind) provider failed repeatedly; not calling it for a while")
+            }
+            var delivered = false
+            do {
+                try await base.stream(request) { delta in
+                    delivered = true
+                    try await onDelta(delta)
+                }
+                breakers.recordSuccess(breakerKey)
+                return
+            } catch let error as ProviderError {
+                breakers.recordFailure(breakerKey)
+                guard error.isRetryable, !delivered, attempt < policy.attempts else { throw error }
+                try await Task.sleep(for: policy.delay(beforeRetry: attempt))
+                attempt += 1
+            }
+        }
+    }
+}

@@ -1,0 +1,381 @@
+import Foundation
+import SwitchboardContracts
+
+/// What the orchestrator keeps per conversation in Redis: the run in progress, the messages waiting
+/// for it (the busy policy is `enqueue`), ids already seen, and recent history for the roles' context.
+public struct ConversationRecord: Codable, Sendable, Equatable {
+    public struct Queued: Codable, Sendable, Equatable {
+        public var message: ChatMessageSubmitted
+        public var traceparent: String
+    }
+
+    public var run: CollaborationRun?
+    public var queue: [Queued] = []
+    /// Message ids and client message ids already accepted (the newest 200): a retried
+    /// SEND_MESSAGE or a redelivered event starts nothing.
+    public var seen: [String] = []
+    public var history: [ConversationTurn] = []
+
+    public init() {}
+}
+
+/// One message's collaboration.
+public struct CollaborationRun: Codable, Sendable, Equatable {
+    public var runId: String
+    public var message: ChatMessageSubmitted
+    public var traceparent: String
+    public var pattern: CollaborationPattern
+    public var reason: String
+    /// Stages of roles; the roles of a stage work concurrently. The dynamic pattern appends stages.
+    public var plan: [[String]]
+    public var stage: Int
+    public var contributions: [String: RoleContribution] = [:]
+    /// Chunks of a role's answer the client saw (the final role's partial reply is kept).
+    public var streamedChunks: [String: Int] = [:]
+    public var dispatchedAt: [String: Int64] = [:]
+    public var history: [ConversationTurn]
+    public var startedAt: Int64
+    public var progress: Int = 0
+    /// Set once the user asked to stop: the roles still working are told to stop, no new stage starts.
+    public var stopping: Bool? = nil
+
+    public var roles: [String] { plan.flatMap { $0 } }
+    public var finalRole: String { plan.last?.last ?? "" }
+}
+
+/// A step the orchestrator takes, in order.
+public enum CollaborationEffect: Sendable, Equatable {
+    /// A client frame for the conversation (and, when `roleActivity`, the role-activity channel).
+    case event(frameType: String, data: JSONValue, roleActivity: Bool)
+    /// Move a role through `path`, announcing each legal step as ROLE_STATUS_CHANGE (and entering
+    /// THINKING as ROLE_THINKING_START with `estimatedMs`).
+    case transition(role: String, path: [RoleStatus], reason: String, estimatedMs: Int?)
+    case task(AgentTaskRequested)
+    /// Tell agent-workers to stop the run's roles (those running and those not started yet).
+    case stopRun(runId: String)
+}
+
+/// Decides the next steps of a conversation's collaboration from a chat message or a role's result.
+/// Pure: the orchestrator loads the record, calls it, applies the effects, stores the record, so any
+/// orchestrator instance can advance any run.
+public struct CollaborationEngine: Sendable {
+    public let team: Team
+    public let planner: CollaborationPlanner
+    /// A run with no result for this long is abandoned when the next message comes.
+    public var staleAfterMs: Int64 = 10 * 60 * 1000
+
+    public init(team: Team) {
+        self.team = team
+        self.planner = CollaborationPlanner(team: team)
+    }
+
+    public func receive(
+        message: ChatMessageSubmitted, traceparent: String, now: Int64, record: inout ConversationRecord
+    ) -> [CollaborationEffect] {
+        let keys = [message.messageId, "client:\(message.clientMessageId)"]
+        guard !keys.contains(where: record.seen.contains) else { return [] }
+        record.seen.append(contentsOf: keys)
+        if record.seen.count > 200 { record.seen.removeFirst(record.seen.count - 200) }
+        var effects: [CollaborationEffect] = []
+        if let run = record.run {
+            guard now - run.startedAt > staleAfterMs else {
+                switch BusyPolicy(rawValue: message.busyPolicy ?? "") ?? .enqueue {
+                case .enqueue:
+                    record.queue.append(.init(message: message, traceparent: traceparent))
+                    return []
+                case .reject:
+                    return [
+                        .event(
+                            frameType: FrameType.messageRejected,
+                            data: ["conversationId": .string(message.conversationId), "messageId": .string(message.messageId),
+                                   "reason": "busy", "runId": .string(run.runId)],
+                            roleActivity: false)
+                    ]
+                case .interrupt:
+                    // Answered next, before anything queued earlier.
+                    record.queue.insert(.init(message: message, traceparent: traceparent), at: 0)
+                    return stop(&record, now: now)
+                }
+            }
+            effects += finish(&record, now: now, ending: .abandoned)
+        }
+        effects += start(message, traceparent: traceparent, now: now, record: &record)
+        return effects
+    }
+
+    /// The user asked to stop: the roles still working stop and report what they have; the run ends
+    /// when they have. Stopping twice, or with no run, does nothing more.
+    public func receive(interrupt: ChatInterruptRequested, now: Int64, record: inout ConversationRecord) -> [CollaborationEffect] {
+        stop(&record, now: now)
+    }
+
+    private func stop(_ record: inout ConversationRecord, now: Int64) -> [CollaborationEffect] {
+        guard var run = record.run, run.stopping != true else { return [] }
+        run.stopping = true
+        record.run = run
+        return [.stopRun(runId: run.runId)]
+    }
+
+    public func receive(result: AgentTaskCompleted, now: Int64, record: inout ConversationRecord) -> [CollaborationEffect] {
+        guard var run = record.run, run.runId == result.runId, run.stage < run.plan.count,
+            run.plan[run.stage].contains(result.role), run.contributions[result.role] == nil
+        else { return [] }  // a redelivered or stale result
+        let duration = Int(result.finishedAt - (run.dispatchedAt[result.role] ?? result.startedAt))
+        run.contributions[result.role] = RoleContribution(
+            role: result.role, status: result.status, content: result.content, error: result.error,
+            durationMs: max(duration, 0))
+        run.streamedChunks[result.role] = result.chunks
+        var effects: [CollaborationEffect] = []
+        if result.status == AgentTaskCompleted.completed {
+            effects.append(.transition(role: result.role, path: [.idle], reason: "answer delivered", estimatedMs: nil))
+        } else if result.status == AgentTaskCompleted.stopped {
+            effects.append(.transition(role: result.role, path: [.idle], reason: "stopped", estimatedMs: nil))
+        }
+        let stageRoles = run.plan[run.stage]
+        guard stageRoles.allSatisfy({ run.contributions[$0] != nil }) else {
+            effects.append(progress(&run, stage: "ai_processing", activeRole: stageRoles.first { run.contributions[$0] == nil }))
+            record.run = run
+            return effects
+        }
+        if run.stopping == true {
+            record.run = run
+            return effects + finish(&record, now: now, ending: .stopped)
+        }
+        if run.pattern == .dynamic,
+            let next = planner.nextDynamicStage(plan: run.plan, content: run.message.content, latestResult: result.content)
+        {
+            run.plan.append(next)
+            for role in next { effects.append(assigned(role, run: run)) }
+        }
+        run.stage += 1
+        record.run = run
+        if run.stage < run.plan.count {
+            effects += dispatch(&record, now: now)
+        } else {
+            effects += finish(&record, now: now, ending: .normal)
+        }
+        return effects
+    }
+
+    private func start(
+        _ message: ChatMessageSubmitted, traceparent: String, now: Int64, record: inout ConversationRecord
+    ) -> [CollaborationEffect] {
+        let (pattern, reason) = planner.pattern(for: message.content, requested: message.pattern)
+        let plan = planner.initialPlan(pattern, content: message.content)
+        var run = CollaborationRun(
+            runId: message.messageId, message: message, traceparent: traceparent, pattern: pattern, reason: reason,
+            plan: plan, stage: 0, history: Array(record.history.suffix(team.historyLimit)), startedAt: now)
+        var effects: [CollaborationEffect] = []
+        // Stage 1, preprocessing: de-duplicated above, context taken, route decided.
+        effects.append(progress(&run, stage: "preprocessing", activeRole: nil, value: 5))
+        let estimated = plan.reduce(0) { total, stage in
+            total + (stage.compactMap { team.role($0)?.estimatedMs }.max() ?? 0)
+        }
+        effects.append(
+            .event(
+                frameType: FrameType.collaborationStart,
+                data: [
+                    "conversationId": .string(message.conversationId), "runId": .string(run.runId),
+                    "messageId": .string(message.messageId),
+                    "roles": .array(planner.participants(pattern, plan: plan).map { .string($0) }),
+                    "pattern": .string(pattern.rawValue), "reason": .string(reason),
+                    "estimatedDuration": .number(Double(estimated)),
+                ], roleActivity: true))
+        for role in plan.flatMap({ $0 }) { effects.append(assigned(role, run: run)) }
+        record.history.append(ConversationTurn(role: "user", content: message.content))
+        record.history = Array(record.history.suffix(team.historyLimit))
+        record.run = run
+        effects += dispatch(&record, now: now)
+        return effects
+    }
+
+    private func assigned(_ role: String, run: CollaborationRun) -> CollaborationEffect {
+        let stage = run.plan.firstIndex { $0.contains(role) } ?? 0
+        let dependencies = run.plan.prefix(stage).flatMap { $0 }
+        return .event(
+            frameType: FrameType.roleAssigned,
+            data: [
+                "conversationId": .string(run.message.conversationId), "runId": .string(run.runId), "role": .string(role),
+                "task": [
+                    "id": .string(taskID(run: run, role: role)),
+                    "description": .string(team.role(role)?.responsibility ?? role),
+                ],
+                "priority": .number(Double(stage + 1)),
+                "dependencies": .array(dependencies.map { .string($0) }),
+            ], roleActivity: true)
+    }
+
+    /// Starts the roles of the current stage, each with the results of every role before it.
+    private func dispatch(_ record: inout ConversationRecord, now: Int64) -> [CollaborationEffect] {
+        guard var run = record.run else { return [] }
+        var effects: [CollaborationEffect] = []
+        let finished = run.plan.prefix(run.stage).flatMap { $0 }.compactMap { run.contributions[$0] }
+        let inputs = finished.filter { $0.status == AgentTaskCompleted.completed }
+        for role in run.plan[run.stage] {
+            let definition = team.role(role)
+            let path: [RoleStatus] = finished.isEmpty ? [.analyzing, .thinking] : [.analyzing, .collaborating, .thinking]
+            effects.append(
+                .transition(
+                    role: role, path: path,
+                    reason: finished.isEmpty ? "assigned" : "building on \(finished.map(\.role).joined(separator: ", "))",
+                    estimatedMs: definition?.estimatedMs))
+            run.dispatchedAt[role] = now
+            effects.append(
+                .task(
+                    AgentTaskRequested(
+                        taskId: taskID(run: run, role: role), conversationId: run.message.conversationId,
+                        userId: run.message.userId, replyMessageId: replyID(run: run, role: role),
+                        inReplyTo: run.message.messageId, role: role, prompt: run.message.content, runId: run.runId,
+                        responsibility: definition?.responsibility, systemPrompt: definition?.systemPrompt,
+                        provider: definition?.provider ?? .offline, contributions: inputs, history: run.history,
+                        isFinal: run.stage == run.plan.count - 1 && isLastStage(run), dispatchedAt: now)))
+        }
+        effects.append(progress(&run, stage: "ai_processing", activeRole: run.plan[run.stage].first))
+        record.run = run
+        return effects
+    }
+
+    /// The final stage is the last planned one, except in the dynamic pattern until its final role is planned.
+    private func isLastStage(_ run: CollaborationRun) -> Bool {
+        run.pattern != .dynamic || run.plan[run.stage].contains(team.finalRole)
+    }
+
+    enum Ending { case normal, abandoned, stopped }
+
+    /// Stage 3, post-processing: the answer (with a note on the roles that failed), the summary, the
+    /// roles back to IDLE, then the next queued message.
+    private func finish(_ record: inout ConversationRecord, now: Int64, ending: Ending) -> [CollaborationEffect] {
+        guard var run = record.run else { return [] }
+        let abandoned = ending == .abandoned
+        var effects: [CollaborationEffect] = []
+        let contributions = run.roles.compactMap { run.contributions[$0] }
+        let failed = contributions.filter { $0.status == AgentTaskCompleted.failed }.map(\.role)
+        let missing = run.roles.filter { run.contributions[$0] == nil }
+        let final = run.contributions[run.finalRole]
+        let answer: String
+        let status: String
+        if ending == .stopped {
+            // What the team had said when it was stopped: the reply so far, else the latest words.
+            let latest = contributions.last { !$0.content.isEmpty }
+            answer = (final?.content.isEmpty == false ? final?.content : nil) ?? latest?.content ?? ""
+            status = "stopped"
+            if (run.streamedChunks[run.finalRole] ?? 0) == 0 {
+                effects += fallbackReply(run: run, content: answer, role: latest?.role ?? run.finalRole, status: "stopped")
+            }
+        } else if let final, final.status == AgentTaskCompleted.completed {
+            answer = final.content
+            status = failed.isEmpty ? "completed" : "partial"
+        } else {
+            // The final role failed: answer with the last result the team did produce.
+            let fallback = contributions.last { $0.status == AgentTaskCompleted.completed && !$0.content.isEmpty }
+            status = abandoned ? "abandoned" : (fallback == nil ? "failed" : "partial")
+            answer = fallback.map { "\($0.role) answers in place of \(run.finalRole), who could not: \($0.content)" }
+                ?? "The team could not answer this message: every role failed."
+            if !abandoned && (run.streamedChunks[run.finalRole] ?? 0) == 0 {
+                effects += fallbackReply(run: run, content: answer, role: fallback?.role ?? run.finalRole)
+            }
+        }
+        var note = ""
+        if !failed.isEmpty { note = "Without \(failed.joined(separator: ", ")): failed, the team continued without them." }
+        if abandoned { note += " The run was abandoned: no result from \(missing.joined(separator: ", "))." }
+        if ending == .stopped { note += " Stopped by the user; the answer is what the team had said until then." }
+        for role in failed + missing {
+            // Failed roles are in ERROR; leave them IDLE for the next run.
+            effects.append(.transition(role: role, path: [.idle], reason: "run finished", estimatedMs: nil))
+        }
+        effects.append(progress(&run, stage: "postprocessing", activeRole: nil, value: 95))
+        effects.append(progress(&run, stage: "complete", activeRole: nil, value: 100))
+        effects.append(
+            .event(
+                frameType: FrameType.collaborationComplete,
+                data: [
+                    "conversationId": .string(run.message.conversationId), "runId": .string(run.runId),
+                    "messageId": .string(run.message.messageId), "pattern": .string(run.pattern.rawValue),
+                    "result": [
+                        "status": .string(status), "answer": .string(answer), "answeredBy": .string(final?.status == AgentTaskCompleted.completed ? run.finalRole : ""),
+                        "failedRoles": .array(failed.map { .string($0) }), "note": .string(note.trimmingCharacters(in: .whitespaces)),
+                    ],
+                    "contributions": .array(contributions.map(Self.json)),
+                    "duration": .number(Double(max(now - run.startedAt, 0))),
+                ], roleActivity: true))
+        record.history.append(ConversationTurn(role: "assistant", content: answer))
+        record.history = Array(record.history.suffix(team.historyLimit))
+        record.run = nil
+        if !abandoned, !record.queue.isEmpty {
+            let next = record.queue.removeFirst()
+            effects += start(next.message, traceparent: next.traceparent, now: now, record: &record)
+        }
+        return effects
+    }
+
+    /// The reply when the final role failed before streaming anything, so the user's message is answered.
+    private func fallbackReply(
+        run: CollaborationRun, content: String, role: String, status: String = "fallback"
+    ) -> [CollaborationEffect] {
+        let messageID = replyID(run: run, role: run.finalRole)
+        let conversation = JSONValue.string(run.message.conversationId)
+        return [
+            .event(
+                frameType: FrameType.messageStreamStart,
+                data: ["messageId": .string(messageID), "conversationId": conversation, "role": .string(role),
+                       "inReplyTo": .string(run.message.messageId)], roleActivity: false),
+            .event(
+                frameType: FrameType.messageStreamChunk,
+                data: ["messageId": .string(messageID), "conversationId": conversation, "chunk": .string(content),
+                       "position": 0, "role": .string(role)], roleActivity: false),
+            .event(
+                frameType: FrameType.messageStreamEnd,
+                data: ["messageId": .string(messageID),
+                       "finalMessage": ["id": .string(messageID), "conversationId": conversation,
+                                        "role": .string(role), "content": .string(content)],
+                       "metadata": status == "stopped"
+                           ? ["chunks": 1, "engine": "none", "status": "stopped"]
+                           : ["chunks": 1, "engine": "fallback", "failedRole": .string(run.finalRole)]],
+                roleActivity: false),
+        ]
+    }
+
+    /// COLLABORATION_PROGRESS: 0–100, never going back; AI processing spans 10–90 by finished roles.
+    private func progress(
+        _ run: inout CollaborationRun, stage: String, activeRole: String?, value: Int? = nil
+    ) -> CollaborationEffect {
+        let roles = run.roles
+        let completed = roles.filter { run.contributions[$0] != nil }
+        let active = run.stage < run.plan.count ? run.plan[run.stage].filter { run.contributions[$0] == nil } : []
+        let pending = roles.filter { !completed.contains($0) && !active.contains($0) }
+        // The dynamic pattern's length is unknown until it ends: count up to three specialists and two more.
+        let expected = run.pattern == .dynamic && !roles.contains(team.finalRole)
+            ? max(roles.count + 2, planner.maxDynamicSpecialists + 2) : max(roles.count, 1)
+        let computed = value ?? (10 + 80 * completed.count / expected)
+        run.progress = max(run.progress, min(computed, 100))
+        var data: [String: JSONValue] = [
+            "conversationId": .string(run.message.conversationId), "runId": .string(run.runId),
+            "progress": .number(Double(run.progress)), "currentStage": .string(stage),
+            "completedTasks": .array(completed.map { .string($0) }), "activeTasks": .array(active.map { .string($0) }),
+            "pendingTasks": .array(pending.map { .string($0) }),
+        ]
+        if let activeRole { data["activeRole"] = .string(activeRole) }
+        return .event(frameType: FrameType.collaborationProgress, data: .object(data), roleActivity: true)
+    }
+
+    private func taskID(run: CollaborationRun, role: String) -> String { "\(run.runId)-\(role.lowercased())" }
+
+    /// The final role's reply keeps the one-role id (`reply-<message>`), so clients see one reply per message.
+    private func replyID(run: CollaborationRun, role: String) -> String {
+        role == run.finalRole && isFinalPlanned(run) ? "reply-\(run.message.messageId)" : "reply-\(run.message.messageId)-\(role.lowercased())"
+    }
+
+    private func isFinalPlanned(_ run: CollaborationRun) -> Bool {
+        run.pattern != .dynamic || run.roles.contains(team.finalRole)
+    }
+
+    static func json(_ contribution: RoleContribution) -> JSONValue {
+        var object: [String: JSONValue] = [
+            "role": .string(contribution.role), "status": .string(contribution.status),
+            "content": .string(contribution.content),
+        ]
+        if let error = contribution.error { object["error"] = .string(error) }
+        if let duration = contribution.durationMs { object["durationMs"] = .number(Double(duration)) }
+        return .object(object)
+    }
+}

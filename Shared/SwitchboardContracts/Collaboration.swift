@@ -1,0 +1,226 @@
+import Foundation
+
+/// A role's state in a conversation (seed 000, "角色协作状态流").
+public enum RoleStatus: String, Codable, Sendable, CaseIterable {
+    case idle = "IDLE"
+    case analyzing = "ANALYZING"
+    case thinking = "THINKING"
+    case collaborating = "COLLABORATING"
+    case responding = "RESPONDING"
+    case error = "ERROR"
+}
+
+/// Seed 000's role state machine, exactly: a transition not in `allowed` is a bug, never shown to a client.
+public struct RoleStateMachine: Sendable, Hashable {
+    public static let allowed: [RoleStatus: Set<RoleStatus>] = [
+        .idle: [.analyzing, .thinking],
+        .analyzing: [.thinking, .collaborating, .error],
+        .thinking: [.responding, .collaborating, .error],
+        .collaborating: [.thinking, .responding, .error],
+        .responding: [.idle, .error],
+        .error: [.idle, .thinking],
+    ]
+
+    public static func canTransition(from: RoleStatus, to: RoleStatus) -> Bool {
+        allowed[from]?.contains(to) ?? false
+    }
+
+    /// The states from which `target` may be entered.
+    public static func sources(of target: RoleStatus) -> [RoleStatus] {
+        RoleStatus.allCases.filter { canTransition(from: $0, to: target) }
+    }
+
+    public enum Action: Sendable, Hashable {
+        /// Legal: apply and announce.
+        case emit(from: RoleStatus, to: RoleStatus)
+        /// Illegal: log and count, announce nothing, keep the current state.
+        case reject(from: RoleStatus, to: RoleStatus)
+    }
+
+    public private(set) var status: RoleStatus
+
+    public init(status: RoleStatus = .idle) {
+        self.status = status
+    }
+
+    public mutating func transition(to target: RoleStatus) -> Action {
+        guard Self.canTransition(from: status, to: target) else { return .reject(from: status, to: target) }
+        defer { status = target }
+        return .emit(from: status, to: target)
+    }
+}
+
+/// How a team works on one message (seed 000's coordination patterns, plus `direct` for a message one
+/// role can answer alone).
+public enum CollaborationPattern: String, Codable, Sendable, CaseIterable {
+    case direct, sequential, parallel, hierarchical, dynamic
+}
+
+/// Which model a role talks to. `offline` is the embedded engine; `openai` any OpenAI-compatible Chat
+/// Completions server (OpenAI, vLLM, llama.cpp's server, Ollama). The key itself never travels: only the
+/// name of the environment variable the agent-worker reads it from.
+public struct ProviderSpec: Codable, Sendable, Hashable {
+    public var kind: String
+    public var baseURL: String?
+    public var model: String?
+    public var apiKeyEnv: String?
+    /// Whole-request limit; the agent-worker also bounds the connect and idle times.
+    public var timeoutSeconds: Double?
+
+    public init(kind: String, baseURL: String? = nil, model: String? = nil, apiKeyEnv: String? = nil, timeoutSeconds: Double? = nil) {
+        self.kind = kind
+        self.baseURL = baseURL
+        self.model = model
+        self.apiKeyEnv = apiKeyEnv
+        self.timeoutSeconds = timeoutSeconds
+    }
+
+    public static let offline = ProviderSpec(kind: "offline")
+    public static let kinds: Set<String> = ["offline", "openai"]
+
+    /// Circuit breakers are per provider endpoint and model.
+    public var breakerKey: String { "\(kind)|\(baseURL ?? "")|\(model ?? "")" }
+}
+
+/// What one role produced during a run, handed to the roles that build on it and reported at the end.
+public struct RoleContribution: Codable, Sendable, Hashable {
+    public var role: String
+    /// `completed` or `failed`.
+    public var status: String
+    public var content: String
+    public var error: String?
+    public var durationMs: Int?
+
+    public init(role: String, status: String, content: String, error: String? = nil, durationMs: Int? = nil) {
+        self.role = role
+        self.status = status
+        self.content = content
+        self.error = error
+        self.durationMs = durationMs
+    }
+}
+
+/// One earlier message of the conversation, given to the roles as context.
+public struct ConversationTurn: Codable, Sendable, Hashable {
+    /// `user` or `assistant`.
+    public var role: String
+    public var content: String
+
+    public init(role: String, content: String) {
+        self.role = role
+        self.content = content
+    }
+}
+
+/// A role finished or failed its task; consumed by the orchestrator, which decides the next step.
+public struct AgentTaskCompleted: EventPayload, Equatable {
+    public static let eventType = "agent.task.completed"
+
+    public var runId: String
+    public var taskId: String
+    public var conversationId: String
+    public var role: String
+    /// `completed` or `failed`.
+    public var status: String
+    /// The whole answer, or what was streamed before a failure.
+    public var content: String
+    public var error: String?
+    /// Chunks the client has already seen of this role's answer.
+    public var chunks: Int
+    public var startedAt: Int64
+    public var finishedAt: Int64
+
+    public init(
+        runId: String, taskId: String, conversationId: String, role: String, status: String, content: String,
+        error: String? = nil, chunks: Int, startedAt: Int64, finishedAt: Int64
+    ) {
+        self.runId = runId
+        self.taskId = taskId
+        self.conversationId = conversationId
+        self.role = role
+        self.status = status
+        self.content = content
+        self.error = error
+        self.chunks = chunks
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+    }
+
+    public static let completed = "completed"
+    public static let failed = "failed"
+    /// Stopped on the user's request; `content` is what was generated until then.
+    public static let stopped = "stopped"
+}
+
+/// What happens to a message that arrives while the conversation's previous run is in progress.
+public enum BusyPolicy: String, Codable, Sendable, CaseIterable {
+    /// Answered after the run (the default).
+    case enqueue
+    /// The run is stopped and this message answered next.
+    case interrupt
+    /// Not answered: the client gets MESSAGE_REJECTED.
+    case reject
+}
+
+/// The user asked to stop the conversation's run (`POST /chat/interrupt`, the INTERRUPT command).
+/// Travels on `sb.chat.requests`, keyed by the conversation, so it is ordered with its messages.
+public struct ChatInterruptRequested: EventPayload, Equatable {
+    public static let eventType = "chat.interrupt.requested"
+
+    public var conversationId: String
+    public var userId: String
+    /// The client's command id or the HTTP request's id.
+    public var requestId: String
+    public var gateway: String
+
+    public init(conversationId: String, userId: String, requestId: String, gateway: String) {
+        self.conversationId = conversationId
+        self.userId = userId
+        self.requestId = requestId
+        self.gateway = gateway
+    }
+}
+
+/// How the orchestrator tells agent-workers to stop a run's roles: a Redis key the workers check when
+/// a task starts, and a PUB/SUB message that stops the tasks already running.
+public enum RunControl {
+    public static let stopChannel = "sb:runs:stop"
+
+    public static func stoppedKey(runID: String) -> String { "sb:{run:\(runID)}:stopped" }
+}
+
+/// Frame types of the multi-agent work (seed 000 chat centre, seed 001 agent events).
+extension FrameType {
+    public static let roleStatusChange = "ROLE_STATUS_CHANGE"
+    public static let roleThinkingStart = "ROLE_THINKING_START"
+    public static let roleThinkingEnd = "ROLE_THINKING_END"
+    public static let roleAssigned = "ROLE_ASSIGNED"
+    public static let collaborationStart = "COLLABORATION_START"
+    public static let collaborationProgress = "COLLABORATION_PROGRESS"
+    public static let collaborationComplete = "COLLABORATION_COMPLETE"
+    /// Seed 001 `agent_start` / `llm_chunk` / `agent_complete` / `error` of a role, on the same channels.
+    public static let agentStart = "AGENT_START"
+    public static let agentChunk = "AGENT_CHUNK"
+    public static let agentComplete = "AGENT_COMPLETE"
+    public static let agentError = "AGENT_ERROR"
+    /// A message not answered because the conversation was busy and its policy is `reject`.
+    public static let messageRejected = "MESSAGE_REJECTED"
+}
+
+/// Seed 001's event shape: `{event_type, agent_source, timestamp, payload}`.
+public enum AgentEvent {
+    public static let llmChunk = "llm_chunk"
+    public static let agentStart = "agent_start"
+    public static let agentComplete = "agent_complete"
+    public static let error = "error"
+
+    /// The seed's fields, to merge into a frame's data.
+    public static func fields(type: String, source: String, payload: JSONValue, at date: Date = Date()) -> [String: JSONValue] {
+        ["event_type": .string(type), "agent_source": .string(source), "timestamp": .string(isoTimestamp(date)),
+         "payload": payload]
+    }
+
+    public static func isoTimestamp(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+}

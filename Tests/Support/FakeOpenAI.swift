@@ -1,0 +1,134 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// An OpenAI-compatible server on a real socket that speaks Chat Completions' exact SSE wire format,
+/// with its failure modes on separate paths: `/<scenario>/v1/chat/completions`.
+///
+/// Scenarios: `ok` (streams `deltas`), `flaky` (429, then 500, then ok), `broken` (always 500),
+/// `unauthorized` (401), `cut` (two deltas, then the connection drops), `instream-error` (an error
+/// object inside the stream), `stall` (one delta, then only SSE comments until the client leaves).
+public final class FakeOpenAI: Sendable {
+    public let calls = Locked<[String: Int]>([:])
+    public let bodies = Locked<[String]>([])
+    public let authorizations = Locked<[String]>([])
+    public static let deltas = ["Hel", "lo", ", 世", "界 ", "👨‍👩", "‍👧", " done."]
+
+    public init() {}
+
+    public func count(_ scenario: String) -> Int { calls.withLock { $0[scenario, default: 0] } }
+
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.post("/:scenario/v1/chat/completions") { request, context -> Response in
+            let scenario = context.parameters.get("scenario") ?? ""
+            let call = self.calls.withLock { calls -> Int in
+                calls[scenario, default: 0] += 1
+                return calls[scenario]!
+            }
+            let body = try await request.body.collect(upTo: 1 << 20)
+            self.bodies.withLock { $0.append(String(buffer: body)) }
+            self.authorizations.withLock { $0.append(request.headers[.authorization] ?? "") }
+            switch scenario {
+            case "flaky" where call == 1:
+                return Self.error(.tooManyRequests, "Rate limit reached for requests")
+            case "flaky" where call == 2, "broken":
+                return Self.error(.internalServerError, "The server had an error while processing your request.")
+            case "unauthorized":
+                return Self.error(.unauthorized, "Incorrect API key provided: sk-bad.")
+            case "cut":
+                return Self.stream(Array(Self.deltas.prefix(2)), then: .fail)
+            case "stall":
+                return Self.stream(Array(Self.deltas.prefix(1)), then: .stall)
+            case "instream-error":
+                return Response(
+                    status: .ok, headers: [.contentType: "text/event-stream"],
+                    body: ResponseBody(
+                        byteBuffer: ByteBuffer(string: #"data: {"error":{"message":"model overloaded","type":"server_error"}}"# + "\n\n")))
+            default:
+                return Self.stream(Self.deltas, then: .finish)
+            }
+        }
+        return router
+    }
+
+    /// Runs the server on a free loopback port for the duration of `body`.
+    public func withServer<T: Sendable>(_ body: @escaping @Sendable (Int) async throws -> T) async throws -> T {
+        let port = Locked<Int?>(nil)
+        var logger = Logger(label: "fake-openai")
+        logger.logLevel = .warning
+        let application = Application(
+            router: router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port } }, logger: logger)
+        let group = ServiceGroup(services: [application], logger: logger)
+        return try await withThrowingTaskGroup(of: T?.self) { tasks in
+            tasks.addTask {
+                try await group.run()
+                return nil
+            }
+            tasks.addTask {
+                do {
+                    while port.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(10)) }
+                    let result = try await body(port.withLock { $0 }!)
+                    await group.triggerGracefulShutdown()
+                    return result
+                } catch {
+                    await group.triggerGracefulShutdown()
+                    throw error
+                }
+            }
+            var result: T?
+            for try await value in tasks where value != nil { result = value }
+            return result!
+        }
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
+        let json = #"{"error":{"message":"\#(message)","type":"server_error","param":null,"code":null}}"#
+        return Response(
+            status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: json)))
+    }
+
+    struct Cut: Error {}
+    enum Ending { case finish, fail, stall }
+
+    static func chunk(_ delta: String, finish: String?) throws -> ByteBuffer {
+        var choice: [String: Any] = ["index": 0, "delta": delta.isEmpty ? ["role": "assistant"] : ["content": delta]]
+        choice["finish_reason"] = finish ?? NSNull()
+        let object: [String: Any] = [
+            "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "fake", "choices": [choice],
+        ]
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+        return ByteBuffer(string: "data: \(json)\n\n")
+    }
+
+    static func stream(_ deltas: [String], then ending: Ending) -> Response {
+        Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+            body: ResponseBody { writer in
+                try await writer.write(try chunk("", finish: nil))
+                for delta in deltas {
+                    try await writer.write(try chunk(delta, finish: nil))
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                switch ending {
+                case .fail:
+                    throw Cut()
+                case .stall:
+                    // Alive but silent: comments keep read timeouts away; a write fails once the client leaves.
+                    for _ in 0..<600 {
+                        try await Task.sleep(for: .milliseconds(100))
+                        try await writer.write(ByteBuffer(string: ": waiting\n\n"))
+                    }
+                    throw Cut()
+                case .finish:
+                    try await writer.write(try chunk("", finish: "stop"))
+                    try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                    try await writer.finish(nil)
+                }
+            })
+    }
+}
