@@ -71,6 +71,19 @@ public final class ConversationEventSource: Sendable {
 
     public func count(of index: Int) -> Int { produced.withLock { $0[index] } }
 
+    /// A bench's common start: settings from flags or the environment, a token authority, a run id
+    /// and a source over `conversations` new conversations named `<prefix>-<run>-<n>`.
+    static func prepare(brokers: String?, secret: String?, prefix: String, conversations: Int) async throws
+        -> (authority: TokenAuthority, runID: String, source: ConversationEventSource)
+    {
+        let brokers = try setting(brokers, environment: "KAFKA_BROKERS", default: "127.0.0.1:9092")
+        let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
+        let runID = String(UUID().uuidString.prefix(8).lowercased())
+        let source = try await ConversationEventSource(
+            brokers: brokers, conversations: (0..<conversations).map { "\(prefix)-\(runID)-\($0)" })
+        return (try await TokenAuthority(secret: secret), runID, source)
+    }
+
     public func shutdown() async { await producer.shutdown() }
 }
 
@@ -102,12 +115,9 @@ struct FanoutBench: AsyncParsableCommand {
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
     func run() async throws {
-        let brokers = try setting(brokers, environment: "KAFKA_BROKERS", default: "127.0.0.1:9092")
-        let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
-        let authority = try await TokenAuthority(secret: secret)
-        let runID = UUID().uuidString.prefix(8).lowercased()
-        let names = (0..<conversations).map { "fanout-\(runID)-\($0)" }
-        let source = try await ConversationEventSource(brokers: brokers, conversations: names)
+        let (authority, runID, source) = try await ConversationEventSource.prepare(
+            brokers: brokers, secret: secret, prefix: "fanout", conversations: conversations)
+        let names = source.conversations
         let state = FanoutState()
         let clients = conversations * clientsPerConversation
         let url = gateway
@@ -280,14 +290,11 @@ struct ReconnectBench: AsyncParsableCommand {
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
     func run() async throws {
-        let brokers = try setting(brokers, environment: "KAFKA_BROKERS", default: "127.0.0.1:9092")
-        let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
         let urls = gateways.split(separator: ",").map(String.init)
         guard let first = urls.first else { throw ValidationError("--gateways names no gateway") }
-        let authority = try await TokenAuthority(secret: secret)
-        let runID = UUID().uuidString.prefix(8).lowercased()
-        let names = (0..<conversations).map { "reconnect-\(runID)-\($0)" }
-        let source = try await ConversationEventSource(brokers: brokers, conversations: names)
+        let (authority, runID, source) = try await ConversationEventSource.prepare(
+            brokers: brokers, secret: secret, prefix: "reconnect", conversations: conversations)
+        let names = source.conversations
         let state = ReconnectState()
         print("connecting \(clients) clients to \(first)…")
         let clock = ContinuousClock()
