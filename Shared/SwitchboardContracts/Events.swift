@@ -156,4 +156,8 @@ public enum FrameType {
     public static let messageStreamEnd = "MESSAGE_STREAM_END"
     public static let userNotification = "USER_NOTIFICATION"
     public static let systemStatus = "SYSTEM_STATUS"
+    /// Presence in a conversation (ephemeral, like typing): a connection of `userId` started or
+    /// stopped following it.
+    public static let presenceJoin = "PRESENCE_JOIN"
+    public static let presenceLeave = "PRESENCE_LEAVE"
 }

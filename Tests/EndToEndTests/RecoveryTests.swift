@@ -244,6 +244,45 @@ struct RecoveryTests {
         }
     }
 
+    @Test func presenceIsShownLiveWhenConnectionsJoinAndLeave() async throws {
+        try await ChatFlowTests.withStack { _, url, authority in
+            let token = try await authority.mint(user: "ines")
+            let conversation = "presence-\(UUID().uuidString.prefix(8))"
+            let subscribe = ClientCommand(id: "s", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)])
+            let (seen, _) = try await ChatClient.withConnection(url: url, token: token) { watcher -> [ServerFrame] in
+                watcher.send(subscribe)
+                _ = await watcher.frames.first(within: .seconds(10)) { $0.correlationId == "s" }
+                // A second device joins, leaves by unsubscribing, joins again and disconnects.
+                try await ChatClient.withConnection(url: url, token: token) { device in
+                    device.send(subscribe)
+                    _ = await device.frames.first(within: .seconds(10)) { $0.correlationId == "s" }
+                    device.send(ClientCommand(id: "u", type: ClientCommandType.unsubscribeConversation, data: ["conversationId": .string(conversation)]))
+                    _ = await device.frames.first(within: .seconds(10)) { $0.correlationId == "u" }
+                    device.send(ClientCommand(id: "s2", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)]))
+                    _ = await device.frames.first(within: .seconds(10)) { $0.correlationId == "s2" }
+                }
+                // Its own join, then the device's four.
+                var presence: [ServerFrame] = []
+                while presence.count < 5, let received = await watcher.frames.next(within: .seconds(10)) {
+                    if received.frame.type.hasPrefix("PRESENCE_") { presence.append(received.frame) }
+                }
+                return presence
+            }
+            let all = try #require(seen)
+            let watcherConnection = all.first?.data["connectionId"]?.stringValue
+            let presence = all.filter { $0.data["connectionId"]?.stringValue != watcherConnection }
+            #expect(presence.map(\.type) == [FrameType.presenceJoin, FrameType.presenceLeave, FrameType.presenceJoin, FrameType.presenceLeave])
+            #expect(presence.allSatisfy { $0.data["userId"]?.stringValue == "ines" && $0.offset == nil })
+            // Ephemeral: a client resuming the conversation from its start is not shown them again.
+            let (replayed, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
+                client.send(subscribe)
+                return await client.frames.collect(idle: .seconds(2)) { _ in false }
+            }
+            let device = presence.first?.data["connectionId"]?.stringValue
+            #expect(try #require(replayed).filter { $0.data["connectionId"]?.stringValue == device }.isEmpty)
+        }
+    }
+
     @Test func aGatewayShuttingDownTellsItsClientsToReconnect() async throws {
         try await ChatFlowTests.withStack { stack, url, authority in
             let token = try await authority.mint(user: "hana")

@@ -48,6 +48,9 @@ final class ClientSession: FrameSink, Sendable {
 
     var channels: [String] { feeds.withLock { $0.keys.map(\.description) } }
 
+    /// The conversations this connection follows.
+    var conversations: [String] { feeds.withLock { $0.keys.filter { $0.kind == .conversation }.map(\.id) } }
+
     /// Conversations this connection was already allowed into.
     private let authorizedConversations = Mutex<Set<String>>([])
 

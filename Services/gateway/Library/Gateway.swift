@@ -192,6 +192,9 @@ public enum Gateway {
             }
             registry.remove(session)
             await routing.unregister(userID: claims.userID, connectionID: session.id)
+            for conversationID in session.conversations {
+                await handler.announcePresence(FrameType.presenceLeave, of: session, in: conversationID)
+            }
             await session.unfollowAll(subscriber: subscriber)
         }
         router.get("/api/v1/system/status") { request, _ -> Response in
@@ -305,6 +308,22 @@ struct CommandHandler: Sendable {
         }
     }
 
+    /// Tells a conversation's subscribers that a connection joined or left it. Ephemeral, like
+    /// typing: shown live, never stored or replayed; best effort (a lost one is not an error).
+    func announcePresence(_ type: String, of session: ClientSession, in conversationID: String) async {
+        let event = ClientEvent(
+            channel: .conversation(conversationID), frameType: type,
+            data: [
+                "conversationId": .string(conversationID), "userId": .string(session.userID),
+                "connectionId": .string(session.id),
+            ], ephemeral: true)
+        do {
+            try await context.publish(context.envelope(event, routingKey: conversationID), to: Topics.clientEvents)
+        } catch {
+            context.logger.debug("presence not announced", metadata: ["error": "\(error)"])
+        }
+    }
+
     private func apply(_ command: ClientCommand, session: ClientSession) async throws -> ServerFrame? {
         switch command.type {
         case ClientCommandType.ping:
@@ -318,6 +337,7 @@ struct CommandHandler: Sendable {
             let conversationID = try conversationID(of: command)
             try await authorize(session, conversationID)
             let since = try position(of: command)
+            let joining = !session.isFollowing(.conversation(conversationID))
             _ = try await session.follow(
                 .conversation(conversationID), since: since, subscriber: subscriber, history: history
             ) { recovered, position in
@@ -328,9 +348,13 @@ struct CommandHandler: Sendable {
                 }
                 session.send(.ack(command.id, data: .object(data)))
             }
+            if joining { await announcePresence(FrameType.presenceJoin, of: session, in: conversationID) }
             return nil
         case ClientCommandType.unsubscribeConversation:
             let conversationID = try conversationID(of: command)
+            if session.isFollowing(.conversation(conversationID)) {
+                await announcePresence(FrameType.presenceLeave, of: session, in: conversationID)
+            }
             await session.unfollow(.conversation(conversationID), subscriber: subscriber)
             return .ack(command.id, data: ["conversationId": .string(conversationID)])
         case ClientCommandType.sendMessage:
