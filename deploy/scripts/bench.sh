@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
 # `make bench`: builds in release mode, starts the servers and the six services as run.sh does
-# (in their own state folder, wiped first so every run starts alike), runs the named
+# (in their own state folder, wiped before every scenario so each starts alike), runs the named
 # `switchboard bench` scenarios, then stops everything whatever happened. The offline engine
 # streams instantly, so the platform is timed, not the engine's pacing.
 #
@@ -22,8 +22,13 @@ cd "$ROOT"
 RUN=$ROOT/deploy/scripts/run.sh
 export SB_STATE_DIR=${SB_STATE_DIR:-$ROOT/.state/bench}
 
-bash "$RUN" down >/dev/null 2>&1 || true
-rm -rf "$SB_STATE_DIR"
+# Each scenario gets a fresh stack: Tansu keeps its log in memory and slows down as it grows, so
+# a scenario run after a heavy one would measure the broker's backlog, not Switchboard.
+fresh_stack() {
+  bash "$RUN" down >/dev/null 2>&1 || true
+  rm -rf "$SB_STATE_DIR"
+  bash "$RUN" up
+}
 
 trap 'bash "$RUN" down || warn "could not stop the bench stack (state $SB_STATE_DIR)"' EXIT
 trap 'exit 130' INT
@@ -32,10 +37,13 @@ trap 'exit 143' TERM
 # Time the platform, not the offline engine's pacing.
 export SWITCHBOARD_AGENT_TOKEN_RATE=${SWITCHBOARD_AGENT_TOKEN_RATE:-0}
 export SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS=${SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS:-0}
-bash "$RUN" up
+fresh_stack
 
+# The release build and the secret are made once, for all the stacks.
 BIN=$(cat "$SB_STATE_DIR/bin-dir")
+export SB_BIN_DIR=$BIN
 SECRET=${SWITCHBOARD_JWT_SECRET:-$(cat "$SB_STATE_DIR/jwt-secret")}
+export SWITCHBOARD_JWT_SECRET=$SECRET
 BROKERS=127.0.0.1:${SB_KAFKA_PORT:-9092}
 GATEWAY=ws://127.0.0.1:${SB_GATEWAY_PORT:-8080}/ws
 # 10 000 client sockets plus the gateway's side of them.
@@ -46,7 +54,7 @@ status=0
 scenario() {
   local name=$1 extra
   shift
-  extra=SB_BENCH_$(printf '%s' "$name" | tr 'a-z' 'A-Z')_ARGS
+  extra=SB_BENCH_$(printf '%s' "$name" | tr '[:lower:]' '[:upper:]')_ARGS
   log "switchboard bench $name $* ${!extra:-}"
   # shellcheck disable=SC2086  # the extra arguments are meant to split
   "$BIN/switchboard" bench "$name" "$@" ${!extra:-} || { warn "bench $name failed"; status=1; }
@@ -54,7 +62,10 @@ scenario() {
 
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=(bus roundtrip fanout reconnect connections)
+first=1
 for name in "${scenarios[@]}"; do
+  [ -n "$first" ] || fresh_stack
+  first=""
   case "$name" in
     bus) scenario bus --brokers "$BROKERS" ;;
     roundtrip) scenario roundtrip --gateway "$GATEWAY" --secret "$SECRET" ;;

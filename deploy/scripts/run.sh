@@ -168,7 +168,14 @@ start_service() {
   SWITCHBOARD_HTTP_HOST=${SB_HTTP_HOST:-127.0.0.1} \
   SWITCHBOARD_HTTP_PORT=$port \
     setsid "$bin/$name" </dev/null >"$LOGS/$name.log" 2>&1 &
-  echo $! >"$PIDS/$name.pid"
+  local pid=$! i
+  echo "$pid" >"$PIDS/$name.pid"
+  # Until the child has exec'd, /proc names the shell: wait, so a check right after sees the service.
+  for ((i = 0; i < 100; i++)); do
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "${name:0:15}" ] && break
+    pid_alive "$pid" || break
+    sleep 0.02
+  done
 }
 
 # Restarts one service of a running stack: SIGTERM, up to STOP_TIMEOUT seconds to exit (then

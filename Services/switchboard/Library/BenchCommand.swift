@@ -137,7 +137,7 @@ struct BusHopBench: AsyncParsableCommand {
         var iterator = consumer.partitions.makeAsyncIterator()
         guard let partition = await iterator.next() else { throw ValidationError("no partition assigned") }
         let summary = try await withThrowingTaskGroup(of: LatencySummary?.self) { group in
-            let warmedUp = WarmUpFlag()
+            let warmedUp = OnceFlag()
             group.addTask {
                 var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
                 var received = 0
@@ -179,10 +179,4 @@ struct BusHopBench: AsyncParsableCommand {
         guard let summary else { throw ValidationError("no measurement") }
         return summary
     }
-}
-
-private final class WarmUpFlag: Sendable {
-    private let flag = Atomic<Bool>(false)
-    func set() { flag.store(true, ordering: .releasing) }
-    var isSet: Bool { flag.load(ordering: .acquiring) }
 }

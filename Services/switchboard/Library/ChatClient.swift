@@ -43,10 +43,40 @@ public struct ChatClient: Sendable {
 
     /// Connects to `url` with `token` (sent as `Authorization: Bearer`), runs `body`, then closes.
     /// Returns the body's result and the close code the server sent, if it closed the connection.
+    /// A handshake that has not completed within `handshakeTimeout` fails with `ConnectionError`
+    /// (the WebSocket client has no deadline of its own, and a server going away mid-handshake can
+    /// leave it waiting for ever).
     @discardableResult
     public static func withConnection<T: Sendable>(
         url: String, token: String?, logger: Logger = Logger(label: "switchboard.client"),
+        handshakeTimeout: Duration = .seconds(15),
         observer: TextObserver? = nil, _ body: @escaping @Sendable (ChatClient) async throws -> T
+    ) async throws -> (result: T?, closeCode: UInt16?) {
+        let upgraded = OnceFlag()
+        let outcome = OnceResult<(result: T?, closeCode: UInt16?)>()
+        let connection = Task {
+            do {
+                outcome.complete(
+                    .success(
+                        try await run(url: url, token: token, logger: logger, observer: observer, upgraded: upgraded, body)))
+            } catch {
+                outcome.complete(.failure(error))
+            }
+        }
+        let watchdog = Task {
+            try await Task.sleep(for: handshakeTimeout)
+            guard !upgraded.isSet else { return }
+            // Abandon the stuck attempt: its task ends whenever the library lets it.
+            outcome.complete(.failure(ConnectionError(description: "no WebSocket handshake from \(url) within \(handshakeTimeout)")))
+            connection.cancel()
+        }
+        defer { watchdog.cancel() }
+        return try await outcome.value()
+    }
+
+    private static func run<T: Sendable>(
+        url: String, token: String?, logger: Logger, observer: TextObserver?, upgraded: OnceFlag,
+        _ body: @escaping @Sendable (ChatClient) async throws -> T
     ) async throws -> (result: T?, closeCode: UInt16?) {
         let (outboundStream, outbound) = AsyncStream.makeStream(of: String.self)
         let frames = FrameInbox()
@@ -57,6 +87,7 @@ public struct ChatClient: Sendable {
         let closeFrame = try await WebSocketClient.connect(
             url: url, configuration: .init(maxFrameSize: 1 << 20, additionalHeaders: headers), logger: logger
         ) { inbound, writer, _ in
+            upgraded.set()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for try await message in inbound.messages(maxSize: 1 << 22) {
@@ -84,6 +115,38 @@ public struct ChatClient: Sendable {
         }
         frames.finish()
         return (result.get(), closeFrame.map { UInt16(webSocketErrorCode: $0.closeCode) })
+    }
+}
+
+/// A flag set once, read from other tasks.
+final class OnceFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    func set() { flag.store(true, ordering: .releasing) }
+    var isSet: Bool { flag.load(ordering: .acquiring) }
+}
+
+/// A result set once, awaited by one caller: whichever of the connection and its watchdog comes first.
+private final class OnceResult<T: Sendable>: Sendable {
+    private let state = Mutex<(result: Result<T, any Error>?, waiter: CheckedContinuation<T, any Error>?)>((nil, nil))
+
+    func complete(_ result: Result<T, any Error>) {
+        let waiter = state.withLock { state -> CheckedContinuation<T, any Error>? in
+            guard state.result == nil else { return nil }
+            state.result = result
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume(with: result)
+    }
+
+    func value() async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = state.withLock { state -> Result<T, any Error>? in
+                if state.result == nil { state.waiter = continuation }
+                return state.result
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
     }
 }
 

@@ -296,6 +296,11 @@ struct ReconnectBench: AsyncParsableCommand {
             brokers: brokers, secret: secret, prefix: "reconnect", conversations: conversations)
         let names = source.conversations
         let state = ReconnectState()
+        // One event per conversation first, so every channel exists and a subscription's ACK gives
+        // each client a position to resume from even before its first live event.
+        var primed: DeliveryFuture?
+        for index in 0..<conversations { primed = try await source.emit(into: index) }
+        _ = try await primed?.report()
         print("connecting \(clients) clients to \(first)…")
         let clock = ContinuousClock()
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -334,10 +339,21 @@ struct ReconnectBench: AsyncParsableCommand {
             streaming.cancel()
             _ = await streaming.result
             state.producing.store(false, ordering: .releasing)
+            // Every client now catches up to the end; one that has not within 60 s is reported.
+            let drainDeadline = clock.now + .seconds(60)
+            while state.finished.load(ordering: .relaxed) < clients, clock.now < drainDeadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let unfinished = clients - state.finished.load(ordering: .relaxed)
+            if unfinished > 0 {
+                print("\(unfinished) clients did not finish: \(state.phases.withLock { Dictionary(grouping: $0.values, by: { $0 }).mapValues(\.count) })")
+                group.cancelAll()
+            }
             try await group.waitForAll()
             let recoveries = state.recoveryTimes.withLock { $0 }
             print("reconnected and recovered: \(state.recovered.load(ordering: .relaxed)) of \(clients) (not recovered \(state.notRecovered.load(ordering: .relaxed))); all back \(allBack) after the restart began")
             print(LatencySummary(name: "restart → client recovered", histogram: recoveries))
+            print(LatencySummary(name: "disconnected → recovered", histogram: state.reconnectTimes.withLock { $0 }))
         }
         await source.shutdown()
         let missing = state.missing.load(ordering: .relaxed)
@@ -376,6 +392,10 @@ final class ReconnectState: Sendable {
     let producing = Atomic<Bool>(true)
     let restartedAt = Mutex<ContinuousClock.Instant?>(nil)
     let recoveryTimes = Mutex(Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three))
+    let reconnectTimes = Mutex(Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three))
+    let finished = Atomic<Int>(0)
+    /// What each client is doing, for the report of those that do not finish.
+    let phases = Mutex<[String: String]>([:])
 }
 
 /// A client as docs/protocol.md asks clients to be: on a close or a failed connection it waits a
@@ -393,19 +413,31 @@ struct ReconnectingClient: Sendable {
     /// Where the client is in its conversation, across connections.
     final class Progress: Sendable {
         let position = Mutex<StreamPosition?>(nil)
+        /// When the last connection that had subscribed ended.
+        let disconnectedAt = Mutex<ContinuousClock.Instant?>(nil)
         let connections = Atomic<Int>(0)
         let done = Atomic<Bool>(false)
     }
 
     func run() async {
         let progress = Progress()
+        let id = UUID().uuidString
+        @Sendable func phase(_ name: String) { state.phases.withLock { $0[id] = name } }
+        defer {
+            state.finished.add(1, ordering: .relaxed)
+            state.phases.withLock { $0[id] = nil }
+        }
         var attempt = 0
         var url = urls[0]
-        while !progress.done.load(ordering: .acquiring) {
+        while !progress.done.load(ordering: .acquiring), !Task.isCancelled {
             do {
+                phase("connecting")
                 try await ChatClient.withConnection(url: url, token: token, logger: quietLogger) { client in
+                    phase("following")
                     try await follow(client, progress: progress)
+                    phase("closing")
                 }
+                progress.disconnectedAt.withLock { $0 = .now }
                 attempt = 0
             } catch {
                 state.refused.add(1, ordering: .relaxed)
@@ -415,6 +447,7 @@ struct ReconnectingClient: Sendable {
                 state.gaveUp.add(1, ordering: .relaxed)
                 return
             }
+            phase("backing off")
             try? await Task.sleep(for: Self.backoff.delay(attempt: attempt))
             attempt += 1
             url = urls.randomElement() ?? url
@@ -433,6 +466,9 @@ struct ReconnectingClient: Sendable {
             ack.frame.type == "ACK"
         else { return }
         let isReconnect = progress.connections.add(1, ordering: .relaxed).newValue > 1
+        if resumeFrom == nil, let offset = ack.frame.data["offset"]?.intValue, let epoch = ack.frame.data["epoch"]?.stringValue {
+            progress.position.withLock { $0 = $0 ?? StreamPosition(epoch: epoch, offset: Int64(offset)) }
+        }
         if !isReconnect {
             state.subscribed.add(1, ordering: .relaxed)
         } else if ack.frame.data["recovered"]?.boolValue == true || resumeFrom == nil {
@@ -440,12 +476,17 @@ struct ReconnectingClient: Sendable {
             if let restartedAt = state.restartedAt.withLock({ $0 }) {
                 _ = state.recoveryTimes.withLock { $0.record(microseconds(ack.receivedAt - restartedAt)) }
             }
+            if let disconnectedAt = progress.disconnectedAt.withLock({ $0 }) {
+                _ = state.reconnectTimes.withLock { $0.record(microseconds(ack.receivedAt - disconnectedAt)) }
+            }
         } else {
             state.notRecovered.add(1, ordering: .relaxed)
         }
         let channel = "conversation:\(conversation)"
         while true {
-            guard let received = await client.frames.next(within: .seconds(5)) else {
+            // Quiet for 15 s after the source stopped: what is missing by then is lost (a loaded
+            // machine can be seconds behind).
+            guard let received = await client.frames.next(within: .seconds(15)) else {
                 if client.frames.isFinished || !state.producing.load(ordering: .acquiring) { break }
                 continue
             }
@@ -468,7 +509,7 @@ struct ReconnectingClient: Sendable {
                 return
             }
         }
-        // Nothing for 5 s while the source has stopped: whatever is still missing is lost.
+        // Nothing for 15 s while the source has stopped: whatever is still missing is lost.
         if !client.frames.isFinished, !state.producing.load(ordering: .acquiring) {
             let last = progress.position.withLock { $0?.offset ?? 0 }
             state.missing.add(max(0, source.count(of: index) - Int(last)), ordering: .relaxed)
