@@ -45,6 +45,8 @@ public struct GatewaySettings: Sendable {
     public var routingTTLSeconds = 30
     /// Consecutive bad commands before the connection is closed with 4501.
     public var maxConsecutiveErrors = 10
+    /// Bisheng's chat WebSocket (seed 002's limits).
+    public var chat = BishengChatSettings()
 
     public init() {}
 
@@ -80,6 +82,7 @@ public struct GatewaySettings: Sendable {
                 handshakeTimeoutSeconds, environment: "GATEWAY_HANDSHAKE_TIMEOUT_SECONDS", default: 10.0)
             guard handshakeSeconds > 0 else { throw ConfigurationError("the handshake timeout must be positive") }
             settings.handshakeTimeout = .milliseconds(Int64(handshakeSeconds * 1000))
+            settings.chat = try BishengChatSettings.fromEnvironment()
             guard settings.socketSendBufferBytes >= 0 else {
                 throw ConfigurationError("the socket send buffer must be 0 (autotuning) or a size in bytes")
             }
@@ -220,6 +223,10 @@ public enum Gateway {
             registry: registry, settings: settings)
         streams.addRoutes(to: router)
         HistoryRoutes(store: store, authority: authority, access: access).addRoutes(to: router)
+        BishengChat(
+            context: context, authority: authority, subscriber: subscriber, access: access, history: history, registry: registry,
+            store: store, settings: settings
+        ).addRoutes(to: router)
         return router
     }
 
