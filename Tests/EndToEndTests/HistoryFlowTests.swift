@@ -4,6 +4,7 @@ import FoundationNetworking
 #endif
 import SwitchboardCLI
 import SwitchboardContracts
+import SwitchboardRedis
 import SwitchboardRuntime
 import SwitchboardTestSupport
 import Testing
@@ -147,6 +148,42 @@ struct HistoryFlowTests {
             #expect(messages.first?["content"]?.stringValue == partial)
             let session = try await Self.http("GET", Self.base(url) + "/chat/session/\(conversation)", token: token)
             #expect(session.json["data"]?["state"] == "interrupted")
+        }
+    }
+
+    @Test func theRolesContextComesFromPostgreSQLWhenTheRedisRecordIsGone() async throws {
+        try await TestEnvironment.requirePostgres()
+        let fake = FakeOpenAI()
+        try await fake.withServer { port in
+            // Alex answers the direct pattern on a model that records what it was sent.
+            let teamPath = try CollaborationFlowTests.teamFile(providers: [
+                "Alex": ["kind": "openai", "baseURL": "http://127.0.0.1:\(port)/ok/v1", "model": "fake"]
+            ])
+            defer { try? FileManager.default.removeItem(atPath: teamPath) }
+            try await ChatFlowTests.withStack(orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath]) { _, url, authority in
+                let token = try await authority.mint(user: "context")
+                let conversation = "hctx-\(UUID().uuidString.prefix(8))"
+                func ask(_ id: String, _ content: String) async throws {
+                    _ = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
+                        client.send(Self.send(id, conversation, content))
+                        return await client.frames.collect(idle: .seconds(30)) { $0.type == FrameType.collaborationComplete }
+                    }
+                }
+                try await ask("c1", "remember the blue tomato")
+                _ = try await Self.waitForMessages(Self.base(url), conversation, token: token, count: 2)
+                // The orchestrator's record (its cache of the history) expires or is lost.
+                let redis = RedisClient(configuration: .init(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
+                try await redis.send("DEL", RedisArgument("sb:{conversation:\(conversation)}:run"))
+                await redis.close()
+                try await ask("c2", "what did I ask you to remember?")
+                let last = try #require(fake.bodies.withLock { $0.last })
+                let request = try JSONDecoder().decode(JSONValue.self, from: Data(last.utf8))
+                let contents = request["messages"]?.arrayValue?.compactMap { $0["content"]?.stringValue } ?? []
+                // The earlier turn, read back from PostgreSQL, is in the model's context, in order.
+                #expect(contents.contains("remember the blue tomato"))
+                #expect(contents.contains(FakeOpenAI.deltas.joined()))
+                #expect(contents.last?.contains("what did I ask you to remember?") == true)
+            }
         }
     }
 }
