@@ -34,12 +34,14 @@ let services: [ServiceTarget] = [
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "SwitchboardStore",
         ]),
     .init(
         executable: "orchestrator", library: "Orchestrator", folder: "orchestrator",
         dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Crypto", package: "swift-crypto"),
+            "SwitchboardStore",
         ]),
     .init(
         executable: "agent-worker", library: "AgentWorker", folder: "agent-worker",
@@ -50,7 +52,7 @@ let services: [ServiceTarget] = [
         ]),
     .init(executable: "voice-worker", library: "VoiceWorker", folder: "voice-worker", dependencies: []),
     .init(executable: "workflow-runner", library: "WorkflowRunner", folder: "workflow-runner", dependencies: []),
-    .init(executable: "notifier", library: "Notifier", folder: "notifier", dependencies: []),
+    .init(executable: "notifier", library: "Notifier", folder: "notifier", dependencies: ["SwitchboardStore"]),
 ]
 
 var targets: [Target] = [
@@ -104,6 +106,17 @@ var targets: [Target] = [
         ],
         path: "Shared/SwitchboardRuntime",
         swiftSettings: swiftSettings),
+    // Durable history (sessions, messages, assistant turns) in PostgreSQL: the query side.
+    .target(
+        name: "SwitchboardStore",
+        dependencies: [
+            "SwitchboardContracts",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ],
+        path: "Shared/SwitchboardStore",
+        swiftSettings: swiftSettings),
 ]
 
 var products: [Product] = []
@@ -155,6 +168,7 @@ targets += [
         name: "UnitTests",
         dependencies: runtime + [
             "Gateway", "Orchestrator", "AgentWorker", "Notifier", "SwitchboardCLI", "SwitchboardTestSupport",
+            "SwitchboardStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "CompressNIO", package: "compress-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -163,12 +177,12 @@ targets += [
         path: "Tests/UnitTests", swiftSettings: swiftSettings),
     .testTarget(
         name: "IntegrationTests",
-        dependencies: runtime + ["SwitchboardTestSupport"],
+        dependencies: runtime + ["SwitchboardTestSupport", "SwitchboardStore"],
         path: "Tests/IntegrationTests", swiftSettings: swiftSettings),
     .testTarget(
         name: "EndToEndTests",
         dependencies: runtime + [
-            "SwitchboardTestSupport", "SwitchboardCLI",
+            "SwitchboardTestSupport", "SwitchboardCLI", "SwitchboardStore",
         ],
         path: "Tests/EndToEndTests", swiftSettings: swiftSettings),
 ]
@@ -194,6 +208,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.4.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
     ],
     targets: targets
 )

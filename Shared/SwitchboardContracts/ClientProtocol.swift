@@ -164,11 +164,15 @@ public enum CloseCode: UInt16, Sendable, CaseIterable {
     case slowConsumer = 4002
     case insufficientState = 4003
     case noPong = 4004
+    /// Bisheng's chat socket: nothing received within connection_timeout.
+    case idleTimeout = 4005
     case unauthorized = 4500
     case badRequest = 4501
     case permissionDenied = 4502
     case connectionLimit = 4503
     case tooManyRequests = 4504
+    /// Bisheng's chat socket: the client ended the session (`end`).
+    case sessionEnded = 4505
 
     public var shouldReconnect: Bool { rawValue < 4500 }
 }

@@ -51,6 +51,8 @@ public enum ConsumerGroups {
     public static let notifier = "sb-notifier"
     public static let voiceWorker = "sb-voice-worker"
     public static let workflowRunner = "sb-workflow-runner"
+    /// The persistence consumer (inside the notifier): writes history to PostgreSQL.
+    public static let history = "sb-history"
 }
 
 /// Kafka header names that repeat envelope fields so tools can filter without parsing JSON.

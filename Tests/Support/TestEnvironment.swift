@@ -59,6 +59,13 @@ public enum TestEnvironment {
         try await requireServer("Redis", hostPort: "\(endpoint.host):\(endpoint.port)")
     }
 
+    public static func requirePostgres() async throws {
+        guard let url = URLComponents(string: postgresURL), let host = url.host else {
+            throw ServerMissing(description: "PostgreSQL: bad URL \(postgresURL)")
+        }
+        try await requireServer("PostgreSQL", hostPort: "\(host):\(url.port ?? 5432)")
+    }
+
     public static var kafkaClient: KafkaClientConfiguration {
         KafkaClientConfiguration(bootstrapServers: kafkaBrokers, clientID: "switchboard-tests")
     }

@@ -124,7 +124,7 @@ import Testing
     }
 
     @Test func closeCodesSayWhetherToReconnect() {
-        #expect(CloseCode.allCases.filter(\.shouldReconnect) == [.shutdown, .serverError, .slowConsumer, .insufficientState, .noPong])
+        #expect(CloseCode.allCases.filter(\.shouldReconnect) == [.shutdown, .serverError, .slowConsumer, .insufficientState, .noPong, .idleTimeout])
     }
 
     @Test func serverSentEventsCarryThePositionAsTheirID() {

@@ -15,6 +15,7 @@ import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRedis
 import SwitchboardRuntime
+import SwitchboardStore
 
 public struct GatewaySettings: Sendable {
     /// Longest message content accepted, in characters (seed 000 and 002).
@@ -44,6 +45,8 @@ public struct GatewaySettings: Sendable {
     public var routingTTLSeconds = 30
     /// Consecutive bad commands before the connection is closed with 4501.
     public var maxConsecutiveErrors = 10
+    /// Bisheng's chat WebSocket (seed 002's limits).
+    public var chat = BishengChatSettings()
 
     public init() {}
 
@@ -79,6 +82,7 @@ public struct GatewaySettings: Sendable {
                 handshakeTimeoutSeconds, environment: "GATEWAY_HANDSHAKE_TIMEOUT_SECONDS", default: 10.0)
             guard handshakeSeconds > 0 else { throw ConfigurationError("the handshake timeout must be positive") }
             settings.handshakeTimeout = .milliseconds(Int64(handshakeSeconds * 1000))
+            settings.chat = try BishengChatSettings.fromEnvironment()
             guard settings.socketSendBufferBytes >= 0 else {
                 throw ConfigurationError("the socket send buffer must be 0 (autotuning) or a size in bytes")
             }
@@ -104,12 +108,15 @@ public enum Gateway {
         let routing = ConnectionRegistry(
             redis: context.redis, gatewayID: configuration.instanceID, ttlSeconds: settings.routingTTLSeconds,
             maxConnectionsPerUser: settings.maxConnectionsPerUser)
+        let storeConfiguration = try StoreConfiguration(url: configuration.postgresURL)
+        try await HistoryStore.migrate(configuration: storeConfiguration, logger: context.logger)
+        let store = HistoryStore(configuration: storeConfiguration, logger: context.logger)
         let router = makeRouter(
             context: context, authority: authority, subscriber: subscriber, registry: registry, routing: routing,
-            settings: settings)
+            settings: settings, store: store)
         try await ServiceRunner.run(
             context: context,
-            services: [subscriber, RegistryHeartbeat(registry: routing, sessions: registry, logger: context.logger)],
+            services: [store, subscriber, RegistryHeartbeat(registry: routing, sessions: registry, logger: context.logger)],
             router: router,
             server: server(router: router, settings: settings),
             stoppingBeforeServer: [registry])
@@ -117,7 +124,7 @@ public enum Gateway {
 
     static func makeRouter(
         context: ServiceContext, authority: TokenAuthority, subscriber: RedisSubscriber, registry: SessionRegistry,
-        routing: ConnectionRegistry, settings: GatewaySettings
+        routing: ConnectionRegistry, settings: GatewaySettings, store: HistoryStore
     ) -> Router<GatewayRequestContext> {
         let router = Router(context: GatewayRequestContext.self)
         let access = ConversationAccess(redis: context.redis)
@@ -125,7 +132,7 @@ public enum Gateway {
         let handler = CommandHandler(
             context: context, subscriber: subscriber, access: access, history: history,
             limiter: RateLimiter(redis: context.redis, rate: settings.commandsPerSecond, burst: settings.commandBurst),
-            settings: settings)
+            settings: settings, store: store)
         router.ws("/ws") { request, _ in
             _ = try await authenticate(request, authority: authority)
             // Shutting down: 503, and the client's backoff takes it to another instance.
@@ -218,6 +225,11 @@ public enum Gateway {
             context: context, authority: authority, subscriber: subscriber, access: access, history: history,
             registry: registry, settings: settings)
         streams.addRoutes(to: router)
+        HistoryRoutes(store: store, authority: authority, access: access).addRoutes(to: router)
+        BishengChat(
+            context: context, authority: authority, subscriber: subscriber, access: access, history: history, registry: registry,
+            store: store, settings: settings
+        ).addRoutes(to: router)
         return router
     }
 
@@ -267,6 +279,7 @@ struct CommandHandler: Sendable {
     let history: ChannelHistory
     let limiter: RateLimiter
     let settings: GatewaySettings
+    let store: HistoryStore
 
     func handle(_ message: WebSocketMessage, session: ClientSession) async {
         // nil: the command was answered already, in order with what followed it (a subscription's ACK
@@ -338,6 +351,8 @@ struct CommandHandler: Sendable {
             try await authorize(session, conversationID)
             let since = try position(of: command)
             let joining = !session.isFollowing(.conversation(conversationID))
+            // Read before following: the ACK, then this history, then the recovered and live events.
+            let recent = try await HistoryRoutes.subscribeHistory(command, conversationID: conversationID, user: session.userID, store: store)
             _ = try await session.follow(
                 .conversation(conversationID), since: since, subscriber: subscriber, history: history
             ) { recovered, position in
@@ -347,6 +362,7 @@ struct CommandHandler: Sendable {
                     data["epoch"] = .string(position.epoch)
                 }
                 session.send(.ack(command.id, data: .object(data)))
+                if let recent { session.send(recent) }
             }
             if joining { await announcePresence(FrameType.presenceJoin, of: session, in: conversationID) }
             return nil

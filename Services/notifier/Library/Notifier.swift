@@ -5,6 +5,7 @@ import ServiceLifecycle
 import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRuntime
+import SwitchboardStore
 
 /// Consumes every client-facing event and fans it out through Redis to the gateways.
 public enum Notifier {
@@ -18,7 +19,24 @@ public enum Notifier {
         ) { message in
             try await handle(message, publisher: publisher)
         }
-        try await ServiceRunner.run(context: context, services: [processor, SystemStatusPublisher(context: context)])
+        // History: the store's pool runs before the consumer that writes through it (and stops after it).
+        let storeConfiguration = try StoreConfiguration(url: configuration.postgresURL)
+        try await HistoryStore.migrate(configuration: storeConfiguration, logger: context.logger)
+        let store = HistoryStore(configuration: storeConfiguration, logger: context.logger)
+        let history = HistoryRecorder(store: store)
+        let historyConsumer = try context.makeConsumer(
+            group: ConsumerGroups.history, topics: [Topics.chatRequests, Topics.clientEvents])
+        let historyProcessor = KafkaEventProcessor(
+            consumer: historyConsumer, deadLetterProducer: context.producer, logger: context.logger
+        ) { message in
+            try await history.record(message)
+        }
+        try await ServiceRunner.run(
+            context: context,
+            services: [
+                store, processor, historyProcessor,
+                SystemStatusPublisher(context: context),
+            ])
     }
 
     static func handle(_ message: KafkaConsumerMessage, publisher: ChannelPublisher) async throws {

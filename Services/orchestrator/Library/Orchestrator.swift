@@ -7,6 +7,7 @@ import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRedis
 import SwitchboardRuntime
+import SwitchboardStore
 
 /// Runs the AI team's collaboration: consumes user messages and the roles' results and decides, from the
 /// conversation's record in Redis, what happens next. Any instance can take any step.
@@ -29,7 +30,9 @@ public enum Orchestrator {
         let context = try await ServiceRunner.makeContext(configuration: configuration)
         let consumer = try context.makeConsumer(
             group: ConsumerGroups.orchestrator, topics: [Topics.chatRequests, Topics.agentResults])
-        let runner = CollaborationRunner(context: context, engine: CollaborationEngine(team: team))
+        let store = HistoryStore(configuration: try StoreConfiguration(url: configuration.postgresURL), logger: context.logger)
+        let runner = CollaborationRunner(
+            context: context, engine: CollaborationEngine(team: team), history: HistoryContext(store: store, logger: context.logger))
         let processor = KafkaEventProcessor(
             consumer: consumer, deadLetterProducer: context.producer, logger: context.logger
         ) { message in
@@ -46,7 +49,7 @@ public enum Orchestrator {
             }
         }
         context.logger.info("team", metadata: ["team.name": "\(team.name)", "team.roles": "\(team.roles.map(\.name))"])
-        try await ServiceRunner.run(context: context, services: [processor])
+        try await ServiceRunner.run(context: context, services: [store, processor])
     }
 }
 
@@ -58,16 +61,19 @@ struct CollaborationRunner: Sendable {
     let engine: CollaborationEngine
     let records: RecordStore
     let roles: RoleStateStore
+    let history: HistoryContext?
 
-    init(context: ServiceContext, engine: CollaborationEngine) {
+    init(context: ServiceContext, engine: CollaborationEngine, history: HistoryContext? = nil) {
         self.context = context
         self.engine = engine
+        self.history = history
         self.records = RecordStore(redis: context.redis)
         self.roles = RoleStateStore(redis: context.redis, logger: context.logger)
     }
 
     func handle(_ envelope: Envelope<ChatMessageSubmitted>) async throws {
-        try await step(conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent) {
+        let message = envelope.payload
+        try await step(conversation: message.conversationId, input: envelope.id, traceparent: envelope.traceparent, answering: message) {
             engine.receive(message: envelope.payload, traceparent: envelope.traceparent, now: Clock.epochMilliseconds(), record: &$0)
         }
     }
@@ -85,13 +91,19 @@ struct CollaborationRunner: Sendable {
     }
 
     /// Optimistic concurrency: a record changed by another instance meanwhile means deciding again.
+    /// A new record's history is read from PostgreSQL when the step answers a message (a miss of the
+    /// Redis cache).
     private func step(
-        conversation: String, input: UUID, traceparent: String,
+        conversation: String, input: UUID, traceparent: String, answering message: ChatMessageSubmitted? = nil,
         decide: (inout ConversationRecord) -> [CollaborationEffect]
     ) async throws {
         for _ in 0..<20 {
             let (stored, version) = try await records.load(conversation: conversation)
             var record = stored ?? ConversationRecord()
+            if stored == nil, let message, let history {
+                record.history = await history.turns(
+                    conversation: conversation, excluding: message.messageId, limit: engine.team.historyLimit)
+            }
             let effects = decide(&record)
             guard !effects.isEmpty || record != stored else { return }
             try await apply(effects, conversation: conversation, seed: "\(input)/\(version)", traceparent: traceparent)

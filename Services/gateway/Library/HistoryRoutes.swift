@@ -1,0 +1,384 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import SwitchboardContracts
+import SwitchboardRuntime
+import SwitchboardStore
+
+/// Durable history over REST: the chat centre's conversations (`/api/v1/conversations…`, camelCase)
+/// and Bisheng's chat module (`/chat/session…`, `/chat/message…`, seed 002, snake_case inside
+/// Bisheng's `{status_code, status_message, data}`). Every call is the token's user's: a session of
+/// someone else is 403, a missing one 404. Errors carry a code (docs/history.md).
+struct HistoryRoutes: Sendable {
+    let store: HistoryStore
+    let authority: TokenAuthority
+    let access: ConversationAccess
+
+    func addRoutes(to router: Router<GatewayRequestContext>) {
+        addConversationRoutes(to: router)
+        addBishengRoutes(to: router)
+    }
+
+    // MARK: Chat centre
+
+    func addConversationRoutes(to router: Router<GatewayRequestContext>) {
+        router.get("/api/v1/conversations") { request, _ in
+            try await respond(.centre) {
+                let user = try await userID(request)
+                var query = SessionQuery()
+                query.limit = try intParameter(request, "limit") ?? 20
+                query.cursor = try cursorParameter(request, "cursor")
+                if let sort = request.uri.queryParameters["sort"].map(String.init) {
+                    guard let value = SessionQuery.Sort(rawValue: sort) else {
+                        throw RouteError(.badRequest, "INVALID_ARGUMENT", "sort is created or updated")
+                    }
+                    query.sort = value
+                }
+                let page = try await store.listSessions(user: user, query: query)
+                return .object([
+                    "conversations": .array(page.items.map(Self.centreJSON)), "nextCursor": page.nextCursor.map(JSONValue.string) ?? .null,
+                    "hasMore": .bool(page.hasMore),
+                ])
+            }
+        }
+        router.get("/api/v1/conversations/:id") { request, context in
+            try await respond(.centre) {
+                Self.centreJSON(try await store.session(try id(context, "id"), user: try await userID(request)))
+            }
+        }
+        router.patch("/api/v1/conversations/:id") { request, context in
+            try await respond(.centre) {
+                struct Body: Decodable { var title: String? }
+                let body = try await decode(Body.self, request, context, shape: #"{"title": "…"}"#)
+                guard let title = body.title, !title.trimmingCharacters(in: .whitespaces).isEmpty else {
+                    throw RouteError(.badRequest, "INVALID_ARGUMENT", "title must not be empty")
+                }
+                return Self.centreJSON(
+                    try await store.updateSession(try id(context, "id"), user: try await userID(request), changes: SessionChanges(topic: title)))
+            }
+        }
+        router.delete("/api/v1/conversations/:id") { request, context in
+            try await respond(.centre, status: .noContent) {
+                try await store.deleteSession(try id(context, "id"), user: try await userID(request))
+                return .null
+            }
+        }
+        router.get("/api/v1/conversations/:id/messages") { request, context in
+            try await respond(.centre) {
+                let page = try await store.messages(
+                    try id(context, "id"), user: try await userID(request), before: try cursorParameter(request, "cursor"),
+                    limit: try intParameter(request, "limit") ?? 50)
+                return .object([
+                    "messages": .array(page.items.map(Self.centreJSON)), "nextCursor": page.nextCursor.map(JSONValue.string) ?? .null,
+                    "hasMore": .bool(page.hasMore),
+                ])
+            }
+        }
+    }
+
+    // MARK: Bisheng (seed 002)
+
+    func addBishengRoutes(to router: Router<GatewayRequestContext>) {
+        router.post("/chat/session/create") { request, context in
+            try await respond(.bisheng, status: .created) {
+                struct Body: Decodable {
+                    var chat_id: String?
+                    var flow_id: String?
+                    var chat_type: String?
+                    var topic: String?
+                    var logo: String?
+                }
+                let user = try await userID(request)
+                let body = try await decode(
+                    Body.self, request, context, shape: #"{"chat_id"?, "flow_id"?, "chat_type"?, "topic"?, "logo"?}"#)
+                let chatID = body.chat_id ?? UUID().uuidString.lowercased()
+                guard CommandHandler.isValidID(chatID) else {
+                    throw RouteError(.badRequest, "INVALID_ARGUMENT", "a chat id is 1-128 letters, digits, '-', '_' or '.'")
+                }
+                // The live path's ownership (Redis) and the history's agree: claim it there too.
+                guard try await access.authorize(userID: user, conversationID: chatID) else {
+                    throw RouteError(.forbidden, "PERMISSION_DENIED", "session \(chatID) belongs to another user")
+                }
+                return Self.bishengJSON(
+                    try await store.createSession(
+                        NewSession(
+                            chatId: chatID, userId: user, flowId: body.flow_id, chatType: body.chat_type ?? ChatType.normal.rawValue,
+                            topic: body.topic, logo: body.logo)))
+            }
+        }
+        router.get("/chat/session/list") { request, _ in
+            try await respond(.bisheng) {
+                var query = SessionQuery()
+                query.limit = try intParameter(request, "page_size") ?? 20
+                query.cursor = try cursorParameter(request, "cursor")
+                query.chatType = request.uri.queryParameters["chat_type"].map(String.init)
+                query.createdFrom = try timeParameter(request, "start_time")
+                query.createdUntil = try timeParameter(request, "end_time")
+                if let sort = request.uri.queryParameters["sort"].map(String.init) {
+                    guard let value = SessionQuery.Sort(rawValue: sort) else {
+                        throw RouteError(.badRequest, "INVALID_ARGUMENT", "sort is created or updated")
+                    }
+                    query.sort = value
+                }
+                let page = try await store.listSessions(user: try await userID(request), query: query)
+                return .object([
+                    "list": .array(page.items.map(Self.bishengJSON)), "next_cursor": page.nextCursor.map(JSONValue.string) ?? .null,
+                    "has_more": .bool(page.hasMore),
+                ])
+            }
+        }
+        router.get("/chat/session/:session_id") { request, context in
+            try await respond(.bisheng) {
+                Self.bishengJSON(try await store.session(try id(context, "session_id"), user: try await userID(request)))
+            }
+        }
+        router.put("/chat/session/:session_id") { request, context in
+            try await respond(.bisheng) {
+                struct Body: Decodable {
+                    var topic: String?
+                    var logo: String?
+                    var state: String?
+                }
+                let body = try await decode(Body.self, request, context, shape: #"{"topic"?, "logo"?, "state"?}"#)
+                var state: SessionState?
+                if let value = body.state {
+                    guard let parsed = SessionState(rawValue: value) else {
+                        throw RouteError(
+                            .badRequest, "INVALID_ARGUMENT",
+                            "state is one of \(SessionState.allCases.map(\.rawValue).joined(separator: ", "))")
+                    }
+                    state = parsed
+                }
+                return Self.bishengJSON(
+                    try await store.updateSession(
+                        try id(context, "session_id"), user: try await userID(request),
+                        changes: SessionChanges(topic: body.topic, logo: body.logo, state: state)))
+            }
+        }
+        router.delete("/chat/session/:session_id") { request, context in
+            try await respond(.bisheng) {
+                let chatID = try id(context, "session_id")
+                try await store.deleteSession(chatID, user: try await userID(request))
+                return ["session_id": .string(chatID), "deleted": true]
+            }
+        }
+        router.get("/chat/message/history") { request, _ in
+            try await respond(.bisheng) {
+                guard let chatID = request.uri.queryParameters["chat_id"].map(String.init), CommandHandler.isValidID(chatID) else {
+                    throw RouteError(.badRequest, "INVALID_ARGUMENT", "chat_id is required")
+                }
+                let page = try await store.messages(
+                    chatID, user: try await userID(request), before: try cursorParameter(request, "cursor"),
+                    limit: try intParameter(request, "page_size") ?? 20)
+                return .object([
+                    "list": .array(page.items.map(Self.bishengJSON)), "next_cursor": page.nextCursor.map(JSONValue.string) ?? .null,
+                    "has_more": .bool(page.hasMore),
+                ])
+            }
+        }
+        router.delete("/chat/message/delete") { request, _ in
+            try await respond(.bisheng) {
+                guard let messageID = request.uri.queryParameters["message_id"].map(String.init), !messageID.isEmpty else {
+                    throw RouteError(.badRequest, "INVALID_ARGUMENT", "message_id is required")
+                }
+                try await store.deleteMessage(messageID, user: try await userID(request))
+                return ["message_id": .string(messageID), "deleted": true]
+            }
+        }
+        router.get("/chat/statistics") { request, _ in
+            try await respond(.bisheng) {
+                let statistics = try await store.statistics(user: try await userID(request))
+                return [
+                    "session_count": .number(Double(statistics.sessions)), "message_count": .number(Double(statistics.messages)),
+                    "user_message_count": .number(Double(statistics.userMessages)),
+                    "bot_message_count": .number(Double(statistics.botMessages)),
+                    "sessions_by_type": .object(statistics.sessionsByType.mapValues { .number(Double($0)) }),
+                ]
+            }
+        }
+        router.get("/chat/messages/count") { request, _ in
+            try await respond(.bisheng) {
+                let chatID = request.uri.queryParameters["chat_id"].map(String.init)
+                let count = try await store.messageCount(user: try await userID(request), chatId: chatID)
+                var data: [String: JSONValue] = ["count": .number(Double(count))]
+                if let chatID { data["chat_id"] = .string(chatID) }
+                return .object(data)
+            }
+        }
+    }
+
+    // MARK: Plumbing
+
+    enum Dialect { case centre, bisheng }
+
+    struct RouteError: Error {
+        var status: HTTPResponse.Status
+        var code: String
+        var message: String
+
+        init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
+            self.status = status
+            self.code = code
+            self.message = message
+        }
+    }
+
+    /// Runs `body` and renders its value or its error in the dialect's shape, errors with a code.
+    func respond(_ dialect: Dialect, status: HTTPResponse.Status = .ok, _ body: () async throws -> JSONValue) async throws -> Response {
+        do {
+            let data = try await body()
+            if status == .noContent { return Response(status: .noContent) }
+            return try Self.render(dialect == .bisheng ? ["status_code": .number(Double(status.code)), "status_message": "SUCCESS", "data": data] : data, status: status)
+        } catch let error as RouteError {
+            return try Self.error(dialect, status: error.status, code: error.code, message: error.message)
+        } catch let error as StoreError {
+            let (status, code): (HTTPResponse.Status, String) =
+                switch error.code {
+                case .forbidden: (.forbidden, ErrorCode.permissionDenied.rawValue)
+                case .notFound: (.notFound, "NOT_FOUND")
+                case .invalidArgument: (.badRequest, ErrorCode.invalidArgument.rawValue)
+                default: (.serviceUnavailable, ErrorCode.unavailable.rawValue)
+                }
+            return try Self.error(dialect, status: status, code: code, message: error.message)
+        } catch let error as HTTPError {
+            throw error
+        } catch {
+            // PostgreSQL unreachable or failing: the caller may retry.
+            return try Self.error(dialect, status: .serviceUnavailable, code: ErrorCode.unavailable.rawValue, message: "history unavailable")
+        }
+    }
+
+    static func error(_ dialect: Dialect, status: HTTPResponse.Status, code: String, message: String) throws -> Response {
+        let body: JSONValue =
+            dialect == .bisheng
+            ? ["status_code": .number(Double(status.code)), "status_message": .string(message), "code": .string(code), "data": .null]
+            : ["error": ["code": .string(code), "message": .string(message)]]
+        return try render(body, status: status)
+    }
+
+    static func render(_ value: JSONValue, status: HTTPResponse.Status) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    }
+
+    func userID(_ request: Request) async throws -> String {
+        try await Gateway.authenticate(request, authority: authority).userID
+    }
+
+    func id(_ context: GatewayRequestContext, _ name: String) throws -> String {
+        guard let id = context.parameters.get(name), CommandHandler.isValidID(id) else {
+            throw RouteError(.badRequest, "INVALID_ARGUMENT", "an id is 1-128 letters, digits, '-', '_' or '.'")
+        }
+        return id
+    }
+
+    func decode<T: Decodable>(_: T.Type, _ request: Request, _ context: GatewayRequestContext, shape: String) async throws -> T {
+        do {
+            return try await request.decode(as: T.self, context: context)
+        } catch {
+            throw RouteError(.badRequest, ErrorCode.badFrame.rawValue, "the body is JSON \(shape)")
+        }
+    }
+
+    func intParameter(_ request: Request, _ name: String) throws -> Int? {
+        guard let text = request.uri.queryParameters[Substring(name)] else { return nil }
+        guard let value = Int(String(text)) else { throw RouteError(.badRequest, "INVALID_ARGUMENT", "\(name) must be a number") }
+        return value
+    }
+
+    func cursorParameter(_ request: Request, _ name: String) throws -> Cursor? {
+        guard let text = request.uri.queryParameters[Substring(name)], !text.isEmpty else { return nil }
+        return try Cursor(encoded: String(text))
+    }
+
+    /// ISO 8601 or seconds since the epoch; stored as microseconds.
+    func timeParameter(_ request: Request, _ name: String) throws -> Int64? {
+        guard let text = request.uri.queryParameters[Substring(name)].map(String.init), !text.isEmpty else { return nil }
+        if let seconds = Double(text) { return Int64(seconds * 1_000_000) }
+        if let date = try? Date(text, strategy: .iso8601) { return Int64(date.timeIntervalSince1970 * 1_000_000) }
+        throw RouteError(.badRequest, "INVALID_ARGUMENT", "\(name) is ISO 8601 or seconds since the epoch")
+    }
+
+    static func iso(_ micros: Int64) -> JSONValue {
+        .string(AgentEvent.isoTimestamp(Date(timeIntervalSince1970: Double(micros) / 1_000_000)))
+    }
+
+    static func object(_ text: String?) -> JSONValue {
+        guard let text, let value = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) else { return .null }
+        return value
+    }
+
+    static func optional(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
+
+    static func centreJSON(_ session: SessionRecord) -> JSONValue {
+        [
+            "id": .string(session.chatId), "title": optional(session.topic), "type": .string(session.chatType),
+            "state": .string(session.state), "messageCount": .number(Double(session.messageCount)),
+            "createdAt": .number(Double(session.createdAt / 1000)), "updatedAt": .number(Double(session.updatedAt / 1000)),
+        ]
+    }
+
+    static func centreJSON(_ message: MessageRecord) -> JSONValue {
+        [
+            "id": .string(message.id), "conversationId": .string(message.chatId), "role": .string(message.isBot ? "assistant" : "user"),
+            "author": .string(message.author), "content": .string(message.content), "status": optional(message.status),
+            "runId": optional(message.runId), "usage": object(message.usage), "extra": object(message.extra),
+            "createdAt": .number(Double(message.createdAt / 1000)),
+        ]
+    }
+
+    static func bishengJSON(_ session: SessionRecord) -> JSONValue {
+        [
+            "id": .string(session.chatId), "session_id": .string(session.chatId), "chat_id": .string(session.chatId),
+            "user_id": .string(session.userId), "flow_id": optional(session.flowId), "chat_type": .string(session.chatType),
+            "topic": optional(session.topic), "logo": optional(session.logo), "state": .string(session.state),
+            "message_count": .number(Double(session.messageCount)), "create_time": iso(session.createdAt),
+            "update_time": iso(session.updatedAt),
+        ]
+    }
+
+    static func bishengJSON(_ message: MessageRecord) -> JSONValue {
+        [
+            "id": .string(message.id), "chat_id": .string(message.chatId), "flow_id": optional(message.flowId),
+            "chat_type": .string(message.chatType), "user_id": optional(message.userId), "is_bot": .bool(message.isBot),
+            "sender": .string(message.author), "message": .string(message.content), "extra": object(message.extra),
+            "source": .number(Double(message.source)), "status": optional(message.status), "usage": object(message.usage),
+            "create_time": iso(message.createdAt),
+        ]
+    }
+}
+
+extension HistoryRoutes {
+    static let historyFrameType = "CONVERSATION_HISTORY"
+
+    /// SUBSCRIBE_CONVERSATION with `data.includeHistory: true`: the newest `data.historyLimit` (default
+    /// 50, at most 100) stored messages, oldest first, as one CONVERSATION_HISTORY frame; nil without
+    /// the flag. A conversation with no stored history yet gets an empty list.
+    static func subscribeHistory(_ command: ClientCommand, conversationID: String, user: String, store: HistoryStore) async throws
+        -> ServerFrame?
+    {
+        guard command.data?["includeHistory"]?.boolValue == true else { return nil }
+        let limit = command.data?["historyLimit"]?.intValue ?? 50
+        guard (1...SessionQuery.maximumLimit).contains(limit) else {
+            throw CommandError(.invalidArgument, "data.historyLimit must be 1…\(SessionQuery.maximumLimit)")
+        }
+        let page: Page<MessageRecord>
+        do {
+            page = try await store.messages(conversationID, user: user, limit: limit)
+        } catch let error as StoreError where error.code == .notFound {
+            page = Page(items: [], nextCursor: nil)
+        } catch let error as StoreError where error.code == .forbidden {
+            throw CommandError(.permissionDenied, error.message)
+        }
+        return ServerFrame(
+            correlationId: command.id, type: historyFrameType,
+            data: [
+                "conversationId": .string(conversationID), "messages": .array(page.items.reversed().map(centreJSON)),
+                "hasMore": .bool(page.hasMore), "nextCursor": page.nextCursor.map(JSONValue.string) ?? .null,
+            ])
+    }
+}

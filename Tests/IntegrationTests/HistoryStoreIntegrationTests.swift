@@ -1,0 +1,211 @@
+import Foundation
+import Logging
+import PostgresNIO
+import SwitchboardContracts
+import SwitchboardStore
+import SwitchboardTestSupport
+import Testing
+
+/// Runs `body` against a store in a schema of its own (dropped afterwards), migrated.
+func withHistoryStore<T: Sendable>(
+    migrate: Bool = true, _ body: @Sendable (HistoryStore, StoreConfiguration) async throws -> T
+) async throws -> T {
+    try await TestEnvironment.requirePostgres()
+    let schema = "sbtest_\(UUID().uuidString.prefix(8).lowercased())"
+    let base = try StoreConfiguration(url: TestEnvironment.postgresURL)
+    try await withRunning(HistoryStore(configuration: base, logger: TestEnvironment.logger)) { admin in
+        try await admin.client.query(PostgresQuery(unsafeSQL: "CREATE SCHEMA \(schema)"))
+    }
+    var isolated = base
+    isolated.schema = schema
+    let configuration = isolated
+    do {
+        let result = try await withRunning(HistoryStore(configuration: configuration, logger: TestEnvironment.logger)) { store in
+            if migrate { try await store.migrate() }
+            return try await body(store, configuration)
+        }
+        try await dropSchema(schema, base)
+        return result
+    } catch {
+        try? await dropSchema(schema, base)
+        throw error
+    }
+}
+
+private func dropSchema(_ schema: String, _ base: StoreConfiguration) async throws {
+    try await withRunning(HistoryStore(configuration: base, logger: TestEnvironment.logger)) { admin in
+        try await admin.client.query(PostgresQuery(unsafeSQL: "DROP SCHEMA \(schema) CASCADE"))
+    }
+}
+
+/// Runs the store's pool around `body`.
+func withRunning<T: Sendable>(_ store: HistoryStore, _ body: @Sendable (HistoryStore) async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { await store.run() }
+        defer { group.cancelAll() }
+        return try await body(store)
+    }
+}
+
+private func userMessage(_ chat: String, user: String, id: String, content: String, at time: Int64, event: UUID = UUID())
+    -> Envelope<ChatMessageSubmitted>
+{
+    Envelope(
+        id: event, time: time, routingKey: chat, source: EventSource(service: "gateway", instance: "t"),
+        payload: ChatMessageSubmitted(
+            messageId: id, clientMessageId: "c-\(id)", conversationId: chat, userId: user, content: content, gateway: "t"))
+}
+
+private func clientEvent(_ chat: String, _ type: String, _ data: JSONValue, at time: Int64, event: UUID = UUID())
+    -> Envelope<ClientEvent>
+{
+    Envelope(
+        id: event, time: time, routingKey: chat, source: EventSource(service: "agent-worker", instance: "t"),
+        payload: ClientEvent(channel: .conversation(chat), frameType: type, data: data))
+}
+
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct HistoryStoreIntegrationTests {
+    @Test func migrationsApplyOnceEvenWhenTwoProcessesStartTogether() async throws {
+        try await withHistoryStore(migrate: false) { _, configuration in
+            let stores = (0..<3).map { _ in HistoryStore(configuration: configuration, logger: TestEnvironment.logger) }
+            let applied = try await withThrowingTaskGroup(of: [Int].self) { group in
+                for store in stores {
+                    group.addTask { try await withRunning(store) { try await $0.migrate() } }
+                }
+                var all: [[Int]] = []
+                for try await versions in group { all.append(versions) }
+                return all
+            }
+            // Exactly one of them applied each migration; the others found nothing to do.
+            #expect(applied.flatMap { $0 }.sorted() == Schema.migrations.map(\.version))
+            // A pool runs once: a fresh store, as a restarted process would have.
+            let (again, versions) = try await withRunning(HistoryStore(configuration: configuration, logger: TestEnvironment.logger)) { store in
+                (try await store.migrate(), try await store.schemaVersions())
+            }
+            #expect(again.isEmpty)
+            #expect(versions == Schema.migrations.map(\.version))
+        }
+    }
+
+    @Test func theSameEventTwiceStoresOneRow() async throws {
+        try await withHistoryStore { store, _ in
+            let message = userMessage("chat-1", user: "alice", id: "m1", content: "hello", at: 1_000)
+            for _ in 0..<2 { try await store.apply(HistoryMapper.writes(for: message)) }
+            let end = clientEvent(
+                "chat-1", FrameType.messageStreamEnd,
+                ["messageId": "reply-m1", "finalMessage": ["role": "Catherine", "content": "hi there"],
+                 "metadata": ["chunks": 2, "engine": "offline"]], at: 2_000)
+            for _ in 0..<2 { try await store.apply(HistoryMapper.writes(for: end)) }
+            let page = try await store.messages("chat-1", user: "alice")
+            #expect(page.items.map(\.id) == ["reply-m1", "m1"])
+            #expect(page.items.first?.status == "completed")
+            #expect(page.items.first?.runId == "m1")
+            #expect(try await store.session("chat-1", user: "alice").messageCount == 2)
+        }
+    }
+
+    @Test func aTurnStoppedMidStreamIsStoredAsStoppedWithItsPartialTextAndParts() async throws {
+        try await withHistoryStore { store, _ in
+            try await store.apply(HistoryMapper.writes(for: userMessage("c", user: "bob", id: "m9", content: "write an essay", at: 10)))
+            let events: [Envelope<ClientEvent>] = [
+                clientEvent("c", FrameType.roleStatusChange, ["role": "Alex", "status": "ANALYZING", "previousStatus": "IDLE"], at: 20),
+                clientEvent("c", FrameType.messageStreamStart, ["messageId": "reply-m9", "role": "Catherine", "inReplyTo": "m9"], at: 30),
+                clientEvent("c", FrameType.agentError, ["role": "Kulu", "runId": "m9", "payload": ["error": "model down"]], at: 35),
+                clientEvent(
+                    "c", FrameType.messageStreamEnd,
+                    ["messageId": "reply-m9", "finalMessage": ["role": "Catherine", "content": "Once upon a"],
+                     "metadata": ["status": "stopped", "chunks": 3]], at: 40),
+                clientEvent(
+                    "c", FrameType.collaborationComplete,
+                    ["runId": "m9", "messageId": "m9", "pattern": "sequential",
+                     "result": ["status": "stopped", "answer": "Once upon a", "failedRoles": ["Kulu"]],
+                     "contributions": [["role": "Alex", "status": "completed", "content": "an essay is asked"],
+                                       ["role": "Catherine", "status": "stopped", "content": "Once upon a"]]], at: 50),
+            ]
+            for event in events { try await store.apply(HistoryMapper.writes(for: event)) }
+            let reply = try #require(try await store.messages("c", user: "bob").items.first)
+            #expect(reply.isBot && reply.status == "stopped" && reply.content == "Once upon a" && reply.author == "Catherine")
+            // Dated by its start, so it sorts after the user's message and before anything later.
+            #expect(reply.createdAt == 30)
+            #expect(try await store.session("c", user: "bob").state == SessionState.interrupted.rawValue)
+            let turn = try #require(try await store.turn(run: "m9", chatId: "c", user: "bob"))
+            #expect(turn.status == "stopped" && turn.pattern == "sequential")
+            let parts = try await store.parts(run: "m9", chatId: "c", user: "bob")
+            #expect(parts.map(\.kind) == ["stream_start", "error", "stream_end", "text", "text"])
+            #expect(parts.filter { $0.kind == "text" }.map(\.role) == ["Alex", "Catherine"])
+        }
+    }
+
+    @Test func paginationReturnsEveryMessageExactlyOnceInOrder() async throws {
+        try await withHistoryStore { store, _ in
+            // Some share a timestamp: the sequence number breaks the tie.
+            let ids = (0..<237).map { "m\($0)" }
+            for (index, id) in ids.enumerated() {
+                try await store.apply(HistoryMapper.writes(for: userMessage("p", user: "alice", id: id, content: id, at: Int64(index / 3))))
+            }
+            var seen: [String] = []
+            var cursor: Cursor?
+            var pages = 0
+            repeat {
+                let page = try await store.messages("p", user: "alice", before: cursor, limit: 50)
+                seen += page.items.map(\.id)
+                cursor = try page.nextCursor.map { try Cursor(encoded: $0) }
+                pages += 1
+            } while cursor != nil
+            #expect(pages == 5)
+            #expect(seen == ids.reversed())
+        }
+    }
+
+    @Test func anotherUsersSessionIsForbiddenAndAMissingOneNotFound() async throws {
+        try await withHistoryStore { store, _ in
+            try await store.apply(HistoryMapper.writes(for: userMessage("mine", user: "alice", id: "a1", content: "secret", at: 1)))
+            for call in [
+                { _ = try await store.session("mine", user: "mallory") },
+                { _ = try await store.messages("mine", user: "mallory") },
+                { _ = try await store.updateSession("mine", user: "mallory", changes: SessionChanges(topic: "x")) },
+                { try await store.deleteSession("mine", user: "mallory") },
+                { try await store.deleteMessage("a1", user: "mallory") },
+            ] as [@Sendable () async throws -> Void] {
+                let error = await #expect(throws: StoreError.self) { try await call() }
+                #expect(error?.code == .forbidden)
+            }
+            let missing = await #expect(throws: StoreError.self) { _ = try await store.session("nope", user: "alice") }
+            #expect(missing?.code == .notFound)
+            #expect(try await store.session("mine", user: "alice").topic == "secret")
+        }
+    }
+
+    @Test func sessionsAreListedByCursorFilteredRenamedAndDeleted() async throws {
+        try await withHistoryStore { store, _ in
+            for index in 0..<7 {
+                _ = try await store.createSession(
+                    NewSession(chatId: "s\(index)", userId: "alice", chatType: index % 2 == 0 ? "NORMAL" : "WORKFLOW"),
+                    now: Int64(100 + index))
+            }
+            _ = try await store.createSession(NewSession(chatId: "other", userId: "bob"), now: 500)
+            var query = SessionQuery()
+            query.sort = .created
+            query.limit = 3
+            var listed: [String] = []
+            repeat {
+                let page = try await store.listSessions(user: "alice", query: query)
+                listed += page.items.map(\.chatId)
+                query.cursor = try page.nextCursor.map { try Cursor(encoded: $0) }
+            } while query.cursor != nil
+            #expect(listed == (0..<7).reversed().map { "s\($0)" })
+            var workflows = SessionQuery()
+            workflows.chatType = "WORKFLOW"
+            #expect(try await store.listSessions(user: "alice", query: workflows).items.map(\.chatId) == ["s5", "s3", "s1"])
+            let renamed = try await store.updateSession("s1", user: "alice", changes: SessionChanges(topic: "Renamed"), now: 900)
+            #expect(renamed.topic == "Renamed" && renamed.updatedAt == 900)
+            #expect(try await store.listSessions(user: "alice", query: SessionQuery()).items.first?.chatId == "s1")
+            try await store.deleteSession("s1", user: "alice")
+            let gone = await #expect(throws: StoreError.self) { _ = try await store.session("s1", user: "alice") }
+            #expect(gone?.code == .notFound)
+            let statistics = try await store.statistics(user: "alice")
+            #expect(statistics.sessions == 6 && statistics.sessionsByType["WORKFLOW"] == 2)
+        }
+    }
+}
