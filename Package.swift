@@ -34,6 +34,7 @@ let services: [ServiceTarget] = [
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "SwitchboardWorkflow",
         ]),
     .init(
         executable: "orchestrator", library: "Orchestrator", folder: "orchestrator",
@@ -49,7 +50,14 @@ let services: [ServiceTarget] = [
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
     .init(executable: "voice-worker", library: "VoiceWorker", folder: "voice-worker", dependencies: []),
-    .init(executable: "workflow-runner", library: "WorkflowRunner", folder: "workflow-runner", dependencies: []),
+    .init(
+        executable: "workflow-runner", library: "WorkflowRunner", folder: "workflow-runner",
+        dependencies: [
+            "SwitchboardWorkflow",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
     .init(executable: "notifier", library: "Notifier", folder: "notifier", dependencies: []),
 ]
 
@@ -85,6 +93,8 @@ var targets: [Target] = [
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
+            // RedisSubscriber is a Service; undeclared, the build only worked when another target built it first.
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ],
         path: "Shared/SwitchboardRedis",
         swiftSettings: swiftSettings),
@@ -103,6 +113,15 @@ var targets: [Target] = [
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ],
         path: "Shared/SwitchboardRuntime",
+        swiftSettings: swiftSettings),
+    // Workflow definitions, validation and the scheduler: pure values shared by the runner and the gateway.
+    .target(
+        name: "SwitchboardWorkflow",
+        dependencies: [
+            "SwitchboardContracts", "SwitchboardRedis",
+            .product(name: "Mustache", package: "swift-mustache"),
+        ],
+        path: "Shared/SwitchboardWorkflow",
         swiftSettings: swiftSettings),
 ]
 
@@ -155,6 +174,7 @@ targets += [
         name: "UnitTests",
         dependencies: runtime + [
             "Gateway", "Orchestrator", "AgentWorker", "Notifier", "SwitchboardCLI", "SwitchboardTestSupport",
+            "SwitchboardWorkflow",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "CompressNIO", package: "compress-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -168,7 +188,7 @@ targets += [
     .testTarget(
         name: "EndToEndTests",
         dependencies: runtime + [
-            "SwitchboardTestSupport", "SwitchboardCLI",
+            "SwitchboardTestSupport", "SwitchboardCLI", "SwitchboardWorkflow",
         ],
         path: "Tests/EndToEndTests", swiftSettings: swiftSettings),
 ]
@@ -194,6 +214,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.4.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.0.0"),
     ],
     targets: targets
 )
