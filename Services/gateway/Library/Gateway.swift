@@ -215,6 +215,10 @@ public enum Gateway {
             context: context, authority: authority, subscriber: subscriber, access: access, history: history,
             registry: registry, settings: settings)
         streams.addRoutes(to: router)
+        WorkflowSocket(
+            context: context, authority: authority, subscriber: subscriber, history: history, registry: registry,
+            routing: routing, settings: settings
+        ).addRoutes(to: router)
         return router
     }
 
