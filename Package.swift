@@ -35,6 +35,7 @@ let services: [ServiceTarget] = [
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             "SwitchboardStore",
+            "SwitchboardWorkflow",
         ]),
     .init(
         executable: "orchestrator", library: "Orchestrator", folder: "orchestrator",
@@ -51,7 +52,14 @@ let services: [ServiceTarget] = [
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
     .init(executable: "voice-worker", library: "VoiceWorker", folder: "voice-worker", dependencies: []),
-    .init(executable: "workflow-runner", library: "WorkflowRunner", folder: "workflow-runner", dependencies: []),
+    .init(
+        executable: "workflow-runner", library: "WorkflowRunner", folder: "workflow-runner",
+        dependencies: [
+            "SwitchboardWorkflow",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
     .init(executable: "notifier", library: "Notifier", folder: "notifier", dependencies: ["SwitchboardStore"]),
 ]
 
@@ -87,6 +95,8 @@ var targets: [Target] = [
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
+            // RedisSubscriber is a Service; undeclared, the build only worked when another target built it first.
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ],
         path: "Shared/SwitchboardRedis",
         swiftSettings: swiftSettings),
@@ -116,6 +126,15 @@ var targets: [Target] = [
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ],
         path: "Shared/SwitchboardStore",
+        swiftSettings: swiftSettings),
+    // Workflow definitions, validation and the scheduler: pure values shared by the runner and the gateway.
+    .target(
+        name: "SwitchboardWorkflow",
+        dependencies: [
+            "SwitchboardContracts", "SwitchboardRedis",
+            .product(name: "Mustache", package: "swift-mustache"),
+        ],
+        path: "Shared/SwitchboardWorkflow",
         swiftSettings: swiftSettings),
 ]
 
@@ -169,6 +188,7 @@ targets += [
         dependencies: runtime + [
             "Gateway", "Orchestrator", "AgentWorker", "Notifier", "SwitchboardCLI", "SwitchboardTestSupport",
             "SwitchboardStore",
+            "SwitchboardWorkflow",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "CompressNIO", package: "compress-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -182,7 +202,7 @@ targets += [
     .testTarget(
         name: "EndToEndTests",
         dependencies: runtime + [
-            "SwitchboardTestSupport", "SwitchboardCLI", "SwitchboardStore",
+            "SwitchboardTestSupport", "SwitchboardCLI", "SwitchboardStore", "SwitchboardWorkflow",
         ],
         path: "Tests/EndToEndTests", swiftSettings: swiftSettings),
 ]
@@ -209,6 +229,7 @@ let package = Package(
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.4.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.0.0"),
     ],
     targets: targets
 )

@@ -88,6 +88,8 @@ public struct AgentTaskRequested: EventPayload, Equatable {
 public struct Channel: Hashable, Sendable, Codable, CustomStringConvertible {
     public enum Kind: String, Sendable, Codable, CaseIterable {
         case conversation, user, roles, system
+        /// A workflow run's node and run events (docs/workflows.md).
+        case workflow
     }
 
     public var kind: Kind
@@ -103,6 +105,7 @@ public struct Channel: Hashable, Sendable, Codable, CustomStringConvertible {
     /// A conversation's role activity (the SSE stream `/api/v1/conversations/{id}/roles/activity`).
     public static func roles(_ conversationID: String) -> Channel { Channel(.roles, conversationID) }
     public static let system = Channel(.system, "all")
+    public static func workflow(_ runID: String) -> Channel { Channel(.workflow, runID) }
 
     public var description: String { "\(kind.rawValue):\(id)" }
 

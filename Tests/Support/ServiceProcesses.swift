@@ -125,6 +125,12 @@ public final class ServiceProcesses: Sendable {
         process.waitUntilExit()
     }
 
+    /// The logs of every running instance of one service, with its HTTP port.
+    public func logs(of name: String) -> [(httpPort: Int, log: String)] {
+        let launched = processes.withLock { $0.map(\.0).filter { $0.name == name } }
+        return launched.map { ($0.httpPort, (try? String(contentsOfFile: $0.logPath, encoding: .utf8)) ?? "") }
+    }
+
     public func log(of name: String) -> String {
         let path = processes.withLock { $0.first(where: { $0.0.name == name })?.0.logPath }
         return path.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? ""

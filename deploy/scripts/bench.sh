@@ -5,10 +5,11 @@
 # `switchboard bench` scenarios, then stops everything whatever happened. The offline engine
 # streams instantly, so the platform is timed, not the engine's pacing.
 #
-# Usage: bench.sh [SCENARIO...]   (default: bus roundtrip fanout reconnect connections)
+# Usage: bench.sh [SCENARIO...]   (default: bus roundtrip fanout reconnect connections workflows)
 #   bus         one Kafka hop                    roundtrip   message → first chunk / stream end
 #   fanout      1000 clients, 100 conversations  reconnect   1000 clients through a gateway restart
 #   connections 10 000 idle connections and one broadcast
+#   workflows   100 concurrent runs of a 10-node DAG: node event latency, runs/s, runner memory
 # SB_BENCH_<SCENARIO>_ARGS (e.g. SB_BENCH_ROUNDTRIP_ARGS="--messages 5000") adds options.
 # Ports as for run.sh (SB_GATEWAY_PORT, ...).
 set -euo pipefail
@@ -61,7 +62,7 @@ scenario() {
 }
 
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(bus roundtrip fanout reconnect connections)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(bus roundtrip fanout reconnect connections workflows)
 first=1
 for name in "${scenarios[@]}"; do
   [ -n "$first" ] || fresh_stack
@@ -76,7 +77,10 @@ for name in "${scenarios[@]}"; do
     connections)
       scenario connections --gateway "$GATEWAY" --gateway-pid "$(cat "$SB_STATE_DIR/pids/gateway.pid")" \
         --secret "$SECRET" ;;
-    *) die "unknown scenario $name (bus, roundtrip, fanout, reconnect, connections)" ;;
+    workflows)
+      scenario workflows --gateway "$GATEWAY" --runner-pid "$(cat "$SB_STATE_DIR/pids/workflow-runner.pid")" \
+        --secret "$SECRET" ;;
+    *) die "unknown scenario $name (bus, roundtrip, fanout, reconnect, connections, workflows)" ;;
   esac
 done
 exit "$status"

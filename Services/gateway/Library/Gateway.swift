@@ -230,6 +230,10 @@ public enum Gateway {
             context: context, authority: authority, subscriber: subscriber, access: access, history: history, registry: registry,
             store: store, settings: settings
         ).addRoutes(to: router)
+        WorkflowSocket(
+            context: context, authority: authority, subscriber: subscriber, history: history, registry: registry,
+            routing: routing, settings: settings
+        ).addRoutes(to: router)
         return router
     }
 

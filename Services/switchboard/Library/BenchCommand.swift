@@ -10,7 +10,9 @@ import Synchronization
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure Switchboard (run against a release build).",
-        subcommands: [RoundTripBench.self, BusHopBench.self, ConnectionsBench.self, FanoutBench.self, ReconnectBench.self])
+        subcommands: [
+            RoundTripBench.self, BusHopBench.self, ConnectionsBench.self, FanoutBench.self, ReconnectBench.self, WorkflowBench.self,
+        ])
 }
 
 /// Latencies in microseconds, summarised from an HDR histogram.

@@ -1,0 +1,170 @@
+import Foundation
+import SwitchboardContracts
+import SwitchboardRedis
+
+/// What is known of a run: its record and the checkpoint of each node.
+public struct WorkflowRunRecord: Sendable, Equatable, Codable {
+    public var runId: String
+    public var userId: String
+    public var sessionId: String
+    public var status: RunStatus
+    public var workflow: WorkflowDefinition
+    public var inputs: [String: JSONValue]
+    public var createdAt: Int64
+    public var updatedAt: Int64
+    public var error: String?
+    public var results: [String: JSONValue]?
+
+    public init(
+        runId: String, userId: String, sessionId: String, status: RunStatus, workflow: WorkflowDefinition,
+        inputs: [String: JSONValue], createdAt: Int64, updatedAt: Int64, error: String? = nil, results: [String: JSONValue]? = nil
+    ) {
+        self.runId = runId
+        self.userId = userId
+        self.sessionId = sessionId
+        self.status = status
+        self.workflow = workflow
+        self.inputs = inputs
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.error = error
+        self.results = results
+    }
+}
+
+/// A node's checkpoint: written before the node counts as done, so a runner that takes the run over
+/// starts from it.
+public struct NodeCheckpoint: Sendable, Equatable, Codable {
+    public var status: NodeStatus
+    public var outputs: [String: JSONValue]?
+    public var ports: [String]?
+    public var error: String?
+    public var startedAt: Int64?
+    public var finishedAt: Int64?
+
+    public init(
+        status: NodeStatus, outputs: [String: JSONValue]? = nil, ports: [String]? = nil, error: String? = nil,
+        startedAt: Int64? = nil, finishedAt: Int64? = nil
+    ) {
+        self.status = status
+        self.outputs = outputs
+        self.ports = ports
+        self.error = error
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+    }
+
+    public var record: NodeRecord {
+        NodeRecord(
+            status: status, result: outputs.map { NodeResult(outputs: $0, ports: ports.map(Set.init)) }, error: error)
+    }
+}
+
+/// Runs in Redis: one hash per run, one hash of node checkpoints, a sorted set of each user's runs,
+/// the set of runs of each WebSocket session. Kept `retention` after their last change.
+/// (PostgreSQL is to take the history over; Redis keeps what the running runs need.)
+public struct WorkflowRunStore: Sendable {
+    let redis: RedisClient
+    let retentionSeconds: Int
+
+    public init(redis: RedisClient, retentionSeconds: Int = 7 * 24 * 3600) {
+        self.redis = redis
+        self.retentionSeconds = retentionSeconds
+    }
+
+    static func runKey(_ runID: String) -> String { "sb:wf:run:{\(runID)}" }
+    static func nodesKey(_ runID: String) -> String { "sb:wf:run:{\(runID)}:nodes" }
+    /// How often each node completed: the proof that no node ran twice to completion.
+    static func completionsKey(_ runID: String) -> String { "sb:wf:run:{\(runID)}:completions" }
+    static func userKey(_ userID: String) -> String { "sb:wf:user:{\(userID)}:runs" }
+    static func sessionKey(_ userID: String, _ sessionID: String) -> String { "sb:wf:session:{\(userID)}:\(sessionID)" }
+    public static func agentResultKey(_ taskID: String) -> String { "sb:wf:agent:\(taskID)" }
+
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    /// Records a new run (status queued) unless the id is taken; false if it was.
+    public func create(_ record: WorkflowRunRecord) async throws -> Bool {
+        let json = String(decoding: try Self.encoder.encode(record), as: UTF8.self)
+        let replies = try await redis.pipeline([
+            ["SET", RedisArgument(Self.runKey(record.runId)), RedisArgument(json), "NX", "EX", RedisArgument(retentionSeconds)]
+        ])
+        guard replies.first?.string == "OK" else { return false }
+        _ = try await redis.pipeline([
+            ["ZADD", RedisArgument(Self.userKey(record.userId)), RedisArgument(record.createdAt), RedisArgument(record.runId)],
+            ["EXPIRE", RedisArgument(Self.userKey(record.userId)), RedisArgument(retentionSeconds)],
+            ["SADD", RedisArgument(Self.sessionKey(record.userId, record.sessionId)), RedisArgument(record.runId)],
+            ["EXPIRE", RedisArgument(Self.sessionKey(record.userId, record.sessionId)), RedisArgument(retentionSeconds)],
+        ])
+        return true
+    }
+
+    public func record(_ runID: String) async throws -> WorkflowRunRecord? {
+        guard let text = try await redis.send("GET", RedisArgument(Self.runKey(runID))).string else { return nil }
+        return try JSONDecoder().decode(WorkflowRunRecord.self, from: Data(text.utf8))
+    }
+
+    public func update(_ record: WorkflowRunRecord) async throws {
+        let json = String(decoding: try Self.encoder.encode(record), as: UTF8.self)
+        try await redis.send("SET", RedisArgument(Self.runKey(record.runId)), RedisArgument(json), "EX", RedisArgument(retentionSeconds))
+    }
+
+    public func checkpoints(_ runID: String) async throws -> [String: NodeCheckpoint] {
+        let reply = try await redis.send("HGETALL", RedisArgument(Self.nodesKey(runID)))
+        let fields = reply.array ?? []
+        var result: [String: NodeCheckpoint] = [:]
+        for index in stride(from: 0, to: fields.count - 1, by: 2) {
+            guard let node = fields[index].string, let json = fields[index + 1].string else { continue }
+            result[node] = try JSONDecoder().decode(NodeCheckpoint.self, from: Data(json.utf8))
+        }
+        return result
+    }
+
+    /// Writes a node's checkpoint; a completed one also counts a completion.
+    public func checkpoint(_ runID: String, node: String, _ checkpoint: NodeCheckpoint) async throws {
+        let json = String(decoding: try Self.encoder.encode(checkpoint), as: UTF8.self)
+        var commands: [[RedisArgument]] = [
+            ["HSET", RedisArgument(Self.nodesKey(runID)), RedisArgument(node), RedisArgument(json)],
+            ["EXPIRE", RedisArgument(Self.nodesKey(runID)), RedisArgument(retentionSeconds)],
+        ]
+        if checkpoint.status == .completed {
+            commands.append(["HINCRBY", RedisArgument(Self.completionsKey(runID)), RedisArgument(node), "1"])
+            commands.append(["EXPIRE", RedisArgument(Self.completionsKey(runID)), RedisArgument(retentionSeconds)])
+        }
+        _ = try await redis.pipeline(commands)
+    }
+
+    public func completions(_ runID: String) async throws -> [String: Int] {
+        let fields = try await redis.send("HGETALL", RedisArgument(Self.completionsKey(runID))).array ?? []
+        var result: [String: Int] = [:]
+        for index in stride(from: 0, to: fields.count - 1, by: 2) {
+            if let node = fields[index].string, let count = fields[index + 1].integer { result[node] = Int(count) }
+        }
+        return result
+    }
+
+    /// A user's runs, newest first: `limit` after the `offset` newest.
+    public func runs(ofUser userID: String, offset: Int, limit: Int) async throws -> (ids: [String], total: Int) {
+        let replies = try await redis.pipeline([
+            ["ZREVRANGE", RedisArgument(Self.userKey(userID)), RedisArgument(offset), RedisArgument(offset + limit - 1)],
+            ["ZCARD", RedisArgument(Self.userKey(userID))],
+        ])
+        return ((replies[0].array ?? []).compactMap(\.string), Int(replies[1].integer ?? 0))
+    }
+
+    /// The runs started from one WebSocket session, so a reconnecting client can re-attach to them.
+    public func runs(ofSession sessionID: String, user userID: String) async throws -> [String] {
+        (try await redis.send("SMEMBERS", RedisArgument(Self.sessionKey(userID, sessionID))).array ?? []).compactMap(\.string).sorted()
+    }
+
+    public func storeAgentResult(taskID: String, json: String) async throws {
+        try await redis.send("SET", RedisArgument(Self.agentResultKey(taskID)), RedisArgument(json), "EX", RedisArgument(3600))
+    }
+
+    public func agentResult(taskID: String) async throws -> String? {
+        try await redis.send("GET", RedisArgument(Self.agentResultKey(taskID))).string
+    }
+}

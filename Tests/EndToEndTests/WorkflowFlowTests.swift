@@ -1,0 +1,394 @@
+import Foundation
+import SwitchboardCLI
+import SwitchboardContracts
+import SwitchboardRedis
+import SwitchboardRuntime
+import SwitchboardTestSupport
+import SwitchboardWorkflow
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The workflow protocol (seed 003) through the real gateway, workflow-runners, agent-workers and notifier.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct WorkflowFlowTests {
+    static func node(_ id: String, _ type: String, _ config: [String: JSONValue] = [:]) -> JSONValue {
+        ["id": .string(id), "type": .string(type), "config": .object(config)]
+    }
+
+    static func link(_ from: String, _ output: String, _ to: String, _ input: String) -> JSONValue {
+        ["from_node": .string(from), "from_output": .string(output), "to_node": .string(to), "to_input": .string(input)]
+    }
+
+    /// Ten nodes: a condition whose true branch asks an llm (the offline agent-worker) and whose false
+    /// branch is skipped, a parallel branch of two templates, a merge, a summary and the end.
+    static let tenNodes: JSONValue = [
+        "id": "ten",
+        "nodes": [
+            node("start", "start", ["inputs": ["name": "Ada", "score": 7]]),
+            node("greet", "template", ["template": "Hello {{name}}"]),
+            node("check", "condition", ["operator": "greater_than", "value": 5]),
+            node("praise", "llm", ["prompt": "Praise a score of {{value}}"]),
+            node("wait", "delay", ["ms": 10]),
+            node("side", "template", ["template": "side {{name}}"]),
+            node("side2", "template", ["template": "{{text}}!"]),
+            node("join", "merge"),
+            node("summary", "template", ["template": "{{greeting}} / {{side}} / {{verdict}}"]),
+            node("end", "end"),
+        ],
+        "connections": [
+            link("start", "name", "greet", "name"), link("start", "score", "check", "value"),
+            link("check", "true", "praise", "value"), link("check", "false", "wait", "value"),
+            link("start", "name", "side", "name"), link("side", "text", "side2", "text"),
+            link("praise", "text", "join", "a"), link("wait", "value", "join", "b"),
+            link("greet", "text", "summary", "greeting"), link("join", "value", "summary", "verdict"),
+            link("side2", "text", "summary", "side"), link("summary", "text", "end", "result"),
+        ],
+    ]
+
+    /// A chain of delays: start → d1 → … → dN → end.
+    static func chain(_ count: Int, ms: Int) -> JSONValue {
+        var nodes = [node("start", "start", ["inputs": ["value": "x"]])]
+        var links: [JSONValue] = []
+        var previous = ("start", "value")
+        for index in 1...count {
+            nodes.append(node("d\(index)", "delay", ["ms": .number(Double(ms))]))
+            links.append(link(previous.0, previous.1, "d\(index)", "value"))
+            previous = ("d\(index)", "value")
+        }
+        nodes.append(node("end", "end"))
+        links.append(link(previous.0, previous.1, "end", "result"))
+        return ["id": "chain", "nodes": .array(nodes), "connections": .array(links)]
+    }
+
+    static func wsURL(_ base: String, session: String) -> String { base + "/" + session }
+
+    static func isNode(_ frame: JSONValue, _ node: String, _ status: String) -> Bool {
+        frame["type"]?.stringValue == "node_status_update" && frame["node_id"]?.stringValue == node
+            && frame["status"]?.stringValue == status
+    }
+
+    static func isOutcome(_ frame: JSONValue) -> Bool {
+        ["workflow_completed", "workflow_failed", "workflow_stopped"].contains(frame["type"]?.stringValue ?? "")
+    }
+
+    /// Starts a run and returns its id (after workflow_execution_started).
+    static func execute(_ client: WorkflowClient, _ workflow: JSONValue, inputs: JSONValue = [:]) async throws -> String {
+        client.send(["type": "execute_workflow", "request_id": "exec", "workflow": workflow, "inputs": inputs])
+        let started = try #require(await client.frames.first(within: .seconds(20)) {
+            ["workflow_execution_started", "workflow_validation_error", "error"].contains($0["type"]?.stringValue ?? "")
+        })
+        #expect(started["type"]?.stringValue == "workflow_execution_started", "\(started)")
+        return try #require(started["workflow_id"]?.stringValue)
+    }
+
+    @Test func aTenNodeDAGRunsInAValidOrderWithTheRightResults() async throws {
+        try await ChatFlowTests.withStack { stack, url, authority in
+            let token = try await authority.mint(user: "wf-alice")
+            let session = "s-\(UUID().uuidString.prefix(8))"
+            let (result, _) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: session), token: token) { client in
+                let hello = await client.frames.first("connection_established")
+                #expect(hello?["session_id"]?.stringValue == session)
+                let runID = try await Self.execute(client, Self.tenNodes)
+                let frames = await client.frames.collect(idle: .seconds(30), until: Self.isOutcome)
+                return (runID, frames)
+            }
+            let (runID, frames) = try #require(result)
+            let outcome = try #require(frames.last)
+            try #require(outcome["type"]?.stringValue == "workflow_completed", "\(frames)")
+            let text = outcome["results"]?["end"]?["result"]?.stringValue ?? ""
+            #expect(text.hasPrefix("Hello Ada / side Ada! / "), "\(text)")
+            #expect(text.count > "Hello Ada / side Ada! / ".count, "the llm node's answer is part of the summary")
+            #expect(outcome["summary"]?["completed"]?.intValue == 9 && outcome["summary"]?["skipped"]?.intValue == 1)
+
+            let updates = frames.filter { $0["type"]?.stringValue == "node_status_update" }
+            #expect(updates.allSatisfy { $0["workflow_id"]?.stringValue == runID && $0["timestamp"]?.stringValue != nil })
+            func index(_ node: String, _ status: String) -> Int? { updates.firstIndex { Self.isNode($0, node, status) } }
+            // Each node: running then completed, once each; the skipped branch never runs.
+            for node in ["start", "greet", "check", "praise", "side", "side2", "join", "summary", "end"] {
+                #expect(updates.filter { Self.isNode($0, node, "running") }.count == 1, "\(node)")
+                #expect(updates.filter { Self.isNode($0, node, "completed") }.count == 1, "\(node)")
+                #expect((index(node, "running") ?? .max) < (index(node, "completed") ?? -1))
+            }
+            #expect(index("wait", "skipped") != nil && index("wait", "running") == nil)
+            #expect(updates.first { Self.isNode($0, "check", "completed") }?["outputs"] == ["true": 7])
+            #expect(updates.first { Self.isNode($0, "greet", "completed") }?["elapsed_ms"]?.intValue != nil)
+            // A node starts only after every node feeding it completed.
+            for link in Self.tenNodes["connections"]?.arrayValue ?? [] {
+                let from = link["from_node"]?.stringValue ?? "", to = link["to_node"]?.stringValue ?? ""
+                // (A skipped node feeds a merge without completing.)
+                if let started = index(to, "running") {
+                    #expect((index(from, "completed") ?? index(from, "skipped") ?? .max) < started, "\(from) → \(to)")
+                }
+            }
+            // One channel, consecutive offsets: nothing lost, nothing repeated.
+            let offsets = frames.compactMap { $0["offset"]?.intValue }
+            #expect(!offsets.isEmpty && offsets == Array(offsets[0]..<(offsets[0] + offsets.count)))
+
+            // The run is kept: its record with every node, and in the user's list.
+            let run = try #require(await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs/\(runID)", token: token))
+            #expect(run["status"]?.stringValue == "completed")
+            #expect(run["nodes"]?["wait"]?["status"]?.stringValue == "skipped")
+            #expect(run["nodes"]?["greet"]?["outputs"]?["text"]?.stringValue == "Hello Ada")
+            let list = try #require(await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs?limit=5", token: token))
+            #expect(list["runs"]?.arrayValue?.first?["workflow_id"]?.stringValue == runID)
+            let other = try await authority.mint(user: "wf-mallory")
+            #expect(await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs/\(runID)", token: other) == nil)
+        }
+    }
+
+    @Test func badDefinitionsAndBadMessagesAreAnsweredWithErrors() async throws {
+        try await ChatFlowTests.withStack { stack, url, authority in
+            let token = try await authority.mint(user: "wf-bob")
+            let (result, closeCode) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: "bad"), token: token) { client in
+                _ = await client.frames.first("connection_established")
+                let log = FrameLog(client)
+                await log.ask([
+                    "type": "execute_workflow",
+                    "workflow": [
+                        "nodes": [
+                            Self.node("s", "start"), Self.node("x", "teleport"), Self.node("a", "template", ["template": "{{v}}"]),
+                            Self.node("b", "template", ["template": "{{v}}"]), Self.node("c", "condition"), Self.node("e", "end"),
+                        ],
+                        "connections": [
+                            Self.link("s", "v", "a", "v"), Self.link("s", "v", "a", "v"), Self.link("a", "text", "b", "v"),
+                            Self.link("b", "text", "a", "w"), Self.link("s", "v", "ghost", "v"), Self.link("c", "maybe", "e", "r"),
+                        ],
+                    ],
+                ])
+                await log.ask(["type": "execute_workflow", "workflow": ["nodes": [["type": "start"]]]])
+                await log.ask(raw: "{not json")
+                await log.ask(["type": "launch_rockets"])
+                await log.ask(["type": "control_workflow", "workflow_id": "nope", "action": "explode"])
+                await log.ask(["type": "control_workflow", "workflow_id": "no-such-run", "action": "pause"])
+                await log.ask(["type": "subscribe", "event_types": ["node_status", "telepathy"]])
+                await log.ask(["type": "subscribe", "event_types": ["node_status"]])
+                await log.ask(["type": "unsubscribe", "event_types": ["node_status"]])
+                return log.seen
+            }
+            #expect(closeCode == nil, "the connection stays open")
+            let answers = try #require(result)
+            try #require(answers.count == 9, "\(answers)")
+            #expect(answers[0]["type"]?.stringValue == "workflow_validation_error")
+            let problems = Set((answers[0]["errors"]?.arrayValue ?? []).map {
+                "\($0["code"]?.stringValue ?? "")@\($0["node_id"]?.stringValue ?? $0["connection"]?["to_node"]?.stringValue ?? "")"
+            })
+            #expect(
+                problems == [
+                    "unknown_node_type@x", "duplicate_connection@a", "dangling_connection@ghost", "cycle@a", "cycle@b",
+                    "unknown_output@c", "missing_required_input@c", "missing_required_input@e", "missing_config@c",
+                    "unreachable_node@x", "unreachable_node@c", "unreachable_node@e",
+                ], "\(answers[0])")
+            #expect(answers[1]["type"]?.stringValue == "workflow_validation_error")
+            #expect(answers[1]["errors"]?.arrayValue?.first?["code"]?.stringValue == "malformed_definition", "\(answers[1])")
+            #expect(answers[2]["type"]?.stringValue == "error" && answers[2]["code"]?.stringValue == "BAD_FRAME")
+            #expect(answers[3]["type"]?.stringValue == "error" && answers[3]["code"]?.stringValue == "UNKNOWN_TYPE")
+            #expect(answers[4]["type"]?.stringValue == "error" && answers[4]["code"]?.stringValue == "INVALID_ARGUMENT")
+            #expect(answers[4]["message"]?.stringValue?.contains("explode") == true)
+            #expect(answers[5]["type"]?.stringValue == "error" && answers[5]["message"]?.stringValue?.contains("no workflow run") == true)
+            #expect(answers[6]["type"]?.stringValue == "error" && answers[6]["message"]?.stringValue?.contains("telepathy") == true)
+            #expect(answers[7]["type"]?.stringValue == "subscription_confirmed" && answers[7]["subscriptions"] == ["node_status"])
+            #expect(answers[8]["type"]?.stringValue == "subscription_updated" && answers[8]["subscriptions"] == [])
+        }
+    }
+
+    @Test func pauseResumeAndStopReportTheirRealOutcome() async throws {
+        try await ChatFlowTests.withStack { stack, url, authority in
+            let token = try await authority.mint(user: "wf-carol")
+            let (result, _) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: "ctl"), token: token) { client in
+                try await Self.pauseResumeStop(client)
+            }
+            let runID = try #require(result)
+            let run = try #require(await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs/\(runID)", token: token))
+            #expect(run["status"]?.stringValue == "stopped")
+        }
+    }
+
+    @Test func aHumanInputNodeWaitsForTheAnswer() async throws {
+        try await ChatFlowTests.withStack { stack, url, authority in
+            let token = try await authority.mint(user: "wf-dave")
+            let workflow: JSONValue = [
+                "nodes": [
+                    Self.node("start", "start", ["inputs": ["name": "Dave"]]),
+                    Self.node("ask", "human_input", ["prompt": "Approve {{name}}?"]),
+                    Self.node("reply", "template", ["template": "answer: {{answer}}"]), Self.node("end", "end"),
+                ],
+                "connections": [
+                    Self.link("start", "name", "ask", "name"), Self.link("ask", "answer", "reply", "answer"),
+                    Self.link("reply", "text", "end", "result"),
+                ],
+            ]
+            let (result, _) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: "human"), token: token) { client in
+                _ = await client.frames.first("connection_established")
+                let runID = try await Self.execute(client, workflow)
+                let question = await client.frames.first("human_input_required")
+                #expect(question?["prompt"]?.stringValue == "Approve Dave?" && question?["node_id"]?.stringValue == "ask")
+                // It waits: nothing more happens until the answer.
+                #expect(await client.frames.next(within: .milliseconds(800)) == nil)
+                client.send(["type": "provide_input", "request_id": "i0", "workflow_id": .string(runID), "node_id": "reply", "answer": "no"])
+                let wrong = await client.frames.first("human_input_response")
+                #expect(wrong?["success"] == false && wrong?["error"]?["code"]?.stringValue == "not_waiting")
+                client.send(["type": "provide_input", "request_id": "i1", "workflow_id": .string(runID), "node_id": "ask", "answer": "yes"])
+                let accepted = await client.frames.first("human_input_response")
+                #expect(accepted?["success"] == true && accepted?["request_id"]?.stringValue == "i1")
+                return await client.frames.collect(until: Self.isOutcome)
+            }
+            let frames = try #require(result)
+            #expect(frames.contains { Self.isNode($0, "ask", "completed") && $0["outputs"] == ["answer": "yes"] })
+            #expect(frames.last?["results"]?["end"]?["result"]?.stringValue == "answer: yes", "\(frames)")
+        }
+    }
+
+    @Test func aReconnectingClientReattachesAndGetsWhatItMissed() async throws {
+        try await ChatFlowTests.withStack { stack, url, authority in
+            let token = try await authority.mint(user: "wf-erin")
+            let session = "re-\(UUID().uuidString.prefix(8))"
+            let (first, _) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: session), token: token) { client in
+                _ = await client.frames.first("connection_established")
+                let runID = try await Self.execute(client, Self.chain(5, ms: 300))
+                let update = try #require(await client.frames.first(within: .seconds(20)) { Self.isNode($0, "d1", "running") })
+                return (runID, try #require(update["offset"]?.intValue), try #require(update["epoch"]?.stringValue))
+            }
+            let (runID, offset, epoch) = try #require(first)
+            // Away long enough to miss a few nodes.
+            try await Task.sleep(for: .milliseconds(900))
+            let (second, _) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: session), token: token) { client in
+                let hello = try #require(await client.frames.first("connection_established"))
+                #expect(hello["workflows"]?.arrayValue?.contains { $0["workflow_id"]?.stringValue == runID } == true)
+                client.send([
+                    "type": "subscribe", "workflow_id": .string(runID), "offset": .number(Double(offset)), "epoch": .string(epoch),
+                ])
+                return await client.frames.collect(until: Self.isOutcome)
+            }
+            let frames = try #require(second)
+            let confirmed = try #require(frames.first)
+            #expect(confirmed["type"]?.stringValue == "subscription_confirmed" && confirmed["recovered"] == true, "\(confirmed)")
+            let offsets = frames.dropFirst().compactMap { $0["offset"]?.intValue }
+            #expect(offsets.first == offset + 1, "\(frames)")
+            #expect(Array(offsets) == Array((offset + 1)..<(offset + 1 + offsets.count)))
+            #expect(frames.contains { Self.isNode($0, "d1", "completed") })
+            #expect(frames.last?["type"]?.stringValue == "workflow_completed")
+        }
+    }
+
+    @Test func aKilledRunnerHandsItsRunsOverAndNoNodeCompletesTwice() async throws {
+        try await ChatFlowTests.withStack { stack, url, authority in
+            try stack.start("workflow-runner")
+            try await stack.waitUntilReady()
+            let token = try await authority.mint(user: "wf-frank")
+            let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
+            let store = WorkflowRunStore(redis: redis)
+            let (result, _) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: "crash"), token: token) { client in
+                _ = await client.frames.first("connection_established")
+                let runID = try await Self.execute(client, Self.chain(8, ms: 500))
+                var frames: [JSONValue] = []
+                while let frame = await client.frames.next(within: .seconds(20)) {
+                    frames.append(frame.frame)
+                    if Self.isNode(frame.frame, "d3", "running") { break }
+                }
+                // Kill -9 the runner that owns the run.
+                let ownerLog = stack.logs(of: "workflow-runner").first { $0.log.contains(runID) }
+                let owner = try #require(ownerLog, "no runner logged the run")
+                stack.kill(httpPort: owner.httpPort)
+                frames += await client.frames.collect(idle: .seconds(45), until: Self.isOutcome)
+                return (runID, frames, owner.httpPort)
+            }
+            let (runID, frames, killed) = try #require(result)
+            #expect(frames.last?["type"]?.stringValue == "workflow_completed", "\(frames.suffix(3))")
+            for index in 1...8 {
+                #expect(frames.filter { Self.isNode($0, "d\(index)", "completed") }.count == 1, "d\(index)")
+            }
+            let offsets = frames.compactMap { $0["offset"]?.intValue }
+            #expect(!offsets.isEmpty && offsets == Array(offsets[0]..<(offsets[0] + offsets.count)), "one consistent stream")
+            let completions = try await store.completions(runID)
+            #expect(completions.count == 10 && completions.values.allSatisfy { $0 == 1 }, "\(completions)")
+            let survivor = stack.logs(of: "workflow-runner").first { $0.httpPort != killed }
+            #expect(survivor?.log.contains("resuming run from its checkpoint") == true)
+            await redis.close()
+        }
+    }
+
+    static func pauseResumeStop(_ client: WorkflowClient) async throws -> String {
+        _ = await client.frames.first("connection_established")
+        let runID = try await Self.execute(client, Self.chain(4, ms: 600))
+        let log = FrameLog(client)
+        _ = await log.until { Self.isNode($0, "d1", "running") }
+        client.send(["type": "control_workflow", "request_id": "p1", "workflow_id": .string(runID), "action": "pause"])
+        // "paused" only once d1, running when the pause came, has finished.
+        let paused = await log.until { $0["type"]?.stringValue == "workflow_control_response" }
+        #expect(paused?["success"] == true && paused?["status"]?.stringValue == "paused" && paused?["request_id"]?.stringValue == "p1")
+        #expect(log.seen.contains { Self.isNode($0, "d1", "completed") })
+        // Nothing runs while paused.
+        let quiet = await client.frames.next(within: .milliseconds(1500))
+        #expect(quiet == nil, "\(String(describing: quiet?.frame))")
+        client.send(["type": "control_workflow", "request_id": "r1", "workflow_id": .string(runID), "action": "resume"])
+        let resumed = await log.until { $0["type"]?.stringValue == "workflow_control_response" }
+        #expect(resumed?["success"] == true && resumed?["status"]?.stringValue == "running")
+        _ = await log.until { Self.isNode($0, "d2", "running") }
+        // A resume of a run that is not paused is refused, with the reason.
+        client.send(["type": "control_workflow", "request_id": "r2", "workflow_id": .string(runID), "action": "resume"])
+        let refused = await log.until { $0["type"]?.stringValue == "workflow_control_response" }
+        #expect(refused?["success"] == false && refused?["error"]?["code"]?.stringValue == "not_paused")
+        client.send(["type": "control_workflow", "request_id": "s1", "workflow_id": .string(runID), "action": "stop"])
+        let stopped = await log.until(Self.isOutcome)
+        #expect(stopped?["type"]?.stringValue == "workflow_stopped" && stopped?["status"]?.stringValue == "stopped")
+        let stopAnswer = await log.until { $0["type"]?.stringValue == "workflow_control_response" }
+        #expect(stopAnswer?["success"] == true && stopAnswer?["status"]?.stringValue == "stopped")
+        #expect(log.seen.contains { Self.isNode($0, "d2", "failed") && $0["error"]?.stringValue == "stopped" })
+        #expect(!log.seen.contains { Self.isNode($0, "d3", "running") })
+        // The run is over: a control is answered with that, not acknowledged.
+        client.send(["type": "control_workflow", "request_id": "late", "workflow_id": .string(runID), "action": "resume"])
+        let late = await log.until { $0["type"]?.stringValue == "workflow_control_response" }
+        #expect(late?["success"] == false && late?["error"]?["code"]?.stringValue == "not_running")
+        return runID
+    }
+
+    /// The frames a test has read, kept for checks after the fact.
+    final class FrameLog: Sendable {
+        let client: WorkflowClient
+        private let frames = Locked<[JSONValue]>([])
+
+        init(_ client: WorkflowClient) { self.client = client }
+
+        var seen: [JSONValue] { frames.withLock { $0 } }
+
+        /// Reads frames until one satisfies `predicate` (nil after 20 s without a frame).
+        func until(_ predicate: (JSONValue) -> Bool) async -> JSONValue? {
+            while let received = await client.frames.next(within: .seconds(20)) {
+                let frame = received.frame
+                frames.withLock { $0.append(frame) }
+                if predicate(frame) { return frame }
+            }
+            return nil
+        }
+
+        /// Sends a message (or raw text) and keeps the next frame.
+        func ask(_ message: JSONValue? = nil, raw: String? = nil) async {
+            if let message { client.send(message) } else { client.sendRaw(raw ?? "") }
+            if let received = await client.frames.next(within: .seconds(10)) {
+                let frame = received.frame
+                frames.withLock { $0.append(frame) }
+            }
+        }
+    }
+
+    // MARK: HTTP
+
+    static func httpBase(_ wsURL: String) -> String {
+        wsURL.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws", with: "")
+    }
+
+    static func getJSON(_ url: String, token: String) async -> JSONValue? {
+        await withCheckedContinuation { continuation in
+            var request = URLRequest(url: URL(string: url)!)
+            request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+            request.timeoutInterval = 5
+            URLSession.shared.dataTask(with: request) { data, response, _ in
+                guard (response as? HTTPURLResponse)?.statusCode == 200, let data else { return continuation.resume(returning: nil) }
+                continuation.resume(returning: try? JSONDecoder().decode(JSONValue.self, from: data))
+            }.resume()
+        }
+    }
+}
