@@ -15,7 +15,7 @@ import FoundationNetworking
 struct MisbehavingClientTests {
     @Test func aClientThatStopsReadingIsCutOffWhileAFastOneGetsEverything() async throws {
         try await ChatFlowTests.withStack(gatewayEnvironment: [
-            "SWITCHBOARD_GATEWAY_OUTBOUND_LIMIT_BYTES": "16384", "SWITCHBOARD_GATEWAY_SOCKET_SEND_BUFFER_BYTES": "32768",
+            "SWITCHBOARD_GATEWAY_OUTBOUND_LIMIT_BYTES": "65536", "SWITCHBOARD_GATEWAY_SOCKET_SEND_BUFFER_BYTES": "32768",
         ]) { _, url, authority in
             let port = try #require(URL(string: url)?.port)
             let token = try await authority.mint(user: "olga")
@@ -31,12 +31,13 @@ struct MisbehavingClientTests {
                 try stalled.sendText(
                     #"{"id":"sub","type":"SUBSCRIBE_CONVERSATION","timestamp":1,"data":{"conversationId":"\#(conversation)"}}"#)
                 try await Task.sleep(for: .milliseconds(500))
-                // 600 events of ~1 KB, far more than the 16 KiB outbound bound plus the socket buffers,
-                // at a pace (about 500 KB/s) that a client that reads keeps up with.
+                // 600 events of ~1 KB, far more than the 64 KiB outbound bound plus the socket buffers,
+                // at a pace (about 250 KB/s) that a client that reads keeps up with even on a loaded
+                // machine: its bound holds a quarter of a second of them.
                 var last: DeliveryFuture?
                 for index in 0..<events {
                     last = try await source.emit(into: 0, padding: 1000)
-                    if index % 10 == 9 { try await Task.sleep(for: .milliseconds(20)) }
+                    if index % 10 == 9 { try await Task.sleep(for: .milliseconds(40)) }
                 }
                 _ = try await last?.report()
 
