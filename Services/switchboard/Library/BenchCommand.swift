@@ -10,7 +10,10 @@ import Synchronization
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure Switchboard (run against a release build).",
-        subcommands: [RoundTripBench.self, BusHopBench.self, ConnectionsBench.self, FanoutBench.self, ReconnectBench.self])
+        subcommands: [
+            RoundTripBench.self, BusHopBench.self, ConnectionsBench.self, FanoutBench.self, ReconnectBench.self, OverheadBench.self,
+            AgentsBench.self,
+        ])
 }
 
 /// Latencies in microseconds, summarised from an HDR histogram.
