@@ -181,6 +181,59 @@ public struct ChatInterruptRequested: EventPayload, Equatable {
     }
 }
 
+/// The user asked that a role lead the conversation's next run (REQUEST_ROLE_FOCUS). Travels on
+/// `sb.chat.requests`, keyed by the conversation, so it is ordered with its messages.
+public struct ChatRoleFocusRequested: EventPayload, Equatable {
+    public static let eventType = "chat.role.focus.requested"
+
+    public var conversationId: String
+    public var userId: String
+    /// A role of the team (the gateway checked it against the team the orchestrator announced).
+    public var role: String
+    public var requestId: String
+    public var gateway: String
+
+    public init(conversationId: String, userId: String, role: String, requestId: String, gateway: String) {
+        self.conversationId = conversationId
+        self.userId = userId
+        self.role = role
+        self.requestId = requestId
+        self.gateway = gateway
+    }
+}
+
+/// What the gateways know of the orchestrator's team: its name and roles (for REQUEST_ROLE_FOCUS, the
+/// role-state snapshot and `GET /v1/models`). Each orchestrator writes it to Redis when it starts;
+/// prompts and providers stay with the orchestrator.
+public struct TeamCard: Codable, Sendable, Equatable {
+    public struct Role: Codable, Sendable, Equatable {
+        public var name: String
+        public var responsibility: String
+
+        public init(name: String, responsibility: String) {
+            self.name = name
+            self.responsibility = responsibility
+        }
+    }
+
+    public var name: String
+    public var roles: [Role]
+    public var finalRole: String
+
+    public init(name: String, roles: [Role], finalRole: String) {
+        self.name = name
+        self.roles = roles
+        self.finalRole = finalRole
+    }
+
+    public static let redisKey = "sb:team"
+
+    /// The team's spelling of a role name, matched case-insensitively.
+    public func role(named name: String) -> String? {
+        roles.first { $0.name.lowercased() == name.lowercased() }?.name
+    }
+}
+
 /// How the orchestrator tells agent-workers to stop a run's roles: a Redis key the workers check when
 /// a task starts, and a PUB/SUB message that stops the tasks already running.
 public enum RunControl {
@@ -205,6 +258,8 @@ extension FrameType {
     public static let agentError = "AGENT_ERROR"
     /// A message not answered because the conversation was busy and its policy is `reject`.
     public static let messageRejected = "MESSAGE_REJECTED"
+    /// Every role's current state, sent (unnumbered, never stored) to a client joining a conversation.
+    public static let roleStatusSnapshot = "ROLE_STATUS_SNAPSHOT"
 }
 
 /// Seed 001's event shape: `{event_type, agent_source, timestamp, payload}`.

@@ -15,10 +15,12 @@ public struct ChatMessageSubmitted: EventPayload, Equatable {
     public var pattern: String?
     /// What to do if the conversation is busy (`enqueue`, `interrupt`, `reject`); absent: enqueue.
     public var busyPolicy: String?
+    /// The role that leads this message's run (writes the reply); absent: the conversation's focus, if any.
+    public var leadRole: String?
 
     public init(
         messageId: String, clientMessageId: String, conversationId: String, userId: String, content: String,
-        gateway: String, pattern: String? = nil, busyPolicy: String? = nil
+        gateway: String, pattern: String? = nil, busyPolicy: String? = nil, leadRole: String? = nil
     ) {
         self.messageId = messageId
         self.clientMessageId = clientMessageId
@@ -28,6 +30,7 @@ public struct ChatMessageSubmitted: EventPayload, Equatable {
         self.gateway = gateway
         self.pattern = pattern
         self.busyPolicy = busyPolicy
+        self.leadRole = leadRole
     }
 }
 

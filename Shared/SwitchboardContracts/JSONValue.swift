@@ -12,6 +12,12 @@ public enum JSONValue: Sendable, Hashable {
         return nil
     }
 
+    /// An array's element (nil out of range or for a non-array).
+    public subscript(index: Int) -> JSONValue? {
+        if case .array(let array) = self, array.indices.contains(index) { return array[index] }
+        return nil
+    }
+
     public var stringValue: String? {
         if case .string(let value) = self { return value }
         return nil

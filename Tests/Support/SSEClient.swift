@@ -5,8 +5,9 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 
-/// A minimal Server-Sent Events reader for tests: it sends one GET and parses the stream as it
-/// arrives (`id`, `event`, `data`, comments), gzip-compressed or not.
+/// A minimal Server-Sent Events reader for tests: it sends one request (a GET, or a POST with a JSON
+/// body for the compatible front doors) and parses the stream as it arrives (`id`, `event`, `data`,
+/// comments), gzip-compressed or not.
 public final class SSEClient: Sendable {
     public struct Event: Sendable, Equatable {
         public var id: String?
@@ -23,7 +24,8 @@ public final class SSEClient: Sendable {
     }
 
     public static func connect(
-        host: String = "127.0.0.1", port: Int, path: String, headers: [String: String] = [:]
+        host: String = "127.0.0.1", port: Int, path: String, headers: [String: String] = [:], method: String = "GET",
+        body: String? = nil
     ) async throws -> SSEClient {
         let state = Locked<(head: String?, buffer: String, events: [Event], comments: Int, closed: Bool)>((nil, "", [], 0, false))
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -34,11 +36,16 @@ public final class SSEClient: Sendable {
                 }
             }
             .connect(host: host, port: port).get()
-        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
+        var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: path)
         head.headers.add(name: "Host", value: "\(host):\(port)")
         head.headers.add(name: "Accept", value: "text/event-stream")
+        if let body {
+            head.headers.add(name: "Content-Type", value: "application/json")
+            head.headers.add(name: "Content-Length", value: String(body.utf8.count))
+        }
         for (name, value) in headers { head.headers.add(name: name, value: value) }
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: body))), promise: nil) }
         try await channel.writeAndFlush(HTTPClientRequestPart.end(nil))
         return SSEClient(channel: channel, state: state)
     }
@@ -47,7 +54,19 @@ public final class SSEClient: Sendable {
     public var head: String? { state.withLock { $0.head } }
     public var events: [Event] { state.withLock { $0.events } }
     public var comments: Int { state.withLock { $0.comments } }
+    /// The response ended, or the connection closed.
     public var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Waits until an event satisfies `predicate` (or the stream closes, or `timeout` passes).
+    public func waitFor(within timeout: Duration = .seconds(30), _ predicate: ([Event]) -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if predicate(events) { return true }
+            if isClosed { return predicate(events) }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return predicate(events)
+    }
 
     public func close() async {
         try? await channel.close()
@@ -85,7 +104,8 @@ public final class SSEClient: Sendable {
                 }
                 append(text)
             case .end:
-                break
+                // The response is over (the connection may stay open for another request).
+                state.withLock { $0.closed = true }
             }
         }
 

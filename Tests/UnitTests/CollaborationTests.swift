@@ -300,4 +300,68 @@ import Testing
         #expect(events(done, FrameType.messageStreamEnd).isEmpty)
         #expect(tasks(done).map(\.runId) == ["m4"])
     }
+
+    @Test func aFocusedRoleLeadsTheNextRunOnly() {
+        var record = ConversationRecord()
+        let focus = ChatRoleFocusRequested(conversationId: "conv", userId: "u", role: "Mike", requestId: "r", gateway: "g")
+        #expect(engine.receive(focus: focus, record: &record).isEmpty)
+        #expect(record.focus == "Mike")
+        // A role the team does not have is ignored.
+        var unknown = focus
+        unknown.role = "Zed"
+        _ = engine.receive(focus: unknown, record: &record)
+        #expect(record.focus == "Mike")
+
+        let first = engine.receive(message: message("m1", pattern: "parallel"), traceparent: "t", now: 0, record: &record)
+        #expect(record.focus == nil && record.run?.lead == "Mike")
+        #expect(record.run?.plan == [["Alex", "Kulu", "Emma"], ["David"], ["Mike"]])
+        #expect(events(first, FrameType.collaborationStart).first?["lead"] == "Mike")
+        var effects = first
+        for task in tasks(first) { effects += engine.receive(result: result(task), now: 1, record: &record) }
+        effects += engine.receive(result: result(tasks(effects).first { $0.role == "David" }!), now: 2, record: &record)
+        let mike = tasks(effects).first { $0.role == "Mike" }!
+        #expect(mike.isFinal == true && mike.replyMessageId == "reply-m1")
+        let done = engine.receive(result: result(mike), now: 3, record: &record)
+        #expect(events(done, FrameType.collaborationComplete).first?["result"]?["answeredBy"] == "Mike")
+
+        // The next run is the team's usual one.
+        let next = engine.receive(message: message("m2", pattern: "parallel"), traceparent: "t", now: 4, record: &record)
+        #expect(record.run?.lead == nil && record.run?.plan.last == ["Catherine"])
+        #expect(events(next, FrameType.collaborationStart).first?["lead"] == nil)
+    }
+
+    @Test func aMessageCanNameItsLead() {
+        var record = ConversationRecord()
+        var led = message("m1", "hi", pattern: nil)
+        led.leadRole = "Emma"
+        let effects = engine.receive(message: led, traceparent: "t", now: 0, record: &record)
+        // Short: the direct pattern, answered by the lead alone.
+        #expect(tasks(effects).map(\.role) == ["Emma"])
+        #expect(tasks(effects).first?.isFinal == true)
+    }
+}
+
+@Suite struct LeadPlanningTests {
+    let planner = CollaborationPlanner(team: .chatCentre)
+
+    @Test func theLeadWritesTheReplyInEveryPattern() {
+        let mike = planner.led(by: "Mike")
+        #expect(mike.initialPlan(.direct, content: "x") == [["Mike"]])
+        #expect(mike.initialPlan(.sequential, content: "x") == [["Alex"], ["Kulu"], ["David"], ["Mike"]])
+        #expect(mike.initialPlan(.parallel, content: "x") == [["Alex", "Kulu", "Emma"], ["David"], ["Mike"]])
+        #expect(mike.initialPlan(.hierarchical, content: "research the market data").last == ["Mike"])
+        #expect(!mike.initialPlan(.hierarchical, content: "research the market data").dropLast().joined().contains("Mike"))
+        // The synthesizer as lead decides and writes the reply in one stage.
+        let david = planner.led(by: "David")
+        #expect(david.initialPlan(.parallel, content: "x") == [["Alex", "Kulu", "Mike", "Emma"], ["David"]])
+        #expect(david.initialPlan(.sequential, content: "x") == [["Alex"], ["Kulu"], ["Mike"], ["David"]])
+        #expect(david.nextDynamicStage(plan: [["Alex"], ["Kulu"], ["Mike"]], content: "x", latestResult: "") == ["David"])
+        #expect(david.nextDynamicStage(plan: [["Alex"], ["Kulu"], ["Mike"], ["David"]], content: "x", latestResult: "") == nil)
+        // The final role leading changes nothing but who answers short messages.
+        let catherine = planner.led(by: "Catherine")
+        #expect(catherine.initialPlan(.parallel, content: "x") == planner.initialPlan(.parallel, content: "x"))
+        #expect(catherine.initialPlan(.direct, content: "x") == [["Catherine"]])
+        // An unknown lead is no lead.
+        #expect(planner.led(by: "Zed").initialPlan(.direct, content: "x") == [["Alex"]])
+    }
 }

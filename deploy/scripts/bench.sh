@@ -5,11 +5,15 @@
 # `switchboard bench` scenarios, then stops everything whatever happened. The offline engine
 # streams instantly, so the platform is timed, not the engine's pacing.
 #
-# Usage: bench.sh [SCENARIO...]   (default: bus roundtrip fanout reconnect connections workflows)
+# Usage: bench.sh [SCENARIO...]   (default: all: bus roundtrip fanout reconnect connections workflows overhead agents)
 #   bus         one Kafka hop                    roundtrip   message → first chunk / stream end
 #   fanout      1000 clients, 100 conversations  reconnect   1000 clients through a gateway restart
 #   connections 10 000 idle connections and one broadcast
 #   workflows   100 concurrent runs of a 10-node DAG: node event latency, runs/s, runner memory
+#   overhead    multi-agent runs: the engine's first token → the client's first chunk, per role
+#   agents      200 concurrent parallel-pattern runs, offline engine at 30 tokens/s per role: chunks/s,
+#               chunk latency, orchestrator and agent-worker RSS (restarts the agent-worker paced, then
+#               back to instant)
 # SB_BENCH_<SCENARIO>_ARGS (e.g. SB_BENCH_ROUNDTRIP_ARGS="--messages 5000") adds options.
 # Ports as for run.sh (SB_GATEWAY_PORT, ...).
 set -euo pipefail
@@ -62,7 +66,7 @@ scenario() {
 }
 
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(bus roundtrip fanout reconnect connections workflows)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(bus roundtrip fanout reconnect connections workflows overhead agents)
 first=1
 for name in "${scenarios[@]}"; do
   [ -n "$first" ] || fresh_stack
@@ -80,7 +84,16 @@ for name in "${scenarios[@]}"; do
     workflows)
       scenario workflows --gateway "$GATEWAY" --runner-pid "$(cat "$SB_STATE_DIR/pids/workflow-runner.pid")" \
         --secret "$SECRET" ;;
-    *) die "unknown scenario $name (bus, roundtrip, fanout, reconnect, connections, workflows)" ;;
+    overhead) scenario overhead --gateway "$GATEWAY" --secret "$SECRET" ;;
+    agents)
+      # Paced like a model, and enough tasks at once per partition for 4 × 200 concurrent roles.
+      SWITCHBOARD_AGENT_TOKEN_RATE=${SB_BENCH_AGENTS_TOKEN_RATE:-30} SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS=150 \
+        SWITCHBOARD_AGENT_CONCURRENCY=128 bash "$RUN" restart agent-worker
+      scenario agents --gateway "$GATEWAY" --secret "$SECRET" \
+        --orchestrator-pid "$(cat "$SB_STATE_DIR/pids/orchestrator.pid")" \
+        --agent-worker-pid "$(cat "$SB_STATE_DIR/pids/agent-worker.pid")"
+      bash "$RUN" restart agent-worker ;;
+    *) die "unknown scenario $name (bus, roundtrip, fanout, reconnect, connections, workflows, overhead, agents)" ;;
   esac
 done
 exit "$status"

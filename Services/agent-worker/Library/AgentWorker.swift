@@ -193,6 +193,9 @@ struct StreamingTask {
         var content = ""
         var position = 0
         var responding = false
+        /// When the engine produced its first token (µs since the epoch): the first chunk carries it, so
+        /// a client can time the platform's own share (the orchestration-overhead benchmark).
+        var firstTokenAt: Int64?
         func respond(reason: String) async throws {
             guard !responding else { return }
             responding = true
@@ -215,6 +218,7 @@ struct StreamingTask {
                 payload: ["content": .string(chunk), "content_type": "text", "is_complete": false]))
             data["chunk"] = .string(chunk)
             data["position"] = .number(Double(position))
+            if position == 0, let firstTokenAt { data["firstTokenAt"] = .number(Double(firstTokenAt)) }
             pending.append(try await emit(isFinal ? FrameType.messageStreamChunk : FrameType.agentChunk, JSONValue.object(data), channel: nil))
             position += 1
         }
@@ -262,6 +266,7 @@ struct StreamingTask {
             loop: for await piece in pieces {
                 switch piece {
                 case .delta(let text):
+                    if firstTokenAt == nil { firstTokenAt = Clock.epochMicroseconds() }
                     for chunk in chunker.append(text, now: .now) { try await send(chunk) }
                 case .tick:
                     for chunk in chunker.tick(now: .now) { try await send(chunk) }

@@ -189,15 +189,17 @@ struct BishengChat: Sendable {
         logger[metadataKey: "chat.id"] = "\(chatID)"
         let connectionLogger = logger
         do {
-            _ = try await session.follow(.conversation(chatID), since: nil, subscriber: subscriber, history: history) { _, _ in
-                session.outbound.enqueue(
-                    BishengFrames.json(
-                        type: "start",
-                        data: ["chat_id": .string(chatID), "flow_id": .string(flowID), "chat_type": .string(record.chatType),
-                               "state": .string(record.state), "message_count": .number(Double(record.messageCount)),
-                               "resumed": .bool(record.messageCount > 0 || record.state != SessionState.initialised.rawValue)],
-                        traceID: nil))
-            }
+            _ = try await session.follow(
+                .conversation(chatID), since: nil, subscriber: subscriber, history: history,
+                announce: { _, _ in
+                    session.outbound.enqueue(
+                        BishengFrames.json(
+                            type: "start",
+                            data: ["chat_id": .string(chatID), "flow_id": .string(flowID), "chat_type": .string(record.chatType),
+                                   "state": .string(record.state), "message_count": .number(Double(record.messageCount)),
+                                   "resumed": .bool(record.messageCount > 0 || record.state != SessionState.initialised.rawValue)],
+                            traceID: nil))
+                })
         } catch {
             try await refuse(ErrorCode.unavailable.rawValue, "the event stream is unavailable; retry", close: .serverError)
             return

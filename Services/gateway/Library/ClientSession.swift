@@ -14,17 +14,21 @@ final class ClientSession: FrameSink, Sendable {
     let outbound: OutboundQueue
     private let feeds = Mutex<[Channel: ChannelFeed]>([:])
     private let formatter: @Sendable (ChannelWire.Message) -> String
+    private let completes: @Sendable (ChannelWire.Message) -> Bool
 
     /// `formatter` renders a channel event for this transport (a stamped JSON frame, or an SSE event).
     /// `onOverflow` runs when the client falls behind (see `GatewayRequestContext.cutOff`).
+    /// `completes` says which delivered event ends the stream (a front door's run); none by default.
     init(
         userID: String, outboundLimitBytes: Int, onOverflow: @escaping @Sendable () -> Void = {},
-        formatter: @escaping @Sendable (ChannelWire.Message) -> String = \.stampedJSON
+        formatter: @escaping @Sendable (ChannelWire.Message) -> String = \.stampedJSON,
+        completes: @escaping @Sendable (ChannelWire.Message) -> Bool = { _ in false }
     ) {
         self.id = UUID().uuidString.lowercased()
         self.userID = userID
         self.outbound = OutboundQueue(limitBytes: outboundLimitBytes, onOverflow: onOverflow)
         self.formatter = formatter
+        self.completes = completes
     }
 
     func send(_ frame: ServerFrame) {
@@ -35,9 +39,26 @@ final class ClientSession: FrameSink, Sendable {
     // MARK: FrameSink
 
     func deliver(_ message: ChannelWire.Message) -> Bool {
-        let accepted = outbound.enqueue(formatter(message), ephemeral: message.isEphemeral, createdAt: message.createdAt)
-        if accepted { DeliveryMetrics.delivered.increment() }
+        let text = formatter(message)
+        var accepted = true
+        // A formatter that shows only some frames (the compatible front doors) returns "" for the rest.
+        if !text.isEmpty {
+            accepted = outbound.enqueue(text, ephemeral: message.isEphemeral, createdAt: message.createdAt)
+            if accepted { DeliveryMetrics.delivered.increment() }
+        }
+        if completes(message) { complete() }
         return accepted
+    }
+
+    /// Set once the stream has shown what it was opened for (a front door's run ended).
+    private let completed = Atomic<Bool>(false)
+    var isComplete: Bool { completed.load(ordering: .acquiring) }
+
+    /// Ends the stream after what is queued: the writer sees a close and, the stream being complete,
+    /// writes its normal ending instead of an error.
+    func complete() {
+        completed.store(true, ordering: .releasing)
+        outbound.close(.shutdown, reason: "complete")
     }
 
     func insufficientState(_ reason: String) {
@@ -77,12 +98,21 @@ final class ClientSession: FrameSink, Sendable {
 
     /// Follows a channel from `since` (recovering what was missed), or from now. Following a channel
     /// again replaces the previous feed, so a client can re-sync without reconnecting.
+    /// `snapshot` renders a frame shown right after `announce`'s answer and before any recovered event
+    /// (ROLE_STATUS_SNAPSHOT); it is read once the live subscription is in place.
     func follow(
         _ channel: Channel, since: StreamPosition?, subscriber: RedisSubscriber, history: ChannelHistory,
+        snapshot: (() async throws -> String)? = nil,
         announce: (_ recovered: Bool, _ position: StreamPosition?) -> Void = { _, _ in }
     ) async throws -> ChannelFeed.Opened {
+        var snapshotText: String?
         let opened = try await ChannelFeed.open(
-            channel, since: since, subscriber: subscriber, history: history, sink: self, announce: announce)
+            channel, since: since, subscriber: subscriber, history: history, sink: self,
+            whileSubscribed: { if let snapshot { snapshotText = try await snapshot() } },
+            announce: { recovered, position in
+                announce(recovered, position)
+                if let snapshotText { outbound.enqueue(snapshotText) }
+            })
         let previous = feeds.withLock { feeds in
             defer { feeds[channel] = opened.feed }
             return feeds[channel]

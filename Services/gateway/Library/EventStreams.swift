@@ -14,15 +14,15 @@ struct MessageSubmitter: Sendable {
 
     /// Returns the message id once Kafka has the message.
     /// `pattern` is the collaboration pattern the user asked for; the orchestrator validates it.
+    /// `messageID` lets a front door know the run's id (the message's) before it subscribes.
     func submit(
         userID: String, conversationID: String, content: String, clientMessageID: String, pattern: String? = nil,
-        busyPolicy: String? = nil
+        busyPolicy: String? = nil, leadRole: String? = nil, messageID: String = UUID().uuidString.lowercased()
     ) async throws -> String {
-        let messageID = UUID().uuidString.lowercased()
         let payload = ChatMessageSubmitted(
             messageId: messageID, clientMessageId: clientMessageID, conversationId: conversationID, userId: userID,
             content: content, gateway: context.configuration.instanceID, pattern: pattern.map { String($0.prefix(32)) },
-            busyPolicy: busyPolicy.map { String($0.prefix(32)) })
+            busyPolicy: busyPolicy.map { String($0.prefix(32)) }, leadRole: leadRole)
         try await context.publish(context.envelope(payload, routingKey: conversationID), to: Topics.chatRequests)
         return messageID
     }
@@ -44,6 +44,7 @@ struct EventStreams: Sendable {
     let history: ChannelHistory
     let registry: SessionRegistry
     let settings: GatewaySettings
+    let roles: RoleDirectory
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
         addNotificationRoutes(to: router)
@@ -73,7 +74,10 @@ struct EventStreams: Sendable {
         }
         router.get("/api/v1/conversations/:id/roles/activity") { request, context in
             let id = try conversationID(context)
-            return try await stream(request, context, channel: Channel(.roles, id), ownedConversation: id)
+            // Opens with every role's state (ROLE_STATUS_SNAPSHOT, no id), then the recovered and live events.
+            return try await stream(request, context, channel: Channel(.roles, id), ownedConversation: id) {
+                try Self.unnumberedEvent(await roles.snapshot(conversation: id, channel: .roles(id)))
+            }
         }
         router.get("/api/v1/events/system") { request, context in
             try await stream(request, context, channel: .system, ownedConversation: nil)
@@ -169,7 +173,7 @@ struct EventStreams: Sendable {
         return id
     }
 
-    private func authorize(_ userID: String, _ conversationID: String) async throws {
+    func authorize(_ userID: String, _ conversationID: String) async throws {
         guard try await access.authorize(userID: userID, conversationID: conversationID) else {
             throw HTTPError(.forbidden, message: "conversation \(conversationID) belongs to another user")
         }
@@ -177,38 +181,54 @@ struct EventStreams: Sendable {
 
     /// One SSE stream of a channel. The resume position is `Last-Event-ID` (header, or `?lastEventId=`
     /// for clients that cannot set headers) in the `<epoch>:<offset>` form of every event's `id:`.
+    /// The resume position of an SSE request: `Last-Event-ID` (header, or `?lastEventId=` for clients
+    /// that cannot set headers) in the `<epoch>:<offset>` form of every event's `id:`.
+    static func lastEventPosition(_ request: Request) throws -> StreamPosition? {
+        let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.uri.queryParameters["lastEventId"].map(String.init)
+        guard let lastEventID, !lastEventID.isEmpty else { return nil }
+        guard let position = StreamPosition(lastEventID: lastEventID) else {
+            throw HTTPError(.badRequest, message: "Last-Event-ID is <epoch>:<offset>, as sent in each event's id")
+        }
+        return position
+    }
+
+    /// One SSE stream of a channel, from `Last-Event-ID` or from now. `snapshot` renders an event shown
+    /// before any recovered one.
     private func stream(
-        _ request: Request, _ context: GatewayRequestContext, channel: SwitchboardContracts.Channel, ownedConversation: String?
+        _ request: Request, _ context: GatewayRequestContext, channel: SwitchboardContracts.Channel, ownedConversation: String?,
+        snapshot: (() async throws -> String)? = nil
     ) async throws -> Response {
         let claims = try await Gateway.authenticate(request, authority: authority)
         if let ownedConversation { try await authorize(claims.userID, ownedConversation) }
-        let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.uri.queryParameters["lastEventId"].map(String.init)
-        var since: StreamPosition?
-        if let lastEventID, !lastEventID.isEmpty {
-            guard let position = StreamPosition(lastEventID: lastEventID) else {
-                throw HTTPError(.badRequest, message: "Last-Event-ID is <epoch>:<offset>, as sent in each event's id")
-            }
-            since = position
-        }
+        let since = try Self.lastEventPosition(request)
         let session = ClientSession(
             userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes, onOverflow: context.cutOff,
             formatter: Self.serverSentEvent)
         guard registry.add(session) else { throw Gateway.drainingError }
         let opened: ChannelFeed.Opened
         do {
-            opened = try await session.follow(channel, since: since, subscriber: subscriber, history: history)
+            opened = try await session.follow(channel, since: since, subscriber: subscriber, history: history, snapshot: snapshot)
         } catch {
             registry.remove(session)
             throw error
         }
-        await context.limitSendBuffer(to: settings.socketSendBufferBytes)
         var preamble = "retry: 3000\n\n"
         if since != nil {
             // SSE has no acknowledgement: say whether the stream continues exactly where the client was.
             let position = opened.position.map { #","offset":\#($0.offset),"epoch":"\#($0.epoch)""# } ?? ""
             preamble += "event: recovery\ndata: {\"recovered\":\(opened.recovered)\(position)}\n\n"
         }
-        let opening = preamble
+        return await respond(request, context, session: session, opening: preamble)
+    }
+
+    /// Writes a session's queue as an SSE response, after `opening`. A stream ends when its client goes,
+    /// when it is cut off (`event: close`), or, once the session is complete, with `ending`.
+    /// `interruption` renders the end of a stream cut off before it was complete (default: `event: close`).
+    func respond(
+        _ request: Request, _ context: GatewayRequestContext, session: ClientSession, opening: String, ending: String = "",
+        headers extraHeaders: HTTPFields = [:], interruption: (@Sendable (CloseCode, String) -> String)? = nil
+    ) async -> Response {
+        await context.limitSendBuffer(to: settings.socketSendBufferBytes)
         let gzip = request.headers[.acceptEncoding].map(SSEWireEncoder.acceptsGzip) ?? false
         let subscriber = self.subscriber
         let registry = self.registry
@@ -231,8 +251,13 @@ struct EventStreams: Sendable {
                             try await writer.write(try encoder.encode(text))
                             DeliveryMetrics.recordWritten(createdAt: createdAt)
                         case .close(let code, let reason):
-                            try await writer.write(
-                                try encoder.encode("event: close\ndata: {\"code\":\(code.rawValue),\"reason\":\"\(reason)\"}\n\n"))
+                            if session.isComplete {
+                                if !ending.isEmpty { try await writer.write(try encoder.encode(ending)) }
+                            } else {
+                                let text = interruption?(code, reason)
+                                    ?? "event: close\ndata: {\"code\":\(code.rawValue),\"reason\":\"\(reason)\"}\n\n"
+                                try await writer.write(try encoder.encode(text))
+                            }
                             break loop
                         }
                     }
@@ -250,7 +275,48 @@ struct EventStreams: Sendable {
             HTTPField.Name("X-Accel-Buffering")!: "no", .vary: "Accept-Encoding",
         ]
         if gzip { headers[.contentEncoding] = "gzip" }
+        headers.append(contentsOf: extraHeaders)
         return Response(status: .ok, headers: headers, body: body)
+    }
+
+    /// A front door's run: follows the conversation first, then submits the message (its id is the
+    /// run's, `runID`), so not one event of the run is missed.
+    func openRun(
+        session: ClientSession, userID: String, conversationID: String, content: String, pattern: String?, lead: String?,
+        runID: String
+    ) async throws {
+        _ = try await session.follow(.conversation(conversationID), since: nil, subscriber: subscriber, history: history)
+        do {
+            _ = try await MessageSubmitter(context: context).submit(
+                userID: userID, conversationID: conversationID, content: content, clientMessageID: runID, pattern: pattern,
+                leadRole: lead, messageID: runID)
+        } catch {
+            await session.unfollowAll(subscriber: subscriber)
+            throw error
+        }
+    }
+
+    /// Waits (without a socket) until the session is complete, cut off, or `timeout` passes; then
+    /// stops following. True when complete.
+    func awaitCompletion(_ session: ClientSession, within timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                // Unblocks the wait below; a cancelled sleep (the run completed) must not.
+                if (try? await Task.sleep(for: timeout)) != nil { session.outbound.finish() }
+            }
+            while let item = await session.outbound.next() {
+                if case .close = item { break }
+            }
+            group.cancelAll()
+        }
+        registry.remove(session)
+        await session.unfollowAll(subscriber: subscriber)
+        return session.isComplete
+    }
+
+    /// A frame shown once and never numbered (no `id:`): it is no position to resume from.
+    static func unnumberedEvent(_ frame: ServerFrame) throws -> String {
+        "event: \(frame.type)\ndata: \(try FrameEncoding.json(frame))\n\n"
     }
 
     /// `id: <epoch>:<offset>` (recoverable events only), `event: <frame type>`, `data: <frame JSON>`.

@@ -47,6 +47,9 @@ public struct GatewaySettings: Sendable {
     public var maxConsecutiveErrors = 10
     /// Bisheng's chat WebSocket (seed 002's limits).
     public var chat = BishengChatSettings()
+    /// How long a non-streaming front-door request (`POST /v1/chat/completions` without `stream`)
+    /// waits for its run to end before answering 504 (the run goes on).
+    public var frontDoorTimeout: Duration = .seconds(600)
 
     public init() {}
 
@@ -129,8 +132,9 @@ public enum Gateway {
         let router = Router(context: GatewayRequestContext.self)
         let access = ConversationAccess(redis: context.redis)
         let history = ChannelHistory(redis: context.redis)
+        let roles = RoleDirectory(redis: context.redis, logger: context.logger)
         let handler = CommandHandler(
-            context: context, subscriber: subscriber, access: access, history: history,
+            context: context, subscriber: subscriber, access: access, history: history, roles: roles,
             limiter: RateLimiter(redis: context.redis, rate: settings.commandsPerSecond, burst: settings.commandBurst),
             settings: settings, store: store)
         router.ws("/ws") { request, _ in
@@ -223,7 +227,7 @@ public enum Gateway {
         }
         let streams = EventStreams(
             context: context, authority: authority, subscriber: subscriber, access: access, history: history,
-            registry: registry, settings: settings)
+            registry: registry, settings: settings, roles: roles)
         streams.addRoutes(to: router)
         HistoryRoutes(store: store, authority: authority, access: access).addRoutes(to: router)
         BishengChat(
@@ -234,6 +238,8 @@ public enum Gateway {
             context: context, authority: authority, subscriber: subscriber, history: history, registry: registry,
             routing: routing, settings: settings
         ).addRoutes(to: router)
+        OpenAICompatibility(streams: streams).addRoutes(to: router)
+        BluePlanCompatibility(streams: streams).addRoutes(to: router)
         return router
     }
 
@@ -281,6 +287,7 @@ struct CommandHandler: Sendable {
     let subscriber: RedisSubscriber
     let access: ConversationAccess
     let history: ChannelHistory
+    let roles: RoleDirectory
     let limiter: RateLimiter
     let settings: GatewaySettings
     let store: HistoryStore
@@ -355,10 +362,15 @@ struct CommandHandler: Sendable {
             try await authorize(session, conversationID)
             let since = try position(of: command)
             let joining = !session.isFollowing(.conversation(conversationID))
-            // Read before following: the ACK, then this history, then the recovered and live events.
+            // Read before following: the ACK, then this history, then every role's state at once
+            // (ROLE_STATUS_SNAPSHOT), then the recovered and live events.
             let recent = try await HistoryRoutes.subscribeHistory(command, conversationID: conversationID, user: session.userID, store: store)
             _ = try await session.follow(
-                .conversation(conversationID), since: since, subscriber: subscriber, history: history
+                .conversation(conversationID), since: since, subscriber: subscriber, history: history,
+                snapshot: {
+                    try FrameEncoding.json(
+                        try await roles.snapshot(conversation: conversationID, channel: .conversation(conversationID)))
+                }
             ) { recovered, position in
                 var data: [String: JSONValue] = ["conversationId": .string(conversationID), "recovered": .bool(recovered)]
                 if let position {
@@ -391,7 +403,7 @@ struct CommandHandler: Sendable {
             try await context.publish(context.envelope(event, routingKey: conversationID), to: Topics.clientEvents)
             return .ack(command.id, data: ["conversationId": .string(conversationID)])
         case ClientCommandType.requestRoleFocus:
-            throw CommandError(.unknownType, "\(command.type) is not supported by this gateway version")
+            return try await requestRoleFocus(command, session: session)
         case ClientCommandType.interrupt:
             let conversationID = try conversationID(of: command)
             try await authorize(session, conversationID)
@@ -419,6 +431,27 @@ struct CommandHandler: Sendable {
             userID: session.userID, conversationID: conversationID, content: content, clientMessageID: command.id,
             pattern: command.data?["pattern"]?.stringValue, busyPolicy: command.data?["busyPolicy"]?.stringValue)
         return .ack(command.id, data: ["messageId": .string(messageID), "conversationId": .string(conversationID)])
+    }
+
+    /// A role of the team leads the conversation's next run; ACK once Kafka has the request.
+    private func requestRoleFocus(_ command: ClientCommand, session: ClientSession) async throws -> ServerFrame {
+        let conversationID = try conversationID(of: command)
+        guard let requested = command.data?["role"]?.stringValue, !requested.isEmpty else {
+            throw CommandError(.invalidArgument, "data.role must name a role of the team")
+        }
+        guard let team = try await roles.team() else {
+            throw CommandError(.unavailable, "no orchestrator has announced its team yet; retry")
+        }
+        guard let role = team.role(named: requested) else {
+            throw CommandError(
+                .invalidArgument, "unknown role \(requested); the team's roles are \(team.roles.map(\.name).joined(separator: ", "))")
+        }
+        try await authorize(session, conversationID)
+        let payload = ChatRoleFocusRequested(
+            conversationId: conversationID, userId: session.userID, role: role, requestId: command.id,
+            gateway: context.configuration.instanceID)
+        try await context.publish(context.envelope(payload, routingKey: conversationID), to: Topics.chatRequests)
+        return .ack(command.id, data: ["conversationId": .string(conversationID), "role": .string(role), "status": "focused"])
     }
 
     private func conversationID(of command: ClientCommand) throws -> String {

@@ -15,6 +15,8 @@ public struct ConversationRecord: Codable, Sendable, Equatable {
     /// SEND_MESSAGE or a redelivered event starts nothing.
     public var seen: [String] = []
     public var history: [ConversationTurn] = []
+    /// The role asked to lead the next run (REQUEST_ROLE_FOCUS); used once.
+    public var focus: String? = nil
 
     public init() {}
 }
@@ -38,6 +40,8 @@ public struct CollaborationRun: Codable, Sendable, Equatable {
     public var progress: Int = 0
     /// Set once the user asked to stop: the roles still working are told to stop, no new stage starts.
     public var stopping: Bool? = nil
+    /// The role that leads this run: it writes the reply (see `CollaborationPlanner.led(by:)`).
+    public var lead: String? = nil
 
     public var roles: [String] { plan.flatMap { $0 } }
     public var finalRole: String { plan.last?.last ?? "" }
@@ -116,6 +120,19 @@ public struct CollaborationEngine: Sendable {
         return [.stopRun(runId: run.runId)]
     }
 
+    /// The user asked that `role` lead the next run: remembered until a run starts. A role the team
+    /// does not have is ignored (the gateway refuses it already).
+    public func receive(focus: ChatRoleFocusRequested, record: inout ConversationRecord) -> [CollaborationEffect] {
+        guard team.role(focus.role) != nil else { return [] }
+        record.focus = focus.role
+        return []
+    }
+
+    /// The planner of a run: the team's, or the one reshaped around the run's lead.
+    func planner(for run: CollaborationRun) -> CollaborationPlanner {
+        run.lead.map { planner.led(by: $0) } ?? planner
+    }
+
     public func receive(result: AgentTaskCompleted, now: Int64, record: inout ConversationRecord) -> [CollaborationEffect] {
         guard var run = record.run, run.runId == result.runId, run.stage < run.plan.count,
             run.plan[run.stage].contains(result.role), run.contributions[result.role] == nil
@@ -142,7 +159,7 @@ public struct CollaborationEngine: Sendable {
             return effects + finish(&record, now: now, ending: .stopped)
         }
         if run.pattern == .dynamic,
-            let next = planner.nextDynamicStage(plan: run.plan, content: run.message.content, latestResult: result.content)
+            let next = planner(for: run).nextDynamicStage(plan: run.plan, content: run.message.content, latestResult: result.content)
         {
             run.plan.append(next)
             for role in next { effects.append(assigned(role, run: run)) }
@@ -160,27 +177,31 @@ public struct CollaborationEngine: Sendable {
     private func start(
         _ message: ChatMessageSubmitted, traceparent: String, now: Int64, record: inout ConversationRecord
     ) -> [CollaborationEffect] {
+        // The message's own lead (a role-named OpenAI model), else the conversation's focus; a focus is used once.
+        let lead = [message.leadRole, record.focus].compactMap { $0 }.first { team.role($0) != nil }
+        record.focus = nil
+        let planner = lead.map { self.planner.led(by: $0) } ?? self.planner
         let (pattern, reason) = planner.pattern(for: message.content, requested: message.pattern)
         let plan = planner.initialPlan(pattern, content: message.content)
         var run = CollaborationRun(
             runId: message.messageId, message: message, traceparent: traceparent, pattern: pattern, reason: reason,
             plan: plan, stage: 0, history: Array(record.history.suffix(team.historyLimit)), startedAt: now)
+        run.lead = lead
         var effects: [CollaborationEffect] = []
         // Stage 1, preprocessing: de-duplicated above, context taken, route decided.
         effects.append(progress(&run, stage: "preprocessing", activeRole: nil, value: 5))
         let estimated = plan.reduce(0) { total, stage in
             total + (stage.compactMap { team.role($0)?.estimatedMs }.max() ?? 0)
         }
-        effects.append(
-            .event(
-                frameType: FrameType.collaborationStart,
-                data: [
-                    "conversationId": .string(message.conversationId), "runId": .string(run.runId),
-                    "messageId": .string(message.messageId),
-                    "roles": .array(planner.participants(pattern, plan: plan).map { .string($0) }),
-                    "pattern": .string(pattern.rawValue), "reason": .string(reason),
-                    "estimatedDuration": .number(Double(estimated)),
-                ], roleActivity: true))
+        var startData: [String: JSONValue] = [
+            "conversationId": .string(message.conversationId), "runId": .string(run.runId),
+            "messageId": .string(message.messageId),
+            "roles": .array(planner.participants(pattern, plan: plan).map { .string($0) }),
+            "pattern": .string(pattern.rawValue), "reason": .string(reason),
+            "estimatedDuration": .number(Double(estimated)),
+        ]
+        if let lead { startData["lead"] = .string(lead) }
+        effects.append(.event(frameType: FrameType.collaborationStart, data: .object(startData), roleActivity: true))
         for role in plan.flatMap({ $0 }) { effects.append(assigned(role, run: run)) }
         record.history.append(ConversationTurn(role: "user", content: message.content))
         record.history = Array(record.history.suffix(team.historyLimit))
@@ -237,7 +258,7 @@ public struct CollaborationEngine: Sendable {
 
     /// The final stage is the last planned one, except in the dynamic pattern until its final role is planned.
     private func isLastStage(_ run: CollaborationRun) -> Bool {
-        run.pattern != .dynamic || run.plan[run.stage].contains(team.finalRole)
+        run.pattern != .dynamic || run.plan[run.stage].contains(planner(for: run).team.finalRole)
     }
 
     enum Ending { case normal, abandoned, stopped }
@@ -344,7 +365,8 @@ public struct CollaborationEngine: Sendable {
         let active = run.stage < run.plan.count ? run.plan[run.stage].filter { run.contributions[$0] == nil } : []
         let pending = roles.filter { !completed.contains($0) && !active.contains($0) }
         // The dynamic pattern's length is unknown until it ends: count up to three specialists and two more.
-        let expected = run.pattern == .dynamic && !roles.contains(team.finalRole)
+        let planner = planner(for: run)
+        let expected = run.pattern == .dynamic && !roles.contains(planner.team.finalRole)
             ? max(roles.count + 2, planner.maxDynamicSpecialists + 2) : max(roles.count, 1)
         let computed = value ?? (10 + 80 * completed.count / expected)
         run.progress = max(run.progress, min(computed, 100))
@@ -366,7 +388,7 @@ public struct CollaborationEngine: Sendable {
     }
 
     private func isFinalPlanned(_ run: CollaborationRun) -> Bool {
-        run.pattern != .dynamic || run.roles.contains(team.finalRole)
+        run.pattern != .dynamic || run.roles.contains(planner(for: run).team.finalRole)
     }
 
     static func json(_ contribution: RoleContribution) -> JSONValue {

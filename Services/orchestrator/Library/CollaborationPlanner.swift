@@ -60,15 +60,39 @@ public struct CollaborationPlanner: Sendable {
             || (0xAC00...0xD7AF).contains(scalar.value) || (0x20000...0x2FFFF).contains(scalar.value)
     }
 
-    /// The stages known at the start; the dynamic pattern adds the rest as results come in.
+    /// The stages known at the start; the dynamic pattern adds the rest as results come in. A role
+    /// appears once, in its first stage (a lead that is also the synthesizer writes the reply there).
     public func initialPlan(_ pattern: CollaborationPattern, content: String) -> [[String]] {
-        switch pattern {
-        case .direct: return [[team.directRole]]
-        case .sequential: return team.sequence.map { [$0] }
-        case .parallel: return [team.specialists, [team.synthesizer], [team.finalRole]]
-        case .hierarchical: return [chooseSpecialists(for: content), [team.synthesizer], [team.finalRole]]
-        case .dynamic: return [[ranked(content).first ?? team.specialists[0]]]
-        }
+        let stages: [[String]] =
+            switch pattern {
+            case .direct: [[team.directRole]]
+            case .sequential: team.sequence.map { [$0] }
+            case .parallel: [team.specialists, [team.synthesizer], [team.finalRole]]
+            case .hierarchical: [chooseSpecialists(for: content), [team.synthesizer], [team.finalRole]]
+            case .dynamic: [[ranked(content).first ?? team.specialists[0]]]
+            }
+        var seen = Set<String>()
+        return stages.map { $0.filter { seen.insert($0).inserted } }.filter { !$0.isEmpty }
+    }
+
+    /// The planner for a run that `lead` leads (REQUEST_ROLE_FOCUS): the lead writes the reply in place
+    /// of the final role, answers alone in the direct pattern, and is taken out of the stages before;
+    /// the rest of the pattern is unchanged. The team's own final role leads by default.
+    public func led(by lead: String) -> CollaborationPlanner {
+        guard team.role(lead) != nil else { return self }
+        var team = self.team
+        team.directRole = lead
+        guard lead != team.finalRole else { return CollaborationPlanner(team: team) }
+        var sequence = team.sequence.filter { $0 != lead }
+        if sequence.last == team.finalRole { sequence.removeLast() }
+        team.sequence = sequence + [lead]
+        let specialists = team.specialists.filter { $0 != lead }
+        if !specialists.isEmpty { team.specialists = specialists }
+        team.finalRole = lead
+        var planner = CollaborationPlanner(team: team)
+        planner.minDynamicSpecialists = min(minDynamicSpecialists, specialists.count)
+        planner.maxDynamicSpecialists = maxDynamicSpecialists
+        return planner
     }
 
     /// Every role a run of this pattern may involve, for COLLABORATION_START.

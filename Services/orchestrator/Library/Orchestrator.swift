@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import Logging
 import Metrics
+import ServiceLifecycle
 import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRedis
@@ -44,12 +45,46 @@ public enum Orchestrator {
                 try await runner.handle(try EnvelopeCodec.decode(AgentTaskCompleted.self, from: message.value))
             case ChatInterruptRequested.eventType:
                 try await runner.handle(try EnvelopeCodec.decode(ChatInterruptRequested.self, from: message.value))
+            case ChatRoleFocusRequested.eventType:
+                try await runner.handle(try EnvelopeCodec.decode(ChatRoleFocusRequested.self, from: message.value))
             default:
                 throw UnhandledEventError(type: header.type, service: "orchestrator")
             }
         }
         context.logger.info("team", metadata: ["team.name": "\(team.name)", "team.roles": "\(team.roles.map(\.name))"])
-        try await ServiceRunner.run(context: context, services: [store, processor])
+        try await ServiceRunner.run(
+            context: context, services: [store, TeamAnnouncer(team: team, redis: context.redis, logger: context.logger), processor])
+    }
+}
+
+/// Writes the team's card to Redis (no expiry: the team outlives any one orchestrator instance), retrying
+/// until Redis answers. The gateways check REQUEST_ROLE_FOCUS, snapshot role states and list
+/// `/v1/models` from it.
+struct TeamAnnouncer: Service {
+    let team: Team
+    let redis: RedisClient
+    let logger: Logger
+
+    var card: TeamCard {
+        TeamCard(
+            name: team.name, roles: team.roles.map { TeamCard.Role(name: $0.name, responsibility: $0.responsibility) },
+            finalRole: team.finalRole)
+    }
+
+    func run() async throws {
+        let json = try JSONEncoder().encode(card)
+        var attempt = 0
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                _ = try await redis.send("SET", RedisArgument(TeamCard.redisKey), RedisArgument(bytes: Array(json)))
+                break
+            } catch {
+                attempt += 1
+                if attempt == 1 { logger.warning("cannot announce the team yet", metadata: ["error": "\(error)"]) }
+                try? await Task.sleep(for: .milliseconds(200 * min(attempt, 10)))
+            }
+        }
+        try? await gracefulShutdown()
     }
 }
 
@@ -81,6 +116,12 @@ struct CollaborationRunner: Sendable {
     func handle(_ envelope: Envelope<AgentTaskCompleted>) async throws {
         try await step(conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent) {
             engine.receive(result: envelope.payload, now: Clock.epochMilliseconds(), record: &$0)
+        }
+    }
+
+    func handle(_ envelope: Envelope<ChatRoleFocusRequested>) async throws {
+        try await step(conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent) {
+            engine.receive(focus: envelope.payload, record: &$0)
         }
     }
 

@@ -11,7 +11,8 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "Measure Switchboard (run against a release build).",
         subcommands: [
-            RoundTripBench.self, BusHopBench.self, ConnectionsBench.self, FanoutBench.self, ReconnectBench.self, WorkflowBench.self,
+            RoundTripBench.self, BusHopBench.self, ConnectionsBench.self, FanoutBench.self, ReconnectBench.self,
+            WorkflowBench.self, OverheadBench.self, AgentsBench.self,
         ])
 }
 

@@ -94,10 +94,12 @@ final class ChannelFeed: Sendable {
 
     /// Subscribes first, then reads what was missed since `since`, then goes live: no gap, no duplicate.
     /// `announce` learns the outcome just before the recovered events are queued, so an answer it
-    /// queues reaches the client ahead of them.
+    /// queues reaches the client ahead of them. `whileSubscribed` runs once the live subscription is in
+    /// place and before history is read: a state read there is never older than the live events that follow.
     static func open(
         _ channel: Channel, since: StreamPosition?, subscriber: RedisSubscriber, history: ChannelHistory,
-        sink: any FrameSink, announce: (_ recovered: Bool, _ position: StreamPosition?) -> Void = { _, _ in }
+        sink: any FrameSink, whileSubscribed: () async throws -> Void = {},
+        announce: (_ recovered: Bool, _ position: StreamPosition?) -> Void = { _, _ in }
     ) async throws -> Opened {
         let feed = ChannelFeed(channel: channel, sink: sink)
         let subscription = try await subscriber.subscribe(ChannelWire.liveChannel(channel)) { [weak feed] bytes in
@@ -108,6 +110,7 @@ final class ChannelFeed: Sendable {
         DeliveryMetrics.subscriptions.increment()
         let read: (top: (offset: Int64, epoch: String)?, events: [ChannelSequencer.Event])
         do {
+            try await whileSubscribed()
             read = try await history.read(channel, after: since?.offset)
         } catch {
             await feed.close(subscriber: subscriber)

@@ -1,0 +1,186 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Synchronization
+import SwitchboardContracts
+import SwitchboardRuntime
+
+/// BluePlan's streaming endpoints (seed 001) in front of the AI team: `POST /novachat` (Nova3: a
+/// supervisor plans, the specialists run in parallel, the supervisor merges: the `parallel` pattern) and
+/// `POST /loomichat` (Loomi: one concierge that delegates, choosing each next specialist from the last
+/// result: the `dynamic` pattern). Each answers one run as SSE `data: {"event_type", "agent_source",
+/// "timestamp", "payload"}` events with the conversation's channel position as `id:`, resumable with
+/// `Last-Event-ID` like every other stream; the stream ends after the run's last event.
+struct BluePlanCompatibility: Sendable {
+    let streams: EventStreams
+
+    enum Mode: Sendable {
+        case nova, loomi
+
+        var pattern: CollaborationPattern { self == .nova ? .parallel : .dynamic }
+        /// The agent that speaks for the run as a whole (plan at the start, merged answer at the end).
+        var supervisor: String { self == .nova ? "nova3_supervisor" : "loomi_concierge" }
+        var conversationPrefix: String { self == .nova ? "nova" : "loomi" }
+    }
+
+    func addRoutes(to router: Router<GatewayRequestContext>) {
+        router.post("/novachat") { request, context in try await chat(request, context, mode: .nova) }
+        router.post("/loomichat") { request, context in try await chat(request, context, mode: .loomi) }
+    }
+
+    struct ChatRequest: Decodable {
+        var message: String?
+        var query: String?
+        var conversationId: String?
+        enum CodingKeys: String, CodingKey { case message, query, conversationId = "conversation_id" }
+    }
+
+    private func chat(_ request: Request, _ context: GatewayRequestContext, mode: Mode) async throws -> Response {
+        let claims = try await Gateway.authenticate(request, authority: streams.authority)
+        let body: ChatRequest
+        do {
+            body = try await request.decode(as: ChatRequest.self, context: context)
+        } catch {
+            throw HTTPError(.badRequest, message: #"the body is JSON {"message": "…", "conversation_id"?: "…"}"#)
+        }
+        if let id = body.conversationId, !CommandHandler.isValidID(id) {
+            throw HTTPError(.badRequest, message: "conversation_id is 1-128 letters, digits, '-', '_' or '.'")
+        }
+        let since = try EventStreams.lastEventPosition(request)
+        let content = (body.message ?? body.query ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        if since == nil {
+            guard !content.isEmpty else { throw HTTPError(.badRequest, message: "message must not be empty") }
+            guard content.count <= streams.settings.maxContentLength else {
+                throw HTTPError(.contentTooLarge, message: "message is limited to \(streams.settings.maxContentLength) characters")
+            }
+        } else if body.conversationId == nil {
+            throw HTTPError(.badRequest, message: "resuming (Last-Event-ID) needs the conversation_id of the stream")
+        }
+        let conversationID = body.conversationId ?? "\(mode.conversationPrefix)-\(UUID().uuidString.lowercased())"
+        try await streams.authorize(claims.userID, conversationID)
+
+        // A new request starts a run with a known id; a resumed one follows the run its position is in.
+        let runID = since == nil ? UUID().uuidString.lowercased() : nil
+        let translator = BluePlanTranslator(mode: mode, runID: runID)
+        let session = ClientSession(
+            userID: claims.userID, outboundLimitBytes: streams.settings.outboundLimitBytes, onOverflow: context.cutOff,
+            formatter: translator.event(for:), completes: { _ in translator.isDone })
+        guard streams.registry.add(session) else { throw Gateway.drainingError }
+        let headers: HTTPFields = [OpenAICompatibility.conversationHeader: conversationID]
+        do {
+            if let runID {
+                try await streams.openRun(
+                    session: session, userID: claims.userID, conversationID: conversationID, content: content,
+                    pattern: mode.pattern.rawValue, lead: nil, runID: runID)
+            } else {
+                let opened = try await session.follow(
+                    .conversation(conversationID), since: since, subscriber: streams.subscriber, history: streams.history)
+                guard opened.recovered else {
+                    // Never a partial replay: say so, and let the client reload the conversation.
+                    streams.registry.remove(session)
+                    await session.unfollowAll(subscriber: streams.subscriber)
+                    let error = translator.error(
+                        "cannot resume from \(since?.description ?? ""): the position is no longer kept; reload the conversation",
+                        type: "resume_failed")
+                    var fields = headers
+                    fields[.contentType] = "text/event-stream; charset=utf-8"
+                    fields[.cacheControl] = "no-cache"
+                    return Response(status: .ok, headers: fields, body: .init(byteBuffer: ByteBuffer(string: "retry: 3000\n\n" + error)))
+                }
+            }
+        } catch {
+            streams.registry.remove(session)
+            throw error
+        }
+        return await streams.respond(request, context, session: session, opening: "retry: 3000\n\n", headers: headers) { _, reason in
+            translator.error("the stream was cut off (\(reason)); resume with Last-Event-ID", type: "disconnected")
+        }
+    }
+}
+
+/// Turns one run's channel events into seed 001 events: COLLABORATION_START is the supervisor's
+/// agent_start (its plan), each role's AGENT_START / chunks / AGENT_COMPLETE / AGENT_ERROR pass through
+/// with their seed fields, and COLLABORATION_COMPLETE is the supervisor's agent_complete with the merged
+/// answer, which ends the stream. Called by the run's feed, in order.
+final class BluePlanTranslator: Sendable {
+    let mode: BluePlanCompatibility.Mode
+    private struct State {
+        /// The run followed; a resumed stream adopts the first run it sees after its position.
+        var runID: String?
+        var done = false
+    }
+    private let state: Mutex<State>
+
+    init(mode: BluePlanCompatibility.Mode, runID: String?) {
+        self.mode = mode
+        state = Mutex(State(runID: runID))
+    }
+
+    var isDone: Bool { state.withLock { $0.done } }
+
+    static let shown: Set<String> = [
+        FrameType.collaborationStart, FrameType.collaborationComplete, FrameType.agentStart, FrameType.agentChunk,
+        FrameType.agentComplete, FrameType.agentError, FrameType.messageStreamChunk,
+    ]
+
+    func event(for message: ChannelWire.Message) -> String {
+        guard !message.isEphemeral, Self.shown.contains(message.frameType),
+            let frame = try? JSONDecoder().decode(ServerFrame.self, from: Data(message.frameJSON.utf8))
+        else { return "" }
+        let accepted = state.withLock { state -> Bool in
+            guard !state.done else { return false }
+            // The orchestrator's fallback reply has no runId, only the reply's id.
+            let run = frame.data["runId"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
+                ?? frame.data["messageId"]?.stringValue.flatMap { $0.hasPrefix("reply-") ? String($0.dropFirst(6).prefix(36)) : nil }
+            guard let run else { return false }
+            if state.runID == nil { state.runID = run }
+            guard state.runID == run else { return false }
+            if frame.type == FrameType.collaborationComplete { state.done = true }
+            return true
+        }
+        guard accepted, let event = translate(frame) else { return "" }
+        return "id: \(message.position)\ndata: \(OpenAICompatibility.encode(event))\n\n"
+    }
+
+    private func translate(_ frame: ServerFrame) -> JSONValue? {
+        let time = Date(timeIntervalSince1970: Double(frame.timestamp) / 1000)
+        switch frame.type {
+        case FrameType.collaborationStart:
+            let roles = frame.data["roles"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            let pattern = frame.data["pattern"]?.stringValue ?? ""
+            return seed(
+                AgentEvent.agentStart, mode.supervisor, time,
+                ["status": "started", "task_description": .string("\(pattern): \(roles.joined(separator: ", "))"),
+                 "pattern": .string(pattern), "agents": .array(roles.map { .string($0) })])
+        case FrameType.collaborationComplete:
+            let result = frame.data["result"]
+            return seed(
+                AgentEvent.agentComplete, mode.supervisor, time,
+                ["status": result?["status"] ?? "completed", "summary": result?["answer"] ?? "",
+                 "failed_agents": result?["failedRoles"] ?? [], "note": result?["note"] ?? "",
+                 "duration_ms": frame.data["duration"] ?? 0])
+        default:
+            if let type = frame.data["event_type"], let source = frame.data["agent_source"], let payload = frame.data["payload"] {
+                return ["event_type": type, "agent_source": source, "timestamp": frame.data["timestamp"] ?? .string(AgentEvent.isoTimestamp(time)),
+                        "payload": payload]
+            }
+            // The orchestrator's fallback reply (a final role that failed) carries no seed fields.
+            guard let chunk = frame.data["chunk"]?.stringValue else { return nil }
+            return seed(
+                AgentEvent.llmChunk, frame.data["role"]?.stringValue ?? mode.supervisor, time,
+                ["content": .string(chunk), "content_type": "text", "is_complete": false])
+        }
+    }
+
+    private func seed(_ type: String, _ source: String, _ time: Date, _ payload: JSONValue) -> JSONValue {
+        ["event_type": .string(type), "agent_source": .string(source), "timestamp": .string(AgentEvent.isoTimestamp(time)),
+         "payload": payload]
+    }
+
+    /// An `error` event (no id: it is no position to resume from).
+    func error(_ message: String, type: String) -> String {
+        let event = seed(AgentEvent.error, mode.supervisor, Date(), ["error": .string(message), "error_type": .string(type)])
+        return "data: \(OpenAICompatibility.encode(event))\n\n"
+    }
+}
