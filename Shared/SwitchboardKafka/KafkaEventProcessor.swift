@@ -167,8 +167,10 @@ private final class HandledCounters: Sendable {
     }
 }
 
-/// The offsets of a partition in flight; the commit point is the lowest one not yet done.
-final class OffsetWindow: Sendable {
+/// The offsets of a partition in flight; the commit point is the lowest one not yet done. For
+/// consumers that work on several messages of a partition at once (and the workflow-runner, whose
+/// runs finish out of order).
+public final class OffsetWindow: Sendable {
     private struct State {
         var inFlight = Set<Int64>()
         var highestDone: Int64 = -1
@@ -178,7 +180,9 @@ final class OffsetWindow: Sendable {
 
     private let state = Mutex(State())
 
-    func begin(_ offset: Int64) {
+    public init() {}
+
+    public func begin(_ offset: Int64) {
         state.withLock { state in
             state.inFlight.insert(offset)
             if state.committed == nil { state.committed = offset }
@@ -186,7 +190,7 @@ final class OffsetWindow: Sendable {
     }
 
     /// The next offset to commit when it moved forward.
-    func finish(_ offset: Int64) -> Int64? {
+    public func finish(_ offset: Int64) -> Int64? {
         state.withLock { state in
             state.inFlight.remove(offset)
             state.highestDone = max(state.highestDone, offset)

@@ -206,18 +206,7 @@ struct BishengChat: Sendable {
         }
         let lastActivity = SharedInt(Int(Clock.epochMilliseconds()))
         await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                while let item = await session.outbound.next() {
-                    switch item {
-                    case .frame(let text, let createdAt):
-                        try await outbound.write(.text(text))
-                        DeliveryMetrics.recordWritten(createdAt: createdAt)
-                    case .close(let code, let reason):
-                        try await outbound.close(.unknown(code.rawValue), reason: reason)
-                        return
-                    }
-                }
-            }
+            group.addTask { try await session.writeFrames(to: outbound, logger: connectionLogger) }
             // connection_timeout: silence from the client for that long ends the connection.
             let timeout = settings.chat.connectionTimeout
             group.addTask {

@@ -178,19 +178,7 @@ public enum Gateway {
             logger[metadataKey: "user"] = "\(claims.userID)"
             let connectionLogger = logger
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    while let item = await session.outbound.next() {
-                        switch item {
-                        case .frame(let text, let createdAt):
-                            try await outbound.write(.text(text))
-                            DeliveryMetrics.recordWritten(createdAt: createdAt)
-                        case .close(let code, let reason):
-                            connectionLogger.debug("closing client", metadata: ["ws.close_code": "\(code.rawValue)"])
-                            try await outbound.close(.unknown(code.rawValue), reason: reason)
-                            return
-                        }
-                    }
-                }
+                group.addTask { try await session.writeFrames(to: outbound, logger: connectionLogger) }
                 do {
                     for try await message in inbound.messages(maxSize: settings.maxFrameBytes) {
                         await handler.handle(message, session: session)

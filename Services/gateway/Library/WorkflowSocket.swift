@@ -62,18 +62,7 @@ struct WorkflowSocket: Sendable {
             let connection = WorkflowConnection(session: session, sessionID: sessionID)
             await greet(connection)
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    while let item = await session.outbound.next() {
-                        switch item {
-                        case .frame(let text, let createdAt):
-                            try await outbound.write(.text(text))
-                            DeliveryMetrics.recordWritten(createdAt: createdAt)
-                        case .close(let code, let reason):
-                            try await outbound.close(.unknown(code.rawValue), reason: reason)
-                            return
-                        }
-                    }
-                }
+                group.addTask { try await session.writeFrames(to: outbound, logger: context.logger) }
                 // The seed's application-level heartbeat, on top of WebSocket pings.
                 group.addTask {
                     while !Task.isCancelled {

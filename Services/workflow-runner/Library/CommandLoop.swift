@@ -230,36 +230,6 @@ final class RunHandle: Sendable {
     }
 }
 
-/// The offsets of a partition in flight; the commit point is the lowest one not yet done.
-final class OffsetWindow: Sendable {
-    private struct State {
-        var inFlight = Set<Int64>()
-        var highestDone: Int64 = -1
-        var committed: Int64?
-    }
-
-    private let state = Mutex(State())
-
-    func begin(_ offset: Int64) {
-        state.withLock { state in
-            state.inFlight.insert(offset)
-            if state.committed == nil { state.committed = offset }
-        }
-    }
-
-    /// The next offset to commit when it moved forward.
-    func finish(_ offset: Int64) -> Int64? {
-        state.withLock { state in
-            state.inFlight.remove(offset)
-            state.highestDone = max(state.highestDone, offset)
-            let next = state.inFlight.min() ?? (state.highestDone + 1)
-            guard next > (state.committed ?? -1) else { return nil }
-            state.committed = next
-            return next
-        }
-    }
-}
-
 /// Publishes a run's client events on its channel, with ids derived from what they say.
 struct Emitter: Sendable {
     let context: ServiceContext
