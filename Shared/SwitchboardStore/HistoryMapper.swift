@@ -6,7 +6,7 @@ import SwitchboardContracts
 public enum HistoryWrite: Sendable, Equatable {
     case userMessage(UserMessageWrite)
     case assistantMessage(AssistantMessageWrite)
-    case part(PartWrite)
+    case part(TurnPart)
     case turn(TurnWrite)
     case sessionState(chatId: String, state: SessionState, at: Int64)
 }
@@ -35,18 +35,6 @@ public struct AssistantMessageWrite: Sendable, Equatable {
     public var finishedAt: Int64
 }
 
-public struct PartWrite: Sendable, Equatable {
-    public var id: String
-    public var chatId: String
-    public var runId: String?
-    public var messageId: String?
-    public var kind: String
-    public var role: String?
-    public var content: String?
-    public var data: String
-    public var createdAt: Int64
-}
-
 public struct TurnWrite: Sendable, Equatable {
     public var eventId: UUID
     public var runId: String
@@ -59,7 +47,7 @@ public struct TurnWrite: Sendable, Equatable {
     public var usage: String
     public var finishedAt: Int64
     /// Each role's whole text, in the order the run reported them.
-    public var texts: [PartWrite]
+    public var texts: [TurnPart]
 }
 
 /// What the history keeps of each bus event: user messages from `sb.chat.requests`; from
@@ -90,8 +78,8 @@ public enum HistoryMapper {
         let chatId = event.channel.id
         let data = event.data
         let id = envelope.id.uuidString.lowercased()
-        func part(_ kind: String, role: String?, content: String?, runId: String? = nil) -> PartWrite {
-            PartWrite(
+        func part(_ kind: String, role: String?, content: String?, runId: String? = nil) -> TurnPart {
+            TurnPart(
                 id: id, chatId: chatId, runId: runId ?? nonEmpty(data["runId"]?.stringValue),
                 messageId: data["messageId"]?.stringValue, kind: kind, role: role, content: content, data: json(data),
                 createdAt: envelope.time)
@@ -137,7 +125,7 @@ public enum HistoryMapper {
             let result = data["result"] ?? .object([:])
             let contributions = data["contributions"]?.arrayValue ?? []
             let texts = contributions.enumerated().map { index, contribution in
-                PartWrite(
+                TurnPart(
                     id: "\(id)#\(index)", chatId: chatId, runId: runId, messageId: nil, kind: "text",
                     role: contribution["role"]?.stringValue, content: contribution["content"]?.stringValue ?? "",
                     data: json(contribution), createdAt: envelope.time)

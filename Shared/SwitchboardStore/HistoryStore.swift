@@ -179,7 +179,7 @@ public struct HistoryStore: Service {
         }
     }
 
-    static func insert(_ part: PartWrite, on connection: PostgresConnection, logger: Logger) async throws {
+    static func insert(_ part: TurnPart, on connection: PostgresConnection, logger: Logger) async throws {
         try await connection.query(
             """
             INSERT INTO turn_parts (id, chat_id, run_id, message_id, kind, role, content, data, created_at)
