@@ -74,6 +74,16 @@ public final class RedisSubscriber: Service, Sendable {
 
     /// Keeps the connection up until graceful shutdown.
     public func run() async throws {
+        // Graceful shutdown and cancellation (a sibling service failed) both end the wait on the
+        // connection below, which no task cancellation would interrupt by itself.
+        try await withTaskCancellationHandler {
+            try await receive()
+        } onCancel: {
+            stop()
+        }
+    }
+
+    private func receive() async throws {
         try await withGracefulShutdownHandler {
             var attempt = 0
             while !state.withLock({ $0.shuttingDown }) {
@@ -90,12 +100,16 @@ public final class RedisSubscriber: Service, Sendable {
                 }
             }
         } onGracefulShutdown: {
-            let connection = self.state.withLock { state in
-                state.shuttingDown = true
-                return state.connection
-            }
-            connection?.channel.close(promise: nil)
+            self.stop()
         }
+    }
+
+    private func stop() {
+        let connection = state.withLock { state in
+            state.shuttingDown = true
+            return state.connection
+        }
+        connection?.channel.close(promise: nil)
     }
 
     private func dispatch(channel: [UInt8], message: [UInt8]) {
@@ -111,6 +125,8 @@ public final class RedisSubscriber: Service, Sendable {
         }
         let (winner, channels) = state.withLock { state -> (RedisConnection, [String]) in
             if let existing = state.connection, existing.isActive { return (existing, []) }
+            // Stopped while connecting: the run loop sees the closed connection and ends.
+            if state.shuttingDown { connection.channel.close(promise: nil) }
             state.connection = connection
             return (connection, Array(state.handlers.keys))
         }

@@ -145,7 +145,13 @@ public enum ServiceRunner {
                 logger: context.logger))
         context.logger.info(
             "starting", metadata: ["instance": "\(configuration.instanceID)", "librdkafka": "\(librdkafkaVersion)"])
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            // E.g. the HTTP port is taken: every other service was cancelled, and the process exits non-zero.
+            context.logger.error("stopped by an error", metadata: ["error": "\(error)"])
+            throw error
+        }
         context.logger.info("stopped")
     }
 }

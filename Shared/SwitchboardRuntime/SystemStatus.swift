@@ -73,7 +73,8 @@ struct HeartbeatService: Service {
     func run() async throws {
         let redis = context.redis
         let instance = context.configuration.instanceID
-        while !Task.isShuttingDownGracefully {
+        // Cancellation ends the loop too (a sibling service failed): the sleep below then returns at once.
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
             let ready = await context.readiness.evaluate().ready
             let line = "\(context.configuration.service.rawValue) \(ready ? 1 : 0) \(Int(Date().timeIntervalSince1970))"
             do {

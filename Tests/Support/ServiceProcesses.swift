@@ -39,8 +39,20 @@ public final class ServiceProcesses: Sendable {
         throw Missing()
     }
 
-    /// A free TCP port on loopback.
+    /// Every port this test process handed out. The kernel gives a just-closed ephemeral port out
+    /// again, so two services started back to back could otherwise get the same one, and a test would
+    /// talk to the wrong service.
+    private static let handedOut = Mutex<Set<Int>>([])
+
+    /// A free TCP port on loopback, never one this test process handed out before.
     public static func freePort() -> Int {
+        while true {
+            let port = unusedPort()
+            if handedOut.withLock({ $0.insert(port).inserted }) { return port }
+        }
+    }
+
+    private static func unusedPort() -> Int {
         let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(socketFD) }
         var address = sockaddr_in()

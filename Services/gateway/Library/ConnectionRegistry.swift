@@ -143,7 +143,8 @@ struct RegistryHeartbeat: Service {
 
     func run() async throws {
         let interval = Duration.seconds(max(1, registry.ttlSeconds / 3))
-        while !Task.isShuttingDownGracefully {
+        // Cancellation ends the loop too (a sibling service failed): the sleep below then returns at once.
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
                 try await registry.heartbeat(connections: sessions.snapshot())
             } catch {

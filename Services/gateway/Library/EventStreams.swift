@@ -179,8 +179,6 @@ struct EventStreams: Sendable {
         }
     }
 
-    /// One SSE stream of a channel. The resume position is `Last-Event-ID` (header, or `?lastEventId=`
-    /// for clients that cannot set headers) in the `<epoch>:<offset>` form of every event's `id:`.
     /// The resume position of an SSE request: `Last-Event-ID` (header, or `?lastEventId=` for clients
     /// that cannot set headers) in the `<epoch>:<offset>` form of every event's `id:`.
     static func lastEventPosition(_ request: Request) throws -> StreamPosition? {

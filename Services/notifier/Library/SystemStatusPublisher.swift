@@ -28,7 +28,8 @@ struct SystemStatusPublisher: Service {
 
     func run() async throws {
         let redis = context.redis
-        while !Task.isShuttingDownGracefully {
+        // Cancellation ends the loop too (a sibling service failed): the sleep below then returns at once.
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
                 try await publishIfChanged(redis)
             } catch {
