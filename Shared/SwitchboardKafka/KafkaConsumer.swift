@@ -87,10 +87,22 @@ public final class KafkaConsumer: Sendable {
 
     // MARK: Polling thread
 
+    /// How long a close waits for a join in progress to finish. Leaving in the middle of a join
+    /// breaks the group for good on Tansu (no later member is ever assigned partitions), so a service
+    /// stopped right after it started first finishes joining, then leaves.
+    static let joinGraceOnClose: Duration = .seconds(15)
+
     private func pollLoop() {
         var closing = false
+        var closeRequestedAt: ContinuousClock.Instant?
         while true {
             if !closing && state.withLock({ $0.closeRequested }) {
+                let now = ContinuousClock.now
+                if closeRequestedAt == nil { closeRequestedAt = now }
+                if !hasJoinedGroup && now - closeRequestedAt! < Self.joinGraceOnClose {
+                    if let event = client.poll(timeoutMilliseconds: 50) { handle(event) }
+                    continue
+                }
                 closing = true
                 if let error = client.commitStoredOffsets() {
                     logger.warning("final commit failed", metadata: ["error": "\(error)"])

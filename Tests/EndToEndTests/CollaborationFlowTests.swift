@@ -216,6 +216,39 @@ struct CollaborationFlowTests {
         }
     }
 
+    /// With an engine that answers at once, a role's result can reach the orchestrator within
+    /// milliseconds of its task. Runs back to back on one conversation must each complete, every role
+    /// asked once per run, and no role left in a state that makes the next run's transitions illegal.
+    @Test func instantAnswersBackToBackAllComplete() async throws {
+        try await ChatFlowTests.withStack(tokensPerSecond: 0) { stack, url, authority in
+            let token = try await authority.mint(user: "instant-\(UUID().uuidString.prefix(6))")
+            let conversation = "instant-\(UUID().uuidString.prefix(8))"
+            let runs = 6
+            let (completed, _) = try await ChatClient.withConnection(url: url, token: token) { client -> Int in
+                var completed = 0
+                for index in 0..<runs {
+                    client.send(
+                        ClientCommand(
+                            id: "m\(index)", type: ClientCommandType.sendMessage,
+                            data: ["conversationId": .string(conversation), "content": .string("option \(index), quickly"),
+                                   "pattern": "parallel"]))
+                    while let next = await client.frames.next(within: .seconds(30)) {
+                        if next.frame.type == FrameType.collaborationComplete { completed += 1; break }
+                    }
+                }
+                return completed
+            }
+            #expect(completed == runs)
+            let port = try #require(stack.logs(of: "orchestrator").first?.httpPort)
+            let metrics = try await MisbehavingClientTests.text("http://127.0.0.1:\(port)/metrics")
+            #expect(MisbehavingClientTests.value(of: "sb_role_illegal_transitions_total", in: metrics) ?? 0 == 0)
+            for role in ["Alex", "Kulu", "Mike", "Emma", "David", "Catherine"] {
+                let tasks = metrics.split(separator: "\n").first { $0.hasPrefix("sb_orchestrator_tasks_total{role=\"\(role)\"}") }
+                #expect(tasks.flatMap { Double($0.split(separator: " ").last ?? "") } == Double(runs), "\(role): \(tasks ?? "none")")
+            }
+        }
+    }
+
     @Test func aMessageDuringARunWaitsForIt() async throws {
         try await ChatFlowTests.withStack { _, url, authority in
             let token = try await authority.mint(user: "queue-\(UUID().uuidString.prefix(6))")

@@ -48,7 +48,7 @@ public struct CollaborationRun: Codable, Sendable, Equatable {
 }
 
 /// A step the orchestrator takes, in order.
-public enum CollaborationEffect: Sendable, Equatable {
+public enum CollaborationEffect: Codable, Sendable, Equatable {
     /// A client frame for the conversation (and, when `roleActivity`, the role-activity channel).
     case event(frameType: String, data: JSONValue, roleActivity: Bool)
     /// Move a role through `path`, announcing each legal step as ROLE_STATUS_CHANGE (and entering

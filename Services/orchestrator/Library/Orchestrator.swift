@@ -132,24 +132,41 @@ struct CollaborationRunner: Sendable {
     }
 
     /// Optimistic concurrency: a record changed by another instance meanwhile means deciding again.
-    /// A new record's history is read from PostgreSQL when the step answers a message (a miss of the
-    /// Redis cache).
+    /// The decision is stored before any of its effects is published, with the effects kept beside it
+    /// (the outbox) until they are out: a role's answer can then never arrive before the run that
+    /// asked for it is stored, and a crash between the two is repaired when Kafka delivers the same
+    /// input again. A new record's history is read from PostgreSQL when the step answers a message (a
+    /// miss of the Redis cache).
     private func step(
         conversation: String, input: UUID, traceparent: String, answering message: ChatMessageSubmitted? = nil,
         decide: (inout ConversationRecord) -> [CollaborationEffect]
     ) async throws {
         for _ in 0..<20 {
-            let (stored, version) = try await records.load(conversation: conversation)
-            var record = stored ?? ConversationRecord()
-            if stored == nil, let message, let history {
+            let loaded = try await records.load(conversation: conversation, input: input)
+            if let unsent = loaded.outbox {
+                // This input was decided before, but its effects may not all be out: send them (same ids).
+                try await apply(unsent.effects, conversation: conversation, seed: unsent.seed, traceparent: traceparent)
+                try await records.clearOutbox(conversation: conversation, input: input)
+                return
+            }
+            var record = loaded.record ?? ConversationRecord()
+            if loaded.record == nil, let message, let history {
                 record.history = await history.turns(
                     conversation: conversation, excluding: message.messageId, limit: engine.team.historyLimit)
             }
             let effects = decide(&record)
-            guard !effects.isEmpty || record != stored else { return }
-            try await apply(effects, conversation: conversation, seed: "\(input)/\(version)", traceparent: traceparent)
-            if try await records.store(record, conversation: conversation, expectedVersion: version) { return }
-            Counter(label: "sb_orchestrator_record_conflicts_total").increment()
+            guard !effects.isEmpty || record != (loaded.record ?? ConversationRecord()) else { return }
+            let outbox = effects.isEmpty ? nil : RecordStore.Outbox(seed: "\(input)/\(loaded.version)", effects: effects)
+            guard try await records.store(
+                record, outbox: outbox, conversation: conversation, input: input, expectedVersion: loaded.version)
+            else {
+                Counter(label: "sb_orchestrator_record_conflicts_total").increment()
+                continue
+            }
+            guard let outbox else { return }
+            try await apply(outbox.effects, conversation: conversation, seed: outbox.seed, traceparent: traceparent)
+            try await records.clearOutbox(conversation: conversation, input: input)
+            return
         }
         throw RecordStore.ConflictError()
     }
@@ -218,40 +235,81 @@ struct CollaborationRunner: Sendable {
     }
 }
 
-/// A conversation's record as JSON in a Redis hash with a version, replaced only by compare-and-set.
+/// A conversation's record as JSON in a Redis hash with a version, replaced only by compare-and-set,
+/// and beside it, per input, the effects decided but not yet all published.
 struct RecordStore: Sendable {
     struct ConflictError: Error, CustomStringConvertible {
         var description: String { "the conversation's record kept changing; giving up this attempt" }
+    }
+
+    /// One input's effects and the seed of their event ids.
+    struct Outbox: Codable, Sendable, Equatable {
+        var seed: String
+        var effects: [CollaborationEffect]
+    }
+
+    struct Loaded {
+        var record: ConversationRecord?
+        var version: Int64
+        var outbox: Outbox?
     }
 
     let redis: RedisClient
     var ttlMilliseconds: Int64 = 24 * 3600 * 1000
 
     static func key(conversation: String) -> String { "sb:{conversation:\(conversation)}:run" }
+    /// Same hash slot as the record, so one script writes both.
+    static func outboxKey(conversation: String) -> String { "sb:{conversation:\(conversation)}:outbox" }
 
-    func load(conversation: String) async throws -> (ConversationRecord?, Int64) {
-        let reply = try await redis.send("HMGET", RedisArgument(Self.key(conversation: conversation)), "v", "s")
+    func load(conversation: String, input: UUID) async throws -> Loaded {
+        let reply = try await redis.run(
+            Self.loadScript,
+            keys: [RedisArgument(Self.key(conversation: conversation)), RedisArgument(Self.outboxKey(conversation: conversation))],
+            arguments: [RedisArgument(input.uuidString)])
         let values = reply.array ?? []
-        let version = values.first?.integer ?? 0
-        guard values.count == 2, let bytes = values[1].bytes else { return (nil, version) }
-        return (try JSONDecoder().decode(ConversationRecord.self, from: Data(bytes)), version)
+        guard values.count == 3 else { throw RedisError(.protocolViolation, "record load answered \(reply)") }
+        var loaded = Loaded(record: nil, version: values[0].integer ?? 0, outbox: nil)
+        if let bytes = values[1].bytes { loaded.record = try JSONDecoder().decode(ConversationRecord.self, from: Data(bytes)) }
+        if let bytes = values[2].bytes { loaded.outbox = try JSONDecoder().decode(Outbox.self, from: Data(bytes)) }
+        return loaded
     }
 
-    /// False when another instance stored a newer version first.
-    func store(_ record: ConversationRecord, conversation: String, expectedVersion: Int64) async throws -> Bool {
+    /// False when another instance stored a newer version first (nothing is written then).
+    func store(
+        _ record: ConversationRecord, outbox: Outbox?, conversation: String, input: UUID, expectedVersion: Int64
+    ) async throws -> Bool {
         let json = try JSONEncoder().encode(record)
+        let outboxJSON = try outbox.map { try JSONEncoder().encode($0) } ?? Data()
         let reply = try await redis.run(
-            Self.compareAndSet, keys: [RedisArgument(Self.key(conversation: conversation))],
-            arguments: [RedisArgument(expectedVersion), RedisArgument(bytes: Array(json)), RedisArgument(ttlMilliseconds)])
+            Self.compareAndSet,
+            keys: [RedisArgument(Self.key(conversation: conversation)), RedisArgument(Self.outboxKey(conversation: conversation))],
+            arguments: [
+                RedisArgument(expectedVersion), RedisArgument(bytes: Array(json)), RedisArgument(ttlMilliseconds),
+                RedisArgument(input.uuidString), RedisArgument(bytes: Array(outboxJSON)),
+            ])
         return reply.integer == 1
     }
 
+    func clearOutbox(conversation: String, input: UUID) async throws {
+        try await redis.send("HDEL", RedisArgument(Self.outboxKey(conversation: conversation)), RedisArgument(input.uuidString))
+    }
+
+    static let loadScript = RedisScript(
+        """
+        return {redis.call('HGET', KEYS[1], 'v') or '0', redis.call('HGET', KEYS[1], 's'), redis.call('HGET', KEYS[2], ARGV[1])}
+        """)
+
+    /// ARGV: expected version, record JSON, TTL ms, input id, outbox JSON (empty: none).
     static let compareAndSet = RedisScript(
         """
         local v = redis.call('HGET', KEYS[1], 'v') or '0'
         if v ~= ARGV[1] then return 0 end
         redis.call('HSET', KEYS[1], 'v', tostring(tonumber(v) + 1), 's', ARGV[2])
         redis.call('PEXPIRE', KEYS[1], ARGV[3])
+        if ARGV[5] ~= '' then
+          redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+          redis.call('PEXPIRE', KEYS[2], ARGV[3])
+        end
         return 1
         """)
 }
