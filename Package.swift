@@ -127,11 +127,12 @@ var targets: [Target] = [
         ],
         path: "Shared/SwitchboardStore",
         swiftSettings: swiftSettings),
-    // Workflow definitions, validation and the scheduler: pure values shared by the runner and the gateway.
+    // Workflow definitions, validation and the scheduler: pure values shared by the runner and the gateway,
+    // and the run store (Redis, archived in PostgreSQL).
     .target(
         name: "SwitchboardWorkflow",
         dependencies: [
-            "SwitchboardContracts", "SwitchboardRedis",
+            "SwitchboardContracts", "SwitchboardRedis", "SwitchboardStore",
             .product(name: "Mustache", package: "swift-mustache"),
         ],
         path: "Shared/SwitchboardWorkflow",
@@ -164,6 +165,10 @@ targets += [
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "NIOWebSocket", package: "swift-nio"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            "SwitchboardStore",
         ],
         path: "Services/switchboard/Library", swiftSettings: swiftSettings),
     .executableTarget(

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A user message accepted by a gateway.
 public struct ChatMessageSubmitted: EventPayload, Equatable {
     public static let eventType = "chat.message.submitted"
@@ -62,12 +64,15 @@ public struct AgentTaskRequested: EventPayload, Equatable {
     public var isFinal: Bool?
     /// Epoch milliseconds when the role entered THINKING, for ROLE_THINKING_END's actualTime.
     public var dispatchedAt: Int64?
+    /// Set for a workflow run's llm node: its tokens go to the run's channel as node progress, and no
+    /// conversation or role state is touched (there is no conversation).
+    public var workflowNode: WorkflowNodeTask?
 
     public init(
         taskId: String, conversationId: String, userId: String, replyMessageId: String, inReplyTo: String,
         role: String, prompt: String, runId: String? = nil, responsibility: String? = nil, systemPrompt: String? = nil,
         provider: ProviderSpec? = nil, contributions: [RoleContribution]? = nil, history: [ConversationTurn]? = nil,
-        isFinal: Bool? = nil, dispatchedAt: Int64? = nil
+        isFinal: Bool? = nil, dispatchedAt: Int64? = nil, workflowNode: WorkflowNodeTask? = nil
     ) {
         self.taskId = taskId
         self.conversationId = conversationId
@@ -84,6 +89,30 @@ public struct AgentTaskRequested: EventPayload, Equatable {
         self.history = history
         self.isFinal = isFinal
         self.dispatchedAt = dispatchedAt
+        self.workflowNode = workflowNode
+    }
+}
+
+/// The workflow run and llm node an agent task answers (docs/workflows.md, "node_progress").
+public struct WorkflowNodeTask: Codable, Sendable, Hashable {
+    public var runId: String
+    public var nodeId: String
+
+    public init(runId: String, nodeId: String) {
+        self.runId = runId
+        self.nodeId = nodeId
+    }
+
+    /// The frame a running llm node's tokens travel in, on `Channel.workflow(runId)`.
+    public static let progressFrame = "node_progress"
+    /// Agent tasks of workflow runs carry run ids with this prefix: the runners keep their results,
+    /// the orchestrator ignores them.
+    public static let runPrefix = "wf:"
+
+    /// ISO 8601 with milliseconds, the workflow protocol's timestamp form (seed 003).
+    public static func timestamp(_ epochMilliseconds: Int64) -> String {
+        Date(timeIntervalSince1970: Double(epochMilliseconds) / 1000)
+            .formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
 }
 

@@ -212,6 +212,14 @@ public struct KafkaPartitionStream: AsyncSequence, Sendable {
         public mutating func next() async -> KafkaConsumerMessage? {
             await buffer.next()
         }
+
+        /// Waits for the next message, then takes those already buffered behind it, `maximum` in all;
+        /// empty once the partition was revoked or the consumer stopped. For handlers that write a
+        /// batch at once.
+        public mutating func next(upTo maximum: Int) async -> [KafkaConsumerMessage] {
+            guard let first = await buffer.next() else { return [] }
+            return [first] + buffer.take(maximum - 1)
+        }
     }
 
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(buffer: buffer, consumer: consumer) }
@@ -277,6 +285,16 @@ final class PartitionBuffer: Sendable {
                 return .none
             }
             if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    /// Up to `count` buffered messages, without waiting.
+    func take(_ count: Int) -> [KafkaConsumerMessage] {
+        guard count > 0 else { return [] }
+        return state.withLock { state in
+            var taken: [KafkaConsumerMessage] = []
+            while taken.count < count, let message = popLocked(&state) { taken.append(message) }
+            return taken
         }
     }
 

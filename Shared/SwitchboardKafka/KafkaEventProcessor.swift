@@ -27,6 +27,7 @@ public struct RetryPolicy: Sendable {
 /// or dead-lettered.
 public struct KafkaEventProcessor: Service {
     public typealias Handler = @Sendable (KafkaConsumerMessage) async throws -> Void
+    public typealias BatchHandler = @Sendable ([KafkaConsumerMessage]) async throws -> Void
 
     private let consumer: KafkaConsumer
     private let producer: KafkaProducer
@@ -34,6 +35,8 @@ public struct KafkaEventProcessor: Service {
     private let handler: Handler
     private let logger: Logger
     private let concurrencyPerPartition: Int
+    private let batchHandler: BatchHandler?
+    private let maximumBatch: Int
     private let handledCounters = HandledCounters()
 
     /// With `concurrencyPerPartition` above 1, up to that many messages of a partition are handled at
@@ -49,6 +52,26 @@ public struct KafkaEventProcessor: Service {
         self.concurrencyPerPartition = max(1, concurrencyPerPartition)
         self.logger = logger
         self.handler = handler
+        self.batchHandler = nil
+        self.maximumBatch = 1
+    }
+
+    /// Batches: what a partition has buffered (up to `maximumBatch` messages) goes to `batchHandler`
+    /// at once, and the offset moves past the batch only once it returned. A batch that fails is
+    /// handled again message by message through `handler` (retries, then dead-letter), so one bad
+    /// message never holds the others; handlers must be idempotent, as redelivery already requires.
+    public init(
+        consumer: KafkaConsumer, deadLetterProducer: KafkaProducer, retryPolicy: RetryPolicy = RetryPolicy(),
+        maximumBatch: Int, logger: Logger, batchHandler: @escaping BatchHandler, handler: @escaping Handler
+    ) {
+        self.consumer = consumer
+        self.producer = deadLetterProducer
+        self.retryPolicy = retryPolicy
+        self.concurrencyPerPartition = 1
+        self.logger = logger
+        self.handler = handler
+        self.batchHandler = batchHandler
+        self.maximumBatch = max(1, maximumBatch)
     }
 
     public func run() async throws {
@@ -56,7 +79,9 @@ public struct KafkaEventProcessor: Service {
             await withDiscardingTaskGroup { group in
                 for await partition in consumer.partitions {
                     group.addTask {
-                        if concurrencyPerPartition == 1 {
+                        if let batchHandler {
+                            await processBatches(partition, batchHandler)
+                        } else if concurrencyPerPartition == 1 {
                             for await message in partition {
                                 if await process(message) { commit(message.topicPartition, nextOffset: message.offset + 1) }
                             }
@@ -70,6 +95,29 @@ public struct KafkaEventProcessor: Service {
             consumer.stopDelivering()
         }
         await consumer.close()
+    }
+
+    private func processBatches(_ partition: KafkaPartitionStream, _ batchHandler: BatchHandler) async {
+        var messages = partition.makeAsyncIterator()
+        while true {
+            let batch = await messages.next(upTo: maximumBatch)
+            guard let last = batch.last else { return }
+            do {
+                try await batchHandler(batch)
+                for message in batch { handledCounters.counter(for: message.topic).increment() }
+                BatchMetrics.size.record(batch.count)
+            } catch {
+                Counter(label: "sb_kafka_batch_fallbacks_total", dimensions: [("topic", last.topic)]).increment()
+                logger.debug("batch failed, handling its messages one by one", metadata: ["error": "\(error)", "kafka.batch_size": "\(batch.count)"])
+                for message in batch {
+                    // Unprocessed (shutdown): stop here, so the rest is read again.
+                    guard await process(message) else { return }
+                    commit(message.topicPartition, nextOffset: message.offset + 1)
+                }
+                continue
+            }
+            commit(last.topicPartition, nextOffset: last.offset + 1)
+        }
     }
 
     private func processConcurrently(_ partition: KafkaPartitionStream) async {
@@ -151,6 +199,10 @@ public struct KafkaEventProcessor: Service {
             }
         }
     }
+}
+
+enum BatchMetrics {
+    static let size = Recorder(label: "sb_kafka_batch_size")
 }
 
 /// One `sb_kafka_handled_total` handle per topic, made once: a handle costs a registry lookup.

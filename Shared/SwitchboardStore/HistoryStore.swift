@@ -20,6 +20,21 @@ public struct HistoryStore: Service {
         await client.run()
     }
 
+    /// Whether PostgreSQL answers a trivial query within `timeout`: the `/readyz` check of every
+    /// service that reads or writes through this store (bounded, so a hung server cannot hang the probe).
+    public func isReachable(timeout: Duration = .seconds(2)) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await client.query("SELECT 1", logger: logger).collect()) != nil }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let answer = await group.next() ?? false
+            group.cancelAll()
+            return answer
+        }
+    }
+
     // MARK: Migrations
 
     /// Migrates with a pool of its own, before the service's pool starts: no consumer writes to a
@@ -100,15 +115,61 @@ public struct HistoryStore: Service {
 
     // MARK: Writes from the event stream
 
-    /// Writes the rows of one event in one transaction; every write is keyed by the event's id, so
-    /// applying the same event again changes nothing.
+    /// Writes the rows of one event, or of a batch of events, in one transaction, in order; every
+    /// write is keyed by its event's id, so applying the same event again changes nothing. Consecutive
+    /// user messages go in two multi-row statements instead of two statements each.
     public func apply(_ writes: [HistoryWrite]) async throws {
         guard !writes.isEmpty else { return }
         try await client.withTransaction(logger: logger) { connection in
+            var messages: [UserMessageWrite] = []
             for write in writes {
+                if case .userMessage(let message) = write {
+                    messages.append(message)
+                    continue
+                }
+                try await Self.insert(messages, on: connection, logger: logger)
+                messages.removeAll()
                 try await Self.apply(write, on: connection, logger: logger)
             }
+            try await Self.insert(messages, on: connection, logger: logger)
         }
+    }
+
+    /// User messages, many at once: their sessions (created by the first message), the rows, and each
+    /// session's count and time moved by the rows actually inserted (a redelivered one adds nothing).
+    static func insert(_ messages: [UserMessageWrite], on connection: PostgresConnection, logger: Logger) async throws {
+        guard messages.count > 1 else {
+            if let message = messages.first { try await apply(.userMessage(message), on: connection, logger: logger) }
+            return
+        }
+        let ids = messages.map(\.messageId), events = messages.map(\.eventId), chats = messages.map(\.chatId)
+        let users = messages.map(\.userId), contents = messages.map(\.content), extras = messages.map(\.extra)
+        let times = messages.map(\.createdAt), topics = messages.map { String($0.content.prefix(200)) }
+        try await connection.query(
+            """
+            INSERT INTO sessions (chat_id, user_id, topic, state, created_at, updated_at)
+            SELECT DISTINCT ON (chat_id) chat_id, user_id, topic, 'in_progress', created_at, created_at
+            FROM unnest(\(chats)::text[], \(users)::text[], \(topics)::text[], \(times)::int8[]) AS m(chat_id, user_id, topic, created_at)
+            ORDER BY chat_id, created_at
+            ON CONFLICT (chat_id) DO NOTHING
+            """, logger: logger)
+        try await connection.query(
+            """
+            WITH inserted AS (
+                INSERT INTO messages (id, event_id, chat_id, flow_id, chat_type, user_id, is_bot, author, content, extra, created_at)
+                SELECT m.id, m.event_id, s.chat_id, s.flow_id, s.chat_type, m.user_id, false, m.user_id, m.content, m.extra::jsonb,
+                       m.created_at
+                FROM unnest(\(ids)::text[], \(events)::uuid[], \(chats)::text[], \(users)::text[], \(contents)::text[],
+                            \(extras)::text[], \(times)::int8[]) WITH ORDINALITY AS m(id, event_id, chat_id, user_id, content, extra, created_at, n)
+                JOIN sessions s ON s.chat_id = m.chat_id
+                ORDER BY m.n
+                ON CONFLICT DO NOTHING
+                RETURNING chat_id, created_at),
+            counted AS (SELECT chat_id, count(*) AS added, max(created_at) AS latest FROM inserted GROUP BY chat_id)
+            UPDATE sessions SET message_count = message_count + counted.added, updated_at = GREATEST(updated_at, counted.latest),
+                   state = 'in_progress'
+            FROM counted WHERE sessions.chat_id = counted.chat_id
+            """, logger: logger)
     }
 
     static func apply(_ write: HistoryWrite, on connection: PostgresConnection, logger: Logger) async throws {

@@ -20,7 +20,7 @@ public struct Migration: Sendable, Equatable {
     }
 }
 
-/// The history schema (docs/history.md). Times are microseconds since the Unix epoch in `bigint`
+/// The history schema (docs/history.md; workflow runs: docs/workflows.md). Times are microseconds since the Unix epoch in `bigint`
 /// columns: exact, so keyset cursors compare what they were built from.
 public enum Schema {
     /// Any fixed number shared by every process that migrates this database.
@@ -94,6 +94,30 @@ public enum Schema {
                 );
                 CREATE INDEX turn_parts_by_chat_time ON turn_parts (chat_id, created_at);
                 CREATE INDEX turn_parts_by_run ON turn_parts (run_id, created_at);
+                """),
+        // Times of workflow runs are epoch milliseconds, as in their records and events.
+        Migration(
+            version: 2, name: "workflow runs and their node checkpoints",
+            sql: """
+                CREATE TABLE workflow_runs (
+                    run_id     text PRIMARY KEY,
+                    user_id    text NOT NULL,
+                    session_id text NOT NULL,
+                    status     text NOT NULL,
+                    record     jsonb NOT NULL,
+                    created_at bigint NOT NULL,
+                    updated_at bigint NOT NULL
+                );
+                CREATE INDEX workflow_runs_by_user ON workflow_runs (user_id, created_at DESC, run_id DESC);
+
+                CREATE TABLE workflow_nodes (
+                    run_id     text NOT NULL,
+                    node_id    text NOT NULL,
+                    status     text NOT NULL,
+                    checkpoint jsonb NOT NULL,
+                    updated_at bigint NOT NULL,
+                    PRIMARY KEY (run_id, node_id)
+                );
                 """),
     ]
 

@@ -70,7 +70,7 @@ public enum WorkflowFrame {
     public static let validationError = "workflow_validation_error"
     public static let nodeStatus = "node_status_update"
     /// A running node's partial output (an llm node's tokens).
-    public static let nodeProgress = "node_progress"
+    public static let nodeProgress = WorkflowNodeTask.progressFrame
     /// A human_input node waits for `provide_input`.
     public static let inputRequired = "human_input_required"
     public static let completed = "workflow_completed"
@@ -120,8 +120,5 @@ public enum DeterministicID {
 
 /// ISO 8601 with milliseconds, the seed's timestamp form.
 public enum WorkflowTime {
-    public static func iso(_ epochMilliseconds: Int64) -> String {
-        let date = Date(timeIntervalSince1970: Double(epochMilliseconds) / 1000)
-        return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
-    }
+    public static func iso(_ epochMilliseconds: Int64) -> String { WorkflowNodeTask.timestamp(epochMilliseconds) }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import SwitchboardContracts
 import SwitchboardRedis
+import SwitchboardStore
 
 /// What is known of a run: its record and the checkpoint of each node.
 public struct WorkflowRunRecord: Sendable, Equatable, Codable {
@@ -61,14 +62,18 @@ public struct NodeCheckpoint: Sendable, Equatable, Codable {
 }
 
 /// Runs in Redis: one hash per run, one hash of node checkpoints, a sorted set of each user's runs,
-/// the set of runs of each WebSocket session. Kept `retention` after their last change.
-/// (PostgreSQL is to take the history over; Redis keeps what the running runs need.)
+/// the set of runs of each WebSocket session. Kept `retention` after their last change. With an
+/// `archive`, every write also goes to PostgreSQL (the run record, node checkpoints, the per-user
+/// list), before it counts as done; reads fall back to it once Redis has let a run go, and the
+/// per-user list comes from it.
 public struct WorkflowRunStore: Sendable {
     let redis: RedisClient
+    let archive: HistoryStore?
     let retentionSeconds: Int
 
-    public init(redis: RedisClient, retentionSeconds: Int = 7 * 24 * 3600) {
+    public init(redis: RedisClient, archive: HistoryStore? = nil, retentionSeconds: Int = 7 * 24 * 3600) {
         self.redis = redis
+        self.archive = archive
         self.retentionSeconds = retentionSeconds
     }
 
@@ -86,9 +91,11 @@ public struct WorkflowRunStore: Sendable {
         return encoder
     }()
 
-    /// Records a new run (status queued) unless the id is taken; false if it was.
+    /// Records a new run (status queued) unless the id is taken; false if it was. PostgreSQL first (an
+    /// upsert that never replaces a later state), so a retry after a failure there still writes it.
     public func create(_ record: WorkflowRunRecord) async throws -> Bool {
         let json = String(decoding: try Self.encoder.encode(record), as: UTF8.self)
+        try await archive?.saveRun(Self.archived(record, json: json))
         let replies = try await redis.pipeline([
             ["SET", RedisArgument(Self.runKey(record.runId)), RedisArgument(json), "NX", "EX", RedisArgument(retentionSeconds)]
         ])
@@ -102,16 +109,25 @@ public struct WorkflowRunStore: Sendable {
         return true
     }
 
+    /// The run from Redis, or from PostgreSQL once Redis no longer has it.
     public func record(_ runID: String) async throws -> WorkflowRunRecord? {
-        guard let text = try await redis.send("GET", RedisArgument(Self.runKey(runID))).string else { return nil }
-        return try JSONDecoder().decode(WorkflowRunRecord.self, from: Data(text.utf8))
+        if let text = try await redis.send("GET", RedisArgument(Self.runKey(runID))).string {
+            return try JSONDecoder().decode(WorkflowRunRecord.self, from: Data(text.utf8))
+        }
+        guard let archived = try await archive?.archivedRun(runID) else { return nil }
+        return try JSONDecoder().decode(WorkflowRunRecord.self, from: Data(archived.recordJSON.utf8))
     }
 
     public func update(_ record: WorkflowRunRecord) async throws {
         let json = String(decoding: try Self.encoder.encode(record), as: UTF8.self)
-        try await redis.send("SET", RedisArgument(Self.runKey(record.runId)), RedisArgument(json), "EX", RedisArgument(retentionSeconds))
+        try await both {
+            try await redis.send("SET", RedisArgument(Self.runKey(record.runId)), RedisArgument(json), "EX", RedisArgument(retentionSeconds))
+        } archive: { archive in
+            try await archive.saveRun(Self.archived(record, json: json))
+        }
     }
 
+    /// The run's checkpoints from Redis, or from PostgreSQL when Redis has none (an expired run).
     public func checkpoints(_ runID: String) async throws -> [String: NodeCheckpoint] {
         let reply = try await redis.send("HGETALL", RedisArgument(Self.nodesKey(runID)))
         let fields = reply.array ?? []
@@ -120,10 +136,15 @@ public struct WorkflowRunStore: Sendable {
             guard let node = fields[index].string, let json = fields[index + 1].string else { continue }
             result[node] = try JSONDecoder().decode(NodeCheckpoint.self, from: Data(json.utf8))
         }
+        if result.isEmpty, let archive {
+            for (node, json) in try await archive.nodeCheckpoints(runId: runID) {
+                result[node] = try JSONDecoder().decode(NodeCheckpoint.self, from: Data(json.utf8))
+            }
+        }
         return result
     }
 
-    /// Writes a node's checkpoint; a completed one also counts a completion.
+    /// Writes a node's checkpoint (Redis and PostgreSQL at once); a completed one also counts a completion.
     public func checkpoint(_ runID: String, node: String, _ checkpoint: NodeCheckpoint) async throws {
         let json = String(decoding: try Self.encoder.encode(checkpoint), as: UTF8.self)
         var commands: [[RedisArgument]] = [
@@ -134,7 +155,13 @@ public struct WorkflowRunStore: Sendable {
             commands.append(["HINCRBY", RedisArgument(Self.completionsKey(runID)), RedisArgument(node), "1"])
             commands.append(["EXPIRE", RedisArgument(Self.completionsKey(runID)), RedisArgument(retentionSeconds)])
         }
-        _ = try await redis.pipeline(commands)
+        let at = checkpoint.finishedAt ?? checkpoint.startedAt ?? Clock.epochMilliseconds()
+        try await both { [commands] in
+            _ = try await redis.pipeline(commands)
+        } archive: { archive in
+            try await archive.saveNodeCheckpoint(
+                runId: runID, nodeId: node, status: checkpoint.status.rawValue, checkpointJSON: json, at: at)
+        }
     }
 
     public func completions(_ runID: String) async throws -> [String: Int] {
@@ -146,8 +173,10 @@ public struct WorkflowRunStore: Sendable {
         return result
     }
 
-    /// A user's runs, newest first: `limit` after the `offset` newest.
+    /// A user's runs, newest first: `limit` after the `offset` newest (from PostgreSQL when archived:
+    /// Redis forgets runs after the retention).
     public func runs(ofUser userID: String, offset: Int, limit: Int) async throws -> (ids: [String], total: Int) {
+        if let archive { return try await archive.archivedRuns(ofUser: userID, offset: offset, limit: limit) }
         let replies = try await redis.pipeline([
             ["ZREVRANGE", RedisArgument(Self.userKey(userID)), RedisArgument(offset), RedisArgument(offset + limit - 1)],
             ["ZCARD", RedisArgument(Self.userKey(userID))],
@@ -158,6 +187,25 @@ public struct WorkflowRunStore: Sendable {
     /// The runs started from one WebSocket session, so a reconnecting client can re-attach to them.
     public func runs(ofSession sessionID: String, user userID: String) async throws -> [String] {
         (try await redis.send("SMEMBERS", RedisArgument(Self.sessionKey(userID, sessionID))).array ?? []).compactMap(\.string).sorted()
+    }
+
+    /// Runs the Redis write and the archive's at the same time, so PostgreSQL adds its latency to a
+    /// node's checkpoint only where it is the slower of the two.
+    private func both(_ redisWrite: @escaping @Sendable () async throws -> Void, archive write: @escaping @Sendable (HistoryStore) async throws -> Void)
+        async throws
+    {
+        guard let archive else { return try await redisWrite() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await redisWrite() }
+            group.addTask { try await write(archive) }
+            try await group.waitForAll()
+        }
+    }
+
+    static func archived(_ record: WorkflowRunRecord, json: String) -> ArchivedRun {
+        ArchivedRun(
+            runId: record.runId, userId: record.userId, sessionId: record.sessionId, status: record.status.rawValue,
+            recordJSON: json, createdAt: record.createdAt, updatedAt: record.updatedAt)
     }
 
     public func storeAgentResult(taskID: String, json: String) async throws {

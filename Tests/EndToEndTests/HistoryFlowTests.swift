@@ -186,4 +186,50 @@ struct HistoryFlowTests {
             }
         }
     }
+
+    /// `/readyz` of each service that reads or writes history includes PostgreSQL: ready with it, and
+    /// not ready (503, `postgres: false`) when it cannot be reached.
+    @Test func readinessIncludesPostgreSQLWhereItIsUsed() async throws {
+        try await TestEnvironment.requireKafka()
+        try await TestEnvironment.requireRedis()
+        try await TestEnvironment.requirePostgres()
+        try await Self.withServices { stack in
+            var ports: [String: Int] = [:]
+            for name in ["gateway", "orchestrator", "notifier", "workflow-runner"] { ports[name] = try stack.start(name).httpPort }
+            try await stack.waitUntilReady()
+            for (name, port) in ports {
+                let answer = try await Self.http("GET", "http://127.0.0.1:\(port)/readyz", token: "-")
+                #expect(answer.status == 200 && answer.json["checks"]?["postgres"] == true, "\(name): \(answer.json)")
+            }
+        }
+        // The orchestrator starts without PostgreSQL (it only reads history on a cache miss), so its
+        // probe is what tells that the database is out of reach. Alone: one member in its group at a time.
+        try await Self.withServices { stack in
+            let nowhere = "postgres://switchboard:switchboard@127.0.0.1:\(ServiceProcesses.freePort())/switchboard"
+            let orphan = try stack.start("orchestrator", environment: ["SWITCHBOARD_POSTGRES_URL": nowhere]).httpPort
+            let refused = Locked<HTTPAnswer?>(nil)
+            _ = try await eventually(timeout: .seconds(60), every: .milliseconds(300)) {
+                let answer = try? await Self.http("GET", "http://127.0.0.1:\(orphan)/readyz", token: "-")
+                refused.withLock { $0 = answer }
+                // Stopped only once in its consumer group: Tansu keeps a group waiting for a member
+                // that leaves in the middle of joining, and the next tests' orchestrators with it.
+                return answer?.json["checks"]?["postgres"] == false && answer?.json["checks"]?["kafka-group:sb-orchestrator"] == true
+            }
+            let answer = try #require(refused.withLock { $0 })
+            #expect(answer.status == 503 && answer.json["status"] == "not ready", "\(answer.json)")
+            #expect(answer.json["checks"]?["postgres"] == false && answer.json["checks"]?["redis"] == true, "\(answer.json)")
+        }
+    }
+
+    /// Services started by `body`, stopped (SIGTERM) whatever happens.
+    static func withServices(_ body: (ServiceProcesses) async throws -> Void) async throws {
+        let stack = try ServiceProcesses()
+        do {
+            try await body(stack)
+        } catch {
+            await stack.stopAll()
+            throw error
+        }
+        await stack.stopAll()
+    }
 }

@@ -127,6 +127,29 @@ struct WorkflowFlowTests {
             let offsets = frames.compactMap { $0["offset"]?.intValue }
             #expect(!offsets.isEmpty && offsets == Array(offsets[0]..<(offsets[0] + offsets.count)))
 
+            // The llm node's tokens arrive as node_progress on the run's own channel, between its
+            // running and completed updates, and add up to its output.
+            let progress = frames.filter { $0["type"]?.stringValue == "node_progress" }
+            #expect(!progress.isEmpty, "no node_progress frame")
+            #expect(progress.allSatisfy {
+                $0["workflow_id"]?.stringValue == runID && $0["node_id"]?.stringValue == "praise"
+                    && $0["status"]?.stringValue == "running" && $0["timestamp"]?.stringValue != nil
+            })
+            let praised = updates.first { Self.isNode($0, "praise", "completed") }?["outputs"]?["text"]?.stringValue
+            #expect(progress.compactMap { $0["delta"]?.stringValue }.joined() == praised)
+            #expect(progress.last?["partial_outputs"]?["text"]?.stringValue == praised)
+            let positions = progress.compactMap { $0["position"]?.intValue }
+            #expect(positions == Array(0..<progress.count))
+            let progressAt = frames.indices.filter { frames[$0]["type"]?.stringValue == "node_progress" }
+            let praiseRunning = frames.firstIndex { Self.isNode($0, "praise", "running") } ?? .max
+            let praiseDone = frames.firstIndex { Self.isNode($0, "praise", "completed") } ?? -1
+            #expect(progressAt.allSatisfy { praiseRunning < $0 && $0 < praiseDone })
+            // The orchestrator leaves the llm node's result to the runners: no conversation record.
+            let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
+            let record = try await redis.send("EXISTS", RedisArgument("sb:{conversation:wf-\(runID)}:run"))
+            await redis.close()
+            #expect(record.integer == 0, "the orchestrator stored a record for a workflow task")
+
             // The run is kept: its record with every node, and in the user's list.
             let run = try #require(await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs/\(runID)", token: token))
             #expect(run["status"]?.stringValue == "completed")
@@ -135,6 +158,22 @@ struct WorkflowFlowTests {
             let list = try #require(await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs?limit=5", token: token))
             #expect(list["runs"]?.arrayValue?.first?["workflow_id"]?.stringValue == runID)
             let other = try await authority.mint(user: "wf-mallory")
+            #expect(await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs/\(runID)", token: other) == nil)
+
+            // Redis lets the run go (its retention ended): PostgreSQL still has the record, every
+            // node's checkpoint and the user's list.
+            let cache = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
+            for key in ["sb:wf:run:{\(runID)}", "sb:wf:run:{\(runID)}:nodes", "sb:wf:user:{wf-alice}:runs"] {
+                try await cache.send("DEL", RedisArgument(key))
+            }
+            await cache.close()
+            let archived = try #require(await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs/\(runID)", token: token))
+            #expect(archived["status"]?.stringValue == "completed")
+            #expect(archived["results"] == run["results"] && archived["nodes"] == run["nodes"], "\(archived)")
+            #expect((archived["nodes"]?.objectValue ?? [:]).count == 10)
+            let archivedList = try #require(await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs?limit=5", token: token))
+            #expect(archivedList["runs"]?.arrayValue?.first?["workflow_id"]?.stringValue == runID, "\(archivedList)")
+            #expect(archivedList["runs"]?.arrayValue?.first?["status"]?.stringValue == "completed")
             #expect(await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs/\(runID)", token: other) == nil)
         }
     }

@@ -208,4 +208,64 @@ struct HistoryStoreIntegrationTests {
             #expect(statistics.sessions == 6 && statistics.sessionsByType["WORKFLOW"] == 2)
         }
     }
+
+    /// The persistence consumer's batches: many user messages in one transaction store the same rows
+    /// as one event at a time, a repeated event (in the batch or stored before) adds nothing, and an
+    /// event of another kind in between keeps its place.
+    @Test func aBatchOfUserMessagesStoresEachOnceInOrder() async throws {
+        try await withHistoryStore { store, _ in
+            let first = userMessage("b1", user: "carl", id: "b1-0", content: "first", at: 100)
+            try await store.apply(HistoryMapper.writes(for: first))
+            var batch = HistoryMapper.writes(for: first)
+            for index in 1..<6 {
+                batch += HistoryMapper.writes(for: userMessage("b1", user: "carl", id: "b1-\(index)", content: "m\(index)", at: 100 + Int64(index)))
+            }
+            let other = userMessage("b2", user: "dora", id: "b2-0", content: "hello b2", at: 150)
+            batch += HistoryMapper.writes(for: other) + HistoryMapper.writes(for: other)
+            let interrupt = Envelope(
+                time: 160, routingKey: "b1", source: EventSource(service: "gateway", instance: "t"),
+                payload: ChatInterruptRequested(conversationId: "b1", userId: "carl", requestId: "r", gateway: "t"))
+            batch += HistoryMapper.writes(forInterrupt: interrupt)
+            batch += HistoryMapper.writes(for: userMessage("b2", user: "dora", id: "b2-1", content: "again", at: 170))
+            try await store.apply(batch)
+            try await store.apply(batch)  // the whole batch redelivered
+
+            let b1 = try await store.session("b1", user: "carl")
+            #expect(b1.messageCount == 6 && b1.state == "interrupted" && b1.topic == "first")
+            #expect(try await store.messages("b1", user: "carl").items.map(\.id) == (0..<6).reversed().map { "b1-\($0)" })
+            let b2 = try await store.session("b2", user: "dora")
+            #expect(b2.messageCount == 2 && b2.topic == "hello b2" && b2.state == "in_progress" && b2.updatedAt == 170)
+            #expect(try await store.messages("b2", user: "dora").items.map(\.content) == ["again", "hello b2"])
+        }
+    }
+
+    /// Workflow runs for history: a later state replaces an earlier one, never the reverse (a late
+    /// retry); node checkpoints likewise; the per-user list pages newest first.
+    @Test func workflowRunsAreArchivedWithTheirNodesAndListedPerUser() async throws {
+        try await withHistoryStore { store, _ in
+            func run(_ id: String, _ user: String, _ status: String, created: Int64, updated: Int64) -> ArchivedRun {
+                ArchivedRun(
+                    runId: id, userId: user, sessionId: "s", status: status, recordJSON: #"{"status":"\#(status)"}"#,
+                    createdAt: created, updatedAt: updated)
+            }
+            try await store.saveRun(run("r1", "ann", "queued", created: 10, updated: 10))
+            try await store.saveRun(run("r1", "ann", "completed", created: 10, updated: 30))
+            try await store.saveRun(run("r1", "ann", "running", created: 10, updated: 20))  // late
+            let stored = try #require(try await store.archivedRun("r1"))
+            #expect(stored.status == "completed" && stored.recordJSON == #"{"status": "completed"}"#)
+            #expect(try await store.archivedRun("nope") == nil)
+
+            try await store.saveNodeCheckpoint(runId: "r1", nodeId: "a", status: "running", checkpointJSON: #"{"n":1}"#, at: 11)
+            try await store.saveNodeCheckpoint(runId: "r1", nodeId: "a", status: "completed", checkpointJSON: #"{"n":2}"#, at: 12)
+            try await store.saveNodeCheckpoint(runId: "r1", nodeId: "b", status: "skipped", checkpointJSON: #"{"n":3}"#, at: 12)
+            #expect(try await store.nodeCheckpoints(runId: "r1") == ["a": #"{"n": 2}"#, "b": #"{"n": 3}"#])
+
+            for index in 2...5 { try await store.saveRun(run("r\(index)", "ann", "completed", created: Int64(10 * index), updated: 99)) }
+            try await store.saveRun(run("x1", "bob", "completed", created: 1, updated: 1))
+            let first = try await store.archivedRuns(ofUser: "ann", offset: 0, limit: 2)
+            #expect(first.ids == ["r5", "r4"] && first.total == 5)
+            #expect(try await store.archivedRuns(ofUser: "ann", offset: 4, limit: 2).ids == ["r1"])
+            await #expect(throws: StoreError.self) { _ = try await store.archivedRuns(ofUser: "ann", offset: 0, limit: 0) }
+        }
+    }
 }

@@ -14,6 +14,9 @@
 #   agents      200 concurrent parallel-pattern runs, offline engine at 30 tokens/s per role: chunks/s,
 #               chunk latency, orchestrator and agent-worker RSS (restarts the agent-worker paced, then
 #               back to instant)
+#   history     1 000 000 messages in 10 000 sessions seeded into PostgreSQL: pages of 50, REST and store
+#   ingest      the persistence consumer: user messages published → rows in PostgreSQL, messages/s
+#               (the orchestrator and agent-worker are stopped first: the consumer is measured alone)
 # SB_BENCH_<SCENARIO>_ARGS (e.g. SB_BENCH_ROUNDTRIP_ARGS="--messages 5000") adds options.
 # Ports as for run.sh (SB_GATEWAY_PORT, ...).
 set -euo pipefail
@@ -51,6 +54,7 @@ SECRET=${SWITCHBOARD_JWT_SECRET:-$(cat "$SB_STATE_DIR/jwt-secret")}
 export SWITCHBOARD_JWT_SECRET=$SECRET
 BROKERS=127.0.0.1:${SB_KAFKA_PORT:-9092}
 GATEWAY=ws://127.0.0.1:${SB_GATEWAY_PORT:-8080}/ws
+POSTGRES=postgres://switchboard:switchboard@127.0.0.1:${SB_POSTGRES_PORT:-5440}/switchboard
 # 10 000 client sockets plus the gateway's side of them.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || warn "could not raise the open-file limit; large scenarios may fail"
 
@@ -63,6 +67,14 @@ scenario() {
   log "switchboard bench $name $* ${!extra:-}"
   # shellcheck disable=SC2086  # the extra arguments are meant to split
   "$BIN/switchboard" bench "$name" "$@" ${!extra:-} || { warn "bench $name failed"; status=1; }
+}
+
+# SIGTERM to one service of the stack, waiting until it has exited.
+stop_service() {
+  local pid
+  pid=$(cat "$SB_STATE_DIR/pids/$1.pid")
+  kill -TERM "$pid" 2>/dev/null || return 0
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 }
 
 scenarios=("$@")
@@ -93,7 +105,13 @@ for name in "${scenarios[@]}"; do
         --orchestrator-pid "$(cat "$SB_STATE_DIR/pids/orchestrator.pid")" \
         --agent-worker-pid "$(cat "$SB_STATE_DIR/pids/agent-worker.pid")"
       bash "$RUN" restart agent-worker ;;
-    *) die "unknown scenario $name (bus, roundtrip, fanout, reconnect, connections, workflows, overhead, agents)" ;;
+    history)
+      scenario history --gateway "http://127.0.0.1:${SB_GATEWAY_PORT:-8080}" --postgres "$POSTGRES" --secret "$SECRET" ;;
+    ingest)
+      stop_service orchestrator
+      stop_service agent-worker
+      scenario ingest --brokers "$BROKERS" --postgres "$POSTGRES" ;;
+    *) die "unknown scenario $name (bus, roundtrip, fanout, reconnect, connections, workflows, overhead, agents, history, ingest)" ;;
   esac
 done
 exit "$status"

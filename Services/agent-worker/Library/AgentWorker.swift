@@ -154,6 +154,8 @@ struct Providers: Sendable {
 /// One role's answer: agent_start, the chunks (the final role's as the MESSAGE_STREAM_* reply), then
 /// agent_complete or error, and the result for the orchestrator. Chunks are enqueued without waiting
 /// for each acknowledgement (order is kept per key by the idempotent producer); the end waits for all.
+/// A workflow llm node's task streams its chunks as node_progress on the run's channel instead, and
+/// nothing else (the runner reports the node's status).
 struct StreamingTask {
     let context: ServiceContext
     let providers: Providers
@@ -171,7 +173,8 @@ struct StreamingTask {
 
     func run() async throws {
         let task = envelope.payload
-        let collaborative = task.runId != nil
+        let workflowNode = task.workflowNode
+        let collaborative = task.runId != nil && workflowNode == nil
         let isFinal = task.isFinal ?? true
         let provider = providers.provider(for: task.provider)
         let roles = RoleStateStore(redis: context.redis, logger: context.logger)
@@ -183,12 +186,17 @@ struct StreamingTask {
             "runId": .string(task.runId ?? ""),
         ]
 
-        pending.append(
-            try await emit(
-                FrameType.agentStart,
-                merge(ids, AgentEvent.fields(
-                    type: AgentEvent.agentStart, source: task.role,
-                    payload: ["status": "started", "task_description": .string(task.responsibility ?? "answer the message")]))))
+        /// The role's own frames (start, completion, error): a workflow node has none, the runner reports it.
+        func announce(_ frameType: String, _ data: [String: JSONValue]) async throws {
+            guard workflowNode == nil else { return }
+            pending.append(try await emit(frameType, data))
+        }
+
+        try await announce(
+            FrameType.agentStart,
+            merge(ids, AgentEvent.fields(
+                type: AgentEvent.agentStart, source: task.role,
+                payload: ["status": "started", "task_description": .string(task.responsibility ?? "answer the message")])))
 
         var content = ""
         var position = 0
@@ -213,6 +221,11 @@ struct StreamingTask {
         func send(_ chunk: String) async throws {
             try await respond(reason: "first tokens")
             content += chunk
+            if let workflowNode {
+                pending.append(try await progress(workflowNode, chunk: chunk, position: position, text: content))
+                position += 1
+                return
+            }
             var data = merge(ids, AgentEvent.fields(
                 type: AgentEvent.llmChunk, source: task.role,
                 payload: ["content": .string(chunk), "content_type": "text", "is_complete": false]))
@@ -295,13 +308,12 @@ struct StreamingTask {
             if isFinal && responding {
                 pending.append(try await end(task, content: content, chunks: position, durationMs: durationMs, kind: provider.kind, error: nil, stopped: true))
             }
-            pending.append(
-                try await emit(
-                    FrameType.agentComplete,
-                    merge(ids, AgentEvent.fields(
-                        type: AgentEvent.agentComplete, source: task.role,
-                        payload: ["status": "stopped", "summary": .string(String(content.prefix(120))),
-                                  "chunks": .number(Double(position)), "durationMs": .number(Double(durationMs))]))))
+            try await announce(
+                FrameType.agentComplete,
+                merge(ids, AgentEvent.fields(
+                    type: AgentEvent.agentComplete, source: task.role,
+                    payload: ["status": "stopped", "summary": .string(String(content.prefix(120))),
+                              "chunks": .number(Double(position)), "durationMs": .number(Double(durationMs))])))
         } else if let failure {
             Counter(label: "sb_agent_provider_failures_total", dimensions: [("provider", provider.kind)]).increment()
             context.logger.warning(
@@ -312,24 +324,22 @@ struct StreamingTask {
             if isFinal && responding {
                 pending.append(try await end(task, content: content, chunks: position, durationMs: durationMs, kind: provider.kind, error: failure))
             }
-            pending.append(
-                try await emit(
-                    FrameType.agentError,
-                    merge(ids, AgentEvent.fields(
-                        type: AgentEvent.error, source: task.role,
-                        payload: ["error": .string(failure.message), "error_type": .string(failure.code.description)]))))
+            try await announce(
+                FrameType.agentError,
+                merge(ids, AgentEvent.fields(
+                    type: AgentEvent.error, source: task.role,
+                    payload: ["error": .string(failure.message), "error_type": .string(failure.code.description)])))
         } else {
             try await respond(reason: "answer ready")
             if isFinal {
                 pending.append(try await end(task, content: content, chunks: position, durationMs: durationMs, kind: provider.kind, error: nil))
             }
-            pending.append(
-                try await emit(
-                    FrameType.agentComplete,
-                    merge(ids, AgentEvent.fields(
-                        type: AgentEvent.agentComplete, source: task.role,
-                        payload: ["status": "completed", "summary": .string(String(content.prefix(120))),
-                                  "chunks": .number(Double(position)), "durationMs": .number(Double(durationMs))]))))
+            try await announce(
+                FrameType.agentComplete,
+                merge(ids, AgentEvent.fields(
+                    type: AgentEvent.agentComplete, source: task.role,
+                    payload: ["status": "completed", "summary": .string(String(content.prefix(120))),
+                              "chunks": .number(Double(position)), "durationMs": .number(Double(durationMs))])))
         }
         for future in pending { _ = try await future.report() }
         if let runId = task.runId {
@@ -392,6 +402,19 @@ struct StreamingTask {
                          "reason": .string(reason)] as JSONValue, channel: channel))
             }
         }
+    }
+
+    /// One chunk of a workflow llm node: the delta and the text so far (a client that joins late, or
+    /// misses a frame, still shows the whole partial output), keyed by the run like its other events.
+    private func progress(_ node: WorkflowNodeTask, chunk: String, position: Int, text: String) async throws -> DeliveryFuture {
+        let data: JSONValue = [
+            "workflow_id": .string(node.runId), "node_id": .string(node.nodeId), "status": "running",
+            "delta": .string(chunk), "position": .number(Double(position)), "partial_outputs": ["text": .string(text)],
+            "timestamp": .string(WorkflowNodeTask.timestamp(Clock.epochMilliseconds())),
+        ]
+        let event = ClientEvent(channel: .workflow(node.runId), frameType: WorkflowNodeTask.progressFrame, data: data)
+        let outgoing = context.envelope(event, routingKey: node.runId, traceparent: envelope.traceparent)
+        return try await context.producer.enqueue(EventBus.message(outgoing, topic: Topics.clientEvents))
     }
 
     private func merge(_ base: [String: JSONValue], _ extra: [String: JSONValue]) -> [String: JSONValue] {

@@ -114,6 +114,7 @@ public enum Gateway {
         let storeConfiguration = try StoreConfiguration(url: configuration.postgresURL)
         try await HistoryStore.migrate(configuration: storeConfiguration, logger: context.logger)
         let store = HistoryStore(configuration: storeConfiguration, logger: context.logger)
+        context.readiness.add("postgres") { await store.isReachable() }
         let router = makeRouter(
             context: context, authority: authority, subscriber: subscriber, registry: registry, routing: routing,
             settings: settings, store: store)
@@ -224,7 +225,7 @@ public enum Gateway {
         ).addRoutes(to: router)
         WorkflowSocket(
             context: context, authority: authority, subscriber: subscriber, history: history, registry: registry,
-            routing: routing, settings: settings
+            routing: routing, settings: settings, archive: store
         ).addRoutes(to: router)
         OpenAICompatibility(streams: streams).addRoutes(to: router)
         BluePlanCompatibility(streams: streams).addRoutes(to: router)

@@ -10,6 +10,7 @@ import Synchronization
 import SwitchboardContracts
 import SwitchboardRedis
 import SwitchboardRuntime
+import SwitchboardStore
 import SwitchboardWorkflow
 
 /// BlueV's workflow protocol (seed 003) on `/ws/{session_id}`, and the runs' REST routes. Definitions are
@@ -24,8 +25,10 @@ struct WorkflowSocket: Sendable {
     let registry: SessionRegistry
     let routing: ConnectionRegistry
     let settings: GatewaySettings
+    /// Where finished runs are kept once Redis lets them go.
+    let archive: HistoryStore
 
-    var store: WorkflowRunStore { WorkflowRunStore(redis: context.redis) }
+    var store: WorkflowRunStore { WorkflowRunStore(redis: context.redis, archive: archive) }
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
         router.ws("/ws/:session_id") { request, requestContext in

@@ -23,14 +23,13 @@ public enum Notifier {
         let storeConfiguration = try StoreConfiguration(url: configuration.postgresURL)
         try await HistoryStore.migrate(configuration: storeConfiguration, logger: context.logger)
         let store = HistoryStore(configuration: storeConfiguration, logger: context.logger)
+        context.readiness.add("postgres") { await store.isReachable() }
         let history = HistoryRecorder(store: store)
         let historyConsumer = try context.makeConsumer(
             group: ConsumerGroups.history, topics: [Topics.chatRequests, Topics.clientEvents])
         let historyProcessor = KafkaEventProcessor(
-            consumer: historyConsumer, deadLetterProducer: context.producer, logger: context.logger
-        ) { message in
-            try await history.record(message)
-        }
+            consumer: historyConsumer, deadLetterProducer: context.producer, maximumBatch: HistoryRecorder.maximumBatch,
+            logger: context.logger, batchHandler: { try await history.record(batch: $0) }, handler: { try await history.record($0) })
         try await ServiceRunner.run(
             context: context,
             services: [

@@ -32,6 +32,7 @@ public enum Orchestrator {
         let consumer = try context.makeConsumer(
             group: ConsumerGroups.orchestrator, topics: [Topics.chatRequests, Topics.agentResults])
         let store = HistoryStore(configuration: try StoreConfiguration(url: configuration.postgresURL), logger: context.logger)
+        context.readiness.add("postgres") { await store.isReachable() }
         let runner = CollaborationRunner(
             context: context, engine: CollaborationEngine(team: team), history: HistoryContext(store: store, logger: context.logger))
         let processor = KafkaEventProcessor(
@@ -42,7 +43,10 @@ public enum Orchestrator {
             case ChatMessageSubmitted.eventType:
                 try await runner.handle(try EnvelopeCodec.decode(ChatMessageSubmitted.self, from: message.value))
             case AgentTaskCompleted.eventType:
-                try await runner.handle(try EnvelopeCodec.decode(AgentTaskCompleted.self, from: message.value))
+                let result = try EnvelopeCodec.decode(AgentTaskCompleted.self, from: message.value)
+                // A workflow llm node's result: the runners read it; here it would only leave an empty record.
+                guard !result.payload.isWorkflowTask else { return }
+                try await runner.handle(result)
             case ChatInterruptRequested.eventType:
                 try await runner.handle(try EnvelopeCodec.decode(ChatInterruptRequested.self, from: message.value))
             case ChatRoleFocusRequested.eventType:

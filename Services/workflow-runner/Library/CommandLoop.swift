@@ -102,7 +102,7 @@ struct CommandLoop: Service {
     /// A result for one of our llm nodes: kept in Redis, where the node (on whichever instance) finds it.
     private func storeAgentResult(_ message: KafkaConsumerMessage) async {
         guard let envelope = try? EnvelopeCodec.decode(AgentTaskCompleted.self, from: message.value),
-            envelope.payload.runId.hasPrefix(NodeExecutor.agentRunPrefix)
+            envelope.payload.isWorkflowTask
         else { return }
         let json = String(decoding: (try? JSONEncoder().encode(envelope.payload)) ?? Data(), as: UTF8.self)
         var attempt = 0

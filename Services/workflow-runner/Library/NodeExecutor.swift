@@ -18,9 +18,6 @@ struct NodeRun: Sendable {
 /// Executes one node of each type. Pure types go through `NodeLogic`; llm nodes through the
 /// agent-workers, http nodes through AsyncHTTPClient, human_input nodes wait for the user's answer.
 struct NodeExecutor: Sendable {
-    /// Agent tasks of workflow runs carry this run id prefix, so the runner keeps only their results.
-    static let agentRunPrefix = "wf:"
-
     let context: ServiceContext
     let store: WorkflowRunStore
     let http: HTTPClient
@@ -74,9 +71,9 @@ struct NodeExecutor: Sendable {
         let prompt = try render(node.config["prompt"], inputs)
         let task = AgentTaskRequested(
             taskId: taskID, conversationId: "wf-\(run.runID)", userId: run.userID, replyMessageId: taskID, inReplyTo: run.runID,
-            role: node.config["role"]?.stringValue ?? "assistant", prompt: prompt, runId: Self.agentRunPrefix + run.runID,
+            role: node.config["role"]?.stringValue ?? "assistant", prompt: prompt, runId: WorkflowNodeTask.runPrefix + run.runID,
             responsibility: node.config["responsibility"]?.stringValue, systemPrompt: node.config["system"]?.stringValue,
-            isFinal: false, dispatchedAt: Clock.epochMilliseconds())
+            isFinal: false, dispatchedAt: Clock.epochMilliseconds(), workflowNode: WorkflowNodeTask(runId: run.runID, nodeId: node.id))
         try await context.publish(context.envelope(task, routingKey: task.conversationId), to: Topics.agentTasks)
         let deadline = ContinuousClock.now + settings.llmTimeout
         while ContinuousClock.now < deadline {

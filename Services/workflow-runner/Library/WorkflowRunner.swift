@@ -5,6 +5,7 @@ import ServiceLifecycle
 import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRuntime
+import SwitchboardStore
 import SwitchboardWorkflow
 
 public struct WorkflowRunnerSettings: Sendable {
@@ -44,19 +45,24 @@ public struct WorkflowRunnerSettings: Sendable {
 /// Runs workflows: every instance joins the workflow-runner group on `Topics.workflowCommands` (and
 /// reads `Topics.agentResults` for its llm nodes). The instance that owns a run's partition executes it
 /// and applies its controls in order; a run's start message is committed only once the run finished, so
-/// the instance that inherits the partition after a crash resumes it from its Redis checkpoint.
+/// the instance that inherits the partition after a crash resumes it from its Redis checkpoint. Runs
+/// are also kept in PostgreSQL, for history.
 public enum WorkflowRunner {
     public static func run(configuration: SwitchboardConfiguration, settings: WorkflowRunnerSettings = .init()) async throws {
         let context = try await ServiceRunner.makeContext(configuration: configuration)
         let consumer = try context.makeConsumer(
             group: ConsumerGroups.workflowRunner, topics: [Topics.workflowCommands, Topics.agentResults])
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
-        let store = WorkflowRunStore(redis: context.redis, retentionSeconds: settings.retentionSeconds)
+        let storeConfiguration = try StoreConfiguration(url: configuration.postgresURL)
+        try await HistoryStore.migrate(configuration: storeConfiguration, logger: context.logger)
+        let archive = HistoryStore(configuration: storeConfiguration, logger: context.logger)
+        context.readiness.add("postgres") { await archive.isReachable() }
+        let store = WorkflowRunStore(redis: context.redis, archive: archive, retentionSeconds: settings.retentionSeconds)
         let loop = CommandLoop(
             consumer: consumer, context: context,
             executor: NodeExecutor(context: context, store: store, http: http, settings: settings), store: store)
-        // Listed before the loop, so the HTTP client shuts down after the last run.
-        try await ServiceRunner.run(context: context, services: [HTTPClientService(client: http), loop])
+        // Listed before the loop, so the pool and the HTTP client shut down after the last run.
+        try await ServiceRunner.run(context: context, services: [archive, HTTPClientService(client: http), loop])
     }
 }
 
