@@ -60,7 +60,8 @@ public struct RedisError: Error, CustomStringConvertible {
         public static let server = Code(value: .server)
         public static let protocolViolation = Code(value: .protocolViolation)
         public static let closed = Code(value: .closed)
-        static let noScript = Code(value: .noScript)
+        /// The server does not know the script (it restarted or its script cache was flushed).
+        public static let noScript = Code(value: .noScript)
         public var description: String { "\(value)" }
     }
 

@@ -134,4 +134,40 @@ struct RedisIntegrationTests {
         #expect(try await publisher.publish(eventID: UUID(), channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: true) == .ephemeral)
         await redis.close()
     }
+
+    /// The notifier's batches: one pipelined round trip keeps each channel's order and offsets, a
+    /// redelivered event inside the batch is a duplicate, and a Redis that lost its scripts is handled.
+    @Test func channelPublisherBatchesKeepOrderAcrossChannels() async throws {
+        try await TestEnvironment.requireRedis()
+        let redis = makeClient(poolSize: 1)
+        let publisher = ChannelPublisher(redis: redis)
+        try await redis.send("SCRIPT", "FLUSH")
+        let first = Channel.conversation("batch-\(UUID().uuidString.prefix(8))")
+        let second = Channel.roles("batch-\(UUID().uuidString.prefix(8))")
+        let ids = (0..<40).map { _ in UUID() }
+        var batch = ids.enumerated().map { index, id in
+            ChannelPublisher.Publication(
+                eventID: id, channel: index % 2 == 0 ? first : second, frameType: "T", createdAt: Int64(index),
+                frameJSON: "{\"n\":\(index)}", ephemeral: false)
+        }
+        batch.insert(batch[6], at: 20)
+        batch.append(ChannelPublisher.Publication(eventID: UUID(), channel: first, frameType: "TYPING", createdAt: 0, frameJSON: "{}", ephemeral: true))
+        let outcomes = try await publisher.publish(batch)
+        #expect(outcomes.count == batch.count)
+        #expect(outcomes[20] == .duplicate)
+        #expect(outcomes.last == .ephemeral)
+        let offsets = outcomes.compactMap { outcome -> Int64? in
+            if case .published(let offset, _) = outcome { return offset }
+            return nil
+        }
+        #expect(offsets == (1...20).flatMap { [Int64($0), Int64($0)] })
+        for (channel, parity) in [(first, 0), (second, 1)] {
+            let entries = try await redis.send("XRANGE", RedisArgument(ChannelWire.streamKey(channel)), "-", "+")
+            let frames = (entries.array ?? []).compactMap { $0.array?.last?.array?.compactMap(\.string) }.compactMap { fields in
+                fields.firstIndex(of: "f").map { fields[$0 + 1] }
+            }
+            #expect(frames == stride(from: parity, to: 40, by: 2).map { "{\"n\":\($0)}" })
+        }
+        await redis.close()
+    }
 }

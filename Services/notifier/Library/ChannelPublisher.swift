@@ -53,35 +53,77 @@ public struct ChannelPublisher: Sendable {
         try await redis.load(Self.script)
     }
 
+    /// One client event to publish.
+    public struct Publication: Sendable {
+        public var eventID: UUID
+        public var channel: Channel
+        public var frameType: String
+        public var createdAt: Int64
+        public var frameJSON: String
+        public var ephemeral: Bool
+
+        public init(eventID: UUID, channel: Channel, frameType: String, createdAt: Int64, frameJSON: String, ephemeral: Bool) {
+            self.eventID = eventID
+            self.channel = channel
+            self.frameType = frameType
+            self.createdAt = createdAt
+            self.frameJSON = frameJSON
+            self.ephemeral = ephemeral
+        }
+    }
+
     public func publish(
         eventID: UUID, channel: Channel, frameType: String, createdAt: Int64, frameJSON: String, ephemeral: Bool
     ) async throws -> Outcome {
-        if ephemeral {
+        try await publish([
+            Publication(
+                eventID: eventID, channel: channel, frameType: frameType, createdAt: createdAt, frameJSON: frameJSON,
+                ephemeral: ephemeral)
+        ])[0]
+    }
+
+    /// Publishes in order, in one round trip: Redis runs a connection's pipelined commands one after
+    /// another, so a channel's events keep their order and offsets. Throws at the first failed command;
+    /// those before it took effect, and publishing them again is harmless (the seen marker).
+    public func publish(_ publications: [Publication]) async throws -> [Outcome] {
+        let commands = publications.map(command(for:))
+        let replies: [RESPValue]
+        do {
+            replies = try await redis.pipeline(commands)
+        } catch let error as RedisError where error.code == .noScript {
+            // Redis lost its scripts (restarted): load it and try again; nothing of the batch ran.
+            try await prepare()
+            replies = try await redis.pipeline(commands)
+        }
+        return try zip(publications, replies).map { publication, reply in
+            if publication.ephemeral { return .ephemeral }
+            guard let parts = reply.array, let flag = parts.first?.integer else {
+                throw RedisError(.protocolViolation, "publish script answered \(reply)")
+            }
+            if flag == 0 { return .duplicate }
+            guard parts.count == 3, let offset = parts[1].integer, let epoch = parts[2].string else {
+                throw RedisError(.protocolViolation, "publish script answered \(reply)")
+            }
+            return .published(offset: offset, epoch: epoch)
+        }
+    }
+
+    private func command(for publication: Publication) -> [RedisArgument] {
+        if publication.ephemeral {
             let message = ChannelWire.Message(
-                offset: 0, epoch: "-", frameType: frameType, createdAt: createdAt, frameJSON: frameJSON)
-            try await redis.send(
-                "PUBLISH", RedisArgument(ChannelWire.liveChannel(channel)), RedisArgument(ChannelWire.encode(message)))
-            return .ephemeral
+                offset: 0, epoch: "-", frameType: publication.frameType, createdAt: publication.createdAt,
+                frameJSON: publication.frameJSON)
+            return ["PUBLISH", RedisArgument(ChannelWire.liveChannel(publication.channel)), RedisArgument(ChannelWire.encode(message))]
         }
-        let reply = try await redis.run(
-            Self.script,
-            keys: [
-                RedisArgument(ChannelWire.metaKey(channel)), RedisArgument(ChannelWire.streamKey(channel)),
-                RedisArgument(ChannelWire.seenKey(channel, eventID: eventID)),
-            ],
-            arguments: [
-                RedisArgument(frameJSON), RedisArgument(limits.streamLength), RedisArgument(limits.streamTTLSeconds),
-                RedisArgument(Self.newEpoch()), RedisArgument(ChannelWire.liveChannel(channel)), RedisArgument(frameType),
-                RedisArgument(createdAt),
-            ])
-        guard let parts = reply.array, let flag = parts.first?.integer else {
-            throw RedisError(.protocolViolation, "publish script answered \(reply)")
-        }
-        if flag == 0 { return .duplicate }
-        guard parts.count == 3, let offset = parts[1].integer, let epoch = parts[2].string else {
-            throw RedisError(.protocolViolation, "publish script answered \(reply)")
-        }
-        return .published(offset: offset, epoch: epoch)
+        let channel = publication.channel
+        return [
+            "EVALSHA", RedisArgument(Self.script.sha1), "3",
+            RedisArgument(ChannelWire.metaKey(channel)), RedisArgument(ChannelWire.streamKey(channel)),
+            RedisArgument(ChannelWire.seenKey(channel, eventID: publication.eventID)),
+            RedisArgument(publication.frameJSON), RedisArgument(limits.streamLength), RedisArgument(limits.streamTTLSeconds),
+            RedisArgument(Self.newEpoch()), RedisArgument(ChannelWire.liveChannel(channel)), RedisArgument(publication.frameType),
+            RedisArgument(publication.createdAt),
+        ]
     }
 
     static func newEpoch() -> String {

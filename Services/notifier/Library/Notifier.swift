@@ -14,11 +14,12 @@ public enum Notifier {
         let publisher = ChannelPublisher(redis: context.redis)
         try await publisher.prepare()
         let consumer = try context.makeConsumer(group: ConsumerGroups.notifier, topics: [Topics.clientEvents])
+        // A partition's buffered events go to Redis in one pipelined round trip: one round trip per
+        // event capped a partition at a few hundred events a second on a busy machine.
         let processor = KafkaEventProcessor(
-            consumer: consumer, deadLetterProducer: context.producer, logger: context.logger
-        ) { message in
-            try await handle(message, publisher: publisher)
-        }
+            consumer: consumer, deadLetterProducer: context.producer, maximumBatch: maximumBatch, logger: context.logger,
+            batchHandler: { try await handle(batch: $0, publisher: publisher) },
+            handler: { try await handle($0, publisher: publisher) })
         // History: the store's pool runs before the consumer that writes through it (and stops after it).
         let storeConfiguration = try StoreConfiguration(url: configuration.postgresURL)
         try await HistoryStore.migrate(configuration: storeConfiguration, logger: context.logger)
@@ -38,22 +39,34 @@ public enum Notifier {
             ])
     }
 
+    /// Events a partition hands over at once.
+    static let maximumBatch = 128
+
     static func handle(_ message: KafkaConsumerMessage, publisher: ChannelPublisher) async throws {
-        let envelope = try EnvelopeCodec.decode(ClientEvent.self, from: message.value)
-        let event = envelope.payload
-        let frame = ServerFrame(
-            id: envelope.id.uuidString.lowercased(), type: event.frameType, timestamp: envelope.time / 1000,
-            data: event.data, channel: event.channel.description)
-        let frameJSON = try FrameEncoding.json(frame)
-        let outcome = try await publisher.publish(
-            eventID: envelope.id, channel: event.channel, frameType: event.frameType, createdAt: envelope.time, frameJSON: frameJSON,
-            ephemeral: event.ephemeral)
-        switch outcome {
-        case .published, .ephemeral:
-            NotifierMetrics.published[event.channel.kind]?.increment()
-            NotifierMetrics.eventAge.recordMicroseconds(Clock.epochMicroseconds() - envelope.time)
-        case .duplicate:
-            NotifierMetrics.duplicates.increment()
+        try await handle(batch: [message], publisher: publisher)
+    }
+
+    static func handle(batch messages: [KafkaConsumerMessage], publisher: ChannelPublisher) async throws {
+        let envelopes = try messages.map { try EnvelopeCodec.decode(ClientEvent.self, from: $0.value) }
+        let publications = try envelopes.map { envelope in
+            let event = envelope.payload
+            let frame = ServerFrame(
+                id: envelope.id.uuidString.lowercased(), type: event.frameType, timestamp: envelope.time / 1000,
+                data: event.data, channel: event.channel.description)
+            return ChannelPublisher.Publication(
+                eventID: envelope.id, channel: event.channel, frameType: event.frameType, createdAt: envelope.time,
+                frameJSON: try FrameEncoding.json(frame), ephemeral: event.ephemeral)
+        }
+        let outcomes = try await publisher.publish(publications)
+        let now = Clock.epochMicroseconds()
+        for (envelope, outcome) in zip(envelopes, outcomes) {
+            switch outcome {
+            case .published, .ephemeral:
+                NotifierMetrics.published[envelope.payload.channel.kind]?.increment()
+                NotifierMetrics.eventAge.recordMicroseconds(now - envelope.time)
+            case .duplicate:
+                NotifierMetrics.duplicates.increment()
+            }
         }
     }
 }
