@@ -67,7 +67,8 @@ public enum VoiceDownlink {
     public struct Item: Sendable, Equatable {
         public var sessionId: String
         public var kind: Kind
-        /// The turn the item belongs to: after an abort the gateway drops what is left of that turn.
+        /// The turn the item belongs to (from 1): after an abort the gateway drops what is left of that
+        /// turn. 0: outside any turn (alerts, closes), never dropped.
         public var turn: Int64
         public var payload: [UInt8]
 

@@ -115,7 +115,7 @@ struct VoiceFlowTests {
             let (url, token, body) = try await Self.ota(stack.httpBase, deviceID: deviceID, clientID: clientID)
             #expect(url == stack.webSocketURL)
             #expect((body["server_time"] as? [String: Any])?["timestamp"] != nil)
-            let speech = try await DeviceSimulator.speech("hello world")
+            let speech = try await DeviceSimulator.speech("good morning")
             let (result, _) = try await DeviceSimulator.connect(url: url, token: token, deviceID: deviceID, clientID: clientID) {
                 device -> [DeviceSimulator.Received] in
                 let session = try await Self.hello(device)
@@ -126,14 +126,14 @@ struct VoiceFlowTests {
             let received = try #require(result)
             let stt = try #require(received.compactMap(\.message).first { $0.type == "stt" })
             let text = (stt.text ?? "").lowercased()
-            #expect(text.contains("hello") && text.contains("world"), "recognised \(text)")
+            #expect(text.contains("good") && text.contains("morning"), "recognised \(text)")
             let sttIndex = try #require(received.firstIndex { $0.message?.type == "stt" })
             let startIndex = try #require(received.firstIndex { $0.message?.ttsState == .start })
             #expect(sttIndex < startIndex)
             try Self.checkSpokenAnswer(received)
             // The answer is the conversation's: the offline agent quotes what it heard.
             let sentences = received.compactMap(\.message).filter { $0.ttsState == .sentenceStart }.compactMap(\.text)
-            #expect(sentences.joined(separator: " ").lowercased().contains("world"))
+            #expect(sentences.joined(separator: " ").lowercased().contains("morning"))
             let metrics = try await Self.metrics(stack, service: "voice-worker")
             #expect(metrics.contains("sb_voice_voice_to_voice_seconds"))
             #expect(metrics.contains("sb_voice_asr_seconds"))
@@ -142,7 +142,7 @@ struct VoiceFlowTests {
 
     @Test func twoDevicesTalkingAtOnceEachHearOnlyTheirOwnAnswer() async throws {
         try await Self.withVoiceStack { stack in
-            let speech = try await DeviceSimulator.speech("hello world")
+            let speech = try await DeviceSimulator.speech("good morning")
             let questions = ["tell me about the red kite", "tell me about the blue whale"]
             let outcomes = try await withThrowingTaskGroup(of: (String, [DeviceSimulator.Received]).self) { group in
                 for question in questions {

@@ -137,12 +137,10 @@ public final class DeviceSimulator: Sendable {
                         }
                     }
                 }
-                group.addTask {
-                    defer { continuation.finish() }
-                    let value = try await body(device)
-                    result.set(value)
-                }
-                try await group.next()
+                // The body runs to its end even after the server closed: what came before the close is in
+                // the inbox, and waiting for more returns at once.
+                defer { continuation.finish() }
+                result.set(try await body(device))
                 group.cancelAll()
             }
         }
@@ -153,7 +151,7 @@ public final class DeviceSimulator: Sendable {
     /// `text` spoken by eSpeak NG, at 16 kHz, as 60 ms Opus packets, with `silenceAfter` of silence
     /// packets (so the server's VAD sees the end of the utterance).
     public static func speech(
-        _ text: String, voice: String = "en-us", wordsPerMinute: Int = 120, silenceBefore: Duration = .milliseconds(600),
+        _ text: String, voice: String = "en-us", wordsPerMinute: Int = 130, silenceBefore: Duration = .milliseconds(600),
         silenceAfter: Duration = .milliseconds(1500)
     ) async throws -> [[UInt8]] {
         let synthesizer = try EspeakSynthesizer(voice: voice, wordsPerMinute: wordsPerMinute)
@@ -164,7 +162,7 @@ public final class DeviceSimulator: Sendable {
         // A little noise rather than digital silence, like a real microphone.
         var generator = SystemRandomNumberGenerator()
         let samples = (silence(silenceBefore) + pcm + silence(silenceAfter)).map { $0 &+ Int16.random(in: -30...30, using: &generator) }
-        return try OpusEncoder(format: .uplink).encodeAll(samples)
+        return try OpusEncoder(format: .uplink, bitrate: 32_000).encodeAll(samples)
     }
 }
 

@@ -61,7 +61,8 @@ final class DeviceConnection: Sendable {
     func enqueue(_ item: Outgoing) {
         let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
             guard !state.finished else { return nil }
-            if let turn = item.turn {
+            // Turn 0 is outside any turn (alerts, closes): never dropped.
+            if let turn = item.turn, turn > 0 {
                 if turn <= state.abortedThrough { return nil }
                 state.latestTurn = max(state.latestTurn, turn)
             }
@@ -86,9 +87,16 @@ final class DeviceConnection: Sendable {
         waiter?.resume()
     }
 
+    /// No more items; queued audio is dropped (nobody will hear it), text and a close still go out.
     func finish() {
         let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
             state.finished = true
+            state.queue.removeAll {
+                switch $0 {
+                case .audio, .ttsStop: true
+                case .text, .close: false
+                }
+            }
             defer { state.waiter = nil }
             return state.waiter
         }
@@ -98,7 +106,7 @@ final class DeviceConnection: Sendable {
     private var abortGeneration: Int { state.withLock { $0.abortGeneration } }
 
     private func isStale(_ item: Outgoing) -> Bool {
-        guard let turn = item.turn else { return false }
+        guard let turn = item.turn, turn > 0 else { return false }
         return state.withLock { turn <= $0.abortedThrough }
     }
 

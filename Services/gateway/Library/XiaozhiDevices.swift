@@ -74,11 +74,10 @@ struct XiaozhiDevices: Sendable {
     var xiaozhi: XiaozhiSettings { settings.xiaozhi }
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
-        for path in ["/xiaozhi/ota/", "/xiaozhi/ota"] {
-            router.post(RouterPath(path)) { request, _ in try ota(request) }
-        }
-        for path in ["/xiaozhi/v1/", "/xiaozhi/v1"] {
-            router.ws(RouterPath(path)) { request, _ in
+        // The router ignores a trailing slash: these also serve "/xiaozhi/ota" and "/xiaozhi/v1".
+        router.post("/xiaozhi/ota/") { request, _ in try ota(request) }
+        do {
+            router.ws("/xiaozhi/v1/") { request, _ in
                 _ = try await identify(request)
                 guard !registry.isDraining else { throw Gateway.drainingError }
                 return .upgrade([:])
@@ -183,23 +182,26 @@ struct XiaozhiDevices: Sendable {
         let uplink = Uplink(context: context, connection: connection)
         connections.add(connection)
         defer { connections.remove(connection) }
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await connection.writeFrames(to: outbound, logger: connectionLogger) }
-            group.addTask {
-                try? await Task.sleep(for: xiaozhi.helloTimeout)
-                if !connection.hasSaidHello {
-                    connection.enqueue(.close(code: CloseCode.badRequest.rawValue, reason: "no hello within the handshake timeout"))
+        await withTaskGroup(of: Void.self) { writer in
+            writer.addTask { await connection.writeFrames(to: outbound, logger: connectionLogger) }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try? await Task.sleep(for: xiaozhi.helloTimeout)
+                    if !Task.isCancelled, !connection.hasSaidHello {
+                        connection.enqueue(.close(code: CloseCode.badRequest.rawValue, reason: "no hello within the handshake timeout"))
+                    }
                 }
-            }
-            do {
-                for try await message in inbound.messages(maxSize: settings.maxFrameBytes) {
-                    if await !handle(message, connection: connection, uplink: uplink, group: &group) { break }
+                do {
+                    for try await message in inbound.messages(maxSize: settings.maxFrameBytes) {
+                        if await !handle(message, connection: connection, uplink: uplink, group: &group) { break }
+                    }
+                } catch {
+                    connectionLogger.debug("device read ended", metadata: ["error": "\(error)"])
                 }
-            } catch {
-                connectionLogger.debug("device read ended", metadata: ["error": "\(error)"])
+                group.cancelAll()
             }
+            // The writer sends what is left that is not audio (a close frame with its reason) and ends.
             connection.finish()
-            group.cancelAll()
         }
         if connection.hasSaidHello {
             _ = try? await context.redis.send("DEL", RedisArgument(VoiceDownlink.routeKey(session: connection.sessionID)))

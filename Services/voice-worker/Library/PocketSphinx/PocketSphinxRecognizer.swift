@@ -50,6 +50,8 @@ public final class PocketSphinxRecognizer: SpeechRecognizer, Sendable {
         defer { free.release(index) }
         return try await run(on: slots[index]) { decoder in
             guard ps_start_utt(decoder) >= 0 else { throw RecognizerError("ps_start_utt failed") }
+            // The whole utterance at once with batch CMN: the result depends on this utterance only,
+            // not on what the decoder heard before (another session's audio).
             let processed = samples.withUnsafeBufferPointer { ps_process_raw(decoder, $0.baseAddress, $0.count, 0, 1) }
             guard ps_end_utt(decoder) >= 0, processed >= 0 else { throw RecognizerError("ps_process_raw failed") }
             var score: Int32 = 0
@@ -75,7 +77,7 @@ public final class PocketSphinxRecognizer: SpeechRecognizer, Sendable {
     static func makeDecoder(modelDirectory: String) throws -> OpaquePointer {
         let arguments = [
             "-hmm", "\(modelDirectory)/en-us", "-lm", "\(modelDirectory)/en-us.lm.bin",
-            "-dict", "\(modelDirectory)/cmudict-en-us.dict", "-samprate", "16000", "-logfn", "/dev/null",
+            "-dict", "\(modelDirectory)/cmudict-en-us.dict", "-samprate", "16000", "-cmn", "batch", "-logfn", "/dev/null",
         ]
         // The strings stay allocated: the configuration keeps pointers into them for the decoder's life.
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
