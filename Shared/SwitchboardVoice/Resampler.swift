@@ -40,6 +40,11 @@ public enum WAV {
     public struct Audio: Sendable, Equatable {
         public var sampleRate: Int
         public var samples: [Int16]
+
+        public init(sampleRate: Int, samples: [Int16]) {
+            self.sampleRate = sampleRate
+            self.samples = samples
+        }
     }
 
     public struct FormatError: Error, CustomStringConvertible {
@@ -80,5 +85,24 @@ public enum WAV {
             offset = body + size + (size & 1)
         }
         throw FormatError(description: "no data chunk")
+    }
+}
+
+extension WAV {
+    /// A 16-bit mono PCM WAV file (what speech-to-text services take).
+    public static func encode(_ samples: [Int16], sampleRate: Int) -> [UInt8] {
+        func le32(_ value: Int) -> [UInt8] { (0..<4).map { UInt8((value >> (8 * $0)) & 0xFF) } }
+        func le16(_ value: Int) -> [UInt8] { (0..<2).map { UInt8((value >> (8 * $0)) & 0xFF) } }
+        let dataBytes = samples.count * 2
+        var bytes = Array("RIFF".utf8) + le32(36 + dataBytes) + Array("WAVE".utf8)
+        bytes += Array("fmt ".utf8) + le32(16) + le16(1) + le16(1) + le32(sampleRate) + le32(sampleRate * 2) + le16(2) + le16(16)
+        bytes += Array("data".utf8) + le32(dataBytes)
+        bytes.reserveCapacity(bytes.count + dataBytes)
+        for sample in samples {
+            let value = UInt16(bitPattern: sample)
+            bytes.append(UInt8(value & 0xFF))
+            bytes.append(UInt8(value >> 8))
+        }
+        return bytes
     }
 }

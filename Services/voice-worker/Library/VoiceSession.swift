@@ -285,7 +285,7 @@ final class VoiceSession: Sendable {
     private func speak(_ turn: Turn, iterator: inout AsyncStream<SpeakerInput>.Iterator) async throws {
         Self.turnsCounter.increment()
         let clock = ContinuousClock()
-        var encoder = try OpusEncoder(format: .downlink)
+        let encoder = try OpusEncoder(format: .downlink)
         var firstAudioSent = false
         var sentTTSStart = false
         func speakText(_ text: String) async throws {

@@ -19,6 +19,11 @@ public struct VoiceSettings: Sendable {
     public var asr = PocketSphinxRecognizer.Configuration()
     public var ttsVoice = "en-us"
     public var ttsWordsPerMinute = 160
+    /// `pocketsphinx` (offline, English) or `openai` (an OpenAI-compatible /audio/transcriptions).
+    public var asrEngine = "pocketsphinx"
+    /// `espeak` (offline) or `openai` (an OpenAI-compatible /audio/speech).
+    public var ttsEngine = "espeak"
+    public var openAI = OpenAISpeechConfiguration()
 
     public init() {}
 
@@ -47,6 +52,18 @@ public struct VoiceSettings: Sendable {
         public var ttsVoice: String?
         @Option(help: "eSpeak NG words per minute (env SWITCHBOARD_VOICE_TTS_RATE; default 160).")
         public var ttsRate: Int?
+        @Option(help: "Speech recognition: pocketsphinx or openai (env SWITCHBOARD_VOICE_ASR_ENGINE; default pocketsphinx).")
+        public var asrEngine: String?
+        @Option(help: "Speech synthesis: espeak or openai (env SWITCHBOARD_VOICE_TTS_ENGINE; default espeak).")
+        public var ttsEngine: String?
+        @Option(help: "OpenAI-compatible speech API base, up to /v1 (env SWITCHBOARD_VOICE_OPENAI_BASE_URL; default https://api.openai.com/v1).")
+        public var openaiBaseUrl: String?
+        @Option(help: "Transcription model (env SWITCHBOARD_VOICE_OPENAI_ASR_MODEL; default whisper-1).")
+        public var openaiAsrModel: String?
+        @Option(help: "Speech model (env SWITCHBOARD_VOICE_OPENAI_TTS_MODEL; default tts-1).")
+        public var openaiTtsModel: String?
+        @Option(help: "Speech voice (env SWITCHBOARD_VOICE_OPENAI_TTS_VOICE; default alloy).")
+        public var openaiTtsVoice: String?
 
         public init() {}
 
@@ -75,6 +92,21 @@ public struct VoiceSettings: Sendable {
             settings.ttsVoice = try setting(ttsVoice, environment: "VOICE_TTS_VOICE", default: settings.ttsVoice, environment: environment)
             settings.ttsWordsPerMinute = try setting(
                 ttsRate, environment: "VOICE_TTS_RATE", default: settings.ttsWordsPerMinute, environment: environment)
+            settings.asrEngine = try setting(asrEngine, environment: "VOICE_ASR_ENGINE", default: settings.asrEngine, environment: environment)
+            settings.ttsEngine = try setting(ttsEngine, environment: "VOICE_TTS_ENGINE", default: settings.ttsEngine, environment: environment)
+            settings.openAI.baseURL = try setting(
+                openaiBaseUrl, environment: "VOICE_OPENAI_BASE_URL", default: settings.openAI.baseURL, environment: environment)
+            settings.openAI.transcriptionModel = try setting(
+                openaiAsrModel, environment: "VOICE_OPENAI_ASR_MODEL", default: settings.openAI.transcriptionModel, environment: environment)
+            settings.openAI.speechModel = try setting(
+                openaiTtsModel, environment: "VOICE_OPENAI_TTS_MODEL", default: settings.openAI.speechModel, environment: environment)
+            settings.openAI.speechVoice = try setting(
+                openaiTtsVoice, environment: "VOICE_OPENAI_TTS_VOICE", default: settings.openAI.speechVoice, environment: environment)
+            // The key only from the environment: a flag would show it in the process list.
+            settings.openAI.apiKey = environment["SWITCHBOARD_VOICE_OPENAI_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+            guard ["pocketsphinx", "openai"].contains(settings.asrEngine), ["espeak", "openai"].contains(settings.ttsEngine) else {
+                throw ConfigurationError("the ASR engine is pocketsphinx or openai, the TTS engine espeak or openai")
+            }
             guard settings.vad.speechToNoiseRatio > 1, settings.vad.minimumSpeechRMS >= 0, settings.vad.minSilenceMilliseconds > 0,
                 settings.vad.preRollMilliseconds >= 0, settings.queueFrames > 0, idle > 0, hard >= idle,
                 settings.asr.decoders > 0, (80...450).contains(settings.ttsWordsPerMinute)

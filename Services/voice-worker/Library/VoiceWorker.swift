@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import Logging
 import Metrics
@@ -14,12 +15,31 @@ import SwitchboardVoice
 public enum VoiceWorker {
     public static func run(configuration: SwitchboardConfiguration, settings: VoiceSettings = VoiceSettings()) async throws {
         let context = try await ServiceRunner.makeContext(configuration: configuration)
-        let recognizer = try PocketSphinxRecognizer(configuration: settings.asr)
-        let synthesizer = try EspeakSynthesizer(voice: settings.ttsVoice, wordsPerMinute: settings.ttsWordsPerMinute)
-        let asrLoaded = Atomic<Bool>(false)
-        context.readiness.add("asr-model") { asrLoaded.load(ordering: .relaxed) }
-        try await recognizer.load()
-        asrLoaded.store(true, ordering: .relaxed)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            try await run(context: context, settings: settings, http: http)
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+    }
+
+    static func run(context: ServiceContext, settings: VoiceSettings, http: HTTPClient) async throws {
+        let configuration = context.configuration
+        let recognizer: any SpeechRecognizer
+        if settings.asrEngine == "openai" {
+            recognizer = OpenAITranscriber(configuration: settings.openAI, client: http)
+        } else {
+            let pocketSphinx = try PocketSphinxRecognizer(configuration: settings.asr)
+            // Loaded before the consumer joins: the first utterance must not wait for the model.
+            try await pocketSphinx.load()
+            recognizer = pocketSphinx
+        }
+        let synthesizer: any SpeechSynthesizer =
+            settings.ttsEngine == "openai"
+            ? OpenAISynthesizer(configuration: settings.openAI, client: http)
+            : try EspeakSynthesizer(voice: settings.ttsVoice, wordsPerMinute: settings.ttsWordsPerMinute)
         let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
         let sessions = VoiceSessions(
             context: context, subscriber: subscriber,
