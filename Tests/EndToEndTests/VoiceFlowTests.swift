@@ -288,6 +288,71 @@ struct VoiceFlowTests {
         }
     }
 
+    @Test func aSilentDeviceHearsAFarewellAndIsClosed() async throws {
+        try await Self.withVoiceStack(
+            voiceEnvironment: ["SWITCHBOARD_VOICE_IDLE_SECONDS": "2", "SWITCHBOARD_VOICE_HARD_CLOSE_SECONDS": "6"]
+        ) { stack in
+            let token = try await stack.authority.mint(user: "quiet")
+            let (result, code) = try await DeviceSimulator.connect(url: stack.webSocketURL, token: token, deviceID: Self.deviceID()) {
+                device -> [DeviceSimulator.Received] in
+                let session = try await Self.hello(device)
+                device.send(.listen(.start, mode: .auto, sessionId: session))
+                return await device.collect(idle: .seconds(15)) { _ in false }
+            }
+            let received = try #require(result)
+            let farewell = received.compactMap(\.message).first { $0.ttsState == .sentenceStart }
+            #expect(farewell?.text?.lowercased().contains("goodbye") == true)
+            #expect(received.contains { $0.message?.ttsState == .stop })
+            #expect(code == CloseCode.idleTimeout.rawValue)
+        }
+    }
+
+    @Test func openAICompatibleEnginesServeTheSamePipeline() async throws {
+        let fake = FakeOpenAI()
+        try await fake.withServer { port in
+            try await Self.withVoiceStack(voiceEnvironment: [
+                "SWITCHBOARD_VOICE_ASR_ENGINE": "openai", "SWITCHBOARD_VOICE_TTS_ENGINE": "openai",
+                "SWITCHBOARD_VOICE_OPENAI_BASE_URL": "http://127.0.0.1:\(port)/ok/v1", "SWITCHBOARD_VOICE_OPENAI_API_KEY": "sk-voice",
+            ]) { stack in
+                let speech = try await DeviceSimulator.speech("good morning")
+                let token = try await stack.authority.mint(user: "cloud")
+                let (result, _) = try await DeviceSimulator.connect(
+                    url: stack.webSocketURL, token: token, deviceID: Self.deviceID(), protocolVersion: 2
+                ) { device -> [DeviceSimulator.Received] in
+                    let session = try await Self.hello(device)
+                    device.send(.listen(.start, mode: .auto, sessionId: session))
+                    try await device.stream(speech)
+                    return await device.collect(idle: .seconds(30)) { $0.message?.ttsState == .stop }
+                }
+                let received = try #require(result)
+                #expect(received.compactMap(\.message).first { $0.type == "stt" }?.text == FakeOpenAI.transcription)
+                try Self.checkSpokenAnswer(received)
+                #expect(fake.count("transcriptions") == 1)
+                #expect(fake.count("speech") >= 1)
+                #expect(fake.authorizations.withLock { $0 }.allSatisfy { $0 == "Bearer sk-voice" })
+            }
+        }
+    }
+
+    @Test func manualModeRecognisesWhatCameBeforeListenStop() async throws {
+        try await Self.withVoiceStack { stack in
+            let speech = try await DeviceSimulator.speech("good morning", silenceAfter: .milliseconds(120))
+            let token = try await stack.authority.mint(user: "pusher")
+            let (result, _) = try await DeviceSimulator.connect(url: stack.webSocketURL, token: token, deviceID: Self.deviceID()) {
+                device -> [DeviceSimulator.Received] in
+                let session = try await Self.hello(device)
+                device.send(.listen(.start, mode: .manual, sessionId: session))
+                try await device.stream(speech)
+                device.send(.listen(.stop, sessionId: session))
+                return await device.collect(idle: .seconds(30)) { $0.message?.ttsState == .stop }
+            }
+            let received = try #require(result)
+            let text = received.compactMap(\.message).first { $0.type == "stt" }?.text ?? ""
+            #expect(text.contains("morning"), "recognised \(text)")
+            #expect(received.contains { $0.audio != nil })
+        }
+    }
+
     static func metrics(_ stack: Stack, service: String) async throws -> String {
         let port = try #require(stack.processes.logs(of: service).first?.httpPort)
         let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/metrics")!)

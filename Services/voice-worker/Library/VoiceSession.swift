@@ -121,7 +121,7 @@ final class VoiceSession: Sendable {
             case .tick:
                 let idle = clock.now - lastVoice
                 if idle >= settings.hardClose {
-                    await send(.close, turn: turn, payload: Array("4005 no voice for too long".utf8))
+                    await send(.close, turn: 0, payload: Array("\(CloseCode.idleTimeout.rawValue) no voice for too long".utf8))
                     return
                 }
                 if idle >= settings.idleFarewell, !saidFarewell {
@@ -148,7 +148,7 @@ final class VoiceSession: Sendable {
                                 Xiaozhi.Message.alert(status: "error", message: "undecodable Opus packet", sessionId: id).json().utf8))
                         }
                         if errors >= Self.maxDecodeErrorsInWindow {
-                            await send(.close, turn: turn, payload: Array("4501 the audio is not 16 kHz mono 60 ms Opus".utf8))
+                            await send(.close, turn: 0, payload: Array("\(CloseCode.badRequest.rawValue) the audio is not 16 kHz mono 60 ms Opus".utf8))
                             return
                         }
                         continue
@@ -307,10 +307,14 @@ final class VoiceSession: Sendable {
                 if turn.audio != nil { Self.voiceToVoice.recordInterval(since: turn.stoppedSpeakingAt, clock: clock) }
             }
         }
-        // The idle farewell: no ASR, no conversation.
+        // The idle farewell: no ASR, no conversation; the gateway closes once it has been played.
         if turn.audio == nil && turn.text == nil {
             try await speakText(owner.settings.farewellText)
-            try await publish([VoiceDownlink.Item(sessionId: id, kind: .ttsStop, turn: turn.number, payload: [])])
+            try await publish([
+                VoiceDownlink.Item(sessionId: id, kind: .ttsStop, turn: turn.number, payload: []),
+                VoiceDownlink.Item(
+                    sessionId: id, kind: .close, turn: 0, payload: Array("\(CloseCode.idleTimeout.rawValue) no voice for a while; goodbye".utf8)),
+            ])
             return
         }
         let text: String
