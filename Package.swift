@@ -182,6 +182,7 @@ targets += [
     .target(
         name: "SwitchboardCLI",
         dependencies: runtime + [
+            "SwitchboardVoice",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
@@ -197,8 +198,7 @@ targets += [
     .target(
         name: "SwitchboardTestSupport",
         dependencies: runtime + [
-            "Gateway", "SwitchboardVoice",
-            .product(name: "NIOWebSocket", package: "swift-nio"),
+            "Gateway",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

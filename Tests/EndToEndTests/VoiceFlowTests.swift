@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import SwitchboardCLI
 import SwitchboardContracts
 import SwitchboardRuntime
 import SwitchboardTestSupport

@@ -19,9 +19,10 @@ public struct VoiceSettings: Sendable {
     public var asr = PocketSphinxRecognizer.Configuration()
     public var ttsVoice = "en-us"
     public var ttsWordsPerMinute = 160
-    /// `pocketsphinx` (offline, English) or `openai` (an OpenAI-compatible /audio/transcriptions).
+    /// `pocketsphinx` (offline, English), `openai` (an OpenAI-compatible /audio/transcriptions) or
+    /// `instant` (benchmarks only).
     public var asrEngine = "pocketsphinx"
-    /// `espeak` (offline) or `openai` (an OpenAI-compatible /audio/speech).
+    /// `espeak` (offline), `openai` (an OpenAI-compatible /audio/speech) or `instant` (benchmarks only).
     public var ttsEngine = "espeak"
     public var openAI = OpenAISpeechConfiguration()
 
@@ -104,8 +105,11 @@ public struct VoiceSettings: Sendable {
                 openaiTtsVoice, environment: "VOICE_OPENAI_TTS_VOICE", default: settings.openAI.speechVoice, environment: environment)
             // The key only from the environment: a flag would show it in the process list.
             settings.openAI.apiKey = environment["SWITCHBOARD_VOICE_OPENAI_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
-            guard ["pocketsphinx", "openai"].contains(settings.asrEngine), ["espeak", "openai"].contains(settings.ttsEngine) else {
-                throw ConfigurationError("the ASR engine is pocketsphinx or openai, the TTS engine espeak or openai")
+            guard ["pocketsphinx", "openai", "instant"].contains(settings.asrEngine),
+                ["espeak", "openai", "instant"].contains(settings.ttsEngine)
+            else {
+                throw ConfigurationError(
+                    "the ASR engine is pocketsphinx, openai or instant (benchmarks), the TTS engine espeak, openai or instant")
             }
             guard settings.vad.speechToNoiseRatio > 1, settings.vad.minimumSpeechRMS >= 0, settings.vad.minSilenceMilliseconds > 0,
                 settings.vad.preRollMilliseconds >= 0, settings.queueFrames > 0, idle > 0, hard >= idle,

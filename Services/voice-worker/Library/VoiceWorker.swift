@@ -30,6 +30,8 @@ public enum VoiceWorker {
         let recognizer: any SpeechRecognizer
         if settings.asrEngine == "openai" {
             recognizer = OpenAITranscriber(configuration: settings.openAI, client: http)
+        } else if settings.asrEngine == "instant" {
+            recognizer = InstantRecognizer()
         } else {
             let pocketSphinx = try PocketSphinxRecognizer(configuration: settings.asr)
             // Loaded before the consumer joins: the first utterance must not wait for the model.
@@ -37,9 +39,11 @@ public enum VoiceWorker {
             recognizer = pocketSphinx
         }
         let synthesizer: any SpeechSynthesizer =
-            settings.ttsEngine == "openai"
-            ? OpenAISynthesizer(configuration: settings.openAI, client: http)
-            : try EspeakSynthesizer(voice: settings.ttsVoice, wordsPerMinute: settings.ttsWordsPerMinute)
+            switch settings.ttsEngine {
+            case "openai": OpenAISynthesizer(configuration: settings.openAI, client: http)
+            case "instant": InstantSynthesizer()
+            default: try EspeakSynthesizer(voice: settings.ttsVoice, wordsPerMinute: settings.ttsWordsPerMinute)
+            }
         let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
         let sessions = VoiceSessions(
             context: context, subscriber: subscriber,

@@ -7,7 +7,7 @@ import NIOWebSocket
 import Synchronization
 import SwitchboardVoice
 
-/// A xiaozhi device over a real WebSocket, for end-to-end tests: it sends what the firmware sends
+/// A xiaozhi device over a real WebSocket, for end-to-end tests and `switchboard bench voice-*`: it sends what the firmware sends
 /// (hello, listen, Opus frames) and records what the server answers with arrival times.
 public final class DeviceSimulator: Sendable {
     public struct Received: Sendable {
@@ -154,6 +154,17 @@ public final class DeviceSimulator: Sendable {
         _ text: String, voice: String = "en-us", wordsPerMinute: Int = 130, silenceBefore: Duration = .milliseconds(600),
         silenceAfter: Duration = .milliseconds(1500)
     ) async throws -> [[UInt8]] {
+        try await utterance(
+            text, voice: voice, wordsPerMinute: wordsPerMinute, silenceBefore: silenceBefore, silenceAfter: silenceAfter
+        ).packets
+    }
+
+    /// The packets of `speech`, and the index of the last packet with speech: a device sends a packet
+    /// once it has recorded it, so that packet's sending is the moment the speaker stopped.
+    public static func utterance(
+        _ text: String, voice: String = "en-us", wordsPerMinute: Int = 130, silenceBefore: Duration = .milliseconds(600),
+        silenceAfter: Duration = .milliseconds(1500)
+    ) async throws -> (packets: [[UInt8]], speechEnd: Int) {
         let synthesizer = try EspeakSynthesizer(voice: voice, wordsPerMinute: wordsPerMinute)
         let pcm = try await synthesizer.synthesize(text, sampleRate: 16_000)
         func silence(_ duration: Duration) -> [Int16] {
@@ -161,8 +172,14 @@ public final class DeviceSimulator: Sendable {
         }
         // A little noise rather than digital silence, like a real microphone.
         var generator = SystemRandomNumberGenerator()
-        let samples = (silence(silenceBefore) + pcm + silence(silenceAfter)).map { $0 &+ Int16.random(in: -30...30, using: &generator) }
-        return try OpusEncoder(format: .uplink, bitrate: 32_000).encodeAll(samples)
+        let before = silence(silenceBefore)
+        let samples = (before + pcm + silence(silenceAfter)).map { $0 &+ Int16.random(in: -30...30, using: &generator) }
+        // Where the speaker stopped: after the last frame loud enough to be speech (eSpeak ends its
+        // output with some silence of its own).
+        let frame = AudioFormat.uplink.samplesPerFrame
+        let frames = stride(from: 0, to: samples.count, by: frame).map { Array(samples[$0..<min(samples.count, $0 + frame)]) }
+        let lastVoiced = frames.lastIndex { VoiceActivityDetector.rms($0) >= 200 } ?? (before.count / frame)
+        return (try OpusEncoder(format: .uplink, bitrate: 32_000).encodeAll(samples), lastVoiced)
     }
 }
 
