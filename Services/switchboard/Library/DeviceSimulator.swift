@@ -170,10 +170,14 @@ public final class DeviceSimulator: Sendable {
         func silence(_ duration: Duration) -> [Int16] {
             [Int16](repeating: 0, count: Int(duration.components.seconds) * 16_000 + Int(duration.components.attoseconds / 62_500_000_000_000))
         }
-        // A little noise rather than digital silence, like a real microphone.
-        var generator = SystemRandomNumberGenerator()
+        // A little noise rather than digital silence, like a real microphone; the same noise every
+        // time (a fixed LCG), so a test hears exactly the same utterance on every run.
+        var state: UInt32 = 0x2545_F491
         let before = silence(silenceBefore)
-        let samples = (before + pcm + silence(silenceAfter)).map { $0 &+ Int16.random(in: -30...30, using: &generator) }
+        let samples = (before + pcm + silence(silenceAfter)).map { sample -> Int16 in
+            state = state &* 1_664_525 &+ 1_013_904_223
+            return sample &+ Int16(Int(state >> 26) - 32)
+        }
         // Where the speaker stopped: after the last frame loud enough to be speech (eSpeak ends its
         // output with some silence of its own).
         let frame = AudioFormat.uplink.samplesPerFrame
