@@ -36,6 +36,7 @@ let services: [ServiceTarget] = [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             "SwitchboardStore",
             "SwitchboardWorkflow",
+            "SwitchboardVoice",
         ]),
     .init(
         executable: "orchestrator", library: "Orchestrator", folder: "orchestrator",
@@ -51,7 +52,15 @@ let services: [ServiceTarget] = [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
-    .init(executable: "voice-worker", library: "VoiceWorker", folder: "voice-worker", dependencies: []),
+    .init(
+        executable: "voice-worker", library: "VoiceWorker", folder: "voice-worker",
+        dependencies: [
+            "SwitchboardVoice", "CPocketSphinx",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
     .init(
         executable: "workflow-runner", library: "WorkflowRunner", folder: "workflow-runner",
         dependencies: [
@@ -70,6 +79,10 @@ var targets: [Target] = [
         providers: [.apt(["librdkafka-dev (>= 2.1, see deploy/scripts/install-deps.sh)"])]),
     .systemLibrary(
         name: "CHiredis", path: "Shared/CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+    .systemLibrary(name: "COpus", path: "Shared/COpus", pkgConfig: "opus", providers: [.apt(["libopus-dev"])]),
+    .systemLibrary(
+        name: "CPocketSphinx", path: "Shared/CPocketSphinx", pkgConfig: "pocketsphinx",
+        providers: [.apt(["libpocketsphinx-dev", "pocketsphinx-en-us"])]),
 
     .target(
         name: "SwitchboardContracts",
@@ -127,6 +140,16 @@ var targets: [Target] = [
         ],
         path: "Shared/SwitchboardStore",
         swiftSettings: swiftSettings),
+    // The xiaozhi device protocol, Opus, VAD, pacing and text-to-speech helpers shared by the gateway,
+    // voice-worker and the tests' device simulator.
+    .target(
+        name: "SwitchboardVoice",
+        dependencies: [
+            "COpus", "SwitchboardContracts",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ],
+        path: "Shared/SwitchboardVoice",
+        swiftSettings: swiftSettings),
     // Workflow definitions, validation and the scheduler: pure values shared by the runner and the gateway,
     // and the run store (Redis, archived in PostgreSQL).
     .target(
@@ -160,6 +183,7 @@ targets += [
     .target(
         name: "SwitchboardCLI",
         dependencies: runtime + [
+            "SwitchboardVoice",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
@@ -192,7 +216,7 @@ targets += [
         name: "UnitTests",
         dependencies: runtime + [
             "Gateway", "Orchestrator", "AgentWorker", "Notifier", "SwitchboardCLI", "SwitchboardTestSupport",
-            "SwitchboardStore",
+            "SwitchboardStore", "SwitchboardVoice", "VoiceWorker",
             "SwitchboardWorkflow",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "CompressNIO", package: "compress-nio"),
@@ -207,7 +231,7 @@ targets += [
     .testTarget(
         name: "EndToEndTests",
         dependencies: runtime + [
-            "SwitchboardTestSupport", "SwitchboardCLI", "SwitchboardStore", "SwitchboardWorkflow",
+            "SwitchboardTestSupport", "SwitchboardCLI", "SwitchboardStore", "SwitchboardWorkflow", "SwitchboardVoice",
         ],
         path: "Tests/EndToEndTests", swiftSettings: swiftSettings),
 ]

@@ -52,7 +52,57 @@ public final class FakeOpenAI: Sendable {
                 return Self.stream(Self.deltas, then: .finish)
             }
         }
+        addSpeechRoutes(to: router)
         return router
+    }
+
+    /// What `/v1/audio/transcriptions` answers for any audio.
+    public static let transcription = "turn on the light"
+
+    /// The audio endpoints: `/<scenario>/v1/audio/transcriptions` (multipart with a WAV file; answers
+    /// `transcription`) and `/<scenario>/v1/audio/speech` (JSON; answers 24 kHz PCM, 100 ms of tone per
+    /// word). Scenario `unauthorized` answers 401 like the chat route.
+    func addSpeechRoutes(to router: Router<BasicRequestContext>) {
+        router.post("/:scenario/v1/audio/transcriptions") { request, context -> Response in
+            let scenario = context.parameters.get("scenario") ?? ""
+            self.calls.withLock { $0["transcriptions", default: 0] += 1 }
+            self.authorizations.withLock { $0.append(request.headers[.authorization] ?? "") }
+            let body = try await request.body.collect(upTo: 16 << 20)
+            let bytes = Array(buffer: body)
+            let text = String(decoding: bytes, as: UTF8.self)
+            self.bodies.withLock { $0.append(String(text.prefix(400))) }
+            if scenario == "unauthorized" { return Self.error(.unauthorized, "Incorrect API key provided: sk-bad.") }
+            guard let contentType = request.headers[.contentType], contentType.hasPrefix("multipart/form-data; boundary="),
+                text.contains("name=\"model\""), text.contains("filename=\"utterance.wav\""),
+                bytes.firstRange(of: Array("RIFF".utf8)) != nil, bytes.firstRange(of: Array("WAVEfmt ".utf8)) != nil
+            else { return Self.error(.badRequest, "expected a multipart form with model and a WAV file") }
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"text":"\#(Self.transcription)"}"#)))
+        }
+        router.post("/:scenario/v1/audio/speech") { request, context -> Response in
+            let scenario = context.parameters.get("scenario") ?? ""
+            self.calls.withLock { $0["speech", default: 0] += 1 }
+            let body = try await request.body.collect(upTo: 1 << 20)
+            self.bodies.withLock { $0.append(String(buffer: body)) }
+            if scenario == "unauthorized" { return Self.error(.unauthorized, "Incorrect API key provided: sk-bad.") }
+            struct Speech: Decodable {
+                var model: String
+                var input: String
+                var voice: String
+                var response_format: String?
+            }
+            guard let speech = try? JSONDecoder().decode(Speech.self, from: Data(Array(buffer: body))), speech.response_format == "pcm" else {
+                return Self.error(.badRequest, "expected {model, input, voice, response_format: pcm}")
+            }
+            let words = speech.input.split(separator: " ").count
+            var pcm = ByteBuffer()
+            for index in 0..<(2400 * words) {
+                let sample = Int16(8000 * sin(2 * Double.pi * 220 * Double(index) / 24_000))
+                pcm.writeInteger(sample, endianness: .little)
+            }
+            return Response(status: .ok, headers: [.contentType: "audio/pcm"], body: ResponseBody(byteBuffer: pcm))
+        }
     }
 
     /// Runs the server on a free loopback port for the duration of `body`.

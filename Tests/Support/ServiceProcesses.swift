@@ -98,11 +98,12 @@ public final class ServiceProcesses: Sendable {
     /// Starts all six services; returns the gateway's.
     public func startAll(
         agentEnvironment: [String: String] = [:], gatewayEnvironment: [String: String] = [:],
-        orchestratorEnvironment: [String: String] = [:]
+        orchestratorEnvironment: [String: String] = [:], voiceEnvironment: [String: String] = [:]
     ) throws -> Launched {
         let gateway = try start("gateway", environment: gatewayEnvironment)
         try start("orchestrator", environment: orchestratorEnvironment)
-        for name in ["notifier", "voice-worker", "workflow-runner"] { try start(name) }
+        try start("voice-worker", environment: voiceEnvironment)
+        for name in ["notifier", "workflow-runner"] { try start(name) }
         try start("agent-worker", environment: agentEnvironment)
         return gateway
     }

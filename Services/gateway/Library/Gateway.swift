@@ -47,6 +47,8 @@ public struct GatewaySettings: Sendable {
     public var maxConsecutiveErrors = 10
     /// Bisheng's chat WebSocket (seed 002's limits).
     public var chat = BishengChatSettings()
+    /// xiaozhi voice devices (docs/voice.md).
+    public var xiaozhi = XiaozhiSettings()
     /// How long a non-streaming front-door request (`POST /v1/chat/completions` without `stream`)
     /// waits for its run to end before answering 504 (the run goes on).
     public var frontDoorTimeout: Duration = .seconds(600)
@@ -86,6 +88,7 @@ public struct GatewaySettings: Sendable {
             guard handshakeSeconds > 0 else { throw ConfigurationError("the handshake timeout must be positive") }
             settings.handshakeTimeout = .milliseconds(Int64(handshakeSeconds * 1000))
             settings.chat = try BishengChatSettings.fromEnvironment()
+            settings.xiaozhi = try XiaozhiSettings.fromEnvironment()
             guard settings.socketSendBufferBytes >= 0 else {
                 throw ConfigurationError("the socket send buffer must be 0 (autotuning) or a size in bytes")
             }
@@ -115,20 +118,21 @@ public enum Gateway {
         try await HistoryStore.migrate(configuration: storeConfiguration, logger: context.logger)
         let store = HistoryStore(configuration: storeConfiguration, logger: context.logger)
         context.readiness.add("postgres") { await store.isReachable() }
+        let devices = DeviceConnections()
         let router = makeRouter(
             context: context, authority: authority, subscriber: subscriber, registry: registry, routing: routing,
-            settings: settings, store: store)
+            settings: settings, store: store, devices: devices)
         try await ServiceRunner.run(
             context: context,
             services: [store, subscriber, RegistryHeartbeat(registry: routing, sessions: registry, logger: context.logger)],
             router: router,
             server: server(router: router, settings: settings),
-            stoppingBeforeServer: [registry])
+            stoppingBeforeServer: [registry, devices])
     }
 
     static func makeRouter(
         context: ServiceContext, authority: TokenAuthority, subscriber: RedisSubscriber, registry: SessionRegistry,
-        routing: ConnectionRegistry, settings: GatewaySettings, store: HistoryStore
+        routing: ConnectionRegistry, settings: GatewaySettings, store: HistoryStore, devices: DeviceConnections
     ) -> Router<GatewayRequestContext> {
         let router = Router(context: GatewayRequestContext.self)
         let access = ConversationAccess(redis: context.redis)
@@ -226,6 +230,10 @@ public enum Gateway {
         WorkflowSocket(
             context: context, authority: authority, subscriber: subscriber, history: history, registry: registry,
             routing: routing, settings: settings, archive: store
+        ).addRoutes(to: router)
+        XiaozhiDevices(
+            context: context, authority: authority, subscriber: subscriber, access: access, registry: registry,
+            settings: settings, connections: devices
         ).addRoutes(to: router)
         OpenAICompatibility(streams: streams).addRoutes(to: router)
         BluePlanCompatibility(streams: streams).addRoutes(to: router)

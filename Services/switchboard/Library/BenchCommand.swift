@@ -12,7 +12,7 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "bench", abstract: "Measure Switchboard (run against a release build).",
         subcommands: [
             RoundTripBench.self, BusHopBench.self, ConnectionsBench.self, FanoutBench.self, ReconnectBench.self,
-            WorkflowBench.self, OverheadBench.self, AgentsBench.self, HistoryBench.self, IngestBench.self,
+            WorkflowBench.self, OverheadBench.self, AgentsBench.self, HistoryBench.self, IngestBench.self, VoiceOverheadBench.self, VoiceDevicesBench.self,
         ])
 }
 

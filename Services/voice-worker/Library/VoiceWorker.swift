@@ -1,19 +1,172 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+import Synchronization
 import SwitchboardContracts
 import SwitchboardKafka
+import SwitchboardRedis
 import SwitchboardRuntime
+import SwitchboardVoice
 
-/// Joins the voice-worker consumer group on `Topics.voiceUplink`. This version handles no event type yet:
-/// whatever arrives is dead-lettered with the reason, so nothing is lost before the pipeline lands.
+/// Joins the voice-worker consumer group on `Topics.voiceUplink` (keyed by device session, so one
+/// instance sees a session's audio in order) and runs one `VoiceSession` per device session.
 public enum VoiceWorker {
-    public static func run(configuration: SwitchboardConfiguration) async throws {
+    public static func run(configuration: SwitchboardConfiguration, settings: VoiceSettings = VoiceSettings()) async throws {
         let context = try await ServiceRunner.makeContext(configuration: configuration)
+        let http = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            try await run(context: context, settings: settings, http: http)
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
+    }
+
+    static func run(context: ServiceContext, settings: VoiceSettings, http: HTTPClient) async throws {
+        let configuration = context.configuration
+        let recognizer: any SpeechRecognizer
+        if settings.asrEngine == "openai" {
+            recognizer = OpenAITranscriber(configuration: settings.openAI, client: http)
+        } else if settings.asrEngine == "instant" {
+            recognizer = InstantRecognizer()
+        } else {
+            let pocketSphinx = try PocketSphinxRecognizer(configuration: settings.asr)
+            // Loaded before the consumer joins: the first utterance must not wait for the model.
+            try await pocketSphinx.load()
+            recognizer = pocketSphinx
+        }
+        let synthesizer: any SpeechSynthesizer =
+            switch settings.ttsEngine {
+            case "openai": OpenAISynthesizer(configuration: settings.openAI, client: http)
+            case "instant": InstantSynthesizer()
+            default: try EspeakSynthesizer(voice: settings.ttsVoice, wordsPerMinute: settings.ttsWordsPerMinute)
+            }
+        let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
+        let sessions = VoiceSessions(
+            context: context, subscriber: subscriber,
+            engines: VoiceEngines(recognizer: recognizer, synthesizer: synthesizer), settings: settings)
         let consumer = try context.makeConsumer(group: ConsumerGroups.voiceWorker, topics: [Topics.voiceUplink])
         let processor = KafkaEventProcessor(
             consumer: consumer, deadLetterProducer: context.producer, logger: context.logger
         ) { message in
             let header = try EnvelopeCodec.header(from: message.value)
-            throw UnhandledEventError(type: header.type, service: configuration.service.rawValue)
+            guard header.type == VoiceUplinkEvent.eventType else {
+                throw UnhandledEventError(type: header.type, service: configuration.service.rawValue)
+            }
+            let envelope = try EnvelopeCodec.decode(VoiceUplinkEvent.self, from: message.value)
+            try await sessions.route(envelope.payload)
         }
-        try await ServiceRunner.run(context: context, services: [processor])
+        // Stopped in reverse: the consumer first, then the sessions, then the Redis subscription.
+        try await ServiceRunner.run(context: context, services: [subscriber, sessions, processor])
+    }
+}
+
+public struct VoiceEngines: Sendable {
+    public var recognizer: any SpeechRecognizer
+    public var synthesizer: any SpeechSynthesizer
+
+    public init(recognizer: any SpeechRecognizer, synthesizer: any SpeechSynthesizer) {
+        self.recognizer = recognizer
+        self.synthesizer = synthesizer
+    }
+}
+
+/// The device sessions of this instance. Each runs in the service's task group; a session's inputs
+/// go through a bounded queue that drops the oldest packet when the session falls behind.
+final class VoiceSessions: Service, Sendable {
+    let context: ServiceContext
+    let subscriber: RedisSubscriber
+    let engines: VoiceEngines
+    let settings: VoiceSettings
+    private let sessions = Mutex<[String: VoiceSession]>([:])
+    private let starts: AsyncStream<VoiceSession>
+    private let startContinuation: AsyncStream<VoiceSession>.Continuation
+    static let overflow = Counter(label: "sb_voice_frames_dropped_total", dimensions: [("reason", "queue_full")])
+    static let orphans = Counter(label: "sb_voice_orphan_events_total")
+    static let active = Gauge(label: "sb_voice_sessions")
+
+    init(context: ServiceContext, subscriber: RedisSubscriber, engines: VoiceEngines, settings: VoiceSettings) {
+        self.context = context
+        self.subscriber = subscriber
+        self.engines = engines
+        self.settings = settings
+        (starts, startContinuation) = AsyncStream.makeStream()
+    }
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                for await session in starts {
+                    group.addTask {
+                        await session.run()
+                        self.remove(session)
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            self.startContinuation.finish()
+            for session in self.sessions.withLock({ Array($0.values) }) { session.shutDown() }
+        }
+    }
+
+    private func remove(_ session: VoiceSession) {
+        let count = sessions.withLock { sessions in
+            if sessions[session.id] === session { sessions[session.id] = nil }
+            return sessions.count
+        }
+        Self.active.record(count)
+    }
+
+    /// Hands an uplink event to its session, creating the session from the routing table when this
+    /// instance has not seen it open (a rebalance moved the partition here).
+    func route(_ event: VoiceUplinkEvent) async throws {
+        if let session = sessions.withLock({ $0[event.sessionId] }) {
+            if session.offer(event) == false { Self.overflow.increment() }
+            return
+        }
+        if event.kind == .close { return }
+        guard let route = try await VoiceRoute.read(session: event.sessionId, redis: context.redis) else {
+            // The device is gone (its route expired): nothing to answer.
+            Self.orphans.increment()
+            return
+        }
+        let session = VoiceSession(id: event.sessionId, route: route, owner: self)
+        let existing: VoiceSession? = sessions.withLock { sessions in
+            if let existing = sessions[event.sessionId] { return existing }
+            sessions[event.sessionId] = session
+            return nil
+        }
+        if let existing {
+            _ = existing.offer(event)
+            return
+        }
+        Self.active.record(sessions.withLock { $0.count })
+        try await session.prepare()
+        _ = session.offer(event)
+        startContinuation.yield(session)
+    }
+}
+
+/// The routing-table entry the gateway wrote for a device session.
+struct VoiceRoute: Sendable, Equatable {
+    var gateway: String
+    var userId: String
+    var conversationId: String
+    var deviceId: String
+
+    static func read(session: String, redis: RedisClient) async throws -> VoiceRoute? {
+        let reply = try await redis.send("HGETALL", RedisArgument(VoiceDownlink.routeKey(session: session)))
+        guard let items = reply.array, !items.isEmpty else { return nil }
+        var fields: [String: String] = [:]
+        var index = 0
+        while index + 1 < items.count {
+            if let key = items[index].string, let value = items[index + 1].string { fields[key] = value }
+            index += 2
+        }
+        guard let gateway = fields["gateway"], let user = fields["user"], let conversation = fields["conversation"] else { return nil }
+        return VoiceRoute(gateway: gateway, userId: user, conversationId: conversation, deviceId: fields["device"] ?? "")
     }
 }

@@ -1,0 +1,260 @@
+import DequeModule
+import Foundation
+import HummingbirdWebSocket
+import Logging
+import Metrics
+import NIOCore
+import NIOWebSocket
+import ServiceLifecycle
+import Synchronization
+import SwitchboardContracts
+import SwitchboardRedis
+import SwitchboardVoice
+
+/// One device socket's outgoing side: a queue of JSON, audio and control items written by one writer
+/// task that paces audio (`DownlinkPacer`) and can be cleared at once on barge-in.
+final class DeviceConnection: Sendable {
+    enum Outgoing: Sendable, Equatable {
+        case text(String, turn: Int64?)
+        case audio([UInt8], turn: Int64)
+        /// `tts stop` once the device has played everything sent before it.
+        case ttsStop(turn: Int64)
+        case close(code: UInt16, reason: String)
+
+        var turn: Int64? {
+            switch self {
+            case .text(_, let turn): turn
+            case .audio(_, let turn), .ttsStop(let turn): turn
+            case .close: nil
+            }
+        }
+    }
+
+    private struct State {
+        var queue = Deque<Outgoing>()
+        var waiter: CheckedContinuation<Void, Never>?
+        var finished = false
+        var saidHello = false
+        /// Downlink items of turns up to this were aborted by the device.
+        var abortedThrough: Int64 = 0
+        var latestTurn: Int64 = 0
+        /// Bumped on every abort so a writer waiting out the pacer notices.
+        var abortGeneration = 0
+    }
+
+    let sessionID: String
+    let identity: DeviceIdentity
+    let framing: Xiaozhi.BinaryProtocol
+    let burstFrames: Int
+    private let state = Mutex(State())
+
+    init(sessionID: String, identity: DeviceIdentity, framing: Xiaozhi.BinaryProtocol, burstFrames: Int) {
+        self.sessionID = sessionID
+        self.identity = identity
+        self.framing = framing
+        self.burstFrames = burstFrames
+    }
+
+    var hasSaidHello: Bool { state.withLock { $0.saidHello } }
+    func markHello() { state.withLock { $0.saidHello = true } }
+
+    func enqueue(_ item: Outgoing) {
+        let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
+            guard !state.finished else { return nil }
+            // Turn 0 is outside any turn (alerts, closes): never dropped.
+            if let turn = item.turn, turn > 0 {
+                if turn <= state.abortedThrough { return nil }
+                state.latestTurn = max(state.latestTurn, turn)
+            }
+            state.queue.append(item)
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Drops everything queued for the device, ignores the rest of the turns seen so far, and sends
+    /// `tts stop` first thing.
+    func abort() {
+        let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
+            state.abortedThrough = state.latestTurn
+            state.abortGeneration += 1
+            state.queue.removeAll { if case .close = $0 { false } else { true } }
+            state.queue.prepend(.text(Xiaozhi.Message.tts(.stop, sessionId: sessionID).json(), turn: nil))
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// No more items; queued audio is dropped (nobody will hear it), text and a close still go out.
+    func finish() {
+        let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
+            state.finished = true
+            state.queue.removeAll {
+                switch $0 {
+                case .audio, .ttsStop: true
+                case .text, .close: false
+                }
+            }
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+
+    private var abortGeneration: Int { state.withLock { $0.abortGeneration } }
+
+    private func isStale(_ item: Outgoing) -> Bool {
+        guard let turn = item.turn, turn > 0 else { return false }
+        return state.withLock { turn <= $0.abortedThrough }
+    }
+
+    private func next() async -> Outgoing? {
+        while true {
+            let item: Outgoing?? = state.withLock { state in
+                if let item = state.queue.popFirst() { return .some(item) }
+                return state.finished ? .some(nil) : nil
+            }
+            if let item { return item }
+            await withCheckedContinuation { continuation in
+                let ready = state.withLock { state -> Bool in
+                    if !state.queue.isEmpty || state.finished { return true }
+                    state.waiter = continuation
+                    return false
+                }
+                if ready { continuation.resume() }
+            }
+        }
+    }
+
+    static let framesSent = Counter(label: "sb_voice_downlink_frames_total")
+    static let jitter = Metrics.Timer(label: "sb_voice_downlink_jitter_seconds")
+
+    /// The writer task: text as it comes, audio paced, `tts stop` after the device drained its queue.
+    func writeFrames(to outbound: WebSocketOutboundWriter, logger: Logger) async {
+        let clock = ContinuousClock()
+        var pacer = DownlinkPacer(frameDuration: .milliseconds(60), burstFrames: burstFrames)
+        var generation = abortGeneration
+        do {
+            while let item = await next() {
+                if generation != abortGeneration {
+                    generation = abortGeneration
+                    pacer.reset()
+                }
+                switch item {
+                case .text(let text, _):
+                    guard !isStale(item) else { continue }
+                    try await outbound.write(.text(text))
+                case .audio(let packet, _):
+                    let planned = pacer.sendTime(now: clock.now)
+                    guard try await waitUntil(planned, clock: clock, generation: generation), !isStale(item) else { continue }
+                    let now = clock.now
+                    try await outbound.write(.binary(ByteBuffer(bytes: framing.encodeAudio(packet))))
+                    // How late the frame left against its slot: the pacing jitter the device hears.
+                    let late = now - planned
+                    Self.jitter.recordNanoseconds(
+                        max(0, late.components.seconds * 1_000_000_000 + late.components.attoseconds / 1_000_000_000))
+                    pacer.sent(at: now)
+                    Self.framesSent.increment()
+                case .ttsStop:
+                    guard try await waitUntil(pacer.drainedTime(now: clock.now), clock: clock, generation: generation),
+                        !isStale(item)
+                    else { continue }
+                    try await outbound.write(.text(Xiaozhi.Message.tts(.stop, sessionId: sessionID).json()))
+                    pacer.reset()
+                case .close(let code, let reason):
+                    try await outbound.close(.unknown(code), reason: reason)
+                    return
+                }
+            }
+        } catch {
+            logger.debug("device write ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Sleeps until `instant` in short steps; false when an abort came meanwhile.
+    private func waitUntil(_ instant: ContinuousClock.Instant, clock: ContinuousClock, generation: Int) async throws -> Bool {
+        while clock.now < instant {
+            if generation != abortGeneration { return false }
+            let step = min(instant - clock.now, .milliseconds(20))
+            try await clock.sleep(for: step)
+        }
+        return generation == abortGeneration
+    }
+}
+
+/// The device connections of this gateway, and the one Redis subscription through which voice-workers
+/// reach them (`VoiceDownlink.channel(gateway:)`).
+final class DeviceConnections: Service, Sendable {
+    private struct State {
+        var connections: [String: DeviceConnection] = [:]
+        var subscribed = false
+    }
+
+    private let state = Mutex(State())
+    static let unroutable = Counter(label: "sb_voice_downlink_unroutable_total")
+    static let active = Gauge(label: "sb_voice_devices")
+
+    init() {}
+
+    /// At shutdown every device is told to reconnect (to another instance) while the socket still works.
+    func run() async throws {
+        try? await gracefulShutdown()
+        for connection in state.withLock({ Array($0.connections.values) }) {
+            connection.enqueue(.close(code: CloseCode.shutdown.rawValue, reason: "server shutting down; reconnect"))
+        }
+    }
+
+    /// Subscribes to this gateway's downlink channel once; later calls return at once.
+    func start(subscriber: RedisSubscriber, gateway: String) async throws {
+        let claimed = state.withLock { state -> Bool in
+            defer { state.subscribed = true }
+            return !state.subscribed
+        }
+        guard claimed else { return }
+        do {
+            _ = try await subscriber.subscribe(VoiceDownlink.channel(gateway: gateway)) { [weak self] bytes in
+                self?.deliver(bytes)
+            }
+        } catch {
+            state.withLock { $0.subscribed = false }
+            throw error
+        }
+    }
+
+    func add(_ connection: DeviceConnection) {
+        let count = state.withLock { state in
+            state.connections[connection.sessionID] = connection
+            return state.connections.count
+        }
+        Self.active.record(count)
+    }
+
+    func remove(_ connection: DeviceConnection) {
+        let count = state.withLock { state in
+            if state.connections[connection.sessionID] === connection { state.connections[connection.sessionID] = nil }
+            return state.connections.count
+        }
+        Self.active.record(count)
+    }
+
+    func deliver(_ bytes: [UInt8]) {
+        guard let item = VoiceDownlink.decode(bytes),
+            let connection = state.withLock({ $0.connections[item.sessionId] })
+        else {
+            Self.unroutable.increment()
+            return
+        }
+        switch item.kind {
+        case .audio: connection.enqueue(.audio(item.payload, turn: item.turn))
+        case .json: connection.enqueue(.text(String(decoding: item.payload, as: UTF8.self), turn: item.turn))
+        case .ttsStop: connection.enqueue(.ttsStop(turn: item.turn))
+        case .close:
+            let text = String(decoding: item.payload, as: UTF8.self)
+            let parts = text.split(separator: " ", maxSplits: 1)
+            let code = parts.first.flatMap { UInt16($0) } ?? CloseCode.serverError.rawValue
+            connection.enqueue(.close(code: code, reason: parts.count > 1 ? String(parts[1]) : ""))
+        }
+    }
+}

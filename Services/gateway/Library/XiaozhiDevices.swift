@@ -1,0 +1,363 @@
+import DequeModule
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import Metrics
+import NIOCore
+import NIOWebSocket
+import Synchronization
+import SwitchboardContracts
+import SwitchboardRedis
+import SwitchboardRuntime
+import SwitchboardVoice
+
+/// The xiaozhi device side (docs/voice.md): `POST /xiaozhi/ota/` and the device WebSocket `/xiaozhi/v1/`.
+public struct XiaozhiSettings: Sendable {
+    /// The device's hello must come within this (the device itself waits 10 s for ours).
+    public var helloTimeout: Duration = .seconds(10)
+    /// The WebSocket URL handed out by OTA; empty: derived from the request's Host.
+    public var webSocketURL = ""
+    /// OTA answers every device with a token (the reference server's open activation); false: devices
+    /// are provisioned with tokens (HMAC or JWT) some other way and OTA hands out no token.
+    public var otaIssuesTokens = true
+    /// Routing-table entries expire this long after the gateway last refreshed them.
+    public var routeTTLSeconds = 120
+    /// Downlink pacing: frames sent at once before one per frame duration.
+    public var burstFrames = 5
+
+    public init() {}
+
+    static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Self {
+        var settings = Self()
+        let hello = try setting(Double?.none, environment: "XIAOZHI_HELLO_TIMEOUT_SECONDS", default: 10.0, environment: environment)
+        settings.webSocketURL = try setting(String?.none, environment: "XIAOZHI_WEBSOCKET_URL", default: "", environment: environment)
+        settings.otaIssuesTokens = try setting(
+            Bool?.none, environment: "XIAOZHI_OTA_ISSUES_TOKENS", default: settings.otaIssuesTokens, environment: environment)
+        settings.burstFrames = try setting(
+            Int?.none, environment: "XIAOZHI_BURST_FRAMES", default: settings.burstFrames, environment: environment)
+        guard hello > 0, settings.burstFrames > 0 else { throw ConfigurationError("the hello timeout and burst must be positive") }
+        settings.helloTimeout = .milliseconds(Int64(hello * 1000))
+        return settings
+    }
+}
+
+/// Who a device connection is, from its headers or query parameters.
+struct DeviceIdentity: Sendable {
+    var deviceID: String
+    var clientID: String
+    var protocolVersion: Int
+    var userID: String
+    var conversationID: String
+
+    static func isValidDeviceID(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 64
+            && id.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || ":-_.".unicodeScalars.contains($0) }
+    }
+
+    /// One conversation per device, so the dialogue continues across connections.
+    static func conversation(ofDevice id: String) -> String {
+        "voice-" + id.replacingOccurrences(of: ":", with: "-")
+    }
+}
+
+struct XiaozhiDevices: Sendable {
+    let context: ServiceContext
+    let authority: TokenAuthority
+    let subscriber: RedisSubscriber
+    let access: ConversationAccess
+    let registry: SessionRegistry
+    let settings: GatewaySettings
+    let connections: DeviceConnections
+
+    var xiaozhi: XiaozhiSettings { settings.xiaozhi }
+
+    func addRoutes(to router: Router<GatewayRequestContext>) {
+        // The router ignores a trailing slash: these also serve "/xiaozhi/ota" and "/xiaozhi/v1".
+        router.post("/xiaozhi/ota/") { request, _ in try ota(request) }
+        do {
+            router.ws("/xiaozhi/v1/") { request, _ in
+                _ = try await identify(request)
+                guard !registry.isDraining else { throw Gateway.drainingError }
+                return .upgrade([:])
+            } onUpgrade: { inbound, outbound, wsContext in
+                guard let identity = try? await identify(wsContext.request) else {
+                    try await outbound.close(.unknown(CloseCode.unauthorized.rawValue), reason: "invalid token")
+                    return
+                }
+                await serve(identity, inbound: inbound, outbound: outbound)
+            }
+        }
+    }
+
+    // MARK: OTA
+
+    func ota(_ request: Request) throws -> Response {
+        guard let deviceID = request.headers[.deviceID], DeviceIdentity.isValidDeviceID(deviceID) else {
+            throw HTTPError(.badRequest, message: "the Device-Id header (the device's MAC) is required")
+        }
+        let clientID = request.headers[.clientID] ?? ""
+        let now = Clock.epochMilliseconds()
+        var webSocket: [String: String] = ["url": webSocketURL(for: request)]
+        if xiaozhi.otaIssuesTokens {
+            webSocket["token"] = Xiaozhi.DeviceToken(secret: context.configuration.jwtSecret)
+                .mint(clientId: clientID, deviceId: deviceID, at: now / 1000)
+        }
+        let body: [String: Any] = [
+            "server_time": ["timestamp": now, "timezone_offset": 0],
+            "firmware": ["version": "", "url": ""],
+            "websocket": webSocket,
+        ]
+        let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes])
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    func webSocketURL(for request: Request) -> String {
+        if !xiaozhi.webSocketURL.isEmpty { return xiaozhi.webSocketURL }
+        let host = request.head.authority ?? "127.0.0.1:\(context.configuration.httpPort)"
+        return "ws://\(host)/xiaozhi/v1/"
+    }
+
+    // MARK: connection
+
+    /// Headers, else the query parameters the reference server also accepts.
+    func identify(_ request: Request) async throws -> DeviceIdentity {
+        func value(_ header: HTTPField.Name, _ query: String) -> String? {
+            if let header = request.headers[header], !header.isEmpty { return header }
+            return request.uri.queryParameters[query[...]].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
+        }
+        guard let deviceID = value(.deviceID, "device-id"), DeviceIdentity.isValidDeviceID(deviceID) else {
+            throw HTTPError(.badRequest, message: "Device-Id (header or device-id parameter) is required: 1-64 letters, digits, ':', '-', '_' or '.'")
+        }
+        let clientID = value(.clientID, "client-id") ?? ""
+        let versionText = value(.protocolVersion, "protocol-version") ?? "1"
+        guard let version = Int(versionText), (1...3).contains(version) else {
+            throw HTTPError(.badRequest, message: "Protocol-Version must be 1, 2 or 3")
+        }
+        var token = value(.authorization, "authorization") ?? request.uri.queryParameters["token"].map(String.init)
+        if let bearer = token, bearer.hasPrefix("Bearer ") { token = String(bearer.dropFirst("Bearer ".count)) }
+        guard let token, !token.isEmpty else {
+            throw HTTPError(.unauthorized, message: "a token is required (Authorization: Bearer, HMAC device token or JWT)")
+        }
+        let userID: String
+        if Xiaozhi.DeviceToken.looksLikeDeviceToken(token) {
+            guard Xiaozhi.DeviceToken(secret: context.configuration.jwtSecret)
+                .verify(token, clientId: clientID, deviceId: deviceID, now: Clock.epochMilliseconds() / 1000)
+            else { throw HTTPError(.unauthorized, message: "the device token is invalid or expired") }
+            userID = "device:\(deviceID)"
+        } else {
+            do {
+                userID = try await authority.verify(token).userID
+            } catch {
+                throw HTTPError(.unauthorized, message: error.reason)
+            }
+        }
+        let conversationID = DeviceIdentity.conversation(ofDevice: deviceID)
+        guard try await access.authorize(userID: userID, conversationID: conversationID) else {
+            throw HTTPError(.forbidden, message: "device \(deviceID) belongs to another user")
+        }
+        return DeviceIdentity(
+            deviceID: deviceID, clientID: clientID, protocolVersion: version, userID: userID, conversationID: conversationID)
+    }
+
+    static let uplinkFrames = Counter(label: "sb_voice_uplink_frames_total")
+    static let rejected = Counter(label: "sb_voice_device_errors_total")
+
+    func serve(_ identity: DeviceIdentity, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+        // Version checked in identify.
+        guard let framing = try? Xiaozhi.BinaryProtocol(version: identity.protocolVersion) else { return }
+        let connection = DeviceConnection(
+            sessionID: UUID().uuidString.lowercased(), identity: identity, framing: framing, burstFrames: xiaozhi.burstFrames)
+        var logger = context.logger
+        logger[metadataKey: "voice.session"] = "\(connection.sessionID)"
+        logger[metadataKey: "voice.device"] = "\(identity.deviceID)"
+        let connectionLogger = logger
+        do {
+            try await connections.start(subscriber: subscriber, gateway: context.configuration.instanceID)
+        } catch {
+            try? await outbound.close(.unknown(CloseCode.serverError.rawValue), reason: "downlink unavailable")
+            return
+        }
+        let uplink = Uplink(context: context, connection: connection)
+        connections.add(connection)
+        defer { connections.remove(connection) }
+        await withTaskGroup(of: Void.self) { writer in
+            writer.addTask { await connection.writeFrames(to: outbound, logger: connectionLogger) }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    try? await Task.sleep(for: xiaozhi.helloTimeout)
+                    if !Task.isCancelled, !connection.hasSaidHello {
+                        connection.enqueue(.close(code: CloseCode.badRequest.rawValue, reason: "no hello within the handshake timeout"))
+                    }
+                }
+                do {
+                    for try await message in inbound.messages(maxSize: settings.maxFrameBytes) {
+                        if await !handle(message, connection: connection, uplink: uplink, group: &group) { break }
+                    }
+                } catch {
+                    connectionLogger.debug("device read ended", metadata: ["error": "\(error)"])
+                }
+                group.cancelAll()
+            }
+            // The writer sends what is left that is not audio (a close frame with its reason) and ends.
+            connection.finish()
+        }
+        if connection.hasSaidHello {
+            _ = try? await context.redis.send("DEL", RedisArgument(VoiceDownlink.routeKey(session: connection.sessionID)))
+            try? await uplink.publish(.close)
+        }
+    }
+
+    /// False when the connection is to be closed.
+    private func handle(
+        _ message: WebSocketMessage, connection: DeviceConnection, uplink: Uplink, group: inout TaskGroup<Void>
+    ) async -> Bool {
+        switch message {
+        case .text(let text):
+            return await handleJSON(text, connection: connection, uplink: uplink, group: &group)
+        case .binary(let buffer):
+            guard connection.hasSaidHello else {
+                return refuse(connection, "send hello before audio")
+            }
+            let payload: Xiaozhi.BinaryPayload
+            do {
+                payload = try connection.framing.decode(Array(buffer.readableBytesView))
+            } catch {
+                return refuse(connection, error.reason)
+            }
+            switch payload {
+            case .json(let text):
+                return await handleJSON(text, connection: connection, uplink: uplink, group: &group)
+            case .audio(let packet, _):
+                Self.uplinkFrames.increment()
+                do {
+                    try await uplink.publish(.audio, audio: Data(packet))
+                } catch {
+                    return fail(connection, error)
+                }
+                return true
+            }
+        }
+    }
+
+    private func handleJSON(
+        _ text: String, connection: DeviceConnection, uplink: Uplink, group: inout TaskGroup<Void>
+    ) async -> Bool {
+        let message: Xiaozhi.Message
+        do {
+            message = try Xiaozhi.Message.parse(text)
+        } catch {
+            return refuse(connection, error.reason)
+        }
+        if message.type == "hello" {
+            return await hello(message, connection: connection, uplink: uplink, group: &group)
+        }
+        guard connection.hasSaidHello else { return refuse(connection, "send hello before \(message.type)") }
+        switch message.type {
+        case "ping":
+            connection.enqueue(.text(Xiaozhi.Message.pong(timestamp: Clock.epochMilliseconds(), sessionId: connection.sessionID).json(), turn: nil))
+            return true
+        case "abort":
+            // Barge-in at the edge: what is queued for the device goes now, whatever voice-worker still sends.
+            connection.abort()
+        case "listen", "mcp", "iot":
+            break
+        default:
+            connection.enqueue(.text(
+                Xiaozhi.Message.alert(status: "error", message: "unknown message type \(message.type)", sessionId: connection.sessionID).json(),
+                turn: nil))
+            return true
+        }
+        do {
+            try await uplink.publish(.control, message: text)
+        } catch {
+            return fail(connection, error)
+        }
+        return true
+    }
+
+    private func hello(
+        _ message: Xiaozhi.Message, connection: DeviceConnection, uplink: Uplink, group: inout TaskGroup<Void>
+    ) async -> Bool {
+        if let audio = message.audioParams,
+            audio.format != "opus" || audio.sampleRate != 16_000 || audio.channels != 1 || audio.frameDuration != 60
+        {
+            return refuse(connection, "uplink audio must be Opus, 16 kHz, mono, 60 ms frames")
+        }
+        if connection.hasSaidHello {
+            // A second hello (the firmware re-sends it on reconnect logic): answer again, nothing else.
+            connection.enqueue(.text(Xiaozhi.Message.serverHello(sessionId: connection.sessionID).json(), turn: nil))
+            return true
+        }
+        let identity = connection.identity
+        let key = RedisArgument(VoiceDownlink.routeKey(session: connection.sessionID))
+        do {
+            _ = try await context.redis.pipeline([
+                ["HSET", key, "gateway", RedisArgument(context.configuration.instanceID), "user", RedisArgument(identity.userID),
+                 "conversation", RedisArgument(identity.conversationID), "device", RedisArgument(identity.deviceID)],
+                ["EXPIRE", key, RedisArgument(xiaozhi.routeTTLSeconds)],
+            ])
+        } catch {
+            return fail(connection, error)
+        }
+        connection.markHello()
+        connection.enqueue(.text(Xiaozhi.Message.serverHello(sessionId: connection.sessionID).json(), turn: nil))
+        let ttl = xiaozhi.routeTTLSeconds
+        let redis = context.redis
+        group.addTask {
+            // Keeps the route alive while the device is connected.
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(max(1, ttl / 3)))
+                _ = try? await redis.send("EXPIRE", key, RedisArgument(ttl))
+            }
+        }
+        do {
+            try await uplink.publish(.open)
+        } catch {
+            return fail(connection, error)
+        }
+        return true
+    }
+
+    private func refuse(_ connection: DeviceConnection, _ reason: String) -> Bool {
+        Self.rejected.increment()
+        connection.enqueue(.close(code: CloseCode.badRequest.rawValue, reason: String(reason.prefix(120))))
+        return false
+    }
+
+    private func fail(_ connection: DeviceConnection, _ error: any Error) -> Bool {
+        context.logger.warning("device session failed", metadata: ["error": "\(error)", "voice.session": "\(connection.sessionID)"])
+        connection.enqueue(.close(code: CloseCode.serverError.rawValue, reason: "server error; reconnect"))
+        return false
+    }
+}
+
+/// Puts a device's events on `Topics.voiceUplink`, keyed by its session, numbered in order.
+final class Uplink: Sendable {
+    let context: ServiceContext
+    let connection: DeviceConnection
+    private let sequence = Atomic<Int64>(0)
+
+    init(context: ServiceContext, connection: DeviceConnection) {
+        self.context = context
+        self.connection = connection
+    }
+
+    func publish(_ kind: VoiceUplinkEvent.Kind, audio: Data? = nil, message: String? = nil) async throws {
+        let identity = connection.identity
+        let number = sequence.add(1, ordering: .relaxed).oldValue
+        let opening = kind == .open
+        let event = VoiceUplinkEvent(
+            sessionId: connection.sessionID, kind: kind, sequence: number, deviceId: opening ? identity.deviceID : nil,
+            userId: opening ? identity.userID : nil, conversationId: opening ? identity.conversationID : nil,
+            gateway: opening ? context.configuration.instanceID : nil, audio: audio, message: message)
+        try await context.publish(context.envelope(event, routingKey: connection.sessionID), to: Topics.voiceUplink)
+    }
+}
+
+extension HTTPField.Name {
+    static let deviceID = Self("Device-Id")!
+    static let clientID = Self("Client-Id")!
+    static let protocolVersion = Self("Protocol-Version")!
+}

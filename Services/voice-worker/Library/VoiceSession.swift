@@ -1,0 +1,444 @@
+import Foundation
+import Logging
+import Metrics
+import Synchronization
+import SwitchboardContracts
+import SwitchboardRedis
+import SwitchboardRuntime
+import SwitchboardVoice
+
+/// One device session: the input loop (Opus decode, VAD, listen/abort control, idle timeouts) and the
+/// speaker loop (ASR, the conversation's answer, TTS, downlink) run side by side so the device can be
+/// heard while it is spoken to (barge-in).
+final class VoiceSession: Sendable {
+    enum Input: Sendable {
+        case event(VoiceUplinkEvent)
+        case tick
+        case shutdown
+    }
+
+    /// What the speaker loop waits on: the conversation's frames, and aborts that cut a turn short.
+    enum SpeakerInput: Sendable {
+        case turn(Turn)
+        case frame(ChannelWire.Message)
+        case abort(turn: Int64)
+        /// Once a second, so a turn waiting for an answer notices its deadline.
+        case tick
+    }
+
+    struct Turn: Sendable {
+        var number: Int64
+        var audio: [Int16]?
+        var text: String?
+        /// When the user stopped speaking (the VAD's end minus its silence window).
+        var stoppedSpeakingAt: ContinuousClock.Instant
+        var endOfUtteranceAt: ContinuousClock.Instant
+    }
+
+    let id: String
+    let route: VoiceRoute
+    let owner: VoiceSessions
+    private let inputs: AsyncStream<Input>
+    private let inputContinuation: AsyncStream<Input>.Continuation
+    private let speaker: AsyncStream<SpeakerInput>
+    private let speakerContinuation: AsyncStream<SpeakerInput>.Continuation
+    /// Turns numbered ≤ this were aborted: the speaker stops them at its next step.
+    private let abortedThrough = Atomic<Int64>(0)
+    private let subscription = Mutex<RedisSubscriptionToken?>(nil)
+    let logger: Logger
+
+    init(id: String, route: VoiceRoute, owner: VoiceSessions) {
+        self.id = id
+        self.route = route
+        self.owner = owner
+        (inputs, inputContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(owner.settings.queueFrames))
+        (speaker, speakerContinuation) = AsyncStream.makeStream()
+        var logger = owner.context.logger
+        logger[metadataKey: "voice.session"] = "\(id)"
+        self.logger = logger
+    }
+
+    /// Follows the conversation before any turn can start, so no frame of an answer is missed.
+    func prepare() async throws {
+        let continuation = speakerContinuation
+        let token = try await owner.subscriber.subscribe(ChannelWire.liveChannel(.conversation(route.conversationId))) { bytes in
+            if let message = ChannelWire.decode(bytes) { continuation.yield(.frame(message)) }
+        }
+        subscription.withLock { $0 = token }
+    }
+
+    /// False when the queue was full and the oldest input was dropped.
+    func offer(_ event: VoiceUplinkEvent) -> Bool {
+        if case .dropped = inputContinuation.yield(.event(event)) { return false }
+        return true
+    }
+
+    func shutDown() {
+        inputContinuation.yield(.shutdown)
+    }
+
+    func run() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.speakerLoop() }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    self.inputContinuation.yield(.tick)
+                    self.speakerContinuation.yield(.tick)
+                }
+            }
+            await inputLoop()
+            speakerContinuation.finish()
+            group.cancelAll()
+        }
+        if let token = subscription.withLock({ $0 }) { await owner.subscriber.unsubscribe(token) }
+    }
+
+    // MARK: input
+
+    static let decodeErrors = Counter(label: "sb_voice_decode_errors_total")
+    /// Half of the last 40 packets undecodable (or not 60 ms): a broken encoder, not a glitch; closed.
+    static let decodeWindow = 40
+    static let maxDecodeErrorsInWindow = 20
+
+    private func inputLoop() async {
+        guard let decoder = try? OpusDecoder(format: .uplink) else { return }
+        let settings = owner.settings
+        var vad = VoiceActivityDetector(configuration: settings.vad, sampleRate: 16_000)
+        var state = ListenState()
+        var turn: Int64 = 0
+        var manualAudio: [Int16] = []
+        var outcomes = DecodeOutcomes(window: Self.decodeWindow)
+        let clock = ContinuousClock()
+        var lastVoice = clock.now
+        var saidFarewell = false
+        for await input in inputs {
+            switch input {
+            case .shutdown:
+                // The device stays connected: after the rebalance another instance picks the session up
+                // from the routing table.
+                return
+            case .tick:
+                let idle = clock.now - lastVoice
+                if idle >= settings.hardClose {
+                    await send(.close, turn: 0, payload: Array("\(CloseCode.idleTimeout.rawValue) no voice for too long".utf8))
+                    return
+                }
+                if idle >= settings.idleFarewell, !saidFarewell {
+                    saidFarewell = true
+                    turn += 1
+                    speakerContinuation.yield(
+                        .turn(Turn(number: turn, audio: nil, text: nil, stoppedSpeakingAt: clock.now, endOfUtteranceAt: clock.now)))
+                }
+            case .event(let event):
+                switch event.kind {
+                case .open:
+                    continue
+                case .close:
+                    abort(through: turn)
+                    return
+                case .audio:
+                    guard let packet = event.audio else { continue }
+                    // The device promised 60 ms frames at 16 kHz in its hello: anything else is an error too.
+                    guard let pcm = try? decoder.decode([UInt8](packet)), pcm.count == AudioFormat.uplink.samplesPerFrame else {
+                        Self.decodeErrors.increment()
+                        let errors = outcomes.record(failed: true)
+                        if errors == 1 {
+                            await send(.json, turn: turn, payload: Array(
+                                Xiaozhi.Message.alert(status: "error", message: "undecodable Opus packet", sessionId: id).json().utf8))
+                        }
+                        if errors >= Self.maxDecodeErrorsInWindow {
+                            await send(.close, turn: 0, payload: Array("\(CloseCode.badRequest.rawValue) the audio is not 16 kHz mono 60 ms Opus".utf8))
+                            return
+                        }
+                        continue
+                    }
+                    _ = outcomes.record(failed: false)
+                    guard state.listening else { continue }
+                    if state.mode == .manual {
+                        manualAudio += pcm
+                        if VoiceActivityDetector.rms(pcm) >= settings.vad.minimumSpeechRMS { lastVoice = clock.now }
+                        continue
+                    }
+                    switch vad.process(pcm) {
+                    case .speechStarted:
+                        lastVoice = clock.now
+                        saidFarewell = false
+                        // Speech while speaking (realtime mode, device with AEC): barge in.
+                        if state.mode == .realtime, state.speaking {
+                            abort(through: turn)
+                            await send(.json, turn: turn, payload: Array(Xiaozhi.Message.tts(.stop, sessionId: id).json().utf8))
+                        }
+                    case .utteranceEnded(let samples, let trailing):
+                        lastVoice = clock.now
+                        let now = clock.now
+                        turn += 1
+                        state.speaking = true
+                        if state.mode == .auto { state.listening = false }
+                        speakerContinuation.yield(.turn(Turn(
+                            number: turn, audio: samples, text: nil,
+                            stoppedSpeakingAt: now - .milliseconds(trailing * 1000 / 16_000), endOfUtteranceAt: now)))
+                    case nil:
+                        if vad.inSpeech { lastVoice = clock.now }
+                    }
+                case .control:
+                    guard let text = event.message, let message = try? Xiaozhi.Message.parse(text) else { continue }
+                    switch message.type {
+                    case "listen":
+                        switch message.listenState {
+                        case .start:
+                            state.listening = true
+                            state.mode = message.mode ?? state.mode
+                            vad.reset()
+                            manualAudio.removeAll()
+                            lastVoice = clock.now
+                        case .stop:
+                            state.listening = false
+                            let now = clock.now
+                            if state.mode == .manual, !manualAudio.isEmpty {
+                                turn += 1
+                                speakerContinuation.yield(.turn(Turn(
+                                    number: turn, audio: manualAudio, text: nil, stoppedSpeakingAt: now, endOfUtteranceAt: now)))
+                            } else if case .utteranceEnded(let samples, _) = vad.flush() {
+                                turn += 1
+                                speakerContinuation.yield(.turn(Turn(
+                                    number: turn, audio: samples, text: nil, stoppedSpeakingAt: now, endOfUtteranceAt: now)))
+                            }
+                            manualAudio.removeAll()
+                        case .detect:
+                            // A wake word or typed text: straight to the conversation, no ASR.
+                            guard let text = message.text?.trimmingCharacters(in: .whitespacesAndNewlines), !text.isEmpty else { continue }
+                            lastVoice = clock.now
+                            turn += 1
+                            let now = clock.now
+                            speakerContinuation.yield(
+                                .turn(Turn(number: turn, audio: nil, text: text, stoppedSpeakingAt: now, endOfUtteranceAt: now)))
+                        case nil:
+                            continue
+                        }
+                    case "abort":
+                        abort(through: turn)
+                        state.speaking = false
+                    default:
+                        continue  // mcp results, iot descriptors: nothing to do without tools yet
+                    }
+                }
+            }
+        }
+    }
+
+    /// Failures among the last `window` packets.
+    struct DecodeOutcomes {
+        let window: Int
+        private var recent: [Bool] = []
+        private var failures = 0
+
+        init(window: Int) { self.window = window }
+
+        /// Records one packet; returns the failures in the window.
+        mutating func record(failed: Bool) -> Int {
+            recent.append(failed)
+            if failed { failures += 1 }
+            if recent.count > window, recent.removeFirst() { failures -= 1 }
+            return failures
+        }
+    }
+
+    /// Listening state of the device as the session sees it.
+    struct ListenState {
+        var listening = false
+        var mode: Xiaozhi.ListenMode = .auto
+        var speaking = false
+    }
+
+    private func abort(through turn: Int64) {
+        abortedThrough.store(turn, ordering: .relaxed)
+        speakerContinuation.yield(.abort(turn: turn))
+    }
+
+    func isAborted(_ turn: Int64) -> Bool { abortedThrough.load(ordering: .relaxed) >= turn }
+
+    // MARK: speaker
+
+    static let asrTime = Metrics.Timer(label: "sb_voice_asr_seconds")
+    static let llmFirstToken = Metrics.Timer(label: "sb_voice_llm_first_token_seconds")
+    static let ttsFirstAudio = Metrics.Timer(label: "sb_voice_tts_first_audio_seconds")
+    static let endOfUtterance = Metrics.Timer(label: "sb_voice_end_of_utterance_delay_seconds")
+    static let voiceToVoice = Metrics.Timer(label: "sb_voice_voice_to_voice_seconds")
+    static let turnsCounter = Counter(label: "sb_voice_turns_total")
+
+    private func speakerLoop() async {
+        var iterator = speaker.makeAsyncIterator()
+        while let input = await iterator.next() {
+            guard case .turn(let turn) = input, !isAborted(turn.number) else { continue }
+            do {
+                try await speak(turn, iterator: &iterator)
+            } catch {
+                logger.warning("voice turn failed", metadata: ["error": "\(error)"])
+                await send(.json, turn: turn.number, payload: Array(
+                    Xiaozhi.Message.alert(status: "error", message: "the answer failed; try again", sessionId: id).json().utf8))
+                await send(.ttsStop, turn: turn.number, payload: [])
+            }
+        }
+    }
+
+    private func speak(_ turn: Turn, iterator: inout AsyncStream<SpeakerInput>.Iterator) async throws {
+        Self.turnsCounter.increment()
+        let clock = ContinuousClock()
+        let encoder = try OpusEncoder(format: .downlink)
+        var firstAudioSent = false
+        var sentTTSStart = false
+        func speakText(_ text: String) async throws {
+            let synthesisStart = clock.now
+            let pcm = try await owner.engines.synthesizer.synthesize(text, sampleRate: 24_000)
+            guard !isAborted(turn.number) else { return }
+            let packets = try encoder.encodeAll(pcm)
+            var items = [VoiceDownlink.Item]()
+            if !sentTTSStart {
+                sentTTSStart = true
+                items.append(json(.tts(.start, sessionId: id), turn: turn.number))
+            }
+            items.append(json(.tts(.sentenceStart, text: text, sessionId: id), turn: turn.number))
+            items += packets.map { VoiceDownlink.Item(sessionId: id, kind: .audio, turn: turn.number, payload: $0) }
+            try await publish(items)
+            if !firstAudioSent {
+                firstAudioSent = true
+                Self.ttsFirstAudio.recordInterval(since: synthesisStart, clock: clock)
+                if turn.audio != nil { Self.voiceToVoice.recordInterval(since: turn.stoppedSpeakingAt, clock: clock) }
+            }
+        }
+        // The idle farewell: no ASR, no conversation; the gateway closes once it has been played.
+        if turn.audio == nil && turn.text == nil {
+            try await speakText(owner.settings.farewellText)
+            try await publish([
+                VoiceDownlink.Item(sessionId: id, kind: .ttsStop, turn: turn.number, payload: []),
+                VoiceDownlink.Item(
+                    sessionId: id, kind: .close, turn: 0, payload: Array("\(CloseCode.idleTimeout.rawValue) no voice for a while; goodbye".utf8)),
+            ])
+            return
+        }
+        let text: String
+        if let audio = turn.audio {
+            Self.endOfUtterance.recordInterval(since: turn.stoppedSpeakingAt, clock: clock)
+            let start = clock.now
+            text = try await owner.engines.recognizer.transcribe(audio, sampleRate: 16_000)
+            Self.asrTime.recordInterval(since: start, clock: clock)
+            logger.debug("recognised", metadata: ["voice.text": "\(text)"])
+        } else {
+            text = turn.text ?? ""
+        }
+        guard !isAborted(turn.number) else { return }
+        try await publish([json(.stt(text, sessionId: id), turn: turn.number)])
+        guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            // Nothing understood: let the device listen again.
+            try await publish([VoiceDownlink.Item(sessionId: id, kind: .ttsStop, turn: turn.number, payload: [])])
+            return
+        }
+        let messageID = UUID().uuidString.lowercased()
+        let submittedAt = clock.now
+        let payload = ChatMessageSubmitted(
+            messageId: messageID, clientMessageId: "voice-\(id)-\(turn.number)", conversationId: route.conversationId,
+            userId: route.userId, content: text, gateway: route.gateway, pattern: owner.settings.pattern)
+        try await owner.context.publish(
+            owner.context.envelope(payload, routingKey: route.conversationId), to: Topics.chatRequests)
+        var replyID: String?
+        var splitter = SentenceSplitter()
+        var sentEmotion = false
+        var finished = false
+        while !finished {
+            let next = try await nextInput(&iterator, timeout: owner.settings.answerTimeout)
+            guard let next else { throw RecognizerError("no answer from the conversation within the timeout") }
+            switch next {
+            case .turn, .tick:
+                continue  // a newer turn while this one speaks: the device aborts first in practice
+            case .abort(let through):
+                if through >= turn.number {
+                    try? await interruptConversation()
+                    return
+                }
+            case .frame(let message):
+                guard let data = Self.data(of: message) else { continue }
+                switch message.frameType {
+                case FrameType.messageStreamStart:
+                    if data["inReplyTo"] as? String == messageID { replyID = data["messageId"] as? String }
+                case FrameType.messageStreamChunk:
+                    guard let replyID, data["messageId"] as? String == replyID, let chunk = data["chunk"] as? String else { continue }
+                    if !sentEmotion {
+                        sentEmotion = true
+                        Self.llmFirstToken.recordInterval(since: submittedAt, clock: clock)
+                        try await publish([json(.llm(emotion: "neutral", text: "🙂", sessionId: id), turn: turn.number)])
+                    }
+                    for sentence in splitter.append(chunk) {
+                        try await speakText(sentence)
+                        if isAborted(turn.number) { return }
+                    }
+                case FrameType.messageStreamEnd:
+                    guard let replyID, data["messageId"] as? String == replyID else { continue }
+                    if let rest = splitter.finish() { try await speakText(rest) }
+                    finished = true
+                default:
+                    continue
+                }
+            }
+        }
+        guard !isAborted(turn.number) else { return }
+        try await publish([VoiceDownlink.Item(sessionId: id, kind: .ttsStop, turn: turn.number, payload: [])])
+    }
+
+    /// The next speaker input, or nil after `timeout` without one.
+    private func nextInput(
+        _ iterator: inout AsyncStream<SpeakerInput>.Iterator, timeout: Duration
+    ) async throws -> SpeakerInput? {
+        // The iterator cannot cross into a child task; the session's once-a-second tick wakes this up
+        // to check the deadline.
+        let deadline = ContinuousClock.now + timeout
+        while let next = await iterator.next() {
+            if case .tick = next {
+                if ContinuousClock.now >= deadline { return nil }
+                continue
+            }
+            return next
+        }
+        return nil
+    }
+
+    private func interruptConversation() async throws {
+        let payload = ChatInterruptRequested(
+            conversationId: route.conversationId, userId: route.userId, requestId: UUID().uuidString.lowercased(),
+            gateway: route.gateway)
+        try await owner.context.publish(owner.context.envelope(payload, routingKey: route.conversationId), to: Topics.chatRequests)
+    }
+
+    static func data(of message: ChannelWire.Message) -> [String: Any]? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(message.frameJSON.utf8)) as? [String: Any] else { return nil }
+        return object["data"] as? [String: Any]
+    }
+
+    // MARK: downlink
+
+    private func json(_ message: Xiaozhi.Message, turn: Int64) -> VoiceDownlink.Item {
+        VoiceDownlink.Item(sessionId: id, kind: .json, turn: turn, payload: Array(message.json().utf8))
+    }
+
+    /// Items in order to the gateway holding the device's socket, in one pipeline (one connection, so
+    /// their order is kept).
+    private func publish(_ items: [VoiceDownlink.Item]) async throws {
+        let channel = RedisArgument(VoiceDownlink.channel(gateway: route.gateway))
+        _ = try await owner.context.redis.pipeline(items.map { ["PUBLISH", channel, RedisArgument(bytes: VoiceDownlink.encode($0))] })
+    }
+
+    private func send(_ kind: VoiceDownlink.Kind, turn: Int64, payload: [UInt8]) async {
+        do {
+            try await publish([VoiceDownlink.Item(sessionId: id, kind: kind, turn: turn, payload: payload)])
+        } catch {
+            logger.warning("downlink failed", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+extension Metrics.Timer {
+    func recordInterval(since start: ContinuousClock.Instant, clock: ContinuousClock) {
+        let elapsed = clock.now - start
+        recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+    }
+}
