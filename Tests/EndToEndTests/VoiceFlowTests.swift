@@ -24,27 +24,13 @@ struct VoiceFlowTests {
         voiceEnvironment: [String: String] = [:], gatewayEnvironment: [String: String] = [:],
         _ body: (Stack) async throws -> Void
     ) async throws {
-        try await TestEnvironment.requireKafka()
-        try await TestEnvironment.requireRedis()
-        let stack = try ServiceProcesses()
-        let gateway = try stack.startAll(
-            agentEnvironment: ["SWITCHBOARD_AGENT_TOKEN_RATE": "200", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS": "20"],
-            gatewayEnvironment: gatewayEnvironment, voiceEnvironment: voiceEnvironment)
-        do {
-            try await stack.waitUntilReady()
-            let authority = try await TokenAuthority(secret: stack.jwtSecret)
+        // The chat stack with its defaults (a fast offline engine), seen from the device side.
+        try await ChatFlowTests.withStack(gatewayEnvironment: gatewayEnvironment, voiceEnvironment: voiceEnvironment) { stack, url, authority in
+            let port = URL(string: url)!.port!
             try await body(
                 Stack(
-                    processes: stack, httpBase: "http://127.0.0.1:\(gateway.httpPort)",
-                    webSocketURL: "ws://127.0.0.1:\(gateway.httpPort)/xiaozhi/v1/", authority: authority))
-        } catch {
-            await stack.stopAll()
-            throw error
-        }
-        let codes = await stack.stopAll()
-        for (name, code) in codes {
-            let service = String(name.split(separator: ":")[0])
-            #expect(code == 0, "\(name) exited \(code); log:\n\(stack.log(of: service).suffix(2000))")
+                    processes: stack, httpBase: "http://127.0.0.1:\(port)",
+                    webSocketURL: "ws://127.0.0.1:\(port)/xiaozhi/v1/", authority: authority))
         }
     }
 
