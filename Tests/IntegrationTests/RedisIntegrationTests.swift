@@ -105,6 +105,18 @@ struct RedisIntegrationTests {
         await redis.close()
     }
 
+    /// One event through the publisher's batch path, as the notifier's per-message fallback sends it.
+    func publishOne(
+        _ publisher: ChannelPublisher, eventID: UUID, channel: Channel, frameType: String, createdAt: Int64, frameJSON: String,
+        ephemeral: Bool
+    ) async throws -> ChannelPublisher.Outcome {
+        try await publisher.publish([
+            ChannelPublisher.Publication(
+                eventID: eventID, channel: channel, frameType: frameType, createdAt: createdAt, frameJSON: frameJSON,
+                ephemeral: ephemeral)
+        ])[0]
+    }
+
     @Test func channelPublisherNumbersEventsOnceAndCapsTheStream() async throws {
         try await TestEnvironment.requireRedis()
         let redis = makeClient()
@@ -116,7 +128,7 @@ struct RedisIntegrationTests {
         var epochs = Set<String>()
         let ids = (0..<8).map { _ in UUID() }
         for (index, id) in ids.enumerated() {
-            let outcome = try await publisher.publish(eventID: id, channel: channel, frameType: "T", createdAt: 1, frameJSON: "{\"n\":\(index)}", ephemeral: false)
+            let outcome = try await publishOne(publisher, eventID: id, channel: channel, frameType: "T", createdAt: 1, frameJSON: "{\"n\":\(index)}", ephemeral: false)
             guard case .published(let offset, let epoch) = outcome else {
                 Issue.record("expected a publication, got \(outcome)")
                 continue
@@ -126,12 +138,12 @@ struct RedisIntegrationTests {
         }
         #expect(epochs.count == 1)
         // Kafka redelivers the same event: it is published once.
-        #expect(try await publisher.publish(eventID: ids[3], channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: false) == .duplicate)
+        #expect(try await publishOne(publisher, eventID: ids[3], channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: false) == .duplicate)
         let length = try await redis.send("XLEN", RedisArgument(ChannelWire.streamKey(channel)))
         #expect(length.integer == 5)
         let newest = try await redis.send("XREVRANGE", RedisArgument(ChannelWire.streamKey(channel)), "+", "-", "COUNT", "1")
         #expect(newest.array?.first?.array?.first?.string == "8-1")
-        #expect(try await publisher.publish(eventID: UUID(), channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: true) == .ephemeral)
+        #expect(try await publishOne(publisher, eventID: UUID(), channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: true) == .ephemeral)
         await redis.close()
     }
 

@@ -72,16 +72,6 @@ public struct ChannelPublisher: Sendable {
         }
     }
 
-    public func publish(
-        eventID: UUID, channel: Channel, frameType: String, createdAt: Int64, frameJSON: String, ephemeral: Bool
-    ) async throws -> Outcome {
-        try await publish([
-            Publication(
-                eventID: eventID, channel: channel, frameType: frameType, createdAt: createdAt, frameJSON: frameJSON,
-                ephemeral: ephemeral)
-        ])[0]
-    }
-
     /// Publishes in order, in one round trip: Redis runs a connection's pipelined commands one after
     /// another, so a channel's events keep their order and offsets. Throws at the first failed command;
     /// those before it took effect, and publishing them again is harmless (the seen marker).
