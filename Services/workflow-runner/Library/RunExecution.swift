@@ -152,10 +152,12 @@ private final class RunLoop {
             case .start(let node, let inputs):
                 let now = Clock.epochMilliseconds()
                 startedAt[node] = now
+                // Emitting costs no wait now, and a "running" seen before its checkpoint is harmless: a
+                // runner that takes the run over starts the node again with the same event id.
+                try await emitNode(node, .running, inputs: inputs, startedAt: now, finishedAt: nil)
                 try await retrying(logger) { [store, runID] in
                     try await store.checkpoint(runID, node: node, NodeCheckpoint(status: .running, startedAt: now))
                 }
-                try await emitNode(node, .running, inputs: inputs, startedAt: now, finishedAt: nil)
                 let definition = scheduler.workflow.nodes[node]!
                 let kind = scheduler.workflow.kind(of: node)
                 if kind == .humanInput { waitingInput.insert(node) }
@@ -177,10 +179,10 @@ private final class RunLoop {
                     handle.send(.nodeFinished(node: node, result: result, startedAt: now))
                 }
             case .skipped(let node):
+                try await emitNode(node, .skipped, startedAt: nil, finishedAt: nil)
                 try await retrying(logger) { [store, runID] in
                     try await store.checkpoint(runID, node: node, NodeCheckpoint(status: .skipped))
                 }
-                try await emitNode(node, .skipped, startedAt: nil, finishedAt: nil)
                 WorkflowMetrics.nodes[.skipped]?.increment()
             case .finish(let outcome):
                 group.cancelAll()
@@ -226,6 +228,8 @@ private final class RunLoop {
         try await retrying(logger) { [emitter, runID] in
             try await emitter.emit(frame, .object(data), id: DeterministicID.uuid(runID, "outcome"))
         }
+        // The run's request is committed after this: every event of the run must be with the broker.
+        try await emitter.settle()
         WorkflowMetrics.runs[record.status]?.increment()
         logger.info("run finished", metadata: ["workflow.status": "\(record.status.rawValue)"])
     }
