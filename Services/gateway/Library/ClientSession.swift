@@ -12,7 +12,7 @@ final class ClientSession: FrameSink, Sendable {
     let id: String
     let userID: String
     let outbound: OutboundQueue
-    private let feeds = Mutex<[Channel: ChannelFeed]>([:])
+    private let feeds = FollowedFeeds()
     private let formatter: @Sendable (ChannelWire.Message) -> String
     private let completes: @Sendable (ChannelWire.Message) -> Bool
 
@@ -67,10 +67,10 @@ final class ClientSession: FrameSink, Sendable {
 
     // MARK: Channels
 
-    var channels: [String] { feeds.withLock { $0.keys.map(\.description) } }
+    var channels: [String] { feeds.channels.map(\.description) }
 
     /// The conversations this connection follows.
-    var conversations: [String] { feeds.withLock { $0.keys.filter { $0.kind == .conversation }.map(\.id) } }
+    var conversations: [String] { feeds.channels.filter { $0.kind == .conversation }.map(\.id) }
 
     /// Conversations this connection was already allowed into.
     private let authorizedConversations = Mutex<Set<String>>([])
@@ -93,7 +93,7 @@ final class ClientSession: FrameSink, Sendable {
     }
 
     func isFollowing(_ channel: Channel) -> Bool {
-        feeds.withLock { $0[channel] != nil }
+        feeds.contains(channel)
     }
 
     /// Follows a channel from `since` (recovering what was missed), or from now. Following a channel
@@ -113,24 +113,16 @@ final class ClientSession: FrameSink, Sendable {
                 announce(recovered, position)
                 if let snapshotText { outbound.enqueue(snapshotText) }
             })
-        let previous = feeds.withLock { feeds in
-            defer { feeds[channel] = opened.feed }
-            return feeds[channel]
-        }
-        await previous?.close(subscriber: subscriber)
+        await feeds.replace(with: opened.feed, subscriber: subscriber)
         return opened
     }
 
     func unfollow(_ channel: Channel, subscriber: RedisSubscriber) async {
-        await feeds.withLock { $0.removeValue(forKey: channel) }?.close(subscriber: subscriber)
+        await feeds.remove(channel, subscriber: subscriber)
     }
 
     func unfollowAll(subscriber: RedisSubscriber) async {
-        let all = feeds.withLock { feeds in
-            defer { feeds = [:] }
-            return Array(feeds.values)
-        }
-        for feed in all { await feed.close(subscriber: subscriber) }
+        await feeds.removeAll(subscriber: subscriber)
     }
 }
 

@@ -424,7 +424,7 @@ struct WorkflowSocket: Sendable {
 final class WorkflowConnection: FrameSink, Sendable {
     let session: ClientSession
     let sessionID: String
-    private let feeds = Mutex<[String: ChannelFeed]>([:])
+    private let feeds = FollowedFeeds()
     private let subscribed = Mutex<Set<String>>([])
     private let consecutiveErrors = Atomic<Int>(0)
     private let lastHeartbeat = Atomic<Int64>(0)
@@ -490,7 +490,7 @@ final class WorkflowConnection: FrameSink, Sendable {
 
     // MARK: Runs
 
-    func isFollowing(_ runID: String) -> Bool { feeds.withLock { $0[runID] != nil } }
+    func isFollowing(_ runID: String) -> Bool { feeds.contains(.workflow(runID)) }
 
     func follow(
         _ runID: String, since: StreamPosition?, subscriber: RedisSubscriber, history: ChannelHistory,
@@ -498,23 +498,15 @@ final class WorkflowConnection: FrameSink, Sendable {
     ) async throws -> ChannelFeed.Opened {
         let opened = try await ChannelFeed.open(
             .workflow(runID), since: since, subscriber: subscriber, history: history, sink: self, announce: announce)
-        let previous = feeds.withLock { feeds in
-            defer { feeds[runID] = opened.feed }
-            return feeds[runID]
-        }
-        await previous?.close(subscriber: subscriber)
+        await feeds.replace(with: opened.feed, subscriber: subscriber)
         return opened
     }
 
     func unfollow(_ runID: String, subscriber: RedisSubscriber) async {
-        await feeds.withLock { $0.removeValue(forKey: runID) }?.close(subscriber: subscriber)
+        await feeds.remove(.workflow(runID), subscriber: subscriber)
     }
 
     func unfollowAll(subscriber: RedisSubscriber) async {
-        let all = feeds.withLock { feeds in
-            defer { feeds = [:] }
-            return Array(feeds.values)
-        }
-        for feed in all { await feed.close(subscriber: subscriber) }
+        await feeds.removeAll(subscriber: subscriber)
     }
 }

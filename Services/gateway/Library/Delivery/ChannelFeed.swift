@@ -160,3 +160,33 @@ final class ChannelFeed: Sendable {
         }
     }
 }
+
+/// The feeds one connection follows. Following a channel again replaces (and closes) its feed, so a
+/// client can re-sync without reconnecting.
+final class FollowedFeeds: Sendable {
+    private let feeds = Mutex<[Channel: ChannelFeed]>([:])
+
+    var channels: [Channel] { feeds.withLock { Array($0.keys) } }
+
+    func contains(_ channel: Channel) -> Bool { feeds.withLock { $0[channel] != nil } }
+
+    func replace(with feed: ChannelFeed, subscriber: RedisSubscriber) async {
+        let previous = feeds.withLock { feeds in
+            defer { feeds[feed.channel] = feed }
+            return feeds[feed.channel]
+        }
+        await previous?.close(subscriber: subscriber)
+    }
+
+    func remove(_ channel: Channel, subscriber: RedisSubscriber) async {
+        await feeds.withLock { $0.removeValue(forKey: channel) }?.close(subscriber: subscriber)
+    }
+
+    func removeAll(subscriber: RedisSubscriber) async {
+        let all = feeds.withLock { feeds in
+            defer { feeds = [:] }
+            return Array(feeds.values)
+        }
+        for feed in all { await feed.close(subscriber: subscriber) }
+    }
+}
