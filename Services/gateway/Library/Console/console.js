@@ -342,6 +342,7 @@
     for (const item of $('conversation-list').children) item.classList.toggle('selected', item.dataset.id === id);
     $('conversation-title').textContent = title || id;
     $('messages').replaceChildren();
+    $('role-board').replaceChildren();
     chat.replies.clear();
     resetRun();
     setComposer(true);
@@ -409,11 +410,13 @@
     }
   }
 
-  // The role board: one card per role of the team, in team order.
+  // The role board: one card per role of the team, in team order. A snapshot after a reconnect
+  // updates the cards in place, so what the roles did in this run stays on them.
   function renderRoles(roles) {
     const board = $('role-board');
-    board.replaceChildren();
-    for (const role of roles) roleCard(role.role, role.responsibility, role.status);
+    const names = new Set(roles.map((role) => role.role));
+    for (const card of [...board.children]) if (!names.has(card.dataset.role)) card.remove();
+    for (const role of roles) board.append(roleCard(role.role, role.responsibility, role.status));
   }
 
   function roleCard(name, responsibility, status) {
@@ -715,6 +718,11 @@
   }
 
   async function runSample() {
+    if (!flow.link.open) {
+      toast('The workflow stream is not connected yet; try again in a moment.', 'warning');
+      return;
+    }
+    $('wf-run').disabled = true;
     try {
       const response = await fetch('/console/sample-workflow.json');
       const workflow = await response.json();
@@ -728,6 +736,7 @@
         toast('Not connected; try again in a moment.', 'warning');
       }
     } catch (error) {
+      $('wf-run').disabled = false;
       toast('Sample workflow: ' + error.message, 'error');
     }
   }
