@@ -20,8 +20,16 @@ struct ConsoleTests {
             defer { browser.close() }
             let devtools = try await browser.webSocketURL()
             let screenshot = "\(directory)/console.png"
-            let (outcome, flow) = try await DevToolsSession.withPage(browser: devtools) { page in
-                (try await Self.drive(page, screenshot: screenshot), try await Self.runWorkflow(page, screenshot: "\(directory)/console-workflows.png"))
+            let admin = try await authority.mint(user: "console-ops", roles: ["admin"])
+            let (outcome, flow, system) = try await DevToolsSession.withPage(browser: devtools) { page in
+                let outcome = try await Self.drive(page, screenshot: screenshot)
+                let flow = try await Self.runWorkflow(page, screenshot: "\(directory)/console-workflows.png")
+                let system = try await Self.watchSystem(page) {
+                    try await NotificationTests.post(
+                        origin + "/api/v1/notifications", token: admin,
+                        body: #"{"userId":"console-ada","type":"success","title":"Deployed","message":"the console works"}"#)
+                }
+                return (outcome, flow, system)
             }
             // Signed in from the link: the token left the address bar for localStorage.
             #expect(outcome.address.hasPrefix(origin) && !outcome.address.contains("token="), "\(outcome.address)")
@@ -48,6 +56,10 @@ struct ConsoleTests {
             #expect(flow.status == "completed", "\(flow)")
             #expect(flow.nodes["publish"] == "completed" && flow.nodes["shelve"] == "skipped" && flow.nodes["end"] == "completed", "\(flow.nodes)")
             #expect(flow.result.contains("Published after review"), "\(flow.result)")
+            // The System tab lists the six service kinds, the connections, and a notification as it arrives.
+            #expect(system.services.count == 6 && system.services.allSatisfy { $0.1 > 0 }, "\(system.services)")
+            #expect(system.connections.contains("open connection"), "\(system.connections)")
+            #expect(system.notifications.first?.contains("the console works") == true, "\(system.notifications)")
             browser.close()
             try? FileManager.default.removeItem(atPath: "\(directory)/profile")
         }
@@ -180,6 +192,33 @@ struct ConsoleTests {
         outcome.nodes = (nodes.objectValue ?? [:]).compactMapValues(\.stringValue)
         outcome.result = try await page.evaluate("document.getElementById('wf-result').textContent").stringValue ?? ""
         try await saveScreenshot(page, to: screenshot)
+        return outcome
+    }
+
+    struct SystemOutcome: Sendable {
+        var services: [(String, Int)] = []
+        var connections = ""
+        var notifications: [String] = []
+    }
+
+    /// The System tab, and a notification sent (by `notify`) while it is open.
+    static func watchSystem(_ page: DevToolsPage, notify: @Sendable () async throws -> Int?) async throws -> SystemOutcome {
+        var outcome = SystemOutcome()
+        try await page.evaluate("document.querySelector('#tabs button[data-tab=\"system\"]').click()")
+        try await waitFor(
+            page, "the services and connections",
+            "document.querySelectorAll('#services tr').length >= 6 && document.getElementById('connections-total').textContent !== '–'")
+        let rows = try await page.evaluate(
+            "[...document.querySelectorAll('#services tr')].map((r) => [r.cells[0].textContent, Number(r.cells[1].textContent)])")
+        outcome.services = (rows.arrayValue ?? []).compactMap { row in
+            guard let name = row[0]?.stringValue, let ready = row[1]?.intValue else { return nil }
+            return (name, ready)
+        }
+        outcome.connections = try await page.evaluate("document.getElementById('connections-total').textContent").stringValue ?? ""
+        #expect(try await notify() == 202)
+        try await waitFor(page, "the notification", "document.querySelector('#notifications li[data-type=\"success\"]') !== null")
+        outcome.notifications = try await page.evaluate("[...document.querySelectorAll('#notifications li')].map((li) => li.textContent)")
+            .arrayValue?.compactMap(\.stringValue) ?? []
         return outcome
     }
 
