@@ -50,11 +50,21 @@ struct ConsoleTests {
             let png = try Data(contentsOf: URL(fileURLWithPath: screenshot))
             #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count > 10_000, "screenshot of \(png.count) bytes")
             print("console screenshot: \(screenshot)")
+            // The REST call behind New: an id of one's own is created, someone else's is refused.
+            let port = try #require(Int(origin.split(separator: ":").last ?? ""))
+            let id = "console-\(UUID().uuidString.prefix(8))"
+            let created = try await FrontDoorTests.post(
+                port: port, path: "/api/v1/conversations", token: token, body: #"{"id":"\#(id)","title":"Launch plan"}"#)
+            #expect(created.status == 201 && created.json?["id"]?.stringValue == id && created.json?["title"]?.stringValue == "Launch plan")
+            let bob = try await authority.mint(user: "console-bob")
+            #expect(try await FrontDoorTests.post(port: port, path: "/api/v1/conversations", token: bob, body: #"{"id":"\#(id)"}"#).status == 403)
             // The sample workflow: nodes lit up as they ran, the human_input node asked and was answered,
             // and the condition took the "yes" branch.
             #expect(flow.changes.contains("draft:running") && flow.changes.contains("review:waiting"), "\(flow.changes)")
             #expect(flow.status == "completed", "\(flow)")
-            #expect(flow.nodes["publish"] == "completed" && flow.nodes["shelve"] == "skipped" && flow.nodes["end"] == "completed", "\(flow.nodes)")
+            #expect(
+                flow.nodes["publish"] == "completed" && flow.nodes["shelve"] == "skipped" && flow.nodes["end"] == "completed",
+                "\(flow.nodes)")
             #expect(flow.result.contains("Published after review"), "\(flow.result)")
             // The System tab lists the six service kinds, the connections, and a notification as it arrives.
             #expect(system.services.count == 6 && system.services.allSatisfy { $0.1 > 0 }, "\(system.services)")
@@ -172,7 +182,8 @@ struct ConsoleTests {
             """
             document.querySelector('#tabs button[data-tab="workflows"]').click();
             window.nodeChanges = [];
-            new MutationObserver((changes) => changes.forEach((c) => nodeChanges.push(c.target.dataset.node + ':' + c.target.dataset.status)))
+            new MutationObserver((changes) => changes.forEach((c) =>
+                nodeChanges.push(c.target.dataset.node + ':' + c.target.dataset.status)))
               .observe(document.getElementById('wf-graph'), { subtree: true, attributes: true, attributeFilter: ['data-status'] });
             """)
         // The tab opens its socket; Run is refused (and says so) until it is connected.
@@ -231,7 +242,8 @@ struct ConsoleTests {
             }
             try await Task.sleep(for: .milliseconds(50))
         }
-        let banner = try? await page.evaluate("document.getElementById('banner').textContent + ' ' + document.getElementById('sign-in-error').textContent")
+        let banner = try? await page.evaluate(
+            "document.getElementById('banner').textContent + ' ' + document.getElementById('sign-in-error').textContent")
         throw HeadlessBrowser.Failure(description: "timed out waiting for \(what) (\(condition)); page says: \(banner?.stringValue ?? "?")")
     }
 }

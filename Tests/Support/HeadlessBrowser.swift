@@ -110,7 +110,9 @@ public final class DevToolsSession: Sendable {
     }
 
     /// Connects to the browser at `url`, attaches to its first page, runs `body` with it, disconnects.
-    public static func withPage<T: Sendable>(browser url: String, _ body: @escaping @Sendable (DevToolsPage) async throws -> T) async throws -> T {
+    public static func withPage<T: Sendable>(
+        browser url: String, _ body: @escaping @Sendable (DevToolsPage) async throws -> T
+    ) async throws -> T {
         let result = Locked<Result<T, any Error>?>(nil)
         var logger = Logger(label: "switchboard.tests.devtools")
         logger.logLevel = .warning

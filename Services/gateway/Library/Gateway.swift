@@ -91,7 +91,8 @@ public struct GatewaySettings: Sendable {
                 handshakeTimeoutSeconds, environment: "GATEWAY_HANDSHAKE_TIMEOUT_SECONDS", default: 10.0)
             guard handshakeSeconds > 0 else { throw ConfigurationError("the handshake timeout must be positive") }
             settings.handshakeTimeout = .milliseconds(Int64(handshakeSeconds * 1000))
-            settings.consoleDirectory = consoleDir ?? ProcessInfo.processInfo.environment["SWITCHBOARD_CONSOLE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+            settings.consoleDirectory =
+                consoleDir ?? ProcessInfo.processInfo.environment["SWITCHBOARD_CONSOLE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
             settings.chat = try BishengChatSettings.fromEnvironment()
             settings.xiaozhi = try XiaozhiSettings.fromEnvironment()
             guard settings.socketSendBufferBytes >= 0 else {

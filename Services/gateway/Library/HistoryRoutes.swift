@@ -61,7 +61,7 @@ struct HistoryRoutes: Sendable {
                 }
                 return Self.centreJSON(
                     try await store.createSession(
-                        NewSession(chatId: chatID, userId: user, flowId: nil, chatType: ChatType.normal.rawValue, topic: body.title, logo: nil)))
+                        NewSession(chatId: chatID, userId: user, chatType: ChatType.normal.rawValue, topic: body.title)))
             }
         }
         router.get("/api/v1/conversations/:id") { request, context in
