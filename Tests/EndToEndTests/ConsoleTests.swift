@@ -23,6 +23,8 @@ struct ConsoleTests {
             let admin = try await authority.mint(user: "console-ops", roles: ["admin"])
             let (outcome, flow, system) = try await DevToolsSession.withPage(browser: devtools) { page in
                 let outcome = try await Self.drive(page, screenshot: screenshot)
+                let stopped = try await Self.stopRenameDelete(page)
+                #expect(stopped.hasPrefix("stopped"), "run result: \(stopped)")
                 let flow = try await Self.runWorkflow(page, screenshot: "\(directory)/console-workflows.png")
                 let system = try await Self.watchSystem(page) {
                     try await NotificationTests.post(
@@ -166,6 +168,36 @@ struct ConsoleTests {
         let shot = try await page.call("Page.captureScreenshot", ["format": "png"])
         let data = try #require(Data(base64Encoded: shot["data"]?.stringValue ?? ""))
         try data.write(to: URL(fileURLWithPath: path))
+    }
+
+    /// Stop a second run, rename the conversation, delete it; returns the stopped run's result.
+    static func stopRenameDelete(_ page: DevToolsPage) async throws -> String {
+        try await page.evaluate(
+            """
+            document.getElementById('message-input').value = 'Research, design and build a plan, step by step';
+            document.getElementById('send').click()
+            """)
+        // COLLABORATION_START clears the first run's result.
+        try await waitFor(page, "the second run to start", "document.getElementById('run-result').textContent === ''")
+        try await page.evaluate("document.getElementById('stop').click()")
+        try await waitFor(page, "the run to stop", "document.getElementById('run-result').textContent !== ''")
+        let stopped = try await page.evaluate("document.getElementById('run-result').textContent").stringValue ?? ""
+
+        let id = try await page.evaluate("localStorage.getItem('sb.conversation')").stringValue ?? ""
+        let item = "document.querySelector('#conversation-list li[data-id=\"\(id)\"]')"
+        try await page.evaluate(
+            """
+            \(item).querySelector('button[title="rename"]').click();
+            const input = \(item).querySelector('input');
+            input.value = 'Launch plan';
+            input.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter' }))
+            """)
+        try await waitFor(
+            page, "the new title",
+            "\(item)?.querySelector('.title')?.textContent === 'Launch plan' && document.getElementById('conversation-title').textContent === 'Launch plan'")
+        try await page.evaluate("window.confirm = () => true; \(item).querySelector('button[title=\"delete\"]').click()")
+        try await waitFor(page, "the conversation to go", "\(item) === null && document.getElementById('conversation-title').textContent === 'No conversation'")
+        return stopped
     }
 
     struct FlowOutcome: Sendable {
