@@ -487,6 +487,7 @@
       case 'COLLABORATION_START':
         for (const trail of document.querySelectorAll('.role-trail')) trail.textContent = '';
         for (const activity of document.querySelectorAll('.role-activity')) activity.textContent = '';
+        chat.agentText.clear();
         $('pattern').textContent = data.pattern + (data.lead ? ' · led by ' + data.lead : '');
         $('run-result').textContent = '';
         setRunning(true);
