@@ -12,6 +12,7 @@ struct ServiceTarget {
     let library: String  // the module holding the service's logic
     let folder: String  // under Services/
     let dependencies: [Target.Dependency]
+    var resources: [Resource] = []
 }
 
 let runtime: [Target.Dependency] = [
@@ -37,7 +38,9 @@ let services: [ServiceTarget] = [
             "SwitchboardStore",
             "SwitchboardWorkflow",
             "SwitchboardVoice",
-        ]),
+        ],
+        // The web console's static files (docs/console.md), served from the gateway's resource bundle.
+        resources: [.copy("Console")]),
     .init(
         executable: "orchestrator", library: "Orchestrator", folder: "orchestrator",
         dependencies: [
@@ -167,7 +170,7 @@ for service in services {
     targets.append(
         .target(
             name: service.library, dependencies: runtime + service.dependencies,
-            path: "Services/\(service.folder)/Library", swiftSettings: swiftSettings))
+            path: "Services/\(service.folder)/Library", resources: service.resources, swiftSettings: swiftSettings))
     targets.append(
         .executableTarget(
             name: "\(service.library)Main",
@@ -222,6 +225,7 @@ targets += [
             .product(name: "CompressNIO", package: "compress-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
         ],
         path: "Tests/UnitTests", swiftSettings: swiftSettings),
     .testTarget(

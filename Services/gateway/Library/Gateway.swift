@@ -52,6 +52,8 @@ public struct GatewaySettings: Sendable {
     /// How long a non-streaming front-door request (`POST /v1/chat/completions` without `stream`)
     /// waits for its run to end before answering 504 (the run goes on).
     public var frontDoorTimeout: Duration = .seconds(600)
+    /// The web console's files; nil: the ones in the gateway's resource bundle.
+    public var consoleDirectory: String?
 
     public init() {}
 
@@ -69,6 +71,8 @@ public struct GatewaySettings: Sendable {
         public var socketSendBufferBytes: Int?
         @Option(help: "Seconds a new connection has to send its request head (env SWITCHBOARD_GATEWAY_HANDSHAKE_TIMEOUT_SECONDS; default 10).")
         public var handshakeTimeoutSeconds: Double?
+        @Option(help: "Serve the web console from this folder instead of the built-in copy (env SWITCHBOARD_CONSOLE_DIR).")
+        public var consoleDir: String?
 
         public init() {}
 
@@ -87,6 +91,8 @@ public struct GatewaySettings: Sendable {
                 handshakeTimeoutSeconds, environment: "GATEWAY_HANDSHAKE_TIMEOUT_SECONDS", default: 10.0)
             guard handshakeSeconds > 0 else { throw ConfigurationError("the handshake timeout must be positive") }
             settings.handshakeTimeout = .milliseconds(Int64(handshakeSeconds * 1000))
+            settings.consoleDirectory =
+                consoleDir ?? ProcessInfo.processInfo.environment["SWITCHBOARD_CONSOLE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
             settings.chat = try BishengChatSettings.fromEnvironment()
             settings.xiaozhi = try XiaozhiSettings.fromEnvironment()
             guard settings.socketSendBufferBytes >= 0 else {
@@ -104,6 +110,8 @@ public struct GatewaySettings: Sendable {
 /// of the channels they follow (from Redis) to their sockets.
 public enum Gateway {
     public static func run(configuration: SwitchboardConfiguration, settings: GatewaySettings = GatewaySettings()) async throws {
+        // First: a gateway whose console is missing fails at once, not on the first page view.
+        let console = try ConsoleAssets.load(directory: settings.consoleDirectory)
         let context = try await ServiceRunner.makeContext(configuration: configuration)
         let authority = try await TokenAuthority(secret: configuration.jwtSecret)
         let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
@@ -121,7 +129,7 @@ public enum Gateway {
         let devices = DeviceConnections()
         let router = makeRouter(
             context: context, authority: authority, subscriber: subscriber, registry: registry, routing: routing,
-            settings: settings, store: store, devices: devices)
+            settings: settings, store: store, devices: devices, console: console)
         try await ServiceRunner.run(
             context: context,
             services: [store, subscriber, RegistryHeartbeat(registry: routing, sessions: registry, logger: context.logger)],
@@ -132,9 +140,11 @@ public enum Gateway {
 
     static func makeRouter(
         context: ServiceContext, authority: TokenAuthority, subscriber: RedisSubscriber, registry: SessionRegistry,
-        routing: ConnectionRegistry, settings: GatewaySettings, store: HistoryStore, devices: DeviceConnections
+        routing: ConnectionRegistry, settings: GatewaySettings, store: HistoryStore, devices: DeviceConnections,
+        console: ConsoleAssets
     ) -> Router<GatewayRequestContext> {
         let router = Router(context: GatewayRequestContext.self)
+        console.addRoutes(to: router)
         let access = ConversationAccess(redis: context.redis)
         let history = ChannelHistory(redis: context.redis)
         let roles = RoleDirectory(redis: context.redis, logger: context.logger)

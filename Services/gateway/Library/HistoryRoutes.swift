@@ -42,6 +42,28 @@ struct HistoryRoutes: Sendable {
                 ])
             }
         }
+        // Creates an empty conversation (the console's "new"); a first message creates one too.
+        router.post("/api/v1/conversations") { request, context in
+            try await respond(.centre, status: .created) {
+                struct Body: Decodable {
+                    var id: String?
+                    var title: String?
+                }
+                let user = try await userID(request)
+                let body = try await decode(Body.self, request, context, shape: #"{"id"?: "…", "title"?: "…"}"#)
+                let chatID = body.id ?? "conv-\(UUID().uuidString.prefix(13).lowercased())"
+                guard CommandHandler.isValidID(chatID) else {
+                    throw RouteError(.badRequest, "INVALID_ARGUMENT", "an id is 1-128 letters, digits, '-', '_' or '.'")
+                }
+                // The live path's ownership (Redis) and the history's agree: claim it there too.
+                guard try await access.authorize(userID: user, conversationID: chatID) else {
+                    throw RouteError(.forbidden, ErrorCode.permissionDenied.rawValue, "conversation \(chatID) belongs to another user")
+                }
+                return Self.centreJSON(
+                    try await store.createSession(
+                        NewSession(chatId: chatID, userId: user, chatType: ChatType.normal.rawValue, topic: body.title)))
+            }
+        }
         router.get("/api/v1/conversations/:id") { request, context in
             try await respond(.centre) {
                 Self.centreJSON(try await store.session(try id(context, "id"), user: try await userID(request)))

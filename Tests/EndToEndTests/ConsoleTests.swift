@@ -1,0 +1,288 @@
+import Foundation
+import SwitchboardContracts
+import SwitchboardRuntime
+import SwitchboardTestSupport
+import Testing
+
+/// The web console in a real browser: headless Chromium loads it from the gateway of a running stack,
+/// signs in with the token of the link `make run` prints, starts a conversation, sends a message, and
+/// sees the answer stream in and the role board move. A missing browser fails the test (never skips).
+@Suite(.serialized, .timeLimit(.minutes(4)))
+struct ConsoleTests {
+    @Test func theConsoleStreamsAnAnswerAndMovesTheRoleBoard() async throws {
+        // Before the stack starts: no browser is a failure with a clear message, not a skip.
+        let chromium = try HeadlessBrowser.findExecutable()
+        try await ChatFlowTests.withStack(tokensPerSecond: 120) { _, url, authority in
+            let token = try await authority.mint(user: "console-ada")
+            let origin = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws", with: "")
+            let directory = NSTemporaryDirectory() + "switchboard-console-\(UUID().uuidString.prefix(8))"
+            let browser = try HeadlessBrowser(executable: chromium, url: "\(origin)/?token=\(token)", directory: directory)
+            defer { browser.close() }
+            let devtools = try await browser.webSocketURL()
+            let screenshot = "\(directory)/console.png"
+            let admin = try await authority.mint(user: "console-ops", roles: ["admin"])
+            let (outcome, flow, system) = try await DevToolsSession.withPage(browser: devtools) { page in
+                let outcome = try await Self.drive(page, screenshot: screenshot)
+                let stopped = try await Self.stopRenameDelete(page)
+                #expect(stopped.hasPrefix("stopped"), "run result: \(stopped)")
+                let flow = try await Self.runWorkflow(page, screenshot: "\(directory)/console-workflows.png")
+                let system = try await Self.watchSystem(page) {
+                    try await NotificationTests.post(
+                        origin + "/api/v1/notifications", token: admin,
+                        body: #"{"userId":"console-ada","type":"success","title":"Deployed","message":"the console works"}"#)
+                }
+                return (outcome, flow, system)
+            }
+            // Signed in from the link: the token left the address bar for localStorage.
+            #expect(outcome.address.hasPrefix(origin) && !outcome.address.contains("token="), "\(outcome.address)")
+            #expect(outcome.storedToken == token)
+            #expect(outcome.user == "console-ada")
+            // The board showed the team, and at least one role was seen working, not only idle.
+            #expect(outcome.roles.count == 6, "\(outcome.roles)")
+            #expect(!outcome.statusesSeen.subtracting(["IDLE"]).isEmpty, "\(outcome.statusesSeen)")
+            #expect(outcome.trails.contains { $0.contains("RESPONDING") }, "\(outcome.trails)")
+            // The answer streamed in (seen partial at least once) and ended complete, echoing the question.
+            #expect(outcome.sawStreaming)
+            #expect(outcome.answer.contains(Self.question), "\(outcome.answer)")
+            #expect(outcome.progress == "100%")
+            // Reconnection is visible: first "reconnecting", then "recovered, no messages missed".
+            #expect(outcome.bannerKinds.contains("reconnecting") && outcome.bannerKinds.last == "recovered", "\(outcome.bannerKinds)")
+            #expect(outcome.banner.contains("no messages missed"), "\(outcome.banner)")
+            #expect(outcome.trailsAfterReconnect == outcome.trails)
+            let png = try Data(contentsOf: URL(fileURLWithPath: screenshot))
+            #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count > 10_000, "screenshot of \(png.count) bytes")
+            print("console screenshot: \(screenshot)")
+            // The REST call behind New: an id of one's own is created, someone else's is refused.
+            let port = try #require(Int(origin.split(separator: ":").last ?? ""))
+            let id = "console-\(UUID().uuidString.prefix(8))"
+            let created = try await FrontDoorTests.post(
+                port: port, path: "/api/v1/conversations", token: token, body: #"{"id":"\#(id)","title":"Launch plan"}"#)
+            #expect(created.status == 201 && created.json?["id"]?.stringValue == id && created.json?["title"]?.stringValue == "Launch plan")
+            let bob = try await authority.mint(user: "console-bob")
+            #expect(try await FrontDoorTests.post(port: port, path: "/api/v1/conversations", token: bob, body: #"{"id":"\#(id)"}"#).status == 403)
+            // The sample workflow: nodes lit up as they ran, the human_input node asked and was answered,
+            // and the condition took the "yes" branch.
+            #expect(flow.changes.contains("draft:running") && flow.changes.contains("review:waiting"), "\(flow.changes)")
+            #expect(flow.status == "completed", "\(flow)")
+            #expect(
+                flow.nodes["publish"] == "completed" && flow.nodes["shelve"] == "skipped" && flow.nodes["end"] == "completed",
+                "\(flow.nodes)")
+            #expect(flow.result.contains("Published after review"), "\(flow.result)")
+            // The System tab lists the six service kinds, the connections, and a notification as it arrives.
+            #expect(system.services.count == 6 && system.services.allSatisfy { $0.1 > 0 }, "\(system.services)")
+            #expect(system.connections.contains("open connection"), "\(system.connections)")
+            #expect(system.notifications.first?.contains("the console works") == true, "\(system.notifications)")
+            browser.close()
+            try? FileManager.default.removeItem(atPath: "\(directory)/profile")
+        }
+    }
+
+    static let question = "Plan the launch of a real-time chat product"
+
+    struct Outcome: Sendable {
+        var address = ""
+        var storedToken = ""
+        var user = ""
+        var roles: [String] = []
+        var statusesSeen: Set<String> = []
+        var trails: [String] = []
+        var sawStreaming = false
+        var answer = ""
+        var progress = ""
+        var bannerKinds: [String] = []
+        var banner = ""
+        var trailsAfterReconnect: [String] = []
+    }
+
+    /// What a user does: new conversation, type, send; then watches until the answer is complete.
+    static func drive(_ page: DevToolsPage, screenshot: String) async throws -> Outcome {
+        var outcome = Outcome()
+        try await waitFor(page, "the console to sign in", "!document.getElementById('app').hidden")
+        outcome.address = try await page.evaluate("location.href").stringValue ?? ""
+        outcome.storedToken = try await page.evaluate("localStorage.getItem('sb.token')").stringValue ?? ""
+        outcome.user = try await page.evaluate("document.getElementById('user').textContent").stringValue ?? ""
+
+        try await page.evaluate("document.getElementById('new-conversation').click()")
+        // The subscription's ROLE_STATUS_SNAPSHOT fills the board with the team.
+        try await waitFor(
+            page, "a new conversation and its role board",
+            "!document.getElementById('message-input').disabled && document.querySelectorAll('#role-board .role').length === 6")
+        outcome.roles = try await page.evaluate("[...document.querySelectorAll('#role-board .role')].map(r => r.dataset.role)")
+            .arrayValue?.compactMap(\.stringValue) ?? []
+        try await page.evaluate(
+            """
+            document.getElementById('message-input').value = \(JSONValue.string(question).jsonText);
+            document.getElementById('send').click()
+            """)
+
+        // Poll the board and the answer as the run goes, as fast as the page can be asked.
+        let probe = """
+            JSON.stringify({
+              statuses: [...document.querySelectorAll('#role-board .role')].map(r => r.dataset.status),
+              answer: document.querySelector('#messages .msg.assistant')?.dataset.status ?? null,
+              text: document.querySelector('#messages .msg.assistant .text')?.textContent ?? '',
+              progress: document.getElementById('progress-text').textContent,
+              running: !document.getElementById('stop').disabled
+            })
+            """
+        let deadline = ContinuousClock.now.advanced(by: .seconds(90))
+        while true {
+            let text = try await page.evaluate(probe).stringValue ?? "{}"
+            let state = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+            for status in state["statuses"]?.arrayValue ?? [] { if let status = status.stringValue { outcome.statusesSeen.insert(status) } }
+            if state["answer"]?.stringValue == "streaming" { outcome.sawStreaming = true }
+            outcome.answer = state["text"]?.stringValue ?? ""
+            outcome.progress = state["progress"]?.stringValue ?? ""
+            // Done when the reply is complete and the collaboration has finished (progress 100%).
+            if state["answer"]?.stringValue == "completed", outcome.progress == "100%", state["running"]?.boolValue == false { break }
+            guard ContinuousClock.now < deadline else {
+                throw HeadlessBrowser.Failure(description: "the answer never completed in the console; last state \(text)")
+            }
+            try await Task.sleep(for: .milliseconds(40))
+        }
+        outcome.trails = try await page.evaluate("[...document.querySelectorAll('#role-board .role-trail')].map(t => t.textContent)")
+            .arrayValue?.compactMap(\.stringValue) ?? []
+
+        // A dropped connection: the banner says it is reconnecting, then that nothing was missed.
+        // (Every change of the banner is recorded: the reconnect may take only milliseconds.)
+        try await page.evaluate(
+            """
+            window.bannerKinds = [];
+            new MutationObserver(() => bannerKinds.push(document.getElementById('banner').dataset.kind))
+              .observe(document.getElementById('banner'), { attributes: true, attributeFilter: ['data-kind'] });
+            sbConsole.dropConnection()
+            """)
+        try await waitFor(page, "the console to reconnect", "document.getElementById('banner').dataset.kind === 'recovered'")
+        outcome.bannerKinds = try await page.evaluate("bannerKinds").arrayValue?.compactMap(\.stringValue) ?? []
+        outcome.banner = try await page.evaluate("document.getElementById('banner').textContent").stringValue ?? ""
+        // The snapshot after the reconnect updates the board in place: the run's trails stay.
+        outcome.trailsAfterReconnect = try await page.evaluate(
+            "[...document.querySelectorAll('#role-board .role-trail')].map(t => t.textContent)"
+        ).arrayValue?.compactMap(\.stringValue) ?? []
+
+        try await saveScreenshot(page, to: screenshot)
+        return outcome
+    }
+
+    static func saveScreenshot(_ page: DevToolsPage, to path: String) async throws {
+        let shot = try await page.call("Page.captureScreenshot", ["format": "png"])
+        let data = try #require(Data(base64Encoded: shot["data"]?.stringValue ?? ""))
+        try data.write(to: URL(fileURLWithPath: path))
+    }
+
+    /// Stop a second run, rename the conversation, delete it; returns the stopped run's result.
+    static func stopRenameDelete(_ page: DevToolsPage) async throws -> String {
+        try await page.evaluate(
+            """
+            document.getElementById('message-input').value = 'Research, design and build a plan, step by step';
+            document.getElementById('send').click()
+            """)
+        // COLLABORATION_START clears the first run's result.
+        try await waitFor(page, "the second run to start", "document.getElementById('run-result').textContent === ''")
+        try await page.evaluate("document.getElementById('stop').click()")
+        try await waitFor(page, "the run to stop", "document.getElementById('run-result').textContent !== ''")
+        let stopped = try await page.evaluate("document.getElementById('run-result').textContent").stringValue ?? ""
+
+        let id = try await page.evaluate("localStorage.getItem('sb.conversation')").stringValue ?? ""
+        let item = "document.querySelector('#conversation-list li[data-id=\"\(id)\"]')"
+        try await page.evaluate(
+            """
+            \(item).querySelector('button[title="rename"]').click();
+            const input = \(item).querySelector('input');
+            input.value = 'Launch plan';
+            input.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter' }))
+            """)
+        try await waitFor(
+            page, "the new title",
+            "\(item)?.querySelector('.title')?.textContent === 'Launch plan' && document.getElementById('conversation-title').textContent === 'Launch plan'")
+        try await page.evaluate("window.confirm = () => true; \(item).querySelector('button[title=\"delete\"]').click()")
+        try await waitFor(page, "the conversation to go", "\(item) === null && document.getElementById('conversation-title').textContent === 'No conversation'")
+        return stopped
+    }
+
+    struct FlowOutcome: Sendable {
+        var changes: [String] = []
+        var status = ""
+        var nodes: [String: String] = [:]
+        var result = ""
+    }
+
+    /// The Workflows tab: run the bundled sample, answer its question, wait for the run's end.
+    static func runWorkflow(_ page: DevToolsPage, screenshot: String) async throws -> FlowOutcome {
+        var outcome = FlowOutcome()
+        try await page.evaluate(
+            """
+            document.querySelector('#tabs button[data-tab="workflows"]').click();
+            window.nodeChanges = [];
+            new MutationObserver((changes) => changes.forEach((c) =>
+                nodeChanges.push(c.target.dataset.node + ':' + c.target.dataset.status)))
+              .observe(document.getElementById('wf-graph'), { subtree: true, attributes: true, attributeFilter: ['data-status'] });
+            """)
+        // The tab opens its socket; Run is refused (and says so) until it is connected.
+        try await waitFor(
+            page, "the sample workflow to start",
+            "document.getElementById('wf-run').click() || document.getElementById('wf-status').textContent !== 'idle'")
+        try await waitFor(page, "the human_input node's question", "!document.getElementById('wf-input').hidden", timeout: .seconds(40))
+        try await page.evaluate(
+            "document.getElementById('wf-answer').value = 'yes please'; document.querySelector('#wf-input button').click()")
+        try await waitFor(
+            page, "the workflow to end", "['completed', 'failed', 'stopped'].includes(document.getElementById('wf-status').textContent)",
+            timeout: .seconds(30))
+        outcome.changes = try await page.evaluate("nodeChanges").arrayValue?.compactMap(\.stringValue) ?? []
+        outcome.status = try await page.evaluate("document.getElementById('wf-status').textContent").stringValue ?? ""
+        let nodes = try await page.evaluate(
+            "Object.fromEntries([...document.querySelectorAll('#wf-graph .node')].map((n) => [n.dataset.node, n.dataset.status]))")
+        outcome.nodes = (nodes.objectValue ?? [:]).compactMapValues(\.stringValue)
+        outcome.result = try await page.evaluate("document.getElementById('wf-result').textContent").stringValue ?? ""
+        try await saveScreenshot(page, to: screenshot)
+        return outcome
+    }
+
+    struct SystemOutcome: Sendable {
+        var services: [(String, Int)] = []
+        var connections = ""
+        var notifications: [String] = []
+    }
+
+    /// The System tab, and a notification sent (by `notify`) while it is open.
+    static func watchSystem(_ page: DevToolsPage, notify: @Sendable () async throws -> Int?) async throws -> SystemOutcome {
+        var outcome = SystemOutcome()
+        try await page.evaluate("document.querySelector('#tabs button[data-tab=\"system\"]').click()")
+        try await waitFor(
+            page, "the services and connections",
+            "document.querySelectorAll('#services tr').length >= 6 && document.getElementById('connections-total').textContent !== '–'")
+        let rows = try await page.evaluate(
+            "[...document.querySelectorAll('#services tr')].map((r) => [r.cells[0].textContent, Number(r.cells[1].textContent)])")
+        outcome.services = (rows.arrayValue ?? []).compactMap { row in
+            guard let name = row[0]?.stringValue, let ready = row[1]?.intValue else { return nil }
+            return (name, ready)
+        }
+        outcome.connections = try await page.evaluate("document.getElementById('connections-total').textContent").stringValue ?? ""
+        #expect(try await notify() == 202)
+        try await waitFor(page, "the notification", "document.querySelector('#notifications li[data-type=\"success\"]') !== null")
+        outcome.notifications = try await page.evaluate("[...document.querySelectorAll('#notifications li')].map((li) => li.textContent)")
+            .arrayValue?.compactMap(\.stringValue) ?? []
+        return outcome
+    }
+
+    static func waitFor(_ page: DevToolsPage, _ what: String, _ condition: String, timeout: Duration = .seconds(20)) async throws {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            // Not there yet (the page still loading) counts as false.
+            if try await page.evaluate("(() => { try { return Boolean(\(condition)) } catch { return false } })()").boolValue == true {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let banner = try? await page.evaluate(
+            "document.getElementById('banner').textContent + ' ' + document.getElementById('sign-in-error').textContent")
+        throw HeadlessBrowser.Failure(description: "timed out waiting for \(what) (\(condition)); page says: \(banner?.stringValue ?? "?")")
+    }
+}
+
+extension JSONValue {
+    /// The value as JSON text: a safe literal to put into a script.
+    fileprivate var jsonText: String {
+        (try? JSONEncoder().encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "null"
+    }
+}
