@@ -5,12 +5,12 @@ import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRuntime
 
-/// The operator CLI: `switchboard status | send | tail | token | bench`.
+/// The operator CLI: `switchboard up | status | send | tail | token | bench`.
 public struct SwitchboardCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "switchboard", abstract: "Operate a Switchboard deployment.",
         subcommands: [
-            StatusCommand.self, SendCommand.self, TailCommand.self, TokenCommand.self, BenchCommand.self,
+            UpCommand.self, StatusCommand.self, SendCommand.self, TailCommand.self, TokenCommand.self, BenchCommand.self,
         ])
 
     public init() {}
