@@ -3,7 +3,6 @@ import Foundation
 import NIOCore
 import NIOPosix
 import SwitchboardRuntime
-import UnixSignals
 
 /// The local stack as deploy/scripts/run.sh runs it: where its script, state and ports are.
 public struct LocalStack: Sendable {
@@ -59,21 +58,9 @@ public struct LocalStack: Sendable {
         return (try? String(contentsOfFile: file, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// Runs `run.sh <mode>` with its output appended to `log`; returns its exit status.
-    func runScript(_ mode: String, log: URL, environment: [String: String]) throws -> Process {
-        if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
-        let handle = try FileHandle(forWritingTo: log)
-        handle.seekToEndOfFile()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [script.path, mode]
-        process.environment = environment
-        process.currentDirectoryURL = repository
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        return process
+    /// Starts `run.sh <mode>` with its output appended to `log`.
+    func runScript(_ mode: String, log: URL, environment: [String: String]) throws -> ScriptProcess {
+        try ScriptProcess.spawn("/bin/bash", [script.path, mode], environment: environment, log: log)
     }
 }
 
@@ -120,31 +107,21 @@ struct UpCommand: AsyncParsableCommand {
         let log = stack.stateDirectory.appendingPathComponent("switchboard-up.log")
         try? FileManager.default.removeItem(at: log)
 
-        // Trap the signals before anything starts, so Ctrl-C during the start still stops what started.
-        // One task reads them for the whole command; the loops below look at the flag.
-        let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
-        let stopRequested = OnceFlag()
-        let quiet = json
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await signal in signals {
-                    if !quiet { writeStandardError("\n\(signal) received; stopping the stack\n") }
-                    stopRequested.set()
-                }
-            }
-            defer { group.cancelAll() }
-            try await run(stack: stack, environment: environment, log: log, stopRequested: stopRequested)
-        }
+        // Before anything starts, so Ctrl-C during the start still stops what started.
+        StopSignals.install()
+        try await run(stack: stack, environment: environment, log: log)
     }
 
-    private func run(stack: LocalStack, environment: [String: String], log: URL, stopRequested: OnceFlag) async throws {
+    private func run(stack: LocalStack, environment: [String: String], log: URL) async throws {
         let mode = TerminalMode.forStandardError(json: json)
         let starter = try stack.runScript("up", log: log, environment: environment)
         let started = try await LiveStatus.with(mode: mode, keepRows: true) { status in
-            try await Self.watchStart(of: stack, script: starter, log: log, stopRequested: stopRequested, status: status)
+            try await Self.watchStart(of: stack, script: starter, log: log, status: status)
         }
         guard started else {
-            if !stopRequested.isSet {
+            if let signal = StopSignals.requested {
+                status(mode, "\(signal) received; stopping what started")
+            } else {
                 writeStandardError("switchboard: the stack did not come up; the last lines of \(log.path):\n\(Self.tail(of: log))\n")
             }
             try await Self.stop(stack, log: log, environment: environment, mode: mode)
@@ -178,7 +155,8 @@ struct UpCommand: AsyncParsableCommand {
         }
         if detach { return }
 
-        let died = await Self.watchRunning(stack, stopRequested: stopRequested)
+        let died = await Self.watchRunning(stack)
+        if let signal = StopSignals.requested { status(mode, "\(signal) received; stopping the stack") }
         try await Self.stop(stack, log: log, environment: environment, mode: mode)
         if let died {
             writeStandardError("switchboard: \(died); see \(stack.logDirectory.path)\n")
@@ -187,24 +165,22 @@ struct UpCommand: AsyncParsableCommand {
     }
 
     /// Shows servers and services coming up while run.sh starts them; true once run.sh says all are ready.
-    static func watchStart(
-        of stack: LocalStack, script: Process, log: URL, stopRequested: OnceFlag, status: LiveStatus
-    ) async throws -> Bool {
-        while script.isRunning {
-            if stopRequested.isSet {
+    static func watchStart(of stack: LocalStack, script: ScriptProcess, log: URL, status: LiveStatus) async throws -> Bool {
+        while true {
+            if let exit = script.exitStatus() {
+                let rows = await rows(stack: stack, phase: nil)
+                status.update(exit == 0 ? rows : rows.map { $0.state == .busy ? StatusRow(.failed, $0.text) : $0 })
+                return exit == 0
+            }
+            if StopSignals.requested != nil {
                 // SIGTERM ends run.sh; the caller's `run.sh down` stops whatever it had started.
-                kill(script.processIdentifier, SIGTERM)
-                // Polled: Foundation's waitUntilExit can spin for ever once the child is gone.
-                while script.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+                script.terminate()
+                _ = await script.waitForExit()
                 return false
             }
             status.update(await rows(stack: stack, phase: lastLine(of: log)))
             try await Task.sleep(for: .milliseconds(400))
         }
-        let rows = await rows(stack: stack, phase: nil)
-        let started = script.terminationStatus == 0
-        status.update(started ? rows : rows.map { $0.state == .busy ? StatusRow(.failed, $0.text) : $0 })
-        return started
     }
 
     /// One row per server and service, and one for what run.sh is doing.
@@ -235,11 +211,11 @@ struct UpCommand: AsyncParsableCommand {
     }
 
     /// Waits for a signal; returns why the stack must stop if a service goes down first, nil on a signal.
-    static func watchRunning(_ stack: LocalStack, stopRequested: OnceFlag) async -> String? {
+    static func watchRunning(_ stack: LocalStack) async -> String? {
         // Two failed probes in a row, so a slow answer is not taken for a death.
         var misses: [String: Int] = [:]
         var tick = 0
-        while !stopRequested.isSet {
+        while StopSignals.requested == nil {
             try? await Task.sleep(for: .milliseconds(250))
             tick += 1
             guard tick % 8 == 0 else { continue }
@@ -255,9 +231,14 @@ struct UpCommand: AsyncParsableCommand {
         let stopper = try stack.runScript("down", log: log, environment: environment)
         try await LiveStatus.with(mode: mode) { status in
             status.update("stopping the services and the servers…")
-            while stopper.isRunning { try await Task.sleep(for: .milliseconds(200)) }
+            _ = await stopper.waitForExit()
         }
         if mode != .quiet { writeStandardError("stopped\n") }
+    }
+
+    /// A line on stderr unless `--json`.
+    private func status(_ mode: TerminalMode, _ line: String) {
+        if mode != .quiet { writeStandardError(line + "\n") }
     }
 
     static func isListening(host: String, port: Int) async -> Bool {
