@@ -120,7 +120,7 @@ struct UpCommand: AsyncParsableCommand {
         }
         guard started else {
             if let signal = StopSignals.requested {
-                status(mode, "\(signal) received; stopping what started")
+                note(mode, "\(signal) received; stopping what started")
             } else {
                 writeStandardError("switchboard: the stack did not come up; the last lines of \(log.path):\n\(Self.tail(of: log))\n")
             }
@@ -156,7 +156,7 @@ struct UpCommand: AsyncParsableCommand {
         if detach { return }
 
         let died = await Self.watchRunning(stack)
-        if let signal = StopSignals.requested { status(mode, "\(signal) received; stopping the stack") }
+        if let signal = StopSignals.requested { note(mode, "\(signal) received; stopping the stack") }
         try await Self.stop(stack, log: log, environment: environment, mode: mode)
         if let died {
             writeStandardError("switchboard: \(died); see \(stack.logDirectory.path)\n")
@@ -237,7 +237,7 @@ struct UpCommand: AsyncParsableCommand {
     }
 
     /// A line on stderr unless `--json`.
-    private func status(_ mode: TerminalMode, _ line: String) {
+    private func note(_ mode: TerminalMode, _ line: String) {
         if mode != .quiet { writeStandardError(line + "\n") }
     }
 
