@@ -53,6 +53,22 @@ public enum ConsumerGroups {
     public static let workflowRunner = "sb-workflow-runner"
     /// The persistence consumer (inside the notifier): writes history to PostgreSQL.
     public static let history = "sb-history"
+
+    /// Each group with the topics its members subscribe to: the services build their consumers from it,
+    /// and `switchboard status` measures the groups' lag over it.
+    public static let subscriptions: [(group: String, topics: [TopicSpec])] = [
+        (orchestrator, [Topics.chatRequests, Topics.agentResults]),
+        (agentWorker, [Topics.agentTasks]),
+        (notifier, [Topics.clientEvents]),
+        (history, [Topics.chatRequests, Topics.clientEvents]),
+        (voiceWorker, [Topics.voiceUplink]),
+        (workflowRunner, [Topics.workflowCommands, Topics.agentResults]),
+    ]
+
+    /// The topics `group` subscribes to.
+    public static func topics(of group: String) -> [TopicSpec] {
+        subscriptions.first { $0.group == group }?.topics ?? []
+    }
 }
 
 /// Kafka header names that repeat envelope fields so tools can filter without parsing JSON.

@@ -33,6 +33,12 @@ public struct ServiceContext: Sendable {
         return consumer
     }
 
+    /// A member of one of the project's groups, subscribed to the topics `ConsumerGroups.subscriptions`
+    /// lists for it (the table `switchboard status` measures lag over).
+    public func makeConsumer(group: String) throws -> KafkaConsumer {
+        try makeConsumer(group: group, topics: ConsumerGroups.topics(of: group))
+    }
+
     /// Publishes an envelope keyed by its routing key, with its type and trace as Kafka headers, and
     /// returns once the broker has it.
     @discardableResult

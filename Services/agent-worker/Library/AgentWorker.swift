@@ -39,7 +39,7 @@ public enum AgentWorker {
 
     public static func run(configuration: SwitchboardConfiguration, engine: OfflineEngine, tasksPerPartition: Int = 16) async throws {
         let context = try await ServiceRunner.makeContext(configuration: configuration)
-        let consumer = try context.makeConsumer(group: ConsumerGroups.agentWorker, topics: [Topics.agentTasks])
+        let consumer = try context.makeConsumer(group: ConsumerGroups.agentWorker)
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Providers.httpConfiguration)
         let providers = Providers(offline: OfflineProvider(engine: engine), client: http, breakers: CircuitBreakers())
         let stops = RunStops()

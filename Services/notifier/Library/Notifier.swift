@@ -13,7 +13,7 @@ public enum Notifier {
         let context = try await ServiceRunner.makeContext(configuration: configuration)
         let publisher = ChannelPublisher(redis: context.redis)
         try await publisher.prepare()
-        let consumer = try context.makeConsumer(group: ConsumerGroups.notifier, topics: [Topics.clientEvents])
+        let consumer = try context.makeConsumer(group: ConsumerGroups.notifier)
         // A partition's buffered events go to Redis in one pipelined round trip: one round trip per
         // event capped a partition at a few hundred events a second on a busy machine.
         let processor = KafkaEventProcessor(
@@ -26,8 +26,7 @@ public enum Notifier {
         let store = HistoryStore(configuration: storeConfiguration, logger: context.logger)
         context.readiness.add("postgres") { await store.isReachable() }
         let history = HistoryRecorder(store: store)
-        let historyConsumer = try context.makeConsumer(
-            group: ConsumerGroups.history, topics: [Topics.chatRequests, Topics.clientEvents])
+        let historyConsumer = try context.makeConsumer(group: ConsumerGroups.history)
         let historyProcessor = KafkaEventProcessor(
             consumer: historyConsumer, deadLetterProducer: context.producer, maximumBatch: HistoryRecorder.maximumBatch,
             logger: context.logger, batchHandler: { try await history.record(batch: $0) }, handler: { try await history.record($0) })

@@ -29,8 +29,7 @@ public enum Orchestrator {
     public static func run(configuration: SwitchboardConfiguration, team: Team) async throws {
         try team.validate()
         let context = try await ServiceRunner.makeContext(configuration: configuration)
-        let consumer = try context.makeConsumer(
-            group: ConsumerGroups.orchestrator, topics: [Topics.chatRequests, Topics.agentResults])
+        let consumer = try context.makeConsumer(group: ConsumerGroups.orchestrator)
         let store = HistoryStore(configuration: try StoreConfiguration(url: configuration.postgresURL), logger: context.logger)
         context.readiness.add("postgres") { await store.isReachable() }
         let runner = CollaborationRunner(

@@ -27,7 +27,13 @@ struct OverheadBench: AsyncParsableCommand {
     @Option(help: "Collaboration pattern of the runs.") var pattern = "parallel"
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
+    @OptionGroup var output: BenchOutput
+
     func run() async throws {
+        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
+    }
+
+    func report() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
         let token = try await TokenAuthority(secret: secret).mint(user: "bench-\(UUID().uuidString.prefix(8))")
         let conversation = "overhead-\(UUID().uuidString.lowercased())"
@@ -35,7 +41,9 @@ struct OverheadBench: AsyncParsableCommand {
         let outcome = try await ChatClient.withConnection(url: gateway, token: token, logger: quietLogger) { client in
             var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
             var incomplete = 0
+            BenchReporter.begin("runs", total: warmup + messages)
             for index in 0..<(warmup + messages) {
+                BenchReporter.step()
                 client.send(ClientCommand(
                     id: "overhead-\(index)", type: ClientCommandType.sendMessage,
                     data: ["conversationId": .string(conversation), "content": .string("compare option \(index) with the others"),
@@ -61,8 +69,8 @@ struct OverheadBench: AsyncParsableCommand {
             throw ValidationError("the connection closed (code \(outcome.closeCode.map(String.init) ?? "none"))")
         }
         let (histogram, incomplete) = result
-        print("overhead over \(messages) \(pattern) runs (\(incomplete) incomplete), one role's first chunk per sample")
-        print(LatencySummary(name: "engine first token → client", histogram: histogram))
+        BenchReporter.say("overhead over \(messages) \(pattern) runs (\(incomplete) incomplete), one role's first chunk per sample")
+        BenchReporter.record(LatencySummary(name: "engine first token → client", histogram: histogram))
     }
 }
 
@@ -93,7 +101,13 @@ struct AgentsBench: AsyncParsableCommand {
         let lastChunkAt = Atomic<Int64>(0)
     }
 
+    @OptionGroup var output: BenchOutput
+
     func run() async throws {
+        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
+    }
+
+    func report() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
         let authority = try await TokenAuthority(secret: secret)
         let runID = UUID().uuidString.prefix(8).lowercased()
@@ -102,7 +116,8 @@ struct AgentsBench: AsyncParsableCommand {
         let pids = [("orchestrator", orchestratorPid), ("agent-worker", agentWorkerPid)].compactMap { name, pid in pid.map { (name, $0) } }
         let memory = MemorySampler(pids: pids)
         let before = memory.sample()
-        print("connecting \(count) clients…")
+        BenchReporter.say("connecting \(count) clients…")
+        BenchReporter.begin("connected", total: count)
         var startedAt: Int64 = 0
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await memory.run(until: { state.completed.load(ordering: .relaxed) + state.failed.load(ordering: .relaxed) >= count }) }
@@ -121,18 +136,19 @@ struct AgentsBench: AsyncParsableCommand {
             while state.connected.load(ordering: .relaxed) + state.failed.load(ordering: .relaxed) < count {
                 try await Task.sleep(for: .milliseconds(20))
             }
-            print("\(state.connected.load(ordering: .relaxed)) connected; \(count) \(pattern) runs start now…")
+            BenchReporter.say("\(state.connected.load(ordering: .relaxed)) connected; \(count) \(pattern) runs start now…")
+            BenchReporter.begin("runs complete", total: count)
             startedAt = Clock.epochMicroseconds()
             state.go.store(true, ordering: .releasing)
             try await group.waitForAll()
         }
         let chunks = state.chunks.load(ordering: .relaxed)
         let seconds = Double(max(state.lastChunkAt.load(ordering: .relaxed) - startedAt, 1)) / 1e6
-        print("agents: \(count) concurrent \(pattern) runs, \(state.completed.load(ordering: .relaxed)) complete, \(state.failed.load(ordering: .relaxed)) failed")
-        print(String(format: "chunks delivered: %d in %.2f s = %.0f chunks/s", chunks, seconds, Double(chunks) / seconds))
-        print(LatencySummary(name: "chunk creation → client", histogram: state.latency.withLock { $0 }))
+        BenchReporter.say("agents: \(count) concurrent \(pattern) runs, \(state.completed.load(ordering: .relaxed)) complete, \(state.failed.load(ordering: .relaxed)) failed")
+        BenchReporter.say(String(format: "chunks delivered: %d in %.2f s = %.0f chunks/s", chunks, seconds, Double(chunks) / seconds))
+        BenchReporter.record(LatencySummary(name: "chunk creation → client", histogram: state.latency.withLock { $0 }))
         for (name, _) in pids {
-            print(String(
+            BenchReporter.say(String(
                 format: "%@ RSS: %.1f MiB before, %.1f MiB peak", name, Double(before[name] ?? 0) / 1024, Double(memory.peak(name)) / 1024))
         }
     }
@@ -142,6 +158,7 @@ struct AgentsBench: AsyncParsableCommand {
     ) async throws {
         try await ChatClient.withConnection(url: url, token: token, logger: quietLogger) { client in
             state.connected.add(1, ordering: .relaxed)
+            BenchReporter.step()
             while !state.go.load(ordering: .acquiring) { try await Task.sleep(for: .milliseconds(5)) }
             client.send(ClientCommand(
                 id: "m", type: ClientCommandType.sendMessage,
@@ -152,6 +169,7 @@ struct AgentsBench: AsyncParsableCommand {
                 let frame = received.frame
                 if frame.type == FrameType.collaborationComplete {
                     state.completed.add(1, ordering: .relaxed)
+                    BenchReporter.step()
                     return
                 }
                 guard frame.type == FrameType.agentChunk || frame.type == FrameType.messageStreamChunk else { continue }

@@ -17,7 +17,7 @@ struct BenchCommand: AsyncParsableCommand {
 }
 
 /// Latencies in microseconds, summarised from an HDR histogram.
-public struct LatencySummary: Sendable, CustomStringConvertible {
+public struct LatencySummary: Sendable, Codable, Equatable, CustomStringConvertible {
     public var name: String
     public var count: UInt64
     public var p50: Double
@@ -54,13 +54,19 @@ struct RoundTripBench: AsyncParsableCommand {
     @Option(help: "Messages sent first and not measured.") var warmup = 50
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
+    @OptionGroup var output: BenchOutput
+
     func run() async throws {
+        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
+    }
+
+    func report() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
         let token = try await TokenAuthority(secret: secret).mint(user: "bench-\(UUID().uuidString.prefix(8))")
         let result = try await Self.measure(gateway: gateway, token: token, messages: messages, warmup: warmup)
-        print("roundtrip over \(messages) messages (\(result.lost) without a complete stream)")
-        print(result.firstChunk)
-        print(result.streamEnd)
+        BenchReporter.say("roundtrip over \(messages) messages (\(result.lost) without a complete stream)")
+        BenchReporter.record(result.firstChunk)
+        BenchReporter.record(result.streamEnd)
     }
 
     struct Result: Sendable {
@@ -75,7 +81,9 @@ struct RoundTripBench: AsyncParsableCommand {
             var firstChunk = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
             var streamEnd = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
             var lost = 0
+            BenchReporter.begin("messages", total: warmup + messages)
             for index in 0..<(warmup + messages) {
+                BenchReporter.step()
                 let commandID = "bench-\(index)"
                 let sentAt = ContinuousClock.now
                 client.send(
@@ -118,11 +126,17 @@ struct BusHopBench: AsyncParsableCommand {
     @Option(help: "Messages to send.") var messages = 2000
     @Option(help: "Messages per second.") var rate = 1000
 
+    @OptionGroup var output: BenchOutput
+
     func run() async throws {
+        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
+    }
+
+    func report() async throws {
         let brokers = try setting(brokers, environment: "KAFKA_BROKERS", default: "127.0.0.1:9092")
         let summary = try await Self.measure(brokers: brokers, messages: messages, rate: rate)
-        print("bus hop over \(messages) messages at \(rate)/s")
-        print(summary)
+        BenchReporter.say("bus hop over \(messages) messages at \(rate)/s")
+        BenchReporter.record(summary)
     }
 
     static func measure(brokers: String, messages: Int, rate: Int) async throws -> LatencySummary {
@@ -139,6 +153,7 @@ struct BusHopBench: AsyncParsableCommand {
         // fetch position is known and the measured messages see a steady state.
         var iterator = consumer.partitions.makeAsyncIterator()
         guard let partition = await iterator.next() else { throw ValidationError("no partition assigned") }
+        BenchReporter.begin("messages", total: messages)
         let summary = try await withThrowingTaskGroup(of: LatencySummary?.self) { group in
             let warmedUp = OnceFlag()
             group.addTask {
@@ -153,6 +168,7 @@ struct BusHopBench: AsyncParsableCommand {
                     let sentMicros = Int64(text) ?? 0
                     _ = histogram.record(UInt64(max(0, Clock.epochMicroseconds() - sentMicros)))
                     received += 1
+                    BenchReporter.step()
                     if received == messages { break }
                 }
                 return LatencySummary(name: "produce → consume", histogram: histogram)

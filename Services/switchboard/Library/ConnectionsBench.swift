@@ -22,7 +22,13 @@ struct ConnectionsBench: AsyncParsableCommand {
     @Option(help: "Connections opened at once.") var concurrency = 200
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
+    @OptionGroup var output: BenchOutput
+
     func run() async throws {
+        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
+    }
+
+    func report() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
         let authority = try await TokenAuthority(secret: secret)
         let before = try Self.residentBytes(pid: gatewayPid)
@@ -31,7 +37,8 @@ struct ConnectionsBench: AsyncParsableCommand {
         let runID = UUID().uuidString.prefix(8)
         let clock = ContinuousClock()
         let openingStarted = clock.now
-        print("opening \(connections) connections…")
+        BenchReporter.say("opening \(connections) connections…")
+        BenchReporter.begin("connected", total: connections)
         try await withThrowingTaskGroup(of: Void.self) { group in
             var launched = 0
             for index in 0..<connections {
@@ -52,6 +59,7 @@ struct ConnectionsBench: AsyncParsableCommand {
                                 return false
                             }
                             state.connected.add(1, ordering: .relaxed)
+                            BenchReporter.step()
                             await state.gate.wait()
                             guard let received = await client.frames.first(within: .seconds(120), where: { $0.type == FrameType.userNotification }),
                                 let sentAt = state.broadcastAt.withLock({ $0 })
@@ -71,8 +79,8 @@ struct ConnectionsBench: AsyncParsableCommand {
             try await Task.sleep(for: .seconds(3))  // let the gateway settle (routing heartbeat, GC of buffers)
             let after = try Self.residentBytes(pid: gatewayPid)
             let open = state.connected.load(ordering: .relaxed)
-            print("connected \(open) (\(state.failed.load(ordering: .relaxed)) failed) in \(openingTime)")
-            print(String(format: "gateway resident memory: %.1f MiB before, %.1f MiB after: %.1f KiB per connection",
+            BenchReporter.say("connected \(open) (\(state.failed.load(ordering: .relaxed)) failed) in \(openingTime)")
+            BenchReporter.say(String(format: "gateway resident memory: %.1f MiB before, %.1f MiB after: %.1f KiB per connection",
                          Double(before) / 1_048_576, Double(after) / 1_048_576, Double(after - before) / 1024 / Double(max(open, 1))))
             state.gate.open()
             try await Task.sleep(for: .milliseconds(200))
@@ -82,8 +90,8 @@ struct ConnectionsBench: AsyncParsableCommand {
             try await group.waitForAll()
         }
         let histogram = state.latencies.withLock { $0 }
-        print("broadcast reached \(histogram.totalCount) of \(state.connected.load(ordering: .relaxed)) connections")
-        print(LatencySummary(name: "broadcast → receipt", histogram: histogram))
+        BenchReporter.say("broadcast reached \(histogram.totalCount) of \(state.connected.load(ordering: .relaxed)) connections")
+        BenchReporter.record(LatencySummary(name: "broadcast → receipt", histogram: histogram))
     }
 
     static func residentBytes(pid: Int32) throws -> Int {

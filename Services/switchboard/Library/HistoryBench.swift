@@ -31,7 +31,13 @@ struct HistoryBench: AsyncParsableCommand {
     @Option(help: "Names of the seeded rows start with this.") var tag = "hb"
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
+    @OptionGroup var output: BenchOutput
+
     func run() async throws {
+        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
+    }
+
+    func report() async throws {
         guard sessions > 0, users > 0, messages >= sessions, requests > 0 else {
             throw ValidationError("sessions, users and requests must be positive, and messages ≥ sessions")
         }
@@ -51,7 +57,7 @@ struct HistoryBench: AsyncParsableCommand {
             "SELECT count(*)::int8 FROM sessions WHERE chat_id LIKE \(tag + "-s-%")", logger: Self.logger
         ).collect().first?.decode(Int64.self) ?? 0
         if existing == Int64(sessions) {
-            print("history: \(sessions) sessions of tag \(tag) already seeded")
+            BenchReporter.say("history: \(sessions) sessions of tag \(tag) already seeded")
             return
         }
         guard existing == 0 else { throw ValidationError("tag \(tag) is partly seeded (\(existing) sessions); use another --tag") }
@@ -84,7 +90,7 @@ struct HistoryBench: AsyncParsableCommand {
         try await store.client.query("ANALYZE sessions", logger: Self.logger)
         try await store.client.query("ANALYZE messages", logger: Self.logger)
         let seconds = Self.seconds(ContinuousClock.now - started)
-        print(String(format: "history: seeded %d messages in %d sessions (%d users) in %.1f s (%.0f rows/s)",
+        BenchReporter.say(String(format: "history: seeded %d messages in %d sessions (%d users) in %.1f s (%.0f rows/s)",
             sessions * perSession, sessions, users, seconds, Double(sessions * perSession) / seconds))
     }
 
@@ -104,7 +110,9 @@ struct HistoryBench: AsyncParsableCommand {
         var tokens: [Int: String] = [:]
         var restFirst = Self.histogram(), restNext = Self.histogram(), storeFirst = Self.histogram(), storeNext = Self.histogram()
         var failures = 0
+        BenchReporter.begin("pages", total: warmup + requests)
         for index in 0..<(warmup + requests) {
+            BenchReporter.step()
             let session = Int.random(in: 0..<sessions)
             let user = session % users
             let chatID = "\(tag)-s-\(session)", userID = "\(tag)-u-\(user)"
@@ -137,11 +145,11 @@ struct HistoryBench: AsyncParsableCommand {
                 if measured { _ = isFirst ? restFirst.record(elapsed) : restNext.record(elapsed) }
             }
         }
-        print("history pages of 50 messages, \(requests) random sessions, one client, after \(warmup) unmeasured")
-        print(LatencySummary(name: "REST newest page", histogram: restFirst))
-        print(LatencySummary(name: "REST next page (cursor)", histogram: restNext))
-        print(LatencySummary(name: "store newest page", histogram: storeFirst))
-        print(LatencySummary(name: "store next page (cursor)", histogram: storeNext))
+        BenchReporter.say("history pages of 50 messages, \(requests) random sessions, one client, after \(warmup) unmeasured")
+        BenchReporter.record(LatencySummary(name: "REST newest page", histogram: restFirst))
+        BenchReporter.record(LatencySummary(name: "REST next page (cursor)", histogram: restNext))
+        BenchReporter.record(LatencySummary(name: "store newest page", histogram: storeFirst))
+        BenchReporter.record(LatencySummary(name: "store next page (cursor)", histogram: storeNext))
         if failures > 0 { throw ValidationError("\(failures) REST pages did not hold 50 messages") }
     }
 
@@ -187,7 +195,13 @@ struct IngestBench: AsyncParsableCommand {
     @Option(help: "Conversations they belong to (the routing keys, so the partitions share the load).") var conversations = 1_000
     @Option(help: "Seconds to wait for the last row.") var timeout = 300
 
+    @OptionGroup var output: BenchOutput
+
     func run() async throws {
+        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
+    }
+
+    func report() async throws {
         guard messages > 0, conversations > 0 else { throw ValidationError("messages and conversations must be positive") }
         let brokers = try setting(brokers, environment: "KAFKA_BROKERS", default: "127.0.0.1:9092")
         let url = try setting(postgres, environment: "POSTGRES_URL", default: SwitchboardConfiguration(service: .notifier).postgresURL)
@@ -211,7 +225,9 @@ struct IngestBench: AsyncParsableCommand {
             let started = ContinuousClock.now
             var pending: [DeliveryFuture] = []
             pending.reserveCapacity(messages)
+            BenchReporter.begin("published", total: messages)
             for index in 0..<messages {
+                BenchReporter.step()
                 let conversation = "\(tag)-\(index % conversations)"
                 let payload = ChatMessageSubmitted(
                     messageId: "\(tag)-m-\(index)", clientMessageId: "c-\(index)", conversationId: conversation,
@@ -231,13 +247,13 @@ struct IngestBench: AsyncParsableCommand {
             let finished = ContinuousClock.now
             await producer.shutdown()
             let total = HistoryBench.seconds(finished - started), publishing = HistoryBench.seconds(published - started)
-            print(String(format: "ingest: %d user messages in %d conversations, published in %.2f s (%.0f/s)",
+            BenchReporter.say(String(format: "ingest: %d user messages in %d conversations, published in %.2f s (%.0f/s)",
                 messages, conversations, publishing, Double(messages) / publishing))
-            print(String(format: "rows in PostgreSQL: %lld after %.2f s: %.0f messages/s from the first publish", count, total,
+            BenchReporter.say(String(format: "rows in PostgreSQL: %lld after %.2f s: %.0f messages/s from the first publish", count, total,
                 Double(count) / total))
             let draining = HistoryBench.seconds(finished - published)
             if draining > 0.2 {
-                print(String(format: "after publishing: %lld rows in %.2f s (%.0f messages/s)", count - atPublished, draining,
+                BenchReporter.say(String(format: "after publishing: %lld rows in %.2f s (%.0f messages/s)", count - atPublished, draining,
                     Double(count - atPublished) / draining))
             }
             if count < Int64(messages) { throw ValidationError("only \(count) of \(messages) rows within \(timeout) s") }

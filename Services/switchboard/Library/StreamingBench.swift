@@ -114,14 +114,21 @@ struct FanoutBench: AsyncParsableCommand {
     @Option(help: "Seconds of streaming.") var duration = 20
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
+    @OptionGroup var output: BenchOutput
+
     func run() async throws {
+        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
+    }
+
+    func report() async throws {
         let (authority, runID, source) = try await ConversationEventSource.prepare(
             brokers: brokers, secret: secret, prefix: "fanout", conversations: conversations)
         let names = source.conversations
         let state = FanoutState()
         let clients = conversations * clientsPerConversation
         let url = gateway
-        print("connecting \(clients) clients to \(conversations) conversations…")
+        BenchReporter.say("connecting \(clients) clients to \(conversations) conversations…")
+        BenchReporter.begin("subscribed", total: clients)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<clients {
                 let conversation = index % conversations
@@ -141,7 +148,8 @@ struct FanoutBench: AsyncParsableCommand {
             while state.subscribed.load(ordering: .relaxed) + state.failed.load(ordering: .relaxed) < clients {
                 try await Task.sleep(for: .milliseconds(50))
             }
-            print("subscribed \(state.subscribed.load(ordering: .relaxed)) (\(state.failed.load(ordering: .relaxed)) failed); streaming \(rate) events/s into each of \(conversations) conversations for \(duration) s…")
+            BenchReporter.say("subscribed \(state.subscribed.load(ordering: .relaxed)) (\(state.failed.load(ordering: .relaxed)) failed); streaming \(rate) events/s into each of \(conversations) conversations for \(duration) s…")
+            BenchReporter.phase("streaming for \(duration) s…")
             try await source.run(ratePerConversation: rate, until: .now + .seconds(duration))
             state.producing.store(false, ordering: .releasing)
             try await group.waitForAll()
@@ -151,8 +159,8 @@ struct FanoutBench: AsyncParsableCommand {
         let expected = produced * clientsPerConversation
         let received = state.received.load(ordering: .relaxed)
         let histogram = state.latencies.withLock { $0 }
-        print("events made \(produced) (\(Double(produced) / Double(duration)) /s); deliveries expected \(expected), received \(received), lost \(expected - received), duplicates \(state.duplicates.load(ordering: .relaxed)), gaps \(state.gaps.load(ordering: .relaxed))")
-        print(LatencySummary(name: "event creation → receipt", histogram: histogram))
+        BenchReporter.say("events made \(produced) (\(Double(produced) / Double(duration)) /s); deliveries expected \(expected), received \(received), lost \(expected - received), duplicates \(state.duplicates.load(ordering: .relaxed)), gaps \(state.gaps.load(ordering: .relaxed))")
+        BenchReporter.record(LatencySummary(name: "event creation → receipt", histogram: histogram))
     }
 
     /// One client: subscribes, then counts and times every event of its conversation until the
@@ -178,6 +186,7 @@ struct FanoutBench: AsyncParsableCommand {
                 return
             }
             state.subscribed.add(1, ordering: .relaxed)
+            BenchReporter.step()
             var quietSince = ContinuousClock.now
             var lastCount = 0
             while !client.frames.isFinished {
@@ -289,7 +298,13 @@ struct ReconnectBench: AsyncParsableCommand {
     @Option(help: "Events per second per conversation while clients are away.") var rate = 5.0
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
+    @OptionGroup var output: BenchOutput
+
     func run() async throws {
+        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
+    }
+
+    func report() async throws {
         let urls = gateways.split(separator: ",").map(String.init)
         guard let first = urls.first else { throw ValidationError("--gateways names no gateway") }
         let (authority, runID, source) = try await ConversationEventSource.prepare(
@@ -301,7 +316,8 @@ struct ReconnectBench: AsyncParsableCommand {
         var primed: DeliveryFuture?
         for index in 0..<conversations { primed = try await source.emit(into: index) }
         _ = try await primed?.report()
-        print("connecting \(clients) clients to \(first)…")
+        BenchReporter.say("connecting \(clients) clients to \(first)…")
+        BenchReporter.begin("subscribed", total: clients)
         let clock = ContinuousClock()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<clients {
@@ -320,13 +336,13 @@ struct ReconnectBench: AsyncParsableCommand {
             while state.subscribed.load(ordering: .relaxed) + state.gaveUp.load(ordering: .relaxed) < clients {
                 try await Task.sleep(for: .milliseconds(50))
             }
-            print("all subscribed; streaming \(rate) events/s per conversation, then restarting the gateway")
+            BenchReporter.say("all subscribed; streaming \(rate) events/s per conversation, then restarting the gateway")
             let streaming = Task { try await source.run(ratePerConversation: rate, until: .now + .seconds(3600)) }
             try await Task.sleep(for: .seconds(3))
             let restartedAt = clock.now
             state.restartedAt.withLock { $0 = restartedAt }
             let status = try await Self.shell(restartCommand)
-            print("restart command exited with \(status) after \(clock.now - restartedAt)")
+            BenchReporter.say("restart command exited with \(status) after \(clock.now - restartedAt)")
             // Wait for every client to come back (the seed's recovery budget is 30 s; give it 120).
             while state.recovered.load(ordering: .relaxed) + state.notRecovered.load(ordering: .relaxed) < clients,
                 clock.now - restartedAt < .seconds(120)
@@ -346,18 +362,18 @@ struct ReconnectBench: AsyncParsableCommand {
             }
             let unfinished = clients - state.finished.load(ordering: .relaxed)
             if unfinished > 0 {
-                print("\(unfinished) clients did not finish: \(state.phases.withLock { Dictionary(grouping: $0.values, by: { $0 }).mapValues(\.count) })")
+                BenchReporter.say("\(unfinished) clients did not finish: \(state.phases.withLock { Dictionary(grouping: $0.values, by: { $0 }).mapValues(\.count) })")
                 group.cancelAll()
             }
             try await group.waitForAll()
             let recoveries = state.recoveryTimes.withLock { $0 }
-            print("reconnected and recovered: \(state.recovered.load(ordering: .relaxed)) of \(clients) (not recovered \(state.notRecovered.load(ordering: .relaxed))); all back \(allBack) after the restart began")
-            print(LatencySummary(name: "restart → client recovered", histogram: recoveries))
-            print(LatencySummary(name: "disconnected → recovered", histogram: state.reconnectTimes.withLock { $0 }))
+            BenchReporter.say("reconnected and recovered: \(state.recovered.load(ordering: .relaxed)) of \(clients) (not recovered \(state.notRecovered.load(ordering: .relaxed))); all back \(allBack) after the restart began")
+            BenchReporter.record(LatencySummary(name: "restart → client recovered", histogram: recoveries))
+            BenchReporter.record(LatencySummary(name: "disconnected → recovered", histogram: state.reconnectTimes.withLock { $0 }))
         }
         await source.shutdown()
         let missing = state.missing.load(ordering: .relaxed)
-        print("events made \((0..<conversations).reduce(0) { $0 + source.count(of: $1) }); lost \(missing), duplicates \(state.duplicates.load(ordering: .relaxed)), connection attempts refused \(state.refused.load(ordering: .relaxed))")
+        BenchReporter.say("events made \((0..<conversations).reduce(0) { $0 + source.count(of: $1) }); lost \(missing), duplicates \(state.duplicates.load(ordering: .relaxed)), connection attempts refused \(state.refused.load(ordering: .relaxed))")
     }
 
     /// Runs `command` with /bin/sh and returns its exit status. posix_spawn and waitpid on a thread
@@ -471,6 +487,7 @@ struct ReconnectingClient: Sendable {
         }
         if !isReconnect {
             state.subscribed.add(1, ordering: .relaxed)
+            BenchReporter.step()
         } else if ack.frame.data["recovered"]?.boolValue == true || resumeFrom == nil {
             state.recovered.add(1, ordering: .relaxed)
             if let restartedAt = state.restartedAt.withLock({ $0 }) {
@@ -501,7 +518,7 @@ struct ReconnectingClient: Sendable {
             } else if offset != previous + 1 {
                 state.missing.add(Int(offset - previous - 1), ordering: .relaxed)
                 if ProcessInfo.processInfo.environment["SB_BENCH_DEBUG"] != nil {
-                    print("gap in \(conversation): \(previous) → \(offset), connection \(progress.connections.load(ordering: .relaxed)), resumed from \(resumeFrom?.description ?? "-")")
+                    BenchReporter.say("gap in \(conversation): \(previous) → \(offset), connection \(progress.connections.load(ordering: .relaxed)), resumed from \(resumeFrom?.description ?? "-")")
                 }
             }
             if !state.producing.load(ordering: .acquiring), offset >= Int64(source.count(of: index)) {
@@ -514,7 +531,7 @@ struct ReconnectingClient: Sendable {
             let last = progress.position.withLock { $0?.offset ?? 0 }
             state.missing.add(max(0, source.count(of: index) - Int(last)), ordering: .relaxed)
             if ProcessInfo.processInfo.environment["SB_BENCH_DEBUG"] != nil, source.count(of: index) > Int(last) {
-                print("end of \(conversation): last \(last) of \(source.count(of: index))")
+                BenchReporter.say("end of \(conversation): last \(last) of \(source.count(of: index))")
             }
             progress.done.store(true, ordering: .releasing)
         }

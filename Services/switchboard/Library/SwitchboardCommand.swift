@@ -5,11 +5,13 @@ import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRuntime
 
-/// The operator CLI: `switchboard token | tail | bench`.
+/// The operator CLI: `switchboard up | status | send | tail | token | bench`.
 public struct SwitchboardCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "switchboard", abstract: "Operate a Switchboard deployment.",
-        subcommands: [TokenCommand.self, TailCommand.self, BenchCommand.self])
+        subcommands: [
+            UpCommand.self, StatusCommand.self, SendCommand.self, TailCommand.self, TokenCommand.self, BenchCommand.self,
+        ])
 
     public init() {}
 }

@@ -30,7 +30,13 @@ struct VoiceOverheadBench: AsyncParsableCommand {
     @Option(help: "voice-worker's end-of-utterance silence (SWITCHBOARD_VOICE_MIN_SILENCE_MS).") var minSilenceMs = 600
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
+    @OptionGroup var output: BenchOutput
+
     func run() async throws {
+        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
+    }
+
+    func report() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
         let token = try await TokenAuthority(secret: secret).mint(user: "voice-bench-\(UUID().uuidString.prefix(8))")
         let (packets, speechEnd) = try await DeviceSimulator.utterance(
@@ -46,7 +52,9 @@ struct VoiceOverheadBench: AsyncParsableCommand {
             guard let hello = await device.waitFor(type: "hello", within: .seconds(10)), let session = hello.sessionId else {
                 throw ValidationError("no server hello")
             }
+            BenchReporter.begin("turns", total: warmup + turns)
             for index in 0..<(warmup + turns) {
+                BenchReporter.step()
                 device.send(.listen(.start, mode: .auto, sessionId: session))
                 let clock = ContinuousClock()
                 let start = clock.now
@@ -74,9 +82,9 @@ struct VoiceOverheadBench: AsyncParsableCommand {
         guard let (overhead, voiceToVoice, failed) = outcome.result else {
             throw ValidationError("the device connection closed (code \(outcome.closeCode.map(String.init) ?? "none"))")
         }
-        print("voice overhead over \(turns) turns (\(failed) without audio), silence window \(minSilenceMs) ms")
-        print(LatencySummary(name: "voice-to-voice", histogram: voiceToVoice))
-        print(LatencySummary(name: "pipeline overhead", histogram: overhead))
+        BenchReporter.say("voice overhead over \(turns) turns (\(failed) without audio), silence window \(minSilenceMs) ms")
+        BenchReporter.record(LatencySummary(name: "voice-to-voice", histogram: voiceToVoice))
+        BenchReporter.record(LatencySummary(name: "pipeline overhead", histogram: overhead))
     }
 }
 
@@ -111,7 +119,13 @@ struct VoiceDevicesBench: AsyncParsableCommand {
         (0..<6).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined(separator: ":")
     }
 
+    @OptionGroup var output: BenchOutput
+
     func run() async throws {
+        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
+    }
+
+    func report() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
         let authority = try await TokenAuthority(secret: secret)
         let packets = try await DeviceSimulator.speech("good morning", silenceAfter: .milliseconds(1500))
@@ -123,6 +137,7 @@ struct VoiceDevicesBench: AsyncParsableCommand {
         let (devices, timeout, gatewayPid, voiceWorkerPid) = (devices, timeout, gatewayPid, voiceWorkerPid)
         let started = ContinuousClock.now
         try await withThrowingDiscardingTaskGroup { group in
+            BenchReporter.begin("devices connected", total: devices)
             for _ in 0..<devices {
                 let token = try await authority.mint(user: "voice-device-\(UUID().uuidString.prefix(8))")
                 group.addTask {
@@ -135,6 +150,7 @@ struct VoiceDevicesBench: AsyncParsableCommand {
                                 return
                             }
                             state.connected.add(1, ordering: .relaxed)
+                            BenchReporter.step()
                             device.send(.listen(.start, mode: .auto, sessionId: session))
                             async let streamed: Void = device.stream(packets)
                             var frames: [ContinuousClock.Instant] = []
@@ -173,16 +189,16 @@ struct VoiceDevicesBench: AsyncParsableCommand {
         let elapsed = ContinuousClock.now - started
         let dropped = try await Self.counter("sb_voice_frames_dropped_total", at: voiceWorker) - droppedBefore
         let sent = state.sent.load(ordering: .relaxed)
-        print("\(devices) devices: \(state.connected.load(ordering: .relaxed)) said hello, \(state.answered.load(ordering: .relaxed)) answered, \(state.failed.load(ordering: .relaxed)) failed, in \(elapsed)")
-        print(String(format: "uplink frames: %d sent, %.0f dropped by voice-worker (%.3f %%)", sent, dropped, sent > 0 ? 100 * dropped / Double(sent) : 0))
-        print("downlink frames received: \(state.received.load(ordering: .relaxed))")
-        print("answer underruns (frames after the device's queue ran dry; a new burst follows): \(state.underruns.load(ordering: .relaxed))")
-        print(LatencySummary(name: "downlink pacing jitter", histogram: state.jitter.withLock { $0 }))
-        print("gateway: frame lateness against its pacing slot, p99 \(try await Self.histogramQuantile("sb_voice_downlink_jitter_seconds", 0.99, at: gateway))")
+        BenchReporter.say("\(devices) devices: \(state.connected.load(ordering: .relaxed)) said hello, \(state.answered.load(ordering: .relaxed)) answered, \(state.failed.load(ordering: .relaxed)) failed, in \(elapsed)")
+        BenchReporter.say(String(format: "uplink frames: %d sent, %.0f dropped by voice-worker (%.3f %%)", sent, dropped, sent > 0 ? 100 * dropped / Double(sent) : 0))
+        BenchReporter.say("downlink frames received: \(state.received.load(ordering: .relaxed))")
+        BenchReporter.say("answer underruns (frames after the device's queue ran dry; a new burst follows): \(state.underruns.load(ordering: .relaxed))")
+        BenchReporter.record(LatencySummary(name: "downlink pacing jitter", histogram: state.jitter.withLock { $0 }))
+        BenchReporter.say("gateway: frame lateness against its pacing slot, p99 \(try await Self.histogramQuantile("sb_voice_downlink_jitter_seconds", 0.99, at: gateway))")
         let peaks = peak.values
         for (index, name) in ["gateway", "voice-worker"].enumerated() where [gatewayPid, voiceWorkerPid][index] != nil {
             let perDevice = Double(peaks[index] - rssBefore[index]) / Double(max(1, devices)) / 1024
-            print(String(format: "%@ RSS %.1f MiB → peak %.1f MiB: %.1f KiB per device", name as NSString,
+            BenchReporter.say(String(format: "%@ RSS %.1f MiB → peak %.1f MiB: %.1f KiB per device", name as NSString,
                          Double(rssBefore[index]) / 1_048_576, Double(peaks[index]) / 1_048_576, perDevice))
         }
     }

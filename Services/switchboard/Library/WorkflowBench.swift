@@ -23,7 +23,13 @@ struct WorkflowBench: AsyncParsableCommand {
     @Option(help: "Process id of the workflow-runner, for its resident memory (read from /proc).") var runnerPid: Int32?
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
+    @OptionGroup var output: BenchOutput
+
     func run() async throws {
+        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
+    }
+
+    func report() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
         let authority = try await TokenAuthority(secret: secret)
         let before = try runnerPid.map(ConnectionsBench.residentBytes(pid:))
@@ -40,6 +46,7 @@ struct WorkflowBench: AsyncParsableCommand {
                     return RunResult(latencies: [], status: "sampler")
                 }
             }
+            BenchReporter.begin("runs finished", total: runs)
             for index in 0..<runs {
                 let token = try await authority.mint(user: "bench-wf-\(index)")
                 let url = "\(gateway)/bench-\(UUID().uuidString.prefix(8))-\(index)"
@@ -47,7 +54,10 @@ struct WorkflowBench: AsyncParsableCommand {
             }
             var results: [RunResult] = []
             while results.count < runs, let result = try await group.next() {
-                if result.status != "sampler" { results.append(result) }
+                if result.status != "sampler" {
+                    results.append(result)
+                    BenchReporter.step()
+                }
             }
             group.cancelAll()
             return results
@@ -57,11 +67,11 @@ struct WorkflowBench: AsyncParsableCommand {
         for latency in outcome.flatMap(\.latencies) { _ = histogram.record(latency) }
         let completed = outcome.filter { $0.status == "workflow_completed" }.count
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        print("workflows: \(runs) concurrent runs of a 10-node DAG, \(completed) completed in \(String(format: "%.2f", seconds)) s")
-        print(LatencySummary(name: "node status event", histogram: histogram))
-        print(String(format: "runs per second: %.1f", Double(completed) / seconds))
+        BenchReporter.say("workflows: \(runs) concurrent runs of a 10-node DAG, \(completed) completed in \(String(format: "%.2f", seconds)) s")
+        BenchReporter.record(LatencySummary(name: "node status event", histogram: histogram))
+        BenchReporter.say(String(format: "runs per second: %.1f", Double(completed) / seconds))
         if let before {
-            print(String(format: "workflow-runner resident memory: %.1f MiB before, %.1f MiB peak",
+            BenchReporter.say(String(format: "workflow-runner resident memory: %.1f MiB before, %.1f MiB peak",
                 Double(before) / 1_048_576, Double(peak.bytes) / 1_048_576))
         }
         if completed < runs { throw ValidationError("\(runs - completed) runs did not complete: \(outcome.map(\.status))") }

@@ -48,7 +48,7 @@ public enum VoiceWorker {
         let sessions = VoiceSessions(
             context: context, subscriber: subscriber,
             engines: VoiceEngines(recognizer: recognizer, synthesizer: synthesizer), settings: settings)
-        let consumer = try context.makeConsumer(group: ConsumerGroups.voiceWorker, topics: [Topics.voiceUplink])
+        let consumer = try context.makeConsumer(group: ConsumerGroups.voiceWorker)
         let processor = KafkaEventProcessor(
             consumer: consumer, deadLetterProducer: context.producer, logger: context.logger
         ) { message in

@@ -50,8 +50,7 @@ public struct WorkflowRunnerSettings: Sendable {
 public enum WorkflowRunner {
     public static func run(configuration: SwitchboardConfiguration, settings: WorkflowRunnerSettings = .init()) async throws {
         let context = try await ServiceRunner.makeContext(configuration: configuration)
-        let consumer = try context.makeConsumer(
-            group: ConsumerGroups.workflowRunner, topics: [Topics.workflowCommands, Topics.agentResults])
+        let consumer = try context.makeConsumer(group: ConsumerGroups.workflowRunner)
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         let storeConfiguration = try StoreConfiguration(url: configuration.postgresURL)
         try await HistoryStore.migrate(configuration: storeConfiguration, logger: context.logger)

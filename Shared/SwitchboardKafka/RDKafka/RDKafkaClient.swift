@@ -180,7 +180,7 @@ final class RDKafkaClient: @unchecked Sendable {
         }
     }
 
-    private static func withPartitionList<T>(
+    static func withPartitionList<T>(
         _ partitions: [TopicPartition], offsets: [Int64]? = nil,
         _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> T
     ) -> T {
