@@ -1,4 +1,4 @@
-import SwitchboardCLI
+@testable import SwitchboardCLI
 import SwitchboardContracts
 import SwitchboardRuntime
 import Testing
@@ -88,5 +88,20 @@ import Testing
         #expect(actions.first == .reply("fallback"))
         guard case .completed(let outcome) = actions.last else { return #expect(Bool(false), "no completion") }
         #expect(outcome.status == "partial" && outcome.answer == "fallback")
+    }
+
+    /// The voice bench's device-side view: a burst, steady 60 ms frames (one 7 ms late, so the next comes
+    /// 7 ms early), a refill after a late sentence, then an underrun.
+    @Test func voicePacingSeparatesJitterRefillsAndUnderruns() {
+        let start = ContinuousClock.now
+        let at = { (milliseconds: Int) in start + .milliseconds(milliseconds) }
+        var arrivals = (0..<5).map { _ in at(0) }  // the burst: the queue plays until 300 ms
+        arrivals += [at(60), at(120), at(187), at(240)]  // paced, 4 frames ahead; the third 7 ms late
+        arrivals += [at(330), at(331), at(332)]  // a late sentence: one paced frame, then two refills
+        arrivals += [at(2000)]  // the queue ran dry long before: an underrun, a new run
+        let pacing = VoiceDevicesBench.Pacing(arrivals)
+        #expect(pacing.underruns == 1)
+        #expect(pacing.refills == 2)
+        #expect(pacing.deviations == [.milliseconds(0), .milliseconds(0), .milliseconds(7), .milliseconds(7), .milliseconds(30)])
     }
 }

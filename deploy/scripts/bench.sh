@@ -22,7 +22,7 @@
 #   voice-devices   200 devices streaming speech at once: uplink frames dropped, downlink pacing jitter,
 #               gateway and voice-worker RSS per device
 #   (voice-worker runs the instant ASR/TTS engines here, so the pipeline is timed, not the engines)
-# SB_BENCH_<SCENARIO>_ARGS (e.g. SB_BENCH_ROUNDTRIP_ARGS="--messages 5000") adds options.
+# SB_BENCH_<SCENARIO>_ARGS (e.g. SB_BENCH_ROUNDTRIP_ARGS="--messages 5000", SB_BENCH_VOICE_DEVICES_ARGS="--devices 50") adds options.
 # Ports as for run.sh (SB_GATEWAY_PORT, ...).
 set -euo pipefail
 
@@ -72,7 +72,7 @@ status=0
 scenario() {
   local name=$1 extra
   shift
-  extra=SB_BENCH_$(printf '%s' "$name" | tr '[:lower:]' '[:upper:]')_ARGS
+  extra=SB_BENCH_$(printf '%s' "$name" | tr '[:lower:]-' '[:upper:]_')_ARGS
   log "switchboard bench $name $* ${!extra:-}"
   # shellcheck disable=SC2086  # the extra arguments are meant to split
   "$BIN/switchboard" bench "$name" "$@" ${!extra:-} || { warn "bench $name failed"; status=1; }

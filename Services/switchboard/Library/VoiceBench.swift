@@ -111,6 +111,7 @@ struct VoiceDevicesBench: AsyncParsableCommand {
         let sent = Atomic<Int>(0)
         let received = Atomic<Int>(0)
         let underruns = Atomic<Int>(0)
+        let refills = Atomic<Int>(0)
         /// |gap − 60 ms| between consecutive frames of a paced run, µs.
         let jitter = Mutex(Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three))
     }
@@ -166,10 +167,11 @@ struct VoiceDevicesBench: AsyncParsableCommand {
                             state.sent.add(packets.count, ordering: .relaxed)
                             state.received.add(frames.count, ordering: .relaxed)
                             if stopped { state.answered.add(1, ordering: .relaxed) } else { state.failed.add(1, ordering: .relaxed) }
-                            let (deviations, underruns) = Self.pacing(frames)
-                            state.underruns.add(underruns, ordering: .relaxed)
+                            let pacing = Pacing(frames)
+                            state.underruns.add(pacing.underruns, ordering: .relaxed)
+                            state.refills.add(pacing.refills, ordering: .relaxed)
                             state.jitter.withLock { histogram in
-                                for deviation in deviations { _ = histogram.record(microseconds(deviation)) }
+                                for deviation in pacing.deviations { _ = histogram.record(microseconds(deviation)) }
                             }
                         }
                     } catch {
@@ -193,6 +195,7 @@ struct VoiceDevicesBench: AsyncParsableCommand {
         BenchReporter.say(String(format: "uplink frames: %d sent, %.0f dropped by voice-worker (%.3f %%)", sent, dropped, sent > 0 ? 100 * dropped / Double(sent) : 0))
         BenchReporter.say("downlink frames received: \(state.received.load(ordering: .relaxed))")
         BenchReporter.say("answer underruns (frames after the device's queue ran dry; a new burst follows): \(state.underruns.load(ordering: .relaxed))")
+        BenchReporter.say("refill frames (sent at once to restore the device's 4-frame cushion after a late sentence; not jitter): \(state.refills.load(ordering: .relaxed))")
         BenchReporter.record(LatencySummary(name: "downlink pacing jitter", histogram: state.jitter.withLock { $0 }))
         BenchReporter.say("gateway: frame lateness against its pacing slot, p99 \(try await Self.histogramQuantile("sb_voice_downlink_jitter_seconds", 0.99, at: gateway))")
         let peaks = peak.values
@@ -204,29 +207,39 @@ struct VoiceDevicesBench: AsyncParsableCommand {
     }
 
     /// The device's view of the downlink: it plays a frame every 60 ms from its queue. A frame that
-    /// finds the queue empty is an underrun (the answer was not ready: a new burst follows, by design);
-    /// within a run, once the burst is over, each gap should be 60 ms: its deviation is the jitter.
-    static func pacing(_ arrivals: [ContinuousClock.Instant]) -> (deviations: [Duration], underruns: Int) {
+    /// finds the queue empty is an underrun (the answer was not ready: a new burst follows, by design).
+    /// Within a run, past the burst, the gateway keeps the queue 4 frames ahead: a frame that comes
+    /// less than half a frame after the one before refills that cushion after a sentence came late
+    /// (by design too, and inaudible), and each other gap should be 60 ms: its deviation is the jitter.
+    struct Pacing: Equatable {
         var deviations: [Duration] = []
         var underruns = 0
-        var playEnd: ContinuousClock.Instant?
-        var run = 0
-        for (index, arrival) in arrivals.enumerated() {
-            if let end = playEnd, end > arrival {
-                run += 1
-                // Past the burst of 5 and the first paced frame: steady pacing.
-                if run >= 6 {
-                    let gap = arrival - arrivals[index - 1]
-                    deviations.append(gap > .milliseconds(60) ? gap - .milliseconds(60) : .milliseconds(60) - gap)
+        var refills = 0
+
+        init(_ arrivals: [ContinuousClock.Instant]) {
+            let frame = Duration.milliseconds(60)
+            var playEnd: ContinuousClock.Instant?
+            var run = 0
+            for (index, arrival) in arrivals.enumerated() {
+                if let end = playEnd, end > arrival {
+                    run += 1
+                    // Past the burst of 5 and the first paced frame: steady pacing.
+                    if run >= 6 {
+                        let gap = arrival - arrivals[index - 1]
+                        if gap < frame / 2 {
+                            refills += 1
+                        } else {
+                            deviations.append(gap > frame ? gap - frame : frame - gap)
+                        }
+                    }
+                    playEnd = end + frame
+                } else {
+                    if playEnd != nil { underruns += 1 }
+                    run = 1
+                    playEnd = arrival + frame
                 }
-                playEnd = end + .milliseconds(60)
-            } else {
-                if playEnd != nil { underruns += 1 }
-                run = 1
-                playEnd = arrival + .milliseconds(60)
             }
         }
-        return (deviations, underruns)
     }
 
     /// A quantile of a Prometheus histogram (its bucket bound where the cumulative count reaches it).

@@ -20,6 +20,8 @@ struct WorkflowBench: AsyncParsableCommand {
 
     @Option(help: "The gateway's WebSocket base URL (the session id is appended).") var gateway = "ws://127.0.0.1:8080/ws"
     @Option(help: "Runs started at once.") var runs = 100
+    @Option(help: "Runs started at once before the measured ones, and not measured: a fresh stack's first runs open its connections and pools.")
+    var warmup = 20
     @Option(help: "Process id of the workflow-runner, for its resident memory (read from /proc).") var runnerPid: Int32?
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
@@ -32,6 +34,17 @@ struct WorkflowBench: AsyncParsableCommand {
     func report() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
         let authority = try await TokenAuthority(secret: secret)
+        if warmup > 0 {
+            BenchReporter.begin("warm-up runs", total: warmup)
+            try await withThrowingTaskGroup(of: RunResult.self) { group in
+                for index in 0..<warmup {
+                    let token = try await authority.mint(user: "bench-wf-warmup-\(index)")
+                    let url = "\(self.gateway)/warmup-\(UUID().uuidString.prefix(8))-\(index)"
+                    group.addTask { try await Self.oneRun(url: url, token: token) }
+                }
+                for try await _ in group { BenchReporter.step() }
+            }
+        }
         let before = try runnerPid.map(ConnectionsBench.residentBytes(pid:))
         let peak = PeakMemory(before ?? 0)
         let pid = runnerPid, runs = runs, gateway = gateway
