@@ -13,25 +13,15 @@ extension RDKafkaClient {
             rd_kafka_ListConsumerGroupOffsets_new(group, list)!
         }
         defer { rd_kafka_ListConsumerGroupOffsets_destroy(request) }
-        let resultQueue = rd_kafka_queue_new(pointer)!
-        defer { rd_kafka_queue_destroy(resultQueue) }
-        var errorBuffer = [CChar](repeating: 0, count: 512)
-        let options = rd_kafka_AdminOptions_new(pointer, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS)
-        defer { rd_kafka_AdminOptions_destroy(options) }
-        rd_kafka_AdminOptions_set_request_timeout(options, timeoutMilliseconds, &errorBuffer, errorBuffer.count)
         var requests: [OpaquePointer?] = [request]
-        requests.withUnsafeMutableBufferPointer { buffer in
-            rd_kafka_ListConsumerGroupOffsets(pointer, buffer.baseAddress, buffer.count, options, resultQueue)
-        }
-        guard let event = rd_kafka_queue_poll(resultQueue, timeoutMilliseconds + 1000) else {
-            throw KafkaError(.timedOut, "ListConsumerGroupOffsets(\(group)) did not answer")
+        let event = try adminRequest(
+            "ListConsumerGroupOffsets(\(group))", RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, timeoutMilliseconds: timeoutMilliseconds
+        ) { pointer, options, resultQueue in
+            requests.withUnsafeMutableBufferPointer { buffer in
+                rd_kafka_ListConsumerGroupOffsets(pointer, buffer.baseAddress, buffer.count, options, resultQueue)
+            }
         }
         defer { rd_kafka_event_destroy(event) }
-        if rd_kafka_event_error(event) != RD_KAFKA_RESP_ERR_NO_ERROR {
-            throw KafkaError(
-                rdError: rd_kafka_event_error(event),
-                detail: rd_kafka_event_error_string(event).map { String(cString: $0) } ?? group)
-        }
         var offsets: [TopicPartition: Int64?] = [:]
         guard let result = rd_kafka_event_ListConsumerGroupOffsets_result(event) else { return offsets }
         var count = 0

@@ -351,24 +351,13 @@ final class RDKafkaClient: @unchecked Sendable {
             else { throw KafkaError(.configuration, errorBuffer.nulTerminatedString) }
             newTopics.append(newTopic)
         }
-        let resultQueue = rd_kafka_queue_new(pointer)!
-        defer { rd_kafka_queue_destroy(resultQueue) }
-        let options = rd_kafka_AdminOptions_new(pointer, RD_KAFKA_ADMIN_OP_CREATETOPICS)
-        defer { rd_kafka_AdminOptions_destroy(options) }
-        rd_kafka_AdminOptions_set_operation_timeout(options, timeoutMilliseconds, &errorBuffer, errorBuffer.count)
-        rd_kafka_AdminOptions_set_request_timeout(options, timeoutMilliseconds, &errorBuffer, errorBuffer.count)
-        newTopics.withUnsafeMutableBufferPointer { buffer in
-            rd_kafka_CreateTopics(pointer, buffer.baseAddress, buffer.count, options, resultQueue)
-        }
-        guard let event = rd_kafka_queue_poll(resultQueue, timeoutMilliseconds + 1000) else {
-            throw KafkaError(.timedOut, "CreateTopics did not answer")
+        let event = try adminRequest("CreateTopics", RD_KAFKA_ADMIN_OP_CREATETOPICS, timeoutMilliseconds: timeoutMilliseconds) {
+            pointer, options, resultQueue in
+            newTopics.withUnsafeMutableBufferPointer { buffer in
+                rd_kafka_CreateTopics(pointer, buffer.baseAddress, buffer.count, options, resultQueue)
+            }
         }
         defer { rd_kafka_event_destroy(event) }
-        if rd_kafka_event_error(event) != RD_KAFKA_RESP_ERR_NO_ERROR {
-            throw KafkaError(
-                rdError: rd_kafka_event_error(event),
-                detail: rd_kafka_event_error_string(event).map { String(cString: $0) } ?? "")
-        }
         guard let result = rd_kafka_event_CreateTopics_result(event) else { return }
         var count = 0
         guard let results = rd_kafka_CreateTopics_result_topics(result, &count) else { return }
@@ -380,6 +369,34 @@ final class RDKafkaClient: @unchecked Sendable {
                 throw KafkaError(rdError: code, detail: "\(name): \(message)")
             }
         }
+    }
+
+    /// Submits one admin request (`submit` gets the client, the options and the queue to answer on) and
+    /// waits for its result event, which the caller destroys. Throws the request's own error.
+    func adminRequest(
+        _ name: String, _ operation: rd_kafka_admin_op_t, timeoutMilliseconds: Int32,
+        submit: (_ client: OpaquePointer, _ options: OpaquePointer?, _ resultQueue: OpaquePointer) -> Void
+    ) throws(KafkaError) -> OpaquePointer {
+        var errorBuffer = [CChar](repeating: 0, count: 512)
+        let resultQueue = rd_kafka_queue_new(pointer)!
+        defer { rd_kafka_queue_destroy(resultQueue) }
+        let options = rd_kafka_AdminOptions_new(pointer, operation)
+        defer { rd_kafka_AdminOptions_destroy(options) }
+        if operation == RD_KAFKA_ADMIN_OP_CREATETOPICS {
+            rd_kafka_AdminOptions_set_operation_timeout(options, timeoutMilliseconds, &errorBuffer, errorBuffer.count)
+        }
+        rd_kafka_AdminOptions_set_request_timeout(options, timeoutMilliseconds, &errorBuffer, errorBuffer.count)
+        submit(pointer, options, resultQueue)
+        guard let event = rd_kafka_queue_poll(resultQueue, timeoutMilliseconds + 1000) else {
+            throw KafkaError(.timedOut, "\(name) did not answer")
+        }
+        if rd_kafka_event_error(event) != RD_KAFKA_RESP_ERR_NO_ERROR {
+            defer { rd_kafka_event_destroy(event) }
+            throw KafkaError(
+                rdError: rd_kafka_event_error(event),
+                detail: rd_kafka_event_error_string(event).map { String(cString: $0) } ?? name)
+        }
+        return event
     }
 
     /// The number of partitions of each existing topic among `topics`. Blocks.
