@@ -15,7 +15,7 @@ func arrivalMicros(_ received: FrameInbox.Received) -> Int64 {
 /// Multi-agent benchmark 1: the platform's own share of a role's time to first token. Every role's
 /// first chunk carries the instant its engine produced its first token (`firstTokenAt`); the client
 /// times its arrival. Between the two: the chunker, Kafka, the notifier, Redis and the gateway.
-struct OverheadBench: AsyncParsableCommand {
+struct OverheadBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "overhead",
         abstract: "The engine's first token → the client's first chunk, for every role of every run (goal p99 < 30 ms).",
@@ -28,10 +28,6 @@ struct OverheadBench: AsyncParsableCommand {
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
     @OptionGroup var output: BenchOutput
-
-    func run() async throws {
-        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
-    }
 
     func report() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
@@ -76,7 +72,7 @@ struct OverheadBench: AsyncParsableCommand {
 
 /// Multi-agent benchmark 2: many conversations at once on the parallel pattern, the offline engine
 /// paced like a model; chunks delivered per second, chunk latency, and the services' memory.
-struct AgentsBench: AsyncParsableCommand {
+struct AgentsBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "agents",
         abstract: "Concurrent multi-agent runs: chunks/s delivered, chunk creation → client latency, orchestrator and agent-worker RSS.",
@@ -102,10 +98,6 @@ struct AgentsBench: AsyncParsableCommand {
     }
 
     @OptionGroup var output: BenchOutput
-
-    func run() async throws {
-        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
-    }
 
     func report() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)

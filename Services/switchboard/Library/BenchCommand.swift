@@ -43,7 +43,7 @@ func microseconds(_ duration: Duration) -> UInt64 {
     UInt64(max(0, duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000))
 }
 
-struct RoundTripBench: AsyncParsableCommand {
+struct RoundTripBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "roundtrip",
         abstract: "Send messages one at a time over the WebSocket and time send → first chunk and send → stream end.",
@@ -55,10 +55,6 @@ struct RoundTripBench: AsyncParsableCommand {
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
     @OptionGroup var output: BenchOutput
-
-    func run() async throws {
-        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
-    }
 
     func report() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
@@ -118,7 +114,7 @@ struct RoundTripBench: AsyncParsableCommand {
     }
 }
 
-struct BusHopBench: AsyncParsableCommand {
+struct BusHopBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "bus", abstract: "Time one bus hop: produce → consume through the broker, at a steady rate.")
 
@@ -127,10 +123,6 @@ struct BusHopBench: AsyncParsableCommand {
     @Option(help: "Messages per second.") var rate = 1000
 
     @OptionGroup var output: BenchOutput
-
-    func run() async throws {
-        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
-    }
 
     func report() async throws {
         let brokers = try setting(brokers, environment: "KAFKA_BROKERS", default: "127.0.0.1:9092")

@@ -83,6 +83,19 @@ public final class BenchReporter: Sendable {
     fileprivate var snapshot: BenchResults { results.withLock { $0 } }
 }
 
+/// A `switchboard bench` scenario: its measurement is `report()`, which `run()` wraps with progress,
+/// the summary table and `--json`.
+protocol BenchScenario: AsyncParsableCommand {
+    var output: BenchOutput { get }
+    func report() async throws
+}
+
+extension BenchScenario {
+    func run() async throws {
+        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
+    }
+}
+
 /// `--json` for every scenario, and the wrapper that runs one with progress and a summary.
 struct BenchOutput: ParsableArguments {
     @Flag(help: "Print the results as one JSON document instead of lines and a table.") var json = false

@@ -11,7 +11,7 @@ import FoundationNetworking
 
 /// Opens many idle authenticated WebSocket connections, reports the gateway's resident memory per
 /// connection, then broadcasts once and times how long until the last connection has it.
-struct ConnectionsBench: AsyncParsableCommand {
+struct ConnectionsBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "connections",
         abstract: "Idle connections: gateway memory per connection, then one broadcast to all of them.")
@@ -23,10 +23,6 @@ struct ConnectionsBench: AsyncParsableCommand {
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
     @OptionGroup var output: BenchOutput
-
-    func run() async throws {
-        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
-    }
 
     func report() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)

@@ -15,7 +15,7 @@ import SwitchboardStore
 /// Seeds PostgreSQL directly (server-side `generate_series`, 100 000 rows per statement: the rows are
 /// the ones the persistence consumer writes, only made faster), then times the page through the
 /// gateway's REST endpoint and the store's query alone.
-struct HistoryBench: AsyncParsableCommand {
+struct HistoryBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "history",
         abstract: "Seed a large history into PostgreSQL, then time pages of 50 messages (REST and store).",
@@ -32,10 +32,6 @@ struct HistoryBench: AsyncParsableCommand {
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
     @OptionGroup var output: BenchOutput
-
-    func run() async throws {
-        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
-    }
 
     func report() async throws {
         guard sessions > 0, users > 0, messages >= sessions, requests > 0 else {
@@ -185,7 +181,7 @@ struct HistoryBench: AsyncParsableCommand {
 /// `sb.chat.requests` as gateways do, and counts their rows in PostgreSQL until all are there. Run it
 /// with the orchestrator stopped (bench.sh does), so the runs those messages would start do not
 /// share the two cores with the consumer being measured.
-struct IngestBench: AsyncParsableCommand {
+struct IngestBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "ingest", abstract: "Publish user messages and time the persistence consumer writing them to PostgreSQL.")
 
@@ -196,10 +192,6 @@ struct IngestBench: AsyncParsableCommand {
     @Option(help: "Seconds to wait for the last row.") var timeout = 300
 
     @OptionGroup var output: BenchOutput
-
-    func run() async throws {
-        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
-    }
 
     func report() async throws {
         guard messages > 0, conversations > 0 else { throw ValidationError("messages and conversations must be positive") }

@@ -101,7 +101,7 @@ extension Duration {
 
 /// Benchmark 2 of the delivery issue: many clients on many conversations, each conversation
 /// streaming steadily; event creation → client receipt, and whether anything was lost.
-struct FanoutBench: AsyncParsableCommand {
+struct FanoutBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "fanout",
         abstract: "Clients on conversations streaming at a steady rate: event creation → receipt, events lost.")
@@ -115,10 +115,6 @@ struct FanoutBench: AsyncParsableCommand {
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
     @OptionGroup var output: BenchOutput
-
-    func run() async throws {
-        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
-    }
 
     func report() async throws {
         let (authority, runID, source) = try await ConversationEventSource.prepare(
@@ -284,7 +280,7 @@ let quietLogger: Logger = {
 /// Benchmark 4 of the delivery issue: clients following streaming conversations through a gateway
 /// that restarts; each reconnects with the documented full-jitter backoff and resumes from its last
 /// offset. Reports how long until every client has recovered, and whether any event was lost.
-struct ReconnectBench: AsyncParsableCommand {
+struct ReconnectBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "reconnect",
         abstract: "Clients reconnecting at once after a gateway restart: time until all have recovered, events lost.")
@@ -299,10 +295,6 @@ struct ReconnectBench: AsyncParsableCommand {
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
     @OptionGroup var output: BenchOutput
-
-    func run() async throws {
-        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
-    }
 
     func report() async throws {
         let urls = gateways.split(separator: ",").map(String.init)

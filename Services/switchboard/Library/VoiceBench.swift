@@ -14,7 +14,7 @@ import SwitchboardVoice
 /// (eSpeak, real-time paced Opus); the time from the end of its speech to the first answer frame, less
 /// the VAD's silence window, is what the platform adds when the engines take no time: run voice-worker
 /// with the instant engines and the agent-worker's offline engine without delays (bench.sh does).
-struct VoiceOverheadBench: AsyncParsableCommand {
+struct VoiceOverheadBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "voice-overhead",
         abstract: "Voice-to-voice latency minus the VAD's silence window, with instant engines (goal p99 < 50 ms).",
@@ -31,10 +31,6 @@ struct VoiceOverheadBench: AsyncParsableCommand {
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
     @OptionGroup var output: BenchOutput
-
-    func run() async throws {
-        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
-    }
 
     func report() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
@@ -90,7 +86,7 @@ struct VoiceOverheadBench: AsyncParsableCommand {
 
 /// Voice benchmark 2: many devices streaming speech at once through the gateway and voice-worker (VAD
 /// on, instant engines): uplink frames dropped, downlink pacing jitter, memory per device.
-struct VoiceDevicesBench: AsyncParsableCommand {
+struct VoiceDevicesBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "voice-devices",
         abstract: "Concurrent devices: frames dropped (goal < 1 %), downlink pacing jitter p99 (goal < 10 ms), RSS per device.",
@@ -121,10 +117,6 @@ struct VoiceDevicesBench: AsyncParsableCommand {
     }
 
     @OptionGroup var output: BenchOutput
-
-    func run() async throws {
-        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
-    }
 
     func report() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)

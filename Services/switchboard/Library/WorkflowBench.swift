@@ -9,7 +9,7 @@ import SwitchboardRuntime
 /// offline engine), each from its own `/ws/{session_id}` connection. Reports the latency of node status
 /// events (the node's state change in the runner → the frame read by the client), runs per second and
 /// the workflow-runner's resident memory.
-struct WorkflowBench: AsyncParsableCommand {
+struct WorkflowBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "workflows",
         abstract: "Run many 10-node workflows at once; time node status events, count runs per second, watch the runner's memory.",
@@ -26,10 +26,6 @@ struct WorkflowBench: AsyncParsableCommand {
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
     @OptionGroup var output: BenchOutput
-
-    func run() async throws {
-        try await output.run(scenario: Self.configuration.commandName ?? "bench") { try await report() }
-    }
 
     func report() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
