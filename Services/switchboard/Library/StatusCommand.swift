@@ -85,6 +85,19 @@ public struct ServiceHealth: Sendable, Codable, Equatable {
         return health
     }
 
+    /// Asks every service at once; the answers in `ServiceKind` order.
+    public static func probeAll(_ endpoints: ServiceEndpoints, timeout: Duration) async -> [ServiceHealth] {
+        await withTaskGroup(of: ServiceHealth.self) { group in
+            for service in ServiceKind.allCases {
+                group.addTask { await probe(service, at: endpoints.baseURL(of: service), timeout: timeout) }
+            }
+            var results: [ServiceHealth] = []
+            for await health in group { results.append(health) }
+            let order = ServiceKind.allCases.map(\.rawValue)
+            return results.sorted { order.firstIndex(of: $0.service)! < order.firstIndex(of: $1.service)! }
+        }
+    }
+
     private static func get(_ url: String, timeout: Duration) async throws -> (status: UInt, body: JSONValue) {
         let response = try await HTTPClient.shared.execute(
             HTTPClientRequest(url: url), timeout: .milliseconds(Int64(timeout.components.seconds * 1000) + timeout.components.attoseconds / 1_000_000_000_000_000))
@@ -178,15 +191,7 @@ public struct StatusReport: Sendable, Codable, Equatable {
 
     /// Probes every service and measures every group's lag, concurrently.
     public static func gather(endpoints: ServiceEndpoints, brokers: String, timeout: Duration) async -> StatusReport {
-        async let services = withTaskGroup(of: ServiceHealth.self) { group in
-            for service in ServiceKind.allCases {
-                group.addTask { await ServiceHealth.probe(service, at: endpoints.baseURL(of: service), timeout: timeout) }
-            }
-            var results: [ServiceHealth] = []
-            for await health in group { results.append(health) }
-            let order = ServiceKind.allCases.map(\.rawValue)
-            return results.sorted { order.firstIndex(of: $0.service)! < order.firstIndex(of: $1.service)! }
-        }
+        async let services = ServiceHealth.probeAll(endpoints, timeout: timeout)
         var logger = Logger(label: "switchboard.status")
         logger.logLevel = .critical
         var kafka = Kafka(brokers: brokers)

@@ -133,7 +133,7 @@ struct UpCommand: AsyncParsableCommand {
         }
         let token = try await TokenAuthority(secret: secret).mint(user: user)
         let gateway = stack.endpoints.baseURL(of: .gateway)
-        let services = await Self.probeAll(stack.endpoints)
+        let services = await ServiceHealth.probeAll(stack.endpoints, timeout: .seconds(1))
         let state = StackState(
             ready: services.allSatisfy(\.ready), gateway: gateway.replacingOccurrences(of: "http://", with: "ws://") + "/ws",
             console: "\(gateway)/?token=\(token)", token: token, user: user, stateDirectory: stack.stateDirectory.path,
@@ -190,24 +190,12 @@ struct UpCommand: AsyncParsableCommand {
             let up = await isListening(host: "127.0.0.1", port: server.port)
             rows.append(StatusRow(up ? .done : .busy, "\(server.name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(up ? "listening" : "starting") on \(server.port)"))
         }
-        for health in await probeAll(stack.endpoints) {
+        for health in await ServiceHealth.probeAll(stack.endpoints, timeout: .seconds(1)) {
             let text = health.ready ? "ready" : health.healthy ? "healthy, \(health.summary)" : "starting"
             rows.append(StatusRow(health.ready ? .done : .busy, "\(health.service.padding(toLength: 16, withPad: " ", startingAt: 0)) \(text)"))
         }
         if let phase { rows.append(StatusRow(.busy, "run.sh: \(phase)")) }
         return rows
-    }
-
-    static func probeAll(_ endpoints: ServiceEndpoints) async -> [ServiceHealth] {
-        await withTaskGroup(of: ServiceHealth.self) { group in
-            for service in ServiceKind.allCases {
-                group.addTask { await ServiceHealth.probe(service, at: endpoints.baseURL(of: service), timeout: .seconds(1)) }
-            }
-            var results: [ServiceHealth] = []
-            for await health in group { results.append(health) }
-            let order = ServiceKind.allCases.map(\.rawValue)
-            return results.sorted { order.firstIndex(of: $0.service)! < order.firstIndex(of: $1.service)! }
-        }
     }
 
     /// Waits for a signal; returns why the stack must stop if a service goes down first, nil on a signal.
@@ -219,7 +207,7 @@ struct UpCommand: AsyncParsableCommand {
             try? await Task.sleep(for: .milliseconds(250))
             tick += 1
             guard tick % 8 == 0 else { continue }
-            for health in await probeAll(stack.endpoints) {
+            for health in await ServiceHealth.probeAll(stack.endpoints, timeout: .seconds(1)) {
                 misses[health.service] = health.healthy ? 0 : misses[health.service, default: 0] + 1
                 if misses[health.service, default: 0] >= 2 { return "\(health.service) stopped answering" }
             }
