@@ -81,7 +81,7 @@ import Testing
 
 @Suite struct OutboundBufferTests {
     @Test func queuesWithinTheLimit() {
-        var buffer = OutboundBuffer(limitBytes: 10)
+        var buffer = OutboundBuffer<String>(limitBytes: 10)
         #expect(buffer.enqueue("12345", ephemeral: false) == .queued(droppedEphemeral: 0))
         #expect(buffer.enqueue("12345", ephemeral: false) == .queued(droppedEphemeral: 0))
         #expect(buffer.bytes == 10)
@@ -90,7 +90,7 @@ import Testing
     }
 
     @Test func ephemeralFramesAreDroppedOldestFirstToMakeRoom() {
-        var buffer = OutboundBuffer(limitBytes: 10)
+        var buffer = OutboundBuffer<String>(limitBytes: 10)
         _ = buffer.enqueue("tA", ephemeral: true)
         _ = buffer.enqueue("KEEP", ephemeral: false)
         _ = buffer.enqueue("tB", ephemeral: true)
@@ -101,7 +101,7 @@ import Testing
     }
 
     @Test func aFrameThatCannotFitOverflowsUnlessItIsEphemeral() {
-        var buffer = OutboundBuffer(limitBytes: 8)
+        var buffer = OutboundBuffer<String>(limitBytes: 8)
         _ = buffer.enqueue("ABCDEFGH", ephemeral: false)
         #expect(buffer.enqueue("t", ephemeral: true) == .queued(droppedEphemeral: 1))
         #expect(buffer.enqueue("X", ephemeral: false) == .overflow)

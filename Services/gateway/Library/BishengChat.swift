@@ -100,58 +100,51 @@ enum BishengFrames {
 /// `ws://HOST/chat/{flow_id}?chat_id=…` (seed 002), over the same delivery as /ws: the session's
 /// conversation channel, translated to Bisheng's frames. The session and its life-cycle state live in
 /// PostgreSQL, so a reconnect (to any gateway) finds them again.
-struct BishengChat: Sendable {
+struct BishengChat: WebSocketDoor {
     let context: ServiceContext
-    let authority: TokenAuthority
-    let subscriber: RedisSubscriber
+    let admission: Admission
+    let hub: DeliveryHub
     let access: ConversationAccess
     let history: ChannelHistory
-    let registry: SessionRegistry
     let store: HistoryStore
     let settings: GatewaySettings
     let open = SharedInt(0)
 
-    func addRoutes(to router: Router<GatewayRequestContext>) {
-        let chat = self
-        router.ws("/chat/:flow_id") { request, requestContext in
-            let claims = try await Gateway.authenticate(request, authority: authority)
-            guard !registry.isDraining else { throw Gateway.drainingError }
-            _ = claims
-            _ = try chat.target(request, requestContext)
-            return .upgrade([:])
-        } onUpgrade: { inbound, outbound, wsContext in
-            try await chat.serve(inbound: inbound, outbound: outbound, wsContext: wsContext)
+    var pathPattern: String { "/chat/{flow_id}" }
+
+    func admit(_ request: UpgradeRequest) async throws -> any WebSocketDoorSession {
+        let claims = try await admission.authenticate(token: request.bearerToken)
+        guard !admission.registry.isDraining else { throw Gateway.drainingError }
+        let (flowID, chatID) = try target(request)
+        let chatType = request.query["chat_type"] ?? ChatType.normal.rawValue
+        return StreamingDoorSession { messages, socket in
+            await serve(claims: claims, flowID: flowID, chatID: chatID, chatType: chatType, inbound: messages, outbound: socket)
         }
     }
 
     /// The flow and chat ids of the request, validated.
-    func target(_ request: Request, _ requestContext: GatewayRequestContext) throws -> (flowID: String, chatID: String) {
-        guard let flowID = requestContext.parameters.get("flow_id"), CommandHandler.isValidID(flowID) else {
+    func target(_ request: UpgradeRequest) throws -> (flowID: String, chatID: String) {
+        guard let flowID = request.parameters["flow_id"], CommandHandler.isValidID(flowID) else {
             throw HTTPError(.badRequest, message: "a flow id is 1-128 letters, digits, '-', '_' or '.'")
         }
-        guard let chatID = request.uri.queryParameters["chat_id"].map(String.init), CommandHandler.isValidID(chatID) else {
+        guard let chatID = request.query["chat_id"], CommandHandler.isValidID(chatID) else {
             throw HTTPError(.badRequest, message: "chat_id is required: 1-128 letters, digits, '-', '_' or '.'")
         }
         return (flowID, chatID)
     }
 
     func serve(
-        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, wsContext: WebSocketRouterContext<GatewayRequestContext>
-    ) async throws {
-        guard let claims = try? await Gateway.authenticate(wsContext.request, authority: authority),
-            let (flowID, chatID) = try? target(wsContext.request, wsContext.requestContext)
-        else {
-            try await outbound.close(.unknown(CloseCode.unauthorized.rawValue), reason: "invalid token")
-            return
-        }
-        func refuse(_ code: String, _ message: String, close: CloseCode) async throws {
-            try await outbound.write(.text(BishengFrames.error(code: code, message: message, traceID: nil)))
-            try await outbound.close(.unknown(close.rawValue), reason: message)
+        claims: SwitchboardClaims, flowID: String, chatID: String, chatType: String, inbound: AsyncStream<WebSocketMessage>,
+        outbound: WebSocketOutbound
+    ) async {
+        func refuse(_ code: String, _ message: String, close: CloseCode) {
+            outbound.enqueue(BishengFrames.error(code: code, message: message, traceID: nil))
+            outbound.close(close, reason: message)
         }
         let count = open.value.add(1, ordering: .relaxed).newValue
         defer { open.value.subtract(1, ordering: .relaxed) }
         guard count <= settings.chat.maxConcurrentSessions else {
-            try await refuse(
+            refuse(
                 "TOO_MANY_SESSIONS", "at most \(settings.chat.maxConcurrentSessions) concurrent chat sessions; retry later",
                 close: .connectionLimit)
             return
@@ -162,35 +155,31 @@ struct BishengChat: Sendable {
             guard try await access.authorize(userID: claims.userID, conversationID: chatID) else {
                 throw StoreError(.forbidden, "session \(chatID) belongs to another user")
             }
-            let chatType = wsContext.request.uri.queryParameters["chat_type"].map(String.init) ?? ChatType.normal.rawValue
             record = try await store.createSession(
                 NewSession(chatId: chatID, userId: claims.userID, flowId: flowID, chatType: chatType))
         } catch let error as StoreError where error.code == .forbidden {
-            try await refuse(ErrorCode.permissionDenied.rawValue, error.message, close: .permissionDenied)
+            refuse(ErrorCode.permissionDenied.rawValue, error.message, close: .permissionDenied)
             return
         } catch let error as StoreError where error.code == .invalidArgument {
-            try await refuse(ErrorCode.invalidArgument.rawValue, error.message, close: .badRequest)
+            refuse(ErrorCode.invalidArgument.rawValue, error.message, close: .badRequest)
             return
         } catch {
-            try await refuse(ErrorCode.unavailable.rawValue, "sessions unavailable; retry", close: .serverError)
+            refuse(ErrorCode.unavailable.rawValue, "sessions unavailable; retry", close: .serverError)
             return
         }
-        let session = ClientSession(
-            userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes, onOverflow: wsContext.requestContext.cutOff,
-            formatter: BishengFrames.translate)
-        guard registry.add(session) else {
-            try await outbound.close(.unknown(CloseCode.shutdown.rawValue), reason: "server shutting down; reconnect")
-            return
+        let session = ClientSession(userID: claims.userID, socket: outbound, format: .custom(BishengFrames.translate))
+        do {
+            try await admission.admit(session)
+        } catch {
+            return outbound.close(error.closeCode, reason: error.message)
         }
-        defer { registry.remove(session) }
-        await wsContext.requestContext.limitSendBuffer(to: settings.socketSendBufferBytes)
         var logger = context.logger
         logger[metadataKey: "ws.connection_id"] = "\(session.id)"
         logger[metadataKey: "chat.id"] = "\(chatID)"
         let connectionLogger = logger
         do {
             _ = try await session.follow(
-                .conversation(chatID), since: nil, subscriber: subscriber, history: history,
+                .conversation(chatID), since: nil, hub: hub, history: history,
                 announce: { _, _ in
                     session.outbound.enqueue(
                         BishengFrames.json(
@@ -201,12 +190,12 @@ struct BishengChat: Sendable {
                             traceID: nil))
                 })
         } catch {
-            try await refuse(ErrorCode.unavailable.rawValue, "the event stream is unavailable; retry", close: .serverError)
+            refuse(ErrorCode.unavailable.rawValue, "the event stream is unavailable; retry", close: .serverError)
+            await admission.release(session)
             return
         }
         let lastActivity = SharedInt(Int(Clock.epochMilliseconds()))
         await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await session.writeFrames(to: outbound, logger: connectionLogger) }
             // connection_timeout: silence from the client for that long ends the connection.
             let timeout = settings.chat.connectionTimeout
             group.addTask {
@@ -223,24 +212,16 @@ struct BishengChat: Sendable {
                     try await Task.sleep(for: min(timeout - idle, .seconds(1)))
                 }
             }
-            var ended = false
-            do {
-                for try await message in inbound.messages(maxSize: settings.maxFrameBytes) {
-                    lastActivity.value.store(Int(Clock.epochMilliseconds()), ordering: .relaxed)
-                    if await handle(message, chatID: chatID, session: session) {
-                        ended = true
-                        break
-                    }
-                }
-            } catch {
-                connectionLogger.debug("chat client read ended", metadata: ["error": "\(error)"])
+            for await message in inbound {
+                lastActivity.value.store(Int(Clock.epochMilliseconds()), ordering: .relaxed)
+                // Ended by the client: the `end` answer and the close frame are queued already.
+                if await handle(message, chatID: chatID, session: session) { break }
             }
-            // Ended by the client: the writer sends the `end` answer and the close frame, then returns.
-            if ended { _ = try? await group.next() }
-            session.outbound.finish()
+            connectionLogger.debug("chat client gone")
             group.cancelAll()
         }
-        await session.unfollowAll(subscriber: subscriber)
+        await session.unfollowAll()
+        await admission.release(session)
     }
 
     /// One client frame; true when the client ended the session.
@@ -255,6 +236,9 @@ struct BishengChat: Sendable {
         let traceID = frame["trace_id"]?.stringValue
         let data = frame["data"] ?? .object([:])
         do {
+            if type == "message" || type == "interrupt", try await !admission.allowRequest(userID: session.userID) {
+                throw CommandError(.rateLimited, "more than \(Int(settings.commandsPerSecond)) requests per second; slow down")
+            }
             switch type {
             case "message":
                 guard let content = (data["content"] ?? data["message"] ?? data["input"])?.stringValue,

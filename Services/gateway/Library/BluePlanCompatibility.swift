@@ -38,6 +38,7 @@ struct BluePlanCompatibility: Sendable {
 
     private func chat(_ request: Request, _ context: GatewayRequestContext, mode: Mode) async throws -> Response {
         let claims = try await Gateway.authenticate(request, authority: streams.authority)
+        try await streams.admission.checkRequest(userID: claims.userID)
         let body: ChatRequest
         do {
             body = try await request.decode(as: ChatRequest.self, context: context)
@@ -64,9 +65,9 @@ struct BluePlanCompatibility: Sendable {
         let runID = since == nil ? UUID().uuidString.lowercased() : nil
         let translator = BluePlanTranslator(mode: mode, runID: runID)
         let session = ClientSession(
-            userID: claims.userID, outboundLimitBytes: streams.settings.outboundLimitBytes, onOverflow: context.cutOff,
+            userID: claims.userID, outboundLimitBytes: streams.settings.outboundLimitBytes, loop: context.channel.eventLoop, onOverflow: context.cutOff,
             formatter: translator.event(for:), completes: { _ in translator.isDone })
-        guard streams.registry.add(session) else { throw Gateway.drainingError }
+        try await streams.admit(session)
         let headers: HTTPFields = [OpenAICompatibility.conversationHeader: conversationID]
         do {
             if let runID {
@@ -75,11 +76,11 @@ struct BluePlanCompatibility: Sendable {
                     pattern: mode.pattern.rawValue, lead: nil, runID: runID)
             } else {
                 let opened = try await session.follow(
-                    .conversation(conversationID), since: since, subscriber: streams.subscriber, history: streams.history)
+                    .conversation(conversationID), since: since, hub: streams.hub, history: streams.history)
                 guard opened.recovered else {
                     // Never a partial replay: say so, and let the client reload the conversation.
-                    streams.registry.remove(session)
-                    await session.unfollowAll(subscriber: streams.subscriber)
+                    await streams.admission.release(session)
+                    await session.unfollowAll()
                     let error = translator.error(
                         "cannot resume from \(since?.description ?? ""): the position is no longer kept; reload the conversation",
                         type: "resume_failed")
@@ -90,7 +91,7 @@ struct BluePlanCompatibility: Sendable {
                 }
             }
         } catch {
-            streams.registry.remove(session)
+            await streams.admission.release(session)
             throw error
         }
         return await streams.respond(request, context, session: session, opening: "retry: 3000\n\n", headers: headers) { _, reason in

@@ -1,34 +1,65 @@
 import Foundation
 import Logging
 import Metrics
+import NIOCore
 import ServiceLifecycle
 import Synchronization
 import SwitchboardContracts
 import SwitchboardRedis
 
 /// The gateway's state for one client connection (WebSocket or SSE): who it is, the channels it
-/// follows, and its bounded outbound queue, written to the socket by one task in order.
+/// follows, and where its frames go (a WebSocket on its event loop, or an SSE stream's bounded queue).
 final class ClientSession: FrameSink, Sendable {
     let id: String
     let userID: String
-    let outbound: OutboundQueue
+    let outbound: any ClientOutbound
+    /// The event loop its live events are delivered on (its connection's).
+    let loop: any EventLoop
     private let feeds = FollowedFeeds()
-    private let formatter: @Sendable (ChannelWire.Message) -> String
+    private let format: FrameFormat
     private let completes: @Sendable (ChannelWire.Message) -> Bool
 
-    /// `formatter` renders a channel event for this transport (a stamped JSON frame, or an SSE event).
+    /// How channel events are rendered for this client.
+    enum FrameFormat: Sendable {
+        /// The stored frame with its offset and epoch: built once per event and shared by every such follower.
+        case stamped
+        /// Rendered per client (an SSE event, a front door's dialect); "" hides the event.
+        case custom(@Sendable (ChannelWire.Message) -> String)
+    }
+
+    /// A session writing to a WebSocket (`socket`) on the event-loop core.
+    convenience init(userID: String, socket: WebSocketOutbound, format: FrameFormat = .stamped) {
+        self.init(userID: userID, outbound: socket, loop: socket.eventLoop, format: format)
+    }
+
+    /// A session whose frames an SSE or HTTP response task drains from a bounded queue.
     /// `onOverflow` runs when the client falls behind (see `GatewayRequestContext.cutOff`).
     /// `completes` says which delivered event ends the stream (a front door's run); none by default.
-    init(
-        userID: String, outboundLimitBytes: Int, onOverflow: @escaping @Sendable () -> Void = {},
+    convenience init(
+        userID: String, outboundLimitBytes: Int, loop: any EventLoop, onOverflow: @escaping @Sendable () -> Void = {},
         formatter: @escaping @Sendable (ChannelWire.Message) -> String = \.stampedJSON,
+        completes: @escaping @Sendable (ChannelWire.Message) -> Bool = { _ in false }
+    ) {
+        self.init(
+            userID: userID, outbound: OutboundQueue(limitBytes: outboundLimitBytes, onOverflow: onOverflow), loop: loop,
+            format: .custom(formatter), completes: completes)
+    }
+
+    private init(
+        userID: String, outbound: any ClientOutbound, loop: any EventLoop, format: FrameFormat,
         completes: @escaping @Sendable (ChannelWire.Message) -> Bool = { _ in false }
     ) {
         self.id = UUID().uuidString.lowercased()
         self.userID = userID
-        self.outbound = OutboundQueue(limitBytes: outboundLimitBytes, onOverflow: onOverflow)
-        self.formatter = formatter
+        self.outbound = outbound
+        self.loop = loop
+        self.format = format
         self.completes = completes
+    }
+
+    /// The next frame an SSE or HTTP response task writes; nil once finished (always, for a WebSocket session).
+    func next() async -> OutboundItem? {
+        await (outbound as? OutboundQueue)?.next()
     }
 
     func send(_ frame: ServerFrame) {
@@ -39,7 +70,11 @@ final class ClientSession: FrameSink, Sendable {
     // MARK: FrameSink
 
     func deliver(_ message: ChannelWire.Message) -> Bool {
-        let text = formatter(message)
+        let text: String
+        switch format {
+        case .stamped: text = message.stampedJSON
+        case .custom(let render): text = render(message)
+        }
         var accepted = true
         // A formatter that shows only some frames (the compatible front doors) returns "" for the rest.
         if !text.isEmpty {
@@ -47,6 +82,22 @@ final class ClientSession: FrameSink, Sendable {
             if accepted { DeliveryMetrics.delivered.increment() }
         }
         if completes(message) { complete() }
+        return accepted
+    }
+
+    /// A live event on this session's loop: a WebSocket follower gets the shared frame bytes as they are.
+    func deliver(shared frame: SharedFrame) -> Bool {
+        guard case .stamped = format, let socket = outbound as? WebSocketOutbound, socket.eventLoop.inEventLoop else {
+            return deliver(frame.event.message)
+        }
+        var accepted = false
+        socket.onLoop { connection in
+            let payload = OutboundPayload(
+                bytes: frame.event.stamped,
+                deflated: connection.sharesDeflatedFrames ? frame.deflated(allocator: socket.allocator) : nil)
+            accepted = connection.enqueue(payload, ephemeral: frame.event.message.isEphemeral, createdAt: frame.event.message.createdAt)
+        }
+        if accepted { DeliveryMetrics.delivered.increment() }
         return accepted
     }
 
@@ -92,7 +143,7 @@ final class ClientSession: FrameSink, Sendable {
         return 0
     }
 
-    func isFollowing(_ channel: Channel) -> Bool {
+    func isFollowing(_ channel: SwitchboardContracts.Channel) -> Bool {
         feeds.contains(channel)
     }
 
@@ -101,28 +152,28 @@ final class ClientSession: FrameSink, Sendable {
     /// `snapshot` renders a frame shown right after `announce`'s answer and before any recovered event
     /// (ROLE_STATUS_SNAPSHOT); it is read once the live subscription is in place.
     func follow(
-        _ channel: Channel, since: StreamPosition?, subscriber: RedisSubscriber, history: ChannelHistory,
+        _ channel: SwitchboardContracts.Channel, since: StreamPosition?, hub: DeliveryHub, history: ChannelHistory,
         snapshot: (() async throws -> String)? = nil,
         announce: (_ recovered: Bool, _ position: StreamPosition?) -> Void = { _, _ in }
     ) async throws -> ChannelFeed.Opened {
         var snapshotText: String?
         let opened = try await ChannelFeed.open(
-            channel, since: since, subscriber: subscriber, history: history, sink: self,
+            channel, since: since, hub: hub, history: history, sink: self, loop: loop,
             whileSubscribed: { if let snapshot { snapshotText = try await snapshot() } },
             announce: { recovered, position in
                 announce(recovered, position)
                 if let snapshotText { outbound.enqueue(snapshotText) }
             })
-        await feeds.replace(with: opened.feed, subscriber: subscriber)
+        await feeds.replace(with: opened.feed)
         return opened
     }
 
-    func unfollow(_ channel: Channel, subscriber: RedisSubscriber) async {
-        await feeds.remove(channel, subscriber: subscriber)
+    func unfollow(_ channel: SwitchboardContracts.Channel) async {
+        await feeds.remove(channel)
     }
 
-    func unfollowAll(subscriber: RedisSubscriber) async {
-        await feeds.removeAll(subscriber: subscriber)
+    func unfollowAll() async {
+        await feeds.removeAll()
     }
 }
 

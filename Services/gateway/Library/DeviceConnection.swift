@@ -132,7 +132,7 @@ final class DeviceConnection: Sendable {
     static let jitter = Metrics.Timer(label: "sb_voice_downlink_jitter_seconds")
 
     /// The writer task: text as it comes, audio paced, `tts stop` after the device drained its queue.
-    func writeFrames(to outbound: WebSocketOutboundWriter, logger: Logger) async {
+    func writeFrames(to outbound: WebSocketOutbound, logger: Logger) async {
         let clock = ContinuousClock()
         var pacer = DownlinkPacer(frameDuration: .milliseconds(60), burstFrames: burstFrames)
         var generation = abortGeneration
@@ -145,12 +145,12 @@ final class DeviceConnection: Sendable {
                 switch item {
                 case .text(let text, _):
                     guard !isStale(item) else { continue }
-                    try await outbound.write(.text(text))
+                    try outbound.write(.text(text))
                 case .audio(let packet, _):
                     let planned = pacer.sendTime(now: clock.now)
                     guard try await waitUntil(planned, clock: clock, generation: generation), !isStale(item) else { continue }
                     let now = clock.now
-                    try await outbound.write(.binary(ByteBuffer(bytes: framing.encodeAudio(packet))))
+                    try outbound.write(.binary(ByteBuffer(bytes: framing.encodeAudio(packet))))
                     // How late the frame left against its slot: the pacing jitter the device hears.
                     let late = now - planned
                     Self.jitter.recordNanoseconds(
@@ -161,10 +161,10 @@ final class DeviceConnection: Sendable {
                     guard try await waitUntil(pacer.drainedTime(now: clock.now), clock: clock, generation: generation),
                         !isStale(item)
                     else { continue }
-                    try await outbound.write(.text(Xiaozhi.Message.tts(.stop, sessionId: sessionID).json()))
+                    try outbound.write(.text(Xiaozhi.Message.tts(.stop, sessionId: sessionID).json()))
                     pacer.reset()
                 case .close(let code, let reason):
-                    try await outbound.close(.unknown(code), reason: reason)
+                    outbound.close(.unknown(code), reason: reason)
                     return
                 }
             }
@@ -207,14 +207,14 @@ final class DeviceConnections: Service, Sendable {
     }
 
     /// Subscribes to this gateway's downlink channel once; later calls return at once.
-    func start(subscriber: RedisSubscriber, gateway: String) async throws {
+    func start(hub: DeliveryHub, gateway: String) async throws {
         let claimed = state.withLock { state -> Bool in
             defer { state.subscribed = true }
             return !state.subscribed
         }
         guard claimed else { return }
         do {
-            _ = try await subscriber.subscribe(VoiceDownlink.channel(gateway: gateway)) { [weak self] bytes in
+            _ = try await hub.source.follow(VoiceDownlink.channel(gateway: gateway)) { [weak self] bytes in
                 self?.deliver(bytes)
             }
         } catch {

@@ -39,18 +39,28 @@ struct MessageSubmitter: Sendable {
 struct EventStreams: Sendable {
     let context: ServiceContext
     let authority: TokenAuthority
-    let subscriber: RedisSubscriber
+    let hub: DeliveryHub
     let access: ConversationAccess
     let history: ChannelHistory
-    let registry: SessionRegistry
+    let admission: Admission
     let settings: GatewaySettings
     let roles: RoleDirectory
+
+    /// Counts a stream against its user's connections (`release` it when it ends); HTTP errors when refused.
+    func admit(_ session: ClientSession) async throws {
+        do {
+            try await admission.admit(session)
+        } catch {
+            throw error.httpError
+        }
+    }
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
         addNotificationRoutes(to: router)
         // Stops the conversation's run (idempotent; a disconnect is not a stop). 202 once Kafka has it.
         router.post("/chat/interrupt") { request, context -> Response in
             let claims = try await Gateway.authenticate(request, authority: authority)
+            try await admission.checkRequest(userID: claims.userID)
             struct Body: Decodable { var conversationId: String }
             let body: Body
             do {
@@ -85,6 +95,7 @@ struct EventStreams: Sendable {
         router.post("/api/v1/conversations/:id/messages") { request, context -> Response in
             let id = try conversationID(context)
             let claims = try await Gateway.authenticate(request, authority: authority)
+            try await admission.checkRequest(userID: claims.userID)
             try await authorize(claims.userID, id)
             struct Body: Decodable {
                 var content: String
@@ -197,17 +208,18 @@ struct EventStreams: Sendable {
         snapshot: (() async throws -> String)? = nil
     ) async throws -> Response {
         let claims = try await Gateway.authenticate(request, authority: authority)
+        try await admission.checkRequest(userID: claims.userID)
         if let ownedConversation { try await authorize(claims.userID, ownedConversation) }
         let since = try Self.lastEventPosition(request)
         let session = ClientSession(
-            userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes, onOverflow: context.cutOff,
+            userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes, loop: context.channel.eventLoop, onOverflow: context.cutOff,
             formatter: Self.serverSentEvent)
-        guard registry.add(session) else { throw Gateway.drainingError }
+        try await admit(session)
         let opened: ChannelFeed.Opened
         do {
-            opened = try await session.follow(channel, since: since, subscriber: subscriber, history: history, snapshot: snapshot)
+            opened = try await session.follow(channel, since: since, hub: hub, history: history, snapshot: snapshot)
         } catch {
-            registry.remove(session)
+            await admission.release(session)
             throw error
         }
         var preamble = "retry: 3000\n\n"
@@ -228,11 +240,10 @@ struct EventStreams: Sendable {
     ) async -> Response {
         await context.limitSendBuffer(to: settings.socketSendBufferBytes)
         let gzip = request.headers[.acceptEncoding].map(SSEWireEncoder.acceptsGzip) ?? false
-        let subscriber = self.subscriber
-        let registry = self.registry
+        let hub = self.hub
+        let admission = self.admission
         let pingInterval = settings.ssePingInterval
         let body = ResponseBody { writer in
-            defer { registry.remove(session) }
             do {
                 let encoder = try SSEWireEncoder(gzip: gzip)
                 try await writer.write(try encoder.encode(opening))
@@ -243,7 +254,7 @@ struct EventStreams: Sendable {
                             session.outbound.enqueue(": ping\n\n", ephemeral: true)
                         }
                     }
-                    loop: while let item = await session.outbound.next() {
+                    loop: while let item = await session.next() {
                         switch item {
                         case .frame(let text, let createdAt):
                             try await writer.write(try encoder.encode(text))
@@ -266,7 +277,8 @@ struct EventStreams: Sendable {
             } catch {
                 session.outbound.finish()
             }
-            await session.unfollowAll(subscriber: subscriber)
+            await session.unfollowAll()
+            await admission.release(session)
         }
         var headers: HTTPFields = [
             .contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-cache",
@@ -283,13 +295,13 @@ struct EventStreams: Sendable {
         session: ClientSession, userID: String, conversationID: String, content: String, pattern: String?, lead: String?,
         runID: String
     ) async throws {
-        _ = try await session.follow(.conversation(conversationID), since: nil, subscriber: subscriber, history: history)
+        _ = try await session.follow(.conversation(conversationID), since: nil, hub: hub, history: history)
         do {
             _ = try await MessageSubmitter(context: context).submit(
                 userID: userID, conversationID: conversationID, content: content, clientMessageID: runID, pattern: pattern,
                 leadRole: lead, messageID: runID)
         } catch {
-            await session.unfollowAll(subscriber: subscriber)
+            await session.unfollowAll()
             throw error
         }
     }
@@ -302,13 +314,13 @@ struct EventStreams: Sendable {
                 // Unblocks the wait below; a cancelled sleep (the run completed) must not.
                 if (try? await Task.sleep(for: timeout)) != nil { session.outbound.finish() }
             }
-            while let item = await session.outbound.next() {
+            while let item = await session.next() {
                 if case .close = item { break }
             }
             group.cancelAll()
         }
-        registry.remove(session)
-        await session.unfollowAll(subscriber: subscriber)
+        await admission.release(session)
+        await session.unfollowAll()
         return session.isComplete
     }
 

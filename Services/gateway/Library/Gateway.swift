@@ -3,7 +3,6 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
-import HummingbirdWSCompression
 import HummingbirdWebSocket
 import Logging
 import Metrics
@@ -115,6 +114,7 @@ public enum Gateway {
         let context = try await ServiceRunner.makeContext(configuration: configuration)
         let authority = try await TokenAuthority(secret: configuration.jwtSecret)
         let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
+        let hub = DeliveryHub(source: subscriber)
         context.readiness.add("kafka") {
             (try? await context.producer.partitionCounts(of: [Topics.chatRequests.name]))?.isEmpty == false
         }
@@ -127,90 +127,37 @@ public enum Gateway {
         let store = HistoryStore(configuration: storeConfiguration, logger: context.logger)
         context.readiness.add("postgres") { await store.isReachable() }
         let devices = DeviceConnections()
-        let router = makeRouter(
-            context: context, authority: authority, subscriber: subscriber, registry: registry, routing: routing,
+        let (router, doors) = makeRouter(
+            context: context, authority: authority, hub: hub, registry: registry, routing: routing,
             settings: settings, store: store, devices: devices, console: console)
         try await ServiceRunner.run(
             context: context,
             services: [store, subscriber, RegistryHeartbeat(registry: routing, sessions: registry, logger: context.logger)],
             router: router,
-            server: server(router: router, settings: settings),
+            server: server(router: router, doors: doors, settings: settings),
             stoppingBeforeServer: [registry, devices])
     }
 
     static func makeRouter(
-        context: ServiceContext, authority: TokenAuthority, subscriber: RedisSubscriber, registry: SessionRegistry,
+        context: ServiceContext, authority: TokenAuthority, hub: DeliveryHub, registry: SessionRegistry,
         routing: ConnectionRegistry, settings: GatewaySettings, store: HistoryStore, devices: DeviceConnections,
         console: ConsoleAssets
-    ) -> Router<GatewayRequestContext> {
+    ) -> (Router<GatewayRequestContext>, WebSocketDoors) {
         let router = Router(context: GatewayRequestContext.self)
         console.addRoutes(to: router)
         let access = ConversationAccess(redis: context.redis)
         let history = ChannelHistory(redis: context.redis)
         let roles = RoleDirectory(redis: context.redis, logger: context.logger)
-        let handler = CommandHandler(
-            context: context, subscriber: subscriber, access: access, history: history, roles: roles,
+        let admission = Admission(
+            authority: authority, registry: registry, routing: routing,
             limiter: RateLimiter(redis: context.redis, rate: settings.commandsPerSecond, burst: settings.commandBurst),
+            settings: settings)
+        let handler = CommandHandler(
+            context: context, hub: hub, access: access, history: history, roles: roles, admission: admission,
             settings: settings, store: store)
-        router.ws("/ws") { request, _ in
-            _ = try await authenticate(request, authority: authority)
-            // Shutting down: 503, and the client's backoff takes it to another instance.
-            guard !registry.isDraining else { throw Gateway.drainingError }
-            return .upgrade([:])
-        } onUpgrade: { inbound, outbound, wsContext in
-            // The upgrade was authorised a moment ago; verify again to learn the user.
-            guard let claims = try? await authenticate(wsContext.request, authority: authority) else {
-                try await outbound.close(.unknown(CloseCode.unauthorized.rawValue), reason: "invalid token")
-                return
-            }
-            let session = ClientSession(
-                userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes,
-                onOverflow: wsContext.requestContext.cutOff)
-            guard registry.add(session) else {
-                try await outbound.close(.unknown(CloseCode.shutdown.rawValue), reason: "server shutting down; reconnect")
-                return
-            }
-            do {
-                guard try await routing.register(userID: claims.userID, connectionID: session.id) else {
-                    registry.remove(session)
-                    try await outbound.close(
-                        .unknown(CloseCode.connectionLimit.rawValue),
-                        reason: "at most \(settings.maxConnectionsPerUser) connections per user")
-                    return
-                }
-            } catch {
-                registry.remove(session)
-                try await outbound.close(.unknown(CloseCode.serverError.rawValue), reason: "routing table unavailable")
-                return
-            }
-            await wsContext.requestContext.limitSendBuffer(to: settings.socketSendBufferBytes)
-            // Every client hears its own notifications and system-wide broadcasts.
-            for channel in [Channel.user(claims.userID), Channel.system] {
-                _ = try? await session.follow(channel, since: nil, subscriber: subscriber, history: history)
-            }
-            var logger = context.logger
-            logger[metadataKey: "ws.connection_id"] = "\(session.id)"
-            logger[metadataKey: "user"] = "\(claims.userID)"
-            let connectionLogger = logger
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await session.writeFrames(to: outbound, logger: connectionLogger) }
-                do {
-                    for try await message in inbound.messages(maxSize: settings.maxFrameBytes) {
-                        await handler.handle(message, session: session)
-                    }
-                } catch {
-                    connectionLogger.debug("client read ended", metadata: ["error": "\(error)"])
-                }
-                session.outbound.finish()
-                group.cancelAll()
-            }
-            registry.remove(session)
-            await routing.unregister(userID: claims.userID, connectionID: session.id)
-            for conversationID in session.conversations {
-                await handler.announcePresence(FrameType.presenceLeave, of: session, in: conversationID)
-            }
-            await session.unfollowAll(subscriber: subscriber)
-        }
+        var doors: [any WebSocketDoor] = [
+            ChatSocketDoor(admission: admission, hub: hub, history: history, handler: handler, settings: settings)
+        ]
         router.get("/api/v1/system/status") { request, _ -> Response in
             _ = try await authenticate(request, authority: authority)
             let status = try await SystemStatus.read(from: context.redis)
@@ -229,44 +176,43 @@ public enum Gateway {
                 status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }
         let streams = EventStreams(
-            context: context, authority: authority, subscriber: subscriber, access: access, history: history,
-            registry: registry, settings: settings, roles: roles)
+            context: context, authority: authority, hub: hub, access: access, history: history,
+            admission: admission, settings: settings, roles: roles)
         streams.addRoutes(to: router)
         HistoryRoutes(store: store, authority: authority, access: access).addRoutes(to: router)
-        BishengChat(
-            context: context, authority: authority, subscriber: subscriber, access: access, history: history, registry: registry,
-            store: store, settings: settings
-        ).addRoutes(to: router)
-        WorkflowSocket(
-            context: context, authority: authority, subscriber: subscriber, history: history, registry: registry,
-            routing: routing, settings: settings, archive: store
-        ).addRoutes(to: router)
-        XiaozhiDevices(
-            context: context, authority: authority, subscriber: subscriber, access: access, registry: registry,
-            settings: settings, connections: devices
-        ).addRoutes(to: router)
+        let bisheng = BishengChat(
+            context: context, admission: admission, hub: hub, access: access, history: history, store: store, settings: settings)
+        let workflows = WorkflowSocket(
+            context: context, authority: authority, hub: hub, history: history, admission: admission, settings: settings,
+            archive: store)
+        let xiaozhi = XiaozhiDevices(
+            context: context, authority: authority, hub: hub, access: access, admission: admission,
+            settings: settings, connections: devices)
+        workflows.addRoutes(to: router)
+        xiaozhi.addRoutes(to: router)
+        doors += [workflows, bisheng]
+        doors.append(xiaozhi)
         OpenAICompatibility(streams: streams).addRoutes(to: router)
         BluePlanCompatibility(streams: streams).addRoutes(to: router)
-        return router
+        let webSocketDoors = WebSocketDoors(doors)
+        webSocketDoors.addPlainHTTPAnswers(to: router)
+        return (router, webSocketDoors)
     }
 
     static let drainingError = HTTPError(
         .serviceUnavailable, headers: [.retryAfter: "1"], message: "this gateway is shutting down; connect to another instance")
 
-    /// HTTP/1.1 with WebSocket upgrades, behind the handshake deadline.
-    static func server(router: Router<GatewayRequestContext>, settings: GatewaySettings) -> HTTPServerBuilder {
-        let webSocketResponder = router.buildResponder()
-        let configuration = HTTP1WebSocketUpgradeChannel.Configuration(
-            ws: .init(
-                maxFrameSize: settings.maxFrameBytes,
-                extensions: [.perMessageDeflate(maxDecompressedFrameSize: settings.maxFrameBytes)],
-                autoPing: .enabled(timePeriod: settings.pingInterval)))
-        let deadline = TimeAmount.nanoseconds(
-            settings.handshakeTimeout.components.seconds * 1_000_000_000 + settings.handshakeTimeout.components.attoseconds / 1_000_000_000)
+    /// HTTP/1.1 with WebSocket upgrades taken by `doors` before the router, behind the handshake deadline.
+    static func server(router: Router<GatewayRequestContext>, doors: WebSocketDoors, settings: GatewaySettings) -> HTTPServerBuilder {
+        let connectionSettings = WebSocketConnectionSettings(
+            maxMessageBytes: settings.maxFrameBytes, outboundLimitBytes: settings.outboundLimitBytes,
+            pingInterval: TimeAmount(settings.pingInterval))
+        let deadline = TimeAmount(settings.handshakeTimeout)
         return HTTPServerBuilder { responder in
             HandshakeDeadlineChannel(
-                base: HTTP1WebSocketUpgradeChannel(
-                    responder: responder, webSocketResponder: webSocketResponder, configuration: configuration),
+                base: GatewayChildChannel(
+                    responder: responder, doors: doors, settings: connectionSettings,
+                    socketSendBufferBytes: settings.socketSendBufferBytes),
                 deadline: deadline)
         }
     }
@@ -277,6 +223,11 @@ public enum Gateway {
         if let header = request.headers[.authorization], header.hasPrefix("Bearer ") {
             token = String(header.dropFirst("Bearer ".count))
         }
+        return try await authenticate(token: token, authority: authority)
+    }
+
+    /// The user of a token; 401 when it is missing or does not verify.
+    static func authenticate(token: String?, authority: TokenAuthority) async throws -> SwitchboardClaims {
         guard let token, !token.isEmpty else {
             throw HTTPError(.unauthorized, message: "a token is required (Authorization: Bearer or ?token=)")
         }
@@ -291,11 +242,11 @@ public enum Gateway {
 /// Applies one client command and answers it with exactly one ACK or ERROR frame carrying its id.
 struct CommandHandler: Sendable {
     let context: ServiceContext
-    let subscriber: RedisSubscriber
+    let hub: DeliveryHub
     let access: ConversationAccess
     let history: ChannelHistory
     let roles: RoleDirectory
-    let limiter: RateLimiter
+    let admission: Admission
     let settings: GatewaySettings
     let store: HistoryStore
 
@@ -324,8 +275,7 @@ struct CommandHandler: Sendable {
         Self.commandCounters[Self.metricType(command.type)]?.increment()
         do {
             // PING stays free so a client can always measure latency and keep its connection alive.
-            if command.type != ClientCommandType.ping, try await !limiter.allow(userID: session.userID) {
-                Counter(label: "sb_gateway_rate_limited_total").increment()
+            if command.type != ClientCommandType.ping, try await !admission.allowRequest(userID: session.userID) {
                 return .error(
                     command.id, code: .rateLimited,
                     message: "more than \(Int(settings.commandsPerSecond)) commands per second; slow down")
@@ -373,7 +323,7 @@ struct CommandHandler: Sendable {
             // (ROLE_STATUS_SNAPSHOT), then the recovered and live events.
             let recent = try await HistoryRoutes.subscribeHistory(command, conversationID: conversationID, user: session.userID, store: store)
             _ = try await session.follow(
-                .conversation(conversationID), since: since, subscriber: subscriber, history: history,
+                .conversation(conversationID), since: since, hub: hub, history: history,
                 snapshot: {
                     try FrameEncoding.json(
                         try await roles.snapshot(conversation: conversationID, channel: .conversation(conversationID)))
@@ -394,7 +344,7 @@ struct CommandHandler: Sendable {
             if session.isFollowing(.conversation(conversationID)) {
                 await announcePresence(FrameType.presenceLeave, of: session, in: conversationID)
             }
-            await session.unfollow(.conversation(conversationID), subscriber: subscriber)
+            await session.unfollow(.conversation(conversationID))
             return .ack(command.id, data: ["conversationId": .string(conversationID)])
         case ClientCommandType.sendMessage:
             return try await sendMessage(command, session: session)
@@ -432,7 +382,7 @@ struct CommandHandler: Sendable {
         try await authorize(session, conversationID)
         // Follow the conversation before the message leaves, so not one event of the reply is missed.
         if !session.isFollowing(.conversation(conversationID)) {
-            _ = try await session.follow(.conversation(conversationID), since: nil, subscriber: subscriber, history: history)
+            _ = try await session.follow(.conversation(conversationID), since: nil, hub: hub, history: history)
         }
         let messageID = try await MessageSubmitter(context: context).submit(
             userID: session.userID, conversationID: conversationID, content: content, clientMessageID: command.id,

@@ -101,6 +101,11 @@ struct OpenAICompatibility: Sendable {
 
     private func completion(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         let claims = try await Gateway.authenticate(request, authority: streams.authority)
+        guard try await streams.admission.allowRequest(userID: claims.userID) else {
+            throw OpenAIError(
+                .tooManyRequests, "more than \(Int(streams.settings.commandsPerSecond)) requests per second; slow down",
+                type: "rate_limit_error", code: "rate_limit_exceeded")
+        }
         let body: CompletionRequest
         do {
             body = try await request.decode(as: CompletionRequest.self, context: context)
@@ -144,16 +149,20 @@ struct OpenAICompatibility: Sendable {
             promptTokens: TokenEstimate.count(content))
         let streaming = body.stream == true
         let session = ClientSession(
-            userID: claims.userID, outboundLimitBytes: streams.settings.outboundLimitBytes, onOverflow: context.cutOff,
+            userID: claims.userID, outboundLimitBytes: streams.settings.outboundLimitBytes, loop: context.channel.eventLoop, onOverflow: context.cutOff,
             formatter: { streaming ? translator.chunks(for: $0) : translator.observe($0) },
             completes: { _ in translator.isDone })
-        guard streams.registry.add(session) else { throw OpenAIError(.serviceUnavailable, "this gateway is shutting down; retry") }
+        do {
+            try await streams.admission.admit(session)
+        } catch {
+            throw OpenAIError(error.status, error.message, type: "rate_limit_error")
+        }
         do {
             try await streams.openRun(
                 session: session, userID: claims.userID, conversationID: conversationID, content: content,
                 pattern: choice.pattern?.rawValue, lead: choice.lead, runID: runID)
         } catch {
-            streams.registry.remove(session)
+            await streams.admission.release(session)
             throw error
         }
         let headers: HTTPFields = [Self.conversationHeader: conversationID]

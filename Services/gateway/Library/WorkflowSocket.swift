@@ -17,13 +17,12 @@ import SwitchboardWorkflow
 /// validated here, before anything is queued; runs execute on the workflow-runners; their events come
 /// back through the delivery layer on the channel `workflow:<run id>`, so a client that reconnects
 /// re-attaches with the last offset it saw and gets what it missed. See docs/workflows.md.
-struct WorkflowSocket: Sendable {
+struct WorkflowSocket: WebSocketDoor {
     let context: ServiceContext
     let authority: TokenAuthority
-    let subscriber: RedisSubscriber
+    let hub: DeliveryHub
     let history: ChannelHistory
-    let registry: SessionRegistry
-    let routing: ConnectionRegistry
+    let admission: Admission
     let settings: GatewaySettings
     /// Where finished runs are kept once Redis lets them go.
     let archive: HistoryStore
@@ -31,62 +30,44 @@ struct WorkflowSocket: Sendable {
     var store: WorkflowRunStore { WorkflowRunStore(redis: context.redis, archive: archive) }
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
-        router.ws("/ws/:session_id") { request, requestContext in
-            _ = try await Gateway.authenticate(request, authority: authority)
-            guard let session = requestContext.parameters.get("session_id"), Self.isValidSessionID(session) else {
-                throw HTTPError(.badRequest, message: "a session id is 1-128 letters, digits, '-', '_' or '.'")
-            }
-            guard !registry.isDraining else { throw Gateway.drainingError }
-            return .upgrade([:])
-        } onUpgrade: { inbound, outbound, wsContext in
-            guard let claims = try? await Gateway.authenticate(wsContext.request, authority: authority) else {
-                try await outbound.close(.unknown(CloseCode.unauthorized.rawValue), reason: "invalid token")
-                return
-            }
-            let sessionID = wsContext.requestContext.parameters.get("session_id") ?? ""
-            let session = ClientSession(
-                userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes, onOverflow: wsContext.requestContext.cutOff)
-            guard registry.add(session) else {
-                try await outbound.close(.unknown(CloseCode.shutdown.rawValue), reason: "server shutting down; reconnect")
-                return
-            }
-            defer { registry.remove(session) }
-            do {
-                guard try await routing.register(userID: claims.userID, connectionID: session.id) else {
-                    try await outbound.close(
-                        .unknown(CloseCode.connectionLimit.rawValue), reason: "at most \(settings.maxConnectionsPerUser) connections per user")
-                    return
-                }
-            } catch {
-                try await outbound.close(.unknown(CloseCode.serverError.rawValue), reason: "routing table unavailable")
-                return
-            }
-            await wsContext.requestContext.limitSendBuffer(to: settings.socketSendBufferBytes)
-            let connection = WorkflowConnection(session: session, sessionID: sessionID)
-            await greet(connection)
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await session.writeFrames(to: outbound, logger: context.logger) }
-                // The seed's application-level heartbeat, on top of WebSocket pings.
-                group.addTask {
-                    while !Task.isCancelled {
-                        try await Task.sleep(for: settings.pingInterval)
-                        connection.send(["type": .string(WorkflowFrame.heartbeat), "timestamp": .string(WorkflowTime.iso(Clock.epochMilliseconds()))])
-                    }
-                }
-                do {
-                    for try await message in inbound.messages(maxSize: settings.maxFrameBytes) {
-                        await handle(message, connection: connection)
-                    }
-                } catch {
-                    context.logger.debug("workflow client read ended", metadata: ["error": "\(error)"])
-                }
-                session.outbound.finish()
-                group.cancelAll()
-            }
-            await routing.unregister(userID: claims.userID, connectionID: session.id)
-            await connection.unfollowAll(subscriber: subscriber)
-        }
         addHistoryRoutes(to: router)
+    }
+
+    // MARK: The socket
+
+    var pathPattern: String { "/ws/{session_id}" }
+
+    func admit(_ request: UpgradeRequest) async throws -> any WebSocketDoorSession {
+        let claims = try await admission.authenticate(token: request.bearerToken)
+        guard let sessionID = request.parameters["session_id"], Self.isValidSessionID(sessionID) else {
+            throw HTTPError(.badRequest, message: "a session id is 1-128 letters, digits, '-', '_' or '.'")
+        }
+        guard !admission.registry.isDraining else { throw Gateway.drainingError }
+        return StreamingDoorSession { messages, socket in
+            await serve(claims: claims, sessionID: sessionID, messages: messages, socket: socket)
+        }
+    }
+
+    private func serve(
+        claims: SwitchboardClaims, sessionID: String, messages: AsyncStream<WebSocketMessage>, socket: WebSocketOutbound
+    ) async {
+        let session = ClientSession(userID: claims.userID, socket: socket)
+        do {
+            try await admission.admit(session)
+        } catch {
+            return socket.close(error.closeCode, reason: error.message)
+        }
+        let connection = WorkflowConnection(session: session, sessionID: sessionID)
+        await greet(connection)
+        // The seed's application-level heartbeat, on top of WebSocket pings: a timer on the socket's loop.
+        socket.every(TimeAmount(settings.pingInterval)) {
+            connection.send(["type": .string(WorkflowFrame.heartbeat), "timestamp": .string(WorkflowTime.iso(Clock.epochMilliseconds()))])
+        }
+        for await message in messages {
+            await handle(message, connection: connection)
+        }
+        await admission.release(session)
+        await connection.unfollowAll()
     }
 
     /// connection_established, with the runs of this session that are still going (to re-attach to).
@@ -118,6 +99,9 @@ struct WorkflowSocket: Sendable {
             return fail(connection, code: .badFrame, "the message has no type", requestID: requestID)
         }
         do {
+            if type != "heartbeat_response", try await !admission.allowRequest(userID: connection.userID) {
+                throw CommandError(.rateLimited, "more than \(Int(settings.commandsPerSecond)) requests per second; slow down")
+            }
             switch type {
             case "execute_workflow": try await execute(object, connection: connection, requestID: requestID)
             case "control_workflow": try await control(object, connection: connection, requestID: requestID)
@@ -175,7 +159,7 @@ struct WorkflowSocket: Sendable {
             inputs: inputs, createdAt: now, updatedAt: now)
         guard try await store.create(record) else { throw CommandError(.internalError, "run id collision; try again") }
         // Follow the run's channel before it is queued, so not one of its events is missed.
-        _ = try await connection.follow(runID, since: nil, subscriber: subscriber, history: history)
+        _ = try await connection.follow(runID, since: nil, hub: hub, history: history)
         var started: [String: JSONValue] = [
             "type": .string(WorkflowFrame.executionStarted), "workflow_id": .string(runID), "session_id": .string(connection.sessionID),
             "status": "queued", "timestamp": .string(WorkflowTime.iso(now)),
@@ -229,7 +213,7 @@ struct WorkflowSocket: Sendable {
         }
         // The runner's answer comes on the run's channel: follow it if this connection does not yet.
         if !connection.isFollowing(record.runId) {
-            _ = try await connection.follow(record.runId, since: nil, subscriber: subscriber, history: history)
+            _ = try await connection.follow(record.runId, since: nil, hub: hub, history: history)
         }
         let payload = WorkflowControlRequested(runId: record.runId, userId: connection.userID, action: actionName, requestId: requestID)
         try await context.publish(context.envelope(payload, routingKey: record.runId), to: Topics.workflowCommands)
@@ -242,7 +226,7 @@ struct WorkflowSocket: Sendable {
             throw CommandError(.invalidArgument, "provide_input needs node_id and answer")
         }
         if !connection.isFollowing(record.runId) {
-            _ = try await connection.follow(record.runId, since: nil, subscriber: subscriber, history: history)
+            _ = try await connection.follow(record.runId, since: nil, hub: hub, history: history)
         }
         try await submitInput(record, node: node, answer: answer, userID: connection.userID, requestID: requestID ?? UUID().uuidString.lowercased())
         connection.recordSuccess()
@@ -283,7 +267,7 @@ struct WorkflowSocket: Sendable {
         frame["workflow_id"] = .string(record.runId)
         frame["status"] = .string(record.status.rawValue)
         let confirmation = frame
-        _ = try await connection.follow(record.runId, since: since, subscriber: subscriber, history: history) { recovered, position in
+        _ = try await connection.follow(record.runId, since: since, hub: hub, history: history) { recovered, position in
             var frame = confirmation
             frame["recovered"] = .bool(recovered)
             if let position {
@@ -299,7 +283,7 @@ struct WorkflowSocket: Sendable {
         let types = try eventTypes(message)
         if message["workflow_id"] != nil {
             let record = try await ownedRun(message, userID: connection.userID)
-            await connection.unfollow(record.runId, subscriber: subscriber)
+            await connection.unfollow(record.runId)
         }
         connection.unsubscribe(types)
         var frame: [String: JSONValue] = [
@@ -493,20 +477,20 @@ final class WorkflowConnection: FrameSink, Sendable {
     func isFollowing(_ runID: String) -> Bool { feeds.contains(.workflow(runID)) }
 
     func follow(
-        _ runID: String, since: StreamPosition?, subscriber: RedisSubscriber, history: ChannelHistory,
+        _ runID: String, since: StreamPosition?, hub: DeliveryHub, history: ChannelHistory,
         announce: (_ recovered: Bool, _ position: StreamPosition?) -> Void = { _, _ in }
     ) async throws -> ChannelFeed.Opened {
         let opened = try await ChannelFeed.open(
-            .workflow(runID), since: since, subscriber: subscriber, history: history, sink: self, announce: announce)
-        await feeds.replace(with: opened.feed, subscriber: subscriber)
+            .workflow(runID), since: since, hub: hub, history: history, sink: self, loop: session.loop, announce: announce)
+        await feeds.replace(with: opened.feed)
         return opened
     }
 
-    func unfollow(_ runID: String, subscriber: RedisSubscriber) async {
-        await feeds.remove(.workflow(runID), subscriber: subscriber)
+    func unfollow(_ runID: String) async {
+        await feeds.remove(.workflow(runID))
     }
 
-    func unfollowAll(subscriber: RedisSubscriber) async {
-        await feeds.removeAll(subscriber: subscriber)
+    func unfollowAll() async {
+        await feeds.removeAll()
     }
 }

@@ -62,12 +62,12 @@ struct DeviceIdentity: Sendable {
     }
 }
 
-struct XiaozhiDevices: Sendable {
+struct XiaozhiDevices: WebSocketDoor {
     let context: ServiceContext
     let authority: TokenAuthority
-    let subscriber: RedisSubscriber
+    let hub: DeliveryHub
     let access: ConversationAccess
-    let registry: SessionRegistry
+    let admission: Admission
     let settings: GatewaySettings
     let connections: DeviceConnections
 
@@ -76,18 +76,17 @@ struct XiaozhiDevices: Sendable {
     func addRoutes(to router: Router<GatewayRequestContext>) {
         // The router ignores a trailing slash: these also serve "/xiaozhi/ota" and "/xiaozhi/v1".
         router.post("/xiaozhi/ota/") { request, _ in try ota(request) }
-        do {
-            router.ws("/xiaozhi/v1/") { request, _ in
-                _ = try await identify(request)
-                guard !registry.isDraining else { throw Gateway.drainingError }
-                return .upgrade([:])
-            } onUpgrade: { inbound, outbound, wsContext in
-                guard let identity = try? await identify(wsContext.request) else {
-                    try await outbound.close(.unknown(CloseCode.unauthorized.rawValue), reason: "invalid token")
-                    return
-                }
-                await serve(identity, inbound: inbound, outbound: outbound)
-            }
+    }
+
+    // MARK: The socket (the router ignores a trailing slash; so does the door's pattern)
+
+    var pathPattern: String { "/xiaozhi/v1/" }
+
+    func admit(_ request: UpgradeRequest) async throws -> any WebSocketDoorSession {
+        let identity = try await identify(request.http)
+        guard !admission.registry.isDraining else { throw Gateway.drainingError }
+        return StreamingDoorSession { messages, socket in
+            await serve(identity, inbound: messages, outbound: socket)
         }
     }
 
@@ -164,7 +163,7 @@ struct XiaozhiDevices: Sendable {
     static let uplinkFrames = Counter(label: "sb_voice_uplink_frames_total")
     static let rejected = Counter(label: "sb_voice_device_errors_total")
 
-    func serve(_ identity: DeviceIdentity, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async {
+    func serve(_ identity: DeviceIdentity, inbound: AsyncStream<WebSocketMessage>, outbound: WebSocketOutbound) async {
         // Version checked in identify.
         guard let framing = try? Xiaozhi.BinaryProtocol(version: identity.protocolVersion) else { return }
         let connection = DeviceConnection(
@@ -174,10 +173,17 @@ struct XiaozhiDevices: Sendable {
         logger[metadataKey: "voice.device"] = "\(identity.deviceID)"
         let connectionLogger = logger
         do {
-            try await connections.start(subscriber: subscriber, gateway: context.configuration.instanceID)
+            try await connections.start(hub: hub, gateway: context.configuration.instanceID)
         } catch {
-            try? await outbound.close(.unknown(CloseCode.serverError.rawValue), reason: "downlink unavailable")
+            outbound.close(.serverError, reason: "downlink unavailable")
             return
+        }
+        // A device is one of its user's connections like any other, under the same limit.
+        let session = ClientSession(userID: identity.userID, socket: outbound)
+        do {
+            try await admission.admit(session)
+        } catch {
+            return outbound.close(error.closeCode, reason: error.message)
         }
         let uplink = Uplink(context: context, connection: connection)
         connections.add(connection)
@@ -191,12 +197,8 @@ struct XiaozhiDevices: Sendable {
                         connection.enqueue(.close(code: CloseCode.badRequest.rawValue, reason: "no hello within the handshake timeout"))
                     }
                 }
-                do {
-                    for try await message in inbound.messages(maxSize: settings.maxFrameBytes) {
-                        if await !handle(message, connection: connection, uplink: uplink, group: &group) { break }
-                    }
-                } catch {
-                    connectionLogger.debug("device read ended", metadata: ["error": "\(error)"])
+                for await message in inbound {
+                    if await !handle(message, connection: connection, uplink: uplink, group: &group) { break }
                 }
                 group.cancelAll()
             }
@@ -207,6 +209,7 @@ struct XiaozhiDevices: Sendable {
             _ = try? await context.redis.send("DEL", RedisArgument(VoiceDownlink.routeKey(session: connection.sessionID)))
             try? await uplink.publish(.close)
         }
+        await admission.release(session)
     }
 
     /// False when the connection is to be closed.

@@ -1,4 +1,5 @@
 import Logging
+import NIOCore
 import Metrics
 import Synchronization
 import SwitchboardContracts
@@ -27,7 +28,7 @@ struct ChannelHistory: Sendable {
 
     /// The channel's newest offset and epoch (nil for a channel with no history), and the events after
     /// `after` (at most `limit`), read in one round trip.
-    func read(_ channel: Channel, after: Int64?, limit: Int = 1000) async throws
+    func read(_ channel: SwitchboardContracts.Channel, after: Int64?, limit: Int = 1000) async throws
         -> (top: (offset: Int64, epoch: String)?, events: [ChannelSequencer.Event])
     {
         var commands: [[RedisArgument]] = [["HMGET", RedisArgument(ChannelWire.metaKey(channel)), "offset", "epoch"]]
@@ -63,26 +64,36 @@ struct ChannelHistory: Sendable {
     }
 }
 
-/// Where a feed's frames go: a WebSocket session or an SSE stream. Called with the feed's lock held,
-/// so it must only queue (never wait).
+/// Where a feed's frames go: a WebSocket session or an SSE stream. Called on the feed's event loop
+/// with the feed's lock held, so it must only queue (never wait).
 protocol FrameSink: Sendable {
     /// Queues one frame; false if it could not be queued (the sink is closing).
     func deliver(_ message: ChannelWire.Message) -> Bool
+    /// Queues a live frame shared with the channel's other followers; by default rendered like any other.
+    func deliver(shared: SharedFrame) -> Bool
     /// The client missed events and must re-sync.
     func insufficientState(_ reason: String)
 }
 
-/// One client's following of one channel: live events from Redis PUB/SUB merged with the recovered
-/// history, every offset once and in order. Closing it unsubscribes.
+extension FrameSink {
+    func deliver(shared: SharedFrame) -> Bool { deliver(shared.event.message) }
+}
+
+/// One client's following of one channel: live events from the gateway's `DeliveryHub` merged with
+/// the recovered history, every offset once and in order. Closing it stops the delivery.
 final class ChannelFeed: Sendable {
-    let channel: Channel
+    let channel: SwitchboardContracts.Channel
+    /// The event loop its live events are delivered on: the client connection's own.
+    let loop: any EventLoop
     private let sink: any FrameSink
     private let sequencer = Mutex(ChannelSequencer())
-    private let token = Mutex<RedisSubscriptionToken?>(nil)
+    private let hub: DeliveryHub
 
-    private init(channel: Channel, sink: any FrameSink) {
+    init(channel: SwitchboardContracts.Channel, loop: any EventLoop, sink: any FrameSink, hub: DeliveryHub) {
         self.channel = channel
+        self.loop = loop
         self.sink = sink
+        self.hub = hub
     }
 
     struct Opened: Sendable {
@@ -97,23 +108,19 @@ final class ChannelFeed: Sendable {
     /// queues reaches the client ahead of them. `whileSubscribed` runs once the live subscription is in
     /// place and before history is read: a state read there is never older than the live events that follow.
     static func open(
-        _ channel: Channel, since: StreamPosition?, subscriber: RedisSubscriber, history: ChannelHistory,
-        sink: any FrameSink, whileSubscribed: () async throws -> Void = {},
+        _ channel: SwitchboardContracts.Channel, since: StreamPosition?, hub: DeliveryHub, history: ChannelHistory,
+        sink: any FrameSink, loop: any EventLoop, whileSubscribed: () async throws -> Void = {},
         announce: (_ recovered: Bool, _ position: StreamPosition?) -> Void = { _, _ in }
     ) async throws -> Opened {
-        let feed = ChannelFeed(channel: channel, sink: sink)
-        let subscription = try await subscriber.subscribe(ChannelWire.liveChannel(channel)) { [weak feed] bytes in
-            guard let feed, let message = ChannelWire.decode(bytes) else { return }
-            feed.receive(message)
-        }
-        feed.token.withLock { $0 = subscription }
+        let feed = ChannelFeed(channel: channel, loop: loop, sink: sink, hub: hub)
+        try await hub.add(feed)
         DeliveryMetrics.subscriptions.increment()
         let read: (top: (offset: Int64, epoch: String)?, events: [ChannelSequencer.Event])
         do {
             try await whileSubscribed()
             read = try await history.read(channel, after: since?.offset)
         } catch {
-            await feed.close(subscriber: subscriber)
+            await feed.close()
             throw error
         }
         let (recovered, position) = feed.sequencer.withLock { sequencer -> (Bool, StreamPosition?) in
@@ -132,15 +139,17 @@ final class ChannelFeed: Sendable {
         return Opened(feed: feed, recovered: recovered, position: position)
     }
 
-    private func receive(_ message: ChannelWire.Message) {
+    /// A live event, on this feed's loop.
+    func receive(_ frame: SharedFrame) {
+        let message = frame.event.message
         if message.isEphemeral {
-            _ = sink.deliver(message)
+            _ = sink.deliver(shared: frame)
             return
         }
         sequencer.withLock { sequencer in
             switch sequencer.receiveLive(message) {
             case .deliver:
-                _ = sink.deliver(message)
+                _ = sink.deliver(shared: frame)
             case .hold, .dropDuplicate:
                 break
             case .gap(let expected, let got):
@@ -150,43 +159,38 @@ final class ChannelFeed: Sendable {
         }
     }
 
-    func close(subscriber: RedisSubscriber) async {
-        if let subscription = token.withLock({ token in
-            defer { token = nil }
-            return token
-        }) {
-            DeliveryMetrics.subscriptions.decrement()
-            await subscriber.unsubscribe(subscription)
-        }
+    func close() async {
+        DeliveryMetrics.subscriptions.decrement()
+        await hub.remove(self)
     }
 }
 
 /// The feeds one connection follows. Following a channel again replaces (and closes) its feed, so a
 /// client can re-sync without reconnecting.
 final class FollowedFeeds: Sendable {
-    private let feeds = Mutex<[Channel: ChannelFeed]>([:])
+    private let feeds = Mutex<[SwitchboardContracts.Channel: ChannelFeed]>([:])
 
-    var channels: [Channel] { feeds.withLock { Array($0.keys) } }
+    var channels: [SwitchboardContracts.Channel] { feeds.withLock { Array($0.keys) } }
 
-    func contains(_ channel: Channel) -> Bool { feeds.withLock { $0[channel] != nil } }
+    func contains(_ channel: SwitchboardContracts.Channel) -> Bool { feeds.withLock { $0[channel] != nil } }
 
-    func replace(with feed: ChannelFeed, subscriber: RedisSubscriber) async {
+    func replace(with feed: ChannelFeed) async {
         let previous = feeds.withLock { feeds in
             defer { feeds[feed.channel] = feed }
             return feeds[feed.channel]
         }
-        await previous?.close(subscriber: subscriber)
+        await previous?.close()
     }
 
-    func remove(_ channel: Channel, subscriber: RedisSubscriber) async {
-        await feeds.withLock { $0.removeValue(forKey: channel) }?.close(subscriber: subscriber)
+    func remove(_ channel: SwitchboardContracts.Channel) async {
+        await feeds.withLock { $0.removeValue(forKey: channel) }?.close()
     }
 
-    func removeAll(subscriber: RedisSubscriber) async {
+    func removeAll() async {
         let all = feeds.withLock { feeds in
             defer { feeds = [:] }
             return Array(feeds.values)
         }
-        for feed in all { await feed.close(subscriber: subscriber) }
+        for feed in all { await feed.close() }
     }
 }

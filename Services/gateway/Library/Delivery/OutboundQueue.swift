@@ -3,10 +3,19 @@ import Metrics
 import Synchronization
 import SwitchboardContracts
 
+/// What an outbound buffer counts against its bound.
+protocol OutboundSized {
+    var byteCount: Int { get }
+}
+
+extension String: OutboundSized {
+    var byteCount: Int { utf8.count }
+}
+
 /// The bounded outbound buffer of one connection, as a plain state machine. Ephemeral frames (typing,
 /// progress) are dropped oldest-first to make room; anything else that does not fit means the client
 /// cannot keep up, and it is disconnected to recover by offset (a slow client never slows the others).
-struct OutboundBuffer {
+struct OutboundBuffer<Payload: OutboundSized> {
     enum EnqueueResult: Equatable {
         case queued(droppedEphemeral: Int)
         case overflow
@@ -14,7 +23,7 @@ struct OutboundBuffer {
 
     /// A queued frame; `createdAt` is its event's creation time (µs, 0 for command answers).
     struct Item {
-        var text: String
+        var payload: Payload
         var ephemeral: Bool
         var createdAt: Int64
     }
@@ -29,15 +38,15 @@ struct OutboundBuffer {
 
     var count: Int { items.count }
 
-    mutating func enqueue(_ text: String, ephemeral: Bool, createdAt: Int64 = 0) -> EnqueueResult {
-        let size = text.utf8.count
+    mutating func enqueue(_ payload: Payload, ephemeral: Bool, createdAt: Int64 = 0) -> EnqueueResult {
+        let size = payload.byteCount
         var dropped = 0
         if bytes + size > limitBytes {
             // Make room from the oldest ephemeral frames.
             var kept = Deque<Item>()
             while let item = items.popFirst() {
                 if item.ephemeral && bytes + size > limitBytes {
-                    bytes -= item.text.utf8.count
+                    bytes -= item.payload.byteCount
                     dropped += 1
                 } else {
                     kept.append(item)
@@ -49,15 +58,43 @@ struct OutboundBuffer {
             if ephemeral { return .queued(droppedEphemeral: dropped + 1) }
             return .overflow
         }
-        items.append(Item(text: text, ephemeral: ephemeral, createdAt: createdAt))
+        items.append(Item(payload: payload, ephemeral: ephemeral, createdAt: createdAt))
         bytes += size
         return .queued(droppedEphemeral: dropped)
     }
 
     mutating func dequeue() -> Item? {
         guard let item = items.popFirst() else { return nil }
-        bytes -= item.text.utf8.count
+        bytes -= item.payload.byteCount
         return item
+    }
+
+    mutating func removeAll() {
+        items = []
+        bytes = 0
+    }
+}
+
+extension OutboundBuffer.Item where Payload == String {
+    var text: String { payload }
+}
+
+/// Where a connection's frames go, whatever the transport: a WebSocket on its event loop, or the
+/// queue an SSE response task drains. Usable from any thread.
+protocol ClientOutbound: Sendable {
+    /// Queues a frame; false when the connection is closing or the client fell too far behind.
+    @discardableResult
+    func enqueue(_ text: String, ephemeral: Bool, createdAt: Int64) -> Bool
+    /// Closes the connection with `code` once the frames queued so far are written.
+    func close(_ code: CloseCode, reason: String)
+    /// Ends the connection's output without a close (its socket is gone).
+    func finish()
+}
+
+extension ClientOutbound {
+    @discardableResult
+    func enqueue(_ text: String, ephemeral: Bool = false) -> Bool {
+        enqueue(text, ephemeral: ephemeral, createdAt: 0)
     }
 }
 
@@ -70,9 +107,9 @@ enum OutboundItem: Sendable, Equatable {
 
 /// The outbound buffer shared by the producers of frames (Redis pushes, command answers) and the one
 /// task that writes the socket.
-final class OutboundQueue: Sendable {
+final class OutboundQueue: ClientOutbound, Sendable {
     private struct State {
-        var buffer: OutboundBuffer
+        var buffer: OutboundBuffer<String>
         var waiter: CheckedContinuation<OutboundItem?, Never>?
         var closing: (CloseCode, String)?
         var finished = false
@@ -150,7 +187,7 @@ final class OutboundQueue: Sendable {
                     state.finished = true
                     return .some(.close(closing.0, reason: closing.1))
                 }
-                if let item = state.buffer.dequeue() { return .some(.frame(item.text, createdAt: item.createdAt)) }
+                if let item = state.buffer.dequeue() { return .some(.frame(item.payload, createdAt: item.createdAt)) }
                 if let closing = state.closing {
                     state.finished = true
                     return .some(.close(closing.0, reason: closing.1))

@@ -1,0 +1,87 @@
+import Hummingbird
+import Metrics
+import SwitchboardContracts
+import SwitchboardRuntime
+
+/// The one way in, for every entry point: the WebSocket doors (chat, workflows, Bisheng, devices),
+/// SSE and REST streams, and the OpenAI and BluePlan doors. The token is verified once; a connection
+/// then counts against its user's limit across gateways (the routing table in Redis) until it is
+/// released; requests and commands share one per-user rate.
+struct Admission: Sendable {
+    let authority: TokenAuthority
+    let registry: SessionRegistry
+    let routing: ConnectionRegistry
+    let limiter: RateLimiter
+    let settings: GatewaySettings
+
+    /// Why a connection or request was not let in: a close code for sockets, a status for HTTP.
+    struct Refusal: Error, Sendable {
+        var closeCode: CloseCode
+        var status: HTTPResponse.Status
+        var message: String
+
+        static let shuttingDown = Refusal(
+            closeCode: .shutdown, status: .serviceUnavailable, message: "this gateway is shutting down; connect to another instance")
+        static let unavailable = Refusal(
+            closeCode: .serverError, status: .serviceUnavailable, message: "the routing table is unavailable; retry")
+
+        var httpError: HTTPError {
+            status == .serviceUnavailable
+                ? HTTPError(status, headers: [.retryAfter: "1"], message: message) : HTTPError(status, message: message)
+        }
+    }
+
+    static let refused = Counter(label: "sb_gateway_admissions_refused_total")
+    static let rateLimited = Counter(label: "sb_gateway_rate_limited_total")
+
+    /// The user of a token; 401 when it is missing or does not verify.
+    func authenticate(token: String?) async throws -> SwitchboardClaims {
+        try await Gateway.authenticate(token: token, authority: authority)
+    }
+
+    /// Counts `session` as one of its user's connections; `release` it when it ends.
+    func admit(_ session: ClientSession) async throws(Refusal) {
+        guard registry.add(session) else {
+            Self.refused.increment()
+            throw .shuttingDown
+        }
+        let registered: Bool
+        do {
+            registered = try await routing.register(userID: session.userID, connectionID: session.id)
+        } catch {
+            registry.remove(session)
+            throw .unavailable
+        }
+        guard registered else {
+            registry.remove(session)
+            Self.refused.increment()
+            throw Refusal(
+                closeCode: .connectionLimit, status: .tooManyRequests,
+                message: "at most \(settings.maxConnectionsPerUser) connections per user")
+        }
+    }
+
+    func release(_ session: ClientSession) async {
+        registry.remove(session)
+        await routing.unregister(userID: session.userID, connectionID: session.id)
+    }
+
+    /// One command or request of `userID`; false once the user is over the rate (the caller answers
+    /// RATE_LIMITED or 429). Throws when Redis cannot say (the caller answers "retry").
+    func allowRequest(userID: String) async throws -> Bool {
+        guard try await limiter.allow(userID: userID) else {
+            Self.rateLimited.increment()
+            return false
+        }
+        return true
+    }
+
+    /// The HTTP form of `allowRequest`: throws 429.
+    func checkRequest(userID: String) async throws {
+        guard try await allowRequest(userID: userID) else {
+            throw HTTPError(
+                .tooManyRequests, headers: [.retryAfter: "1"],
+                message: "more than \(Int(settings.commandsPerSecond)) requests per second; slow down")
+        }
+    }
+}
