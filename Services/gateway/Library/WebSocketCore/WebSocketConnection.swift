@@ -52,6 +52,8 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     private var pingTask: RepeatedTask?
     private var missedPongs = 0
     private var closeSent = false
+    /// A close asked for while frames were still queued: sent once they are written.
+    private var pendingClose: (code: WebSocketErrorCode, reason: String)?
     private var closed = false
     /// The thread-safe face of this connection; released when it closes (it holds this handler).
     var outbound: WebSocketOutbound?
@@ -98,8 +100,9 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // A protocol error (bad frame, oversized frame): NIO's error handler answers it; end here.
-        if !closeSent { close(code: .protocolError, reason: "protocol error") }
+        // A protocol error (bad or oversized frame) was answered with its close code by NIO's
+        // WebSocketProtocolErrorHandler ahead of this handler; anything else ends the connection.
+        context.close(promise: nil)
     }
 
     /// Releases everything this connection holds; the session hears of it once.
@@ -199,7 +202,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     /// then closed with 4002). Ephemeral frames make room by dropping older ephemeral ones.
     @discardableResult
     func enqueue(_ payload: OutboundPayload, ephemeral: Bool, createdAt: Int64) -> Bool {
-        guard !closed, !closeSent else { return false }
+        guard !closed, !closeSent, pendingClose == nil else { return false }
         switch buffer.enqueue(payload, ephemeral: ephemeral, createdAt: createdAt) {
         case .queued(let dropped):
             if dropped > 0 { DeliveryMetrics.droppedEphemeral.increment(by: Int64(dropped)) }
@@ -208,6 +211,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         case .overflow:
             DeliveryMetrics.slowDisconnects.increment()
             buffer.removeAll()
+            pendingClose = nil
             close(code: .init(CloseCode.slowConsumer), reason: "slow consumer: reconnect and recover by offset")
             // A client that stopped reading never takes the close frame: cut the socket soon after.
             if let context {
@@ -220,16 +224,22 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
 
     /// Sends a close frame after what is queued; the socket closes when the client answers (or soon after).
     func close(code: WebSocketErrorCode, reason: String) {
-        guard !closed, !closeSent, let context else { return }
+        guard !closed, !closeSent, pendingClose == nil, let context else { return }
+        pendingClose = (code, reason)
+        // Whether or not the client reads what is queued and answers the close, the socket goes then.
+        let channel = context.channel
+        context.eventLoop.scheduleTask(in: settings.closeTimeout) { channel.close(promise: nil) }
         drain()
+    }
+
+    private func sendClose(code: WebSocketErrorCode, reason: String) {
+        guard let context else { return }
         closeSent = true
         var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
         data.write(webSocketErrorCode: code)
         // Control frames carry at most 125 bytes.
         data.writeString(String(decoding: reason.utf8.prefix(123), as: UTF8.self))
         write(WebSocketFrame(fin: true, opcode: .connectionClose, data: data), flush: true)
-        let channel = context.channel
-        context.eventLoop.scheduleTask(in: settings.closeTimeout) { channel.close(promise: nil) }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -266,7 +276,12 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
             DeliveryMetrics.recordWritten(createdAt: item.createdAt)
             wrote = true
         }
-        if wrote { context.flush() }
+        if buffer.count == 0, let close = pendingClose {
+            pendingClose = nil
+            sendClose(code: close.code, reason: close.reason)  // flushes
+        } else if wrote {
+            context.flush()
+        }
     }
 
     private func write(_ frame: WebSocketFrame, flush: Bool) {
@@ -276,7 +291,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     }
 
     private func ping() {
-        guard !closeSent, let context else { return }
+        guard !closeSent, pendingClose == nil, let context else { return }
         if missedPongs >= settings.missedPongLimit {
             return close(code: .init(CloseCode.noPong), reason: "no pong to \(missedPongs) pings")
         }
