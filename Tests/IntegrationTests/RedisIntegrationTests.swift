@@ -112,7 +112,7 @@ struct RedisIntegrationTests {
     ) async throws -> ChannelPublisher.Outcome {
         try await publisher.publish([
             ChannelPublisher.Publication(
-                eventID: eventID, channel: channel, frameType: frameType, createdAt: createdAt, frameJSON: frameJSON,
+                eventID: eventID, channel: channel, frameType: frameType, createdAt: createdAt, frameJSON: Array(frameJSON.utf8),
                 ephemeral: ephemeral)
         ])[0]
     }
@@ -160,10 +160,10 @@ struct RedisIntegrationTests {
         var batch = ids.enumerated().map { index, id in
             ChannelPublisher.Publication(
                 eventID: id, channel: index % 2 == 0 ? first : second, frameType: "T", createdAt: Int64(index),
-                frameJSON: "{\"n\":\(index)}", ephemeral: false)
+                frameJSON: Array("{\"n\":\(index)}".utf8), ephemeral: false)
         }
         batch.insert(batch[6], at: 20)
-        batch.append(ChannelPublisher.Publication(eventID: UUID(), channel: first, frameType: "TYPING", createdAt: 0, frameJSON: "{}", ephemeral: true))
+        batch.append(ChannelPublisher.Publication(eventID: UUID(), channel: first, frameType: "TYPING", createdAt: 0, frameJSON: Array("{}".utf8), ephemeral: true))
         let outcomes = try await publisher.publish(batch)
         #expect(outcomes.count == batch.count)
         #expect(outcomes[20] == .duplicate)

@@ -59,10 +59,11 @@ public struct ChannelPublisher: Sendable {
         public var channel: Channel
         public var frameType: String
         public var createdAt: Int64
-        public var frameJSON: String
+        /// The client frame's UTF-8 JSON.
+        public var frameJSON: [UInt8]
         public var ephemeral: Bool
 
-        public init(eventID: UUID, channel: Channel, frameType: String, createdAt: Int64, frameJSON: String, ephemeral: Bool) {
+        public init(eventID: UUID, channel: Channel, frameType: String, createdAt: Int64, frameJSON: [UInt8], ephemeral: Bool) {
             self.eventID = eventID
             self.channel = channel
             self.frameType = frameType
@@ -100,17 +101,17 @@ public struct ChannelPublisher: Sendable {
 
     private func command(for publication: Publication) -> [RedisArgument] {
         if publication.ephemeral {
-            let message = ChannelWire.Message(
-                offset: 0, epoch: "-", frameType: publication.frameType, createdAt: publication.createdAt,
-                frameJSON: publication.frameJSON)
-            return ["PUBLISH", RedisArgument(ChannelWire.liveChannel(publication.channel)), RedisArgument(ChannelWire.encode(message))]
+            // ChannelWire's form, `0 - <type> <created µs> <frame>`, made from the frame's bytes.
+            var wire = Array("0 - \(publication.frameType) \(publication.createdAt) ".utf8)
+            wire.append(contentsOf: publication.frameJSON)
+            return ["PUBLISH", RedisArgument(ChannelWire.liveChannel(publication.channel)), RedisArgument(bytes: wire)]
         }
         let channel = publication.channel
         return [
             "EVALSHA", RedisArgument(Self.script.sha1), "3",
             RedisArgument(ChannelWire.metaKey(channel)), RedisArgument(ChannelWire.streamKey(channel)),
             RedisArgument(ChannelWire.seenKey(channel, eventID: publication.eventID)),
-            RedisArgument(publication.frameJSON), RedisArgument(limits.streamLength), RedisArgument(limits.streamTTLSeconds),
+            RedisArgument(bytes: publication.frameJSON), RedisArgument(limits.streamLength), RedisArgument(limits.streamTTLSeconds),
             RedisArgument(Self.newEpoch()), RedisArgument(ChannelWire.liveChannel(channel)), RedisArgument(publication.frameType),
             RedisArgument(publication.createdAt),
         ]

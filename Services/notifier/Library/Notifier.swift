@@ -46,23 +46,20 @@ public enum Notifier {
     }
 
     static func handle(batch messages: [KafkaConsumerMessage], publisher: ChannelPublisher) async throws {
-        let envelopes = try messages.map { try EnvelopeCodec.decode(ClientEvent.self, from: $0.value) }
-        let publications = try envelopes.map { envelope in
-            let event = envelope.payload
-            let frame = ServerFrame(
-                id: envelope.id.uuidString.lowercased(), type: event.frameType, timestamp: envelope.time / 1000,
-                data: event.data, channel: event.channel.description)
-            return ChannelPublisher.Publication(
-                eventID: envelope.id, channel: event.channel, frameType: event.frameType, createdAt: envelope.time,
-                frameJSON: try FrameEncoding.json(frame), ephemeral: event.ephemeral)
+        // Only the routing fields are read; `data` goes from the envelope into the frame untouched.
+        let routes = try messages.map { try ClientEventRoute(envelope: $0.value) }
+        let publications = routes.map { route in
+            ChannelPublisher.Publication(
+                eventID: route.id, channel: route.channel, frameType: route.frameType, createdAt: route.time,
+                frameJSON: route.frameJSON(), ephemeral: route.ephemeral)
         }
         let outcomes = try await publisher.publish(publications)
         let now = Clock.epochMicroseconds()
-        for (envelope, outcome) in zip(envelopes, outcomes) {
+        for (route, outcome) in zip(routes, outcomes) {
             switch outcome {
             case .published, .ephemeral:
-                NotifierMetrics.published[envelope.payload.channel.kind]?.increment()
-                NotifierMetrics.eventAge.recordMicroseconds(now - envelope.time)
+                NotifierMetrics.published[route.channel.kind]?.increment()
+                NotifierMetrics.eventAge.recordMicroseconds(now - route.time)
             case .duplicate:
                 NotifierMetrics.duplicates.increment()
             }
