@@ -54,21 +54,39 @@ public enum ConsumerGroups {
     /// The persistence consumer (inside the notifier): writes history to PostgreSQL.
     public static let history = "sb-history"
 
-    /// Each group with the topics its members subscribe to: the services build their consumers from it,
-    /// and `switchboard status` measures the groups' lag over it.
-    public static let subscriptions: [(group: String, topics: [TopicSpec])] = [
-        (orchestrator, [Topics.chatRequests, Topics.agentResults]),
-        (agentWorker, [Topics.agentTasks]),
-        (notifier, [Topics.clientEvents]),
-        (history, [Topics.chatRequests, Topics.clientEvents]),
-        (voiceWorker, [Topics.voiceUplink]),
-        (workflowRunner, [Topics.workflowCommands, Topics.agentResults]),
+    /// Each group with the topics its members subscribe to and how soon it must see a new message: the
+    /// services build their consumers from it, and `switchboard status` measures the groups' lag over it.
+    public static let subscriptions: [(group: String, topics: [TopicSpec], latency: FetchLatency)] = [
+        (orchestrator, [Topics.chatRequests, Topics.agentResults], .interactive),
+        (agentWorker, [Topics.agentTasks], .interactive),
+        (notifier, [Topics.clientEvents], .interactive),
+        (history, [Topics.chatRequests, Topics.clientEvents], .background),
+        (voiceWorker, [Topics.voiceUplink], .steady),
+        (workflowRunner, [Topics.workflowCommands, Topics.agentResults], .steady),
     ]
+
+    /// How soon `group` must see a new message.
+    public static func latency(of group: String) -> FetchLatency {
+        subscriptions.first { $0.group == group }?.latency ?? .interactive
+    }
 
     /// The topics `group` subscribes to.
     public static func topics(of group: String) -> [TopicSpec] {
         subscriptions.first { $0.group == group }?.topics ?? []
     }
+}
+
+/// How long a consumer group may leave a new message at the broker. Every consumer keeps one fetch
+/// waiting at the broker, which answers it when its wait ends, so the wait is both the group's latency
+/// floor per hop when idle and what an idle stack costs the broker (docs/configuration.md).
+public enum FetchLatency: String, Sendable {
+    /// A chat user waits on every hop: their message, the roles' tasks, tokens on their way to a socket.
+    case interactive
+    /// Someone waits, but not on each hop: device audio streams in continuously while a device speaks
+    /// (fetches find data and answer at once), workflow nodes take seconds.
+    case steady
+    /// Nobody waits on it: history rows, dead letters.
+    case background
 }
 
 /// Kafka header names that repeat envelope fields so tools can filter without parsing JSON.

@@ -47,8 +47,12 @@ public struct KafkaConsumerConfiguration: Sendable {
     public var maxBufferedMessagesPerPartition: Int = 1000
     public var sessionTimeoutMilliseconds: Int = 10_000
     public var heartbeatIntervalMilliseconds: Int = 1_000
-    /// How long a fetch waits at the broker for new data: the floor of bus latency when idle.
+    /// How long a fetch waits at the broker for new data: the floor of bus latency when idle, and the
+    /// rate at which an idle consumer sends fetches (the broker's idle work).
     public var fetchWaitMaxMilliseconds: Int = 10
+    /// Bytes a fetch waits for (up to `fetchWaitMaxMilliseconds`) before it is answered: above 1, a
+    /// busy consumer gets fewer, larger fetches.
+    public var fetchMinBytes: Int = 1
     public var autoCommitIntervalMilliseconds: Int = 250
     /// Where a group with no committed offset starts: the oldest message (services: nothing is missed)
     /// or the newest (operators tailing a topic).
@@ -73,6 +77,7 @@ public struct KafkaConsumerConfiguration: Sendable {
             "session.timeout.ms": String(sessionTimeoutMilliseconds),
             "heartbeat.interval.ms": String(heartbeatIntervalMilliseconds),
             "fetch.wait.max.ms": String(fetchWaitMaxMilliseconds),
+            "fetch.min.bytes": String(fetchMinBytes),
             // The poll thread polls continuously, so a member that stops polling is dead: let the
             // group move on after 30 s instead of the 5-minute default.
             "max.poll.interval.ms": "30000",

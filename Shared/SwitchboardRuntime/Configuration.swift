@@ -42,6 +42,18 @@ public struct SwitchboardConfiguration: Sendable {
     public var logLevel = "info"
     /// SWITCHBOARD_LOG_FORMAT, --log-format (json or text)
     public var logFormat = "json"
+    /// SWITCHBOARD_KAFKA_FETCH_WAIT_MS: how long an interactive group's fetch waits at the broker (the
+    /// orchestrator, agent-worker, notifier): the most a message waits per hop on an idle Tansu.
+    public var kafkaFetchWaitMilliseconds = 15
+    /// SWITCHBOARD_KAFKA_STEADY_FETCH_WAIT_MS: the same for steady groups (voice-worker, workflow-runner).
+    public var kafkaSteadyFetchWaitMilliseconds = 100
+    /// SWITCHBOARD_KAFKA_FETCH_MIN_BYTES: bytes an interactive group's fetch waits for (within its wait)
+    /// before it is answered: more than 1 makes a busy consumer's fetches fewer and larger.
+    public var kafkaFetchMinBytes = 1
+    /// SWITCHBOARD_KAFKA_BACKGROUND_FETCH_WAIT_MS: the same for background groups (history).
+    public var kafkaBackgroundFetchWaitMilliseconds = 1000
+    /// SWITCHBOARD_KAFKA_LINGER_MS: how long a producer gathers messages into one produce request.
+    public var kafkaLingerMilliseconds = 2
 
     public static let developmentSecret = "switchboard-development-secret-not-for-production"
 
@@ -125,6 +137,19 @@ public struct CommonOptions: ParsableArguments {
         if let value = pick(logFormat, "LOG_FORMAT") {
             guard value == "json" || value == "text" else { throw ConfigurationError("log format must be json or text") }
             configuration.logFormat = value
+        }
+        for (variable, keyPath, range) in [
+            ("KAFKA_FETCH_WAIT_MS", \SwitchboardConfiguration.kafkaFetchWaitMilliseconds, 1...60_000),
+            ("KAFKA_FETCH_MIN_BYTES", \SwitchboardConfiguration.kafkaFetchMinBytes, 1...100_000_000),
+            ("KAFKA_STEADY_FETCH_WAIT_MS", \SwitchboardConfiguration.kafkaSteadyFetchWaitMilliseconds, 1...60_000),
+            ("KAFKA_BACKGROUND_FETCH_WAIT_MS", \SwitchboardConfiguration.kafkaBackgroundFetchWaitMilliseconds, 1...60_000),
+            ("KAFKA_LINGER_MS", \SwitchboardConfiguration.kafkaLingerMilliseconds, 0...60_000),
+        ] {
+            guard let raw = pick(nil, variable) else { continue }
+            guard let value = Int(raw), range.contains(value) else {
+                throw ConfigurationError("SWITCHBOARD_\(variable) must be a whole number in \(range), got \(raw)")
+            }
+            configuration[keyPath: keyPath] = value
         }
         _ = try configuration.redisEndpoint
         return configuration

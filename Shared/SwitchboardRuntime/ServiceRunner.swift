@@ -27,9 +27,16 @@ public struct ServiceContext: Sendable {
     /// A consumer-group member; readiness waits until the group assigned it its partitions.
     public func makeConsumer(group: String, topics: [TopicSpec]) throws -> KafkaConsumer {
         let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(client: kafkaClient, groupID: group),
+            configuration: consumerConfiguration(group: group, latency: ConsumerGroups.latency(of: group)),
             topics: topics.map(\.name), logger: logger)
         readiness.add("kafka-group:\(group)") { consumer.hasJoinedGroup }
+        return consumer
+    }
+
+    /// The fetch settings of a group that needs `latency`.
+    public func consumerConfiguration(group: String, latency: FetchLatency) -> KafkaConsumerConfiguration {
+        var consumer = KafkaConsumerConfiguration(client: kafkaClient, groupID: group)
+        consumer.apply(latency, configuration: configuration)
         return consumer
     }
 
@@ -64,6 +71,24 @@ public enum EventBus {
     }
 }
 
+extension KafkaConsumerConfiguration {
+    /// Interactive and steady groups answer within their waits; background groups wait long and for 64 KiB,
+    /// so an idle one costs the broker one fetch a second and a busy one gets few, large fetches.
+    public mutating func apply(_ latency: FetchLatency, configuration: SwitchboardConfiguration) {
+        switch latency {
+        case .interactive:
+            fetchWaitMaxMilliseconds = configuration.kafkaFetchWaitMilliseconds
+            fetchMinBytes = configuration.kafkaFetchMinBytes
+        case .steady:
+            fetchWaitMaxMilliseconds = configuration.kafkaSteadyFetchWaitMilliseconds
+            fetchMinBytes = configuration.kafkaFetchMinBytes
+        case .background:
+            fetchWaitMaxMilliseconds = configuration.kafkaBackgroundFetchWaitMilliseconds
+            fetchMinBytes = 64 * 1024
+        }
+    }
+}
+
 extension ContractError: RetryClassifiedError {
     /// A message that cannot be decoded now never will be: dead-letter it at once.
     public var isRetryable: Bool { false }
@@ -82,7 +107,7 @@ public enum ServiceRunner {
         }
         var producerConfiguration = KafkaProducerConfiguration(
             client: KafkaClientConfiguration(bootstrapServers: configuration.kafkaBrokers, clientID: configuration.instanceID))
-        producerConfiguration.lingerMilliseconds = 1
+        producerConfiguration.lingerMilliseconds = configuration.kafkaLingerMilliseconds
         let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
         let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: try configuration.redisEndpoint), logger: logger)
         let readiness = Readiness()

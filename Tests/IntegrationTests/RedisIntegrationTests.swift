@@ -112,7 +112,7 @@ struct RedisIntegrationTests {
     ) async throws -> ChannelPublisher.Outcome {
         try await publisher.publish([
             ChannelPublisher.Publication(
-                eventID: eventID, channel: channel, frameType: frameType, createdAt: createdAt, frameJSON: frameJSON,
+                eventID: eventID, channel: channel, frameType: frameType, createdAt: createdAt, frameJSON: Array(frameJSON.utf8),
                 ephemeral: ephemeral)
         ])[0]
     }
@@ -160,10 +160,10 @@ struct RedisIntegrationTests {
         var batch = ids.enumerated().map { index, id in
             ChannelPublisher.Publication(
                 eventID: id, channel: index % 2 == 0 ? first : second, frameType: "T", createdAt: Int64(index),
-                frameJSON: "{\"n\":\(index)}", ephemeral: false)
+                frameJSON: Array("{\"n\":\(index)}".utf8), ephemeral: false)
         }
         batch.insert(batch[6], at: 20)
-        batch.append(ChannelPublisher.Publication(eventID: UUID(), channel: first, frameType: "TYPING", createdAt: 0, frameJSON: "{}", ephemeral: true))
+        batch.append(ChannelPublisher.Publication(eventID: UUID(), channel: first, frameType: "TYPING", createdAt: 0, frameJSON: Array("{}".utf8), ephemeral: true))
         let outcomes = try await publisher.publish(batch)
         #expect(outcomes.count == batch.count)
         #expect(outcomes[20] == .duplicate)
@@ -180,6 +180,52 @@ struct RedisIntegrationTests {
             }
             #expect(frames == stride(from: parity, to: 40, by: 2).map { "{\"n\":\($0)}" })
         }
+        await redis.close()
+    }
+
+    /// Issue 14: a stream write that fails leaves no seen marker and no offset behind, so the retry
+    /// (Kafka redelivers the event) publishes it instead of dropping it as a duplicate.
+    @Test func aFailedStreamWriteIsPublishedOnRetry() async throws {
+        try await TestEnvironment.requireRedis()
+        let redis = makeClient()
+        let publisher = ChannelPublisher(redis: redis)
+        try await publisher.prepare()
+        let channel = Channel.conversation("xadd-\(UUID().uuidString.prefix(8))")
+        let id = UUID()
+        // A string where the stream belongs: XADD answers WRONGTYPE inside the script.
+        try await redis.send("SET", RedisArgument(ChannelWire.streamKey(channel)), "not a stream")
+        await #expect(throws: RedisError.self) {
+            try await publishOne(publisher, eventID: id, channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: false)
+        }
+        #expect(try await redis.send("EXISTS", RedisArgument(ChannelWire.seenKey(channel, eventID: id))).integer == 0)
+        #expect(try await redis.send("HGET", RedisArgument(ChannelWire.metaKey(channel)), "offset").string == nil)
+        try await redis.send("DEL", RedisArgument(ChannelWire.streamKey(channel)))
+        let retried = try await publishOne(publisher, eventID: id, channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: false)
+        guard case .published(let offset, _) = retried else {
+            Issue.record("the retry was not published: \(retried)")
+            return
+        }
+        #expect(offset == 1)
+        #expect(try await publishOne(publisher, eventID: id, channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: false) == .duplicate)
+        await redis.close()
+    }
+
+    /// The notifier is ready only while Redis' policy is noeviction (docs/reliability.md).
+    @Test func readinessFollowsTheEvictionPolicy() async throws {
+        try await TestEnvironment.requireRedis()
+        let redis = makeClient()
+        let publisher = ChannelPublisher(redis: redis)
+        let check = EvictionPolicyCheck(publisher: publisher, logger: logger)
+        let original = try await publisher.evictionPolicy()
+        #expect(original == ChannelPublisher.requiredEvictionPolicy)
+        #expect(await check.isSafe())
+        try await redis.send("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+        let evicting = await check.isSafe()
+        let reported = try? await publisher.evictionPolicy()
+        try await redis.send("CONFIG", "SET", "maxmemory-policy", RedisArgument(original))
+        #expect(!evicting)
+        #expect(reported == "allkeys-lru")
+        #expect(await check.isSafe())
         await redis.close()
     }
 }

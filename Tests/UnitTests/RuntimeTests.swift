@@ -1,11 +1,46 @@
 import Foundation
 import ArgumentParser
+import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRedis
 import SwitchboardRuntime
 import Testing
 
 @Suite struct ConfigurationTests {
+    /// Issue 13 item 8: each group fetches as its latency needs; the waits come from the environment.
+    @Test func consumerGroupsFetchAsTheirLatencyNeeds() throws {
+        #expect(ConsumerGroups.latency(of: ConsumerGroups.history) == .background)
+        #expect(ConsumerGroups.latency(of: ConsumerGroups.voiceWorker) == .steady)
+        for group in [ConsumerGroups.notifier, ConsumerGroups.orchestrator, ConsumerGroups.agentWorker] {
+            #expect(ConsumerGroups.latency(of: group) == .interactive)
+        }
+        let defaults = try CommonOptions.parse([]).resolve(service: .notifier, environment: [:])
+        var consumer = KafkaConsumerConfiguration(client: KafkaClientConfiguration(), groupID: "g")
+        consumer.apply(.interactive, configuration: defaults)
+        #expect(consumer.fetchWaitMaxMilliseconds == defaults.kafkaFetchWaitMilliseconds)
+        #expect(consumer.fetchMinBytes == defaults.kafkaFetchMinBytes)
+        consumer.apply(.steady, configuration: defaults)
+        #expect(consumer.fetchWaitMaxMilliseconds == defaults.kafkaSteadyFetchWaitMilliseconds)
+        consumer.apply(.background, configuration: defaults)
+        #expect(consumer.fetchWaitMaxMilliseconds == 1000)
+        #expect(consumer.fetchMinBytes == 64 * 1024)
+
+        let environment = [
+            "SWITCHBOARD_KAFKA_FETCH_WAIT_MS": "7", "SWITCHBOARD_KAFKA_BACKGROUND_FETCH_WAIT_MS": "2500",
+            "SWITCHBOARD_KAFKA_LINGER_MS": "0", "SWITCHBOARD_KAFKA_FETCH_MIN_BYTES": "512",
+        ]
+        let set = try CommonOptions.parse([]).resolve(service: .notifier, environment: environment)
+        #expect(set.kafkaFetchWaitMilliseconds == 7)
+        #expect(set.kafkaBackgroundFetchWaitMilliseconds == 2500)
+        #expect(set.kafkaLingerMilliseconds == 0)
+        #expect(set.kafkaFetchMinBytes == 512)
+        for bad in ["0", "-1", "soon", "60001"] {
+            #expect(throws: ConfigurationError.self) {
+                try CommonOptions.parse([]).resolve(service: .notifier, environment: ["SWITCHBOARD_KAFKA_FETCH_WAIT_MS": bad])
+            }
+        }
+    }
+
     @Test func defaultsApplyWithNothingSet() throws {
         let configuration = try CommonOptions.parse([]).resolve(service: .notifier, environment: [:])
         #expect(configuration.kafkaBrokers == "127.0.0.1:9092")

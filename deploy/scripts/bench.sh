@@ -6,7 +6,7 @@
 # streams instantly, so the platform is timed, not the engine's pacing.
 #
 # Usage: bench.sh [SCENARIO...]   (default: all: bus roundtrip fanout reconnect connections workflows overhead agents
-#                                  history ingest voice-overhead voice-devices)
+#                                  history ingest voice-overhead voice-devices notifications notifier-codec)
 #   bus         one Kafka hop                    roundtrip   message → first chunk / stream end
 #   fanout      1000 clients, 100 conversations  reconnect   1000 clients through a gateway restart
 #   connections 10 000 idle connections and one broadcast
@@ -21,6 +21,10 @@
 #   voice-overhead  one xiaozhi device speaking: voice-to-voice latency minus the VAD's silence window
 #   voice-devices   200 devices streaming speech at once: uplink frames dropped, downlink pacing jitter,
 #               gateway and voice-worker RSS per device
+#   notifications   POST /api/v1/notifications at 3000/s for 10 s → Kafka → notifier → Redis PUBLISH:
+#               accepted rate, POST → 202 and creation → PUBLISH latency, broker (Tansu), notifier and
+#               gateway CPU-seconds per 1000 notifications
+#   notifier-codec  the notifier's envelope → frame step in-process, µs of CPU per event (no stack needed)
 #   (voice-worker runs the instant ASR/TTS engines here, so the pipeline is timed, not the engines)
 # SB_BENCH_<SCENARIO>_ARGS (e.g. SB_BENCH_ROUNDTRIP_ARGS="--messages 5000", SB_BENCH_VOICE_DEVICES_ARGS="--devices 50") adds options.
 # Ports as for run.sh (SB_GATEWAY_PORT, ...).
@@ -87,7 +91,7 @@ stop_service() {
 }
 
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(bus roundtrip fanout reconnect connections workflows overhead agents history ingest voice-overhead voice-devices)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(bus roundtrip fanout reconnect connections workflows overhead agents history ingest voice-overhead voice-devices notifications notifier-codec)
 first=1
 for name in "${scenarios[@]}"; do
   [ -n "$first" ] || fresh_stack
@@ -125,7 +129,12 @@ for name in "${scenarios[@]}"; do
       scenario voice-devices --gateway "$GATEWAY_HTTP" --voice-worker "$VOICE_WORKER_HTTP" --secret "$SECRET" \
         --gateway-pid "$(cat "$SB_STATE_DIR/pids/gateway.pid")" \
         --voice-worker-pid "$(cat "$SB_STATE_DIR/pids/voice-worker.pid")" ;;
-    *) die "unknown scenario $name (bus, roundtrip, fanout, reconnect, connections, workflows, overhead, agents, history, ingest, voice-overhead, voice-devices)" ;;
+    notifications)
+      scenario notifications --gateway "$GATEWAY_HTTP" --redis-url "redis://127.0.0.1:${SB_REDIS_PORT:-6390}" \
+        --secret "$SECRET" --broker-pid "$(cat "$SB_STATE_DIR/tansu.pid")" \
+        --notifier-pid "$(cat "$SB_STATE_DIR/pids/notifier.pid")" --gateway-pid "$(cat "$SB_STATE_DIR/pids/gateway.pid")" ;;
+    notifier-codec) scenario notifier-codec ;;
+    *) die "unknown scenario $name (bus, roundtrip, fanout, reconnect, connections, workflows, overhead, agents, history, ingest, voice-overhead, voice-devices, notifications, notifier-codec)" ;;
   esac
 done
 exit "$status"

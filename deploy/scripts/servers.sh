@@ -150,6 +150,8 @@ logfile $REDIS_LOG
 dir $REDIS_DIR/data
 appendonly yes
 appendfsync everysec
+# Channel offsets and de-duplication markers must never be evicted (docs/reliability.md).
+maxmemory-policy noeviction
 CONF
   echo "$REDIS_PORT" >"$STATE/redis.port"
   rm -f "$REDIS_PID"

@@ -23,18 +23,21 @@ public struct ChannelPublisher: Sendable {
 
     /// KEYS: meta hash, stream, seen marker. ARGV: frame JSON, max length, TTL, candidate epoch, live
     /// channel, frame type, creation time (µs). Stream entries are `<offset>-1 {t: type, c: created, f: frame}`.
+    ///
+    /// The stream entry is the first write: if `XADD` fails nothing has changed, so the retry is not taken
+    /// for a duplicate and no offset is skipped. After a first write Redis lets a script finish even past
+    /// `maxmemory`, so the offset and the seen marker are never missing behind a stored entry.
     static let script = RedisScript(
         """
-        if redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) == false then
+        if redis.call('EXISTS', KEYS[3]) == 1 then
           return {0}
         end
-        local epoch = redis.call('HGET', KEYS[1], 'epoch')
-        if not epoch then
-          epoch = ARGV[4]
-          redis.call('HSET', KEYS[1], 'epoch', epoch)
-        end
-        local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+        local meta = redis.call('HMGET', KEYS[1], 'epoch', 'offset')
+        local epoch = meta[1] or ARGV[4]
+        local offset = (tonumber(meta[2]) or 0) + 1
         redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[2], offset .. '-1', 't', ARGV[6], 'c', ARGV[7], 'f', ARGV[1])
+        redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', offset)
+        redis.call('SET', KEYS[3], '1', 'EX', ARGV[3])
         redis.call('EXPIRE', KEYS[1], ARGV[3])
         redis.call('EXPIRE', KEYS[2], ARGV[3])
         redis.call('PUBLISH', ARGV[5], offset .. ' ' .. epoch .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[1])
@@ -53,16 +56,32 @@ public struct ChannelPublisher: Sendable {
         try await redis.load(Self.script)
     }
 
+    /// The only `maxmemory-policy` under which channels keep their guarantees: an evicted seen marker
+    /// publishes an event twice, an evicted meta hash restarts a channel's offsets under its old epoch.
+    public static let requiredEvictionPolicy = "noeviction"
+
+    /// Redis' `maxmemory-policy`, from `INFO memory` (managed Redis often renames `CONFIG`).
+    public func evictionPolicy() async throws -> String {
+        let info = try await redis.send("INFO", "memory")
+        guard let text = info.string,
+            let line = text.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("maxmemory_policy:") })
+        else {
+            throw RedisError(.protocolViolation, "INFO memory has no maxmemory_policy")
+        }
+        return String(line.dropFirst("maxmemory_policy:".count)).trimmingCharacters(in: .whitespaces)
+    }
+
     /// One client event to publish.
     public struct Publication: Sendable {
         public var eventID: UUID
         public var channel: Channel
         public var frameType: String
         public var createdAt: Int64
-        public var frameJSON: String
+        /// The client frame's UTF-8 JSON.
+        public var frameJSON: [UInt8]
         public var ephemeral: Bool
 
-        public init(eventID: UUID, channel: Channel, frameType: String, createdAt: Int64, frameJSON: String, ephemeral: Bool) {
+        public init(eventID: UUID, channel: Channel, frameType: String, createdAt: Int64, frameJSON: [UInt8], ephemeral: Bool) {
             self.eventID = eventID
             self.channel = channel
             self.frameType = frameType
@@ -100,17 +119,17 @@ public struct ChannelPublisher: Sendable {
 
     private func command(for publication: Publication) -> [RedisArgument] {
         if publication.ephemeral {
-            let message = ChannelWire.Message(
-                offset: 0, epoch: "-", frameType: publication.frameType, createdAt: publication.createdAt,
-                frameJSON: publication.frameJSON)
-            return ["PUBLISH", RedisArgument(ChannelWire.liveChannel(publication.channel)), RedisArgument(ChannelWire.encode(message))]
+            // ChannelWire's form, `0 - <type> <created µs> <frame>`, made from the frame's bytes.
+            var wire = Array("0 - \(publication.frameType) \(publication.createdAt) ".utf8)
+            wire.append(contentsOf: publication.frameJSON)
+            return ["PUBLISH", RedisArgument(ChannelWire.liveChannel(publication.channel)), RedisArgument(bytes: wire)]
         }
         let channel = publication.channel
         return [
             "EVALSHA", RedisArgument(Self.script.sha1), "3",
             RedisArgument(ChannelWire.metaKey(channel)), RedisArgument(ChannelWire.streamKey(channel)),
             RedisArgument(ChannelWire.seenKey(channel, eventID: publication.eventID)),
-            RedisArgument(publication.frameJSON), RedisArgument(limits.streamLength), RedisArgument(limits.streamTTLSeconds),
+            RedisArgument(bytes: publication.frameJSON), RedisArgument(limits.streamLength), RedisArgument(limits.streamTTLSeconds),
             RedisArgument(Self.newEpoch()), RedisArgument(ChannelWire.liveChannel(channel)), RedisArgument(publication.frameType),
             RedisArgument(publication.createdAt),
         ]

@@ -6,6 +6,7 @@ import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRuntime
 import SwitchboardStore
+import Synchronization
 
 /// Consumes every client-facing event and fans it out through Redis to the gateways.
 public enum Notifier {
@@ -13,6 +14,11 @@ public enum Notifier {
         let context = try await ServiceRunner.makeContext(configuration: configuration)
         let publisher = ChannelPublisher(redis: context.redis)
         try await publisher.prepare()
+        // Readiness fails (and an error is logged) while Redis may evict: the notifier keeps publishing,
+        // since stopping would stop every client's delivery, but operators must fix the policy.
+        let evictionCheck = EvictionPolicyCheck(publisher: publisher, logger: context.logger)
+        _ = await evictionCheck.isSafe()
+        context.readiness.add("redis-noeviction") { await evictionCheck.isSafe() }
         let consumer = try context.makeConsumer(group: ConsumerGroups.notifier)
         // A partition's buffered events go to Redis in one pipelined round trip: one round trip per
         // event capped a partition at a few hundred events a second on a busy machine.
@@ -46,27 +52,53 @@ public enum Notifier {
     }
 
     static func handle(batch messages: [KafkaConsumerMessage], publisher: ChannelPublisher) async throws {
-        let envelopes = try messages.map { try EnvelopeCodec.decode(ClientEvent.self, from: $0.value) }
-        let publications = try envelopes.map { envelope in
-            let event = envelope.payload
-            let frame = ServerFrame(
-                id: envelope.id.uuidString.lowercased(), type: event.frameType, timestamp: envelope.time / 1000,
-                data: event.data, channel: event.channel.description)
-            return ChannelPublisher.Publication(
-                eventID: envelope.id, channel: event.channel, frameType: event.frameType, createdAt: envelope.time,
-                frameJSON: try FrameEncoding.json(frame), ephemeral: event.ephemeral)
+        // Only the routing fields are read; `data` goes from the envelope into the frame untouched.
+        let routes = try messages.map { try ClientEventRoute(envelope: $0.value) }
+        let publications = routes.map { route in
+            ChannelPublisher.Publication(
+                eventID: route.id, channel: route.channel, frameType: route.frameType, createdAt: route.time,
+                frameJSON: route.frameJSON(), ephemeral: route.ephemeral)
         }
         let outcomes = try await publisher.publish(publications)
         let now = Clock.epochMicroseconds()
-        for (envelope, outcome) in zip(envelopes, outcomes) {
+        for (route, outcome) in zip(routes, outcomes) {
             switch outcome {
             case .published, .ephemeral:
-                NotifierMetrics.published[envelope.payload.channel.kind]?.increment()
-                NotifierMetrics.eventAge.recordMicroseconds(now - envelope.time)
+                NotifierMetrics.published[route.channel.kind]?.increment()
+                NotifierMetrics.eventAge.recordMicroseconds(now - route.time)
             case .duplicate:
                 NotifierMetrics.duplicates.increment()
             }
         }
+    }
+}
+
+/// Whether Redis' eviction policy is `noeviction`; logs an error when it is not (once per policy seen).
+public final class EvictionPolicyCheck: Sendable {
+    private let publisher: ChannelPublisher
+    private let logger: Logger
+    private let reported = Mutex<String?>(nil)
+
+    public init(publisher: ChannelPublisher, logger: Logger) {
+        self.publisher = publisher
+        self.logger = logger
+    }
+
+    public func isSafe() async -> Bool {
+        guard let policy = try? await publisher.evictionPolicy() else { return false }
+        let safe = policy == ChannelPublisher.requiredEvictionPolicy
+        let isNew = reported.withLock { reported in
+            defer { reported = policy }
+            return reported != policy
+        }
+        if isNew && !safe {
+            logger.error(
+                "Redis may evict keys: channel offsets and de-duplication are not safe; set maxmemory-policy noeviction (docs/reliability.md). Not ready until then.",
+                metadata: ["redis.maxmemory_policy": "\(policy)"])
+        } else if isNew {
+            logger.debug("Redis eviction policy", metadata: ["redis.maxmemory_policy": "\(policy)"])
+        }
+        return safe
     }
 }
 

@@ -13,6 +13,7 @@ struct BenchCommand: AsyncParsableCommand {
         subcommands: [
             RoundTripBench.self, BusHopBench.self, ConnectionsBench.self, FanoutBench.self, ReconnectBench.self,
             WorkflowBench.self, OverheadBench.self, AgentsBench.self, HistoryBench.self, IngestBench.self, VoiceOverheadBench.self, VoiceDevicesBench.self,
+            NotifierCodecBench.self, NotificationsBench.self,
         ])
 }
 
@@ -52,15 +53,22 @@ struct RoundTripBench: BenchScenario {
     @Option(help: "The gateway's WebSocket URL.") var gateway = "ws://127.0.0.1:8080/ws"
     @Option(help: "Messages to send.") var messages = 1000
     @Option(help: "Messages sent first and not measured.") var warmup = 50
+    @Option(
+        help:
+            "Messages each user sends before the next user takes over on a connection of its own: a person sends a few messages, not a thousand, and the gateway limits each user to 20 commands/s after a burst of 40."
+    ) var messagesPerUser = 20
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
 
     @OptionGroup var output: BenchOutput
 
     func report() async throws {
+        guard messagesPerUser > 0 else { throw ValidationError("--messages-per-user must be positive") }
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
-        let token = try await TokenAuthority(secret: secret).mint(user: "bench-\(UUID().uuidString.prefix(8))")
-        let result = try await Self.measure(gateway: gateway, token: token, messages: messages, warmup: warmup)
-        BenchReporter.say("roundtrip over \(messages) messages (\(result.lost) without a complete stream)")
+        let authority = try await TokenAuthority(secret: secret)
+        let result = try await Self.measure(
+            gateway: gateway, messages: messages, warmup: warmup, messagesPerUser: messagesPerUser,
+            token: { try await authority.mint(user: "bench-\(UUID().uuidString.prefix(8))") })
+        BenchReporter.say("roundtrip over \(messages) messages, \(messagesPerUser) per user (\(result.lost) without a complete stream)")
         BenchReporter.record(result.firstChunk)
         BenchReporter.record(result.streamEnd)
     }
@@ -71,46 +79,62 @@ struct RoundTripBench: BenchScenario {
         var lost: Int
     }
 
-    static func measure(gateway: String, token: String, messages: Int, warmup: Int) async throws -> Result {
-        let conversation = "bench-\(UUID().uuidString.lowercased())"
-        let outcome = try await ChatClient.withConnection(url: gateway, token: token) { client -> Result in
+    /// One message at a time; every `messagesPerUser` messages a new user (a new token and connection,
+    /// opened before its first message is timed) takes over.
+    static func measure(
+        gateway: String, messages: Int, warmup: Int, messagesPerUser: Int, token: @Sendable () async throws -> String
+    ) async throws -> Result {
+        struct Tally: Sendable {
             var firstChunk = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
             var streamEnd = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
             var lost = 0
-            BenchReporter.begin("messages", total: warmup + messages)
-            for index in 0..<(warmup + messages) {
-                BenchReporter.step()
-                let commandID = "bench-\(index)"
-                let sentAt = ContinuousClock.now
-                client.send(
-                    ClientCommand(
-                        id: commandID, type: ClientCommandType.sendMessage,
-                        data: ["conversationId": .string(conversation), "content": .string("benchmark message \(index)")]))
-                var chunkAt: ContinuousClock.Instant?
-                var endAt: ContinuousClock.Instant?
-                while endAt == nil, let received = await client.frames.next(within: .seconds(10)) {
-                    switch received.frame.type {
-                    case FrameType.messageStreamChunk where chunkAt == nil: chunkAt = received.receivedAt
-                    case FrameType.messageStreamEnd: endAt = received.receivedAt
-                    case "ERROR": throw ValidationError("the gateway refused a message: \(received.frame.error?.message ?? "")")
-                    default: break
+        }
+        var tally = Tally()
+        let total = warmup + messages
+        BenchReporter.begin("messages", total: total)
+        var next = 0
+        while next < total {
+            let range = next..<min(total, next + messagesPerUser)
+            next = range.upperBound
+            let conversation = "bench-\(UUID().uuidString.lowercased())"
+            let outcome = try await ChatClient.withConnection(url: gateway, token: try await token()) { [tally] client -> Tally in
+                var tally = tally
+                for index in range {
+                    BenchReporter.step()
+                    let sentAt = ContinuousClock.now
+                    client.send(
+                        ClientCommand(
+                            id: "bench-\(index)", type: ClientCommandType.sendMessage,
+                            data: ["conversationId": .string(conversation), "content": .string("benchmark message \(index)")]))
+                    var chunkAt: ContinuousClock.Instant?
+                    var endAt: ContinuousClock.Instant?
+                    while endAt == nil, let received = await client.frames.next(within: .seconds(10)) {
+                        switch received.frame.type {
+                        case FrameType.messageStreamChunk where chunkAt == nil: chunkAt = received.receivedAt
+                        case FrameType.messageStreamEnd: endAt = received.receivedAt
+                        case "ERROR": throw ValidationError("the gateway refused a message: \(received.frame.error?.message ?? "")")
+                        default: break
+                        }
+                    }
+                    guard let chunkAt, let endAt else {
+                        tally.lost += 1
+                        continue
+                    }
+                    if index >= warmup {
+                        _ = tally.firstChunk.record(microseconds(chunkAt - sentAt))
+                        _ = tally.streamEnd.record(microseconds(endAt - sentAt))
                     }
                 }
-                guard let chunkAt, let endAt else {
-                    lost += 1
-                    continue
-                }
-                if index >= warmup {
-                    _ = firstChunk.record(microseconds(chunkAt - sentAt))
-                    _ = streamEnd.record(microseconds(endAt - sentAt))
-                }
+                return tally
             }
-            return Result(
-                firstChunk: LatencySummary(name: "send → first chunk", histogram: firstChunk),
-                streamEnd: LatencySummary(name: "send → stream end", histogram: streamEnd), lost: lost)
+            guard let result = outcome.result else {
+                throw ValidationError("the connection closed (code \(outcome.closeCode.map(String.init) ?? "none"))")
+            }
+            tally = result
         }
-        guard let result = outcome.result else { throw ValidationError("the connection closed (code \(outcome.closeCode.map(String.init) ?? "none"))") }
-        return result
+        return Result(
+            firstChunk: LatencySummary(name: "send → first chunk", histogram: tally.firstChunk),
+            streamEnd: LatencySummary(name: "send → stream end", histogram: tally.streamEnd), lost: tally.lost)
     }
 }
 

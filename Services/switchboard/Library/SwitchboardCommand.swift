@@ -51,6 +51,8 @@ struct TailCommand: AsyncParsableCommand {
             client: KafkaClientConfiguration(bootstrapServers: brokers, clientID: "switchboard-tail"),
             groupID: "sb-tail-\(UUID().uuidString.lowercased())")
         configuration.startFromLatest = !fromBeginning
+        // A person reads along: a tenth of a second is live enough, and dead letters can wait a second.
+        configuration.fetchWaitMaxMilliseconds = topic.hasSuffix(".dlq") ? 1000 : 100
         let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], logger: logger)
         let formatter = TailFormatter(key: key, type: type, json: json)
         await withDiscardingTaskGroup { group in
