@@ -35,6 +35,7 @@ let services: [ServiceTarget] = [
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Crypto", package: "swift-crypto"),
             "SwitchboardStore",
             "SwitchboardWorkflow",
             "SwitchboardVoice",
@@ -227,6 +228,7 @@ targets += [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ],
         path: "Tests/UnitTests", swiftSettings: swiftSettings),
     .testTarget(

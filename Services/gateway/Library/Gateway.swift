@@ -245,6 +245,7 @@ public enum Gateway {
             context: context, authority: authority, subscriber: subscriber, access: access, registry: registry,
             settings: settings, connections: devices
         ).addRoutes(to: router)
+        DeviceRoutes(context: context, authority: authority, settings: settings).addRoutes(to: router)
         OpenAICompatibility(streams: streams).addRoutes(to: router)
         BluePlanCompatibility(streams: streams).addRoutes(to: router)
         return router
