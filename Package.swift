@@ -71,6 +71,8 @@ let services: [ServiceTarget] = [
             "SwitchboardWorkflow",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
+            // getaddrinfo on NIO's thread pool (egress checks, Egress.swift).
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
     .init(executable: "notifier", library: "Notifier", folder: "notifier", dependencies: ["SwitchboardStore"]),
