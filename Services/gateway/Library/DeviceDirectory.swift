@@ -219,6 +219,17 @@ struct DeviceDirectory: Sendable {
 
     // MARK: online state (written by the device connection)
 
+    /// Whether a bound device's connection (its conversation is its owner's) is still its owner's.
+    /// Asked after the connection is marked online: an unbind racing the hello either finds the
+    /// connection to close or is seen here. Redis failing: no (closed by default).
+    func stillBound(_ identity: DeviceIdentity) async -> Bool {
+        guard identity.conversationID == DeviceIdentity.conversation(ofDevice: identity.deviceID, user: identity.userID) else {
+            return true  // not a bound device's connection (a provisioned JWT, open enrollment)
+        }
+        guard let binding = try? await self.binding(of: identity.deviceID) else { return false }
+        return binding.userId == identity.userID
+    }
+
     func markOnline(device: String, gateway: String, session: String, ttlSeconds: Int) async throws {
         _ = try await redis.send("SET", Self.liveKey(device), RedisArgument("\(gateway) \(session)"), "EX", RedisArgument(ttlSeconds))
     }

@@ -332,6 +332,10 @@ struct XiaozhiDevices: Sendable {
         let directory = self.directory
         let gateway = context.configuration.instanceID
         try? await directory.markOnline(device: identity.deviceID, gateway: gateway, session: connection.sessionID, ttlSeconds: xiaozhi.routeTTLSeconds)
+        guard await directory.stillBound(identity) else {
+            connection.enqueue(.close(code: CloseCode.unauthorized.rawValue, reason: "device unbound"))
+            return false
+        }
         connection.enqueue(.text(Xiaozhi.Message.serverHello(sessionId: connection.sessionID).json(), turn: nil))
         let ttl = xiaozhi.routeTTLSeconds
         let redis = context.redis
