@@ -39,6 +39,7 @@ let services: [ServiceTarget] = [
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Crypto", package: "swift-crypto"),
             "SwitchboardStore",
             "SwitchboardWorkflow",
             "SwitchboardVoice",
@@ -74,6 +75,8 @@ let services: [ServiceTarget] = [
             "SwitchboardWorkflow",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
+            // getaddrinfo on NIO's thread pool (egress checks, Egress.swift).
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
     .init(executable: "notifier", library: "Notifier", folder: "notifier", dependencies: ["SwitchboardStore"]),
@@ -235,6 +238,7 @@ targets += [
             .product(name: "NIOWebSocket", package: "swift-nio"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ],
         path: "Tests/UnitTests", swiftSettings: swiftSettings),
     .testTarget(

@@ -208,6 +208,50 @@ public struct WorkflowRunStore: Sendable {
             recordJSON: json, createdAt: record.createdAt, updatedAt: record.updatedAt)
     }
 
+    // MARK: limits
+
+    static func activeKey(_ userID: String) -> String { "sb:wf:user:{\(userID)}:active" }
+    static func executionsKey(_ runID: String) -> String { "sb:wf:run:{\(runID)}:executions" }
+
+    /// Admits a run into its user's executing runs (one key, one script: runners on every partition
+    /// agree); false when the user already has `limit` others.
+    static let admitScript = RedisScript(
+        """
+        if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+        if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+        redis.call('SADD', KEYS[1], ARGV[1])
+        redis.call('EXPIRE', KEYS[1], ARGV[3])
+        return 1
+        """)
+
+    public func admit(runID: String, userID: String, limit: Int) async throws -> Bool {
+        let key = RedisArgument(Self.activeKey(userID))
+        if try await redis.send("SCARD", key).integer ?? 0 >= limit {
+            // Forget runs that ended without saying so (their record expired, or ended elsewhere).
+            let members = (try await redis.send("SMEMBERS", key).array ?? []).compactMap(\.string)
+            let records = try await redis.pipeline(members.map { ["GET", RedisArgument(Self.runKey($0))] })
+            for (member, reply) in zip(members, records) {
+                let status = reply.string.flatMap { try? JSONDecoder().decode(WorkflowRunRecord.self, from: Data($0.utf8)) }?.status
+                if status == nil || status?.isTerminal == true { _ = try await redis.send("SREM", key, RedisArgument(member)) }
+            }
+        }
+        let reply = try await redis.run(
+            Self.admitScript, keys: [key], arguments: [RedisArgument(runID), RedisArgument(limit), RedisArgument(retentionSeconds)])
+        return reply.integer == 1
+    }
+
+    public func release(runID: String, userID: String) async throws {
+        _ = try await redis.send("SREM", RedisArgument(Self.activeKey(userID)), RedisArgument(runID))
+    }
+
+    /// Counts one more execution of a run (its first, or a takeover); returns how many there were.
+    public func countExecution(_ runID: String) async throws -> Int {
+        let replies = try await redis.pipeline([
+            ["INCR", RedisArgument(Self.executionsKey(runID))], ["EXPIRE", RedisArgument(Self.executionsKey(runID)), RedisArgument(retentionSeconds)],
+        ])
+        return Int(replies[0].integer ?? 1)
+    }
+
     public func storeAgentResult(taskID: String, json: String) async throws {
         try await redis.send("SET", RedisArgument(Self.agentResultKey(taskID)), RedisArgument(json), "EX", RedisArgument(3600))
     }

@@ -16,7 +16,7 @@ struct ChatFlowTests {
     static func withStack(
         tokensPerSecond: Int = 200, gatewayEnvironment: [String: String] = [:],
         orchestratorEnvironment: [String: String] = [:], agentEnvironment: [String: String] = [:],
-        voiceEnvironment: [String: String] = [:],
+        voiceEnvironment: [String: String] = [:], runnerEnvironment: [String: String] = [:],
         _ body: (ServiceProcesses, String, TokenAuthority) async throws -> Void
     ) async throws {
         try await TestEnvironment.requireKafka()
@@ -25,7 +25,7 @@ struct ChatFlowTests {
         let gateway = try stack.startAll(agentEnvironment: [
             "SWITCHBOARD_AGENT_TOKEN_RATE": "\(tokensPerSecond)", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS": "20",
         ].merging(agentEnvironment) { $1 }, gatewayEnvironment: gatewayEnvironment, orchestratorEnvironment: orchestratorEnvironment,
-            voiceEnvironment: voiceEnvironment)
+            voiceEnvironment: voiceEnvironment, runnerEnvironment: runnerEnvironment)
         do {
             try await stack.waitUntilReady()
             let authority = try await TokenAuthority(secret: stack.jwtSecret)

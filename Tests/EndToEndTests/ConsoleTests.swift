@@ -265,6 +265,48 @@ struct ConsoleTests {
         return outcome
     }
 
+    /// The Devices tab: bind a device by the code its OTA answer carries, see it listed, rename and
+    /// unbind it (the page's confirm and prompt dialogs answered by the test).
+    @Test func theDevicesPageBindsRenamesAndUnbindsADevice() async throws {
+        let chromium = try HeadlessBrowser.findExecutable()
+        try await ChatFlowTests.withStack { _, url, authority in
+            let token = try await authority.mint(user: "console-devices-\(UUID().uuidString.prefix(6))")
+            let origin = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws", with: "")
+            let deviceID = VoiceFlowTests.deviceID()
+            let ota = try await DeviceActivationFlowTests.ota(origin, deviceID: deviceID, clientID: "console-device")
+            let code = try #require((ota.json["activation"] as? [String: Any])?["code"] as? String)
+            let directory = NSTemporaryDirectory() + "switchboard-console-\(UUID().uuidString.prefix(8))"
+            let browser = try HeadlessBrowser(executable: chromium, url: "\(origin)/?token=\(token)", directory: directory)
+            defer { browser.close() }
+            let devtools = try await browser.webSocketURL()
+            let (listed, renamed, left) = try await DevToolsSession.withPage(browser: devtools) { page in
+                try await Self.waitFor(page, "the console", "!document.getElementById('app').hidden")
+                try await page.evaluate(
+                    """
+                    window.confirm = () => true; window.prompt = () => 'Kitchen speaker';
+                    document.querySelector('#tabs button[data-tab="devices"]').click();
+                    document.getElementById('device-code').value = '\(code)';
+                    document.querySelector('#device-bind button').click();
+                    """)
+                let row = "document.querySelector('#devices tr[data-device=\"\(deviceID)\"]')"
+                try await Self.waitFor(page, "the bound device's row", "\(row) !== null")
+                let listed = try await page.evaluate("\(row).textContent").stringValue ?? ""
+                try await page.evaluate("\(row).querySelectorAll('button')[0].click()")
+                try await Self.waitFor(page, "the new name", "\(row) && \(row).querySelector('.device-name').textContent === 'Kitchen speaker'")
+                let renamed = try await page.evaluate("\(row).querySelector('.device-name').textContent").stringValue ?? ""
+                try await page.evaluate("\(row).querySelectorAll('button')[1].click()")
+                try await Self.waitFor(page, "the row to go", "\(row) === null && !document.getElementById('devices-empty').hidden")
+                return (listed, renamed, try await page.evaluate("document.querySelectorAll('#devices tr').length").intValue ?? -1)
+            }
+            #expect(listed.contains(deviceID) && listed.contains("offline"), "\(listed)")
+            #expect(renamed == "Kitchen speaker")
+            #expect(left == 0)
+            // The page's unbind really unbound: OTA hands the device a new code, not a token.
+            let again = try await DeviceActivationFlowTests.ota(origin, deviceID: deviceID, clientID: "console-device")
+            #expect(again.json["activation"] != nil)
+        }
+    }
+
     static func waitFor(_ page: DevToolsPage, _ what: String, _ condition: String, timeout: Duration = .seconds(20)) async throws {
         let deadline = ContinuousClock.now.advanced(by: timeout)
         while ContinuousClock.now < deadline {

@@ -34,8 +34,8 @@ struct VoiceFlowTests {
         }
     }
 
-    /// The device's first request: OTA with Device-Id and Client-Id.
-    static func ota(_ base: String, deviceID: String, clientID: String) async throws -> (url: String, token: String, body: [String: Any]) {
+    /// The device's first request: OTA with Device-Id and Client-Id (a token only once it is bound).
+    static func ota(_ base: String, deviceID: String, clientID: String) async throws -> (url: String, token: String?, body: [String: Any]) {
         var request = URLRequest(url: URL(string: "\(base)/xiaozhi/ota/")!)
         request.httpMethod = "POST"
         request.setValue(deviceID, forHTTPHeaderField: "Device-Id")
@@ -46,7 +46,7 @@ struct VoiceFlowTests {
         #expect((response as? HTTPURLResponse)?.statusCode == 200)
         let body = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         let websocket = try #require(body["websocket"] as? [String: Any])
-        return (try #require(websocket["url"] as? String), try #require(websocket["token"] as? String), body)
+        return (try #require(websocket["url"] as? String), websocket["token"] as? String, body)
     }
 
     static func deviceID() -> String {
@@ -99,7 +99,11 @@ struct VoiceFlowTests {
         try await Self.withVoiceStack { stack in
             let deviceID = Self.deviceID()
             let clientID = UUID().uuidString
-            let (url, token, body) = try await Self.ota(stack.httpBase, deviceID: deviceID, clientID: clientID)
+            // Bound to a user first (DeviceActivationFlowTests has the flow's details).
+            let owner = try await stack.authority.mint(user: "speaker-\(UUID().uuidString.prefix(8))")
+            _ = try await DeviceActivationFlowTests.bind(stack.httpBase, deviceID: deviceID, clientID: clientID, user: owner)
+            let (url, otaToken, body) = try await Self.ota(stack.httpBase, deviceID: deviceID, clientID: clientID)
+            let token = try #require(otaToken)
             #expect(url == stack.webSocketURL)
             #expect((body["server_time"] as? [String: Any])?["timestamp"] != nil)
             let speech = try await DeviceSimulator.speech("good morning")

@@ -53,6 +53,7 @@ public final class FakeOpenAI: Sendable {
             }
         }
         addSpeechRoutes(to: router)
+        addEgressRoutes(to: router)
         return router
     }
 

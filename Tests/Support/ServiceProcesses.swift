@@ -98,12 +98,14 @@ public final class ServiceProcesses: Sendable {
     /// Starts all six services; returns the gateway's.
     public func startAll(
         agentEnvironment: [String: String] = [:], gatewayEnvironment: [String: String] = [:],
-        orchestratorEnvironment: [String: String] = [:], voiceEnvironment: [String: String] = [:]
+        orchestratorEnvironment: [String: String] = [:], voiceEnvironment: [String: String] = [:],
+        runnerEnvironment: [String: String] = [:]
     ) throws -> Launched {
         let gateway = try start("gateway", environment: gatewayEnvironment)
         try start("orchestrator", environment: orchestratorEnvironment)
         try start("voice-worker", environment: voiceEnvironment)
-        for name in ["notifier", "workflow-runner"] { try start(name) }
+        try start("notifier")
+        try start("workflow-runner", environment: runnerEnvironment)
         try start("agent-worker", environment: agentEnvironment)
         return gateway
     }

@@ -192,6 +192,7 @@ public enum Gateway {
         xiaozhi.addRoutes(to: router)
         doors += [workflows, bisheng]
         doors.append(xiaozhi)
+        DeviceRoutes(context: context, authority: authority, settings: settings).addRoutes(to: router)
         OpenAICompatibility(streams: streams).addRoutes(to: router)
         BluePlanCompatibility(streams: streams).addRoutes(to: router)
         let webSocketDoors = WebSocketDoors(doors)

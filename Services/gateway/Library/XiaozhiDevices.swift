@@ -19,9 +19,11 @@ public struct XiaozhiSettings: Sendable {
     public var helloTimeout: Duration = .seconds(10)
     /// The WebSocket URL handed out by OTA; empty: derived from the request's Host.
     public var webSocketURL = ""
-    /// OTA answers every device with a token (the reference server's open activation); false: devices
-    /// are provisioned with tokens (HMAC or JWT) some other way and OTA hands out no token.
+    /// OTA answers a bound device with a token; false: devices are provisioned with tokens (JWT) some
+    /// other way and OTA hands out neither a token nor an activation code.
     public var otaIssuesTokens = true
+    /// Binding devices to users before they get a token (DeviceActivation.swift).
+    public var activation = DeviceActivationSettings()
     /// Routing-table entries expire this long after the gateway last refreshed them.
     public var routeTTLSeconds = 120
     /// Downlink pacing: frames sent at once before one per frame duration.
@@ -37,6 +39,7 @@ public struct XiaozhiSettings: Sendable {
             Bool?.none, environment: "XIAOZHI_OTA_ISSUES_TOKENS", default: settings.otaIssuesTokens, environment: environment)
         settings.burstFrames = try setting(
             Int?.none, environment: "XIAOZHI_BURST_FRAMES", default: settings.burstFrames, environment: environment)
+        settings.activation = try DeviceActivationSettings.fromEnvironment(environment)
         guard hello > 0, settings.burstFrames > 0 else { throw ConfigurationError("the hello timeout and burst must be positive") }
         settings.helloTimeout = .milliseconds(Int64(hello * 1000))
         return settings
@@ -72,10 +75,15 @@ struct XiaozhiDevices: WebSocketDoor {
     let connections: DeviceConnections
 
     var xiaozhi: XiaozhiSettings { settings.xiaozhi }
+    var directory: DeviceDirectory {
+        DeviceDirectory(redis: context.redis, settings: xiaozhi.activation, secret: context.configuration.jwtSecret)
+    }
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
         // The router ignores a trailing slash: these also serve "/xiaozhi/ota" and "/xiaozhi/v1".
-        router.post("/xiaozhi/ota/") { request, _ in try ota(request) }
+        router.post("/xiaozhi/ota/") { request, context in
+            try await DeviceRoutes.respond { try await ota(request, address: DeviceRoutes.address(of: context)) }
+        }
     }
 
     // MARK: The socket (the router ignores a trailing slash; so does the door's pattern)
@@ -92,24 +100,32 @@ struct XiaozhiDevices: WebSocketDoor {
 
     // MARK: OTA
 
-    func ota(_ request: Request) throws -> Response {
+    /// A bound device gets its token; an unbound one an activation code (docs/voice.md#activation).
+    func ota(_ request: Request, address: String) async throws -> Response {
         guard let deviceID = request.headers[.deviceID], DeviceIdentity.isValidDeviceID(deviceID) else {
-            throw HTTPError(.badRequest, message: "the Device-Id header (the device's MAC) is required")
+            throw DeviceError(.badRequest, ErrorCode.invalidArgument.rawValue, "the Device-Id header (the device's MAC) is required")
         }
+        try await directory.admit(address: address)
         let clientID = request.headers[.clientID] ?? ""
         let now = Clock.epochMilliseconds()
-        var webSocket: [String: String] = ["url": webSocketURL(for: request)]
-        if xiaozhi.otaIssuesTokens {
-            webSocket["token"] = Xiaozhi.DeviceToken(secret: context.configuration.jwtSecret)
+        var answer = OTAAnswer(server_time: .init(timestamp: now), websocket: .init(url: webSocketURL(for: request)))
+        if xiaozhi.activation.openEnrollment {
+            // Development only: any device, as its own user.
+            answer.websocket.token = Xiaozhi.DeviceToken(secret: context.configuration.jwtSecret)
                 .mint(clientId: clientID, deviceId: deviceID, at: now / 1000)
+        } else if xiaozhi.otaIssuesTokens {
+            if let binding = try await directory.binding(of: deviceID),
+                let token = try directory.grant(for: binding, client: clientID, now: now)
+            {
+                answer.websocket.token = token
+            } else {
+                let pending = try await directory.pendingActivation(device: deviceID, client: clientID, now: now)
+                answer.activation = .init(
+                    code: pending.code, message: ActivationCode.message(code: pending.code), challenge: pending.challenge,
+                    timeout_ms: pending.expiresAt - now)
+            }
         }
-        let body: [String: Any] = [
-            "server_time": ["timestamp": now, "timezone_offset": 0],
-            "firmware": ["version": "", "url": ""],
-            "websocket": webSocket,
-        ]
-        let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys, .withoutEscapingSlashes])
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return try DeviceRoutes.json(answer)
     }
 
     func webSocketURL(for request: Request) -> String {
@@ -140,9 +156,19 @@ struct XiaozhiDevices: WebSocketDoor {
             throw HTTPError(.unauthorized, message: "a token is required (Authorization: Bearer, HMAC device token or JWT)")
         }
         let userID: String
-        if Xiaozhi.DeviceToken.looksLikeDeviceToken(token) {
-            guard Xiaozhi.DeviceToken(secret: context.configuration.jwtSecret)
-                .verify(token, clientId: clientID, deviceId: deviceID, now: Clock.epochMilliseconds() / 1000)
+        var conversationID = DeviceIdentity.conversation(ofDevice: deviceID)
+        if DeviceGrant.looksLikeGrant(token) {
+            // A bound device: its owner's, while the binding (and its generation) lasts.
+            guard let grant = try await directory.verify(token, device: deviceID, client: clientID, now: Clock.epochMilliseconds()) else {
+                throw HTTPError(.unauthorized, message: "the device token is invalid, expired or revoked (bind the device again)")
+            }
+            userID = grant.user
+            conversationID = DeviceIdentity.conversation(ofDevice: deviceID, user: grant.user)
+        } else if Xiaozhi.DeviceToken.looksLikeDeviceToken(token) {
+            // The reference server's token: only while open enrollment (development) is on.
+            guard xiaozhi.activation.openEnrollment,
+                Xiaozhi.DeviceToken(secret: context.configuration.jwtSecret)
+                    .verify(token, clientId: clientID, deviceId: deviceID, now: Clock.epochMilliseconds() / 1000)
             else { throw HTTPError(.unauthorized, message: "the device token is invalid or expired") }
             userID = "device:\(deviceID)"
         } else {
@@ -152,7 +178,6 @@ struct XiaozhiDevices: WebSocketDoor {
                 throw HTTPError(.unauthorized, message: error.reason)
             }
         }
-        let conversationID = DeviceIdentity.conversation(ofDevice: deviceID)
         guard try await access.authorize(userID: userID, conversationID: conversationID) else {
             throw HTTPError(.forbidden, message: "device \(deviceID) belongs to another user")
         }
@@ -207,6 +232,8 @@ struct XiaozhiDevices: WebSocketDoor {
         }
         if connection.hasSaidHello {
             _ = try? await context.redis.send("DEL", RedisArgument(VoiceDownlink.routeKey(session: connection.sessionID)))
+            try? await directory.markOffline(
+                device: connection.identity.deviceID, gateway: context.configuration.instanceID, session: connection.sessionID)
             try? await uplink.publish(.close)
         }
         await admission.release(session)
@@ -305,6 +332,13 @@ struct XiaozhiDevices: WebSocketDoor {
             return fail(connection, error)
         }
         connection.markHello()
+        let directory = self.directory
+        let gateway = context.configuration.instanceID
+        try? await directory.markOnline(device: identity.deviceID, gateway: gateway, session: connection.sessionID, ttlSeconds: xiaozhi.routeTTLSeconds)
+        guard await directory.stillBound(identity) else {
+            connection.enqueue(.close(code: CloseCode.unauthorized.rawValue, reason: "device unbound"))
+            return false
+        }
         connection.enqueue(.text(Xiaozhi.Message.serverHello(sessionId: connection.sessionID).json(), turn: nil))
         let ttl = xiaozhi.routeTTLSeconds
         let redis = context.redis
@@ -313,6 +347,7 @@ struct XiaozhiDevices: WebSocketDoor {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(max(1, ttl / 3)))
                 _ = try? await redis.send("EXPIRE", key, RedisArgument(ttl))
+                try? await directory.markOnline(device: identity.deviceID, gateway: gateway, session: connection.sessionID, ttlSeconds: ttl)
             }
         }
         do {

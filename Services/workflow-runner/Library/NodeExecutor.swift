@@ -23,7 +23,18 @@ struct NodeExecutor: Sendable {
     let http: HTTPClient
     let settings: WorkflowRunnerSettings
 
+    /// Runs the node; outputs over the limit fail it (they would be checkpointed and sent to clients).
     func execute(_ node: WorkflowNode, kind: NodeKind, inputs: [String: JSONValue], run: NodeRun) async throws -> NodeResult {
+        let result = try await perform(node, kind: kind, inputs: inputs, run: run)
+        do {
+            try OutputLimits.check(outputs: result.outputs, limit: settings.maximumOutputBytes)
+        } catch let error as OutputLimitError {
+            throw NodeFailure(message: error.description)
+        }
+        return result
+    }
+
+    private func perform(_ node: WorkflowNode, kind: NodeKind, inputs: [String: JSONValue], run: NodeRun) async throws -> NodeResult {
         switch kind {
         case .start:
             var outputs = node.config["inputs"]?.objectValue ?? [:]
@@ -57,7 +68,9 @@ struct NodeExecutor: Sendable {
 
     private func render(_ template: JSONValue?, _ inputs: [String: JSONValue]) throws -> String {
         do {
-            return try TemplateRenderer.render(template?.stringValue ?? "", with: inputs)
+            return try OutputLimits.render(template?.stringValue ?? "", with: inputs, limit: settings.maximumOutputBytes)
+        } catch let error as OutputLimitError {
+            throw NodeFailure(message: "template error: \(error.description)")
         } catch {
             throw NodeFailure(message: "template error: \(error)")
         }
@@ -93,11 +106,12 @@ struct NodeExecutor: Sendable {
         return result.content
     }
 
-    /// An HTTP request with a timeout per attempt and retries (with backoff) on transport errors and 5xx.
+    /// An HTTP request under the egress rules (Egress.swift), with a timeout per attempt (at most the
+    /// operator's) and retries (with backoff) on transport errors and 5xx; a refusal is not retried.
     private func request(_ node: WorkflowNode, inputs: [String: JSONValue]) async throws -> NodeResult {
         let url = try render(node.config["url"], inputs)
         let method = node.config["method"]?.stringValue ?? "GET"
-        let timeout = node.config["timeout_ms"]?.intValue.map { Duration.milliseconds($0) } ?? settings.httpTimeout
+        let timeout = min(node.config["timeout_ms"]?.intValue.map { Duration.milliseconds($0) } ?? settings.httpTimeout, settings.httpTimeout)
         let retries = node.config["retries"]?.intValue ?? settings.httpRetries
         var request = HTTPClientRequest(url: url)
         request.method = HTTPMethod(rawValue: method)
@@ -117,9 +131,12 @@ struct NodeExecutor: Sendable {
         for attempt in 0...retries {
             if attempt > 0 { try await Task.sleep(for: .milliseconds(100 << min(attempt, 6))) }
             do {
-                let response = try await http.execute(request, timeout: .nanoseconds(Int64(timeout / .nanoseconds(1))))
-                let bytes = try await response.body.collect(upTo: 4 << 20)
-                let status = Int(response.status.code)
+                let egress = self.egress
+                let answer = try await Self.within(timeout) { [request] in
+                    try await egress.execute(request, deadline: .now() + .nanoseconds(Int64(timeout / .nanoseconds(1))))
+                }
+                let bytes = answer.body
+                let status = answer.status
                 if status >= 500 {
                     lastError = "HTTP \(status)"
                     continue
@@ -130,6 +147,8 @@ struct NodeExecutor: Sendable {
                 return NodeResult(outputs: ["status": .number(Double(status)), "body": body])
             } catch let failure as NodeFailure {
                 throw failure
+            } catch let refusal as EgressError {
+                throw NodeFailure(message: refusal.description)
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
@@ -137,5 +156,30 @@ struct NodeExecutor: Sendable {
             }
         }
         throw NodeFailure(message: "\(method) \(url) failed after \(retries + 1) attempts: \(lastError)")
+    }
+
+    var egress: EgressClient {
+        EgressClient(
+            policy: settings.egress, maximumRedirects: settings.httpMaximumRedirects,
+            maximumResponseBytes: settings.httpMaximumResponseBytes)
+    }
+
+    struct TimedOut: Error, CustomStringConvertible {
+        var limit: Duration
+        var description: String { "no complete answer within \(limit)" }
+    }
+
+    /// The whole exchange, body included, within `limit` (the client's deadline covers less).
+    static func within<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let value = first else { throw TimedOut(limit: limit) }
+            return value
+        }
     }
 }

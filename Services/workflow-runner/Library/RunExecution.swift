@@ -68,7 +68,10 @@ private final class RunLoop {
             _ = try await retrying(logger) { try await store.create(created) }
             record = created
         }
-        guard let record, !record.status.isTerminal else { return nil }
+        guard let record, !record.status.isTerminal else {
+            if let record { try? await store.release(runID: record.runId, userID: record.userId) }
+            return nil
+        }
         switch WorkflowValidator.validate(record.workflow) {
         case .success(let workflow):
             let checkpoints = try await retrying(logger) { try await store.checkpoints(payload.runId) }
@@ -77,6 +80,7 @@ private final class RunLoop {
                 execution: execution, logger: logger, record: record,
                 scheduler: WorkflowScheduler(workflow: workflow, checkpoint: checkpoints.mapValues(\.record)))
             if record.status == .paused { loop.scheduler.pause() }
+            if try await loop.refused() { return nil }
             if resumed { logger.info("resuming run from its checkpoint", metadata: ["workflow.checkpointed_nodes": "\(checkpoints.count)"]) }
             return loop
         case .failure(let issues):
@@ -87,6 +91,32 @@ private final class RunLoop {
             try await loop.finish(.failed(node: "", error: issues.issues.map(\.message).joined(separator: "; ")))
             return nil
         }
+    }
+
+    /// A run taken over too often fails instead of crash-looping every runner in turn; a run over its
+    /// user's limit of runs at once fails at its start. True when the run was failed for either.
+    func refused() async throws -> Bool {
+        let settings = execution.executor.settings
+        let executions = try await retrying(logger) { [store, runID] in try await store.countExecution(runID) }
+        if executions - 1 > settings.maximumTakeovers {
+            logger.error("run taken over too often; failing it", metadata: ["workflow.executions": "\(executions)"])
+            try await finish(
+                .failed(
+                    node: "",
+                    error: "the run was taken over \(executions - 1) times (its runners kept stopping); it failed rather than being resumed again (SWITCHBOARD_WORKFLOW_MAX_TAKEOVERS is \(settings.maximumTakeovers))"))
+            return true
+        }
+        let admitted = try await retrying(logger) { [store, runID, record] in
+            try await store.admit(runID: runID, userID: record.userId, limit: settings.maximumRunsPerUser)
+        }
+        guard admitted else {
+            try await finish(
+                .failed(
+                    node: "",
+                    error: "too many runs at once: at most \(settings.maximumRunsPerUser) per user (SWITCHBOARD_WORKFLOW_MAX_RUNS_PER_USER); this run was not started"))
+            return true
+        }
+        return false
     }
 
     private static let minimalWorkflow = WorkflowDefinition(
@@ -225,6 +255,7 @@ private final class RunLoop {
         data["summary"] = summary(now: now)
         let final = record
         try await retrying(logger) { [store] in try await store.update(final) }
+        try? await store.release(runID: runID, userID: record.userId)
         try await retrying(logger) { [emitter, runID] in
             try await emitter.emit(frame, .object(data), id: DeterministicID.uuid(runID, "outcome"))
         }

@@ -902,17 +902,79 @@
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Devices (docs/voice.md#activation): bind by the code a device shows, rename, unbind.
+
+  function renderDevices(devices) {
+    $('devices-empty').hidden = devices.length > 0;
+    $('devices').replaceChildren(...devices.map((device) => {
+      const rename = el('button', { type: 'button', text: 'Rename' });
+      rename.onclick = async () => {
+        const name = prompt('Name of ' + device.id, device.name);
+        if (name === null || !name.trim()) return;
+        try {
+          await api('PATCH', '/api/v1/devices/' + encodeURIComponent(device.id), { name: name.trim() });
+          refreshDevices();
+        } catch (error) {
+          toast('Rename failed: ' + error.message, 'error');
+        }
+      };
+      const unbind = el('button', { type: 'button', class: 'danger', text: 'Unbind' });
+      unbind.onclick = async () => {
+        if (!confirm('Unbind ' + device.name + '? It is disconnected and needs a new code.')) return;
+        try {
+          await api('DELETE', '/api/v1/devices/' + encodeURIComponent(device.id));
+          toast(device.name + ' unbound');
+          refreshDevices();
+        } catch (error) {
+          toast('Unbind failed: ' + error.message, 'error');
+        }
+      };
+      return el('tr', { 'data-device': device.id, 'data-online': String(device.online) },
+        el('td', { class: 'device-name', text: device.name }), el('td', { text: device.id }),
+        el('td', {}, el('span', { class: 'pill', 'data-state': device.online ? 'online' : 'offline', text: device.online ? 'online' : 'offline' })),
+        el('td', {}, rename, ' ', unbind));
+    }));
+  }
+
+  async function refreshDevices() {
+    try {
+      renderDevices((await api('GET', '/api/v1/devices')).devices || []);
+    } catch (error) {
+      if (error.message !== 'unauthorized') $('device-error').textContent = 'devices unavailable: ' + error.message;
+    }
+  }
+
+  async function bindDevice(event) {
+    event.preventDefault();
+    const code = $('device-code').value.trim();
+    $('device-error').textContent = '';
+    try {
+      const device = await api('POST', '/api/v1/devices/bind', { code });
+      $('device-code').value = '';
+      toast('Bound ' + device.id);
+      refreshDevices();
+    } catch (error) {
+      if (error.message !== 'unauthorized') $('device-error').textContent = error.message;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Tabs, sign in and out
 
   let systemTimer = null;
 
   function showTab(name) {
     for (const button of document.querySelectorAll('#tabs button')) button.classList.toggle('active', button.dataset.tab === name);
-    for (const tab of ['chat', 'workflows', 'system']) $('tab-' + tab).hidden = tab !== name;
+    for (const tab of ['chat', 'workflows', 'devices', 'system']) $('tab-' + tab).hidden = tab !== name;
     clearInterval(systemTimer);
     if (name === 'system') {
       refreshSystem();
       systemTimer = setInterval(refreshSystem, 5000);
+    }
+    if (name === 'devices') {
+      refreshDevices();
+      // Online state changes as devices come and go.
+      systemTimer = setInterval(refreshDevices, 5000);
     }
     if (name === 'workflows') startWorkflows();
   }
@@ -989,6 +1051,9 @@
       if (chat.current) command('INTERRUPT', { conversationId: chat.current });
     };
     $('wf-run').onclick = runSample;
+    $('ota-url').textContent = location.origin + '/xiaozhi/ota/';
+    $('device-bind').onsubmit = bindDevice;
+    $('devices-refresh').onclick = refreshDevices;
     $('wf-pause').onclick = () => control('pause');
     $('wf-resume').onclick = () => control('resume');
     $('wf-stop').onclick = () => control('stop');
