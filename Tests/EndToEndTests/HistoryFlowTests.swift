@@ -83,10 +83,17 @@ struct HistoryFlowTests {
         // A new stack (new processes, same PostgreSQL): everything is still there.
         try await ChatFlowTests.withStack { _, url, authority in
             let token = try await authority.mint(user: "hanna")
-            let list = try await Self.http("GET", Self.base(url) + "/api/v1/conversations?sort=created&limit=100", token: token)
-            #expect(list.status == 200)
-            let listed = list.json["conversations"]?.arrayValue ?? []
-            #expect(listed.contains { $0["id"]?.stringValue == conversation && $0["messageCount"] == 2 })
+            // History is written by a consumer group that rejoins after the restart: wait for it, briefly.
+            let listed = Locked<[JSONValue]>([])
+            _ = try await eventually(timeout: .seconds(15), every: .milliseconds(250)) {
+                let list = try await Self.http("GET", Self.base(url) + "/api/v1/conversations?sort=created&limit=100", token: token)
+                listed.withLock { $0 = list.json["conversations"]?.arrayValue ?? [] }
+                return list.status == 200 && listed.withLock { $0.contains { $0["id"]?.stringValue == conversation && $0["messageCount"] == 2 } }
+            }
+            let conversations = listed.withLock { $0 }
+            #expect(
+                conversations.contains { $0["id"]?.stringValue == conversation && $0["messageCount"] == 2 },
+                "\(conversations.filter { $0["id"]?.stringValue == conversation })")
             let history = try await Self.http("GET", Self.base(url) + "/chat/message/history?chat_id=\(conversation)&page_size=1", token: token)
             #expect(history.status == 200 && history.json["status_code"] == 200)
             #expect(history.json["data"]?["has_more"] == true)

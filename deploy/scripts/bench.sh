@@ -99,7 +99,8 @@ for name in "${scenarios[@]}"; do
   case "$name" in
     bus) scenario bus --brokers "$BROKERS" ;;
     roundtrip) scenario roundtrip --gateway "$GATEWAY" --secret "$SECRET" ;;
-    fanout) scenario fanout --gateway "$GATEWAY" --brokers "$BROKERS" --secret "$SECRET" ;;
+    fanout) scenario fanout --gateway "$GATEWAY" --brokers "$BROKERS" --secret "$SECRET" \
+      --gateway-pid "$(cat "$SB_STATE_DIR/pids/gateway.pid")" ;;
     reconnect)
       scenario reconnect --gateways "$GATEWAY" --brokers "$BROKERS" --secret "$SECRET" \
         --restart-command "bash '$RUN' restart gateway" ;;

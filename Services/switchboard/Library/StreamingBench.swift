@@ -113,12 +113,14 @@ struct FanoutBench: BenchScenario {
     @Option(help: "Events per second per conversation.") var rate = 30.0
     @Option(help: "Seconds of streaming.") var duration = 20
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
+    @Option(help: "Process id of the gateway, to print its CPU-seconds per 100 000 deliveries.") var gatewayPid: Int32?
 
     @OptionGroup var output: BenchOutput
 
     func report() async throws {
         let (authority, runID, source) = try await ConversationEventSource.prepare(
             brokers: brokers, secret: secret, prefix: "fanout", conversations: conversations)
+        var gatewayCPUAtStart: Double?
         let names = source.conversations
         let state = FanoutState()
         let clients = conversations * clientsPerConversation
@@ -146,6 +148,7 @@ struct FanoutBench: BenchScenario {
             }
             BenchReporter.say("subscribed \(state.subscribed.load(ordering: .relaxed)) (\(state.failed.load(ordering: .relaxed)) failed); streaming \(rate) events/s into each of \(conversations) conversations for \(duration) s…")
             BenchReporter.phase("streaming for \(duration) s…")
+            gatewayCPUAtStart = gatewayPid.flatMap { processCPUSeconds(pid: $0) }
             try await source.run(ratePerConversation: rate, until: .now + .seconds(duration))
             state.producing.store(false, ordering: .releasing)
             try await group.waitForAll()
@@ -156,6 +159,12 @@ struct FanoutBench: BenchScenario {
         let received = state.received.load(ordering: .relaxed)
         let histogram = state.latencies.withLock { $0 }
         BenchReporter.say("events made \(produced) (\(Double(produced) / Double(duration)) /s); deliveries expected \(expected), received \(received), lost \(expected - received), duplicates \(state.duplicates.load(ordering: .relaxed)), gaps \(state.gaps.load(ordering: .relaxed))")
+        if let pid = gatewayPid, let start = gatewayCPUAtStart, let end = processCPUSeconds(pid: pid) {
+            BenchReporter.say(
+                String(
+                    format: "gateway CPU: %.2f s while streaming, %.2f CPU-seconds per 100 000 deliveries", end - start,
+                    (end - start) / Double(max(received, 1)) * 100_000))
+        }
         BenchReporter.record(LatencySummary(name: "event creation → receipt", histogram: histogram))
     }
 
