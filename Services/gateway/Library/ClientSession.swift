@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Metrics
 import NIOCore
+import NIOPosix
 import ServiceLifecycle
 import Synchronization
 import SwitchboardContracts
@@ -213,8 +214,20 @@ final class SessionRegistry: Service, Sendable {
     }
 
     func remove(_ session: ClientSession) {
-        if sessions.withLock({ $0.removeValue(forKey: session.id) }) != nil { gauge.decrement() }
+        guard sessions.withLock({ $0.removeValue(forKey: session.id) }) != nil else { return }
+        gauge.decrement()
+        // Many connections went away: a second later, hand their freed memory back to the kernel.
+        // glibc otherwise keeps it in its arenas, and the RSS would stay at the busiest moment's.
+        if removedSinceTrim.add(1, ordering: .relaxed).newValue == Self.trimAfterRemovals {
+            MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: .seconds(1)) { [self] in
+                removedSinceTrim.store(0, ordering: .relaxed)
+                NIOThreadPool.singleton.submit { _ in _ = glibcMallocTrim(0) }
+            }
+        }
     }
+
+    private let removedSinceTrim = Atomic<Int>(0)
+    static let trimAfterRemovals = 500
 
     /// Waits for shutdown, then sends every client the shutdown code in batches spread over the window,
     /// so they reconnect to other instances without a thundering herd.
@@ -246,3 +259,8 @@ final class SessionRegistry: Service, Sendable {
         return count == 0
     }
 }
+
+/// glibc's `malloc_trim` (a GNU extension the Glibc module does not export): returns the free memory
+/// at the top of the heap and in every arena to the kernel.
+@_silgen_name("malloc_trim")
+private func glibcMallocTrim(_ pad: Int) -> Int32
