@@ -20,7 +20,6 @@ struct NodeRun: Sendable {
 struct NodeExecutor: Sendable {
     let context: ServiceContext
     let store: WorkflowRunStore
-    let http: HTTPClient
     let settings: WorkflowRunnerSettings
 
     /// Runs the node; outputs over the limit fail it (they would be checkpointed and sent to clients).

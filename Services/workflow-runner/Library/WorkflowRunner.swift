@@ -1,5 +1,4 @@
 import ArgumentParser
-import AsyncHTTPClient
 import Logging
 import ServiceLifecycle
 import SwitchboardContracts
@@ -96,7 +95,6 @@ public enum WorkflowRunner {
     public static func run(configuration: SwitchboardConfiguration, settings: WorkflowRunnerSettings = .init()) async throws {
         let context = try await ServiceRunner.makeContext(configuration: configuration)
         let consumer = try context.makeConsumer(group: ConsumerGroups.workflowRunner)
-        let http = HTTPClient(eventLoopGroupProvider: .singleton)
         let storeConfiguration = try StoreConfiguration(url: configuration.postgresURL)
         try await HistoryStore.migrate(configuration: storeConfiguration, logger: context.logger)
         let archive = HistoryStore(configuration: storeConfiguration, logger: context.logger)
@@ -104,18 +102,10 @@ public enum WorkflowRunner {
         let store = WorkflowRunStore(redis: context.redis, archive: archive, retentionSeconds: settings.retentionSeconds)
         let loop = CommandLoop(
             consumer: consumer, context: context,
-            executor: NodeExecutor(context: context, store: store, http: http, settings: settings), store: store)
-        // Listed before the loop, so the pool and the HTTP client shut down after the last run.
-        try await ServiceRunner.run(context: context, services: [archive, HTTPClientService(client: http), loop])
+            executor: NodeExecutor(context: context, store: store, settings: settings), store: store)
+        // Listed before the loop, so the pool shuts down after the last run. Each http node has an
+        // HTTP client of its own (its vetted address is that client's DNS override; see Egress.swift).
+        try await ServiceRunner.run(context: context, services: [archive, loop])
     }
 }
 
-/// Shuts the HTTP client down at the end.
-struct HTTPClientService: Service {
-    let client: HTTPClient
-
-    func run() async throws {
-        try? await gracefulShutdown()
-        try await client.shutdown()
-    }
-}
