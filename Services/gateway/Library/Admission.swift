@@ -39,6 +39,12 @@ struct Admission: Sendable {
         try await Gateway.authenticate(token: token, authority: authority)
     }
 
+    /// Before a WebSocket upgrade: 503 once the gateway is shutting down, so the client's backoff takes
+    /// it to another instance instead of back onto the one going away.
+    func checkAcceptingConnections() throws {
+        guard !registry.isDraining else { throw Refusal.shuttingDown.httpError }
+    }
+
     /// Counts `session` as one of its user's connections; `release` it when it ends.
     func admit(_ session: ClientSession) async throws(Refusal) {
         guard registry.add(session) else {

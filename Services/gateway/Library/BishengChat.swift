@@ -114,7 +114,7 @@ struct BishengChat: WebSocketDoor {
 
     func admit(_ request: UpgradeRequest) async throws -> any WebSocketDoorSession {
         let claims = try await admission.authenticate(token: request.bearerToken)
-        guard !admission.registry.isDraining else { throw Gateway.drainingError }
+        try admission.checkAcceptingConnections()
         let (flowID, chatID) = try target(request)
         let chatType = request.query["chat_type"] ?? ChatType.normal.rawValue
         return StreamingDoorSession { messages, socket in

@@ -17,8 +17,7 @@ struct ChatSocketDoor: WebSocketDoor {
 
     func admit(_ request: UpgradeRequest) async throws -> any WebSocketDoorSession {
         let claims = try await admission.authenticate(token: request.bearerToken)
-        // Shutting down: 503, and the client's backoff takes it to another instance.
-        guard !admission.registry.isDraining else { throw Gateway.drainingError }
+        try admission.checkAcceptingConnections()
         return ChatSocketSession(door: self, claims: claims)
     }
 }

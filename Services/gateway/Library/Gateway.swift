@@ -200,9 +200,6 @@ public enum Gateway {
         return (router, webSocketDoors)
     }
 
-    static let drainingError = HTTPError(
-        .serviceUnavailable, headers: [.retryAfter: "1"], message: "this gateway is shutting down; connect to another instance")
-
     /// HTTP/1.1 with WebSocket upgrades taken by `doors` before the router, behind the handshake deadline.
     static func server(router: Router<GatewayRequestContext>, doors: WebSocketDoors, settings: GatewaySettings) -> HTTPServerBuilder {
         let connectionSettings = WebSocketConnectionSettings(

@@ -1,17 +1,15 @@
 import Hummingbird
-import HummingbirdWebSocket
 import NIOCore
 
-/// The request context of the gateway's router: plain HTTP routes and WebSocket upgrades share it.
-public struct GatewayRequestContext: RequestContext, WebSocketRequestContext {
+/// The request context of the gateway's router (WebSocket upgrades are taken before it: see
+/// `GatewayChildChannel`).
+public struct GatewayRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
-    public let webSocket: WebSocketHandlerReference<GatewayRequestContext>
     /// The connection, so a client that stopped reading can be cut off (see `OutboundQueue`).
     public let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
-        webSocket = .init()
         channel = source.channel
     }
 }

@@ -42,7 +42,7 @@ struct WorkflowSocket: WebSocketDoor {
         guard let sessionID = request.parameters["session_id"], Self.isValidSessionID(sessionID) else {
             throw HTTPError(.badRequest, message: "a session id is 1-128 letters, digits, '-', '_' or '.'")
         }
-        guard !admission.registry.isDraining else { throw Gateway.drainingError }
+        try admission.checkAcceptingConnections()
         return StreamingDoorSession { messages, socket in
             await serve(claims: claims, sessionID: sessionID, messages: messages, socket: socket)
         }

@@ -92,7 +92,7 @@ struct XiaozhiDevices: WebSocketDoor {
 
     func admit(_ request: UpgradeRequest) async throws -> any WebSocketDoorSession {
         let identity = try await identify(request.http)
-        guard !admission.registry.isDraining else { throw Gateway.drainingError }
+        try admission.checkAcceptingConnections()
         return StreamingDoorSession { messages, socket in
             await serve(identity, inbound: messages, outbound: socket)
         }

@@ -66,8 +66,6 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         self.buffer = OutboundBuffer(limitBytes: settings.outboundLimitBytes)
     }
 
-    var usesDeflate: Bool { deflate != nil }
-
     /// Whether the shared, once-per-loop compressed frames (15-bit window) suit this connection.
     var sharesDeflatedFrames: Bool { deflate?.serverWindowBits == 15 }
 
@@ -324,13 +322,7 @@ final class WebSocketOutbound: ClientOutbound, Sendable {
         body(handler.value)
     }
 
-    var usesDeflate: Bool {
-        eventLoop.inEventLoop ? handler.value.usesDeflate : false
-    }
-
     func markClosed() { isOpen.store(false, ordering: .relaxed) }
-
-    var isClosed: Bool { !isOpen.load(ordering: .relaxed) }
 
     /// The session caught up with its inbox: read from the socket again.
     func resumeReading() {
@@ -382,14 +374,6 @@ final class WebSocketOutbound: ClientOutbound, Sendable {
         eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { task in
             guard open.isOpen.load(ordering: .relaxed) else { return task.cancel() }
             body()
-        }
-    }
-
-    /// Runs `body` on the connection's loop once after `delay`, unless the connection closed first.
-    func after(_ delay: TimeAmount, _ body: @escaping @Sendable () -> Void) {
-        let open = self
-        eventLoop.scheduleTask(in: delay) {
-            if open.isOpen.load(ordering: .relaxed) { body() }
         }
     }
 }
