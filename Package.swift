@@ -101,7 +101,7 @@ var targets: [Target] = [
     .target(
         name: "SwitchboardKafka",
         dependencies: [
-            "CRDKafka",
+            "CRDKafka", "SwitchboardContracts",
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -141,7 +141,7 @@ var targets: [Target] = [
     .target(
         name: "SwitchboardStore",
         dependencies: [
-            "SwitchboardContracts",
+            "SwitchboardContracts", "SwitchboardKafka",
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

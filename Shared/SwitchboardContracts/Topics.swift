@@ -12,8 +12,10 @@ public struct TopicSpec: Sendable, Hashable {
 
     /// Where a message that its handler can never accept goes, with the error in its headers.
     public var deadLetter: TopicSpec {
-        TopicSpec(name: name + ".dlq", partitions: 1, purpose: "dead letters of \(name)")
+        TopicSpec(name: name + Self.deadLetterSuffix, partitions: 1, purpose: "dead letters of \(name)")
     }
+
+    public static let deadLetterSuffix = ".dlq"
 }
 
 /// The one place topic names and partition counts live (docs/topics.md mirrors this table).

@@ -3,28 +3,28 @@ import Metrics
 import ServiceLifecycle
 import Synchronization
 
-/// How a handler's failure is treated.
-public protocol RetryClassifiedError: Error {
-    /// False for errors that no retry can fix (a malformed message): such a message goes straight to
-    /// the dead-letter topic.
-    var isRetryable: Bool { get }
-}
-
 public struct RetryPolicy: Sendable {
-    /// Attempts in all, the first included, before a message is dead-lettered.
+    /// Attempts in all, the first included, before a message whose failure is `.transient` is dead-lettered.
     public var maxAttempts: Int = 5
     public var backoff = Backoff(initial: .milliseconds(50), maximum: .seconds(5))
+    /// The pace of retries while a dependency is down (`.dependencyUnavailable`), which go on until it is back.
+    public var dependencyBackoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
 
-    public init(maxAttempts: Int = 5, backoff: Backoff = Backoff(initial: .milliseconds(50), maximum: .seconds(5))) {
+    public init(
+        maxAttempts: Int = 5, backoff: Backoff = Backoff(initial: .milliseconds(50), maximum: .seconds(5)),
+        dependencyBackoff: Backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
+    ) {
         self.maxAttempts = maxAttempts
         self.backoff = backoff
+        self.dependencyBackoff = dependencyBackoff
     }
 }
 
 /// Runs a handler over every message of a consumer group: one task per partition keeps order per key,
-/// partitions run concurrently, a failing message is retried with backoff and then parked in
-/// `<topic>.dlq` so its partition moves on. The offset of a message is stored only after it was handled
-/// or dead-lettered.
+/// partitions run concurrently. A failing message is treated by its `FailureKind`: poison goes to
+/// `<topic>.dlq` at once, a transient failure is retried with backoff and then parked there, and while a
+/// dependency is down the partition waits and retries for as long as it takes (nothing is parked for an
+/// outage). The offset of a message is stored only after it was handled or dead-lettered.
 public struct KafkaEventProcessor: Service {
     public typealias Handler = @Sendable (KafkaConsumerMessage) async throws -> Void
     public typealias BatchHandler = @Sendable ([KafkaConsumerMessage]) async throws -> Void
@@ -38,6 +38,7 @@ public struct KafkaEventProcessor: Service {
     private let batchHandler: BatchHandler?
     private let maximumBatch: Int
     private let handledCounters = HandledCounters()
+    private let stopping = StopFlag()
 
     /// With `concurrencyPerPartition` above 1, up to that many messages of a partition are handled at
     /// once (for work whose order does not matter, like the independent tasks of one conversation); the
@@ -92,6 +93,7 @@ public struct KafkaEventProcessor: Service {
                 }
             }
         } onGracefulShutdown: {
+            stopping.set()
             consumer.stopDelivering()
         }
         await consumer.close()
@@ -150,37 +152,52 @@ public struct KafkaEventProcessor: Service {
     private func process(_ message: KafkaConsumerMessage) async -> Bool {
         let dimensions = [("topic", message.topic)]
         var attempt = 0
+        var waitingSince: ContinuousClock.Instant?
+        defer { if waitingSince != nil { DependencyWaits.shared.end() } }
         while true {
             do {
                 try await handler(message)
                 handledCounters.counter(for: message.topic).increment()
-                break
+                if let waitingSince {
+                    logger.info(
+                        "dependency back, partition resumed",
+                        metadata: ["kafka.partition": "\(message.topicPartition)", "waited": "\(ContinuousClock.now - waitingSince)"])
+                }
+                return true
             } catch {
                 attempt += 1
-                let retryable = (error as? any RetryClassifiedError)?.isRetryable ?? true
-                if retryable && attempt < retryPolicy.maxAttempts {
+                switch FailureClassifier.kind(of: error) {
+                case .dependencyUnavailable:
+                    // Waits for as long as the dependency is down: an outage must delay work, never drop it.
+                    if waitingSince == nil {
+                        waitingSince = .now
+                        DependencyWaits.shared.begin()
+                        logger.warning(
+                            "a dependency is down; the partition waits for it",
+                            metadata: ["kafka.partition": "\(message.topicPartition)", "kafka.offset": "\(message.offset)", "error": "\(error)"])
+                    }
+                    Counter(label: "sb_kafka_dependency_retries_total", dimensions: dimensions).increment()
+                    if stopping.isSet { return false }
+                    try? await Task.sleep(for: retryPolicy.dependencyBackoff.delay(attempt: min(attempt - 1, 10)))
+                    if stopping.isSet { return false }
+                    continue
+                case .transient where attempt < retryPolicy.maxAttempts:
                     Counter(label: "sb_kafka_handler_retries_total", dimensions: dimensions).increment()
                     logger.debug(
                         "handler failed, retrying",
                         metadata: ["kafka.offset": "\(message.offset)", "error": "\(error)", "attempt": "\(attempt)"])
                     try? await Task.sleep(for: retryPolicy.backoff.delay(attempt: attempt - 1))
                     continue
+                case .transient, .poison:
+                    // Not parked (the producer is gone): leave the offset alone so the message is read again.
+                    return await deadLetter(message, error: error, attempts: attempt)
                 }
-                // Not parked (the producer is gone): leave the offset alone so the message is read again.
-                guard await deadLetter(message, error: error, attempts: attempt) else { return false }
-                break
             }
         }
-        return true
     }
 
     private func deadLetter(_ message: KafkaConsumerMessage, error: any Error, attempts: Int) async -> Bool {
-        var headers = message.headers
-        headers.append(KafkaHeader(name: "sb-dlq-error", string: "\(error)"))
-        headers.append(KafkaHeader(name: "sb-dlq-origin", string: "\(message.topic)/\(message.partition)/\(message.offset)"))
-        headers.append(KafkaHeader(name: "sb-dlq-attempts", string: "\(attempts)"))
-        var outgoing = KafkaOutgoingMessage(topic: message.topic + ".dlq", key: nil, value: message.value, headers: headers)
-        outgoing.key = message.key
+        let outgoing = DeadLetter.message(for: message, error: error, attempts: attempts)
         logger.error(
             "message dead-lettered",
             metadata: ["kafka.partition": "\(message.topicPartition)", "kafka.offset": "\(message.offset)", "error": "\(error)"])
@@ -199,6 +216,13 @@ public struct KafkaEventProcessor: Service {
             }
         }
     }
+}
+
+/// Set once graceful shutdown begins, so retry loops give their message back instead of waiting on.
+private final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+    func set() { flag.store(true, ordering: .relaxed) }
 }
 
 enum BatchMetrics {

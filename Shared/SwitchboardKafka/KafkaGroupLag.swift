@@ -6,6 +6,8 @@ public struct PartitionLag: Sendable, Hashable, Codable {
     public var partition: Int32
     /// The next offset the group will read; nil when it never committed on this partition.
     public var committed: Int64?
+    /// The oldest offset the broker still keeps.
+    public var lowWatermark: Int64
     /// The next offset the broker will write.
     public var highWatermark: Int64
     /// Messages not consumed yet. Without a commit the group starts from the oldest retained message
@@ -16,6 +18,7 @@ public struct PartitionLag: Sendable, Hashable, Codable {
         self.topic = topic
         self.partition = partition
         self.committed = committed
+        self.lowWatermark = lowWatermark
         self.highWatermark = highWatermark
         lag = max(0, highWatermark - (committed ?? lowWatermark))
     }

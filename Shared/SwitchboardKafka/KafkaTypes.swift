@@ -73,6 +73,19 @@ public struct KafkaConsumerMessage: Sendable {
     public var headers: [KafkaHeader]
     public var timestampMilliseconds: Int64?
 
+    public init(
+        topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8], headers: [KafkaHeader],
+        timestampMilliseconds: Int64?
+    ) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.timestampMilliseconds = timestampMilliseconds
+    }
+
     public var topicPartition: TopicPartition { TopicPartition(topic: topic, partition: partition) }
 
     public func header(_ name: String) -> String? {

@@ -91,7 +91,20 @@ extension KafkaConsumerConfiguration {
 
 extension ContractError: RetryClassifiedError {
     /// A message that cannot be decoded now never will be: dead-letter it at once.
-    public var isRetryable: Bool { false }
+    public var failureKind: FailureKind { .poison }
+}
+
+extension RedisError: RetryClassifiedError {
+    /// Redis unreachable, restarting or out of memory: wait for it. Other error replies are the command's own.
+    public var failureKind: FailureKind {
+        if code == .connection || code == .closed { return .dependencyUnavailable }
+        if code == .server, RedisError.unavailableReplies.contains(where: reason.hasPrefix) { return .dependencyUnavailable }
+        return .transient
+    }
+
+    /// Error replies of a Redis that cannot serve now but will (loading its data, failing over, full under
+    /// `noeviction`, running a long script).
+    static let unavailableReplies = ["LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "OOM", "BUSY", "NOREPLICAS"]
 }
 
 public enum ServiceRunner {
@@ -112,6 +125,8 @@ public enum ServiceRunner {
         let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: try configuration.redisEndpoint), logger: logger)
         let readiness = Readiness()
         readiness.add("redis") { (try? await redis.ping()) != nil }
+        // A partition waiting out an outage is work held back: say so to whoever routes or alerts.
+        readiness.add("no-dependency-waits") { !DependencyWaits.shared.isWaiting }
         let context = ServiceContext(
             configuration: configuration, logger: logger, producer: producer, redis: redis, readiness: readiness,
             registry: registry)

@@ -11,6 +11,6 @@ public struct UnhandledEventError: RetryClassifiedError, CustomStringConvertible
         self.service = service
     }
 
-    public var isRetryable: Bool { false }
+    public var failureKind: FailureKind { .poison }
     public var description: String { "\(service) does not handle events of type \(type)" }
 }

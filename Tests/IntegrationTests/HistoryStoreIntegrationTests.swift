@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import SwitchboardContracts
+import SwitchboardKafka
 import SwitchboardStore
 import SwitchboardTestSupport
 import Testing
@@ -268,4 +269,21 @@ struct HistoryStoreIntegrationTests {
             await #expect(throws: StoreError.self) { _ = try await store.archivedRuns(ofUser: "ann", offset: 0, limit: 0) }
         }
     }
+}
+
+/// What PostgresNIO throws when nothing listens is classified as a dependency outage, so consumers
+/// wait for the database instead of dead-lettering history rows.
+@Test func anUnreachablePostgreSQLIsADependencyOutageNotPoison() async throws {
+    var configuration = try StoreConfiguration(url: TestEnvironment.postgresURL)
+    configuration.port = 1  // nothing listens on port 1
+    let failure = try await withRunning(HistoryStore(configuration: configuration, logger: TestEnvironment.logger)) { store -> (any Error)? in
+        do {
+            _ = try await store.schemaVersions()
+            return nil
+        } catch {
+            return error
+        }
+    }
+    let error = try #require(failure)
+    #expect(FailureClassifier.kind(of: error) == .dependencyUnavailable, "\(String(reflecting: error))")
 }

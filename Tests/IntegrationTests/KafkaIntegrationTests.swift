@@ -156,7 +156,7 @@ struct KafkaIntegrationTests {
         for value in ["flaky", "poison", "fine"] {
             _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "same-key", value: Array(value.utf8)))
         }
-        struct Poison: RetryClassifiedError { var isRetryable: Bool { false } }
+        struct Poison: RetryClassifiedError { var failureKind: FailureKind { .poison } }
         struct Flaky: Error {}
         let attempts = Locked<[String: Int]>([:])
         let done = Locked<[String]>([])
@@ -196,6 +196,58 @@ struct KafkaIntegrationTests {
         #expect(parked.header("sb-dlq-origin")?.hasPrefix(topic + "/0/") == true)
         #expect(parked.header("sb-dlq-attempts") == "1")
         await dlq.close()
+        await producer.shutdown()
+    }
+
+    /// An outage longer than the retry budget: the partition waits (readiness knows), then handles the
+    /// message in order, and nothing is dead-lettered.
+    @Test func aDependencyOutageHoldsThePartitionUntilItEndsAndDeadLettersNothing() async throws {
+        try await TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic()
+        let producer = try makeProducer()
+        try await producer.createTopics([(name: topic, partitions: 1), (name: topic + ".dlq", partitions: 1)])
+        for value in ["during-outage", "after"] {
+            _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "same-key", value: Array(value.utf8)))
+        }
+        struct Down: RetryClassifiedError { var failureKind: FailureKind { .dependencyUnavailable } }
+        let attempts = Locked(0)
+        let waitedVisibly = Locked(false)
+        let done = Locked<[String]>([])
+        let consumer = try makeConsumer(group: "g-\(UUID())", topic: topic)
+        let processor = KafkaEventProcessor(
+            consumer: consumer, deadLetterProducer: producer,
+            retryPolicy: RetryPolicy(
+                maxAttempts: 3, backoff: Backoff(initial: .milliseconds(5), maximum: .milliseconds(10)),
+                dependencyBackoff: Backoff(initial: .milliseconds(10), maximum: .milliseconds(20))),
+            logger: logger
+        ) { message in
+            let value = String(decoding: message.value, as: UTF8.self)
+            if value == "during-outage" {
+                let attempt = attempts.withLock { attempts in
+                    attempts += 1
+                    return attempts
+                }
+                // Four times the transient budget: this would have been dead-lettered before.
+                if attempt < 12 {
+                    if attempt > 1 && DependencyWaits.shared.isWaiting { waitedVisibly.withLock { $0 = true } }
+                    throw Down()
+                }
+            }
+            done.withLock { $0.append(value) }
+        }
+        let serviceGroup = ServiceGroup(services: [processor], logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await serviceGroup.run() }
+            #expect(await eventually { done.withLock { $0 } == ["during-outage", "after"] })
+            await serviceGroup.triggerGracefulShutdown()
+            try await group.waitForAll()
+        }
+        #expect(attempts.withLock { $0 } == 12)
+        #expect(waitedVisibly.withLock { $0 })
+        #expect(!DependencyWaits.shared.isWaiting)
+        let lag = try await KafkaGroupLag.measure(
+            client: TestEnvironment.kafkaClient, groups: [("g-none-\(UUID())", [topic + ".dlq"])], logger: logger)
+        #expect(lag.first?.partitions.first?.highWatermark == 0)
         await producer.shutdown()
     }
 

@@ -5,12 +5,13 @@ import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRuntime
 
-/// The operator CLI: `switchboard up | status | send | tail | token | bench`.
+/// The operator CLI: `switchboard up | status | send | tail | dlq | token | bench`.
 public struct SwitchboardCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "switchboard", abstract: "Operate a Switchboard deployment.",
         subcommands: [
-            UpCommand.self, StatusCommand.self, SendCommand.self, TailCommand.self, TokenCommand.self, BenchCommand.self,
+            UpCommand.self, StatusCommand.self, SendCommand.self, TailCommand.self, DeadLetterCommand.self, TokenCommand.self,
+            BenchCommand.self,
         ])
 
     public init() {}
@@ -52,7 +53,7 @@ struct TailCommand: AsyncParsableCommand {
             groupID: "sb-tail-\(UUID().uuidString.lowercased())")
         configuration.startFromLatest = !fromBeginning
         // A person reads along: a tenth of a second is live enough, and dead letters can wait a second.
-        configuration.fetchWaitMaxMilliseconds = topic.hasSuffix(".dlq") ? 1000 : 100
+        configuration.fetchWaitMaxMilliseconds = DeadLetter.originTopic(of: topic) != nil ? 1000 : 100
         let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], logger: logger)
         let formatter = TailFormatter(key: key, type: type, json: json)
         await withDiscardingTaskGroup { group in

@@ -136,11 +136,7 @@ struct CommandLoop: Service {
     private func deadLetter(_ message: KafkaConsumerMessage, error: any Error) async {
         context.logger.error(
             "message dead-lettered", metadata: ["kafka.partition": "\(message.topicPartition)", "kafka.offset": "\(message.offset)", "error": "\(error)"])
-        var headers = message.headers
-        headers.append(KafkaHeader(name: "sb-dlq-error", string: "\(error)"))
-        var outgoing = KafkaOutgoingMessage(topic: message.topic + ".dlq", key: nil, value: message.value, headers: headers)
-        outgoing.key = message.key
-        _ = try? await context.producer.send(outgoing)
+        _ = try? await context.producer.send(DeadLetter.message(for: message, error: error, attempts: 1))
     }
 }
 

@@ -1,0 +1,110 @@
+import Foundation
+import SwitchboardCLI
+import SwitchboardContracts
+import SwitchboardKafka
+import SwitchboardRuntime
+import SwitchboardTestSupport
+import Testing
+
+/// A dependency that goes away makes work wait, never disappear; what is dead-lettered can be seen and
+/// sent back (`switchboard dlq`).
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct DependencyOutageTests {
+    /// The dead letters retained per topic, as the operator CLI counts them.
+    static func deadLetterCounts(_ bin: String) async throws -> [String: Int64] {
+        let outcome = try await CLITests.switchboard(["dlq", "list", "--json", "--brokers", TestEnvironment.kafkaBrokers], binDirectory: bin)
+        #expect(outcome.status == 0, "stderr: \(outcome.stderr)")
+        struct Count: Decodable {
+            var topic: String
+            var total: Int64
+        }
+        let counts = try outcome.stdout.split(separator: "\n").map { try JSONDecoder().decode(Count.self, from: Data($0.utf8)) }
+        return Dictionary(counts.map { ($0.topic, $0.total) }, uniquingKeysWith: max)
+    }
+
+    /// The reproduction: Redis SIGKILLed in the middle of a reply and back 12 s later. Before,
+    /// the notifier and orchestrator gave up after five quick retries and dead-lettered the reply's
+    /// events, and a client resuming by offset never saw its end.
+    @Test func aReplyOutlivesRedisKilledMidStreamWithNothingLostRepeatedOrDeadLettered() async throws {
+        try await ChatFlowTests.withStack(tokensPerSecond: 40) { stack, url, authority in
+            let deadLettersBefore = try await Self.deadLetterCounts(stack.binDirectory)
+            let token = try await authority.mint(user: "outage-olga")
+            let conversation = "outage-\(UUID().uuidString.prefix(8))"
+            let (before, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
+                client.send(RecoveryTests.send(conversation, "keep talking while redis is away"))
+                var frames: [ServerFrame] = []
+                while let received = await client.frames.next(within: .seconds(20)) {
+                    frames.append(received.frame)
+                    if frames.filter({ $0.type == FrameType.messageStreamChunk }).count == 5 { break }
+                }
+                return frames
+            }
+            let first = try #require(before)
+            #expect(first.filter { $0.type == FrameType.messageStreamChunk }.count == 5)
+
+            try LocalServers.killRedis()
+            // Longer than every retry budget the services had (five attempts, well under a second).
+            try await Task.sleep(for: .seconds(12))
+            try LocalServers.start()
+
+            let (after, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
+                client.send(RecoveryTests.resume(conversation, from: first.last { $0.channel == "conversation:\(conversation)" }))
+                return await client.frames.collect(idle: .seconds(30)) { $0.type == FrameType.messageStreamEnd }
+            }
+            let second = try #require(after)
+            // Redis keeps its append-only file through a SIGKILL: the channel is recovered, not restarted.
+            #expect(second.first { $0.correlationId == "resume" }?.data["recovered"]?.boolValue == true)
+            RecoveryTests.expectCompleteStream(first + second)
+            #expect(try await Self.deadLetterCounts(stack.binDirectory) == deadLettersBefore)
+        }
+    }
+
+    /// A dead letter (here: an event for a user's channel, parked as an older version would have) is
+    /// listed with why it was parked, shown, replayed to its origin topic where the notifier delivers it,
+    /// and a second replay sends nothing.
+    @Test func aDeadLetterIsListedShownAndReplayedExactlyOnce() async throws {
+        try await ChatFlowTests.withStack { stack, url, authority in
+            let bin = stack.binDirectory
+            let brokers = ["--brokers", TestEnvironment.kafkaBrokers]
+            let user = "dlq-dora-\(UUID().uuidString.prefix(6))"
+            let token = try await authority.mint(user: user)
+            let envelope = Envelope(
+                routingKey: "user:\(user)", traceparent: TraceContext.newTraceparent(),
+                source: EventSource(service: "test", instance: "dlq"),
+                payload: ClientEvent(channel: .user(user), frameType: FrameType.userNotification, data: ["note": "parked then replayed"]))
+            var parked = try EventBus.message(envelope, topic: Topics.clientEvents.deadLetter)
+            parked.headers += [
+                KafkaHeader(name: DeadLetter.errorHeader, string: "notifier 0.9 does not handle events of type client.event"),
+                KafkaHeader(name: DeadLetter.kindHeader, string: "poison"),
+            ]
+            // Anything an earlier run left parked is replayed first, so this test starts from a clean slate.
+            _ = try await CLITests.switchboard(["dlq", "replay", Topics.clientEvents.name] + brokers, binDirectory: bin)
+            let producer = try KafkaProducer(
+                configuration: KafkaProducerConfiguration(client: TestEnvironment.kafkaClient), logger: TestEnvironment.logger)
+            let report = try await producer.send(parked)
+            await producer.shutdown()
+
+            let listed = try await CLITests.switchboard(["dlq", "list", Topics.clientEvents.name, "--json"] + brokers, binDirectory: bin)
+            #expect(listed.status == 0, "stderr: \(listed.stderr)")
+            let line = try #require(listed.stdout.split(separator: "\n").last { $0.contains("\"offset\":\(report.offset)") })
+            #expect(line.contains("\"replayed\":false") && line.contains("notifier 0.9") && line.contains("\"type\":\"client.event\""))
+            let shown = try await CLITests.switchboard(
+                ["dlq", "show", Topics.clientEvents.deadLetter.name, "\(report.offset)"] + brokers, binDirectory: bin)
+            #expect(shown.status == 0 && shown.stdout.contains("parked then replayed"), "\(shown.stdout)\(shown.stderr)")
+
+            let (received, _) = try await ChatClient.withConnection(url: url, token: token) { client -> ServerFrame? in
+                let replayed = try? await CLITests.switchboard(["dlq", "replay", Topics.clientEvents.name] + brokers, binDirectory: bin)
+                #expect(replayed?.status == 0 && replayed?.stdout.contains("1 replayed") == true, "\(String(describing: replayed))")
+                while let frame = await client.frames.next(within: .seconds(15)) {
+                    if frame.frame.type == FrameType.userNotification { return frame.frame }
+                }
+                return nil
+            }
+            #expect(received??.data["note"]?.stringValue == "parked then replayed")
+            let again = try await CLITests.switchboard(["dlq", "replay", Topics.clientEvents.name] + brokers, binDirectory: bin)
+            #expect(again.status == 0 && again.stdout.contains("0 replayed"), "\(again.stdout)\(again.stderr)")
+            let relisted = try await CLITests.switchboard(["dlq", "list", Topics.clientEvents.name, "--json"] + brokers, binDirectory: bin)
+            #expect(relisted.stdout.split(separator: "\n").last { $0.contains("\"offset\":\(report.offset)") }?.contains("\"replayed\":true") == true)
+        }
+    }
+}

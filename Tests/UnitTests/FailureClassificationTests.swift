@@ -1,0 +1,50 @@
+import Foundation
+import SwitchboardContracts
+import SwitchboardKafka
+import SwitchboardRedis
+import SwitchboardRuntime
+import Testing
+
+/// Which failures wait for a dependency, which are retried and which are dead-lettered at once.
+struct FailureClassificationTests {
+    @Test func redisUnreachableOrNotServingIsAnOutageAndOtherErrorRepliesAreNot() {
+        #expect(FailureClassifier.kind(of: RedisError(.connection, "connection refused")) == .dependencyUnavailable)
+        #expect(FailureClassifier.kind(of: RedisError(.closed, "the connection closed")) == .dependencyUnavailable)
+        #expect(FailureClassifier.kind(of: RedisError(.server, "LOADING Redis is loading the dataset in memory")) == .dependencyUnavailable)
+        #expect(FailureClassifier.kind(of: RedisError(.server, "OOM command not allowed when used memory > 'maxmemory'")) == .dependencyUnavailable)
+        #expect(FailureClassifier.kind(of: RedisError(.server, "WRONGTYPE Operation against a key holding the wrong kind of value")) == .transient)
+        #expect(FailureClassifier.kind(of: RedisError(.noScript, "NOSCRIPT")) == .transient)
+    }
+
+    @Test func aBrokerThatCannotBeReachedIsAnOutage() {
+        #expect(FailureClassifier.kind(of: KafkaError(.timedOut, "Local: Message timed out")) == .dependencyUnavailable)
+        #expect(FailureClassifier.kind(of: KafkaError(.queueFull, "Local: Queue full", isRetriable: true)) == .dependencyUnavailable)
+        #expect(FailureClassifier.kind(of: KafkaError(.broker, "MSG_SIZE_TOO_LARGE")) == .transient)
+    }
+
+    @Test func undecodableAndUnhandledMessagesArePoison() {
+        struct Shape: Decodable { var id: Int }
+        let decoding = Result { try JSONDecoder().decode(Shape.self, from: Data("{}".utf8)) }
+        if case .failure(let error) = decoding { #expect(FailureClassifier.kind(of: error) == .poison) }
+        #expect(FailureClassifier.kind(of: UnhandledEventError(type: "x.y", service: "notifier")) == .poison)
+        struct Unknown: Error {}
+        #expect(FailureClassifier.kind(of: Unknown()) == .transient)
+    }
+
+    @Test func aDeadLetterCarriesWhyAndWhereFromAndNamesItsOrigin() {
+        let message = KafkaConsumerMessage(
+            topic: "sb.client.events", partition: 3, offset: 42, key: Array("user:u".utf8), value: Array("{}".utf8),
+            headers: [KafkaHeader(name: "sb-type", string: "client.event"), KafkaHeader(name: DeadLetter.errorHeader, string: "old")],
+            timestampMilliseconds: nil)
+        let parked = DeadLetter.message(for: message, error: UnhandledEventError(type: "client.event", service: "notifier"), attempts: 1)
+        #expect(parked.topic == Topics.clientEvents.deadLetter.name)
+        #expect(parked.key == message.key)
+        let headers = Dictionary(parked.headers.map { ($0.name, $0.stringValue) }, uniquingKeysWith: { $1 })
+        #expect(headers[DeadLetter.originHeader] == "sb.client.events/3/42")
+        #expect(headers[DeadLetter.kindHeader] == "poison")
+        #expect(headers[DeadLetter.errorHeader]?.contains("does not handle") == true)
+        #expect(parked.headers.filter { $0.name == DeadLetter.errorHeader }.count == 1)
+        #expect(DeadLetter.originTopic(of: parked.topic) == "sb.client.events")
+        #expect(DeadLetter.originTopic(of: "sb.client.events") == nil)
+    }
+}
