@@ -2,7 +2,9 @@ import Foundation
 import SwitchboardCLI
 import SwitchboardContracts
 import SwitchboardKafka
+import SwitchboardRedis
 import SwitchboardRuntime
+import SwitchboardStore
 import SwitchboardTestSupport
 import Testing
 
@@ -45,7 +47,7 @@ struct DependencyOutageTests {
             try LocalServers.killRedis()
             // Longer than every retry budget the services had (five attempts, well under a second).
             try await Task.sleep(for: .seconds(12))
-            try LocalServers.start()
+            try await LocalServers.start()
 
             let (after, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
                 client.send(RecoveryTests.resume(conversation, from: first.last { $0.channel == "conversation:\(conversation)" }))
@@ -105,6 +107,52 @@ struct DependencyOutageTests {
             #expect(again.status == 0 && again.stdout.contains("0 replayed"), "\(again.stdout)\(again.stderr)")
             let relisted = try await CLITests.switchboard(["dlq", "list", Topics.clientEvents.name, "--json"] + brokers, binDirectory: bin)
             #expect(relisted.stdout.split(separator: "\n").last { $0.contains("\"offset\":\(report.offset)") }?.contains("\"replayed\":true") == true)
+        }
+    }
+
+    /// Redis forgets who owns a conversation (here: the key is deleted, as a flushed or failed-over Redis
+    /// would): the owner recorded in PostgreSQL still decides, so another user who now names the id is
+    /// refused, and the owner goes on. The restored key expires unless used.
+    @Test func aConversationWhoseOwnerKeyRedisLostStaysWithItsOwner() async throws {
+        try await ChatFlowTests.withStack { _, url, authority in
+            let alice = try await authority.mint(user: "owner-alice")
+            let mallory = try await authority.mint(user: "owner-mallory")
+            let conversation = "owned-\(UUID().uuidString.prefix(8))"
+            let (reply, _) = try await ChatClient.withConnection(url: url, token: alice) { client -> ServerFrame? in
+                client.send(RecoveryTests.send(conversation, "remember me"))
+                return await client.frames.first(within: .seconds(30), where: { $0.type == FrameType.messageStreamEnd })?.frame
+            }
+            #expect(reply != nil)
+            let store = HistoryStore(configuration: try StoreConfiguration(url: TestEnvironment.postgresURL), logger: TestEnvironment.logger)
+            let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
+            let ownerKey = "sb:{conversation:\(conversation)}:owner"
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await store.run() }
+                defer { group.cancelAll() }
+                #expect(await eventually(timeout: .seconds(20)) { (try? await store.owner(of: conversation)) == "owner-alice" })
+                _ = try await redis.send("DEL", RedisArgument(ownerKey))
+
+                let (denied, _) = try await ChatClient.withConnection(url: url, token: mallory) { client -> [String?] in
+                    client.send(ClientCommand(id: "m1", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)]))
+                    client.send(ClientCommand(id: "m2", type: ClientCommandType.sendMessage, data: ["conversationId": .string(conversation), "content": "mine now"]))
+                    var codes: [String?] = []
+                    for _ in 0..<2 {
+                        codes.append(await client.frames.first(within: .seconds(10), where: { $0.correlationId != nil })?.frame.error?.code)
+                    }
+                    return codes
+                }
+                #expect(denied == ["PERMISSION_DENIED", "PERMISSION_DENIED"])
+                #expect(try await redis.send("GET", RedisArgument(ownerKey)).string == "owner-alice")
+                let ttl = try await redis.send("TTL", RedisArgument(ownerKey)).integer ?? -1
+                #expect(ttl > 0 && ttl <= 7 * 24 * 3600)
+
+                let (acknowledged, _) = try await ChatClient.withConnection(url: url, token: alice) { client -> String? in
+                    client.send(ClientCommand(id: "a1", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)]))
+                    return await client.frames.first(within: .seconds(10), where: { $0.correlationId == "a1" })?.frame.type
+                }
+                #expect(acknowledged == "ACK")
+            }
+            await redis.close()
         }
     }
 }

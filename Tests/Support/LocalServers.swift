@@ -28,14 +28,21 @@ public enum LocalServers {
 
     /// Starts whatever of the three servers is not running (servers.sh start is idempotent), on the
     /// test ports, and waits until they answer.
-    public static func start() throws {
+    public static func start() async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = [repositoryRoot.appendingPathComponent("deploy/scripts/servers.sh").path, "start"]
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
+        // A termination handler, not waitUntilExit: that one spins a run loop this test thread does not
+        // serve, and never returns.
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            process.terminationHandler = { _ in continuation.resume() }
+            do { try process.run() } catch {
+                process.terminationHandler = nil
+                continuation.resume(throwing: error)
+            }
+        }
         guard process.terminationStatus == 0 else {
             throw Failure(description: "servers.sh start exited \(process.terminationStatus)")
         }

@@ -145,7 +145,7 @@ public enum Gateway {
     ) -> (Router<GatewayRequestContext>, WebSocketDoors) {
         let router = Router(context: GatewayRequestContext.self)
         console.addRoutes(to: router)
-        let access = ConversationAccess(redis: context.redis)
+        let access = ConversationAccess(redis: context.redis) { conversationID in try await store.owner(of: conversationID) }
         let history = ChannelHistory(redis: context.redis)
         let roles = RoleDirectory(redis: context.redis, logger: context.logger)
         let admission = Admission(
