@@ -99,8 +99,12 @@
   // growing); a connection that lasted a while resets the bound.
   const RECONNECT = { initialMs: 1000, multiplier: 1.5, maxMs: 60000, maxAttempts: 5 };
 
+  function backoffBound(attempt) {
+    return Math.min(RECONNECT.maxMs, RECONNECT.initialMs * RECONNECT.multiplier ** attempt);
+  }
+
   function backoffDelay(attempt) {
-    return Math.random() * Math.min(RECONNECT.maxMs, RECONNECT.initialMs * RECONNECT.multiplier ** attempt);
+    return Math.random() * backoffBound(attempt);
   }
 
   class Link {
@@ -1044,9 +1048,22 @@
 
   // For DevTools (and the browser test): drop the conversation socket as a network failure would,
   // to watch the console reconnect and resume.
+  // breakLink also makes every reconnect fail until restoreLink, to watch the attempts run out.
+  let workingURL = null;
   window.sbConsole = Object.freeze({
     dropConnection() {
       if (chat.link && chat.link.socket) chat.link.socket.close(4001, 'dropped from DevTools');
+    },
+    reconnectPolicy: Object.freeze({ ...RECONNECT, bound: backoffBound }),
+    breakLink() {
+      if (!chat.link || workingURL) return;
+      workingURL = chat.link.url;
+      chat.link.url = () => `${socketBase()}/ws-unreachable`;
+      this.dropConnection();
+    },
+    restoreLink() {
+      if (chat.link && workingURL) chat.link.url = workingURL;
+      workingURL = null;
     },
   });
 
