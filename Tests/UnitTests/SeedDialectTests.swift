@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import SwitchboardContracts
 import Testing
@@ -51,6 +52,13 @@ import Testing
         let event = HubEvent(try Self.message(FrameType.systemStatus, ["status": "operational"]))
         #expect(event.serverSentEvent == ChatCentreDialect.serverSentEvent(event.message))
         #expect(event.serverSentEvent == event.serverSentEvent)
+    }
+
+    /// Seed 000's graceful shutdown: 30 s unless configured.
+    @Test func theShutdownWindowIsTheSeedsAndConfigurable() throws {
+        #expect(try GatewaySettings.Options.parse([]).settings().shutdownWindow == .seconds(30))
+        #expect(try GatewaySettings.Options.parse(["--shutdown-window-seconds", "2.5"]).settings().shutdownWindow == .milliseconds(2500))
+        #expect(throws: (any Error).self) { try GatewaySettings.Options.parse(["--shutdown-window-seconds", "-1"]).settings() }
     }
 
     @Test func onlyASustainedExcessCloses() {
