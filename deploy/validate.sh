@@ -36,7 +36,7 @@ ENV_COMMON = {"SWITCHBOARD_KAFKA_BROKERS", "SWITCHBOARD_REDIS_URL", "SWITCHBOARD
 ENV_AGENT = {"SWITCHBOARD_AGENT_TOKEN_RATE", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS"}
 ENV_ALL = ENV_COMMON | ENV_AGENT
 PARTITIONS = 8  # per topic; replicas of a worker kind beyond it get no partition
-GRACE_SECONDS = 40
+GRACE_SECONDS = 50
 RUNTIME_PACKAGES = ["libhiredis0.14", "libopus0", "libssl3", "libsasl2-2", "libzstd1", "liblz4-1", "libcurl4",
                     "zlib1g", "ca-certificates", "espeak-ng", "pocketsphinx", "pocketsphinx-en-us", "curl"]
 
@@ -263,7 +263,7 @@ if check(compose_documents is not None, f"{rel(COMPOSE)}: missing or unparsable"
         test = service.get("healthcheck", {}).get("test")
         check(test is not None and "/readyz" in str(test), f"{at}: healthcheck does not probe /readyz")
         check(url_port(test) == port, f"{at}: healthcheck probes port {url_port(test)}, the service listens on {port}")
-        check(seconds(service.get("stop_grace_period")) >= 35, f"{at}: stop_grace_period under 35 s")
+        check(seconds(service.get("stop_grace_period")) >= 45, f"{at}: stop_grace_period under 45 s")
         depends = service.get("depends_on", {})
         for infra in ("kafka", "redis", "postgres"):
             check(isinstance(depends, dict) and depends.get(infra, {}).get("condition") == "service_healthy",
@@ -383,8 +383,8 @@ if check(os.path.isdir(K8S), "deploy/k8s: missing"):
         if slept is None and len(command) >= 2 and os.path.basename(command[0]) == "sleep":
             slept = int(command[1])
         check(slept is not None and slept >= 5, f"{at}: no preStop sleep of 5 s for endpoints to drain")
-        check(slept is None or slept + 35 <= GRACE_SECONDS,
-              f"{at}: preStop sleep {slept} s + 35 s of drain exceed the {GRACE_SECONDS} s grace period")
+        check(slept is None or slept + 45 <= GRACE_SECONDS,
+              f"{at}: preStop sleep {slept} s + 45 s of drain exceed the {GRACE_SECONDS} s grace period")
 
         resources = container.get("resources", {})
         for resource in ("cpu", "memory"):

@@ -254,6 +254,9 @@ extension FrameType {
     public static let collaborationStart = "COLLABORATION_START"
     public static let collaborationProgress = "COLLABORATION_PROGRESS"
     public static let collaborationComplete = "COLLABORATION_COMPLETE"
+    /// Seed 000's coordination events, sent beside START / COMPLETE with the seed's own fields.
+    public static let collaborationInitiated = "COLLABORATION_INITIATED"
+    public static let collaborationCompleted = "COLLABORATION_COMPLETED"
     /// Seed 001 `agent_start` / `llm_chunk` / `agent_complete` / `error` of a role, on the same channels.
     public static let agentStart = "AGENT_START"
     public static let agentChunk = "AGENT_CHUNK"
@@ -280,5 +283,126 @@ public enum AgentEvent {
 
     public static func isoTimestamp(_ date: Date) -> String {
         date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+    }
+
+    /// `error`'s payload as seed 001's StreamErrorHandler builds it: `{error, error_type, context, retry_count}`.
+    public struct ErrorPayload: Codable, Sendable, Equatable {
+        /// Where it happened; the seed passes its handler's context dictionary, left open.
+        public struct Context: Codable, Sendable, Equatable {
+            public var agentSource: String
+            public var conversationId: String?
+            public var runId: String?
+            public var provider: String?
+
+            public init(agentSource: String, conversationId: String? = nil, runId: String? = nil, provider: String? = nil) {
+                self.agentSource = agentSource
+                self.conversationId = conversationId
+                self.runId = runId
+                self.provider = provider
+            }
+
+            enum CodingKeys: String, CodingKey {
+                case agentSource = "agent_source", conversationId = "conversation_id", runId = "run_id", provider
+            }
+        }
+
+        public var error: String
+        public var errorType: String
+        public var context: Context
+        /// Retries made before giving up (seed 001: at most 3).
+        public var retryCount: Int
+
+        public init(error: String, errorType: String, context: Context, retryCount: Int) {
+            self.error = error
+            self.errorType = errorType
+            self.context = context
+            self.retryCount = retryCount
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case error, errorType = "error_type", context, retryCount = "retry_count"
+        }
+    }
+}
+
+/// COLLABORATION_INITIATED's data: seed 000's `{pattern, participants, estimatedDuration}`, plus the ids.
+public struct CollaborationInitiated: Codable, Sendable, Equatable {
+    public var conversationId: String
+    public var runId: String
+    public var pattern: CollaborationPattern
+    public var participants: [String]
+    /// Milliseconds.
+    public var estimatedDuration: Int
+
+    public init(conversationId: String, runId: String, pattern: CollaborationPattern, participants: [String], estimatedDuration: Int) {
+        self.conversationId = conversationId
+        self.runId = runId
+        self.pattern = pattern
+        self.participants = participants
+        self.estimatedDuration = estimatedDuration
+    }
+}
+
+/// COLLABORATION_COMPLETED's data: seed 000's `{result, participantContributions, quality, duration}`.
+public struct CollaborationCompleted: Codable, Sendable, Equatable {
+    /// The run's outcome, the same object as COLLABORATION_COMPLETE's `result`.
+    public struct Result: Codable, Sendable, Equatable {
+        public var status: String
+        public var answer: String
+        public var answeredBy: String
+        public var failedRoles: [String]
+        public var note: String
+
+        public init(status: String, answer: String, answeredBy: String, failedRoles: [String], note: String) {
+            self.status = status
+            self.answer = answer
+            self.answeredBy = answeredBy
+            self.failedRoles = failedRoles
+            self.note = note
+        }
+    }
+
+    /// The seed leaves QualityMetrics open: what the platform can measure of a run.
+    public struct Quality: Codable, Sendable, Equatable {
+        /// Roles that completed over roles planned, 0…1.
+        public var completionRate: Double
+        public var completedRoles: Int
+        public var failedRoles: Int
+        /// True when the final role wrote the answer (no fallback).
+        public var answeredByFinalRole: Bool
+
+        public init(completionRate: Double, completedRoles: Int, failedRoles: Int, answeredByFinalRole: Bool) {
+            self.completionRate = completionRate
+            self.completedRoles = completedRoles
+            self.failedRoles = failedRoles
+            self.answeredByFinalRole = answeredByFinalRole
+        }
+    }
+
+    public var conversationId: String
+    public var runId: String
+    public var result: Result
+    public var participantContributions: [RoleContribution]
+    public var quality: Quality
+    /// Milliseconds.
+    public var duration: Int
+
+    public init(
+        conversationId: String, runId: String, result: Result, participantContributions: [RoleContribution], quality: Quality,
+        duration: Int
+    ) {
+        self.conversationId = conversationId
+        self.runId = runId
+        self.result = result
+        self.participantContributions = participantContributions
+        self.quality = quality
+        self.duration = duration
+    }
+}
+
+extension JSONValue {
+    /// A typed payload as a frame's data.
+    public init(encoding value: some Encodable) throws {
+        self = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
     }
 }

@@ -68,7 +68,10 @@ struct ChatFlowTests {
 
             let chunks = all.filter { $0.type == FrameType.messageStreamChunk }
             #expect(chunks.count > 5)
-            #expect(chunks.map { $0.data["position"]?.intValue } == Array(0..<chunks.count))
+            // Seed 000: a chunk's position is its character offset in the reply.
+            #expect(chunks.map { $0.data["position"]?.intValue }
+                == RecoveryTests.characterOffsets(chunks.compactMap { $0.data["chunk"]?.stringValue }))
+            #expect((start.data["estimatedLength"]?.intValue ?? 0) > 0, "the offline engine knows its answer's length")
             #expect(chunks.allSatisfy { $0.data["messageId"]?.stringValue == replyID })
 
             let end = try #require(all.last)

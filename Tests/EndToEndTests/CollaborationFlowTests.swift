@@ -153,7 +153,7 @@ struct CollaborationFlowTests {
     @Test func aRoleWhoseProviderFailsIsLeftOutAndTheRunCompletes() async throws {
         // Mike talks to an OpenAI-compatible server that is not there.
         let teamPath = try Self.teamFile(providers: [
-            "Mike": ["kind": "openai", "baseURL": "http://127.0.0.1:\(ServiceProcesses.freePort())/v1", "model": "absent", "timeoutSeconds": 5]
+            "Mike": ["kind": "openai", "baseURL": "http://127.0.0.1:\(ServiceProcesses.freePort())/v1", "model": "absent", "timeoutSeconds": 30]
         ])
         defer { try? FileManager.default.removeItem(atPath: teamPath) }
 
@@ -165,6 +165,9 @@ struct CollaborationFlowTests {
             let error = try #require(frames.first { $0.type == FrameType.agentError })
             #expect(error.data["agent_source"] == "Mike" && error.data["event_type"] == "error")
             #expect(error.data["payload"]?["error_type"] == "connect")
+            // Seed 001's error payload: 3 retries (2, 4, 8 s) were made before giving up.
+            #expect(error.data["payload"]?["retry_count"] == 3)
+            #expect(error.data["payload"]?["context"]?["agent_source"] == "Mike")
             // The others go on without Mike, and the answer says so.
             let david = try #require(frames.first { $0.type == FrameType.agentComplete && $0.data["role"] == "David" })
             #expect(david.data["payload"]?["summary"]?.stringValue?.isEmpty == false)

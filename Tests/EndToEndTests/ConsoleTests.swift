@@ -23,6 +23,9 @@ struct ConsoleTests {
             let admin = try await authority.mint(user: "console-ops", roles: ["admin"])
             let (outcome, flow, system) = try await DevToolsSession.withPage(browser: devtools) { page in
                 let outcome = try await Self.drive(page, screenshot: screenshot)
+                let reconnects = try await Self.runOutOfReconnects(page)
+                #expect(reconnects.bounds == [1000, 1500, 2250, 7594, 57665, 60000, 60000], "\(reconnects.bounds)")
+                #expect(reconnects.exhausted.contains("5 attempts failed") && reconnects.exhausted.contains("Retry now"), "\(reconnects.exhausted)")
                 let stopped = try await Self.stopRenameDelete(page)
                 #expect(stopped.hasPrefix("stopped"), "run result: \(stopped)")
                 let flow = try await Self.runWorkflow(page, screenshot: "\(directory)/console-workflows.png")
@@ -305,6 +308,20 @@ struct ConsoleTests {
             let again = try await DeviceActivationFlowTests.ota(origin, deviceID: deviceID, clientID: "console-device")
             #expect(again.json["activation"] != nil)
         }
+    }
+
+    /// Seed 000's reconnection: the bound grows ×1.5 from 1 s to at most 60 s; after 5 failed attempts
+    /// the banner offers a manual retry, which reconnects and recovers.
+    static func runOutOfReconnects(_ page: DevToolsPage) async throws -> (bounds: [Int], exhausted: String) {
+        let bounds = try await page.evaluate("[0, 1, 2, 5, 10, 11, 20].map(n => Math.round(sbConsole.reconnectPolicy.bound(n)))")
+            .arrayValue?.compactMap(\.intValue) ?? []
+        try await page.evaluate("sbConsole.breakLink()")
+        // Five refused attempts, waiting at most 1, 1.5, 2.25, 3.4 and 5.1 s before them.
+        try await waitFor(page, "the reconnect attempts to run out", "document.querySelector('#banner button') !== null", timeout: .seconds(30))
+        let exhausted = try await page.evaluate("document.getElementById('banner').textContent").stringValue ?? ""
+        try await page.evaluate("sbConsole.restoreLink(); document.querySelector('#banner button').click()")
+        try await waitFor(page, "the manual retry to reconnect", "document.getElementById('banner').dataset.kind === 'recovered'")
+        return (bounds, exhausted)
     }
 
     static func waitFor(_ page: DevToolsPage, _ what: String, _ condition: String, timeout: Duration = .seconds(20)) async throws {

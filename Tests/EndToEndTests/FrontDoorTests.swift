@@ -322,11 +322,13 @@ struct FrontDoorTests {
             #expect(seen[2].offset != nil, "live events follow the snapshot")
             #expect(seen[3].data["result"]?["answeredBy"] == "Catherine")
 
-            #expect(await activity.waitFor(within: .seconds(10)) { $0.contains { $0.event == FrameType.collaborationComplete } })
+            // Seed 000's SSE: lower-case event names, the frame's data as `data:`.
+            #expect(await activity.waitFor(within: .seconds(10)) { $0.contains { $0.event == "collaboration_complete" } })
             await activity.close()
             let first = activity.events
-            #expect(first[0].event == FrameType.roleStatusSnapshot && first[0].id == nil)
-            let idle = Self.decode(first[0].data)?["data"]?["roles"]?.arrayValue ?? []
+            #expect(first[0].event == "role_status_snapshot" && first[0].id == nil)
+            #expect(first.contains { $0.event == "role_status_change" && Self.decode($0.data)?["status"] != nil })
+            let idle = Self.decode(first[0].data)?["roles"]?.arrayValue ?? []
             #expect(idle.compactMap { $0["role"]?.stringValue } == roles && idle.allSatisfy { $0["status"] == "IDLE" }, "\(idle)")
             let numbered = first.filter { $0.id != nil }
             #expect(numbered.count > 4 && numbered.count == first.count - 1)
@@ -338,7 +340,7 @@ struct FrontDoorTests {
             await resumed.close()
             let opening = resumed.events
             #expect(opening[0].event == "recovery" && opening[0].data.contains("\"recovered\":true"))
-            #expect(opening[1].event == FrameType.roleStatusSnapshot && opening[1].id == nil)
+            #expect(opening[1].event == "role_status_snapshot" && opening[1].id == nil)
             #expect(opening[2].id == numbered[3].id)
         }
     }

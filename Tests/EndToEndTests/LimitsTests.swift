@@ -58,6 +58,38 @@ struct LimitsTests {
         }
     }
 
+    /// Seed 000's `rate_limit_exceeded` disconnection: a client that stays over the rate is closed with 4504.
+    @Test func aSustainedExcessOverTheRateIsClosedWith4504() async throws {
+        try await ChatFlowTests.withStack(gatewayEnvironment: [
+            "SWITCHBOARD_GATEWAY_COMMANDS_PER_SECOND": "2", "SWITCHBOARD_GATEWAY_COMMAND_BURST": "3",
+        ]) { _, url, authority in
+            let token = try await authority.mint(user: "flood-\(UUID().uuidString.prefix(6))")
+            let started = ContinuousClock.now
+            // What the gateway answered, seen as it arrives (the body is cut short by the close).
+            let answers = Locked<[String]>([])
+            let observer: ChatClient.TextObserver = { text, _ in
+                if text.contains(#""RATE_LIMITED""#) { answers.withLock { $0.append("RATE_LIMITED") } }
+                if text.contains(#""type":"ACK""#) { answers.withLock { $0.append("ACK") } }
+                return true
+            }
+            let (_, close) = try await ChatClient.withConnection(url: url, token: token, observer: observer) { client in
+                // 20 commands a second, ten times the rate, for up to 8 s.
+                for index in 0..<160 {
+                    client.send(ClientCommand(id: "p\(index)", type: ClientCommandType.subscribeConversation,
+                                              data: ["conversationId": "flood"]))
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+                while await client.frames.next(within: .seconds(5)) != nil {}
+                return true
+            }
+            #expect(close == CloseCode.tooManyRequests.rawValue)
+            #expect(ContinuousClock.now - started >= .seconds(3), "a burst is not closed, only an excess that lasts")
+            // Before the close, the refusals were answered one by one, and some commands went through.
+            let seen = answers.withLock { $0 }
+            #expect(seen.contains("RATE_LIMITED") && seen.contains("ACK"), "\(seen)")
+        }
+    }
+
     @Test func aClientSendingOnlyGarbageIsClosedAndTheOthersAreNotAffected() async throws {
         try await ChatFlowTests.withStack { _, url, authority in
             let bad = try await authority.mint(user: "mallory")

@@ -41,9 +41,41 @@ struct RecoveryTests {
         #expect(reply.first?.type == FrameType.messageStreamStart, sourceLocation: sourceLocation)
         #expect(reply.last?.type == FrameType.messageStreamEnd, sourceLocation: sourceLocation)
         let chunks = positioned.filter { $0.type == FrameType.messageStreamChunk }
-        #expect(chunks.map { $0.data["position"]?.intValue } == Array(0..<chunks.count), sourceLocation: sourceLocation)
-        let text = chunks.compactMap { $0.data["chunk"]?.stringValue }.joined()
-        #expect(reply.last?.data["finalMessage"]?["content"]?.stringValue == text, sourceLocation: sourceLocation)
+        let texts = chunks.compactMap { $0.data["chunk"]?.stringValue }
+        #expect(chunks.map { $0.data["position"]?.intValue } == Self.characterOffsets(texts), sourceLocation: sourceLocation)
+        #expect(reply.last?.data["finalMessage"]?["content"]?.stringValue == texts.joined(), sourceLocation: sourceLocation)
+    }
+
+    /// Seed 000's chunk positions: each chunk's character offset in the reply (0, then the first's length…).
+    static func characterOffsets(_ chunks: [String]) -> [Int?] {
+        var offset = 0
+        return chunks.map { chunk in
+            defer { offset += ChatCentreDialect.length(chunk) }
+            return offset
+        }
+    }
+
+    /// The same check over seed 000's SSE events: ids are consecutive positions of one epoch; the reply
+    /// is `message_start`, `message_chunk {chunk, position, total: -1}`s, `message_complete {message, metadata}`.
+    static func expectCompleteSSEStream(_ events: [SSEClient.Event], sourceLocation: SourceLocation = #_sourceLocation) {
+        let numbered = events.filter { $0.id != nil }
+        let positions = numbered.compactMap { $0.id.flatMap(StreamPosition.init(lastEventID:)) }
+        #expect(positions.count == numbered.count && !positions.isEmpty, sourceLocation: sourceLocation)
+        let offsets = positions.map(\.offset)
+        #expect(offsets == Array((offsets.first ?? 0)..<((offsets.first ?? 0) + Int64(offsets.count))), "offsets \(offsets)", sourceLocation: sourceLocation)
+        #expect(Set(positions.map(\.epoch)).count == 1, sourceLocation: sourceLocation)
+        #expect(numbered.allSatisfy { $0.event == $0.event?.lowercased() }, sourceLocation: sourceLocation)
+        let reply = numbered.filter { ["message_start", "message_chunk", "message_complete"].contains($0.event ?? "") }
+        #expect(reply.first?.event == "message_start", sourceLocation: sourceLocation)
+        #expect(reply.last?.event == "message_complete", sourceLocation: sourceLocation)
+        let chunks = reply.filter { $0.event == "message_chunk" }.compactMap { FrontDoorTests.decode($0.data) }
+        let texts = chunks.compactMap { $0["chunk"]?.stringValue }
+        #expect(texts.count == chunks.count && !texts.isEmpty, sourceLocation: sourceLocation)
+        #expect(chunks.map { $0["position"]?.intValue } == Self.characterOffsets(texts), sourceLocation: sourceLocation)
+        #expect(chunks.allSatisfy { $0["total"] == -1 }, sourceLocation: sourceLocation)
+        let complete = reply.last.flatMap { FrontDoorTests.decode($0.data) }
+        #expect(complete?["message"]?.stringValue == texts.joined(), sourceLocation: sourceLocation)
+        #expect(complete?["metadata"]?.objectValue != nil, sourceLocation: sourceLocation)
     }
 
     @Test func aClientThatDropsMidStreamResumesWithNothingMissingOrRepeated() async throws {
@@ -172,29 +204,19 @@ struct RecoveryTests {
             #expect((response as? HTTPURLResponse)?.statusCode == 202)
             #expect(String(decoding: body, as: UTF8.self).contains("messageId"))
 
-            #expect(await eventually(timeout: .seconds(20)) { first.events.filter { $0.event == FrameType.messageStreamChunk }.count >= 5 })
+            #expect(await eventually(timeout: .seconds(20)) { first.events.filter { $0.event == "message_chunk" }.count >= 5 })
             await first.close()
             let firstEvents = first.events.filter { $0.id != nil }
             let lastID = try #require(firstEvents.last?.id, "events: \(first.events.prefix(4))")
 
             let second = try await SSEClient.connect(
                 port: port, path: path + "?lastEventId=\(lastID)", headers: ["Authorization": "Bearer \(token)"])
-            #expect(await eventually(timeout: .seconds(20)) { second.events.contains { $0.event == FrameType.messageStreamEnd } })
+            #expect(await eventually(timeout: .seconds(20)) { second.events.contains { $0.event == "message_complete" } })
             await second.close()
             let recovery = try #require(second.events.first)
             #expect(recovery.event == "recovery" && recovery.data.contains("\"recovered\":true"))
-
-            let frames = (firstEvents + second.events.filter { $0.id != nil }).map { event in
-                (try? JSONDecoder().decode(ServerFrame.self, from: Data(event.data.utf8)))
-            }
-            #expect(frames.allSatisfy { $0 != nil })
-            let decoded = frames.compactMap { $0 }
-            // Each event's id is its frame's position.
-            for (event, frame) in zip(firstEvents + second.events.filter { $0.id != nil }, decoded) {
-                #expect(event.id == "\(frame.epoch ?? ""):\(frame.offset ?? -1)")
-                #expect(event.event == frame.type)
-            }
-            Self.expectCompleteStream(decoded)
+            // Seed 000's events across the two streams: one run of positions, nothing missed or repeated.
+            Self.expectCompleteSSEStream(firstEvents + second.events.filter { $0.id != nil })
         }
     }
 
@@ -213,11 +235,8 @@ struct RecoveryTests {
                 _ = await client.frames.first(within: .seconds(20)) { $0.type == FrameType.messageStreamEnd }
             }
             // Every event arrives whole and at once: each write is flushed through the compressor.
-            #expect(await eventually(timeout: .seconds(10)) { stream.events.contains { $0.event == FrameType.messageStreamEnd } })
-            let frames = stream.events.filter { $0.id != nil }.compactMap {
-                try? JSONDecoder().decode(ServerFrame.self, from: Data($0.data.utf8))
-            }
-            Self.expectCompleteStream(frames)
+            #expect(await eventually(timeout: .seconds(10)) { stream.events.contains { $0.event == "message_complete" } })
+            Self.expectCompleteSSEStream(stream.events)
             await stream.close()
         }
     }

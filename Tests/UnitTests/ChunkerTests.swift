@@ -194,10 +194,11 @@ enum TextGenerator {
         do { let allowed = breaker.allow(now: now); #expect(allowed) }
     }
 
-    @Test func backoffDoublesFromTheInitialDelay() {
-        let policy = ResilientProvider.Policy(attempts: 3, initialDelay: .milliseconds(100), factor: 2)
-        #expect(policy.delay(beforeRetry: 1) == .milliseconds(100))
-        #expect(policy.delay(beforeRetry: 2) == .milliseconds(200))
+    /// Seed 001: `max_retries` 3, `retry_delay` 1, `backoff_factor` 2, delay = 1 · 2^retry_count after the count is raised.
+    @Test func retriesFollowSeed001() {
+        let policy = ResilientProvider.Policy()
+        #expect(policy.maxRetries == 3)
+        #expect((1...3).map(policy.delay(beforeRetry:)) == [.seconds(2), .seconds(4), .seconds(8)])
     }
 }
 

@@ -128,10 +128,11 @@ import Testing
     }
 
     @Test func serverSentEventsCarryThePositionAsTheirID() {
-        let message = ChannelWire.Message(offset: 5, epoch: "ab", frameType: "MESSAGE_STREAM_CHUNK", frameJSON: "{\"x\":1}")
-        #expect(EventStreams.serverSentEvent(message) == "id: ab:5\nevent: MESSAGE_STREAM_CHUNK\ndata: {\"offset\":5,\"epoch\":\"ab\",\"x\":1}\n\n")
+        let frame = #"{"data":{"x":1},"type":"ROLE_STATUS_CHANGE"}"#
+        let message = ChannelWire.Message(offset: 5, epoch: "ab", frameType: "ROLE_STATUS_CHANGE", frameJSON: frame)
+        #expect(ChatCentreDialect.serverSentEvent(message) == "id: ab:5\nevent: role_status_change\ndata: {\"x\":1}\n\n")
         let typing = ChannelWire.Message(offset: 0, epoch: "-", frameType: "TYPING_START", frameJSON: "{}")
-        #expect(EventStreams.serverSentEvent(typing) == "event: TYPING_START\ndata: {}\n\n")
+        #expect(ChatCentreDialect.serverSentEvent(typing) == "event: typing_start\ndata: {}\n\n")
     }
 }
 

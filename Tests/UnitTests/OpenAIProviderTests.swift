@@ -34,7 +34,7 @@ import Testing
         let spec = ProviderSpec(kind: "openai", baseURL: "http://127.0.0.1:\(port)/\(scenario)/v1", model: "fake-model", apiKeyEnv: "K")
         return ResilientProvider(
             base: OpenAIProvider(spec: spec, apiKey: "sk-test", client: client), breakerKey: spec.breakerKey, breakers: breakers,
-            policy: .init(attempts: 3, initialDelay: .milliseconds(20), factor: 2))
+            policy: .init(maxRetries: 3, retryDelay: .milliseconds(10), backoffFactor: 2))
     }
 
     @Test func streamsTheDeltasUntilDone() async throws {
@@ -61,13 +61,15 @@ import Testing
         }
     }
 
-    @Test func givesUpAfterThreeTriesAndSaysWhy() async throws {
+    @Test func givesUpAfterThreeRetriesAndSaysWhy() async throws {
         try await withServer { fake, port, client in
             let error = await #expect(throws: ProviderError.self) {
                 try await provider("broken", port: port, client: client).stream(Self.request) { _ in }
             }
             #expect(error?.status == 500 && error?.message.contains("server had an error") == true)
-            #expect(fake.count("broken") == 3)
+            // Seed 001: the first try and 3 retries; the error says how many were made.
+            #expect(fake.count("broken") == 4)
+            #expect(error?.retries == 3)
         }
     }
 
@@ -124,8 +126,9 @@ import Testing
         }
         try await client.shutdown()
         #expect(error?.code == .connect)
-        // Two backoff waits, 20 ms then 40 ms, and no waiting on the refused connections.
-        #expect(ContinuousClock.now - started >= .milliseconds(60))
+        // Three backoff waits, 20, 40 then 80 ms, and no waiting on the refused connections.
+        #expect(error?.retries == 3)
+        #expect(ContinuousClock.now - started >= .milliseconds(140))
         #expect(ContinuousClock.now - started < .seconds(5))
     }
 }

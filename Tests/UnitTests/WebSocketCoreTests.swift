@@ -209,25 +209,35 @@ final class FlushCounter: ChannelOutboundHandler {
         #expect(!second.rsv1 && String(buffer: second.data) == "small")
     }
 
-    @Test func answersPingsAndClosesAfterMissedPongs() throws {
+    /// Seed 000: a ping every 30 s, answered within 5 s, closed with 4004 after 3 missed in a row.
+    @Test func answersPingsAndClosesAfterThreeMissedPongs() throws {
         let channel = EmbeddedChannel()
         let handler = WebSocketConnectionHandler(
-            settings: .init(maxMessageBytes: 1024, outboundLimitBytes: 1024, pingInterval: .seconds(1), missedPongLimit: 2),
-            deflate: nil)
+            settings: .init(maxMessageBytes: 1024, outboundLimitBytes: 1024, pingInterval: .seconds(30)), deflate: nil)
         try channel.pipeline.syncOperations.addHandler(handler)
         try channel.writeInbound(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer(string: "hi")))
         let pong = try #require(try channel.readOutbound(as: WebSocketFrame.self))
         #expect(pong.opcode == .pong && String(buffer: pong.data) == "hi")
+        func drain() throws -> [WebSocketOpcode] {
+            var opcodes: [WebSocketOpcode] = []
+            while let frame = try channel.readOutbound(as: WebSocketFrame.self) { opcodes.append(frame.opcode) }
+            return opcodes
+        }
+        // Two pings missed, then one answered within its 5 s: the count starts again.
+        channel.embeddedEventLoop.advanceTime(by: .seconds(65))
+        let ping = WebSocketOpcode.ping
+        #expect(try drain() == [ping, ping])
+        channel.embeddedEventLoop.advanceTime(by: .seconds(25))
+        #expect(try drain() == [ping])
         channel.embeddedEventLoop.advanceTime(by: .seconds(2))
-        #expect(try channel.readOutbound(as: WebSocketFrame.self)?.opcode == .ping)
-        #expect(try channel.readOutbound(as: WebSocketFrame.self)?.opcode == .ping)
-        // A pong resets the count; without one the third interval closes with 4004.
         try channel.writeInbound(WebSocketFrame(fin: true, opcode: .pong, data: ByteBuffer()))
-        channel.embeddedEventLoop.advanceTime(by: .seconds(3))
-        var frames: [WebSocketFrame] = []
-        while let frame = try channel.readOutbound(as: WebSocketFrame.self) { frames.append(frame) }
-        #expect(frames.map(\.opcode) == [.ping, .ping, .connectionClose])
-        var data = try #require(frames.last).data
+        // Pings at 120, 150 and 180 s all missed: the close comes 5 s after the third.
+        channel.embeddedEventLoop.advanceTime(by: .seconds(184 - 92))
+        #expect(try drain() == [ping, ping, ping])
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        let close = try #require(try channel.readOutbound(as: WebSocketFrame.self))
+        #expect(close.opcode == .connectionClose)
+        var data = close.data
         #expect(data.readInteger(as: UInt16.self) == CloseCode.noPong.rawValue)
     }
 }

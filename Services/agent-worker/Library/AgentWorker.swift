@@ -198,8 +198,13 @@ struct StreamingTask {
                 type: AgentEvent.agentStart, source: task.role,
                 payload: ["status": "started", "task_description": .string(task.responsibility ?? "answer the message")])))
 
+        let request = ProviderRequest(
+            role: task.role, responsibility: task.responsibility, systemPrompt: task.systemPrompt, userMessage: task.prompt,
+            contributions: task.contributions ?? [], history: task.history ?? [])
         var content = ""
-        var position = 0
+        /// Chunks sent; and the characters sent, the next chunk's `position` (seed 000: a character offset).
+        var chunkCount = 0
+        var offset = 0
         var responding = false
         /// When the engine produced its first token (µs since the epoch): the first chunk carries it, so
         /// a client can time the platform's own share (the orchestration-overhead benchmark).
@@ -211,34 +216,34 @@ struct StreamingTask {
                 try await transition(roles, to: [.responding], reason: reason, thinkingSince: task.dispatchedAt, into: &pending)
             }
             if isFinal {
-                pending.append(
-                    try await emit(
-                        FrameType.messageStreamStart,
-                        ["messageId": .string(task.replyMessageId), "conversationId": .string(task.conversationId),
-                         "role": .string(task.role), "inReplyTo": .string(task.inReplyTo)]))
+                var start: [String: JSONValue] = [
+                    "messageId": .string(task.replyMessageId), "conversationId": .string(task.conversationId),
+                    "role": .string(task.role), "inReplyTo": .string(task.inReplyTo),
+                ]
+                if let estimated = provider.estimatedLength(of: request) { start["estimatedLength"] = .number(Double(estimated)) }
+                pending.append(try await emit(FrameType.messageStreamStart, start))
             }
         }
-        func send(_ chunk: String) async throws {
+        /// `isLast` marks the agent's last chunk of a complete answer (seed 001's `is_complete`).
+        func send(_ chunk: String, isLast: Bool = false) async throws {
             try await respond(reason: "first tokens")
             content += chunk
             if let workflowNode {
-                pending.append(try await progress(workflowNode, chunk: chunk, position: position, text: content))
-                position += 1
+                pending.append(try await progress(workflowNode, chunk: chunk, position: chunkCount, text: content))
+                chunkCount += 1
                 return
             }
             var data = merge(ids, AgentEvent.fields(
                 type: AgentEvent.llmChunk, source: task.role,
-                payload: ["content": .string(chunk), "content_type": "text", "is_complete": false]))
+                payload: ["content": .string(chunk), "content_type": "text", "is_complete": .bool(isLast)]))
             data["chunk"] = .string(chunk)
-            data["position"] = .number(Double(position))
-            if position == 0, let firstTokenAt { data["firstTokenAt"] = .number(Double(firstTokenAt)) }
+            data["position"] = .number(Double(offset))
+            if chunkCount == 0, let firstTokenAt { data["firstTokenAt"] = .number(Double(firstTokenAt)) }
             pending.append(try await emit(isFinal ? FrameType.messageStreamChunk : FrameType.agentChunk, JSONValue.object(data), channel: nil))
-            position += 1
+            chunkCount += 1
+            offset += ChatCentreDialect.length(chunk)
         }
 
-        let request = ProviderRequest(
-            role: task.role, responsibility: task.responsibility, systemPrompt: task.systemPrompt, userMessage: task.prompt,
-            contributions: task.contributions ?? [], history: task.history ?? [])
         var chunker = Chunker()
         var failure: ProviderError?
         var stopped = false
@@ -296,7 +301,12 @@ struct StreamingTask {
             // Cancels the provider's request at once (a stop must end generation, not just hide it).
             group.cancelAll()
         }
-        for chunk in chunker.finish() { try await send(chunk) }
+        // The last chunk of a complete answer says so; when the model's end came after the last text
+        // was sent, an empty chunk carries it (a workflow node's runner reports its own end).
+        let rest = chunker.finish()
+        let complete = !stopped && failure == nil
+        for (index, chunk) in rest.enumerated() { try await send(chunk, isLast: complete && index == rest.count - 1) }
+        if complete && rest.isEmpty && workflowNode == nil { try await send("", isLast: true) }
 
         let durationMs = Int((ContinuousClock.now - started) / .milliseconds(1))
         if stopped {
@@ -306,14 +316,14 @@ struct StreamingTask {
                 try await transition(roles, to: [.responding], reason: "stopped", thinkingSince: task.dispatchedAt, into: &pending)
             }
             if isFinal && responding {
-                pending.append(try await end(task, content: content, chunks: position, durationMs: durationMs, kind: provider.kind, error: nil, stopped: true))
+                pending.append(try await end(task, content: content, chunks: chunkCount, durationMs: durationMs, kind: provider.kind, error: nil, stopped: true))
             }
             try await announce(
                 FrameType.agentComplete,
                 merge(ids, AgentEvent.fields(
                     type: AgentEvent.agentComplete, source: task.role,
                     payload: ["status": "stopped", "summary": .string(String(content.prefix(120))),
-                              "chunks": .number(Double(position)), "durationMs": .number(Double(durationMs))])))
+                              "chunks": .number(Double(chunkCount)), "durationMs": .number(Double(durationMs))])))
         } else if let failure {
             Counter(label: "sb_agent_provider_failures_total", dimensions: [("provider", provider.kind)]).increment()
             context.logger.warning(
@@ -322,24 +332,26 @@ struct StreamingTask {
                 try await transition(roles, to: [.error], reason: "\(failure)", thinkingSince: nil, into: &pending)
             }
             if isFinal && responding {
-                pending.append(try await end(task, content: content, chunks: position, durationMs: durationMs, kind: provider.kind, error: failure))
+                pending.append(try await end(task, content: content, chunks: chunkCount, durationMs: durationMs, kind: provider.kind, error: failure))
             }
+            let payload = AgentEvent.ErrorPayload(
+                error: failure.message, errorType: failure.code.description,
+                context: .init(agentSource: task.role, conversationId: task.conversationId, runId: task.runId, provider: provider.kind),
+                retryCount: failure.retries)
             try await announce(
                 FrameType.agentError,
-                merge(ids, AgentEvent.fields(
-                    type: AgentEvent.error, source: task.role,
-                    payload: ["error": .string(failure.message), "error_type": .string(failure.code.description)])))
+                merge(ids, AgentEvent.fields(type: AgentEvent.error, source: task.role, payload: try JSONValue(encoding: payload))))
         } else {
             try await respond(reason: "answer ready")
             if isFinal {
-                pending.append(try await end(task, content: content, chunks: position, durationMs: durationMs, kind: provider.kind, error: nil))
+                pending.append(try await end(task, content: content, chunks: chunkCount, durationMs: durationMs, kind: provider.kind, error: nil))
             }
             try await announce(
                 FrameType.agentComplete,
                 merge(ids, AgentEvent.fields(
                     type: AgentEvent.agentComplete, source: task.role,
                     payload: ["status": "completed", "summary": .string(String(content.prefix(120))),
-                              "chunks": .number(Double(position)), "durationMs": .number(Double(durationMs))])))
+                              "chunks": .number(Double(chunkCount)), "durationMs": .number(Double(durationMs))])))
         }
         for future in pending { _ = try await future.report() }
         if let runId = task.runId {
@@ -347,7 +359,7 @@ struct StreamingTask {
                 runId: runId, taskId: task.taskId, conversationId: task.conversationId, role: task.role,
                 status: stopped ? AgentTaskCompleted.stopped : (failure == nil ? AgentTaskCompleted.completed : AgentTaskCompleted.failed),
                 content: content,
-                error: failure.map { "\($0)" }, chunks: position, startedAt: startedAt, finishedAt: Clock.epochMilliseconds())
+                error: failure.map { "\($0)" }, chunks: chunkCount, startedAt: startedAt, finishedAt: Clock.epochMilliseconds())
             try await context.publish(
                 context.envelope(result, routingKey: task.conversationId, traceparent: envelope.traceparent), to: Topics.agentResults)
         }

@@ -129,4 +129,8 @@ public struct OfflineProvider: ChatProvider {
     public func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws {
         try await engine.stream(text: OfflineEngine.compose(request), onToken: onDelta)
     }
+
+    public func estimatedLength(of request: ProviderRequest) -> Int? {
+        ChatCentreDialect.length(OfflineEngine.compose(request))
+    }
 }

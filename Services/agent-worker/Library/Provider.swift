@@ -37,6 +37,12 @@ public protocol ChatProvider: Sendable {
     /// For logs and metrics: `offline` or `openai`.
     var kind: String { get }
     func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws
+    /// The answer's length in characters (`ChatCentreDialect.length`) when known before it streams.
+    func estimatedLength(of request: ProviderRequest) -> Int?
+}
+
+extension ChatProvider {
+    public func estimatedLength(of request: ProviderRequest) -> Int? { nil }
 }
 
 public struct ProviderError: Error, CustomStringConvertible {
@@ -61,6 +67,8 @@ public struct ProviderError: Error, CustomStringConvertible {
     public var code: Code
     public var message: String
     public var status: Int?
+    /// Retries made before this error was final (set by `ResilientProvider`).
+    public var retries = 0
     public var file: String
     public var line: Int
 
@@ -158,24 +166,25 @@ public final class CircuitBreakers: Sendable {
     }
 }
 
-/// Retries with exponential backoff (factor 2) a call that failed before any text arrived, behind the
-/// provider's circuit breaker. Once text has gone to the client a retry would repeat it, so a failure
-/// after that is final.
+/// Retries a call that failed before any text arrived, behind the provider's circuit breaker, as seed
+/// 001's StreamErrorHandler does: at most 3 retries, retry n waiting 1 s · 2ⁿ (2, 4, 8 s). Once text
+/// has gone to the client a retry would repeat it, so a failure after that is final.
 public struct ResilientProvider: ChatProvider {
     public struct Policy: Sendable, Hashable {
-        public var attempts = 3
-        public var initialDelay: Duration = .milliseconds(200)
-        public var factor = 2.0
+        public var maxRetries = 3
+        public var retryDelay: Duration = .seconds(1)
+        public var backoffFactor = 2.0
 
-        public init(attempts: Int = 3, initialDelay: Duration = .milliseconds(200), factor: Double = 2) {
-            self.attempts = attempts
-            self.initialDelay = initialDelay
-            self.factor = factor
+        public init(maxRetries: Int = 3, retryDelay: Duration = .seconds(1), backoffFactor: Double = 2) {
+            self.maxRetries = maxRetries
+            self.retryDelay = retryDelay
+            self.backoffFactor = backoffFactor
         }
 
-        /// The wait before retry `attempt` (1 = the first retry).
-        public func delay(beforeRetry attempt: Int) -> Duration {
-            initialDelay * Foundation.pow(factor, Double(attempt - 1))
+        /// The wait before retry `retry` (1 = the first): the seed's `retry_delay * backoff_factor ** retry_count`,
+        /// its count raised before the wait is computed.
+        public func delay(beforeRetry retry: Int) -> Duration {
+            retryDelay * Foundation.pow(backoffFactor, Double(retry))
         }
     }
 
@@ -194,10 +203,12 @@ public struct ResilientProvider: ChatProvider {
     public var kind: String { base.kind }
 
     public func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws {
-        var attempt = 1
+        var retries = 0
         while true {
             guard breakers.allow(breakerKey) else {
-                throw ProviderError(.circuitOpen, "\(base.kind) provider failed repeatedly; not calling it for a while")
+                var error = ProviderError(.circuitOpen, "\(base.kind) provider failed repeatedly; not calling it for a while")
+                error.retries = retries
+                throw error
             }
             var delivered = false
             do {
@@ -207,11 +218,14 @@ public struct ResilientProvider: ChatProvider {
                 }
                 breakers.recordSuccess(breakerKey)
                 return
-            } catch let error as ProviderError {
+            } catch var error as ProviderError {
                 breakers.recordFailure(breakerKey)
-                guard error.isRetryable, !delivered, attempt < policy.attempts else { throw error }
-                try await Task.sleep(for: policy.delay(beforeRetry: attempt))
-                attempt += 1
+                guard error.isRetryable, !delivered, retries < policy.maxRetries else {
+                    error.retries = retries
+                    throw error
+                }
+                retries += 1
+                try await Task.sleep(for: policy.delay(beforeRetry: retries))
             }
         }
     }

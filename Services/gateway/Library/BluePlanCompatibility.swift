@@ -25,8 +25,14 @@ struct BluePlanCompatibility: Sendable {
     }
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
-        router.post("/novachat") { request, context in try await chat(request, context, mode: .nova) }
-        router.post("/loomichat") { request, context in try await chat(request, context, mode: .loomi) }
+        // Browsers call these from their own origin (the seed answers with CORS headers).
+        let doors = router.group().add(middleware: BluePlanCORS())
+        for (path, mode) in [("/novachat", Mode.nova), ("/loomichat", .loomi)] {
+            doors.post(RouterPath(path)) { request, context in try await chat(request, context, mode: mode, body: try await Self.body(of: request, context)) }
+            // The seed's own client is an EventSource: a GET with the request in the query.
+            doors.get(RouterPath(path)) { request, context in try await chat(request, context, mode: mode, body: Self.query(of: request)) }
+            doors.on(RouterPath(path), method: .options) { _, _ in Response(status: .noContent) }
+        }
     }
 
     struct ChatRequest: Decodable {
@@ -36,15 +42,25 @@ struct BluePlanCompatibility: Sendable {
         enum CodingKeys: String, CodingKey { case message, query, conversationId = "conversation_id" }
     }
 
-    private func chat(_ request: Request, _ context: GatewayRequestContext, mode: Mode) async throws -> Response {
-        let claims = try await Gateway.authenticate(request, authority: streams.authority)
-        try await streams.admission.checkRequest(userID: claims.userID)
-        let body: ChatRequest
+    static func body(of request: Request, _ context: GatewayRequestContext) async throws -> ChatRequest {
         do {
-            body = try await request.decode(as: ChatRequest.self, context: context)
+            return try await request.decode(as: ChatRequest.self, context: context)
         } catch {
             throw HTTPError(.badRequest, message: #"the body is JSON {"message": "…", "conversation_id"?: "…"}"#)
         }
+    }
+
+    /// A GET's request: `?message=…&conversation_id=…` (the token as `?token=`).
+    static func query(of request: Request) -> ChatRequest {
+        let query = request.uri.queryParameters
+        return ChatRequest(
+            message: query["message"].map(String.init), query: query["query"].map(String.init),
+            conversationId: query["conversation_id"].map(String.init))
+    }
+
+    private func chat(_ request: Request, _ context: GatewayRequestContext, mode: Mode, body: ChatRequest) async throws -> Response {
+        let claims = try await Gateway.authenticate(request, authority: streams.authority)
+        try await streams.admission.checkRequest(userID: claims.userID)
         if let id = body.conversationId, !CommandHandler.isValidID(id) {
             throw HTTPError(.badRequest, message: "conversation_id is 1-128 letters, digits, '-', '_' or '.'")
         }
@@ -60,6 +76,11 @@ struct BluePlanCompatibility: Sendable {
         }
         let conversationID = body.conversationId ?? "\(mode.conversationPrefix)-\(UUID().uuidString.lowercased())"
         try await streams.authorize(claims.userID, conversationID)
+        // The position is the end of the run the stream showed: nothing more will come. 204 is what
+        // stops an EventSource from reconnecting after the stream closed.
+        if let since, try await endsRun(.conversation(conversationID), at: since) {
+            return Response(status: .noContent, headers: [OpenAICompatibility.conversationHeader: conversationID])
+        }
 
         // A new request starts a run with a known id; a resumed one follows the run its position is in.
         let runID = since == nil ? UUID().uuidString.lowercased() : nil
@@ -83,7 +104,7 @@ struct BluePlanCompatibility: Sendable {
                     await session.unfollowAll()
                     let error = translator.error(
                         "cannot resume from \(since?.description ?? ""): the position is no longer kept; reload the conversation",
-                        type: "resume_failed")
+                        type: "resume_failed", conversationID: conversationID)
                     var fields = headers
                     fields[.contentType] = "text/event-stream; charset=utf-8"
                     fields[.cacheControl] = "no-cache"
@@ -95,7 +116,40 @@ struct BluePlanCompatibility: Sendable {
             throw error
         }
         return await streams.respond(request, context, session: session, opening: "retry: 3000\n\n", headers: headers) { _, reason in
-            translator.error("the stream was cut off (\(reason)); resume with Last-Event-ID", type: "disconnected")
+            translator.error("the stream was cut off (\(reason)); resume with Last-Event-ID", type: "disconnected", conversationID: conversationID)
+        }
+    }
+
+    /// Whether the channel's event at `position` is a run's COLLABORATION_COMPLETE (a stream's last event).
+    private func endsRun(_ channel: SwitchboardContracts.Channel, at position: StreamPosition) async throws -> Bool {
+        guard position.offset > 0 else { return false }
+        let read = try await streams.history.read(channel, after: position.offset - 1, limit: 1)
+        guard read.top?.epoch == position.epoch, let event = read.events.first, event.offset == position.offset else { return false }
+        return event.frameType == FrameType.collaborationComplete
+    }
+}
+
+/// Seed 001's CORS headers on every answer of the BluePlan doors (errors included), and the preflight.
+/// `Authorization` is listed beside `*`: browsers never let the wildcard cover it.
+struct BluePlanCORS: RouterMiddleware {
+    typealias Context = GatewayRequestContext
+
+    static let headers: HTTPFields = [
+        .accessControlAllowOrigin: "*",
+        .accessControlAllowHeaders: "*, Authorization, Content-Type, Last-Event-ID",
+        .accessControlAllowMethods: "GET, POST, OPTIONS",
+        .accessControlExposeHeaders: OpenAICompatibility.conversationHeader.canonicalName,
+        .accessControlMaxAge: "600",
+    ]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            var response = try await next(request, context)
+            response.headers.append(contentsOf: Self.headers)
+            return response
+        } catch var error as HTTPError {
+            error.headers.append(contentsOf: Self.headers)
+            throw error
         }
     }
 }
@@ -168,9 +222,10 @@ final class BluePlanTranslator: Sendable {
             }
             // The orchestrator's fallback reply (a final role that failed) carries no seed fields.
             guard let chunk = frame.data["chunk"]?.stringValue else { return nil }
+            // It is the whole reply in one chunk.
             return seed(
                 AgentEvent.llmChunk, frame.data["role"]?.stringValue ?? mode.supervisor, time,
-                ["content": .string(chunk), "content_type": "text", "is_complete": false])
+                ["content": .string(chunk), "content_type": "text", "is_complete": true])
         }
     }
 
@@ -180,8 +235,12 @@ final class BluePlanTranslator: Sendable {
     }
 
     /// An `error` event (no id: it is no position to resume from).
-    func error(_ message: String, type: String) -> String {
-        let event = seed(AgentEvent.error, mode.supervisor, Date(), ["error": .string(message), "error_type": .string(type)])
+    func error(_ message: String, type: String, conversationID: String) -> String {
+        let payload = AgentEvent.ErrorPayload(
+            error: message, errorType: type,
+            context: .init(agentSource: mode.supervisor, conversationId: conversationID, runId: state.withLock { $0.runID }),
+            retryCount: 0)
+        let event = seed(AgentEvent.error, mode.supervisor, Date(), (try? JSONValue(encoding: payload)) ?? .object([:]))
         return "data: \(OpenAICompatibility.encode(event))\n\n"
     }
 }

@@ -24,6 +24,8 @@ final class ClientSession: FrameSink, Sendable {
     enum FrameFormat: Sendable {
         /// The stored frame with its offset and epoch: built once per event and shared by every such follower.
         case stamped
+        /// Seed 000's SSE events (`ChatCentreDialect`): rendered once per event and shared, like `stamped`.
+        case serverSentEvents
         /// Rendered per client (an SSE event, a front door's dialect); "" hides the event.
         case custom(@Sendable (ChannelWire.Message) -> String)
     }
@@ -42,8 +44,17 @@ final class ClientSession: FrameSink, Sendable {
         completes: @escaping @Sendable (ChannelWire.Message) -> Bool = { _ in false }
     ) {
         self.init(
+            userID: userID, outboundLimitBytes: outboundLimitBytes, loop: loop, onOverflow: onOverflow, format: .custom(formatter),
+            completes: completes)
+    }
+
+    convenience init(
+        userID: String, outboundLimitBytes: Int, loop: any EventLoop, onOverflow: @escaping @Sendable () -> Void = {},
+        format: FrameFormat, completes: @escaping @Sendable (ChannelWire.Message) -> Bool = { _ in false }
+    ) {
+        self.init(
             userID: userID, outbound: OutboundQueue(limitBytes: outboundLimitBytes, onOverflow: onOverflow), loop: loop,
-            format: .custom(formatter), completes: completes)
+            format: format, completes: completes)
     }
 
     private init(
@@ -74,8 +85,13 @@ final class ClientSession: FrameSink, Sendable {
         let text: String
         switch format {
         case .stamped: text = message.stampedJSON
+        case .serverSentEvents: text = ChatCentreDialect.serverSentEvent(message)
         case .custom(let render): text = render(message)
         }
+        return enqueue(text, for: message)
+    }
+
+    private func enqueue(_ text: String, for message: ChannelWire.Message) -> Bool {
         var accepted = true
         // A formatter that shows only some frames (the compatible front doors) returns "" for the rest.
         if !text.isEmpty {
@@ -88,6 +104,7 @@ final class ClientSession: FrameSink, Sendable {
 
     /// A live event on this session's loop: a WebSocket follower gets the shared frame bytes as they are.
     func deliver(shared frame: SharedFrame) -> Bool {
+        if case .serverSentEvents = format { return enqueue(frame.event.serverSentEvent, for: frame.event.message) }
         guard case .stamped = format, let socket = outbound as? WebSocketOutbound, socket.eventLoop.inEventLoop else {
             return deliver(frame.event.message)
         }
@@ -142,6 +159,15 @@ final class ClientSession: FrameSink, Sendable {
         if isError { return consecutiveErrors.add(1, ordering: .relaxed).newValue }
         consecutiveErrors.store(0, ordering: .relaxed)
         return 0
+    }
+
+    private let rateExcess = Mutex(SustainedExcess())
+
+    /// Records a command refused for the rate; true once the excess is sustained (close with 4504).
+    func recordRateRefusal(settings: GatewaySettings, now: ContinuousClock.Instant = .now) -> Bool {
+        rateExcess.withLock {
+            $0.recordRefusal(at: now, window: settings.rateExcessWindow, minimumRefusals: settings.rateExcessRefusals)
+        }
     }
 
     func isFollowing(_ channel: SwitchboardContracts.Channel) -> Bool {
@@ -264,3 +290,25 @@ final class SessionRegistry: Service, Sendable {
 /// at the top of the heap and in every arena to the kernel.
 @_silgen_name("malloc_trim")
 private func glibcMallocTrim(_ pad: Int) -> Int32
+
+/// Commands refused for being over the request rate: a burst is answered RATE_LIMITED; refusals that
+/// keep coming (each within `quiet` of the last, whatever was accepted between) for `window`, at
+/// least `minimumRefusals` of them, are a sustained excess.
+struct SustainedExcess: Sendable, Equatable {
+    private var episodeStart: ContinuousClock.Instant?
+    private var lastRefusal: ContinuousClock.Instant?
+    private var refusals = 0
+
+    mutating func recordRefusal(
+        at now: ContinuousClock.Instant, window: Duration, minimumRefusals: Int, quiet: Duration = .seconds(1)
+    ) -> Bool {
+        if let lastRefusal, now - lastRefusal < quiet {
+            refusals += 1
+        } else {
+            episodeStart = now
+            refusals = 1
+        }
+        lastRefusal = now
+        return refusals >= minimumRefusals && now - (episodeStart ?? now) >= window
+    }
+}

@@ -213,7 +213,7 @@ struct EventStreams: Sendable {
         let since = try Self.lastEventPosition(request)
         let session = ClientSession(
             userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes, loop: context.channel.eventLoop, onOverflow: context.cutOff,
-            formatter: Self.serverSentEvent)
+            format: .serverSentEvents)
         try await admit(session)
         let opened: ChannelFeed.Opened
         do {
@@ -326,15 +326,8 @@ struct EventStreams: Sendable {
 
     /// A frame shown once and never numbered (no `id:`): it is no position to resume from.
     static func unnumberedEvent(_ frame: ServerFrame) throws -> String {
-        "event: \(frame.type)\ndata: \(try FrameEncoding.json(frame))\n\n"
-    }
-
-    /// `id: <epoch>:<offset>` (recoverable events only), `event: <frame type>`, `data: <frame JSON>`.
-    static func serverSentEvent(_ message: ChannelWire.Message) -> String {
-        var text = ""
-        if !message.isEphemeral { text += "id: \(message.position)\n" }
-        if !message.frameType.isEmpty { text += "event: \(message.frameType)\n" }
-        return text + "data: \(message.stampedJSON)\n\n"
+        let data = ChatCentreDialect.data(frameType: frame.type, frameJSON: try FrameEncoding.json(frame))
+        return "event: \(ChatCentreDialect.eventName(frame.type))\ndata: \(data)\n\n"
     }
 }
 

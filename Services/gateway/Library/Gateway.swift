@@ -33,13 +33,18 @@ public struct GatewaySettings: Sendable {
     public var socketSendBufferBytes = 128 * 1024
     /// SSE comment pings, so proxies keep idle streams open.
     public var ssePingInterval: Duration = .seconds(15)
-    /// Spread of the shutdown close frames (clients reconnect elsewhere, not all at once).
-    public var shutdownWindow: Duration = .seconds(10)
+    /// Spread of the shutdown close frames (clients reconnect elsewhere, not all at once); seed 000's
+    /// graceful shutdown timeout.
+    public var shutdownWindow: Duration = .seconds(30)
     /// Open connections per user across all gateways.
     public var maxConnectionsPerUser = 100
     /// Commands per second per user across all gateways, and the burst allowed above it.
     public var commandsPerSecond = 20.0
     public var commandBurst = 40
+    /// A connection whose commands keep being refused for this long (at least `rateExcessRefusals` of
+    /// them, never a second apart) is closed with 4504: the excess is sustained, not a burst.
+    public var rateExcessWindow: Duration = .seconds(3)
+    public var rateExcessRefusals = 20
     /// Routing-table entries expire this long after their gateway's last heartbeat.
     public var routingTTLSeconds = 30
     /// Consecutive bad commands before the connection is closed with 4501.
@@ -70,6 +75,8 @@ public struct GatewaySettings: Sendable {
         public var socketSendBufferBytes: Int?
         @Option(help: "Seconds a new connection has to send its request head (env SWITCHBOARD_GATEWAY_HANDSHAKE_TIMEOUT_SECONDS; default 10).")
         public var handshakeTimeoutSeconds: Double?
+        @Option(help: "Seconds over which shutdown closes the connections (env SWITCHBOARD_GATEWAY_SHUTDOWN_WINDOW_SECONDS; default 30).")
+        public var shutdownWindowSeconds: Double?
         @Option(help: "Serve the web console from this folder instead of the built-in copy (env SWITCHBOARD_CONSOLE_DIR).")
         public var consoleDir: String?
 
@@ -90,6 +97,9 @@ public struct GatewaySettings: Sendable {
                 handshakeTimeoutSeconds, environment: "GATEWAY_HANDSHAKE_TIMEOUT_SECONDS", default: 10.0)
             guard handshakeSeconds > 0 else { throw ConfigurationError("the handshake timeout must be positive") }
             settings.handshakeTimeout = .milliseconds(Int64(handshakeSeconds * 1000))
+            let shutdownSeconds = try setting(shutdownWindowSeconds, environment: "GATEWAY_SHUTDOWN_WINDOW_SECONDS", default: 30.0)
+            guard shutdownSeconds >= 0 else { throw ConfigurationError("the shutdown window must not be negative") }
+            settings.shutdownWindow = .milliseconds(Int64(shutdownSeconds * 1000))
             settings.consoleDirectory =
                 consoleDir ?? ProcessInfo.processInfo.environment["SWITCHBOARD_CONSOLE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
             settings.chat = try BishengChatSettings.fromEnvironment()
@@ -253,6 +263,9 @@ struct CommandHandler: Sendable {
         // comes before the events it recovered).
         let answer = await answer(message, session: session)
         if let answer { session.send(answer) }
+        if answer?.error?.code == ErrorCode.rateLimited.rawValue, session.recordRateRefusal(settings: settings) {
+            session.outbound.close(.tooManyRequests, reason: "over the request rate for \(settings.rateExcessWindow); slow down")
+        }
         if session.recordAnswer(isError: answer?.status == .error && answer?.error?.code != ErrorCode.rateLimited.rawValue)
             >= settings.maxConsecutiveErrors
         {

@@ -202,6 +202,12 @@ public struct CollaborationEngine: Sendable {
         ]
         if let lead { startData["lead"] = .string(lead) }
         effects.append(.event(frameType: FrameType.collaborationStart, data: .object(startData), roleActivity: true))
+        let initiated = CollaborationInitiated(
+            conversationId: message.conversationId, runId: run.runId, pattern: pattern,
+            participants: planner.participants(pattern, plan: plan), estimatedDuration: estimated)
+        if let data = try? JSONValue(encoding: initiated) {
+            effects.append(.event(frameType: FrameType.collaborationInitiated, data: data, roleActivity: true))
+        }
         for role in plan.flatMap({ $0 }) { effects.append(assigned(role, run: run)) }
         record.history.append(ConversationTurn(role: "user", content: message.content))
         record.history = Array(record.history.suffix(team.historyLimit))
@@ -306,19 +312,31 @@ public struct CollaborationEngine: Sendable {
         }
         effects.append(progress(&run, stage: "postprocessing", activeRole: nil, value: 95))
         effects.append(progress(&run, stage: "complete", activeRole: nil, value: 100))
+        let result = CollaborationCompleted.Result(
+            status: status, answer: answer, answeredBy: final?.status == AgentTaskCompleted.completed ? run.finalRole : "",
+            failedRoles: failed, note: note.trimmingCharacters(in: .whitespaces))
+        let resultJSON = (try? JSONValue(encoding: result)) ?? .object([:])
+        let duration = Int(max(now - run.startedAt, 0))
         effects.append(
             .event(
                 frameType: FrameType.collaborationComplete,
                 data: [
                     "conversationId": .string(run.message.conversationId), "runId": .string(run.runId),
                     "messageId": .string(run.message.messageId), "pattern": .string(run.pattern.rawValue),
-                    "result": [
-                        "status": .string(status), "answer": .string(answer), "answeredBy": .string(final?.status == AgentTaskCompleted.completed ? run.finalRole : ""),
-                        "failedRoles": .array(failed.map { .string($0) }), "note": .string(note.trimmingCharacters(in: .whitespaces)),
-                    ],
+                    "result": resultJSON,
                     "contributions": .array(contributions.map(Self.json)),
-                    "duration": .number(Double(max(now - run.startedAt, 0))),
+                    "duration": .number(Double(duration)),
                 ], roleActivity: true))
+        let completedRoles = contributions.filter { $0.status == AgentTaskCompleted.completed }.count
+        let completed = CollaborationCompleted(
+            conversationId: run.message.conversationId, runId: run.runId, result: result, participantContributions: contributions,
+            quality: .init(
+                completionRate: run.roles.isEmpty ? 0 : Double(completedRoles) / Double(run.roles.count),
+                completedRoles: completedRoles, failedRoles: failed.count, answeredByFinalRole: !result.answeredBy.isEmpty),
+            duration: duration)
+        if let data = try? JSONValue(encoding: completed) {
+            effects.append(.event(frameType: FrameType.collaborationCompleted, data: data, roleActivity: true))
+        }
         record.history.append(ConversationTurn(role: "assistant", content: answer))
         record.history = Array(record.history.suffix(team.historyLimit))
         record.run = nil
@@ -372,7 +390,8 @@ public struct CollaborationEngine: Sendable {
         run.progress = max(run.progress, min(computed, 100))
         var data: [String: JSONValue] = [
             "conversationId": .string(run.message.conversationId), "runId": .string(run.runId),
-            "progress": .number(Double(run.progress)), "currentStage": .string(stage),
+            "progress": .number(Double(run.progress)), "overallProgress": .number(Double(run.progress)),
+            "currentStage": .string(stage),
             "completedTasks": .array(completed.map { .string($0) }), "activeTasks": .array(active.map { .string($0) }),
             "pendingTasks": .array(pending.map { .string($0) }),
         ]

@@ -93,12 +93,18 @@
   }
 
   // ---------------------------------------------------------------------------------------------
-  // A WebSocket that comes back: full-jitter exponential backoff as docs/protocol.md asks. Before
-  // attempt n (0-based) it waits a random time in [0, min(20 s, 500 ms × 2^n)]; a connection that
-  // lasted a while resets n.
+  // A WebSocket that comes back as seed 000 says: the bound grows ×1.5 from 1 s to at most 60 s, and
+  // each wait is a random time below it (full jitter, so a gateway's clients do not return at once).
+  // After 5 failed attempts in a row it stops and offers a manual retry (5 more, the bound still
+  // growing); a connection that lasted a while resets the bound.
+  const RECONNECT = { initialMs: 1000, multiplier: 1.5, maxMs: 60000, maxAttempts: 5 };
+
+  function backoffBound(attempt) {
+    return Math.min(RECONNECT.maxMs, RECONNECT.initialMs * RECONNECT.multiplier ** attempt);
+  }
 
   function backoffDelay(attempt) {
-    return Math.random() * Math.min(20000, 500 * 2 ** attempt);
+    return Math.random() * backoffBound(attempt);
   }
 
   class Link {
@@ -108,6 +114,7 @@
       this.handlers = handlers;
       this.socket = null;
       this.attempt = 0;
+      this.failures = 0;
       this.everOpened = false;
       this.stopped = true;
       this.timer = null;
@@ -141,6 +148,7 @@
       this.socket = socket;
       socket.onopen = () => {
         openedAt = Date.now();
+        this.failures = 0;
         const reconnect = this.everOpened;
         this.everOpened = true;
         this.handlers.open(reconnect);
@@ -167,8 +175,16 @@
           return;
         }
         if (openedAt && Date.now() - openedAt > STABLE_AFTER_MS) this.attempt = 0;
+        if (this.failures >= RECONNECT.maxAttempts) {
+          this.handlers.exhausted(event, () => {
+            this.failures = 0;
+            this.connect();
+          });
+          return;
+        }
         const delay = backoffDelay(this.attempt);
         this.attempt += 1;
+        this.failures += 1;
         this.handlers.reconnecting(event, delay, this.attempt);
         this.timer = setTimeout(() => this.connect(), delay);
       };
@@ -186,6 +202,14 @@
     return (event, delay, attempt) => {
       setLinkState('reconnecting');
       banner('reconnecting', `${name}: ${describeClose(event)}; reconnecting in ${(delay / 1000).toFixed(1)} s (attempt ${attempt})…`);
+    };
+  }
+
+  function exhaustedBanner(name) {
+    return (event, retry) => {
+      setLinkState('offline');
+      banner('fatal', `${name}: ${describeClose(event)}; ${RECONNECT.maxAttempts} attempts failed. `);
+      $('banner').append(el('button', { type: 'button', text: 'Retry now', onclick: () => { retry(); } }));
     };
   }
 
@@ -645,6 +669,7 @@
       },
       frame: onChatFrame,
       reconnecting: reconnectingBanner('Conversation stream'),
+      exhausted: exhaustedBanner('Conversation stream'),
       final: finalBanner('Conversation stream'),
     });
     chat.link.start();
@@ -857,6 +882,7 @@
       },
       frame: onFlowFrame,
       reconnecting: reconnectingBanner('Workflow stream'),
+      exhausted: exhaustedBanner('Workflow stream'),
       final: finalBanner('Workflow stream'),
     });
     flow.link.start();
@@ -1022,9 +1048,22 @@
 
   // For DevTools (and the browser test): drop the conversation socket as a network failure would,
   // to watch the console reconnect and resume.
+  // breakLink also makes every reconnect fail until restoreLink, to watch the attempts run out.
+  let workingURL = null;
   window.sbConsole = Object.freeze({
     dropConnection() {
       if (chat.link && chat.link.socket) chat.link.socket.close(4001, 'dropped from DevTools');
+    },
+    reconnectPolicy: Object.freeze({ ...RECONNECT, bound: backoffBound }),
+    breakLink() {
+      if (!chat.link || workingURL) return;
+      workingURL = chat.link.url;
+      chat.link.url = () => `${socketBase()}/ws-unreachable`;
+      this.dropConnection();
+    },
+    restoreLink() {
+      if (chat.link && workingURL) chat.link.url = workingURL;
+      workingURL = null;
     },
   });
 

@@ -11,9 +11,21 @@ final class HubEvent: Sendable {
     /// The frame a plain follower gets: the stored frame with its offset and epoch.
     let stamped: ByteBuffer
 
+    /// The seed-000 SSE form, made by the first SSE follower and shared by the rest.
+    private let serverSentEventText = Mutex<String?>(nil)
+
     init(_ message: ChannelWire.Message) {
         self.message = message
         self.stamped = ByteBuffer(string: message.stampedJSON)
+    }
+
+    var serverSentEvent: String {
+        serverSentEventText.withLock { text in
+            if let text { return text }
+            let made = ChatCentreDialect.serverSentEvent(message)
+            text = made
+            return made
+        }
     }
 }
 

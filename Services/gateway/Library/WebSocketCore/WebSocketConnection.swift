@@ -24,7 +24,9 @@ struct WebSocketConnectionSettings: Sendable {
     var maxMessageBytes: Int
     var outboundLimitBytes: Int
     var pingInterval: TimeAmount
-    /// Pings in a row without a pong before the connection is closed with 4004.
+    /// A ping not answered within this is missed (seed 000: 5 s).
+    var pongTimeout: TimeAmount = .seconds(5)
+    /// Pings missed in a row before the connection is closed with 4004 (seed 000: 3).
     var missedPongLimit = 3
     /// How long a close frame waits for the client's answer before the socket is closed.
     var closeTimeout: TimeAmount = .seconds(5)
@@ -51,6 +53,8 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     private var drainScheduled = false
     private var pingTask: RepeatedTask?
     private var missedPongs = 0
+    /// A ping is out and no pong has come since.
+    private var awaitingPong = false
     private var closeSent = false
     /// A close asked for while frames were still queued: sent once they are written.
     private var pendingClose: (code: WebSocketErrorCode, reason: String)?
@@ -124,6 +128,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         let frame = unwrapInboundIn(data)
         switch frame.opcode {
         case .pong:
+            awaitingPong = false
             missedPongs = 0
         case .ping:
             guard frame.fin else { return close(code: .protocolError, reason: "fragmented ping") }
@@ -290,11 +295,20 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
 
     private func ping() {
         guard !closeSent, pendingClose == nil, let context else { return }
-        if missedPongs >= settings.missedPongLimit {
-            return close(code: .init(CloseCode.noPong), reason: "no pong to \(missedPongs) pings")
-        }
-        missedPongs += 1
+        awaitingPong = true
         write(WebSocketFrame(fin: true, opcode: .ping, data: context.channel.allocator.buffer(capacity: 0)), flush: true)
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: settings.pongTimeout) { loopBound.value.pongDeadline() }
+    }
+
+    /// The ping's answer time is over: a ping still unanswered is missed; too many in a row close.
+    private func pongDeadline() {
+        guard awaitingPong, !closed else { return }
+        awaitingPong = false
+        missedPongs += 1
+        if missedPongs >= settings.missedPongLimit {
+            close(code: .init(CloseCode.noPong), reason: "no pong to \(missedPongs) pings")
+        }
     }
 }
 
