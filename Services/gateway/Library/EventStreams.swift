@@ -57,27 +57,6 @@ struct EventStreams: Sendable {
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
         addNotificationRoutes(to: router)
-        // Stops the conversation's run (idempotent; a disconnect is not a stop). 202 once Kafka has it.
-        router.post("/chat/interrupt") { request, context -> Response in
-            let claims = try await Gateway.authenticate(request, authority: authority)
-            try await admission.checkRequest(userID: claims.userID)
-            struct Body: Decodable { var conversationId: String }
-            let body: Body
-            do {
-                body = try await request.decode(as: Body.self, context: context)
-            } catch {
-                throw HTTPError(.badRequest, message: #"the body is JSON {"conversationId": "…"}"#)
-            }
-            guard CommandHandler.isValidID(body.conversationId) else {
-                throw HTTPError(.badRequest, message: "a conversation id is 1-128 letters, digits, '-', '_' or '.'")
-            }
-            try await authorize(claims.userID, body.conversationId)
-            try await MessageSubmitter(context: self.context).interrupt(
-                userID: claims.userID, conversationID: body.conversationId, requestID: UUID().uuidString.lowercased())
-            let json = #"{"conversationId":"\#(body.conversationId)","status":"stopping"}"#
-            return Response(
-                status: .accepted, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: json)))
-        }
         router.get("/api/v1/conversations/:id/messages/stream") { request, context in
             let id = try conversationID(context)
             return try await stream(request, context, channel: .conversation(id), ownedConversation: id)

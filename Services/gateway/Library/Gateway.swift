@@ -179,6 +179,7 @@ public enum Gateway {
             context: context, authority: authority, hub: hub, access: access, admission: admission,
             settings: settings, connections: devices)
         workflows.addRoutes(to: router)
+        bisheng.addRoutes(to: router)
         xiaozhi.addRoutes(to: router)
         doors += [workflows, bisheng]
         doors.append(xiaozhi)
