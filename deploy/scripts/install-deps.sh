@@ -67,4 +67,9 @@ if ! python3 -c 'import yaml' 2>/dev/null; then
   log "installing PyYAML"
   python3 -m pip install -q pyyaml 2>/dev/null || python3 -m pip install -q --break-system-packages pyyaml
 fi
+# The seed-client tests (Tests/SeedClients/) are Python clients written from the seed documents.
+if ! python3 -c 'import websockets' 2>/dev/null; then
+  log "installing websockets (PyPI)"
+  python3 -m pip install -q websockets 2>/dev/null || python3 -m pip install -q --break-system-packages websockets
+fi
 log "dependencies present"
