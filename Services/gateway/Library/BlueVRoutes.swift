@@ -8,14 +8,15 @@ import SwitchboardRuntime
 import SwitchboardWorkflow
 
 /// The open `/ws/{session_id}` sockets of every gateway, for seed 003's `GET /api/connections`: one
-/// JSON line per socket with a TTL its socket refreshes, and an index scored by expiry, so a dead
-/// gateway's sockets drop out without a disconnect.
+/// JSON line per socket with a TTL its socket refreshes, and indexes (everyone's, each user's) scored
+/// by expiry, so a dead gateway's sockets drop out without a disconnect.
 struct BlueVDirectory: Sendable {
     let redis: RedisClient
     let gatewayID: String
     let ttlSeconds: Int
 
     static let indexKey = "sb:wf:sockets"
+    static func userIndexKey(_ userID: String) -> String { "sb:wf:sockets:{\(userID)}" }
     static func entryKey(_ connectionID: String) -> String { "sb:wf:socket:\(connectionID)" }
     /// Where a broadcast's posted JSON travels inside its USER_NOTIFICATION (chat sockets ignore it).
     static let broadcastField = "broadcast"
@@ -40,26 +41,29 @@ struct BlueVDirectory: Sendable {
     }
 
     func publish(_ entry: Entry) async {
-        guard let connectionID = entry.connection_id, let json = try? JSONEncoder().encode(entry) else { return }
+        guard let connectionID = entry.connection_id, let userID = entry.user_id, let json = try? JSONEncoder().encode(entry) else { return }
         let expiry = Int(Date().timeIntervalSince1970) + ttlSeconds
         _ = try? await redis.pipeline([
             ["SET", RedisArgument(Self.entryKey(connectionID)), RedisArgument(String(decoding: json, as: UTF8.self)), "EX", RedisArgument(ttlSeconds)],
             ["ZADD", RedisArgument(Self.indexKey), RedisArgument(expiry), RedisArgument(connectionID)],
+            ["ZADD", RedisArgument(Self.userIndexKey(userID)), RedisArgument(expiry), RedisArgument(connectionID)],
+            ["EXPIRE", RedisArgument(Self.userIndexKey(userID)), RedisArgument(ttlSeconds)],
         ])
     }
 
-    func remove(connectionID: String) async {
+    func remove(connectionID: String, userID: String) async {
         _ = try? await redis.pipeline([
             ["DEL", RedisArgument(Self.entryKey(connectionID))], ["ZREM", RedisArgument(Self.indexKey), RedisArgument(connectionID)],
+            ["ZREM", RedisArgument(Self.userIndexKey(userID)), RedisArgument(connectionID)],
         ])
     }
 
     /// Every live socket, or only `user`'s.
     func entries(of user: String?) async throws -> [Entry] {
         let now = Int(Date().timeIntervalSince1970)
+        let index = RedisArgument(user.map(Self.userIndexKey) ?? Self.indexKey)
         let replies = try await redis.pipeline([
-            ["ZREMRANGEBYSCORE", RedisArgument(Self.indexKey), "-inf", RedisArgument(now - 1)],
-            ["ZRANGE", RedisArgument(Self.indexKey), "0", "-1"],
+            ["ZREMRANGEBYSCORE", index, "-inf", RedisArgument(now - 1)], ["ZRANGE", index, "0", "-1"],
         ])
         let ids = (replies[1].array ?? []).compactMap(\.string)
         guard !ids.isEmpty else { return [] }

@@ -71,7 +71,11 @@ struct WorkflowSocket: WebSocketDoor {
         let connection = WorkflowConnection(session: session, sessionID: sessionID, clientInfo: clientInfo)
         await greet(connection)
         // Broadcasts (`POST /api/broadcast`) come on the system channel.
-        try? await connection.followSystem(hub: hub, history: history)
+        do {
+            try await connection.followSystem(hub: hub, history: history)
+        } catch {
+            context.logger.warning("a workflow socket will miss broadcasts", metadata: ["error": "\(error)"])
+        }
         // The seed's application-level heartbeat, on top of WebSocket pings: a timer on the socket's loop.
         socket.every(TimeAmount(settings.pingInterval)) {
             connection.send(BlueVFrame.Heartbeat(timestamp: WorkflowTime.iso(Clock.epochMilliseconds())))
@@ -91,7 +95,7 @@ struct WorkflowSocket: WebSocketDoor {
             }
             group.cancelAll()
         }
-        await directory.remove(connectionID: session.id)
+        await directory.remove(connectionID: session.id, userID: session.userID)
         await admission.release(session)
         await connection.unfollowAll()
     }
@@ -529,12 +533,13 @@ final class WorkflowConnection: FrameSink, Sendable {
     /// Whether a frame type passes the subscriptions. Names Switchboard does not know narrow nothing, and
     /// a run's ends and the answers to this client's requests always pass.
     func wants(_ frameType: String) -> Bool {
+        Self.passes(frameType, subscriptions: subscribed.withLock { $0 })
+    }
+
+    static func passes(_ frameType: String, subscriptions: Set<String>) -> Bool {
         if WorkflowFrame.alwaysDelivered.contains(frameType) { return true }
-        return subscribed.withLock { subscribed in
-            let known = subscribed.filter { WorkflowFrame.eventGroups[$0] != nil || WorkflowFrame.subscribable.contains($0) }
-            return known.isEmpty || known.contains(frameType)
-                || known.contains { WorkflowFrame.eventGroups[$0]?.contains(frameType) == true }
-        }
+        let known = subscriptions.filter { WorkflowFrame.eventGroups[$0] != nil || WorkflowFrame.subscribable.contains($0) }
+        return known.isEmpty || known.contains(frameType) || known.contains { WorkflowFrame.eventGroups[$0]?.contains(frameType) == true }
     }
 
     // MARK: FrameSink
