@@ -46,7 +46,7 @@ struct SeedClientTests {
                 ])
             #expect(status == 0, "\(output)")
             let checks = Self.checks(in: output)
-            #expect(checks.count == 15, "\(output)")
+            #expect(checks.count == 16, "\(output)")
             #expect(checks.contains("a second live run with the same id is refused with workflow_execution_error"))
             #expect(checks.contains("POST /api/broadcast answers broadcasted; the socket receives the JSON as it is"))
         }

@@ -219,6 +219,15 @@ async def main():
         assert stats["total_connections"] == len(stats["connections"]), stats
         ok("GET /api/connections with ?token= for an admin lists everyone's sockets")
 
+        # The seed's heartbeat every 30 s; answering it moves last_heartbeat on.
+        _, beat = await socket.until(of_type("heartbeat"), timeout=40.0)
+        assert isinstance(beat["timestamp"], str) and beat["timestamp"], beat
+        await asyncio.sleep(1.0)
+        _, _, stats = rest("GET", "/api/connections", token=TOKEN)
+        line = next(c for c in stats["connections"] if c["session_id"] == session_id)
+        assert line["last_heartbeat"] > line["connected_at"], line
+        ok("heartbeat {timestamp} within 30 s; the answer shows in last_heartbeat")
+
     # CORS as the seed's CORSMiddleware(allow_origins=*, allow_credentials, allow_methods=*, allow_headers=*).
     origin = "http://editor.example"
     status, headers, _ = rest(
