@@ -76,7 +76,12 @@ public enum WorkflowFrame {
     public static let completed = "workflow_completed"
     public static let failed = "workflow_failed"
     public static let stopped = "workflow_stopped"
+    /// The seed's answer to `control_workflow`, sent at once: `status: "acknowledged"`.
     public static let controlResponse = "workflow_control_response"
+    /// What a control did, once the runner applied it (`success`, the run's `status`, `error`).
+    public static let controlResult = "workflow_control_result"
+    /// The seed's frame for an `execute_workflow` that failed before its run started.
+    public static let executionError = "workflow_execution_error"
     public static let inputResponse = "human_input_response"
     public static let subscriptionConfirmed = "subscription_confirmed"
     public static let subscriptionUpdated = "subscription_updated"
@@ -86,11 +91,15 @@ public enum WorkflowFrame {
     /// What `subscribe` / `unsubscribe` name in `event_types`: a group, or one frame type.
     public static let eventGroups: [String: Set<String>] = [
         "node_status": [nodeStatus, nodeProgress, inputRequired],
-        "workflow_status": [executionStarted, completed, failed, stopped, controlResponse],
+        "workflow_status": [executionStarted, completed, failed, stopped, controlResponse, controlResult],
     ]
     public static let subscribable: Set<String> = [
         nodeStatus, nodeProgress, inputRequired, executionStarted, completed, failed, stopped, controlResponse,
-        inputResponse,
+        controlResult, inputResponse,
+    ]
+    /// A run's own ends and the answers to the client's requests: no subscription hides them.
+    public static let alwaysDelivered: Set<String> = [
+        executionStarted, completed, failed, stopped, controlResponse, controlResult, inputResponse,
     ]
 }
 

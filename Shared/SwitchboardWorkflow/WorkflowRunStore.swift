@@ -82,7 +82,8 @@ public struct WorkflowRunStore: Sendable {
     /// How often each node completed: the proof that no node ran twice to completion.
     static func completionsKey(_ runID: String) -> String { "sb:wf:run:{\(runID)}:completions" }
     static func userKey(_ userID: String) -> String { "sb:wf:user:{\(userID)}:runs" }
-    static func sessionKey(_ userID: String, _ sessionID: String) -> String { "sb:wf:session:{\(userID)}:\(sessionID)" }
+    /// A session's workflow ids and their runs (a hash; the set of the earlier format had another name).
+    static func sessionKey(_ userID: String, _ sessionID: String) -> String { "sb:wf:session:{\(userID)}:\(sessionID):runs" }
     public static func agentResultKey(_ taskID: String) -> String { "sb:wf:agent:\(taskID)" }
 
     static let encoder: JSONEncoder = {
@@ -103,8 +104,6 @@ public struct WorkflowRunStore: Sendable {
         _ = try await redis.pipeline([
             ["ZADD", RedisArgument(Self.userKey(record.userId)), RedisArgument(record.createdAt), RedisArgument(record.runId)],
             ["EXPIRE", RedisArgument(Self.userKey(record.userId)), RedisArgument(retentionSeconds)],
-            ["SADD", RedisArgument(Self.sessionKey(record.userId, record.sessionId)), RedisArgument(record.runId)],
-            ["EXPIRE", RedisArgument(Self.sessionKey(record.userId, record.sessionId)), RedisArgument(retentionSeconds)],
         ])
         return true
     }
@@ -184,9 +183,42 @@ public struct WorkflowRunStore: Sendable {
         return ((replies[0].array ?? []).compactMap(\.string), Int(replies[1].integer ?? 0))
     }
 
-    /// The runs started from one WebSocket session, so a reconnecting client can re-attach to them.
-    public func runs(ofSession sessionID: String, user userID: String) async throws -> [String] {
-        (try await redis.send("SMEMBERS", RedisArgument(Self.sessionKey(userID, sessionID))).array ?? []).compactMap(\.string).sorted()
+    /// The runs started from one WebSocket session, by the client's workflow id (its newest run under
+    /// each), so a reconnecting client can re-attach to them.
+    public func runs(ofSession sessionID: String, user userID: String) async throws -> [(workflowID: String, runID: String)] {
+        let fields = try await redis.send("HGETALL", RedisArgument(Self.sessionKey(userID, sessionID))).array ?? []
+        return stride(from: 0, to: fields.count - 1, by: 2).compactMap { index -> (workflowID: String, runID: String)? in
+            guard let workflow = fields[index].string, let run = fields[index + 1].string else { return nil }
+            return (workflow, run)
+        }.sorted { $0.workflowID < $1.workflowID }
+    }
+
+    /// The run a session's workflow id names: its newest run under that id.
+    public func run(workflowID: String, session sessionID: String, user userID: String) async throws -> String? {
+        try await redis.send("HGET", RedisArgument(Self.sessionKey(userID, sessionID)), RedisArgument(workflowID)).string
+    }
+
+    /// KEYS: the session's hash. ARGV: workflow id, the new run, the run read before ("" for none), TTL.
+    static let claimScript = RedisScript(
+        """
+        local current = redis.call('HGET', KEYS[1], ARGV[1])
+        if (current or '') ~= ARGV[3] then return 0 end
+        redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        redis.call('EXPIRE', KEYS[1], ARGV[4])
+        return 1
+        """)
+
+    /// Makes `runID` the session's run of `workflowID`, unless another run took the id since
+    /// `replacing` was read (two sockets of one session starting the same id at once): false then.
+    public func claim(workflowID: String, session sessionID: String, user userID: String, runID: String, replacing: String?) async throws
+        -> Bool
+    {
+        let reply = try await redis.run(
+            Self.claimScript, keys: [RedisArgument(Self.sessionKey(userID, sessionID))],
+            arguments: [
+                RedisArgument(workflowID), RedisArgument(runID), RedisArgument(replacing ?? ""), RedisArgument(retentionSeconds),
+            ])
+        return reply.integer == 1
     }
 
     /// Runs the Redis write and the archive's at the same time, so PostgreSQL adds its latency to a

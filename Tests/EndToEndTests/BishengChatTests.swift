@@ -123,10 +123,13 @@ struct BishengChatTests {
 
     @Test func seedLimitsConcurrentSessionsAndConnectionTimeout() async throws {
         try await TestEnvironment.requirePostgres()
-        try await ChatFlowTests.withStack(gatewayEnvironment: [
-            "SWITCHBOARD_GATEWAY_CHAT_MAX_SESSIONS": "1", "SWITCHBOARD_GATEWAY_CHAT_CONNECTION_TIMEOUT_SECONDS": "4",
-        ]) { _, url, authority in
+        let limits = ["SWITCHBOARD_GATEWAY_CHAT_MAX_SESSIONS": "1", "SWITCHBOARD_GATEWAY_CHAT_CONNECTION_TIMEOUT_SECONDS": "4"]
+        try await ChatFlowTests.withStack(gatewayEnvironment: limits) { stack, url, authority in
             let base = url.replacingOccurrences(of: "/ws", with: "")
+            // max_concurrent_sessions counts the sessions of every gateway: the second goes to another one.
+            let other = try stack.start("gateway", environment: limits)
+            try await stack.waitUntilReady()
+            let otherBase = "ws://127.0.0.1:\(other.httpPort)"
             let token = try await authority.mint(user: "limits")
             let started = ContinuousClock.now
             let first = Frames()
@@ -135,9 +138,9 @@ struct BishengChatTests {
             let (_, idleCode) = try await Self.withChat("\(base)/chat/f?chat_id=lim-a-\(UUID().uuidString.prefix(6))", token: token, observing: first) {
                 _, frames in
                 _ = await frames.first { $0["type"] == "start" }
-                // A second session on this gateway is over max_concurrent_sessions (1 here).
+                // A second session, on another gateway, is over max_concurrent_sessions (1 here).
                 do {
-                    let (_, code) = try await Self.withChat("\(base)/chat/f?chat_id=lim-b", token: token, observing: refused) { _, _ in
+                    let (_, code) = try await Self.withChat("\(otherBase)/chat/f?chat_id=lim-b", token: token, observing: refused) { _, _ in
                         try await Task.sleep(for: .seconds(5))
                     }
                     refusedCode.withLock { $0 = code }

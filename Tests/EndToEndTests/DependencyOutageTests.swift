@@ -47,7 +47,7 @@ struct DependencyOutageTests {
             try LocalServers.killRedis()
             // Longer than every retry budget the services had (five attempts, well under a second).
             try await Task.sleep(for: .seconds(12))
-            try await LocalServers.start()
+            try await LocalServers.restartRedis()
 
             let (after, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
                 client.send(RecoveryTests.resume(conversation, from: first.last { $0.channel == "conversation:\(conversation)" }))

@@ -85,7 +85,8 @@ struct InterruptTests {
             #expect(denied == "PERMISSION_DENIED")
             let http = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws", with: "/chat/interrupt")
             #expect(await Self.post(http, token: intruder, body: #"{"conversationId":"\#(conversation)"}"#) == 403)
-            #expect(await Self.post(http, token: token, body: #"{"conversationId":"\#(conversation)"}"#) == 202)
+            // Bisheng's route (seed 002): answered 200 in its envelope; the chat centre's name for the id is still accepted.
+            #expect(await Self.post(http, token: token, body: #"{"conversationId":"\#(conversation)"}"#) == 200)
             #expect(await Self.post(http, token: token, body: #"{"nope":1}"#) == 400)
         }
     }

@@ -4,37 +4,54 @@ import SwitchboardRuntime
 import SwitchboardTestSupport
 import Testing
 
-/// Clients written from the seed documents alone (Python with ordinary SSE and WebSocket libraries,
-/// in Tests/SeedClients/), run against the real stack. Each script checks what its seed promises and
-/// prints a summary; a failed check exits 1 with the reason.
+/// Clients written from the seed documents alone (`Tests/SeedClients/*.py`, Python with ordinary SSE and
+/// WebSocket libraries, no Switchboard code), against the real services: what a user of a seed would
+/// run, changed only by the token. The seed 000/001 scripts print a JSON summary as their last line; the
+/// seed 002/003 scripts print `ok <check>` per check; all exit non-zero at the first failure.
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct SeedClientTests {
-    /// Runs `script` with `arguments`; its exit code and the JSON of its last output line.
-    static func run(_ script: String, _ arguments: [String]) async throws -> (code: Int32, summary: JSONValue?, output: String) {
-        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("SeedClients").appendingPathComponent(script).path
+    static let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("SeedClients")
+
+    /// Runs one script to its end; its exit status and everything it printed.
+    static func run(
+        _ script: String, arguments: [String] = [], environment: [String: String] = [:]
+    ) async throws -> (status: Int32, output: String) {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("seed-client-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: output) }
+        let log = try FileHandle(forWritingTo: output)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", path] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        // Read while it runs, so a full pipe never blocks it.
-        let data = try await Task.detached { try output.fileHandleForReading.readToEnd() ?? Data() }.value
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        let last = text.split(separator: "\n").last.map(String.init) ?? ""
-        return (process.terminationStatus, FrontDoorTests.decode(last), text)
+        process.arguments = ["python3", scripts.appendingPathComponent(script).path] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = log
+        process.standardError = log
+        // A termination handler, not waitUntilExit (which spins a run loop nobody serves here).
+        let status = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+        try log.close()
+        return (status, (try? String(contentsOf: output, encoding: .utf8)) ?? "")
+    }
+
+    /// The JSON summary a script printed last.
+    static func summary(in output: String) -> JSONValue? {
+        FrontDoorTests.decode(output.split(separator: "\n").last.map(String.init) ?? "")
+    }
+
+    static func checks(in output: String) -> [String] {
+        output.split(separator: "\n").filter { $0.hasPrefix("ok ") }.map { String($0.dropFirst(3)) }
     }
 
     @Test func aChatCentreClientReadsTheSeedsEventsOverSSEAndWebSocket() async throws {
         try await ChatFlowTests.withStack(tokensPerSecond: 80) { _, url, authority in
             let port = URL(string: url)!.port!
             let token = try await authority.mint(user: "seed000-\(UUID().uuidString.prefix(6))")
-            let result = try await Self.run("chat_centre.py", ["--http", "http://127.0.0.1:\(port)", "--token", token])
-            #expect(result.code == 0, "\(result.output.suffix(3000))")
-            let summary = try #require(result.summary, "\(result.output.suffix(3000))")
+            let result = try await Self.run("chat_centre.py", arguments: ["--http", "http://127.0.0.1:\(port)", "--token", token])
+            #expect(result.status == 0, "\(result.output.suffix(3000))")
+            let summary = try #require(Self.summary(in: result.output), "\(result.output.suffix(3000))")
             #expect(summary["sse_events"]?.arrayValue?.contains("message_chunk") == true)
             #expect(summary["sse_events"]?.arrayValue?.contains("message_complete") == true)
             // Character offsets: 0, then the first chunk's length… the same over SSE and WebSocket.
@@ -62,9 +79,9 @@ struct SeedClientTests {
             let port = URL(string: url)!.port!
             let token = try await authority.mint(user: "seed001-\(UUID().uuidString.prefix(6))")
             let result = try await Self.run(
-                "blueplan.py", ["--http", "http://127.0.0.1:\(port)", "--token", token, "--connection-limit", "2"])
-            #expect(result.code == 0, "\(result.output.suffix(3000))")
-            let summary = try #require(result.summary, "\(result.output.suffix(3000))")
+                "blueplan.py", arguments: ["--http", "http://127.0.0.1:\(port)", "--token", token, "--connection-limit", "2"])
+            #expect(result.status == 0, "\(result.output.suffix(3000))")
+            let summary = try #require(Self.summary(in: result.output), "\(result.output.suffix(3000))")
             #expect(summary["nova_agents"] == ["Alex", "Catherine", "David", "Emma", "Kulu", "Mike"])
             #expect(summary["nova_last"] == "completed")
             #expect(summary["loomi_agents"]?.arrayValue?.contains("Catherine") == true)
@@ -74,6 +91,36 @@ struct SeedClientTests {
             #expect(summary["error_payload_keys"] == ["context", "error", "error_type", "retry_count"])
             #expect(summary["over_limit_status"] == 429)
             #expect(summary["preflight_allow_headers"]?.stringValue?.lowercased().contains("authorization") == true)
+        }
+    }
+
+    @Test func aBlueVClientWrittenFromSeed003() async throws {
+        try await ChatFlowTests.withStack { _, url, authority in
+            let http = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws", with: "")
+            let (status, output) = try await Self.run(
+                "bluev_client.py",
+                environment: [
+                    "SB_HTTP": http, "SB_TOKEN": try await authority.mint(user: "bluev-user"),
+                    "SB_ADMIN_TOKEN": try await authority.mint(user: "bluev-ops", roles: ["admin"]),
+                ])
+            #expect(status == 0, "\(output)")
+            let checks = Self.checks(in: output)
+            #expect(checks.count == 16, "\(output)")
+            #expect(checks.contains("a second live run with the same id is refused with workflow_execution_error"))
+            #expect(checks.contains("POST /api/broadcast answers broadcasted; the socket receives the JSON as it is"))
+        }
+    }
+
+    @Test func aBishengClientWrittenFromSeed002() async throws {
+        try await TestEnvironment.requirePostgres()
+        try await ChatFlowTests.withStack { _, url, authority in
+            let http = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws", with: "")
+            let (status, output) = try await Self.run(
+                "bisheng_client.py", environment: ["SB_HTTP": http, "SB_TOKEN": try await authority.mint(user: "bisheng-user")])
+            #expect(status == 0, "\(output)")
+            let checks = Self.checks(in: output)
+            #expect(checks.count == 10, "\(output)")
+            #expect(checks.contains { $0.hasPrefix("reconnecting replays what was missed") })
         }
     }
 }

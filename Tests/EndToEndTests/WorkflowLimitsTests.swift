@@ -33,10 +33,10 @@ struct WorkflowLimitsTests {
         {
             let frame = received.frame
             if frame["type"]?.stringValue == "workflow_execution_started", let request = frame["request_id"]?.stringValue,
-                let index = Int(request.dropFirst("exec-".count)), let id = frame["workflow_id"]?.stringValue
+                let index = Int(request.dropFirst("exec-".count)), let id = frame["run_id"]?.stringValue
             {
                 runIDs[index] = id
-            } else if Flow.isOutcome(frame), let id = frame["workflow_id"]?.stringValue {
+            } else if Flow.isOutcome(frame), let id = frame["run_id"]?.stringValue {
                 outcomes[id] = frame
             }
         }
@@ -119,14 +119,14 @@ struct WorkflowLimitsTests {
                 }
                 let eleventh = try await Flow.execute(client, Self.waiting)
                 let refused = await client.frames.first(within: .seconds(20)) {
-                    Flow.isOutcome($0) && $0["workflow_id"]?.stringValue == eleventh
+                    Flow.isOutcome($0) && $0["run_id"]?.stringValue == eleventh
                 }
                 // Once one ends, a new run starts again.
                 client.send(["type": "control_workflow", "request_id": "s0", "workflow_id": .string(runs[0]), "action": "stop"])
-                _ = await client.frames.first(within: .seconds(20)) { Flow.isOutcome($0) && $0["workflow_id"]?.stringValue == runs[0] }
+                _ = await client.frames.first(within: .seconds(20)) { Flow.isOutcome($0) && $0["run_id"]?.stringValue == runs[0] }
                 let twelfth = try await Flow.execute(client, Self.waiting)
                 let asked = await client.frames.first(within: .seconds(20)) {
-                    $0["type"]?.stringValue == "human_input_required" && $0["workflow_id"]?.stringValue == twelfth
+                    $0["type"]?.stringValue == "human_input_required" && $0["run_id"]?.stringValue == twelfth
                 }
                 for (index, run) in (runs.dropFirst() + [twelfth]).enumerated() {
                     client.send(["type": "control_workflow", "request_id": .string("s\(index + 1)"), "workflow_id": .string(run), "action": "stop"])
@@ -147,7 +147,7 @@ struct WorkflowLimitsTests {
                 _ = await client.frames.first(within: .seconds(20)) { Flow.isNode($0, "d2", "running") }
                 let owner = try #require(stack.logs(of: "workflow-runner").first { $0.log.contains(runID) })
                 stack.kill(httpPort: owner.httpPort)
-                return await client.frames.first(within: .seconds(60)) { Flow.isOutcome($0) && $0["workflow_id"]?.stringValue == runID }
+                return await client.frames.first(within: .seconds(60)) { Flow.isOutcome($0) && $0["run_id"]?.stringValue == runID }
             }
             let outcome = try #require(taken ?? nil)
             #expect(outcome["type"]?.stringValue == "workflow_failed", "\(outcome)")

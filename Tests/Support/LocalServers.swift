@@ -26,25 +26,22 @@ public enum LocalServers {
         while kill(pid, 0) == 0 { usleep(20_000) }
     }
 
-    /// Starts whatever of the three servers is not running (servers.sh start is idempotent), on the
-    /// test ports, and waits until they answer.
-    public static func start() async throws {
+    /// Starts Redis again with servers.sh (which starts whatever of the three servers is not running, on
+    /// the test ports) and waits until it answers.
+    public static func restartRedis() async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = [repositoryRoot.appendingPathComponent("deploy/scripts/servers.sh").path, "start"]
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
-        // A termination handler, not waitUntilExit: that one spins a run loop this test thread does not
-        // serve, and never returns.
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            process.terminationHandler = { _ in continuation.resume() }
-            do { try process.run() } catch {
-                process.terminationHandler = nil
-                continuation.resume(throwing: error)
-            }
+        try process.run()
+        // Waits for Redis itself, not for the script's exit: with the stack's processes also children
+        // of this test process, Foundation does not always report the script's end.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            if (try? await TestEnvironment.requireRedis()) != nil { return }
+            try await Task.sleep(for: .milliseconds(200))
         }
-        guard process.terminationStatus == 0 else {
-            throw Failure(description: "servers.sh start exited \(process.terminationStatus)")
-        }
+        throw Failure(description: "Redis did not come back within 60 s (servers.sh start)")
     }
 }

@@ -67,7 +67,7 @@ if ! python3 -c 'import yaml' 2>/dev/null; then
   log "installing PyYAML"
   python3 -m pip install -q pyyaml 2>/dev/null || python3 -m pip install -q --break-system-packages pyyaml
 fi
-# The seed-dialect suites' clients are written from the seed documents alone, with ordinary Python
+# The seed-client suites (Tests/SeedClients/) are written from the seed documents alone, with ordinary Python
 # libraries: an SSE reader (sseclient-py over requests) and a WebSocket client.
 if ! python3 -c 'import sseclient, requests, websockets' 2>/dev/null; then
   log "installing the seed clients' Python libraries (sseclient-py, requests, websockets)"

@@ -67,6 +67,34 @@ struct Admission: Sendable {
         }
     }
 
+    /// `admit`, and counts the session in `pool` too: a cap on one kind of connection over every
+    /// gateway and user (Bisheng's max_concurrent_sessions). `refresh` it while it lives.
+    func admit(_ session: ClientSession, pool: String, limit: Int) async throws(Refusal) {
+        try await admit(session)
+        let claimed: Bool
+        do {
+            claimed = try await routing.claim(pool: pool, connectionID: session.id, limit: limit)
+        } catch {
+            await release(session)
+            throw .unavailable
+        }
+        guard claimed else {
+            await release(session)
+            Self.refused.increment()
+            throw Refusal(closeCode: .connectionLimit, status: .tooManyRequests, message: "at most \(limit) concurrent \(pool) sessions; retry later")
+        }
+    }
+
+    /// Keeps a pooled session counted (its entry expires with the routing TTL otherwise).
+    func refresh(_ session: ClientSession, pool: String, limit: Int) async {
+        _ = try? await routing.claim(pool: pool, connectionID: session.id, limit: limit)
+    }
+
+    func release(_ session: ClientSession, pool: String) async {
+        await routing.release(pool: pool, connectionID: session.id)
+        await release(session)
+    }
+
     func release(_ session: ClientSession) async {
         registry.remove(session)
         await routing.unregister(userID: session.userID, connectionID: session.id)

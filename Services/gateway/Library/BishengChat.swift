@@ -1,7 +1,9 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
+import NIOCore
 import NIOWebSocket
 import Synchronization
 import SwitchboardContracts
@@ -17,7 +19,7 @@ public struct BishengChatSettings: Sendable, Equatable {
     public var heartbeatInterval: Duration = .seconds(30)
     /// connection_timeout: a connection that sends nothing for this long is closed.
     public var connectionTimeout: Duration = .seconds(300)
-    /// max_concurrent_sessions: open chat sockets on this gateway.
+    /// max_concurrent_sessions: open chat sockets, counted over every gateway (a pool in the routing tables).
     public var maxConcurrentSessions = 1000
 
     public init() {}
@@ -108,7 +110,9 @@ struct BishengChat: WebSocketDoor {
     let history: ChannelHistory
     let store: HistoryStore
     let settings: GatewaySettings
-    let open = SharedInt(0)
+
+    /// Bisheng chat sockets of every gateway count against max_concurrent_sessions together.
+    static let pool = "bisheng-chat"
 
     var pathPattern: String { "/chat/{flow_id}" }
 
@@ -141,14 +145,6 @@ struct BishengChat: WebSocketDoor {
             outbound.enqueue(BishengFrames.error(code: code, message: message, traceID: nil))
             outbound.close(close, reason: message)
         }
-        let count = open.value.add(1, ordering: .relaxed).newValue
-        defer { open.value.subtract(1, ordering: .relaxed) }
-        guard count <= settings.chat.maxConcurrentSessions else {
-            refuse(
-                "TOO_MANY_SESSIONS", "at most \(settings.chat.maxConcurrentSessions) concurrent chat sessions; retry later",
-                close: .connectionLimit)
-            return
-        }
         // The session: created on first use (its owner is this user), restored on a reconnect.
         let record: SessionRecord
         do {
@@ -167,39 +163,59 @@ struct BishengChat: WebSocketDoor {
             refuse(ErrorCode.unavailable.rawValue, "sessions unavailable; retry", close: .serverError)
             return
         }
-        let session = ClientSession(userID: claims.userID, socket: outbound, format: .custom(BishengFrames.translate))
+        // What this chat's sockets were last shown, so a reconnect replays what came while away.
+        let positions = BishengPositions(redis: context.redis, history: history)
+        let shown = LastPosition()
+        let session = ClientSession(
+            userID: claims.userID, socket: outbound,
+            format: .custom { message in
+                if !message.isEphemeral { shown.record(message.position) }
+                return BishengFrames.translate(message)
+            })
+        let limit = settings.chat.maxConcurrentSessions
         do {
-            try await admission.admit(session)
+            try await admission.admit(session, pool: Self.pool, limit: limit)
         } catch {
-            return outbound.close(error.closeCode, reason: error.message)
+            let code = error.closeCode == .connectionLimit ? "TOO_MANY_SESSIONS" : ErrorCode.unavailable.rawValue
+            refuse(code, error.message, close: error.closeCode)
+            return
         }
         var logger = context.logger
         logger[metadataKey: "ws.connection_id"] = "\(session.id)"
         logger[metadataKey: "chat.id"] = "\(chatID)"
         let connectionLogger = logger
         do {
-            _ = try await session.follow(
-                .conversation(chatID), since: nil, hub: hub, history: history,
-                announce: { _, _ in
-                    session.outbound.enqueue(
-                        BishengFrames.json(
-                            type: "start",
-                            data: ["chat_id": .string(chatID), "flow_id": .string(flowID), "chat_type": .string(record.chatType),
-                                   "state": .string(record.state), "message_count": .number(Double(record.messageCount)),
-                                   "resumed": .bool(record.messageCount > 0 || record.state != SessionState.initialised.rawValue)],
-                            traceID: nil))
+            let since = try await positions.resumePosition(user: claims.userID, chatID: chatID)
+            let opened = try await session.follow(
+                .conversation(chatID), since: since, hub: hub, history: history,
+                announce: { recovered, _ in
+                    var data: [String: JSONValue] = [
+                        "chat_id": .string(chatID), "flow_id": .string(flowID), "chat_type": .string(record.chatType),
+                        "state": .string(record.state), "message_count": .number(Double(record.messageCount)),
+                        "resumed": .bool(record.messageCount > 0 || record.state != SessionState.initialised.rawValue),
+                    ]
+                    // Switchboard's: whether what was missed since the last socket of this chat follows.
+                    if since != nil { data["replayed"] = .bool(recovered) }
+                    session.outbound.enqueue(BishengFrames.json(type: "start", data: .object(data), traceID: nil))
                 })
+            shown.start(at: opened.position)
         } catch {
             refuse(ErrorCode.unavailable.rawValue, "the event stream is unavailable; retry", close: .serverError)
-            await admission.release(session)
+            await admission.release(session, pool: Self.pool)
             return
         }
         let lastActivity = SharedInt(Int(Clock.epochMilliseconds()))
         await withThrowingTaskGroup(of: Void.self) { group in
             // connection_timeout: silence from the client for that long ends the connection.
             let timeout = settings.chat.connectionTimeout
+            let refreshEvery = Duration.seconds(max(1, settings.routingTTLSeconds / 3))
             group.addTask {
+                var refreshed = ContinuousClock.now
                 while !Task.isCancelled {
+                    if ContinuousClock.now - refreshed >= refreshEvery {
+                        await admission.refresh(session, pool: Self.pool, limit: limit)
+                        refreshed = .now
+                    }
                     let idle = Duration.milliseconds(Clock.epochMilliseconds() - Int64(lastActivity.value.load(ordering: .relaxed)))
                     if idle >= timeout {
                         session.outbound.enqueue(
@@ -221,7 +237,8 @@ struct BishengChat: WebSocketDoor {
             group.cancelAll()
         }
         await session.unfollowAll()
-        await admission.release(session)
+        await positions.save(shown.position, user: claims.userID, chatID: chatID)
+        await admission.release(session, pool: Self.pool)
     }
 
     /// One client frame; true when the client ended the session.
@@ -289,4 +306,117 @@ final class SharedInt: Sendable {
     let value: Atomic<Int>
 
     init(_ initial: Int) { value = Atomic(initial) }
+}
+
+/// Where a chat's sockets left off (`sb:{user:…}:bisheng:<chat>:seen`): the last event a socket of
+/// the chat was shown, or "start" when the chat had none yet. The next socket of the chat follows
+/// from there, so a client that reconnects (to any gateway) gets what came while it was away.
+struct BishengPositions: Sendable {
+    let redis: RedisClient
+    let history: ChannelHistory
+    /// As long as the channel's history is kept after its last event.
+    static let ttlSeconds = 3600
+    static let fromStart = "start"
+
+    static func key(user: String, chatID: String) -> String { "sb:{user:\(user)}:bisheng:\(chatID):seen" }
+
+    func resumePosition(user: String, chatID: String) async throws -> StreamPosition? {
+        guard let saved = try await redis.send("GET", RedisArgument(Self.key(user: user, chatID: chatID))).string else { return nil }
+        if saved == Self.fromStart {
+            // The chat had no event when its socket left: everything it has now is new to the client.
+            return try await history.read(.conversation(chatID), after: nil).top.map { StreamPosition(epoch: $0.epoch, offset: 0) }
+        }
+        return StreamPosition(lastEventID: saved)
+    }
+
+    func save(_ position: StreamPosition?, user: String, chatID: String) async {
+        let value = position.map { "\($0.epoch):\($0.offset)" } ?? Self.fromStart
+        _ = try? await redis.send(
+            "SET", RedisArgument(Self.key(user: user, chatID: chatID)), RedisArgument(value), "EX", RedisArgument(Self.ttlSeconds))
+    }
+}
+
+/// The position of the last event shown on one socket.
+final class LastPosition: Sendable {
+    private let value = Mutex<StreamPosition?>(nil)
+
+    var position: StreamPosition? { value.withLock { $0 } }
+
+    func record(_ position: StreamPosition) { value.withLock { $0 = position } }
+
+    /// Where the socket began, unless an event was shown already.
+    func start(at position: StreamPosition?) {
+        value.withLock { if $0 == nil { $0 = position } }
+    }
+}
+
+/// Bisheng's REST envelope, for every answer of its routes: `{status_code, status_message, data}`,
+/// `status_code` 200 and "SUCCESS" on success; an error's `status_code` is its HTTP status, with
+/// Switchboard's `code` beside it.
+enum BishengEnvelope {
+    struct Body<Payload: Encodable>: Encodable {
+        var status_code: Int
+        var status_message: String
+        var data: Payload
+        var code: String?
+    }
+
+    static func success(_ data: some Encodable) throws -> Response {
+        try render(Body(status_code: 200, status_message: "SUCCESS", data: data), status: .ok)
+    }
+
+    static func failure(_ status: HTTPResponse.Status, code: String, message: String) throws -> Response {
+        try render(Body(status_code: status.code, status_message: message, data: JSONValue.null, code: code), status: status)
+    }
+
+    private static func render(_ body: some Encodable, status: HTTPResponse.Status) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Response(
+            status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(body))))
+    }
+}
+
+extension BishengChat {
+    func addRoutes(to router: Router<GatewayRequestContext>) {
+        // Stops the chat's run (idempotent; a disconnect is not a stop), once Kafka has the request.
+        router.post("/chat/interrupt") { request, requestContext -> Response in
+            struct Body: Decodable {
+                var chat_id: String?
+                var flow_id: String?
+                /// The chat centre's name for the chat id, still accepted.
+                var conversationId: String?
+            }
+            struct Answer: Encodable {
+                var chat_id: String
+                var flow_id: String?
+                var status = "stopping"
+            }
+            do {
+                let claims = try await Gateway.authenticate(request, authority: admission.authority)
+                try await admission.checkRequest(userID: claims.userID)
+                guard let body = try? await request.decode(as: Body.self, context: requestContext),
+                    let chatID = body.chat_id ?? body.conversationId
+                else {
+                    return try BishengEnvelope.failure(.badRequest, code: ErrorCode.badFrame.rawValue, message: #"the body is JSON {"chat_id": "…", "flow_id"?: "…"}"#)
+                }
+                guard CommandHandler.isValidID(chatID) else {
+                    return try BishengEnvelope.failure(
+                        .badRequest, code: ErrorCode.invalidArgument.rawValue, message: "a chat id is 1-128 letters, digits, '-', '_' or '.'")
+                }
+                guard try await access.authorize(userID: claims.userID, conversationID: chatID) else {
+                    return try BishengEnvelope.failure(
+                        .forbidden, code: ErrorCode.permissionDenied.rawValue, message: "chat \(chatID) belongs to another user")
+                }
+                try await MessageSubmitter(context: context).interrupt(
+                    userID: claims.userID, conversationID: chatID, requestID: UUID().uuidString.lowercased())
+                return try BishengEnvelope.success(Answer(chat_id: chatID, flow_id: body.flow_id))
+            } catch let error as HTTPError {
+                return try BishengEnvelope.failure(error.status, code: "HTTP_\(error.status.code)", message: error.body ?? "\(error.status)")
+            } catch {
+                context.logger.warning("interrupt failed", metadata: ["error": "\(error)"])
+                return try BishengEnvelope.failure(.serviceUnavailable, code: ErrorCode.unavailable.rawValue, message: "could not be completed; retry")
+            }
+        }
+    }
 }

@@ -49,6 +49,34 @@ struct ConnectionRegistry: Sendable {
         return reply.integer == 1
     }
 
+    static func poolKey(_ pool: String) -> String { "sb:pool:{\(pool)}:conns" }
+
+    /// KEYS: the pool's set (scored by expiry). ARGV: connection id, TTL seconds, limit.
+    static let claimScript = RedisScript(
+        """
+        local now = tonumber(redis.call('TIME')[1])
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+        if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+          return 0
+        end
+        redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+        redis.call('EXPIRE', KEYS[1], ARGV[2])
+        return 1
+        """)
+
+    /// Counts a connection in a cluster-wide pool of one kind (every user's), or refreshes it; false
+    /// when the pool is full. Entries expire `ttlSeconds` after their last claim.
+    func claim(pool: String, connectionID: String, limit: Int) async throws -> Bool {
+        let reply = try await redis.run(
+            Self.claimScript, keys: [RedisArgument(Self.poolKey(pool))],
+            arguments: [RedisArgument(connectionID), RedisArgument(ttlSeconds), RedisArgument(limit)])
+        return reply.integer == 1
+    }
+
+    func release(pool: String, connectionID: String) async {
+        _ = try? await redis.send("ZREM", RedisArgument(Self.poolKey(pool)), RedisArgument(connectionID))
+    }
+
     func unregister(userID: String, connectionID: String) async {
         _ = try? await redis.pipeline([
             ["ZREM", RedisArgument(Self.userConnectionsKey(userID)), RedisArgument(connectionID)],

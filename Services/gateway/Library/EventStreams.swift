@@ -57,27 +57,6 @@ struct EventStreams: Sendable {
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
         addNotificationRoutes(to: router)
-        // Stops the conversation's run (idempotent; a disconnect is not a stop). 202 once Kafka has it.
-        router.post("/chat/interrupt") { request, context -> Response in
-            let claims = try await Gateway.authenticate(request, authority: authority)
-            try await admission.checkRequest(userID: claims.userID)
-            struct Body: Decodable { var conversationId: String }
-            let body: Body
-            do {
-                body = try await request.decode(as: Body.self, context: context)
-            } catch {
-                throw HTTPError(.badRequest, message: #"the body is JSON {"conversationId": "…"}"#)
-            }
-            guard CommandHandler.isValidID(body.conversationId) else {
-                throw HTTPError(.badRequest, message: "a conversation id is 1-128 letters, digits, '-', '_' or '.'")
-            }
-            try await authorize(claims.userID, body.conversationId)
-            try await MessageSubmitter(context: self.context).interrupt(
-                userID: claims.userID, conversationID: body.conversationId, requestID: UUID().uuidString.lowercased())
-            let json = #"{"conversationId":"\#(body.conversationId)","status":"stopping"}"#
-            return Response(
-                status: .accepted, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: json)))
-        }
         router.get("/api/v1/conversations/:id/messages/stream") { request, context in
             let id = try conversationID(context)
             return try await stream(request, context, channel: .conversation(id), ownedConversation: id)
@@ -126,9 +105,9 @@ struct EventStreams: Sendable {
         }
     }
 
-    /// `POST /api/v1/notifications` (to one user) and `POST /api/broadcast` (to everyone): admin or
-    /// service tokens only. Body: `{"userId"?, "type": info|warning|error|success, "title", "message",
-    /// "persistent"?}`; answered 202 once Kafka has the event.
+    /// `POST /api/v1/notifications` (to one user; `POST /api/broadcast` is seed 003's, in BlueVRoutes):
+    /// admin or service tokens only. Body: `{"userId", "type": info|warning|error|success, "title",
+    /// "message", "persistent"?}`; answered 202 once Kafka has the event.
     func addNotificationRoutes(to router: Router<GatewayRequestContext>) {
         struct Notification: Decodable {
             var userId: String?
@@ -137,7 +116,7 @@ struct EventStreams: Sendable {
             var message: String
             var persistent: Bool?
         }
-        @Sendable func publish(_ request: Request, _ context: GatewayRequestContext, broadcast: Bool) async throws -> Response {
+        @Sendable func publish(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
             let claims = try await Gateway.authenticate(request, authority: authority)
             guard claims.isPrivileged else {
                 throw HTTPError(.forbidden, message: "notifications need an admin or service token")
@@ -152,15 +131,10 @@ struct EventStreams: Sendable {
             guard ["info", "warning", "error", "success"].contains(kind) else {
                 throw HTTPError(.badRequest, message: "type is info, warning, error or success")
             }
-            let channel: SwitchboardContracts.Channel
-            if broadcast {
-                channel = .system
-            } else {
-                guard let user = body.userId, CommandHandler.isValidID(user) else {
-                    throw HTTPError(.badRequest, message: "userId is required")
-                }
-                channel = .user(user)
+            guard let user = body.userId, CommandHandler.isValidID(user) else {
+                throw HTTPError(.badRequest, message: "userId is required")
             }
+            let channel = SwitchboardContracts.Channel.user(user)
             let event = ClientEvent(
                 channel: channel, frameType: FrameType.userNotification,
                 data: [
@@ -173,8 +147,7 @@ struct EventStreams: Sendable {
             return Response(
                 status: .accepted, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: json)))
         }
-        router.post("/api/v1/notifications") { request, context in try await publish(request, context, broadcast: false) }
-        router.post("/api/broadcast") { request, context in try await publish(request, context, broadcast: true) }
+        router.post("/api/v1/notifications") { request, context in try await publish(request, context) }
     }
 
     private func conversationID(_ context: GatewayRequestContext) throws -> String {

@@ -175,16 +175,6 @@ public enum Gateway {
                 status: .ok, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(status.data))))
         }
-        router.get("/api/connections") { request, _ -> Response in
-            _ = try await authenticate(request, authority: authority)
-            let gateways = try await routing.gateways()
-            let body: [String: Any] = [
-                "total": gateways.values.reduce(0, +), "gateways": gateways, "thisGateway": context.configuration.instanceID,
-            ]
-            let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
-            return Response(
-                status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
-        }
         let streams = EventStreams(
             context: context, authority: authority, hub: hub, access: access, history: history,
             admission: admission, settings: settings, roles: roles)
@@ -193,12 +183,13 @@ public enum Gateway {
         let bisheng = BishengChat(
             context: context, admission: admission, hub: hub, access: access, history: history, store: store, settings: settings)
         let workflows = WorkflowSocket(
-            context: context, authority: authority, hub: hub, history: history, admission: admission, settings: settings,
-            archive: store)
+            context: context, authority: authority, hub: hub, history: history, admission: admission, routing: routing,
+            settings: settings, archive: store)
         let xiaozhi = XiaozhiDevices(
             context: context, authority: authority, hub: hub, access: access, admission: admission,
             settings: settings, connections: devices)
         workflows.addRoutes(to: router)
+        bisheng.addRoutes(to: router)
         xiaozhi.addRoutes(to: router)
         doors += [workflows, bisheng]
         doors.append(xiaozhi)

@@ -8,7 +8,7 @@ import SwitchboardStore
 
 /// Durable history over REST: the chat centre's conversations (`/api/v1/conversations…`, camelCase)
 /// and Bisheng's chat module (`/chat/session…`, `/chat/message…`, seed 002, snake_case inside
-/// Bisheng's `{status_code, status_message, data}`). Every call is the token's user's: a session of
+/// Bisheng's `{status_code, status_message, data}`, see BishengEnvelope). Every call is the token's user's: a session of
 /// someone else is 403, a missing one 404. Errors carry a code (docs/history.md).
 struct HistoryRoutes: Sendable {
     let store: HistoryStore
@@ -103,7 +103,7 @@ struct HistoryRoutes: Sendable {
 
     func addBishengRoutes(to router: Router<GatewayRequestContext>) {
         router.post("/chat/session/create") { request, context in
-            try await respond(.bisheng, status: .created) {
+            try await respond(.bisheng) {
                 struct Body: Decodable {
                     var chat_id: String?
                     var flow_id: String?
@@ -250,8 +250,9 @@ struct HistoryRoutes: Sendable {
     func respond(_ dialect: Dialect, status: HTTPResponse.Status = .ok, _ body: () async throws -> JSONValue) async throws -> Response {
         do {
             let data = try await body()
+            if dialect == .bisheng { return try BishengEnvelope.success(data) }
             if status == .noContent { return Response(status: .noContent) }
-            return try Self.render(dialect == .bisheng ? ["status_code": .number(Double(status.code)), "status_message": "SUCCESS", "data": data] : data, status: status)
+            return try Self.render(data, status: status)
         } catch let error as RouteError {
             return try Self.error(dialect, status: error.status, code: error.code, message: error.message)
         } catch let error as StoreError {
@@ -264,7 +265,9 @@ struct HistoryRoutes: Sendable {
                 }
             return try Self.error(dialect, status: status, code: code, message: error.message)
         } catch let error as HTTPError {
-            throw error
+            // A missing or bad token too is answered in Bisheng's envelope on its routes.
+            guard dialect == .bisheng else { throw error }
+            return try Self.error(dialect, status: error.status, code: "HTTP_\(error.status.code)", message: error.body ?? "\(error.status)")
         } catch {
             // PostgreSQL unreachable or failing: the caller may retry.
             return try Self.error(dialect, status: .serviceUnavailable, code: ErrorCode.unavailable.rawValue, message: "history unavailable")
@@ -272,11 +275,8 @@ struct HistoryRoutes: Sendable {
     }
 
     static func error(_ dialect: Dialect, status: HTTPResponse.Status, code: String, message: String) throws -> Response {
-        let body: JSONValue =
-            dialect == .bisheng
-            ? ["status_code": .number(Double(status.code)), "status_message": .string(message), "code": .string(code), "data": .null]
-            : ["error": ["code": .string(code), "message": .string(message)]]
-        return try render(body, status: status)
+        if dialect == .bisheng { return try BishengEnvelope.failure(status, code: code, message: message) }
+        return try render(["error": ["code": .string(code), "message": .string(message)]], status: status)
     }
 
     static func render(_ value: JSONValue, status: HTTPResponse.Status) throws -> Response {
@@ -367,7 +367,8 @@ struct HistoryRoutes: Sendable {
         [
             "id": .string(message.id), "chat_id": .string(message.chatId), "flow_id": optional(message.flowId),
             "chat_type": .string(message.chatType), "user_id": optional(message.userId), "is_bot": .bool(message.isBot),
-            "sender": .string(message.author), "message": .string(message.content), "extra": object(message.extra),
+            // The seed types extra as Optional[str]: the JSON text, not an object.
+            "sender": .string(message.author), "message": .string(message.content), "extra": optional(message.extra),
             "source": .number(Double(message.source)), "status": optional(message.status), "usage": object(message.usage),
             "create_time": iso(message.createdAt),
         ]

@@ -110,7 +110,9 @@ struct WorkflowBench: BenchScenario {
                 if type == "node_status_update", let text = frame["timestamp"]?.stringValue, let at = try? parser.parse(text) {
                     latencies.append(UInt64(max(0, (Date().timeIntervalSince1970 - at.timeIntervalSince1970) * 1_000_000)))
                 }
-                if ["workflow_completed", "workflow_failed", "workflow_stopped", "workflow_validation_error", "error"].contains(type) {
+                if ["workflow_completed", "workflow_failed", "workflow_stopped", "workflow_validation_error", "workflow_execution_error", "error"]
+                    .contains(type)
+                {
                     return RunResult(latencies: latencies, status: type)
                 }
             }

@@ -127,7 +127,7 @@ struct CommandLoop: Service {
             "status": .string(status?.rawValue ?? "unknown"),
             "error": ["code": .string(status == nil ? "not_found" : "not_running"), "message": .string(message)],
         ]
-        let frame = action == "provide_input" ? WorkflowFrame.inputResponse : WorkflowFrame.controlResponse
+        let frame = action == "provide_input" ? WorkflowFrame.inputResponse : WorkflowFrame.controlResult
         let emitter = Emitter(context: context, runID: runID)
         try? await emitter.emit(frame, data, id: DeterministicID.uuid(runID, "control", requestID))
         try? await emitter.settle()

@@ -344,7 +344,7 @@ private final class RunLoop {
         ]
         if let error { data["error"] = ["code": .string(error.0), "message": .string(error.1)] }
         try await retrying(logger) { [emitter, runID] in
-            try await emitter.emit(WorkflowFrame.controlResponse, .object(data), id: DeterministicID.uuid(runID, "control", control.requestId))
+            try await emitter.emit(WorkflowFrame.controlResult, .object(data), id: DeterministicID.uuid(runID, "control", control.requestId))
         }
     }
 

@@ -776,11 +776,12 @@
   async function attach(runId) {
     try {
       const run = await api('GET', '/api/v1/workflows/runs/' + encodeURIComponent(runId));
-      flow.run = runId;
+      // Frames name the run by the workflow's own id (seed 003); REST by its run id.
+      flow.run = run.workflow_id;
       flow.position = null;
       renderGraph(run.workflow);
       applyRunRecord(run);
-      flow.link.send({ type: 'subscribe', workflow_id: runId, offset: 0 });
+      flow.link.send({ type: 'subscribe', workflow_id: run.workflow_id, offset: 0 });
     } catch (error) {
       toast('Workflow run: ' + error.message, 'error');
     }
@@ -805,7 +806,7 @@
           flow.link.send({ type: 'subscribe', workflow_id: flow.run, offset: flow.position.offset, epoch: flow.position.epoch });
         } else if (!flow.run) {
           const live = (frame.workflows || []).find((run) => ['queued', 'running', 'paused'].includes(run.status));
-          if (live) attach(live.workflow_id);
+          if (live) attach(live.run_id);
         }
         break;
       }
@@ -813,7 +814,7 @@
         if (frame.workflow_id && frame.recovered === true && flow.reconnected) banner('recovered', 'Workflow reconnected: recovered, no events missed.');
         if (frame.workflow_id && frame.recovered === false) {
           banner('gap', 'Workflow reconnected: history gap, reloaded the run.');
-          api('GET', '/api/v1/workflows/runs/' + encodeURIComponent(frame.workflow_id)).then(applyRunRecord).catch(() => {});
+          api('GET', '/api/v1/workflows/runs/' + encodeURIComponent(frame.run_id)).then(applyRunRecord).catch(() => {});
         }
         flow.reconnected = false;
         break;
@@ -855,7 +856,11 @@
         setFlowStatus('stopped');
         $('wf-result').textContent = 'stopped: ' + JSON.stringify(frame.summary);
         break;
-      case 'workflow_control_response':
+      case 'workflow_execution_error':
+        setFlowStatus('failed');
+        $('wf-result').textContent = frame.error;
+        break;
+      case 'workflow_control_result':
         if (frame.success) setFlowStatus(frame.status);
         else toast('Control: ' + ((frame.error && frame.error.code) || 'refused'), 'warning');
         break;
@@ -902,8 +907,9 @@
   }
 
   function renderConnections(connections) {
-    $('connections-total').textContent = `${connections.total} open connection(s); this page is on gateway ${connections.thisGateway}.`;
-    $('gateways').replaceChildren(...Object.entries(connections.gateways).map(([gateway, count]) =>
+    // Seed 003's answer: the workflow sockets (yours, or everyone's for an admin); gateways for admins.
+    $('connections-total').textContent = `${connections.total_connections} open connection(s) on /ws/{session_id}, ${connections.active_workflows} active workflow(s).`;
+    $('gateways').replaceChildren(...Object.entries(connections.gateways || {}).map(([gateway, count]) =>
       el('tr', {}, el('td', { text: gateway }), el('td', { text: String(count) }))));
   }
 
