@@ -112,7 +112,7 @@ public enum Gateway {
         // First: a gateway whose console is missing fails at once, not on the first page view.
         let console = try ConsoleAssets.load(directory: settings.consoleDirectory)
         let context = try await ServiceRunner.makeContext(configuration: configuration)
-        let authority = try await TokenAuthority(secret: configuration.jwtSecret)
+        let authority = try await TokenAuthority(configuration: configuration)
         let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
         let hub = DeliveryHub(source: subscriber)
         context.readiness.add("kafka") {

@@ -43,7 +43,7 @@ struct WorkflowSocket: WebSocketDoor {
             throw HTTPError(.badRequest, message: "a session id is 1-128 letters, digits, '-', '_' or '.'")
         }
         try admission.checkAcceptingConnections()
-        return StreamingDoorSession { messages, socket in
+        return StreamingDoorSession(expiresAt: claims.expiresAt) { messages, socket in
             await serve(claims: claims, sessionID: sessionID, messages: messages, socket: socket)
         }
     }

@@ -129,6 +129,9 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
                 .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 64 * 1024))
         }
         inbox.start(session: admission.session, socket: outbound)
+        if let expiresAt = admission.session.expiresAt {
+            outbound.closeOnExpiry(expiresAt, channel: channel)
+        }
     }
 
     func handle(value: Value, logger: Logger) async {
