@@ -239,7 +239,7 @@ struct CollaborationFlowTests {
                 return completed
             }
             #expect(completed == runs)
-            let port = try #require(stack.logs(of: "orchestrator").first?.httpPort)
+            let port = try #require(stack.logs(of: "orchestrator").first?.adminPort)
             let metrics = try await MisbehavingClientTests.text("http://127.0.0.1:\(port)/metrics")
             #expect(MisbehavingClientTests.value(of: "sb_role_illegal_transitions_total", in: metrics) ?? 0 == 0)
             for role in ["Alex", "Kulu", "Mike", "Emma", "David", "Catherine"] {
@@ -285,12 +285,18 @@ struct CollaborationFlowTests {
         try await fake.withServer { port in
             // Alex on a working model; Kulu on one that stops talking after its first words.
             let teamPath = try Self.teamFile(providers: [
-                "Alex": ["kind": "openai", "baseURL": "http://127.0.0.1:\(port)/ok/v1", "model": "fake", "apiKeyEnv": "FAKE_KEY"],
+                // The team file names a variable of its choosing: the worker sends the key its own
+                // allow-list names for that server instead (issue 14 item 3).
+                "Alex": ["kind": "openai", "baseURL": "http://127.0.0.1:\(port)/ok/v1", "model": "fake", "apiKeyEnv": "OTHER_SECRET"],
                 "Kulu": ["kind": "openai", "baseURL": "http://127.0.0.1:\(port)/stall/v1", "model": "fake", "timeoutSeconds": 1.5],
             ])
             defer { try? FileManager.default.removeItem(atPath: teamPath) }
             try await ChatFlowTests.withStack(
-                orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath], agentEnvironment: ["FAKE_KEY": "sk-e2e"]
+                orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath],
+                agentEnvironment: [
+                    "FAKE_KEY": "sk-e2e", "OTHER_SECRET": "sk-not-for-this-server",
+                    "SWITCHBOARD_AGENT_PROVIDERS": "http://127.0.0.1:\(port)/ok/v1/=FAKE_KEY,http://127.0.0.1:\(port)/stall/v1",
+                ]
             ) { _, url, authority in
                 let (_, received) = try await Self.converse(url: url, authority: authority, pattern: "parallel")
                 let frames = received.map(\.frame)
@@ -303,6 +309,7 @@ struct CollaborationFlowTests {
                 #expect(alex.joined() == FakeOpenAI.deltas.joined())
                 #expect(alex.allSatisfy { !$0.unicodeScalars.first!.properties.isJoinControl })
                 #expect(fake.authorizations.withLock { $0 }.contains("Bearer sk-e2e"))
+                #expect(!fake.authorizations.withLock { $0 }.contains("Bearer sk-not-for-this-server"))
                 #expect(paths["Alex"] == ["IDLE", "ANALYZING", "THINKING", "RESPONDING", "IDLE"])
 
                 // Kulu answered a little, then went silent past its 1.5 s limit.

@@ -167,7 +167,10 @@ struct HistoryFlowTests {
                 "Alex": ["kind": "openai", "baseURL": "http://127.0.0.1:\(port)/ok/v1", "model": "fake"]
             ])
             defer { try? FileManager.default.removeItem(atPath: teamPath) }
-            try await ChatFlowTests.withStack(orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath]) { _, url, authority in
+            try await ChatFlowTests.withStack(
+                orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath],
+                agentEnvironment: ["SWITCHBOARD_AGENT_PROVIDERS": "http://127.0.0.1:\(port)/ok/v1"]
+            ) { _, url, authority in
                 let token = try await authority.mint(user: "context")
                 let conversation = "hctx-\(UUID().uuidString.prefix(8))"
                 func ask(_ id: String, _ content: String) async throws {
