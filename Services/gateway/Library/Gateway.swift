@@ -27,6 +27,12 @@ public struct GatewaySettings: Sendable {
     public var outboundLimitBytes = 1 << 20
     /// A new connection must send its request head (with the token) within this, or it is closed.
     public var handshakeTimeout: Duration = .seconds(10)
+    /// An HTTP keep-alive connection with no request for this long is closed (a stream being answered,
+    /// SSE, is not idle).
+    public var httpIdleTimeout: Duration = .seconds(60)
+    /// A request's body must have arrived in full this long after its head, or the connection is
+    /// closed (a body trickled a byte at a time).
+    public var httpBodyTimeout: Duration = .seconds(30)
     /// Kernel send buffer per client socket (SO_SNDBUF). Linux otherwise lets it grow to 4 MiB
     /// (tcp_wmem), which a client that stops reading fills before the outbound bound is reached;
     /// 0 leaves the kernel's autotuning on.
@@ -90,6 +96,14 @@ public struct GatewaySettings: Sendable {
                 handshakeTimeoutSeconds, environment: "GATEWAY_HANDSHAKE_TIMEOUT_SECONDS", default: 10.0)
             guard handshakeSeconds > 0 else { throw ConfigurationError("the handshake timeout must be positive") }
             settings.handshakeTimeout = .milliseconds(Int64(handshakeSeconds * 1000))
+            for (variable, keyPath) in [
+                ("GATEWAY_HTTP_IDLE_TIMEOUT_SECONDS", \GatewaySettings.httpIdleTimeout),
+                ("GATEWAY_HTTP_BODY_TIMEOUT_SECONDS", \GatewaySettings.httpBodyTimeout),
+            ] {
+                let seconds = try setting(Double?.none, environment: variable, default: Double(settings[keyPath: keyPath].components.seconds))
+                guard seconds > 0 else { throw ConfigurationError("SWITCHBOARD_\(variable) must be positive") }
+                settings[keyPath: keyPath] = .milliseconds(Int64(seconds * 1000))
+            }
             settings.consoleDirectory =
                 consoleDir ?? ProcessInfo.processInfo.environment["SWITCHBOARD_CONSOLE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
             settings.chat = try BishengChatSettings.fromEnvironment()
@@ -210,7 +224,8 @@ public enum Gateway {
             HandshakeDeadlineChannel(
                 base: GatewayChildChannel(
                     responder: responder, doors: doors, settings: connectionSettings,
-                    socketSendBufferBytes: settings.socketSendBufferBytes),
+                    socketSendBufferBytes: settings.socketSendBufferBytes, httpIdleTimeout: settings.httpIdleTimeout,
+                    httpBodyTimeout: TimeAmount(settings.httpBodyTimeout)),
                 deadline: deadline)
         }
     }
@@ -253,11 +268,17 @@ struct CommandHandler: Sendable {
         // comes before the events it recovered).
         let answer = await answer(message, session: session)
         if let answer { session.send(answer) }
-        if session.recordAnswer(isError: answer?.status == .error && answer?.error?.code != ErrorCode.rateLimited.rawValue)
-            >= settings.maxConsecutiveErrors
-        {
+        if session.recordAnswer(isError: Self.isClientError(answer)) >= settings.maxConsecutiveErrors {
             session.outbound.close(.badRequest, reason: "too many invalid commands")
         }
+    }
+
+    /// Only the client's own mistakes count towards the close after `maxConsecutiveErrors`: not being
+    /// rate limited, and not the server's failures (a Redis or Kafka outage must not disconnect everyone).
+    static func isClientError(_ answer: ServerFrame?) -> Bool {
+        guard let answer, answer.status == .error else { return false }
+        let notTheClients: Set<String> = [ErrorCode.rateLimited.rawValue, ErrorCode.unavailable.rawValue, ErrorCode.internalError.rawValue]
+        return !notTheClients.contains(answer.error?.code ?? "")
     }
 
     private func answer(_ message: WebSocketMessage, session: ClientSession) async -> ServerFrame? {
@@ -269,6 +290,11 @@ struct CommandHandler: Sendable {
             command = try JSONDecoder().decode(ClientCommand.self, from: Data(text.utf8))
         } catch {
             return .error(nil, code: .badFrame, message: "a frame is a JSON object {id, type, timestamp, data}")
+        }
+        guard GatewayLimits.isValidClientID(command.id) else {
+            return .error(
+                nil, code: .invalidArgument,
+                message: "a command id is \(GatewayLimits.clientIDLength.lowerBound)-\(GatewayLimits.clientIDLength.upperBound) characters")
         }
         Self.commandCounters[Self.metricType(command.type)]?.increment()
         do {

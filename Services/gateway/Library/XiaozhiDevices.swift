@@ -267,6 +267,13 @@ struct XiaozhiDevices: WebSocketDoor {
             case .json(let text):
                 return await handleJSON(text, connection: connection, uplink: uplink, group: &group)
             case .audio(let packet, _):
+                guard connection.allowUplinkPacket() else {
+                    Self.rejected.increment()
+                    connection.enqueue(.close(
+                        code: CloseCode.tooManyRequests.rawValue,
+                        reason: "more than \(Int(GatewayLimits.deviceUplinkPacketsPerSecond)) audio packets per second"))
+                    return false
+                }
                 Self.uplinkFrames.increment()
                 do {
                     try await uplink.publish(.audio, audio: Data(packet))
