@@ -4,6 +4,7 @@ import FoundationNetworking
 #endif
 import SwitchboardCLI
 import SwitchboardContracts
+import SwitchboardRedis
 import SwitchboardRuntime
 import SwitchboardTestSupport
 import SwitchboardVoice
@@ -287,6 +288,57 @@ struct SafetyFlowTests {
             #expect(!streaming.closed && String(decoding: streaming.bytes, as: UTF8.self).hasPrefix("HTTP/1.1 200"),
                     "\(String(decoding: streaming.bytes, as: UTF8.self).prefix(200))")
         }
+    }
+}
+
+extension SafetyFlowTests {
+    /// Item 11: the server's own failures (here: no orchestrator has announced the team, so
+    /// REQUEST_ROLE_FOCUS is answered UNAVAILABLE) do not count towards the 10-bad-commands close;
+    /// the client's own mistakes still do.
+    @Test func theServersFailuresDoNotCloseAClientsConnection() async throws {
+        try await TestEnvironment.requireKafka()
+        try await TestEnvironment.requireRedis()
+        try await TestEnvironment.requirePostgres()
+        // No team announced: an earlier stack's orchestrator may have left its card.
+        let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
+        _ = try await redis.send("DEL", RedisArgument(TeamCard.redisKey))
+        await redis.close()
+        let stack = try ServiceProcesses()
+        let gateway = try stack.start("gateway")
+        do {
+            try await stack.waitUntilReady()
+            let authority = try await TokenAuthority(secret: stack.jwtSecret)
+            let token = try await authority.mint(user: "unlucky-\(UUID().uuidString.prefix(6))")
+            let url = "ws://127.0.0.1:\(gateway.httpPort)/ws"
+            let (answers, serverFailuresClose) = try await ChatClient.withConnection(url: url, token: token) { client -> [String] in
+                var codes: [String] = []
+                for index in 0..<12 {
+                    client.send(ClientCommand(
+                        id: "f\(index)", type: ClientCommandType.requestRoleFocus,
+                        data: ["conversationId": .string("focus-\(index)"), "role": "Alex"]))
+                    codes.append(await client.frames.first(within: .seconds(5)) { $0.correlationId == "f\(index)" }?.frame.error?.code ?? "none")
+                }
+                client.send(ClientCommand(id: "p", type: ClientCommandType.ping, data: ["timestamp": 1]))
+                codes.append(await client.frames.first(within: .seconds(5)) { $0.correlationId == "p" }?.frame.type ?? "none")
+                return codes
+            }
+            #expect(answers?.prefix(12).allSatisfy { $0 == ErrorCode.unavailable.rawValue } == true, "\(answers ?? [])")
+            #expect(answers?.last == "PONG")
+            #expect(serverFailuresClose == nil, "closed with \(serverFailuresClose ?? 0) for the server's failures")
+            // The same number of the client's own mistakes closes it with 4501.
+            let (_, clientMistakesClose) = try await ChatClient.withConnection(url: url, token: token) { client in
+                for index in 0..<12 {
+                    client.send(ClientCommand(id: "u\(index)", type: "NOT_A_COMMAND"))
+                }
+                while await client.frames.next(within: .seconds(10)) != nil {}
+            }
+            #expect(clientMistakesClose == CloseCode.badRequest.rawValue)
+        } catch {
+            await stack.stopAll()
+            throw error
+        }
+        let codes = await stack.stopAll()
+        #expect(codes.values.allSatisfy { $0 == 0 })
     }
 }
 
