@@ -214,6 +214,7 @@ targets += [
         name: "SwitchboardTestSupport",
         dependencies: runtime + [
             "Gateway",
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

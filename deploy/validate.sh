@@ -28,11 +28,18 @@ K8S = os.path.join(DEPLOY, "k8s")
 PRODUCTS = ["gateway", "orchestrator", "agent-worker", "voice-worker", "workflow-runner", "notifier", "switchboard"]
 PORTS = {"gateway": 8080, "orchestrator": 8081, "agent-worker": 8082, "voice-worker": 8083,
          "workflow-runner": 8084, "notifier": 8085}
+ADMIN_PORTS = {name: port + 1000 for name, port in PORTS.items()}  # /readyz, /metrics (issue 14 item 5)
 SERVICES = list(PORTS)
 WORKERS = [s for s in SERVICES if s != "gateway"]
 ENV_COMMON = {"SWITCHBOARD_KAFKA_BROKERS", "SWITCHBOARD_REDIS_URL", "SWITCHBOARD_POSTGRES_URL",
               "SWITCHBOARD_JWT_SECRET", "SWITCHBOARD_INSTANCE_ID", "SWITCHBOARD_HTTP_HOST",
-              "SWITCHBOARD_HTTP_PORT", "SWITCHBOARD_LOG_LEVEL", "SWITCHBOARD_LOG_FORMAT"}
+              "SWITCHBOARD_HTTP_PORT", "SWITCHBOARD_LOG_LEVEL", "SWITCHBOARD_LOG_FORMAT",
+              "SWITCHBOARD_ADMIN_HOST", "SWITCHBOARD_ADMIN_PORT", "SWITCHBOARD_DEVELOPMENT_MODE",
+              "SWITCHBOARD_JWT_ISSUER", "SWITCHBOARD_JWT_AUDIENCE", "SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS",
+              "SWITCHBOARD_DEVICE_TOKEN_SECRET"}
+# Secrets published in this repository: the services refuse them outside development mode.
+PUBLISHED_SECRETS = {"switchboard-development-secret-not-for-production", "switchboard-development-secret",
+                     "REPLACE-ME-with-a-long-random-secret"}
 ENV_AGENT = {"SWITCHBOARD_AGENT_TOKEN_RATE", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS"}
 ENV_ALL = ENV_COMMON | ENV_AGENT
 PARTITIONS = 8  # per topic; replicas of a worker kind beyond it get no partition
@@ -260,9 +267,18 @@ if check(compose_documents is not None, f"{rel(COMPOSE)}: missing or unparsable"
                   "postgres://switchboard:switchboard@postgres:5432/switchboard"),
               f"{at}: SWITCHBOARD_POSTGRES_URL does not match the postgres service's credentials")
 
+        admin = int(environment.get("SWITCHBOARD_ADMIN_PORT", ADMIN_PORTS[name]))
+        check(admin == ADMIN_PORTS[name], f"{at}: SWITCHBOARD_ADMIN_PORT {admin}, documented default is {ADMIN_PORTS[name]}")
+        check(environment.get("SWITCHBOARD_ADMIN_HOST") == "0.0.0.0",
+              f"{at}: SWITCHBOARD_ADMIN_HOST must be 0.0.0.0 in a container (the default 127.0.0.1 is the container's own)")
+        secret = str(environment.get("SWITCHBOARD_JWT_SECRET", ""))
+        default = re.fullmatch(r"\$\{SWITCHBOARD_JWT_SECRET(?::?-([^}]*))?(?::?\?[^}]*)?\}", secret)
+        check(default is not None and secret.startswith("${SWITCHBOARD_JWT_SECRET:?"),
+              f"{at}: SWITCHBOARD_JWT_SECRET must be required from the environment (${{SWITCHBOARD_JWT_SECRET:?...}}), not defaulted")
+        check(secret not in PUBLISHED_SECRETS, f"{at}: SWITCHBOARD_JWT_SECRET is a published secret")
         test = service.get("healthcheck", {}).get("test")
         check(test is not None and "/readyz" in str(test), f"{at}: healthcheck does not probe /readyz")
-        check(url_port(test) == port, f"{at}: healthcheck probes port {url_port(test)}, the service listens on {port}")
+        check(url_port(test) == admin, f"{at}: healthcheck probes port {url_port(test)}, the admin port is {admin}")
         check(seconds(service.get("stop_grace_period")) >= 45, f"{at}: stop_grace_period under 45 s")
         depends = service.get("depends_on", {})
         for infra in ("kafka", "redis", "postgres"):
@@ -314,6 +330,8 @@ if check(os.path.isdir(K8S), "deploy/k8s: missing"):
     check(bool(config), "deploy/k8s: ConfigMap switchboard-config missing or empty")
     check("SWITCHBOARD_JWT_SECRET" in secret, "deploy/k8s: Secret switchboard-secrets has no SWITCHBOARD_JWT_SECRET")
     check("SWITCHBOARD_JWT_SECRET" not in config, "deploy/k8s: the JWT secret belongs in the Secret, not the ConfigMap")
+    check("SWITCHBOARD_DEVELOPMENT_MODE" not in config and "SWITCHBOARD_DEVELOPMENT_MODE" not in secret,
+          "deploy/k8s: development mode accepts published secrets; never in a deployment")
     check_environment("deploy/k8s/configmap.yaml", None, config)
     check_environment("deploy/k8s/secret.yaml", None, secret)
     sources = {("configMapRef", "switchboard-config"): config, ("secretRef", "switchboard-secrets"): secret}
@@ -360,22 +378,28 @@ if check(os.path.isdir(K8S), "deploy/k8s: missing"):
                          "SWITCHBOARD_JWT_SECRET"):
             check(variable in environment, f"{at}: {variable} is not set (the default points at localhost)")
 
+        admin = int(environment.get("SWITCHBOARD_ADMIN_PORT", ADMIN_PORTS[name]))
+        check(admin == ADMIN_PORTS[name], f"{at}: SWITCHBOARD_ADMIN_PORT {admin}, documented default is {ADMIN_PORTS[name]}")
+        check(environment.get("SWITCHBOARD_ADMIN_HOST") == "0.0.0.0",
+              f"{at}: SWITCHBOARD_ADMIN_HOST must be 0.0.0.0 (the kubelet probes the pod's address)")
         named_ports = {p.get("name"): p.get("containerPort") for p in container.get("ports", [])}
         check(port in named_ports.values(), f"{at}: no containerPort {port}")
+        check(admin in named_ports.values(), f"{at}: no containerPort {admin} (admin)")
 
-        def probe_port(probe_name, path):
+        def probe_port(probe_name, path, expected):
             probe = container.get(probe_name)
             if not check(probe is not None and "httpGet" in probe, f"{at}: no {probe_name} with httpGet"):
                 return
             get = probe["httpGet"]
             check(get.get("path") == path, f"{at}: {probe_name} probes {get.get('path')}, expected {path}")
             target = named_ports.get(get.get("port"), get.get("port"))
-            check(target == port, f"{at}: {probe_name} probes port {get.get('port')} ({target}), the service listens on {port}")
+            check(target == expected, f"{at}: {probe_name} probes port {get.get('port')} ({target}), expected {expected}")
 
-        probe_port("readinessProbe", "/readyz")
-        probe_port("livenessProbe", "/healthz")
+        # /readyz is served on the admin port only; /healthz on both.
+        probe_port("readinessProbe", "/readyz", admin)
+        probe_port("livenessProbe", "/healthz", port)
         if "startupProbe" in container:
-            probe_port("startupProbe", "/healthz")
+            probe_port("startupProbe", "/healthz", port)
 
         pre_stop = container.get("lifecycle", {}).get("preStop", {})
         slept = pre_stop.get("sleep", {}).get("seconds")
@@ -397,7 +421,7 @@ if check(os.path.isdir(K8S), "deploy/k8s: missing"):
 
         annotations = spec.get("template", {}).get("metadata", {}).get("annotations", {})
         if "prometheus.io/port" in annotations:
-            check(str(annotations["prometheus.io/port"]) == str(port), f"{at}: prometheus.io/port is not {port}")
+            check(str(annotations["prometheus.io/port"]) == str(admin), f"{at}: prometheus.io/port is not the admin port {admin}")
 
         found = objects.get(("Service", name))
         if check(found is not None, f"deploy/k8s: no Service {name}"):

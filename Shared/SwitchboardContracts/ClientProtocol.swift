@@ -91,6 +91,8 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case contentTooLong = "CONTENT_TOO_LONG"
     case permissionDenied = "PERMISSION_DENIED"
     case rateLimited = "RATE_LIMITED"
+    /// A bound on something the client chooses the size of (docs/protocol.md#limits).
+    case limitExceeded = "LIMIT_EXCEEDED"
     case unavailable = "UNAVAILABLE"
     case internalError = "INTERNAL"
 }

@@ -18,6 +18,11 @@ public enum ServiceKind: String, Sendable, CaseIterable {
         case .notifier: 8085
         }
     }
+
+    /// `/metrics` and `/readyz` are served here, apart from the public port (issue 14 item 5).
+    public var defaultAdminPort: Int { defaultHTTPPort + Self.adminPortOffset }
+    /// The admin port is the public one + 1000 unless set: 9080 gateway … 9085 notifier.
+    public static let adminPortOffset = 1000
 }
 
 /// Settings every service shares. Each comes from a flag, else a `SWITCHBOARD_*` environment variable,
@@ -30,8 +35,20 @@ public struct SwitchboardConfiguration: Sendable {
     public var redisURL = "redis://127.0.0.1:6390"
     /// SWITCHBOARD_POSTGRES_URL, --postgres-url
     public var postgresURL = "postgres://switchboard:switchboard@127.0.0.1:5440/switchboard"
-    /// SWITCHBOARD_JWT_SECRET, --jwt-secret. The default is for development only; the services warn.
+    /// SWITCHBOARD_DEVELOPMENT_MODE=1, --development-mode: a laptop, not a deployment. Only then may
+    /// the JWT secret be left unset (the built-in development secret) or be a published one.
+    public var developmentMode = false
+    /// SWITCHBOARD_JWT_SECRET, --jwt-secret: required outside development mode (`resolve` checks).
     public var jwtSecret = SwitchboardConfiguration.developmentSecret
+    /// SWITCHBOARD_JWT_ISSUER, SWITCHBOARD_JWT_AUDIENCE, SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS.
+    public var tokenPolicy = TokenPolicy()
+    /// SWITCHBOARD_DEVICE_TOKEN_SECRET: the secret device tokens are keyed from; nil: the JWT secret's
+    /// (always under a label of their own, never the JWT key itself).
+    public var deviceTokenSecret: String?
+    /// SWITCHBOARD_ADMIN_HOST, --admin-host: where `/metrics` and `/readyz` listen.
+    public var adminHost = "127.0.0.1"
+    /// SWITCHBOARD_ADMIN_PORT, --admin-port (default per service: 9080 gateway … 9085 notifier); 0 picks a free one.
+    public var adminPort: Int
     /// SWITCHBOARD_INSTANCE_ID, --instance-id (default: service name, host name and process id)
     public var instanceID: String
     /// SWITCHBOARD_HTTP_HOST, --http-host
@@ -56,10 +73,19 @@ public struct SwitchboardConfiguration: Sendable {
     public var kafkaLingerMilliseconds = 2
 
     public static let developmentSecret = "switchboard-development-secret-not-for-production"
+    /// Secrets anyone can read in this repository: the built-in one, the Kubernetes placeholder
+    /// (deploy/k8s/secret.yaml) and compose's former default. Refused outside development mode.
+    public static let publishedSecrets: Set<String> = [
+        developmentSecret, "REPLACE-ME-with-a-long-random-secret", "switchboard-development-secret",
+    ]
+
+    /// The secret device tokens are derived from.
+    public var deviceKeySecret: String { deviceTokenSecret ?? jwtSecret }
 
     public init(service: ServiceKind) {
         self.service = service
         self.httpPort = service.defaultHTTPPort
+        self.adminPort = service.defaultAdminPort
         self.instanceID = "\(service.rawValue)-\(ProcessInfo.processInfo.hostName)-\(getpid())"
     }
 
@@ -86,13 +112,19 @@ public struct CommonOptions: ParsableArguments {
     public var redisURL: String?
     @Option(help: "PostgreSQL URL (env SWITCHBOARD_POSTGRES_URL).")
     public var postgresURL: String?
-    @Option(help: "HS256 secret for JWTs (env SWITCHBOARD_JWT_SECRET).")
+    @Option(help: "HS256 secret for JWTs, at least 32 bytes (env SWITCHBOARD_JWT_SECRET; required unless development mode).")
     public var jwtSecret: String?
+    @Flag(help: "Development mode: the built-in JWT secret is allowed (env SWITCHBOARD_DEVELOPMENT_MODE=1).")
+    public var developmentMode = false
+    @Option(help: "Address of the admin listener for /metrics and /readyz (env SWITCHBOARD_ADMIN_HOST; default 127.0.0.1).")
+    public var adminHost: String?
+    @Option(help: "Admin port for /metrics, /readyz, /healthz (env SWITCHBOARD_ADMIN_PORT; default HTTP port + 1000).")
+    public var adminPort: Int?
     @Option(help: "This instance's id in logs, events and routing tables (env SWITCHBOARD_INSTANCE_ID).")
     public var instanceID: String?
     @Option(help: "Address to listen on (env SWITCHBOARD_HTTP_HOST; default 0.0.0.0).")
     public var httpHost: String?
-    @Option(help: "HTTP port for /healthz, /readyz, /metrics (env SWITCHBOARD_HTTP_PORT; default per service).")
+    @Option(help: "Public HTTP port, with /healthz (env SWITCHBOARD_HTTP_PORT; default per service).")
     public var httpPort: Int?
     @Option(help: "Log level (env SWITCHBOARD_LOG_LEVEL; default info).")
     public var logLevel: String?
@@ -114,11 +146,30 @@ public struct CommonOptions: ParsableArguments {
         if let value = pick(kafkaBrokers, "KAFKA_BROKERS") { configuration.kafkaBrokers = value }
         if let value = pick(redisURL, "REDIS_URL") { configuration.redisURL = value }
         if let value = pick(postgresURL, "POSTGRES_URL") { configuration.postgresURL = value }
-        if let value = pick(jwtSecret, "JWT_SECRET") {
-            guard value.utf8.count >= TokenAuthority.minimumSecretBytes else {
-                throw ConfigurationError("SWITCHBOARD_JWT_SECRET must be at least \(TokenAuthority.minimumSecretBytes) bytes (HS256 keys shorter than the hash are weak)")
+        if let value = pick(developmentMode ? "1" : nil, "DEVELOPMENT_MODE") {
+            guard let on = Self.flag(value) else { throw ConfigurationError("SWITCHBOARD_DEVELOPMENT_MODE must be 1 or 0, got \(value)") }
+            configuration.developmentMode = on
+        }
+        configuration.jwtSecret = try Self.secret(
+            pick(jwtSecret, "JWT_SECRET"), variable: "SWITCHBOARD_JWT_SECRET", developmentMode: configuration.developmentMode)
+        if let value = pick(nil, "DEVICE_TOKEN_SECRET") {
+            configuration.deviceTokenSecret = try Self.secret(
+                value, variable: "SWITCHBOARD_DEVICE_TOKEN_SECRET", developmentMode: configuration.developmentMode)
+        }
+        configuration.tokenPolicy.issuer = pick(nil, "JWT_ISSUER")
+        configuration.tokenPolicy.audience = pick(nil, "JWT_AUDIENCE")
+        if let value = pick(nil, "JWT_MAX_LIFETIME_SECONDS") {
+            guard let seconds = Int(value), (60...(365 * 24 * 3600)).contains(seconds) else {
+                throw ConfigurationError("SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS must be 60 … 31536000 seconds, got \(value)")
             }
-            configuration.jwtSecret = value
+            configuration.tokenPolicy.maxLifetimeSeconds = seconds
+        }
+        if let value = pick(adminHost, "ADMIN_HOST") { configuration.adminHost = value }
+        if let value = pick(adminPort.map(String.init), "ADMIN_PORT") {
+            guard let port = Int(value), (0...65535).contains(port) else {
+                throw ConfigurationError("SWITCHBOARD_ADMIN_PORT must be a port number, got \(value)")
+            }
+            configuration.adminPort = port
         }
         if let value = pick(instanceID, "INSTANCE_ID") { configuration.instanceID = value }
         if let value = pick(httpHost, "HTTP_HOST") { configuration.httpHost = value }
@@ -130,12 +181,12 @@ public struct CommonOptions: ParsableArguments {
         }
         if let value = pick(logLevel, "LOG_LEVEL") {
             guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
-                throw ConfigurationError("unknown log level \(value)")
+                throw ConfigurationError("SWITCHBOARD_LOG_LEVEL: unknown log level \(value)")
             }
             configuration.logLevel = value
         }
         if let value = pick(logFormat, "LOG_FORMAT") {
-            guard value == "json" || value == "text" else { throw ConfigurationError("log format must be json or text") }
+            guard value == "json" || value == "text" else { throw ConfigurationError("SWITCHBOARD_LOG_FORMAT must be json or text, got \(value)") }
             configuration.logFormat = value
         }
         for (variable, keyPath, range) in [
@@ -151,8 +202,37 @@ public struct CommonOptions: ParsableArguments {
             }
             configuration[keyPath: keyPath] = value
         }
+        if configuration.adminPort != 0 && configuration.adminPort == configuration.httpPort {
+            throw ConfigurationError("SWITCHBOARD_ADMIN_PORT must differ from SWITCHBOARD_HTTP_PORT (\(configuration.httpPort))")
+        }
         _ = try configuration.redisEndpoint
         return configuration
+    }
+
+    static func flag(_ value: String) -> Bool? {
+        switch value.lowercased() {
+        case "1", "true", "yes", "on": true
+        case "0", "false", "no", "off": false
+        default: nil
+        }
+    }
+
+    /// A secret as configured: long enough, and neither missing nor published unless in development mode.
+    static func secret(_ value: String?, variable: String, developmentMode: Bool) throws -> String {
+        guard let value else {
+            guard developmentMode else {
+                throw ConfigurationError(
+                    "\(variable) is required (e.g. openssl rand -base64 48); SWITCHBOARD_DEVELOPMENT_MODE=1 uses a built-in development secret")
+            }
+            return SwitchboardConfiguration.developmentSecret
+        }
+        guard value.utf8.count >= TokenAuthority.minimumSecretBytes else {
+            throw ConfigurationError("\(variable) must be at least \(TokenAuthority.minimumSecretBytes) bytes (HS256 keys shorter than the hash are weak)")
+        }
+        guard developmentMode || !SwitchboardConfiguration.publishedSecrets.contains(value) else {
+            throw ConfigurationError("\(variable) is a published placeholder; set a secret of your own (development mode only allows it)")
+        }
+        return value
     }
 }
 

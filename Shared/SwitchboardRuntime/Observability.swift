@@ -52,11 +52,17 @@ public final class Readiness: Sendable {
 }
 
 extension Router {
-    /// `/healthz` (the process answers), `/readyz` (its dependencies answer) and `/metrics`.
-    public func addOperationalRoutes(readiness: Readiness, registry: PrometheusCollectorRegistry, service: String) {
+    /// `/healthz`: the process answers. On the public port (load balancers) and the admin port.
+    public func addHealthRoute(service: String) {
         get("/healthz") { _, _ -> Response in
             Self.json(.ok, ["status": "ok", "service": service])
         }
+    }
+
+    /// The admin port's routes: `/healthz`, `/readyz` (its dependencies answer) and `/metrics`. Kept off
+    /// the public port: readiness names internal checks and metrics name internal figures.
+    public func addAdminRoutes(readiness: Readiness, registry: PrometheusCollectorRegistry, service: String) {
+        addHealthRoute(service: service)
         get("/readyz") { _, _ -> Response in
             let (ready, results) = await readiness.evaluate()
             var body: [String: Any] = ["status": ready ? "ready" : "not ready", "service": service]

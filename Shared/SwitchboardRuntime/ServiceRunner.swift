@@ -115,8 +115,8 @@ public enum ServiceRunner {
         let registry = MetricsSetup.bootstrap()
         var logger = Logger(label: "switchboard.\(configuration.service.rawValue)")
         logger[metadataKey: "service"] = "\(configuration.service.rawValue)"
-        if configuration.jwtSecret == SwitchboardConfiguration.developmentSecret {
-            logger.warning("SWITCHBOARD_JWT_SECRET is the development default; set a real secret in production")
+        if configuration.developmentMode {
+            logger.warning("development mode (SWITCHBOARD_DEVELOPMENT_MODE): published secrets are accepted; never in production")
         }
         var producerConfiguration = KafkaProducerConfiguration(
             client: KafkaClientConfiguration(bootstrapServers: configuration.kafkaBrokers, clientID: configuration.instanceID))
@@ -151,8 +151,8 @@ public enum ServiceRunner {
         }
     }
 
-    /// Runs `services` and the HTTP server (operational routes added to `router`, or a router of its
-    /// own) in one ServiceGroup until SIGTERM or SIGINT; then each stops in reverse order: the HTTP
+    /// Runs `services`, the public HTTP server (`/healthz` added to `router`, or a router of its own) and
+    /// the admin server (`/healthz`, `/readyz`, `/metrics` on the admin port) in one ServiceGroup until SIGTERM or SIGINT; then each stops in reverse order: the HTTP
     /// server first, the workers finish in-flight messages and commit, the producer flushes last.
     public static func run(context: ServiceContext, services: [any Service]) async throws {
         try await run(context: context, services: services, router: Router<BasicRequestContext>())
@@ -164,9 +164,8 @@ public enum ServiceRunner {
         context: ServiceContext, services: [any Service], router: Router<Context>, server: HTTPServerBuilder = .http1(),
         stoppingBeforeServer: [any Service] = []
     ) async throws where Context.Source == ApplicationRequestContextSource {
-        router.addOperationalRoutes(
-            readiness: context.readiness, registry: context.registry, service: context.configuration.service.rawValue)
         let configuration = context.configuration
+        router.addHealthRoute(service: configuration.service.rawValue)
         let application = Application(
             router: router, server: server,
             configuration: .init(
@@ -177,12 +176,25 @@ public enum ServiceRunner {
                     "listening", metadata: ["http.address": "\(channel.localAddress?.description ?? "?")"])
             },
             logger: context.logger)
+        let adminRouter = Router()
+        adminRouter.addAdminRoutes(readiness: context.readiness, registry: context.registry, service: configuration.service.rawValue)
+        let admin = Application(
+            router: adminRouter, server: .http1(configuration: .init(idleTimeout: .seconds(30))),
+            configuration: .init(
+                address: .hostname(configuration.adminHost, port: configuration.adminPort),
+                serverName: "switchboard-\(configuration.service.rawValue)-admin", reuseAddress: true),
+            onServerRunning: { channel in
+                context.logger.info(
+                    "admin listening", metadata: ["http.admin_address": "\(channel.localAddress?.description ?? "?")"])
+            },
+            logger: context.logger)
         let group = ServiceGroup(
             configuration: .init(
                 services: [
                     .init(service: ClosingService(context: context)),
                     .init(service: HeartbeatService(context: context)),
                 ] + services.map { .init(service: $0) } + [
+                    .init(service: admin),
                     .init(service: application),
                 ] + stoppingBeforeServer.map { .init(service: $0) } + [
                     .init(service: DrainingService(readiness: context.readiness)),

@@ -302,6 +302,10 @@ public enum Xiaozhi {
             key = SymmetricKey(data: Data(secret.utf8))
         }
 
+        public init(key: SymmetricKey) {
+            self.key = key
+        }
+
         public func mint(clientId: String, deviceId: String, at timestamp: Int64) -> String {
             "\(signature(clientId: clientId, deviceId: deviceId, timestamp: timestamp)).\(timestamp)"
         }

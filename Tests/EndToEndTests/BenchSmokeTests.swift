@@ -19,7 +19,7 @@ import Testing
             func pid(_ name: String) throws -> String {
                 String(try #require(stack.process(named: name)?.processIdentifier, "no \(name) process"))
             }
-            let voiceWorker = "http://127.0.0.1:\(try #require(stack.logs(of: "voice-worker").first?.httpPort))"
+            let voiceWorker = "http://127.0.0.1:\(try #require(stack.logs(of: "voice-worker").first?.adminPort))"
             // Not here: `reconnect`, which restarts a gateway through a shell command; against this stack
             // (a second gateway, the first one stopped) it hung after the restart, to be looked into.
             let scenarios: [(String, [String])] = [

@@ -40,10 +40,10 @@ import Testing
             stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
     }
 
-    /// `--port` flags for every service of a test stack.
+    /// `--port` and `--admin-port` flags for every service of a test stack.
     static func portFlags(_ stack: ServiceProcesses) -> [String] {
         ["gateway", "orchestrator", "agent-worker", "voice-worker", "workflow-runner", "notifier"].flatMap { name in
-            stack.logs(of: name).first.map { ["--port", "\(name)=\($0.httpPort)"] } ?? []
+            stack.logs(of: name).first.map { ["--port", "\(name)=\($0.httpPort)", "--admin-port", "\(name)=\($0.adminPort)"] } ?? []
         }
     }
 

@@ -151,23 +151,31 @@ struct CollaborationFlowTests {
     }
 
     @Test func aRoleWhoseProviderFailsIsLeftOutAndTheRunCompletes() async throws {
-        // Mike talks to an OpenAI-compatible server that is not there.
+        // Mike talks to an OpenAI-compatible server (on the workers' allow-list) that is not there;
+        // Kulu to one the workers do not list, which is never called (issue 14 item 3).
+        let absent = "http://127.0.0.1:\(ServiceProcesses.freePort())/v1"
         let teamPath = try Self.teamFile(providers: [
-            "Mike": ["kind": "openai", "baseURL": "http://127.0.0.1:\(ServiceProcesses.freePort())/v1", "model": "absent", "timeoutSeconds": 30]
+            "Mike": ["kind": "openai", "baseURL": absent, "model": "absent", "timeoutSeconds": 30],
+            "Kulu": ["kind": "openai", "baseURL": "http://127.0.0.1:\(ServiceProcesses.freePort())/v1", "model": "unlisted", "apiKeyEnv": "HOME"],
         ])
         defer { try? FileManager.default.removeItem(atPath: teamPath) }
 
-        try await ChatFlowTests.withStack(orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath]) { _, url, authority in
+        try await ChatFlowTests.withStack(
+            orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath], agentEnvironment: ["SWITCHBOARD_AGENT_PROVIDERS": absent]
+        ) { _, url, authority in
             let (_, received) = try await Self.converse(url: url, authority: authority, pattern: "parallel")
             let frames = received.map(\.frame)
             let paths = Self.expectLegalTransitions(frames)
             #expect(paths["Mike"] == ["IDLE", "ANALYZING", "THINKING", "ERROR", "IDLE"])
-            let error = try #require(frames.first { $0.type == FrameType.agentError })
-            #expect(error.data["agent_source"] == "Mike" && error.data["event_type"] == "error")
+            let error = try #require(frames.first { $0.type == FrameType.agentError && $0.data["agent_source"] == "Mike" })
+            #expect(error.data["event_type"] == "error")
             #expect(error.data["payload"]?["error_type"] == "connect")
             // Seed 001's error payload: 3 retries (2, 4, 8 s) were made before giving up.
             #expect(error.data["payload"]?["retry_count"] == 3)
             #expect(error.data["payload"]?["context"]?["agent_source"] == "Mike")
+            let refused = try #require(frames.first { $0.type == FrameType.agentError && $0.data["agent_source"] == "Kulu" })
+            #expect(refused.data["payload"]?["error_type"] == "notAllowed")
+            #expect(paths["Kulu"]?.contains("ERROR") == true)
             // The others go on without Mike, and the answer says so.
             let david = try #require(frames.first { $0.type == FrameType.agentComplete && $0.data["role"] == "David" })
             #expect(david.data["payload"]?["summary"]?.stringValue?.isEmpty == false)
@@ -176,7 +184,7 @@ struct CollaborationFlowTests {
             let complete = try #require(frames.last)
             #expect(complete.type == FrameType.collaborationComplete)
             #expect(complete.data["result"]?["status"] == "partial")
-            #expect(complete.data["result"]?["failedRoles"] == ["Mike"])
+            #expect(Set(complete.data["result"]?["failedRoles"]?.arrayValue?.compactMap(\.stringValue) ?? []) == ["Mike", "Kulu"])
             #expect(complete.data["result"]?["note"]?.stringValue?.contains("Mike") == true)
             let mike = complete.data["contributions"]?.arrayValue?.first { $0["role"] == "Mike" }
             #expect(mike?["status"] == "failed")
@@ -242,7 +250,7 @@ struct CollaborationFlowTests {
                 return completed
             }
             #expect(completed == runs)
-            let port = try #require(stack.logs(of: "orchestrator").first?.httpPort)
+            let port = try #require(stack.logs(of: "orchestrator").first?.adminPort)
             let metrics = try await MisbehavingClientTests.text("http://127.0.0.1:\(port)/metrics")
             #expect(MisbehavingClientTests.value(of: "sb_role_illegal_transitions_total", in: metrics) ?? 0 == 0)
             for role in ["Alex", "Kulu", "Mike", "Emma", "David", "Catherine"] {
@@ -288,12 +296,18 @@ struct CollaborationFlowTests {
         try await fake.withServer { port in
             // Alex on a working model; Kulu on one that stops talking after its first words.
             let teamPath = try Self.teamFile(providers: [
-                "Alex": ["kind": "openai", "baseURL": "http://127.0.0.1:\(port)/ok/v1", "model": "fake", "apiKeyEnv": "FAKE_KEY"],
+                // The team file names a variable of its choosing: the worker sends the key its own
+                // allow-list names for that server instead (issue 14 item 3).
+                "Alex": ["kind": "openai", "baseURL": "http://127.0.0.1:\(port)/ok/v1", "model": "fake", "apiKeyEnv": "OTHER_SECRET"],
                 "Kulu": ["kind": "openai", "baseURL": "http://127.0.0.1:\(port)/stall/v1", "model": "fake", "timeoutSeconds": 1.5],
             ])
             defer { try? FileManager.default.removeItem(atPath: teamPath) }
             try await ChatFlowTests.withStack(
-                orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath], agentEnvironment: ["FAKE_KEY": "sk-e2e"]
+                orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath],
+                agentEnvironment: [
+                    "FAKE_KEY": "sk-e2e", "OTHER_SECRET": "sk-not-for-this-server",
+                    "SWITCHBOARD_AGENT_PROVIDERS": "http://127.0.0.1:\(port)/ok/v1/=FAKE_KEY,http://127.0.0.1:\(port)/stall/v1",
+                ]
             ) { _, url, authority in
                 let (_, received) = try await Self.converse(url: url, authority: authority, pattern: "parallel")
                 let frames = received.map(\.frame)
@@ -306,6 +320,7 @@ struct CollaborationFlowTests {
                 #expect(alex.joined() == FakeOpenAI.deltas.joined())
                 #expect(alex.allSatisfy { !$0.unicodeScalars.first!.properties.isJoinControl })
                 #expect(fake.authorizations.withLock { $0 }.contains("Bearer sk-e2e"))
+                #expect(!fake.authorizations.withLock { $0 }.contains("Bearer sk-not-for-this-server"))
                 #expect(paths["Alex"] == ["IDLE", "ANALYZING", "THINKING", "RESPONDING", "IDLE"])
 
                 // Kulu answered a little, then went silent past its 1.5 s limit.

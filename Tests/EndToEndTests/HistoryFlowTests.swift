@@ -167,7 +167,10 @@ struct HistoryFlowTests {
                 "Alex": ["kind": "openai", "baseURL": "http://127.0.0.1:\(port)/ok/v1", "model": "fake"]
             ])
             defer { try? FileManager.default.removeItem(atPath: teamPath) }
-            try await ChatFlowTests.withStack(orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath]) { _, url, authority in
+            try await ChatFlowTests.withStack(
+                orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath],
+                agentEnvironment: ["SWITCHBOARD_AGENT_PROVIDERS": "http://127.0.0.1:\(port)/ok/v1"]
+            ) { _, url, authority in
                 let token = try await authority.mint(user: "context")
                 let conversation = "hctx-\(UUID().uuidString.prefix(8))"
                 func ask(_ id: String, _ content: String) async throws {
@@ -202,7 +205,7 @@ struct HistoryFlowTests {
         try await TestEnvironment.requirePostgres()
         try await Self.withServices { stack in
             var ports: [String: Int] = [:]
-            for name in ["gateway", "orchestrator", "notifier", "workflow-runner"] { ports[name] = try stack.start(name).httpPort }
+            for name in ["gateway", "orchestrator", "notifier", "workflow-runner"] { ports[name] = try stack.start(name).adminPort }
             try await stack.waitUntilReady()
             for (name, port) in ports {
                 let answer = try await Self.http("GET", "http://127.0.0.1:\(port)/readyz", token: "-")
@@ -213,7 +216,7 @@ struct HistoryFlowTests {
         // probe is what tells that the database is out of reach. Alone: one member in its group at a time.
         try await Self.withServices { stack in
             let nowhere = "postgres://switchboard:switchboard@127.0.0.1:\(ServiceProcesses.freePort())/switchboard"
-            let orphan = try stack.start("orchestrator", environment: ["SWITCHBOARD_POSTGRES_URL": nowhere]).httpPort
+            let orphan = try stack.start("orchestrator", environment: ["SWITCHBOARD_POSTGRES_URL": nowhere]).adminPort
             let refused = Locked<HTTPAnswer?>(nil)
             _ = try await eventually(timeout: .seconds(60), every: .milliseconds(300)) {
                 let answer = try? await Self.http("GET", "http://127.0.0.1:\(orphan)/readyz", token: "-")

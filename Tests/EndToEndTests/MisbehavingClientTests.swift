@@ -16,8 +16,9 @@ struct MisbehavingClientTests {
     @Test func aClientThatStopsReadingIsCutOffWhileAFastOneGetsEverything() async throws {
         try await ChatFlowTests.withStack(gatewayEnvironment: [
             "SWITCHBOARD_GATEWAY_OUTBOUND_LIMIT_BYTES": "65536", "SWITCHBOARD_GATEWAY_SOCKET_SEND_BUFFER_BYTES": "32768",
-        ]) { _, url, authority in
+        ]) { stack, url, authority in
             let port = try #require(URL(string: url)?.port)
+            let adminPort = try #require(stack.adminPort(of: "gateway"))
             let token = try await authority.mint(user: "olga")
             let conversation = "slow-\(UUID().uuidString.prefix(8))"
             let source = try await ConversationEventSource(brokers: TestEnvironment.kafkaBrokers, conversations: [conversation])
@@ -58,7 +59,7 @@ struct MisbehavingClientTests {
             let offsets = try #require(received)
             #expect(offsets.count == events && offsets == Array(1...Int64(events)),
                     "the fast reader gets every event once, in order: \(offsets.count) events, last \(offsets.last ?? 0)")
-            let metrics = try await Self.text("http://127.0.0.1:\(port)/metrics")
+            let metrics = try await Self.text("http://127.0.0.1:\(adminPort)/metrics")
             #expect(Self.value(of: "sb_gateway_slow_disconnects_total", in: metrics) ?? 0 >= 1)
         }
     }
@@ -123,8 +124,9 @@ struct MisbehavingClientTests {
     /// an upgraded connection that then stays quiet is not.
     @Test func socketsThatNeverAuthenticateAreClosed() async throws {
         try await ChatFlowTests.withStack(gatewayEnvironment: ["SWITCHBOARD_GATEWAY_HANDSHAKE_TIMEOUT_SECONDS": "1"]) {
-            _, url, authority in
+            stack, url, authority in
             let port = try #require(URL(string: url)?.port)
+            let adminPort = try #require(stack.adminPort(of: "gateway"))
             let silent = try StalledWebSocket(port: port)
             let trickling = try StalledWebSocket(port: port)
             try trickling.sendRaw("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
@@ -137,7 +139,7 @@ struct MisbehavingClientTests {
                 return await client.frames.first(within: .seconds(5)) { $0.correlationId == "p" }?.frame.type
             }
             #expect(pong == "PONG")
-            let metrics = try await Self.text("http://127.0.0.1:\(port)/metrics")
+            let metrics = try await Self.text("http://127.0.0.1:\(adminPort)/metrics")
             #expect(Self.value(of: "sb_gateway_handshake_timeouts_total", in: metrics) ?? 0 >= 2)
         }
     }

@@ -345,7 +345,7 @@ struct VoiceFlowTests {
     }
 
     static func metrics(_ stack: Stack, service: String) async throws -> String {
-        let port = try #require(stack.processes.logs(of: service).first?.httpPort)
+        let port = try #require(stack.processes.logs(of: service).first?.adminPort)
         let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/metrics")!)
         return String(decoding: data, as: UTF8.self)
     }

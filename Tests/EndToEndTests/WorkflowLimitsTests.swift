@@ -52,7 +52,7 @@ struct WorkflowLimitsTests {
             try await ChatFlowTests.withStack(runnerEnvironment: [
                 "SWITCHBOARD_WORKFLOW_EGRESS_ALLOW": "127.0.0.1:\(port)", "SWITCHBOARD_WORKFLOW_HTTP_MAX_REDIRECTS": "3",
             ]) { stack, url, authority in
-                let runnerPort = try #require(stack.logs(of: "workflow-runner").first?.httpPort)
+                let runnerPort = try #require(stack.logs(of: "workflow-runner").first?.adminPort)
                 let metrics = "http://127.0.0.1:\(runnerPort)/metrics"
                 let bomb: JSONValue = [
                     "nodes": [

@@ -10,6 +10,8 @@ public final class ServiceProcesses: Sendable {
     public struct Launched: Sendable {
         public var name: String
         public var httpPort: Int
+        /// Where `/readyz` and `/metrics` answer (SWITCHBOARD_ADMIN_PORT).
+        public var adminPort: Int
         public var logPath: String
     }
 
@@ -18,7 +20,8 @@ public final class ServiceProcesses: Sendable {
     public let binDirectory: String
     private let logDirectory: String
 
-    public init(jwtSecret: String = "end-to-end-test-secret-0123456789abcdef") throws {
+    /// A fresh random secret per stack unless given: the services refuse published ones.
+    public init(jwtSecret: String = "e2e-" + UUID().uuidString + UUID().uuidString) throws {
         self.jwtSecret = jwtSecret
         binDirectory = try Self.findBinDirectory()
         logDirectory = NSTemporaryDirectory() + "switchboard-e2e-\(UUID().uuidString.prefix(8))"
@@ -72,7 +75,8 @@ public final class ServiceProcesses: Sendable {
     @discardableResult
     public func start(_ name: String, environment extra: [String: String] = [:]) throws -> Launched {
         let port = Self.freePort()
-        let launched = Launched(name: name, httpPort: port, logPath: "\(logDirectory)/\(name)-\(port).log")
+        let adminPort = Self.freePort()
+        let launched = Launched(name: name, httpPort: port, adminPort: adminPort, logPath: "\(logDirectory)/\(name)-\(port).log")
         FileManager.default.createFile(atPath: launched.logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: launched.logPath))
         let process = Process()
@@ -84,6 +88,7 @@ public final class ServiceProcesses: Sendable {
         environment["SWITCHBOARD_JWT_SECRET"] = jwtSecret
         environment["SWITCHBOARD_HTTP_HOST"] = "127.0.0.1"
         environment["SWITCHBOARD_HTTP_PORT"] = String(port)
+        environment["SWITCHBOARD_ADMIN_PORT"] = String(adminPort)
         environment["SWITCHBOARD_INSTANCE_ID"] = "\(name)-\(port)"
         environment["SWITCHBOARD_LOG_LEVEL"] = environment["SWITCHBOARD_TEST_SERVICE_LOG_LEVEL"] ?? "info"
         environment.merge(extra) { $1 }
@@ -115,7 +120,7 @@ public final class ServiceProcesses: Sendable {
         let launched = processes.withLock { $0.map(\.0) }
         for service in launched {
             let ready = await eventually(timeout: timeout, every: .milliseconds(200)) {
-                await Self.httpStatus("http://127.0.0.1:\(service.httpPort)/readyz") == 200
+                await Self.httpStatus("http://127.0.0.1:\(service.adminPort)/readyz") == 200
             }
             if !ready {
                 struct NotReady: Error, CustomStringConvertible { var description: String }
@@ -140,10 +145,15 @@ public final class ServiceProcesses: Sendable {
         process.waitUntilExit()
     }
 
-    /// The logs of every running instance of one service, with its HTTP port.
-    public func logs(of name: String) -> [(httpPort: Int, log: String)] {
+    /// The logs of every running instance of one service, with its HTTP and admin ports.
+    public func logs(of name: String) -> [(httpPort: Int, adminPort: Int, log: String)] {
         let launched = processes.withLock { $0.map(\.0).filter { $0.name == name } }
-        return launched.map { ($0.httpPort, (try? String(contentsOfFile: $0.logPath, encoding: .utf8)) ?? "") }
+        return launched.map { ($0.httpPort, $0.adminPort, (try? String(contentsOfFile: $0.logPath, encoding: .utf8)) ?? "") }
+    }
+
+    /// The admin port of the first running instance of `name`.
+    public func adminPort(of name: String) -> Int? {
+        processes.withLock { $0.first(where: { $0.0.name == name })?.0.adminPort }
     }
 
     public func log(of name: String) -> String {

@@ -15,6 +15,13 @@ import Testing
         #expect(resolved.baseURL(of: .agentWorker) == "http://10.0.0.2:9182")
         #expect(resolved.baseURL(of: .gateway) == "http://10.0.0.2:7000")
         #expect(try ServiceEndpoints.resolve(host: "h", overrides: [], environment: environment).host == "h")
+        // Readiness is asked on the admin ports: the public port + 1000 unless set.
+        #expect(defaults.adminURL(of: .gateway) == "http://127.0.0.1:9080")
+        #expect(resolved.adminURL(of: .agentWorker) == "http://10.0.0.2:10182")
+        #expect(resolved.adminURL(of: .gateway) == "http://10.0.0.2:8000")
+        let admin = try ServiceEndpoints.resolve(host: nil, overrides: [], environment: ["SB_NOTIFIER_ADMIN_PORT": "7777"])
+        #expect(admin.adminURL(of: .notifier) == "http://127.0.0.1:7777")
+        #expect(admin.baseURL(of: .notifier) == "http://127.0.0.1:8085")
     }
 
     @Test(arguments: ["gateway", "gateway=", "gateway=http", "gateway=70000", "router=8080"])

@@ -246,6 +246,49 @@ import Testing
         #expect(engine.receive(result: result(tasks(first)[0]), now: 3, record: &record).isEmpty)
     }
 
+    /// Issue 14 item 10: a reused client message id is answered, not dropped; it is scoped by user.
+    @Test func aReusedClientMessageIDIsRejectedAsADuplicateOfItsFirstMessage() throws {
+        var record = ConversationRecord()
+        func send(_ messageID: String, client: String, user: String = "u", now: Int64) -> [CollaborationEffect] {
+            engine.receive(
+                message: ChatMessageSubmitted(
+                    messageId: messageID, clientMessageId: client, conversationId: "conv", userId: user, content: "hello",
+                    gateway: "g", pattern: "direct"),
+                traceparent: "t", now: now, record: &record)
+        }
+        let first = send("m1", client: "c1", now: 0)
+        #expect(tasks(first).count == 1)
+        _ = engine.receive(result: result(tasks(first)[0]), now: 1, record: &record)
+        // The same client id again, as the README's example sends it on its second run.
+        let again = send("m2", client: "c1", now: 2)
+        #expect(tasks(again).isEmpty)
+        let rejected = try #require(events(again, FrameType.messageRejected).first)
+        #expect(rejected["reason"] == "duplicate")
+        #expect(rejected["messageId"] == "m2" && rejected["duplicateOf"] == "m1" && rejected["clientMessageId"] == "c1")
+        // The same event delivered again (Kafka) is still silent: it was answered once.
+        #expect(send("m2", client: "c1", now: 3).isEmpty)
+        // Another user's "c1" is theirs: it runs.
+        #expect(tasks(send("m3", client: "c1", user: "v", now: 4)).count == 1)
+        // Records written before the scoping decode, with no client ids remembered.
+        let legacy = try JSONDecoder().decode(ConversationRecord.self, from: Data(#"{"queue":[],"seen":["client:c1"],"history":[]}"#.utf8))
+        #expect(legacy.clientMessages == nil)
+    }
+
+    /// Issue 14 item 11: a busy conversation's queue is bounded; the next message is told so.
+    @Test func theQueueOfABusyConversationIsBounded() throws {
+        var record = ConversationRecord()
+        #expect(tasks(engine.receive(message: message("m0", pattern: "direct"), traceparent: "t", now: 0, record: &record)).count == 1)
+        for index in 1...CollaborationEngine.maxQueuedMessages {
+            #expect(engine.receive(message: message("m\(index)", pattern: "direct"), traceparent: "t", now: 1, record: &record).isEmpty)
+        }
+        #expect(record.queue.count == CollaborationEngine.maxQueuedMessages)
+        let over = engine.receive(message: message("m-over", pattern: "direct"), traceparent: "t", now: 1, record: &record)
+        let rejected = try #require(events(over, FrameType.messageRejected).first)
+        #expect(rejected["reason"] == "queue_full" && rejected["runId"] == "m0")
+        #expect(rejected["limit"]?.intValue == CollaborationEngine.maxQueuedMessages)
+        #expect(record.queue.count == CollaborationEngine.maxQueuedMessages)
+    }
+
     func stopped(_ task: AgentTaskRequested, content: String, chunks: Int) -> AgentTaskCompleted {
         AgentTaskCompleted(
             runId: task.runId!, taskId: task.taskId, conversationId: task.conversationId, role: task.role,

@@ -7,6 +7,9 @@ import SwitchboardRuntime
 import Testing
 
 @Suite struct ConfigurationTests {
+    /// A secret of its own: the services start with no other (issue 14 item 3).
+    static let base = ["SWITCHBOARD_JWT_SECRET": "unit-test-secret-0123456789abcdef-xyz"]
+
     /// Issue 13 item 8: each group fetches as its latency needs; the waits come from the environment.
     @Test func consumerGroupsFetchAsTheirLatencyNeeds() throws {
         #expect(ConsumerGroups.latency(of: ConsumerGroups.history) == .background)
@@ -14,7 +17,7 @@ import Testing
         for group in [ConsumerGroups.notifier, ConsumerGroups.orchestrator, ConsumerGroups.agentWorker] {
             #expect(ConsumerGroups.latency(of: group) == .interactive)
         }
-        let defaults = try CommonOptions.parse([]).resolve(service: .notifier, environment: [:])
+        let defaults = try CommonOptions.parse([]).resolve(service: .notifier, environment: Self.base)
         var consumer = KafkaConsumerConfiguration(client: KafkaClientConfiguration(), groupID: "g")
         consumer.apply(.interactive, configuration: defaults)
         #expect(consumer.fetchWaitMaxMilliseconds == defaults.kafkaFetchWaitMilliseconds)
@@ -25,10 +28,10 @@ import Testing
         #expect(consumer.fetchWaitMaxMilliseconds == 1000)
         #expect(consumer.fetchMinBytes == 64 * 1024)
 
-        let environment = [
+        let environment = Self.base.merging([
             "SWITCHBOARD_KAFKA_FETCH_WAIT_MS": "7", "SWITCHBOARD_KAFKA_BACKGROUND_FETCH_WAIT_MS": "2500",
             "SWITCHBOARD_KAFKA_LINGER_MS": "0", "SWITCHBOARD_KAFKA_FETCH_MIN_BYTES": "512",
-        ]
+        ]) { $1 }
         let set = try CommonOptions.parse([]).resolve(service: .notifier, environment: environment)
         #expect(set.kafkaFetchWaitMilliseconds == 7)
         #expect(set.kafkaBackgroundFetchWaitMilliseconds == 2500)
@@ -36,25 +39,29 @@ import Testing
         #expect(set.kafkaFetchMinBytes == 512)
         for bad in ["0", "-1", "soon", "60001"] {
             #expect(throws: ConfigurationError.self) {
-                try CommonOptions.parse([]).resolve(service: .notifier, environment: ["SWITCHBOARD_KAFKA_FETCH_WAIT_MS": bad])
+                try CommonOptions.parse([]).resolve(
+                    service: .notifier, environment: Self.base.merging(["SWITCHBOARD_KAFKA_FETCH_WAIT_MS": bad]) { $1 })
             }
         }
     }
 
-    @Test func defaultsApplyWithNothingSet() throws {
-        let configuration = try CommonOptions.parse([]).resolve(service: .notifier, environment: [:])
+    @Test func defaultsApplyWithNothingSetInDevelopmentMode() throws {
+        let configuration = try CommonOptions.parse([]).resolve(service: .notifier, environment: ["SWITCHBOARD_DEVELOPMENT_MODE": "1"])
         #expect(configuration.kafkaBrokers == "127.0.0.1:9092")
         #expect(configuration.redisURL == "redis://127.0.0.1:6390")
         #expect(configuration.httpPort == 8085)
+        #expect(configuration.adminPort == 9085 && configuration.adminHost == "127.0.0.1")
         #expect(configuration.logFormat == "json")
         #expect(configuration.jwtSecret == SwitchboardConfiguration.developmentSecret)
+        #expect(configuration.tokenPolicy == TokenPolicy())
+        #expect(try CommonOptions.parse(["--development-mode"]).resolve(service: .gateway, environment: [:]).developmentMode)
     }
 
     @Test func environmentOverridesDefaultsAndFlagsOverrideEnvironment() throws {
-        let environment = [
+        let environment = Self.base.merging([
             "SWITCHBOARD_KAFKA_BROKERS": "k1:9092,k2:9092", "SWITCHBOARD_HTTP_PORT": "9999",
             "SWITCHBOARD_REDIS_URL": "redis://cache:6379/2", "SWITCHBOARD_LOG_LEVEL": "debug",
-        ]
+        ]) { $1 }
         var options = try CommonOptions.parse(["--http-port", "7000"])
         let configuration = try options.resolve(service: .gateway, environment: environment)
         #expect(configuration.kafkaBrokers == "k1:9092,k2:9092")
@@ -69,9 +76,18 @@ import Testing
     @Test(arguments: [
         ["SWITCHBOARD_HTTP_PORT": "eighty"], ["SWITCHBOARD_HTTP_PORT": "70000"], ["SWITCHBOARD_LOG_LEVEL": "loud"],
         ["SWITCHBOARD_REDIS_URL": "http://x"], ["SWITCHBOARD_JWT_SECRET": "short"], ["SWITCHBOARD_LOG_FORMAT": "xml"],
+        ["SWITCHBOARD_ADMIN_PORT": "-1"], ["SWITCHBOARD_ADMIN_PORT": "8080"], ["SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS": "5"],
+        ["SWITCHBOARD_DEVELOPMENT_MODE": "maybe"], ["SWITCHBOARD_DEVICE_TOKEN_SECRET": "short"],
     ])
-    func invalidSettingsAreRefusedWithTheirName(_ environment: [String: String]) {
-        #expect(throws: ConfigurationError.self) { try CommonOptions.parse([]).resolve(service: .gateway, environment: environment) }
+    func invalidSettingsAreRefusedWithTheirName(_ environment: [String: String]) throws {
+        // Valid otherwise, so the one setting is what is refused.
+        #expect(try CommonOptions.parse([]).resolve(service: .gateway, environment: Self.base).service == .gateway)
+        let name = environment.keys.first!
+        #expect {
+            try CommonOptions.parse([]).resolve(service: .gateway, environment: Self.base.merging(environment) { $1 })
+        } throws: { error in
+            (error as? ConfigurationError)?.description.contains(name) == true
+        }
     }
 
     @Test func serviceSettingsReadTheirVariable() throws {

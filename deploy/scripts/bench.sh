@@ -67,7 +67,7 @@ BROKERS=127.0.0.1:${SB_KAFKA_PORT:-9092}
 GATEWAY=ws://127.0.0.1:${SB_GATEWAY_PORT:-8080}/ws
 POSTGRES=postgres://switchboard:switchboard@127.0.0.1:${SB_POSTGRES_PORT:-5440}/switchboard
 GATEWAY_HTTP=http://127.0.0.1:${SB_GATEWAY_PORT:-8080}
-VOICE_WORKER_HTTP=http://127.0.0.1:${SB_VOICE_WORKER_PORT:-8083}
+VOICE_WORKER_HTTP=http://127.0.0.1:${SB_VOICE_WORKER_ADMIN_PORT:-$(( ${SB_VOICE_WORKER_PORT:-8083} + 1000 ))}
 # 10 000 client sockets plus the gateway's side of them.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || warn "could not raise the open-file limit; large scenarios may fail"
 

@@ -15,8 +15,10 @@
 #   SB_<SERVICE>_PORT   HTTP port per service: SB_GATEWAY_PORT (8080), SB_ORCHESTRATOR_PORT (8081),
 #                       SB_AGENT_WORKER_PORT (8082), SB_VOICE_WORKER_PORT (8083),
 #                       SB_WORKFLOW_RUNNER_PORT (8084), SB_NOTIFIER_PORT (8085)
+#   SB_<SERVICE>_ADMIN_PORT  admin port per service (/readyz, /metrics): default its HTTP port + 1000
 #   SB_HTTP_HOST        address the services listen on (default 127.0.0.1)
-#   SWITCHBOARD_JWT_SECRET  default: a random secret made once, kept in <state>/jwt-secret
+#   SWITCHBOARD_JWT_SECRET  default: a random secret made once, kept in <state>/jwt-secret (so the
+#                       services need no development mode: they refuse the built-in secret)
 #   SB_BIN_DIR          use these binaries and skip `swift build -c release`
 #   SB_READY_TIMEOUT (120), SB_STOP_TIMEOUT (30) seconds
 # Other SWITCHBOARD_* variables (e.g. SWITCHBOARD_LOG_LEVEL) pass through to the services.
@@ -58,6 +60,13 @@ service_port() {
   esac
   var=SB_$(printf '%s' "$name" | tr 'a-z-' 'A-Z_')_PORT
   echo "${!var:-$default}"
+}
+
+# Admin port of a service (/readyz, /metrics): SB_<NAME>_ADMIN_PORT, else its HTTP port + 1000.
+service_admin_port() {
+  local var
+  var=SB_$(printf '%s' "$1" | tr 'a-z-' 'A-Z_')_ADMIN_PORT
+  echo "${!var:-$(($(service_port "$1") + 1000))}"
 }
 
 service_pid() { live_pid "$PIDS/$1.pid" "$1"; }
@@ -137,13 +146,13 @@ wait_ready() {
         tail_log "$name"
         return 1
       fi
-      code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$(service_port "$name")/readyz" || true)
+      code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "http://127.0.0.1:$(service_admin_port "$name")/readyz" || true)
       [ "$code" = 200 ] || still+=("$name")
     done
     [ ${#still[@]} -eq 0 ] && return 0
     if ((SECONDS >= deadline)); then
       for name in "${still[@]}"; do
-        warn "$name is not ready: http://127.0.0.1:$(service_port "$name")/readyz did not answer 200"
+        warn "$name is not ready: http://127.0.0.1:$(service_admin_port "$name")/readyz did not answer 200"
         tail_log "$name"
       done
       return 1
@@ -155,8 +164,9 @@ wait_ready() {
 
 # Starts one service in the background with the stack's settings.
 start_service() {
-  local name=$1 bin=$2 secret=$3 port
+  local name=$1 bin=$2 secret=$3 port admin_port
   port=$(service_port "$name")
+  admin_port=$(service_admin_port "$name")
   # Keep the previous run's log one generation back: it is often the interesting one.
   [ -f "$LOGS/$name.log" ] && mv -f "$LOGS/$name.log" "$LOGS/$name.log.1"
   log "starting $name on http://127.0.0.1:$port"
@@ -167,6 +177,7 @@ start_service() {
   SWITCHBOARD_JWT_SECRET=$secret \
   SWITCHBOARD_HTTP_HOST=${SB_HTTP_HOST:-127.0.0.1} \
   SWITCHBOARD_HTTP_PORT=$port \
+  SWITCHBOARD_ADMIN_PORT=$admin_port \
     setsid "$bin/$name" </dev/null >"$LOGS/$name.log" 2>&1 &
   local pid=$! i
   echo "$pid" >"$PIDS/$name.pid"
@@ -209,12 +220,13 @@ up() {
   done
   # Refuse before starting anything when a service's port is taken.
   for name in "${SERVICES[@]}"; do
-    port=$(service_port "$name")
-    if port_busy "$port"; then busy+=("$name's port $port is taken by $(port_owner "$port")"); fi
+    for port in "$(service_port "$name")" "$(service_admin_port "$name")"; do
+      if port_busy "$port"; then busy+=("$name's port $port is taken by $(port_owner "$port")"); fi
+    done
   done
   if [ ${#busy[@]} -gt 0 ]; then
     for name in "${busy[@]}"; do warn "$name"; done
-    die "stop what is in the way, or choose other ports with SB_<SERVICE>_PORT"
+    die "stop what is in the way, or choose other ports with SB_<SERVICE>_PORT / SB_<SERVICE>_ADMIN_PORT"
   fi
 
   bash "$SERVERS" start

@@ -21,6 +21,8 @@ public enum AgentWorker {
         public var firstTokenDelayMs: Int?
         @Option(help: "Tasks run at once per partition, so a conversation's parallel roles overlap (env SWITCHBOARD_AGENT_CONCURRENCY; default 16).")
         public var concurrency: Int?
+        @Option(help: "OpenAI-compatible servers this worker may call, BASE_URL[=KEY_VARIABLE],… (env SWITCHBOARD_AGENT_PROVIDERS; default none).")
+        public var providers: String?
 
         public init() {}
 
@@ -30,6 +32,15 @@ public enum AgentWorker {
                 firstTokenDelay: .milliseconds(try setting(firstTokenDelayMs, environment: "AGENT_FIRST_TOKEN_DELAY_MS", default: 150)))
         }
 
+        /// The servers and keys this worker uses (none unless configured: the offline engine only).
+        public func providerAllowList() throws -> ProviderAllowList {
+            do {
+                return try ProviderAllowList(parsing: try setting(providers, environment: "AGENT_PROVIDERS", default: ""))
+            } catch let error as ProviderAllowListError {
+                throw ConfigurationError(error.description)
+            }
+        }
+
         public func tasksPerPartition() throws -> Int {
             let value = try setting(concurrency, environment: "AGENT_CONCURRENCY", default: 16)
             guard (1...1024).contains(value) else { throw ConfigurationError("SWITCHBOARD_AGENT_CONCURRENCY must be 1…1024") }
@@ -37,11 +48,15 @@ public enum AgentWorker {
         }
     }
 
-    public static func run(configuration: SwitchboardConfiguration, engine: OfflineEngine, tasksPerPartition: Int = 16) async throws {
+    public static func run(
+        configuration: SwitchboardConfiguration, engine: OfflineEngine, tasksPerPartition: Int = 16,
+        allowList: ProviderAllowList = ProviderAllowList()
+    ) async throws {
         let context = try await ServiceRunner.makeContext(configuration: configuration)
         let consumer = try context.makeConsumer(group: ConsumerGroups.agentWorker)
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Providers.httpConfiguration)
-        let providers = Providers(offline: OfflineProvider(engine: engine), client: http, breakers: CircuitBreakers())
+        let providers = Providers(
+            offline: OfflineProvider(engine: engine), client: http, breakers: CircuitBreakers(), allowList: allowList)
         let stops = RunStops()
         let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
         let listener = RunStopListener(subscriber: subscriber, stops: stops)
@@ -127,12 +142,14 @@ struct HTTPClientService: Service {
     }
 }
 
-/// The provider each task names: the offline engine, or an OpenAI-compatible server behind retries and
-/// a circuit breaker. API keys come from this process's environment, by the name the team file gives.
+/// The provider each task names: the offline engine, or an OpenAI-compatible server of the worker's
+/// allow-list behind retries and a circuit breaker. API keys come from this process's environment, by
+/// the name the allow-list gives (a task's `apiKeyEnv` is not read).
 struct Providers: Sendable {
     let offline: OfflineProvider
     let client: HTTPClient
     let breakers: CircuitBreakers
+    let allowList: ProviderAllowList
     var environment: [String: String] = ProcessInfo.processInfo.environment
 
     /// Connect within 5 s; a silent stream fails after 60 s. Failed connections are not retried by the
@@ -145,7 +162,8 @@ struct Providers: Sendable {
 
     func provider(for spec: ProviderSpec?) -> any ChatProvider {
         guard let spec, spec.kind == "openai" else { return offline }
-        let key = spec.apiKeyEnv.flatMap { environment[$0] }
+        guard let allowed = allowList.entry(for: spec.baseURL) else { return RefusedProvider(baseURL: spec.baseURL ?? "(none)") }
+        let key = allowed.keyVariable.flatMap { environment[$0] }
         return ResilientProvider(
             base: OpenAIProvider(spec: spec, apiKey: key, client: client), breakerKey: spec.breakerKey, breakers: breakers)
     }

@@ -13,6 +13,6 @@ struct AgentWorkerCommand: AsyncParsableCommand {
     func run() async throws {
         try await AgentWorker.run(
             configuration: options.resolve(service: .agentWorker), engine: OfflineEngine(settings: agent.engineSettings()),
-            tasksPerPartition: agent.tasksPerPartition())
+            tasksPerPartition: agent.tasksPerPartition(), allowList: agent.providerAllowList())
     }
 }

@@ -121,7 +121,7 @@ struct BishengChat: WebSocketDoor {
         try admission.checkAcceptingConnections()
         let (flowID, chatID) = try target(request)
         let chatType = request.query["chat_type"] ?? ChatType.normal.rawValue
-        return StreamingDoorSession { messages, socket in
+        return StreamingDoorSession(expiresAt: claims.expiresAt) { messages, socket in
             await serve(claims: claims, flowID: flowID, chatID: chatID, chatType: chatType, inbound: messages, outbound: socket)
         }
     }

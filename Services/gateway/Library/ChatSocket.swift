@@ -1,3 +1,4 @@
+import Foundation
 import HummingbirdWebSocket
 import Logging
 import Synchronization
@@ -32,6 +33,8 @@ final class ChatSocketSession: WebSocketDoorSession {
         self.door = door
         self.claims = claims
     }
+
+    var expiresAt: Date? { claims.expiresAt }
 
     func opened(_ socket: WebSocketOutbound) async {
         let session = ClientSession(userID: claims.userID, socket: socket)

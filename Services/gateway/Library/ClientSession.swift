@@ -183,6 +183,13 @@ final class ClientSession: FrameSink, Sendable {
         snapshot: (() async throws -> String)? = nil,
         announce: (_ recovered: Bool, _ position: StreamPosition?) -> Void = { _, _ in }
     ) async throws -> ChannelFeed.Opened {
+        if channel.kind == .conversation, !feeds.contains(channel),
+            conversations.count >= GatewayLimits.conversationsPerConnection
+        {
+            throw CommandError(
+                .limitExceeded,
+                "a connection follows at most \(GatewayLimits.conversationsPerConnection) conversations; unsubscribe from one first")
+        }
         var snapshotText: String?
         let opened = try await ChannelFeed.open(
             channel, since: since, hub: hub, history: history, sink: self, loop: loop,

@@ -211,9 +211,20 @@ struct DeviceGrant: Codable, Sendable, Equatable {
 
     static func looksLikeGrant(_ token: String) -> Bool { token.hasPrefix(prefix) }
 
-    /// A key of its own, derived from the shared secret, so a grant can never pass as anything else.
+    /// A key of its own, derived from the device-token secret (SWITCHBOARD_DEVICE_TOKEN_SECRET, else
+    /// the JWT secret), so a grant can never pass as anything else.
     static func key(secret: String) -> SymmetricKey {
-        SymmetricKey(data: HMAC<SHA256>.authenticationCode(for: Data("switchboard device grant v1".utf8), using: SymmetricKey(data: Data(secret.utf8))))
+        derivedKey(secret: secret, label: "switchboard device grant v1")
+    }
+
+    /// The key of the reference server's device tokens (open enrollment), derived the same way under
+    /// its own label: never the JWT key itself.
+    static func openEnrollmentKey(secret: String) -> SymmetricKey {
+        derivedKey(secret: secret, label: "switchboard xiaozhi device token v1")
+    }
+
+    private static func derivedKey(secret: String, label: String) -> SymmetricKey {
+        SymmetricKey(data: HMAC<SHA256>.authenticationCode(for: Data(label.utf8), using: SymmetricKey(data: Data(secret.utf8))))
     }
 
     func mint(key: SymmetricKey) -> String {

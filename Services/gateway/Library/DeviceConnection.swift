@@ -40,6 +40,7 @@ final class DeviceConnection: Sendable {
         var latestTurn: Int64 = 0
         /// Bumped on every abort so a writer waiting out the pacer notices.
         var abortGeneration = 0
+        var uplinkRate = PacketRate(rate: GatewayLimits.deviceUplinkPacketsPerSecond, burst: GatewayLimits.deviceUplinkBurst)
     }
 
     let sessionID: String
@@ -66,12 +67,36 @@ final class DeviceConnection: Sendable {
                 if turn <= state.abortedThrough { return nil }
                 state.latestTurn = max(state.latestTurn, turn)
             }
-            state.queue.append(item)
+            if state.queue.count >= GatewayLimits.deviceOutboundItems, !isClose(item) {
+                // Too far behind to catch up: what is queued goes, the device hears why and reconnects.
+                Self.overflows.increment()
+                state.queue.removeAll()
+                state.queue.append(.close(
+                    code: CloseCode.slowConsumer.rawValue,
+                    reason: "more than \(GatewayLimits.deviceOutboundItems) frames waiting for the device"))
+                state.finished = true
+            } else {
+                state.queue.append(item)
+            }
             defer { state.waiter = nil }
             return state.waiter
         }
         waiter?.resume()
     }
+
+    private func isClose(_ item: Outgoing) -> Bool {
+        if case .close = item { true } else { false }
+    }
+
+    /// One audio packet from the device; false when it sends faster than `GatewayLimits` allows.
+    func allowUplinkPacket(at now: ContinuousClock.Instant = .now) -> Bool {
+        state.withLock { $0.uplinkRate.allow(at: now) }
+    }
+
+    /// Items waiting to be written (tests and metrics).
+    var queuedItems: Int { state.withLock { $0.queue.count } }
+
+    static let overflows = Counter(label: "sb_voice_downlink_overflows_total")
 
     /// Drops everything queued for the device, ignores the rest of the turns seen so far, and sends
     /// `tts stop` first thing.

@@ -14,7 +14,7 @@ struct DeviceRoutes: Sendable {
     let settings: GatewaySettings
 
     var directory: DeviceDirectory {
-        DeviceDirectory(redis: context.redis, settings: settings.xiaozhi.activation, secret: context.configuration.jwtSecret)
+        DeviceDirectory(redis: context.redis, settings: settings.xiaozhi.activation, secret: context.configuration.deviceKeySecret)
     }
 
     struct BindBody: Decodable { var code: String }

@@ -94,6 +94,9 @@ struct EventStreams: Sendable {
             guard body.content.count <= settings.maxContentLength else {
                 throw HTTPError(.contentTooLarge, message: "content is limited to \(settings.maxContentLength) characters")
             }
+            if let clientID = body.clientMessageId, !GatewayLimits.isValidClientID(clientID) {
+                throw HTTPError(.badRequest, message: "clientMessageId is 1-128 characters")
+            }
             let messageID = try await MessageSubmitter(context: self.context).submit(
                 userID: claims.userID, conversationID: id, content: body.content,
                 clientMessageID: body.clientMessageId ?? UUID().uuidString.lowercased(), pattern: body.pattern,

@@ -27,6 +27,12 @@ public struct GatewaySettings: Sendable {
     public var outboundLimitBytes = 1 << 20
     /// A new connection must send its request head (with the token) within this, or it is closed.
     public var handshakeTimeout: Duration = .seconds(10)
+    /// An HTTP keep-alive connection with no request for this long is closed (a stream being answered,
+    /// SSE, is not idle).
+    public var httpIdleTimeout: Duration = .seconds(60)
+    /// A request's body must have arrived in full this long after its head, or the connection is
+    /// closed (a body trickled a byte at a time).
+    public var httpBodyTimeout: Duration = .seconds(30)
     /// Kernel send buffer per client socket (SO_SNDBUF). Linux otherwise lets it grow to 4 MiB
     /// (tcp_wmem), which a client that stops reading fills before the outbound bound is reached;
     /// 0 leaves the kernel's autotuning on.
@@ -100,6 +106,14 @@ public struct GatewaySettings: Sendable {
             let shutdownSeconds = try setting(shutdownWindowSeconds, environment: "GATEWAY_SHUTDOWN_WINDOW_SECONDS", default: 30.0)
             guard shutdownSeconds >= 0 else { throw ConfigurationError("the shutdown window must not be negative") }
             settings.shutdownWindow = .milliseconds(Int64(shutdownSeconds * 1000))
+            for (variable, keyPath) in [
+                ("GATEWAY_HTTP_IDLE_TIMEOUT_SECONDS", \GatewaySettings.httpIdleTimeout),
+                ("GATEWAY_HTTP_BODY_TIMEOUT_SECONDS", \GatewaySettings.httpBodyTimeout),
+            ] {
+                let seconds = try setting(Double?.none, environment: variable, default: Double(settings[keyPath: keyPath].components.seconds))
+                guard seconds > 0 else { throw ConfigurationError("SWITCHBOARD_\(variable) must be positive") }
+                settings[keyPath: keyPath] = .milliseconds(Int64(seconds * 1000))
+            }
             settings.consoleDirectory =
                 consoleDir ?? ProcessInfo.processInfo.environment["SWITCHBOARD_CONSOLE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
             settings.chat = try BishengChatSettings.fromEnvironment()
@@ -122,7 +136,7 @@ public enum Gateway {
         // First: a gateway whose console is missing fails at once, not on the first page view.
         let console = try ConsoleAssets.load(directory: settings.consoleDirectory)
         let context = try await ServiceRunner.makeContext(configuration: configuration)
-        let authority = try await TokenAuthority(secret: configuration.jwtSecret)
+        let authority = try await TokenAuthority(configuration: configuration)
         let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
         let hub = DeliveryHub(source: subscriber)
         context.readiness.add("kafka") {
@@ -211,7 +225,8 @@ public enum Gateway {
             HandshakeDeadlineChannel(
                 base: GatewayChildChannel(
                     responder: responder, doors: doors, settings: connectionSettings,
-                    socketSendBufferBytes: settings.socketSendBufferBytes),
+                    socketSendBufferBytes: settings.socketSendBufferBytes, httpIdleTimeout: settings.httpIdleTimeout,
+                    httpBodyTimeout: TimeAmount(settings.httpBodyTimeout)),
                 deadline: deadline)
         }
     }
@@ -257,11 +272,17 @@ struct CommandHandler: Sendable {
         if answer?.error?.code == ErrorCode.rateLimited.rawValue, session.recordRateRefusal(settings: settings) {
             session.outbound.close(.tooManyRequests, reason: "over the request rate for \(settings.rateExcessWindow); slow down")
         }
-        if session.recordAnswer(isError: answer?.status == .error && answer?.error?.code != ErrorCode.rateLimited.rawValue)
-            >= settings.maxConsecutiveErrors
-        {
+        if session.recordAnswer(isError: Self.isClientError(answer)) >= settings.maxConsecutiveErrors {
             session.outbound.close(.badRequest, reason: "too many invalid commands")
         }
+    }
+
+    /// Only the client's own mistakes count towards the close after `maxConsecutiveErrors`: not being
+    /// rate limited, and not the server's failures (a Redis or Kafka outage must not disconnect everyone).
+    static func isClientError(_ answer: ServerFrame?) -> Bool {
+        guard let answer, answer.status == .error else { return false }
+        let notTheClients: Set<String> = [ErrorCode.rateLimited.rawValue, ErrorCode.unavailable.rawValue, ErrorCode.internalError.rawValue]
+        return !notTheClients.contains(answer.error?.code ?? "")
     }
 
     private func answer(_ message: WebSocketMessage, session: ClientSession) async -> ServerFrame? {
@@ -273,6 +294,11 @@ struct CommandHandler: Sendable {
             command = try JSONDecoder().decode(ClientCommand.self, from: Data(text.utf8))
         } catch {
             return .error(nil, code: .badFrame, message: "a frame is a JSON object {id, type, timestamp, data}")
+        }
+        guard GatewayLimits.isValidClientID(command.id) else {
+            return .error(
+                nil, code: .invalidArgument,
+                message: "a command id is \(GatewayLimits.clientIDLength.lowerBound)-\(GatewayLimits.clientIDLength.upperBound) characters")
         }
         Self.commandCounters[Self.metricType(command.type)]?.increment()
         do {

@@ -53,7 +53,7 @@ struct WorkflowSocket: WebSocketDoor {
         try admission.checkAcceptingConnections()
         var clientInfo: [String: JSONValue] = [:]
         if let agent = request.headers.first(name: "user-agent") { clientInfo["user_agent"] = .string(agent) }
-        return StreamingDoorSession { [clientInfo] messages, socket in
+        return StreamingDoorSession(expiresAt: claims.expiresAt) { [clientInfo] messages, socket in
             await serve(claims: claims, sessionID: sessionID, clientInfo: clientInfo, messages: messages, socket: socket)
         }
     }

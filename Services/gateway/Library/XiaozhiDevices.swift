@@ -53,6 +53,8 @@ struct DeviceIdentity: Sendable {
     var protocolVersion: Int
     var userID: String
     var conversationID: String
+    /// When the token it connected with expires (the socket is closed then).
+    var expiresAt: Date? = nil
 
     static func isValidDeviceID(_ id: String) -> Bool {
         !id.isEmpty && id.utf8.count <= 64
@@ -76,7 +78,7 @@ struct XiaozhiDevices: WebSocketDoor {
 
     var xiaozhi: XiaozhiSettings { settings.xiaozhi }
     var directory: DeviceDirectory {
-        DeviceDirectory(redis: context.redis, settings: xiaozhi.activation, secret: context.configuration.jwtSecret)
+        DeviceDirectory(redis: context.redis, settings: xiaozhi.activation, secret: context.configuration.deviceKeySecret)
     }
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
@@ -93,7 +95,7 @@ struct XiaozhiDevices: WebSocketDoor {
     func admit(_ request: UpgradeRequest) async throws -> any WebSocketDoorSession {
         let identity = try await identify(request.http)
         try admission.checkAcceptingConnections()
-        return StreamingDoorSession { messages, socket in
+        return StreamingDoorSession(expiresAt: identity.expiresAt) { messages, socket in
             await serve(identity, inbound: messages, outbound: socket)
         }
     }
@@ -111,7 +113,7 @@ struct XiaozhiDevices: WebSocketDoor {
         var answer = OTAAnswer(server_time: .init(timestamp: now), websocket: .init(url: webSocketURL(for: request)))
         if xiaozhi.activation.openEnrollment {
             // Development only: any device, as its own user.
-            answer.websocket.token = Xiaozhi.DeviceToken(secret: context.configuration.jwtSecret)
+            answer.websocket.token = Xiaozhi.DeviceToken(key: DeviceGrant.openEnrollmentKey(secret: context.configuration.deviceKeySecret))
                 .mint(clientId: clientID, deviceId: deviceID, at: now / 1000)
         } else if xiaozhi.otaIssuesTokens {
             if let binding = try await directory.binding(of: deviceID),
@@ -156,6 +158,7 @@ struct XiaozhiDevices: WebSocketDoor {
             throw HTTPError(.unauthorized, message: "a token is required (Authorization: Bearer, HMAC device token or JWT)")
         }
         let userID: String
+        var expiresAt: Date?
         var conversationID = DeviceIdentity.conversation(ofDevice: deviceID)
         if DeviceGrant.looksLikeGrant(token) {
             // A bound device: its owner's, while the binding (and its generation) lasts.
@@ -163,17 +166,20 @@ struct XiaozhiDevices: WebSocketDoor {
                 throw HTTPError(.unauthorized, message: "the device token is invalid, expired or revoked (bind the device again)")
             }
             userID = grant.user
+            expiresAt = Date(timeIntervalSince1970: TimeInterval(grant.expiresAt))
             conversationID = DeviceIdentity.conversation(ofDevice: deviceID, user: grant.user)
         } else if Xiaozhi.DeviceToken.looksLikeDeviceToken(token) {
             // The reference server's token: only while open enrollment (development) is on.
             guard xiaozhi.activation.openEnrollment,
-                Xiaozhi.DeviceToken(secret: context.configuration.jwtSecret)
+                Xiaozhi.DeviceToken(key: DeviceGrant.openEnrollmentKey(secret: context.configuration.deviceKeySecret))
                     .verify(token, clientId: clientID, deviceId: deviceID, now: Clock.epochMilliseconds() / 1000)
             else { throw HTTPError(.unauthorized, message: "the device token is invalid or expired") }
             userID = "device:\(deviceID)"
         } else {
             do {
-                userID = try await authority.verify(token).userID
+                let claims = try await authority.verify(token)
+                userID = claims.userID
+                expiresAt = claims.expiresAt
             } catch {
                 throw HTTPError(.unauthorized, message: error.reason)
             }
@@ -182,7 +188,8 @@ struct XiaozhiDevices: WebSocketDoor {
             throw HTTPError(.forbidden, message: "device \(deviceID) belongs to another user")
         }
         return DeviceIdentity(
-            deviceID: deviceID, clientID: clientID, protocolVersion: version, userID: userID, conversationID: conversationID)
+            deviceID: deviceID, clientID: clientID, protocolVersion: version, userID: userID, conversationID: conversationID,
+            expiresAt: expiresAt)
     }
 
     static let uplinkFrames = Counter(label: "sb_voice_uplink_frames_total")
@@ -260,6 +267,13 @@ struct XiaozhiDevices: WebSocketDoor {
             case .json(let text):
                 return await handleJSON(text, connection: connection, uplink: uplink, group: &group)
             case .audio(let packet, _):
+                guard connection.allowUplinkPacket() else {
+                    Self.rejected.increment()
+                    connection.enqueue(.close(
+                        code: CloseCode.tooManyRequests.rawValue,
+                        reason: "more than \(Int(GatewayLimits.deviceUplinkPacketsPerSecond)) audio packets per second"))
+                    return false
+                }
                 Self.uplinkFrames.increment()
                 do {
                     try await uplink.publish(.audio, audio: Data(packet))

@@ -9,11 +9,20 @@ public struct ConversationRecord: Codable, Sendable, Equatable {
         public var traceparent: String
     }
 
+    /// A client message id a user already sent, and the message it became.
+    public struct ClientMessage: Codable, Sendable, Equatable {
+        public var userId: String
+        public var clientMessageId: String
+        public var messageId: String
+    }
+
     public var run: CollaborationRun?
     public var queue: [Queued] = []
-    /// Message ids and client message ids already accepted (the newest 200): a retried
-    /// SEND_MESSAGE or a redelivered event starts nothing.
+    /// Message ids already accepted (the newest 200): a redelivered event starts nothing.
     public var seen: [String] = []
+    /// Client message ids already used, per user (the newest 200): a reused one is answered
+    /// MESSAGE_REJECTED `duplicate` naming the first message (nil in records written before).
+    public var clientMessages: [ClientMessage]? = nil
     public var history: [ConversationTurn] = []
     /// The role asked to lead the next run (REQUEST_ROLE_FOCUS); used once.
     public var focus: String? = nil
@@ -73,28 +82,55 @@ public struct CollaborationEngine: Sendable {
         self.planner = CollaborationPlanner(team: team)
     }
 
+    /// Message ids and client message ids remembered per conversation.
+    public static let rememberedIDs = 200
+    /// Messages waiting for a busy conversation (busy policy `enqueue`); more are answered
+    /// MESSAGE_REJECTED `queue_full` (docs/protocol.md).
+    public static let maxQueuedMessages = 20
+
+    /// MESSAGE_REJECTED for `message`: it is not answered, and `reason` says why (docs/protocol.md).
+    static func rejection(_ message: ChatMessageSubmitted, reason: String, extra: [String: JSONValue]) -> CollaborationEffect {
+        var data: [String: JSONValue] = [
+            "conversationId": .string(message.conversationId), "messageId": .string(message.messageId),
+            "clientMessageId": .string(message.clientMessageId), "reason": .string(reason),
+        ]
+        data.merge(extra) { $1 }
+        return .event(frameType: FrameType.messageRejected, data: .object(data), roleActivity: false)
+    }
+
     public func receive(
         message: ChatMessageSubmitted, traceparent: String, now: Int64, record: inout ConversationRecord
     ) -> [CollaborationEffect] {
-        let keys = [message.messageId, "client:\(message.clientMessageId)"]
-        guard !keys.contains(where: record.seen.contains) else { return [] }
-        record.seen.append(contentsOf: keys)
-        if record.seen.count > 200 { record.seen.removeFirst(record.seen.count - 200) }
+        // A redelivered event: already handled, and already answered.
+        guard !record.seen.contains(message.messageId) else { return [] }
+        record.seen.append(message.messageId)
+        if record.seen.count > Self.rememberedIDs { record.seen.removeFirst(record.seen.count - Self.rememberedIDs) }
+        // A client message id its user sent before (a retry, or an id reused by mistake): never run
+        // twice, never silent. The answer names the first message so a retrying client follows it.
+        var clientMessages = record.clientMessages ?? []
+        if let first = clientMessages.first(where: {
+            $0.userId == message.userId && $0.clientMessageId == message.clientMessageId
+        }) {
+            return [Self.rejection(message, reason: "duplicate", extra: ["duplicateOf": .string(first.messageId)])]
+        }
+        clientMessages.append(
+            .init(userId: message.userId, clientMessageId: message.clientMessageId, messageId: message.messageId))
+        if clientMessages.count > Self.rememberedIDs { clientMessages.removeFirst(clientMessages.count - Self.rememberedIDs) }
+        record.clientMessages = clientMessages
         var effects: [CollaborationEffect] = []
         if let run = record.run {
             guard now - run.startedAt > staleAfterMs else {
                 switch BusyPolicy(rawValue: message.busyPolicy ?? "") ?? .enqueue {
                 case .enqueue:
+                    guard record.queue.count < Self.maxQueuedMessages else {
+                        return [Self.rejection(message, reason: "queue_full", extra: [
+                            "runId": .string(run.runId), "limit": .number(Double(Self.maxQueuedMessages)),
+                        ])]
+                    }
                     record.queue.append(.init(message: message, traceparent: traceparent))
                     return []
                 case .reject:
-                    return [
-                        .event(
-                            frameType: FrameType.messageRejected,
-                            data: ["conversationId": .string(message.conversationId), "messageId": .string(message.messageId),
-                                   "reason": "busy", "runId": .string(run.runId)],
-                            roleActivity: false)
-                    ]
+                    return [Self.rejection(message, reason: "busy", extra: ["runId": .string(run.runId)])]
                 case .interrupt:
                     // Answered next, before anything queued earlier.
                     record.queue.insert(.init(message: message, traceparent: traceparent), at: 0)

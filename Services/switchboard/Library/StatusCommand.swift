@@ -8,45 +8,66 @@ import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRuntime
 
-/// Where the six services answer HTTP: deploy/scripts/run.sh's settings (`SB_HTTP_HOST`,
-/// `SB_<SERVICE>_PORT`, the services' default ports), overridden by flags.
+/// Where the six services answer: their public ports and their admin ports (`/readyz`, `/metrics`).
+/// deploy/scripts/run.sh's settings (`SB_HTTP_HOST`, `SB_<SERVICE>_PORT`, `SB_<SERVICE>_ADMIN_PORT`,
+/// else the public port + 1000), overridden by flags (`--port` sets the public port, and so the admin one).
 public struct ServiceEndpoints: Sendable, Equatable {
     public var host: String
     public var ports: [ServiceKind: Int]
+    public var adminPorts: [ServiceKind: Int]
 
     /// `overrides` are `NAME=PORT` pairs, e.g. `gateway=18080`.
     public static func resolve(
-        host: String?, overrides: [String], environment: [String: String] = ProcessInfo.processInfo.environment
+        host: String?, overrides: [String], adminOverrides: [String] = [],
+        environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> ServiceEndpoints {
-        var ports: [ServiceKind: Int] = [:]
-        for service in ServiceKind.allCases {
-            let variable = "SB_\(service.rawValue.uppercased().replacingOccurrences(of: "-", with: "_"))_PORT"
-            if let raw = environment[variable], !raw.isEmpty {
-                guard let port = Int(raw), (1...65_535).contains(port) else {
-                    throw ValidationError("\(variable) is not a port: \(raw)")
-                }
-                ports[service] = port
-            } else {
-                ports[service] = service.defaultHTTPPort
-            }
+        func port(_ variable: String) throws -> Int? {
+            guard let raw = environment[variable], !raw.isEmpty else { return nil }
+            guard let port = Int(raw), (1...65_535).contains(port) else { throw ValidationError("\(variable) is not a port: \(raw)") }
+            return port
         }
-        for pair in overrides {
+        var ports: [ServiceKind: Int] = [:]
+        var explicitAdmin: [ServiceKind: Int] = [:]
+        for service in ServiceKind.allCases {
+            let prefix = "SB_\(service.rawValue.uppercased().replacingOccurrences(of: "-", with: "_"))"
+            ports[service] = try port("\(prefix)_PORT") ?? service.defaultHTTPPort
+            explicitAdmin[service] = try port("\(prefix)_ADMIN_PORT")
+        }
+        func parse(_ pair: String, flag: String) throws -> (ServiceKind, Int) {
             let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
             let names = ServiceKind.allCases.map(\.rawValue).joined(separator: ", ")
             guard parts.count == 2, let service = ServiceKind(rawValue: parts[0]) else {
-                throw ValidationError("--port takes SERVICE=PORT with SERVICE one of \(names); got \(pair)")
+                throw ValidationError("\(flag) takes SERVICE=PORT with SERVICE one of \(names); got \(pair)")
             }
             guard let port = Int(parts[1]), (1...65_535).contains(port) else {
-                throw ValidationError("--port \(pair): \(parts[1]) is not a port")
+                throw ValidationError("\(flag) \(pair): \(parts[1]) is not a port")
             }
+            return (service, port)
+        }
+        for pair in overrides {
+            let (service, port) = try parse(pair, flag: "--port")
             ports[service] = port
+            explicitAdmin[service] = nil
+        }
+        for pair in adminOverrides {
+            let (service, port) = try parse(pair, flag: "--admin-port")
+            explicitAdmin[service] = port
         }
         let host = host ?? environment["SB_HTTP_HOST"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
-        return ServiceEndpoints(host: host, ports: ports)
+        var adminPorts: [ServiceKind: Int] = [:]
+        for service in ServiceKind.allCases {
+            adminPorts[service] = explicitAdmin[service] ?? ports[service, default: service.defaultHTTPPort] + ServiceKind.adminPortOffset
+        }
+        return ServiceEndpoints(host: host, ports: ports, adminPorts: adminPorts)
     }
 
     public func baseURL(of service: ServiceKind) -> String {
         "http://\(host):\(ports[service] ?? service.defaultHTTPPort)"
+    }
+
+    /// Where `/healthz`, `/readyz` and `/metrics` answer.
+    public func adminURL(of service: ServiceKind) -> String {
+        "http://\(host):\(adminPorts[service] ?? service.defaultAdminPort)"
     }
 }
 
@@ -89,7 +110,7 @@ public struct ServiceHealth: Sendable, Codable, Equatable {
     public static func probeAll(_ endpoints: ServiceEndpoints, timeout: Duration) async -> [ServiceHealth] {
         await withTaskGroup(of: ServiceHealth.self) { group in
             for service in ServiceKind.allCases {
-                group.addTask { await probe(service, at: endpoints.baseURL(of: service), timeout: timeout) }
+                group.addTask { await probe(service, at: endpoints.adminURL(of: service), timeout: timeout) }
             }
             var results: [ServiceHealth] = []
             for await health in group { results.append(health) }
@@ -221,6 +242,10 @@ struct StatusCommand: AsyncParsableCommand {
         name: .customLong("port"),
         help: "A service's HTTP port, SERVICE=PORT, repeatable (env SB_<SERVICE>_PORT; defaults 8080 gateway … 8085 notifier).")
     var ports: [String] = []
+    @Option(
+        name: .customLong("admin-port"),
+        help: "A service's admin port (/readyz), SERVICE=PORT, repeatable (env SB_<SERVICE>_ADMIN_PORT; default its HTTP port + 1000).")
+    var adminPorts: [String] = []
     @Option(help: "Kafka brokers (env SWITCHBOARD_KAFKA_BROKERS; default 127.0.0.1:9092).") var brokers: String?
     @Option(help: "Seconds to wait for each answer.") var timeout: Double = 3
     @Flag(help: "Print one JSON document instead of tables.") var json = false
@@ -230,7 +255,7 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let endpoints = try ServiceEndpoints.resolve(host: host, overrides: ports)
+        let endpoints = try ServiceEndpoints.resolve(host: host, overrides: ports, adminOverrides: adminPorts)
         let brokers = try setting(brokers, environment: "KAFKA_BROKERS", default: "127.0.0.1:9092")
         let report = try await LiveStatus.with(mode: .forStandardError(json: json)) { status in
             status.update("asking \(ServiceKind.allCases.count) services and \(ConsumerGroups.subscriptions.count) consumer groups…")

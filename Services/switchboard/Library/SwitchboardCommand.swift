@@ -27,7 +27,12 @@ struct TokenCommand: AsyncParsableCommand {
 
     func run() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
-        let authority = try await TokenAuthority(secret: secret)
+        // The services' iss / aud, when the deployment names them, so the token passes their checks.
+        let environment = ProcessInfo.processInfo.environment
+        let policy = TokenPolicy(
+            issuer: environment["SWITCHBOARD_JWT_ISSUER"].flatMap { $0.isEmpty ? nil : $0 },
+            audience: environment["SWITCHBOARD_JWT_AUDIENCE"].flatMap { $0.isEmpty ? nil : $0 })
+        let authority = try await TokenAuthority(secret: secret, policy: policy)
         print(try await authority.mint(user: user, lifetime: .seconds(ttl), roles: role.isEmpty ? nil : role))
     }
 }

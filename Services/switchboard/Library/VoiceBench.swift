@@ -93,7 +93,7 @@ struct VoiceDevicesBench: BenchScenario {
         discussion: "Run voice-worker with the instant engines (bench.sh does).")
 
     @Option(help: "The gateway's base URL.") var gateway = "http://127.0.0.1:8080"
-    @Option(help: "voice-worker's base URL (its /metrics).") var voiceWorker = "http://127.0.0.1:8083"
+    @Option(help: "voice-worker's admin URL (its /metrics).") var voiceWorker = "http://127.0.0.1:9083"
     @Option(help: "Devices talking at once.") var devices = 200
     @Option(help: "The gateway's pid, for its RSS.") var gatewayPid: Int32?
     @Option(help: "voice-worker's pid, for its RSS.") var voiceWorkerPid: Int32?

@@ -107,7 +107,7 @@ final class VoiceSession: Sendable {
         var vad = VoiceActivityDetector(configuration: settings.vad, sampleRate: 16_000)
         var state = ListenState()
         var turn: Int64 = 0
-        var manualAudio: [Int16] = []
+        var manualAudio = ManualRecording()
         var outcomes = DecodeOutcomes(window: Self.decodeWindow)
         let clock = ContinuousClock()
         var lastVoice = clock.now
@@ -156,8 +156,19 @@ final class VoiceSession: Sendable {
                     _ = outcomes.record(failed: false)
                     guard state.listening else { continue }
                     if state.mode == .manual {
-                        manualAudio += pcm
                         if VoiceActivityDetector.rms(pcm) >= settings.vad.minimumSpeechRMS { lastVoice = clock.now }
+                        guard manualAudio.append(pcm) else {
+                            // The device never said stop: take what fits as the turn, and tell it why.
+                            state.listening = false
+                            await send(.json, turn: turn, payload: Array(Xiaozhi.Message.alert(
+                                status: "error", message: ManualRecording.fullMessage, sessionId: id).json().utf8))
+                            turn += 1
+                            let now = clock.now
+                            speakerContinuation.yield(.turn(Turn(
+                                number: turn, audio: manualAudio.samples, text: nil, stoppedSpeakingAt: now, endOfUtteranceAt: now)))
+                            manualAudio.removeAll()
+                            continue
+                        }
                         continue
                     }
                     switch vad.process(pcm) {
@@ -195,10 +206,10 @@ final class VoiceSession: Sendable {
                         case .stop:
                             state.listening = false
                             let now = clock.now
-                            if state.mode == .manual, !manualAudio.isEmpty {
+                            if state.mode == .manual, !manualAudio.samples.isEmpty {
                                 turn += 1
                                 speakerContinuation.yield(.turn(Turn(
-                                    number: turn, audio: manualAudio, text: nil, stoppedSpeakingAt: now, endOfUtteranceAt: now)))
+                                    number: turn, audio: manualAudio.samples, text: nil, stoppedSpeakingAt: now, endOfUtteranceAt: now)))
                             } else if case .utteranceEnded(let samples, _) = vad.flush() {
                                 turn += 1
                                 speakerContinuation.yield(.turn(Turn(
@@ -441,4 +452,23 @@ extension Metrics.Timer {
         let elapsed = clock.now - start
         recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
     }
+}
+
+/// What a device says in manual mode (between `listen start` and `listen stop`), bounded: a device that
+/// never says stop cannot grow a session's memory without end.
+struct ManualRecording: Sendable {
+    /// 30 s of 16 kHz mono (≈ 940 KiB of samples).
+    static let maxSamples = 30 * 16_000
+    static let fullMessage = "manual listening is limited to 30 s; what was heard so far is answered"
+
+    private(set) var samples: [Int16] = []
+
+    /// False (and nothing added) once `pcm` would pass the bound.
+    mutating func append(_ pcm: [Int16]) -> Bool {
+        guard samples.count + pcm.count <= Self.maxSamples else { return false }
+        samples += pcm
+        return true
+    }
+
+    mutating func removeAll() { samples.removeAll() }
 }

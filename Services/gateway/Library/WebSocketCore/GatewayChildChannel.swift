@@ -41,6 +41,9 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
     let settings: WebSocketConnectionSettings
     /// SO_SNDBUF of upgraded sockets; 0 leaves the kernel's autotuning on.
     let socketSendBufferBytes: Int
+    /// Plain HTTP connections: closed when idle this long, or when a body is not in by this deadline.
+    let httpIdleTimeout: Duration
+    let httpBodyTimeout: TimeAmount
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
@@ -64,7 +67,9 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
-                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTPConnectionStateHandler(idleTimeout: httpIdleTimeout, logger: logger))
+                        try channel.pipeline.syncOperations.addHandler(RequestBodyDeadlineHandler(deadline: httpBodyTimeout))
                         let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
                         if let refused = refusal.value { return .refused(http, refused) }
@@ -129,6 +134,9 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
                 .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 64 * 1024))
         }
         inbox.start(session: admission.session, socket: outbound)
+        if let expiresAt = admission.session.expiresAt {
+            outbound.closeOnExpiry(expiresAt, channel: channel)
+        }
     }
 
     func handle(value: Value, logger: Logger) async {

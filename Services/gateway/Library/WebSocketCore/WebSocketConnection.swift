@@ -1,3 +1,4 @@
+import Foundation
 import HummingbirdWebSocket
 import Logging
 import Metrics
@@ -390,4 +391,21 @@ final class WebSocketOutbound: ClientOutbound, Sendable {
             body()
         }
     }
+}
+
+extension WebSocketOutbound {
+    /// A socket outlives no token: at its `exp` the connection is closed with 4500, so a client gets a
+    /// new token and reconnects (docs/protocol.md#connecting). The timer goes with the connection.
+    func closeOnExpiry(_ expiresAt: Date, channel: any NIOCore.Channel) {
+        let delay = TimeAmount.milliseconds(max(0, Int64(expiresAt.timeIntervalSinceNow * 1000)))
+        let expiry = channel.eventLoop.scheduleTask(in: delay) { [self] in
+            TokenExpiryMetrics.closed.increment()
+            close(.unauthorized, reason: "token expired")
+        }
+        channel.closeFuture.whenComplete { _ in expiry.cancel() }
+    }
+}
+
+enum TokenExpiryMetrics {
+    static let closed = Counter(label: "sb_gateway_token_expiry_closes_total")
 }

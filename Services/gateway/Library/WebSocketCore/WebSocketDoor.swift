@@ -58,9 +58,16 @@ protocol WebSocketDoor: Sendable {
 }
 
 protocol WebSocketDoorSession: Sendable {
+    /// When the credential the socket was let in with expires: the core closes it then with 4500
+    /// (docs/protocol.md). nil: never.
+    var expiresAt: Date? { get }
     func opened(_ socket: WebSocketOutbound) async
     func received(_ message: WebSocketMessage, on socket: WebSocketOutbound) async
     func closed() async
+}
+
+extension WebSocketDoorSession {
+    var expiresAt: Date? { nil }
 }
 
 /// The doors of one gateway, matched by path.
@@ -206,10 +213,12 @@ final class StreamingDoorSession: WebSocketDoorSession {
     private let continuation: AsyncStream<WebSocketMessage>.Continuation
     private let serve: Serve
     private let running = Mutex<Task<Void, Never>?>(nil)
+    let expiresAt: Date?
 
-    init(_ serve: @escaping Serve) {
+    init(expiresAt: Date?, _ serve: @escaping Serve) {
         (messages, continuation) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
         self.serve = serve
+        self.expiresAt = expiresAt
     }
 
     func opened(_ socket: WebSocketOutbound) async {
