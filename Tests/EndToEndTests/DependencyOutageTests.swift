@@ -49,9 +49,22 @@ struct DependencyOutageTests {
             try await Task.sleep(for: .seconds(12))
             try await LocalServers.restartRedis()
 
-            let (after, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
-                client.send(RecoveryTests.resume(conversation, from: first.last { $0.channel == "conversation:\(conversation)" }))
-                return await client.frames.collect(idle: .seconds(30)) { $0.type == FrameType.messageStreamEnd }
+            // As a real client does: reconnect with backoff until the gateway answers the resume (while
+            // its Redis connections come back, it refuses the upgrade or answers UNAVAILABLE).
+            var after: [ServerFrame]?
+            for _ in 0..<30 {
+                let attempt = try? await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
+                    client.send(RecoveryTests.resume(conversation, from: first.last { $0.channel == "conversation:\(conversation)" }))
+                    guard let answer = await client.frames.first(within: .seconds(10), where: { $0.correlationId == "resume" }),
+                        answer.frame.type == "ACK"
+                    else { return [] }
+                    return [answer.frame] + (await client.frames.collect(idle: .seconds(30)) { $0.type == FrameType.messageStreamEnd })
+                }
+                if let frames = attempt?.result, !frames.isEmpty {
+                    after = frames
+                    break
+                }
+                try await Task.sleep(for: .seconds(1))
             }
             let second = try #require(after)
             // Redis keeps its append-only file through a SIGKILL: the channel is recovered, not restarted.
