@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOPosix
 
@@ -6,13 +7,21 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
     public var database: Int
+    /// ACL user and password (`redis://user:password@host`, or `redis://:password@host` for
+    /// `requirepass`): every connection authenticates with `AUTH` before its first command.
+    public var username: String?
+    public var password: String?
 
-    public init(host: String = "127.0.0.1", port: Int = 6379, database: Int = 0) {
+    public init(host: String = "127.0.0.1", port: Int = 6379, database: Int = 0, username: String? = nil, password: String? = nil) {
         self.host = host
         self.port = port
         self.database = database
+        self.username = username
+        self.password = password
     }
 
+    /// `redis://[user[:password]@]host[:port][/database]`; user and password are percent-decoded.
+    /// `rediss://` (TLS) is not supported yet and is refused rather than spoken in clear.
     public init?(url: String) {
         guard url.hasPrefix("redis://") else { return nil }
         var rest = url.dropFirst("redis://".count)
@@ -23,15 +32,31 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
             database = parsed
             rest = rest[..<slash]
         }
-        if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
+        var username: String?
+        var password: String?
+        if let at = rest.lastIndex(of: "@") {
+            let credentials = rest[..<at]
+            if let colon = credentials.firstIndex(of: ":") {
+                username = String(credentials[..<colon]).removingPercentEncoding
+                password = String(credentials[credentials.index(after: colon)...]).removingPercentEncoding
+            } else {
+                username = String(credentials).removingPercentEncoding
+            }
+            if username?.isEmpty == true { username = nil }
+            rest = rest[rest.index(after: at)...]
+        }
         let parts = rest.split(separator: ":", omittingEmptySubsequences: false)
         guard let host = parts.first, !host.isEmpty else { return nil }
         let port = parts.count > 1 ? Int(parts[1]) : 6379
         guard let port else { return nil }
-        self.init(host: String(host), port: port, database: database)
+        self.init(host: String(host), port: port, database: database, username: username, password: password)
     }
 
-    public var description: String { "redis://\(host):\(port)/\(database)" }
+    /// Never shows the password.
+    public var description: String {
+        let credentials = password != nil ? "\(username ?? ""):***@" : (username.map { "\($0)@" } ?? "")
+        return "redis://\(credentials)\(host):\(port)/\(database)"
+    }
 }
 
 /// One TCP connection to Redis. Commands written without awaiting each other are pipelined.
@@ -61,6 +86,16 @@ final class RedisConnection: Sendable {
             throw RedisError(.connection, "cannot connect to \(endpoint): \(error)")
         }
         let connection = RedisConnection(channel: channel)
+        if let password = endpoint.password {
+            let credentials = endpoint.username.map { [RedisArgument($0), RedisArgument(password)] } ?? [RedisArgument(password)]
+            do {
+                _ = try await connection.send(["AUTH"] + credentials)
+            } catch let error as RedisError where error.code == .server {
+                await connection.close()
+                // A refused password is configuration, not an outage: say so plainly.
+                throw RedisError(.server, "AUTH refused by \(endpoint): \(error.reason)")
+            }
+        }
         if endpoint.database != 0 {
             _ = try await connection.send(["SELECT", RedisArgument(endpoint.database)])
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SwitchboardKafka
 import SwitchboardRedis
 
 /// The six services, with the HTTP port each listens on by default (for /healthz, /readyz, /metrics;
@@ -71,6 +72,9 @@ public struct SwitchboardConfiguration: Sendable {
     public var kafkaBackgroundFetchWaitMilliseconds = 1000
     /// SWITCHBOARD_KAFKA_LINGER_MS: how long a producer gathers messages into one produce request.
     public var kafkaLingerMilliseconds = 2
+    /// SWITCHBOARD_KAFKA_PROPERTIES: extra librdkafka properties for every producer and consumer, as
+    /// `key=value` pairs separated by `;` (TLS and SASL: `security.protocol=SASL_SSL;sasl.mechanism=…`).
+    public var kafkaProperties: [String: String] = [:]
 
     public static let developmentSecret = "switchboard-development-secret-not-for-production"
     /// Secrets anyone can read in this repository: the built-in one, the Kubernetes placeholder
@@ -87,6 +91,13 @@ public struct SwitchboardConfiguration: Sendable {
         self.httpPort = service.defaultHTTPPort
         self.adminPort = service.defaultAdminPort
         self.instanceID = "\(service.rawValue)-\(ProcessInfo.processInfo.hostName)-\(getpid())"
+    }
+
+    /// Every producer and consumer of this process: its brokers, its id, and the operator's properties.
+    public var kafkaClient: KafkaClientConfiguration {
+        var client = KafkaClientConfiguration(bootstrapServers: kafkaBrokers, clientID: instanceID)
+        client.extraProperties = kafkaProperties
+        return client
     }
 
     public var redisEndpoint: RedisEndpoint {
@@ -179,6 +190,7 @@ public struct CommonOptions: ParsableArguments {
             }
             configuration.httpPort = port
         }
+        if let value = pick(nil, "KAFKA_PROPERTIES") { configuration.kafkaProperties = try Self.kafkaProperties(value) }
         if let value = pick(logLevel, "LOG_LEVEL") {
             guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
                 throw ConfigurationError("SWITCHBOARD_LOG_LEVEL: unknown log level \(value)")
@@ -207,6 +219,18 @@ public struct CommonOptions: ParsableArguments {
         }
         _ = try configuration.redisEndpoint
         return configuration
+    }
+
+    /// `key=value;key=value` → librdkafka properties; a malformed pair is refused at start.
+    static func kafkaProperties(_ text: String) throws -> [String: String] {
+        var properties: [String: String] = [:]
+        for pair in text.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) }) where !pair.isEmpty {
+            guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
+                throw ConfigurationError("SWITCHBOARD_KAFKA_PROPERTIES: \(pair) is not key=value")
+            }
+            properties[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+        }
+        return properties
     }
 
     static func flag(_ value: String) -> Bool? {

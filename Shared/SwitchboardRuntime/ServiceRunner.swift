@@ -20,9 +20,7 @@ public struct ServiceContext: Sendable {
 
     public var source: EventSource { EventSource(service: configuration.service.rawValue, instance: configuration.instanceID) }
 
-    public var kafkaClient: KafkaClientConfiguration {
-        KafkaClientConfiguration(bootstrapServers: configuration.kafkaBrokers, clientID: configuration.instanceID)
-    }
+    public var kafkaClient: KafkaClientConfiguration { configuration.kafkaClient }
 
     /// A consumer-group member; readiness waits until the group assigned it its partitions.
     public func makeConsumer(group: String, topics: [TopicSpec]) throws -> KafkaConsumer {
@@ -118,8 +116,7 @@ public enum ServiceRunner {
         if configuration.developmentMode {
             logger.warning("development mode (SWITCHBOARD_DEVELOPMENT_MODE): published secrets are accepted; never in production")
         }
-        var producerConfiguration = KafkaProducerConfiguration(
-            client: KafkaClientConfiguration(bootstrapServers: configuration.kafkaBrokers, clientID: configuration.instanceID))
+        var producerConfiguration = KafkaProducerConfiguration(client: configuration.kafkaClient)
         producerConfiguration.lingerMilliseconds = configuration.kafkaLingerMilliseconds
         let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
         let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: try configuration.redisEndpoint), logger: logger)

@@ -1,0 +1,78 @@
+import Foundation
+import SwitchboardRedis
+import SwitchboardStore
+import SwitchboardTestSupport
+import Testing
+
+/// Credentials and TLS settings against real servers (issue 14 item 4).
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct TransportAuthIntegrationTests {
+    /// A Redis of this test's own with `requirepass` (the suite's Redis has none): the password of the
+    /// URL opens it, a wrong one is a clear error, none gets NOAUTH.
+    @Test func aRedisWithAPasswordIsOpenedByTheURLsPasswordOnly() async throws {
+        let port = ServiceProcesses.freePort()
+        let folder = NSTemporaryDirectory() + "redis-auth-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        server.arguments = [
+            "--port", "\(port)", "--bind", "127.0.0.1", "--requirepass", "s3cret-pass", "--save", "", "--appendonly", "no",
+            "--dir", folder,
+        ]
+        server.standardOutput = FileHandle.nullDevice
+        try server.run()
+        defer {
+            server.terminate()
+            try? FileManager.default.removeItem(atPath: folder)
+        }
+        #expect(await eventually(timeout: .seconds(10)) { (try? await TestEnvironment.requireServer("redis", hostPort: "127.0.0.1:\(port)")) != nil })
+
+        func attempt(_ url: String) async -> Result<String, any Error> {
+            var configuration = RedisClientConfiguration(endpoint: RedisEndpoint(url: url)!)
+            configuration.connectAttempts = 1
+            let client = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
+            defer { Task { await client.close() } }
+            do {
+                _ = try await client.send("SET", "auth-check", "ok")
+                return .success(try await client.send("GET", "auth-check").string ?? "")
+            } catch {
+                return .failure(error)
+            }
+        }
+        #expect(try await attempt("redis://:s3cret-pass@127.0.0.1:\(port)").get() == "ok")
+        #expect(try await attempt("redis://default:s3cret-pass@127.0.0.1:\(port)/1").get() == "ok")
+        guard case .failure(let wrong) = await attempt("redis://:not-it@127.0.0.1:\(port)") else {
+            Issue.record("a wrong password was accepted")
+            return
+        }
+        #expect("\(wrong)".contains("AUTH refused") && !"\(wrong)".contains("not-it"), "\(wrong)")
+        guard case .failure(let none) = await attempt("redis://127.0.0.1:\(port)") else {
+            Issue.record("no password was accepted")
+            return
+        }
+        #expect("\(none)".contains("NOAUTH"), "\(none)")
+    }
+
+    /// The suite's PostgreSQL has no TLS: `sslmode=prefer` falls back to clear text and works,
+    /// `sslmode=require` never gets a connection from it, as libpq does (postgres-nio's pool keeps
+    /// retrying a refused TLS handshake, so the check is that `SELECT 1` was not answered within 8 s).
+    @Test func sslModePreferFallsBackAndRequireRefusesAServerWithoutTLS() async throws {
+        try await TestEnvironment.requirePostgres()
+        let separator = TestEnvironment.postgresURL.contains("?") ? "&" : "?"
+        func answers(_ mode: String) async throws -> Bool {
+            let configuration = try StoreConfiguration(url: TestEnvironment.postgresURL + "\(separator)sslmode=\(mode)")
+            let store = HistoryStore(configuration: configuration, logger: TestEnvironment.logger)
+            return await withTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    await store.run()
+                    return false
+                }
+                let reachable = await store.isReachable(timeout: .seconds(8))
+                group.cancelAll()
+                return reachable
+            }
+        }
+        #expect(try await answers("prefer"))
+        #expect(try await !answers("require"))
+    }
+}
