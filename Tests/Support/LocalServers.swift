@@ -1,4 +1,5 @@
 import Foundation
+import SwitchboardRedis
 
 /// The servers `make test` started (deploy/scripts/servers.sh), for tests that take one down the way an
 /// outage does and start it again with the project's own script.
@@ -28,20 +29,66 @@ public enum LocalServers {
 
     /// Starts Redis again with servers.sh (which starts whatever of the three servers is not running, on
     /// the test ports) and waits until it answers.
+    ///
+    /// Answers, not just accepts connections: Redis accepts them while it still loads its append-only
+    /// file and fails every command with LOADING meanwhile. With the channel events of ChaosTests in the
+    /// file that takes a quarter of a second, and a client connecting then is closed by the gateway,
+    /// whose admission (the routing table) needs Redis: DependencyOutageTests failed after ChaosTests.
     public static func restartRedis() async throws {
+        try await startServers(until: "Redis") {
+            let redis = RedisClient(configuration: .init(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
+            do {
+                try await redis.ping()
+                await redis.close()
+            } catch {
+                await redis.close()
+                throw error
+            }
+        }
+    }
+
+    /// Stops the test PostgreSQL the way servers.sh's `stop_postgres` does (`pg_ctl stop -m fast`, as the
+    /// postgres OS user when run as root): its clients' connections are closed, its data kept.
+    public static func stopPostgres() async throws {
+        let pgBin = ProcessInfo.processInfo.environment["SB_PG_BIN"] ?? "/usr/lib/postgresql/15/bin"
+        let data = "\(stateDirectory)/postgres/data"
+        let stop = ["\(pgBin)/pg_ctl", "stop", "-D", data, "-m", "fast", "-w", "-t", "60"]
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: getuid() == 0 ? "/usr/sbin/runuser" : stop[0])
+        process.arguments = getuid() == 0 ? ["-u", "postgres", "--"] + stop : Array(stop.dropFirst())
+        process.currentDirectoryURL = URL(fileURLWithPath: "/")
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        // As for the start: the server going away is what counts, not the tool's reported exit.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            if (try? await TestEnvironment.requirePostgres()) == nil { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw Failure(description: "PostgreSQL still accepts connections 60 s after pg_ctl stop")
+    }
+
+    /// Starts PostgreSQL again with servers.sh and waits until it accepts connections.
+    public static func startPostgres() async throws {
+        try await startServers(until: "PostgreSQL") { try await TestEnvironment.requirePostgres() }
+    }
+
+    /// Runs `servers.sh start` and waits until `answers` succeeds.
+    static func startServers(until name: String, answers: () async throws -> Void) async throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = [repositoryRoot.appendingPathComponent("deploy/scripts/servers.sh").path, "start"]
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        // Waits for Redis itself, not for the script's exit: with the stack's processes also children
-        // of this test process, Foundation does not always report the script's end.
+        // Waits for the server itself, not for the script's exit: with the stack's processes also
+        // children of this test process, Foundation does not always report the script's end.
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
-            if (try? await TestEnvironment.requireRedis()) != nil { return }
+            if (try? await answers()) != nil { return }
             try await Task.sleep(for: .milliseconds(200))
         }
-        throw Failure(description: "Redis did not come back within 60 s (servers.sh start)")
+        throw Failure(description: "\(name) did not come back within 60 s (servers.sh start)")
     }
 }

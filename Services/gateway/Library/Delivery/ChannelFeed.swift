@@ -88,6 +88,11 @@ final class ChannelFeed: Sendable {
     private let sink: any FrameSink
     private let sequencer = Mutex(ChannelSequencer())
     private let hub: DeliveryHub
+    /// Set while the frames `open` queued from off the loop (its answer, the recovered events) have not
+    /// been written yet: they reach the connection through `loop.execute`, so a live event the loop
+    /// delivered directly meanwhile would overtake them (seen as offsets 34…47 before 16…33 when a
+    /// client resumed into a burst). Live events go through `loop.execute` too until it is cleared.
+    private let handingOver = Atomic<Bool>(false)
 
     init(channel: SwitchboardContracts.Channel, loop: any EventLoop, sink: any FrameSink, hub: DeliveryHub) {
         self.channel = channel
@@ -133,7 +138,12 @@ final class ChannelFeed: Sendable {
             let position = sequencer.epoch.map { StreamPosition(epoch: $0, offset: sequencer.lastOffset) }
             announce(recovered, position)
             for event in events { _ = sink.deliver(event) }
+            if !loop.inEventLoop { feed.handingOver.store(true, ordering: .sequentiallyConsistent) }
             return (recovered, position)
+        }
+        // Runs after every frame queued above, and before any live event deferred meanwhile is written.
+        if feed.handingOver.load(ordering: .sequentiallyConsistent) {
+            loop.execute { feed.handingOver.store(false, ordering: .sequentiallyConsistent) }
         }
         if since != nil { (recovered ? DeliveryMetrics.recovered : DeliveryMetrics.notRecovered).increment() }
         return Opened(feed: feed, recovered: recovered, position: position)
@@ -148,6 +158,9 @@ final class ChannelFeed: Sendable {
         }
         sequencer.withLock { sequencer in
             switch sequencer.receiveLive(message) {
+            case .deliver where handingOver.load(ordering: .sequentiallyConsistent):
+                let deferred = NIOLoopBound(frame, eventLoop: loop)
+                loop.execute { _ = self.sink.deliver(shared: deferred.value) }
             case .deliver:
                 _ = sink.deliver(shared: frame)
             case .hold, .dropDuplicate:

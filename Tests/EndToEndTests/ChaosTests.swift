@@ -1,0 +1,275 @@
+import Foundation
+import SwitchboardCLI
+import SwitchboardContracts
+import SwitchboardRuntime
+import SwitchboardTestSupport
+import Testing
+
+/// Issue 14's chaos tests: one fault at a time while conversations stream, over the real services and
+/// servers. After each, every client that resumes by offset has every channel offset exactly once,
+/// every reply ends once, nothing was dead-lettered, and the stack serves a new conversation without a
+/// manual restart of anything but the process the test killed.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct ChaosTests {
+    /// Conversations streaming through each fault, as the issue asks: the suite still takes ~140 s on
+    /// two cores.
+    static let conversations = 50
+
+    /// One client's view of its conversation, across its connections.
+    struct Conversation: Sendable {
+        var id: String
+        var token: String
+        var frames: [ServerFrame]
+
+        /// The conversation channel's numbered events.
+        var positioned: [ServerFrame] {
+            frames.filter { $0.offset != nil && $0.channel == "conversation:\(id)" }
+        }
+    }
+
+    /// Starts `count` conversations, one user each, and returns once every client saw `ready` hold for
+    /// what it received; the clients then disconnect, as clients whose network dropped would, while
+    /// their replies go on.
+    static func start(
+        _ count: Int, label: String, pattern: String? = nil, url: String, authority: TokenAuthority,
+        ready: @escaping @Sendable ([ServerFrame]) -> Bool
+    ) async throws -> [Conversation] {
+        var started: [(String, String)] = []
+        for index in 0..<count {
+            let token = try await authority.mint(user: "\(label)-\(index)")
+            started.append(("\(label)-\(index)-\(UUID().uuidString.prefix(6))", token))
+        }
+        return try await withThrowingTaskGroup(of: Conversation.self) { group in
+            for (id, token) in started {
+                group.addTask {
+                    let (received, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
+                        var data: [String: JSONValue] = ["conversationId": .string(id), "content": "chaos while we talk"]
+                        if let pattern { data["pattern"] = .string(pattern) }
+                        client.send(ClientCommand(id: "send", type: ClientCommandType.sendMessage, data: .object(data)))
+                        var frames: [ServerFrame] = []
+                        while let next = await client.frames.next(within: .seconds(30)) {
+                            frames.append(next.frame)
+                            if ready(frames) { break }
+                        }
+                        return frames
+                    }
+                    return Conversation(id: id, token: token, frames: received ?? [])
+                }
+            }
+            var all: [Conversation] = []
+            for try await conversation in group { all.append(conversation) }
+            return all
+        }
+    }
+
+    /// Every client reconnects and resumes from the last offset it saw, reads until `done`, then a
+    /// little longer, so an event repeated after the end is seen too.
+    static func resume(
+        _ conversations: [Conversation], url: String, done: @escaping @Sendable (ServerFrame) -> Bool
+    ) async throws -> [Conversation] {
+        try await withThrowingTaskGroup(of: Conversation.self) { group in
+            for conversation in conversations {
+                group.addTask {
+                    let (received, _) = try await ChatClient.withConnection(url: url, token: conversation.token) { client -> [ServerFrame] in
+                        client.send(RecoveryTests.resume(conversation.id, from: conversation.positioned.last))
+                        var frames = await client.frames.collect(idle: .seconds(45)) { $0.channel == "conversation:\(conversation.id)" && done($0) }
+                        frames += await client.frames.collect(idle: .seconds(2)) { _ in false }
+                        return frames
+                    }
+                    var resumed = conversation
+                    resumed.frames += received ?? []
+                    return resumed
+                }
+            }
+            var all: [Conversation] = []
+            for try await conversation in group { all.append(conversation) }
+            return all
+        }
+    }
+
+    static func chunks(_ frames: [ServerFrame]) -> Int {
+        frames.filter { $0.type == FrameType.messageStreamChunk }.count
+    }
+
+    /// The resume was answered `recovered: true` and the channel's offsets are one run of one epoch,
+    /// nothing missing, nothing twice.
+    static func expectEveryOffsetOnce(_ conversation: Conversation, sourceLocation: SourceLocation = #_sourceLocation) {
+        let ack = conversation.frames.first { $0.correlationId == "resume" }
+        #expect(ack?.data["recovered"]?.boolValue == true, "\(conversation.id): \(String(describing: ack))", sourceLocation: sourceLocation)
+        let offsets = conversation.positioned.compactMap(\.offset)
+        let first = offsets.first ?? 0
+        #expect(offsets == Array(first..<(first + Int64(offsets.count))), "\(conversation.id): offsets \(offsets)", sourceLocation: sourceLocation)
+        #expect(Set(conversation.positioned.compactMap(\.epoch)).count == 1, sourceLocation: sourceLocation)
+    }
+
+    /// How many MESSAGE_STREAM_ENDs each reply message id got.
+    static func endsPerReply(_ conversation: Conversation) -> [String: Int] {
+        let ends = conversation.positioned.filter { $0.type == FrameType.messageStreamEnd }
+        return Dictionary(ends.map { ($0.data["messageId"]?.stringValue ?? "?", 1) }, uniquingKeysWith: +)
+    }
+
+    /// A new conversation streams to its end on the surviving and restarted services.
+    static func expectAFreshConversationCompletes(url: String, authority: TokenAuthority, sourceLocation: SourceLocation = #_sourceLocation)
+        async throws
+    {
+        let token = try await authority.mint(user: "after-chaos")
+        let conversation = "after-chaos-\(UUID().uuidString.prefix(8))"
+        let (frames, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
+            client.send(RecoveryTests.send(conversation, "is everyone still there"))
+            return await client.frames.collect(idle: .seconds(30)) { $0.type == FrameType.messageStreamEnd }
+        }
+        let all = try #require(frames, sourceLocation: sourceLocation)
+        #expect(all.last?.type == FrameType.messageStreamEnd, "\(all.map(\.type))", sourceLocation: sourceLocation)
+    }
+
+    static func httpPort(of service: String, in stack: ServiceProcesses) throws -> Int {
+        try #require(stack.logs(of: service).first?.httpPort, "no running \(service)")
+    }
+
+    static func report(_ fault: String, _ conversations: [Conversation], extra: String = "") {
+        let events = conversations.map(\.positioned.count).reduce(0, +)
+        print("chaos: \(fault): \(conversations.count) conversations, \(events) channel events checked\(extra)")
+    }
+
+    @Test func theNotifierKilledMidStreamLosesAndRepeatsNothing() async throws {
+        try await ChatFlowTests.withStack(tokensPerSecond: 10) { stack, url, authority in
+            let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
+            let streaming = try await Self.start(Self.conversations, label: "chaos-notifier", url: url, authority: authority) {
+                Self.chunks($0) >= 3
+            }
+            stack.kill(httpPort: try Self.httpPort(of: "notifier", in: stack))
+            try stack.start("notifier")
+            try await stack.waitUntilReady()
+
+            let resumed = try await Self.resume(streaming, url: url) { $0.type == FrameType.messageStreamEnd }
+            for conversation in resumed {
+                Self.expectEveryOffsetOnce(conversation)
+                RecoveryTests.expectCompleteStream(conversation.frames.filter { $0.channel == "conversation:\(conversation.id)" })
+                #expect(Self.endsPerReply(conversation).values.sorted() == [1], "\(conversation.id)")
+            }
+            Self.report("notifier SIGKILLed", resumed)
+            #expect(try await DependencyOutageTests.deadLetterCounts(stack.binDirectory) == deadLetters)
+            try await Self.expectAFreshConversationCompletes(url: url, authority: authority)
+        }
+    }
+
+    @Test func anAgentWorkerKilledMidAnswerEndsEachReplyOnce() async throws {
+        try await ChatFlowTests.withStack(tokensPerSecond: 10) { stack, url, authority in
+            let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
+            let streaming = try await Self.start(Self.conversations, label: "chaos-agent", url: url, authority: authority) {
+                Self.chunks($0) >= 3
+            }
+            stack.kill(httpPort: try Self.httpPort(of: "agent-worker", in: stack))
+            try stack.start("agent-worker", environment: ["SWITCHBOARD_AGENT_TOKEN_RATE": "10", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS": "20"])
+            try await stack.waitUntilReady()
+
+            let resumed = try await Self.resume(streaming, url: url) { $0.type == FrameType.messageStreamEnd }
+            for conversation in resumed {
+                Self.expectEveryOffsetOnce(conversation)
+                #expect(Self.endsPerReply(conversation).values.sorted() == [1], "\(conversation.id)")
+                // The new worker gets the task again (its offset was never stored) and answers from the
+                // start under the same message id, with new event ids: the client is shown the first
+                // chunks twice (positions 0, 4, 10, 0, 4, 10, 14, …), and the final text is not what the
+                // chunks add up to. Issue 14 item 9 (event ids from task and position, a done-marker).
+                withKnownIssue("issue 14 item 9: a redelivered agent task streams its answer again from the start", isIntermittent: true) {
+                    RecoveryTests.expectCompleteStream(conversation.frames.filter { $0.channel == "conversation:\(conversation.id)" })
+                }
+            }
+            let repeated = resumed.filter { $0.positioned.filter { $0.type == FrameType.messageStreamStart }.count > 1 }.count
+            Self.report("agent-worker SIGKILLed", resumed, extra: ", \(repeated) answers shown twice")
+            #expect(try await DependencyOutageTests.deadLetterCounts(stack.binDirectory) == deadLetters)
+            try await Self.expectAFreshConversationCompletes(url: url, authority: authority)
+        }
+    }
+
+    /// A sequential run (five roles one after another) whose orchestrator dies between two roles: the
+    /// new orchestrator takes the run's next step from the result it finds in Kafka, and the run ends once.
+    @Test func theOrchestratorKilledMidRunEndsEachRunOnce() async throws {
+        try await ChatFlowTests.withStack(tokensPerSecond: 60) { stack, url, authority in
+            let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
+            let streaming = try await Self.start(
+                Self.conversations, label: "chaos-orchestrator", pattern: "sequential", url: url, authority: authority
+            ) { frames in
+                frames.contains { $0.type == FrameType.agentComplete }
+            }
+            stack.kill(httpPort: try Self.httpPort(of: "orchestrator", in: stack))
+            try stack.start("orchestrator")
+            try await stack.waitUntilReady()
+
+            let resumed = try await Self.resume(streaming, url: url) { $0.type == FrameType.collaborationComplete }
+            for conversation in resumed {
+                Self.expectEveryOffsetOnce(conversation)
+                let completes = conversation.positioned.filter { $0.type == FrameType.collaborationComplete }
+                #expect(completes.count == 1, "\(conversation.id): \(completes.count) COLLABORATION_COMPLETEs")
+                #expect(completes.first?.data["result"]?["status"] == "completed", "\(conversation.id)")
+                #expect(Self.endsPerReply(conversation).values.sorted() == [1], "\(conversation.id)")
+                let roles = conversation.positioned.filter { $0.type == FrameType.agentStart }.compactMap { $0.data["agent_source"]?.stringValue }
+                let order = ["Alex", "Kulu", "Mike", "David", "Catherine"]
+                // Every role, in order (a role repeated right after itself counted once, see below).
+                let steps = roles.reduce(into: [String]()) { steps, role in if steps.last != role { steps.append(role) } }
+                #expect(steps == order, "\(conversation.id): \(roles)")
+                // Some runs (2 of 50) show a role twice (Alex, Kulu, Mike, Mike, David, Catherine): the new
+                // orchestrator reads the previous role's result again (its offset was not committed yet)
+                // and dispatches the next task again under the same task id, and the agent-worker, which
+                // keeps no done-marker per task, runs it a second time. Issue 14 item 9.
+                withKnownIssue("issue 14 item 9: a task dispatched twice is run twice", isIntermittent: true) {
+                    #expect(roles == order, "\(conversation.id)")
+                }
+            }
+            Self.report("orchestrator SIGKILLed", resumed)
+            #expect(try await DependencyOutageTests.deadLetterCounts(stack.binDirectory) == deadLetters)
+            try await Self.expectAFreshConversationCompletes(url: url, authority: authority)
+        }
+    }
+
+    /// PostgreSQL stopped for 10 s while every conversation sends its second message: the live path
+    /// does not need it, and the history consumer waits and writes every turn once it is back.
+    @Test func historyWrittenWhilePostgreSQLIsDownArrivesOnceWhenItIsBack() async throws {
+        try await TestEnvironment.requirePostgres()
+        try await ChatFlowTests.withStack(tokensPerSecond: 100) { stack, url, authority in
+            let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
+            // The first turns, with PostgreSQL up: each conversation is owned and has a session row.
+            let first = try await Self.start(Self.conversations, label: "chaos-postgres", url: url, authority: authority) { frames in
+                frames.contains { $0.type == FrameType.messageStreamEnd }
+            }
+            let base = HistoryFlowTests.base(url)
+            for conversation in first {
+                _ = try await HistoryFlowTests.waitForMessages(base, conversation.id, token: conversation.token, count: 2)
+            }
+
+            try await LocalServers.stopPostgres()
+            let outage = ContinuousClock.now
+            let second = try await withThrowingTaskGroup(of: [ServerFrame].self) { group in
+                for conversation in first {
+                    group.addTask {
+                        let (frames, _) = try await ChatClient.withConnection(url: url, token: conversation.token) { client -> [ServerFrame] in
+                            client.send(RecoveryTests.send(conversation.id, "written while the database is away"))
+                            return await client.frames.collect(idle: .seconds(20)) { $0.type == FrameType.messageStreamEnd }
+                        }
+                        return frames ?? []
+                    }
+                }
+                var all: [[ServerFrame]] = []
+                for try await frames in group { all.append(frames) }
+                return all
+            }
+            // The live path works without PostgreSQL: every second reply streamed to its end.
+            #expect(second.filter { $0.last?.type == FrameType.messageStreamEnd }.count == Self.conversations)
+            try await Task.sleep(for: max(.zero, .seconds(10) - (ContinuousClock.now - outage)))
+            try await LocalServers.startPostgres()
+
+            var rows = 0
+            for conversation in first {
+                let messages = try await HistoryFlowTests.waitForMessages(base, conversation.id, token: conversation.token, count: 4)
+                #expect(messages.count == 4, "\(conversation.id): \(messages)")
+                let ids = messages.compactMap { $0["id"]?.stringValue }
+                #expect(Set(ids).count == ids.count, "\(conversation.id): \(ids)")
+                #expect(messages.contains { $0["content"] == "written while the database is away" }, "\(conversation.id)")
+                rows += messages.count
+            }
+            print("chaos: PostgreSQL stopped 10 s: \(Self.conversations) conversations, \(rows) history rows checked")
+            #expect(try await DependencyOutageTests.deadLetterCounts(stack.binDirectory) == deadLetters)
+            try await Self.expectAFreshConversationCompletes(url: url, authority: authority)
+        }
+    }
+}
