@@ -19,10 +19,14 @@ struct TransportAuthIntegrationTests {
             "--port", "\(port)", "--bind", "127.0.0.1", "--requirepass", "s3cret-pass", "--save", "", "--appendonly", "no",
             "--dir", folder,
         ]
+        // Nothing inherited: a server holding the test's stderr open would keep the test run from ending.
+        server.standardInput = FileHandle.nullDevice
         server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
         try server.run()
+        let pid = server.processIdentifier
         defer {
-            server.terminate()
+            kill(pid, SIGKILL)
             try? FileManager.default.removeItem(atPath: folder)
         }
         #expect(await eventually(timeout: .seconds(10)) { (try? await TestEnvironment.requireServer("redis", hostPort: "127.0.0.1:\(port)")) != nil })

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import SwitchboardKafka
 import SwitchboardRedis
@@ -20,7 +21,7 @@ struct TransportSettingsTests {
     }
 
     @Test func kafkaPropertiesReachEveryClientOfTheProcess() throws {
-        let configuration = try CommonOptions().resolve(
+        let configuration = try CommonOptions.parse([]).resolve(
             service: .notifier,
             environment: [
                 "SWITCHBOARD_DEVELOPMENT_MODE": "1",
@@ -30,7 +31,7 @@ struct TransportSettingsTests {
             "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "sb",
         ])
         #expect(throws: ConfigurationError.self) {
-            try CommonOptions().resolve(
+            try CommonOptions.parse([]).resolve(
                 service: .notifier, environment: ["SWITCHBOARD_DEVELOPMENT_MODE": "1", "SWITCHBOARD_KAFKA_PROPERTIES": "no-equals-sign"])
         }
     }
