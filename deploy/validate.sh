@@ -36,7 +36,7 @@ ENV_COMMON = {"SWITCHBOARD_KAFKA_BROKERS", "SWITCHBOARD_REDIS_URL", "SWITCHBOARD
               "SWITCHBOARD_HTTP_PORT", "SWITCHBOARD_LOG_LEVEL", "SWITCHBOARD_LOG_FORMAT",
               "SWITCHBOARD_ADMIN_HOST", "SWITCHBOARD_ADMIN_PORT", "SWITCHBOARD_DEVELOPMENT_MODE",
               "SWITCHBOARD_JWT_ISSUER", "SWITCHBOARD_JWT_AUDIENCE", "SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS",
-              "SWITCHBOARD_DEVICE_TOKEN_SECRET"}
+              "SWITCHBOARD_DEVICE_TOKEN_SECRET", "SWITCHBOARD_KAFKA_PROPERTIES"}
 # Secrets published in this repository: the services refuse them outside development mode.
 PUBLISHED_SECRETS = {"switchboard-development-secret-not-for-production", "switchboard-development-secret",
                      "REPLACE-ME-with-a-long-random-secret"}
