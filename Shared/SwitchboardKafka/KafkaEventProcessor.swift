@@ -152,6 +152,8 @@ public struct KafkaEventProcessor: Service {
     private func process(_ message: KafkaConsumerMessage) async -> Bool {
         let dimensions = [("topic", message.topic)]
         var attempt = 0
+        // Only failures of the message's own count toward dead-lettering, not the waits of an outage.
+        var transientFailures = 0
         var waitingSince: ContinuousClock.Instant?
         defer { if waitingSince != nil { DependencyWaits.shared.end() } }
         while true {
@@ -181,12 +183,13 @@ public struct KafkaEventProcessor: Service {
                     try? await Task.sleep(for: retryPolicy.dependencyBackoff.delay(attempt: min(attempt - 1, 10)))
                     if stopping.isSet { return false }
                     continue
-                case .transient where attempt < retryPolicy.maxAttempts:
+                case .transient where transientFailures + 1 < retryPolicy.maxAttempts:
+                    transientFailures += 1
                     Counter(label: "sb_kafka_handler_retries_total", dimensions: dimensions).increment()
                     logger.debug(
                         "handler failed, retrying",
                         metadata: ["kafka.offset": "\(message.offset)", "error": "\(error)", "attempt": "\(attempt)"])
-                    try? await Task.sleep(for: retryPolicy.backoff.delay(attempt: attempt - 1))
+                    try? await Task.sleep(for: retryPolicy.backoff.delay(attempt: transientFailures - 1))
                     continue
                 case .transient, .poison:
                     // Not parked (the producer is gone): leave the offset alone so the message is read again.
