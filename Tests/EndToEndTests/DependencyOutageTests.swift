@@ -32,16 +32,7 @@ struct DependencyOutageTests {
             let deadLettersBefore = try await Self.deadLetterCounts(stack.binDirectory)
             let token = try await authority.mint(user: "outage-olga")
             let conversation = "outage-\(UUID().uuidString.prefix(8))"
-            let (before, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
-                client.send(RecoveryTests.send(conversation, "keep talking while redis is away"))
-                var frames: [ServerFrame] = []
-                while let received = await client.frames.next(within: .seconds(20)) {
-                    frames.append(received.frame)
-                    if frames.filter({ $0.type == FrameType.messageStreamChunk }).count == 5 { break }
-                }
-                return frames
-            }
-            let first = try #require(before)
+            let first = try await RecoveryTests.sendAndLeave(url: url, token: token, conversation, "keep talking while redis is away")
             #expect(first.filter { $0.type == FrameType.messageStreamChunk }.count == 5)
 
             try LocalServers.killRedis()

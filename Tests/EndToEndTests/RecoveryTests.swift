@@ -78,20 +78,26 @@ struct RecoveryTests {
         #expect(complete?["metadata"]?.objectValue != nil, sourceLocation: sourceLocation)
     }
 
+    /// Sends `content` to `conversation`, reads until the reply's fifth chunk and drops the connection,
+    /// as a client that goes away mid-stream does; the frames it saw.
+    static func sendAndLeave(url: String, token: String, _ conversation: String, _ content: String) async throws -> [ServerFrame] {
+        let (before, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
+            client.send(Self.send(conversation, content))
+            var frames: [ServerFrame] = []
+            while let received = await client.frames.next(within: .seconds(20)) {
+                frames.append(received.frame)
+                if frames.filter({ $0.type == FrameType.messageStreamChunk }).count == 5 { break }
+            }
+            return frames
+        }
+        return try #require(before)
+    }
+
     @Test func aClientThatDropsMidStreamResumesWithNothingMissingOrRepeated() async throws {
         try await ChatFlowTests.withStack(tokensPerSecond: 40) { _, url, authority in
             let token = try await authority.mint(user: "carol")
             let conversation = "resume-\(UUID().uuidString.prefix(8))"
-            let (before, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
-                client.send(Self.send(conversation, "tell me about resumable streams"))
-                var frames: [ServerFrame] = []
-                while let received = await client.frames.next(within: .seconds(20)) {
-                    frames.append(received.frame)
-                    if frames.filter({ $0.type == FrameType.messageStreamChunk }).count == 5 { break }
-                }
-                return frames
-            }
-            let first = try #require(before)
+            let first = try await Self.sendAndLeave(url: url, token: token, conversation, "tell me about resumable streams")
             #expect(first.filter { $0.type == FrameType.messageStreamChunk }.count == 5)
             // Away for a while: the reply goes on without us.
             try await Task.sleep(for: .milliseconds(400))
