@@ -40,7 +40,8 @@ extension KafkaError: RetryClassifiedError {
     /// A producer that cannot reach the broker waits for it; a refusal of this message (too large, a
     /// topic that does not exist) is the message's own fault.
     public var failureKind: FailureKind {
-        if code == .timedOut || code == .queueFull || isRetriable { return .dependencyUnavailable }
+        // librdkafka's retriable errors (transport, queue full, timeouts) and our own timeouts.
+        if isRetriable || code == .timedOut { return .dependencyUnavailable }
         return .transient
     }
 }
