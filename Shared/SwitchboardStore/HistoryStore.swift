@@ -137,6 +137,8 @@ public struct HistoryStore: Service {
 
     /// User messages, many at once: their sessions (created by the first message), the rows, and each
     /// session's count and time moved by the rows actually inserted (a redelivered one adds nothing).
+    /// A reply travels on another topic than the message it answers, so it can be written before its
+    /// session exists: a session created afterwards counts such rows and gives them its user.
     static func insert(_ messages: [UserMessageWrite], on connection: PostgresConnection, logger: Logger) async throws {
         guard messages.count > 1 else {
             if let message = messages.first { try await apply(.userMessage(message), on: connection, logger: logger) }
@@ -147,11 +149,16 @@ public struct HistoryStore: Service {
         let times = messages.map(\.createdAt), topics = messages.map { String($0.content.prefix(200)) }
         try await connection.query(
             """
-            INSERT INTO sessions (chat_id, user_id, topic, state, created_at, updated_at)
-            SELECT DISTINCT ON (chat_id) chat_id, user_id, topic, 'in_progress', created_at, created_at
-            FROM unnest(\(chats)::text[], \(users)::text[], \(topics)::text[], \(times)::int8[]) AS m(chat_id, user_id, topic, created_at)
-            ORDER BY chat_id, created_at
-            ON CONFLICT (chat_id) DO NOTHING
+            WITH created AS (
+                INSERT INTO sessions (chat_id, user_id, topic, state, message_count, created_at, updated_at)
+                SELECT DISTINCT ON (chat_id) chat_id, user_id, topic, 'in_progress',
+                       (SELECT count(*) FROM messages early WHERE early.chat_id = m.chat_id), created_at, created_at
+                FROM unnest(\(chats)::text[], \(users)::text[], \(topics)::text[], \(times)::int8[]) AS m(chat_id, user_id, topic, created_at)
+                ORDER BY chat_id, created_at
+                ON CONFLICT (chat_id) DO NOTHING
+                RETURNING chat_id, user_id)
+            UPDATE messages SET user_id = created.user_id FROM created
+            WHERE messages.chat_id = created.chat_id AND messages.user_id IS NULL
             """, logger: logger)
         try await connection.query(
             """
@@ -178,9 +185,15 @@ public struct HistoryStore: Service {
             let topic = String(message.content.prefix(200))
             try await connection.query(
                 """
-                INSERT INTO sessions (chat_id, user_id, topic, state, created_at, updated_at)
-                VALUES (\(message.chatId), \(message.userId), \(topic), 'in_progress', \(message.createdAt), \(message.createdAt))
-                ON CONFLICT (chat_id) DO NOTHING
+                WITH created AS (
+                    INSERT INTO sessions (chat_id, user_id, topic, state, message_count, created_at, updated_at)
+                    VALUES (\(message.chatId), \(message.userId), \(topic), 'in_progress',
+                            (SELECT count(*) FROM messages early WHERE early.chat_id = \(message.chatId)),
+                            \(message.createdAt), \(message.createdAt))
+                    ON CONFLICT (chat_id) DO NOTHING
+                    RETURNING chat_id, user_id)
+                UPDATE messages SET user_id = created.user_id FROM created
+                WHERE messages.chat_id = created.chat_id AND messages.user_id IS NULL
                 """, logger: logger)
             try await connection.query(
                 """

@@ -106,6 +106,23 @@ struct HistoryStoreIntegrationTests {
         }
     }
 
+    /// The reply travels on another topic than the message it answers and can be stored first (seen
+    /// in CI): the session created afterwards counts it and gives it its user.
+    @Test(arguments: [1, 3]) func aReplyStoredBeforeItsSessionIsCountedAndAdopted(batch: Int) async throws {
+        try await withHistoryStore { store, _ in
+            let end = clientEvent(
+                "chat-e", FrameType.messageStreamEnd,
+                ["messageId": "reply-e1", "finalMessage": ["role": "Catherine", "content": "early"]], at: 2_000)
+            try await store.apply(HistoryMapper.writes(for: end))
+            let messages = (1...batch).map { userMessage("chat-e", user: "erin", id: "e\($0)", content: "hi \($0)", at: Int64($0)) }
+            try await store.apply(messages.flatMap { HistoryMapper.writes(for: $0) })
+            #expect(try await store.session("chat-e", user: "erin").messageCount == batch + 1)
+            let page = try await store.messages("chat-e", user: "erin")
+            #expect(page.items.count == batch + 1)
+            #expect(page.items.allSatisfy { $0.userId == "erin" })
+        }
+    }
+
     @Test func aTurnStoppedMidStreamIsStoredAsStoppedWithItsPartialTextAndParts() async throws {
         try await withHistoryStore { store, _ in
             try await store.apply(HistoryMapper.writes(for: userMessage("c", user: "bob", id: "m9", content: "write an essay", at: 10)))
