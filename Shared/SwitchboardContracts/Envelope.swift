@@ -152,20 +152,24 @@ public enum TraceContext {
         return parts.count == 4 ? String(parts[1]) : nil
     }
 
+    /// Lower-case hex of `bytes` random bytes: eight bytes per draw from the system generator (this runs
+    /// for every event; a draw per byte cost a `getrandom` call each).
     static func randomHex(bytes: Int) -> String {
+        let digits: StaticString = "0123456789abcdef"
         var generator = SystemRandomNumberGenerator()
-        var result = ""
-        result.reserveCapacity(bytes * 2)
-        for _ in 0..<bytes {
-            let byte = UInt8.random(in: 0...255, using: &generator)
-            result += String(byte, radix: 16).leftPadded(to: 2)
+        return String(unsafeUninitializedCapacity: bytes * 2) { output in
+            digits.withUTF8Buffer { digits in
+                var written = 0
+                while written < bytes * 2 {
+                    var word = generator.next()
+                    for _ in 0..<min(16, bytes * 2 - written) {
+                        output[written] = digits[Int(word & 0xF)]
+                        word >>= 4
+                        written += 1
+                    }
+                }
+            }
+            return bytes * 2
         }
-        return result
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

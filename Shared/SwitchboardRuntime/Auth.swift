@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import JWTKit
 
 /// The claims of a Switchboard token: `sub` is the user id, `exp` is required; `nbf`, `iss` and `aud`
@@ -76,6 +77,7 @@ public struct TokenPolicy: Sendable, Equatable {
 public struct TokenAuthority: Sendable {
     private let keys: JWTKeyCollection
     public let policy: TokenPolicy
+    private let verified = VerifiedTokens()
     /// RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
     public static let minimumSecretBytes = 32
     /// The only algorithm accepted: JWTKit verifies with the key it has whatever the header says, so
@@ -104,6 +106,11 @@ public struct TokenAuthority: Sendable {
 
     /// The claims of a valid token; a missing, expired, forged or malformed one throws `AuthError`.
     public func verify(_ token: String, now: Date = Date()) async throws(AuthError) -> SwitchboardClaims {
+        if let claims = verified.claims(of: token) {
+            guard claims.expiresAt > now else { throw AuthError("token expired or its claims are invalid") }
+            if let violation = policy.violation(of: claims, now: now) { throw AuthError(violation) }
+            return claims
+        }
         guard Self.headerAlgorithm(of: token) == Self.algorithm else { throw AuthError("token algorithm must be \(Self.algorithm)") }
         let claims: SwitchboardClaims
         do {
@@ -118,6 +125,7 @@ public struct TokenAuthority: Sendable {
             throw AuthError("token is malformed")
         }
         if let violation = policy.violation(of: claims, now: now) { throw AuthError(violation) }
+        verified.remember(token, claims)
         return claims
     }
 
@@ -130,5 +138,26 @@ public struct TokenAuthority: Sendable {
             let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         else { return nil }
         return object["alg"] as? String
+    }
+}
+
+/// Tokens whose signature was verified, with their claims: a client that sends the same token with
+/// every request (REST, the notifications API, reconnects) costs one parse of its header, payload and
+/// signature, not one per request. Keyed by the whole token, signature included, so only the exact
+/// bytes verified before are found; expiry and the policy are still checked on every use. Bounded:
+/// emptied when full.
+final class VerifiedTokens: Sendable {
+    static let capacity = 4096
+    private let entries = Mutex<[String: SwitchboardClaims]>([:])
+
+    func claims(of token: String) -> SwitchboardClaims? {
+        entries.withLock { $0[token] }
+    }
+
+    func remember(_ token: String, _ claims: SwitchboardClaims) {
+        entries.withLock { entries in
+            if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
+            entries[token] = claims
+        }
     }
 }

@@ -118,6 +118,19 @@ import Testing
         let claims = try await authority.verify(try await authority.mint(user: "u"))
         #expect(claims.issuer == "https://auth.example" && claims.audiences == ["switchboard"])
     }
+
+    /// A token verified once is not parsed again, but its expiry still ends it, and a token whose
+    /// payload or signature differs by one character is verified (and refused) on its own.
+    @Test func aRememberedTokenStillExpiresAndATamperedOneIsNotRemembered() async throws {
+        let authority = try await TokenAuthority(secret: secret)
+        let token = try await authority.mint(user: "u", lifetime: .seconds(60))
+        #expect(try await authority.verify(token).userID == "u")
+        #expect(try await authority.verify(token).userID == "u")
+        await #expect(throws: AuthError.self) { try await authority.verify(token, now: Date().addingTimeInterval(120)) }
+        var tampered = Array(token)
+        tampered[tampered.count - 2] = tampered[tampered.count - 2] == "A" ? "B" : "A"
+        await #expect(throws: AuthError.self) { try await authority.verify(String(tampered)) }
+    }
 }
 
 /// Issue 14 item 3: the agent-worker calls only the servers it lists, with the keys it names.
