@@ -1,12 +1,19 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
+import Synchronization
 
-/// Where a Redis server is: `redis://host:port[/db]`.
+/// Where a Redis server is: `redis://host:port[/db]`, or `rediss://` for TLS.
 public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
     public var database: Int
+    /// TLS (`rediss://`): the server's certificate is verified against the system's trust roots, or
+    /// against `caFile` (`?ca_file=/path/ca.pem`) for a private CA, and must name `host`. There is no
+    /// way to skip verification.
+    public var usesTLS = false
+    public var caFile: String?
     /// ACL user and password (`redis://user:password@host`, or `redis://:password@host` for
     /// `requirepass`): every connection authenticates with `AUTH` before its first command.
     public var username: String?
@@ -20,11 +27,21 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
         self.password = password
     }
 
-    /// `redis://[user[:password]@]host[:port][/database]`; user and password are percent-decoded.
-    /// `rediss://` (TLS) is not supported yet and is refused rather than spoken in clear.
+    /// `redis[s]://[user[:password]@]host[:port][/database][?ca_file=/path/ca.pem]`; user and password
+    /// are percent-decoded.
     public init?(url: String) {
-        guard url.hasPrefix("redis://") else { return nil }
-        var rest = url.dropFirst("redis://".count)
+        let usesTLS = url.hasPrefix("rediss://")
+        guard usesTLS || url.hasPrefix("redis://") else { return nil }
+        var rest = url.dropFirst(usesTLS ? "rediss://".count : "redis://".count)
+        var caFile: String?
+        if let question = rest.firstIndex(of: "?") {
+            for item in rest[rest.index(after: question)...].split(separator: "&") {
+                let pair = item.split(separator: "=", maxSplits: 1)
+                guard pair.count == 2, pair[0] == "ca_file", usesTLS else { return nil }
+                caFile = String(pair[1]).removingPercentEncoding
+            }
+            rest = rest[..<question]
+        }
         var database = 0
         if let slash = rest.firstIndex(of: "/") {
             guard let parsed = Int(rest[rest.index(after: slash)...]) ?? (rest[rest.index(after: slash)...].isEmpty ? 0 : nil)
@@ -50,12 +67,29 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
         let port = parts.count > 1 ? Int(parts[1]) : 6379
         guard let port else { return nil }
         self.init(host: String(host), port: port, database: database, username: username, password: password)
+        self.usesTLS = usesTLS
+        self.caFile = caFile
     }
 
     /// Never shows the password.
     public var description: String {
         let credentials = password != nil ? "\(username ?? ""):***@" : (username.map { "\($0)@" } ?? "")
-        return "redis://\(credentials)\(host):\(port)/\(database)"
+        return "\(usesTLS ? "rediss" : "redis")://\(credentials)\(host):\(port)/\(database)"
+    }
+
+    /// One TLS context per trust setting, made on first use (loading the roots costs milliseconds, and
+    /// connections are opened again on every reconnect).
+    private static let tlsContexts = Mutex<[String: NIOSSLContext]>([:])
+
+    func tlsContext() throws -> NIOSSLContext {
+        try Self.tlsContexts.withLock { contexts in
+            if let context = contexts[caFile ?? ""] { return context }
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            if let caFile { configuration.trustRoots = .file(caFile) }
+            let context = try NIOSSLContext(configuration: configuration)
+            contexts[caFile ?? ""] = context
+            return context
+        }
     }
 }
 
@@ -73,11 +107,18 @@ final class RedisConnection: Sendable {
     ) async throws -> RedisConnection {
         let channel: any Channel
         do {
+            let tls = try endpoint.usesTLS ? endpoint.tlsContext() : nil
+            // An address is checked against the certificate's IP entries; SNI carries names only.
+            let serverName = endpoint.host.contains(where: { $0.isLetter }) ? endpoint.host : nil
             channel = try await ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connectTimeout(.seconds(2))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls {
+                            try channel.pipeline.syncOperations.addHandler(
+                                NIOSSLClientHandler(context: tls, serverHostname: serverName))
+                        }
                         try channel.pipeline.syncOperations.addHandler(RedisChannelHandler(onPush: onPush))
                     }
                 }

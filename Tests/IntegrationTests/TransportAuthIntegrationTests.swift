@@ -1,4 +1,5 @@
 import Foundation
+import ServiceLifecycle
 import SwitchboardRedis
 import SwitchboardStore
 import SwitchboardTestSupport
@@ -13,18 +14,12 @@ struct TransportAuthIntegrationTests {
         let port = ServiceProcesses.freePort()
         let folder = NSTemporaryDirectory() + "redis-auth-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        server.arguments = [
-            "--port", "\(port)", "--bind", "127.0.0.1", "--requirepass", "s3cret-pass", "--save", "", "--appendonly", "no",
-            "--dir", folder,
-        ]
-        // Nothing inherited: a server holding the test's stderr open would keep the test run from ending.
-        server.standardInput = FileHandle.nullDevice
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
-        let pid = server.processIdentifier
+        let pid = try LocalServers.spawn(
+            "/usr/bin/redis-server",
+            [
+                "--port", "\(port)", "--bind", "127.0.0.1", "--requirepass", "s3cret-pass", "--save", "", "--appendonly", "no",
+                "--dir", folder,
+            ])
         defer {
             kill(pid, SIGKILL)
             try? FileManager.default.removeItem(atPath: folder)
@@ -55,6 +50,67 @@ struct TransportAuthIntegrationTests {
             return
         }
         #expect("\(none)".contains("NOAUTH"), "\(none)")
+    }
+
+    /// A Redis of this test's own speaking TLS only, with a certificate from a CA made here: `rediss://`
+    /// with that CA works, without it the certificate is refused, and
+    /// clear text never reaches it.
+    @Test func aRedisBehindTLSIsReachedByRedissWithItsCAOnly() async throws {
+        let folder = NSTemporaryDirectory() + "redis-tls-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try await TestCertificates.make(in: folder)
+        let port = ServiceProcesses.freePort()
+        let pid = try LocalServers.spawn(
+            "/usr/bin/redis-server",
+            [
+                "--port", "0", "--tls-port", "\(port)", "--bind", "127.0.0.1", "--tls-cert-file", "\(folder)/server.pem",
+                "--tls-key-file", "\(folder)/server.key", "--tls-auth-clients", "no", "--save", "", "--appendonly", "no",
+                "--dir", folder,
+            ])
+        defer { kill(pid, SIGKILL) }
+        #expect(await eventually(timeout: .seconds(10)) { (try? await TestEnvironment.requireServer("redis", hostPort: "127.0.0.1:\(port)")) != nil })
+
+        func attempt(_ url: String) async -> Result<String, any Error> {
+            var configuration = RedisClientConfiguration(endpoint: RedisEndpoint(url: url)!)
+            configuration.connectAttempts = 1
+            let client = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
+            defer { Task { await client.close() } }
+            do {
+                _ = try await client.send("SET", "tls-check", "ok")
+                return .success(try await client.send("GET", "tls-check").string ?? "")
+            } catch {
+                return .failure(error)
+            }
+        }
+        #expect(try await attempt("rediss://localhost:\(port)?ca_file=\(folder)/ca.pem").get() == "ok")
+        #expect(try await attempt("rediss://127.0.0.1:\(port)/2?ca_file=\(folder)/ca.pem").get() == "ok")
+        // The gateway's channel subscriptions go over the same TLS.
+        let endpoint = try #require(RedisEndpoint(url: "rediss://localhost:\(port)?ca_file=\(folder)/ca.pem"))
+        let subscriber = RedisSubscriber(endpoint: endpoint, logger: TestEnvironment.logger)
+        let publisher = RedisClient(configuration: RedisClientConfiguration(endpoint: endpoint), logger: TestEnvironment.logger)
+        let received = Locked<[String]>([])
+        let group = ServiceGroup(services: [subscriber], logger: TestEnvironment.logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            _ = try await subscriber.subscribe("tls:{c}") { message in
+                received.withLock { $0.append(String(decoding: message, as: UTF8.self)) }
+            }
+            #expect(try await publisher.send("PUBLISH", "tls:{c}", "over tls").integer == 1)
+            #expect(await eventually { received.withLock { $0 } == ["over tls"] })
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        await publisher.close()
+        guard case .failure(let untrusted) = await attempt("rediss://localhost:\(port)") else {
+            Issue.record("a certificate from an unknown CA was accepted")
+            return
+        }
+        #expect("\(untrusted)".contains("CERTIFICATE_VERIFY_FAILED"), "\(untrusted)")
+        guard case .failure = await attempt("redis://127.0.0.1:\(port)") else {
+            Issue.record("clear text reached a TLS-only Redis")
+            return
+        }
     }
 
     /// The suite's PostgreSQL has no TLS: `sslmode=prefer` falls back to clear text and works,

@@ -17,6 +17,19 @@ public enum LocalServers {
         public var description: String
     }
 
+    /// Starts a server of a test's own with nothing inherited (a server holding the test's stderr open
+    /// would keep the test run from ending) and returns its pid; the test SIGKILLs it.
+    public static func spawn(_ executable: String, _ arguments: [String]) throws -> pid_t {
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: executable)
+        server.arguments = arguments
+        server.standardInput = FileHandle.nullDevice
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        return server.processIdentifier
+    }
+
     /// SIGKILLs the test Redis: no shutdown, no final save (its append-only file is what survives).
     public static func killRedis() throws {
         let pidFile = "\(stateDirectory)/redis/redis.pid"

@@ -16,8 +16,13 @@ struct TransportSettingsTests {
         let requirepass = try #require(RedisEndpoint(url: "redis://:only-a-password@127.0.0.1"))
         #expect(requirepass.username == nil && requirepass.password == "only-a-password")
         #expect(RedisEndpoint(url: "redis://127.0.0.1:6390")?.password == nil)
-        // TLS is not spoken yet: refused, never silently sent in clear text.
-        #expect(RedisEndpoint(url: "rediss://127.0.0.1:6390") == nil)
+        let tls = try #require(RedisEndpoint(url: "rediss://:pw@redis.internal:6380/1?ca_file=/etc/sb/ca%20file.pem"))
+        #expect(tls.usesTLS && tls.caFile == "/etc/sb/ca file.pem" && tls.port == 6380 && tls.database == 1)
+        #expect(tls.description == "rediss://:***@redis.internal:6380/1")
+        #expect(RedisEndpoint(url: "rediss://redis.internal")?.caFile == nil)
+        // Unknown options, or a CA file for a clear-text URL, are refused rather than ignored.
+        #expect(RedisEndpoint(url: "rediss://redis.internal?verify=none") == nil)
+        #expect(RedisEndpoint(url: "redis://redis.internal?ca_file=/ca.pem") == nil)
     }
 
     @Test func kafkaPropertiesReachEveryClientOfTheProcess() throws {
