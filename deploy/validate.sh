@@ -41,7 +41,10 @@ ENV_COMMON = {"SWITCHBOARD_KAFKA_BROKERS", "SWITCHBOARD_REDIS_URL", "SWITCHBOARD
 PUBLISHED_SECRETS = {"switchboard-development-secret-not-for-production", "switchboard-development-secret",
                      "REPLACE-ME-with-a-long-random-secret"}
 ENV_AGENT = {"SWITCHBOARD_AGENT_TOKEN_RATE", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS"}
-ENV_ALL = ENV_COMMON | ENV_AGENT
+# Every setting docs/configuration.md documents in its tables may be named by the deployment files.
+ENV_DOCUMENTED = set(re.findall(r"^\| `(SWITCHBOARD_[A-Z0-9_]+)`",
+                                open(os.path.join(ROOT, "docs", "configuration.md"), encoding="utf-8").read(), re.M))
+ENV_ALL = ENV_COMMON | ENV_AGENT | ENV_DOCUMENTED
 PARTITIONS = 8  # per topic; replicas of a worker kind beyond it get no partition
 GRACE_SECONDS = 50
 RUNTIME_PACKAGES = ["libhiredis0.14", "libopus0", "libssl3", "libsasl2-2", "libzstd1", "liblz4-1", "libcurl4",

@@ -7,6 +7,7 @@ import HummingbirdWebSocket
 import Logging
 import Metrics
 import NIOCore
+import NIOSSL
 import NIOWebSocket
 import ServiceLifecycle
 import Synchronization
@@ -64,6 +65,9 @@ public struct GatewaySettings: Sendable {
     public var frontDoorTimeout: Duration = .seconds(600)
     /// The web console's files; nil: the ones in the gateway's resource bundle.
     public var consoleDirectory: String?
+    /// TLS on the public port (HTTPS, WSS), from a certificate chain and key in PEM files; nil: clear
+    /// text (TLS ends at a proxy in front, or nowhere in development). The admin port stays clear text.
+    public var tls: NIOSSLContext?
 
     public init() {}
 
@@ -85,6 +89,10 @@ public struct GatewaySettings: Sendable {
         public var shutdownWindowSeconds: Double?
         @Option(help: "Serve the web console from this folder instead of the built-in copy (env SWITCHBOARD_CONSOLE_DIR).")
         public var consoleDir: String?
+        @Option(help: "PEM certificate chain for TLS on the public port (env SWITCHBOARD_GATEWAY_TLS_CERT_FILE; with --tls-key-file).")
+        public var tlsCertFile: String?
+        @Option(help: "PEM private key for TLS on the public port (env SWITCHBOARD_GATEWAY_TLS_KEY_FILE; with --tls-cert-file).")
+        public var tlsKeyFile: String?
 
         public init() {}
 
@@ -116,6 +124,9 @@ public struct GatewaySettings: Sendable {
             }
             settings.consoleDirectory =
                 consoleDir ?? ProcessInfo.processInfo.environment["SWITCHBOARD_CONSOLE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+            settings.tls = try Self.tlsContext(
+                certificateFile: try setting(tlsCertFile, environment: "GATEWAY_TLS_CERT_FILE", default: ""),
+                keyFile: try setting(tlsKeyFile, environment: "GATEWAY_TLS_KEY_FILE", default: ""))
             settings.chat = try BishengChatSettings.fromEnvironment()
             settings.xiaozhi = try XiaozhiSettings.fromEnvironment()
             guard settings.socketSendBufferBytes >= 0 else {
@@ -125,6 +136,22 @@ public struct GatewaySettings: Sendable {
                 settings.outboundLimitBytes >= 1024
             else { throw ConfigurationError("gateway limits must be positive (outbound buffer ≥ 1024 bytes)") }
             return settings
+        }
+
+        /// Both files or neither; read now, so a missing or unreadable one stops the gateway at start.
+        static func tlsContext(certificateFile: String, keyFile: String) throws -> NIOSSLContext? {
+            guard !certificateFile.isEmpty || !keyFile.isEmpty else { return nil }
+            guard !certificateFile.isEmpty, !keyFile.isEmpty else {
+                throw ConfigurationError("TLS needs both SWITCHBOARD_GATEWAY_TLS_CERT_FILE and SWITCHBOARD_GATEWAY_TLS_KEY_FILE")
+            }
+            do {
+                let chain = try NIOSSLCertificate.fromPEMFile(certificateFile).map { NIOSSLCertificateSource.certificate($0) }
+                let configuration = TLSConfiguration.makeServerConfiguration(
+                    certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem)))
+                return try NIOSSLContext(configuration: configuration)
+            } catch {
+                throw ConfigurationError("cannot use the TLS certificate \(certificateFile) and key \(keyFile): \(error)")
+            }
         }
     }
 }
@@ -215,19 +242,22 @@ public enum Gateway {
         return (router, webSocketDoors)
     }
 
-    /// HTTP/1.1 with WebSocket upgrades taken by `doors` before the router, behind the handshake deadline.
+    /// HTTP/1.1 with WebSocket upgrades taken by `doors` before the router, behind the handshake deadline
+    /// (and TLS when configured).
     static func server(router: Router<GatewayRequestContext>, doors: WebSocketDoors, settings: GatewaySettings) -> HTTPServerBuilder {
         let connectionSettings = WebSocketConnectionSettings(
             maxMessageBytes: settings.maxFrameBytes, outboundLimitBytes: settings.outboundLimitBytes,
             pingInterval: TimeAmount(settings.pingInterval))
         let deadline = TimeAmount(settings.handshakeTimeout)
         return HTTPServerBuilder { responder in
-            HandshakeDeadlineChannel(
-                base: GatewayChildChannel(
-                    responder: responder, doors: doors, settings: connectionSettings,
-                    socketSendBufferBytes: settings.socketSendBufferBytes, httpIdleTimeout: settings.httpIdleTimeout,
-                    httpBodyTimeout: TimeAmount(settings.httpBodyTimeout)),
-                deadline: deadline)
+            TLSTermination(
+                base: HandshakeDeadlineChannel(
+                    base: GatewayChildChannel(
+                        responder: responder, doors: doors, settings: connectionSettings,
+                        socketSendBufferBytes: settings.socketSendBufferBytes, httpIdleTimeout: settings.httpIdleTimeout,
+                        httpBodyTimeout: TimeAmount(settings.httpBodyTimeout), secure: settings.tls != nil),
+                    deadline: deadline),
+                context: settings.tls)
         }
     }
 

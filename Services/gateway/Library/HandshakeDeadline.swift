@@ -3,6 +3,7 @@ import HummingbirdCore
 import Logging
 import Metrics
 import NIOCore
+import NIOSSL
 
 /// Wraps the server's child channel so every new connection must send a complete HTTP request head
 /// (where its token is) within `deadline`. A socket that connects and says nothing, or trickles
@@ -13,7 +14,8 @@ struct HandshakeDeadlineChannel<Base: ServerChildChannel>: ServerChildChannel {
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Base.Value> {
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(HandshakeDeadlineHandler(deadline: deadline), position: .first)
+            // Appended: after TLS, when there is TLS, so it reads the request head in clear.
+            try channel.pipeline.syncOperations.addHandler(HandshakeDeadlineHandler(deadline: deadline))
         }.flatMap {
             base.setup(channel: channel, logger: logger)
         }
@@ -78,4 +80,23 @@ final class HandshakeDeadlineHandler: ChannelInboundHandler, RemovableChannelHan
 
 enum HandshakeMetrics {
     static let timeouts = Counter(label: "sb_gateway_handshake_timeouts_total")
+}
+
+/// TLS on every new connection before anything else reads it, when the gateway has a certificate.
+struct TLSTermination<Base: ServerChildChannel>: ServerChildChannel {
+    let base: Base
+    let context: NIOSSLContext?
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Base.Value> {
+        guard let context else { return base.setup(channel: channel, logger: logger) }
+        return channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+        }.flatMap {
+            base.setup(channel: channel, logger: logger)
+        }
+    }
+
+    func handle(value: Base.Value, logger: Logger) async {
+        await base.handle(value: value, logger: logger)
+    }
 }

@@ -133,7 +133,9 @@ struct XiaozhiDevices: WebSocketDoor {
     func webSocketURL(for request: Request) -> String {
         if !xiaozhi.webSocketURL.isEmpty { return xiaozhi.webSocketURL }
         let host = request.head.authority ?? "127.0.0.1:\(context.configuration.httpPort)"
-        return "ws://\(host)/xiaozhi/v1/"
+        // Behind TLS, the gateway's own or a proxy's that says so: the device must use it too.
+        let secure = request.head.scheme == "https" || request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https"
+        return "\(secure ? "wss" : "ws")://\(host)/xiaozhi/v1/"
     }
 
     // MARK: connection

@@ -44,6 +44,8 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
     /// Plain HTTP connections: closed when idle this long, or when a body is not in by this deadline.
     let httpIdleTimeout: Duration
     let httpBodyTimeout: TimeAmount
+    /// Behind the gateway's own TLS: requests are `https`.
+    let secure: Bool
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
@@ -66,7 +68,7 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
                 upgraders: [upgrader],
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: secure))
                         try channel.pipeline.syncOperations.addHandler(
                             HTTPConnectionStateHandler(idleTimeout: httpIdleTimeout, logger: logger))
                         try channel.pipeline.syncOperations.addHandler(RequestBodyDeadlineHandler(deadline: httpBodyTimeout))
