@@ -121,6 +121,17 @@ struct SafetyFlowTests {
             }
             #expect(code == CloseCode.unauthorized.rawValue)
             #expect(ContinuousClock.now - started < .seconds(12))
+            // An SSE stream outlives no token either: `event: close` with 4500, then the response ends.
+            let sseToken = try await authority.mint(user: "cinderella", lifetime: .seconds(3))
+            let port = try #require(URL(string: base)?.port)
+            let stream = try await SSEClient.connect(
+                port: port, path: "/api/v1/events/system", headers: ["Authorization": "Bearer \(sseToken)"])
+            let sseStarted = ContinuousClock.now
+            #expect(await stream.waitFor(within: .seconds(15)) { $0.contains { $0.event == "close" } })
+            #expect(stream.events.last { $0.event == "close" }?.data.contains("\(CloseCode.unauthorized.rawValue)") == true)
+            #expect(await eventually(timeout: .seconds(5)) { stream.isClosed })
+            #expect(ContinuousClock.now - sseStarted < .seconds(12))
+            await stream.close()
 
             // A device token is its device's only: bound device A's token does not open B's socket.
             let owner = try await authority.mint(user: "owner-\(UUID().uuidString.prefix(6))")

@@ -115,7 +115,9 @@ struct BluePlanCompatibility: Sendable {
             await streams.admission.release(session)
             throw error
         }
-        return await streams.respond(request, context, session: session, opening: "retry: 3000\n\n", headers: headers) { _, reason in
+        return await streams.respond(
+            request, context, session: session, opening: "retry: 3000\n\n", expiresAt: claims.expiresAt, headers: headers
+        ) { _, reason in
             translator.error("the stream was cut off (\(reason)); resume with Last-Event-ID", type: "disconnected", conversationID: conversationID)
         }
     }

@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import Metrics
 import NIOCore
 import SwitchboardContracts
 import SwitchboardRedis
@@ -204,15 +205,16 @@ struct EventStreams: Sendable {
             let position = opened.position.map { #","offset":\#($0.offset),"epoch":"\#($0.epoch)""# } ?? ""
             preamble += "event: recovery\ndata: {\"recovered\":\(opened.recovered)\(position)}\n\n"
         }
-        return await respond(request, context, session: session, opening: preamble)
+        return await respond(request, context, session: session, opening: preamble, expiresAt: claims.expiresAt)
     }
 
     /// Writes a session's queue as an SSE response, after `opening`. A stream ends when its client goes,
     /// when it is cut off (`event: close`), or, once the session is complete, with `ending`.
     /// `interruption` renders the end of a stream cut off before it was complete (default: `event: close`).
+    /// A stream outlives no token: at `expiresAt` it is cut off with 4500, as a WebSocket is.
     func respond(
         _ request: Request, _ context: GatewayRequestContext, session: ClientSession, opening: String, ending: String = "",
-        headers extraHeaders: HTTPFields = [:], interruption: (@Sendable (CloseCode, String) -> String)? = nil
+        expiresAt: Date?, headers extraHeaders: HTTPFields = [:], interruption: (@Sendable (CloseCode, String) -> String)? = nil
     ) async -> Response {
         await context.limitSendBuffer(to: settings.socketSendBufferBytes)
         let gzip = request.headers[.acceptEncoding].map(SSEWireEncoder.acceptsGzip) ?? false
@@ -228,6 +230,13 @@ struct EventStreams: Sendable {
                         while !Task.isCancelled {
                             try await Task.sleep(for: pingInterval)
                             session.outbound.enqueue(": ping\n\n", ephemeral: true)
+                        }
+                    }
+                    if let expiresAt {
+                        group.addTask {
+                            try await Task.sleep(for: .milliseconds(max(0, Int64(expiresAt.timeIntervalSinceNow * 1000))))
+                            TokenExpiryMetrics.closed.increment()
+                            session.outbound.close(.unauthorized, reason: "token expired")
                         }
                     }
                     loop: while let item = await session.next() {

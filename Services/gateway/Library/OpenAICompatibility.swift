@@ -168,7 +168,7 @@ struct OpenAICompatibility: Sendable {
         let headers: HTTPFields = [Self.conversationHeader: conversationID]
         if streaming {
             return await streams.respond(
-                request, context, session: session, opening: translator.opening(), ending: "data: [DONE]\n\n",
+                request, context, session: session, opening: translator.opening(), ending: "data: [DONE]\n\n", expiresAt: claims.expiresAt,
                 headers: headers
             ) { _, reason in
                 "data: \(Self.encode(Self.errorBody("the stream was cut off: \(reason)", type: "server_error", param: nil, code: nil)))\n\n"
