@@ -48,8 +48,8 @@ public final class KafkaConsumer: Sendable {
         pollThread.withLock { $0 = thread }
     }
 
-    /// True once the group assigned this member its partitions (possibly none, when the group has more
-    /// members than partitions). Readiness probes use it.
+    /// True while the group has this member assigned its partitions (possibly none, when the group has
+    /// more members than partitions): from an assignment to the next revocation. Readiness probes use it.
     public var hasJoinedGroup: Bool { state.withLock { $0.hasJoined } }
 
     public var assignedPartitions: [TopicPartition] {
@@ -139,7 +139,12 @@ public final class KafkaConsumer: Sendable {
             logger.info("partitions assigned", metadata: ["kafka.partitions": "\(assigned.map(\.description))"])
             if !stopped { newStreams.forEach { partitionContinuation.yield($0) } }
         case .revoke(let revoked):
-            let buffers = state.withLock { state in revoked.compactMap { state.buffers.removeValue(forKey: $0) } }
+            // Not a member with an assignment again until the next one (the group lost this member, or
+            // rebalances): readiness must not stay true through a broker that forgot the group.
+            let buffers = state.withLock { state in
+                state.hasJoined = false
+                return revoked.compactMap { state.buffers.removeValue(forKey: $0) }
+            }
             buffers.forEach { $0.finish() }
             revokedCounter.increment(by: Int64(revoked.count))
             if let error = client.commitStoredOffsets() {

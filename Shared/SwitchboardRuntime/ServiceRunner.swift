@@ -132,7 +132,7 @@ public enum ServiceRunner {
     }
 
     static func createTopics(producer: KafkaProducer, logger: Logger) async throws {
-        let topics = Topics.all.flatMap { [$0, $0.deadLetter] }.map { (name: $0.name, partitions: $0.partitions) }
+        let topics = TopicKeeper.topics.map { (name: $0.name, partitions: $0.partitions) }
         var attempt = 0
         let backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(3))
         while true {
@@ -185,11 +185,14 @@ public enum ServiceRunner {
                     "admin listening", metadata: ["http.admin_address": "\(channel.localAddress?.description ?? "?")"])
             },
             logger: context.logger)
+        let topicKeeper = TopicKeeper(producer: context.producer, logger: context.logger)
+        context.readiness.add("kafka-topics") { topicKeeper.isReady }
         let group = ServiceGroup(
             configuration: .init(
                 services: [
                     .init(service: ClosingService(context: context)),
                     .init(service: HeartbeatService(context: context)),
+                    .init(service: topicKeeper),
                 ] + services.map { .init(service: $0) } + [
                     .init(service: admin),
                     .init(service: application),

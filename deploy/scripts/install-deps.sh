@@ -30,9 +30,14 @@ fi
 
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
 
+# librdkafka is built from Debian 13's source with the fixes in deploy/patches/librdkafka (a crash
+# after a broker restart); the installed build records which patches it has.
 have_rdkafka=$(pkg-config --modversion rdkafka 2>/dev/null || echo 0)
-if ! version_ge "$have_rdkafka" "$RDKAFKA_MIN"; then
-  log "librdkafka $have_rdkafka is older than $RDKAFKA_MIN: building Debian 13's source package"
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+RDKAFKA_PATCHES=$(cat "$ROOT"/deploy/patches/librdkafka/*.patch | sha256sum | cut -c1-16)
+RDKAFKA_MARKER=/usr/local/share/switchboard/librdkafka-patches
+if ! version_ge "$have_rdkafka" "$RDKAFKA_MIN" || [ "$(cat "$RDKAFKA_MARKER" 2>/dev/null)" != "$RDKAFKA_PATCHES" ]; then
+  log "librdkafka $have_rdkafka is older than $RDKAFKA_MIN or lacks this tree's patches: building Debian 13's source package"
   src_list=/etc/apt/sources.list.d/switchboard-trixie-src.sources
   if [ ! -f "$src_list" ]; then
     # Source packages only: trixie's binaries need a newer libc than Debian 12 has.
@@ -50,10 +55,13 @@ SRC
   dir=$(find "$work" -maxdepth 1 -type d -name 'librdkafka-*' | head -n1)
   # /usr/local/lib/<triplet> comes before Debian's own library folder for both ld and ld.so.
   triplet=$(gcc -dumpmachine)
+  for patch in "$ROOT"/deploy/patches/librdkafka/*.patch; do (cd "$dir" && patch -p1 -s < "$patch"); done
   (cd "$dir" && ./configure --prefix=/usr/local --libdir="/usr/local/lib/$triplet" \
       --disable-debug-symbols >/dev/null \
    && make -j"$(nproc)" -C src >/dev/null 2>&1 && $SUDO make -C src install >/dev/null)
   $SUDO ldconfig
+  $SUDO mkdir -p "$(dirname "$RDKAFKA_MARKER")"
+  echo "$RDKAFKA_PATCHES" | $SUDO tee "$RDKAFKA_MARKER" >/dev/null
   rm -rf "$work"
   log "librdkafka $(pkg-config --modversion rdkafka) installed"
 fi

@@ -309,8 +309,11 @@ case "${1:-}" in
   status)
     status
     ;;
+  tansu-bin)
+    tansu_bin
+    ;;
   *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status|tansu-bin" >&2
     exit 2
     ;;
 esac

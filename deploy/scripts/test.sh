@@ -41,6 +41,9 @@ export SWITCHBOARD_TEST_KAFKA=127.0.0.1:$SB_KAFKA_PORT
 export SWITCHBOARD_TEST_REDIS=redis://127.0.0.1:$SB_REDIS_PORT
 export SWITCHBOARD_TEST_POSTGRES=postgres://switchboard:switchboard@127.0.0.1:$SB_POSTGRES_PORT/switchboard
 export SWITCHBOARD_BIN_DIR=$BIN_DIR
+# For tests that run a broker of their own (and restart it).
+SB_TANSU_BIN=$(bash "$SERVERS" tansu-bin)
+export SB_TANSU_BIN
 
 status=0
 # One test at a time: the end-to-end suites start whole stacks, and 2 cores do not run two at once well.

@@ -166,9 +166,6 @@ public enum Gateway {
         let authority = try await TokenAuthority(configuration: configuration)
         let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
         let hub = DeliveryHub(source: subscriber)
-        context.readiness.add("kafka") {
-            (try? await context.producer.partitionCounts(of: [Topics.chatRequests.name]))?.isEmpty == false
-        }
         let registry = SessionRegistry(shutdownWindow: settings.shutdownWindow, logger: context.logger)
         let routing = ConnectionRegistry(
             redis: context.redis, gatewayID: configuration.instanceID, ttlSeconds: settings.routingTTLSeconds,
