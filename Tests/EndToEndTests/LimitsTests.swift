@@ -58,6 +58,54 @@ struct LimitsTests {
         }
     }
 
+    /// One user at every entry point at once, against one connection quota (issue 14's chaos list;
+    /// issue 13's one admission path): a chat socket, an SSE stream and a workflow socket use the
+    /// three allowed; a fourth through any door (chat, SSE, the OpenAI door) is refused, and the quota
+    /// is back once one of the three closes.
+    @Test func everyEntryPointCountsAgainstTheSameConnectionQuota() async throws {
+        try await ChatFlowTests.withStack(gatewayEnvironment: ["SWITCHBOARD_GATEWAY_MAX_CONNECTIONS_PER_USER": "3"]) { _, url, authority in
+            let token = try await authority.mint(user: "quota-\(UUID().uuidString.prefix(6))")
+            let port = try #require(URL(string: url)?.port)
+            let auth = ["Authorization": "Bearer \(token)"]
+            @Sendable func fourthIsRefusedEverywhere() async throws {
+                let (_, chatClose) = try await ChatClient.withConnection(url: url, token: token) { client in
+                    while await client.frames.next(within: .seconds(5)) != nil {}
+                }
+                #expect(chatClose == CloseCode.connectionLimit.rawValue, "a fourth chat socket")
+                let sse = try await SSEClient.connect(port: port, path: "/api/v1/events/system", headers: auth)
+                #expect(await sse.waitFor(within: .seconds(10)) { _ in sse.head != nil })
+                #expect(sse.head?.hasPrefix("HTTP/1.1 429") == true, "a fourth stream: \(sse.head ?? "no answer")")
+                await sse.close()
+                let openAI = try await SSEClient.connect(
+                    port: port, path: "/v1/chat/completions", headers: auth, method: "POST",
+                    body: #"{"model":"chat-centre","stream":true,"messages":[{"role":"user","content":"hi"}]}"#)
+                #expect(await openAI.waitFor(within: .seconds(10)) { _ in openAI.head != nil })
+                #expect(openAI.head?.hasPrefix("HTTP/1.1 429") == true, "a fourth OpenAI stream: \(openAI.head ?? "no answer")")
+                await openAI.close()
+            }
+            let (held, _) = try await ChatClient.withConnection(url: url, token: token) { chat -> Bool in
+                chat.send(ClientCommand(id: "p", type: ClientCommandType.ping, data: ["timestamp": 1]))
+                guard await chat.frames.first(within: .seconds(10), where: { $0.correlationId == "p" }) != nil else { return false }
+                let stream = try await SSEClient.connect(port: port, path: "/api/v1/events/system", headers: auth)
+                defer { Task { await stream.close() } }
+                guard await stream.waitFor(within: .seconds(10), { _ in stream.head?.hasPrefix("HTTP/1.1 200") == true }) else { return false }
+                let (workflow, _) = try await WorkflowClient.withConnection(url: url + "/quota", token: token) { client -> Bool in
+                    guard await client.frames.first("connection_established") != nil else { return false }
+                    try await fourthIsRefusedEverywhere()
+                    return true
+                }
+                // The workflow socket has closed: its place is free again, for any door.
+                guard workflow == true else { return false }
+                let again = try await SSEClient.connect(port: port, path: "/api/v1/events/system", headers: auth)
+                defer { Task { await again.close() } }
+                return await eventually(timeout: .seconds(10)) {
+                    again.head?.hasPrefix("HTTP/1.1 200") == true
+                }
+            }
+            #expect(held == true)
+        }
+    }
+
     /// Seed 000's `rate_limit_exceeded` disconnection: a client that stays over the rate is closed with 4504.
     @Test func aSustainedExcessOverTheRateIsClosedWith4504() async throws {
         try await ChatFlowTests.withStack(gatewayEnvironment: [
