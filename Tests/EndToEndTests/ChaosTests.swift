@@ -134,10 +134,31 @@ struct ChaosTests {
     @Test func theNotifierKilledMidStreamLosesAndRepeatsNothing() async throws {
         try await ChatFlowTests.withStack(tokensPerSecond: 10) { stack, url, authority in
             let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
+            // A workflow run streams through the fault too, its BlueV client connected throughout.
+            let workflowToken = try await authority.mint(user: "chaos-workflow")
+            let runStarted = Locked(false)
+            let killedAt = Locked<ContinuousClock.Instant?>(nil)
+            async let workflow = WorkflowClient.withConnection(
+                url: WorkflowFlowTests.wsURL(url, session: "chaos-\(UUID().uuidString.prefix(6))"), token: workflowToken
+            ) { client -> (frames: [JSONValue], afterKill: Int) in
+                _ = await client.frames.first("connection_established")
+                _ = try await WorkflowFlowTests.execute(client, WorkflowFlowTests.chain(12, ms: 700))
+                runStarted.withLock { $0 = true }
+                var frames: [JSONValue] = []
+                var afterKill = 0
+                while let received = await client.frames.next(within: .seconds(45)) {
+                    frames.append(received.frame)
+                    if killedAt.withLock({ $0 }) != nil { afterKill += 1 }
+                    if WorkflowFlowTests.isOutcome(received.frame) { break }
+                }
+                return (frames, afterKill)
+            }
             let streaming = try await Self.start(Self.conversations, label: "chaos-notifier", url: url, authority: authority) {
                 Self.chunks($0) >= 3
             }
+            #expect(await eventually(timeout: .seconds(20)) { runStarted.withLock { $0 } })
             stack.kill(httpPort: try Self.httpPort(of: "notifier", in: stack))
+            killedAt.withLock { $0 = .now }
             try stack.start("notifier")
             try await stack.waitUntilReady()
 
@@ -148,6 +169,16 @@ struct ChaosTests {
                 #expect(Self.endsPerReply(conversation).values.sorted() == [1], "\(conversation.id)")
             }
             Self.report("notifier SIGKILLed", resumed)
+            // The run: every node completed once, one unbroken stream, one end.
+            let (runFrames, afterKill) = try #require(try await workflow.result)
+            #expect(afterKill > 0, "the run ended before the notifier was killed: it tests nothing")
+            #expect(runFrames.last?["type"]?.stringValue == "workflow_completed", "\(runFrames.suffix(3))")
+            for index in 1...12 {
+                #expect(runFrames.filter { WorkflowFlowTests.isNode($0, "d\(index)", "completed") }.count == 1, "d\(index)")
+            }
+            let runOffsets = runFrames.compactMap { $0["offset"]?.intValue }
+            #expect(!runOffsets.isEmpty && runOffsets == Array(runOffsets[0]..<(runOffsets[0] + runOffsets.count)), "\(runOffsets)")
+            print("chaos: notifier SIGKILLed: a workflow run of 12 nodes, \(runOffsets.count) run events checked, \(afterKill) after the kill")
             #expect(try await DependencyOutageTests.deadLetterCounts(stack.binDirectory) == deadLetters)
             try await Self.expectAFreshConversationCompletes(url: url, authority: authority)
         }
