@@ -127,6 +127,7 @@ var targets: [Target] = [
         dependencies: [
             "SwitchboardContracts", "SwitchboardKafka", "SwitchboardRedis",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "JWTKit", package: "jwt-kit"),
