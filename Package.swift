@@ -244,7 +244,7 @@ targets += [
         path: "Tests/UnitTests", swiftSettings: swiftSettings),
     .testTarget(
         name: "IntegrationTests",
-        dependencies: runtime + ["SwitchboardTestSupport", "SwitchboardStore"],
+        dependencies: runtime + ["SwitchboardTestSupport", "SwitchboardStore", "AgentWorker"],
         path: "Tests/IntegrationTests", swiftSettings: swiftSettings),
     .testTarget(
         name: "EndToEndTests",
