@@ -199,6 +199,7 @@ struct StreamingTask {
                 // Its result is on the bus: the task came again (a redelivery, or an orchestrator that
                 // dispatched it again after a crash) and must not be answered twice.
                 Counter(label: "sb_agent_tasks_redelivered_total", dimensions: [("outcome", "done")]).increment()
+                context.logger.info("task already done: not run again", metadata: ["task.id": "\(task.taskId)"])
                 try await lease.release()
                 return
             }
