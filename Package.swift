@@ -129,6 +129,7 @@ var targets: [Target] = [
         dependencies: [
             "SwitchboardContracts", "SwitchboardKafka", "SwitchboardRedis",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "JWTKit", package: "jwt-kit"),
@@ -246,7 +247,7 @@ targets += [
         path: "Tests/UnitTests", swiftSettings: swiftSettings),
     .testTarget(
         name: "IntegrationTests",
-        dependencies: runtime + ["SwitchboardTestSupport", "SwitchboardStore"],
+        dependencies: runtime + ["SwitchboardTestSupport", "SwitchboardStore", "AgentWorker"],
         path: "Tests/IntegrationTests", swiftSettings: swiftSettings),
     .testTarget(
         name: "EndToEndTests",

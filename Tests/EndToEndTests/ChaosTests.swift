@@ -198,13 +198,12 @@ struct ChaosTests {
             for conversation in resumed {
                 Self.expectEveryOffsetOnce(conversation)
                 #expect(Self.endsPerReply(conversation).values.sorted() == [1], "\(conversation.id)")
-                // The new worker gets the task again (its offset was never stored) and answers from the
-                // start under the same message id, with new event ids: the client is shown the first
-                // chunks twice (positions 0, 4, 10, 0, 4, 10, 14, …), and the final text is not what the
-                // chunks add up to. Issue 14 item 9 (event ids from task and position, a done-marker).
-                withKnownIssue("issue 14 item 9: a redelivered agent task streams its answer again from the start", isIntermittent: true) {
-                    RecoveryTests.expectCompleteStream(conversation.frames.filter { $0.channel == "conversation:\(conversation.id)" })
-                }
+                // The new worker gets the task again (its offset was never stored): it sends the chunks the
+                // dead one recorded under their ids (the notifier drops those already published) and goes
+                // on after them, so the chunks are contiguous and add up to the final text (issue 14 item 9).
+                RecoveryTests.expectCompleteStream(conversation.frames.filter { $0.channel == "conversation:\(conversation.id)" })
+                let starts = conversation.positioned.filter { $0.type == FrameType.messageStreamStart }.count
+                #expect(starts == 1, "\(conversation.id): \(starts) MESSAGE_STREAM_STARTs")
             }
             let repeated = resumed.filter { $0.positioned.filter { $0.type == FrameType.messageStreamStart }.count > 1 }.count
             Self.report("agent-worker SIGKILLed", resumed, extra: ", \(repeated) answers shown twice")
@@ -239,13 +238,11 @@ struct ChaosTests {
                 // Every role, in order (a role repeated right after itself counted once, see below).
                 let steps = roles.reduce(into: [String]()) { steps, role in if steps.last != role { steps.append(role) } }
                 #expect(steps == order, "\(conversation.id): \(roles)")
-                // Some runs (2 of 50) show a role twice (Alex, Kulu, Mike, Mike, David, Catherine): the new
-                // orchestrator reads the previous role's result again (its offset was not committed yet)
-                // and dispatches the next task again under the same task id, and the agent-worker, which
-                // keeps no done-marker per task, runs it a second time. Issue 14 item 9.
-                withKnownIssue("issue 14 item 9: a task dispatched twice is run twice", isIntermittent: true) {
-                    #expect(roles == order, "\(conversation.id)")
-                }
+                // The new orchestrator may read the previous role's result again (its offset was not
+                // committed yet) and dispatch the next task again under the same task id: the agent-worker
+                // finds the task's done-marker (or waits for the attempt still running) and does not run
+                // it a second time, so no role is shown twice (issue 14 item 9).
+                #expect(roles == order, "\(conversation.id): \(roles)")
             }
             Self.report("orchestrator SIGKILLed", resumed)
             #expect(try await DependencyOutageTests.deadLetterCounts(stack.binDirectory) == deadLetters)

@@ -189,8 +189,33 @@ struct StreamingTask {
         case stopped
     }
 
+    /// Runs the task once: a redelivery of a finished task does nothing, one of a task cut short (its
+    /// worker died) sends again what was recorded, under the same ids, and goes on from there.
     func run() async throws {
         let task = envelope.payload
+        try await TaskJournal(redis: context.redis).withLease(taskID: task.taskId) { lease in
+            let progress = try await lease.progress()
+            if progress.done {
+                // Its result is on the bus: the task came again (a redelivery, or an orchestrator that
+                // dispatched it again after a crash) and must not be answered twice.
+                Counter(label: "sb_agent_tasks_redelivered_total", dimensions: [("outcome", "done")]).increment()
+                context.logger.info("task already done: not run again", metadata: ["task.id": "\(task.taskId)"])
+                try await lease.release()
+                return
+            }
+            if !progress.chunks.isEmpty || progress.generated {
+                Counter(label: "sb_agent_tasks_redelivered_total", dimensions: [("outcome", "resumed")]).increment()
+                context.logger.info(
+                    "resuming a task cut short", metadata: ["task.id": "\(task.taskId)", "task.chunks": "\(progress.chunks.count)"])
+            }
+            try await run(lease: lease, progress: progress)
+        }
+    }
+
+    private func run(lease: TaskJournal.Lease, progress recorded: TaskProgress) async throws {
+        let task = envelope.payload
+        let eventIDs = TaskEventIDs(taskID: task.taskId)
+        let conversation = SwitchboardContracts.Channel.conversation(task.conversationId)
         let workflowNode = task.workflowNode
         let collaborative = task.runId != nil && workflowNode == nil
         let isFinal = task.isFinal ?? true
@@ -207,7 +232,7 @@ struct StreamingTask {
         /// The role's own frames (start, completion, error): a workflow node has none, the runner reports it.
         func announce(_ frameType: String, _ data: [String: JSONValue]) async throws {
             guard workflowNode == nil else { return }
-            pending.append(try await emit(frameType, data))
+            pending.append(try await emit(frameType, data, id: eventIDs.once(frameType, channel: conversation)))
         }
 
         try await announce(
@@ -218,7 +243,7 @@ struct StreamingTask {
 
         let request = ProviderRequest(
             role: task.role, responsibility: task.responsibility, systemPrompt: task.systemPrompt, userMessage: task.prompt,
-            contributions: task.contributions ?? [], history: task.history ?? [])
+            contributions: task.contributions ?? [], history: task.history ?? [], answerSoFar: recorded.text)
         var content = ""
         /// Chunks sent; and the characters sent, the next chunk's `position` (seed 000: a character offset).
         var chunkCount = 0
@@ -239,15 +264,19 @@ struct StreamingTask {
                     "role": .string(task.role), "inReplyTo": .string(task.inReplyTo),
                 ]
                 if let estimated = provider.estimatedLength(of: request) { start["estimatedLength"] = .number(Double(estimated)) }
-                pending.append(try await emit(FrameType.messageStreamStart, start))
+                pending.append(try await emit(
+                    FrameType.messageStreamStart, start, id: eventIDs.once(FrameType.messageStreamStart, channel: conversation)))
             }
         }
-        /// `isLast` marks the agent's last chunk of a complete answer (seed 001's `is_complete`).
-        func send(_ chunk: String, isLast: Bool = false) async throws {
+        /// Sends a chunk already recorded. `isLast` marks the agent's last chunk of a complete answer (seed
+        /// 001's `is_complete`).
+        func emitChunk(_ chunk: String, isLast: Bool) async throws {
             try await respond(reason: "first tokens")
             content += chunk
             if let workflowNode {
-                pending.append(try await progress(workflowNode, chunk: chunk, position: chunkCount, text: content))
+                pending.append(try await progress(
+                    workflowNode, chunk: chunk, position: chunkCount, text: content,
+                    id: eventIDs.chunk(chunkCount, channel: .workflow(workflowNode.runId))))
                 chunkCount += 1
                 return
             }
@@ -257,9 +286,21 @@ struct StreamingTask {
             data["chunk"] = .string(chunk)
             data["position"] = .number(Double(offset))
             if chunkCount == 0, let firstTokenAt { data["firstTokenAt"] = .number(Double(firstTokenAt)) }
-            pending.append(try await emit(isFinal ? FrameType.messageStreamChunk : FrameType.agentChunk, JSONValue.object(data), channel: nil))
+            pending.append(try await emit(
+                isFinal ? FrameType.messageStreamChunk : FrameType.agentChunk, JSONValue.object(data), channel: conversation,
+                id: eventIDs.chunk(chunkCount, channel: conversation)))
             chunkCount += 1
             offset += ChatCentreDialect.length(chunk)
+        }
+        /// Records chunks before sending them, so a successor resumes with exactly what may have been shown.
+        func send(_ chunks: [String], complete: Bool = false) async throws {
+            try await lease.record(chunks, complete: complete)
+            for (index, chunk) in chunks.enumerated() { try await emitChunk(chunk, isLast: complete && index == chunks.count - 1) }
+        }
+
+        // An earlier attempt's chunks, again under their ids: the notifier drops those the client had.
+        for (index, chunk) in recorded.chunks.enumerated() {
+            try await emitChunk(chunk, isLast: recorded.generated && index == recorded.chunks.count - 1)
         }
 
         var chunker = Chunker()
@@ -274,8 +315,10 @@ struct StreamingTask {
             stoppedEarly = try await context.redis.send("EXISTS", RedisArgument(RunControl.stoppedKey(runID: runID))).integer == 1
             if stoppedEarly { continuation.yield(.stopped) }
         }
+        // The answer was complete before the crash: nothing to ask the model.
+        if recorded.generated && !stoppedEarly { continuation.yield(.end) }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            if !stoppedEarly { group.addTask {
+            if !stoppedEarly && !recorded.generated { group.addTask {
                 do {
                     try await provider.stream(request) { continuation.yield(.delta($0)) }
                     continuation.yield(.end)
@@ -303,9 +346,9 @@ struct StreamingTask {
                 switch piece {
                 case .delta(let text):
                     if firstTokenAt == nil { firstTokenAt = Clock.epochMicroseconds() }
-                    for chunk in chunker.append(text, now: .now) { try await send(chunk) }
+                    try await send(chunker.append(text, now: .now))
                 case .tick:
-                    for chunk in chunker.tick(now: .now) { try await send(chunk) }
+                    try await send(chunker.tick(now: .now))
                 case .end:
                     break loop
                 case .failure(let error):
@@ -323,8 +366,9 @@ struct StreamingTask {
         // was sent, an empty chunk carries it (a workflow node's runner reports its own end).
         let rest = chunker.finish()
         let complete = !stopped && failure == nil
-        for (index, chunk) in rest.enumerated() { try await send(chunk, isLast: complete && index == rest.count - 1) }
-        if complete && rest.isEmpty && workflowNode == nil { try await send("", isLast: true) }
+        if !recorded.generated {
+            try await send(complete && rest.isEmpty && workflowNode == nil ? [""] : rest, complete: complete)
+        }
 
         let durationMs = Int((ContinuousClock.now - started) / .milliseconds(1))
         if stopped {
@@ -379,8 +423,13 @@ struct StreamingTask {
                 content: content,
                 error: failure.map { "\($0)" }, chunks: chunkCount, startedAt: startedAt, finishedAt: Clock.epochMilliseconds())
             try await context.publish(
-                context.envelope(result, routingKey: task.conversationId, traceparent: envelope.traceparent), to: Topics.agentResults)
+                Envelope(
+                    id: eventIDs.result, routingKey: task.conversationId, traceparent: TraceContext.child(of: envelope.traceparent),
+                    source: context.source, payload: result),
+                to: Topics.agentResults)
         }
+        // Only now: a crash before this leaves the task to be resumed, and its result is sent then.
+        try await lease.finish()
         Counter(label: "sb_agent_tasks_completed_total").increment()
     }
 
@@ -396,6 +445,7 @@ struct StreamingTask {
             metadata["error"] = .string(error.message)
         }
         if stopped { metadata["status"] = "stopped" }
+        let conversation = SwitchboardContracts.Channel.conversation(task.conversationId)
         return try await emit(
             FrameType.messageStreamEnd,
             ["messageId": .string(task.replyMessageId),
@@ -403,7 +453,8 @@ struct StreamingTask {
                 "id": .string(task.replyMessageId), "conversationId": .string(task.conversationId),
                 "role": .string(task.role), "content": .string(content), "createdAt": .number(Double(Clock.epochMilliseconds())),
              ],
-             "metadata": .object(metadata)])
+             "metadata": .object(metadata)],
+            id: TaskEventIDs(taskID: task.taskId).once(FrameType.messageStreamEnd, channel: conversation))
     }
 
     /// Moves the role in Redis and announces the legal steps on the conversation and role channels.
@@ -411,6 +462,7 @@ struct StreamingTask {
         _ roles: RoleStateStore, to path: [RoleStatus], reason: String, thinkingSince: Int64?, into pending: inout [DeliveryFuture]
     ) async throws {
         let task = envelope.payload
+        let eventIDs = TaskEventIDs(taskID: task.taskId)
         let outcome = try await roles.advance(conversation: task.conversationId, role: task.role, path: path)
         for step in outcome.applied {
             if step.from == .thinking {
@@ -420,7 +472,8 @@ struct StreamingTask {
                         try await emit(
                             FrameType.roleThinkingEnd,
                             ["conversationId": .string(task.conversationId), "role": .string(task.role),
-                             "actualTime": .number(Double(actual))] as JSONValue, channel: channel))
+                             "actualTime": .number(Double(actual))] as JSONValue, channel: channel,
+                            id: eventIDs.roleStep(FrameType.roleThinkingEnd, to: step.to, channel: channel)))
                 }
             }
             for channel in [SwitchboardContracts.Channel.conversation(task.conversationId), .roles(task.conversationId)] {
@@ -429,21 +482,24 @@ struct StreamingTask {
                         FrameType.roleStatusChange,
                         ["conversationId": .string(task.conversationId), "role": .string(task.role),
                          "status": .string(step.to.rawValue), "previousStatus": .string(step.from.rawValue),
-                         "reason": .string(reason)] as JSONValue, channel: channel))
+                         "reason": .string(reason)] as JSONValue, channel: channel,
+                        id: eventIDs.roleStep(FrameType.roleStatusChange, to: step.to, channel: channel)))
             }
         }
     }
 
     /// One chunk of a workflow llm node: the delta and the text so far (a client that joins late, or
     /// misses a frame, still shows the whole partial output), keyed by the run like its other events.
-    private func progress(_ node: WorkflowNodeTask, chunk: String, position: Int, text: String) async throws -> DeliveryFuture {
+    private func progress(_ node: WorkflowNodeTask, chunk: String, position: Int, text: String, id: UUID) async throws -> DeliveryFuture {
         let data: JSONValue = [
             "workflow_id": .string(node.runId), "node_id": .string(node.nodeId), "status": "running",
             "delta": .string(chunk), "position": .number(Double(position)), "partial_outputs": ["text": .string(text)],
             "timestamp": .string(WorkflowNodeTask.timestamp(Clock.epochMilliseconds())),
         ]
         let event = ClientEvent(channel: .workflow(node.runId), frameType: WorkflowNodeTask.progressFrame, data: data)
-        let outgoing = context.envelope(event, routingKey: node.runId, traceparent: envelope.traceparent)
+        let outgoing = Envelope(
+            id: id, routingKey: node.runId, traceparent: TraceContext.child(of: envelope.traceparent), source: context.source,
+            payload: event)
         return try await context.producer.enqueue(EventBus.message(outgoing, topic: Topics.clientEvents))
     }
 
@@ -451,13 +507,16 @@ struct StreamingTask {
         base.merging(extra) { _, new in new }
     }
 
-    private func emit(_ frameType: String, _ data: [String: JSONValue]) async throws -> DeliveryFuture {
-        try await emit(frameType, JSONValue.object(data), channel: nil)
+    private func emit(_ frameType: String, _ data: [String: JSONValue], id: UUID) async throws -> DeliveryFuture {
+        try await emit(frameType, JSONValue.object(data), channel: .conversation(envelope.payload.conversationId), id: id)
     }
 
-    private func emit(_ frameType: String, _ data: JSONValue, channel: SwitchboardContracts.Channel?) async throws -> DeliveryFuture {
-        let event = ClientEvent(channel: channel ?? .conversation(envelope.payload.conversationId), frameType: frameType, data: data)
-        let outgoing = context.envelope(event, routingKey: envelope.payload.conversationId, traceparent: envelope.traceparent)
+    /// `id` comes from `TaskEventIDs`: the same event of a redelivered task has the same id.
+    private func emit(_ frameType: String, _ data: JSONValue, channel: SwitchboardContracts.Channel, id: UUID) async throws -> DeliveryFuture {
+        let event = ClientEvent(channel: channel, frameType: frameType, data: data)
+        let outgoing = Envelope(
+            id: id, routingKey: envelope.payload.conversationId, traceparent: TraceContext.child(of: envelope.traceparent),
+            source: context.source, payload: event)
         return try await context.producer.enqueue(EventBus.message(outgoing, topic: Topics.clientEvents))
     }
 }

@@ -126,8 +126,10 @@ public struct OfflineProvider: ChatProvider {
 
     public var kind: String { "offline" }
 
+    /// The engine is deterministic: an answer resumed after `answerSoFar` is the rest of the same text.
     public func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws {
-        try await engine.stream(text: OfflineEngine.compose(request), onToken: onDelta)
+        let text = OfflineEngine.compose(request)
+        try await engine.stream(text: String(text.dropFirst(request.answerSoFar.count)), onToken: onDelta)
     }
 
     public func estimatedLength(of request: ProviderRequest) -> Int? {

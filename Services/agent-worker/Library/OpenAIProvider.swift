@@ -52,6 +52,10 @@ public struct OpenAIProvider: ChatProvider {
 
     public var kind: String { "openai" }
 
+    /// The request to go on with an answer cut short (`ProviderRequest.answerSoFar`).
+    static let continuation =
+        "Your answer above was cut off. Continue it exactly where it stops, without repeating any of it and without mentioning the interruption."
+
     /// The JSON body: the role's instructions, the conversation, then the message with the team's results.
     public func body(for request: ProviderRequest) throws -> Data {
         struct Message: Encodable {
@@ -67,6 +71,12 @@ public struct OpenAIProvider: ChatProvider {
         if let system = request.systemPrompt { messages.append(Message(role: "system", content: system)) }
         messages += request.history.map { Message(role: $0.role == "assistant" ? "assistant" : "user", content: $0.content) }
         messages.append(Message(role: "user", content: request.userTurn))
+        if !request.answerSoFar.isEmpty {
+            // A model cannot be made to repeat itself exactly: it is shown what the user already has and
+            // asked for the rest, so the reply reads on from where it stopped.
+            messages.append(Message(role: "assistant", content: request.answerSoFar))
+            messages.append(Message(role: "user", content: Self.continuation))
+        }
         return try JSONEncoder().encode(Body(model: spec.model ?? "", messages: messages))
     }
 

@@ -11,10 +11,13 @@ public struct ProviderRequest: Sendable, Hashable {
     public var userMessage: String
     public var contributions: [RoleContribution]
     public var history: [ConversationTurn]
+    /// The part of the answer an earlier attempt already streamed (its worker died): the provider goes on
+    /// after it instead of answering from the start.
+    public var answerSoFar: String
 
     public init(
         role: String, responsibility: String? = nil, systemPrompt: String? = nil, userMessage: String,
-        contributions: [RoleContribution] = [], history: [ConversationTurn] = []
+        contributions: [RoleContribution] = [], history: [ConversationTurn] = [], answerSoFar: String = ""
     ) {
         self.role = role
         self.responsibility = responsibility
@@ -22,6 +25,7 @@ public struct ProviderRequest: Sendable, Hashable {
         self.userMessage = userMessage
         self.contributions = contributions
         self.history = history
+        self.answerSoFar = answerSoFar
     }
 
     /// The user turn a chat model sees: the message, then the team's results so far.
