@@ -220,8 +220,20 @@ struct XiaozhiDevices: WebSocketDoor {
         let uplink = Uplink(context: context, connection: connection)
         connections.add(connection)
         defer { connections.remove(connection) }
+        let redis = context.redis
         await withTaskGroup(of: Void.self) { writer in
             writer.addTask { await connection.writeFrames(to: outbound, logger: connectionLogger) }
+            // The device's MCP outcomes: its tools for the voice turns, call results for the agents.
+            // Ends after `finishMCP`, so the calls still waiting at the close get their error answer.
+            writer.addTask {
+                for await effect in connection.mcpEffects {
+                    do {
+                        try await Self.apply(effect, session: connection.sessionID, redis: redis)
+                    } catch {
+                        connectionLogger.warning("device tool outcome not delivered", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
                     try? await Task.sleep(for: xiaozhi.helloTimeout)
@@ -234,6 +246,7 @@ struct XiaozhiDevices: WebSocketDoor {
                 }
                 group.cancelAll()
             }
+            connection.finishMCP()
             // The writer sends what is left that is not audio (a close frame with its reason) and ends.
             connection.finish()
         }
@@ -305,7 +318,25 @@ struct XiaozhiDevices: WebSocketDoor {
         case "abort":
             // Barge-in at the edge: what is queued for the device goes now, whatever voice-worker still sends.
             connection.abort()
-        case "listen", "mcp", "iot":
+        case "mcp":
+            // The device's answers to the gateway's MCP client (initialize, tools/list, tools/call).
+            guard let mcp = message.mcpMessage else {
+                connection.enqueue(.text(
+                    Xiaozhi.Message.alert(status: "error", message: "an mcp message carries a JSON-RPC 2.0 payload", sessionId: connection.sessionID)
+                        .json(), turn: nil))
+                return true
+            }
+            // Applied before the next message is read: the tools are in the route before any turn that
+            // follows the device's last tools/list page can look for them.
+            for effect in connection.mcp({ $0.receive(mcp) }) {
+                do {
+                    try await Self.apply(effect, session: connection.sessionID, redis: context.redis)
+                } catch {
+                    return fail(connection, error)
+                }
+            }
+            return true
+        case "listen", "iot":
             break
         default:
             connection.enqueue(.text(
@@ -354,6 +385,8 @@ struct XiaozhiDevices: WebSocketDoor {
             return false
         }
         connection.enqueue(.text(Xiaozhi.Message.serverHello(sessionId: connection.sessionID).json(), turn: nil))
+        // A device with MCP gets `initialize` right after our hello, then `tools/list`.
+        if message.features?["mcp"] == true { _ = connection.mcp { $0.start() } }
         let ttl = xiaozhi.routeTTLSeconds
         let redis = context.redis
         group.addTask {
@@ -370,6 +403,24 @@ struct XiaozhiDevices: WebSocketDoor {
             return fail(connection, error)
         }
         return true
+    }
+
+    /// The route's field holding the device's MCP tools (a JSON array of `DeviceTool`).
+    static let toolsField = "tools"
+
+    static func apply(_ effect: DeviceConnection.MCPEffect, session: String, redis: RedisClient) async throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        switch effect {
+        case .store(let tools):
+            // The route lives as long as the socket (refreshed with it); the voice-worker reads the
+            // tools at each turn, so a session taken over by another instance still has them.
+            _ = try await redis.send(
+                "HSET", RedisArgument(VoiceDownlink.routeKey(session: session)), RedisArgument(toolsField),
+                RedisArgument(bytes: Array(try encoder.encode(tools))))
+        case .reply(let result, let channel):
+            _ = try await redis.send("PUBLISH", RedisArgument(channel), RedisArgument(bytes: Array(try encoder.encode(result))))
+        }
     }
 
     private func refuse(_ connection: DeviceConnection, _ reason: String) -> Bool {

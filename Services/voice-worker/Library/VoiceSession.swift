@@ -347,9 +347,18 @@ final class VoiceSession: Sendable {
         }
         let messageID = UUID().uuidString.lowercased()
         let submittedAt = clock.now
+        // The device's MCP tools travel with the turn: the replying agent may call them.
+        let tools: [DeviceTool]
+        do {
+            tools = try await VoiceRoute.tools(session: id, redis: owner.context.redis)
+        } catch {
+            logger.warning("device tools unreadable; the turn goes without them", metadata: ["error": "\(error)"])
+            tools = []
+        }
         let payload = ChatMessageSubmitted(
             messageId: messageID, clientMessageId: "voice-\(id)-\(turn.number)", conversationId: route.conversationId,
-            userId: route.userId, content: text, gateway: route.gateway, pattern: owner.settings.pattern)
+            userId: route.userId, content: text, gateway: route.gateway, pattern: owner.settings.pattern,
+            deviceTools: tools.isEmpty ? nil : DeviceToolbox(sessionId: id, gateway: route.gateway, tools: tools))
         try await owner.context.publish(
             owner.context.envelope(payload, routingKey: route.conversationId), to: Topics.chatRequests)
         var replyID: String?

@@ -170,3 +170,13 @@ struct VoiceRoute: Sendable, Equatable {
         return VoiceRoute(gateway: gateway, userId: user, conversationId: conversation, deviceId: fields["device"] ?? "")
     }
 }
+
+extension VoiceRoute {
+    /// The device's MCP tools, as its gateway stored them after `tools/list` (none: the device has no
+    /// MCP, or has not listed them yet).
+    static func tools(session: String, redis: RedisClient) async throws -> [DeviceTool] {
+        let reply = try await redis.send("HGET", RedisArgument(VoiceDownlink.routeKey(session: session)), "tools")
+        guard let text = reply.string, !text.isEmpty else { return [] }
+        return try JSONDecoder().decode([DeviceTool].self, from: Data(text.utf8))
+    }
+}
