@@ -363,7 +363,21 @@ final class VoiceSession: Sendable {
             owner.context.envelope(payload, routingKey: route.conversationId), to: Topics.chatRequests)
         var replyID: String?
         var splitter = SentenceSplitter()
+        var firstToken = false
         var sentEmotion = false
+        /// The `llm` frame once per turn, before the first sentence: the emotion of the answer's start
+        /// (`Emotion`); a leading emoji shows as the face and is not spoken.
+        func speakSentence(_ sentence: String) async throws {
+            var sentence = sentence
+            if !sentEmotion {
+                sentEmotion = true
+                let reading = Emotion.classify(sentence)
+                try await publish([json(.llm(emotion: reading.emotion, text: reading.emoji, sessionId: id), turn: turn.number)])
+                sentence = Emotion.strippingLeadingEmoji(sentence)
+            }
+            guard !sentence.isEmpty else { return }
+            try await speakText(sentence)
+        }
         var finished = false
         while !finished {
             let next = try await nextInput(&iterator, timeout: owner.settings.answerTimeout)
@@ -383,18 +397,17 @@ final class VoiceSession: Sendable {
                     if data["inReplyTo"] as? String == messageID { replyID = data["messageId"] as? String }
                 case FrameType.messageStreamChunk:
                     guard let replyID, data["messageId"] as? String == replyID, let chunk = data["chunk"] as? String else { continue }
-                    if !sentEmotion {
-                        sentEmotion = true
+                    if !firstToken {
+                        firstToken = true
                         Self.llmFirstToken.recordInterval(since: submittedAt, clock: clock)
-                        try await publish([json(.llm(emotion: "neutral", text: "🙂", sessionId: id), turn: turn.number)])
                     }
                     for sentence in splitter.append(chunk) {
-                        try await speakText(sentence)
+                        try await speakSentence(sentence)
                         if isAborted(turn.number) { return }
                     }
                 case FrameType.messageStreamEnd:
                     guard let replyID, data["messageId"] as? String == replyID else { continue }
-                    if let rest = splitter.finish() { try await speakText(rest) }
+                    if let rest = splitter.finish() { try await speakSentence(rest) }
                     finished = true
                 default:
                     continue
