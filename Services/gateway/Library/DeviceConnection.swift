@@ -103,7 +103,16 @@ final class DeviceConnection: Sendable {
     var mcpPhase: DeviceMCPClient.Phase { state.withLock { $0.mcp.phase } }
 
     var hasSaidHello: Bool { state.withLock { $0.saidHello } }
-    func markHello() { state.withLock { $0.saidHello = true } }
+    /// The uplink limit scales with the device's frames: 20 ms frames are three times the packets of 60 ms.
+    func markHello(uplinkFrameDuration: Int = 60) {
+        let scale = 60 / Double(max(uplinkFrameDuration, 1))
+        state.withLock {
+            $0.saidHello = true
+            $0.uplinkRate = PacketRate(
+                rate: GatewayLimits.deviceUplinkPacketsPerSecond * max(scale, 1),
+                burst: GatewayLimits.deviceUplinkBurst * max(scale, 1))
+        }
+    }
 
     func enqueue(_ item: Outgoing) {
         let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in

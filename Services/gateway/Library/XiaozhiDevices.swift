@@ -355,11 +355,10 @@ struct XiaozhiDevices: WebSocketDoor {
     private func hello(
         _ message: Xiaozhi.Message, connection: DeviceConnection, uplink: Uplink, group: inout TaskGroup<Void>
     ) async -> Bool {
-        if let audio = message.audioParams,
-            audio.format != "opus" || audio.sampleRate != 16_000 || audio.channels != 1 || audio.frameDuration != 60
-        {
-            return refuse(connection, "uplink audio must be Opus, 16 kHz, mono, 60 ms frames")
-        }
+        // Any rate and frame length Opus codes is taken (the voice-worker resamples); the reference
+        // device's 16 kHz, 60 ms when the hello has no audio_params.
+        let uplinkAudio = message.audioParams ?? .uplink
+        if let refusal = UplinkAudio.refusal(uplinkAudio) { return refuse(connection, refusal) }
         if connection.hasSaidHello {
             // A second hello (the firmware re-sends it on reconnect logic): answer again, nothing else.
             connection.enqueue(.text(Xiaozhi.Message.serverHello(sessionId: connection.sessionID).json(), turn: nil))
@@ -370,13 +369,14 @@ struct XiaozhiDevices: WebSocketDoor {
         do {
             _ = try await context.redis.pipeline([
                 ["HSET", key, "gateway", RedisArgument(context.configuration.instanceID), "user", RedisArgument(identity.userID),
-                 "conversation", RedisArgument(identity.conversationID), "device", RedisArgument(identity.deviceID)],
+                 "conversation", RedisArgument(identity.conversationID), "device", RedisArgument(identity.deviceID),
+                 "sample_rate", RedisArgument(uplinkAudio.sampleRate), "frame_duration", RedisArgument(uplinkAudio.frameDuration)],
                 ["EXPIRE", key, RedisArgument(xiaozhi.routeTTLSeconds)],
             ])
         } catch {
             return fail(connection, error)
         }
-        connection.markHello()
+        connection.markHello(uplinkFrameDuration: uplinkAudio.frameDuration)
         let directory = self.directory
         let gateway = context.configuration.instanceID
         try? await directory.markOnline(device: identity.deviceID, gateway: gateway, session: connection.sessionID, ttlSeconds: xiaozhi.routeTTLSeconds)

@@ -102,7 +102,9 @@ final class VoiceSession: Sendable {
     static let maxDecodeErrorsInWindow = 20
 
     private func inputLoop() async {
-        guard let decoder = try? OpusDecoder(format: .uplink) else { return }
+        // Decoded at the device's own rate; the VAD and ASR get 16 kHz in 60 ms frames.
+        guard let decoder = try? OpusDecoder(format: route.uplink) else { return }
+        var framer = UplinkFramer(sourceRate: route.uplink.sampleRate)
         let settings = owner.settings
         var vad = VoiceActivityDetector(configuration: settings.vad, sampleRate: 16_000)
         var state = ListenState()
@@ -139,8 +141,8 @@ final class VoiceSession: Sendable {
                     return
                 case .audio:
                     guard let packet = event.audio else { continue }
-                    // The device promised 60 ms frames at 16 kHz in its hello: anything else is an error too.
-                    guard let pcm = try? decoder.decode([UInt8](packet)), pcm.count == AudioFormat.uplink.samplesPerFrame else {
+                    // The device promised its frame length and rate in its hello: anything else is an error too.
+                    guard let decoded = try? decoder.decode([UInt8](packet)), decoded.count == route.uplink.samplesPerFrame else {
                         Self.decodeErrors.increment()
                         let errors = outcomes.record(failed: true)
                         if errors == 1 {
@@ -148,49 +150,54 @@ final class VoiceSession: Sendable {
                                 Xiaozhi.Message.alert(status: "error", message: "undecodable Opus packet", sessionId: id).json().utf8))
                         }
                         if errors >= Self.maxDecodeErrorsInWindow {
-                            await send(.close, turn: 0, payload: Array("\(CloseCode.badRequest.rawValue) the audio is not 16 kHz mono 60 ms Opus".utf8))
+                            await send(.close, turn: 0, payload: Array(
+                                "\(CloseCode.badRequest.rawValue) the audio is not the mono Opus the hello announced".utf8))
                             return
                         }
                         continue
                     }
                     _ = outcomes.record(failed: false)
                     guard state.listening else { continue }
-                    if state.mode == .manual {
-                        if VoiceActivityDetector.rms(pcm) >= settings.vad.minimumSpeechRMS { lastVoice = clock.now }
-                        guard manualAudio.append(pcm) else {
-                            // The device never said stop: take what fits as the turn, and tell it why.
-                            state.listening = false
-                            await send(.json, turn: turn, payload: Array(Xiaozhi.Message.alert(
-                                status: "error", message: ManualRecording.fullMessage, sessionId: id).json().utf8))
-                            turn += 1
-                            let now = clock.now
-                            speakerContinuation.yield(.turn(Turn(
-                                number: turn, audio: manualAudio.samples, text: nil, stoppedSpeakingAt: now, endOfUtteranceAt: now)))
-                            manualAudio.removeAll()
+                    for pcm in framer.push(decoded) {
+                        // Auto mode stops listening at the end of an utterance, maybe mid-packet.
+                        guard state.listening else { break }
+                        if state.mode == .manual {
+                            if VoiceActivityDetector.rms(pcm) >= settings.vad.minimumSpeechRMS { lastVoice = clock.now }
+                            guard manualAudio.append(pcm) else {
+                                // The device never said stop: take what fits as the turn, and tell it why.
+                                state.listening = false
+                                await send(.json, turn: turn, payload: Array(Xiaozhi.Message.alert(
+                                    status: "error", message: ManualRecording.fullMessage, sessionId: id).json().utf8))
+                                turn += 1
+                                let now = clock.now
+                                speakerContinuation.yield(.turn(Turn(
+                                    number: turn, audio: manualAudio.samples, text: nil, stoppedSpeakingAt: now, endOfUtteranceAt: now)))
+                                manualAudio.removeAll()
+                                continue
+                            }
                             continue
                         }
-                        continue
-                    }
-                    switch vad.process(pcm) {
-                    case .speechStarted:
-                        lastVoice = clock.now
-                        saidFarewell = false
-                        // Speech while speaking (realtime mode, device with AEC): barge in.
-                        if state.mode == .realtime, state.speaking {
-                            abort(through: turn)
-                            await send(.json, turn: turn, payload: Array(Xiaozhi.Message.tts(.stop, sessionId: id).json().utf8))
+                        switch vad.process(pcm) {
+                        case .speechStarted:
+                            lastVoice = clock.now
+                            saidFarewell = false
+                            // Speech while speaking (realtime mode, device with AEC): barge in.
+                            if state.mode == .realtime, state.speaking {
+                                abort(through: turn)
+                                await send(.json, turn: turn, payload: Array(Xiaozhi.Message.tts(.stop, sessionId: id).json().utf8))
+                            }
+                        case .utteranceEnded(let samples, let trailing):
+                            lastVoice = clock.now
+                            let now = clock.now
+                            turn += 1
+                            state.speaking = true
+                            if state.mode == .auto { state.listening = false }
+                            speakerContinuation.yield(.turn(Turn(
+                                number: turn, audio: samples, text: nil,
+                                stoppedSpeakingAt: now - .milliseconds(trailing * 1000 / 16_000), endOfUtteranceAt: now)))
+                        case nil:
+                            if vad.inSpeech { lastVoice = clock.now }
                         }
-                    case .utteranceEnded(let samples, let trailing):
-                        lastVoice = clock.now
-                        let now = clock.now
-                        turn += 1
-                        state.speaking = true
-                        if state.mode == .auto { state.listening = false }
-                        speakerContinuation.yield(.turn(Turn(
-                            number: turn, audio: samples, text: nil,
-                            stoppedSpeakingAt: now - .milliseconds(trailing * 1000 / 16_000), endOfUtteranceAt: now)))
-                    case nil:
-                        if vad.inSpeech { lastVoice = clock.now }
                     }
                 case .control:
                     guard let text = event.message, let message = try? Xiaozhi.Message.parse(text) else { continue }
@@ -201,6 +208,7 @@ final class VoiceSession: Sendable {
                             state.listening = true
                             state.mode = message.mode ?? state.mode
                             vad.reset()
+                            framer.reset()
                             manualAudio.removeAll()
                             lastVoice = clock.now
                         case .stop:
@@ -331,6 +339,13 @@ final class VoiceSession: Sendable {
         let text: String
         if let audio = turn.audio {
             Self.endOfUtterance.recordInterval(since: turn.stoppedSpeakingAt, clock: clock)
+            if let folder = owner.settings.recordDirectory {
+                do {
+                    try await TurnRecorder.write(audio, to: folder, name: "\(id)-\(turn.number).wav")
+                } catch {
+                    logger.warning("turn audio not recorded", metadata: ["error": "\(error)"])
+                }
+            }
             let start = clock.now
             text = try await owner.engines.recognizer.transcribe(audio, sampleRate: 16_000)
             Self.asrTime.recordInterval(since: start, clock: clock)

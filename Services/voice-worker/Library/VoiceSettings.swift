@@ -25,6 +25,9 @@ public struct VoiceSettings: Sendable {
     /// `espeak` (offline), `openai` (an OpenAI-compatible /audio/speech) or `instant` (benchmarks only).
     public var ttsEngine = "espeak"
     public var openAI = OpenAISpeechConfiguration()
+    /// A folder where each turn's audio, as the voice-worker decoded it (16 kHz WAV), is written as
+    /// `<session>-<turn>.wav`: for checking the pipeline or the ASR on real devices. Off (nil) by default.
+    public var recordDirectory: String?
 
     public init() {}
 
@@ -65,6 +68,8 @@ public struct VoiceSettings: Sendable {
         public var openaiTtsModel: String?
         @Option(help: "Speech voice (env SWITCHBOARD_VOICE_OPENAI_TTS_VOICE; default alloy).")
         public var openaiTtsVoice: String?
+        @Option(help: "Folder for each turn's decoded audio as WAV (env SWITCHBOARD_VOICE_RECORD_DIR; default off).")
+        public var recordDir: String?
 
         public init() {}
 
@@ -103,6 +108,8 @@ public struct VoiceSettings: Sendable {
                 openaiTtsModel, environment: "VOICE_OPENAI_TTS_MODEL", default: settings.openAI.speechModel, environment: environment)
             settings.openAI.speechVoice = try setting(
                 openaiTtsVoice, environment: "VOICE_OPENAI_TTS_VOICE", default: settings.openAI.speechVoice, environment: environment)
+            let record = try setting(recordDir, environment: "VOICE_RECORD_DIR", default: "", environment: environment)
+            settings.recordDirectory = record.isEmpty ? nil : record
             // The key only from the environment: a flag would show it in the process list.
             settings.openAI.apiKey = environment["SWITCHBOARD_VOICE_OPENAI_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
             guard ["pocketsphinx", "openai", "instant"].contains(settings.asrEngine),

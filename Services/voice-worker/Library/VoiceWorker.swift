@@ -156,6 +156,8 @@ struct VoiceRoute: Sendable, Equatable {
     var userId: String
     var conversationId: String
     var deviceId: String
+    /// What the device announced in its hello (16 kHz, 60 ms unless it said otherwise).
+    var uplink: AudioFormat = .uplink
 
     static func read(session: String, redis: RedisClient) async throws -> VoiceRoute? {
         let reply = try await redis.send("HGETALL", RedisArgument(VoiceDownlink.routeKey(session: session)))
@@ -167,7 +169,10 @@ struct VoiceRoute: Sendable, Equatable {
             index += 2
         }
         guard let gateway = fields["gateway"], let user = fields["user"], let conversation = fields["conversation"] else { return nil }
-        return VoiceRoute(gateway: gateway, userId: user, conversationId: conversation, deviceId: fields["device"] ?? "")
+        let uplink = AudioFormat(
+            sampleRate: fields["sample_rate"].flatMap(Int.init) ?? AudioFormat.uplink.sampleRate,
+            frameDurationMilliseconds: fields["frame_duration"].flatMap(Int.init) ?? AudioFormat.uplink.frameDurationMilliseconds)
+        return VoiceRoute(gateway: gateway, userId: user, conversationId: conversation, deviceId: fields["device"] ?? "", uplink: uplink)
     }
 }
 
