@@ -370,6 +370,40 @@ struct VoiceFlowTests {
         }
     }
 
+    /// The OpenAI-compatible engines refuse (401): each call is retried, then the offline engines
+    /// answer (the default fallback), and the device hears its answer as if nothing happened.
+    @Test func failingCloudEnginesFallBackToTheOfflineOnes() async throws {
+        let fake = FakeOpenAI()
+        try await fake.withServer { port in
+            try await Self.withVoiceStack(voiceEnvironment: [
+                "SWITCHBOARD_VOICE_ASR_ENGINE": "openai", "SWITCHBOARD_VOICE_TTS_ENGINE": "openai",
+                "SWITCHBOARD_VOICE_OPENAI_BASE_URL": "http://127.0.0.1:\(port)/unauthorized/v1",
+            ]) { stack in
+                let speech = try await DeviceSimulator.speech("good morning")
+                let token = try await stack.authority.mint(user: "fallback")
+                let (result, _) = try await DeviceSimulator.connect(url: stack.webSocketURL, token: token, deviceID: Self.deviceID()) {
+                    device -> [DeviceSimulator.Received] in
+                    let session = try await Self.hello(device)
+                    device.send(.listen(.start, mode: .auto, sessionId: session))
+                    try await device.stream(speech)
+                    return await device.collect(idle: .seconds(30)) { $0.message?.ttsState == .stop }
+                }
+                let received = try #require(result)
+                let stt = received.compactMap(\.message).first { $0.type == "stt" }?.text ?? ""
+                #expect(stt.lowercased().contains("morning"), "recognised \(stt)")
+                try Self.checkSpokenAnswer(received)
+                // One retry per call, then the fallback.
+                #expect(fake.count("transcriptions") == 2)
+                let metrics = try await Self.metrics(stack, service: "voice-worker")
+                let fallbacks = metrics.split(separator: "\n").filter { $0.hasPrefix("sb_voice_engine_fallbacks_total") }
+                #expect(fallbacks.contains { $0.contains("asr") && $0.hasSuffix(" 1") }, "\(fallbacks)")
+                #expect(fallbacks.contains { $0.contains("tts") && !$0.hasSuffix(" 0") }, "\(fallbacks)")
+                #expect(metrics.contains("sb_voice_input_queue_depth"))
+                #expect(metrics.contains("sb_voice_uplink_packets_decoded_total"))
+            }
+        }
+    }
+
     @Test func manualModeRecognisesWhatCameBeforeListenStop() async throws {
         try await Self.withVoiceStack { stack in
             let speech = try await DeviceSimulator.speech("good morning", silenceAfter: .milliseconds(120))

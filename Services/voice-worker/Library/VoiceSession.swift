@@ -67,10 +67,27 @@ final class VoiceSession: Sendable {
         subscription.withLock { $0 = token }
     }
 
+    /// Uplink events waiting in every session's input queue of this worker (`sb_voice_input_queue_depth`).
+    static let queued = Atomic<Int>(0)
+    static let queueDepth = Gauge(label: "sb_voice_input_queue_depth")
+    /// This session's share of `queued`, given back when it ends with events still waiting.
+    private let pending = Atomic<Int>(0)
+
     /// False when the queue was full and the oldest input was dropped.
     func offer(_ event: VoiceUplinkEvent) -> Bool {
-        if case .dropped = inputContinuation.yield(.event(event)) { return false }
-        return true
+        switch inputContinuation.yield(.event(event)) {
+        case .dropped:
+            // One in, the oldest out: the depth stays.
+            return false
+        case .enqueued:
+            pending.add(1, ordering: .relaxed)
+            Self.queueDepth.record(Self.queued.add(1, ordering: .relaxed).newValue)
+            return true
+        case .terminated:
+            return true
+        @unknown default:
+            return true
+        }
     }
 
     func shutDown() {
@@ -91,12 +108,16 @@ final class VoiceSession: Sendable {
             speakerContinuation.finish()
             group.cancelAll()
         }
+        let left = pending.exchange(0, ordering: .relaxed)
+        Self.queueDepth.record(Self.queued.subtract(left, ordering: .relaxed).newValue)
         if let token = subscription.withLock({ $0 }) { await owner.subscriber.unsubscribe(token) }
     }
 
     // MARK: input
 
     static let decodeErrors = Counter(label: "sb_voice_decode_errors_total")
+    /// Throughput: Opus packets decoded.
+    static let packetsDecoded = Counter(label: "sb_voice_uplink_packets_decoded_total")
     /// Half of the last 40 packets undecodable (or not 60 ms): a broken encoder, not a glitch; closed.
     static let decodeWindow = 40
     static let maxDecodeErrorsInWindow = 20
@@ -133,6 +154,8 @@ final class VoiceSession: Sendable {
                         .turn(Turn(number: turn, audio: nil, text: nil, stoppedSpeakingAt: clock.now, endOfUtteranceAt: clock.now)))
                 }
             case .event(let event):
+                pending.subtract(1, ordering: .relaxed)
+                Self.queueDepth.record(Self.queued.subtract(1, ordering: .relaxed).newValue)
                 switch event.kind {
                 case .open:
                     continue
@@ -157,6 +180,7 @@ final class VoiceSession: Sendable {
                         continue
                     }
                     _ = outcomes.record(failed: false)
+                    Self.packetsDecoded.increment()
                     guard state.listening else { continue }
                     for pcm in framer.push(decoded) {
                         // Auto mode stops listening at the end of an utterance, maybe mid-packet.
@@ -285,6 +309,8 @@ final class VoiceSession: Sendable {
     static let endOfUtterance = Metrics.Timer(label: "sb_voice_end_of_utterance_delay_seconds")
     static let voiceToVoice = Metrics.Timer(label: "sb_voice_voice_to_voice_seconds")
     static let turnsCounter = Counter(label: "sb_voice_turns_total")
+    /// Error rate: failed turns over `sb_voice_turns_total`.
+    static let turnFailures = Counter(label: "sb_voice_turn_failures_total")
 
     private func speakerLoop() async {
         var iterator = speaker.makeAsyncIterator()
@@ -293,6 +319,7 @@ final class VoiceSession: Sendable {
             do {
                 try await speak(turn, iterator: &iterator)
             } catch {
+                Self.turnFailures.increment()
                 logger.warning("voice turn failed", metadata: ["error": "\(error)"])
                 await send(.json, turn: turn.number, payload: Array(
                     Xiaozhi.Message.alert(status: "error", message: "the answer failed; try again", sessionId: id).json().utf8))

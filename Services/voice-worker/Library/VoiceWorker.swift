@@ -27,23 +27,30 @@ public enum VoiceWorker {
 
     static func run(context: ServiceContext, settings: VoiceSettings, http: HTTPClient) async throws {
         let configuration = context.configuration
-        let recognizer: any SpeechRecognizer
-        if settings.asrEngine == "openai" {
-            recognizer = OpenAITranscriber(configuration: settings.openAI, client: http)
-        } else if settings.asrEngine == "instant" {
-            recognizer = InstantRecognizer()
-        } else {
-            let pocketSphinx = try PocketSphinxRecognizer(configuration: settings.asr)
-            // Loaded before the consumer joins: the first utterance must not wait for the model.
-            try await pocketSphinx.load()
-            recognizer = pocketSphinx
+        func makeRecognizer(_ engine: String) async throws -> any SpeechRecognizer {
+            switch engine {
+            case "openai": return OpenAITranscriber(configuration: settings.openAI, client: http)
+            case "instant": return InstantRecognizer()
+            default:
+                let pocketSphinx = try PocketSphinxRecognizer(configuration: settings.asr)
+                // Loaded before the consumer joins: the first utterance must not wait for the model.
+                try await pocketSphinx.load()
+                return pocketSphinx
+            }
         }
-        let synthesizer: any SpeechSynthesizer =
-            switch settings.ttsEngine {
+        func makeSynthesizer(_ engine: String) throws -> any SpeechSynthesizer {
+            switch engine {
             case "openai": OpenAISynthesizer(configuration: settings.openAI, client: http)
             case "instant": InstantSynthesizer()
             default: try EspeakSynthesizer(voice: settings.ttsVoice, wordsPerMinute: settings.ttsWordsPerMinute)
             }
+        }
+        // Each stage: its engine retried behind a circuit breaker, then its fallback (SpeechFailover.swift).
+        let recognizer = FailoverRecognizer(
+            primary: try await makeRecognizer(settings.asrEngine), fallback: try await settings.asrFallbackEngine.asyncMap(makeRecognizer),
+            policy: settings.failover)
+        let synthesizer = FailoverSynthesizer(
+            primary: try makeSynthesizer(settings.ttsEngine), fallback: try settings.ttsFallbackEngine.map(makeSynthesizer), policy: settings.failover)
         let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
         let sessions = VoiceSessions(
             context: context, subscriber: subscriber,
@@ -183,5 +190,12 @@ extension VoiceRoute {
         let reply = try await redis.send("HGET", RedisArgument(VoiceDownlink.routeKey(session: session)), "tools")
         guard let text = reply.string, !text.isEmpty else { return [] }
         return try JSONDecoder().decode([DeviceTool].self, from: Data(text.utf8))
+    }
+}
+
+extension Optional {
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async throws -> T? {
+        guard let self else { return nil }
+        return try await transform(self)
     }
 }
