@@ -148,6 +148,9 @@ final class DeviceConnection: Sendable {
         state.withLock { $0.uplinkRate.allow(at: now) }
     }
 
+    /// The uplink limit for this device's frames (`markHello`).
+    var uplinkPacketsPerSecond: Double { state.withLock { $0.uplinkRate.rate } }
+
     /// Items waiting to be written (tests and metrics).
     var queuedItems: Int { state.withLock { $0.queue.count } }
 

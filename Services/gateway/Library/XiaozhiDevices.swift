@@ -284,7 +284,7 @@ struct XiaozhiDevices: WebSocketDoor {
                     Self.rejected.increment()
                     connection.enqueue(.close(
                         code: CloseCode.tooManyRequests.rawValue,
-                        reason: "more than \(Int(GatewayLimits.deviceUplinkPacketsPerSecond)) audio packets per second"))
+                        reason: "more than \(Int(connection.uplinkPacketsPerSecond)) audio packets per second"))
                     return false
                 }
                 Self.uplinkFrames.increment()
