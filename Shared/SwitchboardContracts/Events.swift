@@ -19,10 +19,13 @@ public struct ChatMessageSubmitted: EventPayload, Equatable {
     public var busyPolicy: String?
     /// The role that leads this message's run (writes the reply); absent: the conversation's focus, if any.
     public var leadRole: String?
+    /// A voice device's MCP tools (docs/voice.md#device-tools): the replying role may call them.
+    public var deviceTools: DeviceToolbox?
 
     public init(
         messageId: String, clientMessageId: String, conversationId: String, userId: String, content: String,
-        gateway: String, pattern: String? = nil, busyPolicy: String? = nil, leadRole: String? = nil
+        gateway: String, pattern: String? = nil, busyPolicy: String? = nil, leadRole: String? = nil,
+        deviceTools: DeviceToolbox? = nil
     ) {
         self.messageId = messageId
         self.clientMessageId = clientMessageId
@@ -33,6 +36,7 @@ public struct ChatMessageSubmitted: EventPayload, Equatable {
         self.pattern = pattern
         self.busyPolicy = busyPolicy
         self.leadRole = leadRole
+        self.deviceTools = deviceTools
     }
 }
 
@@ -67,12 +71,15 @@ public struct AgentTaskRequested: EventPayload, Equatable {
     /// Set for a workflow run's llm node: its tokens go to the run's channel as node progress, and no
     /// conversation or role state is touched (there is no conversation).
     public var workflowNode: WorkflowNodeTask?
+    /// The device tools the role may call (the replying role of a voice turn only).
+    public var deviceTools: DeviceToolbox?
 
     public init(
         taskId: String, conversationId: String, userId: String, replyMessageId: String, inReplyTo: String,
         role: String, prompt: String, runId: String? = nil, responsibility: String? = nil, systemPrompt: String? = nil,
         provider: ProviderSpec? = nil, contributions: [RoleContribution]? = nil, history: [ConversationTurn]? = nil,
-        isFinal: Bool? = nil, dispatchedAt: Int64? = nil, workflowNode: WorkflowNodeTask? = nil
+        isFinal: Bool? = nil, dispatchedAt: Int64? = nil, workflowNode: WorkflowNodeTask? = nil,
+        deviceTools: DeviceToolbox? = nil
     ) {
         self.taskId = taskId
         self.conversationId = conversationId
@@ -90,6 +97,7 @@ public struct AgentTaskRequested: EventPayload, Equatable {
         self.isFinal = isFinal
         self.dispatchedAt = dispatchedAt
         self.workflowNode = workflowNode
+        self.deviceTools = deviceTools
     }
 }
 

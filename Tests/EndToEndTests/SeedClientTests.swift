@@ -123,4 +123,21 @@ struct SeedClientTests {
             #expect(checks.contains { $0.hasPrefix("reconnecting replays what was missed") })
         }
     }
+
+    /// A xiaozhi device written from the device protocol (`xiaozhi_device.py`): activation, hello with
+    /// `features.mcp`, MCP initialize and two tools/list pages, then turns whose answers call the
+    /// device's own tools over `tools/call` and speak their results.
+    @Test func aXiaozhiDeviceCallsItsOwnToolsOverMCP() async throws {
+        try await VoiceFlowTests.withVoiceStack { stack in
+            let user = try await stack.authority.mint(user: "xiaozhi-\(UUID().uuidString.prefix(6))")
+            let (status, output) = try await Self.run(
+                "xiaozhi_device.py", environment: ["SB_HTTP": stack.httpBase, "SB_USER_TOKEN": user])
+            #expect(status == 0, "\(output)")
+            let checks = Self.checks(in: output)
+            #expect(checks.count == 8, "\(output)")
+            #expect(checks.contains("a turn naming a tool calls it over MCP and speaks its result"))
+            let metrics = try await VoiceFlowTests.metrics(stack, service: "agent-worker")
+            #expect(metrics.contains("sb_agent_device_tool_calls_total"))
+        }
+    }
 }

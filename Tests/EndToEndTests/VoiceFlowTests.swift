@@ -131,6 +131,51 @@ struct VoiceFlowTests {
         }
     }
 
+    /// A device that announces 24 kHz, 20 ms frames in its hello is taken, not closed: the server's
+    /// hello says what it sends (24 kHz, 60 ms), the voice-worker decodes at the device's rate and
+    /// resamples, and what it decoded (its turn recording) matches the device's PCM after Opus.
+    @Test func aDeviceWithOtherAudioParametersIsResampledAndHeardUndamaged() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("turns-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try await Self.withVoiceStack(voiceEnvironment: ["SWITCHBOARD_VOICE_RECORD_DIR": folder.path]) { stack in
+            let format = AudioFormat(sampleRate: 24_000, frameDurationMilliseconds: 20)
+            let pcm = try await DeviceSimulator.pcm("good morning", sampleRate: format.sampleRate)
+            let packets = try OpusEncoder(format: format, bitrate: 32_000).encodeAll(pcm)
+            let token = try await stack.authority.mint(user: "wideband-\(UUID().uuidString.prefix(8))")
+            let (result, _) = try await DeviceSimulator.connect(url: stack.webSocketURL, token: token, deviceID: Self.deviceID()) {
+                device -> (String, [DeviceSimulator.Received]) in
+                device.send(.deviceHello(audio: Xiaozhi.AudioParams(sampleRate: format.sampleRate, frameDuration: 20)))
+                let hello = try #require(await device.waitFor(type: "hello", within: .seconds(10)))
+                #expect(hello.audioParams == .downlink)
+                let session = try #require(hello.sessionId)
+                // Manual mode: the turn is exactly what the device sent between start and stop.
+                device.send(.listen(.start, mode: .manual, sessionId: session))
+                try await device.stream(packets, interval: .milliseconds(20))
+                device.send(.listen(.stop, sessionId: session))
+                return (session, await device.collect(idle: .seconds(30)) { $0.message?.ttsState == .stop })
+            }
+            let (session, received) = try #require(result)
+            let stt = try #require(received.compactMap(\.message).first { $0.type == "stt" })
+            #expect((stt.text ?? "").lowercased().contains("morning"), "recognised \(stt.text ?? "")")
+            try Self.checkSpokenAnswer(received)
+            // What the voice-worker decoded against what the device recorded (at 16 kHz).
+            let recorded = try WAV.parse(Array(try Data(contentsOf: folder.appendingPathComponent("\(session)-1.wav"))))
+            #expect(recorded.sampleRate == 16_000)
+            // 1. Nothing between the device and the decoder changes a bit: the voice-worker heard exactly
+            //    what a decoder next to the device makes of its packets.
+            let decoder = try OpusDecoder(format: format)
+            var framer = UplinkFramer(sourceRate: format.sampleRate)
+            var local: [Int16] = []
+            for packet in packets { local += framer.push(try decoder.decode(packet)).joined() }
+            #expect(recorded.samples == local, "\(recorded.samples.count) samples heard, \(local.count) decoded locally")
+            // 2. Against the device's own PCM (resampled to 16 kHz), only the codec's loss is left.
+            let reference = Resampler.resample(pcm, from: format.sampleRate, to: 16_000)
+            #expect(abs(recorded.samples.count - reference.count) <= 960, "\(recorded.samples.count) vs \(reference.count) samples")
+            let (db, lag) = AudioQuality.snr(reference: Array(reference.dropFirst(1_600)), decoded: Array(recorded.samples.dropFirst(1_600)))
+            #expect(db >= 10, "SNR \(db) dB at lag \(lag)")
+        }
+    }
+
     @Test func twoDevicesTalkingAtOnceEachHearOnlyTheirOwnAnswer() async throws {
         try await Self.withVoiceStack { stack in
             let speech = try await DeviceSimulator.speech("good morning")
@@ -321,6 +366,40 @@ struct VoiceFlowTests {
                 #expect(fake.count("transcriptions") == 1)
                 #expect(fake.count("speech") >= 1)
                 #expect(fake.authorizations.withLock { $0 }.allSatisfy { $0 == "Bearer sk-voice" })
+            }
+        }
+    }
+
+    /// The OpenAI-compatible engines refuse (401): each call is retried, then the offline engines
+    /// answer (the default fallback), and the device hears its answer as if nothing happened.
+    @Test func failingCloudEnginesFallBackToTheOfflineOnes() async throws {
+        let fake = FakeOpenAI()
+        try await fake.withServer { port in
+            try await Self.withVoiceStack(voiceEnvironment: [
+                "SWITCHBOARD_VOICE_ASR_ENGINE": "openai", "SWITCHBOARD_VOICE_TTS_ENGINE": "openai",
+                "SWITCHBOARD_VOICE_OPENAI_BASE_URL": "http://127.0.0.1:\(port)/unauthorized/v1",
+            ]) { stack in
+                let speech = try await DeviceSimulator.speech("good morning")
+                let token = try await stack.authority.mint(user: "fallback")
+                let (result, _) = try await DeviceSimulator.connect(url: stack.webSocketURL, token: token, deviceID: Self.deviceID()) {
+                    device -> [DeviceSimulator.Received] in
+                    let session = try await Self.hello(device)
+                    device.send(.listen(.start, mode: .auto, sessionId: session))
+                    try await device.stream(speech)
+                    return await device.collect(idle: .seconds(30)) { $0.message?.ttsState == .stop }
+                }
+                let received = try #require(result)
+                let stt = received.compactMap(\.message).first { $0.type == "stt" }?.text ?? ""
+                #expect(stt.lowercased().contains("morning"), "recognised \(stt)")
+                try Self.checkSpokenAnswer(received)
+                // One retry per call, then the fallback.
+                #expect(fake.count("transcriptions") == 2)
+                let metrics = try await Self.metrics(stack, service: "voice-worker")
+                let fallbacks = metrics.split(separator: "\n").filter { $0.hasPrefix("sb_voice_engine_fallbacks_total") }
+                #expect(fallbacks.contains { $0.contains("asr") && $0.hasSuffix(" 1") }, "\(fallbacks)")
+                #expect(fallbacks.contains { $0.contains("tts") && !$0.hasSuffix(" 0") }, "\(fallbacks)")
+                #expect(metrics.contains("sb_voice_input_queue_depth"))
+                #expect(metrics.contains("sb_voice_uplink_packets_decoded_total"))
             }
         }
     }

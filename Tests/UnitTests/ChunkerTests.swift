@@ -1,5 +1,6 @@
 import Foundation
 import SwitchboardContracts
+import SwitchboardRuntime
 import Testing
 
 @testable import AgentWorker

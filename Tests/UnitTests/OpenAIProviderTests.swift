@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import SwitchboardContracts
+import SwitchboardRuntime
 import SwitchboardTestSupport
 import Testing
 

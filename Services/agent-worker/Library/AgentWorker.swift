@@ -55,10 +55,12 @@ public enum AgentWorker {
         let context = try await ServiceRunner.makeContext(configuration: configuration)
         let consumer = try context.makeConsumer(group: ConsumerGroups.agentWorker)
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Providers.httpConfiguration)
-        let providers = Providers(
-            offline: OfflineProvider(engine: engine), client: http, breakers: CircuitBreakers(), allowList: allowList)
-        let stops = RunStops()
         let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
+        let deviceTools = DeviceToolCaller(redis: context.redis, subscriber: subscriber, instance: configuration.instanceID)
+        let providers = Providers(
+            offline: OfflineProvider(engine: engine), client: http, breakers: CircuitBreakers(), allowList: allowList,
+            deviceTools: deviceTools)
+        let stops = RunStops()
         let listener = RunStopListener(subscriber: subscriber, stops: stops)
         context.readiness.add("run-stops") { listener.isListening }
         let processor = KafkaEventProcessor(
@@ -72,7 +74,7 @@ public enum AgentWorker {
             "offline engine", metadata: ["engine.tokens_per_second": "\(engine.settings.tokensPerSecond)"])
         // Listed before the processor, so the HTTP client shuts down after the last task.
         try await ServiceRunner.run(
-            context: context, services: [HTTPClientService(client: http), subscriber, listener, processor])
+            context: context, services: [HTTPClientService(client: http), subscriber, listener, deviceTools, processor])
     }
 }
 
@@ -150,6 +152,8 @@ struct Providers: Sendable {
     let client: HTTPClient
     let breakers: CircuitBreakers
     let allowList: ProviderAllowList
+    /// Voice devices' MCP tools (DeviceTools.swift).
+    let deviceTools: DeviceToolCaller
     var environment: [String: String] = ProcessInfo.processInfo.environment
 
     /// Connect within 5 s; a silent stream fails after 60 s. Failed connections are not retried by the
@@ -219,7 +223,8 @@ struct StreamingTask {
         let workflowNode = task.workflowNode
         let collaborative = task.runId != nil && workflowNode == nil
         let isFinal = task.isFinal ?? true
-        let provider = providers.provider(for: task.provider)
+        let provider = DeviceToolProvider.wrap(
+            providers.provider(for: task.provider), toolbox: task.deviceTools, caller: providers.deviceTools, offline: providers.offline)
         let roles = RoleStateStore(redis: context.redis, logger: context.logger)
         let started = ContinuousClock.now
         let startedAt = Clock.epochMilliseconds()

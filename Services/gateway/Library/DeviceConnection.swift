@@ -41,6 +41,16 @@ final class DeviceConnection: Sendable {
         /// Bumped on every abort so a writer waiting out the pacer notices.
         var abortGeneration = 0
         var uplinkRate = PacketRate(rate: GatewayLimits.deviceUplinkPacketsPerSecond, burst: GatewayLimits.deviceUplinkBurst)
+        /// The device's MCP tools (docs/voice.md#device-tools).
+        var mcp = DeviceMCPClient()
+    }
+
+    /// What the MCP client asks of Redis, done by the connection's task (`XiaozhiDevices.serve`).
+    enum MCPEffect: Sendable, Equatable {
+        /// The device's tools, for the voice turns of this session (the routing-table entry).
+        case store([DeviceTool])
+        /// A call's outcome, for the agent-worker waiting on `replyTo`.
+        case reply(DeviceToolResult, to: String)
     }
 
     let sessionID: String
@@ -48,16 +58,61 @@ final class DeviceConnection: Sendable {
     let framing: Xiaozhi.BinaryProtocol
     let burstFrames: Int
     private let state = Mutex(State())
+    let mcpEffects: AsyncStream<MCPEffect>
+    private let mcpEffectsContinuation: AsyncStream<MCPEffect>.Continuation
 
     init(sessionID: String, identity: DeviceIdentity, framing: Xiaozhi.BinaryProtocol, burstFrames: Int) {
         self.sessionID = sessionID
         self.identity = identity
         self.framing = framing
         self.burstFrames = burstFrames
+        // Bounded by the MCP client's own limits (one store, a few pending calls); a margin on top.
+        (mcpEffects, mcpEffectsContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingOldest(256))
     }
 
+    /// Drives the device's MCP client: its messages go to the device in order with the rest; its
+    /// outcomes are returned, for a caller that can wait for Redis.
+    func mcp(_ step: (inout DeviceMCPClient) -> [DeviceMCPClient.Action]) -> [MCPEffect] {
+        let actions = state.withLock { step(&$0.mcp) }
+        var effects: [MCPEffect] = []
+        for action in actions {
+            switch action {
+            case .send(let message):
+                enqueue(.text(Xiaozhi.Message.mcp(message, sessionId: sessionID).json(), turn: nil))
+            case .toolsListed(let tools):
+                effects.append(.store(tools))
+            case .finished(let result, let replyTo):
+                effects.append(.reply(result, to: replyTo))
+            }
+        }
+        return effects
+    }
+
+    /// The same from a caller that cannot wait: the outcomes go to `mcpEffects`, which the
+    /// connection's task applies.
+    func mcpInBackground(_ step: (inout DeviceMCPClient) -> [DeviceMCPClient.Action]) {
+        for effect in mcp(step) { mcpEffectsContinuation.yield(effect) }
+    }
+
+    /// No more MCP effects: the calls still waiting are answered with an error first.
+    func finishMCP() {
+        mcpInBackground { $0.close() }
+        mcpEffectsContinuation.finish()
+    }
+
+    var mcpPhase: DeviceMCPClient.Phase { state.withLock { $0.mcp.phase } }
+
     var hasSaidHello: Bool { state.withLock { $0.saidHello } }
-    func markHello() { state.withLock { $0.saidHello = true } }
+    /// The uplink limit scales with the device's frames: 20 ms frames are three times the packets of 60 ms.
+    func markHello(uplinkFrameDuration: Int = 60) {
+        let scale = 60 / Double(max(uplinkFrameDuration, 1))
+        state.withLock {
+            $0.saidHello = true
+            $0.uplinkRate = PacketRate(
+                rate: GatewayLimits.deviceUplinkPacketsPerSecond * max(scale, 1),
+                burst: GatewayLimits.deviceUplinkBurst * max(scale, 1))
+        }
+    }
 
     func enqueue(_ item: Outgoing) {
         let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
@@ -92,6 +147,9 @@ final class DeviceConnection: Sendable {
     func allowUplinkPacket(at now: ContinuousClock.Instant = .now) -> Bool {
         state.withLock { $0.uplinkRate.allow(at: now) }
     }
+
+    /// The uplink limit for this device's frames (`markHello`).
+    var uplinkPacketsPerSecond: Double { state.withLock { $0.uplinkRate.rate } }
 
     /// Items waiting to be written (tests and metrics).
     var queuedItems: Int { state.withLock { $0.queue.count } }
@@ -242,6 +300,9 @@ final class DeviceConnections: Service, Sendable {
             _ = try await hub.source.follow(VoiceDownlink.channel(gateway: gateway)) { [weak self] bytes in
                 self?.deliver(bytes)
             }
+            _ = try await hub.source.follow(DeviceToolChannels.calls(gateway: gateway)) { [weak self] bytes in
+                self?.deliverToolCall(bytes)
+            }
         } catch {
             state.withLock { $0.subscribed = false }
             throw error
@@ -262,6 +323,20 @@ final class DeviceConnections: Service, Sendable {
             return state.connections.count
         }
         Self.active.record(count)
+    }
+
+    static let toolCallsUnroutable = Counter(label: "sb_voice_tool_calls_unroutable_total")
+
+    /// An agent's call of a device tool: to the device's MCP client. A call for a device no longer here
+    /// is counted and left to the caller's timeout.
+    func deliverToolCall(_ bytes: [UInt8]) {
+        guard let call = try? JSONDecoder().decode(DeviceToolCall.self, from: Data(bytes)),
+            let connection = state.withLock({ $0.connections[call.sessionId] })
+        else {
+            Self.toolCallsUnroutable.increment()
+            return
+        }
+        connection.mcpInBackground { $0.call(call) }
     }
 
     func deliver(_ bytes: [UInt8]) {

@@ -222,8 +222,20 @@ struct XiaozhiDevices: WebSocketDoor {
         let uplink = Uplink(context: context, connection: connection)
         connections.add(connection)
         defer { connections.remove(connection) }
+        let redis = context.redis
         await withTaskGroup(of: Void.self) { writer in
             writer.addTask { await connection.writeFrames(to: outbound, logger: connectionLogger) }
+            // The device's MCP outcomes: its tools for the voice turns, call results for the agents.
+            // Ends after `finishMCP`, so the calls still waiting at the close get their error answer.
+            writer.addTask {
+                for await effect in connection.mcpEffects {
+                    do {
+                        try await Self.apply(effect, session: connection.sessionID, redis: redis)
+                    } catch {
+                        connectionLogger.warning("device tool outcome not delivered", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
                     try? await Task.sleep(for: xiaozhi.helloTimeout)
@@ -236,6 +248,7 @@ struct XiaozhiDevices: WebSocketDoor {
                 }
                 group.cancelAll()
             }
+            connection.finishMCP()
             // The writer sends what is left that is not audio (a close frame with its reason) and ends.
             connection.finish()
         }
@@ -273,7 +286,7 @@ struct XiaozhiDevices: WebSocketDoor {
                     Self.rejected.increment()
                     connection.enqueue(.close(
                         code: CloseCode.tooManyRequests.rawValue,
-                        reason: "more than \(Int(GatewayLimits.deviceUplinkPacketsPerSecond)) audio packets per second"))
+                        reason: "more than \(Int(connection.uplinkPacketsPerSecond)) audio packets per second"))
                     return false
                 }
                 Self.uplinkFrames.increment()
@@ -307,7 +320,25 @@ struct XiaozhiDevices: WebSocketDoor {
         case "abort":
             // Barge-in at the edge: what is queued for the device goes now, whatever voice-worker still sends.
             connection.abort()
-        case "listen", "mcp", "iot":
+        case "mcp":
+            // The device's answers to the gateway's MCP client (initialize, tools/list, tools/call).
+            guard let mcp = message.mcpMessage else {
+                connection.enqueue(.text(
+                    Xiaozhi.Message.alert(status: "error", message: "an mcp message carries a JSON-RPC 2.0 payload", sessionId: connection.sessionID)
+                        .json(), turn: nil))
+                return true
+            }
+            // Applied before the next message is read: the tools are in the route before any turn that
+            // follows the device's last tools/list page can look for them.
+            for effect in connection.mcp({ $0.receive(mcp) }) {
+                do {
+                    try await Self.apply(effect, session: connection.sessionID, redis: context.redis)
+                } catch {
+                    return fail(connection, error)
+                }
+            }
+            return true
+        case "listen", "iot":
             break
         default:
             connection.enqueue(.text(
@@ -326,11 +357,10 @@ struct XiaozhiDevices: WebSocketDoor {
     private func hello(
         _ message: Xiaozhi.Message, connection: DeviceConnection, uplink: Uplink, group: inout TaskGroup<Void>
     ) async -> Bool {
-        if let audio = message.audioParams,
-            audio.format != "opus" || audio.sampleRate != 16_000 || audio.channels != 1 || audio.frameDuration != 60
-        {
-            return refuse(connection, "uplink audio must be Opus, 16 kHz, mono, 60 ms frames")
-        }
+        // Any rate and frame length Opus codes is taken (the voice-worker resamples); the reference
+        // device's 16 kHz, 60 ms when the hello has no audio_params.
+        let uplinkAudio = message.audioParams ?? .uplink
+        if let refusal = UplinkAudio.refusal(uplinkAudio) { return refuse(connection, refusal) }
         if connection.hasSaidHello {
             // A second hello (the firmware re-sends it on reconnect logic): answer again, nothing else.
             connection.enqueue(.text(Xiaozhi.Message.serverHello(sessionId: connection.sessionID).json(), turn: nil))
@@ -341,13 +371,14 @@ struct XiaozhiDevices: WebSocketDoor {
         do {
             _ = try await context.redis.pipeline([
                 ["HSET", key, "gateway", RedisArgument(context.configuration.instanceID), "user", RedisArgument(identity.userID),
-                 "conversation", RedisArgument(identity.conversationID), "device", RedisArgument(identity.deviceID)],
+                 "conversation", RedisArgument(identity.conversationID), "device", RedisArgument(identity.deviceID),
+                 "sample_rate", RedisArgument(uplinkAudio.sampleRate), "frame_duration", RedisArgument(uplinkAudio.frameDuration)],
                 ["EXPIRE", key, RedisArgument(xiaozhi.routeTTLSeconds)],
             ])
         } catch {
             return fail(connection, error)
         }
-        connection.markHello()
+        connection.markHello(uplinkFrameDuration: uplinkAudio.frameDuration)
         let directory = self.directory
         let gateway = context.configuration.instanceID
         try? await directory.markOnline(device: identity.deviceID, gateway: gateway, session: connection.sessionID, ttlSeconds: xiaozhi.routeTTLSeconds)
@@ -356,6 +387,8 @@ struct XiaozhiDevices: WebSocketDoor {
             return false
         }
         connection.enqueue(.text(Xiaozhi.Message.serverHello(sessionId: connection.sessionID).json(), turn: nil))
+        // A device with MCP gets `initialize` right after our hello, then `tools/list`.
+        if message.features?["mcp"] == true { _ = connection.mcp { $0.start() } }
         let ttl = xiaozhi.routeTTLSeconds
         let redis = context.redis
         group.addTask {
@@ -372,6 +405,24 @@ struct XiaozhiDevices: WebSocketDoor {
             return fail(connection, error)
         }
         return true
+    }
+
+    /// The route's field holding the device's MCP tools (a JSON array of `DeviceTool`).
+    static let toolsField = "tools"
+
+    static func apply(_ effect: DeviceConnection.MCPEffect, session: String, redis: RedisClient) async throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        switch effect {
+        case .store(let tools):
+            // The route lives as long as the socket (refreshed with it); the voice-worker reads the
+            // tools at each turn, so a session taken over by another instance still has them.
+            _ = try await redis.send(
+                "HSET", RedisArgument(VoiceDownlink.routeKey(session: session)), RedisArgument(toolsField),
+                RedisArgument(bytes: Array(try encoder.encode(tools))))
+        case .reply(let result, let channel):
+            _ = try await redis.send("PUBLISH", RedisArgument(channel), RedisArgument(bytes: Array(try encoder.encode(result))))
+        }
     }
 
     private func refuse(_ connection: DeviceConnection, _ reason: String) -> Bool {

@@ -283,6 +283,7 @@ public struct CollaborationEngine: Sendable {
                     reason: finished.isEmpty ? "assigned" : "building on \(finished.map(\.role).joined(separator: ", "))",
                     estimatedMs: definition?.estimatedMs))
             run.dispatchedAt[role] = now
+            let isFinal = run.stage == run.plan.count - 1 && isLastStage(run)
             effects.append(
                 .task(
                     AgentTaskRequested(
@@ -291,7 +292,9 @@ public struct CollaborationEngine: Sendable {
                         inReplyTo: run.message.messageId, role: role, prompt: run.message.content, runId: run.runId,
                         responsibility: definition?.responsibility, systemPrompt: definition?.systemPrompt,
                         provider: definition?.provider ?? .offline, contributions: inputs, history: run.history,
-                        isFinal: run.stage == run.plan.count - 1 && isLastStage(run), dispatchedAt: now)))
+                        isFinal: isFinal, dispatchedAt: now,
+                        // A voice device's tools go to the role whose answer is spoken.
+                        deviceTools: isFinal ? run.message.deviceTools : nil)))
         }
         effects.append(progress(&run, stage: "ai_processing", activeRole: run.plan[run.stage].first))
         record.run = run

@@ -152,10 +152,11 @@ public final class DeviceSimulator: Sendable {
     /// packets (so the server's VAD sees the end of the utterance).
     public static func speech(
         _ text: String, voice: String = "en-us", wordsPerMinute: Int = 130, silenceBefore: Duration = .milliseconds(600),
-        silenceAfter: Duration = .milliseconds(1500)
+        silenceAfter: Duration = .milliseconds(1500), format: AudioFormat = .uplink
     ) async throws -> [[UInt8]] {
         try await utterance(
-            text, voice: voice, wordsPerMinute: wordsPerMinute, silenceBefore: silenceBefore, silenceAfter: silenceAfter
+            text, voice: voice, wordsPerMinute: wordsPerMinute, silenceBefore: silenceBefore, silenceAfter: silenceAfter,
+            format: format
         ).packets
     }
 
@@ -163,12 +164,11 @@ public final class DeviceSimulator: Sendable {
     /// once it has recorded it, so that packet's sending is the moment the speaker stopped.
     public static func utterance(
         _ text: String, voice: String = "en-us", wordsPerMinute: Int = 130, silenceBefore: Duration = .milliseconds(600),
-        silenceAfter: Duration = .milliseconds(1500)
+        silenceAfter: Duration = .milliseconds(1500), format: AudioFormat = .uplink
     ) async throws -> (packets: [[UInt8]], speechEnd: Int) {
-        let synthesizer = try EspeakSynthesizer(voice: voice, wordsPerMinute: wordsPerMinute)
-        let pcm = try await synthesizer.synthesize(text, sampleRate: 16_000)
+        let pcm = try await pcm(text, voice: voice, wordsPerMinute: wordsPerMinute, sampleRate: format.sampleRate)
         func silence(_ duration: Duration) -> [Int16] {
-            [Int16](repeating: 0, count: Int(duration.components.seconds) * 16_000 + Int(duration.components.attoseconds / 62_500_000_000_000))
+            [Int16](repeating: 0, count: Int(duration / .milliseconds(1)) * format.sampleRate / 1000)
         }
         // A little noise rather than digital silence, like a real microphone; the same noise every
         // time (a fixed LCG), so a test hears exactly the same utterance on every run.
@@ -180,10 +180,15 @@ public final class DeviceSimulator: Sendable {
         }
         // Where the speaker stopped: after the last frame loud enough to be speech (eSpeak ends its
         // output with some silence of its own).
-        let frame = AudioFormat.uplink.samplesPerFrame
+        let frame = format.samplesPerFrame
         let frames = stride(from: 0, to: samples.count, by: frame).map { Array(samples[$0..<min(samples.count, $0 + frame)]) }
         let lastVoiced = frames.lastIndex { VoiceActivityDetector.rms($0) >= 200 } ?? (before.count / frame)
-        return (try OpusEncoder(format: .uplink, bitrate: 32_000).encodeAll(samples), lastVoiced)
+        return (try OpusEncoder(format: format, bitrate: 32_000).encodeAll(samples), lastVoiced)
+    }
+
+    /// `text` spoken by eSpeak NG at `sampleRate`: the PCM a device's microphone would record.
+    public static func pcm(_ text: String, voice: String = "en-us", wordsPerMinute: Int = 130, sampleRate: Int = 16_000) async throws -> [Int16] {
+        try await EspeakSynthesizer(voice: voice, wordsPerMinute: wordsPerMinute).synthesize(text, sampleRate: sampleRate)
     }
 }
 

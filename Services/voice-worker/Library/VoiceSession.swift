@@ -67,10 +67,27 @@ final class VoiceSession: Sendable {
         subscription.withLock { $0 = token }
     }
 
+    /// Uplink events waiting in every session's input queue of this worker (`sb_voice_input_queue_depth`).
+    static let queued = Atomic<Int>(0)
+    static let queueDepth = Gauge(label: "sb_voice_input_queue_depth")
+    /// This session's share of `queued`, given back when it ends with events still waiting.
+    private let pending = Atomic<Int>(0)
+
     /// False when the queue was full and the oldest input was dropped.
     func offer(_ event: VoiceUplinkEvent) -> Bool {
-        if case .dropped = inputContinuation.yield(.event(event)) { return false }
-        return true
+        switch inputContinuation.yield(.event(event)) {
+        case .dropped:
+            // One in, the oldest out: the depth stays.
+            return false
+        case .enqueued:
+            pending.add(1, ordering: .relaxed)
+            Self.queueDepth.record(Self.queued.add(1, ordering: .relaxed).newValue)
+            return true
+        case .terminated:
+            return true
+        @unknown default:
+            return true
+        }
     }
 
     func shutDown() {
@@ -91,18 +108,24 @@ final class VoiceSession: Sendable {
             speakerContinuation.finish()
             group.cancelAll()
         }
+        let left = pending.exchange(0, ordering: .relaxed)
+        Self.queueDepth.record(Self.queued.subtract(left, ordering: .relaxed).newValue)
         if let token = subscription.withLock({ $0 }) { await owner.subscriber.unsubscribe(token) }
     }
 
     // MARK: input
 
     static let decodeErrors = Counter(label: "sb_voice_decode_errors_total")
+    /// Throughput: Opus packets decoded.
+    static let packetsDecoded = Counter(label: "sb_voice_uplink_packets_decoded_total")
     /// Half of the last 40 packets undecodable (or not 60 ms): a broken encoder, not a glitch; closed.
     static let decodeWindow = 40
     static let maxDecodeErrorsInWindow = 20
 
     private func inputLoop() async {
-        guard let decoder = try? OpusDecoder(format: .uplink) else { return }
+        // Decoded at the device's own rate; the VAD and ASR get 16 kHz in 60 ms frames.
+        guard let decoder = try? OpusDecoder(format: route.uplink) else { return }
+        var framer = UplinkFramer(sourceRate: route.uplink.sampleRate)
         let settings = owner.settings
         var vad = VoiceActivityDetector(configuration: settings.vad, sampleRate: 16_000)
         var state = ListenState()
@@ -131,6 +154,8 @@ final class VoiceSession: Sendable {
                         .turn(Turn(number: turn, audio: nil, text: nil, stoppedSpeakingAt: clock.now, endOfUtteranceAt: clock.now)))
                 }
             case .event(let event):
+                pending.subtract(1, ordering: .relaxed)
+                Self.queueDepth.record(Self.queued.subtract(1, ordering: .relaxed).newValue)
                 switch event.kind {
                 case .open:
                     continue
@@ -139,8 +164,8 @@ final class VoiceSession: Sendable {
                     return
                 case .audio:
                     guard let packet = event.audio else { continue }
-                    // The device promised 60 ms frames at 16 kHz in its hello: anything else is an error too.
-                    guard let pcm = try? decoder.decode([UInt8](packet)), pcm.count == AudioFormat.uplink.samplesPerFrame else {
+                    // The device promised its frame length and rate in its hello: anything else is an error too.
+                    guard let decoded = try? decoder.decode([UInt8](packet)), decoded.count == route.uplink.samplesPerFrame else {
                         Self.decodeErrors.increment()
                         let errors = outcomes.record(failed: true)
                         if errors == 1 {
@@ -148,49 +173,55 @@ final class VoiceSession: Sendable {
                                 Xiaozhi.Message.alert(status: "error", message: "undecodable Opus packet", sessionId: id).json().utf8))
                         }
                         if errors >= Self.maxDecodeErrorsInWindow {
-                            await send(.close, turn: 0, payload: Array("\(CloseCode.badRequest.rawValue) the audio is not 16 kHz mono 60 ms Opus".utf8))
+                            await send(.close, turn: 0, payload: Array(
+                                "\(CloseCode.badRequest.rawValue) the audio is not the mono Opus the hello announced".utf8))
                             return
                         }
                         continue
                     }
                     _ = outcomes.record(failed: false)
+                    Self.packetsDecoded.increment()
                     guard state.listening else { continue }
-                    if state.mode == .manual {
-                        if VoiceActivityDetector.rms(pcm) >= settings.vad.minimumSpeechRMS { lastVoice = clock.now }
-                        guard manualAudio.append(pcm) else {
-                            // The device never said stop: take what fits as the turn, and tell it why.
-                            state.listening = false
-                            await send(.json, turn: turn, payload: Array(Xiaozhi.Message.alert(
-                                status: "error", message: ManualRecording.fullMessage, sessionId: id).json().utf8))
-                            turn += 1
-                            let now = clock.now
-                            speakerContinuation.yield(.turn(Turn(
-                                number: turn, audio: manualAudio.samples, text: nil, stoppedSpeakingAt: now, endOfUtteranceAt: now)))
-                            manualAudio.removeAll()
+                    for pcm in framer.push(decoded) {
+                        // Auto mode stops listening at the end of an utterance, maybe mid-packet.
+                        guard state.listening else { break }
+                        if state.mode == .manual {
+                            if VoiceActivityDetector.rms(pcm) >= settings.vad.minimumSpeechRMS { lastVoice = clock.now }
+                            guard manualAudio.append(pcm) else {
+                                // The device never said stop: take what fits as the turn, and tell it why.
+                                state.listening = false
+                                await send(.json, turn: turn, payload: Array(Xiaozhi.Message.alert(
+                                    status: "error", message: ManualRecording.fullMessage, sessionId: id).json().utf8))
+                                turn += 1
+                                let now = clock.now
+                                speakerContinuation.yield(.turn(Turn(
+                                    number: turn, audio: manualAudio.samples, text: nil, stoppedSpeakingAt: now, endOfUtteranceAt: now)))
+                                manualAudio.removeAll()
+                                continue
+                            }
                             continue
                         }
-                        continue
-                    }
-                    switch vad.process(pcm) {
-                    case .speechStarted:
-                        lastVoice = clock.now
-                        saidFarewell = false
-                        // Speech while speaking (realtime mode, device with AEC): barge in.
-                        if state.mode == .realtime, state.speaking {
-                            abort(through: turn)
-                            await send(.json, turn: turn, payload: Array(Xiaozhi.Message.tts(.stop, sessionId: id).json().utf8))
+                        switch vad.process(pcm) {
+                        case .speechStarted:
+                            lastVoice = clock.now
+                            saidFarewell = false
+                            // Speech while speaking (realtime mode, device with AEC): barge in.
+                            if state.mode == .realtime, state.speaking {
+                                abort(through: turn)
+                                await send(.json, turn: turn, payload: Array(Xiaozhi.Message.tts(.stop, sessionId: id).json().utf8))
+                            }
+                        case .utteranceEnded(let samples, let trailing):
+                            lastVoice = clock.now
+                            let now = clock.now
+                            turn += 1
+                            state.speaking = true
+                            if state.mode == .auto { state.listening = false }
+                            speakerContinuation.yield(.turn(Turn(
+                                number: turn, audio: samples, text: nil,
+                                stoppedSpeakingAt: now - .milliseconds(trailing * 1000 / 16_000), endOfUtteranceAt: now)))
+                        case nil:
+                            if vad.inSpeech { lastVoice = clock.now }
                         }
-                    case .utteranceEnded(let samples, let trailing):
-                        lastVoice = clock.now
-                        let now = clock.now
-                        turn += 1
-                        state.speaking = true
-                        if state.mode == .auto { state.listening = false }
-                        speakerContinuation.yield(.turn(Turn(
-                            number: turn, audio: samples, text: nil,
-                            stoppedSpeakingAt: now - .milliseconds(trailing * 1000 / 16_000), endOfUtteranceAt: now)))
-                    case nil:
-                        if vad.inSpeech { lastVoice = clock.now }
                     }
                 case .control:
                     guard let text = event.message, let message = try? Xiaozhi.Message.parse(text) else { continue }
@@ -201,6 +232,7 @@ final class VoiceSession: Sendable {
                             state.listening = true
                             state.mode = message.mode ?? state.mode
                             vad.reset()
+                            framer.reset()
                             manualAudio.removeAll()
                             lastVoice = clock.now
                         case .stop:
@@ -277,6 +309,8 @@ final class VoiceSession: Sendable {
     static let endOfUtterance = Metrics.Timer(label: "sb_voice_end_of_utterance_delay_seconds")
     static let voiceToVoice = Metrics.Timer(label: "sb_voice_voice_to_voice_seconds")
     static let turnsCounter = Counter(label: "sb_voice_turns_total")
+    /// Error rate: failed turns over `sb_voice_turns_total`.
+    static let turnFailures = Counter(label: "sb_voice_turn_failures_total")
 
     private func speakerLoop() async {
         var iterator = speaker.makeAsyncIterator()
@@ -285,6 +319,7 @@ final class VoiceSession: Sendable {
             do {
                 try await speak(turn, iterator: &iterator)
             } catch {
+                Self.turnFailures.increment()
                 logger.warning("voice turn failed", metadata: ["error": "\(error)"])
                 await send(.json, turn: turn.number, payload: Array(
                     Xiaozhi.Message.alert(status: "error", message: "the answer failed; try again", sessionId: id).json().utf8))
@@ -331,6 +366,13 @@ final class VoiceSession: Sendable {
         let text: String
         if let audio = turn.audio {
             Self.endOfUtterance.recordInterval(since: turn.stoppedSpeakingAt, clock: clock)
+            if let folder = owner.settings.recordDirectory {
+                do {
+                    try await TurnRecorder.write(audio, to: folder, name: "\(id)-\(turn.number).wav")
+                } catch {
+                    logger.warning("turn audio not recorded", metadata: ["error": "\(error)"])
+                }
+            }
             let start = clock.now
             text = try await owner.engines.recognizer.transcribe(audio, sampleRate: 16_000)
             Self.asrTime.recordInterval(since: start, clock: clock)
@@ -347,14 +389,37 @@ final class VoiceSession: Sendable {
         }
         let messageID = UUID().uuidString.lowercased()
         let submittedAt = clock.now
+        // The device's MCP tools travel with the turn: the replying agent may call them.
+        let tools: [DeviceTool]
+        do {
+            tools = try await VoiceRoute.tools(session: id, redis: owner.context.redis)
+        } catch {
+            logger.warning("device tools unreadable; the turn goes without them", metadata: ["error": "\(error)"])
+            tools = []
+        }
         let payload = ChatMessageSubmitted(
             messageId: messageID, clientMessageId: "voice-\(id)-\(turn.number)", conversationId: route.conversationId,
-            userId: route.userId, content: text, gateway: route.gateway, pattern: owner.settings.pattern)
+            userId: route.userId, content: text, gateway: route.gateway, pattern: owner.settings.pattern,
+            deviceTools: tools.isEmpty ? nil : DeviceToolbox(sessionId: id, gateway: route.gateway, tools: tools))
         try await owner.context.publish(
             owner.context.envelope(payload, routingKey: route.conversationId), to: Topics.chatRequests)
         var replyID: String?
         var splitter = SentenceSplitter()
+        var firstToken = false
         var sentEmotion = false
+        /// The `llm` frame once per turn, before the first sentence: the emotion of the answer's start
+        /// (`Emotion`); a leading emoji shows as the face and is not spoken.
+        func speakSentence(_ sentence: String) async throws {
+            var sentence = sentence
+            if !sentEmotion {
+                sentEmotion = true
+                let reading = Emotion.classify(sentence)
+                try await publish([json(.llm(emotion: reading.emotion, text: reading.emoji, sessionId: id), turn: turn.number)])
+                sentence = Emotion.strippingLeadingEmoji(sentence)
+            }
+            guard !sentence.isEmpty else { return }
+            try await speakText(sentence)
+        }
         var finished = false
         while !finished {
             let next = try await nextInput(&iterator, timeout: owner.settings.answerTimeout)
@@ -374,18 +439,17 @@ final class VoiceSession: Sendable {
                     if data["inReplyTo"] as? String == messageID { replyID = data["messageId"] as? String }
                 case FrameType.messageStreamChunk:
                     guard let replyID, data["messageId"] as? String == replyID, let chunk = data["chunk"] as? String else { continue }
-                    if !sentEmotion {
-                        sentEmotion = true
+                    if !firstToken {
+                        firstToken = true
                         Self.llmFirstToken.recordInterval(since: submittedAt, clock: clock)
-                        try await publish([json(.llm(emotion: "neutral", text: "🙂", sessionId: id), turn: turn.number)])
                     }
                     for sentence in splitter.append(chunk) {
-                        try await speakText(sentence)
+                        try await speakSentence(sentence)
                         if isAborted(turn.number) { return }
                     }
                 case FrameType.messageStreamEnd:
                     guard let replyID, data["messageId"] as? String == replyID else { continue }
-                    if let rest = splitter.finish() { try await speakText(rest) }
+                    if let rest = splitter.finish() { try await speakSentence(rest) }
                     finished = true
                 default:
                     continue

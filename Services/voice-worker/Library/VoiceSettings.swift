@@ -25,8 +25,34 @@ public struct VoiceSettings: Sendable {
     /// `espeak` (offline), `openai` (an OpenAI-compatible /audio/speech) or `instant` (benchmarks only).
     public var ttsEngine = "espeak"
     public var openAI = OpenAISpeechConfiguration()
+    /// A folder where each turn's audio, as the voice-worker decoded it (16 kHz WAV), is written as
+    /// `<session>-<turn>.wav`: for checking the pipeline or the ASR on real devices. Off (nil) by default.
+    public var recordDirectory: String?
+    /// The engine that answers when the ASR (TTS) engine fails after its retries or its circuit is
+    /// open: `auto` (the offline engine behind an OpenAI-compatible one, none behind the offline one),
+    /// `none`, or an engine name.
+    public var asrFallback = "auto"
+    public var ttsFallback = "auto"
+    public var failover = SpeechFailoverPolicy()
 
     public init() {}
+
+    /// The fallback recogniser's engine name, or nil.
+    public var asrFallbackEngine: String? {
+        switch asrFallback {
+        case "auto": asrEngine == "openai" ? "pocketsphinx" : nil
+        case "none": nil
+        case let engine: engine == asrEngine ? nil : engine
+        }
+    }
+
+    public var ttsFallbackEngine: String? {
+        switch ttsFallback {
+        case "auto": ttsEngine == "openai" ? "espeak" : nil
+        case "none": nil
+        case let engine: engine == ttsEngine ? nil : engine
+        }
+    }
 
     public struct Options: ParsableArguments {
         @Option(help: "VAD: voiced when RMS ≥ this × noise floor (env SWITCHBOARD_VOICE_VAD_RATIO; default 3.0).")
@@ -65,6 +91,18 @@ public struct VoiceSettings: Sendable {
         public var openaiTtsModel: String?
         @Option(help: "Speech voice (env SWITCHBOARD_VOICE_OPENAI_TTS_VOICE; default alloy).")
         public var openaiTtsVoice: String?
+        @Option(help: "Folder for each turn's decoded audio as WAV (env SWITCHBOARD_VOICE_RECORD_DIR; default off).")
+        public var recordDir: String?
+        @Option(help: "ASR fallback: auto, none, pocketsphinx or openai (env SWITCHBOARD_VOICE_ASR_FALLBACK; default auto).")
+        public var asrFallback: String?
+        @Option(help: "TTS fallback: auto, none, espeak or openai (env SWITCHBOARD_VOICE_TTS_FALLBACK; default auto).")
+        public var ttsFallback: String?
+        @Option(help: "Retries of a failing speech engine per call (env SWITCHBOARD_VOICE_ENGINE_RETRIES; default 1).")
+        public var engineRetries: Int?
+        @Option(help: "Failed calls in a row that open an engine's circuit (env SWITCHBOARD_VOICE_ENGINE_FAILURES; default 3).")
+        public var engineFailures: Int?
+        @Option(help: "Seconds an open circuit skips its engine (env SWITCHBOARD_VOICE_ENGINE_OPEN_SECONDS; default 30).")
+        public var engineOpenSeconds: Int?
 
         public init() {}
 
@@ -103,6 +141,23 @@ public struct VoiceSettings: Sendable {
                 openaiTtsModel, environment: "VOICE_OPENAI_TTS_MODEL", default: settings.openAI.speechModel, environment: environment)
             settings.openAI.speechVoice = try setting(
                 openaiTtsVoice, environment: "VOICE_OPENAI_TTS_VOICE", default: settings.openAI.speechVoice, environment: environment)
+            let record = try setting(recordDir, environment: "VOICE_RECORD_DIR", default: "", environment: environment)
+            settings.recordDirectory = record.isEmpty ? nil : record
+            settings.asrFallback = try setting(asrFallback, environment: "VOICE_ASR_FALLBACK", default: settings.asrFallback, environment: environment)
+            settings.ttsFallback = try setting(ttsFallback, environment: "VOICE_TTS_FALLBACK", default: settings.ttsFallback, environment: environment)
+            settings.failover.retries = try setting(
+                engineRetries, environment: "VOICE_ENGINE_RETRIES", default: settings.failover.retries, environment: environment)
+            settings.failover.failureThreshold = try setting(
+                engineFailures, environment: "VOICE_ENGINE_FAILURES", default: settings.failover.failureThreshold, environment: environment)
+            let openSeconds = try setting(engineOpenSeconds, environment: "VOICE_ENGINE_OPEN_SECONDS", default: 30, environment: environment)
+            settings.failover.openDuration = .seconds(openSeconds)
+            guard ["auto", "none", "pocketsphinx", "openai", "instant"].contains(settings.asrFallback),
+                ["auto", "none", "espeak", "openai", "instant"].contains(settings.ttsFallback),
+                (0...5).contains(settings.failover.retries), settings.failover.failureThreshold > 0, openSeconds > 0
+            else {
+                throw ConfigurationError(
+                    "the ASR fallback is auto, none, pocketsphinx, openai or instant, the TTS fallback auto, none, espeak, openai or instant; engine retries 0-5, failures and open seconds > 0")
+            }
             // The key only from the environment: a flag would show it in the process list.
             settings.openAI.apiKey = environment["SWITCHBOARD_VOICE_OPENAI_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
             guard ["pocketsphinx", "openai", "instant"].contains(settings.asrEngine),

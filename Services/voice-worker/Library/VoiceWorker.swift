@@ -27,23 +27,30 @@ public enum VoiceWorker {
 
     static func run(context: ServiceContext, settings: VoiceSettings, http: HTTPClient) async throws {
         let configuration = context.configuration
-        let recognizer: any SpeechRecognizer
-        if settings.asrEngine == "openai" {
-            recognizer = OpenAITranscriber(configuration: settings.openAI, client: http)
-        } else if settings.asrEngine == "instant" {
-            recognizer = InstantRecognizer()
-        } else {
-            let pocketSphinx = try PocketSphinxRecognizer(configuration: settings.asr)
-            // Loaded before the consumer joins: the first utterance must not wait for the model.
-            try await pocketSphinx.load()
-            recognizer = pocketSphinx
+        func makeRecognizer(_ engine: String) async throws -> any SpeechRecognizer {
+            switch engine {
+            case "openai": return OpenAITranscriber(configuration: settings.openAI, client: http)
+            case "instant": return InstantRecognizer()
+            default:
+                let pocketSphinx = try PocketSphinxRecognizer(configuration: settings.asr)
+                // Loaded before the consumer joins: the first utterance must not wait for the model.
+                try await pocketSphinx.load()
+                return pocketSphinx
+            }
         }
-        let synthesizer: any SpeechSynthesizer =
-            switch settings.ttsEngine {
+        func makeSynthesizer(_ engine: String) throws -> any SpeechSynthesizer {
+            switch engine {
             case "openai": OpenAISynthesizer(configuration: settings.openAI, client: http)
             case "instant": InstantSynthesizer()
             default: try EspeakSynthesizer(voice: settings.ttsVoice, wordsPerMinute: settings.ttsWordsPerMinute)
             }
+        }
+        // Each stage: its engine retried behind a circuit breaker, then its fallback (SpeechFailover.swift).
+        let recognizer = FailoverRecognizer(
+            primary: try await makeRecognizer(settings.asrEngine), fallback: try await settings.asrFallbackEngine.asyncMap(makeRecognizer),
+            policy: settings.failover)
+        let synthesizer = FailoverSynthesizer(
+            primary: try makeSynthesizer(settings.ttsEngine), fallback: try settings.ttsFallbackEngine.map(makeSynthesizer), policy: settings.failover)
         let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
         let sessions = VoiceSessions(
             context: context, subscriber: subscriber,
@@ -156,6 +163,8 @@ struct VoiceRoute: Sendable, Equatable {
     var userId: String
     var conversationId: String
     var deviceId: String
+    /// What the device announced in its hello (16 kHz, 60 ms unless it said otherwise).
+    var uplink: AudioFormat = .uplink
 
     static func read(session: String, redis: RedisClient) async throws -> VoiceRoute? {
         let reply = try await redis.send("HGETALL", RedisArgument(VoiceDownlink.routeKey(session: session)))
@@ -167,6 +176,26 @@ struct VoiceRoute: Sendable, Equatable {
             index += 2
         }
         guard let gateway = fields["gateway"], let user = fields["user"], let conversation = fields["conversation"] else { return nil }
-        return VoiceRoute(gateway: gateway, userId: user, conversationId: conversation, deviceId: fields["device"] ?? "")
+        let uplink = AudioFormat(
+            sampleRate: fields["sample_rate"].flatMap(Int.init) ?? AudioFormat.uplink.sampleRate,
+            frameDurationMilliseconds: fields["frame_duration"].flatMap(Int.init) ?? AudioFormat.uplink.frameDurationMilliseconds)
+        return VoiceRoute(gateway: gateway, userId: user, conversationId: conversation, deviceId: fields["device"] ?? "", uplink: uplink)
+    }
+}
+
+extension VoiceRoute {
+    /// The device's MCP tools, as its gateway stored them after `tools/list` (none: the device has no
+    /// MCP, or has not listed them yet).
+    static func tools(session: String, redis: RedisClient) async throws -> [DeviceTool] {
+        let reply = try await redis.send("HGET", RedisArgument(VoiceDownlink.routeKey(session: session)), "tools")
+        guard let text = reply.string, !text.isEmpty else { return [] }
+        return try JSONDecoder().decode([DeviceTool].self, from: Data(text.utf8))
+    }
+}
+
+extension Optional {
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async throws -> T? {
+        guard let self else { return nil }
+        return try await transform(self)
     }
 }
