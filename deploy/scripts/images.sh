@@ -18,6 +18,7 @@
 #   images.sh base          1 only
 #   images.sh check         the image's own checks: every binary's libraries resolve, non-root user
 # Environment: SB_IMAGE (localhost/switchboard:latest), SB_IMAGE_CONFIGURATION (release),
+# SB_IMAGES_SCRATCH_PATH (the build folder, .build-images: apart from `make run`'s .build),
 # SB_DEBIAN_MIRROR (else read from
 # /etc/apt/sources.list(.d)), CONTAINERS_CONF (else deploy/podman/containers.conf).
 set -euo pipefail
@@ -30,6 +31,7 @@ cd "$ROOT"
 
 IMAGE=${SB_IMAGE:-localhost/switchboard:latest}
 CONFIGURATION=${SB_IMAGE_CONFIGURATION:-release}
+SCRATCH=${SB_IMAGES_SCRATCH_PATH:-$ROOT/.build-images}
 case "$CONFIGURATION" in release | debug) ;; *) die "SB_IMAGE_CONFIGURATION is release or debug, not $CONFIGURATION" ;; esac
 PACKAGES_FILE=$ROOT/deploy/docker/runtime-packages.txt
 STATE=$ROOT/.state/images
@@ -142,13 +144,13 @@ ensure_base() {
 # ---------------------------------------------------------------------------------------------
 # 2. and 3. The binaries and the image.
 
-# What the image is built from: the sources (committed, changed or new), the runtime base, the configuration.
+# What the image is built from: the sources (committed, changed or new), the runtime base, the
+# configuration. A deleted tracked file is skipped (sha256sum complains, the rest still counts).
 source_id() {
   local paths=(Package.swift Shared Services deploy/docker)
   {
-    git ls-files -s -- "${paths[@]}"
-    git diff HEAD -- "${paths[@]}"
-    git ls-files -z --others --exclude-standard -- "${paths[@]}" | xargs -0r sha256sum
+    # The files as they are in the working tree, committed or not, so committing changes nothing.
+    git ls-files -z --cached --others --exclude-standard -- "${paths[@]}" | sort -z | xargs -0r sha256sum 2>/dev/null || true
     base_tag
     echo "$CONFIGURATION"
   } | sha256sum | cut -c1-16
@@ -165,9 +167,11 @@ build_image() {
   ensure_base
 
   step=$(now)
-  log "swift build -c $CONFIGURATION --static-swift-stdlib (the Swift runtime linked into each binary)"
-  swift build -c "$CONFIGURATION" --static-swift-stdlib
-  bin=$(swift build -c "$CONFIGURATION" --static-swift-stdlib --show-bin-path)
+  # A build folder of its own: --static-swift-stdlib is in every compile command, so sharing .build
+  # with `make run`'s dynamic release build would recompile everything at each switch.
+  log "swift build -c $CONFIGURATION --static-swift-stdlib --scratch-path $SCRATCH (the Swift runtime linked into each binary)"
+  swift build -c "$CONFIGURATION" --static-swift-stdlib --scratch-path "$SCRATCH"
+  bin=$(swift build -c "$CONFIGURATION" --static-swift-stdlib --scratch-path "$SCRATCH" --show-bin-path)
   log "$CONFIGURATION build took $(elapsed "$step")"
 
   # The binaries as the Dockerfile's build stage leaves them in /out: /usr/local/bin with the
