@@ -8,8 +8,7 @@
 #      built again only when that list changes.
 #   2. the release binaries with a statically linked Swift runtime
 #      (swift build -c release --static-swift-stdlib), librdkafka from /usr/local (install-deps.sh
-#      builds it), without debug info, staged as a binaries-only image
-#      (SB_IMAGE_CONFIGURATION=debug: debug binaries, an image whose only difference is the optimizer);
+#      builds it), without debug info, staged as a binaries-only image;
 #   3. the image itself, localhost/switchboard:latest, from deploy/docker/Dockerfile's final stage
 #      (the same stage a registry build ends with) on top of 1. and 2.
 #
@@ -17,7 +16,7 @@
 #   images.sh --if-missing  nothing when localhost/switchboard:latest holds the current sources, else all
 #   images.sh base          1 only
 #   images.sh check         the image's own checks: every binary's libraries resolve, non-root user
-# Environment: SB_IMAGE (localhost/switchboard:latest), SB_IMAGE_CONFIGURATION (release),
+# Environment: SB_IMAGE (localhost/switchboard:latest),
 # SB_IMAGES_SCRATCH_PATH (the build folder, .build-images: apart from `make run`'s .build),
 # SB_DEBIAN_MIRROR (else read from
 # /etc/apt/sources.list(.d)), CONTAINERS_CONF (else deploy/podman/containers.conf).
@@ -30,9 +29,7 @@ source "$ROOT/deploy/scripts/lib.sh"
 cd "$ROOT"
 
 IMAGE=${SB_IMAGE:-localhost/switchboard:latest}
-CONFIGURATION=${SB_IMAGE_CONFIGURATION:-release}
 SCRATCH=${SB_IMAGES_SCRATCH_PATH:-$ROOT/.build-images}
-case "$CONFIGURATION" in release | debug) ;; *) die "SB_IMAGE_CONFIGURATION is release or debug, not $CONFIGURATION" ;; esac
 PACKAGES_FILE=$ROOT/deploy/docker/runtime-packages.txt
 STATE=$ROOT/.state/images
 SUITE=bookworm
@@ -145,14 +142,13 @@ ensure_base() {
 # 2. and 3. The binaries and the image.
 
 # What the image is built from: the sources (committed, changed or new), the runtime base, the
-# configuration. A deleted tracked file is skipped (sha256sum complains, the rest still counts).
+# A deleted tracked file is skipped (sha256sum complains, the rest still counts).
 source_id() {
   local paths=(Package.swift Shared Services deploy/docker)
   {
     # The files as they are in the working tree, committed or not, so committing changes nothing.
     git ls-files -z --cached --others --exclude-standard -- "${paths[@]}" | sort -z | xargs -0r sha256sum 2>/dev/null || true
     base_tag
-    echo "$CONFIGURATION"
   } | sha256sum | cut -c1-16
 }
 
@@ -169,10 +165,10 @@ build_image() {
   step=$(now)
   # A build folder of its own: --static-swift-stdlib is in every compile command, so sharing .build
   # with `make run`'s dynamic release build would recompile everything at each switch.
-  log "swift build -c $CONFIGURATION --static-swift-stdlib --scratch-path $SCRATCH (the Swift runtime linked into each binary)"
-  swift build -c "$CONFIGURATION" --static-swift-stdlib --scratch-path "$SCRATCH"
-  bin=$(swift build -c "$CONFIGURATION" --static-swift-stdlib --scratch-path "$SCRATCH" --show-bin-path)
-  log "$CONFIGURATION build took $(elapsed "$step")"
+  log "swift build -c release --static-swift-stdlib --scratch-path $SCRATCH (the Swift runtime linked into each binary)"
+  swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH"
+  bin=$(swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --show-bin-path)
+  log "release build took $(elapsed "$step")"
 
   # The binaries as the Dockerfile's build stage leaves them in /out: /usr/local/bin with the
   # resource bundles beside the executables, and librdkafka in /usr/local/lib/<triplet>.
@@ -199,7 +195,6 @@ build_image() {
     --build-arg RUNTIME_BASE="$BASE" \
     --build-arg BINARIES=localhost/switchboard-binaries:"$id" \
     --label org.switchboard.source-id="$id" \
-    --label org.switchboard.configuration="$CONFIGURATION" \
     --label org.opencontainers.image.revision="$(git rev-parse HEAD)" \
     -f deploy/docker/Dockerfile -t "$IMAGE" . >"$STATE/build.log" 2>&1 \
     || { tail -n 30 "$STATE/build.log" >&2; die "podman build failed (log: $STATE/build.log)"; }
