@@ -124,6 +124,9 @@ build_base() {
     | podman import --quiet --change 'CMD ["/bin/bash"]' --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         - "$tag" >/dev/null
   rm -rf "$rootfs"
+  # Bases of former package lists are of no further use (one still under an image stays).
+  podman images --format '{{.Repository}}:{{.Tag}}' localhost/switchboard-runtime | grep -vxF "$tag" \
+    | xargs -r podman rmi >/dev/null 2>&1 || true
   log "runtime base built in $(elapsed "$started")"
 }
 
