@@ -1,10 +1,10 @@
-# Switchboard: make deps | build | test | run | stop | bench
+# Switchboard: make deps | build | test | run | stop | bench | images | test-containers
 # The logic lives in deploy/scripts/, so each target is one command that also works by hand.
 SHELL := /bin/bash
 SCRIPTS := deploy/scripts
 
 .DEFAULT_GOAL := build
-.PHONY: deps build test run stop bench
+.PHONY: deps build test run stop bench images test-containers
 
 # Debian packages, librdkafka >= 2.1 and the Tansu broker; quick when all are present.
 deps:
@@ -29,3 +29,13 @@ stop:
 # All scenarios, or some: make bench BENCH="fanout reconnect" (see deploy/scripts/bench.sh)
 bench: deps
 	bash $(SCRIPTS)/bench.sh $(BENCH)
+
+# The container image without a Docker engine or registry: a debootstrap Debian 12 base, release
+# binaries with the Swift runtime linked in, deploy/docker/Dockerfile's final stage, with podman.
+images: deps
+	bash $(SCRIPTS)/images.sh
+
+# The six services as containers of that image (built first if it does not hold the current
+# sources) against fresh test servers: ready, one chat message, non-root, read-only, SIGTERM.
+test-containers: deps
+	bash $(SCRIPTS)/test.sh --filter ContainerTests

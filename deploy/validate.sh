@@ -47,8 +47,13 @@ ENV_DOCUMENTED = set(re.findall(r"^\| `(SWITCHBOARD_[A-Z0-9_]+)`",
 ENV_ALL = ENV_COMMON | ENV_AGENT | ENV_DOCUMENTED
 PARTITIONS = 8  # per topic; replicas of a worker kind beyond it get no partition
 GRACE_SECONDS = 50
+# What the binaries and librdkafka load, and what voice-worker and the healthcheck run; the image
+# builds take them from deploy/docker/runtime-packages.txt (both of them: see the checks below).
 RUNTIME_PACKAGES = ["libhiredis0.14", "libopus0", "libssl3", "libsasl2-2", "libzstd1", "liblz4-1", "libcurl4",
-                    "zlib1g", "ca-certificates", "espeak-ng", "pocketsphinx", "pocketsphinx-en-us", "curl"]
+                    "zlib1g", "ca-certificates", "espeak-ng", "libpocketsphinx3", "libsphinxbase3",
+                    "pocketsphinx-en-us", "curl", "tini"]
+PACKAGES_FILE = os.path.join(DEPLOY, "docker", "runtime-packages.txt")
+IMAGES_SCRIPT = os.path.join(DEPLOY, "scripts", "images.sh")
 
 passed = 0
 failures = []
@@ -177,7 +182,8 @@ if check(os.path.exists(DOCKERFILE), f"{rel(DOCKERFILE)}: missing"):
     match = re.search(r'^ARG PRODUCTS="([^"]*)"', joined, re.M)
     built = match.group(1).split() if match else []
     check(sorted(built) == sorted(PRODUCTS), f"{rel(DOCKERFILE)}: ARG PRODUCTS {built} is not the product list {PRODUCTS}")
-    check(re.search(r"swift build -c release", joined) is not None, f"{rel(DOCKERFILE)}: no `swift build -c release`")
+    check(re.search(r"swift build -c release --static-swift-stdlib", joined) is not None,
+          f"{rel(DOCKERFILE)}: no `swift build -c release --static-swift-stdlib` (the runtime image has no Swift)")
     check("install-deps.sh" in joined and os.path.exists(os.path.join(DEPLOY, "scripts", "install-deps.sh")),
           f"{rel(DOCKERFILE)}: the build stage must run deploy/scripts/install-deps.sh (librdkafka >= 2.1)")
     check(re.search(r"librdkafka\*\.so\*", joined) is not None, f"{rel(DOCKERFILE)}: librdkafka is not copied to the runtime")
@@ -185,9 +191,34 @@ if check(os.path.exists(DOCKERFILE), f"{rel(DOCKERFILE)}: missing"):
     users = re.findall(r"^USER\s+(\S+)", runtime, re.M)
     check(bool(users) and users[-1].split(":")[0] not in ("root", "0"), f"{rel(DOCKERFILE)}: runtime stage runs as root")
     check(re.search(r"^RUN ldconfig", runtime, re.M) is not None, f"{rel(DOCKERFILE)}: runtime stage does not run ldconfig")
-    for package in RUNTIME_PACKAGES:
-        check(re.search(rf"(?<![\w.-]){re.escape(package)}(?![\w.-])", runtime) is not None,
-              f"{rel(DOCKERFILE)}: runtime stage does not install {package}")
+    # One package list for both image builds: the Dockerfile's runtime-base stage and images.sh's
+    # debootstrap read the same file, and the final stage stands on whichever base was built.
+    names = {alias: image for image, alias in stages if alias}
+    check(names.get("runtime-base", "").startswith("debian:bookworm"),
+          f"{rel(DOCKERFILE)}: no runtime-base stage on debian:bookworm (images.sh's base is Debian 12 too)")
+    base_stage = joined[joined.find("AS runtime-base"):]
+    base_stage = base_stage[:base_stage.find("\nFROM ")]
+    check("runtime-packages.txt" in base_stage and "apt-get install" in base_stage,
+          f"{rel(DOCKERFILE)}: the runtime-base stage does not install deploy/docker/runtime-packages.txt")
+    check(re.search(r"^ARG RUNTIME_BASE=runtime-base$", joined, re.M) is not None
+          and re.search(r"^FROM \$\{RUNTIME_BASE\} AS runtime$", joined, re.M) is not None,
+          f"{rel(DOCKERFILE)}: the final stage is not `FROM ${{RUNTIME_BASE}} AS runtime` (images.sh builds it on its base)")
+    check(re.search(r"^ARG BINARIES=build$", joined, re.M) is not None and re.search(r"^FROM \$\{BINARIES\} AS binaries$", joined, re.M) is not None,
+          f"{rel(DOCKERFILE)}: the binaries do not come from `FROM ${{BINARIES}} AS binaries` (images.sh stages its own)")
+    check(re.search(r"^HEALTHCHECK\s.*healthcheck", runtime, re.M) is not None, f"{rel(DOCKERFILE)}: the image has no HEALTHCHECK")
+    check(re.search(r'^ENTRYPOINT \["/usr/bin/tini", "--"\]', runtime, re.M) is not None, f"{rel(DOCKERFILE)}: tini is not the ENTRYPOINT")
+    if check(os.path.exists(PACKAGES_FILE), f"{rel(PACKAGES_FILE)}: missing"):
+        listed = [line.split("#")[0].strip() for line in read(PACKAGES_FILE).splitlines()]
+        listed = [name for name in listed if name]
+        for package in RUNTIME_PACKAGES:
+            check(package in listed, f"{rel(PACKAGES_FILE)}: does not list {package}")
+        check(len(listed) == len(set(listed)), f"{rel(PACKAGES_FILE)}: lists a package twice")
+    if check(os.path.exists(IMAGES_SCRIPT), f"{rel(IMAGES_SCRIPT)}: missing"):
+        images = read(IMAGES_SCRIPT)
+        check("deploy/docker/runtime-packages.txt" in images and "debootstrap" in images,
+              f"{rel(IMAGES_SCRIPT)}: does not debootstrap the base from deploy/docker/runtime-packages.txt")
+        check("--static-swift-stdlib" in images and "-f deploy/docker/Dockerfile" in images and "--target runtime" in images,
+              f"{rel(IMAGES_SCRIPT)}: does not build deploy/docker/Dockerfile's runtime stage on static binaries")
 
 dockerignore = os.path.join(ROOT, ".dockerignore")
 if check(os.path.exists(dockerignore), ".dockerignore: missing at the repository root"):
@@ -287,11 +318,14 @@ if check(compose_documents is not None, f"{rel(COMPOSE)}: missing or unparsable"
         for infra in ("kafka", "redis", "postgres"):
             check(isinstance(depends, dict) and depends.get(infra, {}).get("condition") == "service_healthy",
                   f"{at}: does not wait for {infra} to be healthy")
+        check(service.get("read_only") is True and "/tmp" in (service.get("tmpfs") or []),
+              f"{at}: not read_only with a tmpfs on /tmp (as Kubernetes' readOnlyRootFilesystem)")
         replicas = service.get("deploy", {}).get("replicas", 1)
         if name in WORKERS:
             check(replicas == 2, f"{at}: deploy.replicas is {replicas}, expected 2")
             check(replicas <= PARTITIONS, f"{at}: {replicas} replicas exceed the {PARTITIONS} partitions")
     check(len(images) == 1 and None not in images, f"{where}: services use several images {images}; one shared image expected")
+    COMPOSE_IMAGE = next(iter(images)) if len(images) == 1 else None
     gateway = services.get("gateway", {})
     check(any(str(p).split(":")[-1] == "8080" and str(p).count(":") >= 1 for p in gateway.get("ports", [])),
           f"{where}: gateway does not publish 8080")
@@ -361,6 +395,34 @@ if check(os.path.isdir(K8S), "deploy/k8s: missing"):
         container = containers[0]
         check(str(container.get("image", "")).split(":")[0] == "switchboard",
               f"{at}: image {container.get('image')} is not the switchboard image kustomize rewrites")
+        check(container.get("image") == globals().get("COMPOSE_IMAGE"),
+              f"{at}: image {container.get('image')} is not the compose file's {globals().get('COMPOSE_IMAGE')}")
+        check(pod.get("automountServiceAccountToken") is False,
+              f"{at}: automountServiceAccountToken is not false (the services never call the Kubernetes API)")
+        check(container.get("securityContext", {}).get("readOnlyRootFilesystem") is True,
+              f"{at}: readOnlyRootFilesystem is not true")
+        found = objects.get(("PodDisruptionBudget", name))
+        if check(found is not None, f"deploy/k8s: no PodDisruptionBudget {name}"):
+            pdb = found[1].get("spec", {})
+            check(found[1].get("apiVersion") == "policy/v1", f"deploy/k8s/{found[0]}: PodDisruptionBudget {name} is not policy/v1")
+            pdb_selector = pdb.get("selector", {}).get("matchLabels", {})
+            check(bool(pdb_selector) and all(labels.get(k) == v for k, v in pdb_selector.items()),
+                  f"deploy/k8s/{found[0]}: PodDisruptionBudget {name} does not select the Deployment's pods")
+            # minAvailable 1 would block every drain of a kind running one replica.
+            check(pdb.get("maxUnavailable") == 1, f"deploy/k8s/{found[0]}: PodDisruptionBudget {name}: maxUnavailable is not 1")
+        if name == "workflow-runner":
+            found = objects.get(("NetworkPolicy", "workflow-runner-egress"))
+            if check(found is not None, "deploy/k8s: no NetworkPolicy workflow-runner-egress (http nodes' egress)"):
+                policy = found[1].get("spec", {})
+                policy_selector = policy.get("podSelector", {}).get("matchLabels", {})
+                check(bool(policy_selector) and all(labels.get(k) == v for k, v in policy_selector.items()),
+                      f"deploy/k8s/{found[0]}: the NetworkPolicy does not select workflow-runner's pods")
+                check("Egress" in policy.get("policyTypes", []), f"deploy/k8s/{found[0]}: the NetworkPolicy does not restrict egress")
+                blocks = [peer["ipBlock"] for rule in policy.get("egress", []) for peer in rule.get("to", []) if "ipBlock" in peer]
+                excepted = {cidr for block in blocks for cidr in block.get("except", [])}
+                for private in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16", "100.64.0.0/10", "fc00::/7"):
+                    check(all(block.get("cidr") not in ("0.0.0.0/0", "::/0") for block in blocks) or private in excepted,
+                          f"deploy/k8s/{found[0]}: the NetworkPolicy lets http nodes reach {private}, which the runner refuses")
         binary = command_binary((container.get("command") or []) + (container.get("args") or []))
         check(binary in PRODUCTS, f"{at}: command/args name no product executable ({', '.join(PRODUCTS)})")
         check(binary == name, f"{at}: runs {binary!r}, expected {name!r}")

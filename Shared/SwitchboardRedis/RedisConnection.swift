@@ -111,7 +111,9 @@ final class RedisConnection: Sendable {
             // An address is checked against the certificate's IP entries; SNI carries names only.
             let serverName = endpoint.host.contains(where: { $0.isLetter }) ? endpoint.host : nil
             channel = try await ClientBootstrap(group: group)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                // IPPROTO_TCP: `.socketOption(.tcp_nodelay)` would be SOL_SOCKET/1, i.e. SO_DEBUG, which needs
+                // CAP_NET_ADMIN (root on a host has it; a container, even as root, does not: EACCES).
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .connectTimeout(.seconds(2))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {

@@ -5,7 +5,9 @@ import FoundationNetworking
 import Synchronization
 
 /// The six services as real processes, for end-to-end tests: started from the build's bin folder,
-/// pointed at the test servers, stopped with SIGTERM (or killed) at the end.
+/// pointed at the test servers, stopped with SIGTERM (or killed) at the end. Given a container
+/// image, each service is instead a container of that image (podman, host network, read-only root
+/// filesystem), with the same settings, ports and logs; the `podman run` process stands for it.
 public final class ServiceProcesses: Sendable {
     public struct Launched: Sendable {
         public var name: String
@@ -13,17 +15,22 @@ public final class ServiceProcesses: Sendable {
         /// Where `/readyz` and `/metrics` answer (SWITCHBOARD_ADMIN_PORT).
         public var adminPort: Int
         public var logPath: String
+        /// The podman container's name, when the service runs from the image.
+        public var containerName: String?
     }
 
     private let processes = Mutex<[(Launched, Process)]>([])
     public let jwtSecret: String
     public let binDirectory: String
+    public let container: ContainerImage?
     private let logDirectory: String
 
     /// A fresh random secret per stack unless given: the services refuse published ones.
-    public init(jwtSecret: String = "e2e-" + UUID().uuidString + UUID().uuidString) throws {
+    public init(jwtSecret: String = "e2e-" + UUID().uuidString + UUID().uuidString, container: ContainerImage? = nil) throws {
         self.jwtSecret = jwtSecret
-        binDirectory = try Self.findBinDirectory()
+        self.container = container
+        // Inside the image: where the Dockerfile puts the binaries.
+        binDirectory = try container == nil ? Self.findBinDirectory() : "/usr/local/bin"
         logDirectory = NSTemporaryDirectory() + "switchboard-e2e-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
     }
@@ -76,7 +83,9 @@ public final class ServiceProcesses: Sendable {
     public func start(_ name: String, environment extra: [String: String] = [:]) throws -> Launched {
         let port = Self.freePort()
         let adminPort = Self.freePort()
-        let launched = Launched(name: name, httpPort: port, adminPort: adminPort, logPath: "\(logDirectory)/\(name)-\(port).log")
+        let launched = Launched(
+            name: name, httpPort: port, adminPort: adminPort, logPath: "\(logDirectory)/\(name)-\(port).log",
+            containerName: container.map { _ in "sb-test-\(name)-\(port)" })
         FileManager.default.createFile(atPath: launched.logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: launched.logPath))
         let process = Process()
@@ -93,6 +102,14 @@ public final class ServiceProcesses: Sendable {
         environment["SWITCHBOARD_LOG_LEVEL"] = environment["SWITCHBOARD_TEST_SERVICE_LOG_LEVEL"] ?? "info"
         environment.merge(extra) { $1 }
         process.environment = environment
+        if let container, let containerName = launched.containerName {
+            // The service's settings, no more: the test process's own environment stays outside.
+            let settings = environment.filter { $0.key.hasPrefix("SWITCHBOARD_") && !$0.key.hasPrefix("SWITCHBOARD_TEST_") }
+            let run = container.runArguments(name: containerName, environment: settings)
+            process.executableURL = URL(fileURLWithPath: container.podman)
+            process.arguments = run.arguments + [name]
+            process.environment = run.environment
+        }
         process.standardOutput = log
         process.standardError = log
         try process.run()
@@ -136,13 +153,23 @@ public final class ServiceProcesses: Sendable {
 
     /// SIGKILL, as a crash would; the process is left out of `stopAll`'s exit codes.
     public func kill(httpPort: Int) {
-        let process = processes.withLock { processes -> Process? in
+        let removed = processes.withLock { processes -> (Launched, Process)? in
             guard let index = processes.firstIndex(where: { $0.0.httpPort == httpPort }) else { return nil }
-            return processes.remove(at: index).1
+            return processes.remove(at: index)
         }
-        guard let process else { return }
+        guard let removed else { return }
+        let (launched, process) = removed
+        if let container, let name = launched.containerName {
+            // SIGKILL to `podman run` would leave the container running: kill the container itself.
+            _ = try? container.podman(["kill", "--signal", "KILL", name])
+        }
         Foundation.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
+    }
+
+    /// Every started service with its container's name (nil for a plain process).
+    public var launched: [Launched] {
+        processes.withLock { $0.map(\.0) }
     }
 
     /// The logs of every running instance of one service, with its HTTP and admin ports.
@@ -170,7 +197,12 @@ public final class ServiceProcesses: Sendable {
         var codes: [String: Int32] = [:]
         for (launched, process) in all {
             while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(50)) }
-            if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+            if process.isRunning {
+                if let container, let name = launched.containerName {
+                    _ = try? container.podman(["kill", "--signal", "KILL", name])
+                }
+                Foundation.kill(process.processIdentifier, SIGKILL)
+            }
             process.waitUntilExit()
             codes["\(launched.name):\(launched.httpPort)"] = process.terminationStatus
         }

