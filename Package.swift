@@ -50,7 +50,6 @@ let services: [ServiceTarget] = [
         executable: "orchestrator", library: "Orchestrator", folder: "orchestrator",
         dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Crypto", package: "swift-crypto"),
             "SwitchboardStore",
         ]),
     .init(
