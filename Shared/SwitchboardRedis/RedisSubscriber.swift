@@ -58,6 +58,27 @@ public final class RedisSubscriber: Service, Sendable {
         return token
     }
 
+    /// Subscribes (retrying with backoff while Redis may not be up yet), calls `subscribed` once it
+    /// holds, then keeps the subscription until graceful shutdown. For a Service's `run()`.
+    public func holdSubscription(
+        _ channel: String, subscribed: @Sendable () -> Void = {}, handler: @escaping Handler
+    ) async {
+        var backoff = 0
+        var token: RedisSubscriptionToken?
+        while token == nil, !Task.isCancelled, !Task.isShuttingDownGracefully {
+            do {
+                token = try await subscribe(channel, handler: handler)
+            } catch {
+                backoff = min(backoff + 1, 5)
+                try? await Task.sleep(for: .milliseconds(100 << backoff))
+            }
+        }
+        guard let token else { return }
+        subscribed()
+        try? await gracefulShutdown()
+        await unsubscribe(token)
+    }
+
     public func unsubscribe(_ token: RedisSubscriptionToken) async {
         let (wasLast, connection) = state.withLock { state -> (Bool, RedisConnection?) in
             state.handlers[token.channel]?.removeValue(forKey: token.id)

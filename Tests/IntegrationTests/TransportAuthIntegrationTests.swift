@@ -26,26 +26,14 @@ struct TransportAuthIntegrationTests {
         }
         #expect(await eventually(timeout: .seconds(10)) { (try? await TestEnvironment.requireServer("redis", hostPort: "127.0.0.1:\(port)")) != nil })
 
-        func attempt(_ url: String) async -> Result<String, any Error> {
-            var configuration = RedisClientConfiguration(endpoint: RedisEndpoint(url: url)!)
-            configuration.connectAttempts = 1
-            let client = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
-            defer { Task { await client.close() } }
-            do {
-                _ = try await client.send("SET", "auth-check", "ok")
-                return .success(try await client.send("GET", "auth-check").string ?? "")
-            } catch {
-                return .failure(error)
-            }
-        }
-        #expect(try await attempt("redis://:s3cret-pass@127.0.0.1:\(port)").get() == "ok")
-        #expect(try await attempt("redis://default:s3cret-pass@127.0.0.1:\(port)/1").get() == "ok")
-        guard case .failure(let wrong) = await attempt("redis://:not-it@127.0.0.1:\(port)") else {
+        #expect(try await Self.setAndGet("redis://:s3cret-pass@127.0.0.1:\(port)").get() == "ok")
+        #expect(try await Self.setAndGet("redis://default:s3cret-pass@127.0.0.1:\(port)/1").get() == "ok")
+        guard case .failure(let wrong) = await Self.setAndGet("redis://:not-it@127.0.0.1:\(port)") else {
             Issue.record("a wrong password was accepted")
             return
         }
         #expect("\(wrong)".contains("AUTH refused") && !"\(wrong)".contains("not-it"), "\(wrong)")
-        guard case .failure(let none) = await attempt("redis://127.0.0.1:\(port)") else {
+        guard case .failure(let none) = await Self.setAndGet("redis://127.0.0.1:\(port)") else {
             Issue.record("no password was accepted")
             return
         }
@@ -71,20 +59,8 @@ struct TransportAuthIntegrationTests {
         defer { kill(pid, SIGKILL) }
         #expect(await eventually(timeout: .seconds(10)) { (try? await TestEnvironment.requireServer("redis", hostPort: "127.0.0.1:\(port)")) != nil })
 
-        func attempt(_ url: String) async -> Result<String, any Error> {
-            var configuration = RedisClientConfiguration(endpoint: RedisEndpoint(url: url)!)
-            configuration.connectAttempts = 1
-            let client = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
-            defer { Task { await client.close() } }
-            do {
-                _ = try await client.send("SET", "tls-check", "ok")
-                return .success(try await client.send("GET", "tls-check").string ?? "")
-            } catch {
-                return .failure(error)
-            }
-        }
-        #expect(try await attempt("rediss://localhost:\(port)?ca_file=\(folder)/ca.pem").get() == "ok")
-        #expect(try await attempt("rediss://127.0.0.1:\(port)/2?ca_file=\(folder)/ca.pem").get() == "ok")
+        #expect(try await Self.setAndGet("rediss://localhost:\(port)?ca_file=\(folder)/ca.pem").get() == "ok")
+        #expect(try await Self.setAndGet("rediss://127.0.0.1:\(port)/2?ca_file=\(folder)/ca.pem").get() == "ok")
         // The gateway's channel subscriptions go over the same TLS.
         let endpoint = try #require(RedisEndpoint(url: "rediss://localhost:\(port)?ca_file=\(folder)/ca.pem"))
         let subscriber = RedisSubscriber(endpoint: endpoint, logger: TestEnvironment.logger)
@@ -102,12 +78,12 @@ struct TransportAuthIntegrationTests {
             try await tasks.waitForAll()
         }
         await publisher.close()
-        guard case .failure(let untrusted) = await attempt("rediss://localhost:\(port)") else {
+        guard case .failure(let untrusted) = await Self.setAndGet("rediss://localhost:\(port)") else {
             Issue.record("a certificate from an unknown CA was accepted")
             return
         }
         #expect("\(untrusted)".contains("CERTIFICATE_VERIFY_FAILED"), "\(untrusted)")
-        guard case .failure = await attempt("redis://127.0.0.1:\(port)") else {
+        guard case .failure = await Self.setAndGet("redis://127.0.0.1:\(port)") else {
             Issue.record("clear text reached a TLS-only Redis")
             return
         }
@@ -134,5 +110,19 @@ struct TransportAuthIntegrationTests {
         }
         #expect(try await answers("prefer"))
         #expect(try await !answers("require"))
+    }
+
+    /// SET then GET through a client of `url` that tries to connect once: the value, or why not.
+    static func setAndGet(_ url: String) async -> Result<String, any Error> {
+        var configuration = RedisClientConfiguration(endpoint: RedisEndpoint(url: url)!)
+        configuration.connectAttempts = 1
+        let client = RedisClient(configuration: configuration, logger: TestEnvironment.logger)
+        defer { Task { await client.close() } }
+        do {
+            _ = try await client.send("SET", "transport-check", "ok")
+            return .success(try await client.send("GET", "transport-check").string ?? "")
+        } catch {
+            return .failure(error)
+        }
     }
 }

@@ -115,22 +115,10 @@ final class RunStopListener: Service, Sendable {
     var isListening: Bool { listening.load(ordering: .relaxed) }
 
     func run() async throws {
-        var backoff = 0
-        var token: RedisSubscriptionToken?
-        // Redis may not be up yet: keep trying until subscribed or shut down.
-        while token == nil, !Task.isCancelled, !Task.isShuttingDownGracefully {
-            do {
-                token = try await subscriber.subscribe(RunControl.stopChannel) { [stops] message in
-                    stops.stop(runID: String(decoding: message, as: UTF8.self))
-                }
-            } catch {
-                backoff = min(backoff + 1, 5)
-                try? await Task.sleep(for: .milliseconds(100 << backoff))
-            }
+        await subscriber.holdSubscription(RunControl.stopChannel, subscribed: { self.listening.store(true, ordering: .relaxed) }) {
+            [stops] message in stops.stop(runID: String(decoding: message, as: UTF8.self))
         }
-        listening.store(token != nil, ordering: .relaxed)
-        try? await gracefulShutdown()
-        if let token { await subscriber.unsubscribe(token) }
+        listening.store(false, ordering: .relaxed)
     }
 }
 

@@ -38,22 +38,12 @@ final class DeviceToolCaller: Service, Sendable {
     var isListening: Bool { listening.load(ordering: .relaxed) }
 
     func run() async throws {
-        var backoff = 0
-        var token: RedisSubscriptionToken?
-        while token == nil, !Task.isCancelled, !Task.isShuttingDownGracefully {
-            do {
-                token = try await subscriber.subscribe(replyChannel) { [weak self] bytes in
-                    guard let result = try? JSONDecoder().decode(DeviceToolResult.self, from: Data(bytes)) else { return }
-                    self?.resolve(result)
-                }
-            } catch {
-                backoff = min(backoff + 1, 5)
-                try? await Task.sleep(for: .milliseconds(100 << backoff))
-            }
+        await subscriber.holdSubscription(replyChannel, subscribed: { self.listening.store(true, ordering: .relaxed) }) {
+            [weak self] bytes in
+            guard let result = try? JSONDecoder().decode(DeviceToolResult.self, from: Data(bytes)) else { return }
+            self?.resolve(result)
         }
-        listening.store(token != nil, ordering: .relaxed)
-        try? await gracefulShutdown()
-        if let token { await subscriber.unsubscribe(token) }
+        listening.store(false, ordering: .relaxed)
     }
 
     /// The device's answer, or an error result (never throws: a failed call is an answer the agent
