@@ -1,5 +1,6 @@
 import CompressNIO
 import HummingbirdWebSocket
+import Logging
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -7,6 +8,7 @@ import NIOPosix
 import NIOWebSocket
 import Synchronization
 import SwitchboardContracts
+import SwitchboardVoice
 import Testing
 
 @testable import Gateway
@@ -239,5 +241,107 @@ final class FlushCounter: ChannelOutboundHandler {
         #expect(close.opcode == .connectionClose)
         var data = close.data
         #expect(data.readInteger(as: UInt16.self) == CloseCode.noPong.rawValue)
+    }
+}
+
+/// A device's downlink is written on its socket's loop: audio at the pacer's slots (a task scheduled on
+/// the loop), `tts stop` once the device has played everything, all cleared at once on barge-in.
+@Suite struct DeviceDownlinkTests {
+    /// The pacer's clock, moved by the test.
+    final class ManualClock: Sendable {
+        let start = ContinuousClock.now
+        let elapsed = Mutex(Duration.zero)
+        var now: ContinuousClock.Instant { start + elapsed.withLock { $0 } }
+    }
+
+    struct Harness {
+        let channel = NIOAsyncTestingChannel()
+        let clock = ManualClock()
+        let connection: DeviceConnection
+        let outbound: WebSocketOutbound
+
+        init() async throws {
+            // The socket's side is made on its loop, as the gateway does.
+            outbound = try await channel.testingEventLoop.executeInContext { [channel] in
+                let handler = WebSocketConnectionHandler(
+                    settings: .init(maxMessageBytes: 1024, outboundLimitBytes: 1 << 20, pingInterval: .seconds(30)), deflate: nil)
+                try channel.pipeline.syncOperations.addHandler(handler)
+                return WebSocketOutbound(handler: handler, channel: channel)
+            }
+            let identity = DeviceIdentity(deviceID: "d", clientID: "c", protocolVersion: 1, userID: "u", conversationID: "voice-d")
+            let clock = clock
+            connection = DeviceConnection(
+                sessionID: "s", identity: identity, framing: try Xiaozhi.BinaryProtocol(version: 1), burstFrames: 5,
+                now: { clock.now })
+        }
+
+        /// Moves the pacer's clock and the loop's together.
+        func advance(to time: Duration) async {
+            let step = clock.elapsed.withLock { elapsed in
+                defer { elapsed = time }
+                return time - elapsed
+            }
+            await channel.testingEventLoop.advanceTime(by: TimeAmount(step))
+        }
+
+        /// What the device has received so far: "audio" or the text's `state`.
+        func received() async throws -> [String] {
+            await channel.testingEventLoop.run()
+            var frames: [String] = []
+            while let frame = try await channel.readOutbound(as: WebSocketFrame.self) {
+                if frame.opcode == .binary {
+                    frames.append("audio")
+                } else {
+                    let text = String(buffer: frame.data)
+                    frames.append(text.contains("\"stop\"") ? "tts stop" : text)
+                }
+            }
+            return frames
+        }
+    }
+
+    @Test func audioLeavesInABurstThenOneFramePerSlotAndTtsStopOnceDrained() async throws {
+        let harness = try await Harness()
+        for _ in 0..<8 { harness.connection.enqueue(.audio([1, 2, 3], turn: 1)) }
+        harness.connection.enqueue(.ttsStop(turn: 1))
+        let writer = Task { await harness.connection.writeFrames(to: harness.outbound, logger: Logger(label: "test")) }
+        // The burst of 5 as soon as the writer is attached.
+        var sent: [String] = []
+        while sent.count < 5 { sent += try await harness.received() }
+        #expect(sent == Array(repeating: "audio", count: 5))
+        // Then one 60 ms frame per slot: the device never holds more than the burst.
+        await harness.advance(to: .milliseconds(59))
+        #expect(try await harness.received().isEmpty)
+        await harness.advance(to: .milliseconds(60))
+        #expect(try await harness.received() == ["audio"])
+        await harness.advance(to: .milliseconds(180))
+        #expect(try await harness.received() == ["audio", "audio"])
+        // 8 frames play until 480 ms: `tts stop` waits for that.
+        await harness.advance(to: .milliseconds(479))
+        #expect(try await harness.received().isEmpty)
+        await harness.advance(to: .milliseconds(480))
+        #expect(try await harness.received() == ["tts stop"])
+        harness.connection.finish()
+        await harness.channel.testingEventLoop.run()
+        await writer.value
+    }
+
+    @Test func bargeInSendsTtsStopAtOnceAndDropsTheWaitingAudio() async throws {
+        let harness = try await Harness()
+        for _ in 0..<8 { harness.connection.enqueue(.audio([1, 2, 3], turn: 1)) }
+        let writer = Task { await harness.connection.writeFrames(to: harness.outbound, logger: Logger(label: "test")) }
+        var sent: [String] = []
+        while sent.count < 5 { sent += try await harness.received() }
+        await harness.advance(to: .milliseconds(30))
+        harness.connection.abort()
+        #expect(try await harness.received() == ["tts stop"])
+        // The frames of the aborted turn waiting for their slots never go; a new turn bursts again.
+        await harness.advance(to: .milliseconds(600))
+        #expect(try await harness.received().isEmpty)
+        for _ in 0..<3 { harness.connection.enqueue(.audio([4], turn: 2)) }
+        #expect(try await harness.received() == ["audio", "audio", "audio"])
+        harness.connection.enqueue(.close(code: 1000, reason: "bye"))
+        await harness.channel.testingEventLoop.run()
+        await writer.value
     }
 }

@@ -11,8 +11,9 @@ import SwitchboardContracts
 import SwitchboardRedis
 import SwitchboardVoice
 
-/// One device socket's outgoing side: a queue of JSON, audio and control items written by one writer
-/// task that paces audio (`DownlinkPacer`) and can be cleared at once on barge-in.
+/// One device socket's outgoing side: a queue of JSON, audio and control items written on the socket's
+/// event loop, audio at the pacer's slots (`DownlinkPacer`, a task scheduled on the loop: no task
+/// sleeps per device), cleared at once on barge-in.
 final class DeviceConnection: Sendable {
     enum Outgoing: Sendable, Equatable {
         case text(String, turn: Int64?)
@@ -30,15 +31,27 @@ final class DeviceConnection: Sendable {
         }
     }
 
+    /// The writing side once the socket is attached; owned by the socket's event loop.
+    private struct Writer {
+        let outbound: WebSocketOutbound
+        var pacer: DownlinkPacer
+        /// The abort generation the pacer's state belongs to.
+        var generation: Int
+        /// A write waiting for its slot, and the slot.
+        var timer: Scheduled<Void>?
+        var slot: ContinuousClock.Instant?
+        let ended: CheckedContinuation<Void, Never>
+    }
+
     private struct State {
         var queue = Deque<Outgoing>()
-        var waiter: CheckedContinuation<Void, Never>?
+        var writer: Writer?
         var finished = false
         var saidHello = false
         /// Downlink items of turns up to this were aborted by the device.
         var abortedThrough: Int64 = 0
         var latestTurn: Int64 = 0
-        /// Bumped on every abort so a writer waiting out the pacer notices.
+        /// Bumped on every abort so a write waiting for its slot is dropped.
         var abortGeneration = 0
         var uplinkRate = PacketRate(rate: GatewayLimits.deviceUplinkPacketsPerSecond, burst: GatewayLimits.deviceUplinkBurst)
         /// The device's MCP tools (docs/voice.md#device-tools).
@@ -57,11 +70,16 @@ final class DeviceConnection: Sendable {
     let identity: DeviceIdentity
     let framing: Xiaozhi.BinaryProtocol
     let burstFrames: Int
+    private let now: @Sendable () -> ContinuousClock.Instant
     private let state = Mutex(State())
     let mcpEffects: AsyncStream<MCPEffect>
     private let mcpEffectsContinuation: AsyncStream<MCPEffect>.Continuation
 
-    init(sessionID: String, identity: DeviceIdentity, framing: Xiaozhi.BinaryProtocol, burstFrames: Int) {
+    init(
+        sessionID: String, identity: DeviceIdentity, framing: Xiaozhi.BinaryProtocol, burstFrames: Int,
+        now: @escaping @Sendable () -> ContinuousClock.Instant = { .now }
+    ) {
+        self.now = now
         self.sessionID = sessionID
         self.identity = identity
         self.framing = framing
@@ -115,7 +133,7 @@ final class DeviceConnection: Sendable {
     }
 
     func enqueue(_ item: Outgoing) {
-        let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
+        let loop: (any EventLoop)? = state.withLock { state in
             guard !state.finished else { return nil }
             // Turn 0 is outside any turn (alerts, closes): never dropped.
             if let turn = item.turn, turn > 0 {
@@ -133,10 +151,9 @@ final class DeviceConnection: Sendable {
             } else {
                 state.queue.append(item)
             }
-            defer { state.waiter = nil }
-            return state.waiter
+            return state.writer?.outbound.eventLoop
         }
-        waiter?.resume()
+        loop?.execute { self.write() }
     }
 
     private func isClose(_ item: Outgoing) -> Bool {
@@ -159,20 +176,19 @@ final class DeviceConnection: Sendable {
     /// Drops everything queued for the device, ignores the rest of the turns seen so far, and sends
     /// `tts stop` first thing.
     func abort() {
-        let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
+        let loop: (any EventLoop)? = state.withLock { state in
             state.abortedThrough = state.latestTurn
             state.abortGeneration += 1
             state.queue.removeAll { if case .close = $0 { false } else { true } }
             state.queue.prepend(.text(Xiaozhi.Message.tts(.stop, sessionId: sessionID).json(), turn: nil))
-            defer { state.waiter = nil }
-            return state.waiter
+            return state.writer?.outbound.eventLoop
         }
-        waiter?.resume()
+        loop?.execute { self.write() }
     }
 
     /// No more items; queued audio is dropped (nobody will hear it), text and a close still go out.
     func finish() {
-        let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
+        let loop: (any EventLoop)? = state.withLock { state in
             state.finished = true
             state.queue.removeAll {
                 switch $0 {
@@ -180,90 +196,134 @@ final class DeviceConnection: Sendable {
                 case .text, .close: false
                 }
             }
-            defer { state.waiter = nil }
-            return state.waiter
+            return state.writer?.outbound.eventLoop
         }
-        waiter?.resume()
-    }
-
-    private var abortGeneration: Int { state.withLock { $0.abortGeneration } }
-
-    private func isStale(_ item: Outgoing) -> Bool {
-        guard let turn = item.turn, turn > 0 else { return false }
-        return state.withLock { turn <= $0.abortedThrough }
-    }
-
-    private func next() async -> Outgoing? {
-        while true {
-            let item: Outgoing?? = state.withLock { state in
-                if let item = state.queue.popFirst() { return .some(item) }
-                return state.finished ? .some(nil) : nil
-            }
-            if let item { return item }
-            await withCheckedContinuation { continuation in
-                let ready = state.withLock { state -> Bool in
-                    if !state.queue.isEmpty || state.finished { return true }
-                    state.waiter = continuation
-                    return false
-                }
-                if ready { continuation.resume() }
-            }
-        }
+        loop?.execute { self.write() }
     }
 
     static let framesSent = Counter(label: "sb_voice_downlink_frames_total")
     static let jitter = Metrics.Timer(label: "sb_voice_downlink_jitter_seconds")
 
-    /// The writer task: text as it comes, audio paced, `tts stop` after the device drained its queue.
+    /// Writes to `outbound` until a close is written, the socket fails, or `finish` and the queue ran dry.
     func writeFrames(to outbound: WebSocketOutbound, logger: Logger) async {
-        let clock = ContinuousClock()
-        var pacer = DownlinkPacer(frameDuration: .milliseconds(60), burstFrames: burstFrames)
-        var generation = abortGeneration
-        do {
-            while let item = await next() {
-                if generation != abortGeneration {
-                    generation = abortGeneration
-                    pacer.reset()
-                }
-                switch item {
-                case .text(let text, _):
-                    guard !isStale(item) else { continue }
-                    try outbound.write(.text(text))
-                case .audio(let packet, _):
-                    let planned = pacer.sendTime(now: clock.now)
-                    guard try await waitUntil(planned, clock: clock, generation: generation), !isStale(item) else { continue }
-                    let now = clock.now
-                    try outbound.write(.binary(ByteBuffer(bytes: framing.encodeAudio(packet))))
-                    // How late the frame left against its slot: the pacing jitter the device hears.
-                    let late = now - planned
-                    Self.jitter.recordNanoseconds(
-                        max(0, late.components.seconds * 1_000_000_000 + late.components.attoseconds / 1_000_000_000))
-                    pacer.sent(at: now)
-                    Self.framesSent.increment()
-                case .ttsStop:
-                    guard try await waitUntil(pacer.drainedTime(now: clock.now), clock: clock, generation: generation),
-                        !isStale(item)
-                    else { continue }
-                    try outbound.write(.text(Xiaozhi.Message.tts(.stop, sessionId: sessionID).json()))
-                    pacer.reset()
-                case .close(let code, let reason):
-                    outbound.close(.unknown(code), reason: reason)
-                    return
-                }
+        await withCheckedContinuation { (ended: CheckedContinuation<Void, Never>) in
+            state.withLock { state in
+                let pacer = DownlinkPacer(frameDuration: .milliseconds(60), burstFrames: burstFrames)
+                state.writer = Writer(outbound: outbound, pacer: pacer, generation: state.abortGeneration, ended: ended)
             }
-        } catch {
-            logger.debug("device write ended", metadata: ["error": "\(error)"])
+            outbound.eventLoop.execute { self.write() }
         }
     }
 
-    /// Sleeps until `instant` in short steps; false when an abort came meanwhile.
-    private func waitUntil(_ instant: ContinuousClock.Instant, clock: ContinuousClock, generation: Int) async throws -> Bool {
-        while clock.now < instant {
-            if generation != abortGeneration { return false }
-            let step = min(instant - clock.now, .milliseconds(20))
-            try await clock.sleep(for: step)
+    /// What the writer does next, decided under the lock and done outside it.
+    private enum Step {
+        case message(WebSocketMessage, late: Duration?)
+        case close(code: UInt16, reason: String)
+        /// Nothing to do until an item comes or the timer fires.
+        case wait
+        case end(CheckedContinuation<Void, Never>)
+    }
+
+    /// Runs on the socket's loop: writes every item that is due; an audio frame or `tts stop` that is
+    /// not yet due schedules this again for its slot.
+    private func write() {
+        while true {
+            let step = state.withLock { state in nextStep(&state) }
+            switch step {
+            case .wait: return
+            case .end(let ended): return ended.resume()
+            case .close(let code, let reason):
+                let writer = state.withLock { state -> Writer? in
+                    defer { state.writer = nil }
+                    state.finished = true
+                    state.queue.removeAll()
+                    return state.writer
+                }
+                writer?.outbound.close(.unknown(code), reason: reason)
+                writer?.ended.resume()
+                return
+            case .message(let message, let late):
+                guard let outbound = state.withLock({ $0.writer?.outbound }) else { return }
+                do {
+                    try outbound.write(message)
+                } catch {
+                    // The socket is gone: nothing more can be written.
+                    let writer = state.withLock { state -> Writer? in
+                        defer { state.writer = nil }
+                        return state.writer
+                    }
+                    writer?.timer?.cancel()
+                    writer?.ended.resume()
+                    return
+                }
+                if let late {
+                    Self.framesSent.increment()
+                    // How late the frame left against its slot: the pacing jitter the device hears.
+                    Self.jitter.recordNanoseconds(max(0, TimeAmount(late).nanoseconds))
+                }
+            }
         }
-        return generation == abortGeneration
+    }
+
+    private func nextStep(_ state: inout State) -> Step {
+        guard var writer = state.writer else { return .wait }
+        if writer.generation != state.abortGeneration {
+            // Barge-in: the device drops its queue on `tts stop`, so the pacing starts afresh.
+            writer.generation = state.abortGeneration
+            writer.pacer.reset()
+            writer.timer?.cancel()
+            writer.timer = nil
+            writer.slot = nil
+        }
+        let step = writer.timer == nil ? nextStep(&state, writer: &writer) : .wait
+        state.writer = writer
+        if case .wait = step, state.queue.isEmpty, state.finished {
+            writer.timer?.cancel()
+            state.writer = nil
+            return .end(writer.ended)
+        }
+        return step
+    }
+
+    private func nextStep(_ state: inout State, writer: inout Writer) -> Step {
+        while let item = state.queue.first {
+            if let turn = item.turn, turn > 0, turn <= state.abortedThrough {
+                state.queue.removeFirst()
+                continue
+            }
+            let now = now()
+            switch item {
+            case .text(let text, _):
+                state.queue.removeFirst()
+                return .message(.text(text), late: nil)
+            case .close(let code, let reason):
+                return .close(code: code, reason: reason)
+            case .audio(let packet, _):
+                let planned = writer.slot ?? writer.pacer.sendTime(now: now)
+                guard planned <= now else { return waitFor(planned, now: now, writer: &writer) }
+                state.queue.removeFirst()
+                writer.slot = nil
+                writer.pacer.sent(at: now)
+                return .message(.binary(ByteBuffer(bytes: framing.encodeAudio(packet))), late: now - planned)
+            case .ttsStop:
+                let drained = writer.pacer.drainedTime(now: now)
+                guard drained <= now else { return waitFor(drained, now: now, writer: &writer) }
+                state.queue.removeFirst()
+                writer.pacer.reset()
+                return .message(.text(Xiaozhi.Message.tts(.stop, sessionId: sessionID).json()), late: nil)
+            }
+        }
+        return .wait
+    }
+
+    /// Schedules the writer on its loop for `slot`.
+    private func waitFor(_ slot: ContinuousClock.Instant, now: ContinuousClock.Instant, writer: inout Writer) -> Step {
+        writer.slot = slot
+        writer.timer = writer.outbound.eventLoop.scheduleTask(in: TimeAmount(slot - now)) {
+            self.state.withLock { $0.writer?.timer = nil }
+            self.write()
+        }
+        return .wait
     }
 }
 
