@@ -20,8 +20,6 @@ import Testing
                 String(try #require(stack.process(named: name)?.processIdentifier, "no \(name) process"))
             }
             let voiceWorker = "http://127.0.0.1:\(try #require(stack.logs(of: "voice-worker").first?.adminPort))"
-            // Not here: `reconnect`, which restarts a gateway through a shell command; against this stack
-            // (a second gateway, the first one stopped) it hung after the restart, to be looked into.
             let scenarios: [(String, [String])] = [
                 ("notifier-codec", ["--events", "2000"]),
                 ("bus", ["--brokers", brokers, "--messages", "50", "--rate", "100"]),
@@ -65,6 +63,28 @@ import Testing
                 #expect(results?.scenario == name, "bench \(name) printed no results: \(outcome.stdout.suffix(1000))")
                 #expect(!(results?.lines.isEmpty ?? true) || !(results?.latencies.isEmpty ?? true), "bench \(name) reported nothing")
             }
+        }
+    }
+
+    /// `reconnect` stops a gateway through a shell command while its clients stream; they come back
+    /// on a second gateway of the same stack and catch up from their offsets.
+    @Test func theReconnectScenarioRunsToTheEnd() async throws {
+        try await ChatFlowTests.withStack { stack, ws, _ in
+            let second = try stack.start("gateway")
+            try await stack.waitUntilReady()
+            let first = try #require(stack.process(named: "gateway")?.processIdentifier)
+            let outcome = try await CLITests.switchboard(
+                [
+                    "bench", "reconnect", "--json", "--gateways", "\(ws),ws://127.0.0.1:\(second.httpPort)/ws",
+                    "--brokers", TestEnvironment.kafkaBrokers, "--restart-command", "kill -TERM \(first)",
+                    "--clients", "20", "--conversations", "4", "--rate", "5",
+                ],
+                binDirectory: stack.binDirectory, environment: ["SWITCHBOARD_JWT_SECRET": stack.jwtSecret])
+            #expect(outcome.status == 0, "bench reconnect exited \(outcome.status): \(outcome.stderr.suffix(2000))")
+            let results = try #require(try? JSONDecoder().decode(BenchResults.self, from: Data(outcome.stdout.utf8)),
+                "bench reconnect printed no results: \(outcome.stdout.suffix(1000))")
+            #expect(results.scenario == "reconnect")
+            #expect(results.lines.contains { $0.contains("lost 0, duplicates 0") }, "\(results.lines)")
         }
     }
 }

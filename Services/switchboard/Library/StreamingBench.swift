@@ -152,6 +152,7 @@ struct FanoutBench: BenchScenario {
             try await source.run(ratePerConversation: rate, until: .now + .seconds(duration))
             state.producing.store(false, ordering: .releasing)
             try await group.waitForAll()
+            debugTrace("clients done")
         }
         await source.shutdown()
         let produced = (0..<conversations).reduce(0) { $0 + source.count(of: $1) }
@@ -343,6 +344,7 @@ struct ReconnectBench: BenchScenario {
             let restartedAt = clock.now
             state.restartedAt.withLock { $0 = restartedAt }
             let status = try await Self.shell(restartCommand)
+            debugTrace("restart command done: \(status)")
             BenchReporter.say("restart command exited with \(status) after \(clock.now - restartedAt)")
             // Wait for every client to come back (the seed's recovery budget is 30 s; give it 120).
             while state.recovered.load(ordering: .relaxed) + state.notRecovered.load(ordering: .relaxed) < clients,
@@ -351,10 +353,12 @@ struct ReconnectBench: BenchScenario {
                 try await Task.sleep(for: .milliseconds(100))
             }
             let allBack = clock.now - restartedAt
+            debugTrace("back: recovered \(state.recovered.load(ordering: .relaxed)) not \(state.notRecovered.load(ordering: .relaxed))")
             // Keep streaming a moment so the last clients are seen catching up live, then stop and drain.
             try await Task.sleep(for: .seconds(2))
             streaming.cancel()
             _ = await streaming.result
+            debugTrace("streaming stopped")
             state.producing.store(false, ordering: .releasing)
             // Every client now catches up to the end; one that has not within 60 s is reported.
             let drainDeadline = clock.now + .seconds(60)
@@ -362,6 +366,7 @@ struct ReconnectBench: BenchScenario {
                 try await Task.sleep(for: .milliseconds(100))
             }
             let unfinished = clients - state.finished.load(ordering: .relaxed)
+            debugTrace("drained: unfinished \(unfinished) \(state.phases.withLock { Dictionary(grouping: $0.values, by: { $0 }).mapValues(\.count) })")
             if unfinished > 0 {
                 BenchReporter.say("\(unfinished) clients did not finish: \(state.phases.withLock { Dictionary(grouping: $0.values, by: { $0 }).mapValues(\.count) })")
                 group.cancelAll()
@@ -501,15 +506,24 @@ struct ReconnectingClient: Sendable {
             state.notRecovered.add(1, ordering: .relaxed)
         }
         let channel = "conversation:\(conversation)"
-        while true {
-            // Quiet for 15 s after the source stopped: what is missing by then is lost (a loaded
-            // machine can be seconds behind).
-            guard let received = await client.frames.next(within: .seconds(15)) else {
-                if client.frames.isFinished || !state.producing.load(ordering: .acquiring) { break }
+        // Nothing of the conversation for 15 s after the source stopped: what is missing by then is lost
+        // (a loaded machine can be seconds behind). Frames of other channels (the system channel's
+        // status) do not count as the conversation's.
+        var lastOfConversation = ContinuousClock.now
+        func quietTooLong() -> Bool {
+            !state.producing.load(ordering: .acquiring) && ContinuousClock.now - lastOfConversation > .seconds(15)
+        }
+        while !Task.isCancelled {
+            guard let received = await client.frames.next(within: .seconds(1)) else {
+                if client.frames.isFinished || quietTooLong() { break }
                 continue
             }
             guard received.frame.channel == channel, let offset = received.frame.offset, let epoch = received.frame.epoch
-            else { continue }
+            else {
+                if quietTooLong() { break }
+                continue
+            }
+            lastOfConversation = .now
             let previous = progress.position.withLock { position -> Int64 in
                 defer { position = StreamPosition(epoch: epoch, offset: max(offset, position?.offset ?? 0)) }
                 return position?.offset ?? 0
@@ -518,9 +532,7 @@ struct ReconnectingClient: Sendable {
                 state.duplicates.add(1, ordering: .relaxed)
             } else if offset != previous + 1 {
                 state.missing.add(Int(offset - previous - 1), ordering: .relaxed)
-                if ProcessInfo.processInfo.environment["SB_BENCH_DEBUG"] != nil {
-                    BenchReporter.say("gap in \(conversation): \(previous) → \(offset), connection \(progress.connections.load(ordering: .relaxed)), resumed from \(resumeFrom?.description ?? "-")")
-                }
+                debugTrace("gap in \(conversation): \(previous) → \(offset), connection \(progress.connections.load(ordering: .relaxed)), resumed from \(resumeFrom?.description ?? "-")")
             }
             if !state.producing.load(ordering: .acquiring), offset >= Int64(source.count(of: index)) {
                 progress.done.store(true, ordering: .releasing)
@@ -531,10 +543,15 @@ struct ReconnectingClient: Sendable {
         if !client.frames.isFinished, !state.producing.load(ordering: .acquiring) {
             let last = progress.position.withLock { $0?.offset ?? 0 }
             state.missing.add(max(0, source.count(of: index) - Int(last)), ordering: .relaxed)
-            if ProcessInfo.processInfo.environment["SB_BENCH_DEBUG"] != nil, source.count(of: index) > Int(last) {
-                BenchReporter.say("end of \(conversation): last \(last) of \(source.count(of: index))")
+            if source.count(of: index) > Int(last) {
+                debugTrace("end of \(conversation): last \(last) of \(source.count(of: index))")
             }
             progress.done.store(true, ordering: .releasing)
         }
     }
+}
+
+private func debugTrace(_ line: String) {
+    guard ProcessInfo.processInfo.environment["SB_BENCH_DEBUG"] != nil else { return }
+    FileHandle.standardError.write(Data("[\(Date())] \(line)\n".utf8))
 }
