@@ -3,10 +3,11 @@ import SwitchboardCLI
 import SwitchboardContracts
 import SwitchboardRuntime
 import SwitchboardTestSupport
+import SwitchboardVoice
 import Testing
 
-/// Issue 14's chaos tests: one fault at a time while conversations stream, over the real services and
-/// servers. After each, every client that resumes by offset has every channel offset exactly once,
+/// Issue 14's chaos tests: one fault at a time while conversations stream and a voice device speaks,
+/// over the real services and servers. After each, every client that resumes by offset has every channel offset exactly once,
 /// every reply ends once, nothing was dead-lettered, and the stack serves a new conversation without a
 /// manual restart of anything but the process the test killed.
 @Suite(.serialized, .timeLimit(.minutes(5)))
@@ -126,6 +127,35 @@ struct ChaosTests {
         try #require(stack.logs(of: service).first?.httpPort, "no running \(service)")
     }
 
+    /// The voice device of the issue's chaos list: bound to a user, connected, asking by text
+    /// (`listen detect`) as the fault comes; returns what it heard once its answer was spoken to the end.
+    static func speakingDevice(url: String, authority: TokenAuthority) -> Task<[DeviceSimulator.Received], any Error> {
+        Task {
+            let base = HistoryFlowTests.base(url)
+            let (deviceID, clientID) = (VoiceFlowTests.deviceID(), UUID().uuidString)
+            let owner = try await authority.mint(user: "chaos-device-\(UUID().uuidString.prefix(6))")
+            _ = try await DeviceActivationFlowTests.bind(base, deviceID: deviceID, clientID: clientID, user: owner)
+            let (deviceURL, token, _) = try await VoiceFlowTests.ota(base, deviceID: deviceID, clientID: clientID)
+            let (heard, _) = try await DeviceSimulator.connect(
+                url: deviceURL, token: try #require(token), deviceID: deviceID, clientID: clientID
+            ) { device -> [DeviceSimulator.Received] in
+                let session = try await VoiceFlowTests.hello(device)
+                device.send(.listen(.detect, text: "tell me about the weather in three sentences", sessionId: session))
+                return await device.collect(idle: .seconds(60)) { $0.message?.ttsState == .stop }
+            }
+            return try #require(heard)
+        }
+    }
+
+    /// The device heard one whole spoken answer: its reply once, then audio, then `tts stop`.
+    static func expectOneSpokenAnswer(_ heard: [DeviceSimulator.Received], sourceLocation: SourceLocation = #_sourceLocation) {
+        let messages = heard.compactMap(\.message)
+        #expect(messages.filter { $0.type == "llm" }.count == 1, "\(messages.map(\.type))", sourceLocation: sourceLocation)
+        #expect(messages.filter { $0.ttsState == .start }.count == 1, sourceLocation: sourceLocation)
+        #expect(heard.contains { $0.audio != nil }, "no audio", sourceLocation: sourceLocation)
+        #expect(heard.last?.message?.ttsState == .stop, "the answer was not spoken to its end", sourceLocation: sourceLocation)
+    }
+
     static func report(_ fault: String, _ conversations: [Conversation], extra: String = "") {
         let events = conversations.map(\.positioned.count).reduce(0, +)
         print("chaos: \(fault): \(conversations.count) conversations, \(events) channel events checked\(extra)")
@@ -153,6 +183,7 @@ struct ChaosTests {
                 }
                 return (frames, afterKill)
             }
+            let device = Self.speakingDevice(url: url, authority: authority)
             let streaming = try await Self.start(Self.conversations, label: "chaos-notifier", url: url, authority: authority) {
                 Self.chunks($0) >= 3
             }
@@ -179,6 +210,7 @@ struct ChaosTests {
             let runOffsets = runFrames.compactMap { $0["offset"]?.intValue }
             #expect(!runOffsets.isEmpty && runOffsets == Array(runOffsets[0]..<(runOffsets[0] + runOffsets.count)), "\(runOffsets)")
             print("chaos: notifier SIGKILLed: a workflow run of 12 nodes, \(runOffsets.count) run events checked, \(afterKill) after the kill")
+            Self.expectOneSpokenAnswer(try await device.value)
             #expect(try await DependencyOutageTests.deadLetterCounts(stack.binDirectory) == deadLetters)
             try await Self.expectAFreshConversationCompletes(url: url, authority: authority)
         }
@@ -187,6 +219,7 @@ struct ChaosTests {
     @Test func anAgentWorkerKilledMidAnswerEndsEachReplyOnce() async throws {
         try await ChatFlowTests.withStack(tokensPerSecond: 10) { stack, url, authority in
             let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
+            let device = Self.speakingDevice(url: url, authority: authority)
             let streaming = try await Self.start(Self.conversations, label: "chaos-agent", url: url, authority: authority) {
                 Self.chunks($0) >= 3
             }
@@ -207,6 +240,7 @@ struct ChaosTests {
             }
             let repeated = resumed.filter { $0.positioned.filter { $0.type == FrameType.messageStreamStart }.count > 1 }.count
             Self.report("agent-worker SIGKILLed", resumed, extra: ", \(repeated) answers shown twice")
+            Self.expectOneSpokenAnswer(try await device.value)
             #expect(try await DependencyOutageTests.deadLetterCounts(stack.binDirectory) == deadLetters)
             try await Self.expectAFreshConversationCompletes(url: url, authority: authority)
         }
@@ -217,6 +251,7 @@ struct ChaosTests {
     @Test func theOrchestratorKilledMidRunEndsEachRunOnce() async throws {
         try await ChatFlowTests.withStack(tokensPerSecond: 60) { stack, url, authority in
             let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
+            let device = Self.speakingDevice(url: url, authority: authority)
             let streaming = try await Self.start(
                 Self.conversations, label: "chaos-orchestrator", pattern: "sequential", url: url, authority: authority
             ) { frames in
@@ -245,6 +280,7 @@ struct ChaosTests {
                 #expect(roles == order, "\(conversation.id): \(roles)")
             }
             Self.report("orchestrator SIGKILLed", resumed)
+            Self.expectOneSpokenAnswer(try await device.value)
             #expect(try await DependencyOutageTests.deadLetterCounts(stack.binDirectory) == deadLetters)
             try await Self.expectAFreshConversationCompletes(url: url, authority: authority)
         }
