@@ -106,9 +106,9 @@ public enum MCP {
 
 /// The MCP client of one device socket (docs/voice.md#device-tools): `initialize`, then `tools/list`
 /// page by page (`nextCursor`), again after each `notifications/tools/list_changed` (the new list
-/// replaces the old once its last page is in), and the agents' `tools/call`s, each answered once — by the device, or
-/// with an error when the device is not ready, the call is unknown, too many are waiting, it expired
-/// or the socket closed. A plain state machine: the gateway sends what it returns.
+/// replaces the old once its last page is in), and the agents' `tools/call`s, each answered once — by
+/// the device, or with an error when the device is not ready, the call is unknown, too many are
+/// waiting, it expired or the socket closed. A plain state machine: the gateway sends what it returns.
 public struct DeviceMCPClient: Sendable {
     public enum Phase: Sendable, Equatable {
         /// The device did not announce `features.mcp`, or the client was not started.
@@ -132,7 +132,7 @@ public struct DeviceMCPClient: Sendable {
     /// Bounds on what one device can make the gateway keep.
     public static let maxTools = 64
     public static let maxPages = 8
-    public static let maxPendingCalls = 8
+    public static let maxPendingCalls = DeviceToolCall.maxWaiting
     public static let callTimeout: Duration = .seconds(10)
 
     public private(set) var phase: Phase = .idle

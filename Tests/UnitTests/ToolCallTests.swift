@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import SwitchboardContracts
+import SwitchboardTestSupport
 import Testing
 
 @testable import AgentWorker
@@ -89,5 +90,110 @@ import Testing
         #expect(messages[3] == ["role": "tool", "content": "volume is now 30", "tool_call_id": "call_1"])
         #expect(next["tool_choice"] == "none", "the last round must answer")
         #expect(next["tools"]?.arrayValue?.count == 1, "still listed: the rounds refer to them")
+    }
+
+    /// A model that calls tools by a script: request n gets the calls `rounds[n]` after the text
+    /// "(round n) "; past the script it answers "answer" and calls nothing.
+    struct ScriptedModel: ChatProvider {
+        let rounds: [[ToolCall]]
+        let requests = Locked<[ProviderRequest]>([])
+
+        var kind: String { "openai" }
+
+        func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws -> [ToolCall] {
+            let number = requests.withLock { requests in
+                requests.append(request)
+                return requests.count - 1
+            }
+            guard number < rounds.count else {
+                try await onDelta("answer")
+                return []
+            }
+            try await onDelta("(round \(number)) ")
+            return rounds[number]
+        }
+    }
+
+    /// A device that answers every call; `self.door.open` fails (it is jammed).
+    final class Device: DeviceToolCalling {
+        let calls = Locked<[(name: String, arguments: JSONValue)]>([])
+
+        func call(_ toolbox: DeviceToolbox, name: String, arguments: JSONValue) async -> DeviceToolResult {
+            calls.withLock { $0.append((name, arguments)) }
+            return name == "self.door.open"
+                ? DeviceToolResult(callId: "c", text: "jammed", isError: true) : DeviceToolResult(callId: "c", text: "done \(name)", isError: false)
+        }
+    }
+
+    static let toolbox = DeviceToolbox(sessionId: "s", gateway: "g", tools: [
+        DeviceTool(name: "self.light.turn_on"), DeviceTool(name: "self.door.open"),
+        DeviceTool(name: "self.audio_speaker.set_volume", inputSchema: ["type": "object", "properties": ["volume": ["type": "integer"]]]),
+    ])
+
+    static func provider(_ model: ScriptedModel, _ device: Device) -> any ChatProvider {
+        DeviceToolProvider.wrap(model, toolbox: toolbox, caller: device, offline: OfflineProvider(engine: OfflineEngine()))
+    }
+
+    static func answer(_ provider: any ChatProvider, to request: ProviderRequest) async throws -> String {
+        let text = Locked("")
+        try await provider.stream(request) { delta in text.withLock { $0 += delta } }
+        return text.withLock { $0 }
+    }
+
+    @Test func theModelsCallsGoToTheDeviceAndTheirResultsBackToTheModel() async throws {
+        let first = [
+            ToolCall(id: "call_1", name: "self_light_turn_on", arguments: ""),
+            ToolCall(id: "call_2", name: "self_audio_speaker_set_volume", arguments: #"{"volume":30}"#),
+        ]
+        let second = [
+            ToolCall(id: "call_3", name: "reboot", arguments: "{}"),
+            ToolCall(id: "call_4", name: "self_light_turn_on", arguments: "[1]"),
+            ToolCall(id: "call_5", name: "self_door_open", arguments: " "),
+        ]
+        let model = ScriptedModel(rounds: [first, second])
+        let device = Device()
+        let text = try await Self.answer(Self.provider(model, device), to: ProviderRequest(role: "Alex", userMessage: "lights on, volume 30"))
+        // One answer, every round's text in order.
+        #expect(text == "(round 0) (round 1) answer")
+        let calls = device.calls.withLock { $0 }
+        #expect(calls.map(\.name) == ["self.light.turn_on", "self.audio_speaker.set_volume", "self.door.open"])
+        #expect(calls.map(\.arguments) == [[:], ["volume": 30], [:]])
+        let requests = model.requests.withLock { $0 }
+        #expect(requests.count == 3)
+        #expect(requests.allSatisfy { $0.tools == Self.toolbox.tools && $0.mayCallTools })
+        #expect(requests[2].toolRounds == [
+            ToolRound(text: "(round 0) ", calls: first, results: ["call_1": "done self.light.turn_on", "call_2": "done self.audio_speaker.set_volume"]),
+            ToolRound(text: "(round 1) ", calls: second, results: [
+                "call_3": "error: the device has no tool reboot", "call_4": "error: the arguments are not a JSON object: [1]",
+                "call_5": "error: jammed",
+            ]),
+        ])
+    }
+
+    @Test func roundsAndCallsPerRoundAreBounded() async throws {
+        let light = ToolCall(id: "l", name: "self_light_turn_on", arguments: "{}")
+        let many = (1...10).map { ToolCall(id: "call_\($0)", name: "self_light_turn_on", arguments: "{}") }
+        let model = ScriptedModel(rounds: [many, [light], [light], [light]])
+        let device = Device()
+        let error = await #expect(throws: ProviderError.self) {
+            try await Self.answer(Self.provider(model, device), to: ProviderRequest(role: "Alex", userMessage: "lights"))
+        }
+        #expect(error?.code == .malformed)
+        let requests = model.requests.withLock { $0 }
+        // Three rounds of calls; the fourth request forbids more (tool_choice none), and this model ignored it.
+        #expect(requests.map(\.mayCallTools) == [true, true, true, false])
+        #expect(device.calls.withLock { $0 }.count == DeviceToolCall.maxWaiting + 2)
+        let results = requests[1].toolRounds[0].results
+        #expect(results["call_8"] == "done self.light.turn_on")
+        #expect(results["call_9"] == "error: too many calls in one round; at most \(DeviceToolCall.maxWaiting)")
+    }
+
+    @Test func aResumedAnswerGoesOnWithoutTools() async throws {
+        let model = ScriptedModel(rounds: [])
+        let device = Device()
+        let request = ProviderRequest(role: "Alex", userMessage: "lights on", answerSoFar: "I turned")
+        #expect(try await Self.answer(Self.provider(model, device), to: request) == "answer")
+        #expect(model.requests.withLock { $0 }.map(\.tools) == [[]])
+        #expect(device.calls.withLock { $0 }.isEmpty)
     }
 }

@@ -6,11 +6,17 @@ import Synchronization
 import SwitchboardContracts
 import SwitchboardRedis
 
+/// Where an agent's device tool calls go: `DeviceToolCaller`, or a test's stand-in.
+protocol DeviceToolCalling: Sendable {
+    /// The device's answer, or an error result (never throws: a failed call is an answer too).
+    func call(_ toolbox: DeviceToolbox, name: String, arguments: JSONValue) async -> DeviceToolResult
+}
+
 /// Calls a voice device's MCP tools (docs/voice.md#device-tools): each call is published to the
 /// gateway holding the device's socket (`DeviceToolChannels.calls(gateway:)`), which sends `tools/call`
 /// and publishes the device's answer to this worker's reply channel. A service: it follows the reply
 /// channel for the worker's whole life.
-final class DeviceToolCaller: Service, Sendable {
+final class DeviceToolCaller: Service, DeviceToolCalling {
     private enum Waiter {
         case waiting(CheckedContinuation<DeviceToolResult, Never>?)
         case arrived(DeviceToolResult)
@@ -185,19 +191,21 @@ struct DeviceToolProvider: ChatProvider {
     let base: any ChatProvider
     let offline: OfflineProvider
     let toolbox: DeviceToolbox
-    let caller: DeviceToolCaller
+    let caller: any DeviceToolCalling
 
     /// Rounds of tool calls in one answer; the request after the last says `tool_choice: none`, so a
     /// model that keeps calling cannot hold the device's turn forever.
     static let maxToolRounds = 3
-    /// Calls answered in one round, as many as the gateway keeps waiting for one device
-    /// (`DeviceMCPClient.maxPendingCalls`); the rest are answered with an error the model reads.
-    static let maxCallsPerRound = 8
+    /// Calls answered in one round, as many as may wait for one device; the rest are answered with an
+    /// error the model reads.
+    static let maxCallsPerRound = DeviceToolCall.maxWaiting
 
     var kind: String { base.kind }
 
     /// `base` itself when there are no tools.
-    static func wrap(_ base: any ChatProvider, toolbox: DeviceToolbox?, caller: DeviceToolCaller, offline: OfflineProvider) -> any ChatProvider {
+    static func wrap(
+        _ base: any ChatProvider, toolbox: DeviceToolbox?, caller: any DeviceToolCalling, offline: OfflineProvider
+    ) -> any ChatProvider {
         guard let toolbox, !toolbox.tools.isEmpty else { return base }
         return DeviceToolProvider(base: base, offline: offline, toolbox: toolbox, caller: caller)
     }

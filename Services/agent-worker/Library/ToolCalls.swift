@@ -1,7 +1,7 @@
 import Foundation
 import SwitchboardContracts
 
-/// A function call a model asked for, as it named it on the wire (`ToolNames.wireName`).
+/// A function call a model asked for, the function named as the model was given it (`ToolNames`).
 public struct ToolCall: Sendable, Hashable {
     /// The model's id for the call; the result answers it (`tool_call_id`).
     public var id: String
