@@ -181,7 +181,7 @@ public final class FakeOpenAI: Sendable {
             let answer = "The device answered: \(results.joined(separator: "; "))."
             return stream(answer.split(separator: " ").map { "\($0) " }, then: .finish)
         }
-        let heard = Set((messages[lastUser]["content"] as? String ?? "").lowercased().split { !$0.isLetter && !$0.isNumber }.map(String.init))
+        let heard = (messages[lastUser]["content"] as? String ?? "").lowercased().split { !$0.isLetter && !$0.isNumber }.map(String.init)
         let functions = (request["tools"] as? [[String: Any]] ?? []).compactMap { $0["function"] as? [String: Any] }
         let scored = functions.map { function -> (function: [String: Any], score: Int) in
             let words = (function["name"] as? String ?? "").lowercased().split(separator: "_").map(String.init).filter { $0 != "self" }
