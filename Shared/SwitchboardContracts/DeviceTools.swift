@@ -55,6 +55,9 @@ public struct DeviceToolCall: Codable, Sendable, Hashable {
     /// The Redis channel the outcome is published to (the calling agent-worker's).
     public var replyTo: String
 
+    /// Calls one device may have waiting at once; the gateway answers more with an error at once.
+    public static let maxWaiting = 8
+
     public init(callId: String, sessionId: String, name: String, arguments: JSONValue, replyTo: String) {
         self.callId = callId
         self.sessionId = sessionId

@@ -42,6 +42,8 @@ public enum MCP {
     public static let initialize = "initialize"
     public static let initialized = "notifications/initialized"
     public static let toolsList = "tools/list"
+    /// The device's notification that its tools changed: the server lists them again.
+    public static let toolsListChanged = "notifications/tools/list_changed"
     public static let toolsCall = "tools/call"
     public static let protocolVersion = "2024-11-05"
 
@@ -103,9 +105,10 @@ public enum MCP {
 }
 
 /// The MCP client of one device socket (docs/voice.md#device-tools): `initialize`, then `tools/list`
-/// page by page (`nextCursor`), then the agents' `tools/call`s, each answered once — by the device, or
-/// with an error when the device is not ready, the call is unknown, too many are waiting, it expired
-/// or the socket closed. A plain state machine: the gateway sends what it returns.
+/// page by page (`nextCursor`), again after each `notifications/tools/list_changed` (the new list
+/// replaces the old once its last page is in), and the agents' `tools/call`s, each answered once — by
+/// the device, or with an error when the device is not ready, the call is unknown, too many are
+/// waiting, it expired or the socket closed. A plain state machine: the gateway sends what it returns.
 public struct DeviceMCPClient: Sendable {
     public enum Phase: Sendable, Equatable {
         /// The device did not announce `features.mcp`, or the client was not started.
@@ -129,14 +132,18 @@ public struct DeviceMCPClient: Sendable {
     /// Bounds on what one device can make the gateway keep.
     public static let maxTools = 64
     public static let maxPages = 8
-    public static let maxPendingCalls = 8
+    public static let maxPendingCalls = DeviceToolCall.maxWaiting
     public static let callTimeout: Duration = .seconds(10)
 
     public private(set) var phase: Phase = .idle
     public private(set) var tools: [DeviceTool] = []
     private var nextID = 1
     private var awaiting: (id: Int, method: String)?
+    /// The listing under way: its pages so far, and the tools they named.
     private var pages = 0
+    private var listed: [DeviceTool] = []
+    /// The device's tools changed again while they were being listed: list once more when done.
+    private var listAgain = false
     private var pending: [Int: (call: DeviceToolCall, deadline: ContinuousClock.Instant)] = [:]
 
     public init() {}
@@ -159,29 +166,30 @@ public struct DeviceMCPClient: Sendable {
 
     /// A message from the device.
     public mutating func receive(_ message: MCPMessage, now: ContinuousClock.Instant = .now) -> [Action] {
-        // Requests and notifications of the device (state changes): nothing to answer for now.
+        if message.method == MCP.toolsListChanged, message.id == nil { return toolsChanged() }
+        // The device's other requests and notifications (state changes): nothing to answer for now.
         guard message.method == nil, let id = message.id else { return [] }
         if let awaiting, awaiting.id == id {
             self.awaiting = nil
-            if let error = message.error {
-                phase = .failed("\(awaiting.method): \(error.message)")
-                return []
-            }
+            if let error = message.error { return listingFailed("\(awaiting.method): \(error.message)") }
             switch awaiting.method {
             case MCP.initialize:
-                return listNextPage(cursor: "")
+                // The spec's notification after initialize goes out with the first page request.
+                return [.send(MCPMessage(method: MCP.initialized))] + startListing()
             default:
                 guard let result = message.result.flatMap({ try? $0.decode(as: MCP.ToolsListResult.self) }) else {
-                    phase = .failed("tools/list: the result has no tools array")
-                    return []
+                    return listingFailed("tools/list: the result has no tools array")
                 }
-                tools += result.tools.filter { tool in !tools.contains { $0.name == tool.name } }
-                if tools.count > Self.maxTools { tools.removeLast(tools.count - Self.maxTools) }
-                if let cursor = result.nextCursor, !cursor.isEmpty, pages < Self.maxPages, tools.count < Self.maxTools {
+                listed += result.tools.filter { tool in !listed.contains { $0.name == tool.name } }
+                if listed.count > Self.maxTools { listed.removeLast(listed.count - Self.maxTools) }
+                if let cursor = result.nextCursor, !cursor.isEmpty, pages < Self.maxPages, listed.count < Self.maxTools {
                     return listNextPage(cursor: cursor)
                 }
+                tools = listed
                 phase = .ready
-                return [.toolsListed(tools)]
+                guard listAgain else { return [.toolsListed(tools)] }
+                listAgain = false
+                return [.toolsListed(tools)] + startListing()
             }
         }
         guard let (call, _) = pending.removeValue(forKey: id) else { return [] }
@@ -195,14 +203,40 @@ public struct DeviceMCPClient: Sendable {
         return [.finished(DeviceToolResult(callId: call.callId, text: result.text, isError: result.isError ?? false), replyTo: call.replyTo)]
     }
 
+    /// `notifications/tools/list_changed`: list from the first page, now or after the listing under way.
+    /// Before the first listing there is nothing to refresh (it will read the new tools anyway).
+    private mutating func toolsChanged() -> [Action] {
+        guard phase == .ready || phase == .listing else { return [] }
+        guard awaiting == nil else {
+            listAgain = true
+            return []
+        }
+        return startListing()
+    }
+
+    /// A listing from the first page; the tools listed before still answer calls until it ends.
+    private mutating func startListing() -> [Action] {
+        pages = 0
+        listed = []
+        return listNextPage(cursor: "")
+    }
+
     private mutating func listNextPage(cursor: String) -> [Action] {
-        phase = .listing
+        if phase != .ready { phase = .listing }
         pages += 1
         let message = request(MCP.toolsList, params: MCP.ToolsListParams(cursor: cursor))
         awaiting = (message.id!, MCP.toolsList)
-        // The spec's notification after initialize goes out with the first page request.
-        if pages == 1 { return [.send(MCPMessage(method: MCP.initialized)), .send(message)] }
         return [.send(message)]
+    }
+
+    /// A refused `initialize` or `tools/list`: no tools. Tools stored from an earlier listing are
+    /// withdrawn, since the device said they changed and cannot say how.
+    private mutating func listingFailed(_ reason: String) -> [Action] {
+        let hadTools = phase == .ready
+        phase = .failed(reason)
+        tools = []
+        listAgain = false
+        return hadTools ? [.toolsListed([])] : []
     }
 
     /// An agent's call: `tools/call` to the device, or an error outcome at once.

@@ -126,7 +126,8 @@ struct SeedClientTests {
 
     /// A xiaozhi device written from the device protocol (`xiaozhi_device.py`): activation, hello with
     /// `features.mcp`, MCP initialize and two tools/list pages, then turns whose answers call the
-    /// device's own tools over `tools/call` and speak their results.
+    /// device's own tools over `tools/call` and speak their results; then its tools change
+    /// (`notifications/tools/list_changed`) and the new ones are called.
     @Test func aXiaozhiDeviceCallsItsOwnToolsOverMCP() async throws {
         try await VoiceFlowTests.withVoiceStack { stack in
             let user = try await stack.authority.mint(user: "xiaozhi-\(UUID().uuidString.prefix(6))")
@@ -134,10 +135,45 @@ struct SeedClientTests {
                 "xiaozhi_device.py", environment: ["SB_HTTP": stack.httpBase, "SB_USER_TOKEN": user])
             #expect(status == 0, "\(output)")
             let checks = Self.checks(in: output)
-            #expect(checks.count == 8, "\(output)")
+            #expect(checks.count == 10, "\(output)")
             #expect(checks.contains("a turn naming a tool calls it over MCP and speaks its result"))
+            #expect(checks.contains("the changed tools are the ones called"))
             let metrics = try await VoiceFlowTests.metrics(stack, service: "agent-worker")
             #expect(metrics.contains("sb_agent_device_tool_calls_total"))
+        }
+    }
+
+    /// The same device, its turns answered by an OpenAI-compatible model (`FakeOpenAI`'s `tools`
+    /// scenario, on a real socket): the model gets the device's tools as functions, streams
+    /// `tool_calls`, the agent-worker calls the device, and the model's second answer, built from the
+    /// device's result, is what the device speaks.
+    @Test func anOpenAIModelCallsAXiaozhiDevicesTools() async throws {
+        let fake = FakeOpenAI()
+        try await fake.withServer { port in
+            let model = "http://127.0.0.1:\(port)/tools/v1"
+            let teamPath = try CollaborationFlowTests.teamFile(providers: ["Alex": ["kind": "openai", "baseURL": model, "model": "fake-tools"]])
+            defer { try? FileManager.default.removeItem(atPath: teamPath) }
+            try await VoiceFlowTests.withVoiceStack(
+                orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath], agentEnvironment: ["SWITCHBOARD_AGENT_PROVIDERS": model]
+            ) { stack in
+                let user = try await stack.authority.mint(user: "xiaozhi-ai-\(UUID().uuidString.prefix(6))")
+                let (status, output) = try await Self.run(
+                    "xiaozhi_device.py", environment: ["SB_HTTP": stack.httpBase, "SB_USER_TOKEN": user, "SB_MODEL": "openai"])
+                #expect(status == 0, "\(output)")
+                #expect(Self.checks(in: output).count == 10, "\(output)")
+                let bodies = try fake.bodies.withLock { $0 }.map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+                // Two requests for each of the three turns with a call, one for the turn without.
+                #expect(bodies.count == 7)
+                let offered = bodies.map { $0["tools"]?.arrayValue?.compactMap { $0["function"]?["name"]?.stringValue } ?? [] }
+                #expect(offered.first == ["self_light_turn_on", "self_audio_speaker_set_volume"])
+                #expect(offered.last == ["self_fan_turn_on", "self_audio_speaker_set_volume"])
+                // The device's results went back to the model as `tool` messages answering its calls.
+                let toolMessages = bodies.flatMap { $0["messages"]?.arrayValue ?? [] }.filter { $0["role"] == "tool" }
+                #expect(toolMessages.compactMap { $0["content"]?.stringValue }
+                    == ["the light is on", "volume is now 30", "the fan is spinning"])
+                let metrics = try await VoiceFlowTests.metrics(stack, service: "agent-worker")
+                #expect(metrics.split(separator: "\n").contains { $0.hasPrefix("sb_agent_device_tool_calls_total") && $0.hasSuffix(" 3") })
+            }
         }
     }
 }

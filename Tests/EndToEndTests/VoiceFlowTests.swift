@@ -22,10 +22,14 @@ struct VoiceFlowTests {
 
     static func withVoiceStack(
         voiceEnvironment: [String: String] = [:], gatewayEnvironment: [String: String] = [:],
+        orchestratorEnvironment: [String: String] = [:], agentEnvironment: [String: String] = [:],
         _ body: (Stack) async throws -> Void
     ) async throws {
         // The chat stack with its defaults (a fast offline engine), seen from the device side.
-        try await ChatFlowTests.withStack(gatewayEnvironment: gatewayEnvironment, voiceEnvironment: voiceEnvironment) { stack, url, authority in
+        try await ChatFlowTests.withStack(
+            gatewayEnvironment: gatewayEnvironment, orchestratorEnvironment: orchestratorEnvironment, agentEnvironment: agentEnvironment,
+            voiceEnvironment: voiceEnvironment
+        ) { stack, url, authority in
             let port = URL(string: url)!.port!
             try await body(
                 Stack(

@@ -4,8 +4,10 @@ What the firmware does: OTA (`POST /xiaozhi/ota/` with Device-Id and Client-Id),
 and poll `/xiaozhi/ota/activate` until a user bound it, OTA again for `websocket.url` and `websocket.token`,
 then the WebSocket with `Authorization`, `Protocol-Version`, `Device-Id`, `Client-Id` headers, `hello`
 with `features.mcp`, and an MCP server (JSON-RPC 2.0 in `{"type":"mcp","payload":…}`) offering two tools
-over two `tools/list` pages. The user's side (entering the code) is the one REST call the console makes.
-Prints `ok <check>` per check; fails loudly. Environment: SB_HTTP (http://host:port), SB_USER_TOKEN.
+over two `tools/list` pages, which it later changes (`notifications/tools/list_changed`). The user's side
+(entering the code) is the one REST call the console makes. Prints `ok <check>` per check; fails loudly.
+Environment: SB_HTTP (http://host:port), SB_USER_TOKEN, SB_MODEL: `offline` (default; the answer names the
+tool it called) or `openai` (a model decides; the answer says what the device answered).
 """
 import asyncio
 import json
@@ -19,6 +21,7 @@ import websockets
 
 HTTP = os.environ["SB_HTTP"]
 USER_TOKEN = os.environ["SB_USER_TOKEN"]
+MODEL = os.environ.get("SB_MODEL", "offline")
 DEVICE_ID = ":".join("%02x" % random.randrange(256) for _ in range(6))
 CLIENT_ID = str(uuid.uuid4())
 
@@ -28,6 +31,8 @@ LIGHT = {"name": "self.light.turn_on", "description": "Turn on the light",
 VOLUME = {"name": "self.audio_speaker.set_volume", "description": "Set the volume of the audio speaker (0-100)",
           "inputSchema": {"type": "object", "properties": {"volume": {"type": "integer", "minimum": 0, "maximum": 100}},
                           "required": ["volume"]}}
+# The tool that replaces the light when the device's tools change.
+FAN = {"name": "self.fan.turn_on", "description": "Turn on the fan", "inputSchema": {"type": "object", "properties": {}}}
 
 
 def ok(check):
@@ -116,6 +121,19 @@ class Device:
             payload["result"] = result
         await self.send({"type": "mcp", "payload": payload})
 
+    async def answer_tools_list(self, pages):
+        """Answers the server's tools/list requests, one page of tools each, following nextCursor."""
+        previous = None
+        for number, tools in enumerate(pages):
+            request = await self.mcp_request("tools/list")
+            assert request["params"].get("cursor", "") == ("" if number == 0 else "page-%d" % (number + 1)), request
+            assert previous is None or request["id"] != previous, (previous, request)
+            previous = request["id"]
+            result = {"tools": tools}
+            if number + 1 < len(pages):
+                result["nextCursor"] = "page-%d" % (number + 2)
+            await self.mcp_reply(request["id"], result)
+
     async def turn(self, text, tool_result):
         """Sends typed text (listen detect); answers the tools/call that comes; returns (call, spoken sentences)."""
         await self.send({"type": "listen", "state": "detect", "text": text})
@@ -155,20 +173,15 @@ async def main():
                                                   "serverInfo": {"name": "seed-board", "version": "1.6.0"}})
         ok("initialize after hello (numeric id, protocolVersion)")
 
-        first_page = await device.mcp_request("tools/list")
-        assert first_page["params"].get("cursor", "") == "", first_page
-        await device.mcp_reply(first_page["id"], {"tools": [LIGHT], "nextCursor": "page-2"})
-        second_page = await device.mcp_request("tools/list")
-        assert second_page["params"]["cursor"] == "page-2", second_page
-        assert second_page["id"] != first_page["id"], (first_page, second_page)
-        await device.mcp_reply(second_page["id"], {"tools": [VOLUME]})
+        await device.answer_tools_list([[LIGHT], [VOLUME]])
         ok("tools/list follows nextCursor")
 
         call, spoken, types = await device.turn(
-            "please turn on the light", lambda params: {"content": [{"type": "text", "text": "true"}], "isError": False})
+            "please turn on the light", lambda params: {"content": [{"type": "text", "text": "the light is on"}], "isError": False})
         assert call and call["params"]["name"] == "self.light.turn_on", call
         assert call["params"].get("arguments", {}) == {}, call
-        assert "self.light.turn_on" in spoken and "true" in spoken, spoken
+        assert "the light is on" in spoken, spoken
+        assert MODEL != "offline" or "self.light.turn_on" in spoken, spoken
         assert types.index("stt") < types.index("tts/start"), types
         assert types.index("mcp") < types.index("tts/start"), types
         assert "llm" in types, types
@@ -184,7 +197,18 @@ async def main():
         call, spoken, _ = await device.turn("what a lovely day", lambda params: None)
         assert call is None, call
         assert spoken, spoken
+        assert MODEL != "openai" or "Nothing for the device to do" in spoken, spoken
         ok("a turn naming no tool is answered without a call")
+
+        # The device's tools change: the light goes, a fan comes; the server lists every page again.
+        await device.send({"type": "mcp", "payload": {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}})
+        await device.answer_tools_list([[FAN], [VOLUME]])
+        ok("tools/list_changed is answered by tools/list from the first page")
+        call, spoken, _ = await device.turn(
+            "please turn on the fan", lambda params: {"content": [{"type": "text", "text": "the fan is spinning"}], "isError": False})
+        assert call and call["params"]["name"] == "self.fan.turn_on", call
+        assert "the fan is spinning" in spoken, spoken
+        ok("the changed tools are the ones called")
         assert device.audio_frames > 0
         ok("audio arrived (%d Opus frames)" % device.audio_frames)
 

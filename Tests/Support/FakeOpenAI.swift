@@ -10,7 +10,8 @@ import ServiceLifecycle
 ///
 /// Scenarios: `ok` (streams `deltas`), `flaky` (429, then 500, then ok), `broken` (always 500),
 /// `unauthorized` (401), `cut` (two deltas, then the connection drops), `instream-error` (an error
-/// object inside the stream), `stall` (one delta, then only SSE comments until the client leaves).
+/// object inside the stream), `stall` (one delta, then only SSE comments until the client leaves),
+/// `tools` (a model that calls the tools it is offered: `toolTurn`).
 public final class FakeOpenAI: Sendable {
     public let calls = Locked<[String: Int]>([:])
     public let bodies = Locked<[String]>([])
@@ -43,6 +44,8 @@ public final class FakeOpenAI: Sendable {
                 return Self.stream(Array(Self.deltas.prefix(2)), then: .fail)
             case "stall":
                 return Self.stream(Array(Self.deltas.prefix(1)), then: .stall)
+            case "tools":
+                return try Self.toolTurn(Data(Array(buffer: body)))
             case "instream-error":
                 return Response(
                     status: .ok, headers: [.contentType: "text/event-stream"],
@@ -147,13 +150,77 @@ public final class FakeOpenAI: Sendable {
     enum Ending { case finish, fail, stall }
 
     static func chunk(_ delta: String, finish: String?) throws -> ByteBuffer {
-        var choice: [String: Any] = ["index": 0, "delta": delta.isEmpty ? ["role": "assistant"] : ["content": delta]]
+        try chunk(delta: delta.isEmpty ? ["role": "assistant"] : ["content": delta], finish: finish)
+    }
+
+    static func chunk(delta: [String: Any], finish: String?) throws -> ByteBuffer {
+        var choice: [String: Any] = ["index": 0, "delta": delta]
         choice["finish_reason"] = finish ?? NSNull()
         let object: [String: Any] = [
             "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "fake", "choices": [choice],
         ]
         let json = String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
         return ByteBuffer(string: "data: \(json)\n\n")
+    }
+
+    /// Scenario `tools`, a model with function calling, decided by a rule so tests know what to expect:
+    /// after tool results it answers from them ("The device answered: <results>."); otherwise it calls
+    /// the offered function with the most words of its name (`self` aside, at least two) in the user's
+    /// last message, its integer and number parameters set to the message's first number and its
+    /// booleans to true, streamed as OpenAI streams `tool_calls` (id and name first, then the arguments
+    /// in pieces, `finish_reason: tool_calls`); no such function: `noToolAnswer`.
+    public static let noToolAnswer = ["Nothing ", "for ", "the ", "device ", "to ", "do."]
+
+    static func toolTurn(_ body: Data) throws -> Response {
+        let request = try JSONSerialization.jsonObject(with: body) as? [String: Any] ?? [:]
+        let messages = request["messages"] as? [[String: Any]] ?? []
+        guard !messages.isEmpty else { return stream(noToolAnswer, then: .finish) }
+        let lastUser = messages.lastIndex { $0["role"] as? String == "user" } ?? 0
+        let results = messages[lastUser...].filter { $0["role"] as? String == "tool" }.compactMap { $0["content"] as? String }
+        if !results.isEmpty {
+            let answer = "The device answered: \(results.joined(separator: "; "))."
+            return stream(answer.split(separator: " ").map { "\($0) " }, then: .finish)
+        }
+        let heard = (messages[lastUser]["content"] as? String ?? "").lowercased().split { !$0.isLetter && !$0.isNumber }.map(String.init)
+        let functions = (request["tools"] as? [[String: Any]] ?? []).compactMap { $0["function"] as? [String: Any] }
+        let scored = functions.map { function -> (function: [String: Any], score: Int) in
+            let words = (function["name"] as? String ?? "").lowercased().split(separator: "_").map(String.init).filter { $0 != "self" }
+            return (function, words.filter(heard.contains).count)
+        }
+        guard let best = scored.max(by: { $0.score < $1.score }), best.score >= 2 else { return stream(noToolAnswer, then: .finish) }
+        let number = heard.lazy.compactMap { Int($0) }.first
+        var arguments: [String: Any] = [:]
+        let properties = (best.function["parameters"] as? [String: Any])?["properties"] as? [String: [String: Any]] ?? [:]
+        for (name, schema) in properties {
+            switch schema["type"] as? String {
+            case "integer", "number": if let number { arguments[name] = number }
+            case "boolean": arguments[name] = true
+            default: break
+            }
+        }
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: arguments, options: .sortedKeys), as: UTF8.self)
+        var pieces: [[String: Any]] = [
+            ["index": 0, "id": "call_\(UUID().uuidString.prefix(8))", "type": "function",
+             "function": ["name": best.function["name"] as? String ?? "", "arguments": ""]],
+        ]
+        var rest = Substring(json)
+        while !rest.isEmpty {
+            pieces.append(["index": 0, "function": ["arguments": String(rest.prefix(4))]])
+            rest = rest.dropFirst(4)
+        }
+        let chunks = try pieces.map { try chunk(delta: ["tool_calls": [$0]], finish: nil) }
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+            body: ResponseBody { writer in
+                try await writer.write(try chunk("", finish: nil))
+                for chunk in chunks {
+                    try await writer.write(chunk)
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                try await writer.write(try chunk(delta: [:], finish: "tool_calls"))
+                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+                try await writer.finish(nil)
+            })
     }
 
     static func stream(_ deltas: [String], then ending: Ending) -> Response {

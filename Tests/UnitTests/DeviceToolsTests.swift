@@ -96,6 +96,42 @@ import Testing
         #expect(client.close() == [.finished(DeviceToolResult(callId: "x", text: "the device disconnected", isError: true), replyTo: "r")])
     }
 
+    @Test func listChangedListsEveryPageAgainAndReplacesTheTools() throws {
+        let changed = MCPMessage(method: "notifications/tools/list_changed")
+        // Before the first listing there is nothing to refresh: that listing reads the new tools.
+        var fresh = DeviceMCPClient()
+        _ = fresh.start()
+        #expect(fresh.receive(changed).isEmpty)
+
+        var client = try Self.readyClient()
+        let relist = Self.sent(client.receive(changed))
+        #expect(relist.count == 1 && relist[0].method == "tools/list" && relist[0].params == ["cursor": ""])
+        // While the new list comes in, the old tools still answer calls, and that call's answer arrives
+        // after the list has changed.
+        #expect(client.phase == .ready)
+        let light = DeviceToolCall(callId: "c1", sessionId: "s", name: Self.light.name, arguments: [:], replyTo: "r")
+        let lightRequest = try #require(Self.sent(client.call(light)).first)
+        // Changed again during the listing: one more listing when this one ends, not a second at once.
+        #expect(client.receive(changed).isEmpty)
+        let fan = DeviceTool(name: "self.fan.turn_on")
+        let page2 = Self.sent(client.receive(MCPMessage(id: relist[0].id, result: try JSONValue(encoding: MCP.ToolsListResult(tools: [fan], nextCursor: "p2")))))
+        #expect(page2.count == 1 && page2[0].params == ["cursor": "p2"])
+        #expect(client.tools == [Self.light, Self.volume], "replaced only when the last page is in")
+        let done = client.receive(MCPMessage(id: page2[0].id, result: try JSONValue(encoding: MCP.ToolsListResult(tools: [Self.volume]))))
+        #expect(done.first == .toolsListed([fan, Self.volume]))
+        let again = Self.sent(done)
+        #expect(again.count == 1 && again[0].method == "tools/list" && again[0].params == ["cursor": ""])
+        #expect(client.tools == [fan, Self.volume] && client.phase == .ready)
+        let answer = try JSONValue(encoding: MCP.ToolsCallResult(content: [.init(type: "text", text: "on")]))
+        #expect(client.receive(MCPMessage(id: lightRequest.id, result: answer))
+            == [.finished(DeviceToolResult(callId: "c1", text: "on", isError: false), replyTo: "r")])
+        #expect(client.call(light) == [.finished(DeviceToolResult(callId: "c1", text: "the device has no tool self.light.turn_on", isError: true), replyTo: "r")])
+        // A refused listing withdraws the tools: the device said they changed and cannot say how.
+        #expect(client.receive(MCPMessage(id: again[0].id, error: .init(code: -32603, message: "busy"))) == [.toolsListed([])])
+        #expect(client.phase == .failed("tools/list: busy") && client.tools.isEmpty)
+        #expect(client.receive(changed).isEmpty)
+    }
+
     @Test func mcpMessagesAreTheFirmwaresJSON() throws {
         let initialize = MCPMessage.request(1, "initialize", params: MCP.InitializeParams())
         #expect(Xiaozhi.Message.mcp(initialize, sessionId: "s1").json()

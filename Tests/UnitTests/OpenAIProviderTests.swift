@@ -118,6 +118,33 @@ import Testing
         }
     }
 
+    /// Function calling on the wire: the tools go out as functions, the streamed `tool_calls` come
+    /// back whole, and the request with the results gets the answer built from them.
+    @Test func toolCallsStreamInPiecesAndTheResultsGetTheAnswer() async throws {
+        try await withServer { fake, port, client in
+            let volume = DeviceTool(
+                name: "self.audio_speaker.set_volume", description: "Set the volume",
+                inputSchema: ["type": "object", "properties": ["volume": ["type": "integer"]]])
+            var request = ProviderRequest(role: "Alex", userMessage: "set the volume to 30", tools: [DeviceTool(name: "self.light.turn_on"), volume])
+            let provider = provider("tools", port: port, client: client)
+            let calls = try await provider.stream(request) { delta in Issue.record("no text expected, got \(delta)") }
+            let call = try #require(calls.first)
+            #expect(calls.count == 1 && call.id.hasPrefix("call_"))
+            #expect(call.name == "self_audio_speaker_set_volume" && call.arguments == #"{"volume":30}"#)
+            let offered = try JSONDecoder().decode(JSONValue.self, from: Data(fake.bodies.withLock { $0[0] }.utf8))
+            #expect(offered["tools"]?.arrayValue?.compactMap { $0["function"]?["name"]?.stringValue }
+                == ["self_light_turn_on", "self_audio_speaker_set_volume"])
+
+            request.toolRounds = [ToolRound(calls: calls, results: [call.id: "volume is now 30"])]
+            let deltas = Locked<[String]>([])
+            let more = try await provider.stream(request) { delta in deltas.withLock { $0.append(delta) } }
+            #expect(more.isEmpty)
+            #expect(deltas.withLock { $0 }.joined() == "The device answered: volume is now 30. ")
+            let sent = try JSONDecoder().decode(JSONValue.self, from: Data(fake.bodies.withLock { $0[1] }.utf8))
+            #expect(sent["messages"]?.arrayValue?.last == ["role": "tool", "content": "volume is now 30", "tool_call_id": .string(call.id)])
+        }
+    }
+
     @Test func aClosedPortIsAConnectErrorRetriedThreeTimes() async throws {
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Providers.httpConfiguration)
         let port = ServiceProcesses.freePort()

@@ -6,11 +6,17 @@ import Synchronization
 import SwitchboardContracts
 import SwitchboardRedis
 
+/// Where an agent's device tool calls go: `DeviceToolCaller`, or a test's stand-in.
+protocol DeviceToolCalling: Sendable {
+    /// The device's answer, or an error result (never throws: a failed call is an answer too).
+    func call(_ toolbox: DeviceToolbox, name: String, arguments: JSONValue) async -> DeviceToolResult
+}
+
 /// Calls a voice device's MCP tools (docs/voice.md#device-tools): each call is published to the
 /// gateway holding the device's socket (`DeviceToolChannels.calls(gateway:)`), which sends `tools/call`
 /// and publishes the device's answer to this worker's reply channel. A service: it follows the reply
 /// channel for the worker's whole life.
-final class DeviceToolCaller: Service, Sendable {
+final class DeviceToolCaller: Service, DeviceToolCalling {
     private enum Waiter {
         case waiting(CheckedContinuation<DeviceToolResult, Never>?)
         case arrived(DeviceToolResult)
@@ -179,28 +185,80 @@ public enum DeviceToolRule {
 }
 
 /// A role's provider with a device's tools: the call goes out, its result comes back, and the answer
-/// continues from it. The offline engine decides by `DeviceToolRule`; a provider that cannot call tools
-/// answers as it would without them.
+/// continues from it, under the same message. The offline engine decides by `DeviceToolRule`; another
+/// provider gets the tools as functions (OpenAI's `tools`) and decides itself, for a few rounds.
 struct DeviceToolProvider: ChatProvider {
     let base: any ChatProvider
     let offline: OfflineProvider
     let toolbox: DeviceToolbox
-    let caller: DeviceToolCaller
+    let caller: any DeviceToolCalling
+
+    /// Rounds of tool calls in one answer; the request after the last says `tool_choice: none`, so a
+    /// model that keeps calling cannot hold the device's turn forever.
+    static let maxToolRounds = 3
+    /// Calls answered in one round, as many as may wait for one device; the rest are answered with an
+    /// error the model reads.
+    static let maxCallsPerRound = DeviceToolCall.maxWaiting
 
     var kind: String { base.kind }
 
     /// `base` itself when there are no tools.
-    static func wrap(_ base: any ChatProvider, toolbox: DeviceToolbox?, caller: DeviceToolCaller, offline: OfflineProvider) -> any ChatProvider {
+    static func wrap(
+        _ base: any ChatProvider, toolbox: DeviceToolbox?, caller: any DeviceToolCalling, offline: OfflineProvider
+    ) -> any ChatProvider {
         guard let toolbox, !toolbox.tools.isEmpty else { return base }
         return DeviceToolProvider(base: base, offline: offline, toolbox: toolbox, caller: caller)
     }
 
-    func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws {
-        guard base.kind == "offline", let choice = DeviceToolRule.choose(for: request.userMessage, among: toolbox.tools) else {
-            return try await base.stream(request, onDelta: onDelta)
+    @discardableResult
+    func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws -> [ToolCall] {
+        if base.kind == "offline" {
+            guard let choice = DeviceToolRule.choose(for: request.userMessage, among: toolbox.tools) else {
+                return try await base.stream(request, onDelta: onDelta)
+            }
+            let result = await caller.call(toolbox, name: choice.tool.name, arguments: choice.arguments)
+            try await offline.engine.stream(text: DeviceToolRule.answer(tool: choice.tool.name, result: result), onToken: onDelta)
+            return []
         }
-        let result = await caller.call(toolbox, name: choice.tool.name, arguments: choice.arguments)
-        try await offline.engine.stream(text: DeviceToolRule.answer(tool: choice.tool.name, result: result), onToken: onDelta)
+        // An answer resumed after a crash goes on in text: its tool calls (if any) were made, and the
+        // journal does not say which, so none is made again.
+        guard request.answerSoFar.isEmpty else { return try await base.stream(request, onDelta: onDelta) }
+        var request = request
+        request.tools = toolbox.tools
+        let names = ToolNames(toolbox.tools)
+        while true {
+            request.mayCallTools = request.toolRounds.count < Self.maxToolRounds
+            var text = ""
+            let calls = try await base.stream(request) { delta in
+                text += delta
+                try await onDelta(delta)
+            }
+            guard !calls.isEmpty else { return [] }
+            guard request.mayCallTools else {
+                throw ProviderError(.malformed, "the model still called tools after \(Self.maxToolRounds) rounds and tool_choice none")
+            }
+            var results: [String: String] = [:]
+            for call in calls.prefix(Self.maxCallsPerRound) { results[call.id] = await result(of: call, names: names) }
+            for call in calls.dropFirst(Self.maxCallsPerRound) {
+                results[call.id] = "error: too many calls in one round; at most \(Self.maxCallsPerRound)"
+            }
+            request.toolRounds.append(ToolRound(text: text, calls: calls, results: results))
+        }
+    }
+
+    /// What the model reads back: the device's text, or `error: ` and why (the model may say so).
+    func result(of call: ToolCall, names: ToolNames) async -> String {
+        guard let name = names.deviceName(for: call.name) else { return "error: the device has no tool \(call.name)" }
+        let arguments: JSONValue
+        if call.arguments.allSatisfy(\.isWhitespace) {
+            arguments = .object([:])
+        } else if let parsed = try? JSONDecoder().decode(JSONValue.self, from: Data(call.arguments.utf8)), case .object = parsed {
+            arguments = parsed
+        } else {
+            return "error: the arguments are not a JSON object: \(call.arguments.prefix(200))"
+        }
+        let result = await caller.call(toolbox, name: name, arguments: arguments)
+        return result.isError ? "error: \(result.text)" : result.text
     }
 
     func estimatedLength(of request: ProviderRequest) -> Int? {

@@ -127,9 +127,11 @@ public struct OfflineProvider: ChatProvider {
     public var kind: String { "offline" }
 
     /// The engine is deterministic: an answer resumed after `answerSoFar` is the rest of the same text.
-    public func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws {
+    @discardableResult
+    public func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws -> [ToolCall] {
         let text = OfflineEngine.compose(request)
         try await engine.stream(text: String(text.dropFirst(request.answerSoFar.count)), onToken: onDelta)
+        return []
     }
 
     public func estimatedLength(of request: ProviderRequest) -> Int? {

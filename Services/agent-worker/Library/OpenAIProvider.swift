@@ -56,31 +56,74 @@ public struct OpenAIProvider: ChatProvider {
     static let continuation =
         "Your answer above was cut off. Continue it exactly where it stops, without repeating any of it and without mentioning the interruption."
 
-    /// The JSON body: the role's instructions, the conversation, then the message with the team's results.
+    /// The JSON body: the role's instructions, the conversation, then the message with the team's
+    /// results; with tools, their definitions and the rounds of calls the model already made.
     public func body(for request: ProviderRequest) throws -> Data {
-        struct Message: Encodable {
-            var role: String
-            var content: String
+        let names = ToolNames(request.tools)
+        var messages: [WireMessage] = []
+        if let system = request.systemPrompt { messages.append(WireMessage(role: "system", content: system)) }
+        messages += request.history.map { WireMessage(role: $0.role == "assistant" ? "assistant" : "user", content: $0.content) }
+        messages.append(WireMessage(role: "user", content: request.userTurn))
+        for round in request.toolRounds {
+            messages.append(WireMessage(
+                role: "assistant", content: round.text.isEmpty ? nil : round.text,
+                tool_calls: round.calls.map {
+                    WireToolCall(id: $0.id, function: .init(name: $0.name, arguments: $0.arguments.isEmpty ? "{}" : $0.arguments))
+                }))
+            messages += round.calls.map { WireMessage(role: "tool", content: round.results[$0.id] ?? "", tool_call_id: $0.id) }
         }
-        struct Body: Encodable {
-            var model: String
-            var messages: [Message]
-            var stream = true
-        }
-        var messages: [Message] = []
-        if let system = request.systemPrompt { messages.append(Message(role: "system", content: system)) }
-        messages += request.history.map { Message(role: $0.role == "assistant" ? "assistant" : "user", content: $0.content) }
-        messages.append(Message(role: "user", content: request.userTurn))
         if !request.answerSoFar.isEmpty {
             // A model cannot be made to repeat itself exactly: it is shown what the user already has and
             // asked for the rest, so the reply reads on from where it stopped.
-            messages.append(Message(role: "assistant", content: request.answerSoFar))
-            messages.append(Message(role: "user", content: Self.continuation))
+            messages.append(WireMessage(role: "assistant", content: request.answerSoFar))
+            messages.append(WireMessage(role: "user", content: Self.continuation))
         }
-        return try JSONEncoder().encode(Body(model: spec.model ?? "", messages: messages))
+        let tools = zip(request.tools, names.wireNames).map { tool, name in
+            WireTool(function: .init(name: name, description: tool.description, parameters: tool.inputSchema))
+        }
+        return try JSONEncoder().encode(WireBody(
+            model: spec.model ?? "", messages: messages, tools: tools.isEmpty ? nil : tools,
+            tool_choice: tools.isEmpty || request.mayCallTools ? nil : "none"))
     }
 
-    public func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws {
+    struct WireBody: Encodable {
+        var model: String
+        var messages: [WireMessage]
+        var stream = true
+        var tools: [WireTool]?
+        var tool_choice: String?
+    }
+
+    struct WireMessage: Encodable {
+        var role: String
+        /// Null in an assistant message that only calls tools.
+        var content: String?
+        var tool_calls: [WireToolCall]?
+        var tool_call_id: String?
+    }
+
+    struct WireToolCall: Encodable {
+        struct Function: Encodable {
+            var name: String
+            var arguments: String
+        }
+        var id: String
+        var type = "function"
+        var function: Function
+    }
+
+    struct WireTool: Encodable {
+        struct Function: Encodable {
+            var name: String
+            var description: String
+            var parameters: JSONValue
+        }
+        var type = "function"
+        var function: Function
+    }
+
+    @discardableResult
+    public func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws -> [ToolCall] {
         let base = (spec.baseURL ?? "").hasSuffix("/") ? String((spec.baseURL ?? "").dropLast()) : (spec.baseURL ?? "")
         var http = HTTPClientRequest(url: base + "/chat/completions")
         http.method = .POST
@@ -102,6 +145,7 @@ public struct OpenAIProvider: ChatProvider {
         }
         var parser = SSEParser()
         var finishReason: String?
+        var toolCalls = ToolCallAccumulator()
         var iterator = response.body.makeAsyncIterator()
         while true {
             let buffer: ByteBuffer?
@@ -112,7 +156,7 @@ public struct OpenAIProvider: ChatProvider {
             }
             guard let buffer else { break }
             for payload in parser.feed(buffer.readableBytesView) {
-                if payload == "[DONE]" { return }
+                if payload == "[DONE]" { return toolCalls.toolCalls }
                 let chunk: StreamChunk
                 do {
                     chunk = try JSONDecoder().decode(StreamChunk.self, from: Data(payload.utf8))
@@ -122,17 +166,22 @@ public struct OpenAIProvider: ChatProvider {
                 if let error = chunk.error { throw ProviderError(.streamError, error.message ?? "error in stream") }
                 for choice in chunk.choices ?? [] {
                     if let content = choice.delta?.content, !content.isEmpty { try await onDelta(content) }
+                    for piece in choice.delta?.tool_calls ?? [] { toolCalls.add(piece) }
                     if let reason = choice.finish_reason { finishReason = reason }
                 }
             }
         }
         // Some servers close after the finish reason without `[DONE]`; without either the answer was cut.
         guard finishReason != nil else { throw ProviderError(.disconnected, "the stream ended before [DONE]") }
+        return toolCalls.toolCalls
     }
 
     struct StreamChunk: Decodable {
         struct Choice: Decodable {
-            struct Delta: Decodable { var content: String? }
+            struct Delta: Decodable {
+                var content: String?
+                var tool_calls: [ToolCallAccumulator.Piece]?
+            }
             var delta: Delta?
             var finish_reason: String?
         }

@@ -15,10 +15,18 @@ public struct ProviderRequest: Sendable, Hashable {
     /// The part of the answer an earlier attempt already streamed (its worker died): the provider goes on
     /// after it instead of answering from the start.
     public var answerSoFar: String
+    /// Functions the model may call (a voice device's MCP tools); a provider without function calling
+    /// ignores them.
+    public var tools: [DeviceTool]
+    /// The model's earlier rounds of this answer that ended in tool calls, with their results.
+    public var toolRounds: [ToolRound]
+    /// False on the last round: the tools stay listed (the rounds refer to them) but the model must answer.
+    public var mayCallTools: Bool
 
     public init(
         role: String, responsibility: String? = nil, systemPrompt: String? = nil, userMessage: String,
-        contributions: [RoleContribution] = [], history: [ConversationTurn] = [], answerSoFar: String = ""
+        contributions: [RoleContribution] = [], history: [ConversationTurn] = [], answerSoFar: String = "",
+        tools: [DeviceTool] = [], toolRounds: [ToolRound] = [], mayCallTools: Bool = true
     ) {
         self.role = role
         self.responsibility = responsibility
@@ -27,6 +35,9 @@ public struct ProviderRequest: Sendable, Hashable {
         self.contributions = contributions
         self.history = history
         self.answerSoFar = answerSoFar
+        self.tools = tools
+        self.toolRounds = toolRounds
+        self.mayCallTools = mayCallTools
     }
 
     /// The user turn a chat model sees: the message, then the team's results so far.
@@ -41,7 +52,10 @@ public struct ProviderRequest: Sendable, Hashable {
 public protocol ChatProvider: Sendable {
     /// For logs and metrics: `offline` or `openai`.
     var kind: String { get }
-    func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws
+    /// Streams the answer's text; returns the tool calls the model ended with instead of finishing
+    /// (none: the answer is complete).
+    @discardableResult
+    func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws -> [ToolCall]
     /// The answer's length in characters (`ChatCentreDialect.length`) when known before it streams.
     func estimatedLength(of request: ProviderRequest) -> Int?
 }
@@ -163,7 +177,8 @@ public struct ResilientProvider: ChatProvider {
 
     public var kind: String { base.kind }
 
-    public func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws {
+    @discardableResult
+    public func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws -> [ToolCall] {
         var retries = 0
         while true {
             guard breakers.allow(breakerKey) else {
@@ -173,12 +188,12 @@ public struct ResilientProvider: ChatProvider {
             }
             var delivered = false
             do {
-                try await base.stream(request) { delta in
+                let calls = try await base.stream(request) { delta in
                     delivered = true
                     try await onDelta(delta)
                 }
                 breakers.recordSuccess(breakerKey)
-                return
+                return calls
             } catch var error as ProviderError {
                 breakers.recordFailure(breakerKey)
                 guard error.isRetryable, !delivered, retries < policy.maxRetries else {
@@ -252,7 +267,7 @@ struct RefusedProvider: ChatProvider {
 
     var kind: String { "openai" }
 
-    func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws {
+    func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws -> [ToolCall] {
         throw ProviderError(
             .notAllowed, "provider \(baseURL) is not in this agent-worker's SWITCHBOARD_AGENT_PROVIDERS; it is not called")
     }
