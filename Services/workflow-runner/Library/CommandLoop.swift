@@ -1,121 +1,64 @@
 import Foundation
 import Logging
 import Metrics
-import ServiceLifecycle
 import Synchronization
 import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRuntime
 import SwitchboardWorkflow
 
-/// Reads the runner's partitions. One loop per partition applies its messages in order: a run request
-/// starts the run (in a child task, so the partition moves on to the run's controls), a control or an
+/// What the runner does with each message of its partitions, in order: a run request starts the run,
+/// which completes later (the partition moves on to the run's controls meanwhile); a control or an
 /// answer goes to the run it names at once. A run request's offset is committed only when its run
 /// finished, so a run survives the death of its runner: the next owner of the partition reads the
 /// request again and resumes the run from its checkpoint.
-struct CommandLoop: Service {
-    let consumer: KafkaConsumer
+struct WorkflowCommands: Sendable {
     let context: ServiceContext
     let executor: NodeExecutor
     let store: WorkflowRunStore
     let registry = RunRegistry()
 
-    func run() async throws {
-        await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                for await partition in consumer.partitions {
-                    group.addTask { await consume(partition) }
-                }
+    var router: EventRouter {
+        var router = EventRouter(service: context.configuration.service.rawValue)
+        router.on(WorkflowRunRequested.self, completingLater: { start($0) })
+        router.on(WorkflowControlRequested.self) { envelope in
+            let control = envelope.payload
+            if let handle = registry.handle(control.runId) {
+                handle.send(.control(control))
+            } else {
+                await answerNotRunning(runID: control.runId, requestID: control.requestId, action: control.action)
             }
-        } onGracefulShutdown: {
-            consumer.stopDelivering()
         }
-        await consumer.close()
+        router.on(WorkflowInputProvided.self) { envelope in
+            let answer = envelope.payload
+            if let handle = registry.handle(answer.runId) {
+                handle.send(.answer(answer))
+            } else {
+                await answerNotRunning(runID: answer.runId, requestID: answer.requestId, action: "provide_input")
+            }
+        }
+        router.on(AgentTaskCompleted.self) { try await storeAgentResult($0.payload) }
+        return router
     }
 
-    private func consume(_ partition: KafkaPartitionStream) async {
-        let offsets = OffsetWindow()
-        var started: [RunHandle] = []
-        await withDiscardingTaskGroup { group in
-            for await message in partition {
-                offsets.begin(message.offset)
-                if message.topic == Topics.agentResults.name {
-                    await storeAgentResult(message)
-                    commit(offsets.finish(message.offset), message.topicPartition)
-                    continue
-                }
-                do {
-                    let header = try EnvelopeCodec.header(from: message.value)
-                    switch header.type {
-                    case WorkflowRunRequested.eventType:
-                        let envelope = try EnvelopeCodec.decode(WorkflowRunRequested.self, from: message.value)
-                        let runID = envelope.payload.runId
-                        guard registry.handle(runID) == nil else { break }  // the same request twice
-                        let handle = RunHandle(runID: runID)
-                        registry.add(handle)
-                        started.append(handle)
-                        group.addTask {
-                            let finished = await RunExecution(
-                                context: context, executor: executor, store: store, handle: handle, request: envelope
-                            ).execute()
-                            registry.remove(handle)
-                            // An abandoned run (partition lost, shutdown) keeps its request uncommitted.
-                            if finished { commit(offsets.finish(message.offset), message.topicPartition) }
-                        }
-                        continue
-                    case WorkflowControlRequested.eventType:
-                        let envelope = try EnvelopeCodec.decode(WorkflowControlRequested.self, from: message.value)
-                        if let handle = registry.handle(envelope.payload.runId) {
-                            handle.send(.control(envelope.payload))
-                        } else {
-                            await answerNotRunning(runID: envelope.payload.runId, requestID: envelope.payload.requestId, action: envelope.payload.action)
-                        }
-                    case WorkflowInputProvided.eventType:
-                        let envelope = try EnvelopeCodec.decode(WorkflowInputProvided.self, from: message.value)
-                        if let handle = registry.handle(envelope.payload.runId) {
-                            handle.send(.answer(envelope.payload))
-                        } else {
-                            await answerNotRunning(runID: envelope.payload.runId, requestID: envelope.payload.requestId, action: "provide_input")
-                        }
-                    default:
-                        throw UnhandledEventError(type: header.type, service: context.configuration.service.rawValue)
-                    }
-                } catch {
-                    await deadLetter(message, error: error)
-                }
-                commit(offsets.finish(message.offset), message.topicPartition)
-            }
-            // The partition was revoked or the runner is stopping: its runs continue elsewhere.
-            for handle in started { handle.send(.abandon) }
-        }
-    }
-
-    private func commit(_ next: Int64?, _ partition: TopicPartition) {
-        guard let next else { return }
-        do {
-            try consumer.markProcessed(partition, nextOffset: next)
-        } catch {
-            context.logger.debug("offset not stored", metadata: ["kafka.partition": "\(partition)", "error": "\(error)"])
+    /// The run, to execute until it has an outcome (or is abandoned: another runner takes it over).
+    private func start(_ request: Envelope<WorkflowRunRequested>) -> LaterCompletion? {
+        let runID = request.payload.runId
+        guard registry.handle(runID) == nil else { return nil }  // the same request twice
+        let handle = RunHandle(runID: runID)
+        registry.add(handle)
+        return LaterCompletion(abandon: { handle.send(.abandon) }) {
+            let finished = await RunExecution(context: context, executor: executor, store: store, handle: handle, request: request).execute()
+            registry.remove(handle)
+            return finished
         }
     }
 
     /// A result for one of our llm nodes: kept in Redis, where the node (on whichever instance) finds it.
-    private func storeAgentResult(_ message: KafkaConsumerMessage) async {
-        guard let envelope = try? EnvelopeCodec.decode(AgentTaskCompleted.self, from: message.value),
-            envelope.payload.isWorkflowTask
-        else { return }
-        let json = String(decoding: (try? JSONEncoder().encode(envelope.payload)) ?? Data(), as: UTF8.self)
-        var attempt = 0
-        while !Task.isCancelled {
-            do {
-                try await store.storeAgentResult(taskID: envelope.payload.taskId, json: json)
-                return
-            } catch {
-                attempt += 1
-                context.logger.warning("cannot store an agent result", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
-                try? await Task.sleep(for: .milliseconds(min(100 * attempt, 2000)))
-            }
-        }
+    private func storeAgentResult(_ result: AgentTaskCompleted) async throws {
+        guard result.isWorkflowTask else { return }
+        let json = String(decoding: try JSONEncoder().encode(result), as: UTF8.self)
+        try await store.storeAgentResult(taskID: result.taskId, json: json)
     }
 
     /// A control for a run this instance does not run: finished, unknown, or never started.
@@ -131,12 +74,6 @@ struct CommandLoop: Service {
         let emitter = Emitter(context: context, runID: runID)
         try? await emitter.emit(frame, data, id: DeterministicID.uuid(runID, "control", requestID))
         try? await emitter.settle()
-    }
-
-    private func deadLetter(_ message: KafkaConsumerMessage, error: any Error) async {
-        context.logger.error(
-            "message dead-lettered", metadata: ["kafka.partition": "\(message.topicPartition)", "kafka.offset": "\(message.offset)", "error": "\(error)"])
-        _ = try? await context.producer.send(DeadLetter.message(for: message, error: error, attempts: 1))
     }
 }
 

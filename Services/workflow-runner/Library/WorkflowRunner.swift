@@ -100,12 +100,13 @@ public enum WorkflowRunner {
         let archive = HistoryStore(configuration: storeConfiguration, logger: context.logger)
         context.readiness.add("postgres") { await archive.isReachable() }
         let store = WorkflowRunStore(redis: context.redis, archive: archive, retentionSeconds: settings.retentionSeconds)
-        let loop = CommandLoop(
-            consumer: consumer, context: context,
-            executor: NodeExecutor(context: context, store: store, settings: settings), store: store)
-        // Listed before the loop, so the pool shuts down after the last run. Each http node has an
+        let commands = WorkflowCommands(
+            context: context, executor: NodeExecutor(context: context, store: store, settings: settings), store: store)
+        let processor = KafkaEventProcessor(
+            consumer: consumer, deadLetterProducer: context.producer, logger: context.logger, router: commands.router)
+        // Listed before the processor, so the pool shuts down after the last run. Each http node has an
         // HTTP client of its own (its vetted address is that client's DNS override; see Egress.swift).
-        try await ServiceRunner.run(context: context, services: [archive, loop])
+        try await ServiceRunner.run(context: context, services: [archive, processor])
     }
 }
 
