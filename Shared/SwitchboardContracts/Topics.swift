@@ -12,10 +12,18 @@ public struct TopicSpec: Sendable, Hashable {
 
     /// Where a message that its handler can never accept goes, with the error in its headers.
     public var deadLetter: TopicSpec {
-        TopicSpec(name: name + Self.deadLetterSuffix, partitions: 1, purpose: "dead letters of \(name)")
+        TopicSpec(name: Self.deadLetterName(of: name), partitions: 1, purpose: "dead letters of \(name)")
     }
 
-    public static let deadLetterSuffix = ".dlq"
+    /// The dead-letter topic of the topic named `topic`.
+    public static func deadLetterName(of topic: String) -> String { topic + deadLetterSuffix }
+
+    /// The topic a dead-letter topic collects for, or nil when `topic` is not one.
+    public static func origin(ofDeadLetter topic: String) -> String? {
+        topic.hasSuffix(deadLetterSuffix) ? String(topic.dropLast(deadLetterSuffix.count)) : nil
+    }
+
+    private static let deadLetterSuffix = ".dlq"
 }
 
 /// The one place topic names and partition counts live (docs/topics.md mirrors this table).

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
+import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardTestSupport
 import Testing
@@ -152,7 +153,7 @@ struct KafkaIntegrationTests {
         try await TestEnvironment.requireKafka()
         let topic = TestEnvironment.uniqueTopic()
         let producer = try makeProducer()
-        try await producer.createTopics([(name: topic, partitions: 1), (name: topic + ".dlq", partitions: 1)])
+        try await producer.createTopics([(name: topic, partitions: 1), (name: TopicSpec.deadLetterName(of: topic), partitions: 1)])
         for value in ["flaky", "poison", "fine"] {
             _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "same-key", value: Array(value.utf8)))
         }
@@ -185,7 +186,7 @@ struct KafkaIntegrationTests {
         #expect(attempts.withLock { $0 } == ["flaky": 3, "poison": 1, "fine": 1])
 
         // The poison message is in the DLQ with its key, the error and where it came from.
-        let dlq = try makeConsumer(group: "g-\(UUID())", topic: topic + ".dlq")
+        let dlq = try makeConsumer(group: "g-\(UUID())", topic: TopicSpec.deadLetterName(of: topic))
         var partitions = dlq.partitions.makeAsyncIterator()
         let partition = try #require(await partitions.next())
         var messages = partition.makeAsyncIterator()
@@ -205,7 +206,7 @@ struct KafkaIntegrationTests {
         try await TestEnvironment.requireKafka()
         let topic = TestEnvironment.uniqueTopic()
         let producer = try makeProducer()
-        try await producer.createTopics([(name: topic, partitions: 1), (name: topic + ".dlq", partitions: 1)])
+        try await producer.createTopics([(name: topic, partitions: 1), (name: TopicSpec.deadLetterName(of: topic), partitions: 1)])
         for value in ["during-outage", "after"] {
             _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "same-key", value: Array(value.utf8)))
         }
@@ -246,7 +247,7 @@ struct KafkaIntegrationTests {
         #expect(waitedVisibly.withLock { $0 })
         #expect(!DependencyWaits.shared.isWaiting)
         let lag = try await KafkaGroupLag.measure(
-            client: TestEnvironment.kafkaClient, groups: [("g-none-\(UUID())", [topic + ".dlq"])], logger: logger)
+            client: TestEnvironment.kafkaClient, groups: [("g-none-\(UUID())", [TopicSpec.deadLetterName(of: topic)])], logger: logger)
         #expect(lag.first?.partitions.first?.highWatermark == 0)
         await producer.shutdown()
     }

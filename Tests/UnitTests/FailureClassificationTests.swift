@@ -44,7 +44,7 @@ struct FailureClassificationTests {
         #expect(headers[DeadLetter.kindHeader] == "poison")
         #expect(headers[DeadLetter.errorHeader]?.contains("does not handle") == true)
         #expect(parked.headers.filter { $0.name == DeadLetter.errorHeader }.count == 1)
-        #expect(DeadLetter.originTopic(of: parked.topic) == "sb.client.events")
-        #expect(DeadLetter.originTopic(of: "sb.client.events") == nil)
+        #expect(TopicSpec.origin(ofDeadLetter: parked.topic) == "sb.client.events")
+        #expect(TopicSpec.origin(ofDeadLetter: "sb.client.events") == nil)
     }
 }
