@@ -356,6 +356,52 @@ struct WorkflowFlowTests {
         }
     }
 
+    /// The llm node's answer comes back on the run's partition: when the runner that asked dies, the
+    /// runner that takes the run over reads the answer there again (asking the agent-worker again gets
+    /// nothing twice: the task is done) and the node completes once, with the text the client saw.
+    @Test func aRunnerKilledWhileItsLlmNodeWaitsLeavesTheAnswerToTheNextOwner() async throws {
+        try await ChatFlowTests.withStack { stack, url, authority in
+            try stack.start("workflow-runner")
+            try await stack.waitUntilReady()
+            let token = try await authority.mint(user: "wf-grace")
+            let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
+            let store = WorkflowRunStore(redis: redis)
+            let workflow: JSONValue = [
+                "id": "asked",
+                "nodes": [node("start", "start", ["inputs": ["topic": "ferries"]]), node("ask", "llm", ["prompt": "Tell me about {{topic}}"]), node("end", "end")],
+                "connections": [link("start", "topic", "ask", "topic"), link("ask", "text", "end", "result")],
+            ]
+            let (result, _) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: "asked"), token: token) { client in
+                _ = await client.frames.first("connection_established")
+                let runID = try await Self.execute(client, workflow)
+                var frames: [JSONValue] = []
+                // The agent-worker streams: the task is out, its answer on its way to the run's partition.
+                while let frame = await client.frames.next(within: .seconds(20)) {
+                    frames.append(frame.frame)
+                    if frame.frame["type"]?.stringValue == "node_progress" { break }
+                }
+                let owner = try #require(stack.logs(of: "workflow-runner").first { $0.log.contains(runID) }, "no runner logged the run")
+                stack.kill(httpPort: owner.httpPort)
+                frames += await client.frames.collect(idle: .seconds(45), until: Self.isOutcome)
+                return (runID, frames, owner.httpPort)
+            }
+            let (runID, frames, killed) = try #require(result)
+            #expect(frames.last?["type"]?.stringValue == "workflow_completed", "\(frames.suffix(3))")
+            let completed = frames.filter { Self.isNode($0, "ask", "completed") }
+            #expect(completed.count == 1)
+            let text = completed.first?["outputs"]?["text"]?.stringValue ?? ""
+            #expect(!text.isEmpty)
+            let progress = frames.filter { $0["type"]?.stringValue == "node_progress" }
+            #expect(progress.compactMap { $0["delta"]?.stringValue }.joined() == text)
+            let completions = try await store.completions(runID)
+            #expect(completions.count == 3 && completions.values.allSatisfy { $0 == 1 }, "\(completions)")
+            let survivor = stack.logs(of: "workflow-runner").first { $0.httpPort != killed }
+            #expect(survivor?.log.contains("resuming run from its checkpoint") == true)
+            #expect(stack.logs(of: "agent-worker").contains { $0.log.contains("task already done: not run again") })
+            await redis.close()
+        }
+    }
+
     static func pauseResumeStop(_ client: WorkflowClient) async throws -> String {
         _ = await client.frames.first("connection_established")
         let runID = try await Self.execute(client, Self.chain(4, ms: 600))

@@ -35,11 +35,7 @@ public enum Orchestrator {
             context: context, engine: CollaborationEngine(team: team), history: HistoryContext(store: store, logger: context.logger))
         var router = EventRouter(service: configuration.service.rawValue)
         router.on(ChatMessageSubmitted.self) { try await runner.handle($0) }
-        router.on(AgentTaskCompleted.self) { result in
-            // A workflow llm node's result: the runners read it; here it would only leave an empty record.
-            guard !result.payload.isWorkflowTask else { return }
-            try await runner.handle(result)
-        }
+        router.on(AgentTaskCompleted.self) { try await runner.handle($0) }
         router.on(ChatInterruptRequested.self) { try await runner.handle($0) }
         router.on(ChatRoleFocusRequested.self) { try await runner.handle($0) }
         let processor = KafkaEventProcessor(consumer: consumer, deadLetterProducer: context.producer, logger: context.logger, router: router)
