@@ -30,8 +30,8 @@ public struct EventRouter: Sendable {
     /// and return it: the partition goes on with its next messages meanwhile, and the message's offset
     /// is stored only once that work finished, so the partition's next owner reads the message again
     /// if it did not. nil: nothing is left to do, the message is handled.
-    public mutating func on<P: EventPayload>(
-        _ type: P.Type, completingLater handler: @escaping @Sendable (Envelope<P>) async throws -> LaterCompletion?
+    public mutating func onCompletingLater<P: EventPayload>(
+        _ type: P.Type, _ handler: @escaping @Sendable (Envelope<P>) async throws -> LaterCompletion?
     ) {
         routes[P.eventType] = { message in
             try await handler(try EnvelopeCodec.decode(P.self, from: message.value)).map(Handling.later) ?? .done

@@ -368,8 +368,8 @@ struct WorkflowFlowTests {
             let store = WorkflowRunStore(redis: redis)
             let workflow: JSONValue = [
                 "id": "asked",
-                "nodes": [node("start", "start", ["inputs": ["topic": "ferries"]]), node("ask", "llm", ["prompt": "Tell me about {{topic}}"]), node("end", "end")],
-                "connections": [link("start", "topic", "ask", "topic"), link("ask", "text", "end", "result")],
+                "nodes": [Self.node("start", "start", ["inputs": ["topic": "ferries"]]), Self.node("ask", "llm", ["prompt": "Tell me about {{topic}}"]), Self.node("end", "end")],
+                "connections": [Self.link("start", "topic", "ask", "topic"), Self.link("ask", "text", "end", "result")],
             ]
             let (result, _) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: "asked"), token: token) { client in
                 _ = await client.frames.first("connection_established")

@@ -223,7 +223,7 @@ struct KafkaIntegrationTests {
         /// A member whose runs finish when `finishing` says so, or are abandoned when it stops.
         func member(finishing: Bool) throws -> KafkaEventProcessor {
             var router = EventRouter(service: "tester")
-            router.on(ChatRoleFocusRequested.self, completingLater: { envelope in
+            router.onCompletingLater(ChatRoleFocusRequested.self) { envelope in
                 seen.withLock { $0.append(envelope.payload.requestId) }
                 let (stop, stopped) = AsyncStream.makeStream(of: Void.self)
                 return LaterCompletion(
@@ -236,7 +236,7 @@ struct KafkaIntegrationTests {
                         for await _ in stop {}
                         return false
                     })
-            })
+            }
             router.on(ChatInterruptRequested.self) { envelope in seen.withLock { $0.append(envelope.payload.requestId) } }
             return KafkaEventProcessor(
                 consumer: try makeConsumer(group: groupID, topic: topic), deadLetterProducer: producer, logger: logger, router: router)

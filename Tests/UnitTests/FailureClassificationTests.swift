@@ -63,12 +63,12 @@ struct EventRouterTests {
         let seen = Locked<[String]>([])
         var router = EventRouter(service: "tester")
         router.on(ChatInterruptRequested.self) { envelope in seen.withLock { $0.append("interrupt \(envelope.payload.requestId)") } }
-        router.on(ChatRoleFocusRequested.self, completingLater: { _ in
+        router.onCompletingLater(ChatRoleFocusRequested.self) { _ in
             LaterCompletion(abandon: {}) {
                 seen.withLock { $0.append("focus, later") }
                 return true
             }
-        })
+        }
         let interrupt = ChatInterruptRequested(conversationId: "c", userId: "u", requestId: "r1", gateway: "g")
         guard case .done = try await router.route(try message(interrupt)) else {
             Issue.record("a plain handler's message is done when it returns")

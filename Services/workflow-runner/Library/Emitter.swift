@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 import SwitchboardContracts
 import SwitchboardKafka

@@ -17,7 +17,7 @@ struct WorkflowCommands: Sendable {
 
     var router: EventRouter {
         var router = EventRouter(service: context.configuration.service.rawValue)
-        router.on(WorkflowRunRequested.self, completingLater: { start($0) })
+        router.onCompletingLater(WorkflowRunRequested.self) { start($0) }
         router.on(WorkflowControlRequested.self) { envelope in
             let control = envelope.payload
             if let handle = registry.handle(control.runId) {
