@@ -146,9 +146,6 @@ public struct AgentTaskCompleted: EventPayload, Equatable {
         self.finishedAt = finishedAt
     }
 
-    /// A workflow llm node's result (the runners' business, not the orchestrator's).
-    public var isWorkflowTask: Bool { runId.hasPrefix(WorkflowNodeTask.runPrefix) }
-
     public static let completed = "completed"
     public static let failed = "failed"
     /// Stopped on the user's request; `content` is what was generated until then.

@@ -73,13 +73,16 @@ public struct AgentTaskRequested: EventPayload, Equatable {
     public var workflowNode: WorkflowNodeTask?
     /// The device tools the role may call (the replying role of a voice turn only).
     public var deviceTools: DeviceToolbox?
+    /// The name of the topic the task's result (`AgentTaskCompleted`) goes to, keyed by `conversationId`,
+    /// so only the requester reads it; absent (tasks of older requesters): the orchestrator's. See `replyTopic`.
+    public var replyTo: String?
 
     public init(
         taskId: String, conversationId: String, userId: String, replyMessageId: String, inReplyTo: String,
         role: String, prompt: String, runId: String? = nil, responsibility: String? = nil, systemPrompt: String? = nil,
         provider: ProviderSpec? = nil, contributions: [RoleContribution]? = nil, history: [ConversationTurn]? = nil,
         isFinal: Bool? = nil, dispatchedAt: Int64? = nil, workflowNode: WorkflowNodeTask? = nil,
-        deviceTools: DeviceToolbox? = nil
+        deviceTools: DeviceToolbox? = nil, replyTo: String? = nil
     ) {
         self.taskId = taskId
         self.conversationId = conversationId
@@ -98,6 +101,13 @@ public struct AgentTaskRequested: EventPayload, Equatable {
         self.dispatchedAt = dispatchedAt
         self.workflowNode = workflowNode
         self.deviceTools = deviceTools
+        self.replyTo = replyTo
+    }
+
+    /// Where the result goes: the topic `replyTo` names, `Topics.agentResults` (the orchestrator's) when
+    /// it names none or no topic of Switchboard's.
+    public var replyTopic: TopicSpec {
+        replyTo.flatMap(Topics.named) ?? Topics.agentResults
     }
 }
 
@@ -113,8 +123,8 @@ public struct WorkflowNodeTask: Codable, Sendable, Hashable {
 
     /// The frame a running llm node's tokens travel in, on `Channel.workflow(runId)`.
     public static let progressFrame = "node_progress"
-    /// Agent tasks of workflow runs carry run ids with this prefix: the runners keep their results,
-    /// the orchestrator ignores them.
+    /// Agent tasks of workflow runs carry run ids with this prefix, apart from the collaboration runs
+    /// the orchestrator stops (`RunControl.stopChannel`).
     public static let runPrefix = "wf:"
 
     /// ISO 8601 with milliseconds, the workflow protocol's timestamp form (seed 003).

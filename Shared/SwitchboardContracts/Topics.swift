@@ -12,10 +12,18 @@ public struct TopicSpec: Sendable, Hashable {
 
     /// Where a message that its handler can never accept goes, with the error in its headers.
     public var deadLetter: TopicSpec {
-        TopicSpec(name: name + Self.deadLetterSuffix, partitions: 1, purpose: "dead letters of \(name)")
+        TopicSpec(name: Self.deadLetterName(of: name), partitions: 1, purpose: "dead letters of \(name)")
     }
 
-    public static let deadLetterSuffix = ".dlq"
+    /// The dead-letter topic of the topic named `topic`.
+    public static func deadLetterName(of topic: String) -> String { topic + deadLetterSuffix }
+
+    /// The topic a dead-letter topic collects for, or nil when `topic` is not one.
+    public static func origin(ofDeadLetter topic: String) -> String? {
+        topic.hasSuffix(deadLetterSuffix) ? String(topic.dropLast(deadLetterSuffix.count)) : nil
+    }
+
+    private static let deadLetterSuffix = ".dlq"
 }
 
 /// The one place topic names and partition counts live (docs/topics.md mirrors this table).
@@ -30,7 +38,7 @@ public enum Topics {
         purpose: "work for one AI role; consumed by agent-workers")
     public static let agentResults = TopicSpec(
         name: "sb.agent.results", partitions: 8,
-        purpose: "a role finished or failed its task, with its text; consumed by the orchestrator")
+        purpose: "a role finished or failed the orchestrator's task, with its text; consumed by the orchestrator")
     public static let clientEvents = TopicSpec(
         name: "sb.client.events", partitions: 8,
         purpose: "everything a client should see; consumed by the notifier, which fans out through Redis")
@@ -39,11 +47,14 @@ public enum Topics {
         purpose: "device audio and listen commands keyed by device session; consumed by voice-workers")
     public static let workflowCommands = TopicSpec(
         name: "sb.workflow.commands", partitions: 8,
-        purpose: "workflow runs and their controls keyed by run id; consumed by workflow-runners")
+        purpose: "workflow runs, their controls and their llm nodes' results keyed by run id; consumed by workflow-runners")
 
     public static let all: [TopicSpec] = [
         chatRequests, agentTasks, agentResults, clientEvents, voiceUplink, workflowCommands,
     ]
+
+    /// The topic of Switchboard's named `name`.
+    public static func named(_ name: String) -> TopicSpec? { all.first { $0.name == name } }
 }
 
 /// Kafka consumer group ids: every instance of a worker kind joins its kind's group.
@@ -64,7 +75,7 @@ public enum ConsumerGroups {
         (notifier, [Topics.clientEvents], .interactive),
         (history, [Topics.chatRequests, Topics.clientEvents], .background),
         (voiceWorker, [Topics.voiceUplink], .steady),
-        (workflowRunner, [Topics.workflowCommands, Topics.agentResults], .steady),
+        (workflowRunner, [Topics.workflowCommands], .steady),
     ]
 
     /// How soon `group` must see a new message.

@@ -35,11 +35,21 @@ final class DedicatedThread: Sendable {
     }
 }
 
-/// Runs one blocking call on a fresh thread and awaits its result.
-func runBlocking<T: Sendable>(name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        _ = DedicatedThread(name: name) {
-            continuation.resume(with: Result { try body() })
+/// Where librdkafka's blocking admin, metadata and flush calls run, one after the other: a serial
+/// dispatch queue, never the cooperative pool (swift-kafka-client's `DispatchQueueTaskExecutor` does
+/// the same), instead of a new thread per call.
+final class BlockingExecutor: Sendable {
+    static let shared = BlockingExecutor(label: "switchboard.kafka-blocking")
+
+    private let queue: DispatchQueue
+
+    init(label: String) {
+        queue = DispatchQueue(label: label)
+    }
+
+    func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try body() }) }
         }
     }
 }

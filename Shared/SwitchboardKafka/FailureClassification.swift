@@ -77,13 +77,8 @@ public enum DeadLetter {
         headers.append(KafkaHeader(name: originHeader, string: "\(message.topic)/\(message.partition)/\(message.offset)"))
         headers.append(KafkaHeader(name: attemptsHeader, string: "\(attempts)"))
         headers.append(KafkaHeader(name: kindHeader, string: FailureClassifier.kind(of: error).description))
-        var outgoing = KafkaOutgoingMessage(topic: message.topic + TopicSpec.deadLetterSuffix, key: nil, value: message.value, headers: headers)
+        var outgoing = KafkaOutgoingMessage(topic: TopicSpec.deadLetterName(of: message.topic), key: nil, value: message.value, headers: headers)
         outgoing.key = message.key
         return outgoing
-    }
-
-    /// The topic a dead-letter topic collects for, or nil when `topic` is not one.
-    public static func originTopic(of topic: String) -> String? {
-        topic.hasSuffix(TopicSpec.deadLetterSuffix) ? String(topic.dropLast(TopicSpec.deadLetterSuffix.count)) : nil
     }
 }

@@ -5,10 +5,23 @@ public struct KafkaClientConfiguration: Sendable {
     public var clientID: String = "switchboard"
     /// Extra librdkafka properties, applied last (see librdkafka's CONFIGURATION.md).
     public var extraProperties: [String: String] = [:]
+    /// librdkafka's own tracing contexts (its `debug` property, e.g. "consumer,fetch,cgrp"), for
+    /// operators chasing a broker problem; nil or empty: none.
+    public var debug: String?
 
     public init(bootstrapServers: String = "127.0.0.1:9092", clientID: String = "switchboard") {
         self.bootstrapServers = bootstrapServers
         self.clientID = clientID
+    }
+
+    /// A client's own properties with the brokers, the client id and `debug`, and `extraProperties` over all.
+    func properties(with own: [String: String]) -> [String: String] {
+        var properties = own
+        properties["bootstrap.servers"] = bootstrapServers
+        properties["client.id"] = clientID
+        if let debug, !debug.isEmpty { properties["debug"] = debug }
+        properties.merge(extraProperties) { _, extra in extra }
+        return properties
     }
 }
 
@@ -25,18 +38,14 @@ public struct KafkaProducerConfiguration: Sendable {
 
     /// The librdkafka form: idempotent, acks=all, so a retried send never duplicates or reorders.
     var properties: [String: String] {
-        var properties: [String: String] = [
-            "bootstrap.servers": client.bootstrapServers,
-            "client.id": client.clientID,
+        client.properties(with: [
             "enable.idempotence": "true",
             "acks": "all",
             "linger.ms": String(lingerMilliseconds),
             "message.timeout.ms": String(messageTimeoutMilliseconds),
             "socket.nagle.disable": "true",
             "topic.metadata.refresh.interval.ms": "10000",
-        ]
-        properties.merge(client.extraProperties) { _, extra in extra }
-        return properties
+        ])
     }
 }
 
@@ -66,9 +75,7 @@ public struct KafkaConsumerConfiguration: Sendable {
     /// Auto-commit commits only offsets the application stored, and it stores one only after its handler
     /// succeeded: at-least-once without a commit round trip per message.
     var properties: [String: String] {
-        var properties: [String: String] = [
-            "bootstrap.servers": client.bootstrapServers,
-            "client.id": client.clientID,
+        client.properties(with: [
             "group.id": groupID,
             "enable.auto.commit": "true",
             "enable.auto.offset.store": "false",
@@ -84,8 +91,6 @@ public struct KafkaConsumerConfiguration: Sendable {
             "fetch.error.backoff.ms": "50",
             "socket.nagle.disable": "true",
             "topic.metadata.refresh.interval.ms": "10000",
-        ]
-        properties.merge(client.extraProperties) { _, extra in extra }
-        return properties
+        ])
     }
 }

@@ -9,6 +9,8 @@ import Synchronization
 ///
 /// Nothing is committed until `markProcessed` says a message was handled (at-least-once); a
 /// partition whose handler falls behind is paused at the broker instead of buffering without bound.
+/// Every librdkafka call of a consumer runs on its polling thread (pause and resume wait for
+/// librdkafka's partition threads: never on the cooperative pool, never under a lock).
 public final class KafkaConsumer: Sendable {
     private struct State {
         var buffers: [TopicPartition: PartitionBuffer] = [:]
@@ -107,11 +109,17 @@ public final class KafkaConsumer: Sendable {
                 if let error = client.commitStoredOffsets() {
                     logger.warning("final commit failed", metadata: ["error": "\(error)"])
                 }
-                client.beginClose()
+                do {
+                    try client.beginClose()
+                } catch {
+                    // Not leaving the group politely: destroying the handle still closes it.
+                    logger.warning("consumer close failed", metadata: ["error": "\(error)"])
+                    break
+                }
             }
             if closing && client.isClosed { break }
-            guard let event = client.poll(timeoutMilliseconds: 50) else { continue }
-            handle(event)
+            if let event = client.poll(timeoutMilliseconds: 50) { handle(event) }
+            applyFlowActions()
         }
         client.destroy()
         logger.debug("consumer closed")
@@ -127,15 +135,17 @@ public final class KafkaConsumer: Sendable {
                 guard !state.stopDelivering else { return ([], true) }
                 var streams: [KafkaPartitionStream] = []
                 for partition in assigned where state.buffers[partition] == nil {
-                    let buffer = PartitionBuffer(
-                        partition: partition, highWatermark: configuration.maxBufferedMessagesPerPartition,
-                        flowControl: self)
+                    let buffer = PartitionBuffer(partition: partition, highWatermark: configuration.maxBufferedMessagesPerPartition)
                     state.buffers[partition] = buffer
                     streams.append(KafkaPartitionStream(partition: partition, buffer: buffer, consumer: self))
                 }
                 return (streams, false)
             }
-            client.assign(assigned)
+            do {
+                try client.assign(assigned)
+            } catch {
+                logger.error("assign failed", metadata: ["kafka.partitions": "\(assigned.map(\.description))", "error": "\(error)"])
+            }
             logger.info("partitions assigned", metadata: ["kafka.partitions": "\(assigned.map(\.description))"])
             if !stopped { newStreams.forEach { partitionContinuation.yield($0) } }
         case .revoke(let revoked):
@@ -150,7 +160,11 @@ public final class KafkaConsumer: Sendable {
             if let error = client.commitStoredOffsets() {
                 logger.warning("commit before revoke failed", metadata: ["error": "\(error)"])
             }
-            client.unassign(revoked)
+            do {
+                try client.unassign(revoked)
+            } catch {
+                logger.error("unassign failed", metadata: ["kafka.partitions": "\(revoked.map(\.description))", "error": "\(error)"])
+            }
             logger.info("partitions revoked", metadata: ["kafka.partitions": "\(revoked.map(\.description))"])
         case .fetchError(let error):
             logger.warning("fetch error", metadata: ["error": "\(error)"])
@@ -183,23 +197,34 @@ public final class KafkaConsumer: Sendable {
 
 }
 
-extension KafkaConsumer: PartitionFlowControl {
-    func pause(_ partition: TopicPartition) {
-        client.pause([partition])
-        pausedGauge.increment()
-    }
-
-    func resume(_ partition: TopicPartition) {
-        client.resume([partition])
-        pausedGauge.decrement()
+extension KafkaConsumer {
+    /// Carries out what the partition buffers decided since the last poll (on the polling thread).
+    private func applyFlowActions() {
+        let buffers = state.withLock { Array($0.buffers.values) }
+        for buffer in buffers {
+            guard let action = buffer.takeFlowAction() else { continue }
+            do {
+                switch action {
+                case .pause:
+                    try client.pause([buffer.partition])
+                    pausedGauge.increment()
+                case .resume:
+                    try client.resume([buffer.partition])
+                    pausedGauge.decrement()
+                }
+            } catch {
+                // A partition just revoked: its buffer goes with it.
+                logger.warning("\(action) failed", metadata: ["kafka.partition": "\(buffer.partition)", "error": "\(error)"])
+            }
+        }
     }
 }
 
-/// Pauses and resumes fetching of a partition. Called with the buffer's lock held, so a pause and the
-/// resume that follows it reach librdkafka in the order they were decided (both calls only queue an op).
-protocol PartitionFlowControl: Sendable {
-    func pause(_ partition: TopicPartition)
-    func resume(_ partition: TopicPartition)
+/// Whether a partition's fetching must stop or go on.
+enum FlowAction: Sendable, Equatable, CustomStringConvertible {
+    case pause, resume
+
+    var description: String { self == .pause ? "pause" : "resume" }
 }
 
 /// The messages of one assigned partition, in offset order. Finishes when the partition is revoked or
@@ -231,24 +256,36 @@ public struct KafkaPartitionStream: AsyncSequence, Sendable {
 }
 
 /// The bounded hand-over between the polling thread and one partition's handler task: above the high
-/// watermark the partition is paused at the broker, and resumed once the handler drained half of it.
+/// watermark the partition is to be paused at the broker, and resumed once the handler drained half
+/// of it. The buffer only decides; the polling thread takes the decision (`takeFlowAction`) and calls
+/// librdkafka, so a handler's `next()` never waits for librdkafka.
 final class PartitionBuffer: Sendable {
     private struct State {
         var messages = Deque<KafkaConsumerMessage>()
         var waiter: CheckedContinuation<KafkaConsumerMessage?, Never>?
+        /// What the buffer decided, and what the polling thread last carried out.
         var paused = false
+        var pausedAtBroker = false
         var finished = false
     }
 
     let partition: TopicPartition
     private let highWatermark: Int
-    private let flowControl: any PartitionFlowControl
     private let state = Mutex(State())
 
-    init(partition: TopicPartition, highWatermark: Int, flowControl: any PartitionFlowControl) {
+    init(partition: TopicPartition, highWatermark: Int) {
         self.partition = partition
         self.highWatermark = max(1, highWatermark)
-        self.flowControl = flowControl
+    }
+
+    /// The pause or resume the broker has yet to hear of, if any (a pause undone before the polling
+    /// thread came to it is no action at all). For the polling thread.
+    func takeFlowAction() -> FlowAction? {
+        state.withLock { state in
+            guard !state.finished, state.paused != state.pausedAtBroker else { return nil }
+            state.pausedAtBroker = state.paused
+            return state.paused ? .pause : .resume
+        }
     }
 
     func push(_ messages: ArraySlice<KafkaConsumerMessage>) {
@@ -261,10 +298,7 @@ final class PartitionBuffer: Sendable {
                 state.waiter = nil
             }
             for message in messages { state.messages.append(message) }
-            if !state.paused && state.messages.count >= highWatermark {
-                state.paused = true
-                flowControl.pause(partition)
-            }
+            if !state.paused && state.messages.count >= highWatermark { state.paused = true }
             return handOver
         }
         if let (waiter, message) = handOver { waiter.resume(returning: message) }
@@ -273,10 +307,7 @@ final class PartitionBuffer: Sendable {
     /// Takes the first buffered message; resumes the partition when the buffer has drained enough.
     private func popLocked(_ state: inout State) -> KafkaConsumerMessage? {
         guard let message = state.messages.popFirst() else { return nil }
-        if state.paused && state.messages.count <= highWatermark / 2 {
-            state.paused = false
-            flowControl.resume(partition)
-        }
+        if state.paused && state.messages.count <= highWatermark / 2 { state.paused = false }
         return message
     }
 

@@ -21,10 +21,12 @@ public struct RetryPolicy: Sendable {
 }
 
 /// Runs a handler over every message of a consumer group: one task per partition keeps order per key,
-/// partitions run concurrently. A failing message is treated by its `FailureKind`: poison goes to
-/// `<topic>.dlq` at once, a transient failure is retried with backoff and then parked there, and while a
-/// dependency is down the partition waits and retries for as long as it takes (nothing is parked for an
-/// outage). The offset of a message is stored only after it was handled or dead-lettered.
+/// partitions run concurrently. A failing message is treated by its `FailureKind`: poison goes to its
+/// topic's dead-letter topic (`TopicSpec.deadLetter`) at once, a transient failure is retried with backoff
+/// and then parked there, and while a dependency is down the partition waits and retries for as long as
+/// it takes (nothing is parked for an outage). The offset of a message is stored only after it was
+/// handled or dead-lettered; a message whose handler left work to complete later (`EventRouter`) counts
+/// as handled once that work finished.
 public struct KafkaEventProcessor: Service {
     public typealias Handler = @Sendable (KafkaConsumerMessage) async throws -> Void
     public typealias BatchHandler = @Sendable ([KafkaConsumerMessage]) async throws -> Void
@@ -32,7 +34,7 @@ public struct KafkaEventProcessor: Service {
     private let consumer: KafkaConsumer
     private let producer: KafkaProducer
     private let retryPolicy: RetryPolicy
-    private let handler: Handler
+    private let handler: EventRouter.Route
     private let logger: Logger
     private let concurrencyPerPartition: Int
     private let batchHandler: BatchHandler?
@@ -40,9 +42,26 @@ public struct KafkaEventProcessor: Service {
     private let handledCounters = HandledCounters()
     private let stopping = StopFlag()
 
+    /// Each message goes to the router's handler for its event type.
+    ///
     /// With `concurrencyPerPartition` above 1, up to that many messages of a partition are handled at
     /// once (for work whose order does not matter, like the independent tasks of one conversation); the
     /// committed offset still only passes messages that are all done.
+    public init(
+        consumer: KafkaConsumer, deadLetterProducer: KafkaProducer, retryPolicy: RetryPolicy = RetryPolicy(),
+        concurrencyPerPartition: Int = 1, logger: Logger, router: EventRouter
+    ) {
+        self.consumer = consumer
+        self.producer = deadLetterProducer
+        self.retryPolicy = retryPolicy
+        self.concurrencyPerPartition = max(1, concurrencyPerPartition)
+        self.logger = logger
+        self.handler = router.route
+        self.batchHandler = nil
+        self.maximumBatch = 1
+    }
+
+    /// Every message goes to `handler`, whatever its type (a consumer of one kind of event).
     public init(
         consumer: KafkaConsumer, deadLetterProducer: KafkaProducer, retryPolicy: RetryPolicy = RetryPolicy(),
         concurrencyPerPartition: Int = 1, logger: Logger, handler: @escaping Handler
@@ -52,7 +71,7 @@ public struct KafkaEventProcessor: Service {
         self.retryPolicy = retryPolicy
         self.concurrencyPerPartition = max(1, concurrencyPerPartition)
         self.logger = logger
-        self.handler = handler
+        self.handler = Self.completing(handler)
         self.batchHandler = nil
         self.maximumBatch = 1
     }
@@ -70,9 +89,16 @@ public struct KafkaEventProcessor: Service {
         self.retryPolicy = retryPolicy
         self.concurrencyPerPartition = 1
         self.logger = logger
-        self.handler = handler
+        self.handler = Self.completing(handler)
         self.batchHandler = batchHandler
         self.maximumBatch = max(1, maximumBatch)
+    }
+
+    private static func completing(_ handler: @escaping Handler) -> EventRouter.Route {
+        { message in
+            try await handler(message)
+            return .done
+        }
     }
 
     public func run() async throws {
@@ -82,12 +108,8 @@ public struct KafkaEventProcessor: Service {
                     group.addTask {
                         if let batchHandler {
                             await processBatches(partition, batchHandler)
-                        } else if concurrencyPerPartition == 1 {
-                            for await message in partition {
-                                if await process(message) { commit(message.topicPartition, nextOffset: message.offset + 1) }
-                            }
                         } else {
-                            await processConcurrently(partition)
+                            await processMessages(partition)
                         }
                     }
                 }
@@ -113,33 +135,58 @@ public struct KafkaEventProcessor: Service {
                 logger.debug("batch failed, handling its messages one by one", metadata: ["error": "\(error)", "kafka.batch_size": "\(batch.count)"])
                 for message in batch {
                     // Unprocessed (shutdown): stop here, so the rest is read again.
-                    guard await process(message) else { return }
-                    commit(message.topicPartition, nextOffset: message.offset + 1)
+                    guard await process(message) != nil else { return }
+                    commit(message.offset + 1, message.topicPartition)
                 }
                 continue
             }
-            commit(last.topicPartition, nextOffset: last.offset + 1)
+            commit(last.offset + 1, last.topicPartition)
         }
     }
 
-    private func processConcurrently(_ partition: KafkaPartitionStream) async {
+    /// One message after the other, or up to `concurrencyPerPartition` at once; the commit point is the
+    /// lowest offset not yet done. When the partition ends (revoked, or the consumer stops), the work
+    /// still completing later is abandoned and awaited: its messages stay uncommitted.
+    private func processMessages(_ partition: KafkaPartitionStream) async {
         let slots = AsyncSlots(concurrencyPerPartition)
         let offsets = OffsetWindow()
+        let completing = CompletingWork()
         await withDiscardingTaskGroup { group in
             for await message in partition {
-                await slots.acquire()
                 offsets.begin(message.offset)
+                if concurrencyPerPartition == 1 {
+                    switch await process(message) {
+                    case .done?: commit(offsets.finish(message.offset), message.topicPartition)
+                    case .later(let completion)?: group.addTask { await complete(message, completion, offsets, completing) }
+                    case nil: continue  // unprocessed (shutdown): it holds the commit point
+                    }
+                    continue
+                }
+                await slots.acquire()
                 group.addTask {
-                    defer { slots.release() }
-                    // A message left unprocessed (shutdown) holds the commit point below it.
-                    guard await process(message) else { return }
-                    if let next = offsets.finish(message.offset) { commit(message.topicPartition, nextOffset: next) }
+                    let handling = await process(message)
+                    slots.release()
+                    switch handling {
+                    case .done?: commit(offsets.finish(message.offset), message.topicPartition)
+                    case .later(let completion)?: await complete(message, completion, offsets, completing)
+                    case nil: return
+                    }
                 }
             }
+            completing.abandonAll()
         }
     }
 
-    private func commit(_ partition: TopicPartition, nextOffset: Int64) {
+    private func complete(_ message: KafkaConsumerMessage, _ completion: LaterCompletion, _ offsets: OffsetWindow, _ completing: CompletingWork) async {
+        completing.add(message.offset, abandon: completion.abandon)
+        let finished = await completion.work()
+        completing.remove(message.offset)
+        // Abandoned work leaves its message uncommitted, for the partition's next owner.
+        if finished { commit(offsets.finish(message.offset), message.topicPartition) }
+    }
+
+    private func commit(_ nextOffset: Int64?, _ partition: TopicPartition) {
+        guard let nextOffset else { return }
         do {
             try consumer.markProcessed(partition, nextOffset: nextOffset)
         } catch {
@@ -148,8 +195,8 @@ public struct KafkaEventProcessor: Service {
         }
     }
 
-    /// Handles one message (retries, then dead-letter); false when it must be read again.
-    private func process(_ message: KafkaConsumerMessage) async -> Bool {
+    /// Handles one message (retries, then dead-letter); nil when it must be read again.
+    private func process(_ message: KafkaConsumerMessage) async -> Handling? {
         let dimensions = [("topic", message.topic)]
         var attempt = 0
         // Only failures of the message's own count toward dead-lettering, not the waits of an outage.
@@ -158,14 +205,14 @@ public struct KafkaEventProcessor: Service {
         defer { if waitingSince != nil { DependencyWaits.shared.end() } }
         while true {
             do {
-                try await handler(message)
+                let handling = try await handler(message)
                 handledCounters.counter(for: message.topic).increment()
                 if let waitingSince {
                     logger.info(
                         "dependency back, partition resumed",
                         metadata: ["kafka.partition": "\(message.topicPartition)", "waited": "\(ContinuousClock.now - waitingSince)"])
                 }
-                return true
+                return handling
             } catch {
                 attempt += 1
                 switch FailureClassifier.kind(of: error) {
@@ -179,9 +226,9 @@ public struct KafkaEventProcessor: Service {
                             metadata: ["kafka.partition": "\(message.topicPartition)", "kafka.offset": "\(message.offset)", "error": "\(error)"])
                     }
                     Counter(label: "sb_kafka_dependency_retries_total", dimensions: dimensions).increment()
-                    if stopping.isSet { return false }
+                    if stopping.isSet { return nil }
                     try? await Task.sleep(for: retryPolicy.dependencyBackoff.delay(attempt: min(attempt - 1, 10)))
-                    if stopping.isSet { return false }
+                    if stopping.isSet { return nil }
                     continue
                 case .transient where transientFailures + 1 < retryPolicy.maxAttempts:
                     transientFailures += 1
@@ -193,7 +240,7 @@ public struct KafkaEventProcessor: Service {
                     continue
                 case .transient, .poison:
                     // Not parked (the producer is gone): leave the offset alone so the message is read again.
-                    return await deadLetter(message, error: error, attempts: attempt)
+                    return await deadLetter(message, error: error, attempts: attempt) ? .done : nil
                 }
             }
         }
@@ -246,10 +293,38 @@ private final class HandledCounters: Sendable {
     }
 }
 
-/// The offsets of a partition in flight; the commit point is the lowest one not yet done. For
-/// consumers that work on several messages of a partition at once (and the workflow-runner, whose
-/// runs finish out of order).
-public final class OffsetWindow: Sendable {
+/// The work of a partition's messages that completes later, by offset, to abandon when the partition
+/// ends; work that registers after that is abandoned at once.
+private final class CompletingWork: Sendable {
+    private struct State {
+        var abandons: [Int64: @Sendable () -> Void] = [:]
+        var ended = false
+    }
+
+    private let state = Mutex(State())
+
+    func add(_ offset: Int64, abandon: @escaping @Sendable () -> Void) {
+        let ended = state.withLock { state in
+            if !state.ended { state.abandons[offset] = abandon }
+            return state.ended
+        }
+        if ended { abandon() }
+    }
+
+    func remove(_ offset: Int64) { _ = state.withLock { $0.abandons.removeValue(forKey: offset) } }
+
+    func abandonAll() {
+        let abandons = state.withLock { state in
+            state.ended = true
+            return state.abandons.values
+        }
+        for abandon in abandons { abandon() }
+    }
+}
+
+/// The offsets of a partition in flight; the commit point is the lowest one not yet done (messages
+/// handled several at once, or whose work completes later, finish out of order).
+final class OffsetWindow: Sendable {
     private struct State {
         var inFlight = Set<Int64>()
         var highestDone: Int64 = -1
@@ -259,9 +334,9 @@ public final class OffsetWindow: Sendable {
 
     private let state = Mutex(State())
 
-    public init() {}
+    init() {}
 
-    public func begin(_ offset: Int64) {
+    func begin(_ offset: Int64) {
         state.withLock { state in
             state.inFlight.insert(offset)
             if state.committed == nil { state.committed = offset }
@@ -269,7 +344,7 @@ public final class OffsetWindow: Sendable {
     }
 
     /// The next offset to commit when it moved forward.
-    public func finish(_ offset: Int64) -> Int64? {
+    func finish(_ offset: Int64) -> Int64? {
         state.withLock { state in
             state.inFlight.remove(offset)
             state.highestDone = max(state.highestDone, offset)

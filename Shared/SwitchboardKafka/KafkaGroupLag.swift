@@ -50,14 +50,9 @@ public enum KafkaGroupLag {
         timeout: Duration = .seconds(5), logger: Logger
     ) async throws -> [ConsumerGroupLag] {
         let timeoutMilliseconds = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-        var properties = [
-            "bootstrap.servers": configuration.bootstrapServers, "client.id": configuration.clientID,
-            "socket.timeout.ms": String(timeoutMilliseconds),
-        ]
-        properties.merge(configuration.extraProperties) { _, extra in extra }
-        let clientProperties = properties
-        // Admin requests and watermark queries block: all on a thread of their own, one handle throughout.
-        return try await runBlocking(name: "kafka-group-lag") {
+        let clientProperties = configuration.properties(with: ["socket.timeout.ms": String(timeoutMilliseconds)])
+        // Admin requests and watermark queries block: all on the blocking executor, one handle throughout.
+        return try await BlockingExecutor.shared.run {
             let client = try RDKafkaClient.make(kind: .producer, properties: clientProperties, logger: logger)
             defer { client.destroy() }
             let allTopics = Array(Set(groups.flatMap(\.topics))).sorted()

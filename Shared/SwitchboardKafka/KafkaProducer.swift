@@ -13,6 +13,8 @@ public final class KafkaProducer: Sendable {
     private let client: RDKafkaClient
     private let state = Mutex(State())
     private let pollThread: Mutex<DedicatedThread?> = Mutex(nil)
+    /// Admin, metadata and flush calls, which block.
+    private let blocking = BlockingExecutor(label: "switchboard.kafka-producer")
     private let logger: Logger
     private let sent = Counter(label: "sb_kafka_produced_total")
     private let failed = Counter(label: "sb_kafka_produce_failures_total")
@@ -70,7 +72,7 @@ public final class KafkaProducer: Sendable {
     public func createTopics(_ topics: [(name: String, partitions: Int)], timeout: Duration = .seconds(10)) async throws {
         let client = self.client
         let milliseconds = Int32(timeout.components.seconds * 1000)
-        try await runBlocking(name: "kafka-admin") {
+        try await blocking.run {
             try client.createTopics(topics, timeoutMilliseconds: milliseconds)
         }
     }
@@ -78,7 +80,7 @@ public final class KafkaProducer: Sendable {
     /// The partition count of each existing topic among `topics`.
     public func partitionCounts(of topics: [String]) async throws -> [String: Int] {
         let client = self.client
-        return try await runBlocking(name: "kafka-metadata") {
+        return try await blocking.run {
             try client.partitionCounts(of: topics, timeoutMilliseconds: 5000)
         }
     }
@@ -95,7 +97,7 @@ public final class KafkaProducer: Sendable {
         }
         let client = self.client
         let milliseconds = Int32(timeout.components.seconds * 1000)
-        let flushed = (try? await runBlocking(name: "kafka-flush") { client.flush(timeoutMilliseconds: milliseconds) }) ?? false
+        let flushed = (try? await blocking.run { client.flush(timeoutMilliseconds: milliseconds) }) ?? false
         if !flushed {
             logger.warning("producer shut down with undelivered messages", metadata: ["kafka.outstanding": "\(client.outstandingMessages())"])
         }

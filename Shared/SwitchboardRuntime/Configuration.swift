@@ -75,6 +75,8 @@ public struct SwitchboardConfiguration: Sendable {
     /// SWITCHBOARD_KAFKA_PROPERTIES: extra librdkafka properties for every producer and consumer, as
     /// `key=value` pairs separated by `;` (TLS and SASL: `security.protocol=SASL_SSL;sasl.mechanism=…`).
     public var kafkaProperties: [String: String] = [:]
+    /// librdkafka's `debug` contexts for every client of the service (SWITCHBOARD_KAFKA_DEBUG).
+    public var kafkaDebug: String?
 
     public static let developmentSecret = "switchboard-development-secret-not-for-production"
     /// Secrets anyone can read in this repository: the built-in one, the Kubernetes placeholder
@@ -97,6 +99,7 @@ public struct SwitchboardConfiguration: Sendable {
     public var kafkaClient: KafkaClientConfiguration {
         var client = KafkaClientConfiguration(bootstrapServers: kafkaBrokers, clientID: instanceID)
         client.extraProperties = kafkaProperties
+        client.debug = kafkaDebug
         return client
     }
 
@@ -191,6 +194,7 @@ public struct CommonOptions: ParsableArguments {
             configuration.httpPort = port
         }
         if let value = pick(nil, "KAFKA_PROPERTIES") { configuration.kafkaProperties = try Self.kafkaProperties(value) }
+        configuration.kafkaDebug = pick(nil, "KAFKA_DEBUG")
         if let value = pick(logLevel, "LOG_LEVEL") {
             guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
                 throw ConfigurationError("SWITCHBOARD_LOG_LEVEL: unknown log level \(value)")

@@ -84,7 +84,6 @@ public struct WorkflowRunStore: Sendable {
     static func userKey(_ userID: String) -> String { "sb:wf:user:{\(userID)}:runs" }
     /// A session's workflow ids and their runs (a hash; the set of the earlier format had another name).
     static func sessionKey(_ userID: String, _ sessionID: String) -> String { "sb:wf:session:{\(userID)}:\(sessionID):runs" }
-    public static func agentResultKey(_ taskID: String) -> String { "sb:wf:agent:\(taskID)" }
 
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
@@ -282,13 +281,5 @@ public struct WorkflowRunStore: Sendable {
             ["INCR", RedisArgument(Self.executionsKey(runID))], ["EXPIRE", RedisArgument(Self.executionsKey(runID)), RedisArgument(retentionSeconds)],
         ])
         return Int(replies[0].integer ?? 1)
-    }
-
-    public func storeAgentResult(taskID: String, json: String) async throws {
-        try await redis.send("SET", RedisArgument(Self.agentResultKey(taskID)), RedisArgument(json), "EX", RedisArgument(3600))
-    }
-
-    public func agentResult(taskID: String) async throws -> String? {
-        try await redis.send("GET", RedisArgument(Self.agentResultKey(taskID))).string
     }
 }

@@ -319,22 +319,27 @@ struct WorkflowFlowTests {
         }
     }
 
-    @Test func aKilledRunnerHandsItsRunsOverAndNoNodeCompletesTwice() async throws {
-        try await ChatFlowTests.withStack { stack, url, authority in
+    /// Runs `workflow` on a stack of two runners, kills (-9) the runner that owns the run once `killAt`
+    /// says so, and expects the run to complete on the other one, resumed from its checkpoint; `check`
+    /// gets the run id, the client's frames and the run store.
+    static func killingTheOwner(
+        of workflow: JSONValue, user: String, session: String, tokensPerSecond: Int = 200,
+        killAt: @escaping @Sendable (JSONValue) -> Bool,
+        check: (_ runID: String, _ frames: [JSONValue], _ store: WorkflowRunStore) async throws -> Void
+    ) async throws {
+        try await ChatFlowTests.withStack(tokensPerSecond: tokensPerSecond) { stack, url, authority in
             try stack.start("workflow-runner")
             try await stack.waitUntilReady()
-            let token = try await authority.mint(user: "wf-frank")
+            let token = try await authority.mint(user: user)
             let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
-            let store = WorkflowRunStore(redis: redis)
-            let (result, _) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: "crash"), token: token) { client in
+            let (result, _) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: session), token: token) { client in
                 _ = await client.frames.first("connection_established")
-                let runID = try await Self.execute(client, Self.chain(8, ms: 500))
+                let runID = try await Self.execute(client, workflow)
                 var frames: [JSONValue] = []
                 while let frame = await client.frames.next(within: .seconds(20)) {
                     frames.append(frame.frame)
-                    if Self.isNode(frame.frame, "d3", "running") { break }
+                    if killAt(frame.frame) { break }
                 }
-                // Kill -9 the runner that owns the run.
                 let ownerLog = stack.logs(of: "workflow-runner").first { $0.log.contains(runID) }
                 let owner = try #require(ownerLog, "no runner logged the run")
                 stack.kill(httpPort: owner.httpPort)
@@ -343,6 +348,17 @@ struct WorkflowFlowTests {
             }
             let (runID, frames, killed) = try #require(result)
             #expect(frames.last?["type"]?.stringValue == "workflow_completed", "\(frames.suffix(3))")
+            try await check(runID, frames, WorkflowRunStore(redis: redis))
+            let survivor = stack.logs(of: "workflow-runner").first { $0.httpPort != killed }
+            #expect(survivor?.log.contains("resuming run from its checkpoint") == true)
+            await redis.close()
+        }
+    }
+
+    @Test func aKilledRunnerHandsItsRunsOverAndNoNodeCompletesTwice() async throws {
+        try await Self.killingTheOwner(
+            of: Self.chain(8, ms: 500), user: "wf-frank", session: "crash", killAt: { Self.isNode($0, "d3", "running") }
+        ) { runID, frames, store in
             for index in 1...8 {
                 #expect(frames.filter { Self.isNode($0, "d\(index)", "completed") }.count == 1, "d\(index)")
             }
@@ -350,9 +366,33 @@ struct WorkflowFlowTests {
             #expect(!offsets.isEmpty && offsets == Array(offsets[0]..<(offsets[0] + offsets.count)), "one consistent stream")
             let completions = try await store.completions(runID)
             #expect(completions.count == 10 && completions.values.allSatisfy { $0 == 1 }, "\(completions)")
-            let survivor = stack.logs(of: "workflow-runner").first { $0.httpPort != killed }
-            #expect(survivor?.log.contains("resuming run from its checkpoint") == true)
-            await redis.close()
+        }
+    }
+
+    /// The llm node's answer comes back on the run's partition: when the runner that asked dies while
+    /// the agent-worker still streams (slowly), the answer reaches the runner that took the run over,
+    /// after the run's request, and the node completes once, with the text the client saw streamed.
+    @Test func aRunnerKilledWhileItsLlmNodeWaitsLeavesTheAnswerToTheNextOwner() async throws {
+        let workflow: JSONValue = [
+            "id": "asked",
+            "nodes": [
+                Self.node("start", "start", ["inputs": ["topic": "ferries"]]), Self.node("ask", "llm", ["prompt": "Tell me about {{topic}}"]),
+                Self.node("end", "end"),
+            ],
+            "connections": [Self.link("start", "topic", "ask", "topic"), Self.link("ask", "text", "end", "result")],
+        ]
+        try await Self.killingTheOwner(
+            of: workflow, user: "wf-grace", session: "asked", tokensPerSecond: 10,
+            killAt: { $0["type"]?.stringValue == "node_progress" }
+        ) { runID, frames, store in
+            let completed = frames.filter { Self.isNode($0, "ask", "completed") }
+            #expect(completed.count == 1)
+            let text = completed.first?["outputs"]?["text"]?.stringValue ?? ""
+            #expect(!text.isEmpty)
+            let progress = frames.filter { $0["type"]?.stringValue == "node_progress" }
+            #expect(progress.compactMap { $0["delta"]?.stringValue }.joined() == text)
+            let completions = try await store.completions(runID)
+            #expect(completions.count == 3 && completions.values.allSatisfy { $0 == 1 }, "\(completions)")
         }
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
+import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardTestSupport
 import Testing
@@ -152,7 +153,7 @@ struct KafkaIntegrationTests {
         try await TestEnvironment.requireKafka()
         let topic = TestEnvironment.uniqueTopic()
         let producer = try makeProducer()
-        try await producer.createTopics([(name: topic, partitions: 1), (name: topic + ".dlq", partitions: 1)])
+        try await producer.createTopics([(name: topic, partitions: 1), (name: TopicSpec.deadLetterName(of: topic), partitions: 1)])
         for value in ["flaky", "poison", "fine"] {
             _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "same-key", value: Array(value.utf8)))
         }
@@ -185,7 +186,7 @@ struct KafkaIntegrationTests {
         #expect(attempts.withLock { $0 } == ["flaky": 3, "poison": 1, "fine": 1])
 
         // The poison message is in the DLQ with its key, the error and where it came from.
-        let dlq = try makeConsumer(group: "g-\(UUID())", topic: topic + ".dlq")
+        let dlq = try makeConsumer(group: "g-\(UUID())", topic: TopicSpec.deadLetterName(of: topic))
         var partitions = dlq.partitions.makeAsyncIterator()
         let partition = try #require(await partitions.next())
         var messages = partition.makeAsyncIterator()
@@ -199,13 +200,85 @@ struct KafkaIntegrationTests {
         await producer.shutdown()
     }
 
+    /// The workflow-runner's shape: a message whose work completes later lets the partition go on, and
+    /// its offset is stored only once the work finished; work abandoned (the member stops) leaves it to
+    /// the group's next member, which reads it and what came after it again.
+    @Test func workCompletingLaterHoldsTheCommitUntilItFinishesAndIsAbandonedOnStop() async throws {
+        try await TestEnvironment.requireKafka()
+        let topic = TestEnvironment.uniqueTopic()
+        let groupID = "g-\(UUID())"
+        let producer = try makeProducer()
+        try await producer.createTopics([(name: topic, partitions: 1)])
+        let source = EventSource(service: "test", instance: "t")
+        func send<P: EventPayload>(_ payload: P) async throws -> Int64 {
+            let envelope = Envelope(routingKey: "run", source: source, payload: payload)
+            return try await producer.send(KafkaOutgoingMessage(topic: topic, key: "run", value: try EnvelopeCodec.encode(envelope))).offset
+        }
+        // The long work (a run) is a focus request here, what comes after it while it runs an interrupt.
+        let run = try await send(ChatRoleFocusRequested(conversationId: "c", userId: "u", role: "critic", requestId: "run", gateway: "g"))
+        _ = try await send(ChatInterruptRequested(conversationId: "c", userId: "u", requestId: "control", gateway: "g"))
+        let seen = Locked<[String]>([])
+        let abandoned = Locked(0)
+
+        /// A member whose runs finish when `finishing` says so, or are abandoned when it stops.
+        func member(finishing: Bool) throws -> KafkaEventProcessor {
+            var router = EventRouter(service: "tester")
+            router.onCompletingLater(ChatRoleFocusRequested.self) { envelope in
+                seen.withLock { $0.append(envelope.payload.requestId) }
+                let (stop, stopped) = AsyncStream.makeStream(of: Void.self)
+                return LaterCompletion(
+                    abandon: {
+                        abandoned.withLock { $0 += 1 }
+                        stopped.finish()
+                    },
+                    work: {
+                        if finishing { return true }
+                        for await _ in stop {}
+                        return false
+                    })
+            }
+            router.on(ChatInterruptRequested.self) { envelope in seen.withLock { $0.append(envelope.payload.requestId) } }
+            return KafkaEventProcessor(
+                consumer: try makeConsumer(group: groupID, topic: topic), deadLetterProducer: producer, logger: logger, router: router)
+        }
+
+        func runUntil(_ processor: KafkaEventProcessor, _ condition: @escaping @Sendable () -> Bool) async throws -> Bool {
+            let serviceGroup = ServiceGroup(services: [processor], logger: logger)
+            return try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await serviceGroup.run() }
+                let reached = await eventually { condition() }
+                await serviceGroup.triggerGracefulShutdown()
+                try await group.waitForAll()
+                return reached
+            }
+        }
+
+        // The run never finishes: the control after it is handled meanwhile; stopping abandons the run.
+        #expect(try await runUntil(try member(finishing: false)) { seen.withLock { $0 } == ["run", "control"] })
+        #expect(abandoned.withLock { $0 } == 1)
+        // The next member reads the run again (and the control, committed only below the run) and finishes it.
+        #expect(try await runUntil(try member(finishing: true)) { seen.withLock { $0.count } == 4 })
+        #expect(seen.withLock { $0 } == ["run", "control", "run", "control"])
+
+        // Both are committed now: a third member starts after them.
+        let later = try await send(ChatInterruptRequested(conversationId: "c", userId: "u", requestId: "after", gateway: "g"))
+        let next = try makeConsumer(group: groupID, topic: topic)
+        var partitions = next.partitions.makeAsyncIterator()
+        let partition = try #require(await partitions.next())
+        var messages = partition.makeAsyncIterator()
+        let first = try #require(await messages.next())
+        #expect(first.offset == later && later > run)
+        await next.close()
+        await producer.shutdown()
+    }
+
     /// An outage longer than the retry budget: the partition waits (readiness knows), then handles the
     /// message in order, and nothing is dead-lettered.
     @Test func aDependencyOutageHoldsThePartitionUntilItEndsAndDeadLettersNothing() async throws {
         try await TestEnvironment.requireKafka()
         let topic = TestEnvironment.uniqueTopic()
         let producer = try makeProducer()
-        try await producer.createTopics([(name: topic, partitions: 1), (name: topic + ".dlq", partitions: 1)])
+        try await producer.createTopics([(name: topic, partitions: 1), (name: TopicSpec.deadLetterName(of: topic), partitions: 1)])
         for value in ["during-outage", "after"] {
             _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "same-key", value: Array(value.utf8)))
         }
@@ -246,7 +319,7 @@ struct KafkaIntegrationTests {
         #expect(waitedVisibly.withLock { $0 })
         #expect(!DependencyWaits.shared.isWaiting)
         let lag = try await KafkaGroupLag.measure(
-            client: TestEnvironment.kafkaClient, groups: [("g-none-\(UUID())", [topic + ".dlq"])], logger: logger)
+            client: TestEnvironment.kafkaClient, groups: [("g-none-\(UUID())", [TopicSpec.deadLetterName(of: topic)])], logger: logger)
         #expect(lag.first?.partitions.first?.highWatermark == 0)
         await producer.shutdown()
     }

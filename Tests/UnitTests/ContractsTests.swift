@@ -24,6 +24,26 @@ import Testing
         #expect(header.type == ChatMessageSubmitted.eventType)
     }
 
+    @Test func anAgentTaskRepliesWhereItsRequesterSaysAndAnOlderOneToTheOrchestrator() throws {
+        let task = AgentTaskRequested(
+            taskId: "t1", conversationId: "run-1", userId: "u", replyMessageId: "t1", inReplyTo: "run-1", role: "assistant",
+            prompt: "hi", replyTo: Topics.workflowCommands.name)
+        let decoded = try EnvelopeCodec.decode(
+            AgentTaskRequested.self, from: try EnvelopeCodec.encode(Envelope(routingKey: "run-1", source: source, payload: task)))
+        #expect(decoded.payload.replyTopic == Topics.workflowCommands)
+        // A task of a requester that predates replyTo: its bytes have no such field.
+        var older = try JSONSerialization.jsonObject(
+            with: Data(try EnvelopeCodec.encode(Envelope(routingKey: "c", source: source, payload: task)))) as! [String: Any]
+        var payload = older["payload"] as! [String: Any]
+        payload.removeValue(forKey: "replyTo")
+        older["payload"] = payload
+        let olderBytes = try JSONSerialization.data(withJSONObject: older)
+        #expect(String(decoding: olderBytes, as: UTF8.self).contains("replyTo") == false)
+        let olderTask = try EnvelopeCodec.decode(AgentTaskRequested.self, from: Array(olderBytes)).payload
+        #expect(olderTask.replyTo == nil)
+        #expect(olderTask.replyTopic == Topics.agentResults)
+    }
+
     @Test func clientEventsKeepArbitraryData() throws {
         let event = ClientEvent(
             channel: .conversation("c-9"), frameType: FrameType.messageStreamChunk,

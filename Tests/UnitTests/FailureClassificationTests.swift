@@ -1,8 +1,9 @@
 import Foundation
 import SwitchboardContracts
-import SwitchboardKafka
+@testable import SwitchboardKafka
 import SwitchboardRedis
 import SwitchboardRuntime
+import SwitchboardTestSupport
 import Testing
 
 /// Which failures wait for a dependency, which are retried and which are dead-lettered at once.
@@ -44,7 +45,52 @@ struct FailureClassificationTests {
         #expect(headers[DeadLetter.kindHeader] == "poison")
         #expect(headers[DeadLetter.errorHeader]?.contains("does not handle") == true)
         #expect(parked.headers.filter { $0.name == DeadLetter.errorHeader }.count == 1)
-        #expect(DeadLetter.originTopic(of: parked.topic) == "sb.client.events")
-        #expect(DeadLetter.originTopic(of: "sb.client.events") == nil)
+        #expect(TopicSpec.origin(ofDeadLetter: parked.topic) == "sb.client.events")
+        #expect(TopicSpec.origin(ofDeadLetter: "sb.client.events") == nil)
+    }
+}
+
+/// The router hands each event type to its handler; a type nobody routes is poison.
+struct EventRouterTests {
+    func message<P: EventPayload>(_ payload: P) throws -> KafkaConsumerMessage {
+        let envelope = Envelope(routingKey: "k", source: EventSource(service: "test", instance: "t"), payload: payload)
+        return KafkaConsumerMessage(
+            topic: "sb.test", partition: 0, offset: 7, key: Array("k".utf8), value: try EnvelopeCodec.encode(envelope), headers: [],
+            timestampMilliseconds: nil)
+    }
+
+    @Test func eachTypeGoesToItsHandlerAndAnUnroutedTypeIsPoison() async throws {
+        let seen = Locked<[String]>([])
+        var router = EventRouter(service: "tester")
+        router.on(ChatInterruptRequested.self) { envelope in seen.withLock { $0.append("interrupt \(envelope.payload.requestId)") } }
+        router.onCompletingLater(ChatRoleFocusRequested.self) { _ in
+            LaterCompletion(abandon: {}) {
+                seen.withLock { $0.append("focus, later") }
+                return true
+            }
+        }
+        let interrupt = ChatInterruptRequested(conversationId: "c", userId: "u", requestId: "r1", gateway: "g")
+        guard case .done = try await router.route(try message(interrupt)) else {
+            Issue.record("a plain handler's message is done when it returns")
+            return
+        }
+        let focus = ChatRoleFocusRequested(conversationId: "c", userId: "u", role: "critic", requestId: "r2", gateway: "g")
+        guard case .later(let completion) = try await router.route(try message(focus)) else {
+            Issue.record("a handler completing later hands its work back")
+            return
+        }
+        #expect(seen.withLock { $0 } == ["interrupt r1"])
+        #expect(await completion.work())
+        #expect(seen.withLock { $0 } == ["interrupt r1", "focus, later"])
+
+        let unrouted = ChatMessageSubmitted(messageId: "m", clientMessageId: "c", conversationId: "c", userId: "u", content: "x", gateway: "g")
+        do {
+            _ = try await router.route(try message(unrouted))
+            Issue.record("an unrouted type must not count as handled")
+        } catch {
+            #expect(error is UnhandledEventError)
+            #expect(FailureClassifier.kind(of: error) == .poison)
+            #expect("\(error)" == "tester does not handle events of type chat.message.submitted")
+        }
     }
 }

@@ -68,38 +68,46 @@ import Testing
     }
 }
 
-final class RecordingFlowControl: PartitionFlowControl {
-    let calls = Locked<[String]>([])
-    func pause(_ partition: TopicPartition) { calls.withLock { $0.append("pause") } }
-    func resume(_ partition: TopicPartition) { calls.withLock { $0.append("resume") } }
-}
-
 @Suite struct PartitionBufferTests {
     func message(_ offset: Int64) -> KafkaConsumerMessage {
         KafkaConsumerMessage(topic: "t", partition: 0, offset: offset, key: nil, value: [], headers: [], timestampMilliseconds: nil)
     }
 
+    /// The polling thread's view: after each step it takes the buffer's decision and records it.
+    final class PollingThread {
+        let buffer: PartitionBuffer
+        var calls: [String] = []
+        init(_ buffer: PartitionBuffer) { self.buffer = buffer }
+        func poll() -> [String] {
+            if let action = buffer.takeFlowAction() { calls.append(action.description) }
+            return calls
+        }
+    }
+
     @Test func pausesAtTheHighWatermarkAndResumesAtHalf() async {
-        let control = RecordingFlowControl()
-        let buffer = PartitionBuffer(partition: TopicPartition(topic: "t", partition: 0), highWatermark: 4, flowControl: control)
+        let buffer = PartitionBuffer(partition: TopicPartition(topic: "t", partition: 0), highWatermark: 4)
+        let control = PollingThread(buffer)
         buffer.push([message(0), message(1)])
-        #expect(control.calls.withLock { $0 }.isEmpty)
+        #expect(control.poll().isEmpty)
         buffer.push([message(2), message(3)])
-        #expect(control.calls.withLock { $0 } == ["pause"])
+        #expect(control.poll() == ["pause"])
         buffer.push([message(4)])  // already paused: no second pause
         for expected in Int64(0)...4 {
             #expect(await buffer.next()?.offset == expected)
             // 5 buffered; after taking offsets 0, 1 and 2, two are left: half of 4.
-            #expect(control.calls.withLock { $0 } == (expected >= 2 ? ["pause", "resume"] : ["pause"]))
+            #expect(control.poll() == (expected >= 2 ? ["pause", "resume"] : ["pause"]))
         }
         // Fill again: a second pause follows the resume, in that order.
         buffer.push((5..<10).map { message($0) }[...])
-        #expect(control.calls.withLock { $0 } == ["pause", "resume", "pause"])
+        #expect(control.poll() == ["pause", "resume", "pause"])
+        // A resume undone before the polling thread came to it reaches no one.
+        for _ in 0..<3 { _ = await buffer.next() }
+        buffer.push((10..<13).map { message($0) }[...])
+        #expect(control.poll() == ["pause", "resume", "pause"])
     }
 
     @Test func aWaitingReaderGetsThePushAndFinishEndsIt() async {
-        let buffer = PartitionBuffer(
-            partition: TopicPartition(topic: "t", partition: 0), highWatermark: 10, flowControl: RecordingFlowControl())
+        let buffer = PartitionBuffer(partition: TopicPartition(topic: "t", partition: 0), highWatermark: 10)
         async let first = buffer.next()
         try? await Task.sleep(for: .milliseconds(50))
         buffer.push([message(7)])

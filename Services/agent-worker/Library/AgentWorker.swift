@@ -12,7 +12,7 @@ import SwitchboardRuntime
 import Synchronization
 
 /// Consumes agent tasks, streams each role's answer to its conversation and reports the result to the
-/// orchestrator on `sb.agent.results`.
+/// task's requester, on the topic its `replyTo` names.
 public enum AgentWorker {
     public struct Options: ParsableArguments {
         @Option(help: "Offline engine tokens per second, 0 for instant (env SWITCHBOARD_AGENT_TOKEN_RATE; default 40).")
@@ -419,7 +419,7 @@ struct StreamingTask {
                 Envelope(
                     id: eventIDs.result, routingKey: task.conversationId, traceparent: TraceContext.child(of: envelope.traceparent),
                     source: context.source, payload: result),
-                to: Topics.agentResults)
+                to: task.replyTopic)
         }
         // Only now: a crash before this leaves the task to be resumed, and its result is sent then.
         try await lease.finish()

@@ -33,26 +33,12 @@ public enum Orchestrator {
         context.readiness.add("postgres") { await store.isReachable() }
         let runner = CollaborationRunner(
             context: context, engine: CollaborationEngine(team: team), history: HistoryContext(store: store, logger: context.logger))
-        let processor = KafkaEventProcessor(
-            consumer: consumer, deadLetterProducer: context.producer, logger: context.logger
-        ) { message in
-            let header = try EnvelopeCodec.header(from: message.value)
-            switch header.type {
-            case ChatMessageSubmitted.eventType:
-                try await runner.handle(try EnvelopeCodec.decode(ChatMessageSubmitted.self, from: message.value))
-            case AgentTaskCompleted.eventType:
-                let result = try EnvelopeCodec.decode(AgentTaskCompleted.self, from: message.value)
-                // A workflow llm node's result: the runners read it; here it would only leave an empty record.
-                guard !result.payload.isWorkflowTask else { return }
-                try await runner.handle(result)
-            case ChatInterruptRequested.eventType:
-                try await runner.handle(try EnvelopeCodec.decode(ChatInterruptRequested.self, from: message.value))
-            case ChatRoleFocusRequested.eventType:
-                try await runner.handle(try EnvelopeCodec.decode(ChatRoleFocusRequested.self, from: message.value))
-            default:
-                throw UnhandledEventError(type: header.type, service: "orchestrator")
-            }
-        }
+        var router = EventRouter(service: configuration.service.rawValue)
+        router.on(ChatMessageSubmitted.self) { try await runner.handle($0) }
+        router.on(AgentTaskCompleted.self) { try await runner.handle($0) }
+        router.on(ChatInterruptRequested.self) { try await runner.handle($0) }
+        router.on(ChatRoleFocusRequested.self) { try await runner.handle($0) }
+        let processor = KafkaEventProcessor(consumer: consumer, deadLetterProducer: context.producer, logger: context.logger, router: router)
         context.logger.info("team", metadata: ["team.name": "\(team.name)", "team.roles": "\(team.roles.map(\.name))"])
         try await ServiceRunner.run(
             context: context, services: [store, TeamAnnouncer(team: team, redis: context.redis, logger: context.logger), processor])

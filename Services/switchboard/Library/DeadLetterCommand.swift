@@ -158,7 +158,7 @@ enum DeadLetterReplay {
     }
 
     static func deadLetterTopic(_ topic: String) -> String {
-        DeadLetter.originTopic(of: topic) == nil ? topic + TopicSpec.deadLetterSuffix : topic
+        TopicSpec.origin(ofDeadLetter: topic) == nil ? TopicSpec.deadLetterName(of: topic) : topic
     }
 
     static func counts(client: KafkaClientConfiguration, topics: [String]) async throws -> [Count] {
@@ -187,7 +187,7 @@ enum DeadLetterReplay {
     /// Replays what the replay group has not passed yet; each letter's offset is stored only after its
     /// origin topic has it, so an interrupted replay resumes where it stopped.
     static func replay(client: KafkaClientConfiguration, topic: String, logger: Logger) async throws -> [Record] {
-        guard let origin = DeadLetter.originTopic(of: topic) else { throw ValidationError("\(topic) is not a dead-letter topic") }
+        guard let origin = TopicSpec.origin(ofDeadLetter: topic) else { throw ValidationError("\(topic) is not a dead-letter topic") }
         let lag = try await KafkaGroupLag.measure(client: client, groups: [(group, [topic])], logger: logger)
         var ends: [Int32: Int64] = [:]
         for partition in lag.first?.partitions ?? [] where partition.lag > 0 { ends[partition.partition] = partition.highWatermark }

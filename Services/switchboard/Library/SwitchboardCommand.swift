@@ -58,7 +58,7 @@ struct TailCommand: AsyncParsableCommand {
             groupID: "sb-tail-\(UUID().uuidString.lowercased())")
         configuration.startFromLatest = !fromBeginning
         // A person reads along: a tenth of a second is live enough, and dead letters can wait a second.
-        configuration.fetchWaitMaxMilliseconds = DeadLetter.originTopic(of: topic) != nil ? 1000 : 100
+        configuration.fetchWaitMaxMilliseconds = TopicSpec.origin(ofDeadLetter: topic) != nil ? 1000 : 100
         let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], logger: logger)
         let formatter = TailFormatter(key: key, type: type, json: json)
         await withDiscardingTaskGroup { group in

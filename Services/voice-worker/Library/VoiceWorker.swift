@@ -56,16 +56,9 @@ public enum VoiceWorker {
             context: context, subscriber: subscriber,
             engines: VoiceEngines(recognizer: recognizer, synthesizer: synthesizer), settings: settings)
         let consumer = try context.makeConsumer(group: ConsumerGroups.voiceWorker)
-        let processor = KafkaEventProcessor(
-            consumer: consumer, deadLetterProducer: context.producer, logger: context.logger
-        ) { message in
-            let header = try EnvelopeCodec.header(from: message.value)
-            guard header.type == VoiceUplinkEvent.eventType else {
-                throw UnhandledEventError(type: header.type, service: configuration.service.rawValue)
-            }
-            let envelope = try EnvelopeCodec.decode(VoiceUplinkEvent.self, from: message.value)
-            try await sessions.route(envelope.payload)
-        }
+        var router = EventRouter(service: configuration.service.rawValue)
+        router.on(VoiceUplinkEvent.self) { try await sessions.route($0.payload) }
+        let processor = KafkaEventProcessor(consumer: consumer, deadLetterProducer: context.producer, logger: context.logger, router: router)
         // Stopped in reverse: the consumer first, then the sessions, then the Redis subscription.
         try await ServiceRunner.run(context: context, services: [subscriber, sessions, processor])
     }

@@ -19,7 +19,6 @@ struct NodeRun: Sendable {
 /// agent-workers, http nodes through AsyncHTTPClient, human_input nodes wait for the user's answer.
 struct NodeExecutor: Sendable {
     let context: ServiceContext
-    let store: WorkflowRunStore
     let settings: WorkflowRunnerSettings
 
     /// Runs the node; outputs over the limit fail it (they would be checkpointed and sent to clients).
@@ -57,7 +56,7 @@ struct NodeExecutor: Sendable {
                 WorkflowFrame.inputRequired,
                 ["workflow_id": .string(run.runID), "node_id": .string(node.id), "prompt": .string(prompt)],
                 id: DeterministicID.uuid(run.runID, node.id, "input_required"))
-            return NodeResult(outputs: ["answer": try await run.handle.answer(for: node.id)])
+            return NodeResult(outputs: ["answer": try await run.handle.answers.receive(node.id)])
         case .llm:
             return NodeResult(outputs: ["text": .string(try await llm(node, inputs: inputs, run: run))])
         case .http:
@@ -75,30 +74,30 @@ struct NodeExecutor: Sendable {
         }
     }
 
-    /// Asks an agent-worker (the same task id on every attempt, so a runner that took the run over finds
-    /// the answer of a task already done instead of asking again) and waits for its result in Redis.
+    /// Asks an agent-worker and waits for its result, which comes back on this run's partition of
+    /// `Topics.workflowCommands` (the task's `replyTo`; its conversation is the run, the partition key),
+    /// so it reaches whichever runner owns the run. The task id is the same on every attempt: after a
+    /// takeover, the new owner reads the partition again from the run's request, the result of a task
+    /// already done included, and an agent-worker asked again answers nothing twice (TaskJournal).
     private func llm(_ node: WorkflowNode, inputs: [String: JSONValue], run: NodeRun) async throws -> String {
         let taskID = "wf-\(run.runID)-\(node.id)"
-        if let done = try await store.agentResult(taskID: taskID) { return try answer(done) }
+        if let done = run.handle.agentResults.take(taskID) { return try answer(done) }
         let prompt = try render(node.config["prompt"], inputs)
         let task = AgentTaskRequested(
-            taskId: taskID, conversationId: "wf-\(run.runID)", userId: run.userID, replyMessageId: taskID, inReplyTo: run.runID,
+            taskId: taskID, conversationId: run.runID, userId: run.userID, replyMessageId: taskID, inReplyTo: run.runID,
             role: node.config["role"]?.stringValue ?? "assistant", prompt: prompt, runId: WorkflowNodeTask.runPrefix + run.runID,
             responsibility: node.config["responsibility"]?.stringValue, systemPrompt: node.config["system"]?.stringValue,
-            isFinal: false, dispatchedAt: Clock.epochMilliseconds(), workflowNode: WorkflowNodeTask(runId: run.runID, nodeId: node.id))
+            isFinal: false, dispatchedAt: Clock.epochMilliseconds(), workflowNode: WorkflowNodeTask(runId: run.runID, nodeId: node.id),
+            replyTo: Topics.workflowCommands.name)
         try await context.publish(context.envelope(task, routingKey: task.conversationId), to: Topics.agentTasks)
-        let deadline = ContinuousClock.now + settings.llmTimeout
-        while ContinuousClock.now < deadline {
-            try await Task.sleep(for: settings.agentResultPoll)
-            if let done = try await store.agentResult(taskID: taskID) { return try answer(done) }
+        do {
+            return try answer(try await Self.within(settings.llmTimeout) { try await run.handle.agentResults.receive(taskID) })
+        } catch is TimedOut {
+            throw NodeFailure(message: "no answer from the agent-worker within \(settings.llmTimeout)")
         }
-        throw NodeFailure(message: "no answer from the agent-worker within \(settings.llmTimeout)")
     }
 
-    private func answer(_ json: String) throws -> String {
-        guard let result = try? JSONDecoder().decode(AgentTaskCompleted.self, from: Data(json.utf8)) else {
-            throw NodeFailure(message: "unreadable agent result")
-        }
+    private func answer(_ result: AgentTaskCompleted) throws -> String {
         guard result.status == AgentTaskCompleted.completed else {
             throw NodeFailure(message: "the agent failed: \(result.error ?? result.status)")
         }

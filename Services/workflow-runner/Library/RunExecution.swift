@@ -330,7 +330,7 @@ private final class RunLoop {
             "workflow_id": .string(runID), "node_id": .string(node), "request_id": .string(answer.requestId), "success": .bool(waiting),
         ]
         if waiting {
-            execution.handle.provide(answer.answer, for: node)
+            execution.handle.answers.deliver(answer.answer, to: node)
         } else {
             data["error"] = ["code": "not_waiting", "message": .string("node \(node) is not waiting for input")]
         }

@@ -10,8 +10,6 @@ import SwitchboardWorkflow
 public struct WorkflowRunnerSettings: Sendable {
     /// Longest an llm node waits for the agent-worker's answer.
     public var llmTimeout: Duration = .seconds(120)
-    /// How often an llm node looks for its answer in Redis.
-    public var agentResultPoll: Duration = .milliseconds(10)
     /// An http node's timeout (also the most its config may ask for) and retries when its config names none.
     public var httpTimeout: Duration = .seconds(10)
     public var httpRetries = 2
@@ -86,9 +84,9 @@ public struct WorkflowRunnerSettings: Sendable {
     }
 }
 
-/// Runs workflows: every instance joins the workflow-runner group on `Topics.workflowCommands` (and
-/// reads `Topics.agentResults` for its llm nodes). The instance that owns a run's partition executes it
-/// and applies its controls in order; a run's start message is committed only once the run finished, so
+/// Runs workflows: every instance joins the workflow-runner group on `Topics.workflowCommands`, where
+/// the runs, their controls and their llm nodes' results travel keyed by run id. The instance that owns
+/// a run's partition executes it and applies its controls and results in order; a run's start message is committed only once the run finished, so
 /// the instance that inherits the partition after a crash resumes it from its Redis checkpoint. Runs
 /// are also kept in PostgreSQL, for history.
 public enum WorkflowRunner {
@@ -100,12 +98,13 @@ public enum WorkflowRunner {
         let archive = HistoryStore(configuration: storeConfiguration, logger: context.logger)
         context.readiness.add("postgres") { await archive.isReachable() }
         let store = WorkflowRunStore(redis: context.redis, archive: archive, retentionSeconds: settings.retentionSeconds)
-        let loop = CommandLoop(
-            consumer: consumer, context: context,
-            executor: NodeExecutor(context: context, store: store, settings: settings), store: store)
-        // Listed before the loop, so the pool shuts down after the last run. Each http node has an
+        let commands = WorkflowCommands(
+            context: context, executor: NodeExecutor(context: context, settings: settings), store: store)
+        let processor = KafkaEventProcessor(
+            consumer: consumer, deadLetterProducer: context.producer, logger: context.logger, router: commands.router)
+        // Listed before the processor, so the pool shuts down after the last run. Each http node has an
         // HTTP client of its own (its vetted address is that client's DNS override; see Egress.swift).
-        try await ServiceRunner.run(context: context, services: [archive, loop])
+        try await ServiceRunner.run(context: context, services: [archive, processor])
     }
 }
 

@@ -28,10 +28,6 @@ final class RDKafkaClient: @unchecked Sendable {
         var errorBuffer = [CChar](repeating: 0, count: 512)
         var properties = properties
         properties["log.queue"] = "true"
-        // librdkafka's own tracing (e.g. "consumer,fetch,cgrp"), for operators chasing a broker problem.
-        if let debug = ProcessInfo.processInfo.environment["SWITCHBOARD_KAFKA_DEBUG"], !debug.isEmpty {
-            properties["debug"] = debug
-        }
         for (key, value) in properties.sorted(by: { $0.key < $1.key }) {
             if rd_kafka_conf_set(conf, key, value, &errorBuffer, errorBuffer.count) != RD_KAFKA_CONF_OK {
                 rd_kafka_conf_destroy(conf)
@@ -58,10 +54,19 @@ final class RDKafkaClient: @unchecked Sendable {
         case .producer:
             queue = rd_kafka_queue_get_main(handle)
         case .consumer:
-            rd_kafka_poll_set_consumer(handle)
-            queue = rd_kafka_queue_get_consumer(handle)
+            let redirected = rd_kafka_poll_set_consumer(handle)
+            guard redirected == RD_KAFKA_RESP_ERR_NO_ERROR, let consumerQueue = rd_kafka_queue_get_consumer(handle) else {
+                rd_kafka_destroy(handle)
+                throw KafkaError(rdError: redirected, detail: "rd_kafka_poll_set_consumer")
+            }
+            queue = consumerQueue
         }
-        rd_kafka_set_log_queue(handle, queue)
+        let logged = rd_kafka_set_log_queue(handle, queue)
+        guard logged == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            rd_kafka_queue_destroy(queue)
+            rd_kafka_destroy(handle)
+            throw KafkaError(rdError: logged, detail: "rd_kafka_set_log_queue")
+        }
         return RDKafkaClient(pointer: handle, queue: queue, kind: kind, logger: logger)
     }
 
@@ -180,17 +185,17 @@ final class RDKafkaClient: @unchecked Sendable {
         }
     }
 
-    static func withPartitionList<T>(
+    static func withPartitionList<T, Failure: Error>(
         _ partitions: [TopicPartition], offsets: [Int64]? = nil,
-        _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> T
-    ) -> T {
+        _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) throws(Failure) -> T
+    ) throws(Failure) -> T {
         let list = rd_kafka_topic_partition_list_new(Int32(max(partitions.count, 1)))!
         defer { rd_kafka_topic_partition_list_destroy(list) }
         for (index, partition) in partitions.enumerated() {
             let element = rd_kafka_topic_partition_list_add(list, partition.topic, partition.partition)!
             if let offsets { element.pointee.offset = offsets[index] }
         }
-        return body(list)
+        return try body(list)
     }
 
     // MARK: Producer
@@ -285,24 +290,31 @@ final class RDKafkaClient: @unchecked Sendable {
     }
 
     /// Applies a rebalance. Call from the polling thread.
-    func assign(_ partitions: [TopicPartition]) {
-        Self.withPartitionList(partitions) { list in
-            if usesCooperativeRebalancing {
-                if let error = rd_kafka_incremental_assign(pointer, list) { rd_kafka_error_destroy(error) }
-            } else {
-                _ = rd_kafka_assign(pointer, list)
-            }
+    func assign(_ partitions: [TopicPartition]) throws(KafkaError) {
+        if usesCooperativeRebalancing {
+            try Self.check(Self.withPartitionList(partitions) { rd_kafka_incremental_assign(pointer, $0) })
+        } else {
+            try Self.check(Self.withPartitionList(partitions) { rd_kafka_assign(pointer, $0) }, "rd_kafka_assign")
         }
     }
 
-    func unassign(_ partitions: [TopicPartition]) {
+    func unassign(_ partitions: [TopicPartition]) throws(KafkaError) {
         if usesCooperativeRebalancing {
-            Self.withPartitionList(partitions) { list in
-                if let error = rd_kafka_incremental_unassign(pointer, list) { rd_kafka_error_destroy(error) }
-            }
+            try Self.check(Self.withPartitionList(partitions) { rd_kafka_incremental_unassign(pointer, $0) })
         } else {
-            _ = rd_kafka_assign(pointer, nil)
+            try Self.check(rd_kafka_assign(pointer, nil), "rd_kafka_assign")
         }
+    }
+
+    /// Throws the error object a call returned (and releases it).
+    private static func check(_ error: OpaquePointer?) throws(KafkaError) {
+        guard let error else { return }
+        defer { rd_kafka_error_destroy(error) }
+        throw KafkaError(rdError: rd_kafka_error_code(error), detail: String(cString: rd_kafka_error_string(error)))
+    }
+
+    private static func check(_ code: rd_kafka_resp_err_t, _ call: String) throws(KafkaError) {
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(rdError: code, detail: call) }
     }
 
     /// Marks `offset` as the next one to read on a partition; the auto-committer commits it.
@@ -322,17 +334,34 @@ final class RDKafkaClient: @unchecked Sendable {
         return KafkaError(rdError: code)
     }
 
-    func pause(_ partitions: [TopicPartition]) {
-        Self.withPartitionList(partitions) { _ = rd_kafka_pause_partitions(pointer, $0) }
+    /// Stops fetching `partitions`. Synchronous in librdkafka 2.x (it waits for the partitions'
+    /// threads): call from the polling thread only, never the cooperative pool.
+    func pause(_ partitions: [TopicPartition]) throws(KafkaError) {
+        try Self.withPartitionList(partitions) { list throws(KafkaError) in
+            try Self.check(rd_kafka_pause_partitions(pointer, list), "rd_kafka_pause_partitions")
+            try Self.checkElements(list, "rd_kafka_pause_partitions")
+        }
     }
 
-    func resume(_ partitions: [TopicPartition]) {
-        Self.withPartitionList(partitions) { _ = rd_kafka_resume_partitions(pointer, $0) }
+    /// Fetches `partitions` again. Like `pause`, from the polling thread only.
+    func resume(_ partitions: [TopicPartition]) throws(KafkaError) {
+        try Self.withPartitionList(partitions) { list throws(KafkaError) in
+            try Self.check(rd_kafka_resume_partitions(pointer, list), "rd_kafka_resume_partitions")
+            try Self.checkElements(list, "rd_kafka_resume_partitions")
+        }
+    }
+
+    /// A call on a partition list reports each partition's own outcome in its element.
+    private static func checkElements(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>, _ call: String) throws(KafkaError) {
+        for element in UnsafeBufferPointer(start: list.pointee.elems, count: Int(list.pointee.cnt))
+        where element.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            throw KafkaError(rdError: element.err, detail: "\(call) \(String(cString: element.topic))/\(element.partition)")
+        }
     }
 
     /// Starts leaving the group; keep polling until `isClosed`.
-    func beginClose() {
-        if let error = rd_kafka_consumer_close_queue(pointer, queue) { rd_kafka_error_destroy(error) }
+    func beginClose() throws(KafkaError) {
+        try Self.check(rd_kafka_consumer_close_queue(pointer, queue))
     }
 
     var isClosed: Bool { rd_kafka_consumer_closed(pointer) != 0 }
@@ -382,10 +411,14 @@ final class RDKafkaClient: @unchecked Sendable {
         defer { rd_kafka_queue_destroy(resultQueue) }
         let options = rd_kafka_AdminOptions_new(pointer, operation)
         defer { rd_kafka_AdminOptions_destroy(options) }
-        if operation == RD_KAFKA_ADMIN_OP_CREATETOPICS {
-            rd_kafka_AdminOptions_set_operation_timeout(options, timeoutMilliseconds, &errorBuffer, errorBuffer.count)
+        if operation == RD_KAFKA_ADMIN_OP_CREATETOPICS,
+            rd_kafka_AdminOptions_set_operation_timeout(options, timeoutMilliseconds, &errorBuffer, errorBuffer.count) != RD_KAFKA_RESP_ERR_NO_ERROR
+        {
+            throw KafkaError(.configuration, "\(name): operation timeout: \(errorBuffer.nulTerminatedString)")
         }
-        rd_kafka_AdminOptions_set_request_timeout(options, timeoutMilliseconds, &errorBuffer, errorBuffer.count)
+        if rd_kafka_AdminOptions_set_request_timeout(options, timeoutMilliseconds, &errorBuffer, errorBuffer.count) != RD_KAFKA_RESP_ERR_NO_ERROR {
+            throw KafkaError(.configuration, "\(name): request timeout: \(errorBuffer.nulTerminatedString)")
+        }
         submit(pointer, options, resultQueue)
         guard let event = rd_kafka_queue_poll(resultQueue, timeoutMilliseconds + 1000) else {
             throw KafkaError(.timedOut, "\(name) did not answer")

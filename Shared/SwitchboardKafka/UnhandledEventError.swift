@@ -1,5 +1,3 @@
-import SwitchboardKafka
-
 /// An event type this service version does not handle: dead-lettered at once, never silently committed,
 /// so it can be replayed by a version that does.
 public struct UnhandledEventError: RetryClassifiedError, CustomStringConvertible {
