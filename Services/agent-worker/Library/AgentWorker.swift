@@ -305,7 +305,7 @@ struct StreamingTask {
         // Stopped before it started (the stop message came before this task): no model call at all.
         var stoppedEarly = false
         if let runID = task.runId {
-            stoppedEarly = try await context.redis.send("EXISTS", RedisArgument(RunControl.stoppedKey(runID: runID))).integer == 1
+            stoppedEarly = try await RunControl(redis: context.redis).isStopped(runID: runID)
             if stoppedEarly { continuation.yield(.stopped) }
         }
         // The answer was complete before the crash: nothing to ask the model.
