@@ -192,18 +192,10 @@ struct CollaborationRunner: Sendable {
                 try await publish(frameType, data, roleActivity: roleActivity)
             case .transition(let role, let path, let reason, let estimatedMs):
                 let outcome = try await roles.advance(conversation: conversation, role: role, path: path)
+                let announcer = RoleAnnouncer(conversation: conversation, role: role)
                 for step in outcome.applied {
-                    try await publish(
-                        FrameType.roleStatusChange,
-                        ["conversationId": .string(conversation), "role": .string(role), "status": .string(step.to.rawValue),
-                         "previousStatus": .string(step.from.rawValue), "reason": .string(reason)],
-                        roleActivity: true)
-                    if step.to == .thinking {
-                        try await publish(
-                            FrameType.roleThinkingStart,
-                            ["conversationId": .string(conversation), "role": .string(role),
-                             "estimatedTime": .number(Double(estimatedMs ?? 0))],
-                            roleActivity: true)
+                    for frame in announcer.frames(for: step, reason: reason, thinking: .start(estimatedMs: Int64(estimatedMs ?? 0))) {
+                        try await publish(frame.frameType, try frame.data(), roleActivity: true)
                     }
                 }
             case .task(let task):
