@@ -156,7 +156,7 @@ var targets: [Target] = [
     .target(
         name: "SwitchboardVoice",
         dependencies: [
-            "COpus", "SwitchboardContracts",
+            "COpus", "SwitchboardContracts", "SwitchboardRedis",
             .product(name: "Crypto", package: "swift-crypto"),
         ],
         path: "Shared/SwitchboardVoice",
@@ -246,7 +246,7 @@ targets += [
         path: "Tests/UnitTests", swiftSettings: swiftSettings),
     .testTarget(
         name: "IntegrationTests",
-        dependencies: runtime + ["SwitchboardTestSupport", "SwitchboardStore", "AgentWorker"],
+        dependencies: runtime + ["SwitchboardTestSupport", "SwitchboardStore", "SwitchboardVoice", "AgentWorker"],
         path: "Tests/IntegrationTests", swiftSettings: swiftSettings),
     .testTarget(
         name: "EndToEndTests",

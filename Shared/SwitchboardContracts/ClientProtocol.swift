@@ -127,13 +127,51 @@ public enum ChannelWire {
         }
     }
 
+    static let separator: Character = " "
+    /// The epoch of an ephemeral event (its offset is 0).
+    public static let ephemeralEpoch = "-"
+
+    /// The form's fields in order, the frame last (it may hold the separator). Every encoder, the
+    /// notifier's Lua included, lays the fields out through this one function.
+    static func fields<Field>(offset: Field, epoch: Field, frameType: Field, createdAt: Field, frameJSON: Field) -> [Field] {
+        [offset, epoch, frameType, createdAt, frameJSON]
+    }
+
     public static func encode(_ message: Message) -> String {
-        "\(message.offset) \(message.epoch) \(message.frameType) \(message.createdAt) \(message.frameJSON)"
+        fields(
+            offset: "\(message.offset)", epoch: message.epoch, frameType: message.frameType, createdAt: "\(message.createdAt)",
+            frameJSON: message.frameJSON
+        ).joined(separator: String(separator))
+    }
+
+    /// An ephemeral event's wire form made from its frame's bytes, without decoding them.
+    public static func encodeEphemeral(frameType: String, createdAt: Int64, frameJSON: [UInt8]) -> [UInt8] {
+        let head = encode(Message(offset: 0, epoch: ephemeralEpoch, frameType: frameType, createdAt: createdAt, frameJSON: ""))
+        return Array(head.utf8) + frameJSON
+    }
+
+    /// The form as a Lua expression over a script's variables, for a script that publishes from Redis.
+    public static func luaExpression(offset: String, epoch: String, frameType: String, createdAt: String, frameJSON: String) -> String {
+        fields(offset: offset, epoch: epoch, frameType: frameType, createdAt: createdAt, frameJSON: frameJSON)
+            .joined(separator: " .. '\(separator)' .. ")
+    }
+
+    /// The field names of a channel's stream entries (`<offset>-1 {t: type, c: created µs, f: frame}`).
+    public enum StreamField {
+        public static let frameType = "t"
+        public static let createdAt = "c"
+        public static let frameJSON = "f"
+    }
+
+    /// The field names of a channel's meta hash.
+    public enum MetaField {
+        public static let epoch = "epoch"
+        public static let offset = "offset"
     }
 
     public static func decode(_ bytes: [UInt8]) -> Message? {
         let text = String(decoding: bytes, as: UTF8.self)
-        let parts = text.split(separator: " ", maxSplits: 4, omittingEmptySubsequences: false)
+        let parts = text.split(separator: separator, maxSplits: 4, omittingEmptySubsequences: false)
         guard parts.count == 5, let offset = Int64(parts[0]), !parts[1].isEmpty, !parts[2].isEmpty,
             let createdAt = Int64(parts[3])
         else { return nil }
@@ -141,12 +179,6 @@ public enum ChannelWire {
             offset: offset, epoch: String(parts[1]), frameType: String(parts[2]), createdAt: createdAt,
             frameJSON: String(parts[4]))
     }
-
-    /// Redis keys of a channel; the hash tag keeps them on one Redis Cluster slot.
-    public static func liveChannel(_ channel: Channel) -> String { "sb:{\(channel)}:live" }
-    public static func streamKey(_ channel: Channel) -> String { "sb:{\(channel)}:stream" }
-    public static func metaKey(_ channel: Channel) -> String { "sb:{\(channel)}:meta" }
-    public static func seenKey(_ channel: Channel, eventID: UUID) -> String { "sb:{\(channel)}:seen:\(eventID.uuidString.lowercased())" }
 }
 
 /// One JSON style for client frames: sorted keys so tests and logs read the same every time.

@@ -226,20 +226,10 @@ public struct TeamCard: Codable, Sendable, Equatable {
         self.finalRole = finalRole
     }
 
-    public static let redisKey = "sb:team"
-
     /// The team's spelling of a role name, matched case-insensitively.
     public func role(named name: String) -> String? {
         roles.first { $0.name.lowercased() == name.lowercased() }?.name
     }
-}
-
-/// How the orchestrator tells agent-workers to stop a run's roles: a Redis key the workers check when
-/// a task starts, and a PUB/SUB message that stops the tasks already running.
-public enum RunControl {
-    public static let stopChannel = "sb:runs:stop"
-
-    public static func stoppedKey(runID: String) -> String { "sb:{run:\(runID)}:stopped" }
 }
 
 /// Frame types of the multi-agent work (seed 000 chat centre, seed 001 agent events).

@@ -30,7 +30,7 @@ public struct DeviceTool: Codable, Sendable, Hashable {
 public struct DeviceToolbox: Codable, Sendable, Hashable {
     /// The device's WebSocket session (the gateway's id).
     public var sessionId: String
-    /// The gateway instance holding the socket: calls go to `DeviceToolChannels.calls(gateway:)`.
+    /// The gateway instance holding the socket: calls go to `Keyspace.PubSub.deviceToolCalls(gateway:)`.
     public var gateway: String
     public var tools: [DeviceTool]
 
@@ -80,15 +80,6 @@ public struct DeviceToolResult: Codable, Sendable, Hashable {
         self.text = text
         self.isError = isError
     }
-}
-
-/// The Redis pub/sub channels device tool calls travel on (JSON-encoded `DeviceToolCall` and
-/// `DeviceToolResult`).
-public enum DeviceToolChannels {
-    /// One per gateway instance: the calls for the devices it holds.
-    public static func calls(gateway: String) -> String { "sb:device-tools:calls:\(gateway)" }
-    /// One per calling process (an agent-worker instance): the outcomes of its calls.
-    public static func results(instance: String) -> String { "sb:device-tools:results:\(instance)" }
 }
 
 extension JSONValue {

@@ -34,8 +34,6 @@ public struct RoleStateStore: Sendable {
         self.logger = logger
     }
 
-    public static func key(conversation: String) -> String { "sb:{conversation:\(conversation)}:roles" }
-
     /// Moves `role` along `path`. When the first step is impossible but the role already stands on the
     /// path (a retried handler), the steps up to there are skipped silently; otherwise an illegal step is
     /// logged and counted, never applied, and nothing after it is tried.
@@ -45,7 +43,7 @@ public struct RoleStateStore: Sendable {
             arguments.append(RedisArgument(target.rawValue))
             arguments.append(RedisArgument("," + RoleStateMachine.sources(of: target).map(\.rawValue).joined(separator: ",") + ","))
         }
-        let reply = try await redis.run(Self.script, keys: [RedisArgument(Self.key(conversation: conversation))], arguments: arguments)
+        let reply = try await redis.run(Self.script, keys: [RedisArgument(Keyspace.Conversation.roles(conversation))], arguments: arguments)
         let values = (reply.array ?? []).compactMap(\.string)
         guard values.count >= 3 else { throw RedisError(.protocolViolation, "role transition script answered \(reply)") }
         var steps: [Step] = []
@@ -70,7 +68,7 @@ public struct RoleStateStore: Sendable {
 
     /// Every role's state (roles never moved are IDLE and absent).
     public func states(conversation: String) async throws -> [String: RoleStatus] {
-        let reply = try await redis.send("HGETALL", RedisArgument(Self.key(conversation: conversation)))
+        let reply = try await redis.send("HGETALL", RedisArgument(Keyspace.Conversation.roles(conversation)))
         let values = (reply.array ?? []).compactMap(\.string)
         var states: [String: RoleStatus] = [:]
         var index = 0

@@ -17,15 +17,13 @@ public struct SystemStatus: Sendable, Equatable {
     public var services: [ServiceState]
     public var message: String?
 
-    static let heartbeatsKey = "sb:services"
-    static let maintenanceKey = "sb:maintenance"
     /// An instance that has not beaten for this long is gone.
     public static let staleAfterSeconds = 15
 
     /// `operational` when every service kind has a ready instance, `maintenance` while an operator
-    /// says so (`SET sb:maintenance "<message>"`), `degraded` otherwise.
+    /// says so (`SET sb:{maintenance} "<message>"`), `degraded` otherwise.
     public static func read(from redis: RedisClient, now: Int = Int(Date().timeIntervalSince1970)) async throws -> SystemStatus {
-        let replies = try await redis.pipeline([["HGETALL", RedisArgument(heartbeatsKey)], ["GET", RedisArgument(maintenanceKey)]])
+        let replies = try await redis.pipeline([["HGETALL", RedisArgument(Keyspace.Cluster.services)], ["GET", RedisArgument(Keyspace.Cluster.maintenance)]])
         var byService: [String: ServiceState] = [:]
         for kind in ServiceKind.allCases { byService[kind.rawValue] = ServiceState(name: kind.rawValue, readyInstances: 0, instances: 0) }
         let fields = replies[0].array ?? []
@@ -41,7 +39,7 @@ public struct SystemStatus: Sendable, Equatable {
             byService[String(parts[0]), default: ServiceState(name: String(parts[0]), readyInstances: 0, instances: 0)].instances += 1
             if ready == 1 { byService[String(parts[0])]?.readyInstances += 1 }
         }
-        if !stale.isEmpty { _ = try? await redis.send(["HDEL", RedisArgument(heartbeatsKey)] + stale) }
+        if !stale.isEmpty { _ = try? await redis.send(["HDEL", RedisArgument(Keyspace.Cluster.services)] + stale) }
         let services = byService.values.sorted { $0.name < $1.name }
         let maintenance = replies[1].string
         let status =
@@ -78,12 +76,12 @@ struct HeartbeatService: Service {
             let ready = await context.readiness.evaluate().ready
             let line = "\(context.configuration.service.rawValue) \(ready ? 1 : 0) \(Int(Date().timeIntervalSince1970))"
             do {
-                try await redis.send("HSET", RedisArgument(SystemStatus.heartbeatsKey), RedisArgument(instance), RedisArgument(line))
+                try await redis.send("HSET", RedisArgument(Keyspace.Cluster.services), RedisArgument(instance), RedisArgument(line))
             } catch {
                 context.logger.debug("heartbeat failed", metadata: ["error": "\(error)"])
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
-        _ = try? await redis.send("HDEL", RedisArgument(SystemStatus.heartbeatsKey), RedisArgument(instance))
+        _ = try? await redis.send("HDEL", RedisArgument(Keyspace.Cluster.services), RedisArgument(instance))
     }
 }

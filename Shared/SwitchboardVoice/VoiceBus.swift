@@ -50,7 +50,7 @@ public struct VoiceUplinkEvent: EventPayload, Equatable {
 }
 
 /// Downlink from voice-worker to the one gateway holding the device's socket: a Redis PUBLISH to
-/// that gateway's channel (found in the session routing table). Binary-safe: a text header line,
+/// that gateway's channel (`Keyspace.PubSub.voiceDownlink`, the gateway found in `VoiceRouteStore`). Binary-safe: a text header line,
 /// then the payload bytes.
 public enum VoiceDownlink {
     public enum Kind: String, Sendable, Equatable {
@@ -91,10 +91,4 @@ public enum VoiceDownlink {
         guard header.count == 3, let kind = Kind(rawValue: String(header[1])), let turn = Int64(header[2]) else { return nil }
         return Item(sessionId: String(header[0]), kind: kind, turn: turn, payload: Array(bytes[(newline + 1)...]))
     }
-
-    /// The Redis pub/sub channel of one gateway instance.
-    public static func channel(gateway: String) -> String { "sb:voice:downlink:\(gateway)" }
-    /// The routing table: device session → gateway instance (a key per session, with a TTL the
-    /// gateway refreshes while the device is connected).
-    public static func routeKey(session: String) -> String { "sb:{voice:\(session)}:gateway" }
 }

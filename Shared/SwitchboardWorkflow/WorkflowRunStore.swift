@@ -77,13 +77,6 @@ public struct WorkflowRunStore: Sendable {
         self.retentionSeconds = retentionSeconds
     }
 
-    static func runKey(_ runID: String) -> String { "sb:wf:run:{\(runID)}" }
-    static func nodesKey(_ runID: String) -> String { "sb:wf:run:{\(runID)}:nodes" }
-    /// How often each node completed: the proof that no node ran twice to completion.
-    static func completionsKey(_ runID: String) -> String { "sb:wf:run:{\(runID)}:completions" }
-    static func userKey(_ userID: String) -> String { "sb:wf:user:{\(userID)}:runs" }
-    /// A session's workflow ids and their runs (a hash; the set of the earlier format had another name).
-    static func sessionKey(_ userID: String, _ sessionID: String) -> String { "sb:wf:session:{\(userID)}:\(sessionID):runs" }
 
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
@@ -97,19 +90,19 @@ public struct WorkflowRunStore: Sendable {
         let json = String(decoding: try Self.encoder.encode(record), as: UTF8.self)
         try await archive?.saveRun(Self.archived(record, json: json))
         let replies = try await redis.pipeline([
-            ["SET", RedisArgument(Self.runKey(record.runId)), RedisArgument(json), "NX", "EX", RedisArgument(retentionSeconds)]
+            ["SET", RedisArgument(Keyspace.Workflow.record(record.runId)), RedisArgument(json), "NX", "EX", RedisArgument(retentionSeconds)]
         ])
         guard replies.first?.string == "OK" else { return false }
         _ = try await redis.pipeline([
-            ["ZADD", RedisArgument(Self.userKey(record.userId)), RedisArgument(record.createdAt), RedisArgument(record.runId)],
-            ["EXPIRE", RedisArgument(Self.userKey(record.userId)), RedisArgument(retentionSeconds)],
+            ["ZADD", RedisArgument(Keyspace.User.workflowRuns(record.userId)), RedisArgument(record.createdAt), RedisArgument(record.runId)],
+            ["EXPIRE", RedisArgument(Keyspace.User.workflowRuns(record.userId)), RedisArgument(retentionSeconds)],
         ])
         return true
     }
 
     /// The run from Redis, or from PostgreSQL once Redis no longer has it.
     public func record(_ runID: String) async throws -> WorkflowRunRecord? {
-        if let text = try await redis.send("GET", RedisArgument(Self.runKey(runID))).string {
+        if let text = try await redis.send("GET", RedisArgument(Keyspace.Workflow.record(runID))).string {
             return try JSONDecoder().decode(WorkflowRunRecord.self, from: Data(text.utf8))
         }
         guard let archived = try await archive?.archivedRun(runID) else { return nil }
@@ -119,7 +112,7 @@ public struct WorkflowRunStore: Sendable {
     public func update(_ record: WorkflowRunRecord) async throws {
         let json = String(decoding: try Self.encoder.encode(record), as: UTF8.self)
         try await both {
-            try await redis.send("SET", RedisArgument(Self.runKey(record.runId)), RedisArgument(json), "EX", RedisArgument(retentionSeconds))
+            try await redis.send("SET", RedisArgument(Keyspace.Workflow.record(record.runId)), RedisArgument(json), "EX", RedisArgument(retentionSeconds))
         } archive: { archive in
             try await archive.saveRun(Self.archived(record, json: json))
         }
@@ -127,7 +120,7 @@ public struct WorkflowRunStore: Sendable {
 
     /// The run's checkpoints from Redis, or from PostgreSQL when Redis has none (an expired run).
     public func checkpoints(_ runID: String) async throws -> [String: NodeCheckpoint] {
-        let reply = try await redis.send("HGETALL", RedisArgument(Self.nodesKey(runID)))
+        let reply = try await redis.send("HGETALL", RedisArgument(Keyspace.Workflow.nodes(runID)))
         let fields = reply.array ?? []
         var result: [String: NodeCheckpoint] = [:]
         for index in stride(from: 0, to: fields.count - 1, by: 2) {
@@ -146,12 +139,12 @@ public struct WorkflowRunStore: Sendable {
     public func checkpoint(_ runID: String, node: String, _ checkpoint: NodeCheckpoint) async throws {
         let json = String(decoding: try Self.encoder.encode(checkpoint), as: UTF8.self)
         var commands: [[RedisArgument]] = [
-            ["HSET", RedisArgument(Self.nodesKey(runID)), RedisArgument(node), RedisArgument(json)],
-            ["EXPIRE", RedisArgument(Self.nodesKey(runID)), RedisArgument(retentionSeconds)],
+            ["HSET", RedisArgument(Keyspace.Workflow.nodes(runID)), RedisArgument(node), RedisArgument(json)],
+            ["EXPIRE", RedisArgument(Keyspace.Workflow.nodes(runID)), RedisArgument(retentionSeconds)],
         ]
         if checkpoint.status == .completed {
-            commands.append(["HINCRBY", RedisArgument(Self.completionsKey(runID)), RedisArgument(node), "1"])
-            commands.append(["EXPIRE", RedisArgument(Self.completionsKey(runID)), RedisArgument(retentionSeconds)])
+            commands.append(["HINCRBY", RedisArgument(Keyspace.Workflow.completions(runID)), RedisArgument(node), "1"])
+            commands.append(["EXPIRE", RedisArgument(Keyspace.Workflow.completions(runID)), RedisArgument(retentionSeconds)])
         }
         let at = checkpoint.finishedAt ?? checkpoint.startedAt ?? Clock.epochMilliseconds()
         try await both { [commands] in
@@ -163,7 +156,7 @@ public struct WorkflowRunStore: Sendable {
     }
 
     public func completions(_ runID: String) async throws -> [String: Int] {
-        let fields = try await redis.send("HGETALL", RedisArgument(Self.completionsKey(runID))).array ?? []
+        let fields = try await redis.send("HGETALL", RedisArgument(Keyspace.Workflow.completions(runID))).array ?? []
         var result: [String: Int] = [:]
         for index in stride(from: 0, to: fields.count - 1, by: 2) {
             if let node = fields[index].string, let count = fields[index + 1].integer { result[node] = Int(count) }
@@ -176,8 +169,8 @@ public struct WorkflowRunStore: Sendable {
     public func runs(ofUser userID: String, offset: Int, limit: Int) async throws -> (ids: [String], total: Int) {
         if let archive { return try await archive.archivedRuns(ofUser: userID, offset: offset, limit: limit) }
         let replies = try await redis.pipeline([
-            ["ZREVRANGE", RedisArgument(Self.userKey(userID)), RedisArgument(offset), RedisArgument(offset + limit - 1)],
-            ["ZCARD", RedisArgument(Self.userKey(userID))],
+            ["ZREVRANGE", RedisArgument(Keyspace.User.workflowRuns(userID)), RedisArgument(offset), RedisArgument(offset + limit - 1)],
+            ["ZCARD", RedisArgument(Keyspace.User.workflowRuns(userID))],
         ])
         return ((replies[0].array ?? []).compactMap(\.string), Int(replies[1].integer ?? 0))
     }
@@ -185,7 +178,8 @@ public struct WorkflowRunStore: Sendable {
     /// The runs started from one WebSocket session, by the client's workflow id (its newest run under
     /// each), so a reconnecting client can re-attach to them.
     public func runs(ofSession sessionID: String, user userID: String) async throws -> [(workflowID: String, runID: String)] {
-        let fields = try await redis.send("HGETALL", RedisArgument(Self.sessionKey(userID, sessionID))).array ?? []
+        let key = RedisArgument(Keyspace.User.workflowSession(userID, sessionID: sessionID))
+        let fields = try await redis.send("HGETALL", key).array ?? []
         return stride(from: 0, to: fields.count - 1, by: 2).compactMap { index -> (workflowID: String, runID: String)? in
             guard let workflow = fields[index].string, let run = fields[index + 1].string else { return nil }
             return (workflow, run)
@@ -194,7 +188,8 @@ public struct WorkflowRunStore: Sendable {
 
     /// The run a session's workflow id names: its newest run under that id.
     public func run(workflowID: String, session sessionID: String, user userID: String) async throws -> String? {
-        try await redis.send("HGET", RedisArgument(Self.sessionKey(userID, sessionID)), RedisArgument(workflowID)).string
+        let key = RedisArgument(Keyspace.User.workflowSession(userID, sessionID: sessionID))
+        return try await redis.send("HGET", key, RedisArgument(workflowID)).string
     }
 
     /// KEYS: the session's hash. ARGV: workflow id, the new run, the run read before ("" for none), TTL.
@@ -213,7 +208,7 @@ public struct WorkflowRunStore: Sendable {
         -> Bool
     {
         let reply = try await redis.run(
-            Self.claimScript, keys: [RedisArgument(Self.sessionKey(userID, sessionID))],
+            Self.claimScript, keys: [RedisArgument(Keyspace.User.workflowSession(userID, sessionID: sessionID))],
             arguments: [
                 RedisArgument(workflowID), RedisArgument(runID), RedisArgument(replacing ?? ""), RedisArgument(retentionSeconds),
             ])
@@ -241,9 +236,6 @@ public struct WorkflowRunStore: Sendable {
 
     // MARK: limits
 
-    static func activeKey(_ userID: String) -> String { "sb:wf:user:{\(userID)}:active" }
-    static func executionsKey(_ runID: String) -> String { "sb:wf:run:{\(runID)}:executions" }
-
     /// Admits a run into its user's executing runs (one key, one script: runners on every partition
     /// agree); false when the user already has `limit` others.
     static let admitScript = RedisScript(
@@ -256,11 +248,11 @@ public struct WorkflowRunStore: Sendable {
         """)
 
     public func admit(runID: String, userID: String, limit: Int) async throws -> Bool {
-        let key = RedisArgument(Self.activeKey(userID))
+        let key = RedisArgument(Keyspace.User.activeWorkflowRuns(userID))
         if try await redis.send("SCARD", key).integer ?? 0 >= limit {
             // Forget runs that ended without saying so (their record expired, or ended elsewhere).
             let members = (try await redis.send("SMEMBERS", key).array ?? []).compactMap(\.string)
-            let records = try await redis.pipeline(members.map { ["GET", RedisArgument(Self.runKey($0))] })
+            let records = try await redis.pipeline(members.map { ["GET", RedisArgument(Keyspace.Workflow.record($0))] })
             for (member, reply) in zip(members, records) {
                 let status = reply.string.flatMap { try? JSONDecoder().decode(WorkflowRunRecord.self, from: Data($0.utf8)) }?.status
                 if status == nil || status?.isTerminal == true { _ = try await redis.send("SREM", key, RedisArgument(member)) }
@@ -272,13 +264,14 @@ public struct WorkflowRunStore: Sendable {
     }
 
     public func release(runID: String, userID: String) async throws {
-        _ = try await redis.send("SREM", RedisArgument(Self.activeKey(userID)), RedisArgument(runID))
+        _ = try await redis.send("SREM", RedisArgument(Keyspace.User.activeWorkflowRuns(userID)), RedisArgument(runID))
     }
 
     /// Counts one more execution of a run (its first, or a takeover); returns how many there were.
     public func countExecution(_ runID: String) async throws -> Int {
         let replies = try await redis.pipeline([
-            ["INCR", RedisArgument(Self.executionsKey(runID))], ["EXPIRE", RedisArgument(Self.executionsKey(runID)), RedisArgument(retentionSeconds)],
+            ["INCR", RedisArgument(Keyspace.Workflow.executions(runID))],
+            ["EXPIRE", RedisArgument(Keyspace.Workflow.executions(runID)), RedisArgument(retentionSeconds)],
         ])
         return Int(replies[0].integer ?? 1)
     }

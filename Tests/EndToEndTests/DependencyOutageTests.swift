@@ -129,7 +129,7 @@ struct DependencyOutageTests {
             #expect(reply != nil)
             let store = HistoryStore(configuration: try StoreConfiguration(url: TestEnvironment.postgresURL), logger: TestEnvironment.logger)
             let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
-            let ownerKey = "sb:{conversation:\(conversation)}:owner"
+            let ownerKey = Keyspace.Conversation.owner(conversation)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await store.run() }
                 defer { group.cancelAll() }

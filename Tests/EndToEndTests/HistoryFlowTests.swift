@@ -183,7 +183,7 @@ struct HistoryFlowTests {
                 _ = try await Self.waitForMessages(Self.base(url), conversation, token: token, count: 2)
                 // The orchestrator's record (its cache of the history) expires or is lost.
                 let redis = RedisClient(configuration: .init(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
-                try await redis.send("DEL", RedisArgument("sb:{conversation:\(conversation)}:run"))
+                try await redis.send("DEL", RedisArgument(Keyspace.Conversation.record(conversation)))
                 await redis.close()
                 try await ask("c2", "what did I ask you to remember?")
                 let last = try #require(fake.bodies.withLock { $0.last })

@@ -312,7 +312,7 @@ extension SafetyFlowTests {
         try await TestEnvironment.requirePostgres()
         // No team announced: an earlier stack's orchestrator may have left its card.
         let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
-        _ = try await redis.send("DEL", RedisArgument(TeamCard.redisKey))
+        _ = try await redis.send("DEL", RedisArgument(Keyspace.Cluster.team))
         await redis.close()
         let stack = try ServiceProcesses()
         let gateway = try stack.start("gateway")

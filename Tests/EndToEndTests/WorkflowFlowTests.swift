@@ -150,7 +150,7 @@ struct WorkflowFlowTests {
             #expect(progressAt.allSatisfy { praiseRunning < $0 && $0 < praiseDone })
             // The orchestrator leaves the llm node's result to the runners: no conversation record.
             let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
-            let record = try await redis.send("EXISTS", RedisArgument("sb:{conversation:wf-\(runID)}:run"))
+            let record = try await redis.send("EXISTS", RedisArgument(Keyspace.Conversation.record("wf-\(runID)")))
             await redis.close()
             #expect(record.integer == 0, "the orchestrator stored a record for a workflow task")
 
@@ -168,7 +168,7 @@ struct WorkflowFlowTests {
             // Redis lets the run go (its retention ended): PostgreSQL still has the record, every
             // node's checkpoint and the user's list.
             let cache = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
-            for key in ["sb:wf:run:{\(runID)}", "sb:wf:run:{\(runID)}:nodes", "sb:wf:user:{wf-alice}:runs"] {
+            for key in [Keyspace.Workflow.record(runID), Keyspace.Workflow.nodes(runID), Keyspace.User.workflowRuns("wf-alice")] {
                 try await cache.send("DEL", RedisArgument(key))
             }
             await cache.close()

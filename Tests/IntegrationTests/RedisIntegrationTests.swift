@@ -139,9 +139,9 @@ struct RedisIntegrationTests {
         #expect(epochs.count == 1)
         // Kafka redelivers the same event: it is published once.
         #expect(try await publishOne(publisher, eventID: ids[3], channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: false) == .duplicate)
-        let length = try await redis.send("XLEN", RedisArgument(ChannelWire.streamKey(channel)))
+        let length = try await redis.send("XLEN", RedisArgument(Keyspace.ClientChannel.stream(channel)))
         #expect(length.integer == 5)
-        let newest = try await redis.send("XREVRANGE", RedisArgument(ChannelWire.streamKey(channel)), "+", "-", "COUNT", "1")
+        let newest = try await redis.send("XREVRANGE", RedisArgument(Keyspace.ClientChannel.stream(channel)), "+", "-", "COUNT", "1")
         #expect(newest.array?.first?.array?.first?.string == "8-1")
         #expect(try await publishOne(publisher, eventID: UUID(), channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: true) == .ephemeral)
         await redis.close()
@@ -174,7 +174,7 @@ struct RedisIntegrationTests {
         }
         #expect(offsets == (1...20).flatMap { [Int64($0), Int64($0)] })
         for (channel, parity) in [(first, 0), (second, 1)] {
-            let entries = try await redis.send("XRANGE", RedisArgument(ChannelWire.streamKey(channel)), "-", "+")
+            let entries = try await redis.send("XRANGE", RedisArgument(Keyspace.ClientChannel.stream(channel)), "-", "+")
             let frames = (entries.array ?? []).compactMap { $0.array?.last?.array?.compactMap(\.string) }.compactMap { fields in
                 fields.firstIndex(of: "f").map { fields[$0 + 1] }
             }
@@ -193,13 +193,13 @@ struct RedisIntegrationTests {
         let channel = Channel.conversation("xadd-\(UUID().uuidString.prefix(8))")
         let id = UUID()
         // A string where the stream belongs: XADD answers WRONGTYPE inside the script.
-        try await redis.send("SET", RedisArgument(ChannelWire.streamKey(channel)), "not a stream")
+        try await redis.send("SET", RedisArgument(Keyspace.ClientChannel.stream(channel)), "not a stream")
         await #expect(throws: RedisError.self) {
             try await publishOne(publisher, eventID: id, channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: false)
         }
-        #expect(try await redis.send("EXISTS", RedisArgument(ChannelWire.seenKey(channel, eventID: id))).integer == 0)
-        #expect(try await redis.send("HGET", RedisArgument(ChannelWire.metaKey(channel)), "offset").string == nil)
-        try await redis.send("DEL", RedisArgument(ChannelWire.streamKey(channel)))
+        #expect(try await redis.send("EXISTS", RedisArgument(Keyspace.ClientChannel.seen(channel, eventID: id))).integer == 0)
+        #expect(try await redis.send("HGET", RedisArgument(Keyspace.ClientChannel.meta(channel)), "offset").string == nil)
+        try await redis.send("DEL", RedisArgument(Keyspace.ClientChannel.stream(channel)))
         let retried = try await publishOne(publisher, eventID: id, channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: false)
         guard case .published(let offset, _) = retried else {
             Issue.record("the retry was not published: \(retried)")

@@ -16,11 +16,11 @@ struct RoleStateIntegrationTests {
         do {
             try await body(RoleStateStore(redis: redis, logger: TestEnvironment.logger), conversation)
         } catch {
-            try? await redis.send("DEL", RedisArgument(RoleStateStore.key(conversation: conversation)))
+            try? await redis.send("DEL", RedisArgument(Keyspace.Conversation.roles(conversation)))
             await redis.close()
             throw error
         }
-        try await redis.send("DEL", RedisArgument(RoleStateStore.key(conversation: conversation)))
+        try await redis.send("DEL", RedisArgument(Keyspace.Conversation.roles(conversation)))
         await redis.close()
     }
 

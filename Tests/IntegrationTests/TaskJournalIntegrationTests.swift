@@ -1,4 +1,5 @@
 import Foundation
+import SwitchboardContracts
 import SwitchboardRedis
 import SwitchboardTestSupport
 import Testing
@@ -24,7 +25,7 @@ struct TaskJournalIntegrationTests {
             try await lease.record(["Alex ", "here. "])
             try await lease.record(["你好 👨‍👩‍👧"], complete: true)
         }
-        try await redis.send("DEL", RedisArgument(TaskJournal.leaseKey(taskID)))
+        try await redis.send("DEL", RedisArgument(Keyspace.Task.lease(taskID)))
         try await journal.withLease(taskID: taskID) { lease in
             #expect(try await lease.progress() == TaskProgress(chunks: ["Alex ", "here. ", "你好 👨‍👩‍👧"], generated: true))
             try await lease.finish()
@@ -33,10 +34,10 @@ struct TaskJournalIntegrationTests {
             #expect(try await lease.progress() == TaskProgress(done: true))
             try await lease.release()
         }
-        let ttl = try await redis.send("TTL", RedisArgument(TaskJournal.doneKey(taskID))).integer ?? 0
+        let ttl = try await redis.send("TTL", RedisArgument(Keyspace.Task.done(taskID))).integer ?? 0
         #expect(ttl > 0 && ttl <= Int64(TaskJournal.doneTTLSeconds))
-        #expect(try await redis.send("EXISTS", RedisArgument(TaskJournal.chunksKey(taskID))).integer == 0)
-        try await redis.send("DEL", RedisArgument(TaskJournal.doneKey(taskID)))
+        #expect(try await redis.send("EXISTS", RedisArgument(Keyspace.Task.chunks(taskID))).integer == 0)
+        try await redis.send("DEL", RedisArgument(Keyspace.Task.done(taskID)))
         await redis.close()
     }
 
@@ -68,7 +69,7 @@ struct TaskJournalIntegrationTests {
             try await group.waitForAll()
         }
         #expect(order.withLock { $0 } == ["first in", "first out", "second in"])
-        try await redis.send("DEL", RedisArgument(TaskJournal.doneKey(taskID)))
+        try await redis.send("DEL", RedisArgument(Keyspace.Task.done(taskID)))
         await redis.close()
     }
 
@@ -80,14 +81,14 @@ struct TaskJournalIntegrationTests {
         await #expect(throws: TaskJournal.LeaseLost.self) {
             try await journal.withLease(taskID: taskID) { lease in
                 try await lease.record(["mine "])
-                try await redis.send("SET", RedisArgument(TaskJournal.leaseKey(taskID)), "another attempt")
+                try await redis.send("SET", RedisArgument(Keyspace.Task.lease(taskID)), "another attempt")
                 try await lease.record(["too late"])
             }
         }
-        #expect(try await redis.send("LRANGE", RedisArgument(TaskJournal.chunksKey(taskID)), "0", "-1").array?.compactMap(\.string) == ["mine "])
+        #expect(try await redis.send("LRANGE", RedisArgument(Keyspace.Task.chunks(taskID)), "0", "-1").array?.compactMap(\.string) == ["mine "])
         // The failed attempt left the other's lease alone.
-        #expect(try await redis.send("GET", RedisArgument(TaskJournal.leaseKey(taskID))).string == "another attempt")
-        try await redis.send("DEL", RedisArgument(TaskJournal.leaseKey(taskID)), RedisArgument(TaskJournal.chunksKey(taskID)))
+        #expect(try await redis.send("GET", RedisArgument(Keyspace.Task.lease(taskID))).string == "another attempt")
+        try await redis.send("DEL", RedisArgument(Keyspace.Task.lease(taskID)), RedisArgument(Keyspace.Task.chunks(taskID)))
         await redis.close()
     }
 }

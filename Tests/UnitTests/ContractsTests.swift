@@ -113,6 +113,19 @@ import Testing
         #expect(message.isEphemeral && message.stampedJSON == "{\"a\":1}")
     }
 
+    @Test func ephemeralEventsAreEncodedFromTheFramesBytes() throws {
+        let bytes = ChannelWire.encodeEphemeral(frameType: "TYPING_START", createdAt: 7, frameJSON: Array("{\"a\": 1}".utf8))
+        #expect(String(decoding: bytes, as: UTF8.self) == "0 - TYPING_START 7 {\"a\": 1}")
+        let message = try #require(ChannelWire.decode(bytes))
+        #expect(message == .init(offset: 0, epoch: ChannelWire.ephemeralEpoch, frameType: "TYPING_START", createdAt: 7, frameJSON: "{\"a\": 1}"))
+    }
+
+    /// The notifier's script publishes the form Swift decodes: the same fields, in the same order.
+    @Test func theLuaFormIsTheSameForm() {
+        let lua = ChannelWire.luaExpression(offset: "offset", epoch: "epoch", frameType: "ARGV[6]", createdAt: "ARGV[7]", frameJSON: "ARGV[1]")
+        #expect(lua == "offset .. ' ' .. epoch .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[1]")
+    }
+
     @Test func garbageIsNotDecoded() {
         #expect(ChannelWire.decode(Array("nospace".utf8)) == nil)
         #expect(ChannelWire.decode(Array("x y T {}".utf8)) == nil)
@@ -133,8 +146,63 @@ import Testing
 
     @Test func keysShareAHashTag() {
         let channel = Channel.conversation("c1")
-        for key in [ChannelWire.streamKey(channel), ChannelWire.metaKey(channel), ChannelWire.liveChannel(channel)] {
+        for key in [Keyspace.ClientChannel.stream(channel), Keyspace.ClientChannel.meta(channel), Keyspace.ClientChannel.live(channel)] {
             #expect(key.contains("{conversation:c1}"))
         }
+    }
+}
+
+@Suite struct KeyspaceTests {
+    /// The hash tag Redis Cluster hashes: the text between the first `{` and the next `}`.
+    static func tag(_ key: String) -> Substring? {
+        guard let open = key.firstIndex(of: "{"), let close = key[open...].firstIndex(of: "}"), key.index(after: open) < close
+        else { return nil }
+        return key[key.index(after: open)..<close]
+    }
+
+    @Test func everyKeyHasAHashTag() {
+        let channel = Channel.conversation("c1")
+        let keys = [
+            Keyspace.Conversation.record("c1"), Keyspace.Conversation.outbox("c1"), Keyspace.Conversation.owner("c1"),
+            Keyspace.Conversation.members("c1"), Keyspace.Conversation.roles("c1"),
+            Keyspace.ClientChannel.live(channel), Keyspace.ClientChannel.stream(channel), Keyspace.ClientChannel.meta(channel),
+            Keyspace.ClientChannel.seen(channel, eventID: UUID()),
+            Keyspace.Device.binding("d1"), Keyspace.Device.generation("d1"), Keyspace.Device.activation("d1"),
+            Keyspace.Device.live("d1"), Keyspace.Device.activationCode("123456"), Keyspace.Device.otaRate(address: "10.0.0.1"),
+            Keyspace.User.devices("u1"), Keyspace.User.bindRate("u1"), Keyspace.User.commandRate("u1"),
+            Keyspace.User.connections("u1"), Keyspace.User.connection("u1", connectionID: "k1"),
+            Keyspace.User.bishengSeen("u1", chatID: "chat"), Keyspace.User.workflowRuns("u1"),
+            Keyspace.User.activeWorkflowRuns("u1"), Keyspace.User.workflowSession("u1", sessionID: "s1"),
+            Keyspace.User.workflowSockets("u1"),
+            Keyspace.Task.lease("t1"), Keyspace.Task.chunks("t1"), Keyspace.Task.generated("t1"), Keyspace.Task.done("t1"),
+            Keyspace.Run.stopped("r1"),
+            Keyspace.Workflow.record("w1"), Keyspace.Workflow.nodes("w1"), Keyspace.Workflow.completions("w1"),
+            Keyspace.Workflow.executions("w1"), Keyspace.Workflow.socket("k1"),
+            Keyspace.Voice.route("v1"), Keyspace.connectionPool("xiaozhi"),
+            Keyspace.Cluster.gateways, Keyspace.Cluster.services, Keyspace.Cluster.maintenance,
+            Keyspace.Cluster.systemStatusPublisher, Keyspace.Cluster.systemStatusLast, Keyspace.Cluster.team,
+            Keyspace.Cluster.workflowSockets,
+        ]
+        for key in keys {
+            #expect(key.hasPrefix("sb:{") && Self.tag(key) != nil, "\(key)")
+        }
+        #expect(Set(keys).count == keys.count, "two keys share a name")
+    }
+
+    /// Keys one script touches together share their tag (one slot).
+    @Test func keysOfOneScriptShareATag() {
+        let channel = Channel.conversation("c1")
+        let groups = [
+            [Keyspace.Conversation.record("c1"), Keyspace.Conversation.outbox("c1")],
+            [Keyspace.ClientChannel.meta(channel), Keyspace.ClientChannel.stream(channel), Keyspace.ClientChannel.seen(channel, eventID: UUID())],
+            [Keyspace.Task.lease("t1"), Keyspace.Task.chunks("t1"), Keyspace.Task.generated("t1"), Keyspace.Task.done("t1")],
+            [Keyspace.User.connections("u1"), Keyspace.User.connection("u1", connectionID: "k1")],
+        ]
+        for keys in groups {
+            #expect(Set(keys.map(Self.tag)).count == 1, "\(keys)")
+        }
+        // A workflow run's keys sit with its client channel, a conversation's with its own.
+        #expect(Self.tag(Keyspace.Workflow.record("w1")) == Self.tag(Keyspace.ClientChannel.stream(.workflow("w1"))))
+        #expect(Self.tag(Keyspace.Conversation.roles("c1")) == Self.tag(Keyspace.ClientChannel.live(channel)))
     }
 }

@@ -122,7 +122,7 @@ final class RecordingSink: FrameSink {
             sinks.append(sink)
         }
         #expect(source.subscriptions.load(ordering: .relaxed) == 1)
-        let live = ChannelWire.liveChannel(.conversation("c1"))
+        let live = Keyspace.ClientChannel.live(.conversation("c1"))
         for n in 1...3 {
             source.publish(live, .init(offset: 0, epoch: "-", frameType: "TYPING_START", frameJSON: "{\"n\":\(n)}"))
         }

@@ -305,7 +305,7 @@ struct StreamingTask {
         // Stopped before it started (the stop message came before this task): no model call at all.
         var stoppedEarly = false
         if let runID = task.runId {
-            stoppedEarly = try await context.redis.send("EXISTS", RedisArgument(RunControl.stoppedKey(runID: runID))).integer == 1
+            stoppedEarly = try await RunControl(redis: context.redis).isStopped(runID: runID)
             if stoppedEarly { continuation.yield(.stopped) }
         }
         // The answer was complete before the crash: nothing to ask the model.
@@ -457,26 +457,16 @@ struct StreamingTask {
         let task = envelope.payload
         let eventIDs = TaskEventIDs(taskID: task.taskId)
         let outcome = try await roles.advance(conversation: task.conversationId, role: task.role, path: path)
+        let announcer = RoleAnnouncer(conversation: task.conversationId, role: task.role)
         for step in outcome.applied {
-            if step.from == .thinking {
-                let actual = thinkingSince.map { max(Clock.epochMilliseconds() - $0, 0) } ?? 0
-                for channel in [SwitchboardContracts.Channel.conversation(task.conversationId), .roles(task.conversationId)] {
+            let actual = thinkingSince.map { max(Clock.epochMilliseconds() - $0, 0) } ?? 0
+            for frame in announcer.frames(for: step, reason: reason, thinking: .end(actualMs: actual)) {
+                for channel in announcer.channels {
                     pending.append(
                         try await emit(
-                            FrameType.roleThinkingEnd,
-                            ["conversationId": .string(task.conversationId), "role": .string(task.role),
-                             "actualTime": .number(Double(actual))] as JSONValue, channel: channel,
-                            id: eventIDs.roleStep(FrameType.roleThinkingEnd, to: step.to, channel: channel)))
+                            frame.frameType, try frame.data(), channel: channel,
+                            id: eventIDs.roleStep(frame.frameType, to: step.to, channel: channel)))
                 }
-            }
-            for channel in [SwitchboardContracts.Channel.conversation(task.conversationId), .roles(task.conversationId)] {
-                pending.append(
-                    try await emit(
-                        FrameType.roleStatusChange,
-                        ["conversationId": .string(task.conversationId), "role": .string(task.role),
-                         "status": .string(step.to.rawValue), "previousStatus": .string(step.from.rawValue),
-                         "reason": .string(reason)] as JSONValue, channel: channel,
-                        id: eventIDs.roleStep(FrameType.roleStatusChange, to: step.to, channel: channel)))
             }
         }
     }

@@ -13,7 +13,7 @@ protocol DeviceToolCalling: Sendable {
 }
 
 /// Calls a voice device's MCP tools (docs/voice.md#device-tools): each call is published to the
-/// gateway holding the device's socket (`DeviceToolChannels.calls(gateway:)`), which sends `tools/call`
+/// gateway holding the device's socket (`Keyspace.PubSub.deviceToolCalls(gateway:)`), which sends `tools/call`
 /// and publishes the device's answer to this worker's reply channel. A service: it follows the reply
 /// channel for the worker's whole life.
 final class DeviceToolCaller: Service, DeviceToolCalling {
@@ -37,7 +37,7 @@ final class DeviceToolCaller: Service, DeviceToolCalling {
     init(redis: RedisClient, subscriber: RedisSubscriber, instance: String, timeout: Duration = .seconds(12)) {
         self.redis = redis
         self.subscriber = subscriber
-        self.replyChannel = DeviceToolChannels.results(instance: instance)
+        self.replyChannel = Keyspace.PubSub.deviceToolResults(instance: instance)
         self.timeout = timeout
     }
 
@@ -66,7 +66,7 @@ final class DeviceToolCaller: Service, DeviceToolCalling {
                     let encoder = JSONEncoder()
                     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                     let reached = try await self.redis.send(
-                        "PUBLISH", RedisArgument(DeviceToolChannels.calls(gateway: toolbox.gateway)),
+                        "PUBLISH", RedisArgument(Keyspace.PubSub.deviceToolCalls(gateway: toolbox.gateway)),
                         RedisArgument(bytes: Array(try encoder.encode(call)))).integer ?? 0
                     // Nobody subscribed: that gateway is gone, and the device with it.
                     if reached == 0 {

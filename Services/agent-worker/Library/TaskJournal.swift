@@ -62,7 +62,7 @@ public struct TaskProgress: Sendable, Equatable {
     }
 }
 
-/// One task's state in Redis, under the task's hash tag (`sb:{task:<id>}:…`), so each script touches
+/// One task's state in Redis, under the task's hash tag (`Keyspace.Task`), so each script touches
 /// one slot:
 ///
 /// - `lease`: the attempt running the task (a random token, renewed while it runs). A redelivery of a
@@ -80,11 +80,6 @@ public struct TaskJournal: Sendable {
     public static let journalTTLSeconds = 3600
     /// A finished task is not run again for a day (a later replay from a dead-letter topic runs it again).
     public static let doneTTLSeconds = 24 * 3600
-
-    static func leaseKey(_ taskID: String) -> String { "sb:{task:\(taskID)}:lease" }
-    static func chunksKey(_ taskID: String) -> String { "sb:{task:\(taskID)}:chunks" }
-    static func generatedKey(_ taskID: String) -> String { "sb:{task:\(taskID)}:generated" }
-    static func doneKey(_ taskID: String) -> String { "sb:{task:\(taskID)}:done" }
 
     /// The lease was taken over (this attempt stalled past its TTL): it must stop writing.
     public struct LeaseLost: Error, CustomStringConvertible {
@@ -130,13 +125,13 @@ public struct TaskJournal: Sendable {
         let token: String
 
         private var keys: [RedisArgument] {
-            [TaskJournal.leaseKey(taskID), TaskJournal.chunksKey(taskID), TaskJournal.generatedKey(taskID), TaskJournal.doneKey(taskID)]
+            [Keyspace.Task.lease(taskID), Keyspace.Task.chunks(taskID), Keyspace.Task.generated(taskID), Keyspace.Task.done(taskID)]
                 .map { RedisArgument($0) }
         }
 
         func acquire() async throws -> Bool {
             let reply = try await journal.redis.send(
-                "SET", RedisArgument(TaskJournal.leaseKey(taskID)), RedisArgument(token), "NX", "PX",
+                "SET", RedisArgument(Keyspace.Task.lease(taskID)), RedisArgument(token), "NX", "PX",
                 RedisArgument(TaskJournal.leaseTTLMilliseconds))
             return reply.string == "OK"
         }

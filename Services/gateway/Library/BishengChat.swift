@@ -308,7 +308,7 @@ final class SharedInt: Sendable {
     init(_ initial: Int) { value = Atomic(initial) }
 }
 
-/// Where a chat's sockets left off (`sb:{user:…}:bisheng:<chat>:seen`): the last event a socket of
+/// Where a chat's sockets left off (`Keyspace.User.bishengSeen`): the last event a socket of
 /// the chat was shown, or "start" when the chat had none yet. The next socket of the chat follows
 /// from there, so a client that reconnects (to any gateway) gets what came while it was away.
 struct BishengPositions: Sendable {
@@ -318,10 +318,8 @@ struct BishengPositions: Sendable {
     static let ttlSeconds = 3600
     static let fromStart = "start"
 
-    static func key(user: String, chatID: String) -> String { "sb:{user:\(user)}:bisheng:\(chatID):seen" }
-
     func resumePosition(user: String, chatID: String) async throws -> StreamPosition? {
-        guard let saved = try await redis.send("GET", RedisArgument(Self.key(user: user, chatID: chatID))).string else { return nil }
+        guard let saved = try await redis.send("GET", RedisArgument(Keyspace.User.bishengSeen(user, chatID: chatID))).string else { return nil }
         if saved == Self.fromStart {
             // The chat had no event when its socket left: everything it has now is new to the client.
             return try await history.read(.conversation(chatID), after: nil).top.map { StreamPosition(epoch: $0.epoch, offset: 0) }
@@ -332,7 +330,7 @@ struct BishengPositions: Sendable {
     func save(_ position: StreamPosition?, user: String, chatID: String) async {
         let value = position.map { "\($0.epoch):\($0.offset)" } ?? Self.fromStart
         _ = try? await redis.send(
-            "SET", RedisArgument(Self.key(user: user, chatID: chatID)), RedisArgument(value), "EX", RedisArgument(Self.ttlSeconds))
+            "SET", RedisArgument(Keyspace.User.bishengSeen(user, chatID: chatID)), RedisArgument(value), "EX", RedisArgument(Self.ttlSeconds))
     }
 }
 

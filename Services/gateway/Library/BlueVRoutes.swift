@@ -15,9 +15,6 @@ struct BlueVDirectory: Sendable {
     let gatewayID: String
     let ttlSeconds: Int
 
-    static let indexKey = "sb:wf:sockets"
-    static func userIndexKey(_ userID: String) -> String { "sb:wf:sockets:{\(userID)}" }
-    static func entryKey(_ connectionID: String) -> String { "sb:wf:socket:\(connectionID)" }
     /// Where a broadcast's posted JSON travels inside its USER_NOTIFICATION (chat sockets ignore it).
     static let broadcastField = "broadcast"
 
@@ -44,30 +41,34 @@ struct BlueVDirectory: Sendable {
         guard let connectionID = entry.connection_id, let userID = entry.user_id, let json = try? JSONEncoder().encode(entry) else { return }
         let expiry = Int(Date().timeIntervalSince1970) + ttlSeconds
         _ = try? await redis.pipeline([
-            ["SET", RedisArgument(Self.entryKey(connectionID)), RedisArgument(String(decoding: json, as: UTF8.self)), "EX", RedisArgument(ttlSeconds)],
-            ["ZADD", RedisArgument(Self.indexKey), RedisArgument(expiry), RedisArgument(connectionID)],
-            ["ZADD", RedisArgument(Self.userIndexKey(userID)), RedisArgument(expiry), RedisArgument(connectionID)],
-            ["EXPIRE", RedisArgument(Self.userIndexKey(userID)), RedisArgument(ttlSeconds)],
+            [
+                "SET", RedisArgument(Keyspace.Workflow.socket(connectionID)), RedisArgument(String(decoding: json, as: UTF8.self)),
+                "EX", RedisArgument(ttlSeconds),
+            ],
+            ["ZADD", RedisArgument(Keyspace.Cluster.workflowSockets), RedisArgument(expiry), RedisArgument(connectionID)],
+            ["ZADD", RedisArgument(Keyspace.User.workflowSockets(userID)), RedisArgument(expiry), RedisArgument(connectionID)],
+            ["EXPIRE", RedisArgument(Keyspace.User.workflowSockets(userID)), RedisArgument(ttlSeconds)],
         ])
     }
 
     func remove(connectionID: String, userID: String) async {
         _ = try? await redis.pipeline([
-            ["DEL", RedisArgument(Self.entryKey(connectionID))], ["ZREM", RedisArgument(Self.indexKey), RedisArgument(connectionID)],
-            ["ZREM", RedisArgument(Self.userIndexKey(userID)), RedisArgument(connectionID)],
+            ["DEL", RedisArgument(Keyspace.Workflow.socket(connectionID))],
+            ["ZREM", RedisArgument(Keyspace.Cluster.workflowSockets), RedisArgument(connectionID)],
+            ["ZREM", RedisArgument(Keyspace.User.workflowSockets(userID)), RedisArgument(connectionID)],
         ])
     }
 
     /// Every live socket, or only `user`'s.
     func entries(of user: String?) async throws -> [Entry] {
         let now = Int(Date().timeIntervalSince1970)
-        let index = RedisArgument(user.map(Self.userIndexKey) ?? Self.indexKey)
+        let index = RedisArgument(user.map(Keyspace.User.workflowSockets) ?? Keyspace.Cluster.workflowSockets)
         let replies = try await redis.pipeline([
             ["ZREMRANGEBYSCORE", index, "-inf", RedisArgument(now - 1)], ["ZRANGE", index, "0", "-1"],
         ])
         let ids = (replies[1].array ?? []).compactMap(\.string)
         guard !ids.isEmpty else { return [] }
-        let lines = try await redis.pipeline(ids.map { ["GET", RedisArgument(Self.entryKey($0))] })
+        let lines = try await redis.pipeline(ids.map { ["GET", RedisArgument(Keyspace.Workflow.socket($0))] })
         return lines.compactMap { $0.string.flatMap { try? JSONDecoder().decode(Entry.self, from: Data($0.utf8)) } }
             .filter { user == nil || $0.user_id == user }
             .sorted { $0.connected_at < $1.connected_at }

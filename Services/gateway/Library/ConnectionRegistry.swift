@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import SwitchboardContracts
 import SwitchboardRedis
 
 /// The cluster-wide routing tables in Redis: which connections a user has and on which gateway, with
@@ -12,10 +13,6 @@ struct ConnectionRegistry: Sendable {
     /// How long an entry lives without a heartbeat.
     let ttlSeconds: Int
     let maxConnectionsPerUser: Int
-
-    static func userConnectionsKey(_ userID: String) -> String { "sb:{user:\(userID)}:conns" }
-    static func connectionKey(userID: String, connectionID: String) -> String { "sb:{user:\(userID)}:conn:\(connectionID)" }
-    static let gatewaysKey = "sb:gateways"
 
     /// KEYS: the user's connection set (scored by expiry), the connection's hash.
     /// ARGV: connection id, gateway, TTL seconds, limit.
@@ -39,8 +36,8 @@ struct ConnectionRegistry: Sendable {
         let reply = try await redis.run(
             Self.registerScript,
             keys: [
-                RedisArgument(Self.userConnectionsKey(userID)),
-                RedisArgument(Self.connectionKey(userID: userID, connectionID: connectionID)),
+                RedisArgument(Keyspace.User.connections(userID)),
+                RedisArgument(Keyspace.User.connection(userID, connectionID: connectionID)),
             ],
             arguments: [
                 RedisArgument(connectionID), RedisArgument(gatewayID), RedisArgument(ttlSeconds),
@@ -48,8 +45,6 @@ struct ConnectionRegistry: Sendable {
             ])
         return reply.integer == 1
     }
-
-    static func poolKey(_ pool: String) -> String { "sb:pool:{\(pool)}:conns" }
 
     /// KEYS: the pool's set (scored by expiry). ARGV: connection id, TTL seconds, limit.
     static let claimScript = RedisScript(
@@ -68,19 +63,19 @@ struct ConnectionRegistry: Sendable {
     /// when the pool is full. Entries expire `ttlSeconds` after their last claim.
     func claim(pool: String, connectionID: String, limit: Int) async throws -> Bool {
         let reply = try await redis.run(
-            Self.claimScript, keys: [RedisArgument(Self.poolKey(pool))],
+            Self.claimScript, keys: [RedisArgument(Keyspace.connectionPool(pool))],
             arguments: [RedisArgument(connectionID), RedisArgument(ttlSeconds), RedisArgument(limit)])
         return reply.integer == 1
     }
 
     func release(pool: String, connectionID: String) async {
-        _ = try? await redis.send("ZREM", RedisArgument(Self.poolKey(pool)), RedisArgument(connectionID))
+        _ = try? await redis.send("ZREM", RedisArgument(Keyspace.connectionPool(pool)), RedisArgument(connectionID))
     }
 
     func unregister(userID: String, connectionID: String) async {
         _ = try? await redis.pipeline([
-            ["ZREM", RedisArgument(Self.userConnectionsKey(userID)), RedisArgument(connectionID)],
-            ["DEL", RedisArgument(Self.connectionKey(userID: userID, connectionID: connectionID))],
+            ["ZREM", RedisArgument(Keyspace.User.connections(userID)), RedisArgument(connectionID)],
+            ["DEL", RedisArgument(Keyspace.User.connection(userID, connectionID: connectionID))],
         ])
     }
 
@@ -90,17 +85,17 @@ struct ConnectionRegistry: Sendable {
         let expiry = Int(Date().timeIntervalSince1970) + ttlSeconds
         var commands: [[RedisArgument]] = [
             [
-                "HSET", RedisArgument(Self.gatewaysKey), RedisArgument(gatewayID),
+                "HSET", RedisArgument(Keyspace.Cluster.gateways), RedisArgument(gatewayID),
                 RedisArgument("\(connections.count) \(Int(Date().timeIntervalSince1970))"),
             ]
         ]
         for connection in connections {
-            let key = Self.connectionKey(userID: connection.userID, connectionID: connection.connectionID)
+            let key = Keyspace.User.connection(connection.userID, connectionID: connection.connectionID)
             commands.append([
-                "ZADD", RedisArgument(Self.userConnectionsKey(connection.userID)), RedisArgument(expiry),
+                "ZADD", RedisArgument(Keyspace.User.connections(connection.userID)), RedisArgument(expiry),
                 RedisArgument(connection.connectionID),
             ])
-            commands.append(["EXPIRE", RedisArgument(Self.userConnectionsKey(connection.userID)), RedisArgument(ttlSeconds)])
+            commands.append(["EXPIRE", RedisArgument(Keyspace.User.connections(connection.userID)), RedisArgument(ttlSeconds)])
             commands.append([
                 "HSET", RedisArgument(key), "gateway", RedisArgument(gatewayID), "channels",
                 RedisArgument(connection.channels.joined(separator: ",")),
@@ -112,7 +107,7 @@ struct ConnectionRegistry: Sendable {
 
     /// Connections per live gateway (one that sent a heartbeat within the TTL).
     func gateways() async throws -> [String: Int] {
-        let reply = try await redis.send("HGETALL", RedisArgument(Self.gatewaysKey))
+        let reply = try await redis.send("HGETALL", RedisArgument(Keyspace.Cluster.gateways))
         let now = Int(Date().timeIntervalSince1970)
         var result: [String: Int] = [:]
         let fields = reply.array ?? []
@@ -157,7 +152,7 @@ struct RateLimiter: Sendable {
 
     func allow(userID: String) async throws -> Bool {
         let reply = try await redis.run(
-            Self.script, keys: [RedisArgument("sb:{user:\(userID)}:rate")],
+            Self.script, keys: [RedisArgument(Keyspace.User.commandRate(userID))],
             arguments: [RedisArgument(String(rate)), RedisArgument(burst)])
         return reply.integer == 1
     }

@@ -2,7 +2,7 @@ import SwitchboardContracts
 import SwitchboardRedis
 
 /// Who may use a conversation: its owner (the first user to write to or open it) and its members
-/// (`sb:{conversation:<id>}:members`, filled by the conversation API).
+/// (`Keyspace.Conversation.members`, filled by the conversation API).
 ///
 /// The owner key is a cache of a durable fact: once a conversation has history, PostgreSQL's session
 /// row names its owner. When Redis has no owner key (it expired, or Redis lost it), that row decides
@@ -23,12 +23,9 @@ public struct ConversationAccess: Sendable {
         self.durableOwner = durableOwner
     }
 
-    static func ownerKey(_ conversationID: String) -> String { "sb:{conversation:\(conversationID)}:owner" }
-    static func membersKey(_ conversationID: String) -> String { "sb:{conversation:\(conversationID)}:members" }
-
     /// Claims an unowned conversation for `userID`, and says whether `userID` may use it.
     public func authorize(userID: String, conversationID: String) async throws -> Bool {
-        let key = RedisArgument(Self.ownerKey(conversationID))
+        let key = RedisArgument(Keyspace.Conversation.owner(conversationID))
         let lifetime = RedisArgument(Self.ownerLifetimeSeconds)
         // GETEX: one round trip reads the owner and keeps the key alive while the conversation is used.
         var owner = try await redis.send("GETEX", key, "EX", lifetime).string
@@ -43,7 +40,7 @@ public struct ConversationAccess: Sendable {
             }
         }
         if owner == userID { return true }
-        let member = try await redis.send("SISMEMBER", RedisArgument(Self.membersKey(conversationID)), RedisArgument(userID))
+        let member = try await redis.send("SISMEMBER", RedisArgument(Keyspace.Conversation.members(conversationID)), RedisArgument(userID))
         return member.integer == 1
     }
 }

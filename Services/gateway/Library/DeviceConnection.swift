@@ -328,7 +328,7 @@ final class DeviceConnection: Sendable {
 }
 
 /// The device connections of this gateway, and the one Redis subscription through which voice-workers
-/// reach them (`VoiceDownlink.channel(gateway:)`).
+/// reach them (`Keyspace.PubSub.voiceDownlink(gateway:)`).
 final class DeviceConnections: Service, Sendable {
     private struct State {
         var connections: [String: DeviceConnection] = [:]
@@ -357,10 +357,10 @@ final class DeviceConnections: Service, Sendable {
         }
         guard claimed else { return }
         do {
-            _ = try await hub.source.follow(VoiceDownlink.channel(gateway: gateway)) { [weak self] bytes in
+            _ = try await hub.source.follow(Keyspace.PubSub.voiceDownlink(gateway: gateway)) { [weak self] bytes in
                 self?.deliver(bytes)
             }
-            _ = try await hub.source.follow(DeviceToolChannels.calls(gateway: gateway)) { [weak self] bytes in
+            _ = try await hub.source.follow(Keyspace.PubSub.deviceToolCalls(gateway: gateway)) { [weak self] bytes in
                 self?.deliverToolCall(bytes)
             }
         } catch {

@@ -21,11 +21,7 @@ struct DeviceError: Error, Sendable {
 }
 
 /// Bindings, activation codes and online state of xiaozhi devices, in Redis (shared by every gateway).
-///
-/// Keys: `sb:{device:<id>}:binding` (JSON `DeviceBinding`), `sb:{device:<id>}:generation` (bumped on
-/// unbind; survives it), `sb:{device:<id>}:activation` (JSON `PendingActivation`, expires with its
-/// code), `sb:activation:<code>` → device id, `sb:{user:<id>}:devices` (a set),
-/// `sb:{device:<id>}:live` → `<gateway> <session>` while connected.
+/// Its keys are `Keyspace.Device`'s and the user's `devices`.
 struct DeviceDirectory: Sendable {
     let redis: RedisClient
     let settings: DeviceActivationSettings
@@ -37,19 +33,19 @@ struct DeviceDirectory: Sendable {
         self.grantKey = DeviceGrant.key(secret: secret)
     }
 
-    static func bindingKey(_ device: String) -> RedisArgument { RedisArgument("sb:{device:\(device)}:binding") }
-    static func generationKey(_ device: String) -> RedisArgument { RedisArgument("sb:{device:\(device)}:generation") }
-    static func activationKey(_ device: String) -> RedisArgument { RedisArgument("sb:{device:\(device)}:activation") }
-    static func liveKey(_ device: String) -> RedisArgument { RedisArgument("sb:{device:\(device)}:live") }
-    static func codeKey(_ code: String) -> RedisArgument { RedisArgument("sb:activation:\(code)") }
-    static func userDevicesKey(_ user: String) -> RedisArgument { RedisArgument("sb:{user:\(user)}:devices") }
+    static func bindingKey(_ device: String) -> RedisArgument { RedisArgument(Keyspace.Device.binding(device)) }
+    static func generationKey(_ device: String) -> RedisArgument { RedisArgument(Keyspace.Device.generation(device)) }
+    static func activationKey(_ device: String) -> RedisArgument { RedisArgument(Keyspace.Device.activation(device)) }
+    static func liveKey(_ device: String) -> RedisArgument { RedisArgument(Keyspace.Device.live(device)) }
+    static func codeKey(_ code: String) -> RedisArgument { RedisArgument(Keyspace.Device.activationCode(code)) }
+    static func userDevicesKey(_ user: String) -> RedisArgument { RedisArgument(Keyspace.User.devices(user)) }
 
     // MARK: rate limits
 
     /// OTA and activate per client address: a token bucket in Redis, so all gateways count together.
     func admit(address: String) async throws {
         try await take(
-            key: "sb:{ota:\(address)}:rate", rate: settings.otaRequestsPerSecond, burst: settings.otaBurst,
+            key: Keyspace.Device.otaRate(address: address), rate: settings.otaRequestsPerSecond, burst: settings.otaBurst,
             message: "too many device requests from this address")
     }
 
@@ -135,7 +131,7 @@ struct DeviceDirectory: Sendable {
             throw DeviceError(.badRequest, ErrorCode.invalidArgument.rawValue, "code is the 6 digits the device shows")
         }
         // Refilled at one attempt per 10 s: a million codes cannot be tried.
-        try await take(key: "sb:{user:\(user)}:bind-rate", rate: 0.1, burst: settings.bindBurst, message: "too many binding attempts")
+        try await take(key: Keyspace.User.bindRate(user), rate: 0.1, burst: settings.bindBurst, message: "too many binding attempts")
         guard let device = try await redis.send("GET", Self.codeKey(code)).string,
             let pending = try await self.pending(of: device), pending.code == code, pending.expiresAt > now
         else { throw DeviceError(.notFound, "CODE_NOT_FOUND", "no device is waiting with this code (it is valid 5 minutes)") }
@@ -214,7 +210,9 @@ struct DeviceDirectory: Sendable {
         guard parts.count == 2 else { return }
         let item = VoiceDownlink.Item(
             sessionId: String(parts[1]), kind: .close, turn: 0, payload: Array("\(CloseCode.unauthorized.rawValue) device unbound".utf8))
-        _ = try await redis.send("PUBLISH", RedisArgument(VoiceDownlink.channel(gateway: String(parts[0]))), RedisArgument(bytes: VoiceDownlink.encode(item)))
+        _ = try await redis.send(
+            "PUBLISH", RedisArgument(Keyspace.PubSub.voiceDownlink(gateway: String(parts[0]))),
+            RedisArgument(bytes: VoiceDownlink.encode(item)))
     }
 
     // MARK: online state (written by the device connection)

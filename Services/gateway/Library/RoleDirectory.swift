@@ -12,9 +12,7 @@ struct RoleDirectory: Sendable {
 
     /// The orchestrator's team; nil until an orchestrator has started once.
     func team() async throws -> TeamCard? {
-        let reply = try await redis.send("GET", RedisArgument(TeamCard.redisKey))
-        guard let bytes = reply.bytes else { return nil }
-        return try? JSONDecoder().decode(TeamCard.self, from: Data(bytes))
+        try await TeamCardStore(redis: redis).current()
     }
 
     /// ROLE_STATUS_SNAPSHOT: every role of the team in team order (IDLE unless the Redis hash says

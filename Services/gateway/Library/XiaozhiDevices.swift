@@ -253,7 +253,7 @@ struct XiaozhiDevices: WebSocketDoor {
             connection.finish()
         }
         if connection.hasSaidHello {
-            _ = try? await context.redis.send("DEL", RedisArgument(VoiceDownlink.routeKey(session: connection.sessionID)))
+            try? await VoiceRouteStore(redis: context.redis).close(session: connection.sessionID)
             try? await directory.markOffline(
                 device: connection.identity.deviceID, gateway: context.configuration.instanceID, session: connection.sessionID)
             try? await uplink.publish(.close)
@@ -367,14 +367,13 @@ struct XiaozhiDevices: WebSocketDoor {
             return true
         }
         let identity = connection.identity
-        let key = RedisArgument(VoiceDownlink.routeKey(session: connection.sessionID))
+        let routes = VoiceRouteStore(redis: context.redis)
+        let route = VoiceRoute(
+            gateway: context.configuration.instanceID, userId: identity.userID, conversationId: identity.conversationID,
+            deviceId: identity.deviceID,
+            uplink: AudioFormat(sampleRate: uplinkAudio.sampleRate, frameDurationMilliseconds: uplinkAudio.frameDuration))
         do {
-            _ = try await context.redis.pipeline([
-                ["HSET", key, "gateway", RedisArgument(context.configuration.instanceID), "user", RedisArgument(identity.userID),
-                 "conversation", RedisArgument(identity.conversationID), "device", RedisArgument(identity.deviceID),
-                 "sample_rate", RedisArgument(uplinkAudio.sampleRate), "frame_duration", RedisArgument(uplinkAudio.frameDuration)],
-                ["EXPIRE", key, RedisArgument(xiaozhi.routeTTLSeconds)],
-            ])
+            try await routes.open(route, session: connection.sessionID, ttlSeconds: xiaozhi.routeTTLSeconds)
         } catch {
             return fail(connection, error)
         }
@@ -390,12 +389,11 @@ struct XiaozhiDevices: WebSocketDoor {
         // A device with MCP gets `initialize` right after our hello, then `tools/list`.
         if message.features?["mcp"] == true { _ = connection.mcp { $0.start() } }
         let ttl = xiaozhi.routeTTLSeconds
-        let redis = context.redis
         group.addTask {
             // Keeps the route alive while the device is connected.
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(max(1, ttl / 3)))
-                _ = try? await redis.send("EXPIRE", key, RedisArgument(ttl))
+                try? await routes.refresh(session: connection.sessionID, ttlSeconds: ttl)
                 try? await directory.markOnline(device: identity.deviceID, gateway: gateway, session: connection.sessionID, ttlSeconds: ttl)
             }
         }
@@ -407,20 +405,13 @@ struct XiaozhiDevices: WebSocketDoor {
         return true
     }
 
-    /// The route's field holding the device's MCP tools (a JSON array of `DeviceTool`).
-    static let toolsField = "tools"
-
     static func apply(_ effect: DeviceConnection.MCPEffect, session: String, redis: RedisClient) async throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         switch effect {
         case .store(let tools):
-            // The route lives as long as the socket (refreshed with it); the voice-worker reads the
-            // tools at each turn, so a session taken over by another instance still has them.
-            _ = try await redis.send(
-                "HSET", RedisArgument(VoiceDownlink.routeKey(session: session)), RedisArgument(toolsField),
-                RedisArgument(bytes: Array(try encoder.encode(tools))))
+            try await VoiceRouteStore(redis: redis).storeTools(tools, session: session)
         case .reply(let result, let channel):
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             _ = try await redis.send("PUBLISH", RedisArgument(channel), RedisArgument(bytes: Array(try encoder.encode(result))))
         }
     }

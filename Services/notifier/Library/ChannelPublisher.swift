@@ -22,7 +22,8 @@ public struct ChannelPublisher: Sendable {
     }
 
     /// KEYS: meta hash, stream, seen marker. ARGV: frame JSON, max length, TTL, candidate epoch, live
-    /// channel, frame type, creation time (µs). Stream entries are `<offset>-1 {t: type, c: created, f: frame}`.
+    /// channel, frame type, creation time (µs). Stream entries are `<offset>-1 {t: type, c: created, f: frame}`
+    /// and the published message is `ChannelWire`'s form, both laid out by `ChannelWire` itself.
     ///
     /// The stream entry is the first write: if `XADD` fails nothing has changed, so the retry is not taken
     /// for a duplicate and no offset is skipped. After a first write Redis lets a script finish even past
@@ -32,15 +33,18 @@ public struct ChannelPublisher: Sendable {
         if redis.call('EXISTS', KEYS[3]) == 1 then
           return {0}
         end
-        local meta = redis.call('HMGET', KEYS[1], 'epoch', 'offset')
+        local meta = redis.call('HMGET', KEYS[1], '\(ChannelWire.MetaField.epoch)', '\(ChannelWire.MetaField.offset)')
         local epoch = meta[1] or ARGV[4]
         local offset = (tonumber(meta[2]) or 0) + 1
-        redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[2], offset .. '-1', 't', ARGV[6], 'c', ARGV[7], 'f', ARGV[1])
-        redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', offset)
+        redis.call('XADD', KEYS[2], 'MAXLEN', '=', ARGV[2], offset .. '-1', \
+        '\(ChannelWire.StreamField.frameType)', ARGV[6], '\(ChannelWire.StreamField.createdAt)', ARGV[7], \
+        '\(ChannelWire.StreamField.frameJSON)', ARGV[1])
+        redis.call('HSET', KEYS[1], '\(ChannelWire.MetaField.epoch)', epoch, '\(ChannelWire.MetaField.offset)', offset)
         redis.call('SET', KEYS[3], '1', 'EX', ARGV[3])
         redis.call('EXPIRE', KEYS[1], ARGV[3])
         redis.call('EXPIRE', KEYS[2], ARGV[3])
-        redis.call('PUBLISH', ARGV[5], offset .. ' ' .. epoch .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[1])
+        redis.call('PUBLISH', ARGV[5], \
+        \(ChannelWire.luaExpression(offset: "offset", epoch: "epoch", frameType: "ARGV[6]", createdAt: "ARGV[7]", frameJSON: "ARGV[1]")))
         return {1, offset, epoch}
         """)
 
@@ -119,18 +123,17 @@ public struct ChannelPublisher: Sendable {
 
     private func command(for publication: Publication) -> [RedisArgument] {
         if publication.ephemeral {
-            // ChannelWire's form, `0 - <type> <created µs> <frame>`, made from the frame's bytes.
-            var wire = Array("0 - \(publication.frameType) \(publication.createdAt) ".utf8)
-            wire.append(contentsOf: publication.frameJSON)
-            return ["PUBLISH", RedisArgument(ChannelWire.liveChannel(publication.channel)), RedisArgument(bytes: wire)]
+            let wire = ChannelWire.encodeEphemeral(
+                frameType: publication.frameType, createdAt: publication.createdAt, frameJSON: publication.frameJSON)
+            return ["PUBLISH", RedisArgument(Keyspace.ClientChannel.live(publication.channel)), RedisArgument(bytes: wire)]
         }
         let channel = publication.channel
         return [
             "EVALSHA", RedisArgument(Self.script.sha1), "3",
-            RedisArgument(ChannelWire.metaKey(channel)), RedisArgument(ChannelWire.streamKey(channel)),
-            RedisArgument(ChannelWire.seenKey(channel, eventID: publication.eventID)),
+            RedisArgument(Keyspace.ClientChannel.meta(channel)), RedisArgument(Keyspace.ClientChannel.stream(channel)),
+            RedisArgument(Keyspace.ClientChannel.seen(channel, eventID: publication.eventID)),
             RedisArgument(bytes: publication.frameJSON), RedisArgument(limits.streamLength), RedisArgument(limits.streamTTLSeconds),
-            RedisArgument(Self.newEpoch()), RedisArgument(ChannelWire.liveChannel(channel)), RedisArgument(publication.frameType),
+            RedisArgument(Self.newEpoch()), RedisArgument(Keyspace.ClientChannel.live(channel)), RedisArgument(publication.frameType),
             RedisArgument(publication.createdAt),
         ]
     }

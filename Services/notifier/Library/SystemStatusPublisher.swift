@@ -12,9 +12,6 @@ struct SystemStatusPublisher: Service {
     let context: ServiceContext
     var interval: Duration = .seconds(3)
 
-    static let leaseKey = "sb:system-status:publisher"
-    static let lastKey = "sb:system-status:last"
-
     /// Takes or renews the lease for `instance`: one script, so two instances never both hold it.
     static let leaseScript = RedisScript(
         """
@@ -41,15 +38,15 @@ struct SystemStatusPublisher: Service {
 
     private func publishIfChanged(_ redis: RedisClient) async throws {
         let lease = try await redis.run(
-            Self.leaseScript, keys: [RedisArgument(Self.leaseKey)],
+            Self.leaseScript, keys: [RedisArgument(Keyspace.Cluster.systemStatusPublisher)],
             arguments: [RedisArgument(context.configuration.instanceID), RedisArgument(10)])
         guard lease.integer == 1 else { return }
         let status = try await SystemStatus.read(from: redis)
         let encoded = String(decoding: try JSONEncoder().encode(status.data), as: UTF8.self)
-        guard try await redis.send("GET", RedisArgument(Self.lastKey)).string != encoded else { return }
+        guard try await redis.send("GET", RedisArgument(Keyspace.Cluster.systemStatusLast)).string != encoded else { return }
         let event = ClientEvent(channel: .system, frameType: FrameType.systemStatus, data: status.data)
         try await context.publish(context.envelope(event, routingKey: Channel.system.description), to: Topics.clientEvents)
-        try await redis.send("SET", RedisArgument(Self.lastKey), RedisArgument(encoded))
+        try await redis.send("SET", RedisArgument(Keyspace.Cluster.systemStatusLast), RedisArgument(encoded))
         context.logger.info("system status", metadata: ["system.status": "\(status.status)"])
     }
 }

@@ -60,11 +60,11 @@ struct TeamAnnouncer: Service {
     }
 
     func run() async throws {
-        let json = try JSONEncoder().encode(card)
+        let store = TeamCardStore(redis: redis)
         var attempt = 0
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
-                _ = try await redis.send("SET", RedisArgument(TeamCard.redisKey), RedisArgument(bytes: Array(json)))
+                try await store.announce(card)
                 break
             } catch {
                 attempt += 1
@@ -178,18 +178,10 @@ struct CollaborationRunner: Sendable {
                 try await publish(frameType, data, roleActivity: roleActivity)
             case .transition(let role, let path, let reason, let estimatedMs):
                 let outcome = try await roles.advance(conversation: conversation, role: role, path: path)
+                let announcer = RoleAnnouncer(conversation: conversation, role: role)
                 for step in outcome.applied {
-                    try await publish(
-                        FrameType.roleStatusChange,
-                        ["conversationId": .string(conversation), "role": .string(role), "status": .string(step.to.rawValue),
-                         "previousStatus": .string(step.from.rawValue), "reason": .string(reason)],
-                        roleActivity: true)
-                    if step.to == .thinking {
-                        try await publish(
-                            FrameType.roleThinkingStart,
-                            ["conversationId": .string(conversation), "role": .string(role),
-                             "estimatedTime": .number(Double(estimatedMs ?? 0))],
-                            roleActivity: true)
+                    for frame in announcer.frames(for: step, reason: reason, thinking: .start(estimatedMs: Int64(estimatedMs ?? 0))) {
+                        try await publish(frame.frameType, try frame.data(), roleActivity: true)
                     }
                 }
             case .task(let task):
@@ -203,10 +195,7 @@ struct CollaborationRunner: Sendable {
                 try await context.publish(envelope, to: Topics.agentTasks)
                 Counter(label: "sb_orchestrator_tasks_total", dimensions: [("role", task.role)]).increment()
             case .stopRun(let runID):
-                // The key stops tasks not started yet; the message those running now.
-                try await context.redis.send(
-                    "SET", RedisArgument(RunControl.stoppedKey(runID: runID)), "1", "PX", RedisArgument(Int64(3600 * 1000)))
-                try await context.redis.send("PUBLISH", RedisArgument(RunControl.stopChannel), RedisArgument(runID))
+                try await RunControl(redis: context.redis).stop(runID: runID)
                 Counter(label: "sb_orchestrator_runs_stopped_total").increment()
             }
         }
@@ -238,14 +227,15 @@ struct RecordStore: Sendable {
     let redis: RedisClient
     var ttlMilliseconds: Int64 = 24 * 3600 * 1000
 
-    static func key(conversation: String) -> String { "sb:{conversation:\(conversation)}:run" }
-    /// Same hash slot as the record, so one script writes both.
-    static func outboxKey(conversation: String) -> String { "sb:{conversation:\(conversation)}:outbox" }
+    /// The record and its outbox: one hash tag, so one script reads or writes both.
+    static func keys(_ conversation: String) -> [RedisArgument] {
+        [RedisArgument(Keyspace.Conversation.record(conversation)), RedisArgument(Keyspace.Conversation.outbox(conversation))]
+    }
 
     func load(conversation: String, input: UUID) async throws -> Loaded {
         let reply = try await redis.run(
             Self.loadScript,
-            keys: [RedisArgument(Self.key(conversation: conversation)), RedisArgument(Self.outboxKey(conversation: conversation))],
+            keys: Self.keys(conversation),
             arguments: [RedisArgument(input.uuidString)])
         let values = reply.array ?? []
         guard values.count == 3 else { throw RedisError(.protocolViolation, "record load answered \(reply)") }
@@ -263,7 +253,7 @@ struct RecordStore: Sendable {
         let outboxJSON = try outbox.map { try JSONEncoder().encode($0) } ?? Data()
         let reply = try await redis.run(
             Self.compareAndSet,
-            keys: [RedisArgument(Self.key(conversation: conversation)), RedisArgument(Self.outboxKey(conversation: conversation))],
+            keys: Self.keys(conversation),
             arguments: [
                 RedisArgument(expectedVersion), RedisArgument(bytes: Array(json)), RedisArgument(ttlMilliseconds),
                 RedisArgument(input.uuidString), RedisArgument(bytes: Array(outboxJSON)),
@@ -272,7 +262,7 @@ struct RecordStore: Sendable {
     }
 
     func clearOutbox(conversation: String, input: UUID) async throws {
-        try await redis.send("HDEL", RedisArgument(Self.outboxKey(conversation: conversation)), RedisArgument(input.uuidString))
+        try await redis.send("HDEL", RedisArgument(Keyspace.Conversation.outbox(conversation)), RedisArgument(input.uuidString))
     }
 
     static let loadScript = RedisScript(

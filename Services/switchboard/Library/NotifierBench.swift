@@ -139,7 +139,7 @@ struct NotificationsBench: BenchScenario {
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             for user in userIDs {
-                _ = try await subscriber.subscribe(ChannelWire.liveChannel(.user(user))) { bytes in
+                _ = try await subscriber.subscribe(Keyspace.ClientChannel.live(.user(user))) { bytes in
                     guard let message = ChannelWire.decode(bytes) else { return }
                     let age = max(0, Clock.epochMicroseconds() - message.createdAt)
                     received.value.withLock { received in

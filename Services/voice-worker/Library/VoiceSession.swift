@@ -61,7 +61,7 @@ final class VoiceSession: Sendable {
     /// Follows the conversation before any turn can start, so no frame of an answer is missed.
     func prepare() async throws {
         let continuation = speakerContinuation
-        let token = try await owner.subscriber.subscribe(ChannelWire.liveChannel(.conversation(route.conversationId))) { bytes in
+        let token = try await owner.subscriber.subscribe(Keyspace.ClientChannel.live(.conversation(route.conversationId))) { bytes in
             if let message = ChannelWire.decode(bytes) { continuation.yield(.frame(message)) }
         }
         subscription.withLock { $0 = token }
@@ -392,7 +392,7 @@ final class VoiceSession: Sendable {
         // The device's MCP tools travel with the turn: the replying agent may call them.
         let tools: [DeviceTool]
         do {
-            tools = try await VoiceRoute.tools(session: id, redis: owner.context.redis)
+            tools = try await VoiceRouteStore(redis: owner.context.redis).tools(session: id)
         } catch {
             logger.warning("device tools unreadable; the turn goes without them", metadata: ["error": "\(error)"])
             tools = []
@@ -498,7 +498,7 @@ final class VoiceSession: Sendable {
     /// Items in order to the gateway holding the device's socket, in one pipeline (one connection, so
     /// their order is kept).
     private func publish(_ items: [VoiceDownlink.Item]) async throws {
-        let channel = RedisArgument(VoiceDownlink.channel(gateway: route.gateway))
+        let channel = RedisArgument(Keyspace.PubSub.voiceDownlink(gateway: route.gateway))
         _ = try await owner.context.redis.pipeline(items.map { ["PUBLISH", channel, RedisArgument(bytes: VoiceDownlink.encode($0))] })
     }
 

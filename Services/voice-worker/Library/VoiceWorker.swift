@@ -128,7 +128,7 @@ final class VoiceSessions: Service, Sendable {
             return
         }
         if event.kind == .close { return }
-        guard let route = try await VoiceRoute.read(session: event.sessionId, redis: context.redis) else {
+        guard let route = try await VoiceRouteStore(redis: context.redis).route(session: event.sessionId) else {
             // The device is gone (its route expired): nothing to answer.
             Self.orphans.increment()
             return
@@ -147,42 +147,6 @@ final class VoiceSessions: Service, Sendable {
         try await session.prepare()
         _ = session.offer(event)
         startContinuation.yield(session)
-    }
-}
-
-/// The routing-table entry the gateway wrote for a device session.
-struct VoiceRoute: Sendable, Equatable {
-    var gateway: String
-    var userId: String
-    var conversationId: String
-    var deviceId: String
-    /// What the device announced in its hello (16 kHz, 60 ms unless it said otherwise).
-    var uplink: AudioFormat = .uplink
-
-    static func read(session: String, redis: RedisClient) async throws -> VoiceRoute? {
-        let reply = try await redis.send("HGETALL", RedisArgument(VoiceDownlink.routeKey(session: session)))
-        guard let items = reply.array, !items.isEmpty else { return nil }
-        var fields: [String: String] = [:]
-        var index = 0
-        while index + 1 < items.count {
-            if let key = items[index].string, let value = items[index + 1].string { fields[key] = value }
-            index += 2
-        }
-        guard let gateway = fields["gateway"], let user = fields["user"], let conversation = fields["conversation"] else { return nil }
-        let uplink = AudioFormat(
-            sampleRate: fields["sample_rate"].flatMap(Int.init) ?? AudioFormat.uplink.sampleRate,
-            frameDurationMilliseconds: fields["frame_duration"].flatMap(Int.init) ?? AudioFormat.uplink.frameDurationMilliseconds)
-        return VoiceRoute(gateway: gateway, userId: user, conversationId: conversation, deviceId: fields["device"] ?? "", uplink: uplink)
-    }
-}
-
-extension VoiceRoute {
-    /// The device's MCP tools, as its gateway stored them after `tools/list` (none: the device has no
-    /// MCP, or has not listed them yet).
-    static func tools(session: String, redis: RedisClient) async throws -> [DeviceTool] {
-        let reply = try await redis.send("HGET", RedisArgument(VoiceDownlink.routeKey(session: session)), "tools")
-        guard let text = reply.string, !text.isEmpty else { return [] }
-        return try JSONDecoder().decode([DeviceTool].self, from: Data(text.utf8))
     }
 }
 

@@ -31,10 +31,15 @@ struct ChannelHistory: Sendable {
     func read(_ channel: SwitchboardContracts.Channel, after: Int64?, limit: Int = 1000) async throws
         -> (top: (offset: Int64, epoch: String)?, events: [ChannelSequencer.Event])
     {
-        var commands: [[RedisArgument]] = [["HMGET", RedisArgument(ChannelWire.metaKey(channel)), "offset", "epoch"]]
+        var commands: [[RedisArgument]] = [
+            [
+                "HMGET", RedisArgument(Keyspace.ClientChannel.meta(channel)), RedisArgument(ChannelWire.MetaField.offset),
+                RedisArgument(ChannelWire.MetaField.epoch),
+            ]
+        ]
         if let after {
             commands.append([
-                "XRANGE", RedisArgument(ChannelWire.streamKey(channel)), RedisArgument("\(after + 1)-0"), "+", "COUNT",
+                "XRANGE", RedisArgument(Keyspace.ClientChannel.stream(channel)), RedisArgument("\(after + 1)-0"), "+", "COUNT",
                 RedisArgument(limit),
             ])
         }
@@ -51,9 +56,9 @@ struct ChannelHistory: Sendable {
             var createdAt: Int64 = 0
             for index in stride(from: 0, to: fields.count - 1, by: 2) {
                 switch fields[index].string {
-                case "f": frame = fields[index + 1].string
-                case "t": type = fields[index + 1].string ?? ""
-                case "c": createdAt = fields[index + 1].string.flatMap { Int64($0) } ?? 0
+                case ChannelWire.StreamField.frameJSON: frame = fields[index + 1].string
+                case ChannelWire.StreamField.frameType: type = fields[index + 1].string ?? ""
+                case ChannelWire.StreamField.createdAt: createdAt = fields[index + 1].string.flatMap { Int64($0) } ?? 0
                 default: break
                 }
             }

@@ -98,7 +98,7 @@ final class DeliveryHub: Sendable {
 
     /// Starts delivering `feed`'s channel to it, and returns once the live subscription is in place.
     func add(_ feed: ChannelFeed) async throws {
-        let key = ChannelWire.liveChannel(feed.channel)
+        let key = Keyspace.ClientChannel.live(feed.channel)
         shard(for: feed.loop).add(feed, key: key)
         let ready = channels.withLock { channels -> Task<LiveFollow, any Error> in
             if var entry = channels[key] {
@@ -121,7 +121,7 @@ final class DeliveryHub: Sendable {
     }
 
     func remove(_ feed: ChannelFeed) async {
-        let key = ChannelWire.liveChannel(feed.channel)
+        let key = Keyspace.ClientChannel.live(feed.channel)
         guard shard(for: feed.loop).remove(feed, key: key) else { return }
         let last = channels.withLock { channels -> Task<LiveFollow, any Error>? in
             guard var entry = channels[key] else { return nil }
