@@ -1,10 +1,10 @@
-# Switchboard: make deps | build | test | run | stop | bench | images | test-containers
+# Switchboard: make deps | build | test | run | stop | bench | images | test-containers | format
 # The logic lives in deploy/scripts/, so each target is one command that also works by hand.
 SHELL := /bin/bash
 SCRIPTS := deploy/scripts
 
 .DEFAULT_GOAL := build
-.PHONY: deps build test run stop bench images test-containers
+.PHONY: deps build test run stop bench images test-containers format
 
 # Debian packages, librdkafka >= 2.1 and the Tansu broker; quick when all are present.
 deps:
@@ -39,3 +39,7 @@ images: deps
 # sources) against fresh test servers: ready, one chat message, non-root, read-only, SIGTERM.
 test-containers: deps
 	bash $(SCRIPTS)/test.sh --filter ContainerTests
+
+# The Swift sources in .swift-format's style (make test checks it, through deploy/validate.sh).
+format:
+	swift format format --in-place --recursive --configuration .swift-format Package.swift Services Shared Tests

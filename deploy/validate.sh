@@ -522,6 +522,14 @@ print(f"validate: {passed} passed, {len(failures)} failed")
 sys.exit(1 if failures else 0)
 PY
 
+# The Swift sources follow .swift-format (swift-format ships with the toolchain): `make format` applies it.
+if (cd "$root" && swift format lint --strict --recursive --configuration .swift-format Package.swift Services Shared Tests); then
+  echo "validate: swift format lint ok"
+else
+  echo "validate: FAIL the Swift sources are not formatted: run make format"
+  status=1
+fi
+
 # Linters, when installed (shellcheck is a Debian package; hadolint is not, so it is usually skipped).
 if command -v shellcheck >/dev/null 2>&1; then
   if shellcheck "$root/deploy/validate.sh"; then echo "validate: shellcheck deploy/validate.sh ok"; else status=1; fi

@@ -71,11 +71,14 @@ public enum ChatCentreDialect {
         let encoded: Data?
         if frameType == FrameType.messageStreamChunk {
             encoded = try? encoder.encode(
-                MessageChunk(chunk: reply.chunk ?? "", position: reply.position ?? 0, messageId: reply.messageId, role: reply.role))
+                MessageChunk(
+                    chunk: reply.chunk ?? "", position: reply.position ?? 0, messageId: reply.messageId,
+                    role: reply.role))
         } else {
             encoded = try? encoder.encode(
                 MessageComplete(
-                    message: reply.finalMessage?.content ?? "", metadata: reply.metadata ?? .object([:]), messageId: reply.messageId,
+                    message: reply.finalMessage?.content ?? "", metadata: reply.metadata ?? .object([:]),
+                    messageId: reply.messageId,
                     role: reply.role ?? reply.finalMessage?.role))
         }
         return encoded.map { String(decoding: $0, as: UTF8.self) } ?? raw

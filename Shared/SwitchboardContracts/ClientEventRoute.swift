@@ -52,14 +52,16 @@ public struct ClientEventRoute: Sendable, Equatable {
             throw ContractError(.malformedEnvelope, "cannot read \(ClientEvent.eventType): \(error.reason)")
         }
         guard let id, let type, let schemaVersion, let time, let channel, let frameType, let ephemeral, let data else {
-            throw ContractError(.malformedEnvelope, "cannot read \(ClientEvent.eventType): a field is missing or invalid")
+            throw ContractError(
+                .malformedEnvelope, "cannot read \(ClientEvent.eventType): a field is missing or invalid")
         }
         guard type == ClientEvent.eventType else {
             throw ContractError(.unexpectedType, "expected \(ClientEvent.eventType), got \(type)")
         }
         guard schemaVersion <= ClientEvent.schemaVersion else {
             throw ContractError(
-                .unsupportedSchemaVersion, "\(ClientEvent.eventType) v\(schemaVersion) is newer than v\(ClientEvent.schemaVersion)")
+                .unsupportedSchemaVersion,
+                "\(ClientEvent.eventType) v\(schemaVersion) is newer than v\(ClientEvent.schemaVersion)")
         }
         guard let parsed = Channel(channel) else {
             throw ContractError(.malformedEnvelope, "cannot read \(ClientEvent.eventType): bad channel \(channel)")
@@ -226,7 +228,9 @@ struct JSONScanner {
                     let next = try peek()
                     index += 1
                     if next == UInt8(ascii: "]") { break }
-                    guard next == UInt8(ascii: ",") else { throw Failure(reason: "expected ',' or ']' at byte \(index - 1)") }
+                    guard next == UInt8(ascii: ",") else {
+                        throw Failure(reason: "expected ',' or ']' at byte \(index - 1)")
+                    }
                 }
             }
         case UInt8(ascii: "\""):
@@ -278,7 +282,9 @@ struct JSONScanner {
             }
         }
         func hex4(_ at: Int) throws -> UInt32 {
-            guard at + 4 <= raw.count, let value = UInt32(String(decoding: UnsafeBufferPointer(rebasing: raw[at..<at + 4]), as: UTF8.self), radix: 16)
+            guard at + 4 <= raw.count,
+                let value = UInt32(
+                    String(decoding: UnsafeBufferPointer(rebasing: raw[at..<at + 4]), as: UTF8.self), radix: 16)
             else { throw Failure(reason: "bad \\u escape") }
             return value
         }
@@ -333,7 +339,10 @@ struct JSONScanner {
             case 0x09: out.append(contentsOf: #"\t"#.utf8)
             case 0x08: out.append(contentsOf: #"\b"#.utf8)
             case 0x0C: out.append(contentsOf: #"\f"#.utf8)
-            case 0x00..<0x20: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]])
+            case 0x00..<0x20:
+                out.append(contentsOf: [
+                    UInt8(ascii: "\\"), UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0x0F)],
+                ])
             default: out.append(byte)
             }
         }

@@ -79,7 +79,8 @@ public struct ServerFrame: Codable, Sendable, Equatable {
 
     public static func error(_ commandID: String?, code: ErrorCode, message: String) -> ServerFrame {
         ServerFrame(
-            correlationId: commandID, type: "ERROR", status: .error, error: ErrorInfo(code: code.rawValue, message: message))
+            correlationId: commandID, type: "ERROR", status: .error,
+            error: ErrorInfo(code: code.rawValue, message: message))
     }
 }
 
@@ -133,25 +134,31 @@ public enum ChannelWire {
 
     /// The form's fields in order, the frame last (it may hold the separator). Every encoder, the
     /// notifier's Lua included, lays the fields out through this one function.
-    static func fields<Field>(offset: Field, epoch: Field, frameType: Field, createdAt: Field, frameJSON: Field) -> [Field] {
+    static func fields<Field>(offset: Field, epoch: Field, frameType: Field, createdAt: Field, frameJSON: Field)
+        -> [Field]
+    {
         [offset, epoch, frameType, createdAt, frameJSON]
     }
 
     public static func encode(_ message: Message) -> String {
         fields(
-            offset: "\(message.offset)", epoch: message.epoch, frameType: message.frameType, createdAt: "\(message.createdAt)",
+            offset: "\(message.offset)", epoch: message.epoch, frameType: message.frameType,
+            createdAt: "\(message.createdAt)",
             frameJSON: message.frameJSON
         ).joined(separator: String(separator))
     }
 
     /// An ephemeral event's wire form made from its frame's bytes, without decoding them.
     public static func encodeEphemeral(frameType: String, createdAt: Int64, frameJSON: [UInt8]) -> [UInt8] {
-        let head = encode(Message(offset: 0, epoch: ephemeralEpoch, frameType: frameType, createdAt: createdAt, frameJSON: ""))
+        let head = encode(
+            Message(offset: 0, epoch: ephemeralEpoch, frameType: frameType, createdAt: createdAt, frameJSON: ""))
         return Array(head.utf8) + frameJSON
     }
 
     /// The form as a Lua expression over a script's variables, for a script that publishes from Redis.
-    public static func luaExpression(offset: String, epoch: String, frameType: String, createdAt: String, frameJSON: String) -> String {
+    public static func luaExpression(
+        offset: String, epoch: String, frameType: String, createdAt: String, frameJSON: String
+    ) -> String {
         fields(offset: offset, epoch: epoch, frameType: frameType, createdAt: createdAt, frameJSON: frameJSON)
             .joined(separator: " .. '\(separator)' .. ")
     }
@@ -222,7 +229,8 @@ public struct StreamPosition: Sendable, Hashable, CustomStringConvertible {
     }
 
     public init?(lastEventID: String) {
-        guard let colon = lastEventID.lastIndex(of: ":"), let offset = Int64(lastEventID[lastEventID.index(after: colon)...]),
+        guard let colon = lastEventID.lastIndex(of: ":"),
+            let offset = Int64(lastEventID[lastEventID.index(after: colon)...]),
             offset >= 0
         else { return nil }
         let epoch = String(lastEventID[..<colon])

@@ -67,7 +67,10 @@ public struct ProviderSpec: Codable, Sendable, Hashable {
     /// Whole-request limit; the agent-worker also bounds the connect and idle times.
     public var timeoutSeconds: Double?
 
-    public init(kind: String, baseURL: String? = nil, model: String? = nil, apiKeyEnv: String? = nil, timeoutSeconds: Double? = nil) {
+    public init(
+        kind: String, baseURL: String? = nil, model: String? = nil, apiKeyEnv: String? = nil,
+        timeoutSeconds: Double? = nil
+    ) {
         self.kind = kind
         self.baseURL = baseURL
         self.model = model
@@ -263,9 +266,13 @@ public enum AgentEvent {
     public static let error = "error"
 
     /// The seed's fields, to merge into a frame's data.
-    public static func fields(type: String, source: String, payload: JSONValue, at date: Date = Date()) -> [String: JSONValue] {
-        ["event_type": .string(type), "agent_source": .string(source), "timestamp": .string(isoTimestamp(date)),
-         "payload": payload]
+    public static func fields(type: String, source: String, payload: JSONValue, at date: Date = Date()) -> [String:
+        JSONValue]
+    {
+        [
+            "event_type": .string(type), "agent_source": .string(source), "timestamp": .string(isoTimestamp(date)),
+            "payload": payload,
+        ]
     }
 
     public static func isoTimestamp(_ date: Date) -> String {
@@ -281,7 +288,9 @@ public enum AgentEvent {
             public var runId: String?
             public var provider: String?
 
-            public init(agentSource: String, conversationId: String? = nil, runId: String? = nil, provider: String? = nil) {
+            public init(
+                agentSource: String, conversationId: String? = nil, runId: String? = nil, provider: String? = nil
+            ) {
                 self.agentSource = agentSource
                 self.conversationId = conversationId
                 self.runId = runId
@@ -321,7 +330,10 @@ public struct CollaborationInitiated: Codable, Sendable, Equatable {
     /// Milliseconds.
     public var estimatedDuration: Int
 
-    public init(conversationId: String, runId: String, pattern: CollaborationPattern, participants: [String], estimatedDuration: Int) {
+    public init(
+        conversationId: String, runId: String, pattern: CollaborationPattern, participants: [String],
+        estimatedDuration: Int
+    ) {
         self.conversationId = conversationId
         self.runId = runId
         self.pattern = pattern
@@ -375,7 +387,8 @@ public struct CollaborationCompleted: Codable, Sendable, Equatable {
     public var duration: Int
 
     public init(
-        conversationId: String, runId: String, result: Result, participantContributions: [RoleContribution], quality: Quality,
+        conversationId: String, runId: String, result: Result, participantContributions: [RoleContribution],
+        quality: Quality,
         duration: Int
     ) {
         self.conversationId = conversationId

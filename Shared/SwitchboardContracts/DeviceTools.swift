@@ -8,7 +8,8 @@ public struct DeviceTool: Codable, Sendable, Hashable {
     /// The tool's JSON Schema (`{"type":"object","properties":…}`), as the device sent it.
     public var inputSchema: JSONValue
 
-    public init(name: String, description: String = "", inputSchema: JSONValue = ["type": "object", "properties": [:]]) {
+    public init(name: String, description: String = "", inputSchema: JSONValue = ["type": "object", "properties": [:]])
+    {
         self.name = name
         self.description = description
         self.inputSchema = inputSchema
@@ -21,7 +22,10 @@ public struct DeviceTool: Codable, Sendable, Hashable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         name = try container.decode(String.self, forKey: .name)
         description = try container.decodeIfPresent(String.self, forKey: .description) ?? ""
-        inputSchema = try container.decodeIfPresent(JSONValue.self, forKey: .inputSchema) ?? ["type": "object", "properties": [:]]
+        inputSchema =
+            try container.decodeIfPresent(JSONValue.self, forKey: .inputSchema) ?? [
+                "type": "object", "properties": [:],
+            ]
     }
 }
 

@@ -1,6 +1,6 @@
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A payload that travels on the bus. Its `eventType` is a stable dotted name (`chat.message.submitted`);
@@ -118,7 +118,8 @@ public enum EnvelopeCodec {
         }
         guard envelope.schemaVersion <= P.schemaVersion else {
             throw ContractError(
-                .unsupportedSchemaVersion, "\(P.eventType) v\(envelope.schemaVersion) is newer than v\(P.schemaVersion)")
+                .unsupportedSchemaVersion, "\(P.eventType) v\(envelope.schemaVersion) is newer than v\(P.schemaVersion)"
+            )
         }
         return envelope
     }

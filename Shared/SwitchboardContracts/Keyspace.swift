@@ -73,7 +73,9 @@ public enum Keyspace {
             key("user", user, "conn:\(connectionID)")
         }
         /// Where a Bisheng chat's sockets left off (`<epoch>:<offset>`, or "start").
-        public static func bishengSeen(_ user: String, chatID: String) -> String { key("user", user, "bisheng:\(chatID):seen") }
+        public static func bishengSeen(_ user: String, chatID: String) -> String {
+            key("user", user, "bisheng:\(chatID):seen")
+        }
         /// The user's workflow runs (a sorted set scored by start).
         public static func workflowRuns(_ user: String) -> String { key("user", user, "wf-runs") }
         /// The user's runs not yet ended (a set), for the concurrency limit.

@@ -47,7 +47,8 @@ public enum Topics {
         purpose: "device audio and listen commands keyed by device session; consumed by voice-workers")
     public static let workflowCommands = TopicSpec(
         name: "sb.workflow.commands", partitions: 8,
-        purpose: "workflow runs, their controls and their llm nodes' results keyed by run id; consumed by workflow-runners")
+        purpose:
+            "workflow runs, their controls and their llm nodes' results keyed by run id; consumed by workflow-runners")
 
     public static let all: [TopicSpec] = [
         chatRequests, agentTasks, agentResults, clientEvents, voiceUplink, workflowCommands,

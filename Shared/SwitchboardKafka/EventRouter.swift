@@ -19,7 +19,9 @@ public struct EventRouter: Sendable {
     }
 
     /// Events of `type` go to `handler`; the message is handled when it returns.
-    public mutating func on<P: EventPayload>(_ type: P.Type, _ handler: @escaping @Sendable (Envelope<P>) async throws -> Void) {
+    public mutating func on<P: EventPayload>(
+        _ type: P.Type, _ handler: @escaping @Sendable (Envelope<P>) async throws -> Void
+    ) {
         routes[P.eventType] = { message in
             try await handler(try EnvelopeCodec.decode(P.self, from: message.value))
             return .done

@@ -71,13 +71,17 @@ public enum DeadLetter {
     /// On a replayed message: the dead-letter `topic/partition/offset` it was replayed from.
     public static let replayedFromHeader = "sb-replayed-from"
 
-    public static func message(for message: KafkaConsumerMessage, error: any Error, attempts: Int) -> KafkaOutgoingMessage {
+    public static func message(for message: KafkaConsumerMessage, error: any Error, attempts: Int)
+        -> KafkaOutgoingMessage
+    {
         var headers = message.headers.filter { !$0.name.hasPrefix("sb-dlq-") }
         headers.append(KafkaHeader(name: errorHeader, string: "\(error)"))
-        headers.append(KafkaHeader(name: originHeader, string: "\(message.topic)/\(message.partition)/\(message.offset)"))
+        headers.append(
+            KafkaHeader(name: originHeader, string: "\(message.topic)/\(message.partition)/\(message.offset)"))
         headers.append(KafkaHeader(name: attemptsHeader, string: "\(attempts)"))
         headers.append(KafkaHeader(name: kindHeader, string: FailureClassifier.kind(of: error).description))
-        var outgoing = KafkaOutgoingMessage(topic: TopicSpec.deadLetterName(of: message.topic), key: nil, value: message.value, headers: headers)
+        var outgoing = KafkaOutgoingMessage(
+            topic: TopicSpec.deadLetterName(of: message.topic), key: nil, value: message.value, headers: headers)
         outgoing.key = message.key
         return outgoing
     }

@@ -39,7 +39,8 @@ public final class KafkaConsumer: Sendable {
         self.client = try RDKafkaClient.make(kind: .consumer, properties: configuration.properties, logger: logger)
         (partitions, partitionContinuation) = AsyncStream.makeStream(of: KafkaPartitionStream.self)
         pausedGauge = Meter(label: "sb_kafka_paused_partitions", dimensions: [("group", configuration.groupID)])
-        revokedCounter = Counter(label: "sb_kafka_partitions_revoked_total", dimensions: [("group", configuration.groupID)])
+        revokedCounter = Counter(
+            label: "sb_kafka_partitions_revoked_total", dimensions: [("group", configuration.groupID)])
         do {
             try client.subscribe(topics: topics)
         } catch {
@@ -135,7 +136,8 @@ public final class KafkaConsumer: Sendable {
                 guard !state.stopDelivering else { return ([], true) }
                 var streams: [KafkaPartitionStream] = []
                 for partition in assigned where state.buffers[partition] == nil {
-                    let buffer = PartitionBuffer(partition: partition, highWatermark: configuration.maxBufferedMessagesPerPartition)
+                    let buffer = PartitionBuffer(
+                        partition: partition, highWatermark: configuration.maxBufferedMessagesPerPartition)
                     state.buffers[partition] = buffer
                     streams.append(KafkaPartitionStream(partition: partition, buffer: buffer, consumer: self))
                 }
@@ -144,7 +146,9 @@ public final class KafkaConsumer: Sendable {
             do {
                 try client.assign(assigned)
             } catch {
-                logger.error("assign failed", metadata: ["kafka.partitions": "\(assigned.map(\.description))", "error": "\(error)"])
+                logger.error(
+                    "assign failed",
+                    metadata: ["kafka.partitions": "\(assigned.map(\.description))", "error": "\(error)"])
             }
             logger.info("partitions assigned", metadata: ["kafka.partitions": "\(assigned.map(\.description))"])
             if !stopped { newStreams.forEach { partitionContinuation.yield($0) } }
@@ -163,7 +167,9 @@ public final class KafkaConsumer: Sendable {
             do {
                 try client.unassign(revoked)
             } catch {
-                logger.error("unassign failed", metadata: ["kafka.partitions": "\(revoked.map(\.description))", "error": "\(error)"])
+                logger.error(
+                    "unassign failed",
+                    metadata: ["kafka.partitions": "\(revoked.map(\.description))", "error": "\(error)"])
             }
             logger.info("partitions revoked", metadata: ["kafka.partitions": "\(revoked.map(\.description))"])
         case .fetchError(let error):
@@ -214,7 +220,8 @@ extension KafkaConsumer {
                 }
             } catch {
                 // A partition just revoked: its buffer goes with it.
-                logger.warning("\(action) failed", metadata: ["kafka.partition": "\(buffer.partition)", "error": "\(error)"])
+                logger.warning(
+                    "\(action) failed", metadata: ["kafka.partition": "\(buffer.partition)", "error": "\(error)"])
             }
         }
     }
@@ -290,7 +297,8 @@ final class PartitionBuffer: Sendable {
 
     func push(_ messages: ArraySlice<KafkaConsumerMessage>) {
         var messages = messages
-        let handOver = state.withLock { state -> (CheckedContinuation<KafkaConsumerMessage?, Never>, KafkaConsumerMessage)? in
+        let handOver = state.withLock {
+            state -> (CheckedContinuation<KafkaConsumerMessage?, Never>, KafkaConsumerMessage)? in
             guard !state.finished else { return nil }
             var handOver: (CheckedContinuation<KafkaConsumerMessage?, Never>, KafkaConsumerMessage)?
             if let waiter = state.waiter, let head = messages.popFirst() {

@@ -132,7 +132,9 @@ public struct KafkaEventProcessor: Service {
                 BatchMetrics.size.record(batch.count)
             } catch {
                 Counter(label: "sb_kafka_batch_fallbacks_total", dimensions: [("topic", last.topic)]).increment()
-                logger.debug("batch failed, handling its messages one by one", metadata: ["error": "\(error)", "kafka.batch_size": "\(batch.count)"])
+                logger.debug(
+                    "batch failed, handling its messages one by one",
+                    metadata: ["error": "\(error)", "kafka.batch_size": "\(batch.count)"])
                 for message in batch {
                     // Unprocessed (shutdown): stop here, so the rest is read again.
                     guard await process(message) != nil else { return }
@@ -157,7 +159,8 @@ public struct KafkaEventProcessor: Service {
                 if concurrencyPerPartition == 1 {
                     switch await process(message) {
                     case .done?: commit(offsets.finish(message.offset), message.topicPartition)
-                    case .later(let completion)?: group.addTask { await complete(message, completion, offsets, completing) }
+                    case .later(let completion)?:
+                        group.addTask { await complete(message, completion, offsets, completing) }
                     case nil: continue  // unprocessed (shutdown): it holds the commit point
                     }
                     continue
@@ -177,7 +180,10 @@ public struct KafkaEventProcessor: Service {
         }
     }
 
-    private func complete(_ message: KafkaConsumerMessage, _ completion: LaterCompletion, _ offsets: OffsetWindow, _ completing: CompletingWork) async {
+    private func complete(
+        _ message: KafkaConsumerMessage, _ completion: LaterCompletion, _ offsets: OffsetWindow,
+        _ completing: CompletingWork
+    ) async {
         completing.add(message.offset, abandon: completion.abandon)
         let finished = await completion.work()
         completing.remove(message.offset)
@@ -210,7 +216,10 @@ public struct KafkaEventProcessor: Service {
                 if let waitingSince {
                     logger.info(
                         "dependency back, partition resumed",
-                        metadata: ["kafka.partition": "\(message.topicPartition)", "waited": "\(ContinuousClock.now - waitingSince)"])
+                        metadata: [
+                            "kafka.partition": "\(message.topicPartition)",
+                            "waited": "\(ContinuousClock.now - waitingSince)",
+                        ])
                 }
                 return handling
             } catch {
@@ -223,7 +232,10 @@ public struct KafkaEventProcessor: Service {
                         DependencyWaits.shared.begin()
                         logger.warning(
                             "a dependency is down; the partition waits for it",
-                            metadata: ["kafka.partition": "\(message.topicPartition)", "kafka.offset": "\(message.offset)", "error": "\(error)"])
+                            metadata: [
+                                "kafka.partition": "\(message.topicPartition)", "kafka.offset": "\(message.offset)",
+                                "error": "\(error)",
+                            ])
                     }
                     Counter(label: "sb_kafka_dependency_retries_total", dimensions: dimensions).increment()
                     if stopping.isSet { return nil }
@@ -250,7 +262,10 @@ public struct KafkaEventProcessor: Service {
         let outgoing = DeadLetter.message(for: message, error: error, attempts: attempts)
         logger.error(
             "message dead-lettered",
-            metadata: ["kafka.partition": "\(message.topicPartition)", "kafka.offset": "\(message.offset)", "error": "\(error)"])
+            metadata: [
+                "kafka.partition": "\(message.topicPartition)", "kafka.offset": "\(message.offset)",
+                "error": "\(error)",
+            ])
         // Losing the message is worse than stalling its partition: keep trying until the broker has it.
         var failures = 0
         while true {

@@ -49,7 +49,8 @@ public enum KafkaGroupLag {
         client configuration: KafkaClientConfiguration, groups: [(group: String, topics: [String])],
         timeout: Duration = .seconds(5), logger: Logger
     ) async throws -> [ConsumerGroupLag] {
-        let timeoutMilliseconds = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let timeoutMilliseconds = Int32(
+            timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         let clientProperties = configuration.properties(with: ["socket.timeout.ms": String(timeoutMilliseconds)])
         // Admin requests and watermark queries block: all on the blocking executor, one handle throughout.
         return try await BlockingExecutor.shared.run {
@@ -61,7 +62,8 @@ public enum KafkaGroupLag {
             for topic in allTopics {
                 for index in 0..<Int32(counts[topic] ?? 0) {
                     let partition = TopicPartition(topic: topic, partition: index)
-                    watermarks[partition] = try client.watermarks(of: partition, timeoutMilliseconds: timeoutMilliseconds)
+                    watermarks[partition] = try client.watermarks(
+                        of: partition, timeoutMilliseconds: timeoutMilliseconds)
                 }
             }
             return try groups.map { entry in
@@ -75,7 +77,8 @@ public enum KafkaGroupLag {
                     partitions: partitions.map { partition in
                         let marks = watermarks[partition] ?? (0, 0)
                         return PartitionLag(
-                            topic: partition.topic, partition: partition.partition, committed: committed[partition] ?? nil,
+                            topic: partition.topic, partition: partition.partition,
+                            committed: committed[partition] ?? nil,
                             lowWatermark: marks.low, highWatermark: marks.high)
                     })
             }

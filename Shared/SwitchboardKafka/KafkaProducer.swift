@@ -69,7 +69,8 @@ public final class KafkaProducer: Sendable {
     }
 
     /// Creates the topics that are missing (Admin API); existing ones are left as they are.
-    public func createTopics(_ topics: [(name: String, partitions: Int)], timeout: Duration = .seconds(10)) async throws {
+    public func createTopics(_ topics: [(name: String, partitions: Int)], timeout: Duration = .seconds(10)) async throws
+    {
         let client = self.client
         let milliseconds = Int32(timeout.components.seconds * 1000)
         try await blocking.run {
@@ -99,7 +100,9 @@ public final class KafkaProducer: Sendable {
         let milliseconds = Int32(timeout.components.seconds * 1000)
         let flushed = (try? await blocking.run { client.flush(timeoutMilliseconds: milliseconds) }) ?? false
         if !flushed {
-            logger.warning("producer shut down with undelivered messages", metadata: ["kafka.outstanding": "\(client.outstandingMessages())"])
+            logger.warning(
+                "producer shut down with undelivered messages",
+                metadata: ["kafka.outstanding": "\(client.outstandingMessages())"])
         }
         await pollThread.withLock { $0 }?.join()
     }
@@ -158,7 +161,9 @@ func logLibrdkafka(_ logger: Logger, level: Int32, facility: String, message: St
 
 /// The delivery report of an enqueued message, to await when the caller needs it.
 public final class DeliveryFuture: Sendable {
-    private let state = Mutex<(result: Result<DeliveryReport, KafkaError>?, waiters: [CheckedContinuation<DeliveryReport, any Error>])>((nil, []))
+    private let state = Mutex<
+        (result: Result<DeliveryReport, KafkaError>?, waiters: [CheckedContinuation<DeliveryReport, any Error>])
+    >((nil, []))
 
     func complete(_ result: Result<DeliveryReport, KafkaError>) {
         let waiters = state.withLock { state in

@@ -93,8 +93,10 @@ public final class RedisClient: Sendable {
     }
 
     /// Runs a script by SHA, loading it first when the server does not know it.
-    public func run(_ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> RESPValue {
-        let command: [RedisArgument] = ["EVALSHA", RedisArgument(script.sha1), RedisArgument(keys.count)] + keys + arguments
+    public func run(_ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> RESPValue
+    {
+        let command: [RedisArgument] =
+            ["EVALSHA", RedisArgument(script.sha1), RedisArgument(keys.count)] + keys + arguments
         do {
             return try await send(command)
         } catch let error as RedisError where error.code == .noScript {
@@ -107,7 +109,8 @@ public final class RedisClient: Sendable {
     public func load(_ script: RedisScript) async throws {
         let reply = try await send("SCRIPT", "LOAD", RedisArgument(script.source))
         guard reply.string == script.sha1 else {
-            throw RedisError(.protocolViolation, "SCRIPT LOAD answered \(String(describing: reply.string)), expected \(script.sha1)")
+            throw RedisError(
+                .protocolViolation, "SCRIPT LOAD answered \(String(describing: reply.string)), expected \(script.sha1)")
         }
     }
 
@@ -155,7 +158,8 @@ public final class RedisClient: Sendable {
                     return slots[index].failures
                 }
                 if attempt >= configuration.connectAttempts {
-                    logger.warning("redis unreachable", metadata: ["error": "\(error)", "redis.failures": "\(failures)"])
+                    logger.warning(
+                        "redis unreachable", metadata: ["error": "\(error)", "redis.failures": "\(failures)"])
                     throw error
                 }
                 try await Task.sleep(for: configuration.reconnectBackoff.delay(attempt: failures))

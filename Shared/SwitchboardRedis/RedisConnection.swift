@@ -19,7 +19,10 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
     public var username: String?
     public var password: String?
 
-    public init(host: String = "127.0.0.1", port: Int = 6379, database: Int = 0, username: String? = nil, password: String? = nil) {
+    public init(
+        host: String = "127.0.0.1", port: Int = 6379, database: Int = 0, username: String? = nil,
+        password: String? = nil
+    ) {
         self.host = host
         self.port = port
         self.database = database
@@ -44,7 +47,9 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
         }
         var database = 0
         if let slash = rest.firstIndex(of: "/") {
-            guard let parsed = Int(rest[rest.index(after: slash)...]) ?? (rest[rest.index(after: slash)...].isEmpty ? 0 : nil)
+            guard
+                let parsed = Int(rest[rest.index(after: slash)...])
+                    ?? (rest[rest.index(after: slash)...].isEmpty ? 0 : nil)
             else { return nil }
             database = parsed
             rest = rest[..<slash]
@@ -130,7 +135,8 @@ final class RedisConnection: Sendable {
         }
         let connection = RedisConnection(channel: channel)
         if let password = endpoint.password {
-            let credentials = endpoint.username.map { [RedisArgument($0), RedisArgument(password)] } ?? [RedisArgument(password)]
+            let credentials =
+                endpoint.username.map { [RedisArgument($0), RedisArgument(password)] } ?? [RedisArgument(password)]
             do {
                 _ = try await connection.send(["AUTH"] + credentials)
             } catch let error as RedisError where error.code == .server {

@@ -25,7 +25,9 @@ public struct SwitchboardClaims: JWTPayload, Equatable {
 
     public func verify(using algorithm: some JWTAlgorithm) async throws {
         try exp.verifyNotExpired()
-        guard !sub.value.isEmpty else { throw JWTError.claimVerificationFailure(failedClaim: sub, reason: "empty subject") }
+        guard !sub.value.isEmpty else {
+            throw JWTError.claimVerificationFailure(failedClaim: sub, reason: "empty subject")
+        }
     }
 
     public var userID: String { sub.value }
@@ -68,7 +70,9 @@ public struct TokenPolicy: Sendable, Equatable {
             return "token lifetime exceeds the maximum of \(maxLifetimeSeconds) s"
         }
         if let issuer, claims.iss?.value != issuer { return "token issuer (iss) is not accepted" }
-        if let audience, !(claims.aud?.value.contains(audience) ?? false) { return "token audience (aud) is not accepted" }
+        if let audience, !(claims.aud?.value.contains(audience) ?? false) {
+            return "token audience (aud) is not accepted"
+        }
         return nil
     }
 }
@@ -98,10 +102,13 @@ public struct TokenAuthority: Sendable {
         try await self.init(secret: configuration.jwtSecret, policy: configuration.tokenPolicy)
     }
 
-    public func mint(user: String, lifetime: Duration = .seconds(24 * 3600), roles: [String]? = nil) async throws -> String {
+    public func mint(user: String, lifetime: Duration = .seconds(24 * 3600), roles: [String]? = nil) async throws
+        -> String
+    {
         let expiry = Date().addingTimeInterval(TimeInterval(lifetime.components.seconds))
         return try await keys.sign(
-            SwitchboardClaims(user: user, expiresAt: expiry, roles: roles, issuer: policy.issuer, audience: policy.audience))
+            SwitchboardClaims(
+                user: user, expiresAt: expiry, roles: roles, issuer: policy.issuer, audience: policy.audience))
     }
 
     /// The claims of a valid token; a missing, expired, forged or malformed one throws `AuthError`.
@@ -111,7 +118,9 @@ public struct TokenAuthority: Sendable {
             if let violation = policy.violation(of: claims, now: now) { throw AuthError(violation) }
             return claims
         }
-        guard Self.headerAlgorithm(of: token) == Self.algorithm else { throw AuthError("token algorithm must be \(Self.algorithm)") }
+        guard Self.headerAlgorithm(of: token) == Self.algorithm else {
+            throw AuthError("token algorithm must be \(Self.algorithm)")
+        }
         let claims: SwitchboardClaims
         do {
             claims = try await keys.verify(token, as: SwitchboardClaims.self)

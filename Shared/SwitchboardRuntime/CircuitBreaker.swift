@@ -38,7 +38,8 @@ public struct CircuitBreaker: Sendable, Hashable {
     public mutating func recordFailure(now: ContinuousClock.Instant) {
         switch state {
         case .closed(let failures):
-            state = failures + 1 >= failureThreshold ? .open(until: now + openDuration) : .closed(failures: failures + 1)
+            state =
+                failures + 1 >= failureThreshold ? .open(until: now + openDuration) : .closed(failures: failures + 1)
         case .halfOpen, .open:
             state = .open(until: now + openDuration)
         }

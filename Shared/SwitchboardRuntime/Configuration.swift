@@ -120,17 +120,21 @@ public struct ConfigurationError: Error, CustomStringConvertible {
 
 /// The flags of `SwitchboardConfiguration`, shared by every service's command line.
 public struct CommonOptions: ParsableArguments {
-    @Option(help: "Kafka bootstrap servers, host:port[,host:port] (env SWITCHBOARD_KAFKA_BROKERS; default 127.0.0.1:9092).")
+    @Option(
+        help: "Kafka bootstrap servers, host:port[,host:port] (env SWITCHBOARD_KAFKA_BROKERS; default 127.0.0.1:9092).")
     public var kafkaBrokers: String?
     @Option(help: "Redis URL (env SWITCHBOARD_REDIS_URL; default redis://127.0.0.1:6390).")
     public var redisURL: String?
     @Option(help: "PostgreSQL URL (env SWITCHBOARD_POSTGRES_URL).")
     public var postgresURL: String?
-    @Option(help: "HS256 secret for JWTs, at least 32 bytes (env SWITCHBOARD_JWT_SECRET; required unless development mode).")
+    @Option(
+        help: "HS256 secret for JWTs, at least 32 bytes (env SWITCHBOARD_JWT_SECRET; required unless development mode)."
+    )
     public var jwtSecret: String?
     @Flag(help: "Development mode: the built-in JWT secret is allowed (env SWITCHBOARD_DEVELOPMENT_MODE=1).")
     public var developmentMode = false
-    @Option(help: "Address of the admin listener for /metrics and /readyz (env SWITCHBOARD_ADMIN_HOST; default 127.0.0.1).")
+    @Option(
+        help: "Address of the admin listener for /metrics and /readyz (env SWITCHBOARD_ADMIN_HOST; default 127.0.0.1).")
     public var adminHost: String?
     @Option(help: "Admin port for /metrics, /readyz, /healthz (env SWITCHBOARD_ADMIN_PORT; default HTTP port + 1000).")
     public var adminPort: Int?
@@ -161,11 +165,14 @@ public struct CommonOptions: ParsableArguments {
         if let value = pick(redisURL, "REDIS_URL") { configuration.redisURL = value }
         if let value = pick(postgresURL, "POSTGRES_URL") { configuration.postgresURL = value }
         if let value = pick(developmentMode ? "1" : nil, "DEVELOPMENT_MODE") {
-            guard let on = Self.flag(value) else { throw ConfigurationError("SWITCHBOARD_DEVELOPMENT_MODE must be 1 or 0, got \(value)") }
+            guard let on = Self.flag(value) else {
+                throw ConfigurationError("SWITCHBOARD_DEVELOPMENT_MODE must be 1 or 0, got \(value)")
+            }
             configuration.developmentMode = on
         }
         configuration.jwtSecret = try Self.secret(
-            pick(jwtSecret, "JWT_SECRET"), variable: "SWITCHBOARD_JWT_SECRET", developmentMode: configuration.developmentMode)
+            pick(jwtSecret, "JWT_SECRET"), variable: "SWITCHBOARD_JWT_SECRET",
+            developmentMode: configuration.developmentMode)
         if let value = pick(nil, "DEVICE_TOKEN_SECRET") {
             configuration.deviceTokenSecret = try Self.secret(
                 value, variable: "SWITCHBOARD_DEVICE_TOKEN_SECRET", developmentMode: configuration.developmentMode)
@@ -174,7 +181,8 @@ public struct CommonOptions: ParsableArguments {
         configuration.tokenPolicy.audience = pick(nil, "JWT_AUDIENCE")
         if let value = pick(nil, "JWT_MAX_LIFETIME_SECONDS") {
             guard let seconds = Int(value), (60...(365 * 24 * 3600)).contains(seconds) else {
-                throw ConfigurationError("SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS must be 60 … 31536000 seconds, got \(value)")
+                throw ConfigurationError(
+                    "SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS must be 60 … 31536000 seconds, got \(value)")
             }
             configuration.tokenPolicy.maxLifetimeSeconds = seconds
         }
@@ -202,14 +210,19 @@ public struct CommonOptions: ParsableArguments {
             configuration.logLevel = value
         }
         if let value = pick(logFormat, "LOG_FORMAT") {
-            guard value == "json" || value == "text" else { throw ConfigurationError("SWITCHBOARD_LOG_FORMAT must be json or text, got \(value)") }
+            guard value == "json" || value == "text" else {
+                throw ConfigurationError("SWITCHBOARD_LOG_FORMAT must be json or text, got \(value)")
+            }
             configuration.logFormat = value
         }
         for (variable, keyPath, range) in [
             ("KAFKA_FETCH_WAIT_MS", \SwitchboardConfiguration.kafkaFetchWaitMilliseconds, 1...60_000),
             ("KAFKA_FETCH_MIN_BYTES", \SwitchboardConfiguration.kafkaFetchMinBytes, 1...100_000_000),
             ("KAFKA_STEADY_FETCH_WAIT_MS", \SwitchboardConfiguration.kafkaSteadyFetchWaitMilliseconds, 1...60_000),
-            ("KAFKA_BACKGROUND_FETCH_WAIT_MS", \SwitchboardConfiguration.kafkaBackgroundFetchWaitMilliseconds, 1...60_000),
+            (
+                "KAFKA_BACKGROUND_FETCH_WAIT_MS", \SwitchboardConfiguration.kafkaBackgroundFetchWaitMilliseconds,
+                1...60_000
+            ),
             ("KAFKA_LINGER_MS", \SwitchboardConfiguration.kafkaLingerMilliseconds, 0...60_000),
         ] {
             guard let raw = pick(nil, variable) else { continue }
@@ -219,7 +232,8 @@ public struct CommonOptions: ParsableArguments {
             configuration[keyPath: keyPath] = value
         }
         if configuration.adminPort != 0 && configuration.adminPort == configuration.httpPort {
-            throw ConfigurationError("SWITCHBOARD_ADMIN_PORT must differ from SWITCHBOARD_HTTP_PORT (\(configuration.httpPort))")
+            throw ConfigurationError(
+                "SWITCHBOARD_ADMIN_PORT must differ from SWITCHBOARD_HTTP_PORT (\(configuration.httpPort))")
         }
         _ = try configuration.redisEndpoint
         return configuration
@@ -250,15 +264,19 @@ public struct CommonOptions: ParsableArguments {
         guard let value else {
             guard developmentMode else {
                 throw ConfigurationError(
-                    "\(variable) is required (e.g. openssl rand -base64 48); SWITCHBOARD_DEVELOPMENT_MODE=1 uses a built-in development secret")
+                    "\(variable) is required (e.g. openssl rand -base64 48); SWITCHBOARD_DEVELOPMENT_MODE=1 uses a built-in development secret"
+                )
             }
             return SwitchboardConfiguration.developmentSecret
         }
         guard value.utf8.count >= TokenAuthority.minimumSecretBytes else {
-            throw ConfigurationError("\(variable) must be at least \(TokenAuthority.minimumSecretBytes) bytes (HS256 keys shorter than the hash are weak)")
+            throw ConfigurationError(
+                "\(variable) must be at least \(TokenAuthority.minimumSecretBytes) bytes (HS256 keys shorter than the hash are weak)"
+            )
         }
         guard developmentMode || !SwitchboardConfiguration.publishedSecrets.contains(value) else {
-            throw ConfigurationError("\(variable) is a published placeholder; set a secret of your own (development mode only allows it)")
+            throw ConfigurationError(
+                "\(variable) is a published placeholder; set a secret of your own (development mode only allows it)")
         }
         return value
     }

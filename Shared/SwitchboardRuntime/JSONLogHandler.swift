@@ -37,7 +37,8 @@ public struct JSONLogHandler: LogHandler {
         for (key, value) in merged { object[key] = Self.plain(value) }
         if event.level >= .warning { object["source"] = "\(event.file):\(event.line)" }
         guard
-            var line = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+            var line = try? JSONSerialization.data(
+                withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         else { return }
         line.append(0x0A)
         // One write(2) per line, under a lock, so lines from many threads never interleave.

@@ -26,7 +26,8 @@ public struct RoleAnnouncer: Sendable {
     /// The frames of one step, in the order clients see them.
     public func frames(for step: RoleStateStore.Step, reason: String, thinking: Thinking) -> [any FramePayload] {
         let change = RoleStatusChange(
-            conversationId: conversation, role: role, status: step.to.rawValue, previousStatus: step.from.rawValue, reason: reason)
+            conversationId: conversation, role: role, status: step.to.rawValue, previousStatus: step.from.rawValue,
+            reason: reason)
         switch thinking {
         case .start(let estimatedMs) where step.to == .thinking:
             return [change, RoleThinkingStart(conversationId: conversation, role: role, estimatedTime: estimatedMs)]

@@ -38,14 +38,20 @@ public struct RoleStateStore: Sendable {
     /// path (a retried handler), the steps up to there are skipped silently; otherwise an illegal step is
     /// logged and counted, never applied, and nothing after it is tried.
     public func advance(conversation: String, role: String, path: [RoleStatus]) async throws -> Outcome {
-        var arguments: [RedisArgument] = [RedisArgument(role), RedisArgument(ttlMilliseconds), RedisArgument(path.count)]
+        var arguments: [RedisArgument] = [
+            RedisArgument(role), RedisArgument(ttlMilliseconds), RedisArgument(path.count),
+        ]
         for target in path {
             arguments.append(RedisArgument(target.rawValue))
-            arguments.append(RedisArgument("," + RoleStateMachine.sources(of: target).map(\.rawValue).joined(separator: ",") + ","))
+            arguments.append(
+                RedisArgument("," + RoleStateMachine.sources(of: target).map(\.rawValue).joined(separator: ",") + ","))
         }
-        let reply = try await redis.run(Self.script, keys: [RedisArgument(Keyspace.Conversation.roles(conversation))], arguments: arguments)
+        let reply = try await redis.run(
+            Self.script, keys: [RedisArgument(Keyspace.Conversation.roles(conversation))], arguments: arguments)
         let values = (reply.array ?? []).compactMap(\.string)
-        guard values.count >= 3 else { throw RedisError(.protocolViolation, "role transition script answered \(reply)") }
+        guard values.count >= 3 else {
+            throw RedisError(.protocolViolation, "role transition script answered \(reply)")
+        }
         var steps: [Step] = []
         var index = 3
         while index + 1 < values.count {
@@ -60,8 +66,10 @@ public struct RoleStateStore: Sendable {
             Self.illegalCounter.increment()
             logger.error(
                 "illegal role transition refused",
-                metadata: ["role.name": "\(role)", "role.from": "\(from.rawValue)", "role.to": "\(to.rawValue)",
-                           "conversation.id": "\(conversation)"])
+                metadata: [
+                    "role.name": "\(role)", "role.from": "\(from.rawValue)", "role.to": "\(to.rawValue)",
+                    "conversation.id": "\(conversation)",
+                ])
         }
         return outcome
     }

@@ -18,7 +18,9 @@ public struct ServiceContext: Sendable {
     public let readiness: Readiness
     public let registry: PrometheusCollectorRegistry
 
-    public var source: EventSource { EventSource(service: configuration.service.rawValue, instance: configuration.instanceID) }
+    public var source: EventSource {
+        EventSource(service: configuration.service.rawValue, instance: configuration.instanceID)
+    }
 
     public var kafkaClient: KafkaClientConfiguration { configuration.kafkaClient }
 
@@ -53,13 +55,16 @@ public struct ServiceContext: Sendable {
 
     public func envelope<P: EventPayload>(_ payload: P, routingKey: String, traceparent: String? = nil) -> Envelope<P> {
         Envelope(
-            routingKey: routingKey, traceparent: traceparent.map(TraceContext.child(of:)) ?? TraceContext.newTraceparent(),
+            routingKey: routingKey,
+            traceparent: traceparent.map(TraceContext.child(of:)) ?? TraceContext.newTraceparent(),
             source: source, payload: payload)
     }
 }
 
 public enum EventBus {
-    public static func message<P: EventPayload>(_ envelope: Envelope<P>, topic: TopicSpec) throws -> KafkaOutgoingMessage {
+    public static func message<P: EventPayload>(_ envelope: Envelope<P>, topic: TopicSpec) throws
+        -> KafkaOutgoingMessage
+    {
         KafkaOutgoingMessage(
             topic: topic.name, key: envelope.routingKey, value: try EnvelopeCodec.encode(envelope),
             headers: [
@@ -96,13 +101,17 @@ extension RedisError: RetryClassifiedError {
     /// Redis unreachable, restarting or out of memory: wait for it. Other error replies are the command's own.
     public var failureKind: FailureKind {
         if code == .connection || code == .closed { return .dependencyUnavailable }
-        if code == .server, RedisError.unavailableReplies.contains(where: reason.hasPrefix) { return .dependencyUnavailable }
+        if code == .server, RedisError.unavailableReplies.contains(where: reason.hasPrefix) {
+            return .dependencyUnavailable
+        }
         return .transient
     }
 
     /// Error replies of a Redis that cannot serve now but will (loading its data, failing over, full under
     /// `noeviction`, running a long script).
-    static let unavailableReplies = ["LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "OOM", "BUSY", "NOREPLICAS"]
+    static let unavailableReplies = [
+        "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "OOM", "BUSY", "NOREPLICAS",
+    ]
 }
 
 public enum ServiceRunner {
@@ -114,12 +123,14 @@ public enum ServiceRunner {
         var logger = Logger(label: "switchboard.\(configuration.service.rawValue)")
         logger[metadataKey: "service"] = "\(configuration.service.rawValue)"
         if configuration.developmentMode {
-            logger.warning("development mode (SWITCHBOARD_DEVELOPMENT_MODE): published secrets are accepted; never in production")
+            logger.warning(
+                "development mode (SWITCHBOARD_DEVELOPMENT_MODE): published secrets are accepted; never in production")
         }
         var producerConfiguration = KafkaProducerConfiguration(client: configuration.kafkaClient)
         producerConfiguration.lingerMilliseconds = configuration.kafkaLingerMilliseconds
         let producer = try KafkaProducer(configuration: producerConfiguration, logger: logger)
-        let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: try configuration.redisEndpoint), logger: logger)
+        let redis = RedisClient(
+            configuration: RedisClientConfiguration(endpoint: try configuration.redisEndpoint), logger: logger)
         let readiness = Readiness()
         readiness.add("redis") { (try? await redis.ping()) != nil }
         // A partition waiting out an outage is work held back: say so to whoever routes or alerts.
@@ -142,7 +153,8 @@ public enum ServiceRunner {
             } catch {
                 attempt += 1
                 if attempt >= 40 { throw error }
-                logger.info("waiting for Kafka to create topics", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                logger.info(
+                    "waiting for Kafka to create topics", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
                 try await Task.sleep(for: backoff.delay(attempt: attempt))
             }
         }
@@ -174,7 +186,8 @@ public enum ServiceRunner {
             },
             logger: context.logger)
         let adminRouter = Router()
-        adminRouter.addAdminRoutes(readiness: context.readiness, registry: context.registry, service: configuration.service.rawValue)
+        adminRouter.addAdminRoutes(
+            readiness: context.readiness, registry: context.registry, service: configuration.service.rawValue)
         let admin = Application(
             router: adminRouter, server: .http1(configuration: .init(idleTimeout: .seconds(30))),
             configuration: .init(
@@ -197,7 +210,7 @@ public enum ServiceRunner {
                     .init(service: admin),
                     .init(service: application),
                 ] + stoppingBeforeServer.map { .init(service: $0) } + [
-                    .init(service: DrainingService(readiness: context.readiness)),
+                    .init(service: DrainingService(readiness: context.readiness))
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: context.logger))

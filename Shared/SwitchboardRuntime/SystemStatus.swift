@@ -22,10 +22,17 @@ public struct SystemStatus: Sendable, Equatable {
 
     /// `operational` when every service kind has a ready instance, `maintenance` while an operator
     /// says so (`SET sb:{maintenance} "<message>"`), `degraded` otherwise.
-    public static func read(from redis: RedisClient, now: Int = Int(Date().timeIntervalSince1970)) async throws -> SystemStatus {
-        let replies = try await redis.pipeline([["HGETALL", RedisArgument(Keyspace.Cluster.services)], ["GET", RedisArgument(Keyspace.Cluster.maintenance)]])
+    public static func read(from redis: RedisClient, now: Int = Int(Date().timeIntervalSince1970)) async throws
+        -> SystemStatus
+    {
+        let replies = try await redis.pipeline([
+            ["HGETALL", RedisArgument(Keyspace.Cluster.services)],
+            ["GET", RedisArgument(Keyspace.Cluster.maintenance)],
+        ])
         var byService: [String: ServiceState] = [:]
-        for kind in ServiceKind.allCases { byService[kind.rawValue] = ServiceState(name: kind.rawValue, readyInstances: 0, instances: 0) }
+        for kind in ServiceKind.allCases {
+            byService[kind.rawValue] = ServiceState(name: kind.rawValue, readyInstances: 0, instances: 0)
+        }
         let fields = replies[0].array ?? []
         var stale: [RedisArgument] = []
         for index in stride(from: 0, to: fields.count - 1, by: 2) {
@@ -36,14 +43,16 @@ public struct SystemStatus: Sendable, Equatable {
                 if now - seen > 3600 { stale.append(RedisArgument(instance)) }
                 continue
             }
-            byService[String(parts[0]), default: ServiceState(name: String(parts[0]), readyInstances: 0, instances: 0)].instances += 1
+            byService[String(parts[0]), default: ServiceState(name: String(parts[0]), readyInstances: 0, instances: 0)]
+                .instances += 1
             if ready == 1 { byService[String(parts[0])]?.readyInstances += 1 }
         }
         if !stale.isEmpty { _ = try? await redis.send(["HDEL", RedisArgument(Keyspace.Cluster.services)] + stale) }
         let services = byService.values.sorted { $0.name < $1.name }
         let maintenance = replies[1].string
         let status =
-            maintenance != nil ? "maintenance" : services.allSatisfy { $0.readyInstances > 0 } ? "operational" : "degraded"
+            maintenance != nil
+            ? "maintenance" : services.allSatisfy { $0.readyInstances > 0 } ? "operational" : "degraded"
         return SystemStatus(status: status, services: services, message: maintenance)
     }
 
@@ -53,8 +62,10 @@ public struct SystemStatus: Sendable, Equatable {
             "status": .string(status),
             "services": .array(
                 services.map {
-                    ["name": .string($0.name), "readyInstances": .number(Double($0.readyInstances)),
-                     "instances": .number(Double($0.instances))]
+                    [
+                        "name": .string($0.name), "readyInstances": .number(Double($0.readyInstances)),
+                        "instances": .number(Double($0.instances)),
+                    ]
                 }),
         ]
         if let message { object["message"] = .string(message) }
@@ -76,7 +87,8 @@ struct HeartbeatService: Service {
             let ready = await context.readiness.evaluate().ready
             let line = "\(context.configuration.service.rawValue) \(ready ? 1 : 0) \(Int(Date().timeIntervalSince1970))"
             do {
-                try await redis.send("HSET", RedisArgument(Keyspace.Cluster.services), RedisArgument(instance), RedisArgument(line))
+                try await redis.send(
+                    "HSET", RedisArgument(Keyspace.Cluster.services), RedisArgument(instance), RedisArgument(line))
             } catch {
                 context.logger.debug("heartbeat failed", metadata: ["error": "\(error)"])
             }

@@ -11,7 +11,8 @@ public struct TeamCardStore: Sendable {
     }
 
     public func announce(_ card: TeamCard) async throws {
-        try await redis.send("SET", RedisArgument(Keyspace.Cluster.team), RedisArgument(bytes: Array(try JSONEncoder().encode(card))))
+        try await redis.send(
+            "SET", RedisArgument(Keyspace.Cluster.team), RedisArgument(bytes: Array(try JSONEncoder().encode(card))))
     }
 
     /// The announced team; nil until an orchestrator has started once (or when the card is unreadable).

@@ -42,7 +42,8 @@ public final class TopicKeeper: Service, Sendable {
                 return
             }
             allPresent.store(false, ordering: .relaxed)
-            logger.warning("Kafka topics are missing; creating them", metadata: ["kafka.topics": "\(missing.map(\.name))"])
+            logger.warning(
+                "Kafka topics are missing; creating them", metadata: ["kafka.topics": "\(missing.map(\.name))"])
             try await producer.createTopics(missing.map { (name: $0.name, partitions: $0.partitions) })
         } catch {
             allPresent.store(false, ordering: .relaxed)

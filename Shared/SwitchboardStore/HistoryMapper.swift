@@ -64,7 +64,8 @@ public enum HistoryMapper {
             .userMessage(
                 UserMessageWrite(
                     eventId: envelope.id, messageId: message.messageId, chatId: message.conversationId,
-                    userId: message.userId, content: message.content, extra: json(.object(extra)), createdAt: envelope.time))
+                    userId: message.userId, content: message.content, extra: json(.object(extra)),
+                    createdAt: envelope.time))
         ]
     }
 
@@ -87,14 +88,18 @@ public enum HistoryMapper {
         switch event.frameType {
         case FrameType.messageStreamStart:
             return [
-                .part(part("stream_start", role: data["role"]?.stringValue, content: nil, runId: data["inReplyTo"]?.stringValue)),
+                .part(
+                    part(
+                        "stream_start", role: data["role"]?.stringValue, content: nil,
+                        runId: data["inReplyTo"]?.stringValue)),
                 .sessionState(chatId: chatId, state: .inProgress, at: envelope.time),
             ]
         case FrameType.messageStreamEnd:
             guard let messageId = data["messageId"]?.stringValue else { return [] }
             let final = data["finalMessage"] ?? .object([:])
             let metadata = data["metadata"] ?? .object([:])
-            let status = metadata["status"]?.stringValue.flatMap { $0 == "stopped" || $0 == "failed" ? $0 : nil } ?? "completed"
+            let status =
+                metadata["status"]?.stringValue.flatMap { $0 == "stopped" || $0 == "failed" ? $0 : nil } ?? "completed"
             var extra: [String: JSONValue] = [:]
             if let engine = metadata["engine"] { extra["engine"] = engine }
             if let error = metadata["error"] { extra["error"] = error }
@@ -104,7 +109,8 @@ public enum HistoryMapper {
                 if let value = metadata[key] { usage[key] = value }
             }
             let reply = AssistantMessageWrite(
-                eventId: envelope.id, messageId: messageId, chatId: chatId, role: final["role"]?.stringValue ?? "assistant",
+                eventId: envelope.id, messageId: messageId, chatId: chatId,
+                role: final["role"]?.stringValue ?? "assistant",
                 content: final["content"]?.stringValue ?? "", status: status, runId: runID(ofReply: messageId),
                 usage: json(.object(usage)), extra: json(.object(extra)), finishedAt: envelope.time)
             return [

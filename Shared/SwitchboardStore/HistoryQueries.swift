@@ -13,7 +13,9 @@ extension HistoryStore {
     // MARK: Sessions
 
     /// Creates the session, or returns it when this user already has it (a retried create).
-    public func createSession(_ session: NewSession, now: Int64 = Clock.epochMicroseconds()) async throws -> SessionRecord {
+    public func createSession(_ session: NewSession, now: Int64 = Clock.epochMicroseconds()) async throws
+        -> SessionRecord
+    {
         let session = try session.validated()
         try await client.query(
             """
@@ -28,7 +30,8 @@ extension HistoryStore {
     /// The session, checked to be the user's.
     public func session(_ chatId: String, user: String) async throws -> SessionRecord {
         let rows = try await client.query(
-            PostgresQuery(unsafeSQL: "SELECT \(Self.sessionColumns) FROM sessions WHERE chat_id = $1", binds: binds(chatId)),
+            PostgresQuery(
+                unsafeSQL: "SELECT \(Self.sessionColumns) FROM sessions WHERE chat_id = $1", binds: binds(chatId)),
             logger: logger
         ).collect()
         guard let row = rows.first else { throw StoreError(.notFound, "no session \(chatId)") }
@@ -39,9 +42,10 @@ extension HistoryStore {
 
     /// Whether the session exists and whose it is, without failing (ownership checks of other calls).
     public func owner(of chatId: String) async throws -> String? {
-        for try await owner in try await client.query("SELECT user_id FROM sessions WHERE chat_id = \(chatId)", logger: logger)
-            .decode(String.self)
-        {
+        for try await owner in try await client.query(
+            "SELECT user_id FROM sessions WHERE chat_id = \(chatId)", logger: logger
+        )
+        .decode(String.self) {
             return owner
         }
         return nil
@@ -70,13 +74,17 @@ extension HistoryStore {
         if items.count > query.limit {
             items.removeLast()
             if let last = items.last {
-                next = Cursor(value: query.sort == .created ? last.createdAt : last.updatedAt, tieBreaker: last.chatId).encoded
+                next =
+                    Cursor(value: query.sort == .created ? last.createdAt : last.updatedAt, tieBreaker: last.chatId)
+                    .encoded
             }
         }
         return Page(items: items, nextCursor: next)
     }
 
-    public func updateSession(_ chatId: String, user: String, changes: SessionChanges, now: Int64 = Clock.epochMicroseconds())
+    public func updateSession(
+        _ chatId: String, user: String, changes: SessionChanges, now: Int64 = Clock.epochMicroseconds()
+    )
         async throws -> SessionRecord
     {
         try changes.validate()
@@ -97,7 +105,8 @@ extension HistoryStore {
             try await connection.query("DELETE FROM turn_parts WHERE chat_id = \(chatId)", logger: logger)
             try await connection.query("DELETE FROM turns WHERE chat_id = \(chatId)", logger: logger)
             try await connection.query("DELETE FROM messages WHERE chat_id = \(chatId)", logger: logger)
-            try await connection.query("DELETE FROM sessions WHERE chat_id = \(chatId) AND user_id = \(user)", logger: logger)
+            try await connection.query(
+                "DELETE FROM sessions WHERE chat_id = \(chatId) AND user_id = \(user)", logger: logger)
         }
     }
 
@@ -121,7 +130,9 @@ extension HistoryStore {
         bindings.append(chatId)
         var sql = "SELECT \(Self.messageColumns) FROM messages WHERE chat_id = $1"
         if let cursor {
-            guard let seq = Int64(cursor.tieBreaker) else { throw StoreError(.invalidArgument, "cursor is not one this server made") }
+            guard let seq = Int64(cursor.tieBreaker) else {
+                throw StoreError(.invalidArgument, "cursor is not one this server made")
+            }
             bindings.append(cursor.value)
             bindings.append(seq)
             sql += " AND (created_at, seq) < ($2, $3)"
@@ -146,9 +157,10 @@ extension HistoryStore {
     /// Deletes one message of the user's.
     public func deleteMessage(_ messageId: String, user: String) async throws {
         var chatId: String?
-        for try await id in try await client.query("SELECT chat_id FROM messages WHERE id = \(messageId)", logger: logger)
-            .decode(String.self)
-        {
+        for try await id in try await client.query(
+            "SELECT chat_id FROM messages WHERE id = \(messageId)", logger: logger
+        )
+        .decode(String.self) {
             chatId = id
         }
         guard let chatId else { throw StoreError(.notFound, "no message \(messageId)") }
@@ -227,7 +239,8 @@ extension HistoryStore {
         ).decode((Bool, Int).self) {
             if isBot { bot = count } else { human = count }
         }
-        return Statistics(sessions: sessions, messages: human + bot, userMessages: human, botMessages: bot, sessionsByType: byType)
+        return Statistics(
+            sessions: sessions, messages: human + bot, userMessages: human, botMessages: bot, sessionsByType: byType)
     }
 
     /// Messages of one session of the user's, or of all of them.
@@ -264,7 +277,8 @@ extension HistoryStore {
     static func message(_ row: PostgresRow) throws -> MessageRecord {
         let cells = row.makeRandomAccess()
         return MessageRecord(
-            seq: try cells[0].decode(Int64.self), id: try cells[1].decode(String.self), chatId: try cells[2].decode(String.self),
+            seq: try cells[0].decode(Int64.self), id: try cells[1].decode(String.self),
+            chatId: try cells[2].decode(String.self),
             flowId: try cells[3].decode(String?.self), chatType: try cells[4].decode(String.self),
             userId: try cells[5].decode(String?.self), isBot: try cells[6].decode(Bool.self),
             author: try cells[7].decode(String.self), content: try cells[8].decode(String.self),

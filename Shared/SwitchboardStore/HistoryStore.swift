@@ -52,9 +52,12 @@ public struct HistoryStore: Service {
             while true {
                 do {
                     let applied = try await store.migrate()
-                    if !applied.isEmpty { logger.info("history schema migrated", metadata: ["store.versions": "\(applied)"]) }
+                    if !applied.isEmpty {
+                        logger.info("history schema migrated", metadata: ["store.versions": "\(applied)"])
+                    }
                     return
-                } catch let error as StoreError where error.code == .migrationFailed && attempt + 1 < attempts
+                } catch let error as StoreError
+                    where error.code == .migrationFailed && attempt + 1 < attempts
                     && !error.message.contains("unknown to this build")
                 {
                     attempt += 1
@@ -79,9 +82,10 @@ public struct HistoryStore: Service {
                         version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())
                     """, logger: logger)
                 var applied: Set<Int> = []
-                for try await version in try await connection.query("SELECT version FROM schema_migrations", logger: logger)
-                    .decode(Int.self)
-                {
+                for try await version in try await connection.query(
+                    "SELECT version FROM schema_migrations", logger: logger
+                )
+                .decode(Int.self) {
                     applied.insert(version)
                 }
                 var done: [Int] = []
@@ -105,9 +109,10 @@ public struct HistoryStore: Service {
 
     public func schemaVersions() async throws -> [Int] {
         var versions: [Int] = []
-        for try await version in try await client.query("SELECT version FROM schema_migrations ORDER BY version", logger: logger)
-            .decode(Int.self)
-        {
+        for try await version in try await client.query(
+            "SELECT version FROM schema_migrations ORDER BY version", logger: logger
+        )
+        .decode(Int.self) {
             versions.append(version)
         }
         return versions

@@ -29,7 +29,8 @@ public struct SessionRecord: Codable, Sendable, Equatable {
 
     public init(
         chatId: String, userId: String, flowId: String? = nil, chatType: String = ChatType.normal.rawValue,
-        topic: String? = nil, logo: String? = nil, state: String = SessionState.initialised.rawValue, messageCount: Int = 0,
+        topic: String? = nil, logo: String? = nil, state: String = SessionState.initialised.rawValue,
+        messageCount: Int = 0,
         createdAt: Int64, updatedAt: Int64
     ) {
         self.chatId = chatId
@@ -68,7 +69,8 @@ public struct MessageRecord: Codable, Sendable, Equatable {
     public var createdAt: Int64
 
     public init(
-        seq: Int64, id: String, chatId: String, flowId: String?, chatType: String, userId: String?, isBot: Bool, author: String,
+        seq: Int64, id: String, chatId: String, flowId: String?, chatType: String, userId: String?, isBot: Bool,
+        author: String,
         content: String, extra: String, source: Int, runId: String?, status: String?, usage: String?, createdAt: Int64
     ) {
         self.seq = seq
@@ -179,7 +181,9 @@ public struct SessionQuery: Sendable, Equatable {
             throw StoreError(.invalidArgument, "limit must be 1…\(Self.maximumLimit), got \(limit)")
         }
         if let chatType, ChatType(rawValue: chatType) == nil {
-            throw StoreError(.invalidArgument, "chat type must be one of \(ChatType.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw StoreError(
+                .invalidArgument,
+                "chat type must be one of \(ChatType.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return self
     }
@@ -194,7 +198,10 @@ public struct NewSession: Sendable, Equatable {
     public var topic: String?
     public var logo: String?
 
-    public init(chatId: String, userId: String, flowId: String? = nil, chatType: String = ChatType.normal.rawValue, topic: String? = nil, logo: String? = nil) {
+    public init(
+        chatId: String, userId: String, flowId: String? = nil, chatType: String = ChatType.normal.rawValue,
+        topic: String? = nil, logo: String? = nil
+    ) {
         self.chatId = chatId
         self.userId = userId
         self.flowId = flowId
@@ -204,9 +211,13 @@ public struct NewSession: Sendable, Equatable {
     }
 
     public func validated() throws(StoreError) -> NewSession {
-        guard !chatId.isEmpty, chatId.count <= 200 else { throw StoreError(.invalidArgument, "chat id must be 1…200 characters") }
+        guard !chatId.isEmpty, chatId.count <= 200 else {
+            throw StoreError(.invalidArgument, "chat id must be 1…200 characters")
+        }
         guard ChatType(rawValue: chatType) != nil else {
-            throw StoreError(.invalidArgument, "chat type must be one of \(ChatType.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw StoreError(
+                .invalidArgument,
+                "chat type must be one of \(ChatType.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         try SessionChanges(topic: topic, logo: logo).validate()
         return self

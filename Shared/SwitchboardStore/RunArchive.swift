@@ -13,7 +13,10 @@ public struct ArchivedRun: Sendable, Equatable {
     public var createdAt: Int64
     public var updatedAt: Int64
 
-    public init(runId: String, userId: String, sessionId: String, status: String, recordJSON: String, createdAt: Int64, updatedAt: Int64) {
+    public init(
+        runId: String, userId: String, sessionId: String, status: String, recordJSON: String, createdAt: Int64,
+        updatedAt: Int64
+    ) {
         self.runId = runId
         self.userId = userId
         self.sessionId = sessionId
@@ -50,11 +53,14 @@ extension HistoryStore {
         let (id, user, session, status, record, created, updated) = try row.decode(
             (String, String, String, String, String, Int64, Int64).self)
         return ArchivedRun(
-            runId: id, userId: user, sessionId: session, status: status, recordJSON: record, createdAt: created, updatedAt: updated)
+            runId: id, userId: user, sessionId: session, status: status, recordJSON: record, createdAt: created,
+            updatedAt: updated)
     }
 
     /// A node's checkpoint (JSON), replaced by later ones of the same node.
-    public func saveNodeCheckpoint(runId: String, nodeId: String, status: String, checkpointJSON: String, at time: Int64) async throws {
+    public func saveNodeCheckpoint(
+        runId: String, nodeId: String, status: String, checkpointJSON: String, at time: Int64
+    ) async throws {
         try await client.query(
             """
             INSERT INTO workflow_nodes (run_id, node_id, status, checkpoint, updated_at)
@@ -77,7 +83,8 @@ extension HistoryStore {
     }
 
     /// A user's run ids, newest first: `limit` after the `offset` newest, and how many there are.
-    public func archivedRuns(ofUser userId: String, offset: Int, limit: Int) async throws -> (ids: [String], total: Int) {
+    public func archivedRuns(ofUser userId: String, offset: Int, limit: Int) async throws -> (ids: [String], total: Int)
+    {
         guard offset >= 0, (1...SessionQuery.maximumLimit).contains(limit) else {
             throw StoreError(.invalidArgument, "limit must be 1…\(SessionQuery.maximumLimit) and offset ≥ 0")
         }
@@ -90,7 +97,8 @@ extension HistoryStore {
         ).decode(String.self) {
             ids.append(id)
         }
-        let total = try await client.query("SELECT count(*)::int8 FROM workflow_runs WHERE user_id = \(userId)", logger: logger)
+        let total =
+            try await client.query("SELECT count(*)::int8 FROM workflow_runs WHERE user_id = \(userId)", logger: logger)
             .collect().first?.decode(Int64.self) ?? 0
         return (ids, Int(total))
     }

@@ -122,7 +122,9 @@ public enum Schema {
     ]
 
     /// The migrations not yet applied, in order. Refuses a database newer than this code.
-    public static func pending(applied: Set<Int>, migrations: [Migration] = migrations) throws(StoreError) -> [Migration] {
+    public static func pending(applied: Set<Int>, migrations: [Migration] = migrations) throws(StoreError)
+        -> [Migration]
+    {
         let known = Set(migrations.map(\.version))
         if let unknown = applied.subtracting(known).max() {
             throw StoreError(.migrationFailed, "the database has schema version \(unknown), unknown to this build")

@@ -13,7 +13,9 @@ extension PSQLError: RetryClassifiedError {
         case .server:
             guard let state = serverInfo?[.sqlState] else { return .transient }
             // 08: connection exception; 57P0x: admin/crash shutdown, cannot connect now; 53: out of resources.
-            if state.hasPrefix("08") || state.hasPrefix("57P0") || state.hasPrefix("53") { return .dependencyUnavailable }
+            if state.hasPrefix("08") || state.hasPrefix("57P0") || state.hasPrefix("53") {
+                return .dependencyUnavailable
+            }
             return .transient
         default:
             return .transient

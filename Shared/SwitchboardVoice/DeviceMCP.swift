@@ -22,7 +22,10 @@ public struct MCPMessage: Codable, Sendable, Equatable {
     public var result: JSONValue?
     public var error: RPCError?
 
-    public init(id: Int? = nil, method: String? = nil, params: JSONValue? = nil, result: JSONValue? = nil, error: RPCError? = nil) {
+    public init(
+        id: Int? = nil, method: String? = nil, params: JSONValue? = nil, result: JSONValue? = nil,
+        error: RPCError? = nil
+    ) {
         self.id = id
         self.method = method
         self.params = params
@@ -182,7 +185,8 @@ public struct DeviceMCPClient: Sendable {
                 }
                 listed += result.tools.filter { tool in !listed.contains { $0.name == tool.name } }
                 if listed.count > Self.maxTools { listed.removeLast(listed.count - Self.maxTools) }
-                if let cursor = result.nextCursor, !cursor.isEmpty, pages < Self.maxPages, listed.count < Self.maxTools {
+                if let cursor = result.nextCursor, !cursor.isEmpty, pages < Self.maxPages, listed.count < Self.maxTools
+                {
                     return listNextPage(cursor: cursor)
                 }
                 tools = listed
@@ -194,13 +198,23 @@ public struct DeviceMCPClient: Sendable {
         }
         guard let (call, _) = pending.removeValue(forKey: id) else { return [] }
         if let error = message.error {
-            return [.finished(DeviceToolResult(callId: call.callId, text: error.message, isError: true), replyTo: call.replyTo)]
+            return [
+                .finished(
+                    DeviceToolResult(callId: call.callId, text: error.message, isError: true), replyTo: call.replyTo)
+            ]
         }
         guard let result = message.result.flatMap({ try? $0.decode(as: MCP.ToolsCallResult.self) }) else {
-            return [.finished(
-                DeviceToolResult(callId: call.callId, text: "the device's answer has no content", isError: true), replyTo: call.replyTo)]
+            return [
+                .finished(
+                    DeviceToolResult(callId: call.callId, text: "the device's answer has no content", isError: true),
+                    replyTo: call.replyTo)
+            ]
         }
-        return [.finished(DeviceToolResult(callId: call.callId, text: result.text, isError: result.isError ?? false), replyTo: call.replyTo)]
+        return [
+            .finished(
+                DeviceToolResult(callId: call.callId, text: result.text, isError: result.isError ?? false),
+                replyTo: call.replyTo)
+        ]
     }
 
     /// `notifications/tools/list_changed`: list from the first page, now or after the listing under way.
@@ -243,10 +257,14 @@ public struct DeviceMCPClient: Sendable {
     public mutating func call(_ call: DeviceToolCall, now: ContinuousClock.Instant = .now) -> [Action] {
         let actions = expire(now: now)
         func refuse(_ reason: String) -> [Action] {
-            actions + [.finished(DeviceToolResult(callId: call.callId, text: reason, isError: true), replyTo: call.replyTo)]
+            actions + [
+                .finished(DeviceToolResult(callId: call.callId, text: reason, isError: true), replyTo: call.replyTo)
+            ]
         }
         guard phase == .ready else { return refuse("the device has no tools (MCP not ready)") }
-        guard tools.contains(where: { $0.name == call.name }) else { return refuse("the device has no tool \(call.name)") }
+        guard tools.contains(where: { $0.name == call.name }) else {
+            return refuse("the device has no tool \(call.name)")
+        }
         guard pending.count < Self.maxPendingCalls else { return refuse("too many calls waiting for the device") }
         let message = request(MCP.toolsCall, params: MCP.ToolsCallParams(name: call.name, arguments: call.arguments))
         pending[message.id!] = (call, now + Self.callTimeout)
@@ -258,7 +276,9 @@ public struct DeviceMCPClient: Sendable {
         let late = pending.filter { $0.value.deadline <= now }.sorted { $0.key < $1.key }
         for (id, _) in late { pending[id] = nil }
         return late.map {
-            .finished(DeviceToolResult(callId: $0.value.call.callId, text: "the device did not answer", isError: true), replyTo: $0.value.call.replyTo)
+            .finished(
+                DeviceToolResult(callId: $0.value.call.callId, text: "the device did not answer", isError: true),
+                replyTo: $0.value.call.replyTo)
         }
     }
 
@@ -268,7 +288,9 @@ public struct DeviceMCPClient: Sendable {
         pending.removeAll()
         phase = .failed("closed")
         return waiting.map {
-            .finished(DeviceToolResult(callId: $0.value.call.callId, text: "the device disconnected", isError: true), replyTo: $0.value.call.replyTo)
+            .finished(
+                DeviceToolResult(callId: $0.value.call.callId, text: "the device disconnected", isError: true),
+                replyTo: $0.value.call.replyTo)
         }
     }
 }
@@ -279,7 +301,8 @@ extension Xiaozhi.Message {
         var message = Xiaozhi.Message(type: "mcp", sessionId: sessionId)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        message.payload = JSONValueBox(json: String(decoding: (try? encoder.encode(payload)) ?? Data("{}".utf8), as: UTF8.self))
+        message.payload = JSONValueBox(
+            json: String(decoding: (try? encoder.encode(payload)) ?? Data("{}".utf8), as: UTF8.self))
         return message
     }
 

@@ -28,13 +28,22 @@ public enum Emotion {
 
     /// Cue words per emotion: whole words for English, substrings for Chinese.
     static let lexicon: [(emotion: String, english: Set<String>, chinese: [String])] = [
-        ("sad", ["sorry", "sad", "unfortunately", "regret", "failed", "unable", "cannot", "can't", "afraid"], ["抱歉", "对不起", "遗憾", "难过", "失败"]),
+        (
+            "sad", ["sorry", "sad", "unfortunately", "regret", "failed", "unable", "cannot", "can't", "afraid"],
+            ["抱歉", "对不起", "遗憾", "难过", "失败"]
+        ),
         ("angry", ["angry", "annoyed", "furious", "outrageous"], ["生气", "愤怒"]),
         ("laughing", ["haha", "hahaha", "lol", "joke", "funny"], ["哈哈", "笑话"]),
         ("surprised", ["wow", "amazing", "incredible", "surprising", "astonishing"], ["哇", "惊讶", "居然"]),
         ("loving", ["love", "lovely", "dear", "sweet", "adore"], ["爱", "亲爱"]),
-        ("happy", ["glad", "happy", "great", "wonderful", "excellent", "congratulations", "done", "delighted", "good", "nice"],
-         ["高兴", "开心", "太好了", "恭喜", "好的", "完成"]),
+        (
+            "happy",
+            [
+                "glad", "happy", "great", "wonderful", "excellent", "congratulations", "done", "delighted", "good",
+                "nice",
+            ],
+            ["高兴", "开心", "太好了", "恭喜", "好的", "完成"]
+        ),
         ("thinking", ["hmm", "perhaps", "maybe", "think", "consider", "wonder"], ["嗯", "也许", "可能", "想想"]),
         ("confused", ["confused", "unclear", "unsure"], ["困惑", "不清楚"]),
     ]

@@ -52,9 +52,12 @@ public enum WAV {
     }
 
     public static func parse(_ bytes: [UInt8]) throws -> Audio {
-        func u32(_ at: Int) -> Int { Int(bytes[at]) | Int(bytes[at + 1]) << 8 | Int(bytes[at + 2]) << 16 | Int(bytes[at + 3]) << 24 }
+        func u32(_ at: Int) -> Int {
+            Int(bytes[at]) | Int(bytes[at + 1]) << 8 | Int(bytes[at + 2]) << 16 | Int(bytes[at + 3]) << 24
+        }
         func u16(_ at: Int) -> Int { Int(bytes[at]) | Int(bytes[at + 1]) << 8 }
-        guard bytes.count >= 12, bytes[0..<4].elementsEqual("RIFF".utf8), bytes[8..<12].elementsEqual("WAVE".utf8) else {
+        guard bytes.count >= 12, bytes[0..<4].elementsEqual("RIFF".utf8), bytes[8..<12].elementsEqual("WAVE".utf8)
+        else {
             throw FormatError(description: "not a RIFF/WAVE file")
         }
         var offset = 12
@@ -73,12 +76,14 @@ public enum WAV {
                 bitsPerSample = u16(body + 14)
             } else if id == "data" {
                 guard bitsPerSample == 16, channels == 1, sampleRate > 0 else {
-                    throw FormatError(description: "expected 16-bit mono PCM, got \(bitsPerSample)-bit \(channels) channels")
+                    throw FormatError(
+                        description: "expected 16-bit mono PCM, got \(bitsPerSample)-bit \(channels) channels")
                 }
                 let count = size / 2
                 var samples = [Int16](repeating: 0, count: count)
                 for index in 0..<count {
-                    samples[index] = Int16(bitPattern: UInt16(bytes[body + 2 * index]) | UInt16(bytes[body + 2 * index + 1]) << 8)
+                    samples[index] = Int16(
+                        bitPattern: UInt16(bytes[body + 2 * index]) | UInt16(bytes[body + 2 * index + 1]) << 8)
                 }
                 return Audio(sampleRate: sampleRate, samples: samples)
             }
@@ -95,7 +100,9 @@ extension WAV {
         func le16(_ value: Int) -> [UInt8] { (0..<2).map { UInt8((value >> (8 * $0)) & 0xFF) } }
         let dataBytes = samples.count * 2
         var bytes = Array("RIFF".utf8) + le32(36 + dataBytes) + Array("WAVE".utf8)
-        bytes += Array("fmt ".utf8) + le32(16) + le16(1) + le16(1) + le32(sampleRate) + le32(sampleRate * 2) + le16(2) + le16(16)
+        bytes +=
+            Array("fmt ".utf8) + le32(16) + le16(1) + le16(1) + le32(sampleRate) + le32(sampleRate * 2) + le16(2)
+            + le16(16)
         bytes += Array("data".utf8) + le32(dataBytes)
         bytes.reserveCapacity(bytes.count + dataBytes)
         for sample in samples {

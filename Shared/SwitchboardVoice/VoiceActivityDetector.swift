@@ -73,7 +73,9 @@ public struct VoiceActivityDetector: Sendable {
         if !inSpeech {
             preRoll.append(frame)
             preRollSamples += frame.count
-            while preRollSamples - (preRoll.first?.count ?? 0) >= samples(milliseconds: configuration.preRollMilliseconds) {
+            while preRollSamples - (preRoll.first?.count ?? 0)
+                >= samples(milliseconds: configuration.preRollMilliseconds)
+            {
                 preRollSamples -= preRoll.removeFirst().count
             }
             guard recent.filter({ $0 }).count >= configuration.framesToStart else { return nil }

@@ -88,7 +88,9 @@ public enum VoiceDownlink {
     public static func decode(_ bytes: [UInt8]) -> Item? {
         guard let newline = bytes.firstIndex(of: 0x0A) else { return nil }
         let header = String(decoding: bytes[..<newline], as: UTF8.self).split(separator: " ")
-        guard header.count == 3, let kind = Kind(rawValue: String(header[1])), let turn = Int64(header[2]) else { return nil }
+        guard header.count == 3, let kind = Kind(rawValue: String(header[1])), let turn = Int64(header[2]) else {
+            return nil
+        }
         return Item(sessionId: String(header[0]), kind: kind, turn: turn, payload: Array(bytes[(newline + 1)...]))
     }
 }

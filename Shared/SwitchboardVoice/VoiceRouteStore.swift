@@ -12,7 +12,9 @@ public struct VoiceRoute: Sendable, Equatable {
     /// What the device announced in its hello (16 kHz, 60 ms unless it said otherwise).
     public var uplink: AudioFormat
 
-    public init(gateway: String, userId: String, conversationId: String, deviceId: String, uplink: AudioFormat = .uplink) {
+    public init(
+        gateway: String, userId: String, conversationId: String, deviceId: String, uplink: AudioFormat = .uplink
+    ) {
         self.gateway = gateway
         self.userId = userId
         self.conversationId = conversationId
@@ -87,18 +89,23 @@ public struct VoiceRouteStore: Sendable {
             if let key = items[index].string, let value = items[index + 1].string { fields[key] = value }
             index += 2
         }
-        guard let gateway = fields[Field.gateway], let user = fields[Field.user], let conversation = fields[Field.conversation]
+        guard let gateway = fields[Field.gateway], let user = fields[Field.user],
+            let conversation = fields[Field.conversation]
         else { return nil }
         let uplink = AudioFormat(
             sampleRate: fields[Field.sampleRate].flatMap(Int.init) ?? AudioFormat.uplink.sampleRate,
-            frameDurationMilliseconds: fields[Field.frameDuration].flatMap(Int.init) ?? AudioFormat.uplink.frameDurationMilliseconds)
-        return VoiceRoute(gateway: gateway, userId: user, conversationId: conversation, deviceId: fields[Field.device] ?? "", uplink: uplink)
+            frameDurationMilliseconds: fields[Field.frameDuration].flatMap(Int.init)
+                ?? AudioFormat.uplink.frameDurationMilliseconds)
+        return VoiceRoute(
+            gateway: gateway, userId: user, conversationId: conversation, deviceId: fields[Field.device] ?? "",
+            uplink: uplink)
     }
 
     /// The device's MCP tools as its gateway stored them (none: the device has no MCP, or has not
     /// listed them yet).
     public func tools(session: String) async throws -> [DeviceTool] {
-        let reply = try await redis.send("HGET", RedisArgument(Keyspace.Voice.route(session)), RedisArgument(Field.tools))
+        let reply = try await redis.send(
+            "HGET", RedisArgument(Keyspace.Voice.route(session)), RedisArgument(Field.tools))
         guard let text = reply.string, !text.isEmpty else { return [] }
         return try JSONDecoder().decode([DeviceTool].self, from: Data(text.utf8))
     }

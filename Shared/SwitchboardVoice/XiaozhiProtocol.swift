@@ -74,7 +74,8 @@ public enum Xiaozhi {
         }
 
         enum CodingKeys: String, CodingKey {
-            case type, version, transport, features, state, mode, text, reason, emotion, payload, timestamp, status, message,
+            case type, version, transport, features, state, mode, text, reason, emotion, payload, timestamp, status,
+                message,
                 command
             case sessionId = "session_id"
             case audioParams = "audio_params"
@@ -134,7 +135,9 @@ public enum Xiaozhi {
             return message
         }
 
-        public static func listen(_ state: ListenState, mode: ListenMode? = nil, text: String? = nil, sessionId: String?) -> Message {
+        public static func listen(
+            _ state: ListenState, mode: ListenMode? = nil, text: String? = nil, sessionId: String?
+        ) -> Message {
             var message = Message(type: "listen", sessionId: sessionId)
             message.state = state.rawValue
             message.mode = mode
@@ -159,7 +162,9 @@ public enum Xiaozhi {
         }
 
         public static func parse(_ text: String) throws(ProtocolError) -> Message {
-            guard text.utf8.count <= maxJSONBytes else { throw ProtocolError(.tooLarge, "a JSON message is at most \(maxJSONBytes) bytes") }
+            guard text.utf8.count <= maxJSONBytes else {
+                throw ProtocolError(.tooLarge, "a JSON message is at most \(maxJSONBytes) bytes")
+            }
             do {
                 return try JSONDecoder().decode(Message.self, from: Data(text.utf8))
             } catch {
@@ -238,14 +243,19 @@ public enum Xiaozhi {
                 timestamp = 0
                 payload = frame[...]
             case 2:
-                guard frame.count >= 16 else { throw ProtocolError(.malformed, "a version 2 frame has a 16-byte header") }
+                guard frame.count >= 16 else {
+                    throw ProtocolError(.malformed, "a version 2 frame has a 16-byte header")
+                }
                 let frameVersion = Self.u16(frame, 0)
-                guard frameVersion == 2 else { throw ProtocolError(.malformed, "version 2 header says version \(frameVersion)") }
+                guard frameVersion == 2 else {
+                    throw ProtocolError(.malformed, "version 2 header says version \(frameVersion)")
+                }
                 type = Self.u16(frame, 2)
                 timestamp = Self.u32(frame, 8)
                 let size = Int(Self.u32(frame, 12))
                 guard size == frame.count - 16 else {
-                    throw ProtocolError(.malformed, "header says \(size) payload bytes, the frame has \(frame.count - 16)")
+                    throw ProtocolError(
+                        .malformed, "header says \(size) payload bytes, the frame has \(frame.count - 16)")
                 }
                 payload = frame[16...]
             default:
@@ -254,7 +264,8 @@ public enum Xiaozhi {
                 timestamp = 0
                 let size = Int(Self.u16(frame, 2))
                 guard size == frame.count - 4 else {
-                    throw ProtocolError(.malformed, "header says \(size) payload bytes, the frame has \(frame.count - 4)")
+                    throw ProtocolError(
+                        .malformed, "header says \(size) payload bytes, the frame has \(frame.count - 4)")
                 }
                 payload = frame[4...]
             }
@@ -262,7 +273,9 @@ public enum Xiaozhi {
             case 0:
                 guard !payload.isEmpty else { throw ProtocolError(.malformed, "an audio frame without audio") }
                 guard payload.count <= maxAudioPacketBytes else {
-                    throw ProtocolError(.tooLarge, "an Opus packet of 60 ms is at most \(maxAudioPacketBytes) bytes, got \(payload.count)")
+                    throw ProtocolError(
+                        .tooLarge,
+                        "an Opus packet of 60 ms is at most \(maxAudioPacketBytes) bytes, got \(payload.count)")
                 }
                 return .audio(Array(payload), timestamp: timestamp)
             case 1:
@@ -312,7 +325,9 @@ public enum Xiaozhi {
 
         /// True for a token minted for this client and device within its lifetime.
         public func verify(_ token: String, clientId: String, deviceId: String, now: Int64) -> Bool {
-            guard let dot = token.lastIndex(of: "."), let timestamp = Int64(token[token.index(after: dot)...]) else { return false }
+            guard let dot = token.lastIndex(of: "."), let timestamp = Int64(token[token.index(after: dot)...]) else {
+                return false
+            }
             guard now - timestamp <= Self.lifetimeSeconds, timestamp - now <= 300 else { return false }
             let expected = signature(clientId: clientId, deviceId: deviceId, timestamp: timestamp)
             // Constant time: compare the MACs, not the strings.
@@ -324,7 +339,8 @@ public enum Xiaozhi {
         }
 
         func signature(clientId: String, deviceId: String, timestamp: Int64) -> String {
-            let mac = HMAC<SHA256>.authenticationCode(for: Data("\(clientId)|\(deviceId)|\(timestamp)".utf8), using: key)
+            let mac = HMAC<SHA256>.authenticationCode(
+                for: Data("\(clientId)|\(deviceId)|\(timestamp)".utf8), using: key)
             return Data(mac).base64EncodedString()
                 .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
                 .replacingOccurrences(of: "=", with: "")
@@ -365,12 +381,19 @@ indirect enum AnyJSON: Codable, Equatable {
 
     init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
-        if container.decodeNil() { self = .null }
-        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
-        else if let value = try? container.decode(Double.self) { self = .number(value) }
-        else if let value = try? container.decode(String.self) { self = .string(value) }
-        else if let value = try? container.decode([AnyJSON].self) { self = .array(value) }
-        else { self = .object(try container.decode([String: AnyJSON].self)) }
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([AnyJSON].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: AnyJSON].self))
+        }
     }
 
     func encode(to encoder: any Encoder) throws {

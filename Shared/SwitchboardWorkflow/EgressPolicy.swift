@@ -1,9 +1,9 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An IPv4 or IPv6 address as its bytes (4 or 16).
@@ -41,7 +41,9 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
         let mapped = bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xff && bytes[11] == 0xff
         let compatible = bytes[0..<12].allSatisfy { $0 == 0 }
         if mapped || compatible { return IPAddress(bytes: Array(bytes[12..<16])) }
-        if bytes[0..<12] == [0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0][...] { return IPAddress(bytes: Array(bytes[12..<16])) }
+        if bytes[0..<12] == [0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0][...] {
+            return IPAddress(bytes: Array(bytes[12..<16]))
+        }
         if bytes[0] == 0x20, bytes[1] == 0x02 { return IPAddress(bytes: Array(bytes[2..<6])) }
         return nil
     }
@@ -118,7 +120,10 @@ public struct EgressPolicy: Sendable, Equatable {
         for raw in allowList.split(separator: ",") {
             let entry = raw.trimmingCharacters(in: .whitespaces)
             guard !entry.isEmpty else { continue }
-            guard let rule = Self.rule(entry) else { throw EgressError("the egress allow-list entry \(entry) is not a host, an address or a CIDR (optionally :port)") }
+            guard let rule = Self.rule(entry) else {
+                throw EgressError(
+                    "the egress allow-list entry \(entry) is not a host, an address or a CIDR (optionally :port)")
+            }
             rules.append(rule)
         }
         self.rules = rules
@@ -133,7 +138,9 @@ public struct EgressPolicy: Sendable, Equatable {
             target = String(entry[entry.index(after: entry.startIndex)..<close])
             let rest = entry[entry.index(after: close)...]
             if !rest.isEmpty {
-                guard rest.hasPrefix(":"), let value = Int(rest.dropFirst()), (1...65535).contains(value) else { return nil }
+                guard rest.hasPrefix(":"), let value = Int(rest.dropFirst()), (1...65535).contains(value) else {
+                    return nil
+                }
                 port = value
             }
         } else if entry.filter({ $0 == ":" }).count == 1 {
@@ -145,7 +152,9 @@ public struct EgressPolicy: Sendable, Equatable {
         if let network = IPNetwork(target) { return Rule(target: .network(network), port: port) }
         let host = target.lowercased()
         guard !host.isEmpty, !host.contains("/"),
-            host.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) || "-._".unicodeScalars.contains($0) })
+            host.unicodeScalars.allSatisfy({
+                CharacterSet.alphanumerics.contains($0) || "-._".unicodeScalars.contains($0)
+            })
         else { return nil }
         return Rule(target: .host(host), port: port)
     }
@@ -159,15 +168,19 @@ public struct EgressPolicy: Sendable, Equatable {
 
     static let v4Blocks: [(IPNetwork, String)] = [
         ("169.254.169.254/32", "a cloud metadata address"), ("0.0.0.0/8", "an unspecified address"),
-        ("127.0.0.0/8", "a loopback address"), ("10.0.0.0/8", "a private address"), ("172.16.0.0/12", "a private address"),
+        ("127.0.0.0/8", "a loopback address"), ("10.0.0.0/8", "a private address"),
+        ("172.16.0.0/12", "a private address"),
         ("192.168.0.0/16", "a private address"), ("100.64.0.0/10", "a shared (CGNAT) address"),
         ("169.254.0.0/16", "a link-local address"), ("192.0.0.0/24", "a reserved address"),
-        ("198.18.0.0/15", "a reserved address"), ("224.0.0.0/4", "a multicast address"), ("240.0.0.0/4", "a reserved address"),
+        ("198.18.0.0/15", "a reserved address"), ("224.0.0.0/4", "a multicast address"),
+        ("240.0.0.0/4", "a reserved address"),
     ].map { (IPNetwork($0.0)!, $0.1) }
 
     static let v6Blocks: [(IPNetwork, String)] = [
-        ("fd00:ec2::254/128", "a cloud metadata address"), ("::/128", "an unspecified address"), ("::1/128", "a loopback address"),
-        ("fc00::/7", "a private (unique local) address"), ("fe80::/10", "a link-local address"), ("fec0::/10", "a reserved address"),
+        ("fd00:ec2::254/128", "a cloud metadata address"), ("::/128", "an unspecified address"),
+        ("::1/128", "a loopback address"),
+        ("fc00::/7", "a private (unique local) address"), ("fe80::/10", "a link-local address"),
+        ("fec0::/10", "a reserved address"),
         ("ff00::/8", "a multicast address"), ("100::/64", "a reserved address"),
     ].map { (IPNetwork($0.0)!, $0.1) }
 
@@ -177,7 +190,8 @@ public struct EgressPolicy: Sendable, Equatable {
         for rule in rules where rule.port == nil || rule.port == port {
             switch rule.target {
             case .host(let allowed) where allowed == name: return nil
-            case .network(let network) where network.contains(address) || address.embeddedV4.map(network.contains) == true: return nil
+            case .network(let network)
+            where network.contains(address) || address.embeddedV4.map(network.contains) == true: return nil
             default: continue
             }
         }

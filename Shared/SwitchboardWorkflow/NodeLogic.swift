@@ -16,7 +16,8 @@ public enum TemplateRenderer {
         switch value {
         case .null: return ""
         case .bool(let value): return value
-        case .number(let value): return value.rounded() == value && abs(value) < 9.0e15 ? Int(value) as Any : value as Any
+        case .number(let value):
+            return value.rounded() == value && abs(value) < 9.0e15 ? Int(value) as Any : value as Any
         case .string(let value): return value
         case .array(let values): return values.map(mustacheObject)
         case .object(let object): return object.mapValues(mustacheObject)
@@ -58,7 +59,8 @@ public enum NodeLogic {
     static func text(_ value: JSONValue?) -> String {
         switch value {
         case .string(let text)?: text
-        case .number(let number)?: number.rounded() == number && abs(number) < 9.0e15 ? String(Int(number)) : String(number)
+        case .number(let number)?:
+            number.rounded() == number && abs(number) < 9.0e15 ? String(Int(number)) : String(number)
         case .bool(let flag)?: String(flag)
         case nil, .null?: ""
         case let other?: String(decoding: (try? JSONEncoder().encode(other)) ?? Data(), as: UTF8.self)

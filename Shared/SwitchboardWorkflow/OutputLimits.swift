@@ -18,7 +18,9 @@ public enum OutputLimits {
     public static func check(outputs: [String: JSONValue], limit: Int) throws {
         let size = (try? JSONEncoder().encode(outputs))?.count ?? 0
         guard size <= limit else {
-            throw OutputLimitError("the node's output is \(size) bytes, over the \(limit)-byte limit (SWITCHBOARD_WORKFLOW_MAX_OUTPUT_BYTES)")
+            throw OutputLimitError(
+                "the node's output is \(size) bytes, over the \(limit)-byte limit (SWITCHBOARD_WORKFLOW_MAX_OUTPUT_BYTES)"
+            )
         }
     }
 
@@ -51,7 +53,8 @@ public enum OutputLimits {
             let (product, overflow) = bytes.multipliedReportingOverflow(by: factor)
             total = overflow ? Int.max : total.addingReportingOverflow(product).partialValue
             if overflow || total > limit || total < 0 {
-                throw OutputLimitError("the template could render more than the \(limit)-byte limit (nested sections over long lists?)")
+                throw OutputLimitError(
+                    "the template could render more than the \(limit)-byte limit (nested sections over long lists?)")
             }
         }
         while let open = rest.range(of: "{{") {
@@ -73,7 +76,8 @@ public enum OutputLimits {
                 let (next, overflow) = factor.multipliedReportingOverflow(by: max(times, 1))
                 work += overflow ? Int.max / 2 : next
                 guard !overflow, work <= maximumTemplateWork else {
-                    throw OutputLimitError("the template's nested sections repeat more than \(maximumTemplateWork) times")
+                    throw OutputLimitError(
+                        "the template's nested sections repeat more than \(maximumTemplateWork) times")
                 }
                 multipliers.append(max(times, 1))
                 factor = next

@@ -66,7 +66,10 @@ public struct WorkflowConnection: Codable, Sendable, Hashable, CustomStringConve
     public var description: String { "\(fromNode).\(fromOutput) -> \(toNode).\(toInput)" }
 
     public var json: JSONValue {
-        ["from_node": .string(fromNode), "from_output": .string(fromOutput), "to_node": .string(toNode), "to_input": .string(toInput)]
+        [
+            "from_node": .string(fromNode), "from_output": .string(fromOutput), "to_node": .string(toNode),
+            "to_input": .string(toInput),
+        ]
     }
 }
 

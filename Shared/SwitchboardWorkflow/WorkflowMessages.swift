@@ -13,7 +13,10 @@ public struct WorkflowRunRequested: EventPayload, Equatable {
     /// Values given to the start node, on top of its `config.inputs`.
     public var inputs: [String: JSONValue]
 
-    public init(runId: String, userId: String, sessionId: String, workflow: WorkflowDefinition, inputs: [String: JSONValue] = [:]) {
+    public init(
+        runId: String, userId: String, sessionId: String, workflow: WorkflowDefinition,
+        inputs: [String: JSONValue] = [:]
+    ) {
         self.runId = runId
         self.userId = userId
         self.sessionId = sessionId
@@ -121,9 +124,11 @@ public enum DeterministicID {
         }
         bytes[6] = (bytes[6] & 0x0f) | 0x50  // version 5-like: name-based
         bytes[8] = (bytes[8] & 0x3f) | 0x80
-        return UUID(uuid: (
-            bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-            bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+        return UUID(
+            uuid: (
+                bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]
+            ))
     }
 }
 

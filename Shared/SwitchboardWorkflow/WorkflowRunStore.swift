@@ -18,7 +18,8 @@ public struct WorkflowRunRecord: Sendable, Equatable, Codable {
 
     public init(
         runId: String, userId: String, sessionId: String, status: RunStatus, workflow: WorkflowDefinition,
-        inputs: [String: JSONValue], createdAt: Int64, updatedAt: Int64, error: String? = nil, results: [String: JSONValue]? = nil
+        inputs: [String: JSONValue], createdAt: Int64, updatedAt: Int64, error: String? = nil,
+        results: [String: JSONValue]? = nil
     ) {
         self.runId = runId
         self.userId = userId
@@ -77,7 +78,6 @@ public struct WorkflowRunStore: Sendable {
         self.retentionSeconds = retentionSeconds
     }
 
-
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -90,11 +90,17 @@ public struct WorkflowRunStore: Sendable {
         let json = String(decoding: try Self.encoder.encode(record), as: UTF8.self)
         try await archive?.saveRun(Self.archived(record, json: json))
         let replies = try await redis.pipeline([
-            ["SET", RedisArgument(Keyspace.Workflow.record(record.runId)), RedisArgument(json), "NX", "EX", RedisArgument(retentionSeconds)]
+            [
+                "SET", RedisArgument(Keyspace.Workflow.record(record.runId)), RedisArgument(json), "NX", "EX",
+                RedisArgument(retentionSeconds),
+            ]
         ])
         guard replies.first?.string == "OK" else { return false }
         _ = try await redis.pipeline([
-            ["ZADD", RedisArgument(Keyspace.User.workflowRuns(record.userId)), RedisArgument(record.createdAt), RedisArgument(record.runId)],
+            [
+                "ZADD", RedisArgument(Keyspace.User.workflowRuns(record.userId)), RedisArgument(record.createdAt),
+                RedisArgument(record.runId),
+            ],
             ["EXPIRE", RedisArgument(Keyspace.User.workflowRuns(record.userId)), RedisArgument(retentionSeconds)],
         ])
         return true
@@ -112,7 +118,9 @@ public struct WorkflowRunStore: Sendable {
     public func update(_ record: WorkflowRunRecord) async throws {
         let json = String(decoding: try Self.encoder.encode(record), as: UTF8.self)
         try await both {
-            try await redis.send("SET", RedisArgument(Keyspace.Workflow.record(record.runId)), RedisArgument(json), "EX", RedisArgument(retentionSeconds))
+            try await redis.send(
+                "SET", RedisArgument(Keyspace.Workflow.record(record.runId)), RedisArgument(json), "EX",
+                RedisArgument(retentionSeconds))
         } archive: { archive in
             try await archive.saveRun(Self.archived(record, json: json))
         }
@@ -144,7 +152,9 @@ public struct WorkflowRunStore: Sendable {
         ]
         if checkpoint.status == .completed {
             commands.append(["HINCRBY", RedisArgument(Keyspace.Workflow.completions(runID)), RedisArgument(node), "1"])
-            commands.append(["EXPIRE", RedisArgument(Keyspace.Workflow.completions(runID)), RedisArgument(retentionSeconds)])
+            commands.append([
+                "EXPIRE", RedisArgument(Keyspace.Workflow.completions(runID)), RedisArgument(retentionSeconds),
+            ])
         }
         let at = checkpoint.finishedAt ?? checkpoint.startedAt ?? Clock.epochMilliseconds()
         try await both { [commands] in
@@ -169,7 +179,10 @@ public struct WorkflowRunStore: Sendable {
     public func runs(ofUser userID: String, offset: Int, limit: Int) async throws -> (ids: [String], total: Int) {
         if let archive { return try await archive.archivedRuns(ofUser: userID, offset: offset, limit: limit) }
         let replies = try await redis.pipeline([
-            ["ZREVRANGE", RedisArgument(Keyspace.User.workflowRuns(userID)), RedisArgument(offset), RedisArgument(offset + limit - 1)],
+            [
+                "ZREVRANGE", RedisArgument(Keyspace.User.workflowRuns(userID)), RedisArgument(offset),
+                RedisArgument(offset + limit - 1),
+            ],
             ["ZCARD", RedisArgument(Keyspace.User.workflowRuns(userID))],
         ])
         return ((replies[0].array ?? []).compactMap(\.string), Int(replies[1].integer ?? 0))
@@ -177,10 +190,13 @@ public struct WorkflowRunStore: Sendable {
 
     /// The runs started from one WebSocket session, by the client's workflow id (its newest run under
     /// each), so a reconnecting client can re-attach to them.
-    public func runs(ofSession sessionID: String, user userID: String) async throws -> [(workflowID: String, runID: String)] {
+    public func runs(ofSession sessionID: String, user userID: String) async throws -> [(
+        workflowID: String, runID: String
+    )] {
         let key = RedisArgument(Keyspace.User.workflowSession(userID, sessionID: sessionID))
         let fields = try await redis.send("HGETALL", key).array ?? []
-        return stride(from: 0, to: fields.count - 1, by: 2).compactMap { index -> (workflowID: String, runID: String)? in
+        return stride(from: 0, to: fields.count - 1, by: 2).compactMap {
+            index -> (workflowID: String, runID: String)? in
             guard let workflow = fields[index].string, let run = fields[index + 1].string else { return nil }
             return (workflow, run)
         }.sorted { $0.workflowID < $1.workflowID }
@@ -204,20 +220,26 @@ public struct WorkflowRunStore: Sendable {
 
     /// Makes `runID` the session's run of `workflowID`, unless another run took the id since
     /// `replacing` was read (two sockets of one session starting the same id at once): false then.
-    public func claim(workflowID: String, session sessionID: String, user userID: String, runID: String, replacing: String?) async throws
+    public func claim(
+        workflowID: String, session sessionID: String, user userID: String, runID: String, replacing: String?
+    ) async throws
         -> Bool
     {
         let reply = try await redis.run(
             Self.claimScript, keys: [RedisArgument(Keyspace.User.workflowSession(userID, sessionID: sessionID))],
             arguments: [
-                RedisArgument(workflowID), RedisArgument(runID), RedisArgument(replacing ?? ""), RedisArgument(retentionSeconds),
+                RedisArgument(workflowID), RedisArgument(runID), RedisArgument(replacing ?? ""),
+                RedisArgument(retentionSeconds),
             ])
         return reply.integer == 1
     }
 
     /// Runs the Redis write and the archive's at the same time, so PostgreSQL adds its latency to a
     /// node's checkpoint only where it is the slower of the two.
-    private func both(_ redisWrite: @escaping @Sendable () async throws -> Void, archive write: @escaping @Sendable (HistoryStore) async throws -> Void)
+    private func both(
+        _ redisWrite: @escaping @Sendable () async throws -> Void,
+        archive write: @escaping @Sendable (HistoryStore) async throws -> Void
+    )
         async throws
     {
         guard let archive else { return try await redisWrite() }
@@ -252,14 +274,20 @@ public struct WorkflowRunStore: Sendable {
         if try await redis.send("SCARD", key).integer ?? 0 >= limit {
             // Forget runs that ended without saying so (their record expired, or ended elsewhere).
             let members = (try await redis.send("SMEMBERS", key).array ?? []).compactMap(\.string)
-            let records = try await redis.pipeline(members.map { ["GET", RedisArgument(Keyspace.Workflow.record($0))] })
+            let records = try await redis.pipeline(
+                members.map { ["GET", RedisArgument(Keyspace.Workflow.record($0))] })
             for (member, reply) in zip(members, records) {
-                let status = reply.string.flatMap { try? JSONDecoder().decode(WorkflowRunRecord.self, from: Data($0.utf8)) }?.status
-                if status == nil || status?.isTerminal == true { _ = try await redis.send("SREM", key, RedisArgument(member)) }
+                let status = reply.string.flatMap {
+                    try? JSONDecoder().decode(WorkflowRunRecord.self, from: Data($0.utf8))
+                }?.status
+                if status == nil || status?.isTerminal == true {
+                    _ = try await redis.send("SREM", key, RedisArgument(member))
+                }
             }
         }
         let reply = try await redis.run(
-            Self.admitScript, keys: [key], arguments: [RedisArgument(runID), RedisArgument(limit), RedisArgument(retentionSeconds)])
+            Self.admitScript, keys: [key],
+            arguments: [RedisArgument(runID), RedisArgument(limit), RedisArgument(retentionSeconds)])
         return reply.integer == 1
     }
 

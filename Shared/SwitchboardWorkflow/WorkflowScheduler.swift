@@ -145,7 +145,8 @@ public struct WorkflowScheduler: Sendable {
             let incoming = workflow.incoming[id] ?? []
             guard incoming.allSatisfy({ records[$0.fromNode]?.status.isTerminal == true }) else { continue }
             let arrived = incoming.filter(carries).count
-            let runs = workflow.kind(of: id).joinsBranches ? (arrived > 0 || incoming.isEmpty) : arrived == incoming.count
+            let runs =
+                workflow.kind(of: id).joinsBranches ? (arrived > 0 || incoming.isEmpty) : arrived == incoming.count
             if runs {
                 held.append(id)
             } else {

@@ -6,7 +6,9 @@ public struct ValidationIssue: Sendable, Equatable, Codable {
     public struct Code: Hashable, Sendable, Codable, CustomStringConvertible {
         public let rawValue: String
         private init(_ rawValue: String) { self.rawValue = rawValue }
-        public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+        public init(from decoder: any Decoder) throws {
+            rawValue = try decoder.singleValueContainer().decode(String.self)
+        }
         public func encode(to encoder: any Encoder) throws {
             var container = encoder.singleValueContainer()
             try container.encode(rawValue)
@@ -88,7 +90,8 @@ public enum WorkflowValidator {
         var issues: [ValidationIssue] = []
         if definition.nodes.isEmpty { issues.append(.init(.noNodes, "the workflow has no nodes")) }
         if definition.nodes.count > maxNodes {
-            issues.append(.init(.tooManyNodes, "the workflow has \(definition.nodes.count) nodes; the limit is \(maxNodes)"))
+            issues.append(
+                .init(.tooManyNodes, "the workflow has \(definition.nodes.count) nodes; the limit is \(maxNodes)"))
         }
         var nodes: [String: WorkflowNode] = [:]
         var definitionOrder: [String] = []
@@ -105,13 +108,16 @@ public enum WorkflowValidator {
             definitionOrder.append(node.id)
             guard let kind = node.kind else {
                 let known = NodeKind.allCases.map(\.rawValue).joined(separator: ", ")
-                issues.append(.init(.unknownNodeType, "unknown node type \(node.type) (known: \(known))", node: node.id))
+                issues.append(
+                    .init(.unknownNodeType, "unknown node type \(node.type) (known: \(known))", node: node.id))
                 continue
             }
             issues += configProblems(node, kind: kind)
         }
         let starts = definitionOrder.filter { nodes[$0]?.kind == .start }
-        if !definition.nodes.isEmpty && starts.isEmpty { issues.append(.init(.missingStartNode, "a workflow needs one start node")) }
+        if !definition.nodes.isEmpty && starts.isEmpty {
+            issues.append(.init(.missingStartNode, "a workflow needs one start node"))
+        }
         for extra in starts.dropFirst() {
             issues.append(.init(.multipleStartNodes, "only one start node is allowed", node: extra))
         }
@@ -127,31 +133,44 @@ public enum WorkflowValidator {
         for connection in definition.connections {
             var usable = true
             for end in [connection.fromNode, connection.toNode] where nodes[end] == nil {
-                issues.append(.init(.danglingConnection, "connection refers to unknown node \(end)", connection: connection))
+                issues.append(
+                    .init(.danglingConnection, "connection refers to unknown node \(end)", connection: connection))
                 usable = false
             }
             guard usable else { continue }
             guard seen.insert(connection).inserted else {
-                issues.append(.init(.duplicateConnection, "connection \(connection) appears more than once", connection: connection))
+                issues.append(
+                    .init(
+                        .duplicateConnection, "connection \(connection) appears more than once", connection: connection)
+                )
                 continue
             }
             let input = "\(connection.toNode).\(connection.toInput)"
             if let earlier = fedInputs[input] {
                 issues.append(
-                    .init(.inputAlreadyConnected, "input \(input) is already fed by \(earlier.fromNode).\(earlier.fromOutput)",
+                    .init(
+                        .inputAlreadyConnected,
+                        "input \(input) is already fed by \(earlier.fromNode).\(earlier.fromOutput)",
                         node: connection.toNode, connection: connection))
                 continue
             }
             fedInputs[input] = connection
-            if let kind = nodes[connection.fromNode]?.kind, let outputs = kind.outputs, !outputs.contains(connection.fromOutput) {
+            if let kind = nodes[connection.fromNode]?.kind, let outputs = kind.outputs,
+                !outputs.contains(connection.fromOutput)
+            {
                 let names = outputs.sorted().joined(separator: ", ")
                 issues.append(
-                    .init(.unknownOutput, "a \(kind.rawValue) node has no output \(connection.fromOutput) (outputs: \(names.isEmpty ? "none" : names))",
+                    .init(
+                        .unknownOutput,
+                        "a \(kind.rawValue) node has no output \(connection.fromOutput) (outputs: \(names.isEmpty ? "none" : names))",
                         node: connection.fromNode, connection: connection))
                 continue
             }
             if nodes[connection.toNode]?.kind == .start {
-                issues.append(.init(.startHasInputs, "the start node takes no inputs", node: connection.toNode, connection: connection))
+                issues.append(
+                    .init(
+                        .startHasInputs, "the start node takes no inputs", node: connection.toNode,
+                        connection: connection))
                 continue
             }
             if connection.toInput.isEmpty || connection.fromOutput.isEmpty {
@@ -165,10 +184,14 @@ public enum WorkflowValidator {
             guard let kind = nodes[id]?.kind else { continue }
             let inputs = Set((incoming[id] ?? []).map(\.toInput))
             for required in kind.requiredInputs where !inputs.contains(required) {
-                issues.append(.init(.missingRequiredInput, "input \(required) of \(kind.rawValue) node \(id) is not connected", node: id))
+                issues.append(
+                    .init(
+                        .missingRequiredInput, "input \(required) of \(kind.rawValue) node \(id) is not connected",
+                        node: id))
             }
             if kind == .end || kind == .merge, inputs.isEmpty {
-                issues.append(.init(.missingRequiredInput, "a \(kind.rawValue) node needs at least one input", node: id))
+                issues.append(
+                    .init(.missingRequiredInput, "a \(kind.rawValue) node needs at least one input", node: id))
             }
         }
 
@@ -199,13 +222,15 @@ public enum WorkflowValidator {
                 }
             }
             for id in definitionOrder where !reached.contains(id) && !starts.contains(id) {
-                issues.append(.init(.unreachableNode, "node \(id) cannot be reached from the start node \(start)", node: id))
+                issues.append(
+                    .init(.unreachableNode, "node \(id) cannot be reached from the start node \(start)", node: id))
             }
         }
 
         guard issues.isEmpty else { return .failure(Issues(issues: issues)) }
         return .success(
-            ValidatedWorkflow(definition: definition, nodes: nodes, order: order, incoming: incoming, outgoing: outgoing))
+            ValidatedWorkflow(
+                definition: definition, nodes: nodes, order: order, incoming: incoming, outgoing: outgoing))
     }
 
     /// The nodes of `candidates` that lie on a cycle (not merely downstream of one).
@@ -231,38 +256,56 @@ public enum WorkflowValidator {
         func invalid(_ message: String) { issues.append(.init(.invalidConfig, message, node: node.id)) }
         switch kind {
         case .llm:
-            if let prompt = node.config["prompt"], prompt.stringValue == nil { invalid("config.prompt must be a string") }
+            if let prompt = node.config["prompt"], prompt.stringValue == nil {
+                invalid("config.prompt must be a string")
+            }
             if let prompt = node.config["prompt"]?.stringValue, (try? TemplateRenderer.compile(prompt)) == nil {
                 invalid("config.prompt is not a valid Mustache template")
             }
         case .template:
             if let template = node.config["template"] {
                 if let text = template.stringValue {
-                    if (try? TemplateRenderer.compile(text)) == nil { invalid("config.template is not a valid Mustache template") }
+                    if (try? TemplateRenderer.compile(text)) == nil {
+                        invalid("config.template is not a valid Mustache template")
+                    }
                 } else {
                     invalid("config.template must be a string")
                 }
             }
         case .http:
             if let url = node.config["url"] {
-                if let text = url.stringValue, let parsed = URL(string: text), ["http", "https"].contains(parsed.scheme ?? "") {
+                if let text = url.stringValue, let parsed = URL(string: text),
+                    ["http", "https"].contains(parsed.scheme ?? "")
+                {
                 } else {
                     invalid("config.url must be an http or https URL")
                 }
             }
-            if let method = node.config["method"], !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(method.stringValue ?? "") {
+            if let method = node.config["method"],
+                !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(method.stringValue ?? "")
+            {
                 invalid("config.method must be GET, POST, PUT, PATCH or DELETE")
             }
-            if let timeout = node.config["timeout_ms"], !((timeout.intValue ?? 0) > 0) { invalid("config.timeout_ms must be a positive integer") }
-            if let retries = node.config["retries"], !((0...10).contains(retries.intValue ?? -1)) { invalid("config.retries must be 0-10") }
+            if let timeout = node.config["timeout_ms"], !((timeout.intValue ?? 0) > 0) {
+                invalid("config.timeout_ms must be a positive integer")
+            }
+            if let retries = node.config["retries"], !((0...10).contains(retries.intValue ?? -1)) {
+                invalid("config.retries must be 0-10")
+            }
         case .delay:
-            if let ms = node.config["ms"], !((0...3_600_000).contains(ms.intValue ?? -1)) { invalid("config.ms must be 0-3600000") }
+            if let ms = node.config["ms"], !((0...3_600_000).contains(ms.intValue ?? -1)) {
+                invalid("config.ms must be 0-3600000")
+            }
         case .condition:
             if let op = node.config["operator"], ConditionOperator(rawValue: op.stringValue ?? "") == nil {
-                invalid("config.operator must be one of \(ConditionOperator.allCases.map(\.rawValue).joined(separator: ", "))")
+                invalid(
+                    "config.operator must be one of \(ConditionOperator.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
         case .start:
-            if let inputs = node.config["inputs"], inputs.objectValue == nil { invalid("config.inputs must be an object") }
+            if let inputs = node.config["inputs"], inputs.objectValue == nil {
+                invalid("config.inputs must be an object")
+            }
         case .humanInput, .merge, .end:
             break
         }
@@ -271,6 +314,8 @@ public enum WorkflowValidator {
 
     public static func isValidID(_ id: String) -> Bool {
         !id.isEmpty && id.utf8.count <= 64
-            && id.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "-_".unicodeScalars.contains($0) }
+            && id.unicodeScalars.allSatisfy {
+                CharacterSet.alphanumerics.contains($0) || "-_".unicodeScalars.contains($0)
+            }
     }
 }

@@ -27,31 +27,61 @@ import Testing
                 ("overhead", ["--gateway", ws, "--messages", "2", "--warmup", "1"]),
                 (
                     "agents",
-                    ["--gateway", ws, "--conversations", "3", "--timeout", "60", "--orchestrator-pid", try pid("orchestrator"),
-                     "--agent-worker-pid", try pid("agent-worker")]
+                    [
+                        "--gateway", ws, "--conversations", "3", "--timeout", "60", "--orchestrator-pid",
+                        try pid("orchestrator"),
+                        "--agent-worker-pid", try pid("agent-worker"),
+                    ]
                 ),
                 (
                     "fanout",
-                    ["--gateway", ws, "--brokers", brokers, "--conversations", "2", "--clients-per-conversation", "2", "--rate", "5",
-                     "--duration", "2"]
+                    [
+                        "--gateway", ws, "--brokers", brokers, "--conversations", "2", "--clients-per-conversation",
+                        "2", "--rate", "5",
+                        "--duration", "2",
+                    ]
                 ),
-                ("workflows", ["--gateway", ws, "--runs", "2", "--warmup", "1", "--runner-pid", try pid("workflow-runner")]),
-                ("connections", ["--gateway", ws, "--gateway-pid", try pid("gateway"), "--connections", "50", "--concurrency", "10"]),
+                (
+                    "workflows",
+                    ["--gateway", ws, "--runs", "2", "--warmup", "1", "--runner-pid", try pid("workflow-runner")]
+                ),
+                (
+                    "connections",
+                    [
+                        "--gateway", ws, "--gateway-pid", try pid("gateway"), "--connections", "50", "--concurrency",
+                        "10",
+                    ]
+                ),
                 (
                     "history",
-                    ["--gateway", http, "--postgres", postgres, "--sessions", "2", "--messages", "220", "--users", "2", "--requests", "10",
-                     "--warmup", "2", "--tag", "smoke\(UUID().uuidString.prefix(6).lowercased())"]
+                    [
+                        "--gateway", http, "--postgres", postgres, "--sessions", "2", "--messages", "220", "--users",
+                        "2", "--requests", "10",
+                        "--warmup", "2", "--tag", "smoke\(UUID().uuidString.prefix(6).lowercased())",
+                    ]
                 ),
-                ("ingest", ["--brokers", brokers, "--postgres", postgres, "--messages", "100", "--conversations", "10", "--timeout", "60"]),
+                (
+                    "ingest",
+                    [
+                        "--brokers", brokers, "--postgres", postgres, "--messages", "100", "--conversations", "10",
+                        "--timeout", "60",
+                    ]
+                ),
                 (
                     "notifications",
-                    ["--gateway", http, "--redis-url", TestEnvironment.redisURL, "--rate", "50", "--duration", "2", "--users", "5",
-                     "--concurrency", "8"]
+                    [
+                        "--gateway", http, "--redis-url", TestEnvironment.redisURL, "--rate", "50", "--duration", "2",
+                        "--users", "5",
+                        "--concurrency", "8",
+                    ]
                 ),
                 ("voice-overhead", ["--gateway", http, "--turns", "1", "--warmup", "0"]),
                 (
                     "voice-devices",
-                    ["--gateway", http, "--voice-worker", voiceWorker, "--devices", "2", "--timeout", "60", "--gateway-pid", try pid("gateway")]
+                    [
+                        "--gateway", http, "--voice-worker", voiceWorker, "--devices", "2", "--timeout", "60",
+                        "--gateway-pid", try pid("gateway"),
+                    ]
                 ),
             ]
             for (name, arguments) in scenarios {
@@ -61,7 +91,9 @@ import Testing
                 #expect(outcome.status == 0, "bench \(name) exited \(outcome.status): \(outcome.stderr.suffix(2000))")
                 let results = try? JSONDecoder().decode(BenchResults.self, from: Data(outcome.stdout.utf8))
                 #expect(results?.scenario == name, "bench \(name) printed no results: \(outcome.stdout.suffix(1000))")
-                #expect(!(results?.lines.isEmpty ?? true) || !(results?.latencies.isEmpty ?? true), "bench \(name) reported nothing")
+                #expect(
+                    !(results?.lines.isEmpty ?? true) || !(results?.latencies.isEmpty ?? true),
+                    "bench \(name) reported nothing")
             }
         }
     }
@@ -81,7 +113,8 @@ import Testing
                 ],
                 binDirectory: stack.binDirectory, environment: ["SWITCHBOARD_JWT_SECRET": stack.jwtSecret])
             #expect(outcome.status == 0, "bench reconnect exited \(outcome.status): \(outcome.stderr.suffix(2000))")
-            let results = try #require(try? JSONDecoder().decode(BenchResults.self, from: Data(outcome.stdout.utf8)),
+            let results = try #require(
+                try? JSONDecoder().decode(BenchResults.self, from: Data(outcome.stdout.utf8)),
                 "bench reconnect printed no results: \(outcome.stdout.suffix(1000))")
             #expect(results.scenario == "reconnect")
             #expect(results.lines.contains { $0.contains("lost 0, duplicates 0") }, "\(results.lines)")

@@ -14,10 +14,13 @@ struct BishengChatTests {
         _ url: String, token: String?, observing frames: Frames = Frames(),
         _ body: @escaping @Sendable (ChatClient, Frames) async throws -> T
     ) async throws -> (result: T?, closeCode: UInt16?) {
-        return try await ChatClient.withConnection(url: url, token: token, observer: { text, _ in
-            frames.append(text)
-            return false
-        }) { client in try await body(client, frames) }
+        return try await ChatClient.withConnection(
+            url: url, token: token,
+            observer: { text, _ in
+                frames.append(text)
+                return false
+            }
+        ) { client in try await body(client, frames) }
     }
 
     final class Frames: Sendable {
@@ -31,7 +34,8 @@ struct BishengChatTests {
         var all: [JSONValue] { received.withLock { $0 } }
 
         /// Waits for the first frame after `index` that matches; nil after `timeout`.
-        func first(after index: Int = 0, timeout: Duration = .seconds(20), where match: @Sendable (JSONValue) -> Bool) async
+        func first(after index: Int = 0, timeout: Duration = .seconds(20), where match: @Sendable (JSONValue) -> Bool)
+            async
             -> JSONValue?
         {
             let found = Locked<JSONValue?>(nil)
@@ -63,7 +67,8 @@ struct BishengChatTests {
                 client.sendRaw(Self.frame("message", ["content": "hello bisheng", "pattern": "direct"], trace: "t1"))
                 _ = await frames.first { $0["type"] == "end" }
                 // Seed 002's max_message_length, and unknown types: clear errors, the connection stays.
-                client.sendRaw(Self.frame("message", ["content": .string(String(repeating: "字", count: 10_001))], trace: "t2"))
+                client.sendRaw(
+                    Self.frame("message", ["content": .string(String(repeating: "字", count: 10_001))], trace: "t2"))
                 client.sendRaw(Self.frame("dance", [:], trace: "t3"))
                 client.sendRaw("not json")
                 _ = await frames.first { $0["data"]?["code"] == "BAD_FRAME" }
@@ -78,24 +83,36 @@ struct BishengChatTests {
             #expect(!chunks.isEmpty)
             let result = try #require(frames.first { $0["type"] == "result" })
             #expect(result["data"]?["status"] == "completed")
-            #expect(result["data"]?["content"]?.stringValue == chunks.compactMap { $0["data"]?["chunk"]?.stringValue }.joined())
+            #expect(
+                result["data"]?["content"]?.stringValue
+                    == chunks.compactMap { $0["data"]?["chunk"]?.stringValue }.joined())
             // Everything of the turn carries the run's trace id (the user message's id).
             #expect(result["trace_id"] == accepted["data"]?["message_id"])
             let order = ["message", "result", "end"].compactMap { type in types.firstIndex(of: type) }
             #expect(order == order.sorted() && order.count == 3)
-            #expect(frames.contains { $0["type"] == "error" && $0["trace_id"] == "t2" && $0["data"]?["code"] == "CONTENT_TOO_LONG" })
-            #expect(frames.contains { $0["type"] == "error" && $0["trace_id"] == "t3" && $0["data"]?["code"] == "UNKNOWN_TYPE" })
+            #expect(
+                frames.contains {
+                    $0["type"] == "error" && $0["trace_id"] == "t2" && $0["data"]?["code"] == "CONTENT_TOO_LONG"
+                })
+            #expect(
+                frames.contains {
+                    $0["type"] == "error" && $0["trace_id"] == "t3" && $0["data"]?["code"] == "UNKNOWN_TYPE"
+                })
 
             // The persistence consumer moved the session on; a reconnect (token in the query) restores it.
             let stored = await eventually(timeout: .seconds(20)) {
                 let answer = try? await HistoryFlowTests.http(
-                    "GET", base.replacingOccurrences(of: "ws://", with: "http://") + "/chat/session/\(chatID)", token: token)
-                return answer?.json["data"]?["state"] == "waiting_for_input" && answer?.json["data"]?["message_count"] == 2
+                    "GET", base.replacingOccurrences(of: "ws://", with: "http://") + "/chat/session/\(chatID)",
+                    token: token)
+                return answer?.json["data"]?["state"] == "waiting_for_input"
+                    && answer?.json["data"]?["message_count"] == 2
             }
             #expect(stored)
             // The server closes after answering `end`, which may cut the body short: frames are kept outside it.
             let reconnected = Frames()
-            let (_, closeCode) = try await Self.withChat(chatURL + "&token=\(token)", token: nil, observing: reconnected) { client, frames in
+            let (_, closeCode) = try await Self.withChat(
+                chatURL + "&token=\(token)", token: nil, observing: reconnected
+            ) { client, frames in
                 _ = await frames.first { $0["type"] == "start" }
                 client.sendRaw(Self.frame("end", [:], trace: "bye"))
                 _ = await frames.first { $0["type"] == "end" }
@@ -104,10 +121,14 @@ struct BishengChatTests {
             let second = reconnected.all.first { $0["type"] == "start" }
             #expect(second?["data"]?["state"] == "waiting_for_input")
             #expect(second?["data"]?["resumed"] == true && second?["data"]?["message_count"] == 2)
-            #expect(reconnected.all.contains { $0["type"] == "end" && $0["trace_id"] == "bye" && $0["data"]?["state"] == "ended" })
+            #expect(
+                reconnected.all.contains {
+                    $0["type"] == "end" && $0["trace_id"] == "bye" && $0["data"]?["state"] == "ended"
+                })
             #expect(closeCode == CloseCode.sessionEnded.rawValue)
             let ended = try await HistoryFlowTests.http(
-                "GET", base.replacingOccurrences(of: "ws://", with: "http://") + "/chat/session/\(chatID)", token: token)
+                "GET", base.replacingOccurrences(of: "ws://", with: "http://") + "/chat/session/\(chatID)", token: token
+            )
             #expect(ended.json["data"]?["state"] == "ended")
 
             // Someone else's session: an error frame with the code, then 4502.
@@ -123,7 +144,9 @@ struct BishengChatTests {
 
     @Test func seedLimitsConcurrentSessionsAndConnectionTimeout() async throws {
         try await TestEnvironment.requirePostgres()
-        let limits = ["SWITCHBOARD_GATEWAY_CHAT_MAX_SESSIONS": "1", "SWITCHBOARD_GATEWAY_CHAT_CONNECTION_TIMEOUT_SECONDS": "4"]
+        let limits = [
+            "SWITCHBOARD_GATEWAY_CHAT_MAX_SESSIONS": "1", "SWITCHBOARD_GATEWAY_CHAT_CONNECTION_TIMEOUT_SECONDS": "4",
+        ]
         try await ChatFlowTests.withStack(gatewayEnvironment: limits) { stack, url, authority in
             let base = url.replacingOccurrences(of: "/ws", with: "")
             // max_concurrent_sessions counts the sessions of every gateway: the second goes to another one.
@@ -135,12 +158,16 @@ struct BishengChatTests {
             let first = Frames()
             let refused = Frames()
             let refusedCode = Locked<UInt16?>(nil)
-            let (_, idleCode) = try await Self.withChat("\(base)/chat/f?chat_id=lim-a-\(UUID().uuidString.prefix(6))", token: token, observing: first) {
+            let (_, idleCode) = try await Self.withChat(
+                "\(base)/chat/f?chat_id=lim-a-\(UUID().uuidString.prefix(6))", token: token, observing: first
+            ) {
                 _, frames in
                 _ = await frames.first { $0["type"] == "start" }
                 // A second session, on another gateway, is over max_concurrent_sessions (1 here).
                 do {
-                    let (_, code) = try await Self.withChat("\(otherBase)/chat/f?chat_id=lim-b", token: token, observing: refused) { _, _ in
+                    let (_, code) = try await Self.withChat(
+                        "\(otherBase)/chat/f?chat_id=lim-b", token: token, observing: refused
+                    ) { _, _ in
                         try await Task.sleep(for: .seconds(5))
                     }
                     refusedCode.withLock { $0 = code }

@@ -13,7 +13,9 @@ import Testing
     }
 
     /// Runs `switchboard arguments…` from `binDirectory` and waits for it to exit.
-    static func switchboard(_ arguments: [String], binDirectory: String, environment: [String: String] = [:]) async throws -> Outcome {
+    static func switchboard(_ arguments: [String], binDirectory: String, environment: [String: String] = [:])
+        async throws -> Outcome
+    {
         let folder = NSTemporaryDirectory() + "switchboard-cli-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
@@ -43,7 +45,9 @@ import Testing
     /// `--port` and `--admin-port` flags for every service of a test stack.
     static func portFlags(_ stack: ServiceProcesses) -> [String] {
         ["gateway", "orchestrator", "agent-worker", "voice-worker", "workflow-runner", "notifier"].flatMap { name in
-            stack.logs(of: name).first.map { ["--port", "\(name)=\($0.httpPort)", "--admin-port", "\(name)=\($0.adminPort)"] } ?? []
+            stack.logs(of: name).first.map {
+                ["--port", "\(name)=\($0.httpPort)", "--admin-port", "\(name)=\($0.adminPort)"]
+            } ?? []
         }
     }
 
@@ -57,7 +61,10 @@ import Testing
             #expect(status.status == 0, "stderr: \(status.stderr)")
             let report = try JSONDecoder().decode(StatusReport.self, from: Data(status.stdout.utf8))
             #expect(report.ok)
-            #expect(report.services.map(\.service) == ["gateway", "orchestrator", "agent-worker", "voice-worker", "workflow-runner", "notifier"])
+            #expect(
+                report.services.map(\.service) == [
+                    "gateway", "orchestrator", "agent-worker", "voice-worker", "workflow-runner", "notifier",
+                ])
             #expect(report.services.allSatisfy { $0.healthy && $0.ready })
             #expect(report.kafka.error == nil)
             #expect(Set(report.groups.map(\.group)) == Set(ConsumerGroups.subscriptions.map(\.group)))
@@ -70,10 +77,13 @@ import Testing
             // send --json: one frame per line, ending with the run's COLLABORATION_COMPLETE.
             let env = ["SWITCHBOARD_JWT_SECRET": stack.jwtSecret]
             let sent = try await Self.switchboard(
-                ["send", "--json", "--gateway", url, "--pattern", "direct", "hello", "from", "the", "cli"], binDirectory: bin,
+                ["send", "--json", "--gateway", url, "--pattern", "direct", "hello", "from", "the", "cli"],
+                binDirectory: bin,
                 environment: env)
             #expect(sent.status == 0, "stderr: \(sent.stderr)")
-            let frames = try sent.stdout.split(separator: "\n").map { try JSONDecoder().decode(ServerFrame.self, from: Data($0.utf8)) }
+            let frames = try sent.stdout.split(separator: "\n").map {
+                try JSONDecoder().decode(ServerFrame.self, from: Data($0.utf8))
+            }
             #expect(frames.contains { $0.type == FrameType.messageStreamChunk })
             let last = try #require(frames.last)
             #expect(last.type == FrameType.collaborationComplete)
@@ -83,7 +93,8 @@ import Testing
 
             // send without --json: the answer alone on stdout.
             let human = try await Self.switchboard(
-                ["send", "--gateway", url, "--pattern", "direct", "plain", "words"], binDirectory: bin, environment: env)
+                ["send", "--gateway", url, "--pattern", "direct", "plain", "words"], binDirectory: bin, environment: env
+            )
             #expect(human.status == 0, "stderr: \(human.stderr)")
             #expect(human.stdout.contains("plain words") && !human.stdout.contains("{"))
             #expect(human.stderr.contains("completed"))
@@ -104,7 +115,8 @@ import Testing
             ["--port", "\($0)=\(ServiceProcesses.freePort())"]
         }
         let down = try await Self.switchboard(
-            ["status", "--json", "--timeout", "1", "--brokers", "127.0.0.1:\(ServiceProcesses.freePort())"] + ports, binDirectory: bin)
+            ["status", "--json", "--timeout", "1", "--brokers", "127.0.0.1:\(ServiceProcesses.freePort())"] + ports,
+            binDirectory: bin)
         #expect(down.status == 1)
         let report = try JSONDecoder().decode(StatusReport.self, from: Data(down.stdout.utf8))
         #expect(!report.ok && report.services.allSatisfy { !$0.healthy && $0.error == "connection refused" })

@@ -43,8 +43,11 @@ struct ChaosTests {
         return try await withThrowingTaskGroup(of: Conversation.self) { group in
             for (id, token) in started {
                 group.addTask {
-                    let (received, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
-                        var data: [String: JSONValue] = ["conversationId": .string(id), "content": "chaos while we talk"]
+                    let (received, _) = try await ChatClient.withConnection(url: url, token: token) {
+                        client -> [ServerFrame] in
+                        var data: [String: JSONValue] = [
+                            "conversationId": .string(id), "content": "chaos while we talk",
+                        ]
                         if let pattern { data["pattern"] = .string(pattern) }
                         client.send(ClientCommand(id: "send", type: ClientCommandType.sendMessage, data: .object(data)))
                         var frames: [ServerFrame] = []
@@ -71,9 +74,12 @@ struct ChaosTests {
         try await withThrowingTaskGroup(of: Conversation.self) { group in
             for conversation in conversations {
                 group.addTask {
-                    let (received, _) = try await ChatClient.withConnection(url: url, token: conversation.token) { client -> [ServerFrame] in
+                    let (received, _) = try await ChatClient.withConnection(url: url, token: conversation.token) {
+                        client -> [ServerFrame] in
                         client.send(RecoveryTests.resume(conversation.id, from: conversation.positioned.last))
-                        var frames = await client.frames.collect(idle: .seconds(45)) { $0.channel == "conversation:\(conversation.id)" && done($0) }
+                        var frames = await client.frames.collect(idle: .seconds(45)) {
+                            $0.channel == "conversation:\(conversation.id)" && done($0)
+                        }
                         frames += await client.frames.collect(idle: .seconds(2)) { _ in false }
                         return frames
                     }
@@ -96,10 +102,14 @@ struct ChaosTests {
     /// nothing missing, nothing twice.
     static func expectEveryOffsetOnce(_ conversation: Conversation, sourceLocation: SourceLocation = #_sourceLocation) {
         let ack = conversation.frames.first { $0.correlationId == "resume" }
-        #expect(ack?.data["recovered"]?.boolValue == true, "\(conversation.id): \(String(describing: ack))", sourceLocation: sourceLocation)
+        #expect(
+            ack?.data["recovered"]?.boolValue == true, "\(conversation.id): \(String(describing: ack))",
+            sourceLocation: sourceLocation)
         let offsets = conversation.positioned.compactMap(\.offset)
         let first = offsets.first ?? 0
-        #expect(offsets == Array(first..<(first + Int64(offsets.count))), "\(conversation.id): offsets \(offsets)", sourceLocation: sourceLocation)
+        #expect(
+            offsets == Array(first..<(first + Int64(offsets.count))), "\(conversation.id): offsets \(offsets)",
+            sourceLocation: sourceLocation)
         #expect(Set(conversation.positioned.compactMap(\.epoch)).count == 1, sourceLocation: sourceLocation)
     }
 
@@ -110,7 +120,9 @@ struct ChaosTests {
     }
 
     /// A new conversation streams to its end on the surviving and restarted services.
-    static func expectAFreshConversationCompletes(url: String, authority: TokenAuthority, sourceLocation: SourceLocation = #_sourceLocation)
+    static func expectAFreshConversationCompletes(
+        url: String, authority: TokenAuthority, sourceLocation: SourceLocation = #_sourceLocation
+    )
         async throws
     {
         let token = try await authority.mint(user: "after-chaos")
@@ -148,12 +160,17 @@ struct ChaosTests {
     }
 
     /// The device heard one whole spoken answer: its reply once, then audio, then `tts stop`.
-    static func expectOneSpokenAnswer(_ heard: [DeviceSimulator.Received], sourceLocation: SourceLocation = #_sourceLocation) {
+    static func expectOneSpokenAnswer(
+        _ heard: [DeviceSimulator.Received], sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         let messages = heard.compactMap(\.message)
-        #expect(messages.filter { $0.type == "llm" }.count == 1, "\(messages.map(\.type))", sourceLocation: sourceLocation)
+        #expect(
+            messages.filter { $0.type == "llm" }.count == 1, "\(messages.map(\.type))", sourceLocation: sourceLocation)
         #expect(messages.filter { $0.ttsState == .start }.count == 1, sourceLocation: sourceLocation)
         #expect(heard.contains { $0.audio != nil }, "no audio", sourceLocation: sourceLocation)
-        #expect(heard.last?.message?.ttsState == .stop, "the answer was not spoken to its end", sourceLocation: sourceLocation)
+        #expect(
+            heard.last?.message?.ttsState == .stop, "the answer was not spoken to its end",
+            sourceLocation: sourceLocation)
     }
 
     static func report(_ fault: String, _ conversations: [Conversation], extra: String = "") {
@@ -184,7 +201,9 @@ struct ChaosTests {
                 return (frames, afterKill)
             }
             let device = Self.speakingDevice(url: url, authority: authority)
-            let streaming = try await Self.start(Self.conversations, label: "chaos-notifier", url: url, authority: authority) {
+            let streaming = try await Self.start(
+                Self.conversations, label: "chaos-notifier", url: url, authority: authority
+            ) {
                 Self.chunks($0) >= 3
             }
             #expect(await eventually(timeout: .seconds(20)) { runStarted.withLock { $0 } })
@@ -196,7 +215,8 @@ struct ChaosTests {
             let resumed = try await Self.resume(streaming, url: url) { $0.type == FrameType.messageStreamEnd }
             for conversation in resumed {
                 Self.expectEveryOffsetOnce(conversation)
-                RecoveryTests.expectCompleteStream(conversation.frames.filter { $0.channel == "conversation:\(conversation.id)" })
+                RecoveryTests.expectCompleteStream(
+                    conversation.frames.filter { $0.channel == "conversation:\(conversation.id)" })
                 #expect(Self.endsPerReply(conversation).values.sorted() == [1], "\(conversation.id)")
             }
             Self.report("notifier SIGKILLed", resumed)
@@ -205,11 +225,16 @@ struct ChaosTests {
             #expect(afterKill > 0, "the run ended before the notifier was killed: it tests nothing")
             #expect(runFrames.last?["type"]?.stringValue == "workflow_completed", "\(runFrames.suffix(3))")
             for index in 1...12 {
-                #expect(runFrames.filter { WorkflowFlowTests.isNode($0, "d\(index)", "completed") }.count == 1, "d\(index)")
+                #expect(
+                    runFrames.filter { WorkflowFlowTests.isNode($0, "d\(index)", "completed") }.count == 1, "d\(index)")
             }
             let runOffsets = runFrames.compactMap { $0["offset"]?.intValue }
-            #expect(!runOffsets.isEmpty && runOffsets == Array(runOffsets[0]..<(runOffsets[0] + runOffsets.count)), "\(runOffsets)")
-            print("chaos: notifier SIGKILLed: a workflow run of 12 nodes, \(runOffsets.count) run events checked, \(afterKill) after the kill")
+            #expect(
+                !runOffsets.isEmpty && runOffsets == Array(runOffsets[0]..<(runOffsets[0] + runOffsets.count)),
+                "\(runOffsets)")
+            print(
+                "chaos: notifier SIGKILLed: a workflow run of 12 nodes, \(runOffsets.count) run events checked, \(afterKill) after the kill"
+            )
             Self.expectOneSpokenAnswer(try await device.value)
             #expect(try await DependencyOutageTests.deadLetterCounts(stack.binDirectory) == deadLetters)
             try await Self.expectAFreshConversationCompletes(url: url, authority: authority)
@@ -220,11 +245,15 @@ struct ChaosTests {
         try await ChatFlowTests.withStack(tokensPerSecond: 10) { stack, url, authority in
             let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
             let device = Self.speakingDevice(url: url, authority: authority)
-            let streaming = try await Self.start(Self.conversations, label: "chaos-agent", url: url, authority: authority) {
+            let streaming = try await Self.start(
+                Self.conversations, label: "chaos-agent", url: url, authority: authority
+            ) {
                 Self.chunks($0) >= 3
             }
             stack.kill(httpPort: try Self.httpPort(of: "agent-worker", in: stack))
-            try stack.start("agent-worker", environment: ["SWITCHBOARD_AGENT_TOKEN_RATE": "10", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS": "20"])
+            try stack.start(
+                "agent-worker",
+                environment: ["SWITCHBOARD_AGENT_TOKEN_RATE": "10", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS": "20"])
             try await stack.waitUntilReady()
 
             let resumed = try await Self.resume(streaming, url: url) { $0.type == FrameType.messageStreamEnd }
@@ -234,11 +263,13 @@ struct ChaosTests {
                 // The new worker gets the task again (its offset was never stored): it sends the chunks the
                 // dead one recorded under their ids (the notifier drops those already published) and goes
                 // on after them, so the chunks are contiguous and add up to the final text (issue 14 item 9).
-                RecoveryTests.expectCompleteStream(conversation.frames.filter { $0.channel == "conversation:\(conversation.id)" })
+                RecoveryTests.expectCompleteStream(
+                    conversation.frames.filter { $0.channel == "conversation:\(conversation.id)" })
                 let starts = conversation.positioned.filter { $0.type == FrameType.messageStreamStart }.count
                 #expect(starts == 1, "\(conversation.id): \(starts) MESSAGE_STREAM_STARTs")
             }
-            let repeated = resumed.filter { $0.positioned.filter { $0.type == FrameType.messageStreamStart }.count > 1 }.count
+            let repeated = resumed.filter { $0.positioned.filter { $0.type == FrameType.messageStreamStart }.count > 1 }
+                .count
             Self.report("agent-worker SIGKILLed", resumed, extra: ", \(repeated) answers shown twice")
             Self.expectOneSpokenAnswer(try await device.value)
             #expect(try await DependencyOutageTests.deadLetterCounts(stack.binDirectory) == deadLetters)
@@ -268,10 +299,13 @@ struct ChaosTests {
                 #expect(completes.count == 1, "\(conversation.id): \(completes.count) COLLABORATION_COMPLETEs")
                 #expect(completes.first?.data["result"]?["status"] == "completed", "\(conversation.id)")
                 #expect(Self.endsPerReply(conversation).values.sorted() == [1], "\(conversation.id)")
-                let roles = conversation.positioned.filter { $0.type == FrameType.agentStart }.compactMap { $0.data["agent_source"]?.stringValue }
+                let roles = conversation.positioned.filter { $0.type == FrameType.agentStart }.compactMap {
+                    $0.data["agent_source"]?.stringValue
+                }
                 let order = ["Alex", "Kulu", "Mike", "David", "Catherine"]
                 // Every role, in order (a role repeated right after itself counted once, see below).
-                let steps = roles.reduce(into: [String]()) { steps, role in if steps.last != role { steps.append(role) } }
+                let steps = roles.reduce(into: [String]()) { steps, role in if steps.last != role { steps.append(role) }
+                }
                 #expect(steps == order, "\(conversation.id): \(roles)")
                 // The new orchestrator may read the previous role's result again (its offset was not
                 // committed yet) and dispatch the next task again under the same task id: the agent-worker
@@ -293,12 +327,15 @@ struct ChaosTests {
         try await ChatFlowTests.withStack(tokensPerSecond: 100) { stack, url, authority in
             let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
             // The first turns, with PostgreSQL up: each conversation is owned and has a session row.
-            let first = try await Self.start(Self.conversations, label: "chaos-postgres", url: url, authority: authority) { frames in
+            let first = try await Self.start(
+                Self.conversations, label: "chaos-postgres", url: url, authority: authority
+            ) { frames in
                 frames.contains { $0.type == FrameType.messageStreamEnd }
             }
             let base = HistoryFlowTests.base(url)
             for conversation in first {
-                _ = try await HistoryFlowTests.waitForMessages(base, conversation.id, token: conversation.token, count: 2)
+                _ = try await HistoryFlowTests.waitForMessages(
+                    base, conversation.id, token: conversation.token, count: 2)
             }
 
             try await LocalServers.stopPostgres()
@@ -306,9 +343,12 @@ struct ChaosTests {
             let second = try await withThrowingTaskGroup(of: [ServerFrame].self) { group in
                 for conversation in first {
                     group.addTask {
-                        let (frames, _) = try await ChatClient.withConnection(url: url, token: conversation.token) { client -> [ServerFrame] in
+                        let (frames, _) = try await ChatClient.withConnection(url: url, token: conversation.token) {
+                            client -> [ServerFrame] in
                             client.send(RecoveryTests.send(conversation.id, "written while the database is away"))
-                            return await client.frames.collect(idle: .seconds(20)) { $0.type == FrameType.messageStreamEnd }
+                            return await client.frames.collect(idle: .seconds(20)) {
+                                $0.type == FrameType.messageStreamEnd
+                            }
                         }
                         return frames ?? []
                     }
@@ -324,11 +364,13 @@ struct ChaosTests {
 
             var rows = 0
             for conversation in first {
-                let messages = try await HistoryFlowTests.waitForMessages(base, conversation.id, token: conversation.token, count: 4)
+                let messages = try await HistoryFlowTests.waitForMessages(
+                    base, conversation.id, token: conversation.token, count: 4)
                 #expect(messages.count == 4, "\(conversation.id): \(messages)")
                 let ids = messages.compactMap { $0["id"]?.stringValue }
                 #expect(Set(ids).count == ids.count, "\(conversation.id): \(ids)")
-                #expect(messages.contains { $0["content"] == "written while the database is away" }, "\(conversation.id)")
+                #expect(
+                    messages.contains { $0["content"] == "written while the database is away" }, "\(conversation.id)")
                 rows += messages.count
             }
             print("chaos: PostgreSQL stopped 10 s: \(Self.conversations) conversations, \(rows) history rows checked")

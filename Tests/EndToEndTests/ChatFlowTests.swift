@@ -6,7 +6,7 @@ import SwitchboardTestSupport
 import Testing
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// The six services as separate processes over the real Kafka, Redis and PostgreSQL of the test run.
@@ -23,9 +23,11 @@ struct ChatFlowTests {
         try await TestEnvironment.requireKafka()
         try await TestEnvironment.requireRedis()
         let stack = try ServiceProcesses(container: container)
-        let gateway = try stack.startAll(agentEnvironment: [
-            "SWITCHBOARD_AGENT_TOKEN_RATE": "\(tokensPerSecond)", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS": "20",
-        ].merging(agentEnvironment) { $1 }, gatewayEnvironment: gatewayEnvironment, orchestratorEnvironment: orchestratorEnvironment,
+        let gateway = try stack.startAll(
+            agentEnvironment: [
+                "SWITCHBOARD_AGENT_TOKEN_RATE": "\(tokensPerSecond)", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS": "20",
+            ].merging(agentEnvironment) { $1 }, gatewayEnvironment: gatewayEnvironment,
+            orchestratorEnvironment: orchestratorEnvironment,
             voiceEnvironment: voiceEnvironment, runnerEnvironment: runnerEnvironment)
         do {
             try await stack.waitUntilReady()
@@ -59,7 +61,10 @@ struct ChatFlowTests {
             let ack = try #require(all.first { $0.correlationId != nil })
             #expect(ack.type == "ACK" && ack.correlationId == "c1" && ack.status == .success)
             // The ack comes before any event of the reply.
-            #expect(all.firstIndex { $0.correlationId != nil }! < all.firstIndex { $0.type == FrameType.messageStreamStart }!)
+            #expect(
+                all.firstIndex { $0.correlationId != nil }! < all.firstIndex {
+                    $0.type == FrameType.messageStreamStart
+                }!)
             let messageID = try #require(ack.data["messageId"]?.stringValue)
 
             let start = try #require(all.first { $0.type == FrameType.messageStreamStart })
@@ -70,8 +75,9 @@ struct ChatFlowTests {
             let chunks = all.filter { $0.type == FrameType.messageStreamChunk }
             #expect(chunks.count > 5)
             // Seed 000: a chunk's position is its character offset in the reply.
-            #expect(chunks.map { $0.data["position"]?.intValue }
-                == RecoveryTests.characterOffsets(chunks.compactMap { $0.data["chunk"]?.stringValue }))
+            #expect(
+                chunks.map { $0.data["position"]?.intValue }
+                    == RecoveryTests.characterOffsets(chunks.compactMap { $0.data["chunk"]?.stringValue }))
             #expect((start.data["estimatedLength"]?.intValue ?? 0) > 0, "the offline engine knows its answer's length")
             #expect(chunks.allSatisfy { $0.data["messageId"]?.stringValue == replyID })
 
@@ -98,7 +104,8 @@ struct ChatFlowTests {
             let httpURL = url.replacingOccurrences(of: "ws://", with: "http://")
             // Missing, forged and expired tokens: 401 before any upgrade.
             #expect(await Self.status(of: httpURL, bearer: nil) == 401)
-            let forged = try await TokenAuthority(secret: "a-completely-different-secret-0123456789").mint(user: "alice")
+            let forged = try await TokenAuthority(secret: "a-completely-different-secret-0123456789").mint(
+                user: "alice")
             #expect(await Self.status(of: httpURL, bearer: forged) == 401)
             let expired = try await authority.mint(user: "alice", lifetime: .seconds(-10))
             #expect(await Self.status(of: httpURL + "?token=\(expired)", bearer: nil) == 401)
@@ -113,33 +120,53 @@ struct ChatFlowTests {
                 var answers: [ServerFrame] = []
                 func ask(_ raw: String) async {
                     client.sendRaw(raw)
-                    if let frame = await client.frames.first(within: .seconds(10), where: { $0.type == "ERROR" || $0.type == "ACK" || $0.type == "PONG" }) {
+                    if let frame = await client.frames.first(
+                        within: .seconds(10), where: { $0.type == "ERROR" || $0.type == "ACK" || $0.type == "PONG" })
+                    {
                         answers.append(frame.frame)
                     }
                 }
                 await ask("{not json")
                 await ask(#"{"id":"u1","type":"LAUNCH_ROCKETS","timestamp":1,"data":{}}"#)
-                await ask(#"{"id":"s1","type":"SEND_MESSAGE","timestamp":1,"data":{"conversationId":"has space","content":"x"}}"#)
-                await ask(#"{"id":"s2","type":"SEND_MESSAGE","timestamp":1,"data":{"conversationId":"c","content":""}}"#)
+                await ask(
+                    #"{"id":"s1","type":"SEND_MESSAGE","timestamp":1,"data":{"conversationId":"has space","content":"x"}}"#
+                )
+                await ask(
+                    #"{"id":"s2","type":"SEND_MESSAGE","timestamp":1,"data":{"conversationId":"c","content":""}}"#)
                 let long = String(repeating: "é", count: 10_001)
-                await ask(#"{"id":"s3","type":"SEND_MESSAGE","timestamp":1,"data":{"conversationId":"c","content":"\#(long)"}}"#)
-                await ask(#"{"id":"sub","type":"SUBSCRIBE_CONVERSATION","timestamp":1,"data":{"conversationId":"\#(conversation)"}}"#)
+                await ask(
+                    #"{"id":"s3","type":"SEND_MESSAGE","timestamp":1,"data":{"conversationId":"c","content":"\#(long)"}}"#
+                )
+                await ask(
+                    #"{"id":"sub","type":"SUBSCRIBE_CONVERSATION","timestamp":1,"data":{"conversationId":"\#(conversation)"}}"#
+                )
                 await ask(#"{"id":"p1","type":"PING","timestamp":1,"data":{"timestamp":1000}}"#)
                 return answers
             }
             let frames = try #require(answers)
             #expect(frames.map(\.type) == ["ERROR", "ERROR", "ERROR", "ERROR", "ERROR", "ACK", "PONG"])
-            #expect(frames.map { $0.error?.code } == ["BAD_FRAME", "UNKNOWN_TYPE", "INVALID_ARGUMENT", "INVALID_ARGUMENT", "CONTENT_TOO_LONG", nil, nil])
+            #expect(
+                frames.map { $0.error?.code } == [
+                    "BAD_FRAME", "UNKNOWN_TYPE", "INVALID_ARGUMENT", "INVALID_ARGUMENT", "CONTENT_TOO_LONG", nil, nil,
+                ])
             #expect(frames.map(\.correlationId) == [nil, "u1", "s1", "s2", "s3", "sub", "p1"])
             #expect(frames.last?.data["serverTime"]?.intValue != nil)
 
             // Bob may not follow or write to Alice's conversation.
             let (denied, _) = try await ChatClient.withConnection(url: url, token: bob) { client -> [String?] in
-                client.send(ClientCommand(id: "b1", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)]))
-                client.send(ClientCommand(id: "b2", type: ClientCommandType.sendMessage, data: ["conversationId": .string(conversation), "content": "hi"]))
+                client.send(
+                    ClientCommand(
+                        id: "b1", type: ClientCommandType.subscribeConversation,
+                        data: ["conversationId": .string(conversation)]))
+                client.send(
+                    ClientCommand(
+                        id: "b2", type: ClientCommandType.sendMessage,
+                        data: ["conversationId": .string(conversation), "content": "hi"]))
                 var codes: [String?] = []
                 for _ in 0..<2 {
-                    codes.append(await client.frames.first(within: .seconds(10), where: { $0.correlationId != nil })?.frame.error?.code)
+                    codes.append(
+                        await client.frames.first(within: .seconds(10), where: { $0.correlationId != nil })?.frame
+                            .error?.code)
                 }
                 return codes
             }

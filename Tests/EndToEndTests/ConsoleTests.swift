@@ -14,9 +14,11 @@ struct ConsoleTests {
         let chromium = try HeadlessBrowser.findExecutable()
         try await ChatFlowTests.withStack(tokensPerSecond: 120) { _, url, authority in
             let token = try await authority.mint(user: "console-ada")
-            let origin = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws", with: "")
+            let origin = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(
+                of: "/ws", with: "")
             let directory = NSTemporaryDirectory() + "switchboard-console-\(UUID().uuidString.prefix(8))"
-            let browser = try HeadlessBrowser(executable: chromium, url: "\(origin)/?token=\(token)", directory: directory)
+            let browser = try HeadlessBrowser(
+                executable: chromium, url: "\(origin)/?token=\(token)", directory: directory)
             defer { browser.close() }
             let devtools = try await browser.webSocketURL()
             let screenshot = "\(directory)/console.png"
@@ -25,14 +27,18 @@ struct ConsoleTests {
                 let outcome = try await Self.drive(page, screenshot: screenshot)
                 let reconnects = try await Self.runOutOfReconnects(page)
                 #expect(reconnects.bounds == [1000, 1500, 2250, 7594, 57665, 60000, 60000], "\(reconnects.bounds)")
-                #expect(reconnects.exhausted.contains("5 attempts failed") && reconnects.exhausted.contains("Retry now"), "\(reconnects.exhausted)")
+                #expect(
+                    reconnects.exhausted.contains("5 attempts failed") && reconnects.exhausted.contains("Retry now"),
+                    "\(reconnects.exhausted)")
                 let stopped = try await Self.stopRenameDelete(page)
                 #expect(stopped.hasPrefix("stopped"), "run result: \(stopped)")
                 let flow = try await Self.runWorkflow(page, screenshot: "\(directory)/console-workflows.png")
                 let system = try await Self.watchSystem(page) {
                     try await NotificationTests.post(
                         origin + "/api/v1/notifications", token: admin,
-                        body: #"{"userId":"console-ada","type":"success","title":"Deployed","message":"the console works"}"#)
+                        body:
+                            #"{"userId":"console-ada","type":"success","title":"Deployed","message":"the console works"}"#
+                    )
                 }
                 return (outcome, flow, system)
             }
@@ -49,26 +55,37 @@ struct ConsoleTests {
             #expect(outcome.answer.contains(Self.question), "\(outcome.answer)")
             #expect(outcome.progress == "100%")
             // Reconnection is visible: first "reconnecting", then "recovered, no messages missed".
-            #expect(outcome.bannerKinds.contains("reconnecting") && outcome.bannerKinds.last == "recovered", "\(outcome.bannerKinds)")
+            #expect(
+                outcome.bannerKinds.contains("reconnecting") && outcome.bannerKinds.last == "recovered",
+                "\(outcome.bannerKinds)")
             #expect(outcome.banner.contains("no messages missed"), "\(outcome.banner)")
             #expect(outcome.trailsAfterReconnect == outcome.trails)
             let png = try Data(contentsOf: URL(fileURLWithPath: screenshot))
-            #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count > 10_000, "screenshot of \(png.count) bytes")
+            #expect(
+                png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count > 10_000, "screenshot of \(png.count) bytes")
             print("console screenshot: \(screenshot)")
             // The REST call behind New: an id of one's own is created, someone else's is refused.
             let port = try #require(Int(origin.split(separator: ":").last ?? ""))
             let id = "console-\(UUID().uuidString.prefix(8))"
             let created = try await FrontDoorTests.post(
-                port: port, path: "/api/v1/conversations", token: token, body: #"{"id":"\#(id)","title":"Launch plan"}"#)
-            #expect(created.status == 201 && created.json?["id"]?.stringValue == id && created.json?["title"]?.stringValue == "Launch plan")
+                port: port, path: "/api/v1/conversations", token: token, body: #"{"id":"\#(id)","title":"Launch plan"}"#
+            )
+            #expect(
+                created.status == 201 && created.json?["id"]?.stringValue == id
+                    && created.json?["title"]?.stringValue == "Launch plan")
             let bob = try await authority.mint(user: "console-bob")
-            #expect(try await FrontDoorTests.post(port: port, path: "/api/v1/conversations", token: bob, body: #"{"id":"\#(id)"}"#).status == 403)
+            #expect(
+                try await FrontDoorTests.post(
+                    port: port, path: "/api/v1/conversations", token: bob, body: #"{"id":"\#(id)"}"#
+                ).status == 403)
             // The sample workflow: nodes lit up as they ran, the human_input node asked and was answered,
             // and the condition took the "yes" branch.
-            #expect(flow.changes.contains("draft:running") && flow.changes.contains("review:waiting"), "\(flow.changes)")
+            #expect(
+                flow.changes.contains("draft:running") && flow.changes.contains("review:waiting"), "\(flow.changes)")
             #expect(flow.status == "completed", "\(flow)")
             #expect(
-                flow.nodes["publish"] == "completed" && flow.nodes["shelve"] == "skipped" && flow.nodes["end"] == "completed",
+                flow.nodes["publish"] == "completed" && flow.nodes["shelve"] == "skipped"
+                    && flow.nodes["end"] == "completed",
                 "\(flow.nodes)")
             #expect(flow.result.contains("Published after review"), "\(flow.result)")
             // The System tab lists the six service kinds, the connections, and a notification as it arrives.
@@ -109,8 +126,10 @@ struct ConsoleTests {
         // The subscription's ROLE_STATUS_SNAPSHOT fills the board with the team.
         try await waitFor(
             page, "a new conversation and its role board",
-            "!document.getElementById('message-input').disabled && document.querySelectorAll('#role-board .role').length === 6")
-        outcome.roles = try await page.evaluate("[...document.querySelectorAll('#role-board .role')].map(r => r.dataset.role)")
+            "!document.getElementById('message-input').disabled && document.querySelectorAll('#role-board .role').length === 6"
+        )
+        outcome.roles =
+            try await page.evaluate("[...document.querySelectorAll('#role-board .role')].map(r => r.dataset.role)")
             .arrayValue?.compactMap(\.stringValue) ?? []
         try await page.evaluate(
             """
@@ -132,18 +151,26 @@ struct ConsoleTests {
         while true {
             let text = try await page.evaluate(probe).stringValue ?? "{}"
             let state = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
-            for status in state["statuses"]?.arrayValue ?? [] { if let status = status.stringValue { outcome.statusesSeen.insert(status) } }
+            for status in state["statuses"]?.arrayValue ?? [] {
+                if let status = status.stringValue { outcome.statusesSeen.insert(status) }
+            }
             if state["answer"]?.stringValue == "streaming" { outcome.sawStreaming = true }
             outcome.answer = state["text"]?.stringValue ?? ""
             outcome.progress = state["progress"]?.stringValue ?? ""
             // Done when the reply is complete and the collaboration has finished (progress 100%).
-            if state["answer"]?.stringValue == "completed", outcome.progress == "100%", state["running"]?.boolValue == false { break }
+            if state["answer"]?.stringValue == "completed", outcome.progress == "100%",
+                state["running"]?.boolValue == false
+            {
+                break
+            }
             guard ContinuousClock.now < deadline else {
-                throw HeadlessBrowser.Failure(description: "the answer never completed in the console; last state \(text)")
+                throw HeadlessBrowser.Failure(
+                    description: "the answer never completed in the console; last state \(text)")
             }
             try await Task.sleep(for: .milliseconds(40))
         }
-        outcome.trails = try await page.evaluate("[...document.querySelectorAll('#role-board .role-trail')].map(t => t.textContent)")
+        outcome.trails =
+            try await page.evaluate("[...document.querySelectorAll('#role-board .role-trail')].map(t => t.textContent)")
             .arrayValue?.compactMap(\.stringValue) ?? []
 
         // A dropped connection: the banner says it is reconnecting, then that nothing was missed.
@@ -155,13 +182,15 @@ struct ConsoleTests {
               .observe(document.getElementById('banner'), { attributes: true, attributeFilter: ['data-kind'] });
             sbConsole.dropConnection()
             """)
-        try await waitFor(page, "the console to reconnect", "document.getElementById('banner').dataset.kind === 'recovered'")
+        try await waitFor(
+            page, "the console to reconnect", "document.getElementById('banner').dataset.kind === 'recovered'")
         outcome.bannerKinds = try await page.evaluate("bannerKinds").arrayValue?.compactMap(\.stringValue) ?? []
         outcome.banner = try await page.evaluate("document.getElementById('banner').textContent").stringValue ?? ""
         // The snapshot after the reconnect updates the board in place: the run's trails stay.
-        outcome.trailsAfterReconnect = try await page.evaluate(
-            "[...document.querySelectorAll('#role-board .role-trail')].map(t => t.textContent)"
-        ).arrayValue?.compactMap(\.stringValue) ?? []
+        outcome.trailsAfterReconnect =
+            try await page.evaluate(
+                "[...document.querySelectorAll('#role-board .role-trail')].map(t => t.textContent)"
+            ).arrayValue?.compactMap(\.stringValue) ?? []
 
         try await saveScreenshot(page, to: screenshot)
         return outcome
@@ -197,9 +226,13 @@ struct ConsoleTests {
             """)
         try await waitFor(
             page, "the new title",
-            "\(item)?.querySelector('.title')?.textContent === 'Launch plan' && document.getElementById('conversation-title').textContent === 'Launch plan'")
-        try await page.evaluate("window.confirm = () => true; \(item).querySelector('button[title=\"delete\"]').click()")
-        try await waitFor(page, "the conversation to go", "\(item) === null && document.getElementById('conversation-title').textContent === 'No conversation'")
+            "\(item)?.querySelector('.title')?.textContent === 'Launch plan' && document.getElementById('conversation-title').textContent === 'Launch plan'"
+        )
+        try await page.evaluate(
+            "window.confirm = () => true; \(item).querySelector('button[title=\"delete\"]').click()")
+        try await waitFor(
+            page, "the conversation to go",
+            "\(item) === null && document.getElementById('conversation-title').textContent === 'No conversation'")
         return stopped
     }
 
@@ -225,16 +258,21 @@ struct ConsoleTests {
         try await waitFor(
             page, "the sample workflow to start",
             "document.getElementById('wf-run').click() || document.getElementById('wf-status').textContent !== 'idle'")
-        try await waitFor(page, "the human_input node's question", "!document.getElementById('wf-input').hidden", timeout: .seconds(40))
-        try await page.evaluate(
-            "document.getElementById('wf-answer').value = 'yes please'; document.querySelector('#wf-input button').click()")
         try await waitFor(
-            page, "the workflow to end", "['completed', 'failed', 'stopped'].includes(document.getElementById('wf-status').textContent)",
+            page, "the human_input node's question", "!document.getElementById('wf-input').hidden",
+            timeout: .seconds(40))
+        try await page.evaluate(
+            "document.getElementById('wf-answer').value = 'yes please'; document.querySelector('#wf-input button').click()"
+        )
+        try await waitFor(
+            page, "the workflow to end",
+            "['completed', 'failed', 'stopped'].includes(document.getElementById('wf-status').textContent)",
             timeout: .seconds(30))
         outcome.changes = try await page.evaluate("nodeChanges").arrayValue?.compactMap(\.stringValue) ?? []
         outcome.status = try await page.evaluate("document.getElementById('wf-status').textContent").stringValue ?? ""
         let nodes = try await page.evaluate(
-            "Object.fromEntries([...document.querySelectorAll('#wf-graph .node')].map((n) => [n.dataset.node, n.dataset.status]))")
+            "Object.fromEntries([...document.querySelectorAll('#wf-graph .node')].map((n) => [n.dataset.node, n.dataset.status]))"
+        )
         outcome.nodes = (nodes.objectValue ?? [:]).compactMapValues(\.stringValue)
         outcome.result = try await page.evaluate("document.getElementById('wf-result').textContent").stringValue ?? ""
         try await saveScreenshot(page, to: screenshot)
@@ -248,22 +286,29 @@ struct ConsoleTests {
     }
 
     /// The System tab, and a notification sent (by `notify`) while it is open.
-    static func watchSystem(_ page: DevToolsPage, notify: @Sendable () async throws -> Int?) async throws -> SystemOutcome {
+    static func watchSystem(_ page: DevToolsPage, notify: @Sendable () async throws -> Int?) async throws
+        -> SystemOutcome
+    {
         var outcome = SystemOutcome()
         try await page.evaluate("document.querySelector('#tabs button[data-tab=\"system\"]').click()")
         try await waitFor(
             page, "the services and connections",
-            "document.querySelectorAll('#services tr').length >= 6 && document.getElementById('connections-total').textContent !== '–'")
+            "document.querySelectorAll('#services tr').length >= 6 && document.getElementById('connections-total').textContent !== '–'"
+        )
         let rows = try await page.evaluate(
-            "[...document.querySelectorAll('#services tr')].map((r) => [r.cells[0].textContent, Number(r.cells[1].textContent)])")
+            "[...document.querySelectorAll('#services tr')].map((r) => [r.cells[0].textContent, Number(r.cells[1].textContent)])"
+        )
         outcome.services = (rows.arrayValue ?? []).compactMap { row in
             guard let name = row[0]?.stringValue, let ready = row[1]?.intValue else { return nil }
             return (name, ready)
         }
-        outcome.connections = try await page.evaluate("document.getElementById('connections-total').textContent").stringValue ?? ""
+        outcome.connections =
+            try await page.evaluate("document.getElementById('connections-total').textContent").stringValue ?? ""
         #expect(try await notify() == 202)
-        try await waitFor(page, "the notification", "document.querySelector('#notifications li[data-type=\"success\"]') !== null")
-        outcome.notifications = try await page.evaluate("[...document.querySelectorAll('#notifications li')].map((li) => li.textContent)")
+        try await waitFor(
+            page, "the notification", "document.querySelector('#notifications li[data-type=\"success\"]') !== null")
+        outcome.notifications =
+            try await page.evaluate("[...document.querySelectorAll('#notifications li')].map((li) => li.textContent)")
             .arrayValue?.compactMap(\.stringValue) ?? []
         return outcome
     }
@@ -274,12 +319,14 @@ struct ConsoleTests {
         let chromium = try HeadlessBrowser.findExecutable()
         try await ChatFlowTests.withStack { _, url, authority in
             let token = try await authority.mint(user: "console-devices-\(UUID().uuidString.prefix(6))")
-            let origin = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws", with: "")
+            let origin = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(
+                of: "/ws", with: "")
             let deviceID = VoiceFlowTests.deviceID()
             let ota = try await DeviceActivationFlowTests.ota(origin, deviceID: deviceID, clientID: "console-device")
             let code = try #require((ota.json["activation"] as? [String: Any])?["code"] as? String)
             let directory = NSTemporaryDirectory() + "switchboard-console-\(UUID().uuidString.prefix(8))"
-            let browser = try HeadlessBrowser(executable: chromium, url: "\(origin)/?token=\(token)", directory: directory)
+            let browser = try HeadlessBrowser(
+                executable: chromium, url: "\(origin)/?token=\(token)", directory: directory)
             defer { browser.close() }
             let devtools = try await browser.webSocketURL()
             let (listed, renamed, left) = try await DevToolsSession.withPage(browser: devtools) { page in
@@ -295,11 +342,18 @@ struct ConsoleTests {
                 try await Self.waitFor(page, "the bound device's row", "\(row) !== null")
                 let listed = try await page.evaluate("\(row).textContent").stringValue ?? ""
                 try await page.evaluate("\(row).querySelectorAll('button')[0].click()")
-                try await Self.waitFor(page, "the new name", "\(row) && \(row).querySelector('.device-name').textContent === 'Kitchen speaker'")
-                let renamed = try await page.evaluate("\(row).querySelector('.device-name').textContent").stringValue ?? ""
+                try await Self.waitFor(
+                    page, "the new name",
+                    "\(row) && \(row).querySelector('.device-name').textContent === 'Kitchen speaker'")
+                let renamed =
+                    try await page.evaluate("\(row).querySelector('.device-name').textContent").stringValue ?? ""
                 try await page.evaluate("\(row).querySelectorAll('button')[1].click()")
-                try await Self.waitFor(page, "the row to go", "\(row) === null && !document.getElementById('devices-empty').hidden")
-                return (listed, renamed, try await page.evaluate("document.querySelectorAll('#devices tr').length").intValue ?? -1)
+                try await Self.waitFor(
+                    page, "the row to go", "\(row) === null && !document.getElementById('devices-empty').hidden")
+                return (
+                    listed, renamed,
+                    try await page.evaluate("document.querySelectorAll('#devices tr').length").intValue ?? -1
+                )
             }
             #expect(listed.contains(deviceID) && listed.contains("offline"), "\(listed)")
             #expect(renamed == "Kitchen speaker")
@@ -313,29 +367,39 @@ struct ConsoleTests {
     /// Seed 000's reconnection: the bound grows ×1.5 from 1 s to at most 60 s; after 5 failed attempts
     /// the banner offers a manual retry, which reconnects and recovers.
     static func runOutOfReconnects(_ page: DevToolsPage) async throws -> (bounds: [Int], exhausted: String) {
-        let bounds = try await page.evaluate("[0, 1, 2, 5, 10, 11, 20].map(n => Math.round(sbConsole.reconnectPolicy.bound(n)))")
+        let bounds =
+            try await page.evaluate("[0, 1, 2, 5, 10, 11, 20].map(n => Math.round(sbConsole.reconnectPolicy.bound(n)))")
             .arrayValue?.compactMap(\.intValue) ?? []
         try await page.evaluate("sbConsole.breakLink()")
         // Five refused attempts, waiting at most 1, 1.5, 2.25, 3.4 and 5.1 s before them.
-        try await waitFor(page, "the reconnect attempts to run out", "document.querySelector('#banner button') !== null", timeout: .seconds(30))
+        try await waitFor(
+            page, "the reconnect attempts to run out", "document.querySelector('#banner button') !== null",
+            timeout: .seconds(30))
         let exhausted = try await page.evaluate("document.getElementById('banner').textContent").stringValue ?? ""
         try await page.evaluate("sbConsole.restoreLink(); document.querySelector('#banner button').click()")
-        try await waitFor(page, "the manual retry to reconnect", "document.getElementById('banner').dataset.kind === 'recovered'")
+        try await waitFor(
+            page, "the manual retry to reconnect", "document.getElementById('banner').dataset.kind === 'recovered'")
         return (bounds, exhausted)
     }
 
-    static func waitFor(_ page: DevToolsPage, _ what: String, _ condition: String, timeout: Duration = .seconds(20)) async throws {
+    static func waitFor(_ page: DevToolsPage, _ what: String, _ condition: String, timeout: Duration = .seconds(20))
+        async throws
+    {
         let deadline = ContinuousClock.now.advanced(by: timeout)
         while ContinuousClock.now < deadline {
             // Not there yet (the page still loading) counts as false.
-            if try await page.evaluate("(() => { try { return Boolean(\(condition)) } catch { return false } })()").boolValue == true {
+            if try await page.evaluate("(() => { try { return Boolean(\(condition)) } catch { return false } })()")
+                .boolValue == true
+            {
                 return
             }
             try await Task.sleep(for: .milliseconds(50))
         }
         let banner = try? await page.evaluate(
-            "document.getElementById('banner').textContent + ' ' + document.getElementById('sign-in-error').textContent")
-        throw HeadlessBrowser.Failure(description: "timed out waiting for \(what) (\(condition)); page says: \(banner?.stringValue ?? "?")")
+            "document.getElementById('banner').textContent + ' ' + document.getElementById('sign-in-error').textContent"
+        )
+        throw HeadlessBrowser.Failure(
+            description: "timed out waiting for \(what) (\(condition)); page says: \(banner?.stringValue ?? "?")")
     }
 }
 

@@ -37,7 +37,9 @@ struct ContainerTests {
             #expect(!chunks.isEmpty)
             let end = try #require(all.last)
             #expect(end.type == FrameType.messageStreamEnd)
-            #expect(end.data["finalMessage"]?["content"]?.stringValue == chunks.compactMap { $0.data["chunk"]?.stringValue }.joined())
+            #expect(
+                end.data["finalMessage"]?["content"]?.stringValue
+                    == chunks.compactMap { $0.data["chunk"]?.stringValue }.joined())
 
             for service in running {
                 let name = try #require(service.containerName, "\(service.name) is not a container")
@@ -46,7 +48,9 @@ struct ContainerTests {
                 #expect(user.status == 0 && user.output == "10001", "\(service.name) runs as \(user.output)")
                 // Nothing can be written outside the tmpfs mounts.
                 let write = try image.podman(["exec", name, "touch", "/usr/local/bin/written"])
-                #expect(write.status != 0 && write.output.contains("Read-only file system"), "\(service.name): \(write.output)")
+                #expect(
+                    write.status != 0 && write.output.contains("Read-only file system"),
+                    "\(service.name): \(write.output)")
                 let readOnly = try image.podman(["inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", name])
                 #expect(readOnly.output == "true")
                 // The image's HEALTHCHECK finds the service's own port from its command and gets /healthz.

@@ -6,7 +6,7 @@ import SwitchboardTestSupport
 import Testing
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// The compatible front doors (OpenAI Chat Completions, BluePlan's novachat / loomichat) through the
@@ -38,11 +38,15 @@ struct FrontDoorTests {
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, try? JSONDecoder().decode(JSONValue.self, from: data))
     }
 
-    static func decode(_ text: String) -> JSONValue? { try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) }
+    static func decode(_ text: String) -> JSONValue? {
+        try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+    }
 
     /// Expects OpenAI's error shape.
     static func expectOpenAIError(_ json: JSONValue?, sourceLocation: SourceLocation = #_sourceLocation) {
-        #expect(json?["error"]?["message"]?.stringValue?.isEmpty == false, "\(String(describing: json))", sourceLocation: sourceLocation)
+        #expect(
+            json?["error"]?["message"]?.stringValue?.isEmpty == false, "\(String(describing: json))",
+            sourceLocation: sourceLocation)
         #expect(json?["error"]?["type"]?.stringValue != nil, sourceLocation: sourceLocation)
     }
 
@@ -53,18 +57,25 @@ struct FrontDoorTests {
 
             // The team and its patterns and roles, as models (the orchestrator announces them at start).
             var models: JSONValue?
-            #expect(await eventually(timeout: .seconds(20)) {
-                models = try? await Self.get(port: port, path: "/v1/models", token: token).json
-                return models?["data"]?.arrayValue?.isEmpty == false
-            })
+            #expect(
+                await eventually(timeout: .seconds(20)) {
+                    models = try? await Self.get(port: port, path: "/v1/models", token: token).json
+                    return models?["data"]?.arrayValue?.isEmpty == false
+                })
             let ids = models?["data"]?.arrayValue?.compactMap { $0["id"]?.stringValue } ?? []
             #expect(models?["object"] == "list")
-            #expect(["chat-centre", "chat-centre/parallel", "chat-centre/direct", "chat-centre/Mike", "chat-centre/Catherine"].allSatisfy(ids.contains))
+            #expect(
+                [
+                    "chat-centre", "chat-centre/parallel", "chat-centre/direct", "chat-centre/Mike",
+                    "chat-centre/Catherine",
+                ].allSatisfy(ids.contains))
 
             // Non-streaming: the collaboration's final answer as one chat.completion.
             let plain = try await Self.post(
                 port: port, path: "/v1/chat/completions", token: token,
-                body: #"{"model":"chat-centre/direct","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hello there"}]}"#)
+                body:
+                    #"{"model":"chat-centre/direct","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hello there"}]}"#
+            )
             #expect(plain.status == 200, "\(String(describing: plain.json))")
             #expect(plain.json?["object"] == "chat.completion")
             #expect(plain.json?["model"] == "chat-centre/direct")
@@ -78,14 +89,18 @@ struct FrontDoorTests {
             let usage = plain.json?["usage"]
             #expect(usage?["prompt_tokens"] == 2)
             #expect((usage?["completion_tokens"]?.intValue ?? 0) > 0)
-            #expect(usage?["total_tokens"]?.intValue == (usage?["prompt_tokens"]?.intValue ?? 0) + (usage?["completion_tokens"]?.intValue ?? 0))
+            #expect(
+                usage?["total_tokens"]?.intValue == (usage?["prompt_tokens"]?.intValue ?? 0)
+                    + (usage?["completion_tokens"]?.intValue ?? 0))
             let conversation = try #require(plain.conversation)
             #expect(conversation.hasPrefix("chat-"))
 
             // Streaming with usage: role chunk, content chunks, finish chunk, usage chunk, [DONE].
             let stream = try await SSEClient.connect(
                 port: port, path: "/v1/chat/completions", headers: ["Authorization": "Bearer \(token)"], method: "POST",
-                body: #"{"model":"chat-centre/Mike","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":[{"type":"text","text":"what would you build first"}]}]}"#)
+                body:
+                    #"{"model":"chat-centre/Mike","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":[{"type":"text","text":"what would you build first"}]}]}"#
+            )
             #expect(await stream.waitFor { $0.last?.data == "[DONE]" })
             await stream.close()
             #expect(stream.head?.hasPrefix("HTTP/1.1 200") == true)
@@ -117,7 +132,8 @@ struct FrontDoorTests {
             Self.expectOpenAIError(badModel.json)
             #expect(badModel.json?["error"]?["code"] == "model_not_found")
             #expect(badModel.json?["error"]?["param"] == "model")
-            let badBody = try await Self.post(port: port, path: "/v1/chat/completions", token: token, body: #"{"model": 3}"#)
+            let badBody = try await Self.post(
+                port: port, path: "/v1/chat/completions", token: token, body: #"{"model": 3}"#)
             #expect(badBody.status == 400)
             Self.expectOpenAIError(badBody.json)
             #expect(badBody.json?["error"]?["type"] == "invalid_request_error")
@@ -157,9 +173,12 @@ struct FrontDoorTests {
             let nova = try await SSEClient.connect(
                 port: port, path: "/novachat", headers: auth, method: "POST",
                 body: #"{"message":"compare three ways to launch a newsletter"}"#)
-            #expect(await nova.waitFor(within: .seconds(60)) { events in
-                events.contains { $0.data.contains("\"nova3_supervisor\"") && $0.data.contains("\"agent_complete\"") }
-            })
+            #expect(
+                await nova.waitFor(within: .seconds(60)) { events in
+                    events.contains {
+                        $0.data.contains("\"nova3_supervisor\"") && $0.data.contains("\"agent_complete\"")
+                    }
+                })
             #expect(await eventually(timeout: .seconds(5)) { nova.isClosed }, "the stream ends after the run")
             let head = try #require(nova.head)
             #expect(head.hasPrefix("HTTP/1.1 200") && head.lowercased().contains("text/event-stream"))
@@ -168,7 +187,12 @@ struct FrontDoorTests {
                     .map { String($0.split(separator: ":", maxSplits: 1)[1]).trimmingCharacters(in: .whitespaces) })
             let events = Self.bluePlanEvents(nova.events)
             #expect(events.count == nova.events.count)
-            #expect(events.allSatisfy { Set($0.event.objectValue?.keys.map { $0 } ?? []) == ["event_type", "agent_source", "timestamp", "payload"] })
+            #expect(
+                events.allSatisfy {
+                    Set($0.event.objectValue?.keys.map { $0 } ?? []) == [
+                        "event_type", "agent_source", "timestamp", "payload",
+                    ]
+                })
             #expect(events.allSatisfy { $0.id.flatMap(StreamPosition.init(lastEventID:)) != nil })
             let types = events.map { $0.event["event_type"]?.stringValue ?? "" }
             #expect(Set(types).isSubset(of: ["agent_start", "llm_chunk", "agent_complete", "error"]))
@@ -176,14 +200,19 @@ struct FrontDoorTests {
             #expect(events.first?.event["payload"]?["pattern"] == "parallel")
             #expect(events.last?.event["agent_source"] == "nova3_supervisor" && types.last == "agent_complete")
             #expect(events.last?.event["payload"]?["status"] == "completed")
-            let starts = events.filter { $0.event["event_type"] == "agent_start" }.compactMap { $0.event["agent_source"]?.stringValue }
-            #expect(starts == ["nova3_supervisor", "Alex", "Kulu", "Mike", "Emma", "David", "Catherine"]
-                || Set(starts) == ["nova3_supervisor", "Alex", "Kulu", "Mike", "Emma", "David", "Catherine"])
+            let starts = events.filter { $0.event["event_type"] == "agent_start" }.compactMap {
+                $0.event["agent_source"]?.stringValue
+            }
+            #expect(
+                starts == ["nova3_supervisor", "Alex", "Kulu", "Mike", "Emma", "David", "Catherine"]
+                    || Set(starts) == ["nova3_supervisor", "Alex", "Kulu", "Mike", "Emma", "David", "Catherine"])
             // The specialists overlap: all four start before any of them completes.
             let firstComplete = types.firstIndex(of: "agent_complete") ?? 0
             #expect(events.prefix(firstComplete).filter { $0.event["event_type"] == "agent_start" }.count == 5)
-            let catherine = events.filter { $0.event["event_type"] == "llm_chunk" && $0.event["agent_source"] == "Catherine" }
-                .compactMap { $0.event["payload"]?["content"]?.stringValue }.joined()
+            let catherine = events.filter {
+                $0.event["event_type"] == "llm_chunk" && $0.event["agent_source"] == "Catherine"
+            }
+            .compactMap { $0.event["payload"]?["content"]?.stringValue }.joined()
             #expect(events.last?.event["payload"]?["summary"]?.stringValue == catherine)
 
             // Resume from the middle: the rest, exactly, and the same end.
@@ -207,19 +236,28 @@ struct FrontDoorTests {
             let loomi = try await SSEClient.connect(
                 port: port, path: "/loomichat", headers: auth, method: "POST",
                 body: #"{"message":"help me think through the design of a small garden for a rainy city balcony"}"#)
-            #expect(await loomi.waitFor(within: .seconds(60)) { events in
-                events.contains { $0.data.contains("\"loomi_concierge\"") && $0.data.contains("\"agent_complete\"") }
-            })
+            #expect(
+                await loomi.waitFor(within: .seconds(60)) { events in
+                    events.contains {
+                        $0.data.contains("\"loomi_concierge\"") && $0.data.contains("\"agent_complete\"")
+                    }
+                })
             let loomiEvents = Self.bluePlanEvents(loomi.events)
             await loomi.close()
             #expect(loomiEvents.first?.event["agent_source"] == "loomi_concierge")
             #expect(loomiEvents.first?.event["payload"]?["pattern"] == "dynamic")
-            let delegated = loomiEvents.filter { $0.event["event_type"] == "agent_start" }.compactMap { $0.event["agent_source"]?.stringValue }
+            let delegated = loomiEvents.filter { $0.event["event_type"] == "agent_start" }.compactMap {
+                $0.event["agent_source"]?.stringValue
+            }
             #expect(delegated.first == "loomi_concierge" && delegated.last == "Catherine" && delegated.count >= 5)
             // One at a time: every role completes before the next starts.
-            let sequence = loomiEvents.filter { ["agent_start", "agent_complete"].contains($0.event["event_type"]?.stringValue ?? "") }
-                .dropFirst().dropLast().map { $0.event["event_type"]?.stringValue ?? "" }
-            #expect(sequence == Array(repeating: ["agent_start", "agent_complete"], count: sequence.count / 2).flatMap { $0 })
+            let sequence = loomiEvents.filter {
+                ["agent_start", "agent_complete"].contains($0.event["event_type"]?.stringValue ?? "")
+            }
+            .dropFirst().dropLast().map { $0.event["event_type"]?.stringValue ?? "" }
+            #expect(
+                sequence
+                    == Array(repeating: ["agent_start", "agent_complete"], count: sequence.count / 2).flatMap { $0 })
 
             // Bad bodies.
             let empty = try await Self.post(port: port, path: "/novachat", token: token, body: #"{"message":"  "}"#)
@@ -244,21 +282,28 @@ struct FrontDoorTests {
                 // The orchestrator announces its team when it starts; the gateway checks roles against it.
                 var answer: ServerFrame?
                 for attempt in 0..<50 {
-                    client.send(ClientCommand(
-                        id: "f\(attempt)", type: ClientCommandType.requestRoleFocus,
-                        data: ["conversationId": .string(conversation), "role": "mike"]))
-                    answer = await client.frames.first(within: .seconds(10)) { $0.correlationId == "f\(attempt)" }?.frame
+                    client.send(
+                        ClientCommand(
+                            id: "f\(attempt)", type: ClientCommandType.requestRoleFocus,
+                            data: ["conversationId": .string(conversation), "role": "mike"]))
+                    answer = await client.frames.first(within: .seconds(10)) { $0.correlationId == "f\(attempt)" }?
+                        .frame
                     if answer?.type == "ACK" { break }
                     try? await Task.sleep(for: .milliseconds(200))
                 }
-                client.send(ClientCommand(
-                    id: "bad", type: ClientCommandType.requestRoleFocus,
-                    data: ["conversationId": .string(conversation), "role": "Zed"]))
+                client.send(
+                    ClientCommand(
+                        id: "bad", type: ClientCommandType.requestRoleFocus,
+                        data: ["conversationId": .string(conversation), "role": "Zed"]))
                 let bad = await client.frames.first(within: .seconds(10)) { $0.correlationId == "bad" }?.frame
-                client.send(ClientCommand(
-                    id: "m1", type: ClientCommandType.sendMessage,
-                    data: ["conversationId": .string(conversation), "content": "compare the options for a team offsite",
-                           "pattern": "parallel"]))
+                client.send(
+                    ClientCommand(
+                        id: "m1", type: ClientCommandType.sendMessage,
+                        data: [
+                            "conversationId": .string(conversation),
+                            "content": "compare the options for a team offsite",
+                            "pattern": "parallel",
+                        ]))
                 var frames = [answer, bad].compactMap { $0 }
                 while let next = await client.frames.next(within: .seconds(30)) {
                     frames.append(next.frame)
@@ -267,8 +312,11 @@ struct FrontDoorTests {
                 return frames
             }
             let frames = try #require(outcome)
-            #expect(frames[0].type == "ACK" && frames[0].data["role"] == "Mike" && frames[0].data["status"] == "focused")
-            #expect(frames[1].type == "ERROR" && frames[1].error?.code == "INVALID_ARGUMENT" && frames[1].correlationId == "bad")
+            #expect(
+                frames[0].type == "ACK" && frames[0].data["role"] == "Mike" && frames[0].data["status"] == "focused")
+            #expect(
+                frames[1].type == "ERROR" && frames[1].error?.code == "INVALID_ARGUMENT"
+                    && frames[1].correlationId == "bad")
             let start = try #require(frames.first { $0.type == FrameType.collaborationStart })
             #expect(start.data["lead"] == "Mike")
             #expect(start.data["roles"] == ["Alex", "Kulu", "Emma", "David", "Mike"])
@@ -277,22 +325,31 @@ struct FrontDoorTests {
 
             // The role-activity SSE stream opens with the snapshot (no id): every role IDLE between runs.
             let activityPath = "/api/v1/conversations/\(conversation)/roles/activity"
-            let activity = try await SSEClient.connect(port: port, path: activityPath, headers: ["Authorization": "Bearer \(token)"])
+            let activity = try await SSEClient.connect(
+                port: port, path: activityPath, headers: ["Authorization": "Bearer \(token)"])
             #expect(await activity.waitFor(within: .seconds(10)) { !$0.isEmpty })
 
             // The focus was for one run: the next is led by the team's own final role. A second client joins
             // mid-run: its ACK, then every role's state at once, then the live events.
             let (joined, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
-                client.send(ClientCommand(
-                    id: "m2", type: ClientCommandType.sendMessage,
-                    data: ["conversationId": .string(conversation), "content": "compare two venues for it", "pattern": "parallel"]))
+                client.send(
+                    ClientCommand(
+                        id: "m2", type: ClientCommandType.sendMessage,
+                        data: [
+                            "conversationId": .string(conversation), "content": "compare two venues for it",
+                            "pattern": "parallel",
+                        ]))
                 _ = await client.frames.first(within: .seconds(30)) { $0.type == FrameType.agentChunk }
-                let (second, _) = try await ChatClient.withConnection(url: url, token: token) { other -> [ServerFrame] in
-                    other.send(ClientCommand(
-                        id: "join", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)]))
+                let (second, _) = try await ChatClient.withConnection(url: url, token: token) {
+                    other -> [ServerFrame] in
+                    other.send(
+                        ClientCommand(
+                            id: "join", type: ClientCommandType.subscribeConversation,
+                            data: ["conversationId": .string(conversation)]))
                     var frames: [ServerFrame] = []
                     while let next = await other.frames.next(within: .seconds(30)) {
-                        guard next.frame.channel == "conversation:\(conversation)" || next.frame.correlationId == "join" else { continue }
+                        guard next.frame.channel == "conversation:\(conversation)" || next.frame.correlationId == "join"
+                        else { continue }
                         // Its own PRESENCE_JOIN is live-only and races the run's events: not what is checked here.
                         if next.frame.type == FrameType.presenceJoin { continue }
                         frames.append(next.frame)
@@ -317,25 +374,32 @@ struct FrontDoorTests {
             #expect(snapshot.offset == nil && snapshot.epoch == nil && snapshot.correlationId == nil)
             let states = snapshot.data["roles"]?.arrayValue ?? []
             #expect(states.compactMap { $0["role"]?.stringValue } == roles)
-            #expect(states.contains { ["ANALYZING", "THINKING", "RESPONDING", "COLLABORATING"].contains($0["status"]?.stringValue ?? "") },
-                    "mid-run, some role is at work: \(states)")
+            #expect(
+                states.contains {
+                    ["ANALYZING", "THINKING", "RESPONDING", "COLLABORATING"].contains($0["status"]?.stringValue ?? "")
+                },
+                "mid-run, some role is at work: \(states)")
             #expect(seen[2].offset != nil, "live events follow the snapshot")
             #expect(seen[3].data["result"]?["answeredBy"] == "Catherine")
 
             // Seed 000's SSE: lower-case event names, the frame's data as `data:`.
-            #expect(await activity.waitFor(within: .seconds(10)) { $0.contains { $0.event == "collaboration_complete" } })
+            #expect(
+                await activity.waitFor(within: .seconds(10)) { $0.contains { $0.event == "collaboration_complete" } })
             await activity.close()
             let first = activity.events
             #expect(first[0].event == "role_status_snapshot" && first[0].id == nil)
             #expect(first.contains { $0.event == "role_status_change" && Self.decode($0.data)?["status"] != nil })
             let idle = Self.decode(first[0].data)?["roles"]?.arrayValue ?? []
-            #expect(idle.compactMap { $0["role"]?.stringValue } == roles && idle.allSatisfy { $0["status"] == "IDLE" }, "\(idle)")
+            #expect(
+                idle.compactMap { $0["role"]?.stringValue } == roles && idle.allSatisfy { $0["status"] == "IDLE" },
+                "\(idle)")
             let numbered = first.filter { $0.id != nil }
             #expect(numbered.count > 4 && numbered.count == first.count - 1)
 
             // Resuming it: the recovery answer, the snapshot, then the recovered events.
             let resumed = try await SSEClient.connect(
-                port: port, path: activityPath, headers: ["Authorization": "Bearer \(token)", "Last-Event-ID": numbered[2].id!])
+                port: port, path: activityPath,
+                headers: ["Authorization": "Bearer \(token)", "Last-Event-ID": numbered[2].id!])
             #expect(await resumed.waitFor(within: .seconds(10)) { $0.count >= 4 })
             await resumed.close()
             let opening = resumed.events

@@ -1,6 +1,6 @@
 import Foundation
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 import SwitchboardCLI
 import SwitchboardContracts
@@ -43,7 +43,9 @@ struct HistoryFlowTests {
     }
 
     /// Waits until the conversation's history holds `count` messages; returns them (newest first).
-    static func waitForMessages(_ base: String, _ conversation: String, token: String, count: Int) async throws -> [JSONValue] {
+    static func waitForMessages(_ base: String, _ conversation: String, token: String, count: Int) async throws
+        -> [JSONValue]
+    {
         let messages = Locked<[JSONValue]>([])
         _ = try await eventually(timeout: .seconds(30), every: .milliseconds(200)) {
             let answer = try await http("GET", "\(base)/api/v1/conversations/\(conversation)/messages", token: token)
@@ -72,13 +74,19 @@ struct HistoryFlowTests {
 
             // Someone else's conversation: 403 with a code, on every interface.
             let intruder = try await authority.mint(user: "mallory")
-            for path in ["/api/v1/conversations/\(conversation)", "/api/v1/conversations/\(conversation)/messages",
-                         "/chat/session/\(conversation)", "/chat/message/history?chat_id=\(conversation)"] {
+            for path in [
+                "/api/v1/conversations/\(conversation)", "/api/v1/conversations/\(conversation)/messages",
+                "/chat/session/\(conversation)", "/chat/message/history?chat_id=\(conversation)",
+            ] {
                 let answer = try await Self.http("GET", Self.base(url) + path, token: intruder)
                 #expect(answer.status == 403, "\(path)")
-                #expect(answer.json["error"]?["code"] == "PERMISSION_DENIED" || answer.json["code"] == "PERMISSION_DENIED", "\(path)")
+                #expect(
+                    answer.json["error"]?["code"] == "PERMISSION_DENIED" || answer.json["code"] == "PERMISSION_DENIED",
+                    "\(path)")
             }
-            #expect(try await Self.http("DELETE", Self.base(url) + "/api/v1/conversations/\(conversation)", token: intruder).status == 403)
+            #expect(
+                try await Self.http("DELETE", Self.base(url) + "/api/v1/conversations/\(conversation)", token: intruder)
+                    .status == 403)
         }
         // A new stack (new processes, same PostgreSQL): everything is still there.
         try await ChatFlowTests.withStack { _, url, authority in
@@ -86,26 +94,33 @@ struct HistoryFlowTests {
             // History is written by a consumer group that rejoins after the restart: wait for it, briefly.
             let listed = Locked<[JSONValue]>([])
             _ = try await eventually(timeout: .seconds(15), every: .milliseconds(250)) {
-                let list = try await Self.http("GET", Self.base(url) + "/api/v1/conversations?sort=created&limit=100", token: token)
+                let list = try await Self.http(
+                    "GET", Self.base(url) + "/api/v1/conversations?sort=created&limit=100", token: token)
                 listed.withLock { $0 = list.json["conversations"]?.arrayValue ?? [] }
-                return list.status == 200 && listed.withLock { $0.contains { $0["id"]?.stringValue == conversation && $0["messageCount"] == 2 } }
+                return list.status == 200
+                    && listed.withLock {
+                        $0.contains { $0["id"]?.stringValue == conversation && $0["messageCount"] == 2 }
+                    }
             }
             let conversations = listed.withLock { $0 }
             #expect(
                 conversations.contains { $0["id"]?.stringValue == conversation && $0["messageCount"] == 2 },
                 "\(conversations.filter { $0["id"]?.stringValue == conversation })")
-            let history = try await Self.http("GET", Self.base(url) + "/chat/message/history?chat_id=\(conversation)&page_size=1", token: token)
+            let history = try await Self.http(
+                "GET", Self.base(url) + "/chat/message/history?chat_id=\(conversation)&page_size=1", token: token)
             #expect(history.status == 200 && history.json["status_code"] == 200)
             #expect(history.json["data"]?["has_more"] == true)
             #expect(history.json["data"]?["list"]?.arrayValue?.first?["is_bot"] == true)
             let cursor = try #require(history.json["data"]?["next_cursor"]?.stringValue)
             let older = try await Self.http(
-                "GET", Self.base(url) + "/chat/message/history?chat_id=\(conversation)&page_size=1&cursor=\(cursor)", token: token)
+                "GET", Self.base(url) + "/chat/message/history?chat_id=\(conversation)&page_size=1&cursor=\(cursor)",
+                token: token)
             #expect(older.json["data"]?["list"]?.arrayValue?.first?["message"] == "hello history")
             #expect(older.json["data"]?["has_more"] == false)
 
             // A subscription with includeHistory: its ACK, then the stored history (oldest first).
-            let (subscribed, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
+            let (subscribed, _) = try await ChatClient.withConnection(url: url, token: token) {
+                client -> [ServerFrame] in
                 client.send(
                     ClientCommand(
                         id: "s1", type: ClientCommandType.subscribeConversation,
@@ -122,10 +137,15 @@ struct HistoryFlowTests {
             #expect(replayed.map { $0["role"]?.stringValue ?? "" } == ["user", "assistant"])
 
             let renamed = try await Self.http(
-                "PATCH", Self.base(url) + "/api/v1/conversations/\(conversation)", token: token, body: #"{"title": "Renamed"}"#)
+                "PATCH", Self.base(url) + "/api/v1/conversations/\(conversation)", token: token,
+                body: #"{"title": "Renamed"}"#)
             #expect(renamed.status == 200 && renamed.json["title"] == "Renamed")
-            #expect(try await Self.http("DELETE", Self.base(url) + "/api/v1/conversations/\(conversation)", token: token).status == 204)
-            #expect(try await Self.http("GET", Self.base(url) + "/api/v1/conversations/\(conversation)", token: token).status == 404)
+            #expect(
+                try await Self.http("DELETE", Self.base(url) + "/api/v1/conversations/\(conversation)", token: token)
+                    .status == 204)
+            #expect(
+                try await Self.http("GET", Self.base(url) + "/api/v1/conversations/\(conversation)", token: token)
+                    .status == 404)
         }
     }
 
@@ -141,7 +161,9 @@ struct HistoryFlowTests {
                     frames.append(next.frame)
                     if frames.filter({ $0.type == FrameType.messageStreamChunk }).count == 2 { break }
                 }
-                client.send(ClientCommand(id: "stop", type: ClientCommandType.interrupt, data: ["conversationId": .string(conversation)]))
+                client.send(
+                    ClientCommand(
+                        id: "stop", type: ClientCommandType.interrupt, data: ["conversationId": .string(conversation)]))
                 while let next = await client.frames.next(within: .seconds(20)) {
                     frames.append(next.frame)
                     if next.frame.type == FrameType.collaborationComplete { break }
@@ -176,13 +198,16 @@ struct HistoryFlowTests {
                 func ask(_ id: String, _ content: String) async throws {
                     _ = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
                         client.send(Self.send(id, conversation, content))
-                        return await client.frames.collect(idle: .seconds(30)) { $0.type == FrameType.collaborationComplete }
+                        return await client.frames.collect(idle: .seconds(30)) {
+                            $0.type == FrameType.collaborationComplete
+                        }
                     }
                 }
                 try await ask("c1", "remember the blue tomato")
                 _ = try await Self.waitForMessages(Self.base(url), conversation, token: token, count: 2)
                 // The orchestrator's record (its cache of the history) expires or is lost.
-                let redis = RedisClient(configuration: .init(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
+                let redis = RedisClient(
+                    configuration: .init(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
                 try await redis.send("DEL", RedisArgument(Keyspace.Conversation.record(conversation)))
                 await redis.close()
                 try await ask("c2", "what did I ask you to remember?")
@@ -205,7 +230,9 @@ struct HistoryFlowTests {
         try await TestEnvironment.requirePostgres()
         try await Self.withServices { stack in
             var ports: [String: Int] = [:]
-            for name in ["gateway", "orchestrator", "notifier", "workflow-runner"] { ports[name] = try stack.start(name).adminPort }
+            for name in ["gateway", "orchestrator", "notifier", "workflow-runner"] {
+                ports[name] = try stack.start(name).adminPort
+            }
             try await stack.waitUntilReady()
             for (name, port) in ports {
                 let answer = try await Self.http("GET", "http://127.0.0.1:\(port)/readyz", token: "-")
@@ -223,11 +250,14 @@ struct HistoryFlowTests {
                 refused.withLock { $0 = answer }
                 // Stopped only once in its consumer group: Tansu keeps a group waiting for a member
                 // that leaves in the middle of joining, and the next tests' orchestrators with it.
-                return answer?.json["checks"]?["postgres"] == false && answer?.json["checks"]?["kafka-group:sb-orchestrator"] == true
+                return answer?.json["checks"]?["postgres"] == false
+                    && answer?.json["checks"]?["kafka-group:sb-orchestrator"] == true
             }
             let answer = try #require(refused.withLock { $0 })
             #expect(answer.status == 503 && answer.json["status"] == "not ready", "\(answer.json)")
-            #expect(answer.json["checks"]?["postgres"] == false && answer.json["checks"]?["redis"] == true, "\(answer.json)")
+            #expect(
+                answer.json["checks"]?["postgres"] == false && answer.json["checks"]?["redis"] == true, "\(answer.json)"
+            )
         }
     }
 

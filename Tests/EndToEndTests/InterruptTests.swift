@@ -1,6 +1,6 @@
 import Foundation
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 import SwitchboardCLI
 import SwitchboardContracts
@@ -12,7 +12,9 @@ import Testing
 /// only the conversation's owner may stop it; and the busy policies.
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct InterruptTests {
-    static func send(_ id: String, _ conversation: String, _ content: String, pattern: String, busyPolicy: String? = nil) -> ClientCommand {
+    static func send(
+        _ id: String, _ conversation: String, _ content: String, pattern: String, busyPolicy: String? = nil
+    ) -> ClientCommand {
         var data: [String: JSONValue] = [
             "conversationId": .string(conversation), "content": .string(content), "pattern": .string(pattern),
         ]
@@ -38,13 +40,19 @@ struct InterruptTests {
                     if frames.filter({ $0.frame.type == FrameType.messageStreamChunk }).count == 2 { break }
                 }
                 let sentAt = ContinuousClock.now
-                client.send(ClientCommand(id: "stop1", type: ClientCommandType.interrupt, data: ["conversationId": .string(conversation)]))
+                client.send(
+                    ClientCommand(
+                        id: "stop1", type: ClientCommandType.interrupt, data: ["conversationId": .string(conversation)])
+                )
                 while let next = await client.frames.next(within: .seconds(20)) {
                     frames.append(next)
                     if next.frame.type == FrameType.collaborationComplete { break }
                 }
                 // Stopping again: acknowledged, nothing else happens.
-                client.send(ClientCommand(id: "stop2", type: ClientCommandType.interrupt, data: ["conversationId": .string(conversation)]))
+                client.send(
+                    ClientCommand(
+                        id: "stop2", type: ClientCommandType.interrupt, data: ["conversationId": .string(conversation)])
+                )
                 var secondAck: ServerFrame?
                 while let next = await client.frames.next(within: .seconds(2)) {
                     frames.append(next)
@@ -62,7 +70,9 @@ struct InterruptTests {
             let stopLatency = end.receivedAt - outcome.sentAt
             #expect(stopLatency < .seconds(1), "the reply ended \(stopLatency) after the interrupt")
             #expect(end.frame.data["metadata"]?["status"] == "stopped")
-            let chunks = frames.filter { $0.type == FrameType.messageStreamChunk }.compactMap { $0.data["chunk"]?.stringValue }
+            let chunks = frames.filter { $0.type == FrameType.messageStreamChunk }.compactMap {
+                $0.data["chunk"]?.stringValue
+            }
             let partial = chunks.joined()
             #expect(end.frame.data["finalMessage"]?["content"]?.stringValue == partial)
             // Generation really stopped: far from the end of the offline engine's answer, and nothing after END.
@@ -73,17 +83,21 @@ struct InterruptTests {
             #expect(complete.data["result"]?["status"] == "stopped")
             #expect(complete.data["result"]?["answer"]?.stringValue == partial)
             // The role went back to IDLE through legal steps.
-            _ = CollaborationFlowTests.expectLegalTransitions(frames.filter { $0.channel == "conversation:\(conversation)" })
+            _ = CollaborationFlowTests.expectLegalTransitions(
+                frames.filter { $0.channel == "conversation:\(conversation)" })
             print("interrupt → end of reply: \(stopLatency)")
 
             // Only the owner may stop it: over WebSocket and over HTTP.
             let intruder = try await authority.mint(user: "intruder")
             let (denied, _) = try await ChatClient.withConnection(url: url, token: intruder) { client -> String? in
-                client.send(ClientCommand(id: "x", type: ClientCommandType.interrupt, data: ["conversationId": .string(conversation)]))
+                client.send(
+                    ClientCommand(
+                        id: "x", type: ClientCommandType.interrupt, data: ["conversationId": .string(conversation)]))
                 return await client.frames.first(within: .seconds(10)) { $0.correlationId == "x" }?.frame.error?.code
             }
             #expect(denied == "PERMISSION_DENIED")
-            let http = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws", with: "/chat/interrupt")
+            let http = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(
+                of: "/ws", with: "/chat/interrupt")
             #expect(await Self.post(http, token: intruder, body: #"{"conversationId":"\#(conversation)"}"#) == 403)
             // Bisheng's route (seed 002): answered 200 in its envelope; the chat centre's name for the id is still accepted.
             #expect(await Self.post(http, token: token, body: #"{"conversationId":"\#(conversation)"}"#) == 200)
@@ -103,8 +117,10 @@ struct InterruptTests {
                     frames.append(next.frame)
                     if next.frame.type == FrameType.agentStart { break }
                 }
-                client.send(Self.send("m2", conversation, "ignored while busy", pattern: "direct", busyPolicy: "reject"))
-                client.send(Self.send("m3", conversation, "answer this instead", pattern: "direct", busyPolicy: "interrupt"))
+                client.send(
+                    Self.send("m2", conversation, "ignored while busy", pattern: "direct", busyPolicy: "reject"))
+                client.send(
+                    Self.send("m3", conversation, "answer this instead", pattern: "direct", busyPolicy: "interrupt"))
                 var completed = 0
                 while completed < 2, let next = await client.frames.next(within: .seconds(30)) {
                     frames.append(next.frame)
@@ -119,8 +135,10 @@ struct InterruptTests {
             let completes = frames.filter { $0.type == FrameType.collaborationComplete }
             #expect(completes.compactMap { $0.data["result"]?["status"]?.stringValue } == ["stopped", "completed"])
             #expect(completes.last?.data["messageId"]?.stringValue == m3)
-            #expect(!frames.contains { $0.type == FrameType.collaborationStart && $0.data["messageId"]?.stringValue == m2 })
-            _ = CollaborationFlowTests.expectLegalTransitions(frames.filter { $0.channel == "conversation:\(conversation)" })
+            #expect(
+                !frames.contains { $0.type == FrameType.collaborationStart && $0.data["messageId"]?.stringValue == m2 })
+            _ = CollaborationFlowTests.expectLegalTransitions(
+                frames.filter { $0.channel == "conversation:\(conversation)" })
         }
     }
 

@@ -6,7 +6,7 @@ import SwitchboardTestSupport
 import Testing
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// Per-user limits that hold across gateways (Redis), and misbehaving clients.
@@ -63,7 +63,8 @@ struct LimitsTests {
     /// three allowed; a fourth through any door (chat, SSE, the OpenAI door) is refused, and the quota
     /// is back once one of the three closes.
     @Test func everyEntryPointCountsAgainstTheSameConnectionQuota() async throws {
-        try await ChatFlowTests.withStack(gatewayEnvironment: ["SWITCHBOARD_GATEWAY_MAX_CONNECTIONS_PER_USER": "3"]) { _, url, authority in
+        try await ChatFlowTests.withStack(gatewayEnvironment: ["SWITCHBOARD_GATEWAY_MAX_CONNECTIONS_PER_USER": "3"]) {
+            _, url, authority in
             let token = try await authority.mint(user: "quota-\(UUID().uuidString.prefix(6))")
             let port = try #require(URL(string: url)?.port)
             let auth = ["Authorization": "Bearer \(token)"]
@@ -80,16 +81,23 @@ struct LimitsTests {
                     port: port, path: "/v1/chat/completions", headers: auth, method: "POST",
                     body: #"{"model":"chat-centre","stream":true,"messages":[{"role":"user","content":"hi"}]}"#)
                 #expect(await openAI.waitFor(within: .seconds(10)) { _ in openAI.head != nil })
-                #expect(openAI.head?.hasPrefix("HTTP/1.1 429") == true, "a fourth OpenAI stream: \(openAI.head ?? "no answer")")
+                #expect(
+                    openAI.head?.hasPrefix("HTTP/1.1 429") == true,
+                    "a fourth OpenAI stream: \(openAI.head ?? "no answer")")
                 await openAI.close()
             }
             let (held, _) = try await ChatClient.withConnection(url: url, token: token) { chat -> Bool in
                 chat.send(ClientCommand(id: "p", type: ClientCommandType.ping, data: ["timestamp": 1]))
-                guard await chat.frames.first(within: .seconds(10), where: { $0.correlationId == "p" }) != nil else { return false }
+                guard await chat.frames.first(within: .seconds(10), where: { $0.correlationId == "p" }) != nil else {
+                    return false
+                }
                 let stream = try await SSEClient.connect(port: port, path: "/api/v1/events/system", headers: auth)
                 defer { Task { await stream.close() } }
-                guard await stream.waitFor(within: .seconds(10), { _ in stream.head?.hasPrefix("HTTP/1.1 200") == true }) else { return false }
-                let (workflow, _) = try await WorkflowClient.withConnection(url: url + "/quota", token: token) { client -> Bool in
+                guard
+                    await stream.waitFor(within: .seconds(10), { _ in stream.head?.hasPrefix("HTTP/1.1 200") == true })
+                else { return false }
+                let (workflow, _) = try await WorkflowClient.withConnection(url: url + "/quota", token: token) {
+                    client -> Bool in
                     guard await client.frames.first("connection_established") != nil else { return false }
                     try await fourthIsRefusedEverywhere()
                     return true
@@ -123,8 +131,10 @@ struct LimitsTests {
             let (_, close) = try await ChatClient.withConnection(url: url, token: token, observer: observer) { client in
                 // 20 commands a second, ten times the rate, for up to 8 s.
                 for index in 0..<160 {
-                    client.send(ClientCommand(id: "p\(index)", type: ClientCommandType.subscribeConversation,
-                                              data: ["conversationId": "flood"]))
+                    client.send(
+                        ClientCommand(
+                            id: "p\(index)", type: ClientCommandType.subscribeConversation,
+                            data: ["conversationId": "flood"]))
                     try? await Task.sleep(for: .milliseconds(50))
                 }
                 while await client.frames.next(within: .seconds(5)) != nil {}
@@ -153,7 +163,9 @@ struct LimitsTests {
                 client.send(
                     ClientCommand(
                         id: "m", type: ClientCommandType.sendMessage,
-                        data: ["conversationId": .string("judy-\(UUID().uuidString.prefix(6))"), "content": "still fine?"]))
+                        data: [
+                            "conversationId": .string("judy-\(UUID().uuidString.prefix(6))"), "content": "still fine?",
+                        ]))
                 return await client.frames.first(within: .seconds(20)) { $0.type == FrameType.messageStreamEnd }?.frame
             }
             #expect(end??.data["finalMessage"]?["content"]?.stringValue?.contains("still fine?") == true)

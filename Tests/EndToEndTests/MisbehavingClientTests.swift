@@ -7,7 +7,7 @@ import SwitchboardTestSupport
 import Testing
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// Clients that stop reading or send nonsense: they are answered or cut off, and nobody else notices.
@@ -15,22 +15,27 @@ import FoundationNetworking
 struct MisbehavingClientTests {
     @Test func aClientThatStopsReadingIsCutOffWhileAFastOneGetsEverything() async throws {
         try await ChatFlowTests.withStack(gatewayEnvironment: [
-            "SWITCHBOARD_GATEWAY_OUTBOUND_LIMIT_BYTES": "65536", "SWITCHBOARD_GATEWAY_SOCKET_SEND_BUFFER_BYTES": "32768",
+            "SWITCHBOARD_GATEWAY_OUTBOUND_LIMIT_BYTES": "65536",
+            "SWITCHBOARD_GATEWAY_SOCKET_SEND_BUFFER_BYTES": "32768",
         ]) { stack, url, authority in
             let port = try #require(URL(string: url)?.port)
             let adminPort = try #require(stack.adminPort(of: "gateway"))
             let token = try await authority.mint(user: "olga")
             let conversation = "slow-\(UUID().uuidString.prefix(8))"
-            let source = try await ConversationEventSource(brokers: TestEnvironment.kafkaBrokers, conversations: [conversation])
+            let source = try await ConversationEventSource(
+                brokers: TestEnvironment.kafkaBrokers, conversations: [conversation])
             let events = 600
             let (received, _) = try await ChatClient.withConnection(url: url, token: token) { fast -> [Int64] in
                 fast.send(
-                    ClientCommand(id: "sub", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)]))
+                    ClientCommand(
+                        id: "sub", type: ClientCommandType.subscribeConversation,
+                        data: ["conversationId": .string(conversation)]))
                 _ = await fast.frames.first(within: .seconds(10)) { $0.correlationId == "sub" }
                 // The same user on a second device that stops reading after subscribing.
                 let stalled = try StalledWebSocket(port: port, token: token)
                 try stalled.sendText(
-                    #"{"id":"sub","type":"SUBSCRIBE_CONVERSATION","timestamp":1,"data":{"conversationId":"\#(conversation)"}}"#)
+                    #"{"id":"sub","type":"SUBSCRIBE_CONVERSATION","timestamp":1,"data":{"conversationId":"\#(conversation)"}}"#
+                )
                 try await Task.sleep(for: .milliseconds(500))
                 // 600 events of ~1 KB, far more than the 64 KiB outbound bound plus the socket buffers,
                 // at a pace (about 250 KB/s) that a client that reads keeps up with even on a loaded
@@ -57,8 +62,9 @@ struct MisbehavingClientTests {
             }
             await source.shutdown()
             let offsets = try #require(received)
-            #expect(offsets.count == events && offsets == Array(1...Int64(events)),
-                    "the fast reader gets every event once, in order: \(offsets.count) events, last \(offsets.last ?? 0)")
+            #expect(
+                offsets.count == events && offsets == Array(1...Int64(events)),
+                "the fast reader gets every event once, in order: \(offsets.count) events, last \(offsets.last ?? 0)")
             let metrics = try await Self.text("http://127.0.0.1:\(adminPort)/metrics")
             #expect(Self.value(of: "sb_gateway_slow_disconnects_total", in: metrics) ?? 0 >= 1)
         }
@@ -82,15 +88,20 @@ struct MisbehavingClientTests {
                 client.send(
                     ClientCommand(
                         id: "m", type: ClientCommandType.sendMessage,
-                        data: ["conversationId": .string("peggy-\(UUID().uuidString.prefix(6))"), "content": "anyone there?"]))
+                        data: [
+                            "conversationId": .string("peggy-\(UUID().uuidString.prefix(6))"),
+                            "content": "anyone there?",
+                        ]))
                 return await client.frames.first(within: .seconds(60)) { $0.type == FrameType.messageStreamEnd }?.frame
             }
 
-            let (failures, closeCode) = try await ChatClient.withConnection(url: url, token: mallory) { client -> [String] in
+            let (failures, closeCode) = try await ChatClient.withConnection(url: url, token: mallory) {
+                client -> [String] in
                 var failures: [String] = []
                 for (index, malformed) in cases.enumerated() {
                     client.sendRaw(malformed.text)
-                    client.send(ClientCommand(id: "probe-\(index)", type: ClientCommandType.ping, data: ["timestamp": 1]))
+                    client.send(
+                        ClientCommand(id: "probe-\(index)", type: ClientCommandType.ping, data: ["timestamp": 1]))
                     var answers: [ServerFrame] = []
                     while let received = await client.frames.next(within: .seconds(10)) {
                         if received.frame.correlationId == "probe-\(index)" { break }
@@ -98,9 +109,13 @@ struct MisbehavingClientTests {
                     }
                     let answer = answers.filter { $0.type == "ERROR" || $0.correlationId != nil }
                     if answer.count != 1 {
-                        failures.append("case \(index) (\(malformed.kind)): \(answer.count) answers to \(malformed.text.prefix(80))")
+                        failures.append(
+                            "case \(index) (\(malformed.kind)): \(answer.count) answers to \(malformed.text.prefix(80))"
+                        )
                     } else if let expected = malformed.expectedCodes, !expected.contains(answer[0].error?.code ?? "") {
-                        failures.append("case \(index) (\(malformed.kind)): \(answer[0].error?.code ?? answer[0].type), expected \(expected)")
+                        failures.append(
+                            "case \(index) (\(malformed.kind)): \(answer[0].error?.code ?? answer[0].type), expected \(expected)"
+                        )
                     }
                 }
                 return failures
@@ -151,7 +166,9 @@ struct MisbehavingClientTests {
 
     /// The value of an unlabelled Prometheus sample.
     static func value(of name: String, in metrics: String) -> Double? {
-        metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+        metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap {
+            Double($0.split(separator: " ").last ?? "")
+        }
     }
 }
 
@@ -190,7 +207,8 @@ struct MalformedFrameGenerator {
         return String(scalars)
     }
 
-    private static let valid = #"{"id":"v1","type":"SEND_MESSAGE","timestamp":1700000000000,"data":{"conversationId":"c1","content":"hello"}}"#
+    private static let valid =
+        #"{"id":"v1","type":"SEND_MESSAGE","timestamp":1700000000000,"data":{"conversationId":"c1","content":"hello"}}"#
 
     mutating func next() -> Malformed {
         let badFrame: Set<String> = [ErrorCode.badFrame.rawValue]
@@ -206,7 +224,8 @@ struct MalformedFrameGenerator {
         case 3:
             let fields = [
                 #"{"id":7,"type":"PING","data":{}}"#, #"{"id":"x","type":12,"data":{}}"#,
-                #"{"id":"x","type":"SEND_MESSAGE","data":"text"}"#, #"{"id":"x","type":"SEND_MESSAGE","data":{"conversationId":5,"content":"a"}}"#,
+                #"{"id":"x","type":"SEND_MESSAGE","data":"text"}"#,
+                #"{"id":"x","type":"SEND_MESSAGE","data":{"conversationId":5,"content":"a"}}"#,
                 #"{"id":"x","type":"SUBSCRIBE_CONVERSATION","data":{"conversationId":"c","offset":"ten","epoch":3}}"#,
                 #"{"id":"x","type":"SEND_MESSAGE","data":{"conversationId":"has space \#(text(length: 5))","content":"a"}}"#,
             ]
@@ -214,7 +233,8 @@ struct MalformedFrameGenerator {
                 kind: "wrong field types", text: fields[number(below: fields.count)],
                 expectedCodes: [ErrorCode.badFrame.rawValue, ErrorCode.invalidArgument.rawValue])
         case 4:
-            let name = String((0..<(1 + number(below: 20))).map { _ in Character(Unicode.Scalar(UInt8(65 + number(below: 26)))) })
+            let name = String(
+                (0..<(1 + number(below: 20))).map { _ in Character(Unicode.Scalar(UInt8(65 + number(below: 26)))) })
             return Malformed(
                 kind: "unknown type", text: #"{"id":"u","type":"X_\#(name)","timestamp":1,"data":{}}"#,
                 expectedCodes: [ErrorCode.unknownType.rawValue])
@@ -227,7 +247,8 @@ struct MalformedFrameGenerator {
         default:
             var bytes = Array(Self.valid.utf8)
             for _ in 0..<(1 + number(below: 4)) {
-                bytes[number(below: bytes.count)] = [UInt8(ascii: "\""), UInt8(ascii: "}"), UInt8(ascii: ":"), UInt8(ascii: ",")][number(below: 4)]
+                bytes[number(below: bytes.count)] =
+                    [UInt8(ascii: "\""), UInt8(ascii: "}"), UInt8(ascii: ":"), UInt8(ascii: ",")][number(below: 4)]
             }
             // A corrupted frame may still parse (then it must be answered once, by whatever it became).
             return Malformed(kind: "corrupted", text: String(decoding: bytes, as: UTF8.self), expectedCodes: nil)

@@ -6,7 +6,7 @@ import SwitchboardTestSupport
 import Testing
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 @Suite(.serialized, .timeLimit(.minutes(3)))
@@ -28,10 +28,17 @@ struct NotificationTests {
             let plain = try await authority.mint(user: "someone")
             let alice = try await authority.mint(user: "alice-n")
             let bob = try await authority.mint(user: "bob-n")
-            #expect(try await Self.post(base + "/api/v1/notifications", token: plain, body: #"{"userId":"alice-n","title":"t","message":"m"}"#) == 403)
-            #expect(try await Self.post(base + "/api/v1/notifications", token: admin, body: #"{"title":"no user","message":"m"}"#) == 400)
+            #expect(
+                try await Self.post(
+                    base + "/api/v1/notifications", token: plain,
+                    body: #"{"userId":"alice-n","title":"t","message":"m"}"#) == 403)
+            #expect(
+                try await Self.post(
+                    base + "/api/v1/notifications", token: admin, body: #"{"title":"no user","message":"m"}"#) == 400)
             // Seed 003's broadcast takes any JSON, from admins (a chat socket sees an unknown type as info).
-            #expect(try await Self.post(base + "/api/broadcast", token: plain, body: #"{"title":"t","message":"m"}"#) == 403)
+            #expect(
+                try await Self.post(base + "/api/broadcast", token: plain, body: #"{"title":"t","message":"m"}"#) == 403
+            )
             #expect(try await Self.post(base + "/api/broadcast", token: admin, body: "not json") == 400)
 
             let received = try await ChatClient.withConnection(url: url, token: alice) { aliceClient -> [[String]] in
@@ -45,15 +52,20 @@ struct NotificationTests {
                         base + "/api/v1/notifications", token: admin,
                         body: #"{"userId":"alice-n","type":"success","title":"Build","message":"only for alice"}"#)
                     _ = try await Self.post(
-                        base + "/api/broadcast", token: admin, body: #"{"type":"warning","title":"Maintenance","message":"for everyone"}"#)
+                        base + "/api/broadcast", token: admin,
+                        body: #"{"type":"warning","title":"Maintenance","message":"for everyone"}"#)
                     var titles: [String] = []
-                    while let frame = await bobClient.frames.first(within: .seconds(5), where: { $0.type == FrameType.userNotification }) {
+                    while let frame = await bobClient.frames.first(
+                        within: .seconds(5), where: { $0.type == FrameType.userNotification })
+                    {
                         titles.append(frame.frame.data["message"]?.stringValue ?? "")
                     }
                     return titles
                 }
                 var aliceTitles: [String] = []
-                while let frame = await aliceClient.frames.first(within: .seconds(5), where: { $0.type == FrameType.userNotification }) {
+                while let frame = await aliceClient.frames.first(
+                    within: .seconds(5), where: { $0.type == FrameType.userNotification })
+                {
                     aliceTitles.append(frame.frame.data["message"]?.stringValue ?? "")
                 }
                 return [aliceTitles, bobFrames.result ?? []]
@@ -70,7 +82,8 @@ struct SystemStatusTests {
     @Test func theSystemChannelReportsServicesComingAndGoing() async throws {
         try await ChatFlowTests.withStack { stack, url, authority in
             let token = try await authority.mint(user: "watcher")
-            let statusURL = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws", with: "/api/v1/system/status")
+            let statusURL = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(
+                of: "/ws", with: "/api/v1/system/status")
             // Every kind has a ready instance once the heartbeats are in.
             let operational = await eventually(timeout: .seconds(20)) {
                 guard let status = await LimitsTests.json(statusURL, token: token),

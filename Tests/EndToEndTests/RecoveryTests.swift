@@ -1,6 +1,6 @@
 import Foundation
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 import SwitchboardCLI
 import SwitchboardContracts
@@ -34,7 +34,9 @@ struct RecoveryTests {
         let positioned = frames.filter { $0.offset != nil && $0.channel?.hasPrefix("conversation:") == true }
         let offsets = positioned.compactMap(\.offset)
         #expect(!offsets.isEmpty, sourceLocation: sourceLocation)
-        #expect(offsets == Array(offsets[0]..<(offsets[0] + Int64(offsets.count))), "offsets \(offsets)", sourceLocation: sourceLocation)
+        #expect(
+            offsets == Array(offsets[0]..<(offsets[0] + Int64(offsets.count))), "offsets \(offsets)",
+            sourceLocation: sourceLocation)
         #expect(Set(positioned.compactMap(\.epoch)).count == 1, sourceLocation: sourceLocation)
         // The reply among the collaboration's events: START first, END last.
         let reply = positioned.filter { $0.type.hasPrefix("MESSAGE_STREAM_") }
@@ -42,8 +44,11 @@ struct RecoveryTests {
         #expect(reply.last?.type == FrameType.messageStreamEnd, sourceLocation: sourceLocation)
         let chunks = positioned.filter { $0.type == FrameType.messageStreamChunk }
         let texts = chunks.compactMap { $0.data["chunk"]?.stringValue }
-        #expect(chunks.map { $0.data["position"]?.intValue } == Self.characterOffsets(texts), sourceLocation: sourceLocation)
-        #expect(reply.last?.data["finalMessage"]?["content"]?.stringValue == texts.joined(), sourceLocation: sourceLocation)
+        #expect(
+            chunks.map { $0.data["position"]?.intValue } == Self.characterOffsets(texts), sourceLocation: sourceLocation
+        )
+        #expect(
+            reply.last?.data["finalMessage"]?["content"]?.stringValue == texts.joined(), sourceLocation: sourceLocation)
     }
 
     /// Seed 000's chunk positions: each chunk's character offset in the reply (0, then the first's length…).
@@ -57,12 +62,15 @@ struct RecoveryTests {
 
     /// The same check over seed 000's SSE events: ids are consecutive positions of one epoch; the reply
     /// is `message_start`, `message_chunk {chunk, position, total: -1}`s, `message_complete {message, metadata}`.
-    static func expectCompleteSSEStream(_ events: [SSEClient.Event], sourceLocation: SourceLocation = #_sourceLocation) {
+    static func expectCompleteSSEStream(_ events: [SSEClient.Event], sourceLocation: SourceLocation = #_sourceLocation)
+    {
         let numbered = events.filter { $0.id != nil }
         let positions = numbered.compactMap { $0.id.flatMap(StreamPosition.init(lastEventID:)) }
         #expect(positions.count == numbered.count && !positions.isEmpty, sourceLocation: sourceLocation)
         let offsets = positions.map(\.offset)
-        #expect(offsets == Array((offsets.first ?? 0)..<((offsets.first ?? 0) + Int64(offsets.count))), "offsets \(offsets)", sourceLocation: sourceLocation)
+        #expect(
+            offsets == Array((offsets.first ?? 0)..<((offsets.first ?? 0) + Int64(offsets.count))),
+            "offsets \(offsets)", sourceLocation: sourceLocation)
         #expect(Set(positions.map(\.epoch)).count == 1, sourceLocation: sourceLocation)
         #expect(numbered.allSatisfy { $0.event == $0.event?.lowercased() }, sourceLocation: sourceLocation)
         let reply = numbered.filter { ["message_start", "message_chunk", "message_complete"].contains($0.event ?? "") }
@@ -80,7 +88,9 @@ struct RecoveryTests {
 
     /// Sends `content` to `conversation`, reads until the reply's fifth chunk and drops the connection,
     /// as a client that goes away mid-stream does; the frames it saw.
-    static func sendAndLeave(url: String, token: String, _ conversation: String, _ content: String) async throws -> [ServerFrame] {
+    static func sendAndLeave(url: String, token: String, _ conversation: String, _ content: String) async throws
+        -> [ServerFrame]
+    {
         let (before, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
             client.send(Self.send(conversation, content))
             var frames: [ServerFrame] = []
@@ -97,12 +107,14 @@ struct RecoveryTests {
         try await ChatFlowTests.withStack(tokensPerSecond: 40) { _, url, authority in
             let token = try await authority.mint(user: "carol")
             let conversation = "resume-\(UUID().uuidString.prefix(8))"
-            let first = try await Self.sendAndLeave(url: url, token: token, conversation, "tell me about resumable streams")
+            let first = try await Self.sendAndLeave(
+                url: url, token: token, conversation, "tell me about resumable streams")
             #expect(first.filter { $0.type == FrameType.messageStreamChunk }.count == 5)
             // Away for a while: the reply goes on without us.
             try await Task.sleep(for: .milliseconds(400))
             let (after, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
-                client.send(Self.resume(conversation, from: first.last { $0.channel == "conversation:\(conversation)" }))
+                client.send(
+                    Self.resume(conversation, from: first.last { $0.channel == "conversation:\(conversation)" }))
                 return await client.frames.collect(idle: .seconds(20)) { $0.type == FrameType.messageStreamEnd }
             }
             let second = try #require(after)
@@ -110,7 +122,8 @@ struct RecoveryTests {
             #expect(ack.type == "ACK" && ack.data["recovered"]?.boolValue == true)
             // The answer comes first, then what was missed.
             let ackIndex = try #require(second.firstIndex { $0.correlationId == "resume" })
-            let firstReplayed = try #require(second.firstIndex { $0.channel == "conversation:\(conversation)" && $0.offset != nil })
+            let firstReplayed = try #require(
+                second.firstIndex { $0.channel == "conversation:\(conversation)" && $0.offset != nil })
             #expect(ackIndex < firstReplayed)
             Self.expectCompleteStream(first + second)
         }
@@ -142,9 +155,12 @@ struct RecoveryTests {
             let before = seen.withLock { $0 }
             #expect(before.filter { $0.type == FrameType.messageStreamChunk }.count >= 4)
             #expect(!before.contains { $0.type == FrameType.messageStreamEnd })
-            let (after, _) = try await ChatClient.withConnection(url: "ws://127.0.0.1:\(spare.httpPort)/ws", token: token) {
+            let (after, _) = try await ChatClient.withConnection(
+                url: "ws://127.0.0.1:\(spare.httpPort)/ws", token: token
+            ) {
                 client -> [ServerFrame] in
-                client.send(Self.resume(conversation, from: before.last { $0.channel == "conversation:\(conversation)" }))
+                client.send(
+                    Self.resume(conversation, from: before.last { $0.channel == "conversation:\(conversation)" }))
                 return await client.frames.collect(idle: .seconds(20)) { $0.type == FrameType.messageStreamEnd }
             }
             let second = try #require(after)
@@ -167,7 +183,8 @@ struct RecoveryTests {
                     ["conversationId": .string(conversation), "offset": -1, "epoch": "x"],
                 ] {
                     client.send(ClientCommand(id: "r", type: ClientCommandType.subscribeConversation, data: data))
-                    if let answer = await client.frames.first(within: .seconds(10), where: { $0.correlationId == "r" }) {
+                    if let answer = await client.frames.first(within: .seconds(10), where: { $0.correlationId == "r" })
+                    {
                         answers.append(answer.frame)
                     }
                 }
@@ -194,14 +211,16 @@ struct RecoveryTests {
             #expect(anonymous.head?.hasPrefix("HTTP/1.1 401") == true)
             await anonymous.close()
 
-            let first = try await SSEClient.connect(port: port, path: path, headers: ["Authorization": "Bearer \(token)"])
+            let first = try await SSEClient.connect(
+                port: port, path: path, headers: ["Authorization": "Bearer \(token)"])
             #expect(await eventually(timeout: .seconds(5)) { first.head != nil })
             let head = try #require(first.head).lowercased()
             #expect(head.hasPrefix("http/1.1 200") && head.contains("text/event-stream") && head.contains("no-cache"))
             #expect(head.contains("x-accel-buffering: no"))
 
             // Send over REST: 202 with the message id.
-            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/api/v1/conversations/\(conversation)/messages")!)
+            var request = URLRequest(
+                url: URL(string: "http://127.0.0.1:\(port)/api/v1/conversations/\(conversation)/messages")!)
             request.httpMethod = "POST"
             request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
@@ -210,14 +229,18 @@ struct RecoveryTests {
             #expect((response as? HTTPURLResponse)?.statusCode == 202)
             #expect(String(decoding: body, as: UTF8.self).contains("messageId"))
 
-            #expect(await eventually(timeout: .seconds(20)) { first.events.filter { $0.event == "message_chunk" }.count >= 5 })
+            #expect(
+                await eventually(timeout: .seconds(20)) {
+                    first.events.filter { $0.event == "message_chunk" }.count >= 5
+                })
             await first.close()
             let firstEvents = first.events.filter { $0.id != nil }
             let lastID = try #require(firstEvents.last?.id, "events: \(first.events.prefix(4))")
 
             let second = try await SSEClient.connect(
                 port: port, path: path + "?lastEventId=\(lastID)", headers: ["Authorization": "Bearer \(token)"])
-            #expect(await eventually(timeout: .seconds(20)) { second.events.contains { $0.event == "message_complete" } })
+            #expect(
+                await eventually(timeout: .seconds(20)) { second.events.contains { $0.event == "message_complete" } })
             await second.close()
             let recovery = try #require(second.events.first)
             #expect(recovery.event == "recovery" && recovery.data.contains("\"recovered\":true"))
@@ -241,7 +264,8 @@ struct RecoveryTests {
                 _ = await client.frames.first(within: .seconds(20)) { $0.type == FrameType.messageStreamEnd }
             }
             // Every event arrives whole and at once: each write is flushed through the compressor.
-            #expect(await eventually(timeout: .seconds(10)) { stream.events.contains { $0.event == "message_complete" } })
+            #expect(
+                await eventually(timeout: .seconds(10)) { stream.events.contains { $0.event == "message_complete" } })
             Self.expectCompleteSSEStream(stream.events)
             await stream.close()
         }
@@ -252,11 +276,18 @@ struct RecoveryTests {
             let token = try await authority.mint(user: "gina")
             let conversation = "typing-\(UUID().uuidString.prefix(8))"
             let (frames, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
-                client.send(ClientCommand(id: "t0", type: ClientCommandType.typingStart, data: ["conversationId": .string(conversation)]))
+                client.send(
+                    ClientCommand(
+                        id: "t0", type: ClientCommandType.typingStart, data: ["conversationId": .string(conversation)]))
                 let refused = await client.frames.first(within: .seconds(10)) { $0.correlationId == "t0" }
-                client.send(ClientCommand(id: "s", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)]))
+                client.send(
+                    ClientCommand(
+                        id: "s", type: ClientCommandType.subscribeConversation,
+                        data: ["conversationId": .string(conversation)]))
                 _ = await client.frames.first(within: .seconds(10)) { $0.correlationId == "s" }
-                client.send(ClientCommand(id: "t1", type: ClientCommandType.typingStart, data: ["conversationId": .string(conversation)]))
+                client.send(
+                    ClientCommand(
+                        id: "t1", type: ClientCommandType.typingStart, data: ["conversationId": .string(conversation)]))
                 let ack = await client.frames.first(within: .seconds(10)) { $0.correlationId == "t1" }
                 let typing = await client.frames.first(within: .seconds(10)) { $0.type == "TYPING_START" }
                 return [refused?.frame, ack?.frame, typing?.frame].compactMap { $0 }
@@ -273,7 +304,8 @@ struct RecoveryTests {
         try await ChatFlowTests.withStack { _, url, authority in
             let token = try await authority.mint(user: "ines")
             let conversation = "presence-\(UUID().uuidString.prefix(8))"
-            let subscribe = ClientCommand(id: "s", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)])
+            let subscribe = ClientCommand(
+                id: "s", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)])
             let (seen, _) = try await ChatClient.withConnection(url: url, token: token) { watcher -> [ServerFrame] in
                 watcher.send(subscribe)
                 _ = await watcher.frames.first(within: .seconds(10)) { $0.correlationId == "s" }
@@ -281,9 +313,15 @@ struct RecoveryTests {
                 try await ChatClient.withConnection(url: url, token: token) { device in
                     device.send(subscribe)
                     _ = await device.frames.first(within: .seconds(10)) { $0.correlationId == "s" }
-                    device.send(ClientCommand(id: "u", type: ClientCommandType.unsubscribeConversation, data: ["conversationId": .string(conversation)]))
+                    device.send(
+                        ClientCommand(
+                            id: "u", type: ClientCommandType.unsubscribeConversation,
+                            data: ["conversationId": .string(conversation)]))
                     _ = await device.frames.first(within: .seconds(10)) { $0.correlationId == "u" }
-                    device.send(ClientCommand(id: "s2", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)]))
+                    device.send(
+                        ClientCommand(
+                            id: "s2", type: ClientCommandType.subscribeConversation,
+                            data: ["conversationId": .string(conversation)]))
                     _ = await device.frames.first(within: .seconds(10)) { $0.correlationId == "s2" }
                 }
                 // Its own join, then the device's four.
@@ -296,7 +334,10 @@ struct RecoveryTests {
             let all = try #require(seen)
             let watcherConnection = all.first?.data["connectionId"]?.stringValue
             let presence = all.filter { $0.data["connectionId"]?.stringValue != watcherConnection }
-            #expect(presence.map(\.type) == [FrameType.presenceJoin, FrameType.presenceLeave, FrameType.presenceJoin, FrameType.presenceLeave])
+            #expect(
+                presence.map(\.type) == [
+                    FrameType.presenceJoin, FrameType.presenceLeave, FrameType.presenceJoin, FrameType.presenceLeave,
+                ])
             #expect(presence.allSatisfy { $0.data["userId"]?.stringValue == "ines" && $0.offset == nil })
             // Ephemeral: a client resuming the conversation from its start is not shown them again.
             let (replayed, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in

@@ -1,6 +1,6 @@
 import Foundation
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 import SwitchboardCLI
 import SwitchboardContracts
@@ -42,12 +42,15 @@ struct SafetyFlowTests {
             let exited = await eventually(timeout: .seconds(30), every: .milliseconds(100)) { !process.isRunning }
             #expect(exited, "\(name) started with a published or missing secret")
             #expect(process.terminationStatus != 0)
-            #expect(stack.log(of: name).contains("SWITCHBOARD_JWT_SECRET"), "\(name) does not name the setting:\n\(stack.log(of: name).suffix(800))")
+            #expect(
+                stack.log(of: name).contains("SWITCHBOARD_JWT_SECRET"),
+                "\(name) does not name the setting:\n\(stack.log(of: name).suffix(800))")
         }
         await stack.stopAll()
 
         let development = try ServiceProcesses()
-        let notifier = try development.start("notifier", environment: ["SWITCHBOARD_JWT_SECRET": "", "SWITCHBOARD_DEVELOPMENT_MODE": "1"])
+        let notifier = try development.start(
+            "notifier", environment: ["SWITCHBOARD_JWT_SECRET": "", "SWITCHBOARD_DEVELOPMENT_MODE": "1"])
         try await development.waitUntilReady()
         #expect(development.log(of: "notifier").contains("development mode"))
         #expect(try await Self.get("http://127.0.0.1:\(notifier.adminPort)/readyz").status == 200)
@@ -86,24 +89,50 @@ struct SafetyFlowTests {
             let header: [String: Any] = ["alg": "HS256", "typ": "JWT"]
             let claims = ForgedTokens.claims(user: "mallory", ["aud": Self.audience])
             let negatives: [(String, String, String)] = [
-                ("alg none", ForgedTokens.token(header: ["alg": "none", "typ": "JWT"], claims: claims, secret: nil), "algorithm"),
-                ("RS256", ForgedTokens.token(header: ["alg": "RS256", "typ": "JWT"], claims: claims, secret: secret), "algorithm"),
-                ("wrong aud", ForgedTokens.token(
-                    header: header, claims: ForgedTokens.claims(user: "mallory", ["aud": "someone-else"]), secret: secret), "aud"),
-                ("no aud", ForgedTokens.token(header: header, claims: ForgedTokens.claims(user: "mallory"), secret: secret), "aud"),
-                ("far-future exp", ForgedTokens.token(
-                    header: header, claims: ForgedTokens.claims(user: "mallory", lifetime: 30 * 24 * 3600, ["aud": Self.audience]),
-                    secret: secret), "lifetime"),
-                ("nbf in the future", ForgedTokens.token(
-                    header: header,
-                    claims: ForgedTokens.claims(user: "mallory", ["aud": Self.audience, "nbf": Int(Date().timeIntervalSince1970) + 600]),
-                    secret: secret), "nbf"),
+                (
+                    "alg none", ForgedTokens.token(header: ["alg": "none", "typ": "JWT"], claims: claims, secret: nil),
+                    "algorithm"
+                ),
+                (
+                    "RS256",
+                    ForgedTokens.token(header: ["alg": "RS256", "typ": "JWT"], claims: claims, secret: secret),
+                    "algorithm"
+                ),
+                (
+                    "wrong aud",
+                    ForgedTokens.token(
+                        header: header, claims: ForgedTokens.claims(user: "mallory", ["aud": "someone-else"]),
+                        secret: secret), "aud"
+                ),
+                (
+                    "no aud",
+                    ForgedTokens.token(header: header, claims: ForgedTokens.claims(user: "mallory"), secret: secret),
+                    "aud"
+                ),
+                (
+                    "far-future exp",
+                    ForgedTokens.token(
+                        header: header,
+                        claims: ForgedTokens.claims(user: "mallory", lifetime: 30 * 24 * 3600, ["aud": Self.audience]),
+                        secret: secret), "lifetime"
+                ),
+                (
+                    "nbf in the future",
+                    ForgedTokens.token(
+                        header: header,
+                        claims: ForgedTokens.claims(
+                            user: "mallory", ["aud": Self.audience, "nbf": Int(Date().timeIntervalSince1970) + 600]),
+                        secret: secret), "nbf"
+                ),
             ]
             for (name, token, reason) in negatives {
                 let answer = try await Self.get("\(base)/ws", token: token)
-                #expect(answer.status == 401 && answer.body.contains(reason), "\(name): \(answer.status) \(answer.body)")
+                #expect(
+                    answer.status == 401 && answer.body.contains(reason), "\(name): \(answer.status) \(answer.body)")
                 await #expect(throws: (any Error).self, "\(name) opened a socket") {
-                    _ = try await ChatClient.withConnection(url: "\(stack.webSocketURL.replacingOccurrences(of: "/xiaozhi/v1/", with: "/ws"))", token: token) { _ in () }
+                    _ = try await ChatClient.withConnection(
+                        url: "\(stack.webSocketURL.replacingOccurrences(of: "/xiaozhi/v1/", with: "/ws"))", token: token
+                    ) { _ in () }
                 }
             }
             // The well-formed one passes (so the refusals above are the checks, not the setup).
@@ -128,7 +157,8 @@ struct SafetyFlowTests {
                 port: port, path: "/api/v1/events/system", headers: ["Authorization": "Bearer \(sseToken)"])
             let sseStarted = ContinuousClock.now
             #expect(await stream.waitFor(within: .seconds(15)) { $0.contains { $0.event == "close" } })
-            #expect(stream.events.last { $0.event == "close" }?.data.contains("\(CloseCode.unauthorized.rawValue)") == true)
+            #expect(
+                stream.events.last { $0.event == "close" }?.data.contains("\(CloseCode.unauthorized.rawValue)") == true)
             #expect(await eventually(timeout: .seconds(5)) { stream.isClosed })
             #expect(ContinuousClock.now - sseStarted < .seconds(12))
             await stream.close()
@@ -137,18 +167,26 @@ struct SafetyFlowTests {
             let owner = try await authority.mint(user: "owner-\(UUID().uuidString.prefix(6))")
             let deviceA = VoiceFlowTests.deviceID()
             let clientA = UUID().uuidString
-            let (deviceURL, deviceToken) = try await DeviceActivationFlowTests.bind(base, deviceID: deviceA, clientID: clientA, user: owner)
+            let (deviceURL, deviceToken) = try await DeviceActivationFlowTests.bind(
+                base, deviceID: deviceA, clientID: clientA, user: owner)
             await #expect(throws: (any Error).self, "device A's token opened device B's socket") {
-                _ = try await DeviceSimulator.connect(url: deviceURL, token: deviceToken, deviceID: VoiceFlowTests.deviceID(), clientID: clientA) { _ in () }
+                _ = try await DeviceSimulator.connect(
+                    url: deviceURL, token: deviceToken, deviceID: VoiceFlowTests.deviceID(), clientID: clientA
+                ) { _ in () }
             }
             await #expect(throws: (any Error).self, "device A's token opened A's socket for another client") {
-                _ = try await DeviceSimulator.connect(url: deviceURL, token: deviceToken, deviceID: deviceA, clientID: "another-client") { _ in () }
+                _ = try await DeviceSimulator.connect(
+                    url: deviceURL, token: deviceToken, deviceID: deviceA, clientID: "another-client"
+                ) { _ in () }
             }
 
             // Item 11: 31 s of quiet audio in manual mode (a device that never says `listen stop`), sent at
             // 45 packets a second: the voice-worker answers what the first 30 s held and says why.
-            let quiet = try await DeviceSimulator.speech("a", silenceBefore: .milliseconds(300), silenceAfter: .seconds(31))
-            let (manualAlert, _) = try await DeviceSimulator.connect(url: deviceURL, token: deviceToken, deviceID: deviceA, clientID: clientA) {
+            let quiet = try await DeviceSimulator.speech(
+                "a", silenceBefore: .milliseconds(300), silenceAfter: .seconds(31))
+            let (manualAlert, _) = try await DeviceSimulator.connect(
+                url: deviceURL, token: deviceToken, deviceID: deviceA, clientID: clientA
+            ) {
                 device -> String? in
                 let session = try await VoiceFlowTests.hello(device)
                 device.send(.listen(.start, mode: .manual, sessionId: session))
@@ -158,7 +196,9 @@ struct SafetyFlowTests {
             #expect((manualAlert ?? nil)?.contains("30 s") == true, "\(String(describing: manualAlert))")
 
             // Item 11: a device sending audio packets faster than any real one is closed with 4504.
-            let (_, flooded) = try await DeviceSimulator.connect(url: deviceURL, token: deviceToken, deviceID: deviceA, clientID: clientA) {
+            let (_, flooded) = try await DeviceSimulator.connect(
+                url: deviceURL, token: deviceToken, deviceID: deviceA, clientID: clientA
+            ) {
                 device -> Bool in
                 _ = try await VoiceFlowTests.hello(device)
                 for packet in quiet.prefix(400) { device.sendAudio(packet) }
@@ -176,7 +216,9 @@ struct SafetyFlowTests {
             let token = try await authority.mint(user: "readme-\(UUID().uuidString.prefix(6))")
             let conversation = "demo-\(UUID().uuidString.prefix(8))"
             @Sendable func send(_ client: ChatClient, id: String, in conversation: String, busyPolicy: String? = nil) {
-                var data: [String: JSONValue] = ["conversationId": .string(conversation), "content": "hello", "pattern": "direct"]
+                var data: [String: JSONValue] = [
+                    "conversationId": .string(conversation), "content": "hello", "pattern": "direct",
+                ]
                 if let busyPolicy { data["busyPolicy"] = .string(busyPolicy) }
                 client.send(ClientCommand(id: id, type: ClientCommandType.sendMessage, data: .object(data)))
             }
@@ -222,7 +264,8 @@ struct SafetyFlowTests {
         ]) { stack, url, authority in
             let user = "bounded-\(UUID().uuidString.prefix(6))"
             let token = try await authority.mint(user: user)
-            let (answers, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [String: String] in
+            let (answers, _) = try await ChatClient.withConnection(url: url, token: token) {
+                client -> [String: String] in
                 var answers: [String: String] = [:]
                 // Client ids: 1-128 characters.
                 let long = String(repeating: "x", count: 129)
@@ -234,9 +277,10 @@ struct SafetyFlowTests {
                 }
                 // 100 conversations followed; the 101st is refused, and an unsubscribe makes room.
                 for index in 0..<GatewayLimitsMirror.conversationsPerConnection {
-                    client.send(ClientCommand(
-                        id: "s\(index)", type: ClientCommandType.subscribeConversation,
-                        data: ["conversationId": .string("\(user)-\(index)")]))
+                    client.send(
+                        ClientCommand(
+                            id: "s\(index)", type: ClientCommandType.subscribeConversation,
+                            data: ["conversationId": .string("\(user)-\(index)")]))
                 }
                 var acks = 0
                 while acks < GatewayLimitsMirror.conversationsPerConnection,
@@ -245,19 +289,29 @@ struct SafetyFlowTests {
                     if frame.type == "ACK", frame.correlationId?.hasPrefix("s") == true { acks += 1 }
                 }
                 answers["acks"] = String(acks)
-                client.send(ClientCommand(
-                    id: "over", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string("\(user)-over")]))
-                answers["over"] = await client.frames.first(within: .seconds(10)) { $0.correlationId == "over" }?.frame.error?.code
-                client.send(ClientCommand(
-                    id: "leave", type: ClientCommandType.unsubscribeConversation, data: ["conversationId": .string("\(user)-0")]))
+                client.send(
+                    ClientCommand(
+                        id: "over", type: ClientCommandType.subscribeConversation,
+                        data: ["conversationId": .string("\(user)-over")]))
+                answers["over"] = await client.frames.first(within: .seconds(10)) { $0.correlationId == "over" }?.frame
+                    .error?.code
+                client.send(
+                    ClientCommand(
+                        id: "leave", type: ClientCommandType.unsubscribeConversation,
+                        data: ["conversationId": .string("\(user)-0")]))
                 _ = await client.frames.first(within: .seconds(10)) { $0.correlationId == "leave" }
-                client.send(ClientCommand(
-                    id: "again", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string("\(user)-over")]))
-                answers["again"] = await client.frames.first(within: .seconds(10)) { $0.correlationId == "again" }?.frame.type
+                client.send(
+                    ClientCommand(
+                        id: "again", type: ClientCommandType.subscribeConversation,
+                        data: ["conversationId": .string("\(user)-over")]))
+                answers["again"] = await client.frames.first(within: .seconds(10)) { $0.correlationId == "again" }?
+                    .frame.type
                 return answers
             }
             let seen = try #require(answers)
-            #expect(seen["long"] == ErrorCode.invalidArgument.rawValue && seen["empty"] == ErrorCode.invalidArgument.rawValue, "\(seen)")
+            #expect(
+                seen["long"] == ErrorCode.invalidArgument.rawValue
+                    && seen["empty"] == ErrorCode.invalidArgument.rawValue, "\(seen)")
             #expect(seen["acks"] == String(GatewayLimitsMirror.conversationsPerConnection), "\(seen)")
             #expect(seen["over"] == ErrorCode.limitExceeded.rawValue, "\(seen)")
             #expect(seen["again"] == "ACK", "\(seen)")
@@ -294,10 +348,12 @@ struct SafetyFlowTests {
             // A stream being answered is not idle: SSE stays open past the idle timeout.
             let stream = try StalledWebSocket(port: port)
             try stream.sendRaw(
-                "GET /api/v1/events/system HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(token)\r\nAccept: text/event-stream\r\n\r\n")
+                "GET /api/v1/events/system HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(token)\r\nAccept: text/event-stream\r\n\r\n"
+            )
             let streaming = stream.drain(timeout: .seconds(4))
-            #expect(!streaming.closed && String(decoding: streaming.bytes, as: UTF8.self).hasPrefix("HTTP/1.1 200"),
-                    "\(String(decoding: streaming.bytes, as: UTF8.self).prefix(200))")
+            #expect(
+                !streaming.closed && String(decoding: streaming.bytes, as: UTF8.self).hasPrefix("HTTP/1.1 200"),
+                "\(String(decoding: streaming.bytes, as: UTF8.self).prefix(200))")
         }
     }
 }
@@ -311,7 +367,9 @@ extension SafetyFlowTests {
         try await TestEnvironment.requireRedis()
         try await TestEnvironment.requirePostgres()
         // No team announced: an earlier stack's orchestrator may have left its card.
-        let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
+        let redis = RedisClient(
+            configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint),
+            logger: TestEnvironment.logger)
         _ = try await redis.send("DEL", RedisArgument(Keyspace.Cluster.team))
         await redis.close()
         let stack = try ServiceProcesses()
@@ -321,16 +379,21 @@ extension SafetyFlowTests {
             let authority = try await TokenAuthority(secret: stack.jwtSecret)
             let token = try await authority.mint(user: "unlucky-\(UUID().uuidString.prefix(6))")
             let url = "ws://127.0.0.1:\(gateway.httpPort)/ws"
-            let (answers, serverFailuresClose) = try await ChatClient.withConnection(url: url, token: token) { client -> [String] in
+            let (answers, serverFailuresClose) = try await ChatClient.withConnection(url: url, token: token) {
+                client -> [String] in
                 var codes: [String] = []
                 for index in 0..<12 {
-                    client.send(ClientCommand(
-                        id: "f\(index)", type: ClientCommandType.requestRoleFocus,
-                        data: ["conversationId": .string("focus-\(index)"), "role": "Alex"]))
-                    codes.append(await client.frames.first(within: .seconds(5)) { $0.correlationId == "f\(index)" }?.frame.error?.code ?? "none")
+                    client.send(
+                        ClientCommand(
+                            id: "f\(index)", type: ClientCommandType.requestRoleFocus,
+                            data: ["conversationId": .string("focus-\(index)"), "role": "Alex"]))
+                    codes.append(
+                        await client.frames.first(within: .seconds(5)) { $0.correlationId == "f\(index)" }?.frame.error?
+                            .code ?? "none")
                 }
                 client.send(ClientCommand(id: "p", type: ClientCommandType.ping, data: ["timestamp": 1]))
-                codes.append(await client.frames.first(within: .seconds(5)) { $0.correlationId == "p" }?.frame.type ?? "none")
+                codes.append(
+                    await client.frames.first(within: .seconds(5)) { $0.correlationId == "p" }?.frame.type ?? "none")
                 return codes
             }
             #expect(answers?.prefix(12).allSatisfy { $0 == ErrorCode.unavailable.rawValue } == true, "\(answers ?? [])")

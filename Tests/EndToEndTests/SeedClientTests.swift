@@ -17,7 +17,8 @@ struct SeedClientTests {
     static func run(
         _ script: String, arguments: [String] = [], environment: [String: String] = [:]
     ) async throws -> (status: Int32, output: String) {
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("seed-client-\(UUID().uuidString).log")
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "seed-client-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: output.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: output) }
         let log = try FileHandle(forWritingTo: output)
@@ -28,7 +29,8 @@ struct SeedClientTests {
         process.standardOutput = log
         process.standardError = log
         // A termination handler, not waitUntilExit (which spins a run loop nobody serves here).
-        let status = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Int32, any Error>) in
+        let status = try await withCheckedThrowingContinuation {
+            (continuation: CheckedContinuation<Int32, any Error>) in
             process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
             do { try process.run() } catch { continuation.resume(throwing: error) }
         }
@@ -49,7 +51,8 @@ struct SeedClientTests {
         try await ChatFlowTests.withStack(tokensPerSecond: 80) { _, url, authority in
             let port = URL(string: url)!.port!
             let token = try await authority.mint(user: "seed000-\(UUID().uuidString.prefix(6))")
-            let result = try await Self.run("chat_centre.py", arguments: ["--http", "http://127.0.0.1:\(port)", "--token", token])
+            let result = try await Self.run(
+                "chat_centre.py", arguments: ["--http", "http://127.0.0.1:\(port)", "--token", token])
             #expect(result.status == 0, "\(result.output.suffix(3000))")
             let summary = try #require(Self.summary(in: result.output), "\(result.output.suffix(3000))")
             #expect(summary["sse_events"]?.arrayValue?.contains("message_chunk") == true)
@@ -58,17 +61,25 @@ struct SeedClientTests {
             let positions = summary["sse_positions"]?.arrayValue?.compactMap(\.intValue) ?? []
             #expect(positions.first == 0 && positions.count > 2 && positions == positions.sorted())
             #expect(summary["ws_positions"] == summary["sse_positions"])
-            #expect(positions.last.map { $0 <= ChatCentreDialect.length(summary["sse_message"]?.stringValue ?? "") } == true)
+            #expect(
+                positions.last.map { $0 <= ChatCentreDialect.length(summary["sse_message"]?.stringValue ?? "") } == true
+            )
             #expect((summary["estimated_length"]?.intValue ?? 0) > 0)
             #expect(summary["initiated"]?["participants"]?.arrayValue?.isEmpty == false)
             #expect(summary["progress_last"]?["overallProgress"] == 100)
             let completedKeys = Set(summary["completed_keys"]?.arrayValue?.compactMap(\.stringValue) ?? [])
             #expect(completedKeys.isSuperset(of: ["result", "participantContributions", "quality", "duration"]))
             let types = summary["ws_types"]?.arrayValue?.compactMap(\.stringValue) ?? []
-            #expect(Set(["COLLABORATION_START", "COLLABORATION_INITIATED", "COLLABORATION_PROGRESS", "COLLABORATION_COMPLETE",
-                         "COLLABORATION_COMPLETED"]).isSubset(of: types))
+            #expect(
+                Set([
+                    "COLLABORATION_START", "COLLABORATION_INITIATED", "COLLABORATION_PROGRESS",
+                    "COLLABORATION_COMPLETE",
+                    "COLLABORATION_COMPLETED",
+                ]).isSubset(of: types))
             let roleEvents = summary["role_events"]?.arrayValue?.compactMap(\.stringValue) ?? []
-            #expect(["role_status_snapshot", "role_status_change", "collaboration_initiated"].allSatisfy(roleEvents.contains))
+            #expect(
+                ["role_status_snapshot", "role_status_change", "collaboration_initiated"].allSatisfy(
+                    roleEvents.contains))
         }
     }
 
@@ -79,7 +90,8 @@ struct SeedClientTests {
             let port = URL(string: url)!.port!
             let token = try await authority.mint(user: "seed001-\(UUID().uuidString.prefix(6))")
             let result = try await Self.run(
-                "blueplan.py", arguments: ["--http", "http://127.0.0.1:\(port)", "--token", token, "--connection-limit", "2"])
+                "blueplan.py",
+                arguments: ["--http", "http://127.0.0.1:\(port)", "--token", token, "--connection-limit", "2"])
             #expect(result.status == 0, "\(result.output.suffix(3000))")
             let summary = try #require(Self.summary(in: result.output), "\(result.output.suffix(3000))")
             #expect(summary["nova_agents"] == ["Alex", "Catherine", "David", "Emma", "Kulu", "Mike"])
@@ -116,7 +128,8 @@ struct SeedClientTests {
         try await ChatFlowTests.withStack { _, url, authority in
             let http = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws", with: "")
             let (status, output) = try await Self.run(
-                "bisheng_client.py", environment: ["SB_HTTP": http, "SB_TOKEN": try await authority.mint(user: "bisheng-user")])
+                "bisheng_client.py",
+                environment: ["SB_HTTP": http, "SB_TOKEN": try await authority.mint(user: "bisheng-user")])
             #expect(status == 0, "\(output)")
             let checks = Self.checks(in: output)
             #expect(checks.count == 10, "\(output)")
@@ -151,28 +164,40 @@ struct SeedClientTests {
         let fake = FakeOpenAI()
         try await fake.withServer { port in
             let model = "http://127.0.0.1:\(port)/tools/v1"
-            let teamPath = try CollaborationFlowTests.teamFile(providers: ["Alex": ["kind": "openai", "baseURL": model, "model": "fake-tools"]])
+            let teamPath = try CollaborationFlowTests.teamFile(providers: [
+                "Alex": ["kind": "openai", "baseURL": model, "model": "fake-tools"]
+            ])
             defer { try? FileManager.default.removeItem(atPath: teamPath) }
             try await VoiceFlowTests.withVoiceStack(
-                orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath], agentEnvironment: ["SWITCHBOARD_AGENT_PROVIDERS": model]
+                orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath],
+                agentEnvironment: ["SWITCHBOARD_AGENT_PROVIDERS": model]
             ) { stack in
                 let user = try await stack.authority.mint(user: "xiaozhi-ai-\(UUID().uuidString.prefix(6))")
                 let (status, output) = try await Self.run(
-                    "xiaozhi_device.py", environment: ["SB_HTTP": stack.httpBase, "SB_USER_TOKEN": user, "SB_MODEL": "openai"])
+                    "xiaozhi_device.py",
+                    environment: ["SB_HTTP": stack.httpBase, "SB_USER_TOKEN": user, "SB_MODEL": "openai"])
                 #expect(status == 0, "\(output)")
                 #expect(Self.checks(in: output).count == 10, "\(output)")
-                let bodies = try fake.bodies.withLock { $0 }.map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+                let bodies = try fake.bodies.withLock { $0 }.map {
+                    try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8))
+                }
                 // Two requests for each of the three turns with a call, one for the turn without.
                 #expect(bodies.count == 7)
-                let offered = bodies.map { $0["tools"]?.arrayValue?.compactMap { $0["function"]?["name"]?.stringValue } ?? [] }
+                let offered = bodies.map {
+                    $0["tools"]?.arrayValue?.compactMap { $0["function"]?["name"]?.stringValue } ?? []
+                }
                 #expect(offered.first == ["self_light_turn_on", "self_audio_speaker_set_volume"])
                 #expect(offered.last == ["self_fan_turn_on", "self_audio_speaker_set_volume"])
                 // The device's results went back to the model as `tool` messages answering its calls.
                 let toolMessages = bodies.flatMap { $0["messages"]?.arrayValue ?? [] }.filter { $0["role"] == "tool" }
-                #expect(toolMessages.compactMap { $0["content"]?.stringValue }
-                    == ["the light is on", "volume is now 30", "the fan is spinning"])
+                #expect(
+                    toolMessages.compactMap { $0["content"]?.stringValue }
+                        == ["the light is on", "volume is now 30", "the fan is spinning"])
                 let metrics = try await VoiceFlowTests.metrics(stack, service: "agent-worker")
-                #expect(metrics.split(separator: "\n").contains { $0.hasPrefix("sb_agent_device_tool_calls_total") && $0.hasSuffix(" 3") })
+                #expect(
+                    metrics.split(separator: "\n").contains {
+                        $0.hasPrefix("sb_agent_device_tool_calls_total") && $0.hasSuffix(" 3")
+                    })
             }
         }
     }

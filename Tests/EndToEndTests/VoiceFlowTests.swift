@@ -1,6 +1,6 @@
 import Foundation
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 import SwitchboardCLI
 import SwitchboardContracts
@@ -27,7 +27,8 @@ struct VoiceFlowTests {
     ) async throws {
         // The chat stack with its defaults (a fast offline engine), seen from the device side.
         try await ChatFlowTests.withStack(
-            gatewayEnvironment: gatewayEnvironment, orchestratorEnvironment: orchestratorEnvironment, agentEnvironment: agentEnvironment,
+            gatewayEnvironment: gatewayEnvironment, orchestratorEnvironment: orchestratorEnvironment,
+            agentEnvironment: agentEnvironment,
             voiceEnvironment: voiceEnvironment
         ) { stack, url, authority in
             let port = URL(string: url)!.port!
@@ -39,7 +40,9 @@ struct VoiceFlowTests {
     }
 
     /// The device's first request: OTA with Device-Id and Client-Id (a token only once it is bound).
-    static func ota(_ base: String, deviceID: String, clientID: String) async throws -> (url: String, token: String?, body: [String: Any]) {
+    static func ota(_ base: String, deviceID: String, clientID: String) async throws -> (
+        url: String, token: String?, body: [String: Any]
+    ) {
         var request = URLRequest(url: URL(string: "\(base)/xiaozhi/ota/")!)
         request.httpMethod = "POST"
         request.setValue(deviceID, forHTTPHeaderField: "Device-Id")
@@ -96,13 +99,16 @@ struct VoiceFlowTests {
             playbackEnd = max(playbackEnd, frame.at) + .milliseconds(60)
             mostHeld = max(mostHeld, playbackEnd - frame.at)
         }
-        #expect(mostHeld <= .milliseconds(5 * 60 + 120), "frames came faster than real time: the device held \(mostHeld)")
+        #expect(
+            mostHeld <= .milliseconds(5 * 60 + 120), "frames came faster than real time: the device held \(mostHeld)")
         var gaps = zip(frames.dropFirst(5), frames.dropFirst(4)).map { $0.at - $1.at }
         gaps.sort()
         let median = gaps[gaps.count / 2]
         #expect(median >= .milliseconds(45) && median <= .milliseconds(75), "median gap \(median)")
         let playback = received[stop].at - frames[0].at
-        #expect(playback >= .milliseconds(60 * frames.count) - .milliseconds(120), "tts stop came \(playback) after the first frame")
+        #expect(
+            playback >= .milliseconds(60 * frames.count) - .milliseconds(120),
+            "tts stop came \(playback) after the first frame")
     }
 
     @Test func aSpokenQuestionIsRecognisedAnsweredAndSpokenBackPaced() async throws {
@@ -111,13 +117,16 @@ struct VoiceFlowTests {
             let clientID = UUID().uuidString
             // Bound to a user first (DeviceActivationFlowTests has the flow's details).
             let owner = try await stack.authority.mint(user: "speaker-\(UUID().uuidString.prefix(8))")
-            _ = try await DeviceActivationFlowTests.bind(stack.httpBase, deviceID: deviceID, clientID: clientID, user: owner)
+            _ = try await DeviceActivationFlowTests.bind(
+                stack.httpBase, deviceID: deviceID, clientID: clientID, user: owner)
             let (url, otaToken, body) = try await Self.ota(stack.httpBase, deviceID: deviceID, clientID: clientID)
             let token = try #require(otaToken)
             #expect(url == stack.webSocketURL)
             #expect((body["server_time"] as? [String: Any])?["timestamp"] != nil)
             let speech = try await DeviceSimulator.speech("good morning")
-            let (result, _) = try await DeviceSimulator.connect(url: url, token: token, deviceID: deviceID, clientID: clientID) {
+            let (result, _) = try await DeviceSimulator.connect(
+                url: url, token: token, deviceID: deviceID, clientID: clientID
+            ) {
                 device -> [DeviceSimulator.Received] in
                 let session = try await Self.hello(device)
                 device.send(.listen(.start, mode: .auto, sessionId: session))
@@ -152,7 +161,9 @@ struct VoiceFlowTests {
             let pcm = try await DeviceSimulator.pcm("good morning", sampleRate: format.sampleRate)
             let packets = try OpusEncoder(format: format, bitrate: 32_000).encodeAll(pcm)
             let token = try await stack.authority.mint(user: "wideband-\(UUID().uuidString.prefix(8))")
-            let (result, _) = try await DeviceSimulator.connect(url: stack.webSocketURL, token: token, deviceID: Self.deviceID()) {
+            let (result, _) = try await DeviceSimulator.connect(
+                url: stack.webSocketURL, token: token, deviceID: Self.deviceID()
+            ) {
                 device -> (String, [DeviceSimulator.Received]) in
                 device.send(.deviceHello(audio: Xiaozhi.AudioParams(sampleRate: format.sampleRate, frameDuration: 20)))
                 let hello = try #require(await device.waitFor(type: "hello", within: .seconds(10)))
@@ -177,11 +188,15 @@ struct VoiceFlowTests {
             var framer = UplinkFramer(sourceRate: format.sampleRate)
             var local: [Int16] = []
             for packet in packets { local += framer.push(try decoder.decode(packet)).joined() }
-            #expect(recorded.samples == local, "\(recorded.samples.count) samples heard, \(local.count) decoded locally")
+            #expect(
+                recorded.samples == local, "\(recorded.samples.count) samples heard, \(local.count) decoded locally")
             // 2. Against the device's own PCM (resampled to 16 kHz), only the codec's loss is left.
             let reference = Resampler.resample(pcm, from: format.sampleRate, to: 16_000)
-            #expect(abs(recorded.samples.count - reference.count) <= 960, "\(recorded.samples.count) vs \(reference.count) samples")
-            let (db, lag) = AudioQuality.snr(reference: Array(reference.dropFirst(1_600)), decoded: Array(recorded.samples.dropFirst(1_600)))
+            #expect(
+                abs(recorded.samples.count - reference.count) <= 960,
+                "\(recorded.samples.count) vs \(reference.count) samples")
+            let (db, lag) = AudioQuality.snr(
+                reference: Array(reference.dropFirst(1_600)), decoded: Array(recorded.samples.dropFirst(1_600)))
             #expect(db >= 10, "SNR \(db) dB at lag \(lag)")
         }
     }
@@ -195,7 +210,9 @@ struct VoiceFlowTests {
                     group.addTask {
                         let deviceID = Self.deviceID()
                         let token = try await stack.authority.mint(user: "owner-\(deviceID)")
-                        let (result, _) = try await DeviceSimulator.connect(url: stack.webSocketURL, token: token, deviceID: deviceID) {
+                        let (result, _) = try await DeviceSimulator.connect(
+                            url: stack.webSocketURL, token: token, deviceID: deviceID
+                        ) {
                             device -> [DeviceSimulator.Received] in
                             let session = try await Self.hello(device)
                             device.send(.listen(.start, mode: .auto, sessionId: session))
@@ -225,7 +242,8 @@ struct VoiceFlowTests {
                 let other = questions.first { $0 != question }!
                 let texts = received.compactMap(\.message).compactMap(\.text).joined(separator: " ")
                 #expect(texts.contains(question.split(separator: " ").last!), "\(question): \(texts)")
-                #expect(!texts.contains(other.split(separator: " ").last!), "\(question) heard the other device: \(texts)")
+                #expect(
+                    !texts.contains(other.split(separator: " ").last!), "\(question) heard the other device: \(texts)")
                 let stt = received.compactMap(\.message).filter { $0.type == "stt" }.compactMap(\.text)
                 #expect(stt.contains(question))
             }
@@ -236,10 +254,15 @@ struct VoiceFlowTests {
         try await Self.withVoiceStack { stack in
             let deviceID = Self.deviceID()
             let token = try await stack.authority.mint(user: "aborter")
-            let (result, _) = try await DeviceSimulator.connect(url: stack.webSocketURL, token: token, deviceID: deviceID, protocolVersion: 3) {
+            let (result, _) = try await DeviceSimulator.connect(
+                url: stack.webSocketURL, token: token, deviceID: deviceID, protocolVersion: 3
+            ) {
                 device -> (Duration, Int, [DeviceSimulator.Received]) in
                 let session = try await Self.hello(device)
-                device.send(.listen(.detect, text: "please tell me a very long story about the sea and the ships on it", sessionId: session))
+                device.send(
+                    .listen(
+                        .detect, text: "please tell me a very long story about the sea and the ships on it",
+                        sessionId: session))
                 var seen: [DeviceSimulator.Received] = []
                 var frames = 0
                 while let next = await device.next(within: .seconds(30)) {
@@ -282,11 +305,15 @@ struct VoiceFlowTests {
 
             // No token: the upgrade is refused.
             await #expect(throws: (any Error).self) {
-                _ = try await DeviceSimulator.connect(url: stack.webSocketURL, token: nil, deviceID: Self.deviceID()) { _ in () }
+                _ = try await DeviceSimulator.connect(url: stack.webSocketURL, token: nil, deviceID: Self.deviceID()) {
+                    _ in ()
+                }
             }
             // A forged device token, an unknown protocol version.
             await #expect(throws: (any Error).self) {
-                _ = try await DeviceSimulator.connect(url: stack.webSocketURL, token: "AAAA.123", deviceID: Self.deviceID()) { _ in () }
+                _ = try await DeviceSimulator.connect(
+                    url: stack.webSocketURL, token: "AAAA.123", deviceID: Self.deviceID()
+                ) { _ in () }
             }
             await #expect(throws: (any Error).self) {
                 _ = try await DeviceSimulator.connect(
@@ -295,13 +322,17 @@ struct VoiceFlowTests {
                 ) { _ in () }
             }
             // listen before hello: closed with 4501.
-            let (_, early) = try await DeviceSimulator.connect(url: stack.webSocketURL, token: token, deviceID: Self.deviceID()) { device in
+            let (_, early) = try await DeviceSimulator.connect(
+                url: stack.webSocketURL, token: token, deviceID: Self.deviceID()
+            ) { device in
                 device.send(.listen(.start, mode: .auto, sessionId: nil))
                 _ = await device.collect(idle: .seconds(5)) { _ in false }
             }
             #expect(early == CloseCode.badRequest.rawValue)
             // An oversized binary frame after hello: closed with 4501.
-            let (_, oversized) = try await DeviceSimulator.connect(url: stack.webSocketURL, token: token, deviceID: Self.deviceID()) { device in
+            let (_, oversized) = try await DeviceSimulator.connect(
+                url: stack.webSocketURL, token: token, deviceID: Self.deviceID()
+            ) { device in
                 _ = try await Self.hello(device)
                 device.sendBinary([UInt8](repeating: 7, count: 6000))
                 _ = await device.collect(idle: .seconds(5)) { _ in false }
@@ -322,7 +353,8 @@ struct VoiceFlowTests {
             ) { device -> [DeviceSimulator.Received] in
                 let session = try await Self.hello(device)
                 device.send(.listen(.start, mode: .auto, sessionId: session))
-                try await device.stream((0..<40).map { _ in (0..<80).map { _ in UInt8.random(in: 0...255) } }, interval: .milliseconds(20))
+                try await device.stream(
+                    (0..<40).map { _ in (0..<80).map { _ in UInt8.random(in: 0...255) } }, interval: .milliseconds(20))
                 return await device.collect(idle: .seconds(10)) { _ in false }
             }
             #expect(alerts?.contains { $0.message?.type == "alert" } == true)
@@ -339,7 +371,9 @@ struct VoiceFlowTests {
             voiceEnvironment: ["SWITCHBOARD_VOICE_IDLE_SECONDS": "2", "SWITCHBOARD_VOICE_HARD_CLOSE_SECONDS": "6"]
         ) { stack in
             let token = try await stack.authority.mint(user: "quiet")
-            let (result, code) = try await DeviceSimulator.connect(url: stack.webSocketURL, token: token, deviceID: Self.deviceID()) {
+            let (result, code) = try await DeviceSimulator.connect(
+                url: stack.webSocketURL, token: token, deviceID: Self.deviceID()
+            ) {
                 device -> [DeviceSimulator.Received] in
                 let session = try await Self.hello(device)
                 device.send(.listen(.start, mode: .auto, sessionId: session))
@@ -358,7 +392,8 @@ struct VoiceFlowTests {
         try await fake.withServer { port in
             try await Self.withVoiceStack(voiceEnvironment: [
                 "SWITCHBOARD_VOICE_ASR_ENGINE": "openai", "SWITCHBOARD_VOICE_TTS_ENGINE": "openai",
-                "SWITCHBOARD_VOICE_OPENAI_BASE_URL": "http://127.0.0.1:\(port)/ok/v1", "SWITCHBOARD_VOICE_OPENAI_API_KEY": "sk-voice",
+                "SWITCHBOARD_VOICE_OPENAI_BASE_URL": "http://127.0.0.1:\(port)/ok/v1",
+                "SWITCHBOARD_VOICE_OPENAI_API_KEY": "sk-voice",
             ]) { stack in
                 let speech = try await DeviceSimulator.speech("good morning")
                 let token = try await stack.authority.mint(user: "cloud")
@@ -391,7 +426,9 @@ struct VoiceFlowTests {
             ]) { stack in
                 let speech = try await DeviceSimulator.speech("good morning")
                 let token = try await stack.authority.mint(user: "fallback")
-                let (result, _) = try await DeviceSimulator.connect(url: stack.webSocketURL, token: token, deviceID: Self.deviceID()) {
+                let (result, _) = try await DeviceSimulator.connect(
+                    url: stack.webSocketURL, token: token, deviceID: Self.deviceID()
+                ) {
                     device -> [DeviceSimulator.Received] in
                     let session = try await Self.hello(device)
                     device.send(.listen(.start, mode: .auto, sessionId: session))
@@ -405,7 +442,9 @@ struct VoiceFlowTests {
                 // One retry per call, then the fallback.
                 #expect(fake.count("transcriptions") == 2)
                 let metrics = try await Self.metrics(stack, service: "voice-worker")
-                let fallbacks = metrics.split(separator: "\n").filter { $0.hasPrefix("sb_voice_engine_fallbacks_total") }
+                let fallbacks = metrics.split(separator: "\n").filter {
+                    $0.hasPrefix("sb_voice_engine_fallbacks_total")
+                }
                 #expect(fallbacks.contains { $0.contains("asr") && $0.hasSuffix(" 1") }, "\(fallbacks)")
                 #expect(fallbacks.contains { $0.contains("tts") && !$0.hasSuffix(" 0") }, "\(fallbacks)")
                 #expect(metrics.contains("sb_voice_input_queue_depth"))
@@ -418,7 +457,9 @@ struct VoiceFlowTests {
         try await Self.withVoiceStack { stack in
             let speech = try await DeviceSimulator.speech("good morning", silenceAfter: .milliseconds(120))
             let token = try await stack.authority.mint(user: "pusher")
-            let (result, _) = try await DeviceSimulator.connect(url: stack.webSocketURL, token: token, deviceID: Self.deviceID()) {
+            let (result, _) = try await DeviceSimulator.connect(
+                url: stack.webSocketURL, token: token, deviceID: Self.deviceID()
+            ) {
                 device -> [DeviceSimulator.Received] in
                 let session = try await Self.hello(device)
                 device.send(.listen(.start, mode: .manual, sessionId: session))

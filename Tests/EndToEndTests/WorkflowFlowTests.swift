@@ -8,7 +8,7 @@ import SwitchboardWorkflow
 import Testing
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// The workflow protocol (seed 003) through the real gateway, workflow-runners, agent-workers and notifier.
@@ -19,7 +19,10 @@ struct WorkflowFlowTests {
     }
 
     static func link(_ from: String, _ output: String, _ to: String, _ input: String) -> JSONValue {
-        ["from_node": .string(from), "from_output": .string(output), "to_node": .string(to), "to_input": .string(input)]
+        [
+            "from_node": .string(from), "from_output": .string(output), "to_node": .string(to),
+            "to_input": .string(input),
+        ]
     }
 
     /// Ten nodes: a condition whose true branch asks an llm (the offline agent-worker) and whose false
@@ -76,13 +79,17 @@ struct WorkflowFlowTests {
 
     /// Starts a run and returns its run id (after workflow_execution_started, which names the run by
     /// the workflow's own id and adds the run id).
-    static func execute(_ client: WorkflowClient, _ workflow: JSONValue, inputs: JSONValue = [:]) async throws -> String {
+    static func execute(_ client: WorkflowClient, _ workflow: JSONValue, inputs: JSONValue = [:]) async throws -> String
+    {
         client.send(["type": "execute_workflow", "request_id": "exec", "workflow": workflow, "inputs": inputs])
-        let started = try #require(await client.frames.first(within: .seconds(20)) {
-            ["workflow_execution_started", "workflow_validation_error", "error"].contains($0["type"]?.stringValue ?? "")
-        })
+        let started = try #require(
+            await client.frames.first(within: .seconds(20)) {
+                ["workflow_execution_started", "workflow_validation_error", "error"].contains(
+                    $0["type"]?.stringValue ?? "")
+            })
         #expect(started["type"]?.stringValue == "workflow_execution_started", "\(started)")
-        #expect(started["workflow_id"]?.stringValue == (workflow["id"]?.stringValue ?? started["workflow_id"]?.stringValue))
+        #expect(
+            started["workflow_id"]?.stringValue == (workflow["id"]?.stringValue ?? started["workflow_id"]?.stringValue))
         return try #require(started["run_id"]?.stringValue)
     }
 
@@ -90,7 +97,9 @@ struct WorkflowFlowTests {
         try await ChatFlowTests.withStack { stack, url, authority in
             let token = try await authority.mint(user: "wf-alice")
             let session = "s-\(UUID().uuidString.prefix(8))"
-            let (result, _) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: session), token: token) { client in
+            let (result, _) = try await WorkflowClient.withConnection(
+                url: Self.wsURL(url, session: session), token: token
+            ) { client in
                 let hello = await client.frames.first("connection_established")
                 #expect(hello?["session_id"]?.stringValue == session)
                 let runID = try await Self.execute(client, Self.tenNodes)
@@ -106,10 +115,14 @@ struct WorkflowFlowTests {
             #expect(outcome["summary"]?["completed"]?.intValue == 9 && outcome["summary"]?["skipped"]?.intValue == 1)
 
             let updates = frames.filter { $0["type"]?.stringValue == "node_status_update" }
-            #expect(updates.allSatisfy {
-                $0["workflow_id"]?.stringValue == "ten" && $0["run_id"]?.stringValue == runID && $0["timestamp"]?.stringValue != nil
-            })
-            func index(_ node: String, _ status: String) -> Int? { updates.firstIndex { Self.isNode($0, node, status) } }
+            #expect(
+                updates.allSatisfy {
+                    $0["workflow_id"]?.stringValue == "ten" && $0["run_id"]?.stringValue == runID
+                        && $0["timestamp"]?.stringValue != nil
+                })
+            func index(_ node: String, _ status: String) -> Int? {
+                updates.firstIndex { Self.isNode($0, node, status) }
+            }
             // Each node: running then completed, once each; the skipped branch never runs.
             for node in ["start", "greet", "check", "praise", "side", "side2", "join", "summary", "end"] {
                 #expect(updates.filter { Self.isNode($0, node, "running") }.count == 1, "\(node)")
@@ -135,10 +148,12 @@ struct WorkflowFlowTests {
             // running and completed updates, and add up to its output.
             let progress = frames.filter { $0["type"]?.stringValue == "node_progress" }
             #expect(!progress.isEmpty, "no node_progress frame")
-            #expect(progress.allSatisfy {
-                $0["workflow_id"]?.stringValue == "ten" && $0["run_id"]?.stringValue == runID && $0["node_id"]?.stringValue == "praise"
-                    && $0["status"]?.stringValue == "running" && $0["timestamp"]?.stringValue != nil
-            })
+            #expect(
+                progress.allSatisfy {
+                    $0["workflow_id"]?.stringValue == "ten" && $0["run_id"]?.stringValue == runID
+                        && $0["node_id"]?.stringValue == "praise"
+                        && $0["status"]?.stringValue == "running" && $0["timestamp"]?.stringValue != nil
+                })
             let praised = updates.first { Self.isNode($0, "praise", "completed") }?["outputs"]?["text"]?.stringValue
             #expect(progress.compactMap { $0["delta"]?.stringValue }.joined() == praised)
             #expect(progress.last?["partial_outputs"]?["text"]?.stringValue == praised)
@@ -149,17 +164,21 @@ struct WorkflowFlowTests {
             let praiseDone = frames.firstIndex { Self.isNode($0, "praise", "completed") } ?? -1
             #expect(progressAt.allSatisfy { praiseRunning < $0 && $0 < praiseDone })
             // The orchestrator leaves the llm node's result to the runners: no conversation record.
-            let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
+            let redis = RedisClient(
+                configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint),
+                logger: TestEnvironment.logger)
             let record = try await redis.send("EXISTS", RedisArgument(Keyspace.Conversation.record("wf-\(runID)")))
             await redis.close()
             #expect(record.integer == 0, "the orchestrator stored a record for a workflow task")
 
             // The run is kept: its record with every node, and in the user's list.
-            let run = try #require(await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs/\(runID)", token: token))
+            let run = try #require(
+                await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs/\(runID)", token: token))
             #expect(run["status"]?.stringValue == "completed")
             #expect(run["nodes"]?["wait"]?["status"]?.stringValue == "skipped")
             #expect(run["nodes"]?["greet"]?["outputs"]?["text"]?.stringValue == "Hello Ada")
-            let list = try #require(await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs?limit=5", token: token))
+            let list = try #require(
+                await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs?limit=5", token: token))
             #expect(list["runs"]?.arrayValue?.first?["run_id"]?.stringValue == runID)
             #expect(list["runs"]?.arrayValue?.first?["workflow_id"]?.stringValue == "ten")
             let other = try await authority.mint(user: "wf-mallory")
@@ -167,16 +186,22 @@ struct WorkflowFlowTests {
 
             // Redis lets the run go (its retention ended): PostgreSQL still has the record, every
             // node's checkpoint and the user's list.
-            let cache = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
-            for key in [Keyspace.Workflow.record(runID), Keyspace.Workflow.nodes(runID), Keyspace.User.workflowRuns("wf-alice")] {
+            let cache = RedisClient(
+                configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint),
+                logger: TestEnvironment.logger)
+            for key in [
+                Keyspace.Workflow.record(runID), Keyspace.Workflow.nodes(runID), Keyspace.User.workflowRuns("wf-alice"),
+            ] {
                 try await cache.send("DEL", RedisArgument(key))
             }
             await cache.close()
-            let archived = try #require(await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs/\(runID)", token: token))
+            let archived = try #require(
+                await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs/\(runID)", token: token))
             #expect(archived["status"]?.stringValue == "completed")
             #expect(archived["results"] == run["results"] && archived["nodes"] == run["nodes"], "\(archived)")
             #expect((archived["nodes"]?.objectValue ?? [:]).count == 10)
-            let archivedList = try #require(await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs?limit=5", token: token))
+            let archivedList = try #require(
+                await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs?limit=5", token: token))
             #expect(archivedList["runs"]?.arrayValue?.first?["run_id"]?.stringValue == runID, "\(archivedList)")
             #expect(archivedList["runs"]?.arrayValue?.first?["status"]?.stringValue == "completed")
             #expect(await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs/\(runID)", token: other) == nil)
@@ -186,19 +211,25 @@ struct WorkflowFlowTests {
     @Test func badDefinitionsAndBadMessagesAreAnsweredWithErrors() async throws {
         try await ChatFlowTests.withStack { stack, url, authority in
             let token = try await authority.mint(user: "wf-bob")
-            let (result, closeCode) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: "bad"), token: token) { client in
+            let (result, closeCode) = try await WorkflowClient.withConnection(
+                url: Self.wsURL(url, session: "bad"), token: token
+            ) { client in
                 _ = await client.frames.first("connection_established")
                 let log = FrameLog(client)
                 await log.ask([
                     "type": "execute_workflow",
                     "workflow": [
                         "nodes": [
-                            Self.node("s", "start"), Self.node("x", "teleport"), Self.node("a", "template", ["template": "{{v}}"]),
-                            Self.node("b", "template", ["template": "{{v}}"]), Self.node("c", "condition"), Self.node("e", "end"),
+                            Self.node("s", "start"), Self.node("x", "teleport"),
+                            Self.node("a", "template", ["template": "{{v}}"]),
+                            Self.node("b", "template", ["template": "{{v}}"]), Self.node("c", "condition"),
+                            Self.node("e", "end"),
                         ],
                         "connections": [
-                            Self.link("s", "v", "a", "v"), Self.link("s", "v", "a", "v"), Self.link("a", "text", "b", "v"),
-                            Self.link("b", "text", "a", "w"), Self.link("s", "v", "ghost", "v"), Self.link("c", "maybe", "e", "r"),
+                            Self.link("s", "v", "a", "v"), Self.link("s", "v", "a", "v"),
+                            Self.link("a", "text", "b", "v"),
+                            Self.link("b", "text", "a", "w"), Self.link("s", "v", "ghost", "v"),
+                            Self.link("c", "maybe", "e", "r"),
                         ],
                     ],
                 ])
@@ -216,9 +247,10 @@ struct WorkflowFlowTests {
             let answers = try #require(result)
             try #require(answers.count == 9, "\(answers)")
             #expect(answers[0]["type"]?.stringValue == "workflow_validation_error")
-            let problems = Set((answers[0]["errors"]?.arrayValue ?? []).map {
-                "\($0["code"]?.stringValue ?? "")@\($0["node_id"]?.stringValue ?? $0["connection"]?["to_node"]?.stringValue ?? "")"
-            })
+            let problems = Set(
+                (answers[0]["errors"]?.arrayValue ?? []).map {
+                    "\($0["code"]?.stringValue ?? "")@\($0["node_id"]?.stringValue ?? $0["connection"]?["to_node"]?.stringValue ?? "")"
+                })
             #expect(
                 problems == [
                     "unknown_node_type@x", "duplicate_connection@a", "dangling_connection@ghost", "cycle@a", "cycle@b",
@@ -226,28 +258,41 @@ struct WorkflowFlowTests {
                     "unreachable_node@x", "unreachable_node@c", "unreachable_node@e",
                 ], "\(answers[0])")
             #expect(answers[1]["type"]?.stringValue == "workflow_validation_error")
-            #expect(answers[1]["errors"]?.arrayValue?.first?["code"]?.stringValue == "malformed_definition", "\(answers[1])")
+            #expect(
+                answers[1]["errors"]?.arrayValue?.first?["code"]?.stringValue == "malformed_definition", "\(answers[1])"
+            )
             #expect(answers[2]["type"]?.stringValue == "error" && answers[2]["code"]?.stringValue == "BAD_FRAME")
             #expect(answers[3]["type"]?.stringValue == "error" && answers[3]["code"]?.stringValue == "UNKNOWN_TYPE")
             #expect(answers[3]["message"]?.stringValue == "Unknown message type: launch_rockets", "the seed's words")
             #expect(answers[4]["type"]?.stringValue == "error" && answers[4]["code"]?.stringValue == "INVALID_ARGUMENT")
             #expect(answers[4]["message"]?.stringValue?.contains("explode") == true)
-            #expect(answers[5]["type"]?.stringValue == "error" && answers[5]["message"]?.stringValue?.contains("no workflow no-such-run") == true)
+            #expect(
+                answers[5]["type"]?.stringValue == "error"
+                    && answers[5]["message"]?.stringValue?.contains("no workflow no-such-run") == true)
             // Names Switchboard does not know are kept, as the seed keeps them.
-            #expect(answers[6]["type"]?.stringValue == "subscription_confirmed" && answers[6]["subscriptions"] == ["node_status", "telepathy"])
-            #expect(answers[7]["type"]?.stringValue == "subscription_confirmed" && answers[7]["subscriptions"] == ["node_status", "telepathy"])
-            #expect(answers[8]["type"]?.stringValue == "subscription_updated" && answers[8]["subscriptions"] == ["telepathy"])
+            #expect(
+                answers[6]["type"]?.stringValue == "subscription_confirmed"
+                    && answers[6]["subscriptions"] == ["node_status", "telepathy"])
+            #expect(
+                answers[7]["type"]?.stringValue == "subscription_confirmed"
+                    && answers[7]["subscriptions"] == ["node_status", "telepathy"])
+            #expect(
+                answers[8]["type"]?.stringValue == "subscription_updated"
+                    && answers[8]["subscriptions"] == ["telepathy"])
         }
     }
 
     @Test func pauseResumeAndStopReportTheirRealOutcome() async throws {
         try await ChatFlowTests.withStack { stack, url, authority in
             let token = try await authority.mint(user: "wf-carol")
-            let (result, _) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: "ctl"), token: token) { client in
+            let (result, _) = try await WorkflowClient.withConnection(
+                url: Self.wsURL(url, session: "ctl"), token: token
+            ) { client in
                 try await Self.pauseResumeStop(client)
             }
             let runID = try #require(result)
-            let run = try #require(await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs/\(runID)", token: token))
+            let run = try #require(
+                await Self.getJSON("\(Self.httpBase(url))/api/v1/workflows/runs/\(runID)", token: token))
             #expect(run["status"]?.stringValue == "stopped")
         }
     }
@@ -266,17 +311,26 @@ struct WorkflowFlowTests {
                     Self.link("reply", "text", "end", "result"),
                 ],
             ]
-            let (result, _) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: "human"), token: token) { client in
+            let (result, _) = try await WorkflowClient.withConnection(
+                url: Self.wsURL(url, session: "human"), token: token
+            ) { client in
                 _ = await client.frames.first("connection_established")
                 let runID = try await Self.execute(client, workflow)
                 let question = await client.frames.first("human_input_required")
-                #expect(question?["prompt"]?.stringValue == "Approve Dave?" && question?["node_id"]?.stringValue == "ask")
+                #expect(
+                    question?["prompt"]?.stringValue == "Approve Dave?" && question?["node_id"]?.stringValue == "ask")
                 // It waits: nothing more happens until the answer.
                 #expect(await client.frames.next(within: .milliseconds(800)) == nil)
-                client.send(["type": "provide_input", "request_id": "i0", "workflow_id": .string(runID), "node_id": "reply", "answer": "no"])
+                client.send([
+                    "type": "provide_input", "request_id": "i0", "workflow_id": .string(runID), "node_id": "reply",
+                    "answer": "no",
+                ])
                 let wrong = await client.frames.first("human_input_response")
                 #expect(wrong?["success"] == false && wrong?["error"]?["code"]?.stringValue == "not_waiting")
-                client.send(["type": "provide_input", "request_id": "i1", "workflow_id": .string(runID), "node_id": "ask", "answer": "yes"])
+                client.send([
+                    "type": "provide_input", "request_id": "i1", "workflow_id": .string(runID), "node_id": "ask",
+                    "answer": "yes",
+                ])
                 let accepted = await client.frames.first("human_input_response")
                 #expect(accepted?["success"] == true && accepted?["request_id"]?.stringValue == "i1")
                 return await client.frames.collect(until: Self.isOutcome)
@@ -291,26 +345,37 @@ struct WorkflowFlowTests {
         try await ChatFlowTests.withStack { stack, url, authority in
             let token = try await authority.mint(user: "wf-erin")
             let session = "re-\(UUID().uuidString.prefix(8))"
-            let (first, _) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: session), token: token) { client in
+            let (first, _) = try await WorkflowClient.withConnection(
+                url: Self.wsURL(url, session: session), token: token
+            ) { client in
                 _ = await client.frames.first("connection_established")
                 let runID = try await Self.execute(client, Self.chain(5, ms: 300))
-                let update = try #require(await client.frames.first(within: .seconds(20)) { Self.isNode($0, "d1", "running") })
+                let update = try #require(
+                    await client.frames.first(within: .seconds(20)) { Self.isNode($0, "d1", "running") })
                 return (runID, try #require(update["offset"]?.intValue), try #require(update["epoch"]?.stringValue))
             }
             let (runID, offset, epoch) = try #require(first)
             // Away long enough to miss a few nodes.
             try await Task.sleep(for: .milliseconds(900))
-            let (second, _) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: session), token: token) { client in
+            let (second, _) = try await WorkflowClient.withConnection(
+                url: Self.wsURL(url, session: session), token: token
+            ) { client in
                 let hello = try #require(await client.frames.first("connection_established"))
-                #expect(hello["workflows"]?.arrayValue?.contains { $0["run_id"]?.stringValue == runID && $0["workflow_id"] == "chain" } == true)
+                #expect(
+                    hello["workflows"]?.arrayValue?.contains {
+                        $0["run_id"]?.stringValue == runID && $0["workflow_id"] == "chain"
+                    } == true)
                 client.send([
-                    "type": "subscribe", "workflow_id": .string(runID), "offset": .number(Double(offset)), "epoch": .string(epoch),
+                    "type": "subscribe", "workflow_id": .string(runID), "offset": .number(Double(offset)),
+                    "epoch": .string(epoch),
                 ])
                 return await client.frames.collect(until: Self.isOutcome)
             }
             let frames = try #require(second)
             let confirmed = try #require(frames.first)
-            #expect(confirmed["type"]?.stringValue == "subscription_confirmed" && confirmed["recovered"] == true, "\(confirmed)")
+            #expect(
+                confirmed["type"]?.stringValue == "subscription_confirmed" && confirmed["recovered"] == true,
+                "\(confirmed)")
             let offsets = frames.dropFirst().compactMap { $0["offset"]?.intValue }
             #expect(offsets.first == offset + 1, "\(frames)")
             #expect(Array(offsets) == Array((offset + 1)..<(offset + 1 + offsets.count)))
@@ -331,8 +396,12 @@ struct WorkflowFlowTests {
             try stack.start("workflow-runner")
             try await stack.waitUntilReady()
             let token = try await authority.mint(user: user)
-            let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
-            let (result, _) = try await WorkflowClient.withConnection(url: Self.wsURL(url, session: session), token: token) { client in
+            let redis = RedisClient(
+                configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint),
+                logger: TestEnvironment.logger)
+            let (result, _) = try await WorkflowClient.withConnection(
+                url: Self.wsURL(url, session: session), token: token
+            ) { client in
                 _ = await client.frames.first("connection_established")
                 let runID = try await Self.execute(client, workflow)
                 var frames: [JSONValue] = []
@@ -363,7 +432,9 @@ struct WorkflowFlowTests {
                 #expect(frames.filter { Self.isNode($0, "d\(index)", "completed") }.count == 1, "d\(index)")
             }
             let offsets = frames.compactMap { $0["offset"]?.intValue }
-            #expect(!offsets.isEmpty && offsets == Array(offsets[0]..<(offsets[0] + offsets.count)), "one consistent stream")
+            #expect(
+                !offsets.isEmpty && offsets == Array(offsets[0]..<(offsets[0] + offsets.count)), "one consistent stream"
+            )
             let completions = try await store.completions(runID)
             #expect(completions.count == 10 && completions.values.allSatisfy { $0 == 1 }, "\(completions)")
         }
@@ -376,7 +447,8 @@ struct WorkflowFlowTests {
         let workflow: JSONValue = [
             "id": "asked",
             "nodes": [
-                Self.node("start", "start", ["inputs": ["topic": "ferries"]]), Self.node("ask", "llm", ["prompt": "Tell me about {{topic}}"]),
+                Self.node("start", "start", ["inputs": ["topic": "ferries"]]),
+                Self.node("ask", "llm", ["prompt": "Tell me about {{topic}}"]),
                 Self.node("end", "end"),
             ],
             "connections": [Self.link("start", "topic", "ask", "topic"), Self.link("ask", "text", "end", "result")],
@@ -404,12 +476,16 @@ struct WorkflowFlowTests {
         client.send(["type": "control_workflow", "request_id": "p1", "workflow_id": .string(runID), "action": "pause"])
         // "paused" only once d1, running when the pause came, has finished.
         let paused = await log.until { $0["type"]?.stringValue == "workflow_control_result" }
-        #expect(paused?["success"] == true && paused?["status"]?.stringValue == "paused" && paused?["request_id"]?.stringValue == "p1")
+        #expect(
+            paused?["success"] == true && paused?["status"]?.stringValue == "paused"
+                && paused?["request_id"]?.stringValue == "p1")
         #expect(log.seen.contains { Self.isNode($0, "d1", "completed") })
         // The seed's answer came at once, before the outcome.
         let acknowledged = log.seen.first { $0["type"]?.stringValue == "workflow_control_response" }
-        #expect(acknowledged?["status"]?.stringValue == "acknowledged" && acknowledged?["action"]?.stringValue == "pause")
-        #expect(acknowledged?["workflow_id"]?.stringValue == "chain" && acknowledged?["request_id"]?.stringValue == "p1")
+        #expect(
+            acknowledged?["status"]?.stringValue == "acknowledged" && acknowledged?["action"]?.stringValue == "pause")
+        #expect(
+            acknowledged?["workflow_id"]?.stringValue == "chain" && acknowledged?["request_id"]?.stringValue == "p1")
         // Nothing runs while paused.
         let quiet = await client.frames.next(within: .milliseconds(1500))
         #expect(quiet == nil, "\(String(describing: quiet?.frame))")
@@ -429,7 +505,9 @@ struct WorkflowFlowTests {
         #expect(log.seen.contains { Self.isNode($0, "d2", "failed") && $0["error"]?.stringValue == "stopped" })
         #expect(!log.seen.contains { Self.isNode($0, "d3", "running") })
         // The run is over: acknowledged, and answered with that.
-        client.send(["type": "control_workflow", "request_id": "late", "workflow_id": .string(runID), "action": "resume"])
+        client.send([
+            "type": "control_workflow", "request_id": "late", "workflow_id": .string(runID), "action": "resume",
+        ])
         let late = await log.until { $0["type"]?.stringValue == "workflow_control_result" }
         #expect(late?["success"] == false && late?["error"]?["code"]?.stringValue == "not_running")
         return runID
@@ -476,7 +554,9 @@ struct WorkflowFlowTests {
             request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
             request.timeoutInterval = 5
             URLSession.shared.dataTask(with: request) { data, response, _ in
-                guard (response as? HTTPURLResponse)?.statusCode == 200, let data else { return continuation.resume(returning: nil) }
+                guard (response as? HTTPURLResponse)?.statusCode == 200, let data else {
+                    return continuation.resume(returning: nil)
+                }
                 continuation.resume(returning: try? JSONDecoder().decode(JSONValue.self, from: data))
             }.resume()
         }

@@ -15,8 +15,15 @@ struct WorkflowLimitsTests {
     typealias Flow = WorkflowFlowTests
 
     static func httpNode(_ url: String) -> JSONValue {
-        ["nodes": [Flow.node("start", "start"), Flow.node("fetch", "http", ["url": .string(url), "retries": 0]), Flow.node("end", "end")],
-         "connections": [Flow.link("start", "value", "fetch", "value"), Flow.link("fetch", "body", "end", "result")]]
+        [
+            "nodes": [
+                Flow.node("start", "start"), Flow.node("fetch", "http", ["url": .string(url), "retries": 0]),
+                Flow.node("end", "end"),
+            ],
+            "connections": [
+                Flow.link("start", "value", "fetch", "value"), Flow.link("fetch", "body", "end", "result"),
+            ],
+        ]
     }
 
     /// Runs each workflow at once on one connection; returns each run's outcome frame, in order. Frames
@@ -32,7 +39,8 @@ struct WorkflowLimitsTests {
             let received = await client.frames.next(within: .seconds(30))
         {
             let frame = received.frame
-            if frame["type"]?.stringValue == "workflow_execution_started", let request = frame["request_id"]?.stringValue,
+            if frame["type"]?.stringValue == "workflow_execution_started",
+                let request = frame["request_id"]?.stringValue,
                 let index = Int(request.dropFirst("exec-".count)), let id = frame["run_id"]?.stringValue
             {
                 runIDs[index] = id
@@ -50,30 +58,40 @@ struct WorkflowLimitsTests {
         let fake = FakeOpenAI()
         try await fake.withServer { port in
             try await ChatFlowTests.withStack(runnerEnvironment: [
-                "SWITCHBOARD_WORKFLOW_EGRESS_ALLOW": "127.0.0.1:\(port)", "SWITCHBOARD_WORKFLOW_HTTP_MAX_REDIRECTS": "3",
+                "SWITCHBOARD_WORKFLOW_EGRESS_ALLOW": "127.0.0.1:\(port)",
+                "SWITCHBOARD_WORKFLOW_HTTP_MAX_REDIRECTS": "3",
             ]) { stack, url, authority in
                 let runnerPort = try #require(stack.logs(of: "workflow-runner").first?.adminPort)
                 let metrics = "http://127.0.0.1:\(runnerPort)/metrics"
                 let bomb: JSONValue = [
                     "nodes": [
                         Flow.node("start", "start", ["inputs": ["a": .array((0..<1000).map { .number(Double($0)) })]]),
-                        Flow.node("boom", "template", ["template": "{{#a}}{{#a}}{{#a}}0123456789{{/a}}{{/a}}{{/a}}"]), Flow.node("end", "end"),
+                        Flow.node("boom", "template", ["template": "{{#a}}{{#a}}{{#a}}0123456789{{/a}}{{/a}}{{/a}}"]),
+                        Flow.node("end", "end"),
                     ],
                     "connections": [Flow.link("start", "a", "boom", "a"), Flow.link("boom", "text", "end", "result")],
                 ]
                 let cases: [(workflow: JSONValue, error: String?)] = [
                     (Self.httpNode("http://127.0.0.1:\(port)/egress/ok"), nil),
                     (Self.httpNode(metrics), "127.0.0.1 is a loopback address"),
-                    (Self.httpNode("http://169.254.169.254/latest/meta-data/"), "169.254.169.254 is a cloud metadata address"),
+                    (
+                        Self.httpNode("http://169.254.169.254/latest/meta-data/"),
+                        "169.254.169.254 is a cloud metadata address"
+                    ),
                     (Self.httpNode("http://[::1]:\(runnerPort)/metrics"), "::1 is a loopback address"),
                     (Self.httpNode("http://localhost:\(runnerPort)/metrics"), "localhost resolves to"),
-                    (Self.httpNode("http://127.0.0.1:\(port)/egress/redirect?to=\(metrics)"), "127.0.0.1 is a loopback address"),
+                    (
+                        Self.httpNode("http://127.0.0.1:\(port)/egress/redirect?to=\(metrics)"),
+                        "127.0.0.1 is a loopback address"
+                    ),
                     (Self.httpNode("http://127.0.0.1:\(port)/egress/big"), "over the 1048576-byte limit"),
                     (bomb, "template error"),
                     (Flow.chain(6, ms: 300), nil),
                 ]
                 let token = try await authority.mint(user: "wf-egress-\(UUID().uuidString.prefix(6))")
-                let (result, _) = try await WorkflowClient.withConnection(url: Flow.wsURL(url, session: "egress"), token: token) { client in
+                let (result, _) = try await WorkflowClient.withConnection(
+                    url: Flow.wsURL(url, session: "egress"), token: token
+                ) { client in
                     _ = await client.frames.first("connection_established")
                     return try await Self.outcomes(client, cases.map(\.workflow))
                 }
@@ -93,7 +111,9 @@ struct WorkflowLimitsTests {
                 // The redirect was followed to the fake (it answered) and refused at the next hop.
                 #expect(fake.count("egress-ok") == 1)
                 // The runner is alive and serves the next run.
-                let (after, _) = try await WorkflowClient.withConnection(url: Flow.wsURL(url, session: "after"), token: token) { client in
+                let (after, _) = try await WorkflowClient.withConnection(
+                    url: Flow.wsURL(url, session: "after"), token: token
+                ) { client in
                     _ = await client.frames.first("connection_established")
                     return try await Self.outcomes(client, [Flow.chain(2, ms: 10)])
                 }
@@ -103,14 +123,19 @@ struct WorkflowLimitsTests {
     }
 
     static let waiting: JSONValue = [
-        "nodes": [Flow.node("start", "start"), Flow.node("ask", "human_input", ["prompt": "go?"]), Flow.node("end", "end")],
+        "nodes": [
+            Flow.node("start", "start"), Flow.node("ask", "human_input", ["prompt": "go?"]), Flow.node("end", "end"),
+        ],
         "connections": [Flow.link("start", "value", "ask", "value"), Flow.link("ask", "answer", "end", "result")],
     ]
 
     @Test func theEleventhRunAtOnceFailsAndATooOftenTakenOverRunFails() async throws {
-        try await ChatFlowTests.withStack(runnerEnvironment: ["SWITCHBOARD_WORKFLOW_MAX_TAKEOVERS": "0"]) { stack, url, authority in
+        try await ChatFlowTests.withStack(runnerEnvironment: ["SWITCHBOARD_WORKFLOW_MAX_TAKEOVERS": "0"]) {
+            stack, url, authority in
             let token = try await authority.mint(user: "wf-busy-\(UUID().uuidString.prefix(6))")
-            let (result, _) = try await WorkflowClient.withConnection(url: Flow.wsURL(url, session: "busy"), token: token) { client in
+            let (result, _) = try await WorkflowClient.withConnection(
+                url: Flow.wsURL(url, session: "busy"), token: token
+            ) { client in
                 _ = await client.frames.first("connection_established")
                 var runs: [String] = []
                 for _ in 0..<10 {
@@ -122,14 +147,21 @@ struct WorkflowLimitsTests {
                     Flow.isOutcome($0) && $0["run_id"]?.stringValue == eleventh
                 }
                 // Once one ends, a new run starts again.
-                client.send(["type": "control_workflow", "request_id": "s0", "workflow_id": .string(runs[0]), "action": "stop"])
-                _ = await client.frames.first(within: .seconds(20)) { Flow.isOutcome($0) && $0["run_id"]?.stringValue == runs[0] }
+                client.send([
+                    "type": "control_workflow", "request_id": "s0", "workflow_id": .string(runs[0]), "action": "stop",
+                ])
+                _ = await client.frames.first(within: .seconds(20)) {
+                    Flow.isOutcome($0) && $0["run_id"]?.stringValue == runs[0]
+                }
                 let twelfth = try await Flow.execute(client, Self.waiting)
                 let asked = await client.frames.first(within: .seconds(20)) {
                     $0["type"]?.stringValue == "human_input_required" && $0["run_id"]?.stringValue == twelfth
                 }
                 for (index, run) in (runs.dropFirst() + [twelfth]).enumerated() {
-                    client.send(["type": "control_workflow", "request_id": .string("s\(index + 1)"), "workflow_id": .string(run), "action": "stop"])
+                    client.send([
+                        "type": "control_workflow", "request_id": .string("s\(index + 1)"), "workflow_id": .string(run),
+                        "action": "stop",
+                    ])
                 }
                 return (refused, asked)
             }
@@ -141,13 +173,17 @@ struct WorkflowLimitsTests {
             // Takeovers: with a limit of 0, the runner that inherits a run fails it instead of resuming it.
             try stack.start("workflow-runner", environment: ["SWITCHBOARD_WORKFLOW_MAX_TAKEOVERS": "0"])
             try await stack.waitUntilReady()
-            let (taken, _) = try await WorkflowClient.withConnection(url: Flow.wsURL(url, session: "takeover"), token: token) { client in
+            let (taken, _) = try await WorkflowClient.withConnection(
+                url: Flow.wsURL(url, session: "takeover"), token: token
+            ) { client in
                 _ = await client.frames.first("connection_established")
                 let runID = try await Flow.execute(client, Flow.chain(8, ms: 500))
                 _ = await client.frames.first(within: .seconds(20)) { Flow.isNode($0, "d2", "running") }
                 let owner = try #require(stack.logs(of: "workflow-runner").first { $0.log.contains(runID) })
                 stack.kill(httpPort: owner.httpPort)
-                return await client.frames.first(within: .seconds(60)) { Flow.isOutcome($0) && $0["run_id"]?.stringValue == runID }
+                return await client.frames.first(within: .seconds(60)) {
+                    Flow.isOutcome($0) && $0["run_id"]?.stringValue == runID
+                }
             }
             let outcome = try #require(taken ?? nil)
             #expect(outcome["type"]?.stringValue == "workflow_failed", "\(outcome)")

@@ -13,20 +13,28 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(2)))
 struct BrokerRestartIntegrationTests {
     @Test func aRestartedBrokerGetsItsTopicsBackAndTheGroupRejoins() async throws {
-        let tansu = try #require(ProcessInfo.processInfo.environment["SB_TANSU_BIN"], "SB_TANSU_BIN is set by make test")
+        let tansu = try #require(
+            ProcessInfo.processInfo.environment["SB_TANSU_BIN"], "SB_TANSU_BIN is set by make test")
         let port = ServiceProcesses.freePort()
         let address = "127.0.0.1:\(port)"
         func start() throws -> pid_t {
             try LocalServers.spawn(
-                tansu, ["broker", "--cluster-id", "restart-test", "--listener-url", "tcp://\(address)",
-                        "--advertised-listener-url", "tcp://\(address)", "--storage-engine", "memory://tansu/"])
+                tansu,
+                [
+                    "broker", "--cluster-id", "restart-test", "--listener-url", "tcp://\(address)",
+                    "--advertised-listener-url", "tcp://\(address)", "--storage-engine", "memory://tansu/",
+                ])
         }
         let broker = Locked<pid_t>(try start())
         defer { kill(broker.withLock { $0 }, SIGKILL) }
-        #expect(await eventually(timeout: .seconds(10)) { (try? await TestEnvironment.requireServer("kafka", hostPort: address)) != nil })
+        #expect(
+            await eventually(timeout: .seconds(10)) {
+                (try? await TestEnvironment.requireServer("kafka", hostPort: address)) != nil
+            })
 
         let client = KafkaClientConfiguration(bootstrapServers: address, clientID: "restart-test")
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client), logger: TestEnvironment.logger)
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(client: client), logger: TestEnvironment.logger)
         let keeper = TopicKeeper(producer: producer, logger: TestEnvironment.logger)
         await keeper.check()
         await keeper.check()
@@ -34,7 +42,8 @@ struct BrokerRestartIntegrationTests {
 
         var configuration = KafkaConsumerConfiguration(client: client, groupID: "restart-test")
         configuration.sessionTimeoutMilliseconds = 6000
-        let consumer = try KafkaConsumer(configuration: configuration, topics: [Topics.clientEvents.name], logger: TestEnvironment.logger)
+        let consumer = try KafkaConsumer(
+            configuration: configuration, topics: [Topics.clientEvents.name], logger: TestEnvironment.logger)
         let received = Locked<[String]>([])
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -56,25 +65,34 @@ struct BrokerRestartIntegrationTests {
             kill(old, SIGKILL)
             while kill(old, 0) == 0 { try await Task.sleep(for: .milliseconds(20)) }
             broker.withLock { $0 = (try? start()) ?? 0 }
-            #expect(await eventually(timeout: .seconds(10)) { (try? await TestEnvironment.requireServer("kafka", hostPort: address)) != nil })
-            #expect(await eventually(timeout: .seconds(15)) {
-                (try? await producer.partitionCounts(of: [Topics.clientEvents.name]))?.isEmpty == true
-            }, "the restarted broker still has the topic: this test no longer restarts anything")
+            #expect(
+                await eventually(timeout: .seconds(10)) {
+                    (try? await TestEnvironment.requireServer("kafka", hostPort: address)) != nil
+                })
+            #expect(
+                await eventually(timeout: .seconds(15)) {
+                    (try? await producer.partitionCounts(of: [Topics.clientEvents.name]))?.isEmpty == true
+                }, "the restarted broker still has the topic: this test no longer restarts anything")
 
             // The keeper's next look finds them missing (not ready), creates them, and the one after is ready.
             await keeper.check()
             #expect(!keeper.isReady)
-            #expect(await eventually(timeout: .seconds(15)) {
-                await keeper.check()
-                return keeper.isReady
-            })
-            #expect(await eventually(timeout: .seconds(30)) { !consumer.hasJoinedGroup }, "readiness stayed true for a forgotten group")
+            #expect(
+                await eventually(timeout: .seconds(15)) {
+                    await keeper.check()
+                    return keeper.isReady
+                })
+            #expect(
+                await eventually(timeout: .seconds(30)) { !consumer.hasJoinedGroup },
+                "readiness stayed true for a forgotten group")
             #expect(await eventually(timeout: .seconds(45)) { consumer.hasJoinedGroup })
             // A producer that started after the restart: the one from before keeps its idempotent
             // producer id, which the emptied Tansu answers UNKNOWN_PRODUCER_ID to however often it is
             // bumped (docs/reliability.md); a broker that keeps its log keeps producer ids too.
-            let fresh = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client), logger: TestEnvironment.logger)
-            _ = try await fresh.send(KafkaOutgoingMessage(topic: Topics.clientEvents.name, key: "k", value: Array("after".utf8)))
+            let fresh = try KafkaProducer(
+                configuration: KafkaProducerConfiguration(client: client), logger: TestEnvironment.logger)
+            _ = try await fresh.send(
+                KafkaOutgoingMessage(topic: Topics.clientEvents.name, key: "k", value: Array("after".utf8)))
             await fresh.shutdown()
             #expect(await eventually(timeout: .seconds(20)) { received.withLock { $0 }.contains("after") })
             await consumer.close()

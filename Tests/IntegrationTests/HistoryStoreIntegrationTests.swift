@@ -21,7 +21,8 @@ func withHistoryStore<T: Sendable>(
     isolated.schema = schema
     let configuration = isolated
     do {
-        let result = try await withRunning(HistoryStore(configuration: configuration, logger: TestEnvironment.logger)) { store in
+        let result = try await withRunning(HistoryStore(configuration: configuration, logger: TestEnvironment.logger)) {
+            store in
             if migrate { try await store.migrate() }
             return try await body(store, configuration)
         }
@@ -40,7 +41,9 @@ private func dropSchema(_ schema: String, _ base: StoreConfiguration) async thro
 }
 
 /// Runs the store's pool around `body`.
-func withRunning<T: Sendable>(_ store: HistoryStore, _ body: @Sendable (HistoryStore) async throws -> T) async throws -> T {
+func withRunning<T: Sendable>(_ store: HistoryStore, _ body: @Sendable (HistoryStore) async throws -> T) async throws
+    -> T
+{
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { await store.run() }
         defer { group.cancelAll() }
@@ -48,13 +51,16 @@ func withRunning<T: Sendable>(_ store: HistoryStore, _ body: @Sendable (HistoryS
     }
 }
 
-private func userMessage(_ chat: String, user: String, id: String, content: String, at time: Int64, event: UUID = UUID())
+private func userMessage(
+    _ chat: String, user: String, id: String, content: String, at time: Int64, event: UUID = UUID()
+)
     -> Envelope<ChatMessageSubmitted>
 {
     Envelope(
         id: event, time: time, routingKey: chat, source: EventSource(service: "gateway", instance: "t"),
         payload: ChatMessageSubmitted(
-            messageId: id, clientMessageId: "c-\(id)", conversationId: chat, userId: user, content: content, gateway: "t"))
+            messageId: id, clientMessageId: "c-\(id)", conversationId: chat, userId: user, content: content,
+            gateway: "t"))
 }
 
 private func clientEvent(_ chat: String, _ type: String, _ data: JSONValue, at time: Int64, event: UUID = UUID())
@@ -81,7 +87,9 @@ struct HistoryStoreIntegrationTests {
             // Exactly one of them applied each migration; the others found nothing to do.
             #expect(applied.flatMap { $0 }.sorted() == Schema.migrations.map(\.version))
             // A pool runs once: a fresh store, as a restarted process would have.
-            let (again, versions) = try await withRunning(HistoryStore(configuration: configuration, logger: TestEnvironment.logger)) { store in
+            let (again, versions) = try await withRunning(
+                HistoryStore(configuration: configuration, logger: TestEnvironment.logger)
+            ) { store in
                 (try await store.migrate(), try await store.schemaVersions())
             }
             #expect(again.isEmpty)
@@ -95,8 +103,10 @@ struct HistoryStoreIntegrationTests {
             for _ in 0..<2 { try await store.apply(HistoryMapper.writes(for: message)) }
             let end = clientEvent(
                 "chat-1", FrameType.messageStreamEnd,
-                ["messageId": "reply-m1", "finalMessage": ["role": "Catherine", "content": "hi there"],
-                 "metadata": ["chunks": 2, "engine": "offline"]], at: 2_000)
+                [
+                    "messageId": "reply-m1", "finalMessage": ["role": "Catherine", "content": "hi there"],
+                    "metadata": ["chunks": 2, "engine": "offline"],
+                ], at: 2_000)
             for _ in 0..<2 { try await store.apply(HistoryMapper.writes(for: end)) }
             let page = try await store.messages("chat-1", user: "alice")
             #expect(page.items.map(\.id) == ["reply-m1", "m1"])
@@ -114,7 +124,9 @@ struct HistoryStoreIntegrationTests {
                 "chat-e", FrameType.messageStreamEnd,
                 ["messageId": "reply-e1", "finalMessage": ["role": "Catherine", "content": "early"]], at: 2_000)
             try await store.apply(HistoryMapper.writes(for: end))
-            let messages = (1...batch).map { userMessage("chat-e", user: "erin", id: "e\($0)", content: "hi \($0)", at: Int64($0)) }
+            let messages = (1...batch).map {
+                userMessage("chat-e", user: "erin", id: "e\($0)", content: "hi \($0)", at: Int64($0))
+            }
             try await store.apply(messages.flatMap { HistoryMapper.writes(for: $0) })
             #expect(try await store.session("chat-e", user: "erin").messageCount == batch + 1)
             let page = try await store.messages("chat-e", user: "erin")
@@ -125,25 +137,40 @@ struct HistoryStoreIntegrationTests {
 
     @Test func aTurnStoppedMidStreamIsStoredAsStoppedWithItsPartialTextAndParts() async throws {
         try await withHistoryStore { store, _ in
-            try await store.apply(HistoryMapper.writes(for: userMessage("c", user: "bob", id: "m9", content: "write an essay", at: 10)))
+            try await store.apply(
+                HistoryMapper.writes(for: userMessage("c", user: "bob", id: "m9", content: "write an essay", at: 10)))
             let events: [Envelope<ClientEvent>] = [
-                clientEvent("c", FrameType.roleStatusChange, ["role": "Alex", "status": "ANALYZING", "previousStatus": "IDLE"], at: 20),
-                clientEvent("c", FrameType.messageStreamStart, ["messageId": "reply-m9", "role": "Catherine", "inReplyTo": "m9"], at: 30),
-                clientEvent("c", FrameType.agentError, ["role": "Kulu", "runId": "m9", "payload": ["error": "model down"]], at: 35),
+                clientEvent(
+                    "c", FrameType.roleStatusChange, ["role": "Alex", "status": "ANALYZING", "previousStatus": "IDLE"],
+                    at: 20),
+                clientEvent(
+                    "c", FrameType.messageStreamStart,
+                    ["messageId": "reply-m9", "role": "Catherine", "inReplyTo": "m9"], at: 30),
+                clientEvent(
+                    "c", FrameType.agentError, ["role": "Kulu", "runId": "m9", "payload": ["error": "model down"]],
+                    at: 35),
                 clientEvent(
                     "c", FrameType.messageStreamEnd,
-                    ["messageId": "reply-m9", "finalMessage": ["role": "Catherine", "content": "Once upon a"],
-                     "metadata": ["status": "stopped", "chunks": 3]], at: 40),
+                    [
+                        "messageId": "reply-m9", "finalMessage": ["role": "Catherine", "content": "Once upon a"],
+                        "metadata": ["status": "stopped", "chunks": 3],
+                    ], at: 40),
                 clientEvent(
                     "c", FrameType.collaborationComplete,
-                    ["runId": "m9", "messageId": "m9", "pattern": "sequential",
-                     "result": ["status": "stopped", "answer": "Once upon a", "failedRoles": ["Kulu"]],
-                     "contributions": [["role": "Alex", "status": "completed", "content": "an essay is asked"],
-                                       ["role": "Catherine", "status": "stopped", "content": "Once upon a"]]], at: 50),
+                    [
+                        "runId": "m9", "messageId": "m9", "pattern": "sequential",
+                        "result": ["status": "stopped", "answer": "Once upon a", "failedRoles": ["Kulu"]],
+                        "contributions": [
+                            ["role": "Alex", "status": "completed", "content": "an essay is asked"],
+                            ["role": "Catherine", "status": "stopped", "content": "Once upon a"],
+                        ],
+                    ], at: 50),
             ]
             for event in events { try await store.apply(HistoryMapper.writes(for: event)) }
             let reply = try #require(try await store.messages("c", user: "bob").items.first)
-            #expect(reply.isBot && reply.status == "stopped" && reply.content == "Once upon a" && reply.author == "Catherine")
+            #expect(
+                reply.isBot && reply.status == "stopped" && reply.content == "Once upon a"
+                    && reply.author == "Catherine")
             // Dated by its start, so it sorts after the user's message and before anything later.
             #expect(reply.createdAt == 30)
             #expect(try await store.session("c", user: "bob").state == SessionState.interrupted.rawValue)
@@ -160,7 +187,9 @@ struct HistoryStoreIntegrationTests {
             // Some share a timestamp: the sequence number breaks the tie.
             let ids = (0..<237).map { "m\($0)" }
             for (index, id) in ids.enumerated() {
-                try await store.apply(HistoryMapper.writes(for: userMessage("p", user: "alice", id: id, content: id, at: Int64(index / 3))))
+                try await store.apply(
+                    HistoryMapper.writes(
+                        for: userMessage("p", user: "alice", id: id, content: id, at: Int64(index / 3))))
             }
             var seen: [String] = []
             var cursor: Cursor?
@@ -178,7 +207,8 @@ struct HistoryStoreIntegrationTests {
 
     @Test func anotherUsersSessionIsForbiddenAndAMissingOneNotFound() async throws {
         try await withHistoryStore { store, _ in
-            try await store.apply(HistoryMapper.writes(for: userMessage("mine", user: "alice", id: "a1", content: "secret", at: 1)))
+            try await store.apply(
+                HistoryMapper.writes(for: userMessage("mine", user: "alice", id: "a1", content: "secret", at: 1)))
             for call in [
                 { _ = try await store.session("mine", user: "mallory") },
                 { _ = try await store.messages("mine", user: "mallory") },
@@ -215,8 +245,10 @@ struct HistoryStoreIntegrationTests {
             #expect(listed == (0..<7).reversed().map { "s\($0)" })
             var workflows = SessionQuery()
             workflows.chatType = "WORKFLOW"
-            #expect(try await store.listSessions(user: "alice", query: workflows).items.map(\.chatId) == ["s5", "s3", "s1"])
-            let renamed = try await store.updateSession("s1", user: "alice", changes: SessionChanges(topic: "Renamed"), now: 900)
+            #expect(
+                try await store.listSessions(user: "alice", query: workflows).items.map(\.chatId) == ["s5", "s3", "s1"])
+            let renamed = try await store.updateSession(
+                "s1", user: "alice", changes: SessionChanges(topic: "Renamed"), now: 900)
             #expect(renamed.topic == "Renamed" && renamed.updatedAt == 900)
             #expect(try await store.listSessions(user: "alice", query: SessionQuery()).items.first?.chatId == "s1")
             try await store.deleteSession("s1", user: "alice")
@@ -236,7 +268,9 @@ struct HistoryStoreIntegrationTests {
             try await store.apply(HistoryMapper.writes(for: first))
             var batch = HistoryMapper.writes(for: first)
             for index in 1..<6 {
-                batch += HistoryMapper.writes(for: userMessage("b1", user: "carl", id: "b1-\(index)", content: "m\(index)", at: 100 + Int64(index)))
+                batch += HistoryMapper.writes(
+                    for: userMessage(
+                        "b1", user: "carl", id: "b1-\(index)", content: "m\(index)", at: 100 + Int64(index)))
             }
             let other = userMessage("b2", user: "dora", id: "b2-0", content: "hello b2", at: 150)
             batch += HistoryMapper.writes(for: other) + HistoryMapper.writes(for: other)
@@ -250,7 +284,8 @@ struct HistoryStoreIntegrationTests {
 
             let b1 = try await store.session("b1", user: "carl")
             #expect(b1.messageCount == 6 && b1.state == "interrupted" && b1.topic == "first")
-            #expect(try await store.messages("b1", user: "carl").items.map(\.id) == (0..<6).reversed().map { "b1-\($0)" })
+            #expect(
+                try await store.messages("b1", user: "carl").items.map(\.id) == (0..<6).reversed().map { "b1-\($0)" })
             let b2 = try await store.session("b2", user: "dora")
             #expect(b2.messageCount == 2 && b2.topic == "hello b2" && b2.state == "in_progress" && b2.updatedAt == 170)
             #expect(try await store.messages("b2", user: "dora").items.map(\.content) == ["again", "hello b2"])
@@ -273,17 +308,24 @@ struct HistoryStoreIntegrationTests {
             #expect(stored.status == "completed" && stored.recordJSON == #"{"status": "completed"}"#)
             #expect(try await store.archivedRun("nope") == nil)
 
-            try await store.saveNodeCheckpoint(runId: "r1", nodeId: "a", status: "running", checkpointJSON: #"{"n":1}"#, at: 11)
-            try await store.saveNodeCheckpoint(runId: "r1", nodeId: "a", status: "completed", checkpointJSON: #"{"n":2}"#, at: 12)
-            try await store.saveNodeCheckpoint(runId: "r1", nodeId: "b", status: "skipped", checkpointJSON: #"{"n":3}"#, at: 12)
+            try await store.saveNodeCheckpoint(
+                runId: "r1", nodeId: "a", status: "running", checkpointJSON: #"{"n":1}"#, at: 11)
+            try await store.saveNodeCheckpoint(
+                runId: "r1", nodeId: "a", status: "completed", checkpointJSON: #"{"n":2}"#, at: 12)
+            try await store.saveNodeCheckpoint(
+                runId: "r1", nodeId: "b", status: "skipped", checkpointJSON: #"{"n":3}"#, at: 12)
             #expect(try await store.nodeCheckpoints(runId: "r1") == ["a": #"{"n": 2}"#, "b": #"{"n": 3}"#])
 
-            for index in 2...5 { try await store.saveRun(run("r\(index)", "ann", "completed", created: Int64(10 * index), updated: 99)) }
+            for index in 2...5 {
+                try await store.saveRun(run("r\(index)", "ann", "completed", created: Int64(10 * index), updated: 99))
+            }
             try await store.saveRun(run("x1", "bob", "completed", created: 1, updated: 1))
             let first = try await store.archivedRuns(ofUser: "ann", offset: 0, limit: 2)
             #expect(first.ids == ["r5", "r4"] && first.total == 5)
             #expect(try await store.archivedRuns(ofUser: "ann", offset: 4, limit: 2).ids == ["r1"])
-            await #expect(throws: StoreError.self) { _ = try await store.archivedRuns(ofUser: "ann", offset: 0, limit: 0) }
+            await #expect(throws: StoreError.self) {
+                _ = try await store.archivedRuns(ofUser: "ann", offset: 0, limit: 0)
+            }
         }
     }
 }
@@ -293,7 +335,8 @@ struct HistoryStoreIntegrationTests {
 @Test func anUnreachablePostgreSQLIsADependencyOutageNotPoison() async throws {
     var configuration = try StoreConfiguration(url: TestEnvironment.postgresURL)
     configuration.port = 1  // nothing listens on port 1
-    let failure = try await withRunning(HistoryStore(configuration: configuration, logger: TestEnvironment.logger)) { store -> (any Error)? in
+    let failure = try await withRunning(HistoryStore(configuration: configuration, logger: TestEnvironment.logger)) {
+        store -> (any Error)? in
         do {
             _ = try await store.schemaVersions()
             return nil

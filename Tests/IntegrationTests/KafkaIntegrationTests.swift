@@ -13,7 +13,8 @@ struct KafkaIntegrationTests {
     let logger = TestEnvironment.logger
 
     func makeProducer() throws -> KafkaProducer {
-        try KafkaProducer(configuration: KafkaProducerConfiguration(client: TestEnvironment.kafkaClient), logger: logger)
+        try KafkaProducer(
+            configuration: KafkaProducerConfiguration(client: TestEnvironment.kafkaClient), logger: logger)
     }
 
     func makeConsumer(group: String, topic: String) throws -> KafkaConsumer {
@@ -98,7 +99,8 @@ struct KafkaIntegrationTests {
             }
             #expect(shared, "4 partitions split 2 + 2: \(first.assignedPartitions) / \(second.assignedPartitions)")
             for index in 0..<40 {
-                _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "k\(index)", value: Array("\(index)".utf8)))
+                _ = try await producer.send(
+                    KafkaOutgoingMessage(topic: topic, key: "k\(index)", value: Array("\(index)".utf8)))
             }
             #expect(await eventually { handled.withLock { $0.values.reduce(Set<Int>()) { $0.union($1) }.count } == 40 })
             #expect(handled.withLock { ($0["first"]?.count ?? 0) > 0 && ($0["second"]?.count ?? 0) > 0 })
@@ -107,7 +109,8 @@ struct KafkaIntegrationTests {
             let tookOver = await eventually(timeout: .seconds(30)) { second.assignedPartitions.count == 4 }
             #expect(tookOver, "the remaining member owns every partition: \(second.assignedPartitions)")
             for index in 40..<80 {
-                _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "k\(index)", value: Array("\(index)".utf8)))
+                _ = try await producer.send(
+                    KafkaOutgoingMessage(topic: topic, key: "k\(index)", value: Array("\(index)".utf8)))
             }
             #expect(await eventually { (handled.withLock { $0["second"] } ?? []).isSuperset(of: Set(40..<80)) })
             await second.close()
@@ -153,7 +156,9 @@ struct KafkaIntegrationTests {
         try await TestEnvironment.requireKafka()
         let topic = TestEnvironment.uniqueTopic()
         let producer = try makeProducer()
-        try await producer.createTopics([(name: topic, partitions: 1), (name: TopicSpec.deadLetterName(of: topic), partitions: 1)])
+        try await producer.createTopics([
+            (name: topic, partitions: 1), (name: TopicSpec.deadLetterName(of: topic), partitions: 1),
+        ])
         for value in ["flaky", "poison", "fine"] {
             _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "same-key", value: Array(value.utf8)))
         }
@@ -164,7 +169,8 @@ struct KafkaIntegrationTests {
         let consumer = try makeConsumer(group: "g-\(UUID())", topic: topic)
         let processor = KafkaEventProcessor(
             consumer: consumer, deadLetterProducer: producer,
-            retryPolicy: RetryPolicy(maxAttempts: 4, backoff: Backoff(initial: .milliseconds(10), maximum: .milliseconds(50))),
+            retryPolicy: RetryPolicy(
+                maxAttempts: 4, backoff: Backoff(initial: .milliseconds(10), maximum: .milliseconds(50))),
             logger: logger
         ) { message in
             let value = String(decoding: message.value, as: UTF8.self)
@@ -212,10 +218,13 @@ struct KafkaIntegrationTests {
         let source = EventSource(service: "test", instance: "t")
         func send<P: EventPayload>(_ payload: P) async throws -> Int64 {
             let envelope = Envelope(routingKey: "run", source: source, payload: payload)
-            return try await producer.send(KafkaOutgoingMessage(topic: topic, key: "run", value: try EnvelopeCodec.encode(envelope))).offset
+            return try await producer.send(
+                KafkaOutgoingMessage(topic: topic, key: "run", value: try EnvelopeCodec.encode(envelope))
+            ).offset
         }
         // The long work (a run) is a focus request here, what comes after it while it runs an interrupt.
-        let run = try await send(ChatRoleFocusRequested(conversationId: "c", userId: "u", role: "critic", requestId: "run", gateway: "g"))
+        let run = try await send(
+            ChatRoleFocusRequested(conversationId: "c", userId: "u", role: "critic", requestId: "run", gateway: "g"))
         _ = try await send(ChatInterruptRequested(conversationId: "c", userId: "u", requestId: "control", gateway: "g"))
         let seen = Locked<[String]>([])
         let abandoned = Locked(0)
@@ -237,12 +246,16 @@ struct KafkaIntegrationTests {
                         return false
                     })
             }
-            router.on(ChatInterruptRequested.self) { envelope in seen.withLock { $0.append(envelope.payload.requestId) } }
+            router.on(ChatInterruptRequested.self) { envelope in seen.withLock { $0.append(envelope.payload.requestId) }
+            }
             return KafkaEventProcessor(
-                consumer: try makeConsumer(group: groupID, topic: topic), deadLetterProducer: producer, logger: logger, router: router)
+                consumer: try makeConsumer(group: groupID, topic: topic), deadLetterProducer: producer, logger: logger,
+                router: router)
         }
 
-        func runUntil(_ processor: KafkaEventProcessor, _ condition: @escaping @Sendable () -> Bool) async throws -> Bool {
+        func runUntil(_ processor: KafkaEventProcessor, _ condition: @escaping @Sendable () -> Bool) async throws
+            -> Bool
+        {
             let serviceGroup = ServiceGroup(services: [processor], logger: logger)
             return try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await serviceGroup.run() }
@@ -261,7 +274,8 @@ struct KafkaIntegrationTests {
         #expect(seen.withLock { $0 } == ["run", "control", "run", "control"])
 
         // Both are committed now: a third member starts after them.
-        let later = try await send(ChatInterruptRequested(conversationId: "c", userId: "u", requestId: "after", gateway: "g"))
+        let later = try await send(
+            ChatInterruptRequested(conversationId: "c", userId: "u", requestId: "after", gateway: "g"))
         let next = try makeConsumer(group: groupID, topic: topic)
         var partitions = next.partitions.makeAsyncIterator()
         let partition = try #require(await partitions.next())
@@ -278,7 +292,9 @@ struct KafkaIntegrationTests {
         try await TestEnvironment.requireKafka()
         let topic = TestEnvironment.uniqueTopic()
         let producer = try makeProducer()
-        try await producer.createTopics([(name: topic, partitions: 1), (name: TopicSpec.deadLetterName(of: topic), partitions: 1)])
+        try await producer.createTopics([
+            (name: topic, partitions: 1), (name: TopicSpec.deadLetterName(of: topic), partitions: 1),
+        ])
         for value in ["during-outage", "after"] {
             _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "same-key", value: Array(value.utf8)))
         }
@@ -319,7 +335,8 @@ struct KafkaIntegrationTests {
         #expect(waitedVisibly.withLock { $0 })
         #expect(!DependencyWaits.shared.isWaiting)
         let lag = try await KafkaGroupLag.measure(
-            client: TestEnvironment.kafkaClient, groups: [("g-none-\(UUID())", [TopicSpec.deadLetterName(of: topic)])], logger: logger)
+            client: TestEnvironment.kafkaClient, groups: [("g-none-\(UUID())", [TopicSpec.deadLetterName(of: topic)])],
+            logger: logger)
         #expect(lag.first?.partitions.first?.highWatermark == 0)
         await producer.shutdown()
     }
@@ -334,7 +351,8 @@ struct KafkaIntegrationTests {
         let consumer = try KafkaConsumer(configuration: configuration, topics: [topic], logger: logger)
         var futures: [DeliveryFuture] = []
         for index in 0..<300 {
-            futures.append(try await producer.enqueue(KafkaOutgoingMessage(topic: topic, key: "k", value: Array("\(index)".utf8))))
+            futures.append(
+                try await producer.enqueue(KafkaOutgoingMessage(topic: topic, key: "k", value: Array("\(index)".utf8))))
         }
         for future in futures { _ = try await future.report() }
         var partitions = consumer.partitions.makeAsyncIterator()

@@ -19,12 +19,14 @@ struct KafkaMockClusterTests {
         let cluster = try KafkaMockCluster(logger: logger)
         try cluster.createTopic("mock.refused", partitions: 1)
         let producer = try producer(cluster, messageTimeoutMilliseconds: 2000)
-        let before = try await producer.send(KafkaOutgoingMessage(topic: "mock.refused", key: "k", value: Array("before".utf8)))
+        let before = try await producer.send(
+            KafkaOutgoingMessage(topic: "mock.refused", key: "k", value: Array("before".utf8)))
         #expect(before.offset == 0)
         cluster.failProduceRequests(10_000, with: .notEnoughReplicas)
         let started = ContinuousClock.now
         do {
-            let report = try await producer.send(KafkaOutgoingMessage(topic: "mock.refused", key: "k", value: Array("refused".utf8)))
+            let report = try await producer.send(
+                KafkaOutgoingMessage(topic: "mock.refused", key: "k", value: Array("refused".utf8)))
             Issue.record("delivered although every attempt was refused: \(report)")
         } catch let error as KafkaError {
             // librdkafka retried until the message timed out, and said so.
@@ -41,7 +43,8 @@ struct KafkaMockClusterTests {
         let producer = try producer(cluster)
         _ = try await producer.send(KafkaOutgoingMessage(topic: "mock.away", key: "k", value: Array("before".utf8)))
         try cluster.setBrokersUp(false)
-        async let delivered = producer.send(KafkaOutgoingMessage(topic: "mock.away", key: "k", value: Array("while away".utf8)))
+        async let delivered = producer.send(
+            KafkaOutgoingMessage(topic: "mock.away", key: "k", value: Array("while away".utf8)))
         try await Task.sleep(for: .seconds(2))
         try cluster.setBrokersUp(true)
         let report = try await delivered

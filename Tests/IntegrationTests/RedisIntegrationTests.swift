@@ -98,7 +98,8 @@ struct RedisIntegrationTests {
             #expect(first.withLock { $0 } == ["one"])
             await subscriber.unsubscribe(secondToken)
             #expect(subscriber.subscribedChannelCount == 0)
-            #expect(await eventually { (try? await redis.send("PUBLISH", RedisArgument(channel), "three").integer) == 0 })
+            #expect(
+                await eventually { (try? await redis.send("PUBLISH", RedisArgument(channel), "three").integer) == 0 })
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
@@ -107,12 +108,14 @@ struct RedisIntegrationTests {
 
     /// One event through the publisher's batch path, as the notifier's per-message fallback sends it.
     func publishOne(
-        _ publisher: ChannelPublisher, eventID: UUID, channel: Channel, frameType: String, createdAt: Int64, frameJSON: String,
+        _ publisher: ChannelPublisher, eventID: UUID, channel: Channel, frameType: String, createdAt: Int64,
+        frameJSON: String,
         ephemeral: Bool
     ) async throws -> ChannelPublisher.Outcome {
         try await publisher.publish([
             ChannelPublisher.Publication(
-                eventID: eventID, channel: channel, frameType: frameType, createdAt: createdAt, frameJSON: Array(frameJSON.utf8),
+                eventID: eventID, channel: channel, frameType: frameType, createdAt: createdAt,
+                frameJSON: Array(frameJSON.utf8),
                 ephemeral: ephemeral)
         ])[0]
     }
@@ -128,7 +131,9 @@ struct RedisIntegrationTests {
         var epochs = Set<String>()
         let ids = (0..<8).map { _ in UUID() }
         for (index, id) in ids.enumerated() {
-            let outcome = try await publishOne(publisher, eventID: id, channel: channel, frameType: "T", createdAt: 1, frameJSON: "{\"n\":\(index)}", ephemeral: false)
+            let outcome = try await publishOne(
+                publisher, eventID: id, channel: channel, frameType: "T", createdAt: 1, frameJSON: "{\"n\":\(index)}",
+                ephemeral: false)
             guard case .published(let offset, let epoch) = outcome else {
                 Issue.record("expected a publication, got \(outcome)")
                 continue
@@ -138,12 +143,19 @@ struct RedisIntegrationTests {
         }
         #expect(epochs.count == 1)
         // Kafka redelivers the same event: it is published once.
-        #expect(try await publishOne(publisher, eventID: ids[3], channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: false) == .duplicate)
+        #expect(
+            try await publishOne(
+                publisher, eventID: ids[3], channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}",
+                ephemeral: false) == .duplicate)
         let length = try await redis.send("XLEN", RedisArgument(Keyspace.ClientChannel.stream(channel)))
         #expect(length.integer == 5)
-        let newest = try await redis.send("XREVRANGE", RedisArgument(Keyspace.ClientChannel.stream(channel)), "+", "-", "COUNT", "1")
+        let newest = try await redis.send(
+            "XREVRANGE", RedisArgument(Keyspace.ClientChannel.stream(channel)), "+", "-", "COUNT", "1")
         #expect(newest.array?.first?.array?.first?.string == "8-1")
-        #expect(try await publishOne(publisher, eventID: UUID(), channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: true) == .ephemeral)
+        #expect(
+            try await publishOne(
+                publisher, eventID: UUID(), channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}",
+                ephemeral: true) == .ephemeral)
         await redis.close()
     }
 
@@ -163,7 +175,10 @@ struct RedisIntegrationTests {
                 frameJSON: Array("{\"n\":\(index)}".utf8), ephemeral: false)
         }
         batch.insert(batch[6], at: 20)
-        batch.append(ChannelPublisher.Publication(eventID: UUID(), channel: first, frameType: "TYPING", createdAt: 0, frameJSON: Array("{}".utf8), ephemeral: true))
+        batch.append(
+            ChannelPublisher.Publication(
+                eventID: UUID(), channel: first, frameType: "TYPING", createdAt: 0, frameJSON: Array("{}".utf8),
+                ephemeral: true))
         let outcomes = try await publisher.publish(batch)
         #expect(outcomes.count == batch.count)
         #expect(outcomes[20] == .duplicate)
@@ -174,8 +189,10 @@ struct RedisIntegrationTests {
         }
         #expect(offsets == (1...20).flatMap { [Int64($0), Int64($0)] })
         for (channel, parity) in [(first, 0), (second, 1)] {
-            let entries = try await redis.send("XRANGE", RedisArgument(Keyspace.ClientChannel.stream(channel)), "-", "+")
-            let frames = (entries.array ?? []).compactMap { $0.array?.last?.array?.compactMap(\.string) }.compactMap { fields in
+            let entries = try await redis.send(
+                "XRANGE", RedisArgument(Keyspace.ClientChannel.stream(channel)), "-", "+")
+            let frames = (entries.array ?? []).compactMap { $0.array?.last?.array?.compactMap(\.string) }.compactMap {
+                fields in
                 fields.firstIndex(of: "f").map { fields[$0 + 1] }
             }
             #expect(frames == stride(from: parity, to: 40, by: 2).map { "{\"n\":\($0)}" })
@@ -195,18 +212,27 @@ struct RedisIntegrationTests {
         // A string where the stream belongs: XADD answers WRONGTYPE inside the script.
         try await redis.send("SET", RedisArgument(Keyspace.ClientChannel.stream(channel)), "not a stream")
         await #expect(throws: RedisError.self) {
-            try await publishOne(publisher, eventID: id, channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: false)
+            try await publishOne(
+                publisher, eventID: id, channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}",
+                ephemeral: false)
         }
-        #expect(try await redis.send("EXISTS", RedisArgument(Keyspace.ClientChannel.seen(channel, eventID: id))).integer == 0)
-        #expect(try await redis.send("HGET", RedisArgument(Keyspace.ClientChannel.meta(channel)), "offset").string == nil)
+        #expect(
+            try await redis.send("EXISTS", RedisArgument(Keyspace.ClientChannel.seen(channel, eventID: id))).integer
+                == 0)
+        #expect(
+            try await redis.send("HGET", RedisArgument(Keyspace.ClientChannel.meta(channel)), "offset").string == nil)
         try await redis.send("DEL", RedisArgument(Keyspace.ClientChannel.stream(channel)))
-        let retried = try await publishOne(publisher, eventID: id, channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: false)
+        let retried = try await publishOne(
+            publisher, eventID: id, channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: false)
         guard case .published(let offset, _) = retried else {
             Issue.record("the retry was not published: \(retried)")
             return
         }
         #expect(offset == 1)
-        #expect(try await publishOne(publisher, eventID: id, channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}", ephemeral: false) == .duplicate)
+        #expect(
+            try await publishOne(
+                publisher, eventID: id, channel: channel, frameType: "T", createdAt: 1, frameJSON: "{}",
+                ephemeral: false) == .duplicate)
         await redis.close()
     }
 

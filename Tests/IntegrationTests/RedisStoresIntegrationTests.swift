@@ -12,7 +12,9 @@ import Testing
 struct RedisStoresIntegrationTests {
     func withRedis(deleting keys: [String], _ body: (RedisClient) async throws -> Void) async throws {
         try await TestEnvironment.requireRedis()
-        let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
+        let redis = RedisClient(
+            configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint),
+            logger: TestEnvironment.logger)
         let cleanUp = { _ = try? await redis.send(["DEL"] + keys.map { RedisArgument($0) }) }
         do {
             try await body(redis)

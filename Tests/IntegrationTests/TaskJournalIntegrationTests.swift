@@ -11,7 +11,9 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(2)))
 struct TaskJournalIntegrationTests {
     func makeJournal() -> (TaskJournal, RedisClient) {
-        let redis = RedisClient(configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
+        let redis = RedisClient(
+            configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisEndpoint),
+            logger: TestEnvironment.logger)
         return (TaskJournal(redis: redis), redis)
     }
 
@@ -85,10 +87,13 @@ struct TaskJournalIntegrationTests {
                 try await lease.record(["too late"])
             }
         }
-        #expect(try await redis.send("LRANGE", RedisArgument(Keyspace.Task.chunks(taskID)), "0", "-1").array?.compactMap(\.string) == ["mine "])
+        #expect(
+            try await redis.send("LRANGE", RedisArgument(Keyspace.Task.chunks(taskID)), "0", "-1").array?.compactMap(
+                \.string) == ["mine "])
         // The failed attempt left the other's lease alone.
         #expect(try await redis.send("GET", RedisArgument(Keyspace.Task.lease(taskID))).string == "another attempt")
-        try await redis.send("DEL", RedisArgument(Keyspace.Task.lease(taskID)), RedisArgument(Keyspace.Task.chunks(taskID)))
+        try await redis.send(
+            "DEL", RedisArgument(Keyspace.Task.lease(taskID)), RedisArgument(Keyspace.Task.chunks(taskID)))
         await redis.close()
     }
 }

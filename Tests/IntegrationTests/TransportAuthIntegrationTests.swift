@@ -17,14 +17,18 @@ struct TransportAuthIntegrationTests {
         let pid = try LocalServers.spawn(
             "/usr/bin/redis-server",
             [
-                "--port", "\(port)", "--bind", "127.0.0.1", "--requirepass", "s3cret-pass", "--save", "", "--appendonly", "no",
+                "--port", "\(port)", "--bind", "127.0.0.1", "--requirepass", "s3cret-pass", "--save", "",
+                "--appendonly", "no",
                 "--dir", folder,
             ])
         defer {
             kill(pid, SIGKILL)
             try? FileManager.default.removeItem(atPath: folder)
         }
-        #expect(await eventually(timeout: .seconds(10)) { (try? await TestEnvironment.requireServer("redis", hostPort: "127.0.0.1:\(port)")) != nil })
+        #expect(
+            await eventually(timeout: .seconds(10)) {
+                (try? await TestEnvironment.requireServer("redis", hostPort: "127.0.0.1:\(port)")) != nil
+            })
 
         #expect(try await Self.setAndGet("redis://:s3cret-pass@127.0.0.1:\(port)").get() == "ok")
         #expect(try await Self.setAndGet("redis://default:s3cret-pass@127.0.0.1:\(port)/1").get() == "ok")
@@ -52,19 +56,25 @@ struct TransportAuthIntegrationTests {
         let pid = try LocalServers.spawn(
             "/usr/bin/redis-server",
             [
-                "--port", "0", "--tls-port", "\(port)", "--bind", "127.0.0.1", "--tls-cert-file", "\(folder)/server.pem",
-                "--tls-key-file", "\(folder)/server.key", "--tls-auth-clients", "no", "--save", "", "--appendonly", "no",
+                "--port", "0", "--tls-port", "\(port)", "--bind", "127.0.0.1", "--tls-cert-file",
+                "\(folder)/server.pem",
+                "--tls-key-file", "\(folder)/server.key", "--tls-auth-clients", "no", "--save", "", "--appendonly",
+                "no",
                 "--dir", folder,
             ])
         defer { kill(pid, SIGKILL) }
-        #expect(await eventually(timeout: .seconds(10)) { (try? await TestEnvironment.requireServer("redis", hostPort: "127.0.0.1:\(port)")) != nil })
+        #expect(
+            await eventually(timeout: .seconds(10)) {
+                (try? await TestEnvironment.requireServer("redis", hostPort: "127.0.0.1:\(port)")) != nil
+            })
 
         #expect(try await Self.setAndGet("rediss://localhost:\(port)?ca_file=\(folder)/ca.pem").get() == "ok")
         #expect(try await Self.setAndGet("rediss://127.0.0.1:\(port)/2?ca_file=\(folder)/ca.pem").get() == "ok")
         // The gateway's channel subscriptions go over the same TLS.
         let endpoint = try #require(RedisEndpoint(url: "rediss://localhost:\(port)?ca_file=\(folder)/ca.pem"))
         let subscriber = RedisSubscriber(endpoint: endpoint, logger: TestEnvironment.logger)
-        let publisher = RedisClient(configuration: RedisClientConfiguration(endpoint: endpoint), logger: TestEnvironment.logger)
+        let publisher = RedisClient(
+            configuration: RedisClientConfiguration(endpoint: endpoint), logger: TestEnvironment.logger)
         let received = Locked<[String]>([])
         let group = ServiceGroup(services: [subscriber], logger: TestEnvironment.logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in

@@ -21,18 +21,26 @@ public struct ContainerImage: Sendable {
         let environment = ProcessInfo.processInfo.environment
         let name = environment["SWITCHBOARD_TEST_IMAGE"] ?? "localhost/switchboard:latest"
         let path = (environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map(String.init)
-        guard let podman = (path + ["/usr/bin"]).map({ "\($0)/podman" }).first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+        guard
+            let podman = (path + ["/usr/bin"]).map({ "\($0)/podman" }).first(where: {
+                FileManager.default.isExecutableFile(atPath: $0)
+            })
         else {
-            throw Unavailable(description: "podman is missing: `make deps` (deploy/scripts/install-deps.sh) installs Debian's podman and runc")
+            throw Unavailable(
+                description:
+                    "podman is missing: `make deps` (deploy/scripts/install-deps.sh) installs Debian's podman and runc")
         }
         var podmanEnvironment = environment
         if podmanEnvironment["CONTAINERS_CONF"] == nil {
-            podmanEnvironment["CONTAINERS_CONF"] = LocalServers.repositoryRoot.appendingPathComponent("deploy/podman/containers.conf").path
+            podmanEnvironment["CONTAINERS_CONF"] =
+                LocalServers.repositoryRoot.appendingPathComponent("deploy/podman/containers.conf").path
         }
         let image = ContainerImage(name: name, podman: podman, podmanEnvironment: podmanEnvironment)
         let exists = try image.podman(["image", "exists", name])
         guard exists.status == 0 else {
-            throw Unavailable(description: "the image \(name) is not built: `make images` (test.sh builds it before the container tests)")
+            throw Unavailable(
+                description:
+                    "the image \(name) is not built: `make images` (test.sh builds it before the container tests)")
         }
         return image
     }
@@ -40,7 +48,9 @@ public struct ContainerImage: Sendable {
     /// `podman run` in the foreground for one service: its output is the service's, SIGTERM to it
     /// reaches the service (podman proxies signals) and its exit status is the service's.
     /// The settings go through podman's environment (`--env NAME`), not its command line.
-    func runArguments(name: String, environment settings: [String: String]) -> (arguments: [String], environment: [String: String]) {
+    func runArguments(name: String, environment settings: [String: String]) -> (
+        arguments: [String], environment: [String: String]
+    ) {
         var arguments = [
             "run", "--rm", "--replace", "--pull=never", "--name", name, "--network", "host", "--read-only",
             "--stop-timeout", "50",
@@ -64,6 +74,9 @@ public struct ContainerImage: Sendable {
         try process.run()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        return (
+            process.terminationStatus,
+            String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        )
     }
 }

@@ -50,7 +50,8 @@ public final class FakeOpenAI: Sendable {
                 return Response(
                     status: .ok, headers: [.contentType: "text/event-stream"],
                     body: ResponseBody(
-                        byteBuffer: ByteBuffer(string: #"data: {"error":{"message":"model overloaded","type":"server_error"}}"# + "\n\n")))
+                        byteBuffer: ByteBuffer(
+                            string: #"data: {"error":{"message":"model overloaded","type":"server_error"}}"# + "\n\n")))
             default:
                 return Self.stream(Self.deltas, then: .finish)
             }
@@ -76,7 +77,8 @@ public final class FakeOpenAI: Sendable {
             let text = String(decoding: bytes, as: UTF8.self)
             self.bodies.withLock { $0.append(String(text.prefix(400))) }
             if scenario == "unauthorized" { return Self.error(.unauthorized, "Incorrect API key provided: sk-bad.") }
-            guard let contentType = request.headers[.contentType], contentType.hasPrefix("multipart/form-data; boundary="),
+            guard let contentType = request.headers[.contentType],
+                contentType.hasPrefix("multipart/form-data; boundary="),
                 text.contains("name=\"model\""), text.contains("filename=\"utterance.wav\""),
                 bytes.firstRange(of: Array("RIFF".utf8)) != nil, bytes.firstRange(of: Array("WAVEfmt ".utf8)) != nil
             else { return Self.error(.badRequest, "expected a multipart form with model and a WAV file") }
@@ -96,7 +98,9 @@ public final class FakeOpenAI: Sendable {
                 var voice: String
                 var response_format: String?
             }
-            guard let speech = try? JSONDecoder().decode(Speech.self, from: Data(Array(buffer: body))), speech.response_format == "pcm" else {
+            guard let speech = try? JSONDecoder().decode(Speech.self, from: Data(Array(buffer: body))),
+                speech.response_format == "pcm"
+            else {
                 return Self.error(.badRequest, "expected {model, input, voice, response_format: pcm}")
             }
             let words = speech.input.split(separator: " ").count
@@ -143,7 +147,8 @@ public final class FakeOpenAI: Sendable {
     static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
         let json = #"{"error":{"message":"\#(message)","type":"server_error","param":null,"code":null}}"#
         return Response(
-            status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: json)))
+            status: status, headers: [.contentType: "application/json"],
+            body: ResponseBody(byteBuffer: ByteBuffer(string: json)))
     }
 
     struct Cut: Error {}
@@ -157,7 +162,8 @@ public final class FakeOpenAI: Sendable {
         var choice: [String: Any] = ["index": 0, "delta": delta]
         choice["finish_reason"] = finish ?? NSNull()
         let object: [String: Any] = [
-            "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "fake", "choices": [choice],
+            "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "fake",
+            "choices": [choice],
         ]
         let json = String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
         return ByteBuffer(string: "data: \(json)\n\n")
@@ -176,21 +182,29 @@ public final class FakeOpenAI: Sendable {
         let messages = request["messages"] as? [[String: Any]] ?? []
         guard !messages.isEmpty else { return stream(noToolAnswer, then: .finish) }
         let lastUser = messages.lastIndex { $0["role"] as? String == "user" } ?? 0
-        let results = messages[lastUser...].filter { $0["role"] as? String == "tool" }.compactMap { $0["content"] as? String }
+        let results = messages[lastUser...].filter { $0["role"] as? String == "tool" }.compactMap {
+            $0["content"] as? String
+        }
         if !results.isEmpty {
             let answer = "The device answered: \(results.joined(separator: "; "))."
             return stream(answer.split(separator: " ").map { "\($0) " }, then: .finish)
         }
-        let heard = (messages[lastUser]["content"] as? String ?? "").lowercased().split { !$0.isLetter && !$0.isNumber }.map(String.init)
+        let heard = (messages[lastUser]["content"] as? String ?? "").lowercased().split { !$0.isLetter && !$0.isNumber }
+            .map(String.init)
         let functions = (request["tools"] as? [[String: Any]] ?? []).compactMap { $0["function"] as? [String: Any] }
         let scored = functions.map { function -> (function: [String: Any], score: Int) in
-            let words = (function["name"] as? String ?? "").lowercased().split(separator: "_").map(String.init).filter { $0 != "self" }
+            let words = (function["name"] as? String ?? "").lowercased().split(separator: "_").map(String.init).filter {
+                $0 != "self"
+            }
             return (function, words.filter(heard.contains).count)
         }
-        guard let best = scored.max(by: { $0.score < $1.score }), best.score >= 2 else { return stream(noToolAnswer, then: .finish) }
+        guard let best = scored.max(by: { $0.score < $1.score }), best.score >= 2 else {
+            return stream(noToolAnswer, then: .finish)
+        }
         let number = heard.lazy.compactMap { Int($0) }.first
         var arguments: [String: Any] = [:]
-        let properties = (best.function["parameters"] as? [String: Any])?["properties"] as? [String: [String: Any]] ?? [:]
+        let properties =
+            (best.function["parameters"] as? [String: Any])?["properties"] as? [String: [String: Any]] ?? [:]
         for (name, schema) in properties {
             switch schema["type"] as? String {
             case "integer", "number": if let number { arguments[name] = number }
@@ -198,10 +212,13 @@ public final class FakeOpenAI: Sendable {
             default: break
             }
         }
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: arguments, options: .sortedKeys), as: UTF8.self)
+        let json = String(
+            decoding: try JSONSerialization.data(withJSONObject: arguments, options: .sortedKeys), as: UTF8.self)
         var pieces: [[String: Any]] = [
-            ["index": 0, "id": "call_\(UUID().uuidString.prefix(8))", "type": "function",
-             "function": ["name": best.function["name"] as? String ?? "", "arguments": ""]],
+            [
+                "index": 0, "id": "call_\(UUID().uuidString.prefix(8))", "type": "function",
+                "function": ["name": best.function["name"] as? String ?? "", "arguments": ""],
+            ]
         ]
         var rest = Substring(json)
         while !rest.isEmpty {

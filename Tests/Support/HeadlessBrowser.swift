@@ -5,7 +5,7 @@ import SwitchboardContracts
 import Synchronization
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// Headless Chromium (Debian's `chromium-headless-shell`, or `chromium`) for tests of the web console,
@@ -26,12 +26,14 @@ public final class HeadlessBrowser: Sendable {
     public static func findExecutable() throws -> String {
         if let path = ProcessInfo.processInfo.environment["SWITCHBOARD_TEST_CHROMIUM"] { return path }
         let candidates = [
-            "/usr/lib/chromium/chromium-headless-shell", "/usr/lib/chromium/chromium", "/usr/bin/chromium-headless-shell",
+            "/usr/lib/chromium/chromium-headless-shell", "/usr/lib/chromium/chromium",
+            "/usr/bin/chromium-headless-shell",
             "/usr/bin/chromium",
         ]
         guard let path = candidates.first(where: FileManager.default.isExecutableFile(atPath:)) else {
             throw Failure(
-                description: "no headless Chromium found (looked for \(candidates.joined(separator: ", "))): install Debian's "
+                description:
+                    "no headless Chromium found (looked for \(candidates.joined(separator: ", "))): install Debian's "
                     + "chromium-headless-shell (deploy/scripts/install-deps.sh does) or set SWITCHBOARD_TEST_CHROMIUM")
         }
         return path
@@ -78,7 +80,11 @@ public final class HeadlessBrowser: Sendable {
 
     /// SIGTERM, a moment to exit, then SIGKILL to whatever of this browser's processes is left.
     public func close() {
-        guard let process = self.process.withLock({ process in defer { process = nil }; return process }) else { return }
+        guard
+            let process = self.process.withLock({ process in
+                defer { process = nil }; return process
+            })
+        else { return }
         if process.isRunning { process.terminate() }
         let deadline = Date().addingTimeInterval(3)
         while process.isRunning && Date() < deadline { usleep(50_000) }
@@ -103,7 +109,8 @@ public final class HeadlessBrowser: Sendable {
 /// (with a session id) to a page it is attached to.
 public final class DevToolsSession: Sendable {
     private let outbound: AsyncStream<String>.Continuation
-    private let state = Mutex<(next: Int, waiting: [Int: CheckedContinuation<JSONValue, any Error>], closed: Bool)>((1, [:], false))
+    private let state = Mutex<(next: Int, waiting: [Int: CheckedContinuation<JSONValue, any Error>], closed: Bool)>(
+        (1, [:], false))
 
     private init(outbound: AsyncStream<String>.Continuation) {
         self.outbound = outbound
@@ -117,7 +124,8 @@ public final class DevToolsSession: Sendable {
         var logger = Logger(label: "switchboard.tests.devtools")
         logger.logLevel = .warning
         // Screenshots arrive as one base64 message of a few hundred kilobytes.
-        try await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: 1 << 26), logger: logger) { inbound, writer, _ in
+        try await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: 1 << 26), logger: logger) {
+            inbound, writer, _ in
             let (stream, continuation) = AsyncStream.makeStream(of: String.self)
             let session = DevToolsSession(outbound: continuation)
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -167,7 +175,8 @@ public final class DevToolsSession: Sendable {
     /// Sends `method` (to the page of `sessionID`, else to the browser) and returns its `result`; a
     /// protocol error is thrown.
     @discardableResult
-    func call(_ method: String, _ params: [String: JSONValue] = [:], sessionID: String? = nil) async throws -> JSONValue {
+    func call(_ method: String, _ params: [String: JSONValue] = [:], sessionID: String? = nil) async throws -> JSONValue
+    {
         try await withCheckedThrowingContinuation { continuation in
             let id = state.withLock { state -> Int? in
                 guard !state.closed else { return nil }
@@ -179,7 +188,9 @@ public final class DevToolsSession: Sendable {
                 continuation.resume(throwing: Failure("the DevTools session is closed"))
                 return
             }
-            var message: [String: JSONValue] = ["id": .number(Double(id)), "method": .string(method), "params": .object(params)]
+            var message: [String: JSONValue] = [
+                "id": .number(Double(id)), "method": .string(method), "params": .object(params),
+            ]
             if let sessionID { message["sessionId"] = .string(sessionID) }
             guard let data = try? JSONEncoder().encode(JSONValue.object(message)) else {
                 state.withLock { _ = $0.waiting.removeValue(forKey: id) }
@@ -191,7 +202,9 @@ public final class DevToolsSession: Sendable {
     }
 
     private func receive(_ text: String) {
-        guard let message = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)), let id = message["id"]?.intValue else {
+        guard let message = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)),
+            let id = message["id"]?.intValue
+        else {
             return  // an event: none is enabled, so nothing to route
         }
         guard let waiter = state.withLock({ $0.waiting.removeValue(forKey: id) }) else { return }
@@ -229,7 +242,8 @@ public struct DevToolsPage: Sendable {
         let answer = try await call(
             "Runtime.evaluate", ["expression": .string(expression), "returnByValue": true, "awaitPromise": true])
         if let exception = answer["exceptionDetails"] {
-            throw DevToolsSession.Failure("\(expression) threw \(exception["exception"]?["description"]?.stringValue ?? "\(exception)")")
+            throw DevToolsSession.Failure(
+                "\(expression) threw \(exception["exception"]?["description"]?.stringValue ?? "\(exception)")")
         }
         return answer["result"]?["value"] ?? .null
     }

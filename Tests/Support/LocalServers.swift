@@ -5,7 +5,8 @@ import SwitchboardRedis
 /// outage does and start it again with the project's own script.
 public enum LocalServers {
     static var repositoryRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
     }
 
     /// The folder servers.sh keeps its pid files in (test.sh exports SB_STATE_DIR).
@@ -49,7 +50,8 @@ public enum LocalServers {
     /// whose admission (the routing table) needs Redis: DependencyOutageTests failed after ChaosTests.
     public static func restartRedis() async throws {
         try await startServers(until: "Redis") {
-            let redis = RedisClient(configuration: .init(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
+            let redis = RedisClient(
+                configuration: .init(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
             do {
                 try await redis.ping()
                 await redis.close()

@@ -18,7 +18,10 @@ public final class SSEClient: Sendable {
     private let channel: any Channel
     private let state: Locked<(head: String?, buffer: String, events: [Event], comments: Int, closed: Bool)>
 
-    private init(channel: any Channel, state: Locked<(head: String?, buffer: String, events: [Event], comments: Int, closed: Bool)>) {
+    private init(
+        channel: any Channel,
+        state: Locked<(head: String?, buffer: String, events: [Event], comments: Int, closed: Bool)>
+    ) {
         self.channel = channel
         self.state = state
     }
@@ -27,7 +30,8 @@ public final class SSEClient: Sendable {
         host: String = "127.0.0.1", port: Int, path: String, headers: [String: String] = [:], method: String = "GET",
         body: String? = nil
     ) async throws -> SSEClient {
-        let state = Locked<(head: String?, buffer: String, events: [Event], comments: Int, closed: Bool)>((nil, "", [], 0, false))
+        let state = Locked<(head: String?, buffer: String, events: [Event], comments: Int, closed: Bool)>(
+            (nil, "", [], 0, false))
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -91,7 +95,9 @@ public final class SSEClient: Sendable {
                     try? decompressor.startStream()
                     self.decompressor = decompressor
                 }
-                let lines = ["HTTP/1.1 \(head.status.code) \(head.status.reasonPhrase)"] + head.headers.map { "\($0.name): \($0.value)" }
+                let lines =
+                    ["HTTP/1.1 \(head.status.code) \(head.status.reasonPhrase)"]
+                    + head.headers.map { "\($0.name): \($0.value)" }
                 state.withLock { $0.head = lines.joined(separator: "\r\n") }
             case .body(var buffer):
                 var text = String(buffer: buffer)

@@ -1,6 +1,6 @@
 import Foundation
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 import Synchronization
 
@@ -26,7 +26,9 @@ public final class ServiceProcesses: Sendable {
     private let logDirectory: String
 
     /// A fresh random secret per stack unless given: the services refuse published ones.
-    public init(jwtSecret: String = "e2e-" + UUID().uuidString + UUID().uuidString, container: ContainerImage? = nil) throws {
+    public init(jwtSecret: String = "e2e-" + UUID().uuidString + UUID().uuidString, container: ContainerImage? = nil)
+        throws
+    {
         self.jwtSecret = jwtSecret
         self.container = container
         // Inside the image: where the Dockerfile puts the binaries.
@@ -40,7 +42,9 @@ public final class ServiceProcesses: Sendable {
         if let directory = ProcessInfo.processInfo.environment["SWITCHBOARD_BIN_DIR"] { return directory }
         var url = URL(fileURLWithPath: CommandLine.arguments[0])
         while url.path != "/" {
-            if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("gateway").path) { return url.path }
+            if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("gateway").path) {
+                return url.path
+            }
             url.deleteLastPathComponent()
         }
         struct Missing: Error, CustomStringConvertible {
@@ -70,7 +74,9 @@ public final class ServiceProcesses: Sendable {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = 0
         _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(socketFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &address) {
@@ -104,7 +110,9 @@ public final class ServiceProcesses: Sendable {
         process.environment = environment
         if let container, let containerName = launched.containerName {
             // The service's settings, no more: the test process's own environment stays outside.
-            let settings = environment.filter { $0.key.hasPrefix("SWITCHBOARD_") && !$0.key.hasPrefix("SWITCHBOARD_TEST_") }
+            let settings = environment.filter {
+                $0.key.hasPrefix("SWITCHBOARD_") && !$0.key.hasPrefix("SWITCHBOARD_TEST_")
+            }
             let run = container.runArguments(name: containerName, environment: settings)
             process.executableURL = URL(fileURLWithPath: container.podman)
             process.arguments = run.arguments + [name]
@@ -175,7 +183,9 @@ public final class ServiceProcesses: Sendable {
     /// The logs of every running instance of one service, with its HTTP and admin ports.
     public func logs(of name: String) -> [(httpPort: Int, adminPort: Int, log: String)] {
         let launched = processes.withLock { $0.map(\.0).filter { $0.name == name } }
-        return launched.map { ($0.httpPort, $0.adminPort, (try? String(contentsOfFile: $0.logPath, encoding: .utf8)) ?? "") }
+        return launched.map {
+            ($0.httpPort, $0.adminPort, (try? String(contentsOfFile: $0.logPath, encoding: .utf8)) ?? "")
+        }
     }
 
     /// The admin port of the first running instance of `name`.

@@ -1,6 +1,6 @@
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A WebSocket client on a raw socket that, after its handshake and a few frames, stops reading:
@@ -49,18 +49,19 @@ public final class StalledWebSocket: @unchecked Sendable {
 
     private func upgrade(port: Int, path: String, token: String) throws {
         let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
-        try write(Array(
-            """
-            GET \(path) HTTP/1.1\r
-            Host: 127.0.0.1:\(port)\r
-            Upgrade: websocket\r
-            Connection: Upgrade\r
-            Sec-WebSocket-Key: \(key)\r
-            Sec-WebSocket-Version: 13\r
-            Authorization: Bearer \(token)\r
-            \r
+        try write(
+            Array(
+                """
+                GET \(path) HTTP/1.1\r
+                Host: 127.0.0.1:\(port)\r
+                Upgrade: websocket\r
+                Connection: Upgrade\r
+                Sec-WebSocket-Key: \(key)\r
+                Sec-WebSocket-Version: 13\r
+                Authorization: Bearer \(token)\r
+                \r
 
-            """.utf8))
+                """.utf8))
         // Read the response head byte by byte, so no frame after it is consumed.
         var head: [UInt8] = []
         var byte: UInt8 = 0

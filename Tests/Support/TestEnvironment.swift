@@ -26,7 +26,9 @@ public enum TestEnvironment {
 
     public static var logger: Logger {
         var logger = Logger(label: "switchboard.tests")
-        logger.logLevel = ProcessInfo.processInfo.environment["SWITCHBOARD_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .warning
+        logger.logLevel =
+            ProcessInfo.processInfo.environment["SWITCHBOARD_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) }
+            ?? .warning
         return logger
     }
 
@@ -46,12 +48,14 @@ public enum TestEnvironment {
             try await channel.close()
         } catch {
             throw ServerMissing(
-                description: "\(name) is not running at \(hostPort) (run the tests with `make test`, which starts it): \(error)")
+                description:
+                    "\(name) is not running at \(hostPort) (run the tests with `make test`, which starts it): \(error)")
         }
     }
 
     public static func requireKafka() async throws {
-        try await requireServer("Kafka (Tansu)", hostPort: kafkaBrokers.split(separator: ",").first.map(String.init) ?? "")
+        try await requireServer(
+            "Kafka (Tansu)", hostPort: kafkaBrokers.split(separator: ",").first.map(String.init) ?? "")
     }
 
     public static func requireRedis() async throws {

@@ -15,21 +15,30 @@ import Testing
             data: ["messageId": "reply-m1", "role": "Catherine", "chunk": "Hi", "position": 0, "runId": "m1"])
         #expect(
             BishengFrames.translate(try wire(chunk))
-                == #"{"data":{"chunk":"Hi","message_id":"reply-m1","position":0,"role":"Catherine"},"trace_id":"m1","type":"message"}"#)
+                == #"{"data":{"chunk":"Hi","message_id":"reply-m1","position":0,"role":"Catherine"},"trace_id":"m1","type":"message"}"#
+        )
         let end = ServerFrame(
             id: "2", type: FrameType.messageStreamEnd, timestamp: 0,
-            data: ["messageId": "reply-m1", "finalMessage": ["role": "Catherine", "content": "Hi"], "metadata": ["status": "stopped"]])
+            data: [
+                "messageId": "reply-m1", "finalMessage": ["role": "Catherine", "content": "Hi"],
+                "metadata": ["status": "stopped"],
+            ])
         #expect(
             BishengFrames.translate(try wire(end))
-                == #"{"data":{"content":"Hi","message_id":"reply-m1","role":"Catherine","status":"stopped"},"trace_id":"m1","type":"result"}"#)
+                == #"{"data":{"content":"Hi","message_id":"reply-m1","role":"Catherine","status":"stopped"},"trace_id":"m1","type":"result"}"#
+        )
         let complete = ServerFrame(
             id: "3", type: FrameType.collaborationComplete, timestamp: 0,
             data: ["runId": "m1", "messageId": "m1", "result": ["status": "completed"]])
-        #expect(BishengFrames.translate(try wire(complete)) == #"{"data":{"message_id":"m1","status":"completed"},"trace_id":"m1","type":"end"}"#)
-        let role = ServerFrame(id: "4", type: FrameType.roleStatusChange, timestamp: 0, data: ["role": "Alex", "status": "THINKING"])
+        #expect(
+            BishengFrames.translate(try wire(complete))
+                == #"{"data":{"message_id":"m1","status":"completed"},"trace_id":"m1","type":"end"}"#)
+        let role = ServerFrame(
+            id: "4", type: FrameType.roleStatusChange, timestamp: 0, data: ["role": "Alex", "status": "THINKING"])
         #expect(
             BishengFrames.translate(try wire(role))
-                == #"{"data":{"event":"ROLE_STATUS_CHANGE","role":"Alex","status":"THINKING"},"trace_id":null,"type":"progress"}"#)
+                == #"{"data":{"event":"ROLE_STATUS_CHANGE","role":"Alex","status":"THINKING"},"trace_id":null,"type":"progress"}"#
+        )
     }
 
     @Test func chatLimitsComeFromTheEnvironment() throws {
@@ -38,6 +47,8 @@ import Testing
         ])
         #expect(settings.connectionTimeout == .milliseconds(1500) && settings.maxConcurrentSessions == 7)
         #expect(try BishengChatSettings.fromEnvironment([:]) == BishengChatSettings())
-        #expect(throws: (any Error).self) { try BishengChatSettings.fromEnvironment(["SWITCHBOARD_GATEWAY_CHAT_MAX_SESSIONS": "0"]) }
+        #expect(throws: (any Error).self) {
+            try BishengChatSettings.fromEnvironment(["SWITCHBOARD_GATEWAY_CHAT_MAX_SESSIONS": "0"])
+        }
     }
 }

@@ -19,14 +19,17 @@ import Testing
         #expect(defaults.adminURL(of: .gateway) == "http://127.0.0.1:9080")
         #expect(resolved.adminURL(of: .agentWorker) == "http://10.0.0.2:10182")
         #expect(resolved.adminURL(of: .gateway) == "http://10.0.0.2:8000")
-        let admin = try ServiceEndpoints.resolve(host: nil, overrides: [], environment: ["SB_NOTIFIER_ADMIN_PORT": "7777"])
+        let admin = try ServiceEndpoints.resolve(
+            host: nil, overrides: [], environment: ["SB_NOTIFIER_ADMIN_PORT": "7777"])
         #expect(admin.adminURL(of: .notifier) == "http://127.0.0.1:7777")
         #expect(admin.baseURL(of: .notifier) == "http://127.0.0.1:8085")
     }
 
     @Test(arguments: ["gateway", "gateway=", "gateway=http", "gateway=70000", "router=8080"])
     func badPortsAreRefused(pair: String) {
-        #expect(throws: (any Error).self) { try ServiceEndpoints.resolve(host: nil, overrides: [pair], environment: [:]) }
+        #expect(throws: (any Error).self) {
+            try ServiceEndpoints.resolve(host: nil, overrides: [pair], environment: [:])
+        }
     }
 }
 
@@ -42,34 +45,55 @@ import Testing
                 Self.frame(
                     FrameType.roleStatusSnapshot,
                     ["roles": [["role": "Alex", "status": "IDLE"], ["role": "Catherine", "status": "IDLE"]]])) == [])
-        #expect(watcher.receive(Self.frame("ACK", correlationId: "send-1", ["messageId": "m1"])) == [.status("sent; waiting for the team…")])
+        #expect(
+            watcher.receive(Self.frame("ACK", correlationId: "send-1", ["messageId": "m1"])) == [
+                .status("sent; waiting for the team…")
+            ])
         #expect(watcher.messageID == "m1")
         // Another run's events in the same conversation are not ours.
-        #expect(watcher.receive(Self.frame(FrameType.roleStatusChange, ["runId": "m0", "role": "Alex", "status": "THINKING"])) == [])
         #expect(
-            watcher.receive(Self.frame(FrameType.collaborationProgress, ["runId": "m1", "progress": 45, "currentStage": "ai_processing"]))
+            watcher.receive(
+                Self.frame(FrameType.roleStatusChange, ["runId": "m0", "role": "Alex", "status": "THINKING"])) == [])
+        #expect(
+            watcher.receive(
+                Self.frame(
+                    FrameType.collaborationProgress, ["runId": "m1", "progress": 45, "currentStage": "ai_processing"]))
                 == [.status("45% ai_processing · waiting for the roles")])
         #expect(
-            watcher.receive(Self.frame(FrameType.roleStatusChange, ["runId": "m1", "role": "Alex", "status": "THINKING"]))
+            watcher.receive(
+                Self.frame(FrameType.roleStatusChange, ["runId": "m1", "role": "Alex", "status": "THINKING"]))
                 == [.status("45% ai_processing · Alex THINKING")])
         #expect(
-            watcher.receive(Self.frame(FrameType.messageStreamStart, ["messageId": "reply-m1", "inReplyTo": "m1", "role": "Catherine"]))
+            watcher.receive(
+                Self.frame(
+                    FrameType.messageStreamStart, ["messageId": "reply-m1", "inReplyTo": "m1", "role": "Catherine"]))
                 == [.replyStarted(role: "Catherine")])
-        #expect(watcher.receive(Self.frame(FrameType.messageStreamChunk, ["messageId": "reply-m1", "chunk": "Hello "])) == [.reply("Hello ")])
-        #expect(watcher.receive(Self.frame(FrameType.messageStreamChunk, ["messageId": "reply-m0", "chunk": "other"])) == [])
+        #expect(
+            watcher.receive(Self.frame(FrameType.messageStreamChunk, ["messageId": "reply-m1", "chunk": "Hello "])) == [
+                .reply("Hello ")
+            ])
+        #expect(
+            watcher.receive(Self.frame(FrameType.messageStreamChunk, ["messageId": "reply-m0", "chunk": "other"])) == []
+        )
         // The end adds only what the chunks missed.
         #expect(
-            watcher.receive(Self.frame(FrameType.messageStreamEnd, ["messageId": "reply-m1", "finalMessage": ["content": "Hello world"]]))
+            watcher.receive(
+                Self.frame(
+                    FrameType.messageStreamEnd, ["messageId": "reply-m1", "finalMessage": ["content": "Hello world"]]))
                 == [.reply("world")])
         let complete = watcher.receive(
             Self.frame(
                 FrameType.collaborationComplete,
-                ["runId": "m1", "pattern": "direct", "duration": 1200,
-                 "result": ["status": "completed", "answer": "Hello world", "answeredBy": "Catherine", "note": ""]]))
+                [
+                    "runId": "m1", "pattern": "direct", "duration": 1200,
+                    "result": ["status": "completed", "answer": "Hello world", "answeredBy": "Catherine", "note": ""],
+                ]))
         #expect(
             complete == [
                 .completed(
-                    .init(status: "completed", pattern: "direct", answeredBy: "Catherine", answer: "Hello world", note: nil, durationMs: 1200))
+                    .init(
+                        status: "completed", pattern: "direct", answeredBy: "Catherine", answer: "Hello world",
+                        note: nil, durationMs: 1200))
             ])
     }
 
@@ -77,7 +101,8 @@ import Testing
         var refused = RunWatcher(commandID: "send-1")
         let actions = refused.receive(
             ServerFrame(
-                correlationId: "send-1", type: "ERROR", status: .error, error: .init(code: "CONTENT_TOO_LONG", message: "too long")))
+                correlationId: "send-1", type: "ERROR", status: .error,
+                error: .init(code: "CONTENT_TOO_LONG", message: "too long")))
         #expect(actions == [.failed("the gateway refused the message: CONTENT_TOO_LONG too long")])
 
         var busy = RunWatcher(commandID: "send-1")
@@ -91,7 +116,8 @@ import Testing
         var watcher = RunWatcher(commandID: "c")
         _ = watcher.receive(Self.frame("ACK", correlationId: "c", ["messageId": "m"]))
         let actions = watcher.receive(
-            Self.frame(FrameType.collaborationComplete, ["runId": "m", "result": ["status": "partial", "answer": "fallback"]]))
+            Self.frame(
+                FrameType.collaborationComplete, ["runId": "m", "result": ["status": "partial", "answer": "fallback"]]))
         #expect(actions.first == .reply("fallback"))
         guard case .completed(let outcome) = actions.last else { return #expect(Bool(false), "no completion") }
         #expect(outcome.status == "partial" && outcome.answer == "fallback")
@@ -109,6 +135,9 @@ import Testing
         let pacing = VoiceDevicesBench.Pacing(arrivals)
         #expect(pacing.underruns == 1)
         #expect(pacing.refills == 2)
-        #expect(pacing.deviations == [.milliseconds(0), .milliseconds(0), .milliseconds(7), .milliseconds(7), .milliseconds(30)])
+        #expect(
+            pacing.deviations == [
+                .milliseconds(0), .milliseconds(0), .milliseconds(7), .milliseconds(7), .milliseconds(30),
+            ])
     }
 }

@@ -83,7 +83,8 @@ enum TextGenerator {
         var offset = 0
         for chunk in chunks {
             offset += chunk.unicodeScalars.count
-            #expect(clusters.contains(offset), "seed \(seed): a chunk ends inside a grapheme cluster at scalar \(offset)")
+            #expect(
+                clusters.contains(offset), "seed \(seed): a chunk ends inside a grapheme cluster at scalar \(offset)")
         }
         #expect(chunks.allSatisfy { Chunker.tokenCount($0) <= 15 }, "seed \(seed)")
         // Valid UTF-8 both ways: every chunk survives encoding and decoding unchanged.
@@ -137,7 +138,9 @@ enum TextGenerator {
         for content in contents {
             let chunk = ["choices": [["index": 0, "delta": ["content": content]]]]
             let json = String(decoding: try JSONSerialization.data(withJSONObject: chunk), as: UTF8.self)
-            body += (Bool.random(using: &rng) ? "data: " : "data:") + json + (Bool.random(using: &rng) ? "\r\n\r\n" : "\n\n")
+            body +=
+                (Bool.random(using: &rng) ? "data: " : "data:") + json
+                + (Bool.random(using: &rng) ? "\r\n\r\n" : "\n\n")
         }
         body += "data: [DONE]\n\n"
         let bytes = Array(body.utf8)

@@ -13,7 +13,9 @@ import Testing
             data: ["messageId": "m1", "chunk": "héllo \"world\"\n\t\\ 世界 👋🏽 </b> \u{01}", "index": 3, "ratio": 0.25]),
         ClientEvent(
             channel: .user("alice"), frameType: FrameType.userNotification,
-            data: ["nested": ["list": [1, -2.5, true, false, .null, ["a": "b"]], "empty": [:]], "big": 1_234_567_890_123]),
+            data: [
+                "nested": ["list": [1, -2.5, true, false, .null, ["a": "b"]], "empty": [:]], "big": 1_234_567_890_123,
+            ]),
         ClientEvent(channel: .system, frameType: FrameType.systemStatus, data: .array([]), ephemeral: true),
         ClientEvent(channel: .workflow("run-1"), frameType: "TYPING_START", data: "text value", ephemeral: true),
         ClientEvent(channel: .roles("c:with/slash"), frameType: "ROLE_STATUS_CHANGE", data: .null),
@@ -29,7 +31,8 @@ import Testing
     }
 
     @Test(arguments: events) func readsTheRoutingFieldsAndMakesTheSameFrame(event: ClientEvent) throws {
-        let bytes = try EnvelopeCodec.encode(Envelope(routingKey: event.channel.description, source: Self.source, payload: event))
+        let bytes = try EnvelopeCodec.encode(
+            Envelope(routingKey: event.channel.description, source: Self.source, payload: event))
         let (envelope, frame) = try Self.decodedFrame(bytes)
         let route = try ClientEventRoute(envelope: bytes)
         #expect(route.id == envelope.id)
@@ -58,15 +61,24 @@ import Testing
         #expect(String(decoding: route.data, as: UTF8.self) == #"{"a": [1, 2]}"#)
         #expect(
             String(decoding: route.frameJSON(), as: UTF8.self)
-                == #"{"channel":"user:b/c","data":{"a": [1, 2]},"id":"\#(id.uuidString.lowercased())","status":"success","timestamp":1700000000123,"type":"Té"}"#)
+                == #"{"channel":"user:b/c","data":{"a": [1, 2]},"id":"\#(id.uuidString.lowercased())","status":"success","timestamp":1700000000123,"type":"Té"}"#
+        )
     }
 
     @Test func refusesWhatTheDecoderRefused() throws {
         let event = ClientEvent(channel: .user("a"), frameType: "T", data: [:])
-        let good = String(decoding: try EnvelopeCodec.encode(Envelope(routingKey: "a", source: Self.source, payload: event)), as: UTF8.self)
+        let good = String(
+            decoding: try EnvelopeCodec.encode(Envelope(routingKey: "a", source: Self.source, payload: event)),
+            as: UTF8.self)
         let cases: [(String, ContractError.Code)] = [
-            (good.replacingOccurrences(of: #""type":"client.event""#, with: #""type":"chat.message.submitted""#), .unexpectedType),
-            (good.replacingOccurrences(of: #""schemaVersion":1"#, with: #""schemaVersion":2"#), .unsupportedSchemaVersion),
+            (
+                good.replacingOccurrences(of: #""type":"client.event""#, with: #""type":"chat.message.submitted""#),
+                .unexpectedType
+            ),
+            (
+                good.replacingOccurrences(of: #""schemaVersion":1"#, with: #""schemaVersion":2"#),
+                .unsupportedSchemaVersion
+            ),
             (good.replacingOccurrences(of: #""channel":"user:a""#, with: #""channel":"nowhere""#), .malformedEnvelope),
             (good.replacingOccurrences(of: #""ephemeral":false,"#, with: ""), .malformedEnvelope),
             (String(good.dropLast()), .malformedEnvelope),

@@ -109,12 +109,17 @@ import Testing
     }
 
     @Test func plansFollowSeed000() {
-        #expect(planner.initialPlan(.sequential, content: "x") == [["Alex"], ["Kulu"], ["Mike"], ["David"], ["Catherine"]])
-        #expect(planner.initialPlan(.parallel, content: "x") == [["Alex", "Kulu", "Mike", "Emma"], ["David"], ["Catherine"]])
+        #expect(
+            planner.initialPlan(.sequential, content: "x") == [["Alex"], ["Kulu"], ["Mike"], ["David"], ["Catherine"]])
+        #expect(
+            planner.initialPlan(.parallel, content: "x") == [
+                ["Alex", "Kulu", "Mike", "Emma"], ["David"], ["Catherine"],
+            ])
         #expect(planner.initialPlan(.direct, content: "x") == [["Alex"]])
         // Hierarchical: the relevant specialists (at least two, in team order) → David → Catherine.
-        #expect(planner.initialPlan(.hierarchical, content: "the api architecture and the user experience")
-            == [["Mike", "Emma"], ["David"], ["Catherine"]])
+        #expect(
+            planner.initialPlan(.hierarchical, content: "the api architecture and the user experience")
+                == [["Mike", "Emma"], ["David"], ["Catherine"]])
         #expect(planner.initialPlan(.hierarchical, content: "zzz") == [["Alex", "Kulu"], ["David"], ["Catherine"]])
     }
 
@@ -122,7 +127,10 @@ import Testing
         var plan = planner.initialPlan(.dynamic, content: "what does the market data say")
         #expect(plan == [["Kulu"]])
         // Kulu's result raises design questions: Emma is next.
-        plan.append(planner.nextDynamicStage(plan: plan, content: "what does the market data say", latestResult: "the user experience and the design matter")!)
+        plan.append(
+            planner.nextDynamicStage(
+                plan: plan, content: "what does the market data say",
+                latestResult: "the user experience and the design matter")!)
         #expect(plan.last == ["Emma"])
         // Nothing else relevant and two specialists heard: the decision maker, then the communicator.
         plan.append(planner.nextDynamicStage(plan: plan, content: "zzz", latestResult: "zzz")!)
@@ -138,7 +146,8 @@ import Testing
 
     func message(_ id: String = "m1", _ content: String = "hello", pattern: String? = nil) -> ChatMessageSubmitted {
         ChatMessageSubmitted(
-            messageId: id, clientMessageId: "c-\(id)", conversationId: "conv", userId: "u", content: content, gateway: "g",
+            messageId: id, clientMessageId: "c-\(id)", conversationId: "conv", userId: "u", content: content,
+            gateway: "g",
             pattern: pattern)
     }
 
@@ -154,12 +163,15 @@ import Testing
         AgentTaskCompleted(
             runId: task.runId!, taskId: task.taskId, conversationId: task.conversationId, role: task.role,
             status: failed ? AgentTaskCompleted.failed : AgentTaskCompleted.completed,
-            content: failed ? "" : "\(task.role) says something", error: failed ? "boom" : nil, chunks: failed ? 0 : chunks,
+            content: failed ? "" : "\(task.role) says something", error: failed ? "boom" : nil,
+            chunks: failed ? 0 : chunks,
             startedAt: 1, finishedAt: 2)
     }
 
     /// Runs a whole collaboration, answering every task; returns all effects and the task order.
-    func run(_ pattern: String, failing: Set<String> = [], record: inout ConversationRecord) -> ([CollaborationEffect], [[String]]) {
+    func run(_ pattern: String, failing: Set<String> = [], record: inout ConversationRecord) -> (
+        [CollaborationEffect], [[String]]
+    ) {
         var all = engine.receive(message: message(pattern: pattern), traceparent: "t", now: 0, record: &record)
         var waves: [[String]] = []
         var open = tasks(all)
@@ -167,7 +179,8 @@ import Testing
             waves.append(open.map(\.role))
             var next: [AgentTaskRequested] = []
             for task in open {
-                let effects = engine.receive(result: result(task, failed: failing.contains(task.role)), now: 10, record: &record)
+                let effects = engine.receive(
+                    result: result(task, failed: failing.contains(task.role)), now: 10, record: &record)
                 all += effects
                 next += tasks(effects)
             }
@@ -181,7 +194,10 @@ import Testing
         let (effects, waves) = run("sequential", record: &record)
         #expect(waves == [["Alex"], ["Kulu"], ["Mike"], ["David"], ["Catherine"]])
         let all = tasks(effects)
-        #expect(all.map { $0.contributions?.map(\.role) ?? [] } == [[], ["Alex"], ["Alex", "Kulu"], ["Alex", "Kulu", "Mike"], ["Alex", "Kulu", "Mike", "David"]])
+        #expect(
+            all.map { $0.contributions?.map(\.role) ?? [] } == [
+                [], ["Alex"], ["Alex", "Kulu"], ["Alex", "Kulu", "Mike"], ["Alex", "Kulu", "Mike", "David"],
+            ])
         #expect(all.map(\.isFinal) == [false, false, false, false, true])
         #expect(all.last?.replyMessageId == "reply-m1")
         #expect(Set(all.map(\.replyMessageId)).count == 5)
@@ -235,9 +251,13 @@ import Testing
         var record = ConversationRecord()
         let first = engine.receive(message: message("m1", pattern: "direct"), traceparent: "t", now: 0, record: &record)
         #expect(tasks(first).map(\.role) == ["Alex"])
-        #expect(engine.receive(message: message("m1", pattern: "direct"), traceparent: "t", now: 0, record: &record).isEmpty)
+        #expect(
+            engine.receive(message: message("m1", pattern: "direct"), traceparent: "t", now: 0, record: &record).isEmpty
+        )
         // A second message while the first runs waits for it.
-        #expect(engine.receive(message: message("m2", pattern: "direct"), traceparent: "t", now: 1, record: &record).isEmpty)
+        #expect(
+            engine.receive(message: message("m2", pattern: "direct"), traceparent: "t", now: 1, record: &record).isEmpty
+        )
         #expect(record.queue.count == 1)
         let done = engine.receive(result: result(tasks(first)[0]), now: 2, record: &record)
         #expect(events(done, FrameType.collaborationComplete).count == 1)
@@ -252,7 +272,8 @@ import Testing
         func send(_ messageID: String, client: String, user: String = "u", now: Int64) -> [CollaborationEffect] {
             engine.receive(
                 message: ChatMessageSubmitted(
-                    messageId: messageID, clientMessageId: client, conversationId: "conv", userId: user, content: "hello",
+                    messageId: messageID, clientMessageId: client, conversationId: "conv", userId: user,
+                    content: "hello",
                     gateway: "g", pattern: "direct"),
                 traceparent: "t", now: now, record: &record)
         }
@@ -270,19 +291,26 @@ import Testing
         // Another user's "c1" is theirs: it runs.
         #expect(tasks(send("m3", client: "c1", user: "v", now: 4)).count == 1)
         // Records written before the scoping decode, with no client ids remembered.
-        let legacy = try JSONDecoder().decode(ConversationRecord.self, from: Data(#"{"queue":[],"seen":["client:c1"],"history":[]}"#.utf8))
+        let legacy = try JSONDecoder().decode(
+            ConversationRecord.self, from: Data(#"{"queue":[],"seen":["client:c1"],"history":[]}"#.utf8))
         #expect(legacy.clientMessages == nil)
     }
 
     /// Issue 14 item 11: a busy conversation's queue is bounded; the next message is told so.
     @Test func theQueueOfABusyConversationIsBounded() throws {
         var record = ConversationRecord()
-        #expect(tasks(engine.receive(message: message("m0", pattern: "direct"), traceparent: "t", now: 0, record: &record)).count == 1)
+        #expect(
+            tasks(engine.receive(message: message("m0", pattern: "direct"), traceparent: "t", now: 0, record: &record))
+                .count == 1)
         for index in 1...CollaborationEngine.maxQueuedMessages {
-            #expect(engine.receive(message: message("m\(index)", pattern: "direct"), traceparent: "t", now: 1, record: &record).isEmpty)
+            #expect(
+                engine.receive(
+                    message: message("m\(index)", pattern: "direct"), traceparent: "t", now: 1, record: &record
+                ).isEmpty)
         }
         #expect(record.queue.count == CollaborationEngine.maxQueuedMessages)
-        let over = engine.receive(message: message("m-over", pattern: "direct"), traceparent: "t", now: 1, record: &record)
+        let over = engine.receive(
+            message: message("m-over", pattern: "direct"), traceparent: "t", now: 1, record: &record)
         let rejected = try #require(events(over, FrameType.messageRejected).first)
         #expect(rejected["reason"] == "queue_full" && rejected["runId"] == "m0")
         #expect(rejected["limit"]?.intValue == CollaborationEngine.maxQueuedMessages)
@@ -300,7 +328,8 @@ import Testing
         let interrupt = ChatInterruptRequested(conversationId: "conv", userId: "u", requestId: "r", gateway: "g")
         // Nothing to stop: nothing happens.
         #expect(engine.receive(interrupt: interrupt, now: 0, record: &record).isEmpty)
-        let first = engine.receive(message: message("m1", pattern: "parallel"), traceparent: "t", now: 0, record: &record)
+        let first = engine.receive(
+            message: message("m1", pattern: "parallel"), traceparent: "t", now: 0, record: &record)
         #expect(engine.receive(interrupt: interrupt, now: 1, record: &record) == [.stopRun(runId: "m1")])
         // A second stop is a no-op.
         #expect(engine.receive(interrupt: interrupt, now: 1, record: &record).isEmpty)
@@ -308,7 +337,9 @@ import Testing
         var effects: [CollaborationEffect] = []
         effects += engine.receive(result: result(specialists[0]), now: 2, record: &record)
         for task in specialists.dropFirst() {
-            effects += engine.receive(result: stopped(task, content: task.role == "Kulu" ? "Kulu was saying" : "", chunks: 1), now: 3, record: &record)
+            effects += engine.receive(
+                result: stopped(task, content: task.role == "Kulu" ? "Kulu was saying" : "", chunks: 1), now: 3,
+                record: &record)
         }
         // No David, no Catherine: the run ends stopped, with the latest words as its answer.
         #expect(tasks(effects).isEmpty)
@@ -337,7 +368,8 @@ import Testing
         #expect(engine.receive(message: urgent, traceparent: "t", now: 2, record: &record) == [.stopRun(runId: "m1")])
         // The interrupting message goes first, the queued one after it.
         #expect(record.queue.map(\.message.messageId) == ["m4", "m3"])
-        let done = engine.receive(result: stopped(tasks(first)[0], content: "Alex was", chunks: 2), now: 3, record: &record)
+        let done = engine.receive(
+            result: stopped(tasks(first)[0], content: "Alex was", chunks: 2), now: 3, record: &record)
         #expect(events(done, FrameType.collaborationComplete).first?["result"]?["status"] == "stopped")
         // The final role streamed, so its own stream carries the partial reply: no second one.
         #expect(events(done, FrameType.messageStreamEnd).isEmpty)
@@ -346,7 +378,8 @@ import Testing
 
     @Test func aFocusedRoleLeadsTheNextRunOnly() {
         var record = ConversationRecord()
-        let focus = ChatRoleFocusRequested(conversationId: "conv", userId: "u", role: "Mike", requestId: "r", gateway: "g")
+        let focus = ChatRoleFocusRequested(
+            conversationId: "conv", userId: "u", role: "Mike", requestId: "r", gateway: "g")
         #expect(engine.receive(focus: focus, record: &record).isEmpty)
         #expect(record.focus == "Mike")
         // A role the team does not have is ignored.
@@ -355,7 +388,8 @@ import Testing
         _ = engine.receive(focus: unknown, record: &record)
         #expect(record.focus == "Mike")
 
-        let first = engine.receive(message: message("m1", pattern: "parallel"), traceparent: "t", now: 0, record: &record)
+        let first = engine.receive(
+            message: message("m1", pattern: "parallel"), traceparent: "t", now: 0, record: &record)
         #expect(record.focus == nil && record.run?.lead == "Mike")
         #expect(record.run?.plan == [["Alex", "Kulu", "Emma"], ["David"], ["Mike"]])
         #expect(events(first, FrameType.collaborationStart).first?["lead"] == "Mike")
@@ -368,7 +402,8 @@ import Testing
         #expect(events(done, FrameType.collaborationComplete).first?["result"]?["answeredBy"] == "Mike")
 
         // The next run is the team's usual one.
-        let next = engine.receive(message: message("m2", pattern: "parallel"), traceparent: "t", now: 4, record: &record)
+        let next = engine.receive(
+            message: message("m2", pattern: "parallel"), traceparent: "t", now: 4, record: &record)
         #expect(record.run?.lead == nil && record.run?.plan.last == ["Catherine"])
         #expect(events(next, FrameType.collaborationStart).first?["lead"] == nil)
     }
@@ -393,13 +428,17 @@ import Testing
         #expect(mike.initialPlan(.sequential, content: "x") == [["Alex"], ["Kulu"], ["David"], ["Mike"]])
         #expect(mike.initialPlan(.parallel, content: "x") == [["Alex", "Kulu", "Emma"], ["David"], ["Mike"]])
         #expect(mike.initialPlan(.hierarchical, content: "research the market data").last == ["Mike"])
-        #expect(!mike.initialPlan(.hierarchical, content: "research the market data").dropLast().joined().contains("Mike"))
+        #expect(
+            !mike.initialPlan(.hierarchical, content: "research the market data").dropLast().joined().contains("Mike"))
         // The synthesizer as lead decides and writes the reply in one stage.
         let david = planner.led(by: "David")
         #expect(david.initialPlan(.parallel, content: "x") == [["Alex", "Kulu", "Mike", "Emma"], ["David"]])
         #expect(david.initialPlan(.sequential, content: "x") == [["Alex"], ["Kulu"], ["Mike"], ["David"]])
-        #expect(david.nextDynamicStage(plan: [["Alex"], ["Kulu"], ["Mike"]], content: "x", latestResult: "") == ["David"])
-        #expect(david.nextDynamicStage(plan: [["Alex"], ["Kulu"], ["Mike"], ["David"]], content: "x", latestResult: "") == nil)
+        #expect(
+            david.nextDynamicStage(plan: [["Alex"], ["Kulu"], ["Mike"]], content: "x", latestResult: "") == ["David"])
+        #expect(
+            david.nextDynamicStage(plan: [["Alex"], ["Kulu"], ["Mike"], ["David"]], content: "x", latestResult: "")
+                == nil)
         // The final role leading changes nothing but who answers short messages.
         let catherine = planner.led(by: "Catherine")
         #expect(catherine.initialPlan(.parallel, content: "x") == planner.initialPlan(.parallel, content: "x"))

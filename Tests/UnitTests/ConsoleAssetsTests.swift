@@ -12,8 +12,10 @@ import Testing
 @Suite struct ConsoleAssetsTests {
     /// A console folder with a page, a script, a file of a type not served and a subfolder.
     static func withConsole(_ body: (ConsoleAssets, URL) async throws -> Void) async throws {
-        let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("console-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: folder.appendingPathComponent("private"), withIntermediateDirectories: true)
+        let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(
+            "console-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(
+            at: folder.appendingPathComponent("private"), withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         try Data("<!doctype html><title>x</title>".utf8).write(to: folder.appendingPathComponent("index.html"))
         try Data("console.log(1)".utf8).write(to: folder.appendingPathComponent("console.js"))
@@ -23,7 +25,9 @@ import Testing
         try await body(try ConsoleAssets(directory: folder), folder)
     }
 
-    static func testing(_ console: ConsoleAssets, _ test: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
+    static func testing(
+        _ console: ConsoleAssets, _ test: @escaping @Sendable (any TestClientProtocol) async throws -> Void
+    ) async throws {
         let router = Router()
         console.addRoutes(to: router)
         try await Application(router: router).test(.router, test)
@@ -36,7 +40,9 @@ import Testing
                     #expect(response.status == .ok)
                     #expect(response.headers[.contentType] == "text/html; charset=utf-8")
                     #expect(response.headers[.cacheControl] == "no-cache")
-                    #expect(response.headers[HTTPField.Name("Content-Security-Policy")!]?.contains("script-src 'self'") == true)
+                    #expect(
+                        response.headers[HTTPField.Name("Content-Security-Policy")!]?.contains("script-src 'self'")
+                            == true)
                     #expect(response.headers[HTTPField.Name("Referrer-Policy")!] == "no-referrer")
                     #expect(String(buffer: response.body).hasPrefix("<!doctype html>"))
                 }
@@ -58,7 +64,8 @@ import Testing
             try await Self.testing(console) { client in
                 for uri in [
                     "/console/missing.js", "/console/notes.txt", "/console/private", "/console/private/data.json",
-                    "/console/..%2FPackage.swift", "/console/../../etc/passwd", "/console/%2e%2e%2fnotes.txt", "/console/",
+                    "/console/..%2FPackage.swift", "/console/../../etc/passwd", "/console/%2e%2e%2fnotes.txt",
+                    "/console/",
                 ] {
                     try await client.execute(uri: uri, method: .get) { response in
                         #expect(response.status == .notFound, "\(uri)")
@@ -74,11 +81,13 @@ import Testing
             try await Self.testing(console) { client in
                 let etag = try await client.execute(uri: "/console/console.js", method: .get) { $0.headers[.eTag] }
                 let tag = try #require(etag)
-                try await client.execute(uri: "/console/console.js", method: .get, headers: [.ifNoneMatch: tag]) { response in
+                try await client.execute(uri: "/console/console.js", method: .get, headers: [.ifNoneMatch: tag]) {
+                    response in
                     #expect(response.status == .notModified)
                     #expect(response.body.readableBytes == 0)
                 }
-                try await client.execute(uri: "/console/console.js", method: .get, headers: [.ifNoneMatch: "\"stale\""]) { response in
+                try await client.execute(uri: "/console/console.js", method: .get, headers: [.ifNoneMatch: "\"stale\""])
+                { response in
                     #expect(response.status == .ok)
                 }
             }
@@ -86,7 +95,8 @@ import Testing
     }
 
     @Test func aFolderWithoutAPageIsRefused() throws {
-        let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("empty-\(UUID().uuidString.prefix(8))")
+        let folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(
+            "empty-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
         #expect(throws: (any Error).self) { try ConsoleAssets(directory: folder) }

@@ -26,14 +26,18 @@ import Testing
 
     @Test func anAgentTaskRepliesWhereItsRequesterSaysAndAnOlderOneToTheOrchestrator() throws {
         let task = AgentTaskRequested(
-            taskId: "t1", conversationId: "run-1", userId: "u", replyMessageId: "t1", inReplyTo: "run-1", role: "assistant",
+            taskId: "t1", conversationId: "run-1", userId: "u", replyMessageId: "t1", inReplyTo: "run-1",
+            role: "assistant",
             prompt: "hi", replyTo: Topics.workflowCommands.name)
         let decoded = try EnvelopeCodec.decode(
-            AgentTaskRequested.self, from: try EnvelopeCodec.encode(Envelope(routingKey: "run-1", source: source, payload: task)))
+            AgentTaskRequested.self,
+            from: try EnvelopeCodec.encode(Envelope(routingKey: "run-1", source: source, payload: task)))
         #expect(decoded.payload.replyTopic == Topics.workflowCommands)
         // A task of a requester that predates replyTo: its bytes have no such field.
-        var older = try JSONSerialization.jsonObject(
-            with: Data(try EnvelopeCodec.encode(Envelope(routingKey: "c", source: source, payload: task)))) as! [String: Any]
+        var older =
+            try JSONSerialization.jsonObject(
+                with: Data(try EnvelopeCodec.encode(Envelope(routingKey: "c", source: source, payload: task))))
+            as! [String: Any]
         var payload = older["payload"] as! [String: Any]
         payload.removeValue(forKey: "replyTo")
         older["payload"] = payload
@@ -54,14 +58,18 @@ import Testing
 
     @Test func refusesTheWrongTypeAndGarbage() throws {
         let bytes = try EnvelopeCodec.encode(
-            Envelope(routingKey: "k", source: source, payload: ClientEvent(channel: .system, frameType: "X", data: nil)))
+            Envelope(routingKey: "k", source: source, payload: ClientEvent(channel: .system, frameType: "X", data: nil))
+        )
         #expect(throws: ContractError.self) { try EnvelopeCodec.decode(ChatMessageSubmitted.self, from: bytes) }
-        #expect(throws: ContractError.self) { try EnvelopeCodec.decode(ClientEvent.self, from: Array("{not json".utf8)) }
+        #expect(throws: ContractError.self) {
+            try EnvelopeCodec.decode(ClientEvent.self, from: Array("{not json".utf8))
+        }
         #expect(throws: ContractError.self) { try EnvelopeCodec.header(from: Array("[]".utf8)) }
     }
 
     @Test func refusesANewerSchemaVersion() throws {
-        var envelope = Envelope(routingKey: "k", source: source, payload: ClientEvent(channel: .system, frameType: "X", data: nil))
+        var envelope = Envelope(
+            routingKey: "k", source: source, payload: ClientEvent(channel: .system, frameType: "X", data: nil))
         envelope.schemaVersion = 2
         let bytes = try EnvelopeCodec.encode(envelope)
         #expect {
@@ -114,15 +122,21 @@ import Testing
     }
 
     @Test func ephemeralEventsAreEncodedFromTheFramesBytes() throws {
-        let bytes = ChannelWire.encodeEphemeral(frameType: "TYPING_START", createdAt: 7, frameJSON: Array("{\"a\": 1}".utf8))
+        let bytes = ChannelWire.encodeEphemeral(
+            frameType: "TYPING_START", createdAt: 7, frameJSON: Array("{\"a\": 1}".utf8))
         #expect(String(decoding: bytes, as: UTF8.self) == "0 - TYPING_START 7 {\"a\": 1}")
         let message = try #require(ChannelWire.decode(bytes))
-        #expect(message == .init(offset: 0, epoch: ChannelWire.ephemeralEpoch, frameType: "TYPING_START", createdAt: 7, frameJSON: "{\"a\": 1}"))
+        #expect(
+            message
+                == .init(
+                    offset: 0, epoch: ChannelWire.ephemeralEpoch, frameType: "TYPING_START", createdAt: 7,
+                    frameJSON: "{\"a\": 1}"))
     }
 
     /// The notifier's script publishes the form Swift decodes: the same fields, in the same order.
     @Test func theLuaFormIsTheSameForm() {
-        let lua = ChannelWire.luaExpression(offset: "offset", epoch: "epoch", frameType: "ARGV[6]", createdAt: "ARGV[7]", frameJSON: "ARGV[1]")
+        let lua = ChannelWire.luaExpression(
+            offset: "offset", epoch: "epoch", frameType: "ARGV[6]", createdAt: "ARGV[7]", frameJSON: "ARGV[1]")
         #expect(lua == "offset .. ' ' .. epoch .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[1]")
     }
 
@@ -146,7 +160,10 @@ import Testing
 
     @Test func keysShareAHashTag() {
         let channel = Channel.conversation("c1")
-        for key in [Keyspace.ClientChannel.stream(channel), Keyspace.ClientChannel.meta(channel), Keyspace.ClientChannel.live(channel)] {
+        for key in [
+            Keyspace.ClientChannel.stream(channel), Keyspace.ClientChannel.meta(channel),
+            Keyspace.ClientChannel.live(channel),
+        ] {
             #expect(key.contains("{conversation:c1}"))
         }
     }
@@ -155,7 +172,8 @@ import Testing
 @Suite struct KeyspaceTests {
     /// The hash tag Redis Cluster hashes: the text between the first `{` and the next `}`.
     static func tag(_ key: String) -> Substring? {
-        guard let open = key.firstIndex(of: "{"), let close = key[open...].firstIndex(of: "}"), key.index(after: open) < close
+        guard let open = key.firstIndex(of: "{"), let close = key[open...].firstIndex(of: "}"),
+            key.index(after: open) < close
         else { return nil }
         return key[key.index(after: open)..<close]
     }
@@ -165,16 +183,19 @@ import Testing
         let keys = [
             Keyspace.Conversation.record("c1"), Keyspace.Conversation.outbox("c1"), Keyspace.Conversation.owner("c1"),
             Keyspace.Conversation.members("c1"), Keyspace.Conversation.roles("c1"),
-            Keyspace.ClientChannel.live(channel), Keyspace.ClientChannel.stream(channel), Keyspace.ClientChannel.meta(channel),
+            Keyspace.ClientChannel.live(channel), Keyspace.ClientChannel.stream(channel),
+            Keyspace.ClientChannel.meta(channel),
             Keyspace.ClientChannel.seen(channel, eventID: UUID()),
             Keyspace.Device.binding("d1"), Keyspace.Device.generation("d1"), Keyspace.Device.activation("d1"),
-            Keyspace.Device.live("d1"), Keyspace.Device.activationCode("123456"), Keyspace.Device.otaRate(address: "10.0.0.1"),
+            Keyspace.Device.live("d1"), Keyspace.Device.activationCode("123456"),
+            Keyspace.Device.otaRate(address: "10.0.0.1"),
             Keyspace.User.devices("u1"), Keyspace.User.bindRate("u1"), Keyspace.User.commandRate("u1"),
             Keyspace.User.connections("u1"), Keyspace.User.connection("u1", connectionID: "k1"),
             Keyspace.User.bishengSeen("u1", chatID: "chat"), Keyspace.User.workflowRuns("u1"),
             Keyspace.User.activeWorkflowRuns("u1"), Keyspace.User.workflowSession("u1", sessionID: "s1"),
             Keyspace.User.workflowSockets("u1"),
-            Keyspace.Task.lease("t1"), Keyspace.Task.chunks("t1"), Keyspace.Task.generated("t1"), Keyspace.Task.done("t1"),
+            Keyspace.Task.lease("t1"), Keyspace.Task.chunks("t1"), Keyspace.Task.generated("t1"),
+            Keyspace.Task.done("t1"),
             Keyspace.Run.stopped("r1"),
             Keyspace.Workflow.record("w1"), Keyspace.Workflow.nodes("w1"), Keyspace.Workflow.completions("w1"),
             Keyspace.Workflow.executions("w1"), Keyspace.Workflow.socket("k1"),
@@ -194,8 +215,14 @@ import Testing
         let channel = Channel.conversation("c1")
         let groups = [
             [Keyspace.Conversation.record("c1"), Keyspace.Conversation.outbox("c1")],
-            [Keyspace.ClientChannel.meta(channel), Keyspace.ClientChannel.stream(channel), Keyspace.ClientChannel.seen(channel, eventID: UUID())],
-            [Keyspace.Task.lease("t1"), Keyspace.Task.chunks("t1"), Keyspace.Task.generated("t1"), Keyspace.Task.done("t1")],
+            [
+                Keyspace.ClientChannel.meta(channel), Keyspace.ClientChannel.stream(channel),
+                Keyspace.ClientChannel.seen(channel, eventID: UUID()),
+            ],
+            [
+                Keyspace.Task.lease("t1"), Keyspace.Task.chunks("t1"), Keyspace.Task.generated("t1"),
+                Keyspace.Task.done("t1"),
+            ],
             [Keyspace.User.connections("u1"), Keyspace.User.connection("u1", connectionID: "k1")],
         ]
         for keys in groups {

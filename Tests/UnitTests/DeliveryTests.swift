@@ -26,7 +26,8 @@ import Testing
 
     @Test func aClientThatIsUpToDateGetsOnlyNewEvents() {
         var sequencer = ChannelSequencer()
-        let result = sequencer.finishRecovery(since: StreamPosition(epoch: "e1", offset: 7), top: (7, "e1"), history: [])
+        let result = sequencer.finishRecovery(
+            since: StreamPosition(epoch: "e1", offset: 7), top: (7, "e1"), history: [])
         #expect(result == .recovered([]))
         #expect(sequencer.receiveLive(event(8)) == .deliver(event(8)))
     }
@@ -52,7 +53,8 @@ import Testing
 
     @Test func aPositionAheadOfTheChannelIsNotRecovered() {
         var sequencer = ChannelSequencer()
-        let result = sequencer.finishRecovery(since: StreamPosition(epoch: "e1", offset: 50), top: (10, "e1"), history: [])
+        let result = sequencer.finishRecovery(
+            since: StreamPosition(epoch: "e1", offset: 50), top: (10, "e1"), history: [])
         #expect(result == .notRecovered(live: []))
     }
 
@@ -97,7 +99,10 @@ import Testing
         _ = buffer.enqueue("tC", ephemeral: true)
         // 10 bytes used; 4 more needed: tA and tB go, tC stays.
         #expect(buffer.enqueue("NEW!", ephemeral: false) == .queued(droppedEphemeral: 2))
-        #expect([buffer.dequeue(), buffer.dequeue(), buffer.dequeue(), buffer.dequeue()].map { $0?.text } == ["KEEP", "tC", "NEW!", nil])
+        #expect(
+            [buffer.dequeue(), buffer.dequeue(), buffer.dequeue(), buffer.dequeue()].map { $0?.text } == [
+                "KEEP", "tC", "NEW!", nil,
+            ])
     }
 
     @Test func aFrameThatCannotFitOverflowsUnlessItIsEphemeral() {
@@ -124,13 +129,17 @@ import Testing
     }
 
     @Test func closeCodesSayWhetherToReconnect() {
-        #expect(CloseCode.allCases.filter(\.shouldReconnect) == [.shutdown, .serverError, .slowConsumer, .insufficientState, .noPong, .idleTimeout])
+        #expect(
+            CloseCode.allCases.filter(\.shouldReconnect) == [
+                .shutdown, .serverError, .slowConsumer, .insufficientState, .noPong, .idleTimeout,
+            ])
     }
 
     @Test func serverSentEventsCarryThePositionAsTheirID() {
         let frame = #"{"data":{"x":1},"type":"ROLE_STATUS_CHANGE"}"#
         let message = ChannelWire.Message(offset: 5, epoch: "ab", frameType: "ROLE_STATUS_CHANGE", frameJSON: frame)
-        #expect(ChatCentreDialect.serverSentEvent(message) == "id: ab:5\nevent: role_status_change\ndata: {\"x\":1}\n\n")
+        #expect(
+            ChatCentreDialect.serverSentEvent(message) == "id: ab:5\nevent: role_status_change\ndata: {\"x\":1}\n\n")
         let typing = ChannelWire.Message(offset: 0, epoch: "-", frameType: "TYPING_START", frameJSON: "{}")
         #expect(ChatCentreDialect.serverSentEvent(typing) == "event: typing_start\ndata: {}\n\n")
     }
@@ -138,7 +147,8 @@ import Testing
 
 @Suite struct SSEWireEncoderTests {
     @Test(arguments: [
-        ("gzip", true), ("br, gzip;q=0.5", true), ("GZIP", true), ("deflate, gzip ; q=0", false), ("identity", false), ("", false),
+        ("gzip", true), ("br, gzip;q=0.5", true), ("GZIP", true), ("deflate, gzip ; q=0", false), ("identity", false),
+        ("", false),
     ])
     func acceptEncodingIsRead(_ header: String, _ accepted: Bool) {
         #expect(SSEWireEncoder.acceptsGzip(header) == accepted)

@@ -11,15 +11,24 @@ struct FailureClassificationTests {
     @Test func redisUnreachableOrNotServingIsAnOutageAndOtherErrorRepliesAreNot() {
         #expect(FailureClassifier.kind(of: RedisError(.connection, "connection refused")) == .dependencyUnavailable)
         #expect(FailureClassifier.kind(of: RedisError(.closed, "the connection closed")) == .dependencyUnavailable)
-        #expect(FailureClassifier.kind(of: RedisError(.server, "LOADING Redis is loading the dataset in memory")) == .dependencyUnavailable)
-        #expect(FailureClassifier.kind(of: RedisError(.server, "OOM command not allowed when used memory > 'maxmemory'")) == .dependencyUnavailable)
-        #expect(FailureClassifier.kind(of: RedisError(.server, "WRONGTYPE Operation against a key holding the wrong kind of value")) == .transient)
+        #expect(
+            FailureClassifier.kind(of: RedisError(.server, "LOADING Redis is loading the dataset in memory"))
+                == .dependencyUnavailable)
+        #expect(
+            FailureClassifier.kind(of: RedisError(.server, "OOM command not allowed when used memory > 'maxmemory'"))
+                == .dependencyUnavailable)
+        #expect(
+            FailureClassifier.kind(
+                of: RedisError(.server, "WRONGTYPE Operation against a key holding the wrong kind of value"))
+                == .transient)
         #expect(FailureClassifier.kind(of: RedisError(.noScript, "NOSCRIPT")) == .transient)
     }
 
     @Test func aBrokerThatCannotBeReachedIsAnOutage() {
         #expect(FailureClassifier.kind(of: KafkaError(.timedOut, "Local: Message timed out")) == .dependencyUnavailable)
-        #expect(FailureClassifier.kind(of: KafkaError(.queueFull, "Local: Queue full", isRetriable: true)) == .dependencyUnavailable)
+        #expect(
+            FailureClassifier.kind(of: KafkaError(.queueFull, "Local: Queue full", isRetriable: true))
+                == .dependencyUnavailable)
         #expect(FailureClassifier.kind(of: KafkaError(.broker, "MSG_SIZE_TOO_LARGE")) == .transient)
     }
 
@@ -35,9 +44,13 @@ struct FailureClassificationTests {
     @Test func aDeadLetterCarriesWhyAndWhereFromAndNamesItsOrigin() {
         let message = KafkaConsumerMessage(
             topic: "sb.client.events", partition: 3, offset: 42, key: Array("user:u".utf8), value: Array("{}".utf8),
-            headers: [KafkaHeader(name: "sb-type", string: "client.event"), KafkaHeader(name: DeadLetter.errorHeader, string: "old")],
+            headers: [
+                KafkaHeader(name: "sb-type", string: "client.event"),
+                KafkaHeader(name: DeadLetter.errorHeader, string: "old"),
+            ],
             timestampMilliseconds: nil)
-        let parked = DeadLetter.message(for: message, error: UnhandledEventError(type: "client.event", service: "notifier"), attempts: 1)
+        let parked = DeadLetter.message(
+            for: message, error: UnhandledEventError(type: "client.event", service: "notifier"), attempts: 1)
         #expect(parked.topic == Topics.clientEvents.deadLetter.name)
         #expect(parked.key == message.key)
         let headers = Dictionary(parked.headers.map { ($0.name, $0.stringValue) }, uniquingKeysWith: { $1 })
@@ -55,14 +68,17 @@ struct EventRouterTests {
     func message<P: EventPayload>(_ payload: P) throws -> KafkaConsumerMessage {
         let envelope = Envelope(routingKey: "k", source: EventSource(service: "test", instance: "t"), payload: payload)
         return KafkaConsumerMessage(
-            topic: "sb.test", partition: 0, offset: 7, key: Array("k".utf8), value: try EnvelopeCodec.encode(envelope), headers: [],
+            topic: "sb.test", partition: 0, offset: 7, key: Array("k".utf8), value: try EnvelopeCodec.encode(envelope),
+            headers: [],
             timestampMilliseconds: nil)
     }
 
     @Test func eachTypeGoesToItsHandlerAndAnUnroutedTypeIsPoison() async throws {
         let seen = Locked<[String]>([])
         var router = EventRouter(service: "tester")
-        router.on(ChatInterruptRequested.self) { envelope in seen.withLock { $0.append("interrupt \(envelope.payload.requestId)") } }
+        router.on(ChatInterruptRequested.self) { envelope in
+            seen.withLock { $0.append("interrupt \(envelope.payload.requestId)") }
+        }
         router.onCompletingLater(ChatRoleFocusRequested.self) { _ in
             LaterCompletion(abandon: {}) {
                 seen.withLock { $0.append("focus, later") }
@@ -74,7 +90,8 @@ struct EventRouterTests {
             Issue.record("a plain handler's message is done when it returns")
             return
         }
-        let focus = ChatRoleFocusRequested(conversationId: "c", userId: "u", role: "critic", requestId: "r2", gateway: "g")
+        let focus = ChatRoleFocusRequested(
+            conversationId: "c", userId: "u", role: "critic", requestId: "r2", gateway: "g")
         guard case .later(let completion) = try await router.route(try message(focus)) else {
             Issue.record("a handler completing later hands its work back")
             return
@@ -83,7 +100,8 @@ struct EventRouterTests {
         #expect(await completion.work())
         #expect(seen.withLock { $0 } == ["interrupt r1", "focus, later"])
 
-        let unrouted = ChatMessageSubmitted(messageId: "m", clientMessageId: "c", conversationId: "c", userId: "u", content: "x", gateway: "g")
+        let unrouted = ChatMessageSubmitted(
+            messageId: "m", clientMessageId: "c", conversationId: "c", userId: "u", content: "x", gateway: "g")
         do {
             _ = try await router.route(try message(unrouted))
             Issue.record("an unrouted type must not count as handled")

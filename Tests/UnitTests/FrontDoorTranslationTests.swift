@@ -8,12 +8,16 @@ import Testing
 @Suite struct FrontDoorTranslationTests {
     static let team = TeamCard(
         name: "chat-centre",
-        roles: ["Alex", "Kulu", "Mike", "Emma", "David", "Catherine"].map { TeamCard.Role(name: $0, responsibility: "r") },
+        roles: ["Alex", "Kulu", "Mike", "Emma", "David", "Catherine"].map {
+            TeamCard.Role(name: $0, responsibility: "r")
+        },
         finalRole: "Catherine")
 
     static func message(_ offset: Int64, _ type: String, _ data: JSONValue) -> ChannelWire.Message {
-        let frame = ServerFrame(id: "f\(offset)", type: type, timestamp: 1_763_766_000_000, data: data, channel: "conversation:c")
-        return ChannelWire.Message(offset: offset, epoch: "e1", frameType: type, frameJSON: try! FrameEncoding.json(frame))
+        let frame = ServerFrame(
+            id: "f\(offset)", type: type, timestamp: 1_763_766_000_000, data: data, channel: "conversation:c")
+        return ChannelWire.Message(
+            offset: offset, epoch: "e1", frameType: type, frameJSON: try! FrameEncoding.json(frame))
     }
 
     static func json(_ text: String) -> JSONValue? { try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) }
@@ -43,27 +47,42 @@ import Testing
         #expect(opening["choices"]?[0]?["delta"] == ["role": "assistant", "content": ""])
         #expect(opening["usage"] == .null)
         // Another run's chunks and other frames are not shown.
-        #expect(translator.chunks(for: Self.message(1, FrameType.messageStreamChunk, ["messageId": "reply-r0", "chunk": "x"])).isEmpty)
-        #expect(translator.chunks(for: Self.message(2, FrameType.agentChunk, ["messageId": "reply-r1-alex", "chunk": "x"])).isEmpty)
-        let text = translator.chunks(for: Self.message(3, FrameType.messageStreamChunk, ["messageId": "reply-r1", "chunk": "Hello "]))
+        #expect(
+            translator.chunks(
+                for: Self.message(1, FrameType.messageStreamChunk, ["messageId": "reply-r0", "chunk": "x"])
+            ).isEmpty)
+        #expect(
+            translator.chunks(for: Self.message(2, FrameType.agentChunk, ["messageId": "reply-r1-alex", "chunk": "x"]))
+                .isEmpty)
+        let text = translator.chunks(
+            for: Self.message(3, FrameType.messageStreamChunk, ["messageId": "reply-r1", "chunk": "Hello "]))
         #expect(text.hasPrefix("data: ") && text.hasSuffix("\n\n"))
         #expect(Self.json(String(text.dropFirst(6)))?["choices"]?[0]?["delta"]?["content"] == "Hello ")
         #expect(!translator.isDone)
         let end = translator.chunks(
             for: Self.message(4, FrameType.collaborationComplete, ["runId": "r1", "result": ["answer": "Hello world"]]))
-        let events = end.components(separatedBy: "\n\n").filter { !$0.isEmpty }.compactMap { Self.json(String($0.dropFirst(6))) }
+        let events = end.components(separatedBy: "\n\n").filter { !$0.isEmpty }.compactMap {
+            Self.json(String($0.dropFirst(6)))
+        }
         #expect(events.count == 2)
         #expect(events[0]["choices"]?[0]?["finish_reason"] == "stop" && events[0]["choices"]?[0]?["delta"] == [:])
-        #expect(events[1]["choices"] == [] && events[1]["usage"] == ["prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5])
+        #expect(
+            events[1]["choices"] == []
+                && events[1]["usage"] == ["prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5])
         #expect(translator.isDone)
         // Nothing after the end.
-        #expect(translator.chunks(for: Self.message(5, FrameType.messageStreamChunk, ["messageId": "reply-r1", "chunk": "late"])).isEmpty)
+        #expect(
+            translator.chunks(
+                for: Self.message(5, FrameType.messageStreamChunk, ["messageId": "reply-r1", "chunk": "late"])
+            ).isEmpty)
     }
 
     @Test func aCompletionWithoutAStreamedReplyAnswersWithTheResult() throws {
         let translator = CompletionTranslator(runID: "r1", model: "m", includeUsage: false, promptTokens: 1)
         #expect(translator.completion() == nil)
-        _ = translator.observe(Self.message(1, FrameType.collaborationComplete, ["runId": "r1", "result": ["answer": "the team's answer"]]))
+        _ = translator.observe(
+            Self.message(
+                1, FrameType.collaborationComplete, ["runId": "r1", "result": ["answer": "the team's answer"]]))
         let completion = try #require(translator.completion())
         #expect(completion["object"] == "chat.completion")
         #expect(completion["choices"]?[0]?["message"] == ["role": "assistant", "content": "the team's answer"])
@@ -72,30 +91,43 @@ import Testing
 
     @Test func bluePlanEventsCarrySeedFieldsAndPositions() throws {
         let translator = BluePlanTranslator(mode: .nova, runID: "r1")
-        let start = translator.event(for: Self.message(
-            7, FrameType.collaborationStart, ["runId": "r1", "pattern": "parallel", "roles": ["Alex", "Kulu"]]))
+        let start = translator.event(
+            for: Self.message(
+                7, FrameType.collaborationStart, ["runId": "r1", "pattern": "parallel", "roles": ["Alex", "Kulu"]]))
         #expect(start.hasPrefix("id: e1:7\ndata: "))
         let startEvent = try #require(Self.json(String(start.split(separator: "\n")[1].dropFirst(6))))
         #expect(startEvent["event_type"] == "agent_start" && startEvent["agent_source"] == "nova3_supervisor")
         #expect(startEvent["payload"]?["agents"] == ["Alex", "Kulu"])
         // A role's event passes through with its seed fields; other runs and other frames do not.
-        let chunk = translator.event(for: Self.message(8, FrameType.agentChunk, [
-            "runId": "r1", "event_type": "llm_chunk", "agent_source": "Alex", "timestamp": "2025-11-21T00:00:00.000Z",
-            "payload": ["content": "hi", "content_type": "text", "is_complete": false], "chunk": "hi",
-        ]))
+        let chunk = translator.event(
+            for: Self.message(
+                8, FrameType.agentChunk,
+                [
+                    "runId": "r1", "event_type": "llm_chunk", "agent_source": "Alex",
+                    "timestamp": "2025-11-21T00:00:00.000Z",
+                    "payload": ["content": "hi", "content_type": "text", "is_complete": false], "chunk": "hi",
+                ]))
         let chunkEvent = try #require(Self.json(String(chunk.split(separator: "\n")[1].dropFirst(6))))
-        #expect(chunkEvent == [
-            "event_type": "llm_chunk", "agent_source": "Alex", "timestamp": "2025-11-21T00:00:00.000Z",
-            "payload": ["content": "hi", "content_type": "text", "is_complete": false],
-        ])
-        #expect(translator.event(for: Self.message(9, FrameType.agentChunk, ["runId": "r0", "event_type": "llm_chunk"])).isEmpty)
-        #expect(translator.event(for: Self.message(10, FrameType.roleStatusChange, ["runId": "r1", "role": "Alex"])).isEmpty)
+        #expect(
+            chunkEvent == [
+                "event_type": "llm_chunk", "agent_source": "Alex", "timestamp": "2025-11-21T00:00:00.000Z",
+                "payload": ["content": "hi", "content_type": "text", "is_complete": false],
+            ])
+        #expect(
+            translator.event(for: Self.message(9, FrameType.agentChunk, ["runId": "r0", "event_type": "llm_chunk"]))
+                .isEmpty)
+        #expect(
+            translator.event(for: Self.message(10, FrameType.roleStatusChange, ["runId": "r1", "role": "Alex"])).isEmpty
+        )
         // The orchestrator's fallback reply (no runId, no seed fields) is an llm_chunk of its role.
-        let fallback = translator.event(for: Self.message(
-            11, FrameType.messageStreamChunk, ["messageId": "reply-r1", "chunk": "in place", "role": "David"]))
+        let fallback = translator.event(
+            for: Self.message(
+                11, FrameType.messageStreamChunk, ["messageId": "reply-r1", "chunk": "in place", "role": "David"]))
         #expect(Self.json(String(fallback.split(separator: "\n")[1].dropFirst(6)))?["agent_source"] == "David")
-        let end = translator.event(for: Self.message(
-            12, FrameType.collaborationComplete, ["runId": "r1", "result": ["status": "partial", "answer": "done", "failedRoles": ["Kulu"]]]))
+        let end = translator.event(
+            for: Self.message(
+                12, FrameType.collaborationComplete,
+                ["runId": "r1", "result": ["status": "partial", "answer": "done", "failedRoles": ["Kulu"]]]))
         let endEvent = try #require(Self.json(String(end.split(separator: "\n")[1].dropFirst(6))))
         #expect(endEvent["event_type"] == "agent_complete" && endEvent["payload"]?["status"] == "partial")
         #expect(endEvent["payload"]?["failed_agents"] == ["Kulu"])
@@ -104,7 +136,17 @@ import Testing
 
     @Test func aResumedBluePlanStreamFollowsTheFirstRunItSees() {
         let translator = BluePlanTranslator(mode: .loomi, runID: nil)
-        #expect(!translator.event(for: Self.message(3, FrameType.agentStart, ["runId": "r2", "event_type": "agent_start", "agent_source": "Kulu", "payload": [:]])).isEmpty)
-        #expect(translator.event(for: Self.message(4, FrameType.agentStart, ["runId": "r3", "event_type": "agent_start", "agent_source": "Kulu", "payload": [:]])).isEmpty)
+        #expect(
+            !translator.event(
+                for: Self.message(
+                    3, FrameType.agentStart,
+                    ["runId": "r2", "event_type": "agent_start", "agent_source": "Kulu", "payload": [:]])
+            ).isEmpty)
+        #expect(
+            translator.event(
+                for: Self.message(
+                    4, FrameType.agentStart,
+                    ["runId": "r3", "event_type": "agent_start", "agent_source": "Kulu", "payload": [:]])
+            ).isEmpty)
     }
 }

@@ -33,7 +33,9 @@ import Testing
     @Test func configurationComesFromAPostgresURL() throws {
         let configuration = try StoreConfiguration(url: "postgres://switchboard:p%40ss@db.local:5440/history")
         #expect(configuration.host == "db.local" && configuration.port == 5440)
-        #expect(configuration.username == "switchboard" && configuration.password == "p@ss" && configuration.database == "history")
+        #expect(
+            configuration.username == "switchboard" && configuration.password == "p@ss"
+                && configuration.database == "history")
         let error = #expect(throws: StoreError.self) { try StoreConfiguration(url: "mysql://x@y/z") }
         #expect(error?.code == .invalidConfiguration)
     }
@@ -51,7 +53,9 @@ import Testing
         #expect(throws: StoreError.self) { try NewSession(chatId: "c", userId: "u", chatType: "OTHER").validated() }
     }
 
-    private func event(_ channel: Channel, _ type: String, _ data: JSONValue, ephemeral: Bool = false) -> Envelope<ClientEvent> {
+    private func event(_ channel: Channel, _ type: String, _ data: JSONValue, ephemeral: Bool = false) -> Envelope<
+        ClientEvent
+    > {
         Envelope(
             time: 42, routingKey: channel.id, source: EventSource(service: "t", instance: "t"),
             payload: ClientEvent(channel: channel, frameType: type, data: data, ephemeral: ephemeral))
@@ -60,10 +64,12 @@ import Testing
     @Test func onlyTheConversationChannelsDurableEventsAreKept() {
         // The role-activity copy of a status change is the same step again; chunks are not kept one by one.
         #expect(HistoryMapper.writes(for: event(.roles("c"), FrameType.roleStatusChange, ["role": "Alex"])).isEmpty)
-        #expect(HistoryMapper.writes(for: event(.conversation("c"), FrameType.messageStreamChunk, ["chunk": "x"])).isEmpty)
+        #expect(
+            HistoryMapper.writes(for: event(.conversation("c"), FrameType.messageStreamChunk, ["chunk": "x"])).isEmpty)
         #expect(HistoryMapper.writes(for: event(.conversation("c"), "TYPING", [:], ephemeral: true)).isEmpty)
         #expect(HistoryMapper.writes(for: event(.user("u"), FrameType.userNotification, [:])).isEmpty)
-        let status = HistoryMapper.writes(for: event(.conversation("c"), FrameType.roleStatusChange, ["role": "Alex", "status": "THINKING"]))
+        let status = HistoryMapper.writes(
+            for: event(.conversation("c"), FrameType.roleStatusChange, ["role": "Alex", "status": "THINKING"]))
         guard case .part(let part) = status.first else { Issue.record("no part: \(status)"); return }
         #expect(part.kind == "role_status" && part.role == "Alex" && part.content == "THINKING" && part.createdAt == 42)
     }
@@ -72,8 +78,12 @@ import Testing
         let writes = HistoryMapper.writes(
             for: event(
                 .conversation("c"), FrameType.messageStreamEnd,
-                ["messageId": "reply-m1", "finalMessage": ["role": "Catherine", "content": "partial"],
-                 "metadata": ["status": "failed", "error": "timeout", "chunks": 4, "durationMs": 900, "engine": "openai"]]))
+                [
+                    "messageId": "reply-m1", "finalMessage": ["role": "Catherine", "content": "partial"],
+                    "metadata": [
+                        "status": "failed", "error": "timeout", "chunks": 4, "durationMs": 900, "engine": "openai",
+                    ],
+                ]))
         let reply = writes.compactMap { write -> AssistantMessageWrite? in
             if case .assistantMessage(let reply) = write { return reply } else { return nil }
         }.first
@@ -87,7 +97,8 @@ import Testing
         let envelope = Envelope(
             time: 7, routingKey: "c", source: EventSource(service: "gateway", instance: "g"),
             payload: ChatMessageSubmitted(
-                messageId: "m", clientMessageId: "cmd", conversationId: "c", userId: "alice", content: "hi", gateway: "g",
+                messageId: "m", clientMessageId: "cmd", conversationId: "c", userId: "alice", content: "hi",
+                gateway: "g",
                 pattern: "parallel"))
         guard case .userMessage(let message) = HistoryMapper.writes(for: envelope).first else {
             Issue.record("no user message")

@@ -12,7 +12,9 @@ import Testing
     static let request = ProviderRequest(
         role: "Kulu", responsibility: "researcher", systemPrompt: "You are Kulu.", userMessage: "hello",
         contributions: [RoleContribution(role: "Alex", status: "completed", content: "Alex's view")],
-        history: [ConversationTurn(role: "user", content: "earlier"), ConversationTurn(role: "assistant", content: "answer")])
+        history: [
+            ConversationTurn(role: "user", content: "earlier"), ConversationTurn(role: "assistant", content: "answer"),
+        ])
 
     /// Runs `body` with the fake server listening and an HTTP client.
     func withServer(_ body: @escaping @Sendable (FakeOpenAI, Int, HTTPClient) async throws -> Void) async throws {
@@ -32,19 +34,24 @@ import Testing
     func provider(_ scenario: String, port: Int, client: HTTPClient, breakers: CircuitBreakers = CircuitBreakers())
         -> ResilientProvider
     {
-        let spec = ProviderSpec(kind: "openai", baseURL: "http://127.0.0.1:\(port)/\(scenario)/v1", model: "fake-model", apiKeyEnv: "K")
+        let spec = ProviderSpec(
+            kind: "openai", baseURL: "http://127.0.0.1:\(port)/\(scenario)/v1", model: "fake-model", apiKeyEnv: "K")
         return ResilientProvider(
-            base: OpenAIProvider(spec: spec, apiKey: "sk-test", client: client), breakerKey: spec.breakerKey, breakers: breakers,
+            base: OpenAIProvider(spec: spec, apiKey: "sk-test", client: client), breakerKey: spec.breakerKey,
+            breakers: breakers,
             policy: .init(maxRetries: 3, retryDelay: .milliseconds(10), backoffFactor: 2))
     }
 
     @Test func streamsTheDeltasUntilDone() async throws {
         try await withServer { fake, port, client in
             let deltas = Locked<[String]>([])
-            try await provider("ok", port: port, client: client).stream(Self.request) { delta in deltas.withLock { $0.append(delta) } }
+            try await provider("ok", port: port, client: client).stream(Self.request) { delta in
+                deltas.withLock { $0.append(delta) }
+            }
             #expect(deltas.withLock { $0 } == FakeOpenAI.deltas)
             #expect(deltas.withLock { $0 }.joined() == "Hello, 世界 👨‍👩‍👧 done.")
-            let sent = try JSONSerialization.jsonObject(with: Data(fake.bodies.withLock { $0[0] }.utf8)) as! [String: Any]
+            let sent =
+                try JSONSerialization.jsonObject(with: Data(fake.bodies.withLock { $0[0] }.utf8)) as! [String: Any]
             #expect(sent["model"] as? String == "fake-model" && sent["stream"] as? Bool == true)
             let messages = sent["messages"] as! [[String: String]]
             #expect(messages.map { $0["role"]! } == ["system", "user", "assistant", "user"])
@@ -56,7 +63,9 @@ import Testing
     @Test func retriesA429AndA500ThenSucceeds() async throws {
         try await withServer { fake, port, client in
             let deltas = Locked<[String]>([])
-            try await provider("flaky", port: port, client: client).stream(Self.request) { delta in deltas.withLock { $0.append(delta) } }
+            try await provider("flaky", port: port, client: client).stream(Self.request) { delta in
+                deltas.withLock { $0.append(delta) }
+            }
             #expect(deltas.withLock { $0 }.joined() == FakeOpenAI.deltas.joined())
             #expect(fake.count("flaky") == 3)
         }
@@ -88,7 +97,9 @@ import Testing
         try await withServer { fake, port, client in
             let deltas = Locked<[String]>([])
             let error = await #expect(throws: ProviderError.self) {
-                try await provider("cut", port: port, client: client).stream(Self.request) { delta in deltas.withLock { $0.append(delta) } }
+                try await provider("cut", port: port, client: client).stream(Self.request) { delta in
+                    deltas.withLock { $0.append(delta) }
+                }
             }
             #expect(error?.code == .disconnected)
             #expect(deltas.withLock { $0 } == Array(FakeOpenAI.deltas.prefix(2)))
@@ -125,15 +136,18 @@ import Testing
             let volume = DeviceTool(
                 name: "self.audio_speaker.set_volume", description: "Set the volume",
                 inputSchema: ["type": "object", "properties": ["volume": ["type": "integer"]]])
-            var request = ProviderRequest(role: "Alex", userMessage: "set the volume to 30", tools: [DeviceTool(name: "self.light.turn_on"), volume])
+            var request = ProviderRequest(
+                role: "Alex", userMessage: "set the volume to 30",
+                tools: [DeviceTool(name: "self.light.turn_on"), volume])
             let provider = provider("tools", port: port, client: client)
             let calls = try await provider.stream(request) { delta in Issue.record("no text expected, got \(delta)") }
             let call = try #require(calls.first)
             #expect(calls.count == 1 && call.id.hasPrefix("call_"))
             #expect(call.name == "self_audio_speaker_set_volume" && call.arguments == #"{"volume":30}"#)
             let offered = try JSONDecoder().decode(JSONValue.self, from: Data(fake.bodies.withLock { $0[0] }.utf8))
-            #expect(offered["tools"]?.arrayValue?.compactMap { $0["function"]?["name"]?.stringValue }
-                == ["self_light_turn_on", "self_audio_speaker_set_volume"])
+            #expect(
+                offered["tools"]?.arrayValue?.compactMap { $0["function"]?["name"]?.stringValue }
+                    == ["self_light_turn_on", "self_audio_speaker_set_volume"])
 
             request.toolRounds = [ToolRound(calls: calls, results: [call.id: "volume is now 30"])]
             let deltas = Locked<[String]>([])
@@ -141,7 +155,10 @@ import Testing
             #expect(more.isEmpty)
             #expect(deltas.withLock { $0 }.joined() == "The device answered: volume is now 30. ")
             let sent = try JSONDecoder().decode(JSONValue.self, from: Data(fake.bodies.withLock { $0[1] }.utf8))
-            #expect(sent["messages"]?.arrayValue?.last == ["role": "tool", "content": "volume is now 30", "tool_call_id": .string(call.id)])
+            #expect(
+                sent["messages"]?.arrayValue?.last == [
+                    "role": "tool", "content": "volume is now 30", "tool_call_id": .string(call.id),
+                ])
         }
     }
 

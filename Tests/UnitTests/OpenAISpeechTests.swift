@@ -8,7 +8,8 @@ import VoiceWorker
 /// The OpenAI-compatible speech providers against a local server speaking the same wire format.
 @Suite(.serialized) struct OpenAISpeechTests {
     static func withProviders(
-        scenario: String = "ok", _ body: @escaping @Sendable (OpenAITranscriber, OpenAISynthesizer, FakeOpenAI) async throws -> Void
+        scenario: String = "ok",
+        _ body: @escaping @Sendable (OpenAITranscriber, OpenAISynthesizer, FakeOpenAI) async throws -> Void
     ) async throws {
         let fake = FakeOpenAI()
         try await fake.withServer { port in
@@ -53,7 +54,9 @@ import VoiceWorker
 
     @Test func anErrorStatusThrowsWithTheServiceMessage() async throws {
         try await Self.withProviders(scenario: "unauthorized") { transcriber, synthesizer, _ in
-            await #expect(throws: SpeechServiceError.self) { try await transcriber.transcribe([0, 0, 0], sampleRate: 16_000) }
+            await #expect(throws: SpeechServiceError.self) {
+                try await transcriber.transcribe([0, 0, 0], sampleRate: 16_000)
+            }
             do {
                 _ = try await synthesizer.synthesize("hello", sampleRate: 24_000)
                 Issue.record("a 401 must throw")

@@ -17,25 +17,31 @@ import Testing
     }
 
     @Test func enteringThinkingIsAStatusChangeThenItsStart() throws {
-        let frames = announcer.frames(for: Step(from: .analyzing, to: .thinking), reason: "dispatched", thinking: .start(estimatedMs: 1500))
+        let frames = announcer.frames(
+            for: Step(from: .analyzing, to: .thinking), reason: "dispatched", thinking: .start(estimatedMs: 1500))
         #expect(
             try rendered(frames) == [
                 #"ROLE_STATUS_CHANGE {"conversationId":"c1","previousStatus":"ANALYZING","reason":"dispatched","role":"Kulu","status":"THINKING"}"#,
                 #"ROLE_THINKING_START {"conversationId":"c1","estimatedTime":1500,"role":"Kulu"}"#,
             ])
         // The agent-worker does not announce a start.
-        #expect(announcer.frames(for: Step(from: .analyzing, to: .thinking), reason: "r", thinking: .end(actualMs: 0)).count == 1)
+        #expect(
+            announcer.frames(for: Step(from: .analyzing, to: .thinking), reason: "r", thinking: .end(actualMs: 0)).count
+                == 1)
     }
 
     @Test func leavingThinkingIsItsEndThenAStatusChange() throws {
-        let frames = announcer.frames(for: Step(from: .thinking, to: .responding), reason: "first tokens", thinking: .end(actualMs: 42))
+        let frames = announcer.frames(
+            for: Step(from: .thinking, to: .responding), reason: "first tokens", thinking: .end(actualMs: 42))
         #expect(
             try rendered(frames) == [
                 #"ROLE_THINKING_END {"actualTime":42,"conversationId":"c1","role":"Kulu"}"#,
                 #"ROLE_STATUS_CHANGE {"conversationId":"c1","previousStatus":"THINKING","reason":"first tokens","role":"Kulu","status":"RESPONDING"}"#,
             ])
         // The orchestrator does not announce an end.
-        #expect(announcer.frames(for: Step(from: .thinking, to: .idle), reason: "r", thinking: .start(estimatedMs: 0)).count == 1)
+        #expect(
+            announcer.frames(for: Step(from: .thinking, to: .idle), reason: "r", thinking: .start(estimatedMs: 0)).count
+                == 1)
     }
 
     @Test func framesGoToTheConversationThenItsRoleActivity() {
@@ -43,12 +49,14 @@ import Testing
     }
 
     @Test func aPayloadMakesItsClientEvent() throws {
-        let change = RoleStatusChange(conversationId: "c1", role: "Kulu", status: "IDLE", previousStatus: "RESPONDING", reason: "done")
+        let change = RoleStatusChange(
+            conversationId: "c1", role: "Kulu", status: "IDLE", previousStatus: "RESPONDING", reason: "done")
         let event = try ClientEvent(channel: .roles("c1"), payload: change)
         #expect(event.frameType == FrameType.roleStatusChange)
         #expect(
             event.data == [
-                "conversationId": "c1", "role": "Kulu", "status": "IDLE", "previousStatus": "RESPONDING", "reason": "done",
+                "conversationId": "c1", "role": "Kulu", "status": "IDLE", "previousStatus": "RESPONDING",
+                "reason": "done",
             ])
     }
 }

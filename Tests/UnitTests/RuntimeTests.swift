@@ -46,7 +46,8 @@ import Testing
     }
 
     @Test func defaultsApplyWithNothingSetInDevelopmentMode() throws {
-        let configuration = try CommonOptions.parse([]).resolve(service: .notifier, environment: ["SWITCHBOARD_DEVELOPMENT_MODE": "1"])
+        let configuration = try CommonOptions.parse([]).resolve(
+            service: .notifier, environment: ["SWITCHBOARD_DEVELOPMENT_MODE": "1"])
         #expect(configuration.kafkaBrokers == "127.0.0.1:9092")
         #expect(configuration.redisURL == "redis://127.0.0.1:6390")
         #expect(configuration.httpPort == 8085)
@@ -54,7 +55,9 @@ import Testing
         #expect(configuration.logFormat == "json")
         #expect(configuration.jwtSecret == SwitchboardConfiguration.developmentSecret)
         #expect(configuration.tokenPolicy == TokenPolicy())
-        #expect(try CommonOptions.parse(["--development-mode"]).resolve(service: .gateway, environment: [:]).developmentMode)
+        #expect(
+            try CommonOptions.parse(["--development-mode"]).resolve(service: .gateway, environment: [:]).developmentMode
+        )
     }
 
     @Test func environmentOverridesDefaultsAndFlagsOverrideEnvironment() throws {
@@ -76,7 +79,8 @@ import Testing
     @Test(arguments: [
         ["SWITCHBOARD_HTTP_PORT": "eighty"], ["SWITCHBOARD_HTTP_PORT": "70000"], ["SWITCHBOARD_LOG_LEVEL": "loud"],
         ["SWITCHBOARD_REDIS_URL": "http://x"], ["SWITCHBOARD_JWT_SECRET": "short"], ["SWITCHBOARD_LOG_FORMAT": "xml"],
-        ["SWITCHBOARD_ADMIN_PORT": "-1"], ["SWITCHBOARD_ADMIN_PORT": "8080"], ["SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS": "5"],
+        ["SWITCHBOARD_ADMIN_PORT": "-1"], ["SWITCHBOARD_ADMIN_PORT": "8080"],
+        ["SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS": "5"],
         ["SWITCHBOARD_DEVELOPMENT_MODE": "maybe"], ["SWITCHBOARD_DEVICE_TOKEN_SECRET": "short"],
     ])
     func invalidSettingsAreRefusedWithTheirName(_ environment: [String: String]) throws {
@@ -91,9 +95,16 @@ import Testing
     }
 
     @Test func serviceSettingsReadTheirVariable() throws {
-        #expect(try setting(Optional<Double>.none, environment: "AGENT_TOKEN_RATE", default: 40, environment: [:]) == 40)
-        #expect(try setting(Optional<Double>.none, environment: "AGENT_TOKEN_RATE", default: 40, environment: ["SWITCHBOARD_AGENT_TOKEN_RATE": "0"]) == 0)
-        #expect(try setting(Optional(5.0), environment: "AGENT_TOKEN_RATE", default: 40, environment: ["SWITCHBOARD_AGENT_TOKEN_RATE": "0"]) == 5)
+        #expect(
+            try setting(Optional<Double>.none, environment: "AGENT_TOKEN_RATE", default: 40, environment: [:]) == 40)
+        #expect(
+            try setting(
+                Optional<Double>.none, environment: "AGENT_TOKEN_RATE", default: 40,
+                environment: ["SWITCHBOARD_AGENT_TOKEN_RATE": "0"]) == 0)
+        #expect(
+            try setting(
+                Optional(5.0), environment: "AGENT_TOKEN_RATE", default: 40,
+                environment: ["SWITCHBOARD_AGENT_TOKEN_RATE": "0"]) == 5)
         #expect(throws: ConfigurationError.self) {
             try setting(Optional<Int>.none, environment: "X", default: 1, environment: ["SWITCHBOARD_X": "one"])
         }

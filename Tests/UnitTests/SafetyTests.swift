@@ -18,7 +18,8 @@ import Testing
         #expect {
             try CommonOptions.parse([]).resolve(service: .gateway, environment: [:])
         } throws: { ($0 as? ConfigurationError)?.description.contains("SWITCHBOARD_JWT_SECRET is required") == true }
-        let development = try CommonOptions.parse([]).resolve(service: .gateway, environment: ["SWITCHBOARD_DEVELOPMENT_MODE": "1"])
+        let development = try CommonOptions.parse([]).resolve(
+            service: .gateway, environment: ["SWITCHBOARD_DEVELOPMENT_MODE": "1"])
         #expect(development.jwtSecret == SwitchboardConfiguration.developmentSecret)
     }
 
@@ -26,22 +27,32 @@ import Testing
     func publishedSecretsAreRefusedOutsideDevelopmentMode(_ published: String) throws {
         for variable in ["SWITCHBOARD_JWT_SECRET", "SWITCHBOARD_DEVICE_TOKEN_SECRET"] {
             let environment = ["SWITCHBOARD_JWT_SECRET": secret].merging([variable: published]) { $1 }
-            #expect(throws: ConfigurationError.self) { try CommonOptions.parse([]).resolve(service: .gateway, environment: environment) }
+            #expect(throws: ConfigurationError.self) {
+                try CommonOptions.parse([]).resolve(service: .gateway, environment: environment)
+            }
         }
         // The compose default was 30 bytes: refused for its length whatever the mode.
         let development = ["SWITCHBOARD_JWT_SECRET": published, "SWITCHBOARD_DEVELOPMENT_MODE": "1"]
         if published.utf8.count >= TokenAuthority.minimumSecretBytes {
-            #expect(try CommonOptions.parse([]).resolve(service: .gateway, environment: development).jwtSecret == published)
+            #expect(
+                try CommonOptions.parse([]).resolve(service: .gateway, environment: development).jwtSecret == published)
         } else {
-            #expect(throws: ConfigurationError.self) { try CommonOptions.parse([]).resolve(service: .gateway, environment: development) }
+            #expect(throws: ConfigurationError.self) {
+                try CommonOptions.parse([]).resolve(service: .gateway, environment: development)
+            }
         }
     }
 
     @Test func deviceTokensHaveAKeyApartFromTheJWTKey() throws {
-        let shared = try CommonOptions.parse([]).resolve(service: .gateway, environment: ["SWITCHBOARD_JWT_SECRET": secret])
+        let shared = try CommonOptions.parse([]).resolve(
+            service: .gateway, environment: ["SWITCHBOARD_JWT_SECRET": secret])
         #expect(shared.deviceKeySecret == secret)
         let own = try CommonOptions.parse([]).resolve(
-            service: .gateway, environment: ["SWITCHBOARD_JWT_SECRET": secret, "SWITCHBOARD_DEVICE_TOKEN_SECRET": "device-secret-0123456789abcdef-0123"])
+            service: .gateway,
+            environment: [
+                "SWITCHBOARD_JWT_SECRET": secret,
+                "SWITCHBOARD_DEVICE_TOKEN_SECRET": "device-secret-0123456789abcdef-0123",
+            ])
         #expect(own.deviceKeySecret == "device-secret-0123456789abcdef-0123")
         // Derived under labels of their own: a grant verifies only with the grant key; the open-enrollment
         // format signed with the JWT secret itself does not pass for one signed with its derived key.
@@ -52,18 +63,25 @@ import Testing
         let withJWTKey = Xiaozhi.DeviceToken(secret: secret).mint(clientId: "c", deviceId: "d", at: 100)
         let derived = Xiaozhi.DeviceToken(key: DeviceGrant.openEnrollmentKey(secret: secret))
         #expect(!derived.verify(withJWTKey, clientId: "c", deviceId: "d", now: 100))
-        #expect(derived.verify(derived.mint(clientId: "c", deviceId: "d", at: 100), clientId: "c", deviceId: "d", now: 100))
-        #expect(!derived.verify(derived.mint(clientId: "c", deviceId: "d", at: 100), clientId: "c", deviceId: "other", now: 100))
+        #expect(
+            derived.verify(derived.mint(clientId: "c", deviceId: "d", at: 100), clientId: "c", deviceId: "d", now: 100))
+        #expect(
+            !derived.verify(
+                derived.mint(clientId: "c", deviceId: "d", at: 100), clientId: "c", deviceId: "other", now: 100))
     }
 
     @Test func tokenPolicyAndAdminPortComeFromTheEnvironment() throws {
         let configuration = try CommonOptions.parse([]).resolve(
             service: .orchestrator,
             environment: [
-                "SWITCHBOARD_JWT_SECRET": secret, "SWITCHBOARD_JWT_ISSUER": "https://auth.example", "SWITCHBOARD_JWT_AUDIENCE": "switchboard",
-                "SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS": "3600", "SWITCHBOARD_ADMIN_PORT": "0", "SWITCHBOARD_ADMIN_HOST": "0.0.0.0",
+                "SWITCHBOARD_JWT_SECRET": secret, "SWITCHBOARD_JWT_ISSUER": "https://auth.example",
+                "SWITCHBOARD_JWT_AUDIENCE": "switchboard",
+                "SWITCHBOARD_JWT_MAX_LIFETIME_SECONDS": "3600", "SWITCHBOARD_ADMIN_PORT": "0",
+                "SWITCHBOARD_ADMIN_HOST": "0.0.0.0",
             ])
-        #expect(configuration.tokenPolicy == TokenPolicy(issuer: "https://auth.example", audience: "switchboard", maxLifetimeSeconds: 3600))
+        #expect(
+            configuration.tokenPolicy
+                == TokenPolicy(issuer: "https://auth.example", audience: "switchboard", maxLifetimeSeconds: 3600))
         #expect(configuration.adminPort == 0 && configuration.adminHost == "0.0.0.0")
         #expect(ServiceKind.allCases.map(\.defaultAdminPort) == [9080, 9081, 9082, 9083, 9084, 9085])
     }
@@ -96,16 +114,21 @@ import Testing
 
     @Test func lifetimeNotBeforeIssuerAndAudienceAreChecked() async throws {
         let header: [String: Any] = ["alg": "HS256", "typ": "JWT"]
-        func token(_ claims: [String: Any]) -> String { ForgedTokens.token(header: header, claims: claims, secret: secret) }
+        func token(_ claims: [String: Any]) -> String {
+            ForgedTokens.token(header: header, claims: claims, secret: secret)
+        }
         let farFuture = token(ForgedTokens.claims(user: "u", lifetime: 365 * 24 * 3600))
         #expect(try await refusal(farFuture)?.contains("lifetime") == true)
         #expect(try await refusal(token(ForgedTokens.claims(user: "u", lifetime: 6 * 24 * 3600))) == nil)
         let early = token(ForgedTokens.claims(user: "u", ["nbf": Int(Date().timeIntervalSince1970) + 600]))
         #expect(try await refusal(early)?.contains("nbf") == true)
-        #expect(try await refusal(token(ForgedTokens.claims(user: "u", ["nbf": Int(Date().timeIntervalSince1970) - 10]))) == nil)
+        #expect(
+            try await refusal(token(ForgedTokens.claims(user: "u", ["nbf": Int(Date().timeIntervalSince1970) - 10])))
+                == nil)
 
         let policy = TokenPolicy(issuer: "https://auth.example", audience: "switchboard")
-        let right = token(ForgedTokens.claims(user: "u", ["iss": "https://auth.example", "aud": ["other", "switchboard"]]))
+        let right = token(
+            ForgedTokens.claims(user: "u", ["iss": "https://auth.example", "aud": ["other", "switchboard"]]))
         #expect(try await refusal(right, policy: policy) == nil)
         let wrongAudience = token(ForgedTokens.claims(user: "u", ["iss": "https://auth.example", "aud": "other"]))
         #expect(try await refusal(wrongAudience, policy: policy)?.contains("aud") == true)
@@ -136,7 +159,8 @@ import Testing
 /// Issue 14 item 3: the agent-worker calls only the servers it lists, with the keys it names.
 @Suite struct ProviderAllowListTests {
     @Test func entriesNameABaseURLAndOptionallyTheVariableOfItsKey() throws {
-        let list = try ProviderAllowList(parsing: "https://api.openai.com/v1/=OPENAI_API_KEY, http://127.0.0.1:11434/v1")
+        let list = try ProviderAllowList(
+            parsing: "https://api.openai.com/v1/=OPENAI_API_KEY, http://127.0.0.1:11434/v1")
         #expect(list.entry(for: "https://api.openai.com/v1")?.keyVariable == "OPENAI_API_KEY")
         #expect(list.entry(for: "https://api.openai.com/v1/")?.keyVariable == "OPENAI_API_KEY")
         #expect(list.entry(for: "http://127.0.0.1:11434/v1") != nil)
@@ -156,7 +180,8 @@ import Testing
             try await refused.stream(ProviderRequest(role: "Alex", userMessage: "hi")) { _ in }
         } throws: { error in
             guard let error = error as? ProviderError else { return false }
-            return error.code == .notAllowed && !error.isRetryable && error.message.contains("SWITCHBOARD_AGENT_PROVIDERS")
+            return error.code == .notAllowed && !error.isRetryable
+                && error.message.contains("SWITCHBOARD_AGENT_PROVIDERS")
         }
     }
 }
@@ -193,14 +218,16 @@ import Testing
         for _ in 0..<6 where rate.allow(at: later) { passed += 1 }
         #expect(passed == 5)
         // A device at the real pace (one packet per 60 ms) is never refused.
-        var steady = PacketRate(rate: GatewayLimits.deviceUplinkPacketsPerSecond, burst: GatewayLimits.deviceUplinkBurst)
+        var steady = PacketRate(
+            rate: GatewayLimits.deviceUplinkPacketsPerSecond, burst: GatewayLimits.deviceUplinkBurst)
         var refused = 0
         for index in 0..<2000 where !steady.allow(at: start.advanced(by: .milliseconds(60 * index))) { refused += 1 }
         #expect(refused == 0)
     }
 
     @Test func aDeviceTooFarBehindIsClosedInsteadOfQueuedWithoutEnd() throws {
-        let identity = DeviceIdentity(deviceID: "d", clientID: "c", protocolVersion: 1, userID: "u", conversationID: "voice-d")
+        let identity = DeviceIdentity(
+            deviceID: "d", clientID: "c", protocolVersion: 1, userID: "u", conversationID: "voice-d")
         let connection = DeviceConnection(
             sessionID: "s", identity: identity, framing: try Xiaozhi.BinaryProtocol(version: 1), burstFrames: 5)
         for _ in 0..<GatewayLimits.deviceOutboundItems { connection.enqueue(.audio([1, 2, 3], turn: 1)) }

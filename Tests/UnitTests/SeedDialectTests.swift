@@ -9,7 +9,8 @@ import Testing
 @Suite struct SeedDialectTests {
     static func message(_ type: String, _ data: JSONValue, offset: Int64 = 7) throws -> ChannelWire.Message {
         let frame = ServerFrame(id: "e1", type: type, timestamp: 1, data: data, channel: "conversation:c")
-        return ChannelWire.Message(offset: offset, epoch: "ep", frameType: type, frameJSON: try FrameEncoding.json(frame))
+        return ChannelWire.Message(
+            offset: offset, epoch: "ep", frameType: type, frameJSON: try FrameEncoding.json(frame))
     }
 
     @Test func positionsAreCharacterOffsetsAsJavaScriptCountsThem() {
@@ -31,19 +32,26 @@ import Testing
                 + #"data: {"chunk":"示例消息","messageId":"reply-m1","position":4,"role":"Catherine","total":-1}"# + "\n\n")
         let end = try Self.message(
             FrameType.messageStreamEnd,
-            ["messageId": "reply-m1", "finalMessage": ["content": "这是一个示例消息", "role": "Catherine"], "metadata": ["chunks": 2]])
+            [
+                "messageId": "reply-m1", "finalMessage": ["content": "这是一个示例消息", "role": "Catherine"],
+                "metadata": ["chunks": 2],
+            ])
         #expect(
             ChatCentreDialect.serverSentEvent(end)
                 == "id: ep:7\nevent: message_complete\n"
-                + #"data: {"message":"这是一个示例消息","messageId":"reply-m1","metadata":{"chunks":2},"role":"Catherine"}"# + "\n\n")
+                + #"data: {"message":"这是一个示例消息","messageId":"reply-m1","metadata":{"chunks":2},"role":"Catherine"}"#
+                + "\n\n")
     }
 
     @Test func otherEventsAreNamedInLowerCaseWithTheirDataAsIs() throws {
         let change = try Self.message(FrameType.roleStatusChange, ["role": "Alex", "status": "THINKING"])
-        #expect(ChatCentreDialect.serverSentEvent(change) == "id: ep:7\nevent: role_status_change\n" + #"data: {"role":"Alex","status":"THINKING"}"# + "\n\n")
+        #expect(
+            ChatCentreDialect.serverSentEvent(change) == "id: ep:7\nevent: role_status_change\n"
+                + #"data: {"role":"Alex","status":"THINKING"}"# + "\n\n")
         // Ephemeral events have no position to resume from: no id.
         let typing = try Self.message("TYPING_START", ["userId": "u"], offset: 0)
-        #expect(ChatCentreDialect.serverSentEvent(typing) == "event: typing_start\n" + #"data: {"userId":"u"}"# + "\n\n")
+        #expect(
+            ChatCentreDialect.serverSentEvent(typing) == "event: typing_start\n" + #"data: {"userId":"u"}"# + "\n\n")
         #expect(ChatCentreDialect.eventName(FrameType.messageStreamStart) == "message_start")
     }
 
@@ -57,8 +65,12 @@ import Testing
     /// Seed 000's graceful shutdown: 30 s unless configured.
     @Test func theShutdownWindowIsTheSeedsAndConfigurable() throws {
         #expect(try GatewaySettings.Options.parse([]).settings().shutdownWindow == .seconds(30))
-        #expect(try GatewaySettings.Options.parse(["--shutdown-window-seconds", "2.5"]).settings().shutdownWindow == .milliseconds(2500))
-        #expect(throws: (any Error).self) { try GatewaySettings.Options.parse(["--shutdown-window-seconds", "-1"]).settings() }
+        #expect(
+            try GatewaySettings.Options.parse(["--shutdown-window-seconds", "2.5"]).settings().shutdownWindow
+                == .milliseconds(2500))
+        #expect(throws: (any Error).self) {
+            try GatewaySettings.Options.parse(["--shutdown-window-seconds", "-1"]).settings()
+        }
     }
 
     @Test func onlyASustainedExcessCloses() {

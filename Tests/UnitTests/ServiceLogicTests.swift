@@ -41,7 +41,8 @@ import Testing
         let engine = OfflineEngine(settings: .init(tokensPerSecond: 5, firstTokenDelay: .zero))
         let task = Task {
             var count = 0
-            try await engine.generate(prompt: "one two three four five six seven eight", role: "Alex") { _ in count += 1 }
+            try await engine.generate(prompt: "one two three four five six seven eight", role: "Alex") { _ in count += 1
+            }
             return count
         }
         try? await Task.sleep(for: .milliseconds(300))
@@ -70,7 +71,8 @@ import Testing
 
 @Suite struct PartitionBufferTests {
     func message(_ offset: Int64) -> KafkaConsumerMessage {
-        KafkaConsumerMessage(topic: "t", partition: 0, offset: offset, key: nil, value: [], headers: [], timestampMilliseconds: nil)
+        KafkaConsumerMessage(
+            topic: "t", partition: 0, offset: offset, key: nil, value: [], headers: [], timestampMilliseconds: nil)
     }
 
     /// The polling thread's view: after each step it takes the buffer's decision and records it.
@@ -127,7 +129,8 @@ import Testing
             routingKey: key, source: EventSource(service: "gateway", instance: "g1"),
             payload: ClientEvent(channel: .conversation(key), frameType: type, data: ["x": 1]))
         return KafkaConsumerMessage(
-            topic: "sb.client.events", partition: 0, offset: 1, key: Array(key.utf8), value: try EnvelopeCodec.encode(envelope),
+            topic: "sb.client.events", partition: 0, offset: 1, key: Array(key.utf8),
+            value: try EnvelopeCodec.encode(envelope),
             headers: [KafkaHeader(name: BusHeaders.type, string: envelope.type)], timestampMilliseconds: nil)
     }
 
@@ -136,11 +139,14 @@ import Testing
         let line = try #require(formatter.line(for: message(type: "MESSAGE_STREAM_CHUNK", key: "c1")))
         #expect(line.contains("client.event") && line.contains("key=c1") && line.contains("from=gateway/g1"))
         #expect(formatter.line(for: try message(type: "X", key: "c2")) == nil)
-        #expect(TailFormatter(key: nil, type: "chat.message.submitted", json: false).line(for: try message(type: "X", key: "c1")) == nil)
+        #expect(
+            TailFormatter(key: nil, type: "chat.message.submitted", json: false).line(
+                for: try message(type: "X", key: "c1")) == nil)
     }
 
     @Test func jsonModePrintsTheEnvelope() throws {
         let raw = try message(type: "X", key: "c1")
-        #expect(TailFormatter(key: nil, type: nil, json: true).line(for: raw) == String(decoding: raw.value, as: UTF8.self))
+        #expect(
+            TailFormatter(key: nil, type: nil, json: true).line(for: raw) == String(decoding: raw.value, as: UTF8.self))
     }
 }

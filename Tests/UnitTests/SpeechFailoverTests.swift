@@ -36,7 +36,8 @@ import Testing
         var count: Int { calls.load(ordering: .relaxed) }
     }
 
-    static let fast = SpeechFailoverPolicy(retries: 1, retryDelay: .milliseconds(1), failureThreshold: 2, openDuration: .seconds(60))
+    static let fast = SpeechFailoverPolicy(
+        retries: 1, retryDelay: .milliseconds(1), failureThreshold: 2, openDuration: .seconds(60))
 
     @Test func aRetryHidesOneFailure() async throws {
         let primary = Engine(failures: 1, answer: "primary")
@@ -63,9 +64,11 @@ import Testing
     }
 
     @Test func afterTheOpenWindowOneTrialDecides() async throws {
-        let policy = SpeechFailoverPolicy(retries: 0, retryDelay: .milliseconds(1), failureThreshold: 1, openDuration: .milliseconds(50))
+        let policy = SpeechFailoverPolicy(
+            retries: 0, retryDelay: .milliseconds(1), failureThreshold: 1, openDuration: .milliseconds(50))
         let primary = Engine(failures: 1, answer: "primary")
-        let synthesizer = FailoverSynthesizer(primary: primary, fallback: Engine(failures: 0, answer: "fb"), policy: policy)
+        let synthesizer = FailoverSynthesizer(
+            primary: primary, fallback: Engine(failures: 0, answer: "fb"), policy: policy)
         #expect(try await synthesizer.synthesize("x", sampleRate: 24_000) == [2])  // the fallback's "fb"
         guard case .open = synthesizer.failover.state else { Issue.record("circuit not open"); return }
         try await Task.sleep(for: .milliseconds(80))
@@ -75,7 +78,8 @@ import Testing
     }
 
     @Test func withoutAFallbackTheEnginesErrorIsTheAnswer() async throws {
-        let recognizer = FailoverRecognizer(primary: Engine(failures: .max, answer: ""), fallback: nil, policy: Self.fast)
+        let recognizer = FailoverRecognizer(
+            primary: Engine(failures: .max, answer: ""), fallback: nil, policy: Self.fast)
         await #expect(throws: Broken.self) { try await recognizer.transcribe([], sampleRate: 16_000) }
         await #expect(throws: Broken.self) { try await recognizer.transcribe([], sampleRate: 16_000) }
         // Open: no call at all, a clear error.
@@ -91,9 +95,13 @@ import Testing
         settings.asrFallback = "none"
         #expect(settings.asrFallbackEngine == nil)
         let parsed = try VoiceSettings.Options.parse([]).settings(environment: [
-            "SWITCHBOARD_VOICE_TTS_FALLBACK": "none", "SWITCHBOARD_VOICE_ENGINE_RETRIES": "2", "SWITCHBOARD_VOICE_ENGINE_OPEN_SECONDS": "5",
+            "SWITCHBOARD_VOICE_TTS_FALLBACK": "none", "SWITCHBOARD_VOICE_ENGINE_RETRIES": "2",
+            "SWITCHBOARD_VOICE_ENGINE_OPEN_SECONDS": "5",
         ])
-        #expect(parsed.ttsFallback == "none" && parsed.failover.retries == 2 && parsed.failover.openDuration == .seconds(5))
-        #expect(throws: (any Error).self) { try VoiceSettings.Options.parse([]).settings(environment: ["SWITCHBOARD_VOICE_ASR_FALLBACK": "whisper"]) }
+        #expect(
+            parsed.ttsFallback == "none" && parsed.failover.retries == 2 && parsed.failover.openDuration == .seconds(5))
+        #expect(throws: (any Error).self) {
+            try VoiceSettings.Options.parse([]).settings(environment: ["SWITCHBOARD_VOICE_ASR_FALLBACK": "whisper"])
+        }
     }
 }

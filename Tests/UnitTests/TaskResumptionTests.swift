@@ -15,22 +15,24 @@ struct TaskResumptionTests {
         let ids = TaskEventIDs(taskID: "m1-alex")
         // Two attempts (two processes) name every event alike.
         #expect(ids.chunk(3, channel: conversation) == TaskEventIDs(taskID: "m1-alex").chunk(3, channel: conversation))
-        #expect(ids.once(FrameType.messageStreamEnd, channel: conversation)
-            == TaskEventIDs(taskID: "m1-alex").once(FrameType.messageStreamEnd, channel: conversation))
+        #expect(
+            ids.once(FrameType.messageStreamEnd, channel: conversation)
+                == TaskEventIDs(taskID: "m1-alex").once(FrameType.messageStreamEnd, channel: conversation))
         #expect(ids.result == TaskEventIDs(taskID: "m1-alex").result)
         // Every other event, task or channel has its own id.
-        let all: [UUID] = (0..<50).map { ids.chunk($0, channel: conversation) } + [
-            ids.chunk(0, channel: .roles("c1")),
-            TaskEventIDs(taskID: "m1-kulu").chunk(0, channel: conversation),
-            ids.once(FrameType.agentStart, channel: conversation),
-            ids.once(FrameType.messageStreamStart, channel: conversation),
-            ids.once(FrameType.messageStreamEnd, channel: conversation),
-            ids.roleStep(FrameType.roleStatusChange, to: .responding, channel: conversation),
-            ids.roleStep(FrameType.roleStatusChange, to: .responding, channel: .roles("c1")),
-            ids.roleStep(FrameType.roleStatusChange, to: .error, channel: conversation),
-            ids.roleStep(FrameType.roleThinkingEnd, to: .responding, channel: conversation),
-            ids.result,
-        ]
+        let all: [UUID] =
+            (0..<50).map { ids.chunk($0, channel: conversation) } + [
+                ids.chunk(0, channel: .roles("c1")),
+                TaskEventIDs(taskID: "m1-kulu").chunk(0, channel: conversation),
+                ids.once(FrameType.agentStart, channel: conversation),
+                ids.once(FrameType.messageStreamStart, channel: conversation),
+                ids.once(FrameType.messageStreamEnd, channel: conversation),
+                ids.roleStep(FrameType.roleStatusChange, to: .responding, channel: conversation),
+                ids.roleStep(FrameType.roleStatusChange, to: .responding, channel: .roles("c1")),
+                ids.roleStep(FrameType.roleStatusChange, to: .error, channel: conversation),
+                ids.roleStep(FrameType.roleThinkingEnd, to: .responding, channel: conversation),
+                ids.result,
+            ]
         #expect(Set(all).count == all.count)
     }
 
@@ -39,20 +41,26 @@ struct TaskResumptionTests {
         #expect(id.uuidString.lowercased().dropFirst(14).first == "5")
         #expect("89ab".contains(id.uuidString.lowercased().dropFirst(19).first!))
         // The orchestrator's ids come from the same function (one algorithm for every derived id).
-        #expect(NameBasedUUID.make("x") == NameBasedUUID.make("x") && NameBasedUUID.make("x") != NameBasedUUID.make("y"))
+        #expect(
+            NameBasedUUID.make("x") == NameBasedUUID.make("x") && NameBasedUUID.make("x") != NameBasedUUID.make("y"))
     }
 
     @Test func progressGivesTheAnswerSoFarAndEachChunksPosition() {
         let progress = TaskProgress(chunks: ["Alex here. ", "你好 ", "👨‍👩‍👧 ok"])
         #expect(progress.text == "Alex here. 你好 👨‍👩‍👧 ok")
-        #expect(progress.positions.each == [0, ChatCentreDialect.length("Alex here. "), ChatCentreDialect.length("Alex here. 你好 ")])
+        #expect(
+            progress.positions.each == [
+                0, ChatCentreDialect.length("Alex here. "), ChatCentreDialect.length("Alex here. 你好 "),
+            ])
         #expect(progress.positions.next == ChatCentreDialect.length(progress.text))
-        #expect(TaskProgress().positions.each.isEmpty && TaskProgress().positions.next == 0 && TaskProgress().text.isEmpty)
+        #expect(
+            TaskProgress().positions.each.isEmpty && TaskProgress().positions.next == 0 && TaskProgress().text.isEmpty)
     }
 
     /// The offline engine resumed after any prefix of its answer streams exactly the rest of it.
     @Test func theOfflineEngineResumesWithTheRestOfItsAnswer() async throws {
-        let provider = OfflineProvider(engine: OfflineEngine(settings: .init(tokensPerSecond: 0, firstTokenDelay: .zero)))
+        let provider = OfflineProvider(
+            engine: OfflineEngine(settings: .init(tokensPerSecond: 0, firstTokenDelay: .zero)))
         var request = ProviderRequest(role: "Alex", responsibility: "planner", userMessage: "plan a team offsite 你好 👨‍👩‍👧")
         let full = OfflineEngine.compose(request)
         for cut in [0, 1, 17, full.count / 2, full.count - 1, full.count] {

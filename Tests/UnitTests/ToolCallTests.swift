@@ -17,13 +17,18 @@ import Testing
             DeviceTool(name: "self.light.set"), DeviceTool(name: "self_light_set"), DeviceTool(name: "self.light-set"),
             DeviceTool(name: "灯.开"), DeviceTool(name: long), DeviceTool(name: long + "y"), DeviceTool(name: ""),
         ])
-        #expect(names.wireNames == [
-            "self_light_set", "self_light_set_2", "self_light-set", "___",
-            "self_" + String(repeating: "x", count: 59), "self_" + String(repeating: "x", count: 57) + "_2", "tool",
-        ])
-        #expect(names.wireNames.allSatisfy { name in
-            (1...64).contains(name.count) && name.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "_-".unicodeScalars.contains($0)) }
-        })
+        #expect(
+            names.wireNames == [
+                "self_light_set", "self_light_set_2", "self_light-set", "___",
+                "self_" + String(repeating: "x", count: 59), "self_" + String(repeating: "x", count: 57) + "_2", "tool",
+            ])
+        #expect(
+            names.wireNames.allSatisfy { name in
+                (1...64).contains(name.count)
+                    && name.unicodeScalars.allSatisfy {
+                        $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "_-".unicodeScalars.contains($0))
+                    }
+            })
         #expect(names.deviceName(for: "self_light_set") == "self.light.set")
         #expect(names.deviceName(for: "self_light_set_2") == "self_light_set")
         #expect(names.deviceName(for: "___") == "灯.开")
@@ -37,14 +42,16 @@ import Testing
         #expect(calls.toolCalls.isEmpty)
         // Two parallel calls, their argument pieces interleaved, as OpenAI streams them.
         calls.add(Piece(index: 0, id: "call_a", function: .init(name: "self_light_turn_on", arguments: "")))
-        calls.add(Piece(index: 1, id: "call_b", function: .init(name: "self_audio_speaker_set_volume", arguments: "{\"vo")))
+        calls.add(
+            Piece(index: 1, id: "call_b", function: .init(name: "self_audio_speaker_set_volume", arguments: "{\"vo")))
         calls.add(Piece(index: 0, function: .init(arguments: "{}")))
         calls.add(Piece(index: 1, function: .init(arguments: "lume\": ")))
         calls.add(Piece(index: 1, id: "", function: .init(arguments: "30}")))
-        #expect(calls.toolCalls == [
-            ToolCall(id: "call_a", name: "self_light_turn_on", arguments: "{}"),
-            ToolCall(id: "call_b", name: "self_audio_speaker_set_volume", arguments: "{\"volume\": 30}"),
-        ])
+        #expect(
+            calls.toolCalls == [
+                ToolCall(id: "call_a", name: "self_light_turn_on", arguments: "{}"),
+                ToolCall(id: "call_b", name: "self_audio_speaker_set_volume", arguments: "{\"volume\": 30}"),
+            ])
         // A server that leaves out index and id: one call, named call_0.
         var bare = ToolCallAccumulator()
         bare.add(Piece(index: nil, function: .init(name: "self_light_turn_on")))
@@ -53,7 +60,8 @@ import Testing
     }
 
     @Test func piecesDecodeFromOpenAIsWireFormat() throws {
-        let json = #"[{"index":0,"id":"call_x","type":"function","function":{"name":"f","arguments":""}},{"index":0,"function":{"arguments":"{\"a\":1}"}}]"#
+        let json =
+            #"[{"index":0,"id":"call_x","type":"function","function":{"name":"f","arguments":""}},{"index":0,"function":{"arguments":"{\"a\":1}"}}]"#
         var calls = ToolCallAccumulator()
         for piece in try JSONDecoder().decode([Piece].self, from: Data(json.utf8)) { calls.add(piece) }
         #expect(calls.toolCalls == [ToolCall(id: "call_x", name: "f", arguments: #"{"a":1}"#)])
@@ -64,29 +72,44 @@ import Testing
             name: "self.audio_speaker.set_volume", description: "Set the volume",
             inputSchema: ["type": "object", "properties": ["volume": ["type": "integer"]]])
         let provider = OpenAIProvider(
-            spec: ProviderSpec(kind: "openai", baseURL: "http://127.0.0.1:1/v1", model: "m"), apiKey: nil, client: .shared)
-        var request = ProviderRequest(role: "Alex", systemPrompt: "You are Alex.", userMessage: "volume 30", tools: [volume])
+            spec: ProviderSpec(kind: "openai", baseURL: "http://127.0.0.1:1/v1", model: "m"), apiKey: nil,
+            client: .shared)
+        var request = ProviderRequest(
+            role: "Alex", systemPrompt: "You are Alex.", userMessage: "volume 30", tools: [volume])
         let first = try JSONDecoder().decode(JSONValue.self, from: provider.body(for: request))
-        #expect(first["tools"] == [[
-            "type": "function",
-            "function": ["name": "self_audio_speaker_set_volume", "description": "Set the volume",
-                         "parameters": ["type": "object", "properties": ["volume": ["type": "integer"]]]],
-        ]])
+        #expect(
+            first["tools"] == [
+                [
+                    "type": "function",
+                    "function": [
+                        "name": "self_audio_speaker_set_volume", "description": "Set the volume",
+                        "parameters": ["type": "object", "properties": ["volume": ["type": "integer"]]],
+                    ],
+                ]
+            ])
         #expect(first["tool_choice"] == nil)
         #expect(first["messages"]?.arrayValue?.count == 2)
 
-        request.toolRounds = [ToolRound(
-            text: "One moment.", calls: [ToolCall(id: "call_1", name: "self_audio_speaker_set_volume", arguments: #"{"volume":30}"#)],
-            results: ["call_1": "volume is now 30"])]
+        request.toolRounds = [
+            ToolRound(
+                text: "One moment.",
+                calls: [ToolCall(id: "call_1", name: "self_audio_speaker_set_volume", arguments: #"{"volume":30}"#)],
+                results: ["call_1": "volume is now 30"])
+        ]
         request.mayCallTools = false
         let next = try JSONDecoder().decode(JSONValue.self, from: provider.body(for: request))
         let messages = try #require(next["messages"]?.arrayValue)
         #expect(messages.map { $0["role"]?.stringValue } == ["system", "user", "assistant", "tool"])
-        #expect(messages[2] == [
-            "role": "assistant", "content": "One moment.",
-            "tool_calls": [["id": "call_1", "type": "function",
-                            "function": ["name": "self_audio_speaker_set_volume", "arguments": #"{"volume":30}"#]]],
-        ])
+        #expect(
+            messages[2] == [
+                "role": "assistant", "content": "One moment.",
+                "tool_calls": [
+                    [
+                        "id": "call_1", "type": "function",
+                        "function": ["name": "self_audio_speaker_set_volume", "arguments": #"{"volume":30}"#],
+                    ]
+                ],
+            ])
         #expect(messages[3] == ["role": "tool", "content": "volume is now 30", "tool_call_id": "call_1"])
         #expect(next["tool_choice"] == "none", "the last round must answer")
         #expect(next["tools"]?.arrayValue?.count == 1, "still listed: the rounds refer to them")
@@ -121,17 +144,23 @@ import Testing
         func call(_ toolbox: DeviceToolbox, name: String, arguments: JSONValue) async -> DeviceToolResult {
             calls.withLock { $0.append((name, arguments)) }
             return name == "self.door.open"
-                ? DeviceToolResult(callId: "c", text: "jammed", isError: true) : DeviceToolResult(callId: "c", text: "done \(name)", isError: false)
+                ? DeviceToolResult(callId: "c", text: "jammed", isError: true)
+                : DeviceToolResult(callId: "c", text: "done \(name)", isError: false)
         }
     }
 
-    static let toolbox = DeviceToolbox(sessionId: "s", gateway: "g", tools: [
-        DeviceTool(name: "self.light.turn_on"), DeviceTool(name: "self.door.open"),
-        DeviceTool(name: "self.audio_speaker.set_volume", inputSchema: ["type": "object", "properties": ["volume": ["type": "integer"]]]),
-    ])
+    static let toolbox = DeviceToolbox(
+        sessionId: "s", gateway: "g",
+        tools: [
+            DeviceTool(name: "self.light.turn_on"), DeviceTool(name: "self.door.open"),
+            DeviceTool(
+                name: "self.audio_speaker.set_volume",
+                inputSchema: ["type": "object", "properties": ["volume": ["type": "integer"]]]),
+        ])
 
     static func provider(_ model: ScriptedModel, _ device: Device) -> any ChatProvider {
-        DeviceToolProvider.wrap(model, toolbox: toolbox, caller: device, offline: OfflineProvider(engine: OfflineEngine()))
+        DeviceToolProvider.wrap(
+            model, toolbox: toolbox, caller: device, offline: OfflineProvider(engine: OfflineEngine()))
     }
 
     static func answer(_ provider: any ChatProvider, to request: ProviderRequest) async throws -> String {
@@ -152,7 +181,8 @@ import Testing
         ]
         let model = ScriptedModel(rounds: [first, second])
         let device = Device()
-        let text = try await Self.answer(Self.provider(model, device), to: ProviderRequest(role: "Alex", userMessage: "lights on, volume 30"))
+        let text = try await Self.answer(
+            Self.provider(model, device), to: ProviderRequest(role: "Alex", userMessage: "lights on, volume 30"))
         // One answer, every round's text in order.
         #expect(text == "(round 0) (round 1) answer")
         let calls = device.calls.withLock { $0 }
@@ -161,13 +191,19 @@ import Testing
         let requests = model.requests.withLock { $0 }
         #expect(requests.count == 3)
         #expect(requests.allSatisfy { $0.tools == Self.toolbox.tools && $0.mayCallTools })
-        #expect(requests[2].toolRounds == [
-            ToolRound(text: "(round 0) ", calls: first, results: ["call_1": "done self.light.turn_on", "call_2": "done self.audio_speaker.set_volume"]),
-            ToolRound(text: "(round 1) ", calls: second, results: [
-                "call_3": "error: the device has no tool reboot", "call_4": "error: the arguments are not a JSON object: [1]",
-                "call_5": "error: jammed",
-            ]),
-        ])
+        #expect(
+            requests[2].toolRounds == [
+                ToolRound(
+                    text: "(round 0) ", calls: first,
+                    results: ["call_1": "done self.light.turn_on", "call_2": "done self.audio_speaker.set_volume"]),
+                ToolRound(
+                    text: "(round 1) ", calls: second,
+                    results: [
+                        "call_3": "error: the device has no tool reboot",
+                        "call_4": "error: the arguments are not a JSON object: [1]",
+                        "call_5": "error: jammed",
+                    ]),
+            ])
     }
 
     @Test func roundsAndCallsPerRoundAreBounded() async throws {
@@ -176,7 +212,8 @@ import Testing
         let model = ScriptedModel(rounds: [many, [light], [light], [light]])
         let device = Device()
         let error = await #expect(throws: ProviderError.self) {
-            try await Self.answer(Self.provider(model, device), to: ProviderRequest(role: "Alex", userMessage: "lights"))
+            try await Self.answer(
+                Self.provider(model, device), to: ProviderRequest(role: "Alex", userMessage: "lights"))
         }
         #expect(error?.code == .malformed)
         let requests = model.requests.withLock { $0 }

@@ -30,14 +30,17 @@ struct TransportSettingsTests {
             service: .notifier,
             environment: [
                 "SWITCHBOARD_DEVELOPMENT_MODE": "1",
-                "SWITCHBOARD_KAFKA_PROPERTIES": "security.protocol=SASL_SSL; sasl.mechanism=SCRAM-SHA-512;sasl.username=sb",
+                "SWITCHBOARD_KAFKA_PROPERTIES":
+                    "security.protocol=SASL_SSL; sasl.mechanism=SCRAM-SHA-512;sasl.username=sb",
             ])
-        #expect(configuration.kafkaClient.extraProperties == [
-            "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "sb",
-        ])
+        #expect(
+            configuration.kafkaClient.extraProperties == [
+                "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "sb",
+            ])
         #expect(throws: ConfigurationError.self) {
             try CommonOptions.parse([]).resolve(
-                service: .notifier, environment: ["SWITCHBOARD_DEVELOPMENT_MODE": "1", "SWITCHBOARD_KAFKA_PROPERTIES": "no-equals-sign"])
+                service: .notifier,
+                environment: ["SWITCHBOARD_DEVELOPMENT_MODE": "1", "SWITCHBOARD_KAFKA_PROPERTIES": "no-equals-sign"])
         }
     }
 

@@ -12,10 +12,14 @@ import Testing
                 #expect(UplinkAudio.refusal(Xiaozhi.AudioParams(sampleRate: rate, frameDuration: duration)) == nil)
             }
         }
-        #expect(UplinkAudio.refusal(Xiaozhi.AudioParams(format: "pcm", sampleRate: 16_000)) == "uplink audio must be Opus, got pcm")
+        #expect(
+            UplinkAudio.refusal(Xiaozhi.AudioParams(format: "pcm", sampleRate: 16_000))
+                == "uplink audio must be Opus, got pcm")
         #expect(UplinkAudio.refusal(Xiaozhi.AudioParams(sampleRate: 16_000, channels: 2))?.contains("mono") == true)
         #expect(UplinkAudio.refusal(Xiaozhi.AudioParams(sampleRate: 44_100))?.contains("sample_rate") == true)
-        #expect(UplinkAudio.refusal(Xiaozhi.AudioParams(sampleRate: 16_000, frameDuration: 30))?.contains("frame_duration") == true)
+        #expect(
+            UplinkAudio.refusal(Xiaozhi.AudioParams(sampleRate: 16_000, frameDuration: 30))?.contains("frame_duration")
+                == true)
     }
 
     @Test func theFramerCutsAnyRateIntoSixtyMillisecondsAtSixteenKilohertz() {
@@ -49,7 +53,8 @@ import Testing
             for harmonic in 1...20 {
                 let frequency = 140.0 * Double(harmonic)
                 guard frequency < Double(sampleRate) / 2 - 200 else { break }
-                let formants = exp(-pow((frequency - 700) / 250, 2)) + 0.6 * exp(-pow((frequency - 1200) / 300, 2)) + 0.05
+                let formants =
+                    exp(-pow((frequency - 700) / 250, 2)) + 0.6 * exp(-pow((frequency - 1200) / 300, 2)) + 0.05
                 value += formants * sin(2 * Double.pi * frequency * t) / Double(harmonic).squareRoot()
             }
             state = state &* 1_664_525 &+ 1_013_904_223
@@ -78,7 +83,8 @@ import Testing
         // Every sample arrives (but the last partial frame).
         #expect(decoded.count >= reference.count - 960 && decoded.count <= reference.count + 960)
         // Skip the codec's first 100 ms while it converges.
-        let (db, lag) = AudioQuality.snr(reference: Array(reference.dropFirst(1_600)), decoded: Array(decoded.dropFirst(1_600)))
+        let (db, lag) = AudioQuality.snr(
+            reference: Array(reference.dropFirst(1_600)), decoded: Array(decoded.dropFirst(1_600)))
         // A dropped or repeated frame, a wrong rate or a byte swap gives less than 3 dB.
         let floor: Double = sampleRate == 8_000 ? 8 : 12
         #expect(db >= floor, "SNR \(db) dB at lag \(lag) for \(sampleRate) Hz, \(frameDuration) ms")
@@ -91,6 +97,7 @@ import Testing
         // One packet in ten lost on the way.
         var decoded: [Int16] = []
         for (index, packet) in packets.enumerated() where index % 10 != 5 { decoded += try decoder.decode(packet) }
-        #expect(AudioQuality.snr(reference: Array(pcm.dropFirst(1_600)), decoded: Array(decoded.dropFirst(1_600))).db < 3)
+        #expect(
+            AudioQuality.snr(reference: Array(pcm.dropFirst(1_600)), decoded: Array(decoded.dropFirst(1_600))).db < 3)
     }
 }

@@ -7,7 +7,8 @@ import Testing
 /// the device token.
 @Suite struct VoiceProtocolTests {
     @Test func deviceHelloDecodes() throws {
-        let text = #"{"type":"hello","version":1,"features":{"mcp":true,"aec":true},"transport":"websocket","audio_params":{"format":"opus","sample_rate":16000,"channels":1,"frame_duration":60}}"#
+        let text =
+            #"{"type":"hello","version":1,"features":{"mcp":true,"aec":true},"transport":"websocket","audio_params":{"format":"opus","sample_rate":16000,"channels":1,"frame_duration":60}}"#
         let message = try Xiaozhi.Message.parse(text)
         #expect(message.type == "hello")
         #expect(message.version == 1)
@@ -18,13 +19,18 @@ import Testing
     @Test func serverMessagesEncodeAsTheFirmwareReadsThem() throws {
         #expect(
             Xiaozhi.Message.serverHello(sessionId: "s1").json()
-                == #"{"audio_params":{"channels":1,"format":"opus","frame_duration":60,"sample_rate":24000},"session_id":"s1","transport":"websocket","type":"hello"}"#)
-        #expect(Xiaozhi.Message.stt("hello world", sessionId: "s1").json() == #"{"session_id":"s1","text":"hello world","type":"stt"}"#)
-        #expect(Xiaozhi.Message.tts(.start, sessionId: "s1").json() == #"{"session_id":"s1","state":"start","type":"tts"}"#)
+                == #"{"audio_params":{"channels":1,"format":"opus","frame_duration":60,"sample_rate":24000},"session_id":"s1","transport":"websocket","type":"hello"}"#
+        )
+        #expect(
+            Xiaozhi.Message.stt("hello world", sessionId: "s1").json()
+                == #"{"session_id":"s1","text":"hello world","type":"stt"}"#)
+        #expect(
+            Xiaozhi.Message.tts(.start, sessionId: "s1").json() == #"{"session_id":"s1","state":"start","type":"tts"}"#)
         #expect(
             Xiaozhi.Message.tts(.sentenceStart, text: "Hi.", sessionId: "s1").json()
                 == #"{"session_id":"s1","state":"sentence_start","text":"Hi.","type":"tts"}"#)
-        #expect(Xiaozhi.Message.tts(.stop, sessionId: "s1").json() == #"{"session_id":"s1","state":"stop","type":"tts"}"#)
+        #expect(
+            Xiaozhi.Message.tts(.stop, sessionId: "s1").json() == #"{"session_id":"s1","state":"stop","type":"tts"}"#)
         #expect(
             Xiaozhi.Message.llm(emotion: "happy", text: "😀", sessionId: "s1").json()
                 == #"{"emotion":"happy","session_id":"s1","text":"😀","type":"llm"}"#)
@@ -47,7 +53,8 @@ import Testing
     @Test func abortAndMCPAndTTSParse() throws {
         let abort = try Xiaozhi.Message.parse(#"{"session_id":"s","type":"abort","reason":"wake_word_detected"}"#)
         #expect(abort.type == "abort" && abort.reason == "wake_word_detected")
-        let mcp = try Xiaozhi.Message.parse(#"{"session_id":"s","type":"mcp","payload":{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}}"#)
+        let mcp = try Xiaozhi.Message.parse(
+            #"{"session_id":"s","type":"mcp","payload":{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}}"#)
         #expect(mcp.payload?.json == #"{"id":1,"jsonrpc":"2.0","result":{"tools":[]}}"#)
         // The payload survives a re-encode.
         #expect(try Xiaozhi.Message.parse(mcp.json()).payload == mcp.payload)
@@ -76,8 +83,12 @@ import Testing
         #expect(try framing.decode(bytes) == .audio([0xAA, 0xBB], timestamp: 0x0102_0304))
         #expect(try framing.decode(framing.encodeJSON("{}")) == .json("{}"))
         // A size that does not match, a wrong version, a short header.
-        #expect(throws: Xiaozhi.ProtocolError.self) { try framing.decode([0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 1]) }
-        #expect(throws: Xiaozhi.ProtocolError.self) { try framing.decode([0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]) }
+        #expect(throws: Xiaozhi.ProtocolError.self) {
+            try framing.decode([0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 1])
+        }
+        #expect(throws: Xiaozhi.ProtocolError.self) {
+            try framing.decode([0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1])
+        }
         #expect(throws: Xiaozhi.ProtocolError.self) { try framing.decode([0, 2, 0]) }
     }
 
@@ -93,7 +104,9 @@ import Testing
 
     @Test func oversizedAudioAndUnknownVersionsAreRefused() throws {
         let framing = try Xiaozhi.BinaryProtocol(version: 1)
-        #expect(throws: Xiaozhi.ProtocolError.self) { try framing.decode([UInt8](repeating: 1, count: Xiaozhi.maxAudioPacketBytes + 1)) }
+        #expect(throws: Xiaozhi.ProtocolError.self) {
+            try framing.decode([UInt8](repeating: 1, count: Xiaozhi.maxAudioPacketBytes + 1))
+        }
         #expect(throws: Xiaozhi.ProtocolError.self) { try Xiaozhi.BinaryProtocol(version: 4) }
         #expect(throws: Xiaozhi.ProtocolError.self) { try Xiaozhi.BinaryProtocol(version: 0) }
     }
@@ -108,8 +121,12 @@ import Testing
         #expect(tokens.verify(token, clientId: "c1", deviceId: "aa:bb", now: 1_000_100))
         #expect(!tokens.verify(token, clientId: "c1", deviceId: "aa:cc", now: 1_000_100))
         #expect(!tokens.verify(token, clientId: "c2", deviceId: "aa:bb", now: 1_000_100))
-        #expect(!tokens.verify(token, clientId: "c1", deviceId: "aa:bb", now: 1_000_000 + Xiaozhi.DeviceToken.lifetimeSeconds + 1))
-        #expect(!Xiaozhi.DeviceToken(secret: "another-secret-of-at-least-32-bytes!!").verify(token, clientId: "c1", deviceId: "aa:bb", now: 1_000_100))
+        #expect(
+            !tokens.verify(
+                token, clientId: "c1", deviceId: "aa:bb", now: 1_000_000 + Xiaozhi.DeviceToken.lifetimeSeconds + 1))
+        #expect(
+            !Xiaozhi.DeviceToken(secret: "another-secret-of-at-least-32-bytes!!").verify(
+                token, clientId: "c1", deviceId: "aa:bb", now: 1_000_100))
     }
 
     @Test func downlinkItemsRoundTripBinarySafely() {
@@ -122,7 +139,9 @@ import Testing
 /// Opus, the VAD, the pacer, the sentence splitter: plain values, no I/O.
 @Suite struct VoicePipelineTests {
     static func tone(frequency: Double, amplitude: Double, milliseconds: Int, rate: Int = 16_000) -> [Int16] {
-        (0..<(rate * milliseconds / 1000)).map { Int16(amplitude * sin(2 * .pi * frequency * Double($0) / Double(rate))) }
+        (0..<(rate * milliseconds / 1000)).map {
+            Int16(amplitude * sin(2 * .pi * frequency * Double($0) / Double(rate)))
+        }
     }
 
     @Test func opusRoundTripsAt16And24Kilohertz() throws {
@@ -143,7 +162,8 @@ import Testing
         let decoder = try OpusDecoder(format: .uplink)
         #expect(throws: OpusError.self) { try decoder.decode([]) }
         #expect(throws: OpusError.self) { try decoder.decode([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]) }
-        let packet = try OpusEncoder(format: .uplink).encode(Self.tone(frequency: 300, amplitude: 5000, milliseconds: 60)[...])
+        let packet = try OpusEncoder(format: .uplink).encode(
+            Self.tone(frequency: 300, amplitude: 5000, milliseconds: 60)[...])
         #expect(try decoder.decode(packet).count == 960)
     }
 

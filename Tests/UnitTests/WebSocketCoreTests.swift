@@ -15,7 +15,8 @@ import Testing
 
 @Suite struct DeflateNegotiationTests {
     @Test func acceptsWhatBrowsersAndNodeOfferWithoutContextTakeoverEitherWay() throws {
-        let (parameters, response) = try #require(DeflateParameters.negotiate(offers: ["permessage-deflate; client_max_window_bits"]))
+        let (parameters, response) = try #require(
+            DeflateParameters.negotiate(offers: ["permessage-deflate; client_max_window_bits"]))
         #expect(parameters.serverWindowBits == 15)
         #expect(response == "permessage-deflate; server_no_context_takeover; client_no_context_takeover")
     }
@@ -55,7 +56,9 @@ import Testing
     }
 
     @Test func matchesByPathWithCapturedSegmentsAndNoTrailingSlashSensitivity() throws {
-        let doors = WebSocketDoors([Door(pathPattern: "/ws"), Door(pathPattern: "/ws/{session_id}"), Door(pathPattern: "/xiaozhi/v1/")])
+        let doors = WebSocketDoors([
+            Door(pathPattern: "/ws"), Door(pathPattern: "/ws/{session_id}"), Door(pathPattern: "/xiaozhi/v1/"),
+        ])
         #expect(doors.match("/ws")?.door.pathPattern == "/ws")
         let workflow = try #require(doors.match("/ws/abc-1"))
         #expect(workflow.door.pathPattern == "/ws/{session_id}")
@@ -167,7 +170,8 @@ final class FlushCounter: ChannelOutboundHandler {
         let channel = EmbeddedChannel()
         let counter = FlushCounter()
         let handler = WebSocketConnectionHandler(
-            settings: .init(maxMessageBytes: 1024, outboundLimitBytes: limit, pingInterval: .seconds(30)), deflate: deflate)
+            settings: .init(maxMessageBytes: 1024, outboundLimitBytes: limit, pingInterval: .seconds(30)),
+            deflate: deflate)
         try channel.pipeline.syncOperations.addHandler(counter)
         try channel.pipeline.syncOperations.addHandler(handler)
         return (channel, handler, counter)
@@ -176,7 +180,8 @@ final class FlushCounter: ChannelOutboundHandler {
     @Test func framesQueuedInOneTickLeaveInOneFlush() throws {
         let (channel, handler, counter) = try makeChannel()
         for n in 0..<5 {
-            #expect(handler.enqueue(OutboundPayload(bytes: ByteBuffer(string: "f\(n)")), ephemeral: false, createdAt: 0))
+            #expect(
+                handler.enqueue(OutboundPayload(bytes: ByteBuffer(string: "f\(n)")), ephemeral: false, createdAt: 0))
         }
         #expect(try channel.readOutbound(as: WebSocketFrame.self) == nil)
         channel.embeddedEventLoop.run()
@@ -189,7 +194,8 @@ final class FlushCounter: ChannelOutboundHandler {
     @Test func aClientThatFallsBehindIsClosedWith4002AndNothingElseIsQueued() throws {
         let (channel, handler, _) = try makeChannel(limit: 10)
         #expect(handler.enqueue(OutboundPayload(bytes: ByteBuffer(string: "12345678")), ephemeral: false, createdAt: 0))
-        #expect(!handler.enqueue(OutboundPayload(bytes: ByteBuffer(string: "overflow")), ephemeral: false, createdAt: 0))
+        #expect(
+            !handler.enqueue(OutboundPayload(bytes: ByteBuffer(string: "overflow")), ephemeral: false, createdAt: 0))
         let frame = try #require(try channel.readOutbound(as: WebSocketFrame.self))
         #expect(frame.opcode == .connectionClose)
         var data = frame.data
@@ -202,7 +208,8 @@ final class FlushCounter: ChannelOutboundHandler {
         let big = String(repeating: "abcdefgh", count: 64)
         let deflater = try #require(LoopDeflater.current)
         let deflated = try deflater.compress(ByteBuffer(string: big), windowBits: 15, allocator: .init())
-        handler.enqueue(OutboundPayload(bytes: ByteBuffer(string: big), deflated: deflated), ephemeral: false, createdAt: 0)
+        handler.enqueue(
+            OutboundPayload(bytes: ByteBuffer(string: big), deflated: deflated), ephemeral: false, createdAt: 0)
         handler.enqueue(OutboundPayload(bytes: ByteBuffer(string: "small")), ephemeral: false, createdAt: 0)
         channel.embeddedEventLoop.run()
         let first = try #require(try channel.readOutbound(as: WebSocketFrame.self))
@@ -264,11 +271,13 @@ final class FlushCounter: ChannelOutboundHandler {
             // The socket's side is made on its loop, as the gateway does.
             outbound = try await channel.testingEventLoop.executeInContext { [channel] in
                 let handler = WebSocketConnectionHandler(
-                    settings: .init(maxMessageBytes: 1024, outboundLimitBytes: 1 << 20, pingInterval: .seconds(30)), deflate: nil)
+                    settings: .init(maxMessageBytes: 1024, outboundLimitBytes: 1 << 20, pingInterval: .seconds(30)),
+                    deflate: nil)
                 try channel.pipeline.syncOperations.addHandler(handler)
                 return WebSocketOutbound(handler: handler, channel: channel)
             }
-            let identity = DeviceIdentity(deviceID: "d", clientID: "c", protocolVersion: 1, userID: "u", conversationID: "voice-d")
+            let identity = DeviceIdentity(
+                deviceID: "d", clientID: "c", protocolVersion: 1, userID: "u", conversationID: "voice-d")
             let clock = clock
             connection = DeviceConnection(
                 sessionID: "s", identity: identity, framing: try Xiaozhi.BinaryProtocol(version: 1), burstFrames: 5,

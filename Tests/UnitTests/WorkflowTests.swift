@@ -17,7 +17,8 @@ enum SampleWorkflows {
             WorkflowNode(id: "side", type: "template", config: ["template": "side {{name}}"]),
             WorkflowNode(id: "side2", type: "template", config: ["template": "{{text}}!"]),
             WorkflowNode(id: "join", type: "merge"),
-            WorkflowNode(id: "summary", type: "template", config: ["template": "{{greeting}} / {{verdict}} / {{side}}"]),
+            WorkflowNode(
+                id: "summary", type: "template", config: ["template": "{{greeting}} / {{verdict}} / {{side}}"]),
             WorkflowNode(id: "end", type: "end"),
         ],
         connections: [
@@ -75,7 +76,9 @@ enum SampleWorkflows {
                 .init("s", "v", "l", "v"),
                 .init("l", "text", "e", "r2"),
             ])
-        let codes = WorkflowValidator.problems(of: definition).map { "\($0.code)@\($0.nodeID ?? $0.connection?.description ?? "-")" }
+        let codes = WorkflowValidator.problems(of: definition).map {
+            "\($0.code)@\($0.nodeID ?? $0.connection?.description ?? "-")"
+        }
         #expect(
             Set(codes) == [
                 "duplicate_node_id@e", "unknown_node_type@x", "missing_config@c", "missing_config@l",
@@ -86,10 +89,13 @@ enum SampleWorkflows {
     }
 
     @Test func missingStartAndEnd() {
-        let definition = WorkflowDefinition(nodes: [WorkflowNode(id: "t", type: "template", config: ["template": "x"])], connections: [])
+        let definition = WorkflowDefinition(
+            nodes: [WorkflowNode(id: "t", type: "template", config: ["template": "x"])], connections: [])
         let codes = WorkflowValidator.problems(of: definition).map(\.code)
         #expect(codes.contains(.missingStartNode) && codes.contains(.missingEndNode))
-        #expect(WorkflowValidator.problems(of: WorkflowDefinition(nodes: [], connections: [])).map(\.code).contains(.noNodes))
+        #expect(
+            WorkflowValidator.problems(of: WorkflowDefinition(nodes: [], connections: [])).map(\.code).contains(
+                .noNodes))
     }
 
     @Test func badConfiguration() {
@@ -147,7 +153,9 @@ enum SampleWorkflows {
         // Every node starts after the nodes that feed it completed.
         let position = Dictionary(uniqueKeysWithValues: log.enumerated().map { ($1, $0) })
         for connection in SampleWorkflows.tenNodes.connections {
-            if let to = position["run \(connection.toNode)"], let from = position["run \(connection.fromNode)"] { #expect(from < to) }
+            if let to = position["run \(connection.toNode)"], let from = position["run \(connection.fromNode)"] {
+                #expect(from < to)
+            }
         }
     }
 
@@ -162,22 +170,27 @@ enum SampleWorkflows {
         var scheduler = WorkflowScheduler(workflow: try Self.validated())
         #expect(scheduler.start() == [.start(node: "start", inputs: [:])])
         let ready = scheduler.nodeCompleted("start", NodeResult(outputs: ["name": "Ada", "score": 7]))
-        #expect(ready == [
-            .start(node: "greet", inputs: ["name": "Ada"]), .start(node: "check", inputs: ["value": 7]),
-            .start(node: "side", inputs: ["name": "Ada"]),
-        ])
+        #expect(
+            ready == [
+                .start(node: "greet", inputs: ["name": "Ada"]), .start(node: "check", inputs: ["value": 7]),
+                .start(node: "side", inputs: ["name": "Ada"]),
+            ])
         #expect(scheduler.running == ["greet", "check", "side"])
     }
 
     @Test func skippingPropagatesThroughABranch() throws {
         let definition = WorkflowDefinition(
             nodes: [
-                WorkflowNode(id: "s", type: "start"), WorkflowNode(id: "c", type: "condition", config: ["operator": "is_true"]),
+                WorkflowNode(id: "s", type: "start"),
+                WorkflowNode(id: "c", type: "condition", config: ["operator": "is_true"]),
                 WorkflowNode(id: "a", type: "template", config: ["template": "a"]),
                 WorkflowNode(id: "b", type: "template", config: ["template": "b"]),
                 WorkflowNode(id: "e", type: "end"),
             ],
-            connections: [.init("s", "v", "c", "value"), .init("c", "false", "a", "v"), .init("a", "text", "b", "v"), .init("b", "text", "e", "r")])
+            connections: [
+                .init("s", "v", "c", "value"), .init("c", "false", "a", "v"), .init("a", "text", "b", "v"),
+                .init("b", "text", "e", "r"),
+            ])
         var scheduler = WorkflowScheduler(workflow: try Self.validated(definition))
         let log = Self.drive(&scheduler, branch: "true")
         #expect(log == ["run s", "run c", "skip a", "skip b", "skip e", "finish completed(results: [:])"])
@@ -218,7 +231,8 @@ enum SampleWorkflows {
         // check and side were running when the runner died.
         var resumed = WorkflowScheduler(workflow: first.workflow, checkpoint: first.records)
         let actions = resumed.start()
-        #expect(actions == [.start(node: "check", inputs: ["value": 7]), .start(node: "side", inputs: ["name": "Ada"])])
+        #expect(
+            actions == [.start(node: "check", inputs: ["value": 7]), .start(node: "side", inputs: ["name": "Ada"])])
         #expect(resumed.status(of: "greet") == .completed)
     }
 }
@@ -234,7 +248,8 @@ enum SampleWorkflows {
         ("is_true", .string("yes"), .null, "true"),
     ])
     func conditions(_ op: String, _ value: JSONValue, _ expected: JSONValue, _ branch: String) {
-        #expect(NodeLogic.conditionBranch(config: ["operator": .string(op), "value": expected], value: value) == branch)
+        #expect(
+            NodeLogic.conditionBranch(config: ["operator": .string(op), "value": expected], value: value) == branch)
     }
 
     @Test func mustacheRendersJSON() throws {

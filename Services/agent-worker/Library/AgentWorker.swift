@@ -17,11 +17,20 @@ public enum AgentWorker {
     public struct Options: ParsableArguments {
         @Option(help: "Offline engine tokens per second, 0 for instant (env SWITCHBOARD_AGENT_TOKEN_RATE; default 40).")
         public var tokenRate: Double?
-        @Option(help: "Offline engine delay before the first token in ms (env SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS; default 150).")
+        @Option(
+            help:
+                "Offline engine delay before the first token in ms (env SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS; default 150)."
+        )
         public var firstTokenDelayMs: Int?
-        @Option(help: "Tasks run at once per partition, so a conversation's parallel roles overlap (env SWITCHBOARD_AGENT_CONCURRENCY; default 16).")
+        @Option(
+            help:
+                "Tasks run at once per partition, so a conversation's parallel roles overlap (env SWITCHBOARD_AGENT_CONCURRENCY; default 16)."
+        )
         public var concurrency: Int?
-        @Option(help: "OpenAI-compatible servers this worker may call, BASE_URL[=KEY_VARIABLE],… (env SWITCHBOARD_AGENT_PROVIDERS; default none).")
+        @Option(
+            help:
+                "OpenAI-compatible servers this worker may call, BASE_URL[=KEY_VARIABLE],… (env SWITCHBOARD_AGENT_PROVIDERS; default none)."
+        )
         public var providers: String?
 
         public init() {}
@@ -29,13 +38,15 @@ public enum AgentWorker {
         public func engineSettings() throws -> OfflineEngine.Settings {
             OfflineEngine.Settings(
                 tokensPerSecond: try setting(tokenRate, environment: "AGENT_TOKEN_RATE", default: 40),
-                firstTokenDelay: .milliseconds(try setting(firstTokenDelayMs, environment: "AGENT_FIRST_TOKEN_DELAY_MS", default: 150)))
+                firstTokenDelay: .milliseconds(
+                    try setting(firstTokenDelayMs, environment: "AGENT_FIRST_TOKEN_DELAY_MS", default: 150)))
         }
 
         /// The servers and keys this worker uses (none unless configured: the offline engine only).
         public func providerAllowList() throws -> ProviderAllowList {
             do {
-                return try ProviderAllowList(parsing: try setting(providers, environment: "AGENT_PROVIDERS", default: ""))
+                return try ProviderAllowList(
+                    parsing: try setting(providers, environment: "AGENT_PROVIDERS", default: ""))
             } catch let error as ProviderAllowListError {
                 throw ConfigurationError(error.description)
             }
@@ -43,7 +54,9 @@ public enum AgentWorker {
 
         public func tasksPerPartition() throws -> Int {
             let value = try setting(concurrency, environment: "AGENT_CONCURRENCY", default: 16)
-            guard (1...1024).contains(value) else { throw ConfigurationError("SWITCHBOARD_AGENT_CONCURRENCY must be 1…1024") }
+            guard (1...1024).contains(value) else {
+                throw ConfigurationError("SWITCHBOARD_AGENT_CONCURRENCY must be 1…1024")
+            }
             return value
         }
     }
@@ -56,7 +69,8 @@ public enum AgentWorker {
         let consumer = try context.makeConsumer(group: ConsumerGroups.agentWorker)
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: Providers.httpConfiguration)
         let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
-        let deviceTools = DeviceToolCaller(redis: context.redis, subscriber: subscriber, instance: configuration.instanceID)
+        let deviceTools = DeviceToolCaller(
+            redis: context.redis, subscriber: subscriber, instance: configuration.instanceID)
         let providers = Providers(
             offline: OfflineProvider(engine: engine), client: http, breakers: CircuitBreakers(), allowList: allowList,
             deviceTools: deviceTools)
@@ -115,7 +129,9 @@ final class RunStopListener: Service, Sendable {
     var isListening: Bool { listening.load(ordering: .relaxed) }
 
     func run() async throws {
-        await subscriber.holdSubscription(RunControl.stopChannel, subscribed: { self.listening.store(true, ordering: .relaxed) }) {
+        await subscriber.holdSubscription(
+            RunControl.stopChannel, subscribed: { self.listening.store(true, ordering: .relaxed) }
+        ) {
             [stops] message in stops.stop(runID: String(decoding: message, as: UTF8.self))
         }
         listening.store(false, ordering: .relaxed)
@@ -154,10 +170,13 @@ struct Providers: Sendable {
 
     func provider(for spec: ProviderSpec?) -> any ChatProvider {
         guard let spec, spec.kind == "openai" else { return offline }
-        guard let allowed = allowList.entry(for: spec.baseURL) else { return RefusedProvider(baseURL: spec.baseURL ?? "(none)") }
+        guard let allowed = allowList.entry(for: spec.baseURL) else {
+            return RefusedProvider(baseURL: spec.baseURL ?? "(none)")
+        }
         let key = allowed.keyVariable.flatMap { environment[$0] }
         return ResilientProvider(
-            base: OpenAIProvider(spec: spec, apiKey: key, client: client), breakerKey: spec.breakerKey, breakers: breakers)
+            base: OpenAIProvider(spec: spec, apiKey: key, client: client), breakerKey: spec.breakerKey,
+            breakers: breakers)
     }
 }
 
@@ -198,7 +217,8 @@ struct StreamingTask {
             if !progress.chunks.isEmpty || progress.generated {
                 Counter(label: "sb_agent_tasks_redelivered_total", dimensions: [("outcome", "resumed")]).increment()
                 context.logger.info(
-                    "resuming a task cut short", metadata: ["task.id": "\(task.taskId)", "task.chunks": "\(progress.chunks.count)"])
+                    "resuming a task cut short",
+                    metadata: ["task.id": "\(task.taskId)", "task.chunks": "\(progress.chunks.count)"])
             }
             try await run(lease: lease, progress: progress)
         }
@@ -212,13 +232,15 @@ struct StreamingTask {
         let collaborative = task.runId != nil && workflowNode == nil
         let isFinal = task.isFinal ?? true
         let provider = DeviceToolProvider.wrap(
-            providers.provider(for: task.provider), toolbox: task.deviceTools, caller: providers.deviceTools, offline: providers.offline)
+            providers.provider(for: task.provider), toolbox: task.deviceTools, caller: providers.deviceTools,
+            offline: providers.offline)
         let roles = RoleStateStore(redis: context.redis, logger: context.logger)
         let started = ContinuousClock.now
         let startedAt = Clock.epochMilliseconds()
         var pending: [DeliveryFuture] = []
         let ids: [String: JSONValue] = [
-            "messageId": .string(task.replyMessageId), "conversationId": .string(task.conversationId), "role": .string(task.role),
+            "messageId": .string(task.replyMessageId), "conversationId": .string(task.conversationId),
+            "role": .string(task.role),
             "runId": .string(task.runId ?? ""),
         ]
 
@@ -230,12 +252,17 @@ struct StreamingTask {
 
         try await announce(
             FrameType.agentStart,
-            merge(ids, AgentEvent.fields(
-                type: AgentEvent.agentStart, source: task.role,
-                payload: ["status": "started", "task_description": .string(task.responsibility ?? "answer the message")])))
+            merge(
+                ids,
+                AgentEvent.fields(
+                    type: AgentEvent.agentStart, source: task.role,
+                    payload: [
+                        "status": "started", "task_description": .string(task.responsibility ?? "answer the message"),
+                    ])))
 
         let request = ProviderRequest(
-            role: task.role, responsibility: task.responsibility, systemPrompt: task.systemPrompt, userMessage: task.prompt,
+            role: task.role, responsibility: task.responsibility, systemPrompt: task.systemPrompt,
+            userMessage: task.prompt,
             contributions: task.contributions ?? [], history: task.history ?? [], answerSoFar: recorded.text)
         var content = ""
         /// Chunks sent; and the characters sent, the next chunk's `position` (seed 000: a character offset).
@@ -249,16 +276,21 @@ struct StreamingTask {
             guard !responding else { return }
             responding = true
             if collaborative {
-                try await transition(roles, to: [.responding], reason: reason, thinkingSince: task.dispatchedAt, into: &pending)
+                try await transition(
+                    roles, to: [.responding], reason: reason, thinkingSince: task.dispatchedAt, into: &pending)
             }
             if isFinal {
                 var start: [String: JSONValue] = [
                     "messageId": .string(task.replyMessageId), "conversationId": .string(task.conversationId),
                     "role": .string(task.role), "inReplyTo": .string(task.inReplyTo),
                 ]
-                if let estimated = provider.estimatedLength(of: request) { start["estimatedLength"] = .number(Double(estimated)) }
-                pending.append(try await emit(
-                    FrameType.messageStreamStart, start, id: eventIDs.once(FrameType.messageStreamStart, channel: conversation)))
+                if let estimated = provider.estimatedLength(of: request) {
+                    start["estimatedLength"] = .number(Double(estimated))
+                }
+                pending.append(
+                    try await emit(
+                        FrameType.messageStreamStart, start,
+                        id: eventIDs.once(FrameType.messageStreamStart, channel: conversation)))
             }
         }
         /// Sends a chunk already recorded. `isLast` marks the agent's last chunk of a complete answer (seed
@@ -267,28 +299,35 @@ struct StreamingTask {
             try await respond(reason: "first tokens")
             content += chunk
             if let workflowNode {
-                pending.append(try await progress(
-                    workflowNode, chunk: chunk, position: chunkCount, text: content,
-                    id: eventIDs.chunk(chunkCount, channel: .workflow(workflowNode.runId))))
+                pending.append(
+                    try await progress(
+                        workflowNode, chunk: chunk, position: chunkCount, text: content,
+                        id: eventIDs.chunk(chunkCount, channel: .workflow(workflowNode.runId))))
                 chunkCount += 1
                 return
             }
-            var data = merge(ids, AgentEvent.fields(
-                type: AgentEvent.llmChunk, source: task.role,
-                payload: ["content": .string(chunk), "content_type": "text", "is_complete": .bool(isLast)]))
+            var data = merge(
+                ids,
+                AgentEvent.fields(
+                    type: AgentEvent.llmChunk, source: task.role,
+                    payload: ["content": .string(chunk), "content_type": "text", "is_complete": .bool(isLast)]))
             data["chunk"] = .string(chunk)
             data["position"] = .number(Double(offset))
             if chunkCount == 0, let firstTokenAt { data["firstTokenAt"] = .number(Double(firstTokenAt)) }
-            pending.append(try await emit(
-                isFinal ? FrameType.messageStreamChunk : FrameType.agentChunk, JSONValue.object(data), channel: conversation,
-                id: eventIDs.chunk(chunkCount, channel: conversation)))
+            pending.append(
+                try await emit(
+                    isFinal ? FrameType.messageStreamChunk : FrameType.agentChunk, JSONValue.object(data),
+                    channel: conversation,
+                    id: eventIDs.chunk(chunkCount, channel: conversation)))
             chunkCount += 1
             offset += ChatCentreDialect.length(chunk)
         }
         /// Records chunks before sending them, so a successor resumes with exactly what may have been shown.
         func send(_ chunks: [String], complete: Bool = false) async throws {
             try await lease.record(chunks, complete: complete)
-            for (index, chunk) in chunks.enumerated() { try await emitChunk(chunk, isLast: complete && index == chunks.count - 1) }
+            for (index, chunk) in chunks.enumerated() {
+                try await emitChunk(chunk, isLast: complete && index == chunks.count - 1)
+            }
         }
 
         // An earlier attempt's chunks, again under their ids: the notifier drops those the client had.
@@ -300,7 +339,9 @@ struct StreamingTask {
         var failure: ProviderError?
         var stopped = false
         let (pieces, continuation) = AsyncStream.makeStream(of: Piece.self)
-        let registration = task.runId.map { runID in (runID, stops.register(runID: runID) { continuation.yield(.stopped) }) }
+        let registration = task.runId.map { runID in
+            (runID, stops.register(runID: runID) { continuation.yield(.stopped) })
+        }
         defer { if let (runID, id) = registration { stops.unregister(runID: runID, id: id) } }
         // Stopped before it started (the stop message came before this task): no model call at all.
         var stoppedEarly = false
@@ -311,16 +352,18 @@ struct StreamingTask {
         // The answer was complete before the crash: nothing to ask the model.
         if recorded.generated && !stoppedEarly { continuation.yield(.end) }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            if !stoppedEarly && !recorded.generated { group.addTask {
-                do {
-                    try await provider.stream(request) { continuation.yield(.delta($0)) }
-                    continuation.yield(.end)
-                } catch let error as ProviderError {
-                    continuation.yield(.failure(error))
-                } catch {
-                    continuation.yield(.failure(ProviderError(.disconnected, "\(error)")))
+            if !stoppedEarly && !recorded.generated {
+                group.addTask {
+                    do {
+                        try await provider.stream(request) { continuation.yield(.delta($0)) }
+                        continuation.yield(.end)
+                    } catch let error as ProviderError {
+                        continuation.yield(.failure(error))
+                    } catch {
+                        continuation.yield(.failure(ProviderError(.disconnected, "\(error)")))
+                    }
                 }
-            } }
+            }
             // Drives the chunker's time rule while the model is silent, and bounds a model's whole
             // answer (retries included): the client's deadline only covers the response head.
             let limit = task.provider.flatMap { $0.kind == "offline" ? nil : ($0.timeoutSeconds ?? 120) }
@@ -368,56 +411,86 @@ struct StreamingTask {
             Counter(label: "sb_agent_tasks_stopped_total").increment()
             // THINKING → RESPONDING → (orchestrator) IDLE: a stop is not an error.
             if collaborative && !responding {
-                try await transition(roles, to: [.responding], reason: "stopped", thinkingSince: task.dispatchedAt, into: &pending)
+                try await transition(
+                    roles, to: [.responding], reason: "stopped", thinkingSince: task.dispatchedAt, into: &pending)
             }
             if isFinal && responding {
-                pending.append(try await end(task, content: content, chunks: chunkCount, durationMs: durationMs, kind: provider.kind, error: nil, stopped: true))
+                pending.append(
+                    try await end(
+                        task, content: content, chunks: chunkCount, durationMs: durationMs, kind: provider.kind,
+                        error: nil, stopped: true))
             }
             try await announce(
                 FrameType.agentComplete,
-                merge(ids, AgentEvent.fields(
-                    type: AgentEvent.agentComplete, source: task.role,
-                    payload: ["status": "stopped", "summary": .string(String(content.prefix(120))),
-                              "chunks": .number(Double(chunkCount)), "durationMs": .number(Double(durationMs))])))
+                merge(
+                    ids,
+                    AgentEvent.fields(
+                        type: AgentEvent.agentComplete, source: task.role,
+                        payload: [
+                            "status": "stopped", "summary": .string(String(content.prefix(120))),
+                            "chunks": .number(Double(chunkCount)), "durationMs": .number(Double(durationMs)),
+                        ])))
         } else if let failure {
             Counter(label: "sb_agent_provider_failures_total", dimensions: [("provider", provider.kind)]).increment()
             context.logger.warning(
-                "role failed", metadata: ["role.name": "\(task.role)", "error": "\(failure)", "conversation.id": "\(task.conversationId)"])
+                "role failed",
+                metadata: [
+                    "role.name": "\(task.role)", "error": "\(failure)", "conversation.id": "\(task.conversationId)",
+                ])
             if collaborative {
                 try await transition(roles, to: [.error], reason: "\(failure)", thinkingSince: nil, into: &pending)
             }
             if isFinal && responding {
-                pending.append(try await end(task, content: content, chunks: chunkCount, durationMs: durationMs, kind: provider.kind, error: failure))
+                pending.append(
+                    try await end(
+                        task, content: content, chunks: chunkCount, durationMs: durationMs, kind: provider.kind,
+                        error: failure))
             }
             let payload = AgentEvent.ErrorPayload(
                 error: failure.message, errorType: failure.code.description,
-                context: .init(agentSource: task.role, conversationId: task.conversationId, runId: task.runId, provider: provider.kind),
+                context: .init(
+                    agentSource: task.role, conversationId: task.conversationId, runId: task.runId,
+                    provider: provider.kind),
                 retryCount: failure.retries)
             try await announce(
                 FrameType.agentError,
-                merge(ids, AgentEvent.fields(type: AgentEvent.error, source: task.role, payload: try JSONValue(encoding: payload))))
+                merge(
+                    ids,
+                    AgentEvent.fields(
+                        type: AgentEvent.error, source: task.role, payload: try JSONValue(encoding: payload))))
         } else {
             try await respond(reason: "answer ready")
             if isFinal {
-                pending.append(try await end(task, content: content, chunks: chunkCount, durationMs: durationMs, kind: provider.kind, error: nil))
+                pending.append(
+                    try await end(
+                        task, content: content, chunks: chunkCount, durationMs: durationMs, kind: provider.kind,
+                        error: nil))
             }
             try await announce(
                 FrameType.agentComplete,
-                merge(ids, AgentEvent.fields(
-                    type: AgentEvent.agentComplete, source: task.role,
-                    payload: ["status": "completed", "summary": .string(String(content.prefix(120))),
-                              "chunks": .number(Double(chunkCount)), "durationMs": .number(Double(durationMs))])))
+                merge(
+                    ids,
+                    AgentEvent.fields(
+                        type: AgentEvent.agentComplete, source: task.role,
+                        payload: [
+                            "status": "completed", "summary": .string(String(content.prefix(120))),
+                            "chunks": .number(Double(chunkCount)), "durationMs": .number(Double(durationMs)),
+                        ])))
         }
         for future in pending { _ = try await future.report() }
         if let runId = task.runId {
             let result = AgentTaskCompleted(
                 runId: runId, taskId: task.taskId, conversationId: task.conversationId, role: task.role,
-                status: stopped ? AgentTaskCompleted.stopped : (failure == nil ? AgentTaskCompleted.completed : AgentTaskCompleted.failed),
+                status: stopped
+                    ? AgentTaskCompleted.stopped
+                    : (failure == nil ? AgentTaskCompleted.completed : AgentTaskCompleted.failed),
                 content: content,
-                error: failure.map { "\($0)" }, chunks: chunkCount, startedAt: startedAt, finishedAt: Clock.epochMilliseconds())
+                error: failure.map { "\($0)" }, chunks: chunkCount, startedAt: startedAt,
+                finishedAt: Clock.epochMilliseconds())
             try await context.publish(
                 Envelope(
-                    id: eventIDs.result, routingKey: task.conversationId, traceparent: TraceContext.child(of: envelope.traceparent),
+                    id: eventIDs.result, routingKey: task.conversationId,
+                    traceparent: TraceContext.child(of: envelope.traceparent),
                     source: context.source, payload: result),
                 to: task.replyTopic)
         }
@@ -441,18 +514,22 @@ struct StreamingTask {
         let conversation = SwitchboardContracts.Channel.conversation(task.conversationId)
         return try await emit(
             FrameType.messageStreamEnd,
-            ["messageId": .string(task.replyMessageId),
-             "finalMessage": [
-                "id": .string(task.replyMessageId), "conversationId": .string(task.conversationId),
-                "role": .string(task.role), "content": .string(content), "createdAt": .number(Double(Clock.epochMilliseconds())),
-             ],
-             "metadata": .object(metadata)],
+            [
+                "messageId": .string(task.replyMessageId),
+                "finalMessage": [
+                    "id": .string(task.replyMessageId), "conversationId": .string(task.conversationId),
+                    "role": .string(task.role), "content": .string(content),
+                    "createdAt": .number(Double(Clock.epochMilliseconds())),
+                ],
+                "metadata": .object(metadata),
+            ],
             id: TaskEventIDs(taskID: task.taskId).once(FrameType.messageStreamEnd, channel: conversation))
     }
 
     /// Moves the role in Redis and announces the legal steps on the conversation and role channels.
     private func transition(
-        _ roles: RoleStateStore, to path: [RoleStatus], reason: String, thinkingSince: Int64?, into pending: inout [DeliveryFuture]
+        _ roles: RoleStateStore, to path: [RoleStatus], reason: String, thinkingSince: Int64?,
+        into pending: inout [DeliveryFuture]
     ) async throws {
         let task = envelope.payload
         let eventIDs = TaskEventIDs(taskID: task.taskId)
@@ -473,7 +550,9 @@ struct StreamingTask {
 
     /// One chunk of a workflow llm node: the delta and the text so far (a client that joins late, or
     /// misses a frame, still shows the whole partial output), keyed by the run like its other events.
-    private func progress(_ node: WorkflowNodeTask, chunk: String, position: Int, text: String, id: UUID) async throws -> DeliveryFuture {
+    private func progress(_ node: WorkflowNodeTask, chunk: String, position: Int, text: String, id: UUID) async throws
+        -> DeliveryFuture
+    {
         let data: JSONValue = [
             "workflow_id": .string(node.runId), "node_id": .string(node.nodeId), "status": "running",
             "delta": .string(chunk), "position": .number(Double(position)), "partial_outputs": ["text": .string(text)],
@@ -481,7 +560,8 @@ struct StreamingTask {
         ]
         let event = ClientEvent(channel: .workflow(node.runId), frameType: WorkflowNodeTask.progressFrame, data: data)
         let outgoing = Envelope(
-            id: id, routingKey: node.runId, traceparent: TraceContext.child(of: envelope.traceparent), source: context.source,
+            id: id, routingKey: node.runId, traceparent: TraceContext.child(of: envelope.traceparent),
+            source: context.source,
             payload: event)
         return try await context.producer.enqueue(EventBus.message(outgoing, topic: Topics.clientEvents))
     }
@@ -491,14 +571,18 @@ struct StreamingTask {
     }
 
     private func emit(_ frameType: String, _ data: [String: JSONValue], id: UUID) async throws -> DeliveryFuture {
-        try await emit(frameType, JSONValue.object(data), channel: .conversation(envelope.payload.conversationId), id: id)
+        try await emit(
+            frameType, JSONValue.object(data), channel: .conversation(envelope.payload.conversationId), id: id)
     }
 
     /// `id` comes from `TaskEventIDs`: the same event of a redelivered task has the same id.
-    private func emit(_ frameType: String, _ data: JSONValue, channel: SwitchboardContracts.Channel, id: UUID) async throws -> DeliveryFuture {
+    private func emit(_ frameType: String, _ data: JSONValue, channel: SwitchboardContracts.Channel, id: UUID)
+        async throws -> DeliveryFuture
+    {
         let event = ClientEvent(channel: channel, frameType: frameType, data: data)
         let outgoing = Envelope(
-            id: id, routingKey: envelope.payload.conversationId, traceparent: TraceContext.child(of: envelope.traceparent),
+            id: id, routingKey: envelope.payload.conversationId,
+            traceparent: TraceContext.child(of: envelope.traceparent),
             source: context.source, payload: event)
         return try await context.producer.enqueue(EventBus.message(outgoing, topic: Topics.clientEvents))
     }

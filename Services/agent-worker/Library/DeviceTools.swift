@@ -44,7 +44,8 @@ final class DeviceToolCaller: Service, DeviceToolCalling {
     var isListening: Bool { listening.load(ordering: .relaxed) }
 
     func run() async throws {
-        await subscriber.holdSubscription(replyChannel, subscribed: { self.listening.store(true, ordering: .relaxed) }) {
+        await subscriber.holdSubscription(replyChannel, subscribed: { self.listening.store(true, ordering: .relaxed) })
+        {
             [weak self] bytes in
             guard let result = try? JSONDecoder().decode(DeviceToolResult.self, from: Data(bytes)) else { return }
             self?.resolve(result)
@@ -57,7 +58,8 @@ final class DeviceToolCaller: Service, DeviceToolCalling {
     func call(_ toolbox: DeviceToolbox, name: String, arguments: JSONValue) async -> DeviceToolResult {
         Self.calls.increment()
         let call = DeviceToolCall(
-            callId: UUID().uuidString.lowercased(), sessionId: toolbox.sessionId, name: name, arguments: arguments, replyTo: replyChannel)
+            callId: UUID().uuidString.lowercased(), sessionId: toolbox.sessionId, name: name, arguments: arguments,
+            replyTo: replyChannel)
         // Registered before the call leaves, so an answer faster than this task is kept.
         waiters.withLock { $0[call.callId] = .waiting(nil) }
         let result = await withTaskGroup(of: Void.self) { group -> DeviceToolResult in
@@ -65,16 +67,21 @@ final class DeviceToolCaller: Service, DeviceToolCalling {
                 do {
                     let encoder = JSONEncoder()
                     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                    let reached = try await self.redis.send(
-                        "PUBLISH", RedisArgument(Keyspace.PubSub.deviceToolCalls(gateway: toolbox.gateway)),
-                        RedisArgument(bytes: Array(try encoder.encode(call)))).integer ?? 0
+                    let reached =
+                        try await self.redis.send(
+                            "PUBLISH", RedisArgument(Keyspace.PubSub.deviceToolCalls(gateway: toolbox.gateway)),
+                            RedisArgument(bytes: Array(try encoder.encode(call)))
+                        ).integer ?? 0
                     // Nobody subscribed: that gateway is gone, and the device with it.
                     if reached == 0 {
-                        self.resolve(DeviceToolResult(callId: call.callId, text: "the device is not connected", isError: true))
+                        self.resolve(
+                            DeviceToolResult(callId: call.callId, text: "the device is not connected", isError: true))
                         return
                     }
                 } catch {
-                    self.resolve(DeviceToolResult(callId: call.callId, text: "the call could not be sent: \(error)", isError: true))
+                    self.resolve(
+                        DeviceToolResult(
+                            callId: call.callId, text: "the call could not be sent: \(error)", isError: true))
                     return
                 }
                 try? await Task.sleep(for: self.timeout)
@@ -217,7 +224,8 @@ struct DeviceToolProvider: ChatProvider {
                 return try await base.stream(request, onDelta: onDelta)
             }
             let result = await caller.call(toolbox, name: choice.tool.name, arguments: choice.arguments)
-            try await offline.engine.stream(text: DeviceToolRule.answer(tool: choice.tool.name, result: result), onToken: onDelta)
+            try await offline.engine.stream(
+                text: DeviceToolRule.answer(tool: choice.tool.name, result: result), onToken: onDelta)
             return []
         }
         // An answer resumed after a crash goes on in text: its tool calls (if any) were made, and the
@@ -235,7 +243,8 @@ struct DeviceToolProvider: ChatProvider {
             }
             guard !calls.isEmpty else { return [] }
             guard request.mayCallTools else {
-                throw ProviderError(.malformed, "the model still called tools after \(Self.maxToolRounds) rounds and tool_choice none")
+                throw ProviderError(
+                    .malformed, "the model still called tools after \(Self.maxToolRounds) rounds and tool_choice none")
             }
             var results: [String: String] = [:]
             for call in calls.prefix(Self.maxCallsPerRound) { results[call.id] = await result(of: call, names: names) }
@@ -252,7 +261,9 @@ struct DeviceToolProvider: ChatProvider {
         let arguments: JSONValue
         if call.arguments.allSatisfy(\.isWhitespace) {
             arguments = .object([:])
-        } else if let parsed = try? JSONDecoder().decode(JSONValue.self, from: Data(call.arguments.utf8)), case .object = parsed {
+        } else if let parsed = try? JSONDecoder().decode(JSONValue.self, from: Data(call.arguments.utf8)),
+            case .object = parsed
+        {
             arguments = parsed
         } else {
             return "error: the arguments are not a JSON object: \(call.arguments.prefix(200))"
@@ -263,6 +274,7 @@ struct DeviceToolProvider: ChatProvider {
 
     func estimatedLength(of request: ProviderRequest) -> Int? {
         // The answer depends on the device's result.
-        DeviceToolRule.choose(for: request.userMessage, among: toolbox.tools) == nil ? base.estimatedLength(of: request) : nil
+        DeviceToolRule.choose(for: request.userMessage, among: toolbox.tools) == nil
+            ? base.estimatedLength(of: request) : nil
     }
 }

@@ -37,7 +37,8 @@ public struct OfflineEngine: Sendable {
     public func stream(text: String, onToken: (String) async throws -> Void) async throws {
         let tokens = Self.tokenize(text)
         if settings.firstTokenDelay > .zero { try await Task.sleep(for: settings.firstTokenDelay) }
-        let interval: Duration? = settings.tokensPerSecond > 0 ? .nanoseconds(Int64(1e9 / settings.tokensPerSecond)) : nil
+        let interval: Duration? =
+            settings.tokensPerSecond > 0 ? .nanoseconds(Int64(1e9 / settings.tokensPerSecond)) : nil
         let clock = ContinuousClock()
         var deadline = clock.now
         for (index, token) in tokens.enumerated() {

@@ -62,15 +62,22 @@ public struct OpenAIProvider: ChatProvider {
         let names = ToolNames(request.tools)
         var messages: [WireMessage] = []
         if let system = request.systemPrompt { messages.append(WireMessage(role: "system", content: system)) }
-        messages += request.history.map { WireMessage(role: $0.role == "assistant" ? "assistant" : "user", content: $0.content) }
+        messages += request.history.map {
+            WireMessage(role: $0.role == "assistant" ? "assistant" : "user", content: $0.content)
+        }
         messages.append(WireMessage(role: "user", content: request.userTurn))
         for round in request.toolRounds {
-            messages.append(WireMessage(
-                role: "assistant", content: round.text.isEmpty ? nil : round.text,
-                tool_calls: round.calls.map {
-                    WireToolCall(id: $0.id, function: .init(name: $0.name, arguments: $0.arguments.isEmpty ? "{}" : $0.arguments))
-                }))
-            messages += round.calls.map { WireMessage(role: "tool", content: round.results[$0.id] ?? "", tool_call_id: $0.id) }
+            messages.append(
+                WireMessage(
+                    role: "assistant", content: round.text.isEmpty ? nil : round.text,
+                    tool_calls: round.calls.map {
+                        WireToolCall(
+                            id: $0.id,
+                            function: .init(name: $0.name, arguments: $0.arguments.isEmpty ? "{}" : $0.arguments))
+                    }))
+            messages += round.calls.map {
+                WireMessage(role: "tool", content: round.results[$0.id] ?? "", tool_call_id: $0.id)
+            }
         }
         if !request.answerSoFar.isEmpty {
             // A model cannot be made to repeat itself exactly: it is shown what the user already has and
@@ -81,9 +88,10 @@ public struct OpenAIProvider: ChatProvider {
         let tools = zip(request.tools, names.wireNames).map { tool, name in
             WireTool(function: .init(name: name, description: tool.description, parameters: tool.inputSchema))
         }
-        return try JSONEncoder().encode(WireBody(
-            model: spec.model ?? "", messages: messages, tools: tools.isEmpty ? nil : tools,
-            tool_choice: tools.isEmpty || request.mayCallTools ? nil : "none"))
+        return try JSONEncoder().encode(
+            WireBody(
+                model: spec.model ?? "", messages: messages, tools: tools.isEmpty ? nil : tools,
+                tool_choice: tools.isEmpty || request.mayCallTools ? nil : "none"))
     }
 
     struct WireBody: Encodable {
@@ -141,7 +149,8 @@ public struct OpenAIProvider: ChatProvider {
         }
         guard response.status == .ok else {
             let body = (try? await response.body.collect(upTo: 64 * 1024)).map { String(buffer: $0) } ?? ""
-            throw ProviderError(.http, Self.errorMessage(in: body) ?? "HTTP \(response.status.code)", status: Int(response.status.code))
+            throw ProviderError(
+                .http, Self.errorMessage(in: body) ?? "HTTP \(response.status.code)", status: Int(response.status.code))
         }
         var parser = SSEParser()
         var finishReason: String?
@@ -196,7 +205,9 @@ public struct OpenAIProvider: ChatProvider {
             struct Inner: Decodable { var message: String? }
             var error: Inner?
         }
-        if let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(body.utf8)), let message = envelope.error?.message {
+        if let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(body.utf8)),
+            let message = envelope.error?.message
+        {
             return message
         }
         return body.isEmpty ? nil : String(body.prefix(300))

@@ -66,7 +66,9 @@ extension ChatProvider {
 
 public struct ProviderError: Error, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Value: String { case http, connect, disconnected, timeout, streamError, malformed, circuitOpen, notAllowed }
+        private enum Value: String {
+            case http, connect, disconnected, timeout, streamError, malformed, circuitOpen, notAllowed
+        }
         private let value: Value
         /// The server answered with an error status.
         public static let http = Code(value: .http)
@@ -182,7 +184,8 @@ public struct ResilientProvider: ChatProvider {
         var retries = 0
         while true {
             guard breakers.allow(breakerKey) else {
-                var error = ProviderError(.circuitOpen, "\(base.kind) provider failed repeatedly; not calling it for a while")
+                var error = ProviderError(
+                    .circuitOpen, "\(base.kind) provider failed repeatedly; not calling it for a while")
                 error.retries = retries
                 throw error
             }
@@ -232,12 +235,16 @@ public struct ProviderAllowList: Sendable, Equatable {
             // The URL's own '=' (a query) is not supported: a base URL has none.
             let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             let base = Self.normalized(parts[0])
-            guard let url = URL(string: base), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host != nil else {
-                throw ProviderAllowListError(description: "SWITCHBOARD_AGENT_PROVIDERS: \(parts[0]) is not an http(s) base URL")
+            guard let url = URL(string: base), ["http", "https"].contains(url.scheme?.lowercased() ?? ""),
+                url.host != nil
+            else {
+                throw ProviderAllowListError(
+                    description: "SWITCHBOARD_AGENT_PROVIDERS: \(parts[0]) is not an http(s) base URL")
             }
             let variable = parts.count == 2 ? parts[1].trimmingCharacters(in: .whitespaces) : nil
             if let variable, variable.isEmpty || !variable.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) {
-                throw ProviderAllowListError(description: "SWITCHBOARD_AGENT_PROVIDERS: \(variable) is not an environment variable name")
+                throw ProviderAllowListError(
+                    description: "SWITCHBOARD_AGENT_PROVIDERS: \(variable) is not an environment variable name")
             }
             entries.append(Entry(baseURL: base, keyVariable: variable))
         }
@@ -269,6 +276,7 @@ struct RefusedProvider: ChatProvider {
 
     func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws -> [ToolCall] {
         throw ProviderError(
-            .notAllowed, "provider \(baseURL) is not in this agent-worker's SWITCHBOARD_AGENT_PROVIDERS; it is not called")
+            .notAllowed,
+            "provider \(baseURL) is not in this agent-worker's SWITCHBOARD_AGENT_PROVIDERS; it is not called")
     }
 }

@@ -125,8 +125,11 @@ public struct TaskJournal: Sendable {
         let token: String
 
         private var keys: [RedisArgument] {
-            [Keyspace.Task.lease(taskID), Keyspace.Task.chunks(taskID), Keyspace.Task.generated(taskID), Keyspace.Task.done(taskID)]
-                .map { RedisArgument($0) }
+            [
+                Keyspace.Task.lease(taskID), Keyspace.Task.chunks(taskID), Keyspace.Task.generated(taskID),
+                Keyspace.Task.done(taskID),
+            ]
+            .map { RedisArgument($0) }
         }
 
         func acquire() async throws -> Bool {
@@ -138,7 +141,8 @@ public struct TaskJournal: Sendable {
 
         func renew() async throws -> Bool {
             try await journal.redis.run(
-                TaskJournal.renewScript, keys: keys, arguments: [RedisArgument(token), RedisArgument(TaskJournal.leaseTTLMilliseconds)]
+                TaskJournal.renewScript, keys: keys,
+                arguments: [RedisArgument(token), RedisArgument(TaskJournal.leaseTTLMilliseconds)]
             ).integer == 1
         }
 
@@ -159,7 +163,9 @@ public struct TaskJournal: Sendable {
         /// Records chunks about to be sent; `complete` marks the model's answer whole with the last of them.
         public func record(_ chunks: [String], complete: Bool = false) async throws {
             guard !chunks.isEmpty || complete else { return }
-            var arguments = [RedisArgument(token), RedisArgument(TaskJournal.journalTTLSeconds), RedisArgument(complete ? 1 : 0)]
+            var arguments = [
+                RedisArgument(token), RedisArgument(TaskJournal.journalTTLSeconds), RedisArgument(complete ? 1 : 0),
+            ]
             arguments += chunks.map { RedisArgument($0) }
             let reply = try await journal.redis.run(TaskJournal.recordScript, keys: keys, arguments: arguments)
             guard reply.integer == 1 else { throw LeaseLost(taskID: taskID) }
@@ -168,7 +174,8 @@ public struct TaskJournal: Sendable {
         /// The task's result is on the bus: marks it done and drops its journal and lease.
         public func finish() async throws {
             try await journal.redis.run(
-                TaskJournal.finishScript, keys: keys, arguments: [RedisArgument(token), RedisArgument(TaskJournal.doneTTLSeconds)])
+                TaskJournal.finishScript, keys: keys,
+                arguments: [RedisArgument(token), RedisArgument(TaskJournal.doneTTLSeconds)])
         }
     }
 

@@ -58,7 +58,8 @@ public struct ToolNames: Sendable, Equatable {
     /// Every character OpenAI refuses becomes `_`; cut to 64; an empty name is `tool`.
     static func sanitised(_ name: String) -> String {
         let allowed = name.unicodeScalars.map { scalar -> Character in
-            scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || scalar == "_" || scalar == "-") ? Character(scalar) : "_"
+            scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || scalar == "_" || scalar == "-")
+                ? Character(scalar) : "_"
         }
         let cut = String(allowed.prefix(maxLength))
         return cut.isEmpty ? "tool" : cut

@@ -12,7 +12,8 @@ struct AgentWorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await AgentWorker.run(
-            configuration: options.resolve(service: .agentWorker), engine: OfflineEngine(settings: agent.engineSettings()),
+            configuration: options.resolve(service: .agentWorker),
+            engine: OfflineEngine(settings: agent.engineSettings()),
             tasksPerPartition: agent.tasksPerPartition(), allowList: agent.providerAllowList())
     }
 }

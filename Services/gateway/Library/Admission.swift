@@ -21,7 +21,8 @@ struct Admission: Sendable {
         var message: String
 
         static let shuttingDown = Refusal(
-            closeCode: .shutdown, status: .serviceUnavailable, message: "this gateway is shutting down; connect to another instance")
+            closeCode: .shutdown, status: .serviceUnavailable,
+            message: "this gateway is shutting down; connect to another instance")
         static let unavailable = Refusal(
             closeCode: .serverError, status: .serviceUnavailable, message: "the routing table is unavailable; retry")
 
@@ -81,7 +82,9 @@ struct Admission: Sendable {
         guard claimed else {
             await release(session)
             Self.refused.increment()
-            throw Refusal(closeCode: .connectionLimit, status: .tooManyRequests, message: "at most \(limit) concurrent \(pool) sessions; retry later")
+            throw Refusal(
+                closeCode: .connectionLimit, status: .tooManyRequests,
+                message: "at most \(limit) concurrent \(pool) sessions; retry later")
         }
     }
 

@@ -25,12 +25,16 @@ public struct BishengChatSettings: Sendable, Equatable {
     public init() {}
 
     /// `SWITCHBOARD_GATEWAY_CHAT_CONNECTION_TIMEOUT_SECONDS`, `SWITCHBOARD_GATEWAY_CHAT_MAX_SESSIONS`.
-    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Self {
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws
+        -> Self
+    {
         var settings = Self()
         let timeout = try setting(
-            Double?.none, environment: "GATEWAY_CHAT_CONNECTION_TIMEOUT_SECONDS", default: 300.0, environment: environment)
+            Double?.none, environment: "GATEWAY_CHAT_CONNECTION_TIMEOUT_SECONDS", default: 300.0,
+            environment: environment)
         settings.maxConcurrentSessions = try setting(
-            Int?.none, environment: "GATEWAY_CHAT_MAX_SESSIONS", default: settings.maxConcurrentSessions, environment: environment)
+            Int?.none, environment: "GATEWAY_CHAT_MAX_SESSIONS", default: settings.maxConcurrentSessions,
+            environment: environment)
         guard timeout > 0, settings.maxConcurrentSessions > 0 else {
             throw ConfigurationError("the chat connection timeout and session limit must be positive")
         }
@@ -47,7 +51,9 @@ enum BishengFrames {
     static func json(type: String, data: JSONValue, traceID: String?) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let frame: JSONValue = ["type": .string(type), "data": data, "trace_id": traceID.map(JSONValue.string) ?? .null]
+        let frame: JSONValue = [
+            "type": .string(type), "data": data, "trace_id": traceID.map(JSONValue.string) ?? .null,
+        ]
         return (try? String(decoding: encoder.encode(frame), as: UTF8.self)) ?? #"{"type":"error"}"#
     }
 
@@ -63,20 +69,27 @@ enum BishengFrames {
             return error(code: ErrorCode.internalError.rawValue, message: "unreadable event", traceID: nil)
         }
         let data = frame.data
-        let runID = data["runId"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? data["inReplyTo"]?.stringValue
+        let runID =
+            data["runId"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 } ?? data["inReplyTo"]?.stringValue
             ?? data["messageId"]?.stringValue.flatMap { $0.hasPrefix("reply-") ? String($0.dropFirst(6)) : nil }
         switch frame.type {
         case FrameType.messageStreamChunk:
             return json(
                 type: "message",
-                data: ["message_id": data["messageId"] ?? .null, "role": data["role"] ?? .null, "chunk": data["chunk"] ?? "",
-                       "position": data["position"] ?? .null], traceID: runID)
+                data: [
+                    "message_id": data["messageId"] ?? .null, "role": data["role"] ?? .null,
+                    "chunk": data["chunk"] ?? "",
+                    "position": data["position"] ?? .null,
+                ], traceID: runID)
         case FrameType.messageStreamEnd:
             let final = data["finalMessage"] ?? .object([:])
             return json(
                 type: "result",
-                data: ["message_id": data["messageId"] ?? .null, "role": final["role"] ?? .null, "content": final["content"] ?? "",
-                       "status": data["metadata"]?["status"] ?? "completed"], traceID: runID)
+                data: [
+                    "message_id": data["messageId"] ?? .null, "role": final["role"] ?? .null,
+                    "content": final["content"] ?? "",
+                    "status": data["metadata"]?["status"] ?? "completed",
+                ], traceID: runID)
         case FrameType.collaborationComplete:
             let result = data["result"] ?? .object([:])
             return json(
@@ -85,12 +98,17 @@ enum BishengFrames {
         case FrameType.agentError:
             return json(
                 type: "error",
-                data: ["code": "AGENT_ERROR", "role": data["role"] ?? .null,
-                       "message": data["payload"]?["error"] ?? data["error"] ?? "a role failed"], traceID: runID)
+                data: [
+                    "code": "AGENT_ERROR", "role": data["role"] ?? .null,
+                    "message": data["payload"]?["error"] ?? data["error"] ?? "a role failed",
+                ], traceID: runID)
         case FrameType.messageRejected:
             return json(
-                type: "error", data: ["code": "BUSY", "message_id": data["messageId"] ?? .null,
-                                      "message": "the session is answering another message"], traceID: runID)
+                type: "error",
+                data: [
+                    "code": "BUSY", "message_id": data["messageId"] ?? .null,
+                    "message": "the session is answering another message",
+                ], traceID: runID)
         default:
             var fields = data.objectValue ?? [:]
             fields["event"] = .string(frame.type)
@@ -122,7 +140,8 @@ struct BishengChat: WebSocketDoor {
         let (flowID, chatID) = try target(request)
         let chatType = request.query["chat_type"] ?? ChatType.normal.rawValue
         return StreamingDoorSession(expiresAt: claims.expiresAt) { messages, socket in
-            await serve(claims: claims, flowID: flowID, chatID: chatID, chatType: chatType, inbound: messages, outbound: socket)
+            await serve(
+                claims: claims, flowID: flowID, chatID: chatID, chatType: chatType, inbound: messages, outbound: socket)
         }
     }
 
@@ -138,7 +157,8 @@ struct BishengChat: WebSocketDoor {
     }
 
     func serve(
-        claims: SwitchboardClaims, flowID: String, chatID: String, chatType: String, inbound: AsyncStream<WebSocketMessage>,
+        claims: SwitchboardClaims, flowID: String, chatID: String, chatType: String,
+        inbound: AsyncStream<WebSocketMessage>,
         outbound: WebSocketOutbound
     ) async {
         func refuse(_ code: String, _ message: String, close: CloseCode) {
@@ -216,11 +236,13 @@ struct BishengChat: WebSocketDoor {
                         await admission.refresh(session, pool: Self.pool, limit: limit)
                         refreshed = .now
                     }
-                    let idle = Duration.milliseconds(Clock.epochMilliseconds() - Int64(lastActivity.value.load(ordering: .relaxed)))
+                    let idle = Duration.milliseconds(
+                        Clock.epochMilliseconds() - Int64(lastActivity.value.load(ordering: .relaxed)))
                     if idle >= timeout {
                         session.outbound.enqueue(
                             BishengFrames.error(
-                                code: "CONNECTION_TIMEOUT", message: "nothing received for \(timeout); reconnect to go on",
+                                code: "CONNECTION_TIMEOUT",
+                                message: "nothing received for \(timeout); reconnect to go on",
                                 traceID: nil))
                         session.outbound.close(.idleTimeout, reason: "connection timeout")
                         return
@@ -244,17 +266,20 @@ struct BishengChat: WebSocketDoor {
     /// One client frame; true when the client ended the session.
     func handle(_ message: WebSocketMessage, chatID: String, session: ClientSession) async -> Bool {
         guard case .text(let text) = message,
-            let frame = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)), let type = frame["type"]?.stringValue
+            let frame = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)),
+            let type = frame["type"]?.stringValue
         else {
             session.outbound.enqueue(
-                BishengFrames.error(code: ErrorCode.badFrame.rawValue, message: "a frame is JSON {type, data, trace_id}", traceID: nil))
+                BishengFrames.error(
+                    code: ErrorCode.badFrame.rawValue, message: "a frame is JSON {type, data, trace_id}", traceID: nil))
             return false
         }
         let traceID = frame["trace_id"]?.stringValue
         let data = frame["data"] ?? .object([:])
         do {
             if type == "message" || type == "interrupt", try await !admission.allowRequest(userID: session.userID) {
-                throw CommandError(.rateLimited, "more than \(Int(settings.commandsPerSecond)) requests per second; slow down")
+                throw CommandError(
+                    .rateLimited, "more than \(Int(settings.commandsPerSecond)) requests per second; slow down")
             }
             switch type {
             case "message":
@@ -265,37 +290,45 @@ struct BishengChat: WebSocketDoor {
                 }
                 guard content.count <= settings.chat.maxMessageLength else {
                     throw CommandError(
-                        .contentTooLong, "the message is \(content.count) characters; the limit is \(settings.chat.maxMessageLength)")
+                        .contentTooLong,
+                        "the message is \(content.count) characters; the limit is \(settings.chat.maxMessageLength)")
                 }
                 let messageID = try await MessageSubmitter(context: context).submit(
                     userID: session.userID, conversationID: chatID, content: content,
                     clientMessageID: traceID ?? UUID().uuidString.lowercased(), pattern: data["pattern"]?.stringValue)
                 session.outbound.enqueue(
                     BishengFrames.json(
-                        type: "progress", data: ["stage": "accepted", "message_id": .string(messageID), "chat_id": .string(chatID)],
+                        type: "progress",
+                        data: ["stage": "accepted", "message_id": .string(messageID), "chat_id": .string(chatID)],
                         traceID: traceID ?? messageID))
             case "interrupt":
                 try await MessageSubmitter(context: context).interrupt(
-                    userID: session.userID, conversationID: chatID, requestID: traceID ?? UUID().uuidString.lowercased())
+                    userID: session.userID, conversationID: chatID, requestID: traceID ?? UUID().uuidString.lowercased()
+                )
                 session.outbound.enqueue(
-                    BishengFrames.json(type: "interrupt", data: ["chat_id": .string(chatID), "status": "stopping"], traceID: traceID))
+                    BishengFrames.json(
+                        type: "interrupt", data: ["chat_id": .string(chatID), "status": "stopping"], traceID: traceID))
             case "end":
                 _ = try await store.updateSession(chatID, user: session.userID, changes: SessionChanges(state: .ended))
                 session.outbound.enqueue(
-                    BishengFrames.json(type: "end", data: ["chat_id": .string(chatID), "state": "ended"], traceID: traceID))
+                    BishengFrames.json(
+                        type: "end", data: ["chat_id": .string(chatID), "state": "ended"], traceID: traceID))
                 session.outbound.close(.sessionEnded, reason: "session ended")
                 return true
             case "ping", "heartbeat":
-                session.outbound.enqueue(BishengFrames.json(type: "progress", data: ["stage": "pong"], traceID: traceID))
+                session.outbound.enqueue(
+                    BishengFrames.json(type: "progress", data: ["stage": "pong"], traceID: traceID))
             default:
                 throw CommandError(.unknownType, "unknown type \(type); send message, interrupt or end")
             }
         } catch let error as CommandError {
-            session.outbound.enqueue(BishengFrames.error(code: error.code.rawValue, message: error.message, traceID: traceID))
+            session.outbound.enqueue(
+                BishengFrames.error(code: error.code.rawValue, message: error.message, traceID: traceID))
         } catch {
             context.logger.warning("chat frame failed", metadata: ["chat.id": "\(chatID)", "error": "\(error)"])
             session.outbound.enqueue(
-                BishengFrames.error(code: ErrorCode.unavailable.rawValue, message: "could not be completed; retry", traceID: traceID))
+                BishengFrames.error(
+                    code: ErrorCode.unavailable.rawValue, message: "could not be completed; retry", traceID: traceID))
         }
         return false
     }
@@ -319,10 +352,15 @@ struct BishengPositions: Sendable {
     static let fromStart = "start"
 
     func resumePosition(user: String, chatID: String) async throws -> StreamPosition? {
-        guard let saved = try await redis.send("GET", RedisArgument(Keyspace.User.bishengSeen(user, chatID: chatID))).string else { return nil }
+        guard
+            let saved = try await redis.send("GET", RedisArgument(Keyspace.User.bishengSeen(user, chatID: chatID)))
+                .string
+        else { return nil }
         if saved == Self.fromStart {
             // The chat had no event when its socket left: everything it has now is new to the client.
-            return try await history.read(.conversation(chatID), after: nil).top.map { StreamPosition(epoch: $0.epoch, offset: 0) }
+            return try await history.read(.conversation(chatID), after: nil).top.map {
+                StreamPosition(epoch: $0.epoch, offset: 0)
+            }
         }
         return StreamPosition(lastEventID: saved)
     }
@@ -330,7 +368,8 @@ struct BishengPositions: Sendable {
     func save(_ position: StreamPosition?, user: String, chatID: String) async {
         let value = position.map { "\($0.epoch):\($0.offset)" } ?? Self.fromStart
         _ = try? await redis.send(
-            "SET", RedisArgument(Keyspace.User.bishengSeen(user, chatID: chatID)), RedisArgument(value), "EX", RedisArgument(Self.ttlSeconds))
+            "SET", RedisArgument(Keyspace.User.bishengSeen(user, chatID: chatID)), RedisArgument(value), "EX",
+            RedisArgument(Self.ttlSeconds))
     }
 }
 
@@ -364,14 +403,16 @@ enum BishengEnvelope {
     }
 
     static func failure(_ status: HTTPResponse.Status, code: String, message: String) throws -> Response {
-        try render(Body(status_code: status.code, status_message: message, data: JSONValue.null, code: code), status: status)
+        try render(
+            Body(status_code: status.code, status_message: message, data: JSONValue.null, code: code), status: status)
     }
 
     private static func render(_ body: some Encodable, status: HTTPResponse.Status) throws -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Response(
-            status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(body))))
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(body))))
     }
 }
 
@@ -396,24 +437,30 @@ extension BishengChat {
                 guard let body = try? await request.decode(as: Body.self, context: requestContext),
                     let chatID = body.chat_id ?? body.conversationId
                 else {
-                    return try BishengEnvelope.failure(.badRequest, code: ErrorCode.badFrame.rawValue, message: #"the body is JSON {"chat_id": "…", "flow_id"?: "…"}"#)
+                    return try BishengEnvelope.failure(
+                        .badRequest, code: ErrorCode.badFrame.rawValue,
+                        message: #"the body is JSON {"chat_id": "…", "flow_id"?: "…"}"#)
                 }
                 guard CommandHandler.isValidID(chatID) else {
                     return try BishengEnvelope.failure(
-                        .badRequest, code: ErrorCode.invalidArgument.rawValue, message: "a chat id is 1-128 letters, digits, '-', '_' or '.'")
+                        .badRequest, code: ErrorCode.invalidArgument.rawValue,
+                        message: "a chat id is 1-128 letters, digits, '-', '_' or '.'")
                 }
                 guard try await access.authorize(userID: claims.userID, conversationID: chatID) else {
                     return try BishengEnvelope.failure(
-                        .forbidden, code: ErrorCode.permissionDenied.rawValue, message: "chat \(chatID) belongs to another user")
+                        .forbidden, code: ErrorCode.permissionDenied.rawValue,
+                        message: "chat \(chatID) belongs to another user")
                 }
                 try await MessageSubmitter(context: context).interrupt(
                     userID: claims.userID, conversationID: chatID, requestID: UUID().uuidString.lowercased())
                 return try BishengEnvelope.success(Answer(chat_id: chatID, flow_id: body.flow_id))
             } catch let error as HTTPError {
-                return try BishengEnvelope.failure(error.status, code: "HTTP_\(error.status.code)", message: error.body ?? "\(error.status)")
+                return try BishengEnvelope.failure(
+                    error.status, code: "HTTP_\(error.status.code)", message: error.body ?? "\(error.status)")
             } catch {
                 context.logger.warning("interrupt failed", metadata: ["error": "\(error)"])
-                return try BishengEnvelope.failure(.serviceUnavailable, code: ErrorCode.unavailable.rawValue, message: "could not be completed; retry")
+                return try BishengEnvelope.failure(
+                    .serviceUnavailable, code: ErrorCode.unavailable.rawValue, message: "could not be completed; retry")
             }
         }
     }

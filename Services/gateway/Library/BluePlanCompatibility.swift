@@ -28,9 +28,13 @@ struct BluePlanCompatibility: Sendable {
         // Browsers call these from their own origin (the seed answers with CORS headers).
         let doors = router.group().add(middleware: BluePlanCORS())
         for (path, mode) in [("/novachat", Mode.nova), ("/loomichat", .loomi)] {
-            doors.post(RouterPath(path)) { request, context in try await chat(request, context, mode: mode, body: try await Self.body(of: request, context)) }
+            doors.post(RouterPath(path)) { request, context in
+                try await chat(request, context, mode: mode, body: try await Self.body(of: request, context))
+            }
             // The seed's own client is an EventSource: a GET with the request in the query.
-            doors.get(RouterPath(path)) { request, context in try await chat(request, context, mode: mode, body: Self.query(of: request)) }
+            doors.get(RouterPath(path)) { request, context in
+                try await chat(request, context, mode: mode, body: Self.query(of: request))
+            }
             doors.on(RouterPath(path), method: .options) { _, _ in Response(status: .noContent) }
         }
     }
@@ -58,7 +62,9 @@ struct BluePlanCompatibility: Sendable {
             conversationId: query["conversation_id"].map(String.init))
     }
 
-    private func chat(_ request: Request, _ context: GatewayRequestContext, mode: Mode, body: ChatRequest) async throws -> Response {
+    private func chat(_ request: Request, _ context: GatewayRequestContext, mode: Mode, body: ChatRequest) async throws
+        -> Response
+    {
         let claims = try await Gateway.authenticate(request, authority: streams.authority)
         try await streams.admission.checkRequest(userID: claims.userID)
         if let id = body.conversationId, !CommandHandler.isValidID(id) {
@@ -69,7 +75,8 @@ struct BluePlanCompatibility: Sendable {
         if since == nil {
             guard !content.isEmpty else { throw HTTPError(.badRequest, message: "message must not be empty") }
             guard content.count <= streams.settings.maxContentLength else {
-                throw HTTPError(.contentTooLarge, message: "message is limited to \(streams.settings.maxContentLength) characters")
+                throw HTTPError(
+                    .contentTooLarge, message: "message is limited to \(streams.settings.maxContentLength) characters")
             }
         } else if body.conversationId == nil {
             throw HTTPError(.badRequest, message: "resuming (Last-Event-ID) needs the conversation_id of the stream")
@@ -86,7 +93,8 @@ struct BluePlanCompatibility: Sendable {
         let runID = since == nil ? UUID().uuidString.lowercased() : nil
         let translator = BluePlanTranslator(mode: mode, runID: runID)
         let session = ClientSession(
-            userID: claims.userID, outboundLimitBytes: streams.settings.outboundLimitBytes, loop: context.channel.eventLoop, onOverflow: context.cutOff,
+            userID: claims.userID, outboundLimitBytes: streams.settings.outboundLimitBytes,
+            loop: context.channel.eventLoop, onOverflow: context.cutOff,
             formatter: translator.event(for:), completes: { _ in translator.isDone })
         try await streams.admit(session)
         let headers: HTTPFields = [OpenAICompatibility.conversationHeader: conversationID]
@@ -108,7 +116,9 @@ struct BluePlanCompatibility: Sendable {
                     var fields = headers
                     fields[.contentType] = "text/event-stream; charset=utf-8"
                     fields[.cacheControl] = "no-cache"
-                    return Response(status: .ok, headers: fields, body: .init(byteBuffer: ByteBuffer(string: "retry: 3000\n\n" + error)))
+                    return Response(
+                        status: .ok, headers: fields,
+                        body: .init(byteBuffer: ByteBuffer(string: "retry: 3000\n\n" + error)))
                 }
             }
         } catch {
@@ -116,9 +126,12 @@ struct BluePlanCompatibility: Sendable {
             throw error
         }
         return await streams.respond(
-            request, context, session: session, opening: "retry: 3000\n\n", expiresAt: claims.expiresAt, headers: headers
+            request, context, session: session, opening: "retry: 3000\n\n", expiresAt: claims.expiresAt,
+            headers: headers
         ) { _, reason in
-            translator.error("the stream was cut off (\(reason)); resume with Last-Event-ID", type: "disconnected", conversationID: conversationID)
+            translator.error(
+                "the stream was cut off (\(reason)); resume with Last-Event-ID", type: "disconnected",
+                conversationID: conversationID)
         }
     }
 
@@ -126,7 +139,9 @@ struct BluePlanCompatibility: Sendable {
     private func endsRun(_ channel: SwitchboardContracts.Channel, at position: StreamPosition) async throws -> Bool {
         guard position.offset > 0 else { return false }
         let read = try await streams.history.read(channel, after: position.offset - 1, limit: 1)
-        guard read.top?.epoch == position.epoch, let event = read.events.first, event.offset == position.offset else { return false }
+        guard read.top?.epoch == position.epoch, let event = read.events.first, event.offset == position.offset else {
+            return false
+        }
         return event.frameType == FrameType.collaborationComplete
     }
 }
@@ -144,7 +159,9 @@ struct BluePlanCORS: RouterMiddleware {
         .accessControlMaxAge: "600",
     ]
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         do {
             var response = try await next(request, context)
             response.headers.append(contentsOf: Self.headers)
@@ -188,8 +205,11 @@ final class BluePlanTranslator: Sendable {
         let accepted = state.withLock { state -> Bool in
             guard !state.done else { return false }
             // The orchestrator's fallback reply has no runId, only the reply's id.
-            let run = frame.data["runId"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
-                ?? frame.data["messageId"]?.stringValue.flatMap { $0.hasPrefix("reply-") ? String($0.dropFirst(6).prefix(36)) : nil }
+            let run =
+                frame.data["runId"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
+                ?? frame.data["messageId"]?.stringValue.flatMap {
+                    $0.hasPrefix("reply-") ? String($0.dropFirst(6).prefix(36)) : nil
+                }
             guard let run else { return false }
             if state.runID == nil { state.runID = run }
             guard state.runID == run else { return false }
@@ -208,19 +228,28 @@ final class BluePlanTranslator: Sendable {
             let pattern = frame.data["pattern"]?.stringValue ?? ""
             return seed(
                 AgentEvent.agentStart, mode.supervisor, time,
-                ["status": "started", "task_description": .string("\(pattern): \(roles.joined(separator: ", "))"),
-                 "pattern": .string(pattern), "agents": .array(roles.map { .string($0) })])
+                [
+                    "status": "started", "task_description": .string("\(pattern): \(roles.joined(separator: ", "))"),
+                    "pattern": .string(pattern), "agents": .array(roles.map { .string($0) }),
+                ])
         case FrameType.collaborationComplete:
             let result = frame.data["result"]
             return seed(
                 AgentEvent.agentComplete, mode.supervisor, time,
-                ["status": result?["status"] ?? "completed", "summary": result?["answer"] ?? "",
-                 "failed_agents": result?["failedRoles"] ?? [], "note": result?["note"] ?? "",
-                 "duration_ms": frame.data["duration"] ?? 0])
+                [
+                    "status": result?["status"] ?? "completed", "summary": result?["answer"] ?? "",
+                    "failed_agents": result?["failedRoles"] ?? [], "note": result?["note"] ?? "",
+                    "duration_ms": frame.data["duration"] ?? 0,
+                ])
         default:
-            if let type = frame.data["event_type"], let source = frame.data["agent_source"], let payload = frame.data["payload"] {
-                return ["event_type": type, "agent_source": source, "timestamp": frame.data["timestamp"] ?? .string(AgentEvent.isoTimestamp(time)),
-                        "payload": payload]
+            if let type = frame.data["event_type"], let source = frame.data["agent_source"],
+                let payload = frame.data["payload"]
+            {
+                return [
+                    "event_type": type, "agent_source": source,
+                    "timestamp": frame.data["timestamp"] ?? .string(AgentEvent.isoTimestamp(time)),
+                    "payload": payload,
+                ]
             }
             // The orchestrator's fallback reply (a final role that failed) carries no seed fields.
             guard let chunk = frame.data["chunk"]?.stringValue else { return nil }
@@ -232,15 +261,19 @@ final class BluePlanTranslator: Sendable {
     }
 
     private func seed(_ type: String, _ source: String, _ time: Date, _ payload: JSONValue) -> JSONValue {
-        ["event_type": .string(type), "agent_source": .string(source), "timestamp": .string(AgentEvent.isoTimestamp(time)),
-         "payload": payload]
+        [
+            "event_type": .string(type), "agent_source": .string(source),
+            "timestamp": .string(AgentEvent.isoTimestamp(time)),
+            "payload": payload,
+        ]
     }
 
     /// An `error` event (no id: it is no position to resume from).
     func error(_ message: String, type: String, conversationID: String) -> String {
         let payload = AgentEvent.ErrorPayload(
             error: message, errorType: type,
-            context: .init(agentSource: mode.supervisor, conversationId: conversationID, runId: state.withLock { $0.runID }),
+            context: .init(
+                agentSource: mode.supervisor, conversationId: conversationID, runId: state.withLock { $0.runID }),
             retryCount: 0)
         let event = seed(AgentEvent.error, mode.supervisor, Date(), (try? JSONValue(encoding: payload)) ?? .object([:]))
         return "data: \(OpenAICompatibility.encode(event))\n\n"

@@ -38,15 +38,24 @@ struct BlueVDirectory: Sendable {
     }
 
     func publish(_ entry: Entry) async {
-        guard let connectionID = entry.connection_id, let userID = entry.user_id, let json = try? JSONEncoder().encode(entry) else { return }
+        guard let connectionID = entry.connection_id, let userID = entry.user_id,
+            let json = try? JSONEncoder().encode(entry)
+        else { return }
         let expiry = Int(Date().timeIntervalSince1970) + ttlSeconds
         _ = try? await redis.pipeline([
             [
-                "SET", RedisArgument(Keyspace.Workflow.socket(connectionID)), RedisArgument(String(decoding: json, as: UTF8.self)),
+                "SET", RedisArgument(Keyspace.Workflow.socket(connectionID)),
+                RedisArgument(String(decoding: json, as: UTF8.self)),
                 "EX", RedisArgument(ttlSeconds),
             ],
-            ["ZADD", RedisArgument(Keyspace.Cluster.workflowSockets), RedisArgument(expiry), RedisArgument(connectionID)],
-            ["ZADD", RedisArgument(Keyspace.User.workflowSockets(userID)), RedisArgument(expiry), RedisArgument(connectionID)],
+            [
+                "ZADD", RedisArgument(Keyspace.Cluster.workflowSockets), RedisArgument(expiry),
+                RedisArgument(connectionID),
+            ],
+            [
+                "ZADD", RedisArgument(Keyspace.User.workflowSockets(userID)), RedisArgument(expiry),
+                RedisArgument(connectionID),
+            ],
             ["EXPIRE", RedisArgument(Keyspace.User.workflowSockets(userID)), RedisArgument(ttlSeconds)],
         ])
     }
@@ -102,7 +111,9 @@ extension WorkflowSocket {
         router.post("/api/broadcast") { request, requestContext -> Response in
             try await SeedCORS.answer(request) {
                 let claims = try await Gateway.authenticate(request, authority: authority)
-                guard claims.isPrivileged else { throw HTTPError(.forbidden, message: "broadcasts need an admin or service token") }
+                guard claims.isPrivileged else {
+                    throw HTTPError(.forbidden, message: "broadcasts need an admin or service token")
+                }
                 let body = try await request.body.collect(upTo: settings.maxFrameBytes)
                 guard let posted = try? JSONDecoder().decode(JSONValue.self, from: Data(body.readableBytesView)) else {
                     throw HTTPError(.badRequest, message: "the body is any JSON value")
@@ -125,11 +136,14 @@ extension WorkflowSocket {
         let event = ClientEvent(
             channel: .system, frameType: FrameType.userNotification,
             data: [
-                "type": .string(kind), "title": .string(posted["title"]?.stringValue ?? "Broadcast"), "message": .string(message),
+                "type": .string(kind), "title": .string(posted["title"]?.stringValue ?? "Broadcast"),
+                "message": .string(message),
                 "persistent": .bool(posted["persistent"]?.boolValue ?? false), "from": .string(sender),
                 BlueVDirectory.broadcastField: posted,
             ])
-        try await context.publish(context.envelope(event, routingKey: SwitchboardContracts.Channel.system.description), to: Topics.clientEvents)
+        try await context.publish(
+            context.envelope(event, routingKey: SwitchboardContracts.Channel.system.description),
+            to: Topics.clientEvents)
     }
 
     /// Runs not yet ended that were started from the sessions listed (the seed counts the workflows
@@ -165,7 +179,9 @@ enum SeedCORS {
     static let methods = "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
 
     static func preflight(_ request: Request) -> Response {
-        var headers: HTTPFields = [.accessControlAllowMethods: methods, .accessControlMaxAge: "600", .accessControlAllowCredentials: "true"]
+        var headers: HTTPFields = [
+            .accessControlAllowMethods: methods, .accessControlMaxAge: "600", .accessControlAllowCredentials: "true",
+        ]
         headers[.vary] = "Origin"
         if let origin = request.headers[.origin] { headers[.accessControlAllowOrigin] = origin }
         if let asked = request.headers[.accessControlRequestHeaders] { headers[.accessControlAllowHeaders] = asked }

@@ -44,7 +44,8 @@ final class ClientSession: FrameSink, Sendable {
         completes: @escaping @Sendable (ChannelWire.Message) -> Bool = { _ in false }
     ) {
         self.init(
-            userID: userID, outboundLimitBytes: outboundLimitBytes, loop: loop, onOverflow: onOverflow, format: .custom(formatter),
+            userID: userID, outboundLimitBytes: outboundLimitBytes, loop: loop, onOverflow: onOverflow,
+            format: .custom(formatter),
             completes: completes)
     }
 
@@ -113,7 +114,8 @@ final class ClientSession: FrameSink, Sendable {
             let payload = OutboundPayload(
                 bytes: frame.event.stamped,
                 deflated: connection.sharesDeflatedFrames ? frame.deflated(allocator: socket.allocator) : nil)
-            accepted = connection.enqueue(payload, ephemeral: frame.event.message.isEphemeral, createdAt: frame.event.message.createdAt)
+            accepted = connection.enqueue(
+                payload, ephemeral: frame.event.message.isEphemeral, createdAt: frame.event.message.createdAt)
         }
         if accepted { DeliveryMetrics.delivered.increment() }
         return accepted
@@ -188,7 +190,8 @@ final class ClientSession: FrameSink, Sendable {
         {
             throw CommandError(
                 .limitExceeded,
-                "a connection follows at most \(GatewayLimits.conversationsPerConnection) conversations; unsubscribe from one first")
+                "a connection follows at most \(GatewayLimits.conversationsPerConnection) conversations; unsubscribe from one first"
+            )
         }
         var snapshotText: String?
         let opened = try await ChannelFeed.open(
@@ -273,7 +276,8 @@ final class SessionRegistry: Service, Sendable {
         guard !all.isEmpty else { return }
         let batches = max(1, min(all.count / 100, 30))
         let pause = shutdownWindow / batches
-        logger.info("closing client connections", metadata: ["ws.connections": "\(all.count)", "batches": "\(batches)"])
+        logger.info(
+            "closing client connections", metadata: ["ws.connections": "\(all.count)", "batches": "\(batches)"])
         for (index, session) in all.enumerated() {
             session.outbound.close(.shutdown, reason: "server shutting down; reconnect")
             let batchSize = (all.count + batches - 1) / batches

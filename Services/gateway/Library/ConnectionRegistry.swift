@@ -95,7 +95,9 @@ struct ConnectionRegistry: Sendable {
                 "ZADD", RedisArgument(Keyspace.User.connections(connection.userID)), RedisArgument(expiry),
                 RedisArgument(connection.connectionID),
             ])
-            commands.append(["EXPIRE", RedisArgument(Keyspace.User.connections(connection.userID)), RedisArgument(ttlSeconds)])
+            commands.append([
+                "EXPIRE", RedisArgument(Keyspace.User.connections(connection.userID)), RedisArgument(ttlSeconds),
+            ])
             commands.append([
                 "HSET", RedisArgument(key), "gateway", RedisArgument(gatewayID), "channels",
                 RedisArgument(connection.channels.joined(separator: ",")),

@@ -38,7 +38,9 @@ public struct ConsoleAssets: Sendable {
             guard let type = Self.contentTypes[(name as NSString).pathExtension.lowercased()] else { continue }
             let url = directory.appendingPathComponent(name)
             var isFolder: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), !isFolder.boolValue else { continue }
+            guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder), !isFolder.boolValue else {
+                continue
+            }
             let data = try Data(contentsOf: url)
             assets[name] = Asset(body: ByteBuffer(bytes: data), contentType: type, etag: Self.etag(of: data))
         }
@@ -83,7 +85,9 @@ public struct ConsoleAssets: Sendable {
         if asset.contentType.hasPrefix("text/html") {
             headers[HTTPField.Name("Content-Security-Policy")!] = Self.contentSecurityPolicy
         }
-        if request.headers[.ifNoneMatch]?.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == asset.etag })
+        if request.headers[.ifNoneMatch]?.split(separator: ",").contains(where: {
+            $0.trimmingCharacters(in: .whitespaces) == asset.etag
+        })
             == true
         {
             return Response(status: .notModified, headers: headers)

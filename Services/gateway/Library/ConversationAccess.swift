@@ -36,11 +36,14 @@ public struct ConversationAccess: Sendable {
                 owner = recorded
             } else {
                 // SET NX GET: claims a new conversation, or reads the owner of a racing claim.
-                owner = try await redis.send("SET", key, RedisArgument(userID), "NX", "GET", "EX", lifetime).string ?? userID
+                owner =
+                    try await redis.send("SET", key, RedisArgument(userID), "NX", "GET", "EX", lifetime).string
+                    ?? userID
             }
         }
         if owner == userID { return true }
-        let member = try await redis.send("SISMEMBER", RedisArgument(Keyspace.Conversation.members(conversationID)), RedisArgument(userID))
+        let member = try await redis.send(
+            "SISMEMBER", RedisArgument(Keyspace.Conversation.members(conversationID)), RedisArgument(userID))
         return member.integer == 1
     }
 }

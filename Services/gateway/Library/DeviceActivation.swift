@@ -24,18 +24,25 @@ public struct DeviceActivationSettings: Sendable {
         var settings = Self()
         settings.openEnrollment = try flag("DEVICES_OPEN_ENROLLMENT", environment) ?? false
         settings.codeLifetimeSeconds = try setting(
-            Int?.none, environment: "DEVICES_CODE_LIFETIME_SECONDS", default: settings.codeLifetimeSeconds, environment: environment)
+            Int?.none, environment: "DEVICES_CODE_LIFETIME_SECONDS", default: settings.codeLifetimeSeconds,
+            environment: environment)
         settings.otaRequestsPerSecond = try setting(
-            Double?.none, environment: "DEVICES_OTA_RATE", default: settings.otaRequestsPerSecond, environment: environment)
-        settings.otaBurst = try setting(Int?.none, environment: "DEVICES_OTA_BURST", default: settings.otaBurst, environment: environment)
-        settings.bindBurst = try setting(Int?.none, environment: "DEVICES_BIND_BURST", default: settings.bindBurst, environment: environment)
+            Double?.none, environment: "DEVICES_OTA_RATE", default: settings.otaRequestsPerSecond,
+            environment: environment)
+        settings.otaBurst = try setting(
+            Int?.none, environment: "DEVICES_OTA_BURST", default: settings.otaBurst, environment: environment)
+        settings.bindBurst = try setting(
+            Int?.none, environment: "DEVICES_BIND_BURST", default: settings.bindBurst, environment: environment)
         if let hex = environment["SWITCHBOARD_DEVICES_ACTIVATION_HMAC_KEY"], !hex.isEmpty {
             guard let bytes = ActivationProof.bytes(hex: hex), bytes.count >= 16 else {
-                throw ConfigurationError("SWITCHBOARD_DEVICES_ACTIVATION_HMAC_KEY must be at least 16 bytes written in hex")
+                throw ConfigurationError(
+                    "SWITCHBOARD_DEVICES_ACTIVATION_HMAC_KEY must be at least 16 bytes written in hex")
             }
             settings.hmacKey = SymmetricKey(data: bytes)
         }
-        guard settings.codeLifetimeSeconds >= 30, settings.otaRequestsPerSecond > 0, settings.otaBurst > 0, settings.bindBurst > 0 else {
+        guard settings.codeLifetimeSeconds >= 30, settings.otaRequestsPerSecond > 0, settings.otaBurst > 0,
+            settings.bindBurst > 0
+        else {
             throw ConfigurationError("device activation limits must be positive (code lifetime ≥ 30 s)")
         }
         return settings
@@ -134,7 +141,8 @@ struct ActivationProof: Decodable, Sendable, Equatable {
     }
 
     static func mac(challenge: String, key: SymmetricKey) -> String {
-        HMAC<SHA256>.authenticationCode(for: Data(challenge.utf8), using: key).map { String(format: "%02x", $0) }.joined()
+        HMAC<SHA256>.authenticationCode(for: Data(challenge.utf8), using: key).map { String(format: "%02x", $0) }
+            .joined()
     }
 
     /// Constant time over the MAC bytes.
@@ -224,7 +232,8 @@ struct DeviceGrant: Codable, Sendable, Equatable {
     }
 
     private static func derivedKey(secret: String, label: String) -> SymmetricKey {
-        SymmetricKey(data: HMAC<SHA256>.authenticationCode(for: Data(label.utf8), using: SymmetricKey(data: Data(secret.utf8))))
+        SymmetricKey(
+            data: HMAC<SHA256>.authenticationCode(for: Data(label.utf8), using: SymmetricKey(data: Data(secret.utf8))))
     }
 
     func mint(key: SymmetricKey) -> String {

@@ -53,7 +53,8 @@ final class DeviceConnection: Sendable {
         var latestTurn: Int64 = 0
         /// Bumped on every abort so a write waiting for its slot is dropped.
         var abortGeneration = 0
-        var uplinkRate = PacketRate(rate: GatewayLimits.deviceUplinkPacketsPerSecond, burst: GatewayLimits.deviceUplinkBurst)
+        var uplinkRate = PacketRate(
+            rate: GatewayLimits.deviceUplinkPacketsPerSecond, burst: GatewayLimits.deviceUplinkBurst)
         /// The device's MCP tools (docs/voice.md#device-tools).
         var mcp = DeviceMCPClient()
     }
@@ -144,9 +145,10 @@ final class DeviceConnection: Sendable {
                 // Too far behind to catch up: what is queued goes, the device hears why and reconnects.
                 Self.overflows.increment()
                 state.queue.removeAll()
-                state.queue.append(.close(
-                    code: CloseCode.slowConsumer.rawValue,
-                    reason: "more than \(GatewayLimits.deviceOutboundItems) frames waiting for the device"))
+                state.queue.append(
+                    .close(
+                        code: CloseCode.slowConsumer.rawValue,
+                        reason: "more than \(GatewayLimits.deviceOutboundItems) frames waiting for the device"))
                 state.finished = true
             } else {
                 state.queue.append(item)

@@ -45,13 +45,15 @@ struct DeviceDirectory: Sendable {
     /// OTA and activate per client address: a token bucket in Redis, so all gateways count together.
     func admit(address: String) async throws {
         try await take(
-            key: Keyspace.Device.otaRate(address: address), rate: settings.otaRequestsPerSecond, burst: settings.otaBurst,
+            key: Keyspace.Device.otaRate(address: address), rate: settings.otaRequestsPerSecond,
+            burst: settings.otaBurst,
             message: "too many device requests from this address")
     }
 
     private func take(key: String, rate: Double, burst: Int, message: String) async throws {
         let reply = try await redis.run(
-            RateLimiter.script, keys: [RedisArgument(key)], arguments: [RedisArgument(String(rate)), RedisArgument(burst)])
+            RateLimiter.script, keys: [RedisArgument(key)],
+            arguments: [RedisArgument(String(rate)), RedisArgument(burst)])
         guard reply.integer == 1 else {
             let wait = max(1, Int((1 / rate).rounded(.up)))
             throw DeviceError(.tooManyRequests, "RATE_LIMITED", message, retryAfterSeconds: wait)
@@ -71,19 +73,24 @@ struct DeviceDirectory: Sendable {
     /// The code in progress for this device, or a new one (a code is claimed with SET NX, so two
     /// devices never share one).
     func pendingActivation(device: String, client: String, now: Int64) async throws -> PendingActivation {
-        if let pending = try await self.pending(of: device), pending.expiresAt > now + 10_000, pending.clientId == client {
+        if let pending = try await self.pending(of: device), pending.expiresAt > now + 10_000,
+            pending.clientId == client
+        {
             return pending
         }
         var generator = SystemRandomNumberGenerator()
         let lifetime = settings.codeLifetimeSeconds
         for _ in 0..<10 {
             let code = ActivationCode.generate(using: &generator)
-            let claimed = try await redis.send("SET", Self.codeKey(code), RedisArgument(device), "NX", "EX", RedisArgument(lifetime))
+            let claimed = try await redis.send(
+                "SET", Self.codeKey(code), RedisArgument(device), "NX", "EX", RedisArgument(lifetime))
             guard !claimed.isNull else { continue }
             let pending = PendingActivation(
-                code: code, challenge: UUID().uuidString.lowercased(), clientId: client, expiresAt: now + Int64(lifetime) * 1000)
+                code: code, challenge: UUID().uuidString.lowercased(), clientId: client,
+                expiresAt: now + Int64(lifetime) * 1000)
             _ = try await redis.send(
-                "SET", Self.activationKey(device), RedisArgument(try Self.encode(pending)), "EX", RedisArgument(lifetime))
+                "SET", Self.activationKey(device), RedisArgument(try Self.encode(pending)), "EX",
+                RedisArgument(lifetime))
             return pending
         }
         throw DeviceError(.serviceUnavailable, ErrorCode.unavailable.rawValue, "no free activation code; try again")
@@ -99,7 +106,8 @@ struct DeviceDirectory: Sendable {
         if settings.hmacKey != nil, !binding.activated { return nil }
         let seconds = now / 1000
         return DeviceGrant(
-            user: binding.userId, device: binding.deviceId, client: client, generation: binding.generation, issuedAt: seconds,
+            user: binding.userId, device: binding.deviceId, client: client, generation: binding.generation,
+            issuedAt: seconds,
             expiresAt: seconds + DeviceGrant.lifetimeSeconds
         ).mint(key: grantKey)
     }
@@ -108,7 +116,8 @@ struct DeviceDirectory: Sendable {
     func activate(device: String, proof: ActivationProof, now: Int64) async throws -> ActivationOutcome {
         let binding = try await self.binding(of: device)
         let outcome = ActivationOutcome.decide(
-            binding: binding, pending: try await self.pending(of: device), proof: proof, hmacKey: settings.hmacKey, now: now)
+            binding: binding, pending: try await self.pending(of: device), proof: proof, hmacKey: settings.hmacKey,
+            now: now)
         if outcome == .activated, var binding, !binding.activated {
             binding.activated = true
             _ = try await redis.send("SET", Self.bindingKey(device), RedisArgument(try Self.encode(binding)), "XX")
@@ -118,8 +127,10 @@ struct DeviceDirectory: Sendable {
 
     /// A grant is good while its device is still bound to its user in the same generation.
     func verify(_ token: String, device: String, client: String, now: Int64) async throws -> DeviceGrant? {
-        guard let grant = DeviceGrant.verify(token, key: grantKey, now: now / 1000), grant.device == device, grant.client == client,
-            let binding = try await self.binding(of: device), binding.userId == grant.user, binding.generation == grant.generation
+        guard let grant = DeviceGrant.verify(token, key: grantKey, now: now / 1000), grant.device == device,
+            grant.client == client,
+            let binding = try await self.binding(of: device), binding.userId == grant.user,
+            binding.generation == grant.generation
         else { return nil }
         return grant
     }
@@ -131,18 +142,26 @@ struct DeviceDirectory: Sendable {
             throw DeviceError(.badRequest, ErrorCode.invalidArgument.rawValue, "code is the 6 digits the device shows")
         }
         // Refilled at one attempt per 10 s: a million codes cannot be tried.
-        try await take(key: Keyspace.User.bindRate(user), rate: 0.1, burst: settings.bindBurst, message: "too many binding attempts")
+        try await take(
+            key: Keyspace.User.bindRate(user), rate: 0.1, burst: settings.bindBurst,
+            message: "too many binding attempts")
         guard let device = try await redis.send("GET", Self.codeKey(code)).string,
             let pending = try await self.pending(of: device), pending.code == code, pending.expiresAt > now
-        else { throw DeviceError(.notFound, "CODE_NOT_FOUND", "no device is waiting with this code (it is valid 5 minutes)") }
+        else {
+            throw DeviceError(
+                .notFound, "CODE_NOT_FOUND", "no device is waiting with this code (it is valid 5 minutes)")
+        }
         let generation = try await redis.send("GET", Self.generationKey(device)).integer ?? 0
         let binding = DeviceBinding(
-            deviceId: device, userId: user, clientId: pending.clientId, name: device, generation: generation, boundAt: now,
+            deviceId: device, userId: user, clientId: pending.clientId, name: device, generation: generation,
+            boundAt: now,
             activated: false)
         // NX: of two users racing for one code, one wins.
         let stored = try await redis.send("SET", Self.bindingKey(device), RedisArgument(try Self.encode(binding)), "NX")
         guard !stored.isNull else { throw DeviceError(.conflict, "ALREADY_BOUND", "this device is already bound") }
-        _ = try await redis.pipeline([["SADD", Self.userDevicesKey(user), RedisArgument(device)], ["DEL", Self.codeKey(code)]])
+        _ = try await redis.pipeline([
+            ["SADD", Self.userDevicesKey(user), RedisArgument(device)], ["DEL", Self.codeKey(code)],
+        ])
         return binding
     }
 
@@ -157,14 +176,17 @@ struct DeviceDirectory: Sendable {
 
     static func view(_ binding: DeviceBinding, online: Bool) -> DeviceView {
         DeviceView(
-            id: binding.deviceId, name: binding.name, online: online, boundAt: binding.boundAt, activated: binding.activated,
+            id: binding.deviceId, name: binding.name, online: online, boundAt: binding.boundAt,
+            activated: binding.activated,
             conversationId: DeviceIdentity.conversation(ofDevice: binding.deviceId, user: binding.userId))
     }
 
     func devices(of user: String) async throws -> [DeviceView] {
-        let ids = (try await redis.send("SMEMBERS", Self.userDevicesKey(user)).array ?? []).compactMap(\.string).sorted()
+        let ids = (try await redis.send("SMEMBERS", Self.userDevicesKey(user)).array ?? []).compactMap(\.string)
+            .sorted()
         guard !ids.isEmpty else { return [] }
-        let replies = try await redis.pipeline(ids.flatMap { [["GET", Self.bindingKey($0)], ["EXISTS", Self.liveKey($0)]] })
+        let replies = try await redis.pipeline(
+            ids.flatMap { [["GET", Self.bindingKey($0)], ["EXISTS", Self.liveKey($0)]] })
         var views: [DeviceView] = []
         for (index, id) in ids.enumerated() {
             guard let binding = try Self.decode(DeviceBinding.self, replies[index * 2]), binding.userId == user else {
@@ -198,7 +220,8 @@ struct DeviceDirectory: Sendable {
     func unbind(_ device: String, user: String) async throws {
         _ = try await owned(device, by: user)
         _ = try await redis.pipeline([
-            ["INCR", Self.generationKey(device)], ["DEL", Self.bindingKey(device)], ["DEL", Self.activationKey(device)],
+            ["INCR", Self.generationKey(device)], ["DEL", Self.bindingKey(device)],
+            ["DEL", Self.activationKey(device)],
             ["SREM", Self.userDevicesKey(user), RedisArgument(device)],
         ])
         try await disconnect(device)
@@ -209,7 +232,8 @@ struct DeviceDirectory: Sendable {
         let parts = live.split(separator: " ", maxSplits: 1)
         guard parts.count == 2 else { return }
         let item = VoiceDownlink.Item(
-            sessionId: String(parts[1]), kind: .close, turn: 0, payload: Array("\(CloseCode.unauthorized.rawValue) device unbound".utf8))
+            sessionId: String(parts[1]), kind: .close, turn: 0,
+            payload: Array("\(CloseCode.unauthorized.rawValue) device unbound".utf8))
         _ = try await redis.send(
             "PUBLISH", RedisArgument(Keyspace.PubSub.voiceDownlink(gateway: String(parts[0]))),
             RedisArgument(bytes: VoiceDownlink.encode(item)))
@@ -221,7 +245,8 @@ struct DeviceDirectory: Sendable {
     /// Asked after the connection is marked online: an unbind racing the hello either finds the
     /// connection to close or is seen here. Redis failing: no (closed by default).
     func stillBound(_ identity: DeviceIdentity) async -> Bool {
-        guard identity.conversationID == DeviceIdentity.conversation(ofDevice: identity.deviceID, user: identity.userID) else {
+        guard identity.conversationID == DeviceIdentity.conversation(ofDevice: identity.deviceID, user: identity.userID)
+        else {
             return true  // not a bound device's connection (a provisioned JWT, open enrollment)
         }
         guard let binding = try? await self.binding(of: identity.deviceID) else { return false }
@@ -229,7 +254,8 @@ struct DeviceDirectory: Sendable {
     }
 
     func markOnline(device: String, gateway: String, session: String, ttlSeconds: Int) async throws {
-        _ = try await redis.send("SET", Self.liveKey(device), RedisArgument("\(gateway) \(session)"), "EX", RedisArgument(ttlSeconds))
+        _ = try await redis.send(
+            "SET", Self.liveKey(device), RedisArgument("\(gateway) \(session)"), "EX", RedisArgument(ttlSeconds))
     }
 
     static let deleteIfSession = RedisScript(
@@ -240,7 +266,8 @@ struct DeviceDirectory: Sendable {
 
     /// Only this connection's entry: a newer connection of the same device keeps its own.
     func markOffline(device: String, gateway: String, session: String) async throws {
-        _ = try await redis.run(Self.deleteIfSession, keys: [Self.liveKey(device)], arguments: [RedisArgument("\(gateway) \(session)")])
+        _ = try await redis.run(
+            Self.deleteIfSession, keys: [Self.liveKey(device)], arguments: [RedisArgument("\(gateway) \(session)")])
     }
 
     // MARK: JSON in Redis

@@ -14,7 +14,8 @@ struct DeviceRoutes: Sendable {
     let settings: GatewaySettings
 
     var directory: DeviceDirectory {
-        DeviceDirectory(redis: context.redis, settings: settings.xiaozhi.activation, secret: context.configuration.deviceKeySecret)
+        DeviceDirectory(
+            redis: context.redis, settings: settings.xiaozhi.activation, secret: context.configuration.deviceKeySecret)
     }
 
     struct BindBody: Decodable { var code: String }
@@ -49,7 +50,8 @@ struct DeviceRoutes: Sendable {
                 let device = try deviceID(context)
                 let body = try await decode(RenameBody.self, request, context, shape: #"{"name": "…"}"#)
                 let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
-                guard (1...64).contains(name.count), !name.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) })
+                guard (1...64).contains(name.count),
+                    !name.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) })
                 else { throw DeviceError(.badRequest, ErrorCode.invalidArgument.rawValue, "name is 1-64 characters") }
                 return try Self.json(try await directory.rename(device, to: name, user: user))
             }
@@ -65,7 +67,8 @@ struct DeviceRoutes: Sendable {
     /// 200 once bound (and proven), 202 while waiting for the user; the firmware asks again on 202.
     func activate(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         guard let device = request.headers[.deviceID], DeviceIdentity.isValidDeviceID(device) else {
-            throw DeviceError(.badRequest, ErrorCode.invalidArgument.rawValue, "the Device-Id header (the device's MAC) is required")
+            throw DeviceError(
+                .badRequest, ErrorCode.invalidArgument.rawValue, "the Device-Id header (the device's MAC) is required")
         }
         try await directory.admit(address: Self.address(of: context))
         let body = try await request.body.collect(upTo: 16 * 1024)
@@ -74,13 +77,15 @@ struct DeviceRoutes: Sendable {
             proof = try ActivationProof.parse(Data(body.readableBytesView))
         } catch {
             throw DeviceError(
-                .badRequest, ErrorCode.badFrame.rawValue, #"the body is JSON {"Payload": {"algorithm", "serial_number", "challenge", "hmac"}} or empty"#)
+                .badRequest, ErrorCode.badFrame.rawValue,
+                #"the body is JSON {"Payload": {"algorithm", "serial_number", "challenge", "hmac"}} or empty"#)
         }
         switch try await directory.activate(device: device, proof: proof, now: Clock.epochMilliseconds()) {
         case .activated:
             return try Self.json(ActivationAnswer(status: "activated", message: "device activated"))
         case .pending:
-            return try Self.json(ActivationAnswer(status: "pending", message: "waiting for a user to enter the code"), status: .accepted)
+            return try Self.json(
+                ActivationAnswer(status: "pending", message: "waiting for a user to enter the code"), status: .accepted)
         case .expired:
             throw DeviceError(.notFound, "ACTIVATION_EXPIRED", "no activation in progress; ask OTA for a new code")
         case .rejected(let reason):
@@ -103,12 +108,16 @@ struct DeviceRoutes: Sendable {
     func deviceID(_ context: GatewayRequestContext) throws -> String {
         // Browsers send a MAC's colons percent-encoded (encodeURIComponent).
         guard let id = context.parameters.get("id")?.removingPercentEncoding, DeviceIdentity.isValidDeviceID(id) else {
-            throw DeviceError(.badRequest, ErrorCode.invalidArgument.rawValue, "a device id is 1-64 letters, digits, ':', '-', '_' or '.'")
+            throw DeviceError(
+                .badRequest, ErrorCode.invalidArgument.rawValue,
+                "a device id is 1-64 letters, digits, ':', '-', '_' or '.'")
         }
         return id
     }
 
-    func decode<T: Decodable>(_: T.Type, _ request: Request, _ context: GatewayRequestContext, shape: String) async throws -> T {
+    func decode<T: Decodable>(_: T.Type, _ request: Request, _ context: GatewayRequestContext, shape: String)
+        async throws -> T
+    {
         do {
             return try await request.decode(as: T.self, context: context)
         } catch {
@@ -129,12 +138,15 @@ struct DeviceRoutes: Sendable {
         do {
             return try await body()
         } catch let error as DeviceError {
-            var response = try json(ErrorBody(error: .init(code: error.code, message: error.message)), status: error.status)
+            var response = try json(
+                ErrorBody(error: .init(code: error.code, message: error.message)), status: error.status)
             if let seconds = error.retryAfterSeconds { response.headers[.retryAfter] = String(seconds) }
             return response
         } catch is RedisError {
             return try json(
-                ErrorBody(error: .init(code: ErrorCode.unavailable.rawValue, message: "device directory unavailable; try again")),
+                ErrorBody(
+                    error: .init(
+                        code: ErrorCode.unavailable.rawValue, message: "device directory unavailable; try again")),
                 status: .serviceUnavailable)
         }
     }
@@ -143,6 +155,7 @@ struct DeviceRoutes: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Response(
-            status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
     }
 }

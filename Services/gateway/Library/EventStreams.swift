@@ -31,7 +31,8 @@ struct MessageSubmitter: Sendable {
     /// Asks the orchestrator to stop the conversation's run; returns once Kafka has the request.
     func interrupt(userID: String, conversationID: String, requestID: String) async throws {
         let payload = ChatInterruptRequested(
-            conversationId: conversationID, userId: userID, requestId: requestID, gateway: context.configuration.instanceID)
+            conversationId: conversationID, userId: userID, requestId: requestID,
+            gateway: context.configuration.instanceID)
         try await context.publish(context.envelope(payload, routingKey: conversationID), to: Topics.chatRequests)
     }
 }
@@ -87,13 +88,15 @@ struct EventStreams: Sendable {
             do {
                 body = try await request.decode(as: Body.self, context: context)
             } catch {
-                throw HTTPError(.badRequest, message: "the body is JSON {\"content\": \"…\", \"clientMessageId\"?: \"…\"}")
+                throw HTTPError(
+                    .badRequest, message: "the body is JSON {\"content\": \"…\", \"clientMessageId\"?: \"…\"}")
             }
             guard !body.content.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
                 throw HTTPError(.badRequest, message: "content must not be empty")
             }
             guard body.content.count <= settings.maxContentLength else {
-                throw HTTPError(.contentTooLarge, message: "content is limited to \(settings.maxContentLength) characters")
+                throw HTTPError(
+                    .contentTooLarge, message: "content is limited to \(settings.maxContentLength) characters")
             }
             if let clientID = body.clientMessageId, !GatewayLimits.isValidClientID(clientID) {
                 throw HTTPError(.badRequest, message: "clientMessageId is 1-128 characters")
@@ -129,7 +132,8 @@ struct EventStreams: Sendable {
             do {
                 body = try await request.decode(as: Notification.self, context: context)
             } catch {
-                throw HTTPError(.badRequest, message: #"the body is JSON {"userId", "type", "title", "message", "persistent"?}"#)
+                throw HTTPError(
+                    .badRequest, message: #"the body is JSON {"userId", "type", "title", "message", "persistent"?}"#)
             }
             let kind = body.type ?? "info"
             guard ["info", "warning", "error", "success"].contains(kind) else {
@@ -149,7 +153,8 @@ struct EventStreams: Sendable {
             try await self.context.publish(envelope, to: Topics.clientEvents)
             let json = #"{"id":"\#(envelope.id.uuidString.lowercased())","channel":"\#(channel)","status":"accepted"}"#
             return Response(
-                status: .accepted, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: json)))
+                status: .accepted, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: json)))
         }
         router.post("/api/v1/notifications") { request, context in try await publish(request, context) }
     }
@@ -170,7 +175,9 @@ struct EventStreams: Sendable {
     /// The resume position of an SSE request: `Last-Event-ID` (header, or `?lastEventId=` for clients
     /// that cannot set headers) in the `<epoch>:<offset>` form of every event's `id:`.
     static func lastEventPosition(_ request: Request) throws -> StreamPosition? {
-        let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!] ?? request.uri.queryParameters["lastEventId"].map(String.init)
+        let lastEventID =
+            request.headers[HTTPField.Name("Last-Event-ID")!]
+            ?? request.uri.queryParameters["lastEventId"].map(String.init)
         guard let lastEventID, !lastEventID.isEmpty else { return nil }
         guard let position = StreamPosition(lastEventID: lastEventID) else {
             throw HTTPError(.badRequest, message: "Last-Event-ID is <epoch>:<offset>, as sent in each event's id")
@@ -181,7 +188,8 @@ struct EventStreams: Sendable {
     /// One SSE stream of a channel, from `Last-Event-ID` or from now. `snapshot` renders an event shown
     /// before any recovered one.
     private func stream(
-        _ request: Request, _ context: GatewayRequestContext, channel: SwitchboardContracts.Channel, ownedConversation: String?,
+        _ request: Request, _ context: GatewayRequestContext, channel: SwitchboardContracts.Channel,
+        ownedConversation: String?,
         snapshot: (() async throws -> String)? = nil
     ) async throws -> Response {
         let claims = try await Gateway.authenticate(request, authority: authority)
@@ -189,7 +197,8 @@ struct EventStreams: Sendable {
         if let ownedConversation { try await authorize(claims.userID, ownedConversation) }
         let since = try Self.lastEventPosition(request)
         let session = ClientSession(
-            userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes, loop: context.channel.eventLoop, onOverflow: context.cutOff,
+            userID: claims.userID, outboundLimitBytes: settings.outboundLimitBytes, loop: context.channel.eventLoop,
+            onOverflow: context.cutOff,
             format: .serverSentEvents)
         try await admit(session)
         let opened: ChannelFeed.Opened
@@ -213,8 +222,10 @@ struct EventStreams: Sendable {
     /// `interruption` renders the end of a stream cut off before it was complete (default: `event: close`).
     /// A stream outlives no token: at `expiresAt` it is cut off with 4500, as a WebSocket is.
     func respond(
-        _ request: Request, _ context: GatewayRequestContext, session: ClientSession, opening: String, ending: String = "",
-        expiresAt: Date?, headers extraHeaders: HTTPFields = [:], interruption: (@Sendable (CloseCode, String) -> String)? = nil
+        _ request: Request, _ context: GatewayRequestContext, session: ClientSession, opening: String,
+        ending: String = "",
+        expiresAt: Date?, headers extraHeaders: HTTPFields = [:],
+        interruption: (@Sendable (CloseCode, String) -> String)? = nil
     ) async -> Response {
         await context.limitSendBuffer(to: settings.socketSendBufferBytes)
         let gzip = request.headers[.acceptEncoding].map(SSEWireEncoder.acceptsGzip) ?? false
@@ -234,7 +245,8 @@ struct EventStreams: Sendable {
                     }
                     if let expiresAt {
                         group.addTask {
-                            try await Task.sleep(for: .milliseconds(max(0, Int64(expiresAt.timeIntervalSinceNow * 1000))))
+                            try await Task.sleep(
+                                for: .milliseconds(max(0, Int64(expiresAt.timeIntervalSinceNow * 1000))))
                             TokenExpiryMetrics.closed.increment()
                             session.outbound.close(.unauthorized, reason: "token expired")
                         }
@@ -248,7 +260,8 @@ struct EventStreams: Sendable {
                             if session.isComplete {
                                 if !ending.isEmpty { try await writer.write(try encoder.encode(ending)) }
                             } else {
-                                let text = interruption?(code, reason)
+                                let text =
+                                    interruption?(code, reason)
                                     ?? "event: close\ndata: {\"code\":\(code.rawValue),\"reason\":\"\(reason)\"}\n\n"
                                 try await writer.write(try encoder.encode(text))
                             }
@@ -277,13 +290,15 @@ struct EventStreams: Sendable {
     /// A front door's run: follows the conversation first, then submits the message (its id is the
     /// run's, `runID`), so not one event of the run is missed.
     func openRun(
-        session: ClientSession, userID: String, conversationID: String, content: String, pattern: String?, lead: String?,
+        session: ClientSession, userID: String, conversationID: String, content: String, pattern: String?,
+        lead: String?,
         runID: String
     ) async throws {
         _ = try await session.follow(.conversation(conversationID), since: nil, hub: hub, history: history)
         do {
             _ = try await MessageSubmitter(context: context).submit(
-                userID: userID, conversationID: conversationID, content: content, clientMessageID: runID, pattern: pattern,
+                userID: userID, conversationID: conversationID, content: content, clientMessageID: runID,
+                pattern: pattern,
                 leadRole: lead, messageID: runID)
         } catch {
             await session.unfollowAll()

@@ -73,25 +73,45 @@ public struct GatewaySettings: Sendable {
 
     /// Flags and environment for the gateway's own settings (see docs/configuration.md).
     public struct Options: ParsableArguments {
-        @Option(help: "Connections per user, all gateways (env SWITCHBOARD_GATEWAY_MAX_CONNECTIONS_PER_USER; default 100).")
+        @Option(
+            help: "Connections per user, all gateways (env SWITCHBOARD_GATEWAY_MAX_CONNECTIONS_PER_USER; default 100).")
         public var maxConnectionsPerUser: Int?
         @Option(help: "Commands per second per user (env SWITCHBOARD_GATEWAY_COMMANDS_PER_SECOND; default 20).")
         public var commandsPerSecond: Double?
         @Option(help: "Command burst per user (env SWITCHBOARD_GATEWAY_COMMAND_BURST; default 40).")
         public var commandBurst: Int?
-        @Option(help: "Outbound buffer per connection in bytes (env SWITCHBOARD_GATEWAY_OUTBOUND_LIMIT_BYTES; default 1048576).")
+        @Option(
+            help:
+                "Outbound buffer per connection in bytes (env SWITCHBOARD_GATEWAY_OUTBOUND_LIMIT_BYTES; default 1048576)."
+        )
         public var outboundLimitBytes: Int?
-        @Option(help: "SO_SNDBUF per client socket, 0 for kernel autotuning (env SWITCHBOARD_GATEWAY_SOCKET_SEND_BUFFER_BYTES; default 131072).")
+        @Option(
+            help:
+                "SO_SNDBUF per client socket, 0 for kernel autotuning (env SWITCHBOARD_GATEWAY_SOCKET_SEND_BUFFER_BYTES; default 131072)."
+        )
         public var socketSendBufferBytes: Int?
-        @Option(help: "Seconds a new connection has to send its request head (env SWITCHBOARD_GATEWAY_HANDSHAKE_TIMEOUT_SECONDS; default 10).")
+        @Option(
+            help:
+                "Seconds a new connection has to send its request head (env SWITCHBOARD_GATEWAY_HANDSHAKE_TIMEOUT_SECONDS; default 10)."
+        )
         public var handshakeTimeoutSeconds: Double?
-        @Option(help: "Seconds over which shutdown closes the connections (env SWITCHBOARD_GATEWAY_SHUTDOWN_WINDOW_SECONDS; default 30).")
+        @Option(
+            help:
+                "Seconds over which shutdown closes the connections (env SWITCHBOARD_GATEWAY_SHUTDOWN_WINDOW_SECONDS; default 30)."
+        )
         public var shutdownWindowSeconds: Double?
-        @Option(help: "Serve the web console from this folder instead of the built-in copy (env SWITCHBOARD_CONSOLE_DIR).")
+        @Option(
+            help: "Serve the web console from this folder instead of the built-in copy (env SWITCHBOARD_CONSOLE_DIR).")
         public var consoleDir: String?
-        @Option(help: "PEM certificate chain for TLS on the public port (env SWITCHBOARD_GATEWAY_TLS_CERT_FILE; with --tls-key-file).")
+        @Option(
+            help:
+                "PEM certificate chain for TLS on the public port (env SWITCHBOARD_GATEWAY_TLS_CERT_FILE; with --tls-key-file)."
+        )
         public var tlsCertFile: String?
-        @Option(help: "PEM private key for TLS on the public port (env SWITCHBOARD_GATEWAY_TLS_KEY_FILE; with --tls-cert-file).")
+        @Option(
+            help:
+                "PEM private key for TLS on the public port (env SWITCHBOARD_GATEWAY_TLS_KEY_FILE; with --tls-cert-file)."
+        )
         public var tlsKeyFile: String?
 
         public init() {}
@@ -99,31 +119,37 @@ public struct GatewaySettings: Sendable {
         public func settings() throws -> GatewaySettings {
             var settings = GatewaySettings()
             settings.maxConnectionsPerUser = try setting(
-                maxConnectionsPerUser, environment: "GATEWAY_MAX_CONNECTIONS_PER_USER", default: settings.maxConnectionsPerUser)
+                maxConnectionsPerUser, environment: "GATEWAY_MAX_CONNECTIONS_PER_USER",
+                default: settings.maxConnectionsPerUser)
             settings.commandsPerSecond = try setting(
                 commandsPerSecond, environment: "GATEWAY_COMMANDS_PER_SECOND", default: settings.commandsPerSecond)
-            settings.commandBurst = try setting(commandBurst, environment: "GATEWAY_COMMAND_BURST", default: settings.commandBurst)
+            settings.commandBurst = try setting(
+                commandBurst, environment: "GATEWAY_COMMAND_BURST", default: settings.commandBurst)
             settings.outboundLimitBytes = try setting(
                 outboundLimitBytes, environment: "GATEWAY_OUTBOUND_LIMIT_BYTES", default: settings.outboundLimitBytes)
             settings.socketSendBufferBytes = try setting(
-                socketSendBufferBytes, environment: "GATEWAY_SOCKET_SEND_BUFFER_BYTES", default: settings.socketSendBufferBytes)
+                socketSendBufferBytes, environment: "GATEWAY_SOCKET_SEND_BUFFER_BYTES",
+                default: settings.socketSendBufferBytes)
             let handshakeSeconds = try setting(
                 handshakeTimeoutSeconds, environment: "GATEWAY_HANDSHAKE_TIMEOUT_SECONDS", default: 10.0)
             guard handshakeSeconds > 0 else { throw ConfigurationError("the handshake timeout must be positive") }
             settings.handshakeTimeout = .milliseconds(Int64(handshakeSeconds * 1000))
-            let shutdownSeconds = try setting(shutdownWindowSeconds, environment: "GATEWAY_SHUTDOWN_WINDOW_SECONDS", default: 30.0)
+            let shutdownSeconds = try setting(
+                shutdownWindowSeconds, environment: "GATEWAY_SHUTDOWN_WINDOW_SECONDS", default: 30.0)
             guard shutdownSeconds >= 0 else { throw ConfigurationError("the shutdown window must not be negative") }
             settings.shutdownWindow = .milliseconds(Int64(shutdownSeconds * 1000))
             for (variable, keyPath) in [
                 ("GATEWAY_HTTP_IDLE_TIMEOUT_SECONDS", \GatewaySettings.httpIdleTimeout),
                 ("GATEWAY_HTTP_BODY_TIMEOUT_SECONDS", \GatewaySettings.httpBodyTimeout),
             ] {
-                let seconds = try setting(Double?.none, environment: variable, default: Double(settings[keyPath: keyPath].components.seconds))
+                let seconds = try setting(
+                    Double?.none, environment: variable, default: Double(settings[keyPath: keyPath].components.seconds))
                 guard seconds > 0 else { throw ConfigurationError("SWITCHBOARD_\(variable) must be positive") }
                 settings[keyPath: keyPath] = .milliseconds(Int64(seconds * 1000))
             }
             settings.consoleDirectory =
-                consoleDir ?? ProcessInfo.processInfo.environment["SWITCHBOARD_CONSOLE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
+                consoleDir
+                ?? ProcessInfo.processInfo.environment["SWITCHBOARD_CONSOLE_DIR"].flatMap { $0.isEmpty ? nil : $0 }
             settings.tls = try Self.tlsContext(
                 certificateFile: try setting(tlsCertFile, environment: "GATEWAY_TLS_CERT_FILE", default: ""),
                 keyFile: try setting(tlsKeyFile, environment: "GATEWAY_TLS_KEY_FILE", default: ""))
@@ -142,15 +168,19 @@ public struct GatewaySettings: Sendable {
         static func tlsContext(certificateFile: String, keyFile: String) throws -> NIOSSLContext? {
             guard !certificateFile.isEmpty || !keyFile.isEmpty else { return nil }
             guard !certificateFile.isEmpty, !keyFile.isEmpty else {
-                throw ConfigurationError("TLS needs both SWITCHBOARD_GATEWAY_TLS_CERT_FILE and SWITCHBOARD_GATEWAY_TLS_KEY_FILE")
+                throw ConfigurationError(
+                    "TLS needs both SWITCHBOARD_GATEWAY_TLS_CERT_FILE and SWITCHBOARD_GATEWAY_TLS_KEY_FILE")
             }
             do {
-                let chain = try NIOSSLCertificate.fromPEMFile(certificateFile).map { NIOSSLCertificateSource.certificate($0) }
+                let chain = try NIOSSLCertificate.fromPEMFile(certificateFile).map {
+                    NIOSSLCertificateSource.certificate($0)
+                }
                 let configuration = TLSConfiguration.makeServerConfiguration(
                     certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem)))
                 return try NIOSSLContext(configuration: configuration)
             } catch {
-                throw ConfigurationError("cannot use the TLS certificate \(certificateFile) and key \(keyFile): \(error)")
+                throw ConfigurationError(
+                    "cannot use the TLS certificate \(certificateFile) and key \(keyFile): \(error)")
             }
         }
     }
@@ -159,7 +189,9 @@ public struct GatewaySettings: Sendable {
 /// The gateway: authenticates clients, turns their commands into events on Kafka, and writes the events
 /// of the channels they follow (from Redis) to their sockets.
 public enum Gateway {
-    public static func run(configuration: SwitchboardConfiguration, settings: GatewaySettings = GatewaySettings()) async throws {
+    public static func run(configuration: SwitchboardConfiguration, settings: GatewaySettings = GatewaySettings())
+        async throws
+    {
         // First: a gateway whose console is missing fails at once, not on the first page view.
         let console = try ConsoleAssets.load(directory: settings.consoleDirectory)
         let context = try await ServiceRunner.makeContext(configuration: configuration)
@@ -180,7 +212,9 @@ public enum Gateway {
             settings: settings, store: store, devices: devices, console: console)
         try await ServiceRunner.run(
             context: context,
-            services: [store, subscriber, RegistryHeartbeat(registry: routing, sessions: registry, logger: context.logger)],
+            services: [
+                store, subscriber, RegistryHeartbeat(registry: routing, sessions: registry, logger: context.logger),
+            ],
             router: router,
             server: server(router: router, doors: doors, settings: settings),
             stoppingBeforeServer: [registry, devices])
@@ -193,7 +227,9 @@ public enum Gateway {
     ) -> (Router<GatewayRequestContext>, WebSocketDoors) {
         let router = Router(context: GatewayRequestContext.self)
         console.addRoutes(to: router)
-        let access = ConversationAccess(redis: context.redis) { conversationID in try await store.owner(of: conversationID) }
+        let access = ConversationAccess(redis: context.redis) { conversationID in
+            try await store.owner(of: conversationID)
+        }
         let history = ChannelHistory(redis: context.redis)
         let roles = RoleDirectory(redis: context.redis, logger: context.logger)
         let admission = Admission(
@@ -219,7 +255,8 @@ public enum Gateway {
         streams.addRoutes(to: router)
         HistoryRoutes(store: store, authority: authority, access: access).addRoutes(to: router)
         let bisheng = BishengChat(
-            context: context, admission: admission, hub: hub, access: access, history: history, store: store, settings: settings)
+            context: context, admission: admission, hub: hub, access: access, history: history, store: store,
+            settings: settings)
         let workflows = WorkflowSocket(
             context: context, authority: authority, hub: hub, history: history, admission: admission, routing: routing,
             settings: settings, archive: store)
@@ -241,7 +278,9 @@ public enum Gateway {
 
     /// HTTP/1.1 with WebSocket upgrades taken by `doors` before the router, behind the handshake deadline
     /// (and TLS when configured).
-    static func server(router: Router<GatewayRequestContext>, doors: WebSocketDoors, settings: GatewaySettings) -> HTTPServerBuilder {
+    static func server(router: Router<GatewayRequestContext>, doors: WebSocketDoors, settings: GatewaySettings)
+        -> HTTPServerBuilder
+    {
         let connectionSettings = WebSocketConnectionSettings(
             maxMessageBytes: settings.maxFrameBytes, outboundLimitBytes: settings.outboundLimitBytes,
             pingInterval: TimeAmount(settings.pingInterval))
@@ -251,7 +290,8 @@ public enum Gateway {
                 base: HandshakeDeadlineChannel(
                     base: GatewayChildChannel(
                         responder: responder, doors: doors, settings: connectionSettings,
-                        socketSendBufferBytes: settings.socketSendBufferBytes, httpIdleTimeout: settings.httpIdleTimeout,
+                        socketSendBufferBytes: settings.socketSendBufferBytes,
+                        httpIdleTimeout: settings.httpIdleTimeout,
                         httpBodyTimeout: TimeAmount(settings.httpBodyTimeout), secure: settings.tls != nil),
                     deadline: deadline),
                 context: settings.tls)
@@ -297,7 +337,8 @@ struct CommandHandler: Sendable {
         let answer = await answer(message, session: session)
         if let answer { session.send(answer) }
         if answer?.error?.code == ErrorCode.rateLimited.rawValue, session.recordRateRefusal(settings: settings) {
-            session.outbound.close(.tooManyRequests, reason: "over the request rate for \(settings.rateExcessWindow); slow down")
+            session.outbound.close(
+                .tooManyRequests, reason: "over the request rate for \(settings.rateExcessWindow); slow down")
         }
         if session.recordAnswer(isError: Self.isClientError(answer)) >= settings.maxConsecutiveErrors {
             session.outbound.close(.badRequest, reason: "too many invalid commands")
@@ -308,7 +349,9 @@ struct CommandHandler: Sendable {
     /// rate limited, and not the server's failures (a Redis or Kafka outage must not disconnect everyone).
     static func isClientError(_ answer: ServerFrame?) -> Bool {
         guard let answer, answer.status == .error else { return false }
-        let notTheClients: Set<String> = [ErrorCode.rateLimited.rawValue, ErrorCode.unavailable.rawValue, ErrorCode.internalError.rawValue]
+        let notTheClients: Set<String> = [
+            ErrorCode.rateLimited.rawValue, ErrorCode.unavailable.rawValue, ErrorCode.internalError.rawValue,
+        ]
         return !notTheClients.contains(answer.error?.code ?? "")
     }
 
@@ -325,7 +368,9 @@ struct CommandHandler: Sendable {
         guard GatewayLimits.isValidClientID(command.id) else {
             return .error(
                 nil, code: .invalidArgument,
-                message: "a command id is \(GatewayLimits.clientIDLength.lowerBound)-\(GatewayLimits.clientIDLength.upperBound) characters")
+                message:
+                    "a command id is \(GatewayLimits.clientIDLength.lowerBound)-\(GatewayLimits.clientIDLength.upperBound) characters"
+            )
         }
         Self.commandCounters[Self.metricType(command.type)]?.increment()
         do {
@@ -367,8 +412,10 @@ struct CommandHandler: Sendable {
             let sent = command.data?["timestamp"]?.intValue.map(Int64.init) ?? command.timestamp ?? now
             return ServerFrame(
                 correlationId: command.id, type: "PONG",
-                data: ["timestamp": .number(Double(sent)), "serverTime": .number(Double(now)),
-                       "latency": .number(Double(max(0, now - sent)))])
+                data: [
+                    "timestamp": .number(Double(sent)), "serverTime": .number(Double(now)),
+                    "latency": .number(Double(max(0, now - sent))),
+                ])
         case ClientCommandType.subscribeConversation:
             let conversationID = try conversationID(of: command)
             try await authorize(session, conversationID)
@@ -376,7 +423,8 @@ struct CommandHandler: Sendable {
             let joining = !session.isFollowing(.conversation(conversationID))
             // Read before following: the ACK, then this history, then every role's state at once
             // (ROLE_STATUS_SNAPSHOT), then the recovered and live events.
-            let recent = try await HistoryRoutes.subscribeHistory(command, conversationID: conversationID, user: session.userID, store: store)
+            let recent = try await HistoryRoutes.subscribeHistory(
+                command, conversationID: conversationID, user: session.userID, store: store)
             _ = try await session.follow(
                 .conversation(conversationID), since: since, hub: hub, history: history,
                 snapshot: {
@@ -384,7 +432,9 @@ struct CommandHandler: Sendable {
                         try await roles.snapshot(conversation: conversationID, channel: .conversation(conversationID)))
                 }
             ) { recovered, position in
-                var data: [String: JSONValue] = ["conversationId": .string(conversationID), "recovered": .bool(recovered)]
+                var data: [String: JSONValue] = [
+                    "conversationId": .string(conversationID), "recovered": .bool(recovered),
+                ]
                 if let position {
                     data["offset"] = .number(Double(position.offset))
                     data["epoch"] = .string(position.epoch)
@@ -429,10 +479,12 @@ struct CommandHandler: Sendable {
 
     private func sendMessage(_ command: ClientCommand, session: ClientSession) async throws -> ServerFrame {
         let conversationID = try conversationID(of: command)
-        guard let content = command.data?["content"]?.stringValue, !content.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+        guard let content = command.data?["content"]?.stringValue,
+            !content.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
         else { throw CommandError(.invalidArgument, "data.content must be a non-empty string") }
         guard content.count <= settings.maxContentLength else {
-            throw CommandError(.contentTooLong, "content is \(content.count) characters; the limit is \(settings.maxContentLength)")
+            throw CommandError(
+                .contentTooLong, "content is \(content.count) characters; the limit is \(settings.maxContentLength)")
         }
         try await authorize(session, conversationID)
         // Follow the conversation before the message leaves, so not one event of the reply is missed.
@@ -456,19 +508,22 @@ struct CommandHandler: Sendable {
         }
         guard let role = team.role(named: requested) else {
             throw CommandError(
-                .invalidArgument, "unknown role \(requested); the team's roles are \(team.roles.map(\.name).joined(separator: ", "))")
+                .invalidArgument,
+                "unknown role \(requested); the team's roles are \(team.roles.map(\.name).joined(separator: ", "))")
         }
         try await authorize(session, conversationID)
         let payload = ChatRoleFocusRequested(
             conversationId: conversationID, userId: session.userID, role: role, requestId: command.id,
             gateway: context.configuration.instanceID)
         try await context.publish(context.envelope(payload, routingKey: conversationID), to: Topics.chatRequests)
-        return .ack(command.id, data: ["conversationId": .string(conversationID), "role": .string(role), "status": "focused"])
+        return .ack(
+            command.id, data: ["conversationId": .string(conversationID), "role": .string(role), "status": "focused"])
     }
 
     private func conversationID(of command: ClientCommand) throws -> String {
         guard let id = command.data?["conversationId"]?.stringValue, Self.isValidID(id) else {
-            throw CommandError(.invalidArgument, "data.conversationId must be 1-128 characters of letters, digits, '-', '_' or '.'")
+            throw CommandError(
+                .invalidArgument, "data.conversationId must be 1-128 characters of letters, digits, '-', '_' or '.'")
         }
         return id
     }
@@ -479,7 +534,8 @@ struct CommandHandler: Sendable {
         let epoch = command.data?["epoch"]
         if (offset == nil || offset == .null) && (epoch == nil || epoch == .null) { return nil }
         guard let offset = offset?.intValue, offset >= 0, let epoch = epoch?.stringValue, !epoch.isEmpty else {
-            throw CommandError(.invalidArgument, "a resume position is data.offset (integer ≥ 0) with data.epoch (string)")
+            throw CommandError(
+                .invalidArgument, "a resume position is data.offset (integer ≥ 0) with data.epoch (string)")
         }
         return StreamPosition(epoch: epoch, offset: Int64(offset))
     }
@@ -495,7 +551,9 @@ struct CommandHandler: Sendable {
 
     static func isValidID(_ id: String) -> Bool {
         !id.isEmpty && id.utf8.count <= 128
-            && id.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0) }
+            && id.unicodeScalars.allSatisfy {
+                CharacterSet.alphanumerics.contains($0) || "-_.".unicodeScalars.contains($0)
+            }
     }
 
     static let knownTypes: Set<String> = [

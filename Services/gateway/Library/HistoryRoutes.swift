@@ -37,7 +37,8 @@ struct HistoryRoutes: Sendable {
                 }
                 let page = try await store.listSessions(user: user, query: query)
                 return .object([
-                    "conversations": .array(page.items.map(Self.centreJSON)), "nextCursor": page.nextCursor.map(JSONValue.string) ?? .null,
+                    "conversations": .array(page.items.map(Self.centreJSON)),
+                    "nextCursor": page.nextCursor.map(JSONValue.string) ?? .null,
                     "hasMore": .bool(page.hasMore),
                 ])
             }
@@ -57,11 +58,14 @@ struct HistoryRoutes: Sendable {
                 }
                 // The live path's ownership (Redis) and the history's agree: claim it there too.
                 guard try await access.authorize(userID: user, conversationID: chatID) else {
-                    throw RouteError(.forbidden, ErrorCode.permissionDenied.rawValue, "conversation \(chatID) belongs to another user")
+                    throw RouteError(
+                        .forbidden, ErrorCode.permissionDenied.rawValue,
+                        "conversation \(chatID) belongs to another user")
                 }
                 return Self.centreJSON(
                     try await store.createSession(
-                        NewSession(chatId: chatID, userId: user, chatType: ChatType.normal.rawValue, topic: body.title)))
+                        NewSession(chatId: chatID, userId: user, chatType: ChatType.normal.rawValue, topic: body.title))
+                )
             }
         }
         router.get("/api/v1/conversations/:id") { request, context in
@@ -77,7 +81,8 @@ struct HistoryRoutes: Sendable {
                     throw RouteError(.badRequest, "INVALID_ARGUMENT", "title must not be empty")
                 }
                 return Self.centreJSON(
-                    try await store.updateSession(try id(context, "id"), user: try await userID(request), changes: SessionChanges(topic: title)))
+                    try await store.updateSession(
+                        try id(context, "id"), user: try await userID(request), changes: SessionChanges(topic: title)))
             }
         }
         router.delete("/api/v1/conversations/:id") { request, context in
@@ -89,10 +94,12 @@ struct HistoryRoutes: Sendable {
         router.get("/api/v1/conversations/:id/messages") { request, context in
             try await respond(.centre) {
                 let page = try await store.messages(
-                    try id(context, "id"), user: try await userID(request), before: try cursorParameter(request, "cursor"),
+                    try id(context, "id"), user: try await userID(request),
+                    before: try cursorParameter(request, "cursor"),
                     limit: try intParameter(request, "limit") ?? 50)
                 return .object([
-                    "messages": .array(page.items.map(Self.centreJSON)), "nextCursor": page.nextCursor.map(JSONValue.string) ?? .null,
+                    "messages": .array(page.items.map(Self.centreJSON)),
+                    "nextCursor": page.nextCursor.map(JSONValue.string) ?? .null,
                     "hasMore": .bool(page.hasMore),
                 ])
             }
@@ -116,7 +123,8 @@ struct HistoryRoutes: Sendable {
                     Body.self, request, context, shape: #"{"chat_id"?, "flow_id"?, "chat_type"?, "topic"?, "logo"?}"#)
                 let chatID = body.chat_id ?? UUID().uuidString.lowercased()
                 guard CommandHandler.isValidID(chatID) else {
-                    throw RouteError(.badRequest, "INVALID_ARGUMENT", "a chat id is 1-128 letters, digits, '-', '_' or '.'")
+                    throw RouteError(
+                        .badRequest, "INVALID_ARGUMENT", "a chat id is 1-128 letters, digits, '-', '_' or '.'")
                 }
                 // The live path's ownership (Redis) and the history's agree: claim it there too.
                 guard try await access.authorize(userID: user, conversationID: chatID) else {
@@ -125,7 +133,8 @@ struct HistoryRoutes: Sendable {
                 return Self.bishengJSON(
                     try await store.createSession(
                         NewSession(
-                            chatId: chatID, userId: user, flowId: body.flow_id, chatType: body.chat_type ?? ChatType.normal.rawValue,
+                            chatId: chatID, userId: user, flowId: body.flow_id,
+                            chatType: body.chat_type ?? ChatType.normal.rawValue,
                             topic: body.topic, logo: body.logo)))
             }
         }
@@ -145,14 +154,16 @@ struct HistoryRoutes: Sendable {
                 }
                 let page = try await store.listSessions(user: try await userID(request), query: query)
                 return .object([
-                    "list": .array(page.items.map(Self.bishengJSON)), "next_cursor": page.nextCursor.map(JSONValue.string) ?? .null,
+                    "list": .array(page.items.map(Self.bishengJSON)),
+                    "next_cursor": page.nextCursor.map(JSONValue.string) ?? .null,
                     "has_more": .bool(page.hasMore),
                 ])
             }
         }
         router.get("/chat/session/:session_id") { request, context in
             try await respond(.bisheng) {
-                Self.bishengJSON(try await store.session(try id(context, "session_id"), user: try await userID(request)))
+                Self.bishengJSON(
+                    try await store.session(try id(context, "session_id"), user: try await userID(request)))
             }
         }
         router.put("/chat/session/:session_id") { request, context in
@@ -187,21 +198,25 @@ struct HistoryRoutes: Sendable {
         }
         router.get("/chat/message/history") { request, _ in
             try await respond(.bisheng) {
-                guard let chatID = request.uri.queryParameters["chat_id"].map(String.init), CommandHandler.isValidID(chatID) else {
+                guard let chatID = request.uri.queryParameters["chat_id"].map(String.init),
+                    CommandHandler.isValidID(chatID)
+                else {
                     throw RouteError(.badRequest, "INVALID_ARGUMENT", "chat_id is required")
                 }
                 let page = try await store.messages(
                     chatID, user: try await userID(request), before: try cursorParameter(request, "cursor"),
                     limit: try intParameter(request, "page_size") ?? 20)
                 return .object([
-                    "list": .array(page.items.map(Self.bishengJSON)), "next_cursor": page.nextCursor.map(JSONValue.string) ?? .null,
+                    "list": .array(page.items.map(Self.bishengJSON)),
+                    "next_cursor": page.nextCursor.map(JSONValue.string) ?? .null,
                     "has_more": .bool(page.hasMore),
                 ])
             }
         }
         router.delete("/chat/message/delete") { request, _ in
             try await respond(.bisheng) {
-                guard let messageID = request.uri.queryParameters["message_id"].map(String.init), !messageID.isEmpty else {
+                guard let messageID = request.uri.queryParameters["message_id"].map(String.init), !messageID.isEmpty
+                else {
                     throw RouteError(.badRequest, "INVALID_ARGUMENT", "message_id is required")
                 }
                 try await store.deleteMessage(messageID, user: try await userID(request))
@@ -212,7 +227,8 @@ struct HistoryRoutes: Sendable {
             try await respond(.bisheng) {
                 let statistics = try await store.statistics(user: try await userID(request))
                 return [
-                    "session_count": .number(Double(statistics.sessions)), "message_count": .number(Double(statistics.messages)),
+                    "session_count": .number(Double(statistics.sessions)),
+                    "message_count": .number(Double(statistics.messages)),
                     "user_message_count": .number(Double(statistics.userMessages)),
                     "bot_message_count": .number(Double(statistics.botMessages)),
                     "sessions_by_type": .object(statistics.sessionsByType.mapValues { .number(Double($0)) }),
@@ -247,7 +263,9 @@ struct HistoryRoutes: Sendable {
     }
 
     /// Runs `body` and renders its value or its error in the dialect's shape, errors with a code.
-    func respond(_ dialect: Dialect, status: HTTPResponse.Status = .ok, _ body: () async throws -> JSONValue) async throws -> Response {
+    func respond(_ dialect: Dialect, status: HTTPResponse.Status = .ok, _ body: () async throws -> JSONValue)
+        async throws -> Response
+    {
         do {
             let data = try await body()
             if dialect == .bisheng { return try BishengEnvelope.success(data) }
@@ -267,14 +285,19 @@ struct HistoryRoutes: Sendable {
         } catch let error as HTTPError {
             // A missing or bad token too is answered in Bisheng's envelope on its routes.
             guard dialect == .bisheng else { throw error }
-            return try Self.error(dialect, status: error.status, code: "HTTP_\(error.status.code)", message: error.body ?? "\(error.status)")
+            return try Self.error(
+                dialect, status: error.status, code: "HTTP_\(error.status.code)",
+                message: error.body ?? "\(error.status)")
         } catch {
             // PostgreSQL unreachable or failing: the caller may retry.
-            return try Self.error(dialect, status: .serviceUnavailable, code: ErrorCode.unavailable.rawValue, message: "history unavailable")
+            return try Self.error(
+                dialect, status: .serviceUnavailable, code: ErrorCode.unavailable.rawValue,
+                message: "history unavailable")
         }
     }
 
-    static func error(_ dialect: Dialect, status: HTTPResponse.Status, code: String, message: String) throws -> Response {
+    static func error(_ dialect: Dialect, status: HTTPResponse.Status, code: String, message: String) throws -> Response
+    {
         if dialect == .bisheng { return try BishengEnvelope.failure(status, code: code, message: message) }
         return try render(["error": ["code": .string(code), "message": .string(message)]], status: status)
     }
@@ -298,7 +321,9 @@ struct HistoryRoutes: Sendable {
         return id
     }
 
-    func decode<T: Decodable>(_: T.Type, _ request: Request, _ context: GatewayRequestContext, shape: String) async throws -> T {
+    func decode<T: Decodable>(_: T.Type, _ request: Request, _ context: GatewayRequestContext, shape: String)
+        async throws -> T
+    {
         do {
             return try await request.decode(as: T.self, context: context)
         } catch {
@@ -308,7 +333,9 @@ struct HistoryRoutes: Sendable {
 
     func intParameter(_ request: Request, _ name: String) throws -> Int? {
         guard let text = request.uri.queryParameters[Substring(name)] else { return nil }
-        guard let value = Int(String(text)) else { throw RouteError(.badRequest, "INVALID_ARGUMENT", "\(name) must be a number") }
+        guard let value = Int(String(text)) else {
+            throw RouteError(.badRequest, "INVALID_ARGUMENT", "\(name) must be a number")
+        }
         return value
     }
 
@@ -319,7 +346,9 @@ struct HistoryRoutes: Sendable {
 
     /// ISO 8601 or seconds since the epoch; stored as microseconds.
     func timeParameter(_ request: Request, _ name: String) throws -> Int64? {
-        guard let text = request.uri.queryParameters[Substring(name)].map(String.init), !text.isEmpty else { return nil }
+        guard let text = request.uri.queryParameters[Substring(name)].map(String.init), !text.isEmpty else {
+            return nil
+        }
         if let seconds = Double(text) { return Int64(seconds * 1_000_000) }
         if let date = try? Date(text, strategy: .iso8601) { return Int64(date.timeIntervalSince1970 * 1_000_000) }
         throw RouteError(.badRequest, "INVALID_ARGUMENT", "\(name) is ISO 8601 or seconds since the epoch")
@@ -330,7 +359,9 @@ struct HistoryRoutes: Sendable {
     }
 
     static func object(_ text: String?) -> JSONValue {
-        guard let text, let value = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) else { return .null }
+        guard let text, let value = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) else {
+            return .null
+        }
         return value
     }
 
@@ -340,13 +371,15 @@ struct HistoryRoutes: Sendable {
         [
             "id": .string(session.chatId), "title": optional(session.topic), "type": .string(session.chatType),
             "state": .string(session.state), "messageCount": .number(Double(session.messageCount)),
-            "createdAt": .number(Double(session.createdAt / 1000)), "updatedAt": .number(Double(session.updatedAt / 1000)),
+            "createdAt": .number(Double(session.createdAt / 1000)),
+            "updatedAt": .number(Double(session.updatedAt / 1000)),
         ]
     }
 
     static func centreJSON(_ message: MessageRecord) -> JSONValue {
         [
-            "id": .string(message.id), "conversationId": .string(message.chatId), "role": .string(message.isBot ? "assistant" : "user"),
+            "id": .string(message.id), "conversationId": .string(message.chatId),
+            "role": .string(message.isBot ? "assistant" : "user"),
             "author": .string(message.author), "content": .string(message.content), "status": optional(message.status),
             "runId": optional(message.runId), "usage": object(message.usage), "extra": object(message.extra),
             "createdAt": .number(Double(message.createdAt / 1000)),
@@ -356,7 +389,8 @@ struct HistoryRoutes: Sendable {
     static func bishengJSON(_ session: SessionRecord) -> JSONValue {
         [
             "id": .string(session.chatId), "session_id": .string(session.chatId), "chat_id": .string(session.chatId),
-            "user_id": .string(session.userId), "flow_id": optional(session.flowId), "chat_type": .string(session.chatType),
+            "user_id": .string(session.userId), "flow_id": optional(session.flowId),
+            "chat_type": .string(session.chatType),
             "topic": optional(session.topic), "logo": optional(session.logo), "state": .string(session.state),
             "message_count": .number(Double(session.messageCount)), "create_time": iso(session.createdAt),
             "update_time": iso(session.updatedAt),
@@ -369,7 +403,8 @@ struct HistoryRoutes: Sendable {
             "chat_type": .string(message.chatType), "user_id": optional(message.userId), "is_bot": .bool(message.isBot),
             // The seed types extra as Optional[str]: the JSON text, not an object.
             "sender": .string(message.author), "message": .string(message.content), "extra": optional(message.extra),
-            "source": .number(Double(message.source)), "status": optional(message.status), "usage": object(message.usage),
+            "source": .number(Double(message.source)), "status": optional(message.status),
+            "usage": object(message.usage),
             "create_time": iso(message.createdAt),
         ]
     }
@@ -381,7 +416,8 @@ extension HistoryRoutes {
     /// SUBSCRIBE_CONVERSATION with `data.includeHistory: true`: the newest `data.historyLimit` (default
     /// 50, at most 100) stored messages, oldest first, as one CONVERSATION_HISTORY frame; nil without
     /// the flag. A conversation with no stored history yet gets an empty list.
-    static func subscribeHistory(_ command: ClientCommand, conversationID: String, user: String, store: HistoryStore) async throws
+    static func subscribeHistory(_ command: ClientCommand, conversationID: String, user: String, store: HistoryStore)
+        async throws
         -> ServerFrame?
     {
         guard command.data?["includeHistory"]?.boolValue == true else { return nil }

@@ -34,10 +34,14 @@ struct OpenAICompatibility: Sendable {
 
         static func parse(_ model: String, team: TeamCard) -> ModelChoice? {
             let parts = model.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-            guard let first = parts.first, first.lowercased() == team.name.lowercased(), parts.count <= 3 else { return nil }
+            guard let first = parts.first, first.lowercased() == team.name.lowercased(), parts.count <= 3 else {
+                return nil
+            }
             var choice = ModelChoice()
             for part in parts.dropFirst() {
-                if choice.pattern == nil, choice.lead == nil, let pattern = CollaborationPattern(rawValue: part.lowercased()) {
+                if choice.pattern == nil, choice.lead == nil,
+                    let pattern = CollaborationPattern(rawValue: part.lowercased())
+                {
                     choice.pattern = pattern
                 } else if choice.lead == nil, let role = team.role(named: part) {
                     choice.lead = role
@@ -65,7 +69,8 @@ struct OpenAICompatibility: Sendable {
 
     private func requireTeam() async throws -> TeamCard {
         guard let team = try await streams.roles.team() else {
-            throw OpenAIError(.serviceUnavailable, "no orchestrator has announced its team yet; retry", type: "service_unavailable")
+            throw OpenAIError(
+                .serviceUnavailable, "no orchestrator has announced its team yet; retry", type: "service_unavailable")
         }
         return team
     }
@@ -111,27 +116,34 @@ struct OpenAICompatibility: Sendable {
             body = try await request.decode(as: CompletionRequest.self, context: context)
         } catch {
             throw OpenAIError(
-                .badRequest, "the body is a Chat Completions request: {\"model\": \"…\", \"messages\": [{\"role\": \"user\", \"content\": \"…\"}]}")
+                .badRequest,
+                "the body is a Chat Completions request: {\"model\": \"…\", \"messages\": [{\"role\": \"user\", \"content\": \"…\"}]}"
+            )
         }
         let team = try await requireTeam()
         guard let choice = ModelChoice.parse(body.model, team: team) else {
             throw OpenAIError(
-                .notFound, "The model `\(body.model)` does not exist; GET /v1/models lists the team's models", param: "model",
+                .notFound, "The model `\(body.model)` does not exist; GET /v1/models lists the team's models",
+                param: "model",
                 code: "model_not_found")
         }
         // The conversation's own history gives the roles their context; the last user message is what is asked.
         guard let last = body.messages.last(where: { $0.role == "user" }), let content = Self.text(of: last.content),
             !content.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
-        else { throw OpenAIError(.badRequest, "messages must hold a user message with text content", param: "messages") }
+        else {
+            throw OpenAIError(.badRequest, "messages must hold a user message with text content", param: "messages")
+        }
         guard content.count <= streams.settings.maxContentLength else {
             throw OpenAIError(
-                .badRequest, "the user message is \(content.count) characters; the limit is \(streams.settings.maxContentLength)",
+                .badRequest,
+                "the user message is \(content.count) characters; the limit is \(streams.settings.maxContentLength)",
                 param: "messages", code: "content_too_long")
         }
         let conversationID: String
         if let named = request.headers[Self.conversationHeader] {
             guard CommandHandler.isValidID(named) else {
-                throw OpenAIError(.badRequest, "X-Switchboard-Conversation-Id is 1-128 letters, digits, '-', '_' or '.'")
+                throw OpenAIError(
+                    .badRequest, "X-Switchboard-Conversation-Id is 1-128 letters, digits, '-', '_' or '.'")
             }
             conversationID = named
         } else {
@@ -149,7 +161,8 @@ struct OpenAICompatibility: Sendable {
             promptTokens: TokenEstimate.count(content))
         let streaming = body.stream == true
         let session = ClientSession(
-            userID: claims.userID, outboundLimitBytes: streams.settings.outboundLimitBytes, loop: context.channel.eventLoop, onOverflow: context.cutOff,
+            userID: claims.userID, outboundLimitBytes: streams.settings.outboundLimitBytes,
+            loop: context.channel.eventLoop, onOverflow: context.cutOff,
             formatter: { streaming ? translator.chunks(for: $0) : translator.observe($0) },
             completes: { _ in translator.isDone })
         do {
@@ -168,7 +181,8 @@ struct OpenAICompatibility: Sendable {
         let headers: HTTPFields = [Self.conversationHeader: conversationID]
         if streaming {
             return await streams.respond(
-                request, context, session: session, opening: translator.opening(), ending: "data: [DONE]\n\n", expiresAt: claims.expiresAt,
+                request, context, session: session, opening: translator.opening(), ending: "data: [DONE]\n\n",
+                expiresAt: claims.expiresAt,
                 headers: headers
             ) { _, reason in
                 "data: \(Self.encode(Self.errorBody("the stream was cut off: \(reason)", type: "server_error", param: nil, code: nil)))\n\n"
@@ -176,7 +190,9 @@ struct OpenAICompatibility: Sendable {
         }
         let finished = await streams.awaitCompletion(session, within: streams.settings.frontDoorTimeout)
         guard finished, let completion = translator.completion() else {
-            throw OpenAIError(.gatewayTimeout, "the team did not answer in time; the run goes on in \(conversationID)", type: "timeout")
+            throw OpenAIError(
+                .gatewayTimeout, "the team did not answer in time; the run goes on in \(conversationID)",
+                type: "timeout")
         }
         var response = Self.json(.ok, completion)
         response.headers.append(contentsOf: headers)
@@ -193,7 +209,10 @@ struct OpenAICompatibility: Sendable {
         var param: String?
         var code: String?
 
-        init(_ status: HTTPResponse.Status, _ message: String, type: String = "invalid_request_error", param: String? = nil, code: String? = nil) {
+        init(
+            _ status: HTTPResponse.Status, _ message: String, type: String = "invalid_request_error",
+            param: String? = nil, code: String? = nil
+        ) {
             self.status = status
             self.message = message
             self.type = type
@@ -203,8 +222,12 @@ struct OpenAICompatibility: Sendable {
     }
 
     static func errorBody(_ message: String, type: String, param: String?, code: String?) -> JSONValue {
-        ["error": ["message": .string(message), "type": .string(type), "param": param.map { .string($0) } ?? .null,
-                   "code": code.map { .string($0) } ?? .null]]
+        [
+            "error": [
+                "message": .string(message), "type": .string(type), "param": param.map { .string($0) } ?? .null,
+                "code": code.map { .string($0) } ?? .null,
+            ]
+        ]
     }
 
     /// Runs a handler and turns every failure into OpenAI's error JSON (SDKs parse nothing else).
@@ -220,9 +243,11 @@ struct OpenAICompatibility: Sendable {
                 type: failure.status == .serviceUnavailable ? "service_unavailable" : "invalid_request_error",
                 code: failure.status == .unauthorized ? "invalid_api_key" : nil)
         } catch {
-            problem = OpenAIError(.serviceUnavailable, "the request could not be completed; retry", type: "service_unavailable")
+            problem = OpenAIError(
+                .serviceUnavailable, "the request could not be completed; retry", type: "service_unavailable")
         }
-        var response = json(problem.status, errorBody(problem.message, type: problem.type, param: problem.param, code: problem.code))
+        var response = json(
+            problem.status, errorBody(problem.message, type: problem.type, param: problem.param, code: problem.code))
         if problem.status == .serviceUnavailable { response.headers[.retryAfter] = "1" }
         return response
     }
@@ -235,7 +260,8 @@ struct OpenAICompatibility: Sendable {
 
     static func json(_ status: HTTPResponse.Status, _ value: JSONValue) -> Response {
         Response(
-            status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: encode(value))))
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(string: encode(value))))
     }
 }
 
@@ -298,12 +324,16 @@ final class CompletionTranslator: Sendable {
 
     /// The `chat.completion` object, once the run has ended.
     func completion() -> JSONValue? {
-        guard let answer = state.withLock({ $0.done ? ($0.streamed.isEmpty ? $0.answer ?? "" : $0.streamed) : nil }) else {
+        guard let answer = state.withLock({ $0.done ? ($0.streamed.isEmpty ? $0.answer ?? "" : $0.streamed) : nil })
+        else {
             return nil
         }
         var object = base(object: "chat.completion")
         object["choices"] = [
-            ["index": 0, "message": ["role": "assistant", "content": .string(answer)], "finish_reason": "stop", "logprobs": .null]
+            [
+                "index": 0, "message": ["role": "assistant", "content": .string(answer)], "finish_reason": "stop",
+                "logprobs": .null,
+            ]
         ]
         object["usage"] = usage(TokenEstimate.count(answer))
         return .object(object)
@@ -322,7 +352,8 @@ final class CompletionTranslator: Sendable {
         return state.withLock { state -> Update? in
             guard !state.done else { return nil }
             if frame.type == FrameType.messageStreamChunk {
-                guard frame.data["messageId"]?.stringValue == "reply-\(runID)", let text = frame.data["chunk"]?.stringValue,
+                guard frame.data["messageId"]?.stringValue == "reply-\(runID)",
+                    let text = frame.data["chunk"]?.stringValue,
                     !text.isEmpty
                 else { return nil }
                 state.streamed += text
@@ -333,7 +364,8 @@ final class CompletionTranslator: Sendable {
             let answer = frame.data["result"]?["answer"]?.stringValue ?? ""
             state.answer = answer
             let late = state.streamed.isEmpty && !answer.isEmpty ? answer : nil
-            return .end(late: late, completionTokens: TokenEstimate.count(state.streamed.isEmpty ? answer : state.streamed))
+            return .end(
+                late: late, completionTokens: TokenEstimate.count(state.streamed.isEmpty ? answer : state.streamed))
         }
     }
 
@@ -343,15 +375,19 @@ final class CompletionTranslator: Sendable {
 
     private func chunk(delta: [String: JSONValue], finishReason: String?) -> JSONValue {
         var object = base(object: "chat.completion.chunk")
-        object["choices"] = [["index": 0, "delta": .object(delta), "finish_reason": finishReason.map { .string($0) } ?? .null]]
+        object["choices"] = [
+            ["index": 0, "delta": .object(delta), "finish_reason": finishReason.map { .string($0) } ?? .null]
+        ]
         // With include_usage, every chunk but the last carries "usage": null (as OpenAI's do).
         if includeUsage { object["usage"] = .null }
         return .object(object)
     }
 
     private func usage(_ completionTokens: Int) -> JSONValue {
-        ["prompt_tokens": .number(Double(promptTokens)), "completion_tokens": .number(Double(completionTokens)),
-         "total_tokens": .number(Double(promptTokens + completionTokens))]
+        [
+            "prompt_tokens": .number(Double(promptTokens)), "completion_tokens": .number(Double(completionTokens)),
+            "total_tokens": .number(Double(promptTokens + completionTokens)),
+        ]
     }
 
     private func event(_ value: JSONValue) -> String { "data: \(OpenAICompatibility.encode(value))\n\n" }

@@ -42,7 +42,8 @@ struct WorkflowSocket: WebSocketDoor {
     var pathPattern: String { "/ws/{session_id}" }
 
     var directory: BlueVDirectory {
-        BlueVDirectory(redis: context.redis, gatewayID: context.configuration.instanceID, ttlSeconds: settings.routingTTLSeconds)
+        BlueVDirectory(
+            redis: context.redis, gatewayID: context.configuration.instanceID, ttlSeconds: settings.routingTTLSeconds)
     }
 
     func admit(_ request: UpgradeRequest) async throws -> any WebSocketDoorSession {
@@ -54,12 +55,14 @@ struct WorkflowSocket: WebSocketDoor {
         var clientInfo: [String: JSONValue] = [:]
         if let agent = request.headers.first(name: "user-agent") { clientInfo["user_agent"] = .string(agent) }
         return StreamingDoorSession(expiresAt: claims.expiresAt) { [clientInfo] messages, socket in
-            await serve(claims: claims, sessionID: sessionID, clientInfo: clientInfo, messages: messages, socket: socket)
+            await serve(
+                claims: claims, sessionID: sessionID, clientInfo: clientInfo, messages: messages, socket: socket)
         }
     }
 
     private func serve(
-        claims: SwitchboardClaims, sessionID: String, clientInfo: [String: JSONValue], messages: AsyncStream<WebSocketMessage>,
+        claims: SwitchboardClaims, sessionID: String, clientInfo: [String: JSONValue],
+        messages: AsyncStream<WebSocketMessage>,
         socket: WebSocketOutbound
     ) async {
         let session = ClientSession(userID: claims.userID, socket: socket)
@@ -111,7 +114,8 @@ struct WorkflowSocket: WebSocketDoor {
         }
         connection.send(
             BlueVFrame.ConnectionEstablished(
-                session_id: connection.sessionID, timestamp: WorkflowTime.iso(Clock.epochMilliseconds()), user_id: connection.userID,
+                session_id: connection.sessionID, timestamp: WorkflowTime.iso(Clock.epochMilliseconds()),
+                user_id: connection.userID,
                 workflows: workflows))
     }
 
@@ -129,7 +133,8 @@ struct WorkflowSocket: WebSocketDoor {
         }
         do {
             if type != "heartbeat_response", try await !admission.allowRequest(userID: connection.userID) {
-                throw CommandError(.rateLimited, "more than \(Int(settings.commandsPerSecond)) requests per second; slow down")
+                throw CommandError(
+                    .rateLimited, "more than \(Int(settings.commandsPerSecond)) requests per second; slow down")
             }
             switch type {
             case "execute_workflow": try await execute(object, connection: connection, requestID: requestID)
@@ -171,7 +176,9 @@ struct WorkflowSocket: WebSocketDoor {
     /// The seed's `{"type": "error", "message": …}`, with Switchboard's code beside it.
     private func fail(_ connection: WorkflowConnection, code: ErrorCode, _ message: String, requestID: String?) {
         connection.send(
-            BlueVFrame.Failure(message: message, code: code.rawValue, request_id: requestID, timestamp: WorkflowTime.iso(Clock.epochMilliseconds())))
+            BlueVFrame.Failure(
+                message: message, code: code.rawValue, request_id: requestID,
+                timestamp: WorkflowTime.iso(Clock.epochMilliseconds())))
         if connection.recordError() >= settings.maxConsecutiveErrors {
             connection.session.outbound.close(.badRequest, reason: "too many invalid messages")
         }
@@ -184,10 +191,13 @@ struct WorkflowSocket: WebSocketDoor {
         var workflowID: String?
     }
 
-    private func execute(_ message: [String: JSONValue], connection: WorkflowConnection, requestID: String?) async throws {
+    private func execute(_ message: [String: JSONValue], connection: WorkflowConnection, requestID: String?)
+        async throws
+    {
         guard let workflowJSON = message["workflow"], workflowJSON.objectValue != nil else {
             throw ExecutionError(
-                code: ErrorCode.invalidArgument.rawValue, message: "execute_workflow needs a workflow object {id?, nodes, connections}")
+                code: ErrorCode.invalidArgument.rawValue,
+                message: "execute_workflow needs a workflow object {id?, nodes, connections}")
         }
         var definition: WorkflowDefinition
         do {
@@ -195,14 +205,18 @@ struct WorkflowSocket: WebSocketDoor {
         } catch {
             return connection.send(
                 validationError(
-                    [ValidationIssue(.malformedDefinition, "the workflow is not a valid definition: \(Self.describe(error))")],
+                    [
+                        ValidationIssue(
+                            .malformedDefinition, "the workflow is not a valid definition: \(Self.describe(error))")
+                    ],
                     workflowID: workflowJSON["id"]?.stringValue, requestID: requestID))
         }
         // The client's id names the run in every frame; one is made only when the client gave none.
         let workflowID = definition.id ?? UUID().uuidString.lowercased()
         guard CommandHandler.isValidID(workflowID) else {
             throw ExecutionError(
-                code: ErrorCode.invalidArgument.rawValue, message: "workflow.id is 1-128 letters, digits, '-', '_' or '.'",
+                code: ErrorCode.invalidArgument.rawValue,
+                message: "workflow.id is 1-128 letters, digits, '-', '_' or '.'",
                 workflowID: workflowID)
         }
         definition.id = workflowID
@@ -210,44 +224,53 @@ struct WorkflowSocket: WebSocketDoor {
         guard problems.isEmpty else {
             return connection.send(validationError(problems, workflowID: workflowID, requestID: requestID))
         }
-        let previous = try await store.run(workflowID: workflowID, session: connection.sessionID, user: connection.userID)
+        let previous = try await store.run(
+            workflowID: workflowID, session: connection.sessionID, user: connection.userID)
         if let previous, let record = try await store.record(previous), !record.status.isTerminal {
             throw ExecutionError(
                 code: "duplicate_workflow_id",
-                message: "workflow \(workflowID) is already \(record.status.rawValue) in this session; wait for its end or use another id",
+                message:
+                    "workflow \(workflowID) is already \(record.status.rawValue) in this session; wait for its end or use another id",
                 workflowID: workflowID)
         }
         let inputs = message["inputs"]?.objectValue ?? [:]
         let runID = UUID().uuidString.lowercased()
         let now = Clock.epochMilliseconds()
         var record = WorkflowRunRecord(
-            runId: runID, userId: connection.userID, sessionId: connection.sessionID, status: .queued, workflow: definition,
+            runId: runID, userId: connection.userID, sessionId: connection.sessionID, status: .queued,
+            workflow: definition,
             inputs: inputs, createdAt: now, updatedAt: now)
         guard try await store.create(record) else { throw CommandError(.internalError, "run id collision; try again") }
         guard
             try await store.claim(
-                workflowID: workflowID, session: connection.sessionID, user: connection.userID, runID: runID, replacing: previous)
+                workflowID: workflowID, session: connection.sessionID, user: connection.userID, runID: runID,
+                replacing: previous)
         else {
             // Another socket of this session started the same id a moment ago: this run never starts.
             record.status = .failed
             record.error = "another run took workflow id \(workflowID)"
             try await store.update(record)
             throw ExecutionError(
-                code: "duplicate_workflow_id", message: "workflow \(workflowID) was just started in this session", workflowID: workflowID)
+                code: "duplicate_workflow_id", message: "workflow \(workflowID) was just started in this session",
+                workflowID: workflowID)
         }
         // Follow the run's channel before it is queued, so not one of its events is missed.
         _ = try await connection.follow(runID, workflowID: workflowID, since: nil, hub: hub, history: history)
         let payload = WorkflowRunRequested(
-            runId: runID, userId: connection.userID, sessionId: connection.sessionID, workflow: definition, inputs: inputs)
+            runId: runID, userId: connection.userID, sessionId: connection.sessionID, workflow: definition,
+            inputs: inputs)
         try await context.publish(context.envelope(payload, routingKey: runID), to: Topics.workflowCommands)
         connection.send(
             BlueVFrame.ExecutionStarted(
-                workflow_id: workflowID, run_id: runID, session_id: connection.sessionID, timestamp: WorkflowTime.iso(now),
+                workflow_id: workflowID, run_id: runID, session_id: connection.sessionID,
+                timestamp: WorkflowTime.iso(now),
                 request_id: requestID))
         connection.recordSuccess()
     }
 
-    private func validationError(_ problems: [ValidationIssue], workflowID: String?, requestID: String?) -> BlueVFrame.ValidationError {
+    private func validationError(_ problems: [ValidationIssue], workflowID: String?, requestID: String?)
+        -> BlueVFrame.ValidationError
+    {
         BlueVFrame.ValidationError(
             errors: problems.map(\.json), workflow_id: workflowID, request_id: requestID,
             timestamp: WorkflowTime.iso(Clock.epochMilliseconds()))
@@ -259,7 +282,8 @@ struct WorkflowSocket: WebSocketDoor {
         record: WorkflowRunRecord, workflowID: String
     ) {
         guard let name = message["workflow_id"]?.stringValue, CommandHandler.isValidID(name) else {
-            throw CommandError(.invalidArgument, "workflow_id must be the workflow's id (workflow.id of execute_workflow)")
+            throw CommandError(
+                .invalidArgument, "workflow_id must be the workflow's id (workflow.id of execute_workflow)")
         }
         if let runID = try await store.run(workflowID: name, session: connection.sessionID, user: connection.userID),
             let record = try await store.record(runID)
@@ -273,7 +297,9 @@ struct WorkflowSocket: WebSocketDoor {
         return (record, record.workflow.id ?? record.runId)
     }
 
-    private func control(_ message: [String: JSONValue], connection: WorkflowConnection, requestID: String?) async throws {
+    private func control(_ message: [String: JSONValue], connection: WorkflowConnection, requestID: String?)
+        async throws
+    {
         let actionName = message["action"]?.stringValue ?? ""
         guard WorkflowControlAction(rawValue: actionName) != nil else {
             throw CommandError(.invalidArgument, "unknown action '\(actionName)' (pause, resume or stop)")
@@ -284,60 +310,82 @@ struct WorkflowSocket: WebSocketDoor {
         // The seed's answer at once; what the control did follows as workflow_control_result.
         connection.send(
             BlueVFrame.ControlResponse(
-                workflow_id: workflowID, action: actionName, run_id: record.runId, request_id: requestID, timestamp: now))
+                workflow_id: workflowID, action: actionName, run_id: record.runId, request_id: requestID, timestamp: now
+            ))
         if record.status.isTerminal {
             // Nothing to ask the runner: the run is over, and that is the outcome.
             return connection.send(
                 BlueVFrame.ControlResult(
-                    workflow_id: workflowID, action: actionName, run_id: record.runId, request_id: requestID, success: false,
-                    status: record.status.rawValue, error: .init(code: "not_running", message: "the run is \(record.status.rawValue)"),
+                    workflow_id: workflowID, action: actionName, run_id: record.runId, request_id: requestID,
+                    success: false,
+                    status: record.status.rawValue,
+                    error: .init(code: "not_running", message: "the run is \(record.status.rawValue)"),
                     timestamp: now))
         }
         // The runner's answer comes on the run's channel: follow it if this connection does not yet.
         if !connection.isFollowing(record.runId) {
-            _ = try await connection.follow(record.runId, workflowID: workflowID, since: nil, hub: hub, history: history)
+            _ = try await connection.follow(
+                record.runId, workflowID: workflowID, since: nil, hub: hub, history: history)
         }
-        let payload = WorkflowControlRequested(runId: record.runId, userId: connection.userID, action: actionName, requestId: requestID)
+        let payload = WorkflowControlRequested(
+            runId: record.runId, userId: connection.userID, action: actionName, requestId: requestID)
         try await context.publish(context.envelope(payload, routingKey: record.runId), to: Topics.workflowCommands)
         connection.recordSuccess()
     }
 
-    private func provideInput(_ message: [String: JSONValue], connection: WorkflowConnection, requestID: String?) async throws {
+    private func provideInput(_ message: [String: JSONValue], connection: WorkflowConnection, requestID: String?)
+        async throws
+    {
         let (record, workflowID) = try await namedRun(message, connection: connection)
         guard let node = message["node_id"]?.stringValue, let answer = message["answer"] else {
             throw CommandError(.invalidArgument, "provide_input needs node_id and answer")
         }
         if !connection.isFollowing(record.runId) {
-            _ = try await connection.follow(record.runId, workflowID: workflowID, since: nil, hub: hub, history: history)
+            _ = try await connection.follow(
+                record.runId, workflowID: workflowID, since: nil, hub: hub, history: history)
         }
-        try await submitInput(record, node: node, answer: answer, userID: connection.userID, requestID: requestID ?? UUID().uuidString.lowercased())
+        try await submitInput(
+            record, node: node, answer: answer, userID: connection.userID,
+            requestID: requestID ?? UUID().uuidString.lowercased())
         connection.recordSuccess()
     }
 
-    private func submitInput(_ record: WorkflowRunRecord, node: String, answer: JSONValue, userID: String, requestID: String) async throws {
-        let payload = WorkflowInputProvided(runId: record.runId, userId: userID, nodeId: node, answer: answer, requestId: requestID)
+    private func submitInput(
+        _ record: WorkflowRunRecord, node: String, answer: JSONValue, userID: String, requestID: String
+    ) async throws {
+        let payload = WorkflowInputProvided(
+            runId: record.runId, userId: userID, nodeId: node, answer: answer, requestId: requestID)
         try await context.publish(context.envelope(payload, routingKey: record.runId), to: Topics.workflowCommands)
     }
 
     /// `event_types` narrows what is delivered; with `workflow_id` (and `offset`/`epoch` of the last event
     /// seen, or offset 0 for everything) it (re)attaches to a run and replays what was missed.
-    private func subscribe(_ message: [String: JSONValue], connection: WorkflowConnection, requestID: String?) async throws {
+    private func subscribe(_ message: [String: JSONValue], connection: WorkflowConnection, requestID: String?)
+        async throws
+    {
         let types = try eventTypes(message)
         guard message["workflow_id"] != nil else {
             connection.subscribe(types)
-            connection.send(BlueVFrame.Subscription(type: WorkflowFrame.subscriptionConfirmed, subscriptions: connection.subscriptions, request_id: requestID))
+            connection.send(
+                BlueVFrame.Subscription(
+                    type: WorkflowFrame.subscriptionConfirmed, subscriptions: connection.subscriptions,
+                    request_id: requestID))
             await directory.publish(connection.entry(gateway: directory.gatewayID))
             return connection.recordSuccess()
         }
         let (record, workflowID) = try await namedRun(message, connection: connection)
         var since: StreamPosition?
         if let offset = message["offset"], offset != .null {
-            guard let value = offset.intValue, value >= 0 else { throw CommandError(.invalidArgument, "offset must be an integer ≥ 0") }
+            guard let value = offset.intValue, value >= 0 else {
+                throw CommandError(.invalidArgument, "offset must be an integer ≥ 0")
+            }
             if let epoch = message["epoch"]?.stringValue, !epoch.isEmpty {
                 since = StreamPosition(epoch: epoch, offset: Int64(value))
             } else if value == 0 {
                 // From the start: the channel's own epoch.
-                since = try await history.read(.workflow(record.runId), after: nil).top.map { StreamPosition(epoch: $0.epoch, offset: 0) }
+                since = try await history.read(.workflow(record.runId), after: nil).top.map {
+                    StreamPosition(epoch: $0.epoch, offset: 0)
+                }
             } else {
                 throw CommandError(.invalidArgument, "a resume position is offset with epoch (or offset 0 alone)")
             }
@@ -348,7 +396,8 @@ struct WorkflowSocket: WebSocketDoor {
         confirmation.workflow_id = workflowID
         confirmation.run_id = record.runId
         confirmation.status = record.status.rawValue
-        _ = try await connection.follow(record.runId, workflowID: workflowID, since: since, hub: hub, history: history) {
+        _ = try await connection.follow(record.runId, workflowID: workflowID, since: since, hub: hub, history: history)
+        {
             recovered, position in
             var frame = confirmation
             frame.recovered = recovered
@@ -360,14 +409,19 @@ struct WorkflowSocket: WebSocketDoor {
         connection.recordSuccess()
     }
 
-    private func unsubscribe(_ message: [String: JSONValue], connection: WorkflowConnection, requestID: String?) async throws {
+    private func unsubscribe(_ message: [String: JSONValue], connection: WorkflowConnection, requestID: String?)
+        async throws
+    {
         let types = try eventTypes(message)
         if message["workflow_id"] != nil {
             let (record, _) = try await namedRun(message, connection: connection)
             await connection.unfollow(record.runId)
         }
         connection.unsubscribe(types)
-        connection.send(BlueVFrame.Subscription(type: WorkflowFrame.subscriptionUpdated, subscriptions: connection.subscriptions, request_id: requestID))
+        connection.send(
+            BlueVFrame.Subscription(
+                type: WorkflowFrame.subscriptionUpdated, subscriptions: connection.subscriptions, request_id: requestID)
+        )
         await directory.publish(connection.entry(gateway: directory.gatewayID))
         connection.recordSuccess()
     }
@@ -375,7 +429,8 @@ struct WorkflowSocket: WebSocketDoor {
     /// Any names are kept (the seed keeps what it is given); only the ones Switchboard knows narrow delivery.
     private func eventTypes(_ message: [String: JSONValue]) throws -> [String] {
         guard let value = message["event_types"], value != .null else { return [] }
-        guard let array = value.arrayValue, let names = Optional(array.compactMap(\.stringValue)), names.count == array.count,
+        guard let array = value.arrayValue, let names = Optional(array.compactMap(\.stringValue)),
+            names.count == array.count,
             names.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 128 })
         else { throw CommandError(.invalidArgument, "event_types must be an array of names (1-128 characters)") }
         return names
@@ -437,11 +492,17 @@ struct WorkflowSocket: WebSocketDoor {
             } catch {
                 throw HTTPError(.badRequest, message: #"the body is JSON {"node_id": "…", "answer": …}"#)
             }
-            guard !record.status.isTerminal else { throw HTTPError(.conflict, message: "the run is \(record.status.rawValue)") }
+            guard !record.status.isTerminal else {
+                throw HTTPError(.conflict, message: "the run is \(record.status.rawValue)")
+            }
             let requestID = UUID().uuidString.lowercased()
-            try await submitInput(record, node: body.node_id, answer: body.answer, userID: claims.userID, requestID: requestID)
+            try await submitInput(
+                record, node: body.node_id, answer: body.answer, userID: claims.userID, requestID: requestID)
             return try Self.json(
-                ["workflow_id": .string(record.workflow.id ?? runID), "run_id": .string(runID), "request_id": .string(requestID), "status": "submitted"],
+                [
+                    "workflow_id": .string(record.workflow.id ?? runID), "run_id": .string(runID),
+                    "request_id": .string(requestID), "status": "submitted",
+                ],
                 status: .accepted)
         }
     }
@@ -450,7 +511,8 @@ struct WorkflowSocket: WebSocketDoor {
         var object: [String: JSONValue] = [
             "workflow_id": .string(record.workflow.id ?? record.runId), "run_id": .string(record.runId),
             "status": .string(record.status.rawValue), "session_id": .string(record.sessionId),
-            "created_at": .string(WorkflowTime.iso(record.createdAt)), "updated_at": .string(WorkflowTime.iso(record.updatedAt)),
+            "created_at": .string(WorkflowTime.iso(record.createdAt)),
+            "updated_at": .string(WorkflowTime.iso(record.updatedAt)),
             "node_count": .number(Double(record.workflow.nodes.count)),
         ]
         if let error = record.error { object["error"] = .string(error) }
@@ -476,7 +538,8 @@ struct WorkflowSocket: WebSocketDoor {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Response(
-            status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
     }
 }
 
@@ -538,8 +601,11 @@ final class WorkflowConnection: FrameSink, Sendable {
 
     static func passes(_ frameType: String, subscriptions: Set<String>) -> Bool {
         if WorkflowFrame.alwaysDelivered.contains(frameType) { return true }
-        let known = subscriptions.filter { WorkflowFrame.eventGroups[$0] != nil || WorkflowFrame.subscribable.contains($0) }
-        return known.isEmpty || known.contains(frameType) || known.contains { WorkflowFrame.eventGroups[$0]?.contains(frameType) == true }
+        let known = subscriptions.filter {
+            WorkflowFrame.eventGroups[$0] != nil || WorkflowFrame.subscribable.contains($0)
+        }
+        return known.isEmpty || known.contains(frameType)
+            || known.contains { WorkflowFrame.eventGroups[$0]?.contains(frameType) == true }
     }
 
     // MARK: FrameSink
@@ -547,7 +613,9 @@ final class WorkflowConnection: FrameSink, Sendable {
     /// A stored event `{id, type, data, …}` becomes the seed's flat frame `{type, …data, offset, epoch,
     /// event_id}` naming the run by the client's workflow id; a broadcast is the posted JSON as it is.
     func deliver(_ message: ChannelWire.Message) -> Bool {
-        guard let stored = try? JSONDecoder().decode(JSONValue.self, from: Data(message.frameJSON.utf8)) else { return true }
+        guard let stored = try? JSONDecoder().decode(JSONValue.self, from: Data(message.frameJSON.utf8)) else {
+            return true
+        }
         var frame = stored["data"]?.objectValue ?? [:]
         if message.frameType == FrameType.userNotification {
             guard let posted = frame[BlueVDirectory.broadcastField], let text = Self.render(posted) else { return true }
@@ -589,13 +657,15 @@ final class WorkflowConnection: FrameSink, Sendable {
     ) async throws -> ChannelFeed.Opened {
         workflowIDs.withLock { $0[runID] = workflowID }
         let opened = try await ChannelFeed.open(
-            .workflow(runID), since: since, hub: hub, history: history, sink: self, loop: session.loop, announce: announce)
+            .workflow(runID), since: since, hub: hub, history: history, sink: self, loop: session.loop,
+            announce: announce)
         await feeds.replace(with: opened.feed)
         return opened
     }
 
     func followSystem(hub: DeliveryHub, history: ChannelHistory) async throws {
-        let opened = try await ChannelFeed.open(.system, since: nil, hub: hub, history: history, sink: self, loop: session.loop)
+        let opened = try await ChannelFeed.open(
+            .system, since: nil, hub: hub, history: history, sink: self, loop: session.loop)
         await feeds.replace(with: opened.feed)
     }
 

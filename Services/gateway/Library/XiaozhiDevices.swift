@@ -33,14 +33,19 @@ public struct XiaozhiSettings: Sendable {
 
     static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Self {
         var settings = Self()
-        let hello = try setting(Double?.none, environment: "XIAOZHI_HELLO_TIMEOUT_SECONDS", default: 10.0, environment: environment)
-        settings.webSocketURL = try setting(String?.none, environment: "XIAOZHI_WEBSOCKET_URL", default: "", environment: environment)
+        let hello = try setting(
+            Double?.none, environment: "XIAOZHI_HELLO_TIMEOUT_SECONDS", default: 10.0, environment: environment)
+        settings.webSocketURL = try setting(
+            String?.none, environment: "XIAOZHI_WEBSOCKET_URL", default: "", environment: environment)
         settings.otaIssuesTokens = try setting(
-            Bool?.none, environment: "XIAOZHI_OTA_ISSUES_TOKENS", default: settings.otaIssuesTokens, environment: environment)
+            Bool?.none, environment: "XIAOZHI_OTA_ISSUES_TOKENS", default: settings.otaIssuesTokens,
+            environment: environment)
         settings.burstFrames = try setting(
             Int?.none, environment: "XIAOZHI_BURST_FRAMES", default: settings.burstFrames, environment: environment)
         settings.activation = try DeviceActivationSettings.fromEnvironment(environment)
-        guard hello > 0, settings.burstFrames > 0 else { throw ConfigurationError("the hello timeout and burst must be positive") }
+        guard hello > 0, settings.burstFrames > 0 else {
+            throw ConfigurationError("the hello timeout and burst must be positive")
+        }
         settings.helloTimeout = .milliseconds(Int64(hello * 1000))
         return settings
     }
@@ -58,7 +63,9 @@ struct DeviceIdentity: Sendable {
 
     static func isValidDeviceID(_ id: String) -> Bool {
         !id.isEmpty && id.utf8.count <= 64
-            && id.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || ":-_.".unicodeScalars.contains($0) }
+            && id.unicodeScalars.allSatisfy {
+                CharacterSet.alphanumerics.contains($0) || ":-_.".unicodeScalars.contains($0)
+            }
     }
 
     /// One conversation per device, so the dialogue continues across connections.
@@ -78,7 +85,8 @@ struct XiaozhiDevices: WebSocketDoor {
 
     var xiaozhi: XiaozhiSettings { settings.xiaozhi }
     var directory: DeviceDirectory {
-        DeviceDirectory(redis: context.redis, settings: xiaozhi.activation, secret: context.configuration.deviceKeySecret)
+        DeviceDirectory(
+            redis: context.redis, settings: xiaozhi.activation, secret: context.configuration.deviceKeySecret)
     }
 
     func addRoutes(to router: Router<GatewayRequestContext>) {
@@ -105,7 +113,8 @@ struct XiaozhiDevices: WebSocketDoor {
     /// A bound device gets its token; an unbound one an activation code (docs/voice.md#activation).
     func ota(_ request: Request, address: String) async throws -> Response {
         guard let deviceID = request.headers[.deviceID], DeviceIdentity.isValidDeviceID(deviceID) else {
-            throw DeviceError(.badRequest, ErrorCode.invalidArgument.rawValue, "the Device-Id header (the device's MAC) is required")
+            throw DeviceError(
+                .badRequest, ErrorCode.invalidArgument.rawValue, "the Device-Id header (the device's MAC) is required")
         }
         try await directory.admit(address: address)
         let clientID = request.headers[.clientID] ?? ""
@@ -113,8 +122,10 @@ struct XiaozhiDevices: WebSocketDoor {
         var answer = OTAAnswer(server_time: .init(timestamp: now), websocket: .init(url: webSocketURL(for: request)))
         if xiaozhi.activation.openEnrollment {
             // Development only: any device, as its own user.
-            answer.websocket.token = Xiaozhi.DeviceToken(key: DeviceGrant.openEnrollmentKey(secret: context.configuration.deviceKeySecret))
-                .mint(clientId: clientID, deviceId: deviceID, at: now / 1000)
+            answer.websocket.token = Xiaozhi.DeviceToken(
+                key: DeviceGrant.openEnrollmentKey(secret: context.configuration.deviceKeySecret)
+            )
+            .mint(clientId: clientID, deviceId: deviceID, at: now / 1000)
         } else if xiaozhi.otaIssuesTokens {
             if let binding = try await directory.binding(of: deviceID),
                 let token = try directory.grant(for: binding, client: clientID, now: now)
@@ -123,7 +134,8 @@ struct XiaozhiDevices: WebSocketDoor {
             } else {
                 let pending = try await directory.pendingActivation(device: deviceID, client: clientID, now: now)
                 answer.activation = .init(
-                    code: pending.code, message: ActivationCode.message(code: pending.code), challenge: pending.challenge,
+                    code: pending.code, message: ActivationCode.message(code: pending.code),
+                    challenge: pending.challenge,
                     timeout_ms: pending.expiresAt - now)
             }
         }
@@ -134,7 +146,9 @@ struct XiaozhiDevices: WebSocketDoor {
         if !xiaozhi.webSocketURL.isEmpty { return xiaozhi.webSocketURL }
         let host = request.head.authority ?? "127.0.0.1:\(context.configuration.httpPort)"
         // Behind TLS, the gateway's own or a proxy's that says so: the device must use it too.
-        let secure = request.head.scheme == "https" || request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https"
+        let secure =
+            request.head.scheme == "https"
+            || request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https"
         return "\(secure ? "wss" : "ws")://\(host)/xiaozhi/v1/"
     }
 
@@ -147,7 +161,10 @@ struct XiaozhiDevices: WebSocketDoor {
             return request.uri.queryParameters[query[...]].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
         }
         guard let deviceID = value(.deviceID, "device-id"), DeviceIdentity.isValidDeviceID(deviceID) else {
-            throw HTTPError(.badRequest, message: "Device-Id (header or device-id parameter) is required: 1-64 letters, digits, ':', '-', '_' or '.'")
+            throw HTTPError(
+                .badRequest,
+                message:
+                    "Device-Id (header or device-id parameter) is required: 1-64 letters, digits, ':', '-', '_' or '.'")
         }
         let clientID = value(.clientID, "client-id") ?? ""
         let versionText = value(.protocolVersion, "protocol-version") ?? "1"
@@ -157,15 +174,20 @@ struct XiaozhiDevices: WebSocketDoor {
         var token = value(.authorization, "authorization") ?? request.uri.queryParameters["token"].map(String.init)
         if let bearer = token, bearer.hasPrefix("Bearer ") { token = String(bearer.dropFirst("Bearer ".count)) }
         guard let token, !token.isEmpty else {
-            throw HTTPError(.unauthorized, message: "a token is required (Authorization: Bearer, HMAC device token or JWT)")
+            throw HTTPError(
+                .unauthorized, message: "a token is required (Authorization: Bearer, HMAC device token or JWT)")
         }
         let userID: String
         var expiresAt: Date?
         var conversationID = DeviceIdentity.conversation(ofDevice: deviceID)
         if DeviceGrant.looksLikeGrant(token) {
             // A bound device: its owner's, while the binding (and its generation) lasts.
-            guard let grant = try await directory.verify(token, device: deviceID, client: clientID, now: Clock.epochMilliseconds()) else {
-                throw HTTPError(.unauthorized, message: "the device token is invalid, expired or revoked (bind the device again)")
+            guard
+                let grant = try await directory.verify(
+                    token, device: deviceID, client: clientID, now: Clock.epochMilliseconds())
+            else {
+                throw HTTPError(
+                    .unauthorized, message: "the device token is invalid, expired or revoked (bind the device again)")
             }
             userID = grant.user
             expiresAt = Date(timeIntervalSince1970: TimeInterval(grant.expiresAt))
@@ -190,7 +212,8 @@ struct XiaozhiDevices: WebSocketDoor {
             throw HTTPError(.forbidden, message: "device \(deviceID) belongs to another user")
         }
         return DeviceIdentity(
-            deviceID: deviceID, clientID: clientID, protocolVersion: version, userID: userID, conversationID: conversationID,
+            deviceID: deviceID, clientID: clientID, protocolVersion: version, userID: userID,
+            conversationID: conversationID,
             expiresAt: expiresAt)
     }
 
@@ -201,7 +224,8 @@ struct XiaozhiDevices: WebSocketDoor {
         // Version checked in identify.
         guard let framing = try? Xiaozhi.BinaryProtocol(version: identity.protocolVersion) else { return }
         let connection = DeviceConnection(
-            sessionID: UUID().uuidString.lowercased(), identity: identity, framing: framing, burstFrames: xiaozhi.burstFrames)
+            sessionID: UUID().uuidString.lowercased(), identity: identity, framing: framing,
+            burstFrames: xiaozhi.burstFrames)
         var logger = context.logger
         logger[metadataKey: "voice.session"] = "\(connection.sessionID)"
         logger[metadataKey: "voice.device"] = "\(identity.deviceID)"
@@ -240,7 +264,9 @@ struct XiaozhiDevices: WebSocketDoor {
                 group.addTask {
                     try? await Task.sleep(for: xiaozhi.helloTimeout)
                     if !Task.isCancelled, !connection.hasSaidHello {
-                        connection.enqueue(.close(code: CloseCode.badRequest.rawValue, reason: "no hello within the handshake timeout"))
+                        connection.enqueue(
+                            .close(code: CloseCode.badRequest.rawValue, reason: "no hello within the handshake timeout")
+                        )
                     }
                 }
                 for await message in inbound {
@@ -255,7 +281,8 @@ struct XiaozhiDevices: WebSocketDoor {
         if connection.hasSaidHello {
             try? await VoiceRouteStore(redis: context.redis).close(session: connection.sessionID)
             try? await directory.markOffline(
-                device: connection.identity.deviceID, gateway: context.configuration.instanceID, session: connection.sessionID)
+                device: connection.identity.deviceID, gateway: context.configuration.instanceID,
+                session: connection.sessionID)
             try? await uplink.publish(.close)
         }
         await admission.release(session)
@@ -284,9 +311,10 @@ struct XiaozhiDevices: WebSocketDoor {
             case .audio(let packet, _):
                 guard connection.allowUplinkPacket() else {
                     Self.rejected.increment()
-                    connection.enqueue(.close(
-                        code: CloseCode.tooManyRequests.rawValue,
-                        reason: "more than \(Int(connection.uplinkPacketsPerSecond)) audio packets per second"))
+                    connection.enqueue(
+                        .close(
+                            code: CloseCode.tooManyRequests.rawValue,
+                            reason: "more than \(Int(connection.uplinkPacketsPerSecond)) audio packets per second"))
                     return false
                 }
                 Self.uplinkFrames.increment()
@@ -315,7 +343,10 @@ struct XiaozhiDevices: WebSocketDoor {
         guard connection.hasSaidHello else { return refuse(connection, "send hello before \(message.type)") }
         switch message.type {
         case "ping":
-            connection.enqueue(.text(Xiaozhi.Message.pong(timestamp: Clock.epochMilliseconds(), sessionId: connection.sessionID).json(), turn: nil))
+            connection.enqueue(
+                .text(
+                    Xiaozhi.Message.pong(timestamp: Clock.epochMilliseconds(), sessionId: connection.sessionID).json(),
+                    turn: nil))
             return true
         case "abort":
             // Barge-in at the edge: what is queued for the device goes now, whatever voice-worker still sends.
@@ -323,8 +354,12 @@ struct XiaozhiDevices: WebSocketDoor {
         case "mcp":
             // The device's answers to the gateway's MCP client (initialize, tools/list, tools/call).
             guard let mcp = message.mcpMessage else {
-                connection.enqueue(.text(
-                    Xiaozhi.Message.alert(status: "error", message: "an mcp message carries a JSON-RPC 2.0 payload", sessionId: connection.sessionID)
+                connection.enqueue(
+                    .text(
+                        Xiaozhi.Message.alert(
+                            status: "error", message: "an mcp message carries a JSON-RPC 2.0 payload",
+                            sessionId: connection.sessionID
+                        )
                         .json(), turn: nil))
                 return true
             }
@@ -341,9 +376,13 @@ struct XiaozhiDevices: WebSocketDoor {
         case "listen", "iot":
             break
         default:
-            connection.enqueue(.text(
-                Xiaozhi.Message.alert(status: "error", message: "unknown message type \(message.type)", sessionId: connection.sessionID).json(),
-                turn: nil))
+            connection.enqueue(
+                .text(
+                    Xiaozhi.Message.alert(
+                        status: "error", message: "unknown message type \(message.type)",
+                        sessionId: connection.sessionID
+                    ).json(),
+                    turn: nil))
             return true
         }
         do {
@@ -371,7 +410,8 @@ struct XiaozhiDevices: WebSocketDoor {
         let route = VoiceRoute(
             gateway: context.configuration.instanceID, userId: identity.userID, conversationId: identity.conversationID,
             deviceId: identity.deviceID,
-            uplink: AudioFormat(sampleRate: uplinkAudio.sampleRate, frameDurationMilliseconds: uplinkAudio.frameDuration))
+            uplink: AudioFormat(
+                sampleRate: uplinkAudio.sampleRate, frameDurationMilliseconds: uplinkAudio.frameDuration))
         do {
             try await routes.open(route, session: connection.sessionID, ttlSeconds: xiaozhi.routeTTLSeconds)
         } catch {
@@ -380,7 +420,9 @@ struct XiaozhiDevices: WebSocketDoor {
         connection.markHello(uplinkFrameDuration: uplinkAudio.frameDuration)
         let directory = self.directory
         let gateway = context.configuration.instanceID
-        try? await directory.markOnline(device: identity.deviceID, gateway: gateway, session: connection.sessionID, ttlSeconds: xiaozhi.routeTTLSeconds)
+        try? await directory.markOnline(
+            device: identity.deviceID, gateway: gateway, session: connection.sessionID,
+            ttlSeconds: xiaozhi.routeTTLSeconds)
         guard await directory.stillBound(identity) else {
             connection.enqueue(.close(code: CloseCode.unauthorized.rawValue, reason: "device unbound"))
             return false
@@ -394,7 +436,8 @@ struct XiaozhiDevices: WebSocketDoor {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(max(1, ttl / 3)))
                 try? await routes.refresh(session: connection.sessionID, ttlSeconds: ttl)
-                try? await directory.markOnline(device: identity.deviceID, gateway: gateway, session: connection.sessionID, ttlSeconds: ttl)
+                try? await directory.markOnline(
+                    device: identity.deviceID, gateway: gateway, session: connection.sessionID, ttlSeconds: ttl)
             }
         }
         do {
@@ -412,7 +455,8 @@ struct XiaozhiDevices: WebSocketDoor {
         case .reply(let result, let channel):
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            _ = try await redis.send("PUBLISH", RedisArgument(channel), RedisArgument(bytes: Array(try encoder.encode(result))))
+            _ = try await redis.send(
+                "PUBLISH", RedisArgument(channel), RedisArgument(bytes: Array(try encoder.encode(result))))
         }
     }
 
@@ -423,7 +467,8 @@ struct XiaozhiDevices: WebSocketDoor {
     }
 
     private func fail(_ connection: DeviceConnection, _ error: any Error) -> Bool {
-        context.logger.warning("device session failed", metadata: ["error": "\(error)", "voice.session": "\(connection.sessionID)"])
+        context.logger.warning(
+            "device session failed", metadata: ["error": "\(error)", "voice.session": "\(connection.sessionID)"])
         connection.enqueue(.close(code: CloseCode.serverError.rawValue, reason: "server error; reconnect"))
         return false
     }

@@ -85,7 +85,9 @@ public struct ChannelPublisher: Sendable {
         public var frameJSON: [UInt8]
         public var ephemeral: Bool
 
-        public init(eventID: UUID, channel: Channel, frameType: String, createdAt: Int64, frameJSON: [UInt8], ephemeral: Bool) {
+        public init(
+            eventID: UUID, channel: Channel, frameType: String, createdAt: Int64, frameJSON: [UInt8], ephemeral: Bool
+        ) {
             self.eventID = eventID
             self.channel = channel
             self.frameType = frameType
@@ -125,15 +127,19 @@ public struct ChannelPublisher: Sendable {
         if publication.ephemeral {
             let wire = ChannelWire.encodeEphemeral(
                 frameType: publication.frameType, createdAt: publication.createdAt, frameJSON: publication.frameJSON)
-            return ["PUBLISH", RedisArgument(Keyspace.ClientChannel.live(publication.channel)), RedisArgument(bytes: wire)]
+            return [
+                "PUBLISH", RedisArgument(Keyspace.ClientChannel.live(publication.channel)), RedisArgument(bytes: wire),
+            ]
         }
         let channel = publication.channel
         return [
             "EVALSHA", RedisArgument(Self.script.sha1), "3",
             RedisArgument(Keyspace.ClientChannel.meta(channel)), RedisArgument(Keyspace.ClientChannel.stream(channel)),
             RedisArgument(Keyspace.ClientChannel.seen(channel, eventID: publication.eventID)),
-            RedisArgument(bytes: publication.frameJSON), RedisArgument(limits.streamLength), RedisArgument(limits.streamTTLSeconds),
-            RedisArgument(Self.newEpoch()), RedisArgument(Keyspace.ClientChannel.live(channel)), RedisArgument(publication.frameType),
+            RedisArgument(bytes: publication.frameJSON), RedisArgument(limits.streamLength),
+            RedisArgument(limits.streamTTLSeconds),
+            RedisArgument(Self.newEpoch()), RedisArgument(Keyspace.ClientChannel.live(channel)),
+            RedisArgument(publication.frameType),
             RedisArgument(publication.createdAt),
         ]
     }

@@ -45,7 +45,8 @@ public struct HistoryRecorder: Sendable {
         case ChatMessageSubmitted.eventType:
             return HistoryMapper.writes(for: try EnvelopeCodec.decode(ChatMessageSubmitted.self, from: message.value))
         case ChatInterruptRequested.eventType:
-            return HistoryMapper.writes(forInterrupt: try EnvelopeCodec.decode(ChatInterruptRequested.self, from: message.value))
+            return HistoryMapper.writes(
+                forInterrupt: try EnvelopeCodec.decode(ChatInterruptRequested.self, from: message.value))
         case ClientEvent.eventType:
             return HistoryMapper.writes(for: try EnvelopeCodec.decode(ClientEvent.self, from: message.value))
         default:

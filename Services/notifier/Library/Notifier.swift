@@ -23,7 +23,8 @@ public enum Notifier {
         // A partition's buffered events go to Redis in one pipelined round trip: one round trip per
         // event capped a partition at a few hundred events a second on a busy machine.
         let processor = KafkaEventProcessor(
-            consumer: consumer, deadLetterProducer: context.producer, maximumBatch: maximumBatch, logger: context.logger,
+            consumer: consumer, deadLetterProducer: context.producer, maximumBatch: maximumBatch,
+            logger: context.logger,
             batchHandler: { try await handle(batch: $0, publisher: publisher) },
             handler: { try await handle($0, publisher: publisher) })
         // History: the store's pool runs before the consumer that writes through it (and stops after it).
@@ -35,7 +36,8 @@ public enum Notifier {
         let historyConsumer = try context.makeConsumer(group: ConsumerGroups.history)
         let historyProcessor = KafkaEventProcessor(
             consumer: historyConsumer, deadLetterProducer: context.producer, maximumBatch: HistoryRecorder.maximumBatch,
-            logger: context.logger, batchHandler: { try await history.record(batch: $0) }, handler: { try await history.record($0) })
+            logger: context.logger, batchHandler: { try await history.record(batch: $0) },
+            handler: { try await history.record($0) })
         try await ServiceRunner.run(
             context: context,
             services: [

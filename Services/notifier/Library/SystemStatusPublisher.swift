@@ -43,9 +43,12 @@ struct SystemStatusPublisher: Service {
         guard lease.integer == 1 else { return }
         let status = try await SystemStatus.read(from: redis)
         let encoded = String(decoding: try JSONEncoder().encode(status.data), as: UTF8.self)
-        guard try await redis.send("GET", RedisArgument(Keyspace.Cluster.systemStatusLast)).string != encoded else { return }
+        guard try await redis.send("GET", RedisArgument(Keyspace.Cluster.systemStatusLast)).string != encoded else {
+            return
+        }
         let event = ClientEvent(channel: .system, frameType: FrameType.systemStatus, data: status.data)
-        try await context.publish(context.envelope(event, routingKey: Channel.system.description), to: Topics.clientEvents)
+        try await context.publish(
+            context.envelope(event, routingKey: Channel.system.description), to: Topics.clientEvents)
         try await redis.send("SET", RedisArgument(Keyspace.Cluster.systemStatusLast), RedisArgument(encoded))
         context.logger.info("system status", metadata: ["system.status": "\(status.status)"])
     }

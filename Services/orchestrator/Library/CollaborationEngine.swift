@@ -89,7 +89,9 @@ public struct CollaborationEngine: Sendable {
     public static let maxQueuedMessages = 20
 
     /// MESSAGE_REJECTED for `message`: it is not answered, and `reason` says why (docs/protocol.md).
-    static func rejection(_ message: ChatMessageSubmitted, reason: String, extra: [String: JSONValue]) -> CollaborationEffect {
+    static func rejection(_ message: ChatMessageSubmitted, reason: String, extra: [String: JSONValue])
+        -> CollaborationEffect
+    {
         var data: [String: JSONValue] = [
             "conversationId": .string(message.conversationId), "messageId": .string(message.messageId),
             "clientMessageId": .string(message.clientMessageId), "reason": .string(reason),
@@ -115,7 +117,9 @@ public struct CollaborationEngine: Sendable {
         }
         clientMessages.append(
             .init(userId: message.userId, clientMessageId: message.clientMessageId, messageId: message.messageId))
-        if clientMessages.count > Self.rememberedIDs { clientMessages.removeFirst(clientMessages.count - Self.rememberedIDs) }
+        if clientMessages.count > Self.rememberedIDs {
+            clientMessages.removeFirst(clientMessages.count - Self.rememberedIDs)
+        }
         record.clientMessages = clientMessages
         var effects: [CollaborationEffect] = []
         if let run = record.run {
@@ -123,9 +127,13 @@ public struct CollaborationEngine: Sendable {
                 switch BusyPolicy(rawValue: message.busyPolicy ?? "") ?? .enqueue {
                 case .enqueue:
                     guard record.queue.count < Self.maxQueuedMessages else {
-                        return [Self.rejection(message, reason: "queue_full", extra: [
-                            "runId": .string(run.runId), "limit": .number(Double(Self.maxQueuedMessages)),
-                        ])]
+                        return [
+                            Self.rejection(
+                                message, reason: "queue_full",
+                                extra: [
+                                    "runId": .string(run.runId), "limit": .number(Double(Self.maxQueuedMessages)),
+                                ])
+                        ]
                     }
                     record.queue.append(.init(message: message, traceparent: traceparent))
                     return []
@@ -145,7 +153,9 @@ public struct CollaborationEngine: Sendable {
 
     /// The user asked to stop: the roles still working stop and report what they have; the run ends
     /// when they have. Stopping twice, or with no run, does nothing more.
-    public func receive(interrupt: ChatInterruptRequested, now: Int64, record: inout ConversationRecord) -> [CollaborationEffect] {
+    public func receive(interrupt: ChatInterruptRequested, now: Int64, record: inout ConversationRecord)
+        -> [CollaborationEffect]
+    {
         stop(&record, now: now)
     }
 
@@ -169,7 +179,9 @@ public struct CollaborationEngine: Sendable {
         run.lead.map { planner.led(by: $0) } ?? planner
     }
 
-    public func receive(result: AgentTaskCompleted, now: Int64, record: inout ConversationRecord) -> [CollaborationEffect] {
+    public func receive(result: AgentTaskCompleted, now: Int64, record: inout ConversationRecord)
+        -> [CollaborationEffect]
+    {
         guard var run = record.run, run.runId == result.runId, run.stage < run.plan.count,
             run.plan[run.stage].contains(result.role), run.contributions[result.role] == nil
         else { return [] }  // a redelivered or stale result
@@ -186,7 +198,8 @@ public struct CollaborationEngine: Sendable {
         }
         let stageRoles = run.plan[run.stage]
         guard stageRoles.allSatisfy({ run.contributions[$0] != nil }) else {
-            effects.append(progress(&run, stage: "ai_processing", activeRole: stageRoles.first { run.contributions[$0] == nil }))
+            effects.append(
+                progress(&run, stage: "ai_processing", activeRole: stageRoles.first { run.contributions[$0] == nil }))
             record.run = run
             return effects
         }
@@ -195,7 +208,8 @@ public struct CollaborationEngine: Sendable {
             return effects + finish(&record, now: now, ending: .stopped)
         }
         if run.pattern == .dynamic,
-            let next = planner(for: run).nextDynamicStage(plan: run.plan, content: run.message.content, latestResult: result.content)
+            let next = planner(for: run).nextDynamicStage(
+                plan: run.plan, content: run.message.content, latestResult: result.content)
         {
             run.plan.append(next)
             for role in next { effects.append(assigned(role, run: run)) }
@@ -258,7 +272,8 @@ public struct CollaborationEngine: Sendable {
         return .event(
             frameType: FrameType.roleAssigned,
             data: [
-                "conversationId": .string(run.message.conversationId), "runId": .string(run.runId), "role": .string(role),
+                "conversationId": .string(run.message.conversationId), "runId": .string(run.runId),
+                "role": .string(role),
                 "task": [
                     "id": .string(taskID(run: run, role: role)),
                     "description": .string(team.role(role)?.responsibility ?? role),
@@ -276,11 +291,13 @@ public struct CollaborationEngine: Sendable {
         let inputs = finished.filter { $0.status == AgentTaskCompleted.completed }
         for role in run.plan[run.stage] {
             let definition = team.role(role)
-            let path: [RoleStatus] = finished.isEmpty ? [.analyzing, .thinking] : [.analyzing, .collaborating, .thinking]
+            let path: [RoleStatus] =
+                finished.isEmpty ? [.analyzing, .thinking] : [.analyzing, .collaborating, .thinking]
             effects.append(
                 .transition(
                     role: role, path: path,
-                    reason: finished.isEmpty ? "assigned" : "building on \(finished.map(\.role).joined(separator: ", "))",
+                    reason: finished.isEmpty
+                        ? "assigned" : "building on \(finished.map(\.role).joined(separator: ", "))",
                     estimatedMs: definition?.estimatedMs))
             run.dispatchedAt[role] = now
             let isFinal = run.stage == run.plan.count - 1 && isLastStage(run)
@@ -326,7 +343,8 @@ public struct CollaborationEngine: Sendable {
             answer = (final?.content.isEmpty == false ? final?.content : nil) ?? latest?.content ?? ""
             status = "stopped"
             if (run.streamedChunks[run.finalRole] ?? 0) == 0 {
-                effects += fallbackReply(run: run, content: answer, role: latest?.role ?? run.finalRole, status: "stopped")
+                effects += fallbackReply(
+                    run: run, content: answer, role: latest?.role ?? run.finalRole, status: "stopped")
             }
         } else if let final, final.status == AgentTaskCompleted.completed {
             answer = final.content
@@ -335,14 +353,17 @@ public struct CollaborationEngine: Sendable {
             // The final role failed: answer with the last result the team did produce.
             let fallback = contributions.last { $0.status == AgentTaskCompleted.completed && !$0.content.isEmpty }
             status = abandoned ? "abandoned" : (fallback == nil ? "failed" : "partial")
-            answer = fallback.map { "\($0.role) answers in place of \(run.finalRole), who could not: \($0.content)" }
+            answer =
+                fallback.map { "\($0.role) answers in place of \(run.finalRole), who could not: \($0.content)" }
                 ?? "The team could not answer this message: every role failed."
             if !abandoned && (run.streamedChunks[run.finalRole] ?? 0) == 0 {
                 effects += fallbackReply(run: run, content: answer, role: fallback?.role ?? run.finalRole)
             }
         }
         var note = ""
-        if !failed.isEmpty { note = "Without \(failed.joined(separator: ", ")): failed, the team continued without them." }
+        if !failed.isEmpty {
+            note = "Without \(failed.joined(separator: ", ")): failed, the team continued without them."
+        }
         if abandoned { note += " The run was abandoned: no result from \(missing.joined(separator: ", "))." }
         if ending == .stopped { note += " Stopped by the user; the answer is what the team had said until then." }
         for role in failed + missing {
@@ -352,7 +373,8 @@ public struct CollaborationEngine: Sendable {
         effects.append(progress(&run, stage: "postprocessing", activeRole: nil, value: 95))
         effects.append(progress(&run, stage: "complete", activeRole: nil, value: 100))
         let result = CollaborationCompleted.Result(
-            status: status, answer: answer, answeredBy: final?.status == AgentTaskCompleted.completed ? run.finalRole : "",
+            status: status, answer: answer,
+            answeredBy: final?.status == AgentTaskCompleted.completed ? run.finalRole : "",
             failedRoles: failed, note: note.trimmingCharacters(in: .whitespaces))
         let resultJSON = (try? JSONValue(encoding: result)) ?? .object([:])
         let duration = Int(max(now - run.startedAt, 0))
@@ -368,10 +390,12 @@ public struct CollaborationEngine: Sendable {
                 ], roleActivity: true))
         let completedRoles = contributions.filter { $0.status == AgentTaskCompleted.completed }.count
         let completed = CollaborationCompleted(
-            conversationId: run.message.conversationId, runId: run.runId, result: result, participantContributions: contributions,
+            conversationId: run.message.conversationId, runId: run.runId, result: result,
+            participantContributions: contributions,
             quality: .init(
                 completionRate: run.roles.isEmpty ? 0 : Double(completedRoles) / Double(run.roles.count),
-                completedRoles: completedRoles, failedRoles: failed.count, answeredByFinalRole: !result.answeredBy.isEmpty),
+                completedRoles: completedRoles, failedRoles: failed.count,
+                answeredByFinalRole: !result.answeredBy.isEmpty),
             duration: duration)
         if let data = try? JSONValue(encoding: completed) {
             effects.append(.event(frameType: FrameType.collaborationCompleted, data: data, roleActivity: true))
@@ -395,20 +419,28 @@ public struct CollaborationEngine: Sendable {
         return [
             .event(
                 frameType: FrameType.messageStreamStart,
-                data: ["messageId": .string(messageID), "conversationId": conversation, "role": .string(role),
-                       "inReplyTo": .string(run.message.messageId)], roleActivity: false),
+                data: [
+                    "messageId": .string(messageID), "conversationId": conversation, "role": .string(role),
+                    "inReplyTo": .string(run.message.messageId),
+                ], roleActivity: false),
             .event(
                 frameType: FrameType.messageStreamChunk,
-                data: ["messageId": .string(messageID), "conversationId": conversation, "chunk": .string(content),
-                       "position": 0, "role": .string(role)], roleActivity: false),
+                data: [
+                    "messageId": .string(messageID), "conversationId": conversation, "chunk": .string(content),
+                    "position": 0, "role": .string(role),
+                ], roleActivity: false),
             .event(
                 frameType: FrameType.messageStreamEnd,
-                data: ["messageId": .string(messageID),
-                       "finalMessage": ["id": .string(messageID), "conversationId": conversation,
-                                        "role": .string(role), "content": .string(content)],
-                       "metadata": status == "stopped"
-                           ? ["chunks": 1, "engine": "none", "status": "stopped"]
-                           : ["chunks": 1, "engine": "fallback", "failedRole": .string(run.finalRole)]],
+                data: [
+                    "messageId": .string(messageID),
+                    "finalMessage": [
+                        "id": .string(messageID), "conversationId": conversation,
+                        "role": .string(role), "content": .string(content),
+                    ],
+                    "metadata": status == "stopped"
+                        ? ["chunks": 1, "engine": "none", "status": "stopped"]
+                        : ["chunks": 1, "engine": "fallback", "failedRole": .string(run.finalRole)],
+                ],
                 roleActivity: false),
         ]
     }
@@ -423,7 +455,8 @@ public struct CollaborationEngine: Sendable {
         let pending = roles.filter { !completed.contains($0) && !active.contains($0) }
         // The dynamic pattern's length is unknown until it ends: count up to three specialists and two more.
         let planner = planner(for: run)
-        let expected = run.pattern == .dynamic && !roles.contains(planner.team.finalRole)
+        let expected =
+            run.pattern == .dynamic && !roles.contains(planner.team.finalRole)
             ? max(roles.count + 2, planner.maxDynamicSpecialists + 2) : max(roles.count, 1)
         let computed = value ?? (10 + 80 * completed.count / expected)
         run.progress = max(run.progress, min(computed, 100))
@@ -442,7 +475,8 @@ public struct CollaborationEngine: Sendable {
 
     /// The final role's reply keeps the one-role id (`reply-<message>`), so clients see one reply per message.
     private func replyID(run: CollaborationRun, role: String) -> String {
-        role == run.finalRole && isFinalPlanned(run) ? "reply-\(run.message.messageId)" : "reply-\(run.message.messageId)-\(role.lowercased())"
+        role == run.finalRole && isFinalPlanned(run)
+            ? "reply-\(run.message.messageId)" : "reply-\(run.message.messageId)-\(role.lowercased())"
     }
 
     private func isFinalPlanned(_ run: CollaborationRun) -> Bool {

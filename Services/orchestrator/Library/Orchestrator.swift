@@ -29,19 +29,23 @@ public enum Orchestrator {
         try team.validate()
         let context = try await ServiceRunner.makeContext(configuration: configuration)
         let consumer = try context.makeConsumer(group: ConsumerGroups.orchestrator)
-        let store = HistoryStore(configuration: try StoreConfiguration(url: configuration.postgresURL), logger: context.logger)
+        let store = HistoryStore(
+            configuration: try StoreConfiguration(url: configuration.postgresURL), logger: context.logger)
         context.readiness.add("postgres") { await store.isReachable() }
         let runner = CollaborationRunner(
-            context: context, engine: CollaborationEngine(team: team), history: HistoryContext(store: store, logger: context.logger))
+            context: context, engine: CollaborationEngine(team: team),
+            history: HistoryContext(store: store, logger: context.logger))
         var router = EventRouter(service: configuration.service.rawValue)
         router.on(ChatMessageSubmitted.self) { try await runner.handle($0) }
         router.on(AgentTaskCompleted.self) { try await runner.handle($0) }
         router.on(ChatInterruptRequested.self) { try await runner.handle($0) }
         router.on(ChatRoleFocusRequested.self) { try await runner.handle($0) }
-        let processor = KafkaEventProcessor(consumer: consumer, deadLetterProducer: context.producer, logger: context.logger, router: router)
+        let processor = KafkaEventProcessor(
+            consumer: consumer, deadLetterProducer: context.producer, logger: context.logger, router: router)
         context.logger.info("team", metadata: ["team.name": "\(team.name)", "team.roles": "\(team.roles.map(\.name))"])
         try await ServiceRunner.run(
-            context: context, services: [store, TeamAnnouncer(team: team, redis: context.redis, logger: context.logger), processor])
+            context: context,
+            services: [store, TeamAnnouncer(team: team, redis: context.redis, logger: context.logger), processor])
     }
 }
 
@@ -96,25 +100,36 @@ struct CollaborationRunner: Sendable {
 
     func handle(_ envelope: Envelope<ChatMessageSubmitted>) async throws {
         let message = envelope.payload
-        try await step(conversation: message.conversationId, input: envelope.id, traceparent: envelope.traceparent, answering: message) {
-            engine.receive(message: envelope.payload, traceparent: envelope.traceparent, now: Clock.epochMilliseconds(), record: &$0)
+        try await step(
+            conversation: message.conversationId, input: envelope.id, traceparent: envelope.traceparent,
+            answering: message
+        ) {
+            engine.receive(
+                message: envelope.payload, traceparent: envelope.traceparent, now: Clock.epochMilliseconds(),
+                record: &$0)
         }
     }
 
     func handle(_ envelope: Envelope<AgentTaskCompleted>) async throws {
-        try await step(conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent) {
+        try await step(
+            conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent
+        ) {
             engine.receive(result: envelope.payload, now: Clock.epochMilliseconds(), record: &$0)
         }
     }
 
     func handle(_ envelope: Envelope<ChatRoleFocusRequested>) async throws {
-        try await step(conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent) {
+        try await step(
+            conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent
+        ) {
             engine.receive(focus: envelope.payload, record: &$0)
         }
     }
 
     func handle(_ envelope: Envelope<ChatInterruptRequested>) async throws {
-        try await step(conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent) {
+        try await step(
+            conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent
+        ) {
             engine.receive(interrupt: envelope.payload, now: Clock.epochMilliseconds(), record: &$0)
         }
     }
@@ -144,9 +159,11 @@ struct CollaborationRunner: Sendable {
             }
             let effects = decide(&record)
             guard !effects.isEmpty || record != (loaded.record ?? ConversationRecord()) else { return }
-            let outbox = effects.isEmpty ? nil : RecordStore.Outbox(seed: "\(input)/\(loaded.version)", effects: effects)
-            guard try await records.store(
-                record, outbox: outbox, conversation: conversation, input: input, expectedVersion: loaded.version)
+            let outbox =
+                effects.isEmpty ? nil : RecordStore.Outbox(seed: "\(input)/\(loaded.version)", effects: effects)
+            guard
+                try await records.store(
+                    record, outbox: outbox, conversation: conversation, input: input, expectedVersion: loaded.version)
             else {
                 Counter(label: "sb_orchestrator_record_conflicts_total").increment()
                 continue
@@ -159,17 +176,22 @@ struct CollaborationRunner: Sendable {
         throw RecordStore.ConflictError()
     }
 
-    private func apply(_ effects: [CollaborationEffect], conversation: String, seed: String, traceparent: String) async throws {
+    private func apply(_ effects: [CollaborationEffect], conversation: String, seed: String, traceparent: String)
+        async throws
+    {
         var pending: [DeliveryFuture] = []
         var index = 0
         func publish(_ frameType: String, _ data: JSONValue, roleActivity: Bool) async throws {
-            for channel in roleActivity ? [Channel.conversation(conversation), .roles(conversation)] : [.conversation(conversation)] {
+            for channel in roleActivity
+                ? [Channel.conversation(conversation), .roles(conversation)] : [.conversation(conversation)]
+            {
                 index += 1
                 let event = ClientEvent(channel: channel, frameType: frameType, data: data)
                 let envelope = Envelope(
                     id: Self.uuid("\(seed)/\(index)"), routingKey: conversation,
                     traceparent: TraceContext.child(of: traceparent), source: context.source, payload: event)
-                pending.append(try await context.producer.enqueue(EventBus.message(envelope, topic: Topics.clientEvents)))
+                pending.append(
+                    try await context.producer.enqueue(EventBus.message(envelope, topic: Topics.clientEvents)))
             }
         }
         for effect in effects {
@@ -180,7 +202,9 @@ struct CollaborationRunner: Sendable {
                 let outcome = try await roles.advance(conversation: conversation, role: role, path: path)
                 let announcer = RoleAnnouncer(conversation: conversation, role: role)
                 for step in outcome.applied {
-                    for frame in announcer.frames(for: step, reason: reason, thinking: .start(estimatedMs: Int64(estimatedMs ?? 0))) {
+                    for frame in announcer.frames(
+                        for: step, reason: reason, thinking: .start(estimatedMs: Int64(estimatedMs ?? 0)))
+                    {
                         try await publish(frame.frameType, try frame.data(), roleActivity: true)
                     }
                 }
@@ -229,7 +253,10 @@ struct RecordStore: Sendable {
 
     /// The record and its outbox: one hash tag, so one script reads or writes both.
     static func keys(_ conversation: String) -> [RedisArgument] {
-        [RedisArgument(Keyspace.Conversation.record(conversation)), RedisArgument(Keyspace.Conversation.outbox(conversation))]
+        [
+            RedisArgument(Keyspace.Conversation.record(conversation)),
+            RedisArgument(Keyspace.Conversation.outbox(conversation)),
+        ]
     }
 
     func load(conversation: String, input: UUID) async throws -> Loaded {
@@ -240,7 +267,9 @@ struct RecordStore: Sendable {
         let values = reply.array ?? []
         guard values.count == 3 else { throw RedisError(.protocolViolation, "record load answered \(reply)") }
         var loaded = Loaded(record: nil, version: values[0].integer ?? 0, outbox: nil)
-        if let bytes = values[1].bytes { loaded.record = try JSONDecoder().decode(ConversationRecord.self, from: Data(bytes)) }
+        if let bytes = values[1].bytes {
+            loaded.record = try JSONDecoder().decode(ConversationRecord.self, from: Data(bytes))
+        }
         if let bytes = values[2].bytes { loaded.outbox = try JSONDecoder().decode(Outbox.self, from: Data(bytes)) }
         return loaded
     }
@@ -262,7 +291,8 @@ struct RecordStore: Sendable {
     }
 
     func clearOutbox(conversation: String, input: UUID) async throws {
-        try await redis.send("HDEL", RedisArgument(Keyspace.Conversation.outbox(conversation)), RedisArgument(input.uuidString))
+        try await redis.send(
+            "HDEL", RedisArgument(Keyspace.Conversation.outbox(conversation)), RedisArgument(input.uuidString))
     }
 
     static let loadScript = RedisScript(

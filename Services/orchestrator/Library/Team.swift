@@ -16,7 +16,8 @@ public struct Team: Codable, Sendable, Hashable {
         public var provider: ProviderSpec
 
         public init(
-            name: String, responsibility: String, systemPrompt: String, keywords: [String] = [], estimatedMs: Int = 1500,
+            name: String, responsibility: String, systemPrompt: String, keywords: [String] = [],
+            estimatedMs: Int = 1500,
             provider: ProviderSpec = .offline
         ) {
             self.name = name
@@ -111,27 +112,39 @@ public struct Team: Codable, Sendable, Hashable {
         roles: [
             Role(
                 name: "Alex", responsibility: "requirements analyst",
-                systemPrompt: "You are Alex, the team's requirements analyst. Say what the user really asks for: goals, constraints, open questions. Be brief and concrete.",
-                keywords: ["plan", "goal", "need", "want", "requirement", "scope", "project", "需求", "目标", "计划"], estimatedMs: 1200),
+                systemPrompt:
+                    "You are Alex, the team's requirements analyst. Say what the user really asks for: goals, constraints, open questions. Be brief and concrete.",
+                keywords: ["plan", "goal", "need", "want", "requirement", "scope", "project", "需求", "目标", "计划"],
+                estimatedMs: 1200),
             Role(
                 name: "Kulu", responsibility: "researcher",
-                systemPrompt: "You are Kulu, the team's researcher. Bring the facts, data and background the question needs, and say how sure you are.",
-                keywords: ["research", "data", "fact", "market", "source", "compare", "history", "研究", "数据", "市场"], estimatedMs: 1500),
+                systemPrompt:
+                    "You are Kulu, the team's researcher. Bring the facts, data and background the question needs, and say how sure you are.",
+                keywords: ["research", "data", "fact", "market", "source", "compare", "history", "研究", "数据", "市场"],
+                estimatedMs: 1500),
             Role(
                 name: "Mike", responsibility: "engineer",
-                systemPrompt: "You are Mike, the team's engineer. Judge technical feasibility and sketch how to build it: architecture, effort, pitfalls.",
-                keywords: ["build", "code", "system", "architecture", "api", "performance", "technical", "技术", "架构", "代码"], estimatedMs: 1500),
+                systemPrompt:
+                    "You are Mike, the team's engineer. Judge technical feasibility and sketch how to build it: architecture, effort, pitfalls.",
+                keywords: [
+                    "build", "code", "system", "architecture", "api", "performance", "technical", "技术", "架构", "代码",
+                ], estimatedMs: 1500),
             Role(
                 name: "Emma", responsibility: "designer",
-                systemPrompt: "You are Emma, the team's designer. Look at it from the user's side: experience, clarity, what people will feel and do.",
-                keywords: ["design", "user", "experience", "ui", "creative", "brand", "feel", "设计", "用户", "体验"], estimatedMs: 1200),
+                systemPrompt:
+                    "You are Emma, the team's designer. Look at it from the user's side: experience, clarity, what people will feel and do.",
+                keywords: ["design", "user", "experience", "ui", "creative", "brand", "feel", "设计", "用户", "体验"],
+                estimatedMs: 1200),
             Role(
                 name: "David", responsibility: "decision maker",
-                systemPrompt: "You are David, the team's decision maker. Weigh your colleagues' contributions, resolve conflicts, decide, and name the risks.",
-                keywords: ["decide", "decision", "risk", "strategy", "priority", "budget", "should", "决策", "风险", "策略"], estimatedMs: 1000),
+                systemPrompt:
+                    "You are David, the team's decision maker. Weigh your colleagues' contributions, resolve conflicts, decide, and name the risks.",
+                keywords: ["decide", "decision", "risk", "strategy", "priority", "budget", "should", "决策", "风险", "策略"],
+                estimatedMs: 1000),
             Role(
                 name: "Catherine", responsibility: "communicator",
-                systemPrompt: "You are Catherine, the team's communicator. Write the final answer to the user from the team's work: clear, complete, friendly, in the user's language.",
+                systemPrompt:
+                    "You are Catherine, the team's communicator. Write the final answer to the user from the team's work: clear, complete, friendly, in the user's language.",
                 keywords: ["write", "explain", "summary", "summarize", "总结", "解释"], estimatedMs: 800),
         ],
         directRole: "Alex",

@@ -18,8 +18,11 @@ func arrivalMicros(_ received: FrameInbox.Received) -> Int64 {
 struct OverheadBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "overhead",
-        abstract: "The engine's first token → the client's first chunk, for every role of every run (goal p99 < 30 ms).",
-        discussion: "Run the agent-worker with SWITCHBOARD_AGENT_TOKEN_RATE=0 (bench.sh does): at a slow token rate the chunker holds a first chunk until it has 5 tokens or 75 ms have passed, by design.")
+        abstract:
+            "The engine's first token → the client's first chunk, for every role of every run (goal p99 < 30 ms).",
+        discussion:
+            "Run the agent-worker with SWITCHBOARD_AGENT_TOKEN_RATE=0 (bench.sh does): at a slow token rate the chunker holds a first chunk until it has 5 tokens or 75 ms have passed, by design."
+    )
 
     @Option(help: "The gateway's WebSocket URL.") var gateway = "ws://127.0.0.1:8080/ws"
     @Option(help: "Messages to send, one run at a time.") var messages = 100
@@ -40,19 +43,26 @@ struct OverheadBench: BenchScenario {
             BenchReporter.begin("runs", total: warmup + messages)
             for index in 0..<(warmup + messages) {
                 BenchReporter.step()
-                client.send(ClientCommand(
-                    id: "overhead-\(index)", type: ClientCommandType.sendMessage,
-                    data: ["conversationId": .string(conversation), "content": .string("compare option \(index) with the others"),
-                           "pattern": .string(pattern)]))
+                client.send(
+                    ClientCommand(
+                        id: "overhead-\(index)", type: ClientCommandType.sendMessage,
+                        data: [
+                            "conversationId": .string(conversation),
+                            "content": .string("compare option \(index) with the others"),
+                            "pattern": .string(pattern),
+                        ]))
                 var complete = false
                 while let received = await client.frames.next(within: .seconds(30)) {
                     let frame = received.frame
-                    if frame.type == "ERROR" { throw ValidationError("the gateway refused a message: \(frame.error?.message ?? "")") }
+                    if frame.type == "ERROR" {
+                        throw ValidationError("the gateway refused a message: \(frame.error?.message ?? "")")
+                    }
                     if frame.type == FrameType.collaborationComplete {
                         complete = true
                         break
                     }
-                    guard index >= warmup, frame.type == FrameType.agentChunk || frame.type == FrameType.messageStreamChunk,
+                    guard index >= warmup,
+                        frame.type == FrameType.agentChunk || frame.type == FrameType.messageStreamChunk,
                         let firstToken = frame.data["firstTokenAt"]?.doubleValue
                     else { continue }
                     _ = histogram.record(UInt64(max(0, arrivalMicros(received) - Int64(firstToken))))
@@ -65,7 +75,8 @@ struct OverheadBench: BenchScenario {
             throw ValidationError("the connection closed (code \(outcome.closeCode.map(String.init) ?? "none"))")
         }
         let (histogram, incomplete) = result
-        BenchReporter.say("overhead over \(messages) \(pattern) runs (\(incomplete) incomplete), one role's first chunk per sample")
+        BenchReporter.say(
+            "overhead over \(messages) \(pattern) runs (\(incomplete) incomplete), one role's first chunk per sample")
         BenchReporter.record(LatencySummary(name: "engine first token → client", histogram: histogram))
     }
 }
@@ -75,8 +86,11 @@ struct OverheadBench: BenchScenario {
 struct AgentsBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "agents",
-        abstract: "Concurrent multi-agent runs: chunks/s delivered, chunk creation → client latency, orchestrator and agent-worker RSS.",
-        discussion: "Run the agent-worker at the token rate to study (bench.sh: 30 tokens/s) with enough concurrency for every parallel role (SWITCHBOARD_AGENT_CONCURRENCY).")
+        abstract:
+            "Concurrent multi-agent runs: chunks/s delivered, chunk creation → client latency, orchestrator and agent-worker RSS.",
+        discussion:
+            "Run the agent-worker at the token rate to study (bench.sh: 30 tokens/s) with enough concurrency for every parallel role (SWITCHBOARD_AGENT_CONCURRENCY)."
+    )
 
     @Option(help: "The gateway's WebSocket URL.") var gateway = "ws://127.0.0.1:8080/ws"
     @Option(help: "Conversations, each one client sending one message at the same moment.") var conversations = 200
@@ -93,7 +107,8 @@ struct AgentsBench: BenchScenario {
         let completed = Atomic<Int>(0)
         let failed = Atomic<Int>(0)
         /// Chunk creation (the frame's timestamp, ms) → receipt, µs.
-        let latency = Mutex(Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three))
+        let latency = Mutex(
+            Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three))
         let lastChunkAt = Atomic<Int64>(0)
     }
 
@@ -105,20 +120,27 @@ struct AgentsBench: BenchScenario {
         let runID = UUID().uuidString.prefix(8).lowercased()
         let state = State()
         let (url, pattern, count, timeout) = (gateway, pattern, conversations, timeout)
-        let pids = [("orchestrator", orchestratorPid), ("agent-worker", agentWorkerPid)].compactMap { name, pid in pid.map { (name, $0) } }
+        let pids = [("orchestrator", orchestratorPid), ("agent-worker", agentWorkerPid)].compactMap { name, pid in
+            pid.map { (name, $0) }
+        }
         let memory = MemorySampler(pids: pids)
         let before = memory.sample()
         BenchReporter.say("connecting \(count) clients…")
         BenchReporter.begin("connected", total: count)
         var startedAt: Int64 = 0
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await memory.run(until: { state.completed.load(ordering: .relaxed) + state.failed.load(ordering: .relaxed) >= count }) }
+            group.addTask {
+                await memory.run(until: {
+                    state.completed.load(ordering: .relaxed) + state.failed.load(ordering: .relaxed) >= count
+                })
+            }
             for index in 0..<count {
                 let token = try await authority.mint(user: "agents-\(runID)-\(index)")
                 group.addTask {
                     do {
                         try await Self.converse(
-                            url: url, token: token, conversation: "agents-\(runID)-\(index)", pattern: pattern, index: index,
+                            url: url, token: token, conversation: "agents-\(runID)-\(index)", pattern: pattern,
+                            index: index,
                             timeout: timeout, state: state)
                     } catch {
                         state.failed.add(1, ordering: .relaxed)
@@ -128,7 +150,8 @@ struct AgentsBench: BenchScenario {
             while state.connected.load(ordering: .relaxed) + state.failed.load(ordering: .relaxed) < count {
                 try await Task.sleep(for: .milliseconds(20))
             }
-            BenchReporter.say("\(state.connected.load(ordering: .relaxed)) connected; \(count) \(pattern) runs start now…")
+            BenchReporter.say(
+                "\(state.connected.load(ordering: .relaxed)) connected; \(count) \(pattern) runs start now…")
             BenchReporter.begin("runs complete", total: count)
             startedAt = Clock.epochMicroseconds()
             state.go.store(true, ordering: .releasing)
@@ -136,12 +159,17 @@ struct AgentsBench: BenchScenario {
         }
         let chunks = state.chunks.load(ordering: .relaxed)
         let seconds = Double(max(state.lastChunkAt.load(ordering: .relaxed) - startedAt, 1)) / 1e6
-        BenchReporter.say("agents: \(count) concurrent \(pattern) runs, \(state.completed.load(ordering: .relaxed)) complete, \(state.failed.load(ordering: .relaxed)) failed")
-        BenchReporter.say(String(format: "chunks delivered: %d in %.2f s = %.0f chunks/s", chunks, seconds, Double(chunks) / seconds))
+        BenchReporter.say(
+            "agents: \(count) concurrent \(pattern) runs, \(state.completed.load(ordering: .relaxed)) complete, \(state.failed.load(ordering: .relaxed)) failed"
+        )
+        BenchReporter.say(
+            String(format: "chunks delivered: %d in %.2f s = %.0f chunks/s", chunks, seconds, Double(chunks) / seconds))
         BenchReporter.record(LatencySummary(name: "chunk creation → client", histogram: state.latency.withLock { $0 }))
         for (name, _) in pids {
-            BenchReporter.say(String(
-                format: "%@ RSS: %.1f MiB before, %.1f MiB peak", name, Double(before[name] ?? 0) / 1024, Double(memory.peak(name)) / 1024))
+            BenchReporter.say(
+                String(
+                    format: "%@ RSS: %.1f MiB before, %.1f MiB peak", name, Double(before[name] ?? 0) / 1024,
+                    Double(memory.peak(name)) / 1024))
         }
     }
 
@@ -152,10 +180,14 @@ struct AgentsBench: BenchScenario {
             state.connected.add(1, ordering: .relaxed)
             BenchReporter.step()
             while !state.go.load(ordering: .acquiring) { try await Task.sleep(for: .milliseconds(5)) }
-            client.send(ClientCommand(
-                id: "m", type: ClientCommandType.sendMessage,
-                data: ["conversationId": .string(conversation), "content": .string("compare the options for launch \(index)"),
-                       "pattern": .string(pattern)]))
+            client.send(
+                ClientCommand(
+                    id: "m", type: ClientCommandType.sendMessage,
+                    data: [
+                        "conversationId": .string(conversation),
+                        "content": .string("compare the options for launch \(index)"),
+                        "pattern": .string(pattern),
+                    ]))
             let deadline = ContinuousClock.now + .seconds(timeout)
             while ContinuousClock.now < deadline, let received = await client.frames.next(within: .seconds(60)) {
                 let frame = received.frame
@@ -189,7 +221,9 @@ final class MemorySampler: Sendable {
         for (name, pid) in pids {
             guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
                 let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-                let kB = line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap({ Int($0) })
+                let kB = line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first.flatMap({
+                    Int($0)
+                })
             else { continue }
             values[name] = kB
         }

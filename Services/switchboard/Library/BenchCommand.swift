@@ -12,7 +12,8 @@ struct BenchCommand: AsyncParsableCommand {
         commandName: "bench", abstract: "Measure Switchboard (run against a release build).",
         subcommands: [
             RoundTripBench.self, BusHopBench.self, ConnectionsBench.self, FanoutBench.self, ReconnectBench.self,
-            WorkflowBench.self, OverheadBench.self, AgentsBench.self, HistoryBench.self, IngestBench.self, VoiceOverheadBench.self, VoiceDevicesBench.self,
+            WorkflowBench.self, OverheadBench.self, AgentsBench.self, HistoryBench.self, IngestBench.self,
+            VoiceOverheadBench.self, VoiceDevicesBench.self,
             NotifierCodecBench.self, NotificationsBench.self,
         ])
 }
@@ -36,7 +37,9 @@ public struct LatencySummary: Sendable, Codable, Equatable, CustomStringConverti
     }
 
     public var description: String {
-        String(format: "%-28@ n=%-6llu p50=%8.2f ms  p90=%8.2f ms  p99=%8.2f ms  max=%8.2f ms", name as NSString, count, p50, p90, p99, max)
+        String(
+            format: "%-28@ n=%-6llu p50=%8.2f ms  p90=%8.2f ms  p99=%8.2f ms  max=%8.2f ms", name as NSString, count,
+            p50, p90, p99, max)
     }
 }
 
@@ -48,7 +51,9 @@ struct RoundTripBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "roundtrip",
         abstract: "Send messages one at a time over the WebSocket and time send → first chunk and send → stream end.",
-        discussion: "Run the agent-worker with SWITCHBOARD_AGENT_TOKEN_RATE=0 and SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS=0 to time the platform rather than the offline engine's pacing.")
+        discussion:
+            "Run the agent-worker with SWITCHBOARD_AGENT_TOKEN_RATE=0 and SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS=0 to time the platform rather than the offline engine's pacing."
+    )
 
     @Option(help: "The gateway's WebSocket URL.") var gateway = "ws://127.0.0.1:8080/ws"
     @Option(help: "Messages to send.") var messages = 1000
@@ -68,7 +73,9 @@ struct RoundTripBench: BenchScenario {
         let result = try await Self.measure(
             gateway: gateway, messages: messages, warmup: warmup, messagesPerUser: messagesPerUser,
             token: { try await authority.mint(user: "bench-\(UUID().uuidString.prefix(8))") })
-        BenchReporter.say("roundtrip over \(messages) messages, \(messagesPerUser) per user (\(result.lost) without a complete stream)")
+        BenchReporter.say(
+            "roundtrip over \(messages) messages, \(messagesPerUser) per user (\(result.lost) without a complete stream)"
+        )
         BenchReporter.record(result.firstChunk)
         BenchReporter.record(result.streamEnd)
     }
@@ -85,7 +92,8 @@ struct RoundTripBench: BenchScenario {
         gateway: String, messages: Int, warmup: Int, messagesPerUser: Int, token: @Sendable () async throws -> String
     ) async throws -> Result {
         struct Tally: Sendable {
-            var firstChunk = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+            var firstChunk = Histogram<UInt64>(
+                highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
             var streamEnd = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
             var lost = 0
         }
@@ -97,7 +105,8 @@ struct RoundTripBench: BenchScenario {
             let range = next..<min(total, next + messagesPerUser)
             next = range.upperBound
             let conversation = "bench-\(UUID().uuidString.lowercased())"
-            let outcome = try await ChatClient.withConnection(url: gateway, token: try await token()) { [tally] client -> Tally in
+            let outcome = try await ChatClient.withConnection(url: gateway, token: try await token()) {
+                [tally] client -> Tally in
                 var tally = tally
                 for index in range {
                     BenchReporter.step()
@@ -105,14 +114,19 @@ struct RoundTripBench: BenchScenario {
                     client.send(
                         ClientCommand(
                             id: "bench-\(index)", type: ClientCommandType.sendMessage,
-                            data: ["conversationId": .string(conversation), "content": .string("benchmark message \(index)")]))
+                            data: [
+                                "conversationId": .string(conversation),
+                                "content": .string("benchmark message \(index)"),
+                            ]))
                     var chunkAt: ContinuousClock.Instant?
                     var endAt: ContinuousClock.Instant?
                     while endAt == nil, let received = await client.frames.next(within: .seconds(10)) {
                         switch received.frame.type {
                         case FrameType.messageStreamChunk where chunkAt == nil: chunkAt = received.receivedAt
                         case FrameType.messageStreamEnd: endAt = received.receivedAt
-                        case "ERROR": throw ValidationError("the gateway refused a message: \(received.frame.error?.message ?? "")")
+                        case "ERROR":
+                            throw ValidationError(
+                                "the gateway refused a message: \(received.frame.error?.message ?? "")")
                         default: break
                         }
                     }
@@ -173,7 +187,8 @@ struct BusHopBench: BenchScenario {
         let summary = try await withThrowingTaskGroup(of: LatencySummary?.self) { group in
             let warmedUp = OnceFlag()
             group.addTask {
-                var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+                var histogram = Histogram<UInt64>(
+                    highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
                 var received = 0
                 for await message in partition {
                     let text = String(decoding: message.value, as: UTF8.self)
@@ -191,7 +206,8 @@ struct BusHopBench: BenchScenario {
             }
             group.addTask {
                 while !warmedUp.isSet {
-                    _ = try await producer.send(KafkaOutgoingMessage(topic: topic, key: "bench", value: Array("warm-up".utf8)))
+                    _ = try await producer.send(
+                        KafkaOutgoingMessage(topic: topic, key: "bench", value: Array("warm-up".utf8)))
                     try await Task.sleep(for: .milliseconds(20))
                 }
                 let interval = Duration.nanoseconds(Int64(1e9 / Double(max(rate, 1))))
@@ -201,7 +217,8 @@ struct BusHopBench: BenchScenario {
                     deadline = deadline.advanced(by: interval)
                     try await clock.sleep(until: deadline)
                     _ = try await producer.enqueue(
-                        KafkaOutgoingMessage(topic: topic, key: "bench", value: Array(String(Clock.epochMicroseconds()).utf8)))
+                        KafkaOutgoingMessage(
+                            topic: topic, key: "bench", value: Array(String(Clock.epochMicroseconds()).utf8)))
                 }
                 return nil
             }

@@ -3,7 +3,7 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-@preconcurrency import Glibc
+    @preconcurrency import Glibc
 #endif
 
 /// A scenario's results: the lines it reports (the human form, as before), its latency summaries, and
@@ -25,7 +25,8 @@ public struct BenchResults: Sendable, Codable, Equatable {
             alignments: [.left, .right, .right, .right, .right, .right])
         for summary in latencies {
             table.append(
-                [summary.name, String(summary.count)] + [summary.p50, summary.p90, summary.p99, summary.max].map { String(format: "%.2f", $0) })
+                [summary.name, String(summary.count)]
+                    + [summary.p50, summary.p90, summary.p99, summary.max].map { String(format: "%.2f", $0) })
         }
         return table.render()
     }

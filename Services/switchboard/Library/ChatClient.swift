@@ -58,7 +58,8 @@ public struct ChatClient: Sendable {
             do {
                 outcome.complete(
                     .success(
-                        try await run(url: url, token: token, logger: logger, observer: observer, upgraded: upgraded, body)))
+                        try await run(
+                            url: url, token: token, logger: logger, observer: observer, upgraded: upgraded, body)))
             } catch {
                 outcome.complete(.failure(error))
             }
@@ -67,7 +68,8 @@ public struct ChatClient: Sendable {
             try await Task.sleep(for: handshakeTimeout)
             guard !upgraded.isSet else { return }
             // Abandon the stuck attempt: its task ends whenever the library lets it.
-            outcome.complete(.failure(ConnectionError(description: "no WebSocket handshake from \(url) within \(handshakeTimeout)")))
+            outcome.complete(
+                .failure(ConnectionError(description: "no WebSocket handshake from \(url) within \(handshakeTimeout)")))
             connection.cancel()
         }
         defer { watchdog.cancel() }

@@ -6,7 +6,7 @@ import SwitchboardContracts
 import SwitchboardRuntime
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// Opens many idle authenticated WebSocket connections, reports the gateway's resident memory per
@@ -38,9 +38,13 @@ struct ConnectionsBench: BenchScenario {
         try await withThrowingTaskGroup(of: Void.self) { group in
             var launched = 0
             for index in 0..<connections {
-                if launched - state.connected.load(ordering: .relaxed) - state.failed.load(ordering: .relaxed) >= concurrency {
+                if launched - state.connected.load(ordering: .relaxed) - state.failed.load(ordering: .relaxed)
+                    >= concurrency
+                {
                     // Keep at most `concurrency` handshakes in flight.
-                    while launched - state.connected.load(ordering: .relaxed) - state.failed.load(ordering: .relaxed) >= concurrency {
+                    while launched - state.connected.load(ordering: .relaxed) - state.failed.load(ordering: .relaxed)
+                        >= concurrency
+                    {
                         try await Task.sleep(for: .milliseconds(5))
                     }
                 }
@@ -50,14 +54,17 @@ struct ConnectionsBench: BenchScenario {
                     do {
                         try await ChatClient.withConnection(url: url, token: token) { client in
                             client.send(ClientCommand(id: "p", type: ClientCommandType.ping, data: ["timestamp": 1]))
-                            guard await client.frames.first(within: .seconds(60), where: { $0.type == "PONG" }) != nil else {
+                            guard await client.frames.first(within: .seconds(60), where: { $0.type == "PONG" }) != nil
+                            else {
                                 state.failed.add(1, ordering: .relaxed)
                                 return false
                             }
                             state.connected.add(1, ordering: .relaxed)
                             BenchReporter.step()
                             await state.gate.wait()
-                            guard let received = await client.frames.first(within: .seconds(120), where: { $0.type == FrameType.userNotification }),
+                            guard
+                                let received = await client.frames.first(
+                                    within: .seconds(120), where: { $0.type == FrameType.userNotification }),
                                 let sentAt = state.broadcastAt.withLock({ $0 })
                             else { return false }
                             _ = state.latencies.withLock { $0.record(microseconds(received.receivedAt - sentAt)) }
@@ -76,8 +83,11 @@ struct ConnectionsBench: BenchScenario {
             let after = try Self.residentBytes(pid: gatewayPid)
             let open = state.connected.load(ordering: .relaxed)
             BenchReporter.say("connected \(open) (\(state.failed.load(ordering: .relaxed)) failed) in \(openingTime)")
-            BenchReporter.say(String(format: "gateway resident memory: %.1f MiB before, %.1f MiB after: %.1f KiB per connection",
-                         Double(before) / 1_048_576, Double(after) / 1_048_576, Double(after - before) / 1024 / Double(max(open, 1))))
+            BenchReporter.say(
+                String(
+                    format: "gateway resident memory: %.1f MiB before, %.1f MiB after: %.1f KiB per connection",
+                    Double(before) / 1_048_576, Double(after) / 1_048_576,
+                    Double(after - before) / 1024 / Double(max(open, 1))))
             state.gate.open()
             try await Task.sleep(for: .milliseconds(200))
             let admin = try await authority.mint(user: "bench-admin", roles: ["admin"])
@@ -86,7 +96,8 @@ struct ConnectionsBench: BenchScenario {
             try await group.waitForAll()
         }
         let histogram = state.latencies.withLock { $0 }
-        BenchReporter.say("broadcast reached \(histogram.totalCount) of \(state.connected.load(ordering: .relaxed)) connections")
+        BenchReporter.say(
+            "broadcast reached \(histogram.totalCount) of \(state.connected.load(ordering: .relaxed)) connections")
         BenchReporter.record(LatencySummary(name: "broadcast → receipt", histogram: histogram))
     }
 
@@ -106,7 +117,9 @@ struct ConnectionsBench: BenchScenario {
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.httpBody = Data(#"{"type":"info","title":"bench","message":"broadcast"}"#.utf8)
         let (_, response) = try await URLSession.shared.data(for: request)
-        guard (response as? HTTPURLResponse)?.statusCode == 200 else { throw ValidationError("broadcast refused: \(response)") }
+        guard (response as? HTTPURLResponse)?.statusCode == 200 else {
+            throw ValidationError("broadcast refused: \(response)")
+        }
     }
 }
 

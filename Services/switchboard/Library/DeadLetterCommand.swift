@@ -40,15 +40,19 @@ struct DeadLetterCommand: AsyncParsableCommand {
         func run() async throws {
             let client = try connection.client()
             guard let topic else {
-                let counts = try await DeadLetterReplay.counts(client: client, topics: Topics.all.map(\.deadLetter.name))
+                let counts = try await DeadLetterReplay.counts(
+                    client: client, topics: Topics.all.map(\.deadLetter.name))
                 if connection.json {
                     for count in counts { print(try JSONLines.encode(count)) }
                 } else {
-                    for count in counts { print("\(count.topic)\t\(count.total) dead letters, \(count.pending) not replayed") }
+                    for count in counts {
+                        print("\(count.topic)\t\(count.total) dead letters, \(count.pending) not replayed")
+                    }
                 }
                 return
             }
-            let letters = try await DeadLetterReplay.read(client: client, topic: DeadLetterReplay.deadLetterTopic(topic))
+            let letters = try await DeadLetterReplay.read(
+                client: client, topic: DeadLetterReplay.deadLetterTopic(topic))
             for letter in letters {
                 print(connection.json ? try JSONLines.encode(letter.summary) : letter.summary.line)
             }
@@ -66,7 +70,8 @@ struct DeadLetterCommand: AsyncParsableCommand {
             let letters = try await DeadLetterReplay.read(
                 client: try connection.client(), topic: DeadLetterReplay.deadLetterTopic(topic))
             guard let letter = letters.first(where: { $0.message.offset == offset }) else {
-                throw ValidationError("no dead letter at offset \(offset) of \(DeadLetterReplay.deadLetterTopic(topic))")
+                throw ValidationError(
+                    "no dead letter at offset \(offset) of \(DeadLetterReplay.deadLetterTopic(topic))")
             }
             if connection.json {
                 print(try JSONLines.encode(letter.detail))
@@ -91,7 +96,9 @@ struct DeadLetterCommand: AsyncParsableCommand {
             let replayed = try await DeadLetterReplay.replay(
                 client: try connection.client(), topic: DeadLetterReplay.deadLetterTopic(topic), logger: logger)
             for record in replayed {
-                print(connection.json ? try JSONLines.encode(record) : "replayed \(record.from) → \(record.to) @\(record.offset)")
+                print(
+                    connection.json
+                        ? try JSONLines.encode(record) : "replayed \(record.from) → \(record.to) @\(record.offset)")
             }
             if !connection.json { print("\(replayed.count) replayed") }
         }
@@ -136,7 +143,8 @@ struct DeadLetterEntry: Sendable {
     var detail: Detail {
         Detail(
             summary: summary,
-            headers: Dictionary(message.headers.map { ($0.name, $0.stringValue) }, uniquingKeysWith: { _, last in last }),
+            headers: Dictionary(
+                message.headers.map { ($0.name, $0.stringValue) }, uniquingKeysWith: { _, last in last }),
             value: String(decoding: message.value, as: UTF8.self))
     }
 }
@@ -167,7 +175,8 @@ enum DeadLetterReplay {
         return topics.map { topic in
             let own = partitions.filter { $0.topic == topic }
             return Count(
-                topic: topic, total: own.reduce(0) { $0 + $1.highWatermark - $1.lowWatermark }, pending: own.reduce(0) { $0 + $1.lag })
+                topic: topic, total: own.reduce(0) { $0 + $1.highWatermark - $1.lowWatermark },
+                pending: own.reduce(0) { $0 + $1.lag })
         }
     }
 
@@ -177,33 +186,48 @@ enum DeadLetterReplay {
         let partitions = lag.first?.partitions ?? []
         let replayedBelow = Dictionary(partitions.map { ($0.partition, $0.committed ?? 0) }, uniquingKeysWith: max)
         var ends: [Int32: Int64] = [:]
-        for partition in partitions where partition.highWatermark > partition.lowWatermark { ends[partition.partition] = partition.highWatermark }
+        for partition in partitions where partition.highWatermark > partition.lowWatermark {
+            ends[partition.partition] = partition.highWatermark
+        }
         // A throwaway group reads from the oldest kept letter, without moving the replay group.
         let messages = try await readToEnd(
             client: client, group: "sb-dlq-read-\(UUID().uuidString.lowercased())", topic: topic, ends: ends)
-        return messages.map { DeadLetterEntry(message: $0, replayed: $0.offset < replayedBelow[$0.partition, default: 0]) }
+        return messages.map {
+            DeadLetterEntry(message: $0, replayed: $0.offset < replayedBelow[$0.partition, default: 0])
+        }
     }
 
     /// Replays what the replay group has not passed yet; each letter's offset is stored only after its
     /// origin topic has it, so an interrupted replay resumes where it stopped.
     static func replay(client: KafkaClientConfiguration, topic: String, logger: Logger) async throws -> [Record] {
-        guard let origin = TopicSpec.origin(ofDeadLetter: topic) else { throw ValidationError("\(topic) is not a dead-letter topic") }
+        guard let origin = TopicSpec.origin(ofDeadLetter: topic) else {
+            throw ValidationError("\(topic) is not a dead-letter topic")
+        }
         let lag = try await KafkaGroupLag.measure(client: client, groups: [(group, [topic])], logger: logger)
         var ends: [Int32: Int64] = [:]
-        for partition in lag.first?.partitions ?? [] where partition.lag > 0 { ends[partition.partition] = partition.highWatermark }
+        for partition in lag.first?.partitions ?? [] where partition.lag > 0 {
+            ends[partition.partition] = partition.highWatermark
+        }
         guard !ends.isEmpty else { return [] }
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client), logger: logger)
         var records: [Record] = []
         do {
             _ = try await readToEnd(client: client, group: group, topic: topic, ends: ends) { message, consumer in
-                var headers = message.headers.filter { !$0.name.hasPrefix("sb-dlq-") && $0.name != DeadLetter.replayedFromHeader }
+                var headers = message.headers.filter {
+                    !$0.name.hasPrefix("sb-dlq-") && $0.name != DeadLetter.replayedFromHeader
+                }
                 headers.append(
-                    KafkaHeader(name: DeadLetter.replayedFromHeader, string: "\(message.topic)/\(message.partition)/\(message.offset)"))
+                    KafkaHeader(
+                        name: DeadLetter.replayedFromHeader,
+                        string: "\(message.topic)/\(message.partition)/\(message.offset)"))
                 var outgoing = KafkaOutgoingMessage(topic: origin, key: nil, value: message.value, headers: headers)
                 outgoing.key = message.key
                 let report = try await producer.send(outgoing)
                 try consumer.markProcessed(message)
-                records.append(Record(from: "\(message.topic)/\(message.partition)/\(message.offset)", to: origin, offset: report.offset))
+                records.append(
+                    Record(
+                        from: "\(message.topic)/\(message.partition)/\(message.offset)", to: origin,
+                        offset: report.offset))
             }
         } catch {
             await producer.shutdown()

@@ -80,7 +80,9 @@ public final class DeviceSimulator: Sendable {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             guard let next = await next(within: deadline - ContinuousClock.now) else { return nil }
-            if let message = next.message, message.type == type, state == nil || message.state == state { return message }
+            if let message = next.message, message.type == type, state == nil || message.state == state {
+                return message
+            }
         }
         return nil
     }
@@ -89,14 +91,18 @@ public final class DeviceSimulator: Sendable {
     /// returns its result and the server's close code.
     public static func connect<T: Sendable>(
         url: String, token: String?, deviceID: String, clientID: String = UUID().uuidString, protocolVersion: Int = 1,
-        useQuery: Bool = false, headerOverrides: [String: String] = [:], logger: Logger = Logger(label: "device-simulator"),
+        useQuery: Bool = false, headerOverrides: [String: String] = [:],
+        logger: Logger = Logger(label: "device-simulator"),
         _ body: @escaping @Sendable (DeviceSimulator) async throws -> T
     ) async throws -> (result: T?, closeCode: UInt16?) {
         var headers = HTTPFields()
         var target = url
         if useQuery {
             var query = ["device-id=\(deviceID)", "client-id=\(clientID)", "protocol-version=\(protocolVersion)"]
-            if let token { query.append("authorization=\(token.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? token)") }
+            if let token {
+                query.append(
+                    "authorization=\(token.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? token)")
+            }
             target += (url.contains("?") ? "&" : "?") + query.joined(separator: "&")
         } else {
             headers[HTTPField.Name("Device-Id")!] = deviceID
@@ -151,11 +157,13 @@ public final class DeviceSimulator: Sendable {
     /// `text` spoken by eSpeak NG, at 16 kHz, as 60 ms Opus packets, with `silenceAfter` of silence
     /// packets (so the server's VAD sees the end of the utterance).
     public static func speech(
-        _ text: String, voice: String = "en-us", wordsPerMinute: Int = 130, silenceBefore: Duration = .milliseconds(600),
+        _ text: String, voice: String = "en-us", wordsPerMinute: Int = 130,
+        silenceBefore: Duration = .milliseconds(600),
         silenceAfter: Duration = .milliseconds(1500), format: AudioFormat = .uplink
     ) async throws -> [[UInt8]] {
         try await utterance(
-            text, voice: voice, wordsPerMinute: wordsPerMinute, silenceBefore: silenceBefore, silenceAfter: silenceAfter,
+            text, voice: voice, wordsPerMinute: wordsPerMinute, silenceBefore: silenceBefore,
+            silenceAfter: silenceAfter,
             format: format
         ).packets
     }
@@ -163,7 +171,8 @@ public final class DeviceSimulator: Sendable {
     /// The packets of `speech`, and the index of the last packet with speech: a device sends a packet
     /// once it has recorded it, so that packet's sending is the moment the speaker stopped.
     public static func utterance(
-        _ text: String, voice: String = "en-us", wordsPerMinute: Int = 130, silenceBefore: Duration = .milliseconds(600),
+        _ text: String, voice: String = "en-us", wordsPerMinute: Int = 130,
+        silenceBefore: Duration = .milliseconds(600),
         silenceAfter: Duration = .milliseconds(1500), format: AudioFormat = .uplink
     ) async throws -> (packets: [[UInt8]], speechEnd: Int) {
         let pcm = try await pcm(text, voice: voice, wordsPerMinute: wordsPerMinute, sampleRate: format.sampleRate)
@@ -181,14 +190,19 @@ public final class DeviceSimulator: Sendable {
         // Where the speaker stopped: after the last frame loud enough to be speech (eSpeak ends its
         // output with some silence of its own).
         let frame = format.samplesPerFrame
-        let frames = stride(from: 0, to: samples.count, by: frame).map { Array(samples[$0..<min(samples.count, $0 + frame)]) }
+        let frames = stride(from: 0, to: samples.count, by: frame).map {
+            Array(samples[$0..<min(samples.count, $0 + frame)])
+        }
         let lastVoiced = frames.lastIndex { VoiceActivityDetector.rms($0) >= 200 } ?? (before.count / frame)
         return (try OpusEncoder(format: format, bitrate: 32_000).encodeAll(samples), lastVoiced)
     }
 
     /// `text` spoken by eSpeak NG at `sampleRate`: the PCM a device's microphone would record.
-    public static func pcm(_ text: String, voice: String = "en-us", wordsPerMinute: Int = 130, sampleRate: Int = 16_000) async throws -> [Int16] {
-        try await EspeakSynthesizer(voice: voice, wordsPerMinute: wordsPerMinute).synthesize(text, sampleRate: sampleRate)
+    public static func pcm(_ text: String, voice: String = "en-us", wordsPerMinute: Int = 130, sampleRate: Int = 16_000)
+        async throws -> [Int16]
+    {
+        try await EspeakSynthesizer(voice: voice, wordsPerMinute: wordsPerMinute).synthesize(
+            text, sampleRate: sampleRate)
     }
 }
 

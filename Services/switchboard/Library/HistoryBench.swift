@@ -19,7 +19,8 @@ struct HistoryBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "history",
         abstract: "Seed a large history into PostgreSQL, then time pages of 50 messages (REST and store).",
-        discussion: "Seeding is skipped when the sessions of --tag are already there, so a second run measures at once.")
+        discussion: "Seeding is skipped when the sessions of --tag are already there, so a second run measures at once."
+    )
 
     @Option(help: "The gateway's HTTP base URL.") var gateway = "http://127.0.0.1:8080"
     @Option(help: "PostgreSQL URL (env SWITCHBOARD_POSTGRES_URL).") var postgres: String?
@@ -38,8 +39,10 @@ struct HistoryBench: BenchScenario {
             throw ValidationError("sessions, users and requests must be positive, and messages ≥ sessions")
         }
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
-        let url = try setting(postgres, environment: "POSTGRES_URL", default: SwitchboardConfiguration(service: .notifier).postgresURL)
-        let store = HistoryStore(configuration: try StoreConfiguration(url: url, maximumConnections: 2), logger: Self.logger)
+        let url = try setting(
+            postgres, environment: "POSTGRES_URL", default: SwitchboardConfiguration(service: .notifier).postgresURL)
+        let store = HistoryStore(
+            configuration: try StoreConfiguration(url: url, maximumConnections: 2), logger: Self.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await store.run() }
             defer { group.cancelAll() }
@@ -49,14 +52,17 @@ struct HistoryBench: BenchScenario {
     }
 
     private func seed(_ store: HistoryStore) async throws {
-        let existing = try await store.client.query(
-            "SELECT count(*)::int8 FROM sessions WHERE chat_id LIKE \(tag + "-s-%")", logger: Self.logger
-        ).collect().first?.decode(Int64.self) ?? 0
+        let existing =
+            try await store.client.query(
+                "SELECT count(*)::int8 FROM sessions WHERE chat_id LIKE \(tag + "-s-%")", logger: Self.logger
+            ).collect().first?.decode(Int64.self) ?? 0
         if existing == Int64(sessions) {
             BenchReporter.say("history: \(sessions) sessions of tag \(tag) already seeded")
             return
         }
-        guard existing == 0 else { throw ValidationError("tag \(tag) is partly seeded (\(existing) sessions); use another --tag") }
+        guard existing == 0 else {
+            throw ValidationError("tag \(tag) is partly seeded (\(existing) sessions); use another --tag")
+        }
         let perSession = messages / sessions
         let started = ContinuousClock.now
         let base = Clock.epochMicroseconds() - Int64(messages) * 1_000
@@ -86,8 +92,10 @@ struct HistoryBench: BenchScenario {
         try await store.client.query("ANALYZE sessions", logger: Self.logger)
         try await store.client.query("ANALYZE messages", logger: Self.logger)
         let seconds = Self.seconds(ContinuousClock.now - started)
-        BenchReporter.say(String(format: "history: seeded %d messages in %d sessions (%d users) in %.1f s (%.0f rows/s)",
-            sessions * perSession, sessions, users, seconds, Double(sessions * perSession) / seconds))
+        BenchReporter.say(
+            String(
+                format: "history: seeded %d messages in %d sessions (%d users) in %.1f s (%.0f rows/s)",
+                sessions * perSession, sessions, users, seconds, Double(sessions * perSession) / seconds))
     }
 
     private func measure(_ store: HistoryStore, secret: String) async throws {
@@ -104,7 +112,8 @@ struct HistoryBench: BenchScenario {
 
     private func measure(_ store: HistoryStore, authority: TokenAuthority, http: HTTPClient) async throws {
         var tokens: [Int: String] = [:]
-        var restFirst = Self.histogram(), restNext = Self.histogram(), storeFirst = Self.histogram(), storeNext = Self.histogram()
+        var restFirst = Self.histogram(), restNext = Self.histogram(), storeFirst = Self.histogram(),
+            storeNext = Self.histogram()
         var failures = 0
         BenchReporter.begin("pages", total: warmup + requests)
         for index in 0..<(warmup + requests) {
@@ -126,7 +135,9 @@ struct HistoryBench: BenchScenario {
             started = ContinuousClock.now
             let older = try await store.messages(chatID, user: userID, before: Cursor(encoded: cursor), limit: 50)
             if measured { _ = storeNext.record(microseconds(ContinuousClock.now - started)) }
-            guard older.items.count == 50 else { throw ValidationError("the second page of \(chatID) has \(older.items.count) messages") }
+            guard older.items.count == 50 else {
+                throw ValidationError("the second page of \(chatID) has \(older.items.count) messages")
+            }
 
             // Through the gateway: authentication, the same queries, JSON.
             let path = "\(gateway)/api/v1/conversations/\(chatID)/messages?limit=50"
@@ -141,7 +152,8 @@ struct HistoryBench: BenchScenario {
                 if measured { _ = isFirst ? restFirst.record(elapsed) : restNext.record(elapsed) }
             }
         }
-        BenchReporter.say("history pages of 50 messages, \(requests) random sessions, one client, after \(warmup) unmeasured")
+        BenchReporter.say(
+            "history pages of 50 messages, \(requests) random sessions, one client, after \(warmup) unmeasured")
         BenchReporter.record(LatencySummary(name: "REST newest page", histogram: restFirst))
         BenchReporter.record(LatencySummary(name: "REST next page (cursor)", histogram: restNext))
         BenchReporter.record(LatencySummary(name: "store newest page", histogram: storeFirst))
@@ -183,24 +195,30 @@ struct HistoryBench: BenchScenario {
 /// share the two cores with the consumer being measured.
 struct IngestBench: BenchScenario {
     static let configuration = CommandConfiguration(
-        commandName: "ingest", abstract: "Publish user messages and time the persistence consumer writing them to PostgreSQL.")
+        commandName: "ingest",
+        abstract: "Publish user messages and time the persistence consumer writing them to PostgreSQL.")
 
     @Option(help: "Kafka brokers (env SWITCHBOARD_KAFKA_BROKERS).") var brokers: String?
     @Option(help: "PostgreSQL URL (env SWITCHBOARD_POSTGRES_URL).") var postgres: String?
     @Option(help: "Messages to publish.") var messages = 50_000
-    @Option(help: "Conversations they belong to (the routing keys, so the partitions share the load).") var conversations = 1_000
+    @Option(help: "Conversations they belong to (the routing keys, so the partitions share the load).")
+    var conversations = 1_000
     @Option(help: "Seconds to wait for the last row.") var timeout = 300
 
     @OptionGroup var output: BenchOutput
 
     func report() async throws {
-        guard messages > 0, conversations > 0 else { throw ValidationError("messages and conversations must be positive") }
+        guard messages > 0, conversations > 0 else {
+            throw ValidationError("messages and conversations must be positive")
+        }
         let brokers = try setting(brokers, environment: "KAFKA_BROKERS", default: "127.0.0.1:9092")
-        let url = try setting(postgres, environment: "POSTGRES_URL", default: SwitchboardConfiguration(service: .notifier).postgresURL)
+        let url = try setting(
+            postgres, environment: "POSTGRES_URL", default: SwitchboardConfiguration(service: .notifier).postgresURL)
         let logger = HistoryBench.logger
         let store = HistoryStore(configuration: try StoreConfiguration(url: url, maximumConnections: 1), logger: logger)
         let producer = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(client: KafkaClientConfiguration(bootstrapServers: brokers, clientID: "switchboard-bench")),
+            configuration: KafkaProducerConfiguration(
+                client: KafkaClientConfiguration(bootstrapServers: brokers, clientID: "switchboard-bench")),
             logger: logger)
         let tag = "ing-\(UUID().uuidString.prefix(8).lowercased())"
         let source = EventSource(service: "bench", instance: "bench")
@@ -223,7 +241,8 @@ struct IngestBench: BenchScenario {
                 let conversation = "\(tag)-\(index % conversations)"
                 let payload = ChatMessageSubmitted(
                     messageId: "\(tag)-m-\(index)", clientMessageId: "c-\(index)", conversationId: conversation,
-                    userId: "\(tag)-user-\(index % conversations)", content: "ingest benchmark message \(index)", gateway: "bench")
+                    userId: "\(tag)-user-\(index % conversations)", content: "ingest benchmark message \(index)",
+                    gateway: "bench")
                 let envelope = Envelope(routingKey: conversation, source: source, payload: payload)
                 pending.append(try await producer.enqueue(EventBus.message(envelope, topic: Topics.chatRequests)))
             }
@@ -239,16 +258,26 @@ struct IngestBench: BenchScenario {
             let finished = ContinuousClock.now
             await producer.shutdown()
             let total = HistoryBench.seconds(finished - started), publishing = HistoryBench.seconds(published - started)
-            BenchReporter.say(String(format: "ingest: %d user messages in %d conversations, published in %.2f s (%.0f/s)",
-                messages, conversations, publishing, Double(messages) / publishing))
-            BenchReporter.say(String(format: "rows in PostgreSQL: %lld after %.2f s: %.0f messages/s from the first publish", count, total,
-                Double(count) / total))
+            BenchReporter.say(
+                String(
+                    format: "ingest: %d user messages in %d conversations, published in %.2f s (%.0f/s)",
+                    messages, conversations, publishing, Double(messages) / publishing))
+            BenchReporter.say(
+                String(
+                    format: "rows in PostgreSQL: %lld after %.2f s: %.0f messages/s from the first publish", count,
+                    total,
+                    Double(count) / total))
             let draining = HistoryBench.seconds(finished - published)
             if draining > 0.2 {
-                BenchReporter.say(String(format: "after publishing: %lld rows in %.2f s (%.0f messages/s)", count - atPublished, draining,
-                    Double(count - atPublished) / draining))
+                BenchReporter.say(
+                    String(
+                        format: "after publishing: %lld rows in %.2f s (%.0f messages/s)", count - atPublished,
+                        draining,
+                        Double(count - atPublished) / draining))
             }
-            if count < Int64(messages) { throw ValidationError("only \(count) of \(messages) rows within \(timeout) s") }
+            if count < Int64(messages) {
+                throw ValidationError("only \(count) of \(messages) rows within \(timeout) s")
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ import SwitchboardRuntime
 import Synchronization
 
 #if canImport(Glibc)
-@preconcurrency import Glibc
+    @preconcurrency import Glibc
 #endif
 
 /// CPU seconds a process has used so far (utime + stime of /proc/<pid>/stat), nil when it is gone.
@@ -31,7 +31,8 @@ func processCPUSeconds(pid: Int32) -> Double? {
 struct NotifierCodecBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "notifier-codec",
-        abstract: "CPU per event of the notifier's envelope → frame step, decoded in full vs. read by ClientEventRoute.",
+        abstract:
+            "CPU per event of the notifier's envelope → frame step, decoded in full vs. read by ClientEventRoute.",
         discussion: "Needs no stack. Run it from a release build.")
 
     @Option(help: "Events per measured loop.") var events = 100_000
@@ -42,16 +43,20 @@ struct NotifierCodecBench: BenchScenario {
         let event = ClientEvent(
             channel: .conversation(UUID().uuidString.lowercased()), frameType: FrameType.messageStreamChunk,
             data: [
-                "messageId": .string(UUID().uuidString.lowercased()), "role": "analyst", "chunk": "the next few words of the answer ",
+                "messageId": .string(UUID().uuidString.lowercased()), "role": "analyst",
+                "chunk": "the next few words of the answer ",
                 "index": 17,
             ])
         let bytes = try EnvelopeCodec.encode(
-            Envelope(routingKey: event.channel.description, source: EventSource(service: "agent-worker", instance: "a-1"), payload: event))
+            Envelope(
+                routingKey: event.channel.description, source: EventSource(service: "agent-worker", instance: "a-1"),
+                payload: event))
         var sink = 0
         func decoded() throws {
             let envelope = try EnvelopeCodec.decode(ClientEvent.self, from: bytes)
             let frame = ServerFrame(
-                id: envelope.id.uuidString.lowercased(), type: envelope.payload.frameType, timestamp: envelope.time / 1000,
+                id: envelope.id.uuidString.lowercased(), type: envelope.payload.frameType,
+                timestamp: envelope.time / 1000,
                 data: envelope.payload.data, channel: envelope.payload.channel.description)
             sink &+= Array(try FrameEncoding.json(frame).utf8).count
         }
@@ -72,7 +77,8 @@ struct NotifierCodecBench: BenchScenario {
         let new = (after - middle) / Double(loops) * 1e6
         BenchReporter.say(
             String(
-                format: "notifier-codec over %d events (%d-byte envelope): JSONDecoder + JSONEncoder %.2f µs/event, ClientEventRoute %.2f µs/event (%.1f× less CPU)",
+                format:
+                    "notifier-codec over %d events (%d-byte envelope): JSONDecoder + JSONEncoder %.2f µs/event, ClientEventRoute %.2f µs/event (%.1f× less CPU)",
                 loops, bytes.count, old, new, old / max(new, 1e-9)))
         if sink == 42 { print("") }  // keeps the loops' results alive
     }
@@ -91,7 +97,8 @@ struct NotificationsBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "notifications",
         abstract: "POST notifications at a rate; time POST → 202 and creation → Redis PUBLISH; broker CPU per 1000.",
-        discussion: "Path: gateway → Kafka → notifier → Redis script → PUBLISH, read by this command's Redis subscriber.")
+        discussion:
+            "Path: gateway → Kafka → notifier → Redis script → PUBLISH, read by this command's Redis subscriber.")
 
     @Option(help: "The gateway's HTTP URL.") var gateway = "http://127.0.0.1:8080"
     @Option(help: "Redis URL (env SWITCHBOARD_REDIS_URL).") var redisURL: String?
@@ -114,8 +121,12 @@ struct NotificationsBench: BenchScenario {
     func report() async throws {
         let secret = try setting(secret, environment: "JWT_SECRET", default: SwitchboardConfiguration.developmentSecret)
         let redisURL = try setting(redisURL, environment: "REDIS_URL", default: "redis://127.0.0.1:6390")
-        guard let endpoint = RedisEndpoint(url: redisURL) else { throw ValidationError("not a redis:// URL: \(redisURL)") }
-        guard rate > 0, duration > 0, users > 0, concurrency > 0 else { throw ValidationError("rate, duration, users and concurrency must be positive") }
+        guard let endpoint = RedisEndpoint(url: redisURL) else {
+            throw ValidationError("not a redis:// URL: \(redisURL)")
+        }
+        guard rate > 0, duration > 0, users > 0, concurrency > 0 else {
+            throw ValidationError("rate, duration, users and concurrency must be positive")
+        }
         let token = try await TokenAuthority(secret: secret).mint(user: "bench-admin", roles: ["admin"])
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
@@ -161,7 +172,8 @@ struct NotificationsBench: BenchScenario {
             let result = received.value.withLock { $0 }
             BenchReporter.say(
                 String(
-                    format: "notifications: %d offered at %d/s over %d users, %d accepted in %.1f s (%.0f/s), %d refused, %d published, %d lost",
+                    format:
+                        "notifications: %d offered at %d/s over %d users, %d accepted in %.1f s (%.0f/s), %d refused, %d published, %d lost",
                     total, rate, users, accepted, sendSeconds, Double(accepted) / sendSeconds, refused, result.count,
                     max(0, accepted - result.count)))
             BenchReporter.record(post)
@@ -170,7 +182,8 @@ struct NotificationsBench: BenchScenario {
                 guard let after = cpuAfter.first(where: { $0.0 == name })?.1 else { continue }
                 BenchReporter.say(
                     String(
-                        format: "%@ CPU: %.2f s in all, %.3f CPU-seconds per 1000 notifications", name as NSString, after - before,
+                        format: "%@ CPU: %.2f s in all, %.3f CPU-seconds per 1000 notifications", name as NSString,
+                        after - before,
                         (after - before) / Double(max(accepted, 1)) * 1000))
             }
             await group.triggerGracefulShutdown()
@@ -186,7 +199,9 @@ struct NotificationsBench: BenchScenario {
 
     /// Offers `total` POSTs paced at `rate`, `concurrency` at a time; a sender that falls behind shows
     /// as a lower accepted rate.
-    private func send(total: Int, users: [String], token: String, http: HTTPClient) async throws -> (Int, Int, LatencySummary) {
+    private func send(total: Int, users: [String], token: String, http: HTTPClient) async throws -> (
+        Int, Int, LatencySummary
+    ) {
         let shared = SendState()
         let started = ContinuousClock.now
         let interval = Duration.seconds(1) / rate
@@ -204,7 +219,8 @@ struct NotificationsBench: BenchScenario {
                         request.method = .POST
                         request.headers.add(name: "Authorization", value: "Bearer \(token)")
                         request.headers.add(name: "Content-Type", value: "application/json")
-                        let body = #"{"userId":"\#(users[index % users.count])","type":"info","title":"bench","message":"notification \#(index)"}"#
+                        let body =
+                            #"{"userId":"\#(users[index % users.count])","type":"info","title":"bench","message":"notification \#(index)"}"#
                         request.body = .bytes(ByteBuffer(string: body))
                         let sent = ContinuousClock.now
                         let ok: Bool

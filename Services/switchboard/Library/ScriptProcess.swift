@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-@preconcurrency import Glibc
+    @preconcurrency import Glibc
 #endif
 
 /// A child process (run.sh) started with posix_spawn and reaped by polling `waitpid`. Foundation's
@@ -16,7 +16,9 @@ struct ScriptProcess: Sendable {
     }
 
     /// Runs `executable arguments…` with `environment`, stdin from /dev/null, stdout and stderr appended to `log`.
-    static func spawn(_ executable: String, _ arguments: [String], environment: [String: String], log: URL) throws -> ScriptProcess {
+    static func spawn(_ executable: String, _ arguments: [String], environment: [String: String], log: URL) throws
+        -> ScriptProcess
+    {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -28,7 +30,9 @@ struct ScriptProcess: Sendable {
         defer { (argv + envp).forEach { free($0) } }
         var pid = pid_t()
         let code = posix_spawn(&pid, executable, &actions, nil, argv + [nil], envp + [nil])
-        guard code == 0 else { throw SpawnError(description: "cannot start \(executable): \(String(cString: strerror(code)))") }
+        guard code == 0 else {
+            throw SpawnError(description: "cannot start \(executable): \(String(cString: strerror(code)))")
+        }
         return ScriptProcess(pid: pid)
     }
 

@@ -4,7 +4,7 @@ import SwitchboardContracts
 import SwitchboardRuntime
 
 #if canImport(Glibc)
-@preconcurrency import Glibc
+    @preconcurrency import Glibc
 #endif
 
 /// Follows one user message's run through the conversation's frames: which roles work, the reply's
@@ -33,7 +33,9 @@ public struct RunWatcher: Sendable {
         public var note: String?
         public var durationMs: Int?
 
-        public init(status: String, pattern: String?, answeredBy: String?, answer: String, note: String?, durationMs: Int?) {
+        public init(
+            status: String, pattern: String?, answeredBy: String?, answer: String, note: String?, durationMs: Int?
+        ) {
             self.status = status
             self.pattern = pattern
             self.answeredBy = answeredBy
@@ -59,7 +61,11 @@ public struct RunWatcher: Sendable {
     public mutating func receive(_ frame: ServerFrame) -> [Action] {
         if frame.correlationId == commandID {
             if frame.type == "ERROR" || frame.status == .error {
-                return [.failed("the gateway refused the message: \(frame.error?.code ?? "ERROR") \(frame.error?.message ?? "")")]
+                return [
+                    .failed(
+                        "the gateway refused the message: \(frame.error?.code ?? "ERROR") \(frame.error?.message ?? "")"
+                    )
+                ]
             }
             messageID = frame.data["messageId"]?.stringValue
             return [.status("sent; waiting for the team…")]
@@ -102,7 +108,11 @@ public struct RunWatcher: Sendable {
             streamed = content
             return [.reply(rest)]
         case FrameType.messageRejected where data["messageId"]?.stringValue == messageID:
-            return [.failed("the conversation is busy with run \(data["runId"]?.stringValue ?? "?"); the message was not answered")]
+            return [
+                .failed(
+                    "the conversation is busy with run \(data["runId"]?.stringValue ?? "?"); the message was not answered"
+                )
+            ]
         case FrameType.collaborationComplete where ours:
             let result = data["result"]
             let answer = streamed.isEmpty ? (result?["answer"]?.stringValue ?? "") : streamed
@@ -141,7 +151,8 @@ func developmentToken(user: String, secret: String?, lifetime: Duration = .secon
 struct SendCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "send", abstract: "Send a message and stream the team's answer.",
-        discussion: "Exits 1 when the message is refused, the run fails, or nothing arrives for --idle-timeout seconds.")
+        discussion: "Exits 1 when the message is refused, the run fails, or nothing arrives for --idle-timeout seconds."
+    )
 
     @Argument(help: "The message (words are joined with spaces).") var words: [String]
     @Option(help: "The gateway's WebSocket URL (env SWITCHBOARD_GATEWAY_URL).") var gateway: String?
@@ -158,7 +169,9 @@ struct SendCommand: AsyncParsableCommand {
 
     func validate() throws {
         let content = words.joined(separator: " ")
-        guard !content.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw ValidationError("the message is empty") }
+        guard !content.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw ValidationError("the message is empty")
+        }
         guard content.count <= 10_000 else { throw ValidationError("the message is longer than 10 000 characters") }
         if let pattern, !Self.patterns.contains(pattern) {
             throw ValidationError("--pattern must be one of \(Self.patterns.sorted().joined(separator: ", "))")
@@ -171,11 +184,16 @@ struct SendCommand: AsyncParsableCommand {
         var token = self.token
         if token == nil { token = try await developmentToken(user: user, secret: secret) }
         let conversation = self.conversation ?? "cli-\(UUID().uuidString.prefix(8).lowercased())"
-        var data: [String: JSONValue] = ["conversationId": .string(conversation), "content": .string(words.joined(separator: " "))]
+        var data: [String: JSONValue] = [
+            "conversationId": .string(conversation), "content": .string(words.joined(separator: " ")),
+        ]
         if let pattern { data["pattern"] = .string(pattern) }
-        let send = ClientCommand(id: "send-\(UUID().uuidString.prefix(8).lowercased())", type: ClientCommandType.sendMessage, data: .object(data))
+        let send = ClientCommand(
+            id: "send-\(UUID().uuidString.prefix(8).lowercased())", type: ClientCommandType.sendMessage,
+            data: .object(data))
         let subscribe = ClientCommand(
-            id: "subscribe", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)])
+            id: "subscribe", type: ClientCommandType.subscribeConversation,
+            data: ["conversationId": .string(conversation)])
         let json = self.json
         let idleSeconds = idleTimeout
         let idle = Duration.milliseconds(Int64(idleSeconds * 1000))
@@ -183,7 +201,8 @@ struct SendCommand: AsyncParsableCommand {
 
         let outcome = try await LiveStatus.with(mode: .forStandardError(json: json)) { status -> RunWatcher.Outcome in
             status.update("connecting to \(gateway)…")
-            let (result, closeCode) = try await ChatClient.withConnection(url: gateway, token: token) { client -> Result<RunWatcher.Outcome, SendError> in
+            let (result, closeCode) = try await ChatClient.withConnection(url: gateway, token: token) {
+                client -> Result<RunWatcher.Outcome, SendError> in
                 var watcher = RunWatcher(commandID: send.id)
                 client.send(subscribe)
                 var subscribed = false
@@ -195,7 +214,8 @@ struct SendCommand: AsyncParsableCommand {
                     // Subscribe first, so the role snapshot and every event of the run are seen.
                     if frame.correlationId == subscribe.id {
                         guard frame.type == "ACK" else {
-                            return .failure(SendError("could not follow \(conversation): \(frame.error?.message ?? frame.type)"))
+                            return .failure(
+                                SendError("could not follow \(conversation): \(frame.error?.message ?? frame.type)"))
                         }
                         subscribed = true
                     }
@@ -227,10 +247,13 @@ struct SendCommand: AsyncParsableCommand {
                     }
                 }
                 return .failure(
-                    SendError(client.frames.isFinished ? "the gateway closed the connection" : "no frame for \(idleSeconds) s; giving up"))
+                    SendError(
+                        client.frames.isFinished
+                            ? "the gateway closed the connection" : "no frame for \(idleSeconds) s; giving up"))
             }
             guard let result else {
-                throw SendError("the connection closed (code \(closeCode.map(String.init) ?? "none")) before the run ended")
+                throw SendError(
+                    "the connection closed (code \(closeCode.map(String.init) ?? "none")) before the run ended")
             }
             return try result.get()
         }

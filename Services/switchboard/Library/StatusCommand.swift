@@ -23,7 +23,9 @@ public struct ServiceEndpoints: Sendable, Equatable {
     ) throws -> ServiceEndpoints {
         func port(_ variable: String) throws -> Int? {
             guard let raw = environment[variable], !raw.isEmpty else { return nil }
-            guard let port = Int(raw), (1...65_535).contains(port) else { throw ValidationError("\(variable) is not a port: \(raw)") }
+            guard let port = Int(raw), (1...65_535).contains(port) else {
+                throw ValidationError("\(variable) is not a port: \(raw)")
+            }
             return port
         }
         var ports: [ServiceKind: Int] = [:]
@@ -56,7 +58,8 @@ public struct ServiceEndpoints: Sendable, Equatable {
         let host = host ?? environment["SB_HTTP_HOST"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
         var adminPorts: [ServiceKind: Int] = [:]
         for service in ServiceKind.allCases {
-            adminPorts[service] = explicitAdmin[service] ?? ports[service, default: service.defaultHTTPPort] + ServiceKind.adminPortOffset
+            adminPorts[service] =
+                explicitAdmin[service] ?? ports[service, default: service.defaultHTTPPort] + ServiceKind.adminPortOffset
         }
         return ServiceEndpoints(host: host, ports: ports, adminPorts: adminPorts)
     }
@@ -86,13 +89,16 @@ public struct ServiceHealth: Sendable, Codable, Equatable {
 
     public var summary: String {
         if ready { return "ready" }
-        if healthy { return failingChecks.isEmpty ? "not ready" : "not ready (\(failingChecks.joined(separator: ", ")))" }
+        if healthy {
+            return failingChecks.isEmpty ? "not ready" : "not ready (\(failingChecks.joined(separator: ", ")))"
+        }
         return "down" + (error.map { " (\($0))" } ?? "")
     }
 
     /// Asks one service, giving up after `timeout`.
     public static func probe(_ service: ServiceKind, at baseURL: String, timeout: Duration) async -> ServiceHealth {
-        var health = ServiceHealth(service: service.rawValue, url: baseURL, healthy: false, ready: false, failingChecks: [])
+        var health = ServiceHealth(
+            service: service.rawValue, url: baseURL, healthy: false, ready: false, failingChecks: [])
         do {
             health.healthy = try await get("\(baseURL)/healthz", timeout: timeout).status == 200
             let ready = try await get("\(baseURL)/readyz", timeout: timeout)
@@ -121,7 +127,9 @@ public struct ServiceHealth: Sendable, Codable, Equatable {
 
     private static func get(_ url: String, timeout: Duration) async throws -> (status: UInt, body: JSONValue) {
         let response = try await HTTPClient.shared.execute(
-            HTTPClientRequest(url: url), timeout: .milliseconds(Int64(timeout.components.seconds * 1000) + timeout.components.attoseconds / 1_000_000_000_000_000))
+            HTTPClientRequest(url: url),
+            timeout: .milliseconds(
+                Int64(timeout.components.seconds * 1000) + timeout.components.attoseconds / 1_000_000_000_000_000))
         let bytes = try await response.body.collect(upTo: 1 << 16)
         let body = (try? JSONDecoder().decode(JSONValue.self, from: Data(bytes.readableBytesView))) ?? .null
         return (response.status.code, body)
@@ -240,11 +248,15 @@ struct StatusCommand: AsyncParsableCommand {
     @Option(help: "Host the services answer on (env SB_HTTP_HOST; default 127.0.0.1).") var host: String?
     @Option(
         name: .customLong("port"),
-        help: "A service's HTTP port, SERVICE=PORT, repeatable (env SB_<SERVICE>_PORT; defaults 8080 gateway … 8085 notifier).")
+        help:
+            "A service's HTTP port, SERVICE=PORT, repeatable (env SB_<SERVICE>_PORT; defaults 8080 gateway … 8085 notifier)."
+    )
     var ports: [String] = []
     @Option(
         name: .customLong("admin-port"),
-        help: "A service's admin port (/readyz), SERVICE=PORT, repeatable (env SB_<SERVICE>_ADMIN_PORT; default its HTTP port + 1000).")
+        help:
+            "A service's admin port (/readyz), SERVICE=PORT, repeatable (env SB_<SERVICE>_ADMIN_PORT; default its HTTP port + 1000)."
+    )
     var adminPorts: [String] = []
     @Option(help: "Kafka brokers (env SWITCHBOARD_KAFKA_BROKERS; default 127.0.0.1:9092).") var brokers: String?
     @Option(help: "Seconds to wait for each answer.") var timeout: Double = 3
@@ -258,7 +270,9 @@ struct StatusCommand: AsyncParsableCommand {
         let endpoints = try ServiceEndpoints.resolve(host: host, overrides: ports, adminOverrides: adminPorts)
         let brokers = try setting(brokers, environment: "KAFKA_BROKERS", default: "127.0.0.1:9092")
         let report = try await LiveStatus.with(mode: .forStandardError(json: json)) { status in
-            status.update("asking \(ServiceKind.allCases.count) services and \(ConsumerGroups.subscriptions.count) consumer groups…")
+            status.update(
+                "asking \(ServiceKind.allCases.count) services and \(ConsumerGroups.subscriptions.count) consumer groups…"
+            )
             return await StatusReport.gather(
                 endpoints: endpoints, brokers: brokers, timeout: .milliseconds(Int64(timeout * 1000)))
         }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 import Histogram
 import Logging
@@ -146,7 +146,9 @@ struct FanoutBench: BenchScenario {
             while state.subscribed.load(ordering: .relaxed) + state.failed.load(ordering: .relaxed) < clients {
                 try await Task.sleep(for: .milliseconds(50))
             }
-            BenchReporter.say("subscribed \(state.subscribed.load(ordering: .relaxed)) (\(state.failed.load(ordering: .relaxed)) failed); streaming \(rate) events/s into each of \(conversations) conversations for \(duration) s…")
+            BenchReporter.say(
+                "subscribed \(state.subscribed.load(ordering: .relaxed)) (\(state.failed.load(ordering: .relaxed)) failed); streaming \(rate) events/s into each of \(conversations) conversations for \(duration) s…"
+            )
             BenchReporter.phase("streaming for \(duration) s…")
             gatewayCPUAtStart = gatewayPid.flatMap { processCPUSeconds(pid: $0) }
             try await source.run(ratePerConversation: rate, until: .now + .seconds(duration))
@@ -159,7 +161,9 @@ struct FanoutBench: BenchScenario {
         let expected = produced * clientsPerConversation
         let received = state.received.load(ordering: .relaxed)
         let histogram = state.latencies.withLock { $0 }
-        BenchReporter.say("events made \(produced) (\(Double(produced) / Double(duration)) /s); deliveries expected \(expected), received \(received), lost \(expected - received), duplicates \(state.duplicates.load(ordering: .relaxed)), gaps \(state.gaps.load(ordering: .relaxed))")
+        BenchReporter.say(
+            "events made \(produced) (\(Double(produced) / Double(duration)) /s); deliveries expected \(expected), received \(received), lost \(expected - received), duplicates \(state.duplicates.load(ordering: .relaxed)), gaps \(state.gaps.load(ordering: .relaxed))"
+        )
         if let pid = gatewayPid, let start = gatewayCPUAtStart, let end = processCPUSeconds(pid: pid) {
             BenchReporter.say(
                 String(
@@ -173,7 +177,8 @@ struct FanoutBench: BenchScenario {
     /// source has stopped and it has them all (or nothing more comes). Channel events are read
     /// without decoding their JSON (the client shares the machine with the servers).
     static func follow(
-        url: String, token: String, conversation: String, index: Int, source: ConversationEventSource, state: FanoutState
+        url: String, token: String, conversation: String, index: Int, source: ConversationEventSource,
+        state: FanoutState
     ) async throws {
         let tally = FanoutTally()
         let prefix = #"{"offset":"#
@@ -185,8 +190,11 @@ struct FanoutBench: BenchScenario {
         }
         try await ChatClient.withConnection(url: url, token: token, logger: quietLogger, observer: observer) { client in
             client.send(
-                ClientCommand(id: "subscribe", type: ClientCommandType.subscribeConversation, data: ["conversationId": .string(conversation)]))
-            guard let ack = await client.frames.first(within: .seconds(60), where: { $0.correlationId == "subscribe" }), ack.frame.type == "ACK"
+                ClientCommand(
+                    id: "subscribe", type: ClientCommandType.subscribeConversation,
+                    data: ["conversationId": .string(conversation)]))
+            guard let ack = await client.frames.first(within: .seconds(60), where: { $0.correlationId == "subscribe" }),
+                ack.frame.type == "ACK"
             else {
                 state.failed.add(1, ordering: .relaxed)
                 return
@@ -330,7 +338,8 @@ struct ReconnectBench: BenchScenario {
                 }
                 group.addTask {
                     await ReconnectingClient(
-                        urls: urls, token: token, conversation: names[conversation], index: conversation, source: source,
+                        urls: urls, token: token, conversation: names[conversation], index: conversation,
+                        source: source,
                         state: state
                     ).run()
                 }
@@ -338,7 +347,8 @@ struct ReconnectBench: BenchScenario {
             while state.subscribed.load(ordering: .relaxed) + state.gaveUp.load(ordering: .relaxed) < clients {
                 try await Task.sleep(for: .milliseconds(50))
             }
-            BenchReporter.say("all subscribed; streaming \(rate) events/s per conversation, then restarting the gateway")
+            BenchReporter.say(
+                "all subscribed; streaming \(rate) events/s per conversation, then restarting the gateway")
             let streaming = Task { try await source.run(ratePerConversation: rate, until: .now + .seconds(3600)) }
             try await Task.sleep(for: .seconds(3))
             let restartedAt = clock.now
@@ -353,7 +363,9 @@ struct ReconnectBench: BenchScenario {
                 try await Task.sleep(for: .milliseconds(100))
             }
             let allBack = clock.now - restartedAt
-            debugTrace("back: recovered \(state.recovered.load(ordering: .relaxed)) not \(state.notRecovered.load(ordering: .relaxed))")
+            debugTrace(
+                "back: recovered \(state.recovered.load(ordering: .relaxed)) not \(state.notRecovered.load(ordering: .relaxed))"
+            )
             // Keep streaming a moment so the last clients are seen catching up live, then stop and drain.
             try await Task.sleep(for: .seconds(2))
             streaming.cancel()
@@ -366,20 +378,29 @@ struct ReconnectBench: BenchScenario {
                 try await Task.sleep(for: .milliseconds(100))
             }
             let unfinished = clients - state.finished.load(ordering: .relaxed)
-            debugTrace("drained: unfinished \(unfinished) \(state.phases.withLock { Dictionary(grouping: $0.values, by: { $0 }).mapValues(\.count) })")
+            debugTrace(
+                "drained: unfinished \(unfinished) \(state.phases.withLock { Dictionary(grouping: $0.values, by: { $0 }).mapValues(\.count) })"
+            )
             if unfinished > 0 {
-                BenchReporter.say("\(unfinished) clients did not finish: \(state.phases.withLock { Dictionary(grouping: $0.values, by: { $0 }).mapValues(\.count) })")
+                BenchReporter.say(
+                    "\(unfinished) clients did not finish: \(state.phases.withLock { Dictionary(grouping: $0.values, by: { $0 }).mapValues(\.count) })"
+                )
                 group.cancelAll()
             }
             try await group.waitForAll()
             let recoveries = state.recoveryTimes.withLock { $0 }
-            BenchReporter.say("reconnected and recovered: \(state.recovered.load(ordering: .relaxed)) of \(clients) (not recovered \(state.notRecovered.load(ordering: .relaxed))); all back \(allBack) after the restart began")
+            BenchReporter.say(
+                "reconnected and recovered: \(state.recovered.load(ordering: .relaxed)) of \(clients) (not recovered \(state.notRecovered.load(ordering: .relaxed))); all back \(allBack) after the restart began"
+            )
             BenchReporter.record(LatencySummary(name: "restart → client recovered", histogram: recoveries))
-            BenchReporter.record(LatencySummary(name: "disconnected → recovered", histogram: state.reconnectTimes.withLock { $0 }))
+            BenchReporter.record(
+                LatencySummary(name: "disconnected → recovered", histogram: state.reconnectTimes.withLock { $0 }))
         }
         await source.shutdown()
         let missing = state.missing.load(ordering: .relaxed)
-        BenchReporter.say("events made \((0..<conversations).reduce(0) { $0 + source.count(of: $1) }); lost \(missing), duplicates \(state.duplicates.load(ordering: .relaxed)), connection attempts refused \(state.refused.load(ordering: .relaxed))")
+        BenchReporter.say(
+            "events made \((0..<conversations).reduce(0) { $0 + source.count(of: $1) }); lost \(missing), duplicates \(state.duplicates.load(ordering: .relaxed)), connection attempts refused \(state.refused.load(ordering: .relaxed))"
+        )
     }
 
     /// Runs `command` with /bin/sh and returns its exit status. posix_spawn and waitpid on a thread
@@ -413,8 +434,10 @@ final class ReconnectState: Sendable {
     let refused = Atomic<Int>(0)
     let producing = Atomic<Bool>(true)
     let restartedAt = Mutex<ContinuousClock.Instant?>(nil)
-    let recoveryTimes = Mutex(Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three))
-    let reconnectTimes = Mutex(Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three))
+    let recoveryTimes = Mutex(
+        Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three))
+    let reconnectTimes = Mutex(
+        Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three))
     let finished = Atomic<Int>(0)
     /// What each client is doing, for the report of those that do not finish.
     let phases = Mutex<[String: String]>([:])
@@ -488,7 +511,9 @@ struct ReconnectingClient: Sendable {
             ack.frame.type == "ACK"
         else { return }
         let isReconnect = progress.connections.add(1, ordering: .relaxed).newValue > 1
-        if resumeFrom == nil, let offset = ack.frame.data["offset"]?.intValue, let epoch = ack.frame.data["epoch"]?.stringValue {
+        if resumeFrom == nil, let offset = ack.frame.data["offset"]?.intValue,
+            let epoch = ack.frame.data["epoch"]?.stringValue
+        {
             progress.position.withLock { $0 = $0 ?? StreamPosition(epoch: epoch, offset: Int64(offset)) }
         }
         if !isReconnect {
@@ -518,7 +543,8 @@ struct ReconnectingClient: Sendable {
                 if client.frames.isFinished || quietTooLong() { break }
                 continue
             }
-            guard received.frame.channel == channel, let offset = received.frame.offset, let epoch = received.frame.epoch
+            guard received.frame.channel == channel, let offset = received.frame.offset,
+                let epoch = received.frame.epoch
             else {
                 if quietTooLong() { break }
                 continue
@@ -532,7 +558,9 @@ struct ReconnectingClient: Sendable {
                 state.duplicates.add(1, ordering: .relaxed)
             } else if offset != previous + 1 {
                 state.missing.add(Int(offset - previous - 1), ordering: .relaxed)
-                debugTrace("gap in \(conversation): \(previous) → \(offset), connection \(progress.connections.load(ordering: .relaxed)), resumed from \(resumeFrom?.description ?? "-")")
+                debugTrace(
+                    "gap in \(conversation): \(previous) → \(offset), connection \(progress.connections.load(ordering: .relaxed)), resumed from \(resumeFrom?.description ?? "-")"
+                )
             }
             if !state.producing.load(ordering: .acquiring), offset >= Int64(source.count(of: index)) {
                 progress.done.store(true, ordering: .releasing)

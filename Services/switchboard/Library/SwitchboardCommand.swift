@@ -10,7 +10,8 @@ public struct SwitchboardCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "switchboard", abstract: "Operate a Switchboard deployment.",
         subcommands: [
-            UpCommand.self, StatusCommand.self, SendCommand.self, TailCommand.self, DeadLetterCommand.self, TokenCommand.self,
+            UpCommand.self, StatusCommand.self, SendCommand.self, TailCommand.self, DeadLetterCommand.self,
+            TokenCommand.self,
             BenchCommand.self,
         ])
 
@@ -97,13 +98,15 @@ public struct TailFormatter: Sendable {
         }
         let time = Date(timeIntervalSince1970: Double(header.time) / 1e6).formatted(.iso8601)
         let payload = Self.payload(of: raw) ?? ""
-        return "\(time) \(header.type) key=\(header.routingKey) from=\(header.source.service)/\(header.source.instance) \(payload)"
+        return
+            "\(time) \(header.type) key=\(header.routingKey) from=\(header.source.service)/\(header.source.instance) \(payload)"
     }
 
     static func payload(of raw: String) -> String? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(raw.utf8)) as? [String: Any],
             let payload = object["payload"],
-            let data = try? JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys, .withoutEscapingSlashes])
+            let data = try? JSONSerialization.data(
+                withJSONObject: payload, options: [.sortedKeys, .withoutEscapingSlashes])
         else { return nil }
         return String(decoding: data, as: UTF8.self)
     }

@@ -22,7 +22,9 @@ public struct LocalStack: Sendable {
         endpoints = try ServiceEndpoints.resolve(host: nil, overrides: [], environment: environment)
         func port(_ variable: String, _ defaultPort: Int) throws -> Int {
             guard let raw = environment[variable], !raw.isEmpty else { return defaultPort }
-            guard let port = Int(raw), (1...65_535).contains(port) else { throw ValidationError("\(variable) is not a port: \(raw)") }
+            guard let port = Int(raw), (1...65_535).contains(port) else {
+                throw ValidationError("\(variable) is not a port: \(raw)")
+            }
             return port
         }
         servers = [
@@ -87,9 +89,11 @@ struct UpCommand: AsyncParsableCommand {
             folder, SB_BIN_DIR).
             """)
 
-    @Option(help: "The Switchboard repository (default: the current folder or the one holding this binary).") var repo: String?
+    @Option(help: "The Switchboard repository (default: the current folder or the one holding this binary).") var repo:
+        String?
     @Option(help: "Use these service binaries instead of a release build (sets SB_BIN_DIR).") var binDir: String?
-    @Option(help: "Seconds to wait for every service to be ready (sets SB_READY_TIMEOUT; default 120).") var readyTimeout: Int?
+    @Option(help: "Seconds to wait for every service to be ready (sets SB_READY_TIMEOUT; default 120).")
+    var readyTimeout: Int?
     @Option(help: "The user the printed token names.") var user = "demo"
     @Flag(help: "Return once the stack is ready, leaving it running.") var detach = false
     @Flag(help: "Print the final state as one JSON document.") var json = false
@@ -122,7 +126,8 @@ struct UpCommand: AsyncParsableCommand {
             if let signal = StopSignals.requested {
                 note(mode, "\(signal) received; stopping what started")
             } else {
-                writeStandardError("switchboard: the stack did not come up; the last lines of \(log.path):\n\(Self.tail(of: log))\n")
+                writeStandardError(
+                    "switchboard: the stack did not come up; the last lines of \(log.path):\n\(Self.tail(of: log))\n")
             }
             try await Self.stop(stack, log: log, environment: environment, mode: mode)
             throw ExitCode(1)
@@ -135,7 +140,8 @@ struct UpCommand: AsyncParsableCommand {
         let gateway = stack.endpoints.baseURL(of: .gateway)
         let services = await ServiceHealth.probeAll(stack.endpoints, timeout: .seconds(1))
         let state = StackState(
-            ready: services.allSatisfy(\.ready), gateway: gateway.replacingOccurrences(of: "http://", with: "ws://") + "/ws",
+            ready: services.allSatisfy(\.ready),
+            gateway: gateway.replacingOccurrences(of: "http://", with: "ws://") + "/ws",
             console: "\(gateway)/?token=\(token)", token: token, user: user, stateDirectory: stack.stateDirectory.path,
             logs: stack.logDirectory.path, detached: detach, services: services)
         if json {
@@ -165,7 +171,9 @@ struct UpCommand: AsyncParsableCommand {
     }
 
     /// Shows servers and services coming up while run.sh starts them; true once run.sh says all are ready.
-    static func watchStart(of stack: LocalStack, script: ScriptProcess, log: URL, status: LiveStatus) async throws -> Bool {
+    static func watchStart(of stack: LocalStack, script: ScriptProcess, log: URL, status: LiveStatus) async throws
+        -> Bool
+    {
         while true {
             if let exit = script.exitStatus() {
                 let rows = await rows(stack: stack, phase: nil)
@@ -188,11 +196,18 @@ struct UpCommand: AsyncParsableCommand {
         var rows: [StatusRow] = []
         for server in stack.servers {
             let up = await isListening(host: "127.0.0.1", port: server.port)
-            rows.append(StatusRow(up ? .done : .busy, "\(server.name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(up ? "listening" : "starting") on \(server.port)"))
+            rows.append(
+                StatusRow(
+                    up ? .done : .busy,
+                    "\(server.name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(up ? "listening" : "starting") on \(server.port)"
+                ))
         }
         for health in await ServiceHealth.probeAll(stack.endpoints, timeout: .seconds(1)) {
             let text = health.ready ? "ready" : health.healthy ? "healthy, \(health.summary)" : "starting"
-            rows.append(StatusRow(health.ready ? .done : .busy, "\(health.service.padding(toLength: 16, withPad: " ", startingAt: 0)) \(text)"))
+            rows.append(
+                StatusRow(
+                    health.ready ? .done : .busy,
+                    "\(health.service.padding(toLength: 16, withPad: " ", startingAt: 0)) \(text)"))
         }
         if let phase { rows.append(StatusRow(.busy, "run.sh: \(phase)")) }
         return rows

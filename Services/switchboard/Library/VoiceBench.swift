@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 import Histogram
 import Logging
@@ -39,13 +39,16 @@ struct VoiceOverheadBench: BenchScenario {
             "good morning", silenceAfter: .milliseconds(minSilenceMs + 1200))
         let url = gateway.replacingOccurrences(of: "http://", with: "ws://") + "/xiaozhi/v1/"
         let (turns, warmup, window) = (turns, warmup, Duration.milliseconds(minSilenceMs))
-        let outcome = try await DeviceSimulator.connect(url: url, token: token, deviceID: VoiceDevicesBench.deviceID(), logger: quietLogger) {
+        let outcome = try await DeviceSimulator.connect(
+            url: url, token: token, deviceID: VoiceDevicesBench.deviceID(), logger: quietLogger
+        ) {
             device -> (Histogram<UInt64>, Histogram<UInt64>, Int) in
             var overhead = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
             var voiceToVoice = overhead
             var failed = 0
             device.send(.deviceHello())
-            guard let hello = await device.waitFor(type: "hello", within: .seconds(10)), let session = hello.sessionId else {
+            guard let hello = await device.waitFor(type: "hello", within: .seconds(10)), let session = hello.sessionId
+            else {
                 throw ValidationError("no server hello")
             }
             BenchReporter.begin("turns", total: warmup + turns)
@@ -78,7 +81,8 @@ struct VoiceOverheadBench: BenchScenario {
         guard let (overhead, voiceToVoice, failed) = outcome.result else {
             throw ValidationError("the device connection closed (code \(outcome.closeCode.map(String.init) ?? "none"))")
         }
-        BenchReporter.say("voice overhead over \(turns) turns (\(failed) without audio), silence window \(minSilenceMs) ms")
+        BenchReporter.say(
+            "voice overhead over \(turns) turns (\(failed) without audio), silence window \(minSilenceMs) ms")
         BenchReporter.record(LatencySummary(name: "voice-to-voice", histogram: voiceToVoice))
         BenchReporter.record(LatencySummary(name: "pipeline overhead", histogram: overhead))
     }
@@ -89,7 +93,8 @@ struct VoiceOverheadBench: BenchScenario {
 struct VoiceDevicesBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "voice-devices",
-        abstract: "Concurrent devices: frames dropped (goal < 1 %), downlink pacing jitter p99 (goal < 10 ms), RSS per device.",
+        abstract:
+            "Concurrent devices: frames dropped (goal < 1 %), downlink pacing jitter p99 (goal < 10 ms), RSS per device.",
         discussion: "Run voice-worker with the instant engines (bench.sh does).")
 
     @Option(help: "The gateway's base URL.") var gateway = "http://127.0.0.1:8080"
@@ -135,10 +140,14 @@ struct VoiceDevicesBench: BenchScenario {
                 let token = try await authority.mint(user: "voice-device-\(UUID().uuidString.prefix(8))")
                 group.addTask {
                     do {
-                        _ = try await DeviceSimulator.connect(url: url, token: token, deviceID: Self.deviceID(), logger: quietLogger) {
+                        _ = try await DeviceSimulator.connect(
+                            url: url, token: token, deviceID: Self.deviceID(), logger: quietLogger
+                        ) {
                             device in
                             device.send(.deviceHello())
-                            guard let hello = await device.waitFor(type: "hello", within: .seconds(30)), let session = hello.sessionId else {
+                            guard let hello = await device.waitFor(type: "hello", within: .seconds(30)),
+                                let session = hello.sessionId
+                            else {
                                 state.failed.add(1, ordering: .relaxed)
                                 return
                             }
@@ -158,7 +167,11 @@ struct VoiceDevicesBench: BenchScenario {
                             try await streamed
                             state.sent.add(packets.count, ordering: .relaxed)
                             state.received.add(frames.count, ordering: .relaxed)
-                            if stopped { state.answered.add(1, ordering: .relaxed) } else { state.failed.add(1, ordering: .relaxed) }
+                            if stopped {
+                                state.answered.add(1, ordering: .relaxed)
+                            } else {
+                                state.failed.add(1, ordering: .relaxed)
+                            }
                             let pacing = Pacing(frames)
                             state.underruns.add(pacing.underruns, ordering: .relaxed)
                             state.refills.add(pacing.refills, ordering: .relaxed)
@@ -174,7 +187,9 @@ struct VoiceDevicesBench: BenchScenario {
             // RSS while every device is connected and talking.
             group.addTask {
                 while state.answered.load(ordering: .relaxed) + state.failed.load(ordering: .relaxed) < devices {
-                    let now = [gatewayPid, voiceWorkerPid].map { pid in pid.flatMap { try? ConnectionsBench.residentBytes(pid: $0) } ?? 0 }
+                    let now = [gatewayPid, voiceWorkerPid].map { pid in
+                        pid.flatMap { try? ConnectionsBench.residentBytes(pid: $0) } ?? 0
+                    }
                     peak.record(now)
                     try await Task.sleep(for: .milliseconds(500))
                 }
@@ -183,18 +198,31 @@ struct VoiceDevicesBench: BenchScenario {
         let elapsed = ContinuousClock.now - started
         let dropped = try await Self.counter("sb_voice_frames_dropped_total", at: voiceWorker) - droppedBefore
         let sent = state.sent.load(ordering: .relaxed)
-        BenchReporter.say("\(devices) devices: \(state.connected.load(ordering: .relaxed)) said hello, \(state.answered.load(ordering: .relaxed)) answered, \(state.failed.load(ordering: .relaxed)) failed, in \(elapsed)")
-        BenchReporter.say(String(format: "uplink frames: %d sent, %.0f dropped by voice-worker (%.3f %%)", sent, dropped, sent > 0 ? 100 * dropped / Double(sent) : 0))
+        BenchReporter.say(
+            "\(devices) devices: \(state.connected.load(ordering: .relaxed)) said hello, \(state.answered.load(ordering: .relaxed)) answered, \(state.failed.load(ordering: .relaxed)) failed, in \(elapsed)"
+        )
+        BenchReporter.say(
+            String(
+                format: "uplink frames: %d sent, %.0f dropped by voice-worker (%.3f %%)", sent, dropped,
+                sent > 0 ? 100 * dropped / Double(sent) : 0))
         BenchReporter.say("downlink frames received: \(state.received.load(ordering: .relaxed))")
-        BenchReporter.say("answer underruns (frames after the device's queue ran dry; a new burst follows): \(state.underruns.load(ordering: .relaxed))")
-        BenchReporter.say("refill frames (sent at once to restore the device's 4-frame cushion after a late sentence; not jitter): \(state.refills.load(ordering: .relaxed))")
+        BenchReporter.say(
+            "answer underruns (frames after the device's queue ran dry; a new burst follows): \(state.underruns.load(ordering: .relaxed))"
+        )
+        BenchReporter.say(
+            "refill frames (sent at once to restore the device's 4-frame cushion after a late sentence; not jitter): \(state.refills.load(ordering: .relaxed))"
+        )
         BenchReporter.record(LatencySummary(name: "downlink pacing jitter", histogram: state.jitter.withLock { $0 }))
-        BenchReporter.say("gateway: frame lateness against its pacing slot, p99 \(try await Self.histogramQuantile("sb_voice_downlink_jitter_seconds", 0.99, at: gateway))")
+        BenchReporter.say(
+            "gateway: frame lateness against its pacing slot, p99 \(try await Self.histogramQuantile("sb_voice_downlink_jitter_seconds", 0.99, at: gateway))"
+        )
         let peaks = peak.values
         for (index, name) in ["gateway", "voice-worker"].enumerated() where [gatewayPid, voiceWorkerPid][index] != nil {
             let perDevice = Double(peaks[index] - rssBefore[index]) / Double(max(1, devices)) / 1024
-            BenchReporter.say(String(format: "%@ RSS %.1f MiB → peak %.1f MiB: %.1f KiB per device", name as NSString,
-                         Double(rssBefore[index]) / 1_048_576, Double(peaks[index]) / 1_048_576, perDevice))
+            BenchReporter.say(
+                String(
+                    format: "%@ RSS %.1f MiB → peak %.1f MiB: %.1f KiB per device", name as NSString,
+                    Double(rssBefore[index]) / 1_048_576, Double(peaks[index]) / 1_048_576, perDevice))
         }
     }
 
@@ -238,7 +266,8 @@ struct VoiceDevicesBench: BenchScenario {
     static func histogramQuantile(_ name: String, _ quantile: Double, at base: String) async throws -> String {
         let (data, _) = try await URLSession.shared.data(from: URL(string: base + "/metrics")!)
         var buckets: [(bound: String, count: Double)] = []
-        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where line.hasPrefix(name + "_bucket") {
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where line.hasPrefix(name + "_bucket")
+        {
             guard let start = line.range(of: "le=\""), let end = line[start.upperBound...].firstIndex(of: "\""),
                 let count = line.split(separator: " ").last.flatMap({ Double($0) })
             else { continue }

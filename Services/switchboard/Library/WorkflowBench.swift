@@ -12,15 +12,20 @@ import SwitchboardRuntime
 struct WorkflowBench: BenchScenario {
     static let configuration = CommandConfiguration(
         commandName: "workflows",
-        abstract: "Run many 10-node workflows at once; time node status events, count runs per second, watch the runner's memory.",
+        abstract:
+            "Run many 10-node workflows at once; time node status events, count runs per second, watch the runner's memory.",
         discussion: """
             Run the agent-worker with SWITCHBOARD_AGENT_TOKEN_RATE=0 and SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS=0 \
             (instant llm nodes). Latencies come from the events' millisecond timestamps: ±1 ms.
             """)
 
-    @Option(help: "The gateway's WebSocket base URL (the session id is appended).") var gateway = "ws://127.0.0.1:8080/ws"
+    @Option(help: "The gateway's WebSocket base URL (the session id is appended).") var gateway =
+        "ws://127.0.0.1:8080/ws"
     @Option(help: "Runs started at once.") var runs = 100
-    @Option(help: "Runs started at once before the measured ones, and not measured: a fresh stack's first runs open its connections and pools.")
+    @Option(
+        help:
+            "Runs started at once before the measured ones, and not measured: a fresh stack's first runs open its connections and pools."
+    )
     var warmup = 20
     @Option(help: "Process id of the workflow-runner, for its resident memory (read from /proc).") var runnerPid: Int32?
     @Option(help: "HS256 secret (env SWITCHBOARD_JWT_SECRET).") var secret: String?
@@ -76,14 +81,20 @@ struct WorkflowBench: BenchScenario {
         for latency in outcome.flatMap(\.latencies) { _ = histogram.record(latency) }
         let completed = outcome.filter { $0.status == "workflow_completed" }.count
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        BenchReporter.say("workflows: \(runs) concurrent runs of a 10-node DAG, \(completed) completed in \(String(format: "%.2f", seconds)) s")
+        BenchReporter.say(
+            "workflows: \(runs) concurrent runs of a 10-node DAG, \(completed) completed in \(String(format: "%.2f", seconds)) s"
+        )
         BenchReporter.record(LatencySummary(name: "node status event", histogram: histogram))
         BenchReporter.say(String(format: "runs per second: %.1f", Double(completed) / seconds))
         if let before {
-            BenchReporter.say(String(format: "workflow-runner resident memory: %.1f MiB before, %.1f MiB peak",
-                Double(before) / 1_048_576, Double(peak.bytes) / 1_048_576))
+            BenchReporter.say(
+                String(
+                    format: "workflow-runner resident memory: %.1f MiB before, %.1f MiB peak",
+                    Double(before) / 1_048_576, Double(peak.bytes) / 1_048_576))
         }
-        if completed < runs { throw ValidationError("\(runs - completed) runs did not complete: \(outcome.map(\.status))") }
+        if completed < runs {
+            throw ValidationError("\(runs - completed) runs did not complete: \(outcome.map(\.status))")
+        }
     }
 
     final class PeakMemory: Sendable {
@@ -107,12 +118,17 @@ struct WorkflowBench: BenchScenario {
             while let received = await client.frames.next(within: .seconds(60)) {
                 let frame = received.frame
                 let type = frame["type"]?.stringValue ?? ""
-                if type == "node_status_update", let text = frame["timestamp"]?.stringValue, let at = try? parser.parse(text) {
-                    latencies.append(UInt64(max(0, (Date().timeIntervalSince1970 - at.timeIntervalSince1970) * 1_000_000)))
-                }
-                if ["workflow_completed", "workflow_failed", "workflow_stopped", "workflow_validation_error", "workflow_execution_error", "error"]
-                    .contains(type)
+                if type == "node_status_update", let text = frame["timestamp"]?.stringValue,
+                    let at = try? parser.parse(text)
                 {
+                    latencies.append(
+                        UInt64(max(0, (Date().timeIntervalSince1970 - at.timeIntervalSince1970) * 1_000_000)))
+                }
+                if [
+                    "workflow_completed", "workflow_failed", "workflow_stopped", "workflow_validation_error",
+                    "workflow_execution_error", "error",
+                ]
+                .contains(type) {
                     return RunResult(latencies: latencies, status: type)
                 }
             }
@@ -126,7 +142,10 @@ struct WorkflowBench: BenchScenario {
     }
 
     static func link(_ from: String, _ output: String, _ to: String, _ input: String) -> JSONValue {
-        ["from_node": .string(from), "from_output": .string(output), "to_node": .string(to), "to_input": .string(input)]
+        [
+            "from_node": .string(from), "from_output": .string(output), "to_node": .string(to),
+            "to_input": .string(input),
+        ]
     }
 
     /// The end-to-end tests' DAG with two llm nodes: a condition (one branch skipped), a parallel branch, a merge.

@@ -2,7 +2,7 @@ import ArgumentParser
 import SwitchboardCLI
 
 #if canImport(Glibc)
-@preconcurrency import Glibc
+    @preconcurrency import Glibc
 #endif
 
 @main

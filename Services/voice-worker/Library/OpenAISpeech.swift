@@ -47,18 +47,22 @@ public struct OpenAITranscriber: SpeechRecognizer {
         field("model", configuration.transcriptionModel)
         field("response_format", "json")
         body.writeString(
-            "--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"utterance.wav\"\r\nContent-Type: audio/wav\r\n\r\n")
+            "--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"utterance.wav\"\r\nContent-Type: audio/wav\r\n\r\n"
+        )
         body.writeBytes(WAV.encode(samples, sampleRate: sampleRate))
         body.writeString("\r\n--\(boundary)--\r\n")
         var request = HTTPClientRequest(url: configuration.url("/audio/transcriptions"))
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "multipart/form-data; boundary=\(boundary)")
-        if let key = configuration.apiKey, !key.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
+        if let key = configuration.apiKey, !key.isEmpty {
+            request.headers.add(name: "Authorization", value: "Bearer \(key)")
+        }
         request.body = .bytes(body)
         let data = try await OpenAISpeech.send(request, client: client, timeout: configuration.timeout, limit: 1 << 20)
         struct Transcription: Decodable { var text: String }
         do {
-            return try JSONDecoder().decode(Transcription.self, from: Data(data)).text.trimmingCharacters(in: .whitespacesAndNewlines)
+            return try JSONDecoder().decode(Transcription.self, from: Data(data)).text.trimmingCharacters(
+                in: .whitespacesAndNewlines)
         } catch {
             throw SpeechServiceError(status: 200, message: "the transcription is not JSON {\"text\": …}")
         }
@@ -80,13 +84,17 @@ public struct OpenAISynthesizer: SpeechSynthesizer {
         var request = HTTPClientRequest(url: configuration.url("/audio/speech"))
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
-        if let key = configuration.apiKey, !key.isEmpty { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
+        if let key = configuration.apiKey, !key.isEmpty {
+            request.headers.add(name: "Authorization", value: "Bearer \(key)")
+        }
         let payload: [String: String] = [
-            "model": configuration.speechModel, "voice": configuration.speechVoice, "input": text, "response_format": "pcm",
+            "model": configuration.speechModel, "voice": configuration.speechVoice, "input": text,
+            "response_format": "pcm",
         ]
         request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(payload)))
         // Ten minutes of 24 kHz audio at most: a sentence is seconds.
-        let bytes = try await OpenAISpeech.send(request, client: client, timeout: configuration.timeout, limit: 30 << 20)
+        let bytes = try await OpenAISpeech.send(
+            request, client: client, timeout: configuration.timeout, limit: 30 << 20)
         var samples = [Int16](repeating: 0, count: bytes.count / 2)
         for index in samples.indices {
             samples[index] = Int16(bitPattern: UInt16(bytes[2 * index]) | UInt16(bytes[2 * index + 1]) << 8)
@@ -97,9 +105,13 @@ public struct OpenAISynthesizer: SpeechSynthesizer {
 
 enum OpenAISpeech {
     /// The response body of a 2xx answer; any other status throws with the service's message.
-    static func send(_ request: HTTPClientRequest, client: HTTPClient, timeout: Duration, limit: Int) async throws -> [UInt8] {
-        let deadline = NIODeadline.now() + .nanoseconds(
-            timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)
+    static func send(_ request: HTTPClientRequest, client: HTTPClient, timeout: Duration, limit: Int) async throws
+        -> [UInt8]
+    {
+        let deadline =
+            NIODeadline.now()
+            + .nanoseconds(
+                timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)
         let response = try await client.execute(request, deadline: deadline)
         let body = try await response.body.collect(upTo: limit)
         guard (200..<300).contains(Int(response.status.code)) else {
@@ -108,7 +120,9 @@ enum OpenAISpeech {
                 struct Inner: Decodable { var message: String }
                 var error: Inner
             }
-            let message = (try? JSONDecoder().decode(Envelope.self, from: Data(text.utf8)).error.message) ?? String(text.prefix(200))
+            let message =
+                (try? JSONDecoder().decode(Envelope.self, from: Data(text.utf8)).error.message)
+                ?? String(text.prefix(200))
             throw SpeechServiceError(status: Int(response.status.code), message: message)
         }
         return Array(buffer: body)

@@ -13,7 +13,10 @@ public struct SpeechFailoverPolicy: Sendable, Equatable {
     public var failureThreshold = 3
     public var openDuration: Duration = .seconds(30)
 
-    public init(retries: Int = 1, retryDelay: Duration = .milliseconds(250), failureThreshold: Int = 3, openDuration: Duration = .seconds(30)) {
+    public init(
+        retries: Int = 1, retryDelay: Duration = .milliseconds(250), failureThreshold: Int = 3,
+        openDuration: Duration = .seconds(30)
+    ) {
         self.retries = retries
         self.retryDelay = retryDelay
         self.failureThreshold = failureThreshold
@@ -42,9 +45,14 @@ final class SpeechFailover: Sendable {
         self.hasFallback = hasFallback
         breaker = Mutex(CircuitBreaker(failureThreshold: policy.failureThreshold, openDuration: policy.openDuration))
         func counter(_ engine: String, _ outcome: String) -> Counter {
-            Counter(label: "sb_voice_engine_calls_total", dimensions: [("stage", stage), ("engine", engine), ("outcome", outcome)])
+            Counter(
+                label: "sb_voice_engine_calls_total",
+                dimensions: [("stage", stage), ("engine", engine), ("outcome", outcome)])
         }
-        calls = (counter("primary", "ok"), counter("primary", "error"), counter("fallback", "ok"), counter("fallback", "error"))
+        calls = (
+            counter("primary", "ok"), counter("primary", "error"), counter("fallback", "ok"),
+            counter("fallback", "error")
+        )
         fallbacks = Counter(label: "sb_voice_engine_fallbacks_total", dimensions: [("stage", stage)])
         circuitOpen = Gauge(label: "sb_voice_engine_circuit_open", dimensions: [("stage", stage)])
     }
@@ -79,7 +87,9 @@ final class SpeechFailover: Sendable {
             if opened { circuitOpen.record(1) }
         }
         guard let fallback, hasFallback else {
-            throw lastError ?? SpeechEngineUnavailable(description: "the \(stage) engine failed repeatedly and has no fallback; try again later")
+            throw lastError
+                ?? SpeechEngineUnavailable(
+                    description: "the \(stage) engine failed repeatedly and has no fallback; try again later")
         }
         fallbacks.increment()
         do {

@@ -51,7 +51,8 @@ final class VoiceSession: Sendable {
         self.id = id
         self.route = route
         self.owner = owner
-        (inputs, inputContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(owner.settings.queueFrames))
+        (inputs, inputContinuation) = AsyncStream.makeStream(
+            bufferingPolicy: .bufferingNewest(owner.settings.queueFrames))
         (speaker, speakerContinuation) = AsyncStream.makeStream()
         var logger = owner.context.logger
         logger[metadataKey: "voice.session"] = "\(id)"
@@ -61,7 +62,9 @@ final class VoiceSession: Sendable {
     /// Follows the conversation before any turn can start, so no frame of an answer is missed.
     func prepare() async throws {
         let continuation = speakerContinuation
-        let token = try await owner.subscriber.subscribe(Keyspace.ClientChannel.live(.conversation(route.conversationId))) { bytes in
+        let token = try await owner.subscriber.subscribe(
+            Keyspace.ClientChannel.live(.conversation(route.conversationId))
+        ) { bytes in
             if let message = ChannelWire.decode(bytes) { continuation.yield(.frame(message)) }
         }
         subscription.withLock { $0 = token }
@@ -144,14 +147,18 @@ final class VoiceSession: Sendable {
             case .tick:
                 let idle = clock.now - lastVoice
                 if idle >= settings.hardClose {
-                    await send(.close, turn: 0, payload: Array("\(CloseCode.idleTimeout.rawValue) no voice for too long".utf8))
+                    await send(
+                        .close, turn: 0, payload: Array("\(CloseCode.idleTimeout.rawValue) no voice for too long".utf8))
                     return
                 }
                 if idle >= settings.idleFarewell, !saidFarewell {
                     saidFarewell = true
                     turn += 1
                     speakerContinuation.yield(
-                        .turn(Turn(number: turn, audio: nil, text: nil, stoppedSpeakingAt: clock.now, endOfUtteranceAt: clock.now)))
+                        .turn(
+                            Turn(
+                                number: turn, audio: nil, text: nil, stoppedSpeakingAt: clock.now,
+                                endOfUtteranceAt: clock.now)))
                 }
             case .event(let event):
                 pending.subtract(1, ordering: .relaxed)
@@ -165,16 +172,25 @@ final class VoiceSession: Sendable {
                 case .audio:
                     guard let packet = event.audio else { continue }
                     // The device promised its frame length and rate in its hello: anything else is an error too.
-                    guard let decoded = try? decoder.decode([UInt8](packet)), decoded.count == route.uplink.samplesPerFrame else {
+                    guard let decoded = try? decoder.decode([UInt8](packet)),
+                        decoded.count == route.uplink.samplesPerFrame
+                    else {
                         Self.decodeErrors.increment()
                         let errors = outcomes.record(failed: true)
                         if errors == 1 {
-                            await send(.json, turn: turn, payload: Array(
-                                Xiaozhi.Message.alert(status: "error", message: "undecodable Opus packet", sessionId: id).json().utf8))
+                            await send(
+                                .json, turn: turn,
+                                payload: Array(
+                                    Xiaozhi.Message.alert(
+                                        status: "error", message: "undecodable Opus packet", sessionId: id
+                                    ).json().utf8))
                         }
                         if errors >= Self.maxDecodeErrorsInWindow {
-                            await send(.close, turn: 0, payload: Array(
-                                "\(CloseCode.badRequest.rawValue) the audio is not the mono Opus the hello announced".utf8))
+                            await send(
+                                .close, turn: 0,
+                                payload: Array(
+                                    "\(CloseCode.badRequest.rawValue) the audio is not the mono Opus the hello announced"
+                                        .utf8))
                             return
                         }
                         continue
@@ -190,12 +206,19 @@ final class VoiceSession: Sendable {
                             guard manualAudio.append(pcm) else {
                                 // The device never said stop: take what fits as the turn, and tell it why.
                                 state.listening = false
-                                await send(.json, turn: turn, payload: Array(Xiaozhi.Message.alert(
-                                    status: "error", message: ManualRecording.fullMessage, sessionId: id).json().utf8))
+                                await send(
+                                    .json, turn: turn,
+                                    payload: Array(
+                                        Xiaozhi.Message.alert(
+                                            status: "error", message: ManualRecording.fullMessage, sessionId: id
+                                        ).json().utf8))
                                 turn += 1
                                 let now = clock.now
-                                speakerContinuation.yield(.turn(Turn(
-                                    number: turn, audio: manualAudio.samples, text: nil, stoppedSpeakingAt: now, endOfUtteranceAt: now)))
+                                speakerContinuation.yield(
+                                    .turn(
+                                        Turn(
+                                            number: turn, audio: manualAudio.samples, text: nil, stoppedSpeakingAt: now,
+                                            endOfUtteranceAt: now)))
                                 manualAudio.removeAll()
                                 continue
                             }
@@ -208,7 +231,9 @@ final class VoiceSession: Sendable {
                             // Speech while speaking (realtime mode, device with AEC): barge in.
                             if state.mode == .realtime, state.speaking {
                                 abort(through: turn)
-                                await send(.json, turn: turn, payload: Array(Xiaozhi.Message.tts(.stop, sessionId: id).json().utf8))
+                                await send(
+                                    .json, turn: turn,
+                                    payload: Array(Xiaozhi.Message.tts(.stop, sessionId: id).json().utf8))
                             }
                         case .utteranceEnded(let samples, let trailing):
                             lastVoice = clock.now
@@ -216,9 +241,12 @@ final class VoiceSession: Sendable {
                             turn += 1
                             state.speaking = true
                             if state.mode == .auto { state.listening = false }
-                            speakerContinuation.yield(.turn(Turn(
-                                number: turn, audio: samples, text: nil,
-                                stoppedSpeakingAt: now - .milliseconds(trailing * 1000 / 16_000), endOfUtteranceAt: now)))
+                            speakerContinuation.yield(
+                                .turn(
+                                    Turn(
+                                        number: turn, audio: samples, text: nil,
+                                        stoppedSpeakingAt: now - .milliseconds(trailing * 1000 / 16_000),
+                                        endOfUtteranceAt: now)))
                         case nil:
                             if vad.inSpeech { lastVoice = clock.now }
                         }
@@ -240,22 +268,33 @@ final class VoiceSession: Sendable {
                             let now = clock.now
                             if state.mode == .manual, !manualAudio.samples.isEmpty {
                                 turn += 1
-                                speakerContinuation.yield(.turn(Turn(
-                                    number: turn, audio: manualAudio.samples, text: nil, stoppedSpeakingAt: now, endOfUtteranceAt: now)))
+                                speakerContinuation.yield(
+                                    .turn(
+                                        Turn(
+                                            number: turn, audio: manualAudio.samples, text: nil, stoppedSpeakingAt: now,
+                                            endOfUtteranceAt: now)))
                             } else if case .utteranceEnded(let samples, _) = vad.flush() {
                                 turn += 1
-                                speakerContinuation.yield(.turn(Turn(
-                                    number: turn, audio: samples, text: nil, stoppedSpeakingAt: now, endOfUtteranceAt: now)))
+                                speakerContinuation.yield(
+                                    .turn(
+                                        Turn(
+                                            number: turn, audio: samples, text: nil, stoppedSpeakingAt: now,
+                                            endOfUtteranceAt: now)))
                             }
                             manualAudio.removeAll()
                         case .detect:
                             // A wake word or typed text: straight to the conversation, no ASR.
-                            guard let text = message.text?.trimmingCharacters(in: .whitespacesAndNewlines), !text.isEmpty else { continue }
+                            guard let text = message.text?.trimmingCharacters(in: .whitespacesAndNewlines),
+                                !text.isEmpty
+                            else { continue }
                             lastVoice = clock.now
                             turn += 1
                             let now = clock.now
                             speakerContinuation.yield(
-                                .turn(Turn(number: turn, audio: nil, text: text, stoppedSpeakingAt: now, endOfUtteranceAt: now)))
+                                .turn(
+                                    Turn(
+                                        number: turn, audio: nil, text: text, stoppedSpeakingAt: now,
+                                        endOfUtteranceAt: now)))
                         case nil:
                             continue
                         }
@@ -321,8 +360,11 @@ final class VoiceSession: Sendable {
             } catch {
                 Self.turnFailures.increment()
                 logger.warning("voice turn failed", metadata: ["error": "\(error)"])
-                await send(.json, turn: turn.number, payload: Array(
-                    Xiaozhi.Message.alert(status: "error", message: "the answer failed; try again", sessionId: id).json().utf8))
+                await send(
+                    .json, turn: turn.number,
+                    payload: Array(
+                        Xiaozhi.Message.alert(status: "error", message: "the answer failed; try again", sessionId: id)
+                            .json().utf8))
                 await send(.ttsStop, turn: turn.number, payload: [])
             }
         }
@@ -359,7 +401,8 @@ final class VoiceSession: Sendable {
             try await publish([
                 VoiceDownlink.Item(sessionId: id, kind: .ttsStop, turn: turn.number, payload: []),
                 VoiceDownlink.Item(
-                    sessionId: id, kind: .close, turn: 0, payload: Array("\(CloseCode.idleTimeout.rawValue) no voice for a while; goodbye".utf8)),
+                    sessionId: id, kind: .close, turn: 0,
+                    payload: Array("\(CloseCode.idleTimeout.rawValue) no voice for a while; goodbye".utf8)),
             ])
             return
         }
@@ -414,7 +457,9 @@ final class VoiceSession: Sendable {
             if !sentEmotion {
                 sentEmotion = true
                 let reading = Emotion.classify(sentence)
-                try await publish([json(.llm(emotion: reading.emotion, text: reading.emoji, sessionId: id), turn: turn.number)])
+                try await publish([
+                    json(.llm(emotion: reading.emotion, text: reading.emoji, sessionId: id), turn: turn.number)
+                ])
                 sentence = Emotion.strippingLeadingEmoji(sentence)
             }
             guard !sentence.isEmpty else { return }
@@ -438,7 +483,8 @@ final class VoiceSession: Sendable {
                 case FrameType.messageStreamStart:
                     if data["inReplyTo"] as? String == messageID { replyID = data["messageId"] as? String }
                 case FrameType.messageStreamChunk:
-                    guard let replyID, data["messageId"] as? String == replyID, let chunk = data["chunk"] as? String else { continue }
+                    guard let replyID, data["messageId"] as? String == replyID, let chunk = data["chunk"] as? String
+                    else { continue }
                     if !firstToken {
                         firstToken = true
                         Self.llmFirstToken.recordInterval(since: submittedAt, clock: clock)
@@ -481,11 +527,13 @@ final class VoiceSession: Sendable {
         let payload = ChatInterruptRequested(
             conversationId: route.conversationId, userId: route.userId, requestId: UUID().uuidString.lowercased(),
             gateway: route.gateway)
-        try await owner.context.publish(owner.context.envelope(payload, routingKey: route.conversationId), to: Topics.chatRequests)
+        try await owner.context.publish(
+            owner.context.envelope(payload, routingKey: route.conversationId), to: Topics.chatRequests)
     }
 
     static func data(of message: ChannelWire.Message) -> [String: Any]? {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(message.frameJSON.utf8)) as? [String: Any] else { return nil }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(message.frameJSON.utf8)) as? [String: Any]
+        else { return nil }
         return object["data"] as? [String: Any]
     }
 
@@ -499,7 +547,8 @@ final class VoiceSession: Sendable {
     /// their order is kept).
     private func publish(_ items: [VoiceDownlink.Item]) async throws {
         let channel = RedisArgument(Keyspace.PubSub.voiceDownlink(gateway: route.gateway))
-        _ = try await owner.context.redis.pipeline(items.map { ["PUBLISH", channel, RedisArgument(bytes: VoiceDownlink.encode($0))] })
+        _ = try await owner.context.redis.pipeline(
+            items.map { ["PUBLISH", channel, RedisArgument(bytes: VoiceDownlink.encode($0))] })
     }
 
     private func send(_ kind: VoiceDownlink.Kind, turn: Int64, payload: [UInt8]) async {

@@ -67,7 +67,8 @@ public struct VoiceSettings: Sendable {
         public var queueFrames: Int?
         @Option(help: "Seconds without voice before the farewell (env SWITCHBOARD_VOICE_IDLE_SECONDS; default 120).")
         public var idleSeconds: Int?
-        @Option(help: "Seconds without voice before a hard close (env SWITCHBOARD_VOICE_HARD_CLOSE_SECONDS; default 180).")
+        @Option(
+            help: "Seconds without voice before a hard close (env SWITCHBOARD_VOICE_HARD_CLOSE_SECONDS; default 180).")
         public var hardCloseSeconds: Int?
         @Option(help: "Collaboration pattern of voice turns (env SWITCHBOARD_VOICE_PATTERN; default direct).")
         public var pattern: String?
@@ -79,11 +80,16 @@ public struct VoiceSettings: Sendable {
         public var ttsVoice: String?
         @Option(help: "eSpeak NG words per minute (env SWITCHBOARD_VOICE_TTS_RATE; default 160).")
         public var ttsRate: Int?
-        @Option(help: "Speech recognition: pocketsphinx or openai (env SWITCHBOARD_VOICE_ASR_ENGINE; default pocketsphinx).")
+        @Option(
+            help: "Speech recognition: pocketsphinx or openai (env SWITCHBOARD_VOICE_ASR_ENGINE; default pocketsphinx)."
+        )
         public var asrEngine: String?
         @Option(help: "Speech synthesis: espeak or openai (env SWITCHBOARD_VOICE_TTS_ENGINE; default espeak).")
         public var ttsEngine: String?
-        @Option(help: "OpenAI-compatible speech API base, up to /v1 (env SWITCHBOARD_VOICE_OPENAI_BASE_URL; default https://api.openai.com/v1).")
+        @Option(
+            help:
+                "OpenAI-compatible speech API base, up to /v1 (env SWITCHBOARD_VOICE_OPENAI_BASE_URL; default https://api.openai.com/v1)."
+        )
         public var openaiBaseUrl: String?
         @Option(help: "Transcription model (env SWITCHBOARD_VOICE_OPENAI_ASR_MODEL; default whisper-1).")
         public var openaiAsrModel: String?
@@ -93,70 +99,99 @@ public struct VoiceSettings: Sendable {
         public var openaiTtsVoice: String?
         @Option(help: "Folder for each turn's decoded audio as WAV (env SWITCHBOARD_VOICE_RECORD_DIR; default off).")
         public var recordDir: String?
-        @Option(help: "ASR fallback: auto, none, pocketsphinx or openai (env SWITCHBOARD_VOICE_ASR_FALLBACK; default auto).")
+        @Option(
+            help: "ASR fallback: auto, none, pocketsphinx or openai (env SWITCHBOARD_VOICE_ASR_FALLBACK; default auto)."
+        )
         public var asrFallback: String?
         @Option(help: "TTS fallback: auto, none, espeak or openai (env SWITCHBOARD_VOICE_TTS_FALLBACK; default auto).")
         public var ttsFallback: String?
         @Option(help: "Retries of a failing speech engine per call (env SWITCHBOARD_VOICE_ENGINE_RETRIES; default 1).")
         public var engineRetries: Int?
-        @Option(help: "Failed calls in a row that open an engine's circuit (env SWITCHBOARD_VOICE_ENGINE_FAILURES; default 3).")
+        @Option(
+            help:
+                "Failed calls in a row that open an engine's circuit (env SWITCHBOARD_VOICE_ENGINE_FAILURES; default 3)."
+        )
         public var engineFailures: Int?
-        @Option(help: "Seconds an open circuit skips its engine (env SWITCHBOARD_VOICE_ENGINE_OPEN_SECONDS; default 30).")
+        @Option(
+            help: "Seconds an open circuit skips its engine (env SWITCHBOARD_VOICE_ENGINE_OPEN_SECONDS; default 30).")
         public var engineOpenSeconds: Int?
 
         public init() {}
 
-        public func settings(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> VoiceSettings {
+        public func settings(environment: [String: String] = ProcessInfo.processInfo.environment) throws
+            -> VoiceSettings
+        {
             var settings = VoiceSettings()
             settings.vad.speechToNoiseRatio = try setting(
-                vadRatio, environment: "VOICE_VAD_RATIO", default: settings.vad.speechToNoiseRatio, environment: environment)
+                vadRatio, environment: "VOICE_VAD_RATIO", default: settings.vad.speechToNoiseRatio,
+                environment: environment)
             settings.vad.minimumSpeechRMS = try setting(
-                vadMinRms, environment: "VOICE_VAD_MIN_RMS", default: settings.vad.minimumSpeechRMS, environment: environment)
+                vadMinRms, environment: "VOICE_VAD_MIN_RMS", default: settings.vad.minimumSpeechRMS,
+                environment: environment)
             settings.vad.minSilenceMilliseconds = try setting(
                 minSilenceMs, environment: "VOICE_MIN_SILENCE_MS", default: settings.vad.minSilenceMilliseconds,
                 environment: environment)
             settings.vad.preRollMilliseconds = try setting(
-                preRollMs, environment: "VOICE_PRE_ROLL_MS", default: settings.vad.preRollMilliseconds, environment: environment)
+                preRollMs, environment: "VOICE_PRE_ROLL_MS", default: settings.vad.preRollMilliseconds,
+                environment: environment)
             settings.queueFrames = try setting(
                 queueFrames, environment: "VOICE_QUEUE_FRAMES", default: settings.queueFrames, environment: environment)
-            let idle = try setting(idleSeconds, environment: "VOICE_IDLE_SECONDS", default: 120, environment: environment)
-            let hard = try setting(hardCloseSeconds, environment: "VOICE_HARD_CLOSE_SECONDS", default: 180, environment: environment)
+            let idle = try setting(
+                idleSeconds, environment: "VOICE_IDLE_SECONDS", default: 120, environment: environment)
+            let hard = try setting(
+                hardCloseSeconds, environment: "VOICE_HARD_CLOSE_SECONDS", default: 180, environment: environment)
             settings.idleFarewell = .seconds(idle)
             settings.hardClose = .seconds(hard)
-            settings.pattern = try setting(pattern, environment: "VOICE_PATTERN", default: settings.pattern, environment: environment)
+            settings.pattern = try setting(
+                pattern, environment: "VOICE_PATTERN", default: settings.pattern, environment: environment)
             settings.asr.modelDirectory = try setting(
-                asrModelDir, environment: "VOICE_ASR_MODEL_DIR", default: settings.asr.modelDirectory, environment: environment)
+                asrModelDir, environment: "VOICE_ASR_MODEL_DIR", default: settings.asr.modelDirectory,
+                environment: environment)
             settings.asr.decoders = try setting(
-                asrDecoders, environment: "VOICE_ASR_DECODERS", default: settings.asr.decoders, environment: environment)
-            settings.ttsVoice = try setting(ttsVoice, environment: "VOICE_TTS_VOICE", default: settings.ttsVoice, environment: environment)
+                asrDecoders, environment: "VOICE_ASR_DECODERS", default: settings.asr.decoders, environment: environment
+            )
+            settings.ttsVoice = try setting(
+                ttsVoice, environment: "VOICE_TTS_VOICE", default: settings.ttsVoice, environment: environment)
             settings.ttsWordsPerMinute = try setting(
                 ttsRate, environment: "VOICE_TTS_RATE", default: settings.ttsWordsPerMinute, environment: environment)
-            settings.asrEngine = try setting(asrEngine, environment: "VOICE_ASR_ENGINE", default: settings.asrEngine, environment: environment)
-            settings.ttsEngine = try setting(ttsEngine, environment: "VOICE_TTS_ENGINE", default: settings.ttsEngine, environment: environment)
+            settings.asrEngine = try setting(
+                asrEngine, environment: "VOICE_ASR_ENGINE", default: settings.asrEngine, environment: environment)
+            settings.ttsEngine = try setting(
+                ttsEngine, environment: "VOICE_TTS_ENGINE", default: settings.ttsEngine, environment: environment)
             settings.openAI.baseURL = try setting(
-                openaiBaseUrl, environment: "VOICE_OPENAI_BASE_URL", default: settings.openAI.baseURL, environment: environment)
+                openaiBaseUrl, environment: "VOICE_OPENAI_BASE_URL", default: settings.openAI.baseURL,
+                environment: environment)
             settings.openAI.transcriptionModel = try setting(
-                openaiAsrModel, environment: "VOICE_OPENAI_ASR_MODEL", default: settings.openAI.transcriptionModel, environment: environment)
+                openaiAsrModel, environment: "VOICE_OPENAI_ASR_MODEL", default: settings.openAI.transcriptionModel,
+                environment: environment)
             settings.openAI.speechModel = try setting(
-                openaiTtsModel, environment: "VOICE_OPENAI_TTS_MODEL", default: settings.openAI.speechModel, environment: environment)
+                openaiTtsModel, environment: "VOICE_OPENAI_TTS_MODEL", default: settings.openAI.speechModel,
+                environment: environment)
             settings.openAI.speechVoice = try setting(
-                openaiTtsVoice, environment: "VOICE_OPENAI_TTS_VOICE", default: settings.openAI.speechVoice, environment: environment)
+                openaiTtsVoice, environment: "VOICE_OPENAI_TTS_VOICE", default: settings.openAI.speechVoice,
+                environment: environment)
             let record = try setting(recordDir, environment: "VOICE_RECORD_DIR", default: "", environment: environment)
             settings.recordDirectory = record.isEmpty ? nil : record
-            settings.asrFallback = try setting(asrFallback, environment: "VOICE_ASR_FALLBACK", default: settings.asrFallback, environment: environment)
-            settings.ttsFallback = try setting(ttsFallback, environment: "VOICE_TTS_FALLBACK", default: settings.ttsFallback, environment: environment)
+            settings.asrFallback = try setting(
+                asrFallback, environment: "VOICE_ASR_FALLBACK", default: settings.asrFallback, environment: environment)
+            settings.ttsFallback = try setting(
+                ttsFallback, environment: "VOICE_TTS_FALLBACK", default: settings.ttsFallback, environment: environment)
             settings.failover.retries = try setting(
-                engineRetries, environment: "VOICE_ENGINE_RETRIES", default: settings.failover.retries, environment: environment)
+                engineRetries, environment: "VOICE_ENGINE_RETRIES", default: settings.failover.retries,
+                environment: environment)
             settings.failover.failureThreshold = try setting(
-                engineFailures, environment: "VOICE_ENGINE_FAILURES", default: settings.failover.failureThreshold, environment: environment)
-            let openSeconds = try setting(engineOpenSeconds, environment: "VOICE_ENGINE_OPEN_SECONDS", default: 30, environment: environment)
+                engineFailures, environment: "VOICE_ENGINE_FAILURES", default: settings.failover.failureThreshold,
+                environment: environment)
+            let openSeconds = try setting(
+                engineOpenSeconds, environment: "VOICE_ENGINE_OPEN_SECONDS", default: 30, environment: environment)
             settings.failover.openDuration = .seconds(openSeconds)
             guard ["auto", "none", "pocketsphinx", "openai", "instant"].contains(settings.asrFallback),
                 ["auto", "none", "espeak", "openai", "instant"].contains(settings.ttsFallback),
                 (0...5).contains(settings.failover.retries), settings.failover.failureThreshold > 0, openSeconds > 0
             else {
                 throw ConfigurationError(
-                    "the ASR fallback is auto, none, pocketsphinx, openai or instant, the TTS fallback auto, none, espeak, openai or instant; engine retries 0-5, failures and open seconds > 0")
+                    "the ASR fallback is auto, none, pocketsphinx, openai or instant, the TTS fallback auto, none, espeak, openai or instant; engine retries 0-5, failures and open seconds > 0"
+                )
             }
             // The key only from the environment: a flag would show it in the process list.
             settings.openAI.apiKey = environment["SWITCHBOARD_VOICE_OPENAI_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
@@ -164,14 +199,17 @@ public struct VoiceSettings: Sendable {
                 ["espeak", "openai", "instant"].contains(settings.ttsEngine)
             else {
                 throw ConfigurationError(
-                    "the ASR engine is pocketsphinx, openai or instant (benchmarks), the TTS engine espeak, openai or instant")
+                    "the ASR engine is pocketsphinx, openai or instant (benchmarks), the TTS engine espeak, openai or instant"
+                )
             }
-            guard settings.vad.speechToNoiseRatio > 1, settings.vad.minimumSpeechRMS >= 0, settings.vad.minSilenceMilliseconds > 0,
+            guard settings.vad.speechToNoiseRatio > 1, settings.vad.minimumSpeechRMS >= 0,
+                settings.vad.minSilenceMilliseconds > 0,
                 settings.vad.preRollMilliseconds >= 0, settings.queueFrames > 0, idle > 0, hard >= idle,
                 settings.asr.decoders > 0, (80...450).contains(settings.ttsWordsPerMinute)
             else {
                 throw ConfigurationError(
-                    "voice settings out of range (ratio > 1, silence > 0, queue > 0, 0 < idle ≤ hard close, decoders > 0, rate 80-450)")
+                    "voice settings out of range (ratio > 1, silence > 0, queue > 0, 0 < idle ≤ hard close, decoders > 0, rate 80-450)"
+                )
             }
             return settings
         }

@@ -13,7 +13,9 @@ import SwitchboardVoice
 /// Joins the voice-worker consumer group on `Topics.voiceUplink` (keyed by device session, so one
 /// instance sees a session's audio in order) and runs one `VoiceSession` per device session.
 public enum VoiceWorker {
-    public static func run(configuration: SwitchboardConfiguration, settings: VoiceSettings = VoiceSettings()) async throws {
+    public static func run(configuration: SwitchboardConfiguration, settings: VoiceSettings = VoiceSettings())
+        async throws
+    {
         let context = try await ServiceRunner.makeContext(configuration: configuration)
         let http = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
@@ -47,10 +49,12 @@ public enum VoiceWorker {
         }
         // Each stage: its engine retried behind a circuit breaker, then its fallback (SpeechFailover.swift).
         let recognizer = FailoverRecognizer(
-            primary: try await makeRecognizer(settings.asrEngine), fallback: try await settings.asrFallbackEngine.asyncMap(makeRecognizer),
+            primary: try await makeRecognizer(settings.asrEngine),
+            fallback: try await settings.asrFallbackEngine.asyncMap(makeRecognizer),
             policy: settings.failover)
         let synthesizer = FailoverSynthesizer(
-            primary: try makeSynthesizer(settings.ttsEngine), fallback: try settings.ttsFallbackEngine.map(makeSynthesizer), policy: settings.failover)
+            primary: try makeSynthesizer(settings.ttsEngine),
+            fallback: try settings.ttsFallbackEngine.map(makeSynthesizer), policy: settings.failover)
         let subscriber = RedisSubscriber(endpoint: try configuration.redisEndpoint, logger: context.logger)
         let sessions = VoiceSessions(
             context: context, subscriber: subscriber,
@@ -58,7 +62,8 @@ public enum VoiceWorker {
         let consumer = try context.makeConsumer(group: ConsumerGroups.voiceWorker)
         var router = EventRouter(service: configuration.service.rawValue)
         router.on(VoiceUplinkEvent.self) { try await sessions.route($0.payload) }
-        let processor = KafkaEventProcessor(consumer: consumer, deadLetterProducer: context.producer, logger: context.logger, router: router)
+        let processor = KafkaEventProcessor(
+            consumer: consumer, deadLetterProducer: context.producer, logger: context.logger, router: router)
         // Stopped in reverse: the consumer first, then the sessions, then the Redis subscription.
         try await ServiceRunner.run(context: context, services: [subscriber, sessions, processor])
     }

@@ -4,7 +4,8 @@ import SwitchboardRuntime
 
 @main
 struct VoiceWorkerCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "voice-worker", abstract: "Runs the voice pipeline for devices (audio in, speech out).")
+    static let configuration = CommandConfiguration(
+        commandName: "voice-worker", abstract: "Runs the voice pipeline for devices (audio in, speech out).")
 
     @OptionGroup var options: CommonOptions
     @OptionGroup var voice: VoiceSettings.Options

@@ -6,9 +6,9 @@ import NIOPosix
 import SwitchboardWorkflow
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// An http node's request under the egress rules (docs/workflows.md#egress). The runner resolves the
@@ -57,7 +57,9 @@ struct EgressClient: Sendable {
                 do {
                     body = try await response.body.collect(upTo: maximumResponseBytes)
                 } catch is NIOTooManyBytesError {
-                    throw EgressError("the response of \(request.url) is over the \(maximumResponseBytes)-byte limit (SWITCHBOARD_WORKFLOW_HTTP_MAX_RESPONSE_BYTES)")
+                    throw EgressError(
+                        "the response of \(request.url) is over the \(maximumResponseBytes)-byte limit (SWITCHBOARD_WORKFLOW_HTTP_MAX_RESPONSE_BYTES)"
+                    )
                 }
                 try await client.shutdown()
                 return Answer(status: status, body: body, url: request.url)
@@ -96,9 +98,9 @@ struct EgressClient: Sendable {
             var hints = addrinfo()
             hints.ai_family = AF_UNSPEC
             #if canImport(Glibc)
-            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+                hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
             #else
-            hints.ai_socktype = SOCK_STREAM
+                hints.ai_socktype = SOCK_STREAM
             #endif
             var list: UnsafeMutablePointer<addrinfo>?
             let status = getaddrinfo(host, nil, &hints, &list)
@@ -115,12 +117,16 @@ struct EgressClient: Sendable {
                         let bytes = socketAddress.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer in
                             withUnsafeBytes(of: pointer.pointee.sin_addr) { Array($0) }
                         }
-                        if let address = IPAddress(bytes: bytes), !addresses.contains(address) { addresses.append(address) }
+                        if let address = IPAddress(bytes: bytes), !addresses.contains(address) {
+                            addresses.append(address)
+                        }
                     case AF_INET6:
                         let bytes = socketAddress.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
                             withUnsafeBytes(of: pointer.pointee.sin6_addr) { Array($0) }
                         }
-                        if let address = IPAddress(bytes: bytes), !addresses.contains(address) { addresses.append(address) }
+                        if let address = IPAddress(bytes: bytes), !addresses.contains(address) {
+                            addresses.append(address)
+                        }
                     default:
                         break
                     }

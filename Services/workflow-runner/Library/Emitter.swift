@@ -46,7 +46,8 @@ final class Emitter: Sendable {
             do {
                 _ = try await delivery.report()
             } catch {
-                context.logger.warning("a workflow event's delivery failed; sending it again", metadata: ["error": "\(error)"])
+                context.logger.warning(
+                    "a workflow event's delivery failed; sending it again", metadata: ["error": "\(error)"])
                 _ = try await retrying(context.logger) { [context] in try await context.producer.send(message) }
             }
         }

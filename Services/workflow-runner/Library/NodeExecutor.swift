@@ -22,7 +22,9 @@ struct NodeExecutor: Sendable {
     let settings: WorkflowRunnerSettings
 
     /// Runs the node; outputs over the limit fail it (they would be checkpointed and sent to clients).
-    func execute(_ node: WorkflowNode, kind: NodeKind, inputs: [String: JSONValue], run: NodeRun) async throws -> NodeResult {
+    func execute(_ node: WorkflowNode, kind: NodeKind, inputs: [String: JSONValue], run: NodeRun) async throws
+        -> NodeResult
+    {
         let result = try await perform(node, kind: kind, inputs: inputs, run: run)
         do {
             try OutputLimits.check(outputs: result.outputs, limit: settings.maximumOutputBytes)
@@ -32,7 +34,9 @@ struct NodeExecutor: Sendable {
         return result
     }
 
-    private func perform(_ node: WorkflowNode, kind: NodeKind, inputs: [String: JSONValue], run: NodeRun) async throws -> NodeResult {
+    private func perform(_ node: WorkflowNode, kind: NodeKind, inputs: [String: JSONValue], run: NodeRun) async throws
+        -> NodeResult
+    {
         switch kind {
         case .start:
             var outputs = node.config["inputs"]?.objectValue ?? [:]
@@ -66,7 +70,8 @@ struct NodeExecutor: Sendable {
 
     private func render(_ template: JSONValue?, _ inputs: [String: JSONValue]) throws -> String {
         do {
-            return try OutputLimits.render(template?.stringValue ?? "", with: inputs, limit: settings.maximumOutputBytes)
+            return try OutputLimits.render(
+                template?.stringValue ?? "", with: inputs, limit: settings.maximumOutputBytes)
         } catch let error as OutputLimitError {
             throw NodeFailure(message: "template error: \(error.description)")
         } catch {
@@ -85,13 +90,17 @@ struct NodeExecutor: Sendable {
         let prompt = try render(node.config["prompt"], inputs)
         let task = AgentTaskRequested(
             taskId: taskID, conversationId: run.runID, userId: run.userID, replyMessageId: taskID, inReplyTo: run.runID,
-            role: node.config["role"]?.stringValue ?? "assistant", prompt: prompt, runId: WorkflowNodeTask.runPrefix + run.runID,
-            responsibility: node.config["responsibility"]?.stringValue, systemPrompt: node.config["system"]?.stringValue,
-            isFinal: false, dispatchedAt: Clock.epochMilliseconds(), workflowNode: WorkflowNodeTask(runId: run.runID, nodeId: node.id),
+            role: node.config["role"]?.stringValue ?? "assistant", prompt: prompt,
+            runId: WorkflowNodeTask.runPrefix + run.runID,
+            responsibility: node.config["responsibility"]?.stringValue,
+            systemPrompt: node.config["system"]?.stringValue,
+            isFinal: false, dispatchedAt: Clock.epochMilliseconds(),
+            workflowNode: WorkflowNodeTask(runId: run.runID, nodeId: node.id),
             replyTo: Topics.workflowCommands.name)
         try await context.publish(context.envelope(task, routingKey: task.conversationId), to: Topics.agentTasks)
         do {
-            return try answer(try await Self.within(settings.llmTimeout) { try await run.handle.agentResults.receive(taskID) })
+            return try answer(
+                try await Self.within(settings.llmTimeout) { try await run.handle.agentResults.receive(taskID) })
         } catch is TimedOut {
             throw NodeFailure(message: "no answer from the agent-worker within \(settings.llmTimeout)")
         }
@@ -109,7 +118,9 @@ struct NodeExecutor: Sendable {
     private func request(_ node: WorkflowNode, inputs: [String: JSONValue]) async throws -> NodeResult {
         let url = try render(node.config["url"], inputs)
         let method = node.config["method"]?.stringValue ?? "GET"
-        let timeout = min(node.config["timeout_ms"]?.intValue.map { Duration.milliseconds($0) } ?? settings.httpTimeout, settings.httpTimeout)
+        let timeout = min(
+            node.config["timeout_ms"]?.intValue.map { Duration.milliseconds($0) } ?? settings.httpTimeout,
+            settings.httpTimeout)
         let retries = node.config["retries"]?.intValue ?? settings.httpRetries
         var request = HTTPClientRequest(url: url)
         request.method = HTTPMethod(rawValue: method)
@@ -121,7 +132,9 @@ struct NodeExecutor: Sendable {
             request.body = .bytes(ByteBuffer(string: try render(.string(template), inputs)))
         case let body? where body != .null:
             request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
-            if !request.headers.contains(name: "content-type") { request.headers.add(name: "content-type", value: "application/json") }
+            if !request.headers.contains(name: "content-type") {
+                request.headers.add(name: "content-type", value: "application/json")
+            }
         default:
             break
         }
@@ -140,7 +153,9 @@ struct NodeExecutor: Sendable {
                     continue
                 }
                 let data = Data(bytes.readableBytesView)
-                let body = (try? JSONDecoder().decode(JSONValue.self, from: data)) ?? .string(String(decoding: data, as: UTF8.self))
+                let body =
+                    (try? JSONDecoder().decode(JSONValue.self, from: data))
+                    ?? .string(String(decoding: data, as: UTF8.self))
                 if status >= 400 { throw NodeFailure(message: "HTTP \(status) from \(url)") }
                 return NodeResult(outputs: ["status": .number(Double(status)), "body": body])
             } catch let failure as NodeFailure {
@@ -168,7 +183,9 @@ struct NodeExecutor: Sendable {
     }
 
     /// The whole exchange, body included, within `limit` (the client's deadline covers less).
-    static func within<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    static func within<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws
+        -> T
+    {
         try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { try await body() }
             group.addTask {

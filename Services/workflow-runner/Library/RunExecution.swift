@@ -27,7 +27,9 @@ struct RunExecution {
         } catch is CancellationError {
             return false
         } catch {
-            logger.error("run abandoned after an error; it resumes when its partition is reassigned", metadata: ["error": "\(error)"])
+            logger.error(
+                "run abandoned after an error; it resumes when its partition is reassigned",
+                metadata: ["error": "\(error)"])
             return false
         }
     }
@@ -81,7 +83,11 @@ private final class RunLoop {
                 scheduler: WorkflowScheduler(workflow: workflow, checkpoint: checkpoints.mapValues(\.record)))
             if record.status == .paused { loop.scheduler.pause() }
             if try await loop.refused() { return nil }
-            if resumed { logger.info("resuming run from its checkpoint", metadata: ["workflow.checkpointed_nodes": "\(checkpoints.count)"]) }
+            if resumed {
+                logger.info(
+                    "resuming run from its checkpoint",
+                    metadata: ["workflow.checkpointed_nodes": "\(checkpoints.count)"])
+            }
             return loop
         case .failure(let issues):
             // The gateway validates; a request from elsewhere may not be.
@@ -103,7 +109,9 @@ private final class RunLoop {
             try await finish(
                 .failed(
                     node: "",
-                    error: "the run was taken over \(executions - 1) times (its runners kept stopping); it failed rather than being resumed again (SWITCHBOARD_WORKFLOW_MAX_TAKEOVERS is \(settings.maximumTakeovers))"))
+                    error:
+                        "the run was taken over \(executions - 1) times (its runners kept stopping); it failed rather than being resumed again (SWITCHBOARD_WORKFLOW_MAX_TAKEOVERS is \(settings.maximumTakeovers))"
+                ))
             return true
         }
         let admitted = try await retrying(logger) { [store, runID, record] in
@@ -113,7 +121,9 @@ private final class RunLoop {
             try await finish(
                 .failed(
                     node: "",
-                    error: "too many runs at once: at most \(settings.maximumRunsPerUser) per user (SWITCHBOARD_WORKFLOW_MAX_RUNS_PER_USER); this run was not started"))
+                    error:
+                        "too many runs at once: at most \(settings.maximumRunsPerUser) per user (SWITCHBOARD_WORKFLOW_MAX_RUNS_PER_USER); this run was not started"
+                ))
             return true
         }
         return false
@@ -148,7 +158,8 @@ private final class RunLoop {
     }
 
     private func nodeFinished(
-        _ node: String, _ result: Result<NodeResult, NodeFailure>, started: Int64, group: inout ThrowingTaskGroup<Void, any Error>
+        _ node: String, _ result: Result<NodeResult, NodeFailure>, started: Int64,
+        group: inout ThrowingTaskGroup<Void, any Error>
     ) async throws -> Bool {
         guard scheduler.status(of: node) == .running, !scheduler.isFinished else { return false }
         waitingInput.remove(node)
@@ -160,14 +171,18 @@ private final class RunLoop {
             try await retrying(logger) { [store, runID] in
                 try await store.checkpoint(
                     runID, node: node,
-                    NodeCheckpoint(status: .completed, outputs: result.outputs, ports: result.ports.map { $0.sorted() }, startedAt: began, finishedAt: finished))
+                    NodeCheckpoint(
+                        status: .completed, outputs: result.outputs, ports: result.ports.map { $0.sorted() },
+                        startedAt: began, finishedAt: finished))
             }
             try await emitNode(node, .completed, outputs: result.outputs, startedAt: began, finishedAt: finished)
             WorkflowMetrics.nodes[.completed]?.increment()
             return try await perform(scheduler.nodeCompleted(node, result), group: &group)
         case .failure(let failure):
             try await retrying(logger) { [store, runID] in
-                try await store.checkpoint(runID, node: node, NodeCheckpoint(status: .failed, error: failure.message, startedAt: began, finishedAt: finished))
+                try await store.checkpoint(
+                    runID, node: node,
+                    NodeCheckpoint(status: .failed, error: failure.message, startedAt: began, finishedAt: finished))
             }
             try await emitNode(node, .failed, error: failure.message, startedAt: began, finishedAt: finished)
             WorkflowMetrics.nodes[.failed]?.increment()
@@ -176,7 +191,9 @@ private final class RunLoop {
     }
 
     /// Carries out the scheduler's actions; true once the run has its outcome.
-    private func perform(_ actions: [WorkflowScheduler.Action], group: inout ThrowingTaskGroup<Void, any Error>) async throws -> Bool {
+    private func perform(_ actions: [WorkflowScheduler.Action], group: inout ThrowingTaskGroup<Void, any Error>)
+        async throws -> Bool
+    {
         for action in actions {
             switch action {
             case .start(let node, let inputs):
@@ -192,7 +209,8 @@ private final class RunLoop {
                 let kind = scheduler.workflow.kind(of: node)
                 if kind == .humanInput { waitingInput.insert(node) }
                 let run = NodeRun(
-                    runID: runID, userID: record.userId, runInputs: record.inputs, handle: execution.handle, emitter: emitter)
+                    runID: runID, userID: record.userId, runInputs: record.inputs, handle: execution.handle,
+                    emitter: emitter)
                 let executor = execution.executor
                 let handle = execution.handle
                 group.addTask {
@@ -244,7 +262,10 @@ private final class RunLoop {
             // The nodes still running were cancelled with the run.
             for node in scheduler.running {
                 try await retrying(logger) { [store, runID] in
-                    try await store.checkpoint(runID, node: node, NodeCheckpoint(status: .failed, error: "stopped", startedAt: self.startedAt[node], finishedAt: now))
+                    try await store.checkpoint(
+                        runID, node: node,
+                        NodeCheckpoint(
+                            status: .failed, error: "stopped", startedAt: self.startedAt[node], finishedAt: now))
                 }
                 try await emitNode(node, .failed, error: "stopped", startedAt: startedAt[node], finishedAt: now)
             }
@@ -279,7 +300,9 @@ private final class RunLoop {
 
     // MARK: Controls
 
-    private func apply(_ control: WorkflowControlRequested, group: inout ThrowingTaskGroup<Void, any Error>) async throws -> Bool {
+    private func apply(_ control: WorkflowControlRequested, group: inout ThrowingTaskGroup<Void, any Error>)
+        async throws -> Bool
+    {
         switch WorkflowControlAction(rawValue: control.action) {
         case .pause:
             if scheduler.isPaused && pendingPauses.isEmpty {
@@ -291,11 +314,14 @@ private final class RunLoop {
             }
         case .resume:
             guard scheduler.isPaused else {
-                try await respond(control, success: false, status: record.status.rawValue, error: ("not_paused", "the run is not paused"))
+                try await respond(
+                    control, success: false, status: record.status.rawValue,
+                    error: ("not_paused", "the run is not paused"))
                 return false
             }
             for pause in pendingPauses {
-                try await respond(pause, success: false, status: "running", error: ("superseded", "resumed before the run paused"))
+                try await respond(
+                    pause, success: false, status: "running", error: ("superseded", "resumed before the run paused"))
             }
             pendingPauses = []
             try await setStatus(.running)
@@ -304,21 +330,26 @@ private final class RunLoop {
             return try await perform(actions, group: &group)
         case .stop:
             for pause in pendingPauses {
-                try await respond(pause, success: false, status: "stopped", error: ("superseded", "stopped before the run paused"))
+                try await respond(
+                    pause, success: false, status: "stopped", error: ("superseded", "stopped before the run paused"))
             }
             pendingPauses = []
             let finished = try await perform(scheduler.stop(), group: &group)
             try await respond(control, success: true, status: "stopped")
             return finished
         case nil:
-            try await respond(control, success: false, status: record.status.rawValue, error: ("invalid_action", "unknown action \(control.action)"))
+            try await respond(
+                control, success: false, status: record.status.rawValue,
+                error: ("invalid_action", "unknown action \(control.action)"))
         }
         return false
     }
 
     /// A pause is real once no node is running (those waiting for a user's answer aside).
     private func settlePause() async throws {
-        guard scheduler.isPaused, !pendingPauses.isEmpty, scheduler.running.allSatisfy(waitingInput.contains) else { return }
+        guard scheduler.isPaused, !pendingPauses.isEmpty, scheduler.running.allSatisfy(waitingInput.contains) else {
+            return
+        }
         for pause in pendingPauses { try await respond(pause, success: true, status: "paused") }
         pendingPauses = []
     }
@@ -327,24 +358,31 @@ private final class RunLoop {
         let node = answer.nodeId
         let waiting = scheduler.workflow.nodes[node]?.kind == .humanInput && scheduler.status(of: node) == .running
         var data: [String: JSONValue] = [
-            "workflow_id": .string(runID), "node_id": .string(node), "request_id": .string(answer.requestId), "success": .bool(waiting),
+            "workflow_id": .string(runID), "node_id": .string(node), "request_id": .string(answer.requestId),
+            "success": .bool(waiting),
         ]
         if waiting {
             execution.handle.answers.deliver(answer.answer, to: node)
         } else {
             data["error"] = ["code": "not_waiting", "message": .string("node \(node) is not waiting for input")]
         }
-        try await emitter.emit(WorkflowFrame.inputResponse, .object(data), id: DeterministicID.uuid(runID, "control", answer.requestId))
+        try await emitter.emit(
+            WorkflowFrame.inputResponse, .object(data), id: DeterministicID.uuid(runID, "control", answer.requestId))
     }
 
-    private func respond(_ control: WorkflowControlRequested, success: Bool, status: String, error: (String, String)? = nil) async throws {
+    private func respond(
+        _ control: WorkflowControlRequested, success: Bool, status: String, error: (String, String)? = nil
+    ) async throws {
         var data: [String: JSONValue] = [
             "workflow_id": .string(runID), "action": .string(control.action), "request_id": .string(control.requestId),
-            "success": .bool(success), "status": .string(status), "timestamp": .string(WorkflowTime.iso(Clock.epochMilliseconds())),
+            "success": .bool(success), "status": .string(status),
+            "timestamp": .string(WorkflowTime.iso(Clock.epochMilliseconds())),
         ]
         if let error { data["error"] = ["code": .string(error.0), "message": .string(error.1)] }
         try await retrying(logger) { [emitter, runID] in
-            try await emitter.emit(WorkflowFrame.controlResult, .object(data), id: DeterministicID.uuid(runID, "control", control.requestId))
+            try await emitter.emit(
+                WorkflowFrame.controlResult, .object(data),
+                id: DeterministicID.uuid(runID, "control", control.requestId))
         }
     }
 
@@ -362,7 +400,8 @@ private final class RunLoop {
     ) async throws {
         let now = finishedAt ?? startedAt ?? Clock.epochMilliseconds()
         var data: [String: JSONValue] = [
-            "workflow_id": .string(runID), "node_id": .string(node), "node_type": .string(scheduler.workflow.nodes[node]?.type ?? ""),
+            "workflow_id": .string(runID), "node_id": .string(node),
+            "node_type": .string(scheduler.workflow.nodes[node]?.type ?? ""),
             "status": .string(status.rawValue), "timestamp": .string(WorkflowTime.iso(now)),
         ]
         if let inputs { data["inputs"] = .object(inputs) }
@@ -371,7 +410,8 @@ private final class RunLoop {
         if let startedAt, let finishedAt { data["elapsed_ms"] = .number(Double(max(0, finishedAt - startedAt))) }
         let payload = JSONValue.object(data)
         try await retrying(logger) { [emitter, runID] in
-            try await emitter.emit(WorkflowFrame.nodeStatus, payload, id: DeterministicID.uuid(runID, node, status.rawValue))
+            try await emitter.emit(
+                WorkflowFrame.nodeStatus, payload, id: DeterministicID.uuid(runID, node, status.rawValue))
         }
     }
 }
@@ -385,7 +425,8 @@ func retrying<T>(_ logger: Logger, attempts: Int = 20, _ body: () async throws -
         } catch {
             attempt += 1
             if attempt >= attempts || error is CancellationError { throw error }
-            logger.warning("retrying a run's storage or bus call", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+            logger.warning(
+                "retrying a run's storage or bus call", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
             try await Task.sleep(for: .milliseconds(min(50 << min(attempt, 6), 3000)))
         }
     }

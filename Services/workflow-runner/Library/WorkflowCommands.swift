@@ -50,7 +50,9 @@ struct WorkflowCommands: Sendable {
         let handle = RunHandle(runID: runID)
         registry.add(handle)
         return LaterCompletion(abandon: { handle.send(.abandon) }) {
-            let finished = await RunExecution(context: context, executor: executor, store: store, handle: handle, request: request).execute()
+            let finished = await RunExecution(
+                context: context, executor: executor, store: store, handle: handle, request: request
+            ).execute()
             registry.remove(handle)
             return finished
         }
@@ -61,7 +63,8 @@ struct WorkflowCommands: Sendable {
         let status = (try? await store.record(runID))?.status
         let message = status.map { "the run is \($0.rawValue), not running" } ?? "no such run"
         let data: JSONValue = [
-            "workflow_id": .string(runID), "action": .string(action), "request_id": .string(requestID), "success": false,
+            "workflow_id": .string(runID), "action": .string(action), "request_id": .string(requestID),
+            "success": false,
             "status": .string(status?.rawValue ?? "unknown"),
             "error": ["code": .string(status == nil ? "not_found" : "not_running"), "message": .string(message)],
         ]

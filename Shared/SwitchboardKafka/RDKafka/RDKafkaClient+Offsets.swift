@@ -15,7 +15,8 @@ extension RDKafkaClient {
         defer { rd_kafka_ListConsumerGroupOffsets_destroy(request) }
         var requests: [OpaquePointer?] = [request]
         let event = try adminRequest(
-            "ListConsumerGroupOffsets(\(group))", RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, timeoutMilliseconds: timeoutMilliseconds
+            "ListConsumerGroupOffsets(\(group))", RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
+            timeoutMilliseconds: timeoutMilliseconds
         ) { pointer, options, resultQueue in
             requests.withUnsafeMutableBufferPointer { buffer in
                 rd_kafka_ListConsumerGroupOffsets(pointer, buffer.baseAddress, buffer.count, options, resultQueue)
@@ -29,13 +30,15 @@ extension RDKafkaClient {
         for index in 0..<count {
             if let error = rd_kafka_group_result_error(groups[index]) {
                 throw KafkaError(
-                    rdError: rd_kafka_error_code(error), detail: "\(group): \(String(cString: rd_kafka_error_string(error)))")
+                    rdError: rd_kafka_error_code(error),
+                    detail: "\(group): \(String(cString: rd_kafka_error_string(error)))")
             }
             guard let list = rd_kafka_group_result_partitions(groups[index]) else { continue }
             for element in UnsafeBufferPointer(start: list.pointee.elems, count: Int(list.pointee.cnt)) {
                 let partition = TopicPartition(topic: String(cString: element.topic), partition: element.partition)
                 // A negative offset is librdkafka's "none committed" (RD_KAFKA_OFFSET_INVALID).
-                let committed: Int64? = element.err == RD_KAFKA_RESP_ERR_NO_ERROR && element.offset >= 0 ? element.offset : nil
+                let committed: Int64? =
+                    element.err == RD_KAFKA_RESP_ERR_NO_ERROR && element.offset >= 0 ? element.offset : nil
                 offsets[partition] = .some(committed)
             }
         }
@@ -43,7 +46,9 @@ extension RDKafkaClient {
     }
 
     /// The partition's low and high watermarks (the first offset kept, the next offset to be written).
-    func watermarks(of partition: TopicPartition, timeoutMilliseconds: Int32) throws(KafkaError) -> (low: Int64, high: Int64) {
+    func watermarks(of partition: TopicPartition, timeoutMilliseconds: Int32) throws(KafkaError) -> (
+        low: Int64, high: Int64
+    ) {
         var low: Int64 = 0
         var high: Int64 = 0
         let code = rd_kafka_query_watermark_offsets(

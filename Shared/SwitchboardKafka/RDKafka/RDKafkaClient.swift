@@ -55,7 +55,8 @@ final class RDKafkaClient: @unchecked Sendable {
             queue = rd_kafka_queue_get_main(handle)
         case .consumer:
             let redirected = rd_kafka_poll_set_consumer(handle)
-            guard redirected == RD_KAFKA_RESP_ERR_NO_ERROR, let consumerQueue = rd_kafka_queue_get_consumer(handle) else {
+            guard redirected == RD_KAFKA_RESP_ERR_NO_ERROR, let consumerQueue = rd_kafka_queue_get_consumer(handle)
+            else {
                 rd_kafka_destroy(handle)
                 throw KafkaError(rdError: redirected, detail: "rd_kafka_poll_set_consumer")
             }
@@ -110,7 +111,8 @@ final class RDKafkaClient: @unchecked Sendable {
                             token: token,
                             result: .success(
                                 DeliveryReport(
-                                    topic: topic, partition: message.pointee.partition, offset: message.pointee.offset))))
+                                    topic: topic, partition: message.pointee.partition, offset: message.pointee.offset))
+                        ))
                 } else {
                     outcomes.append(.init(token: token, result: .failure(KafkaError(rdError: message.pointee.err))))
                 }
@@ -146,7 +148,8 @@ final class RDKafkaClient: @unchecked Sendable {
                 message: text.map { String(cString: $0) } ?? "")
         case RD_KAFKA_EVENT_OFFSET_COMMIT:
             let code = rd_kafka_event_error(event)
-            return .offsetCommit(error: code == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : String(cString: rd_kafka_err2str(code)))
+            return .offsetCommit(
+                error: code == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : String(cString: rd_kafka_err2str(code)))
         default:
             return nil
         }
@@ -352,10 +355,13 @@ final class RDKafkaClient: @unchecked Sendable {
     }
 
     /// A call on a partition list reports each partition's own outcome in its element.
-    private static func checkElements(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>, _ call: String) throws(KafkaError) {
+    private static func checkElements(_ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>, _ call: String)
+        throws(KafkaError)
+    {
         for element in UnsafeBufferPointer(start: list.pointee.elems, count: Int(list.pointee.cnt))
         where element.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            throw KafkaError(rdError: element.err, detail: "\(call) \(String(cString: element.topic))/\(element.partition)")
+            throw KafkaError(
+                rdError: element.err, detail: "\(call) \(String(cString: element.topic))/\(element.partition)")
         }
     }
 
@@ -376,11 +382,15 @@ final class RDKafkaClient: @unchecked Sendable {
         var newTopics: [OpaquePointer?] = []
         defer { newTopics.forEach { rd_kafka_NewTopic_destroy($0) } }
         for topic in topics {
-            guard let newTopic = rd_kafka_NewTopic_new(topic.name, Int32(topic.partitions), -1, &errorBuffer, errorBuffer.count)
+            guard
+                let newTopic = rd_kafka_NewTopic_new(
+                    topic.name, Int32(topic.partitions), -1, &errorBuffer, errorBuffer.count)
             else { throw KafkaError(.configuration, errorBuffer.nulTerminatedString) }
             newTopics.append(newTopic)
         }
-        let event = try adminRequest("CreateTopics", RD_KAFKA_ADMIN_OP_CREATETOPICS, timeoutMilliseconds: timeoutMilliseconds) {
+        let event = try adminRequest(
+            "CreateTopics", RD_KAFKA_ADMIN_OP_CREATETOPICS, timeoutMilliseconds: timeoutMilliseconds
+        ) {
             pointer, options, resultQueue in
             newTopics.withUnsafeMutableBufferPointer { buffer in
                 rd_kafka_CreateTopics(pointer, buffer.baseAddress, buffer.count, options, resultQueue)
@@ -412,11 +422,14 @@ final class RDKafkaClient: @unchecked Sendable {
         let options = rd_kafka_AdminOptions_new(pointer, operation)
         defer { rd_kafka_AdminOptions_destroy(options) }
         if operation == RD_KAFKA_ADMIN_OP_CREATETOPICS,
-            rd_kafka_AdminOptions_set_operation_timeout(options, timeoutMilliseconds, &errorBuffer, errorBuffer.count) != RD_KAFKA_RESP_ERR_NO_ERROR
+            rd_kafka_AdminOptions_set_operation_timeout(options, timeoutMilliseconds, &errorBuffer, errorBuffer.count)
+                != RD_KAFKA_RESP_ERR_NO_ERROR
         {
             throw KafkaError(.configuration, "\(name): operation timeout: \(errorBuffer.nulTerminatedString)")
         }
-        if rd_kafka_AdminOptions_set_request_timeout(options, timeoutMilliseconds, &errorBuffer, errorBuffer.count) != RD_KAFKA_RESP_ERR_NO_ERROR {
+        if rd_kafka_AdminOptions_set_request_timeout(options, timeoutMilliseconds, &errorBuffer, errorBuffer.count)
+            != RD_KAFKA_RESP_ERR_NO_ERROR
+        {
             throw KafkaError(.configuration, "\(name): request timeout: \(errorBuffer.nulTerminatedString)")
         }
         submit(pointer, options, resultQueue)
@@ -443,7 +456,9 @@ final class RDKafkaClient: @unchecked Sendable {
         for index in 0..<Int(metadata.pointee.topic_cnt) {
             let topic = metadata.pointee.topics[index]
             let name = String(cString: topic.topic)
-            if wanted.contains(name), topic.err == RD_KAFKA_RESP_ERR_NO_ERROR { counts[name] = Int(topic.partition_cnt) }
+            if wanted.contains(name), topic.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                counts[name] = Int(topic.partition_cnt)
+            }
         }
         return counts
     }
@@ -461,7 +476,8 @@ extension KafkaError {
         default: code = .broker
         }
         self.init(code, detail.isEmpty ? "\(name): \(text)" : "\(name): \(text) (\(detail))")
-        self.isRetriable = rdError == RD_KAFKA_RESP_ERR__QUEUE_FULL || rdError == RD_KAFKA_RESP_ERR__TRANSPORT
+        self.isRetriable =
+            rdError == RD_KAFKA_RESP_ERR__QUEUE_FULL || rdError == RD_KAFKA_RESP_ERR__TRANSPORT
             || rdError == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT || rdError == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION
             || rdError == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT || rdError == RD_KAFKA_RESP_ERR__TIMED_OUT
     }

@@ -17,7 +17,8 @@ public final class KafkaMockCluster: @unchecked Sendable {
 
     public init(brokers: Int = 1, logger: Logger) throws {
         // The cluster lives on a client handle of its own, which is never polled.
-        host = try RDKafkaClient.make(kind: .producer, properties: ["bootstrap.servers": "", "log_level": "0"], logger: logger)
+        host = try RDKafkaClient.make(
+            kind: .producer, properties: ["bootstrap.servers": "", "log_level": "0"], logger: logger)
         guard let cluster = rd_kafka_mock_cluster_new(host.pointer, Int32(brokers)) else {
             host.destroy()
             throw KafkaError(.configuration, "rd_kafka_mock_cluster_new failed")
@@ -33,9 +34,10 @@ public final class KafkaMockCluster: @unchecked Sendable {
 
     /// The next `count` produce requests are answered with `error`.
     public func failProduceRequests(_ count: Int, with error: RequestError) {
-        let code: rd_kafka_resp_err_t = switch error {
-        case .notEnoughReplicas: RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS
-        }
+        let code: rd_kafka_resp_err_t =
+            switch error {
+            case .notEnoughReplicas: RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS
+            }
         let errors = [rd_kafka_resp_err_t](repeating: code, count: count)
         // 0 is the Produce request's ApiKey (librdkafka's RD_KAFKAP_Produce is not public).
         rd_kafka_mock_push_request_errors_array(cluster, 0, errors.count, errors)
@@ -44,7 +46,9 @@ public final class KafkaMockCluster: @unchecked Sendable {
     /// Every broker drops its connections and refuses new ones, or takes them again.
     public func setBrokersUp(_ up: Bool) throws {
         let code = up ? rd_kafka_mock_broker_set_up(cluster, -1) : rd_kafka_mock_broker_set_down(cluster, -1)
-        if code != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(rdError: code, detail: up ? "broker up" : "broker down") }
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR {
+            throw KafkaError(rdError: code, detail: up ? "broker up" : "broker down")
+        }
     }
 
     /// Stops the brokers; clients still connected to them see them go away.

@@ -36,7 +36,8 @@ public final class OpusEncoder {
 
     public init(format: AudioFormat, bitrate: Int32 = 24_000, complexity: Int32 = 10) throws(OpusError) {
         var error: Int32 = 0
-        guard let handle = opus_encoder_create(Int32(format.sampleRate), 1, OPUS_APPLICATION_VOIP, &error), error == OPUS_OK
+        guard let handle = opus_encoder_create(Int32(format.sampleRate), 1, OPUS_APPLICATION_VOIP, &error),
+            error == OPUS_OK
         else { throw OpusError(code: error, operation: "encoder_create") }
         self.handle = handle
         self.format = format
@@ -56,7 +57,9 @@ public final class OpusEncoder {
         var packet = [UInt8](repeating: 0, count: Self.maxPacketBytes)
         let written = frame.withUnsafeBufferPointer { input in
             packet.withUnsafeMutableBufferPointer { output in
-                opus_encode(handle, input.baseAddress!, Int32(format.samplesPerFrame), output.baseAddress!, Int32(Self.maxPacketBytes))
+                opus_encode(
+                    handle, input.baseAddress!, Int32(format.samplesPerFrame), output.baseAddress!,
+                    Int32(Self.maxPacketBytes))
             }
         }
         guard written > 0 else { throw OpusError(code: written, operation: "encode") }

@@ -7,7 +7,8 @@ import SwitchboardRedis
 
 enum DeliveryMetrics {
     static let delivered = Counter(label: "sb_gateway_events_delivered_total")
-    static let droppedEphemeral = Counter(label: "sb_gateway_events_dropped_total", dimensions: [("reason", "slow_ephemeral")])
+    static let droppedEphemeral = Counter(
+        label: "sb_gateway_events_dropped_total", dimensions: [("reason", "slow_ephemeral")])
     static let recovered = Counter(label: "sb_gateway_recoveries_total", dimensions: [("recovered", "true")])
     static let notRecovered = Counter(label: "sb_gateway_recoveries_total", dimensions: [("recovered", "false")])
     static let gaps = Counter(label: "sb_gateway_insufficient_state_total")
@@ -33,13 +34,15 @@ struct ChannelHistory: Sendable {
     {
         var commands: [[RedisArgument]] = [
             [
-                "HMGET", RedisArgument(Keyspace.ClientChannel.meta(channel)), RedisArgument(ChannelWire.MetaField.offset),
+                "HMGET", RedisArgument(Keyspace.ClientChannel.meta(channel)),
+                RedisArgument(ChannelWire.MetaField.offset),
                 RedisArgument(ChannelWire.MetaField.epoch),
             ]
         ]
         if let after {
             commands.append([
-                "XRANGE", RedisArgument(Keyspace.ClientChannel.stream(channel)), RedisArgument("\(after + 1)-0"), "+", "COUNT",
+                "XRANGE", RedisArgument(Keyspace.ClientChannel.stream(channel)), RedisArgument("\(after + 1)-0"), "+",
+                "COUNT",
                 RedisArgument(limit),
             ])
         }
@@ -62,8 +65,10 @@ struct ChannelHistory: Sendable {
                 default: break
                 }
             }
-            if let frame { events.append(
-                    .init(offset: entryOffset, epoch: epoch, frameType: type, createdAt: createdAt, frameJSON: frame)) }
+            if let frame {
+                events.append(
+                    .init(offset: entryOffset, epoch: epoch, frameType: type, createdAt: createdAt, frameJSON: frame))
+            }
         }
         return ((offset, epoch), events)
     }

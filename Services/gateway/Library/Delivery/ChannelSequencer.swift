@@ -41,7 +41,9 @@ struct ChannelSequencer {
         case .live:
             if let epoch, event.epoch != epoch { return .gap(expected: lastOffset + 1, got: event.offset) }
             if event.offset <= lastOffset { return .dropDuplicate }
-            if epoch != nil && event.offset != lastOffset + 1 { return .gap(expected: lastOffset + 1, got: event.offset) }
+            if epoch != nil && event.offset != lastOffset + 1 {
+                return .gap(expected: lastOffset + 1, got: event.offset)
+            }
             lastOffset = event.offset
             epoch = event.epoch
             return .deliver(event)

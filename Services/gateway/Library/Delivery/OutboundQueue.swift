@@ -130,7 +130,8 @@ final class OutboundQueue: ClientOutbound, Sendable {
     @discardableResult
     func enqueue(_ text: String, ephemeral: Bool = false, createdAt: Int64 = 0) -> Bool {
         var overflowed = false
-        let (waiter, item, accepted): (CheckedContinuation<OutboundItem?, Never>?, OutboundItem?, Bool) = state.withLock { state in
+        let (waiter, item, accepted): (CheckedContinuation<OutboundItem?, Never>?, OutboundItem?, Bool) = state.withLock
+        { state in
             guard !state.finished, state.closing == nil else { return (nil, nil, false) }
             if let waiter = state.waiter, state.buffer.count == 0 {
                 state.waiter = nil

@@ -71,9 +71,11 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: secure))
                         try channel.pipeline.syncOperations.addHandler(
                             HTTPConnectionStateHandler(idleTimeout: httpIdleTimeout, logger: logger))
-                        try channel.pipeline.syncOperations.addHandler(RequestBodyDeadlineHandler(deadline: httpBodyTimeout))
+                        try channel.pipeline.syncOperations.addHandler(
+                            RequestBodyDeadlineHandler(deadline: httpBodyTimeout))
                         let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
-                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(isOutboundHalfClosureEnabled: true))
                         if let refused = refusal.value { return .refused(http, refused) }
                         return .http(http)
                     }
@@ -82,14 +84,16 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
             pipeline.enablePipelining = false  // Hummingbird's NIOAsyncChannel serialises requests
             pipeline.enableErrorHandling = false
             pipeline.enableResponseHeaderValidation = false
-            let outcome = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+            let outcome = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(
+                configuration: pipeline)
             return Value(outcome: outcome, channel: channel)
         }
     }
 
     /// Asks the request's door; remembers its session (or why it refused) for what follows on this loop.
     private func admit(
-        _ head: HTTPRequestHead, channel: any Channel, admitted: NIOLoopBoundBox<Admitted?>, refusal: NIOLoopBoundBox<Refusal?>
+        _ head: HTTPRequestHead, channel: any Channel, admitted: NIOLoopBoundBox<Admitted?>,
+        refusal: NIOLoopBoundBox<Refusal?>
     ) -> EventLoopFuture<HTTPHeaders?> {
         let probe = UpgradeRequest(head: head)
         guard let (door, parameters) = doors.match(probe.path) else {
@@ -112,7 +116,8 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
             if let error = error as? HTTPError {
                 refusal.value = Refusal(status: error.status, message: error.body ?? "", headers: error.headers)
             } else {
-                refusal.value = Refusal(status: .internalServerError, message: "the connection could not be admitted; retry")
+                refusal.value = Refusal(
+                    status: .internalServerError, message: "the connection could not be admitted; retry")
             }
             return nil
         }
@@ -152,10 +157,14 @@ struct GatewayChildChannel: ServerChildChannel, HTTPChannelHandler {
                     headers[.connection] = "close"
                     headers[.contentType] = "application/json"
                     // Hummingbird's own error shape, so clients see one form whichever layer refused.
-                    let body = String(decoding: try JSONEncoder().encode(["error": ["message": refusal.message]]), as: UTF8.self)
+                    let body = String(
+                        decoding: try JSONEncoder().encode(["error": ["message": refusal.message]]), as: UTF8.self)
                     headers[.contentLength] = String(body.utf8.count)
                     try await outbound.write(
-                        contentsOf: [.head(HTTPResponse(status: refusal.status, headerFields: headers)), .body(ByteBuffer(string: body)), .end(nil)])
+                        contentsOf: [
+                            .head(HTTPResponse(status: refusal.status, headerFields: headers)),
+                            .body(ByteBuffer(string: body)), .end(nil),
+                        ])
                 }
             case .webSocket:
                 return

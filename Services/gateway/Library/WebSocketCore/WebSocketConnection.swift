@@ -137,10 +137,14 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         case .connectionClose:
             receivedClose(frame)
         case .text, .binary:
-            guard partial == nil else { return close(code: .protocolError, reason: "a new message before the last one ended") }
+            guard partial == nil else {
+                return close(code: .protocolError, reason: "a new message before the last one ended")
+            }
             collect(frame.unmaskedData, isBinary: frame.opcode == .binary, compressed: frame.rsv1, fin: frame.fin)
         case .continuation:
-            guard let started = partial else { return close(code: .protocolError, reason: "a continuation without a message") }
+            guard let started = partial else {
+                return close(code: .protocolError, reason: "a continuation without a message")
+            }
             collect(frame.unmaskedData, isBinary: started.isBinary, compressed: started.compressed, fin: frame.fin)
         default:
             close(code: .protocolError, reason: "unknown opcode")
@@ -148,7 +152,9 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     }
 
     private func collect(_ data: ByteBuffer, isBinary: Bool, compressed: Bool, fin: Bool) {
-        if compressed && deflate == nil { return close(code: .protocolError, reason: "compressed frame without permessage-deflate") }
+        if compressed && deflate == nil {
+            return close(code: .protocolError, reason: "compressed frame without permessage-deflate")
+        }
         var gathered = partial?.bytes ?? ByteBuffer()
         if partial == nil { gathered = data } else { var more = data; gathered.writeBuffer(&more) }
         guard gathered.readableBytes <= settings.maxMessageBytes else {
@@ -163,15 +169,20 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         var payload = gathered
         if compressed {
             guard let context, let deflater = LoopDeflater.current,
-                let inflated = try? deflater.inflate(gathered, limit: settings.maxMessageBytes, allocator: context.channel.allocator)
-            else { return close(code: .messageTooLarge, reason: "a compressed message that does not inflate within the limit") }
+                let inflated = try? deflater.inflate(
+                    gathered, limit: settings.maxMessageBytes, allocator: context.channel.allocator)
+            else {
+                return close(
+                    code: .messageTooLarge, reason: "a compressed message that does not inflate within the limit")
+            }
             payload = inflated
         }
         let message: WebSocketMessage
         if isBinary {
             message = .binary(payload)
         } else {
-            guard let text = try? payload.getUTF8ValidatedString(at: payload.readerIndex, length: payload.readableBytes) else {
+            guard let text = try? payload.getUTF8ValidatedString(at: payload.readerIndex, length: payload.readableBytes)
+            else {
                 return close(code: .dataInconsistentWithMessage, reason: "text messages are UTF-8")
             }
             message = .text(text)
@@ -267,14 +278,17 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         while context.channel.isWritable, let item = buffer.dequeue() {
             let frame: WebSocketFrame
             if deflate != nil, let deflated = item.payload.deflated {
-                frame = WebSocketFrame(fin: true, rsv1: true, opcode: item.payload.isBinary ? .binary : .text, data: deflated)
+                frame = WebSocketFrame(
+                    fin: true, rsv1: true, opcode: item.payload.isBinary ? .binary : .text, data: deflated)
             } else if let deflate, item.payload.bytes.readableBytes >= LoopDeflater.minimumCompressedSize,
                 let deflated = try? LoopDeflater.current?.compress(
                     item.payload.bytes, windowBits: deflate.serverWindowBits, allocator: context.channel.allocator)
             {
-                frame = WebSocketFrame(fin: true, rsv1: true, opcode: item.payload.isBinary ? .binary : .text, data: deflated)
+                frame = WebSocketFrame(
+                    fin: true, rsv1: true, opcode: item.payload.isBinary ? .binary : .text, data: deflated)
             } else {
-                frame = WebSocketFrame(fin: true, opcode: item.payload.isBinary ? .binary : .text, data: item.payload.bytes)
+                frame = WebSocketFrame(
+                    fin: true, opcode: item.payload.isBinary ? .binary : .text, data: item.payload.bytes)
             }
             context.write(wrapOutboundOut(frame), promise: nil)
             DeliveryMetrics.recordWritten(createdAt: item.createdAt)
@@ -297,7 +311,8 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
     private func ping() {
         guard !closeSent, pendingClose == nil, let context else { return }
         awaitingPong = true
-        write(WebSocketFrame(fin: true, opcode: .ping, data: context.channel.allocator.buffer(capacity: 0)), flush: true)
+        write(
+            WebSocketFrame(fin: true, opcode: .ping, data: context.channel.allocator.buffer(capacity: 0)), flush: true)
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         context.eventLoop.scheduleTask(in: settings.pongTimeout) { loopBound.value.pongDeadline() }
     }

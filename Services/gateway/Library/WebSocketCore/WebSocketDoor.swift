@@ -21,7 +21,9 @@ struct UpgradeRequest: Sendable {
 
     /// The same request as the router sees one, for code shared with HTTP routes.
     var http: Request {
-        let head = HTTPRequest(method: .get, scheme: nil, authority: headers.first(name: "host"), path: uri, headerFields: HTTPFields(headers, splitCookie: false))
+        let head = HTTPRequest(
+            method: .get, scheme: nil, authority: headers.first(name: "host"), path: uri,
+            headerFields: HTTPFields(headers, splitCookie: false))
         return Request(head: head, body: .init(buffer: ByteBuffer()))
     }
 
@@ -83,15 +85,18 @@ struct WebSocketDoors: Sendable {
     func addPlainHTTPAnswers<Context: RequestContext>(to router: Router<Context>) {
         for door in doors {
             let routePath = door.pathPattern.split(separator: "/").map { segment in
-                segment.hasPrefix("{") && segment.hasSuffix("}") ? ":" + segment.dropFirst().dropLast() : String(segment)
+                segment.hasPrefix("{") && segment.hasSuffix("}")
+                    ? ":" + segment.dropFirst().dropLast() : String(segment)
             }.joined(separator: "/")
             router.get(RouterPath("/" + routePath)) { request, context -> Response in
                 var parameters: [String: String] = [:]
                 for (name, value) in context.parameters { parameters[String(name)] = String(value) }
                 let head = HTTPRequestHead(
-                    version: .http1_1, method: .GET, uri: request.uri.description, headers: HTTPHeaders(request.headers))
+                    version: .http1_1, method: .GET, uri: request.uri.description, headers: HTTPHeaders(request.headers)
+                )
                 _ = try await door.admit(UpgradeRequest(head: head, parameters: parameters))
-                throw HTTPError(.upgradeRequired, headers: [.upgrade: "websocket"], message: "this endpoint speaks WebSocket")
+                throw HTTPError(
+                    .upgradeRequired, headers: [.upgrade: "websocket"], message: "this endpoint speaks WebSocket")
             }
         }
     }
@@ -106,7 +111,8 @@ struct WebSocketDoors: Sendable {
             var matches = true
             for (expected, actual) in zip(pattern, segments) {
                 if expected.hasPrefix("{") && expected.hasSuffix("}") {
-                    parameters[String(expected.dropFirst().dropLast())] = actual.removingPercentEncoding ?? String(actual)
+                    parameters[String(expected.dropFirst().dropLast())] =
+                        actual.removingPercentEncoding ?? String(actual)
                 } else if expected != actual {
                     matches = false
                     break

@@ -31,7 +31,9 @@ public final class PocketSphinxRecognizer: SpeechRecognizer, Sendable {
     public init(configuration: Configuration = Configuration()) throws {
         self.configuration = configuration
         let hmm = "\(configuration.modelDirectory)/en-us"
-        for path in [hmm, "\(configuration.modelDirectory)/en-us.lm.bin", "\(configuration.modelDirectory)/cmudict-en-us.dict"]
+        for path in [
+            hmm, "\(configuration.modelDirectory)/en-us.lm.bin", "\(configuration.modelDirectory)/cmudict-en-us.dict",
+        ]
         where !FileManager.default.fileExists(atPath: path) {
             throw RecognizerError("PocketSphinx model file \(path) is missing (Debian package pocketsphinx-en-us)")
         }
@@ -45,7 +47,9 @@ public final class PocketSphinxRecognizer: SpeechRecognizer, Sendable {
     }
 
     public func transcribe(_ samples: [Int16], sampleRate: Int) async throws -> String {
-        guard sampleRate == 16_000 else { throw RecognizerError("PocketSphinx's en-us model wants 16 kHz audio, got \(sampleRate)") }
+        guard sampleRate == 16_000 else {
+            throw RecognizerError("PocketSphinx's en-us model wants 16 kHz audio, got \(sampleRate)")
+        }
         let index = await free.acquire()
         defer { free.release(index) }
         return try await run(on: slots[index]) { decoder in
@@ -60,7 +64,9 @@ public final class PocketSphinxRecognizer: SpeechRecognizer, Sendable {
         }
     }
 
-    private func run<T: Sendable>(on slot: Slot, _ body: @escaping @Sendable (OpaquePointer) throws -> T) async throws -> T {
+    private func run<T: Sendable>(on slot: Slot, _ body: @escaping @Sendable (OpaquePointer) throws -> T) async throws
+        -> T
+    {
         let modelDirectory = configuration.modelDirectory
         return try await withCheckedThrowingContinuation { continuation in
             slot.queue.async {
@@ -77,14 +83,17 @@ public final class PocketSphinxRecognizer: SpeechRecognizer, Sendable {
     static func makeDecoder(modelDirectory: String) throws -> OpaquePointer {
         let arguments = [
             "-hmm", "\(modelDirectory)/en-us", "-lm", "\(modelDirectory)/en-us.lm.bin",
-            "-dict", "\(modelDirectory)/cmudict-en-us.dict", "-samprate", "16000", "-cmn", "batch", "-logfn", "/dev/null",
+            "-dict", "\(modelDirectory)/cmudict-en-us.dict", "-samprate", "16000", "-cmn", "batch", "-logfn",
+            "/dev/null",
         ]
         // The strings stay allocated: the configuration keeps pointers into them for the decoder's life.
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
         guard let config = cmd_ln_parse_r(nil, ps_args(), Int32(argv.count), &argv, 1) else {
             throw RecognizerError("PocketSphinx rejected its configuration")
         }
-        guard let decoder = ps_init(config) else { throw RecognizerError("PocketSphinx could not load \(modelDirectory)") }
+        guard let decoder = ps_init(config) else {
+            throw RecognizerError("PocketSphinx could not load \(modelDirectory)")
+        }
         return decoder
     }
 }
