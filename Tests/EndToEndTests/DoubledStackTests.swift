@@ -256,7 +256,7 @@ struct DoubledStackTests {
             print(
                 "doubled: 12 services, \(partitions) partitions of \(ConsumerGroups.subscriptions.count) groups owned once; one of each kind SIGKILLed;"
                     + " \(resumed.count) conversations (\(events) channel events), a workflow run of \(Self.workflowNodes) nodes"
-                    + " (\(runOffsets.count) events), 3 spoken answers over 2 gateways checked in \(ContinuousClock.now - began)")
+                    + " (\(runOffsets.count) events), 3 spoken answers over 2 gateways checked in \((ContinuousClock.now - began).components.seconds) s")
         }
     }
 }
