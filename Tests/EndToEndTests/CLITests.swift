@@ -42,12 +42,15 @@ import Testing
             stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
     }
 
-    /// `--port` and `--admin-port` flags for every service of a test stack.
-    static func portFlags(_ stack: ServiceProcesses) -> [String] {
-        ["gateway", "orchestrator", "agent-worker", "voice-worker", "workflow-runner", "notifier"].flatMap { name in
-            stack.logs(of: name).first.map {
-                ["--port", "\(name)=\($0.httpPort)", "--admin-port", "\(name)=\($0.adminPort)"]
-            } ?? []
+    /// `--port` and `--admin-port` flags for every service of a test stack: its `instance`th running
+    /// instance of each kind (the last one where it runs fewer).
+    static func portFlags(_ stack: ServiceProcesses, instance: Int = 0) -> [String] {
+        ["gateway", "orchestrator", "agent-worker", "voice-worker", "workflow-runner", "notifier"].flatMap {
+            name -> [String] in
+            let running = stack.logs(of: name)
+            guard !running.isEmpty else { return [] }
+            let chosen = running[min(instance, running.count - 1)]
+            return ["--port", "\(name)=\(chosen.httpPort)", "--admin-port", "\(name)=\(chosen.adminPort)"]
         }
     }
 

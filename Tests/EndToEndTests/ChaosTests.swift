@@ -119,6 +119,35 @@ struct ChaosTests {
         return Dictionary(ends.map { ($0.data["messageId"]?.stringValue ?? "?", 1) }, uniquingKeysWith: +)
     }
 
+    /// A sequential run (five roles one after another) resumed by offset: every offset once, every role
+    /// once and in order, every reply ended once, one COLLABORATION_COMPLETE that says completed.
+    static func expectOneSequentialRun(_ conversation: Conversation, sourceLocation: SourceLocation = #_sourceLocation)
+    {
+        Self.expectEveryOffsetOnce(conversation, sourceLocation: sourceLocation)
+        let completes = conversation.positioned.filter { $0.type == FrameType.collaborationComplete }
+        #expect(
+            completes.count == 1, "\(conversation.id): \(completes.count) COLLABORATION_COMPLETEs",
+            sourceLocation: sourceLocation)
+        #expect(
+            completes.first?.data["result"]?["status"] == "completed", "\(conversation.id)",
+            sourceLocation: sourceLocation)
+        #expect(
+            Self.endsPerReply(conversation).values.sorted() == [1], "\(conversation.id)", sourceLocation: sourceLocation
+        )
+        let roles = conversation.positioned.filter { $0.type == FrameType.agentStart }.compactMap {
+            $0.data["agent_source"]?.stringValue
+        }
+        let order = ["Alex", "Kulu", "Mike", "David", "Catherine"]
+        // Every role, in order (a role repeated right after itself counted once, see below).
+        let steps = roles.reduce(into: [String]()) { steps, role in if steps.last != role { steps.append(role) } }
+        #expect(steps == order, "\(conversation.id): \(roles)", sourceLocation: sourceLocation)
+        // A new orchestrator may read the previous role's result again (its offset was not committed
+        // yet) and dispatch the next task again under the same task id: the agent-worker finds the
+        // task's done-marker (or waits for the attempt still running) and does not run it a second
+        // time, so no role is shown twice (issue 14 item 9).
+        #expect(roles == order, "\(conversation.id): \(roles)", sourceLocation: sourceLocation)
+    }
+
     /// A new conversation streams to its end on the surviving and restarted services.
     static func expectAFreshConversationCompletes(
         url: String, authority: TokenAuthority, sourceLocation: SourceLocation = #_sourceLocation
@@ -152,11 +181,18 @@ struct ChaosTests {
                 url: deviceURL, token: try #require(token), deviceID: deviceID, clientID: clientID
             ) { device -> [DeviceSimulator.Received] in
                 let session = try await VoiceFlowTests.hello(device)
-                device.send(.listen(.detect, text: "tell me about the weather in three sentences", sessionId: session))
-                return await device.collect(idle: .seconds(60)) { $0.message?.ttsState == .stop }
+                return await Self.ask(device, session: session)
             }
             return try #require(heard)
         }
+    }
+
+    /// The device asks by text (`listen detect`) and hears until its answer's `tts stop`.
+    static func ask(
+        _ device: DeviceSimulator, session: String, _ question: String = "tell me about the weather in three sentences"
+    ) async -> [DeviceSimulator.Received] {
+        device.send(.listen(.detect, text: question, sessionId: session))
+        return await device.collect(idle: .seconds(60)) { $0.message?.ttsState == .stop }
     }
 
     /// The device heard one whole spoken answer: its reply once, then audio, then `tts stop`.
@@ -293,26 +329,7 @@ struct ChaosTests {
             try await stack.waitUntilReady()
 
             let resumed = try await Self.resume(streaming, url: url) { $0.type == FrameType.collaborationComplete }
-            for conversation in resumed {
-                Self.expectEveryOffsetOnce(conversation)
-                let completes = conversation.positioned.filter { $0.type == FrameType.collaborationComplete }
-                #expect(completes.count == 1, "\(conversation.id): \(completes.count) COLLABORATION_COMPLETEs")
-                #expect(completes.first?.data["result"]?["status"] == "completed", "\(conversation.id)")
-                #expect(Self.endsPerReply(conversation).values.sorted() == [1], "\(conversation.id)")
-                let roles = conversation.positioned.filter { $0.type == FrameType.agentStart }.compactMap {
-                    $0.data["agent_source"]?.stringValue
-                }
-                let order = ["Alex", "Kulu", "Mike", "David", "Catherine"]
-                // Every role, in order (a role repeated right after itself counted once, see below).
-                let steps = roles.reduce(into: [String]()) { steps, role in if steps.last != role { steps.append(role) }
-                }
-                #expect(steps == order, "\(conversation.id): \(roles)")
-                // The new orchestrator may read the previous role's result again (its offset was not
-                // committed yet) and dispatch the next task again under the same task id: the agent-worker
-                // finds the task's done-marker (or waits for the attempt still running) and does not run
-                // it a second time, so no role is shown twice (issue 14 item 9).
-                #expect(roles == order, "\(conversation.id): \(roles)")
-            }
+            for conversation in resumed { Self.expectOneSequentialRun(conversation) }
             Self.report("orchestrator SIGKILLed", resumed)
             Self.expectOneSpokenAnswer(try await device.value)
             #expect(try await DependencyOutageTests.deadLetterCounts(stack.binDirectory) == deadLetters)

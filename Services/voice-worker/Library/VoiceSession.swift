@@ -440,8 +440,11 @@ final class VoiceSession: Sendable {
             logger.warning("device tools unreadable; the turn goes without them", metadata: ["error": "\(error)"])
             tools = []
         }
+        // Unique to this submission, not the turn number: a session taken over after a rebalance numbers
+        // its turns from 1 again, and the orchestrator rejects a client message id seen before as a
+        // duplicate, so the device's next question went unanswered (DoubledStackTests).
         let payload = ChatMessageSubmitted(
-            messageId: messageID, clientMessageId: "voice-\(id)-\(turn.number)", conversationId: route.conversationId,
+            messageId: messageID, clientMessageId: "voice-\(id)-\(messageID)", conversationId: route.conversationId,
             userId: route.userId, content: text, gateway: route.gateway, pattern: owner.settings.pattern,
             deviceTools: tools.isEmpty ? nil : DeviceToolbox(sessionId: id, gateway: route.gateway, tools: tools))
         try await owner.context.publish(
