@@ -16,18 +16,11 @@ struct FrontDoorTests {
     static func post(
         port: Int, path: String, token: String?, body: String, headers: [String: String] = [:]
     ) async throws -> (status: Int, json: JSONValue?, conversation: String?) {
-        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
-        request.httpMethod = "POST"
-        request.timeoutInterval = 60
-        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-        request.httpBody = Data(body.utf8)
-        let (data, response) = try await URLSession.shared.data(for: request)
-        let http = response as? HTTPURLResponse
+        let answer = try await HTTPRequests.post(
+            "http://127.0.0.1:\(port)\(path)", token: token, body: body, headers: headers)
         return (
-            http?.statusCode ?? 0, try? JSONDecoder().decode(JSONValue.self, from: data),
-            http?.value(forHTTPHeaderField: "X-Switchboard-Conversation-Id")
+            answer.status, try? JSONDecoder().decode(JSONValue.self, from: answer.body),
+            answer.headers["x-switchboard-conversation-id"]
         )
     }
 

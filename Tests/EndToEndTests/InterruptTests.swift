@@ -143,16 +143,6 @@ struct InterruptTests {
     }
 
     static func post(_ url: String, token: String, body: String) async -> Int? {
-        await withCheckedContinuation { continuation in
-            var request = URLRequest(url: URL(string: url)!)
-            request.httpMethod = "POST"
-            request.timeoutInterval = 5
-            request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            request.httpBody = Data(body.utf8)
-            URLSession.shared.dataTask(with: request) { _, response, _ in
-                continuation.resume(returning: (response as? HTTPURLResponse)?.statusCode)
-            }.resume()
-        }
+        try? await HTTPRequests.post(url, token: token, body: body, timeout: 5).status
     }
 }

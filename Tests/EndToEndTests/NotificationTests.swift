@@ -12,13 +12,7 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct NotificationTests {
     static func post(_ url: String, token: String, body: String) async throws -> Int? {
-        var request = URLRequest(url: URL(string: url)!)
-        request.httpMethod = "POST"
-        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.httpBody = Data(body.utf8)
-        let (_, response) = try await URLSession.shared.data(for: request)
-        return (response as? HTTPURLResponse)?.statusCode
+        try await HTTPRequests.post(url, token: token, body: body).status
     }
 
     @Test func notificationsReachTheirUserAndBroadcastsReachEveryone() async throws {
