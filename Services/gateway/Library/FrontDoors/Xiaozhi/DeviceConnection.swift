@@ -219,8 +219,9 @@ final class DeviceConnection: Sendable {
 
     /// What the writer does next, decided under the lock and done outside it.
     private enum Step {
-        case message(WebSocketMessage, late: Duration?)
-        case close(code: UInt16, reason: String)
+        case message(WebSocketMessage, late: Duration?, on: WebSocketOutbound)
+        /// The writer is detached already: the close goes out and the writing ends.
+        case close(code: UInt16, reason: String, writer: Writer)
         /// Nothing to do until an item comes or the timer fires.
         case wait
         case end(CheckedContinuation<Void, Never>)
@@ -234,18 +235,11 @@ final class DeviceConnection: Sendable {
             switch step {
             case .wait: return
             case .end(let ended): return ended.resume()
-            case .close(let code, let reason):
-                let writer = state.withLock { state -> Writer? in
-                    defer { state.writer = nil }
-                    state.finished = true
-                    state.queue.removeAll()
-                    return state.writer
-                }
-                writer?.outbound.close(.unknown(code), reason: reason)
-                writer?.ended.resume()
+            case .close(let code, let reason, let writer):
+                writer.outbound.close(.unknown(code), reason: reason)
+                writer.ended.resume()
                 return
-            case .message(let message, let late):
-                guard let outbound = state.withLock({ $0.writer?.outbound }) else { return }
+            case .message(let message, let late, let outbound):
                 do {
                     try outbound.write(message)
                 } catch {
@@ -278,6 +272,10 @@ final class DeviceConnection: Sendable {
             writer.slot = nil
         }
         let step = writer.timer == nil ? nextStep(&state, writer: &writer) : .wait
+        if case .close = step {
+            state.writer = nil
+            return step
+        }
         state.writer = writer
         if case .wait = step, state.queue.isEmpty, state.finished {
             writer.timer?.cancel()
@@ -297,22 +295,26 @@ final class DeviceConnection: Sendable {
             switch item {
             case .text(let text, _):
                 state.queue.removeFirst()
-                return .message(.text(text), late: nil)
+                return .message(.text(text), late: nil, on: writer.outbound)
             case .close(let code, let reason):
-                return .close(code: code, reason: reason)
+                state.finished = true
+                state.queue.removeAll()
+                return .close(code: code, reason: reason, writer: writer)
             case .audio(let packet, _):
                 let planned = writer.slot ?? writer.pacer.sendTime(now: now)
                 guard planned <= now else { return waitFor(planned, now: now, writer: &writer) }
                 state.queue.removeFirst()
                 writer.slot = nil
                 writer.pacer.sent(at: now)
-                return .message(.binary(ByteBuffer(bytes: framing.encodeAudio(packet))), late: now - planned)
+                return .message(
+                    .binary(ByteBuffer(bytes: framing.encodeAudio(packet))), late: now - planned, on: writer.outbound)
             case .ttsStop:
                 let drained = writer.pacer.drainedTime(now: now)
                 guard drained <= now else { return waitFor(drained, now: now, writer: &writer) }
                 state.queue.removeFirst()
                 writer.pacer.reset()
-                return .message(.text(Xiaozhi.Message.tts(.stop, sessionId: sessionID).json()), late: nil)
+                return .message(
+                    .text(Xiaozhi.Message.tts(.stop, sessionId: sessionID).json()), late: nil, on: writer.outbound)
             }
         }
         return .wait
