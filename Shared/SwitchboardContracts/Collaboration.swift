@@ -165,6 +165,12 @@ public enum BusyPolicy: String, Codable, Sendable, CaseIterable {
     case reject
 }
 
+extension BusyPolicy {
+    /// Messages that may wait for a busy conversation under `enqueue`; more are answered
+    /// MESSAGE_REJECTED `queue_full` (docs/protocol.md).
+    public static let maxQueuedMessages = 20
+}
+
 /// The user asked to stop the conversation's run (`POST /chat/interrupt`, the INTERRUPT command).
 /// Travels on `sb.chat.requests`, keyed by the conversation, so it is ordered with its messages.
 public struct ChatInterruptRequested: EventPayload, Equatable {

@@ -4,6 +4,7 @@ import Foundation
 #endif
 import SwitchboardCLI
 import SwitchboardContracts
+import SwitchboardRedis
 import SwitchboardRuntime
 import SwitchboardTestSupport
 import SwitchboardVoice
@@ -471,6 +472,51 @@ struct VoiceFlowTests {
             let text = received.compactMap(\.message).first { $0.type == "stt" }?.text ?? ""
             #expect(text.contains("morning"), "recognised \(text)")
             #expect(received.contains { $0.audio != nil })
+        }
+    }
+
+    /// A turn its conversation refuses (MESSAGE_REJECTED `queue_full`: the device's owner has filled the
+    /// conversation's queue from the console) is told at once, not after the 60 s answer timeout.
+    @Test func aTurnTheConversationRefusesIsToldAtOnce() async throws {
+        try await Self.withVoiceStack(agentEnvironment: ["SWITCHBOARD_AGENT_TOKEN_RATE": "5"]) { stack in
+            let token = try await stack.authority.mint(user: "queue-filler")
+            let (result, _) = try await DeviceSimulator.connect(
+                url: stack.webSocketURL, token: token, deviceID: Self.deviceID()
+            ) { device -> (heard: [DeviceSimulator.Received], after: Duration) in
+                let session = try await Self.hello(device)
+                let redis = RedisClient(
+                    configuration: .init(endpoint: TestEnvironment.redisEndpoint), logger: TestEnvironment.logger)
+                let route = try await VoiceRouteStore(redis: redis).route(session: session)
+                await redis.close()
+                let conversation = try #require(route?.conversationId)
+                // One message answered slowly and 20 waiting: the conversation takes no more.
+                let chatURL = stack.httpBase.replacingOccurrences(of: "http://", with: "ws://") + "/ws"
+                let (acknowledged, _) = try await ChatClient.withConnection(url: chatURL, token: token) { client in
+                    for index in 0...BusyPolicy.maxQueuedMessages {
+                        client.send(RecoveryTests.send(conversation, "question \(index) from the console"))
+                    }
+                    var acks = 0
+                    while acks <= BusyPolicy.maxQueuedMessages,
+                        let next = await client.frames.next(within: .seconds(10))
+                    {
+                        if next.frame.type == "ACK" { acks += 1 }
+                    }
+                    return acks
+                }
+                #expect(acknowledged == BusyPolicy.maxQueuedMessages + 1)
+                let asked = ContinuousClock.now
+                device.send(.listen(.detect, text: "are you there", sessionId: session))
+                let heard = await device.collect(idle: .seconds(20)) { $0.message?.ttsState == .stop }
+                return (heard, (heard.last?.at ?? asked + .seconds(99)) - asked)
+            }
+            let (heard, after) = try #require(result)
+            let messages = heard.compactMap(\.message)
+            let alert = messages.first { $0.type == "alert" }
+            #expect(alert?.status == "warning", "\(messages.map(\.type))")
+            #expect(alert?.message?.contains("waiting") == true, "\(alert?.message ?? "no alert")")
+            #expect(messages.last?.ttsState == .stop)
+            #expect(!messages.contains { $0.ttsState == .start } && !heard.contains { $0.audio != nil })
+            #expect(after < .seconds(10), "told after \(after)")
         }
     }
 

@@ -86,7 +86,7 @@ public struct CollaborationEngine: Sendable {
     public static let rememberedIDs = 200
     /// Messages waiting for a busy conversation (busy policy `enqueue`); more are answered
     /// MESSAGE_REJECTED `queue_full` (docs/protocol.md).
-    public static let maxQueuedMessages = 20
+    public static let maxQueuedMessages = BusyPolicy.maxQueuedMessages
 
     /// MESSAGE_REJECTED for `message`: it is not answered, and `reason` says why (docs/protocol.md).
     static func rejection(_ message: ChatMessageSubmitted, reason: String, extra: [String: JSONValue])

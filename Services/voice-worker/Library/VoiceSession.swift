@@ -350,6 +350,17 @@ final class VoiceSession: Sendable {
     static let turnsCounter = Counter(label: "sb_voice_turns_total")
     /// Error rate: failed turns over `sb_voice_turns_total`.
     static let turnFailures = Counter(label: "sb_voice_turn_failures_total")
+    /// Turns the conversation refused (MESSAGE_REJECTED): busy, queue full.
+    static let turnsRejected = Counter(label: "sb_voice_turns_rejected_total")
+
+    /// What the device shows for a turn the conversation did not take, by MESSAGE_REJECTED's reason.
+    static func notAnswered(_ reason: String) -> String {
+        switch reason {
+        case "busy": "still answering the last question; ask again in a moment"
+        case "queue_full": "too many questions are waiting; ask again in a moment"
+        default: "the question was not answered (\(reason))"
+        }
+    }
 
     private func speakerLoop() async {
         var iterator = speaker.makeAsyncIterator()
@@ -500,6 +511,20 @@ final class VoiceSession: Sendable {
                     guard let replyID, data["messageId"] as? String == replyID else { continue }
                     if let rest = splitter.finish() { try await speakSentence(rest) }
                     finished = true
+                case FrameType.messageRejected:
+                    // Not answered (the conversation is busy or its queue full): the device hears why at
+                    // once instead of waiting out the answer timeout.
+                    guard data["messageId"] as? String == messageID else { continue }
+                    let reason = data["reason"] as? String ?? "rejected"
+                    Self.turnsRejected.increment()
+                    logger.info("voice turn not answered", metadata: ["voice.reason": "\(reason)"])
+                    try await publish([
+                        json(
+                            .alert(status: "warning", message: Self.notAnswered(reason), sessionId: id),
+                            turn: turn.number),
+                        VoiceDownlink.Item(sessionId: id, kind: .ttsStop, turn: turn.number, payload: []),
+                    ])
+                    return
                 default:
                     continue
                 }
