@@ -10,7 +10,15 @@ public final class KafkaProducer: Sendable {
         var stopping = false
     }
 
-    private let client: RDKafkaClient
+    /// The librdkafka producer in use, and the ones it replaced (`renew`) until they are released.
+    private struct Clients {
+        var current: RDKafkaClient
+        var renewRequested: String?
+        var retired: [(client: RDKafkaClient, at: ContinuousClock.Instant)] = []
+    }
+
+    private let clients: Mutex<Clients>
+    private let properties: [String: String]
     private let state = Mutex(State())
     private let pollThread: Mutex<DedicatedThread?> = Mutex(nil)
     /// Admin, metadata and flush calls, which block.
@@ -18,12 +26,16 @@ public final class KafkaProducer: Sendable {
     private let logger: Logger
     private let sent = Counter(label: "sb_kafka_produced_total")
     private let failed = Counter(label: "sb_kafka_produce_failures_total")
+    private let renewals = Counter(label: "sb_kafka_producer_renewals_total")
 
     public init(configuration: KafkaProducerConfiguration, logger: Logger) throws {
         var logger = logger
         logger[metadataKey: "kafka.client"] = "\(configuration.client.clientID)"
         self.logger = logger
-        self.client = try RDKafkaClient.make(kind: .producer, properties: configuration.properties, logger: logger)
+        self.properties = configuration.properties
+        self.clients = Mutex(
+            Clients(
+                current: try RDKafkaClient.make(kind: .producer, properties: configuration.properties, logger: logger)))
         let thread = DedicatedThread(name: "kafka-producer-poll") { [self] in pollLoop() }
         pollThread.withLock { $0 = thread }
     }
@@ -59,8 +71,12 @@ public final class KafkaProducer: Sendable {
             return token
         }
         do {
-            try client.produce(
-                topic: message.topic, key: message.key, value: message.value, headers: message.headers, token: token)
+            // Under the lock: a producer being replaced is never handed a message after it was purged.
+            try clients.withLock { clients in
+                try clients.current.produce(
+                    topic: message.topic, key: message.key, value: message.value, headers: message.headers,
+                    token: token)
+            }
         } catch {
             _ = state.withLock { $0.pending.removeValue(forKey: token) }
             throw error
@@ -71,7 +87,7 @@ public final class KafkaProducer: Sendable {
     /// Creates the topics that are missing (Admin API); existing ones are left as they are.
     public func createTopics(_ topics: [(name: String, partitions: Int)], timeout: Duration = .seconds(10)) async throws
     {
-        let client = self.client
+        let client = clients.withLock { $0.current }
         let milliseconds = Int32(timeout.components.seconds * 1000)
         try await blocking.run {
             try client.createTopics(topics, timeoutMilliseconds: milliseconds)
@@ -80,10 +96,19 @@ public final class KafkaProducer: Sendable {
 
     /// The partition count of each existing topic among `topics`.
     public func partitionCounts(of topics: [String]) async throws -> [String: Int] {
-        let client = self.client
+        let client = clients.withLock { $0.current }
         return try await blocking.run {
             try client.partitionCounts(of: topics, timeoutMilliseconds: 5000)
         }
+    }
+
+    /// Goes on with a new librdkafka producer, and so a new idempotent producer id; what the old one had
+    /// not delivered fails at once (a purge error, retriable) for its senders to send again. For a broker
+    /// that lost its state (Tansu restarted with its in-memory log): it answers the old producer id
+    /// `UNKNOWN_PRODUCER_ID` however often librdkafka bumps its epoch, so every send would time out.
+    /// Done on the poll thread, soon after this returns.
+    public func renew(reason: String) {
+        clients.withLock { $0.renewRequested = reason }
     }
 
     /// Delivers what is queued (up to `timeout`), then releases the client. Sends after this fail.
@@ -96,7 +121,7 @@ public final class KafkaProducer: Sendable {
             await pollThread.withLock { $0 }?.join()
             return
         }
-        let client = self.client
+        let client = clients.withLock { $0.current }
         let milliseconds = Int32(timeout.components.seconds * 1000)
         let flushed = (try? await blocking.run { client.flush(timeoutMilliseconds: milliseconds) }) ?? false
         if !flushed {
@@ -109,6 +134,9 @@ public final class KafkaProducer: Sendable {
 
     private func pollLoop() {
         while true {
+            renewIfRequested()
+            releaseRetired()
+            let client = clients.withLock { $0.current }
             let stopping = state.withLock { $0.stopping && $0.pending.isEmpty }
             if stopping && client.outstandingMessages() == 0 { break }
             guard let event = client.poll(timeoutMilliseconds: 50) else {
@@ -125,7 +153,52 @@ public final class KafkaProducer: Sendable {
         for future in leftovers.values {
             future.complete(.failure(KafkaError(.shutdown, "the producer shut down before delivery")))
         }
-        client.destroy()
+        let (current, retired) = clients.withLock { ($0.current, $0.retired.map(\.client)) }
+        for client in retired + [current] { client.destroy() }
+    }
+
+    /// Swaps in a new client and purges the old one, whose purged messages' reports come from polling it.
+    private func renewIfRequested() {
+        guard let reason = clients.withLock({ $0.renewRequested }) else { return }
+        let fresh: RDKafkaClient
+        do {
+            fresh = try RDKafkaClient.make(kind: .producer, properties: properties, logger: logger)
+        } catch {
+            logger.error("Kafka producer not renewed", metadata: ["error": "\(error)"])
+            clients.withLock { $0.renewRequested = nil }
+            return
+        }
+        let old = clients.withLock { clients in
+            let old = clients.current
+            clients.current = fresh
+            clients.renewRequested = nil
+            clients.retired.append((old, .now))
+            return old
+        }
+        do {
+            try old.purge()
+        } catch {
+            logger.warning("the replaced Kafka producer's messages were not purged", metadata: ["error": "\(error)"])
+        }
+        renewals.increment()
+        logger.warning("Kafka producer renewed", metadata: ["reason": "\(reason)"])
+    }
+
+    /// Polls replaced clients for their last reports, and releases each once it is empty and a while has
+    /// passed (an admin call may still hold it: their timeouts are 10 s at most).
+    private func releaseRetired() {
+        let retired = clients.withLock { $0.retired }
+        guard !retired.isEmpty else { return }
+        var released: [ObjectIdentifier] = []
+        for (client, at) in retired {
+            while let event = client.poll(timeoutMilliseconds: 0) { handle(event) }
+            if client.outstandingMessages() == 0 && ContinuousClock.now - at > .seconds(30) {
+                client.destroy()
+                released.append(ObjectIdentifier(client))
+            }
+        }
+        guard !released.isEmpty else { return }
+        clients.withLock { $0.retired.removeAll { released.contains(ObjectIdentifier($0.client)) } }
     }
 
     private func handle(_ event: RDKafkaClient.Event) {
@@ -141,7 +214,9 @@ public final class KafkaProducer: Sendable {
             }
         case .error(let error, let fatal):
             if fatal {
+                // librdkafka's producer is unusable after a fatal error (an idempotence violation): start over.
                 logger.critical("fatal producer error", metadata: ["error": "\(error)"])
+                renew(reason: "fatal error: \(error)")
             } else {
                 logger.warning("producer error", metadata: ["error": "\(error)"])
             }

@@ -14,6 +14,8 @@ public final class TopicKeeper: Service, Sendable {
     private let logger: Logger
     private let interval: Duration
     private let allPresent = Atomic<Bool>(true)
+    /// Set once a check found every topic: topics missing after that mean the broker lost its state.
+    private let sawAllTopics = Atomic<Bool>(false)
     public static let topics = Topics.all.flatMap { [$0, $0.deadLetter] }
 
     public init(producer: KafkaProducer, logger: Logger, interval: Duration = .seconds(5)) {
@@ -39,12 +41,17 @@ public final class TopicKeeper: Service, Sendable {
             let missing = Self.topics.filter { existing[$0.name] == nil }
             guard !missing.isEmpty else {
                 allPresent.store(true, ordering: .relaxed)
+                sawAllTopics.store(true, ordering: .relaxed)
                 return
             }
             allPresent.store(false, ordering: .relaxed)
             logger.warning(
                 "Kafka topics are missing; creating them", metadata: ["kafka.topics": "\(missing.map(\.name))"])
             try await producer.createTopics(missing.map { (name: $0.name, partitions: $0.partitions) })
+            // A broker that forgot its topics forgot the producer's id as well (Tansu restarted empty).
+            if sawAllTopics.exchange(false, ordering: .relaxed) {
+                producer.renew(reason: "the broker lost its topics")
+            }
         } catch {
             allPresent.store(false, ordering: .relaxed)
             logger.warning("cannot check the Kafka topics", metadata: ["error": "\(error)"])
