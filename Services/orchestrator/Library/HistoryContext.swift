@@ -9,11 +9,23 @@ struct HistoryContext: Sendable {
     let store: HistoryStore
     let logger: Logger
 
+    /// How long a run waits for its context. PostgreSQL's pool keeps a request waiting while it retries
+    /// an unreachable server (a minute, until its circuit breaker trips), and the partition's other
+    /// conversations wait behind the run: a device asked during a 10 s outage heard nothing for 60 s.
+    static let deadline: Duration = .seconds(2)
+
     /// At most `limit` turns, oldest first, without the message being answered. Context is not worth
-    /// failing a reply for: with PostgreSQL unreachable the run starts without it (logged).
+    /// failing a reply for: with PostgreSQL unreachable or slow the run starts without it (logged).
     func turns(conversation: String, excluding messageID: String, limit: Int) async -> [ConversationTurn] {
+        let store = store
+        let fetch = Task { try await store.recentMessages(conversation, limit: limit + 1) }
+        let deadline = Task {
+            try await Task.sleep(for: Self.deadline)
+            fetch.cancel()
+        }
+        defer { deadline.cancel() }
         do {
-            let messages = try await store.recentMessages(conversation, limit: limit + 1)
+            let messages = try await fetch.value
             return Self.turns(from: messages, excluding: messageID, limit: limit)
         } catch {
             logger.warning(
