@@ -22,6 +22,8 @@ public final class RedisSubscriber: Service, Sendable {
         var handlers: [String: [Int: Handler]] = [:]
         var nextID = 0
         var shuttingDown = false
+        var connections = 0
+        var resubscribed: [@Sendable () -> Void] = []
     }
 
     private let endpoint: RedisEndpoint
@@ -93,6 +95,15 @@ public final class RedisSubscriber: Service, Sendable {
 
     public var subscribedChannelCount: Int { state.withLock { $0.handlers.count } }
 
+    /// Connections made so far: when it changes, messages published in between may have been missed,
+    /// and a follower that numbers its messages reads them from where they are kept.
+    public var connectionGeneration: Int { state.withLock { $0.connections } }
+
+    /// Calls `handler` each time every channel was subscribed again after the connection dropped.
+    public func onResubscribed(_ handler: @escaping @Sendable () -> Void) {
+        state.withLock { $0.resubscribed.append(handler) }
+    }
+
     /// Keeps the connection up until graceful shutdown.
     public func run() async throws {
         // Graceful shutdown and cancellation (a sibling service failed) both end the wait on the
@@ -158,6 +169,12 @@ public final class RedisSubscriber: Service, Sendable {
         if !channels.isEmpty {
             _ = try await connection.pipeline(channels.map { ["SUBSCRIBE", RedisArgument($0)] })
         }
+        // Counted once subscribed again: a follower catching up after this sees what came before.
+        let handlers = state.withLock { state in
+            state.connections += 1
+            return state.connections > 1 ? state.resubscribed : []
+        }
+        for handler in handlers { handler() }
         return connection
     }
 }

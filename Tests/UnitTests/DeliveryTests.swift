@@ -24,6 +24,34 @@ import Testing
         #expect(sequencer.receiveLive(event(11)) == .gap(expected: 10, got: 11))
     }
 
+    @Test func aGapIsRepairedFromTheStreamWithTheLiveEventsHeldMeanwhile() {
+        var sequencer = ChannelSequencer()
+        _ = sequencer.finishRecovery(since: StreamPosition(epoch: "e1", offset: 4), top: (4, "e1"), history: [])
+        #expect(sequencer.receiveLive(event(5)) == .deliver(event(5)))
+        // 6 and 7 were published while PUB/SUB was down; 8 shows the gap, 9 arrives while 6… is read.
+        #expect(sequencer.receiveLive(event(8)) == .gap(expected: 6, got: 8))
+        let from = sequencer.beginRepair(holding: event(8))
+        #expect(from?.offset == 5 && from?.epoch == "e1")
+        #expect(sequencer.beginRepair() == nil, "one repair at a time")
+        #expect(sequencer.receiveLive(event(9)) == .hold)
+        let result = sequencer.finishRecovery(
+            since: StreamPosition(epoch: "e1", offset: 5), top: (9, "e1"),
+            history: [event(6), event(7), event(8), event(9)])
+        #expect(result == .recovered([event(6), event(7), event(8), event(9)]))
+        #expect(sequencer.receiveLive(event(10)) == .deliver(event(10)))
+    }
+
+    @Test func aRepairTheStreamCannotServeTellsTheClient() {
+        var sequencer = ChannelSequencer()
+        _ = sequencer.finishRecovery(since: StreamPosition(epoch: "e1", offset: 4), top: (4, "e1"), history: [])
+        let from = sequencer.beginRepair()
+        #expect(from?.offset == 4)
+        // The stream was trimmed past 5.
+        let result = sequencer.finishRecovery(
+            since: StreamPosition(epoch: "e1", offset: 4), top: (20, "e1"), history: (8...20).map { event($0) })
+        #expect(result == .notRecovered(live: []))
+    }
+
     @Test func aClientThatIsUpToDateGetsOnlyNewEvents() {
         var sequencer = ChannelSequencer()
         let result = sequencer.finishRecovery(

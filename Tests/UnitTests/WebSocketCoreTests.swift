@@ -8,6 +8,8 @@ import NIOPosix
 import NIOWebSocket
 import Synchronization
 import SwitchboardContracts
+import SwitchboardRedis
+import SwitchboardRuntime
 import SwitchboardVoice
 import Testing
 
@@ -88,6 +90,8 @@ final class FakeLiveSource: LiveSource {
         return LiveFollow { [weak self] in self?.handlers.withLock { _ = $0.removeValue(forKey: channel) } }
     }
 
+    func onResubscribed(_ handler: @escaping @Sendable () -> Void) {}
+
     func publish(_ channel: String, _ message: ChannelWire.Message) {
         handlers.withLock { $0[channel] }?(Array(ChannelWire.encode(message).utf8))
     }
@@ -109,6 +113,11 @@ final class RecordingSink: FrameSink {
 }
 
 @Suite(.serialized) struct DeliveryHubTests {
+    /// Never read here: these feeds see no gap. (The client connects only when used.)
+    static let unusedHistory = ChannelHistory(
+        redis: RedisClient(
+            configuration: .init(endpoint: RedisEndpoint(url: "redis://127.0.0.1:1")!), logger: Logger(label: "test")))
+
     @Test func oneSubscriptionAndOneDecodePerMessageHowEverManyFollowersOnEveryLoop() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let source = FakeLiveSource()
@@ -119,7 +128,8 @@ final class RecordingSink: FrameSink {
         var sinks: [RecordingSink] = []
         for index in 0..<50 {
             let sink = RecordingSink(loop: loops[index % 2])
-            let feed = ChannelFeed(channel: .conversation("c1"), loop: sink.loop, sink: sink, hub: hub)
+            let feed = ChannelFeed(
+                channel: .conversation("c1"), loop: sink.loop, sink: sink, hub: hub, history: Self.unusedHistory)
             try await hub.add(feed)
             feeds.append(feed)
             sinks.append(sink)

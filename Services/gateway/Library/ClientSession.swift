@@ -7,6 +7,7 @@ import ServiceLifecycle
 import Synchronization
 import SwitchboardContracts
 import SwitchboardRedis
+import SwitchboardRuntime
 
 /// The gateway's state for one client connection (WebSocket or SSE): who it is, the channels it
 /// follows, and where its frames go (a WebSocket on its event loop, or an SSE stream's bounded queue).

@@ -458,6 +458,12 @@ final class VoiceSession: Sendable {
             messageId: messageID, clientMessageId: "voice-\(id)-\(messageID)", conversationId: route.conversationId,
             userId: route.userId, content: text, gateway: route.gateway, pattern: owner.settings.pattern,
             deviceTools: tools.isEmpty ? nil : DeviceToolbox(sessionId: id, gateway: route.gateway, tools: tools))
+        // Where the conversation stood before the question: what the subscription misses (Redis went away
+        // while the answer streamed) is read from the channel's stream after that offset.
+        let channel = Channel.conversation(route.conversationId)
+        let history = ChannelHistory(redis: owner.context.redis)
+        var position = try? await history.read(channel, after: nil).top
+        var generation = owner.subscriber.connectionGeneration
         try await owner.context.publish(
             owner.context.envelope(payload, routingKey: route.conversationId), to: Topics.chatRequests)
         var replyID: String?
@@ -479,76 +485,117 @@ final class VoiceSession: Sendable {
             guard !sentence.isEmpty else { return }
             try await speakText(sentence)
         }
-        var finished = false
-        while !finished {
-            let next = try await nextInput(&iterator, timeout: owner.settings.answerTimeout)
-            guard let next else { throw RecognizerError("no answer from the conversation within the timeout") }
+        /// One event of the conversation, in order: the answer's start, its chunks spoken sentence by
+        /// sentence, its end; or the question's rejection.
+        func handle(_ message: ChannelWire.Message) async throws -> AnswerStep {
+            guard let data = Self.data(of: message) else { return .listening }
+            switch message.frameType {
+            case FrameType.messageStreamStart:
+                if data["inReplyTo"] as? String == messageID { replyID = data["messageId"] as? String }
+            case FrameType.messageStreamChunk:
+                guard let replyID, data["messageId"] as? String == replyID, let chunk = data["chunk"] as? String
+                else { return .listening }
+                if !firstToken {
+                    firstToken = true
+                    Self.llmFirstToken.recordInterval(since: submittedAt, clock: clock)
+                }
+                for sentence in splitter.append(chunk) {
+                    try await speakSentence(sentence)
+                    if isAborted(turn.number) { return .aborted }
+                }
+            case FrameType.messageStreamEnd:
+                guard let replyID, data["messageId"] as? String == replyID else { return .listening }
+                if let rest = splitter.finish() { try await speakSentence(rest) }
+                return .answered
+            case FrameType.messageRejected:
+                // Not answered (the conversation is busy or its queue full): the device hears why at
+                // once instead of waiting out the answer timeout.
+                guard data["messageId"] as? String == messageID else { return .listening }
+                return .rejected(data["reason"] as? String ?? "rejected")
+            default:
+                break
+            }
+            return .listening
+        }
+        /// The events after the last one followed, from the channel's stream (all it keeps when where the
+        /// conversation stood is unknown: Redis was down when the question was asked; earlier answers'
+        /// events name other messages and are passed over).
+        func catchUp() async throws -> AnswerStep {
+            for message in try await history.read(channel, after: position?.offset ?? 0).events {
+                position = (message.offset, message.epoch)
+                let step = try await handle(message)
+                if step != .listening { return step }
+            }
+            return .listening
+        }
+        /// A live event: one already read from the stream is skipped; one after a gap first has the
+        /// missed ones read.
+        func follow(_ message: ChannelWire.Message) async throws -> AnswerStep {
+            if position == nil {
+                let step = try await catchUp()
+                if step != .listening { return step }
+            }
+            if let last = position, last.epoch == message.epoch {
+                if message.offset <= last.offset { return .listening }
+                if message.offset > last.offset + 1 {
+                    let step = try await catchUp()
+                    if step != .listening { return step }
+                    if let caught = position, message.offset <= caught.offset { return .listening }
+                }
+            }
+            position = (message.offset, message.epoch)
+            return try await handle(message)
+        }
+        var step = AnswerStep.listening
+        let deadline = ContinuousClock.now + owner.settings.answerTimeout
+        while step == .listening {
+            guard let next = await iterator.next() else { return }
             switch next {
-            case .turn, .tick:
+            case .turn:
                 continue  // a newer turn while this one speaks: the device aborts first in practice
+            case .tick:
+                if ContinuousClock.now >= deadline {
+                    throw RecognizerError("no answer from the conversation within the timeout")
+                }
+                // The subscription was made again: what was published meanwhile is only in the stream.
+                let current = owner.subscriber.connectionGeneration
+                if current != generation {
+                    generation = current
+                    step = try await catchUp()
+                }
             case .abort(let through):
                 if through >= turn.number {
                     try? await interruptConversation()
                     return
                 }
             case .frame(let message):
-                guard let data = Self.data(of: message) else { continue }
-                switch message.frameType {
-                case FrameType.messageStreamStart:
-                    if data["inReplyTo"] as? String == messageID { replyID = data["messageId"] as? String }
-                case FrameType.messageStreamChunk:
-                    guard let replyID, data["messageId"] as? String == replyID, let chunk = data["chunk"] as? String
-                    else { continue }
-                    if !firstToken {
-                        firstToken = true
-                        Self.llmFirstToken.recordInterval(since: submittedAt, clock: clock)
-                    }
-                    for sentence in splitter.append(chunk) {
-                        try await speakSentence(sentence)
-                        if isAborted(turn.number) { return }
-                    }
-                case FrameType.messageStreamEnd:
-                    guard let replyID, data["messageId"] as? String == replyID else { continue }
-                    if let rest = splitter.finish() { try await speakSentence(rest) }
-                    finished = true
-                case FrameType.messageRejected:
-                    // Not answered (the conversation is busy or its queue full): the device hears why at
-                    // once instead of waiting out the answer timeout.
-                    guard data["messageId"] as? String == messageID else { continue }
-                    let reason = data["reason"] as? String ?? "rejected"
-                    Self.turnsRejected.increment()
-                    logger.info("voice turn not answered", metadata: ["voice.reason": "\(reason)"])
-                    try await publish([
-                        json(
-                            .alert(status: "warning", message: Self.notAnswered(reason), sessionId: id),
-                            turn: turn.number),
-                        VoiceDownlink.Item(sessionId: id, kind: .ttsStop, turn: turn.number, payload: []),
-                    ])
-                    return
-                default:
-                    continue
-                }
+                step = try await follow(message)
             }
+        }
+        switch step {
+        case .rejected(let reason):
+            Self.turnsRejected.increment()
+            logger.info("voice turn not answered", metadata: ["voice.reason": "\(reason)"])
+            try await publish([
+                json(.alert(status: "warning", message: Self.notAnswered(reason), sessionId: id), turn: turn.number),
+                VoiceDownlink.Item(sessionId: id, kind: .ttsStop, turn: turn.number, payload: []),
+            ])
+            return
+        case .aborted:
+            return
+        case .answered, .listening:
+            break
         }
         guard !isAborted(turn.number) else { return }
         try await publish([VoiceDownlink.Item(sessionId: id, kind: .ttsStop, turn: turn.number, payload: [])])
     }
 
-    /// The next speaker input, or nil after `timeout` without one.
-    private func nextInput(
-        _ iterator: inout AsyncStream<SpeakerInput>.Iterator, timeout: Duration
-    ) async throws -> SpeakerInput? {
-        // The iterator cannot cross into a child task; the session's once-a-second tick wakes this up
-        // to check the deadline.
-        let deadline = ContinuousClock.now + timeout
-        while let next = await iterator.next() {
-            if case .tick = next {
-                if ContinuousClock.now >= deadline { return nil }
-                continue
-            }
-            return next
-        }
-        return nil
+    /// Where following a turn's answer stands.
+    enum AnswerStep: Equatable {
+        case listening
+        case answered
+        case aborted
+        case rejected(String)
     }
 
     private func interruptConversation() async throws {
@@ -573,10 +620,25 @@ final class VoiceSession: Sendable {
 
     /// Items in order to the gateway holding the device's socket, in one pipeline (one connection, so
     /// their order is kept).
+    ///
+    /// While Redis cannot be reached the turn waits for it (up to the answer timeout) instead of failing:
+    /// the device hears its answer late rather than not at all.
     private func publish(_ items: [VoiceDownlink.Item]) async throws {
         let channel = RedisArgument(Keyspace.PubSub.voiceDownlink(gateway: route.gateway))
-        _ = try await owner.context.redis.pipeline(
-            items.map { ["PUBLISH", channel, RedisArgument(bytes: VoiceDownlink.encode($0))] })
+        let commands: [[RedisArgument]] = items.map {
+            ["PUBLISH", channel, RedisArgument(bytes: VoiceDownlink.encode($0))]
+        }
+        let giveUp = ContinuousClock.now + owner.settings.answerTimeout
+        var attempt = 0
+        while true {
+            do {
+                _ = try await owner.context.redis.pipeline(commands)
+                return
+            } catch let error as RedisError where error.code == .connection && ContinuousClock.now < giveUp {
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(min(1000, 50 << min(attempt, 5))))
+            }
+        }
     }
 
     private func send(_ kind: VoiceDownlink.Kind, turn: Int64, payload: [UInt8]) async {

@@ -4,6 +4,7 @@ import Metrics
 import Synchronization
 import SwitchboardContracts
 import SwitchboardRedis
+import SwitchboardRuntime
 
 enum DeliveryMetrics {
     static let delivered = Counter(label: "sb_gateway_events_delivered_total")
@@ -12,6 +13,8 @@ enum DeliveryMetrics {
     static let recovered = Counter(label: "sb_gateway_recoveries_total", dimensions: [("recovered", "true")])
     static let notRecovered = Counter(label: "sb_gateway_recoveries_total", dimensions: [("recovered", "false")])
     static let gaps = Counter(label: "sb_gateway_insufficient_state_total")
+    /// Missed live events read again from a channel's stream (a gap, or PUB/SUB reconnected).
+    static let repairs = Counter(label: "sb_gateway_feed_repairs_total")
     static let slowDisconnects = Counter(label: "sb_gateway_slow_disconnects_total")
     static let subscriptions = Meter(label: "sb_gateway_subscriptions")
     /// Event creation (its envelope's time) → the frame written to the client's socket.
@@ -20,57 +23,6 @@ enum DeliveryMetrics {
     static func recordWritten(createdAt: Int64) {
         guard createdAt > 0 else { return }
         deliveryLatency.recordMicroseconds(max(0, Clock.epochMicroseconds() - createdAt))
-    }
-}
-
-/// Reads a channel's recoverable history from Redis.
-struct ChannelHistory: Sendable {
-    let redis: RedisClient
-
-    /// The channel's newest offset and epoch (nil for a channel with no history), and the events after
-    /// `after` (at most `limit`), read in one round trip.
-    func read(_ channel: SwitchboardContracts.Channel, after: Int64?, limit: Int = 1000) async throws
-        -> (top: (offset: Int64, epoch: String)?, events: [ChannelSequencer.Event])
-    {
-        var commands: [[RedisArgument]] = [
-            [
-                "HMGET", RedisArgument(Keyspace.ClientChannel.meta(channel)),
-                RedisArgument(ChannelWire.MetaField.offset),
-                RedisArgument(ChannelWire.MetaField.epoch),
-            ]
-        ]
-        if let after {
-            commands.append([
-                "XRANGE", RedisArgument(Keyspace.ClientChannel.stream(channel)), RedisArgument("\(after + 1)-0"), "+",
-                "COUNT",
-                RedisArgument(limit),
-            ])
-        }
-        let replies = try await redis.pipeline(commands)
-        let meta = replies[0].array ?? []
-        guard meta.count == 2, let offset = meta[0].integer, let epoch = meta[1].string else { return (nil, []) }
-        var events: [ChannelSequencer.Event] = []
-        for entry in replies.count > 1 ? (replies[1].array ?? []) : [] {
-            guard let parts = entry.array, parts.count == 2, let id = parts[0].string,
-                let entryOffset = Int64(id.split(separator: "-").first ?? ""), let fields = parts[1].array
-            else { continue }
-            var frame: String?
-            var type = ""
-            var createdAt: Int64 = 0
-            for index in stride(from: 0, to: fields.count - 1, by: 2) {
-                switch fields[index].string {
-                case ChannelWire.StreamField.frameJSON: frame = fields[index + 1].string
-                case ChannelWire.StreamField.frameType: type = fields[index + 1].string ?? ""
-                case ChannelWire.StreamField.createdAt: createdAt = fields[index + 1].string.flatMap { Int64($0) } ?? 0
-                default: break
-                }
-            }
-            if let frame {
-                events.append(
-                    .init(offset: entryOffset, epoch: epoch, frameType: type, createdAt: createdAt, frameJSON: frame))
-            }
-        }
-        return ((offset, epoch), events)
     }
 }
 
@@ -98,17 +50,22 @@ final class ChannelFeed: Sendable {
     private let sink: any FrameSink
     private let sequencer = Mutex(ChannelSequencer())
     private let hub: DeliveryHub
+    private let history: ChannelHistory
     /// Set while the frames `open` queued from off the loop (its answer, the recovered events) have not
     /// been written yet: they reach the connection through `loop.execute`, so a live event the loop
     /// delivered directly meanwhile would overtake them (seen as offsets 34…47 before 16…33 when a
     /// client resumed into a burst). Live events go through `loop.execute` too until it is cleared.
     private let handingOver = Atomic<Bool>(false)
 
-    init(channel: SwitchboardContracts.Channel, loop: any EventLoop, sink: any FrameSink, hub: DeliveryHub) {
+    init(
+        channel: SwitchboardContracts.Channel, loop: any EventLoop, sink: any FrameSink, hub: DeliveryHub,
+        history: ChannelHistory
+    ) {
         self.channel = channel
         self.loop = loop
         self.sink = sink
         self.hub = hub
+        self.history = history
     }
 
     struct Opened: Sendable {
@@ -127,7 +84,7 @@ final class ChannelFeed: Sendable {
         sink: any FrameSink, loop: any EventLoop, whileSubscribed: () async throws -> Void = {},
         announce: (_ recovered: Bool, _ position: StreamPosition?) -> Void = { _, _ in }
     ) async throws -> Opened {
-        let feed = ChannelFeed(channel: channel, loop: loop, sink: sink, hub: hub)
+        let feed = ChannelFeed(channel: channel, loop: loop, sink: sink, hub: hub, history: history)
         try await hub.add(feed)
         DeliveryMetrics.subscriptions.increment()
         let read: (top: (offset: Int64, epoch: String)?, events: [ChannelSequencer.Event])
@@ -166,7 +123,7 @@ final class ChannelFeed: Sendable {
             _ = sink.deliver(shared: frame)
             return
         }
-        sequencer.withLock { sequencer in
+        let repairFrom = sequencer.withLock { sequencer -> (offset: Int64, epoch: String?)? in
             switch sequencer.receiveLive(message) {
             case .deliver where handingOver.load(ordering: .sequentiallyConsistent):
                 let deferred = NIOLoopBound(frame, eventLoop: loop)
@@ -175,9 +132,46 @@ final class ChannelFeed: Sendable {
                 _ = sink.deliver(shared: frame)
             case .hold, .dropDuplicate:
                 break
-            case .gap(let expected, let got):
-                DeliveryMetrics.gaps.increment()
-                sink.insufficientState("missed events of \(channel): expected offset \(expected), got \(got)")
+            case .gap:
+                return sequencer.beginRepair(holding: message)
+            }
+            return nil
+        }
+        if let repairFrom { repair(from: repairFrom) }
+    }
+
+    /// The live subscription was made again (Redis came back): what was published meanwhile is only in
+    /// the channel's stream.
+    func subscriptionRestored() {
+        guard let from = sequencer.withLock({ $0.beginRepair() }) else { return }
+        repair(from: from)
+    }
+
+    /// Reads what the live events skipped from the channel's stream and delivers it, then the live events
+    /// held meanwhile, in order. Only when the stream no longer has it (trimmed, expired, another epoch)
+    /// is the client told to re-sync (`insufficientState`, 4003 for a chat socket).
+    private func repair(from: (offset: Int64, epoch: String?)) {
+        DeliveryMetrics.repairs.increment()
+        Task {
+            let read = try? await history.read(channel, after: from.offset)
+            loop.execute {
+                self.sequencer.withLock { sequencer in
+                    guard let read else {
+                        DeliveryMetrics.gaps.increment()
+                        self.sink.insufficientState("missed events of \(self.channel) could not be read again")
+                        return
+                    }
+                    // A feed that had nothing yet takes the channel from its start.
+                    let since = StreamPosition(epoch: from.epoch ?? read.top?.epoch ?? "", offset: from.offset)
+                    switch sequencer.finishRecovery(since: since, top: read.top, history: read.events) {
+                    case .recovered(let events):
+                        for event in events { _ = self.sink.deliver(event) }
+                    case .notRecovered:
+                        DeliveryMetrics.gaps.increment()
+                        self.sink.insufficientState(
+                            "missed events of \(self.channel) after offset \(from.offset) are no longer kept")
+                    }
+                }
             }
         }
     }

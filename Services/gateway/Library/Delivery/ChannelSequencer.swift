@@ -50,6 +50,19 @@ struct ChannelSequencer {
         }
     }
 
+    /// Live events were missed (a gap, or the PUB/SUB connection was made again): hold live events again
+    /// (`event`, the one that showed the gap, first) until what was missed has been read from the stream
+    /// and handed to `finishRecovery` with the returned position. nil while a repair is already under way.
+    mutating func beginRepair(holding event: Event? = nil) -> (offset: Int64, epoch: String?)? {
+        guard mode == .live else {
+            if let event { held.append(event) }
+            return nil
+        }
+        mode = .recovering
+        held = event.map { [$0] } ?? []
+        return (lastOffset, epoch)
+    }
+
     /// Ends recovery. `history` is the stream from `since.offset + 1` on, `top` the channel's newest
     /// offset and epoch when the history was read (nil: the channel has no history).
     mutating func finishRecovery(

@@ -62,6 +62,9 @@ enum HubMetrics {
 protocol LiveSource: Sendable {
     /// Calls `handler` with every message of `channel` from the moment this returns; the result ends that.
     func follow(_ channel: String, handler: @escaping @Sendable ([UInt8]) -> Void) async throws -> LiveFollow
+    /// Calls `handler` each time the subscriptions were made again after the connection dropped: what
+    /// was published in between was not delivered.
+    func onResubscribed(_ handler: @escaping @Sendable () -> Void)
 }
 
 /// Ends one `LiveSource.follow`.
@@ -94,6 +97,14 @@ final class DeliveryHub: Sendable {
 
     init(source: any LiveSource) {
         self.source = source
+        source.onResubscribed { [weak self] in self?.subscriptionsRestored() }
+    }
+
+    /// Every feed reads what it missed while PUB/SUB was down.
+    private func subscriptionsRestored() {
+        for shard in shards.withLock({ Array($0.values) }) {
+            for feed in shard.allFeeds { feed.subscriptionRestored() }
+        }
     }
 
     /// Starts delivering `feed`'s channel to it, and returns once the live subscription is in place.
@@ -186,6 +197,10 @@ final class LoopShard: Sendable {
             if state.followers[key]?.isEmpty == true { state.followers[key] = nil }
             return true
         }
+    }
+
+    var allFeeds: [ChannelFeed] {
+        state.withLock { $0.followers.values.flatMap(\.values) }
     }
 
     func hasFollowers(_ key: String) -> Bool {
