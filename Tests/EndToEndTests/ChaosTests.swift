@@ -170,7 +170,10 @@ struct ChaosTests {
 
     /// The voice device of the chaos list: bound to a user, connected, asking by text
     /// (`listen detect`) as the fault comes; returns what it heard once its answer was spoken to the end.
-    static func speakingDevice(url: String, authority: TokenAuthority) -> Task<[DeviceSimulator.Received], any Error> {
+    /// `beforeAsking` holds the question back (bound and connected, the device waits for the fault).
+    static func speakingDevice(
+        url: String, authority: TokenAuthority, beforeAsking: @escaping @Sendable () async -> Void = {}
+    ) -> Task<[DeviceSimulator.Received], any Error> {
         Task {
             let base = HistoryFlowTests.base(url)
             let (deviceID, clientID) = (VoiceFlowTests.deviceID(), UUID().uuidString)
@@ -181,6 +184,7 @@ struct ChaosTests {
                 url: deviceURL, token: try #require(token), deviceID: deviceID, clientID: clientID
             ) { device -> [DeviceSimulator.Received] in
                 let session = try await VoiceFlowTests.hello(device)
+                await beforeAsking()
                 return await Self.ask(device, session: session)
             }
             return try #require(heard)
@@ -218,33 +222,15 @@ struct ChaosTests {
         try await ChatFlowTests.withStack(tokensPerSecond: 10) { stack, url, authority in
             let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
             // A workflow run streams through the fault too, its BlueV client connected throughout.
-            let workflowToken = try await authority.mint(user: "chaos-workflow")
-            let runStarted = Locked(false)
-            let killedAt = Locked<ContinuousClock.Instant?>(nil)
-            async let workflow = WorkflowClient.withConnection(
-                url: WorkflowFlowTests.wsURL(url, session: "chaos-\(UUID().uuidString.prefix(6))"), token: workflowToken
-            ) { client -> (frames: [JSONValue], afterKill: Int) in
-                _ = await client.frames.first("connection_established")
-                _ = try await WorkflowFlowTests.execute(client, WorkflowFlowTests.chain(12, ms: 700))
-                runStarted.withLock { $0 = true }
-                var frames: [JSONValue] = []
-                var afterKill = 0
-                while let received = await client.frames.next(within: .seconds(45)) {
-                    frames.append(received.frame)
-                    if killedAt.withLock({ $0 }) != nil { afterKill += 1 }
-                    if WorkflowFlowTests.isOutcome(received.frame) { break }
-                }
-                return (frames, afterKill)
-            }
+            let workflow = try await WorkflowThroughFault.start(url: url, authority: authority)
             let device = Self.speakingDevice(url: url, authority: authority)
             let streaming = try await Self.start(
                 Self.conversations, label: "chaos-notifier", url: url, authority: authority
             ) {
                 Self.chunks($0) >= 3
             }
-            #expect(await eventually(timeout: .seconds(20)) { runStarted.withLock { $0 } })
             stack.kill(httpPort: try Self.httpPort(of: "notifier", in: stack))
-            killedAt.withLock { $0 = .now }
+            workflow.faultBegan()
             try stack.start("notifier")
             try await stack.waitUntilReady()
 
@@ -256,21 +242,7 @@ struct ChaosTests {
                 #expect(Self.endsPerReply(conversation).values.sorted() == [1], "\(conversation.id)")
             }
             Self.report("notifier SIGKILLed", resumed)
-            // The run: every node completed once, one unbroken stream, one end.
-            let (runFrames, afterKill) = try #require(try await workflow.result)
-            #expect(afterKill > 0, "the run ended before the notifier was killed: it tests nothing")
-            #expect(runFrames.last?["type"]?.stringValue == "workflow_completed", "\(runFrames.suffix(3))")
-            for index in 1...12 {
-                #expect(
-                    runFrames.filter { WorkflowFlowTests.isNode($0, "d\(index)", "completed") }.count == 1, "d\(index)")
-            }
-            let runOffsets = runFrames.compactMap { $0["offset"]?.intValue }
-            #expect(
-                !runOffsets.isEmpty && runOffsets == Array(runOffsets[0]..<(runOffsets[0] + runOffsets.count)),
-                "\(runOffsets)")
-            print(
-                "chaos: notifier SIGKILLed: a workflow run of 12 nodes, \(runOffsets.count) run events checked, \(afterKill) after the kill"
-            )
+            try await workflow.expectCompletedOnce(fault: "notifier SIGKILLed")
             Self.expectOneSpokenAnswer(try await device.value)
             #expect(try await DependencyOutageTests.deadLetterCounts(stack.binDirectory) == deadLetters)
             try await Self.expectAFreshConversationCompletes(url: url, authority: authority)
@@ -337,6 +309,59 @@ struct ChaosTests {
         }
     }
 
+    /// Redis SIGKILLed while 50 replies stream, a workflow runs and a bound device asks, and started
+    /// again 5 s later. Redis keeps its append-only file (fsync every second), so what it acknowledged in
+    /// its last second may be gone: a client resuming past what survived is told `recovered: false`
+    /// (its reply still ends once); every other client gets every offset once.
+    @Test func redisKilledMidStreamLosesNothingItAcknowledgedOrSaysSo() async throws {
+        try await ChatFlowTests.withStack(tokensPerSecond: 10) { stack, url, authority in
+            let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
+            let redisDown = Locked(false)
+            let device = Self.speakingDevice(url: url, authority: authority) {
+                _ = await eventually(timeout: .seconds(60)) { redisDown.withLock { $0 } }
+            }
+            let workflow = try await WorkflowThroughFault.start(url: url, authority: authority)
+            let streaming = try await Self.start(
+                Self.conversations, label: "chaos-redis", url: url, authority: authority
+            ) {
+                Self.chunks($0) >= 3
+            }
+            try LocalServers.killRedis()
+            workflow.faultBegan()
+            redisDown.withLock { $0 = true }
+            try await Task.sleep(for: .seconds(5))
+            try await LocalServers.restartRedis()
+            try await stack.waitUntilReady()
+
+            let resumed = try await Self.resume(streaming, url: url) { $0.type == FrameType.messageStreamEnd }
+            var told = 0
+            for conversation in resumed {
+                let ack = conversation.frames.first { $0.correlationId == "resume" }
+                if ack?.data["recovered"]?.boolValue == false {
+                    told += 1
+                    // Told: what follows the answer is one unbroken run of offsets up to the reply's end.
+                    let after = conversation.frames.drop { $0.correlationId != "resume" }
+                        .filter { $0.offset != nil && $0.channel == "conversation:\(conversation.id)" }
+                    let offsets = after.compactMap(\.offset)
+                    #expect(
+                        offsets == Array((offsets.first ?? 0)..<((offsets.first ?? 0) + Int64(offsets.count))),
+                        "\(conversation.id): \(offsets)")
+                    #expect(after.filter { $0.type == FrameType.messageStreamEnd }.count == 1, "\(conversation.id)")
+                } else {
+                    Self.expectEveryOffsetOnce(conversation)
+                    RecoveryTests.expectCompleteStream(
+                        conversation.frames.filter { $0.channel == "conversation:\(conversation.id)" })
+                    #expect(Self.endsPerReply(conversation).values.sorted() == [1], "\(conversation.id)")
+                }
+            }
+            Self.report("Redis SIGKILLed for 5 s", resumed, extra: ", \(told) told recovered:false")
+            try await workflow.expectCompletedOnce(fault: "Redis SIGKILLed for 5 s")
+            Self.expectOneSpokenAnswer(try await device.value)
+            #expect(try await DependencyOutageTests.deadLetterCounts(stack.binDirectory) == deadLetters)
+            try await Self.expectAFreshConversationCompletes(url: url, authority: authority)
+        }
+    }
+
     /// PostgreSQL stopped for 10 s while every conversation sends its second message: the live path
     /// does not need it, and the history consumer waits and writes every turn once it is back.
     @Test func historyWrittenWhilePostgreSQLIsDownArrivesOnceWhenItIsBack() async throws {
@@ -355,7 +380,16 @@ struct ChaosTests {
                     base, conversation.id, token: conversation.token, count: 2)
             }
 
+            // A workflow run (its records are archived in PostgreSQL) and a device (bound while PostgreSQL
+            // is up, asking while it is away) go through the outage too.
+            let postgresDown = Locked(false)
+            let device = Self.speakingDevice(url: url, authority: authority) {
+                _ = await eventually(timeout: .seconds(60)) { postgresDown.withLock { $0 } }
+            }
+            let workflow = try await WorkflowThroughFault.start(url: url, authority: authority)
             try await LocalServers.stopPostgres()
+            workflow.faultBegan()
+            postgresDown.withLock { $0 = true }
             let outage = ContinuousClock.now
             let second = try await withThrowingTaskGroup(of: [ServerFrame].self) { group in
                 for conversation in first {
@@ -391,8 +425,74 @@ struct ChaosTests {
                 rows += messages.count
             }
             print("chaos: PostgreSQL stopped 10 s: \(Self.conversations) conversations, \(rows) history rows checked")
+            try await workflow.expectCompletedOnce(fault: "PostgreSQL stopped 10 s")
+            Self.expectOneSpokenAnswer(try await device.value)
             #expect(try await DependencyOutageTests.deadLetterCounts(stack.binDirectory) == deadLetters)
             try await Self.expectAFreshConversationCompletes(url: url, authority: authority)
         }
+    }
+}
+
+/// A BlueV client's workflow run of 12 nodes (700 ms each) streaming through a fault, connected
+/// throughout: every node completes once, one unbroken stream, one end.
+struct WorkflowThroughFault {
+    static let nodes = 12
+    let run: Task<(frames: [JSONValue], afterFault: Int), any Error>
+    private let faultAt: Locked<ContinuousClock.Instant?>
+
+    /// Returns once the run has started.
+    static func start(url: String, authority: TokenAuthority) async throws -> WorkflowThroughFault {
+        let token = try await authority.mint(user: "chaos-workflow-\(UUID().uuidString.prefix(6))")
+        let started = Locked(false)
+        let faultAt = Locked<ContinuousClock.Instant?>(nil)
+        let run = Task {
+            let (result, _) = try await WorkflowClient.withConnection(
+                url: WorkflowFlowTests.wsURL(url, session: "chaos-\(UUID().uuidString.prefix(6))"), token: token
+            ) { client -> (frames: [JSONValue], afterFault: Int) in
+                _ = await client.frames.first("connection_established")
+                _ = try await WorkflowFlowTests.execute(client, WorkflowFlowTests.chain(Self.nodes, ms: 700))
+                started.withLock { $0 = true }
+                var frames: [JSONValue] = []
+                var afterFault = 0
+                while let received = await client.frames.next(within: .seconds(45)) {
+                    frames.append(received.frame)
+                    if faultAt.withLock({ $0 }) != nil { afterFault += 1 }
+                    if WorkflowFlowTests.isOutcome(received.frame) { break }
+                }
+                return (frames, afterFault)
+            }
+            return try #require(result)
+        }
+        #expect(await eventually(timeout: .seconds(20)) { started.withLock { $0 } }, "the run did not start")
+        return WorkflowThroughFault(run: run, faultAt: faultAt)
+    }
+
+    private init(
+        run: Task<(frames: [JSONValue], afterFault: Int), any Error>, faultAt: Locked<ContinuousClock.Instant?>
+    ) {
+        self.run = run
+        self.faultAt = faultAt
+    }
+
+    func faultBegan() { faultAt.withLock { $0 = .now } }
+
+    func expectCompletedOnce(fault: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let (frames, afterFault) = try await run.value
+        #expect(afterFault > 0, "the run ended before the fault: it tests nothing", sourceLocation: sourceLocation)
+        #expect(
+            frames.last?["type"]?.stringValue == "workflow_completed", "\(frames.suffix(3))",
+            sourceLocation: sourceLocation)
+        for index in 1...Self.nodes {
+            #expect(
+                frames.filter { WorkflowFlowTests.isNode($0, "d\(index)", "completed") }.count == 1, "d\(index)",
+                sourceLocation: sourceLocation)
+        }
+        let offsets = frames.compactMap { $0["offset"]?.intValue }
+        #expect(
+            !offsets.isEmpty && offsets == Array(offsets[0]..<(offsets[0] + offsets.count)), "\(offsets)",
+            sourceLocation: sourceLocation)
+        print(
+            "chaos: \(fault): a workflow run of \(Self.nodes) nodes, \(offsets.count) run events checked, \(afterFault) after the fault"
+        )
     }
 }
