@@ -13,24 +13,9 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(2)))
 struct BrokerRestartIntegrationTests {
     @Test func aRestartedBrokerGetsItsTopicsBackAndTheGroupRejoins() async throws {
-        let tansu = try #require(
-            ProcessInfo.processInfo.environment["SB_TANSU_BIN"], "SB_TANSU_BIN is set by make test")
-        let port = ServiceProcesses.freePort()
-        let address = "127.0.0.1:\(port)"
-        func start() throws -> pid_t {
-            try LocalServers.spawn(
-                tansu,
-                [
-                    "broker", "--cluster-id", "restart-test", "--listener-url", "tcp://\(address)",
-                    "--advertised-listener-url", "tcp://\(address)", "--storage-engine", "memory://tansu/",
-                ])
-        }
-        let broker = Locked<pid_t>(try start())
-        defer { kill(broker.withLock { $0 }, SIGKILL) }
-        #expect(
-            await eventually(timeout: .seconds(10)) {
-                (try? await TestEnvironment.requireServer("kafka", hostPort: address)) != nil
-            })
+        let broker = try await TestBroker()
+        defer { broker.stop() }
+        let address = broker.address
 
         let client = KafkaClientConfiguration(bootstrapServers: address, clientID: "restart-test")
         let producer = try KafkaProducer(
@@ -61,14 +46,7 @@ struct BrokerRestartIntegrationTests {
             #expect(await eventually(timeout: .seconds(30)) { consumer.hasJoinedGroup })
 
             // The broker dies and comes back empty.
-            let old = broker.withLock { $0 }
-            kill(old, SIGKILL)
-            while kill(old, 0) == 0 { try await Task.sleep(for: .milliseconds(20)) }
-            broker.withLock { $0 = (try? start()) ?? 0 }
-            #expect(
-                await eventually(timeout: .seconds(10)) {
-                    (try? await TestEnvironment.requireServer("kafka", hostPort: address)) != nil
-                })
+            try await broker.restart()
             #expect(
                 await eventually(timeout: .seconds(15)) {
                     (try? await producer.partitionCounts(of: [Topics.clientEvents.name]))?.isEmpty == true
