@@ -139,6 +139,14 @@ private func rendered(_ payload: some FramePayload) throws -> String {
             try rendered(HumanInputResponse(workflowId: "r", nodeId: "ask", requestId: "q", success: true))
                 == #"human_input_response {"node_id":"ask","request_id":"q","success":true,"workflow_id":"r"}"#
         )
+        // A runner that does not run the run answers an answer like a control.
+        #expect(
+            try rendered(
+                HumanInputResponse(
+                    workflowId: "r", action: "provide_input", requestId: "q", success: false, status: "completed",
+                    error: .init(code: "not_running", message: "the run is completed, not running")))
+                == #"human_input_response {"action":"provide_input","error":{"code":"not_running","message":"the run is completed, not running"},"request_id":"q","status":"completed","success":false,"workflow_id":"r"}"#
+        )
         #expect(
             try rendered(HumanInputRequired(workflowId: "r", nodeId: "ask", prompt: "name?"))
                 == #"human_input_required {"node_id":"ask","prompt":"name?","workflow_id":"r"}"#
