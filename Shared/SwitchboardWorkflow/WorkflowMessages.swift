@@ -66,46 +66,6 @@ public enum WorkflowControlAction: String, Sendable, CaseIterable {
     case pause, resume, stop
 }
 
-/// Frame types of the workflow protocol (seed 003), and the extra ones Switchboard adds.
-public enum WorkflowFrame {
-    public static let connectionEstablished = "connection_established"
-    public static let executionStarted = "workflow_execution_started"
-    public static let validationError = "workflow_validation_error"
-    public static let nodeStatus = "node_status_update"
-    /// A running node's partial output (an llm node's tokens).
-    public static let nodeProgress = WorkflowNodeTask.progressFrame
-    /// A human_input node waits for `provide_input`.
-    public static let inputRequired = "human_input_required"
-    public static let completed = "workflow_completed"
-    public static let failed = "workflow_failed"
-    public static let stopped = "workflow_stopped"
-    /// The seed's answer to `control_workflow`, sent at once: `status: "acknowledged"`.
-    public static let controlResponse = "workflow_control_response"
-    /// What a control did, once the runner applied it (`success`, the run's `status`, `error`).
-    public static let controlResult = "workflow_control_result"
-    /// The seed's frame for an `execute_workflow` that failed before its run started.
-    public static let executionError = "workflow_execution_error"
-    public static let inputResponse = "human_input_response"
-    public static let subscriptionConfirmed = "subscription_confirmed"
-    public static let subscriptionUpdated = "subscription_updated"
-    public static let heartbeat = "heartbeat"
-    public static let error = "error"
-
-    /// What `subscribe` / `unsubscribe` name in `event_types`: a group, or one frame type.
-    public static let eventGroups: [String: Set<String>] = [
-        "node_status": [nodeStatus, nodeProgress, inputRequired],
-        "workflow_status": [executionStarted, completed, failed, stopped, controlResponse, controlResult],
-    ]
-    public static let subscribable: Set<String> = [
-        nodeStatus, nodeProgress, inputRequired, executionStarted, completed, failed, stopped, controlResponse,
-        controlResult, inputResponse,
-    ]
-    /// A run's own ends and the answers to the client's requests: no subscription hides them.
-    public static let alwaysDelivered: Set<String> = [
-        executionStarted, completed, failed, stopped, controlResponse, controlResult, inputResponse,
-    ]
-}
-
 /// Event ids derived from what they say, so an event emitted again by a runner that took a run over
 /// is dropped by the notifier's idempotency instead of reaching the client twice.
 public enum DeterministicID {

@@ -66,6 +66,12 @@ public enum CollaborationEffect: Codable, Sendable, Equatable {
     case task(AgentTaskRequested)
     /// Tell agent-workers to stop the run's roles (those running and those not started yet).
     case stopRun(runId: String)
+
+    /// A typed frame as an `event`. Frame payloads hold strings, integers and finite numbers, which
+    /// always encode.
+    static func frame(_ payload: some FramePayload, roleActivity: Bool) -> CollaborationEffect {
+        .event(frameType: payload.frameType, data: (try? payload.data()) ?? .null, roleActivity: roleActivity)
+    }
 }
 
 /// Decides the next steps of a conversation's collaboration from a chat message or a role's result.
@@ -89,15 +95,16 @@ public struct CollaborationEngine: Sendable {
     public static let maxQueuedMessages = BusyPolicy.maxQueuedMessages
 
     /// MESSAGE_REJECTED for `message`: it is not answered, and `reason` says why (docs/protocol.md).
-    static func rejection(_ message: ChatMessageSubmitted, reason: String, extra: [String: JSONValue])
-        -> CollaborationEffect
-    {
-        var data: [String: JSONValue] = [
-            "conversationId": .string(message.conversationId), "messageId": .string(message.messageId),
-            "clientMessageId": .string(message.clientMessageId), "reason": .string(reason),
-        ]
-        data.merge(extra) { $1 }
-        return .event(frameType: FrameType.messageRejected, data: .object(data), roleActivity: false)
+    static func rejection(
+        _ message: ChatMessageSubmitted, reason: String, duplicateOf: String? = nil, runId: String? = nil,
+        limit: Int? = nil
+    ) -> CollaborationEffect {
+        .frame(
+            MessageRejected(
+                conversationId: message.conversationId, messageId: message.messageId,
+                clientMessageId: message.clientMessageId, reason: reason, duplicateOf: duplicateOf, runId: runId,
+                limit: limit),
+            roleActivity: false)
     }
 
     public func receive(
@@ -113,7 +120,7 @@ public struct CollaborationEngine: Sendable {
         if let first = clientMessages.first(where: {
             $0.userId == message.userId && $0.clientMessageId == message.clientMessageId
         }) {
-            return [Self.rejection(message, reason: "duplicate", extra: ["duplicateOf": .string(first.messageId)])]
+            return [Self.rejection(message, reason: "duplicate", duplicateOf: first.messageId)]
         }
         clientMessages.append(
             .init(userId: message.userId, clientMessageId: message.clientMessageId, messageId: message.messageId))
@@ -129,16 +136,13 @@ public struct CollaborationEngine: Sendable {
                     guard record.queue.count < Self.maxQueuedMessages else {
                         return [
                             Self.rejection(
-                                message, reason: "queue_full",
-                                extra: [
-                                    "runId": .string(run.runId), "limit": .number(Double(Self.maxQueuedMessages)),
-                                ])
+                                message, reason: "queue_full", runId: run.runId, limit: Self.maxQueuedMessages)
                         ]
                     }
                     record.queue.append(.init(message: message, traceparent: traceparent))
                     return []
                 case .reject:
-                    return [Self.rejection(message, reason: "busy", extra: ["runId": .string(run.runId)])]
+                    return [Self.rejection(message, reason: "busy", runId: run.runId)]
                 case .interrupt:
                     // Answered next, before anything queued earlier.
                     record.queue.insert(.init(message: message, traceparent: traceparent), at: 0)
@@ -243,21 +247,19 @@ public struct CollaborationEngine: Sendable {
         let estimated = plan.reduce(0) { total, stage in
             total + (stage.compactMap { team.role($0)?.estimatedMs }.max() ?? 0)
         }
-        var startData: [String: JSONValue] = [
-            "conversationId": .string(message.conversationId), "runId": .string(run.runId),
-            "messageId": .string(message.messageId),
-            "roles": .array(planner.participants(pattern, plan: plan).map { .string($0) }),
-            "pattern": .string(pattern.rawValue), "reason": .string(reason),
-            "estimatedDuration": .number(Double(estimated)),
-        ]
-        if let lead { startData["lead"] = .string(lead) }
-        effects.append(.event(frameType: FrameType.collaborationStart, data: .object(startData), roleActivity: true))
-        let initiated = CollaborationInitiated(
-            conversationId: message.conversationId, runId: run.runId, pattern: pattern,
-            participants: planner.participants(pattern, plan: plan), estimatedDuration: estimated)
-        if let data = try? JSONValue(encoding: initiated) {
-            effects.append(.event(frameType: FrameType.collaborationInitiated, data: data, roleActivity: true))
-        }
+        let participants = planner.participants(pattern, plan: plan)
+        effects.append(
+            .frame(
+                CollaborationStart(
+                    conversationId: message.conversationId, runId: run.runId, messageId: message.messageId,
+                    roles: participants, pattern: pattern, reason: reason, estimatedDuration: estimated, lead: lead),
+                roleActivity: true))
+        effects.append(
+            .frame(
+                CollaborationInitiated(
+                    conversationId: message.conversationId, runId: run.runId, pattern: pattern,
+                    participants: participants, estimatedDuration: estimated),
+                roleActivity: true))
         for role in plan.flatMap({ $0 }) { effects.append(assigned(role, run: run)) }
         record.history.append(ConversationTurn(role: "user", content: message.content))
         record.history = Array(record.history.suffix(team.historyLimit))
@@ -269,18 +271,12 @@ public struct CollaborationEngine: Sendable {
     private func assigned(_ role: String, run: CollaborationRun) -> CollaborationEffect {
         let stage = run.plan.firstIndex { $0.contains(role) } ?? 0
         let dependencies = run.plan.prefix(stage).flatMap { $0 }
-        return .event(
-            frameType: FrameType.roleAssigned,
-            data: [
-                "conversationId": .string(run.message.conversationId), "runId": .string(run.runId),
-                "role": .string(role),
-                "task": [
-                    "id": .string(taskID(run: run, role: role)),
-                    "description": .string(team.role(role)?.responsibility ?? role),
-                ],
-                "priority": .number(Double(stage + 1)),
-                "dependencies": .array(dependencies.map { .string($0) }),
-            ], roleActivity: true)
+        return .frame(
+            RoleAssigned(
+                conversationId: run.message.conversationId, runId: run.runId, role: role,
+                task: .init(id: taskID(run: run, role: role), description: team.role(role)?.responsibility ?? role),
+                priority: stage + 1, dependencies: dependencies),
+            roleActivity: true)
     }
 
     /// Starts the roles of the current stage, each with the results of every role before it.
@@ -376,18 +372,13 @@ public struct CollaborationEngine: Sendable {
             status: status, answer: answer,
             answeredBy: final?.status == AgentTaskCompleted.completed ? run.finalRole : "",
             failedRoles: failed, note: note.trimmingCharacters(in: .whitespaces))
-        let resultJSON = (try? JSONValue(encoding: result)) ?? .object([:])
         let duration = Int(max(now - run.startedAt, 0))
         effects.append(
-            .event(
-                frameType: FrameType.collaborationComplete,
-                data: [
-                    "conversationId": .string(run.message.conversationId), "runId": .string(run.runId),
-                    "messageId": .string(run.message.messageId), "pattern": .string(run.pattern.rawValue),
-                    "result": resultJSON,
-                    "contributions": .array(contributions.map(Self.json)),
-                    "duration": .number(Double(duration)),
-                ], roleActivity: true))
+            .frame(
+                CollaborationComplete(
+                    conversationId: run.message.conversationId, runId: run.runId, messageId: run.message.messageId,
+                    pattern: run.pattern, result: result, contributions: contributions, duration: duration),
+                roleActivity: true))
         let completedRoles = contributions.filter { $0.status == AgentTaskCompleted.completed }.count
         let completed = CollaborationCompleted(
             conversationId: run.message.conversationId, runId: run.runId, result: result,
@@ -397,9 +388,7 @@ public struct CollaborationEngine: Sendable {
                 completedRoles: completedRoles, failedRoles: failed.count,
                 answeredByFinalRole: !result.answeredBy.isEmpty),
             duration: duration)
-        if let data = try? JSONValue(encoding: completed) {
-            effects.append(.event(frameType: FrameType.collaborationCompleted, data: data, roleActivity: true))
-        }
+        effects.append(.frame(completed, roleActivity: true))
         record.history.append(ConversationTurn(role: "assistant", content: answer))
         record.history = Array(record.history.suffix(team.historyLimit))
         record.run = nil
@@ -415,32 +404,22 @@ public struct CollaborationEngine: Sendable {
         run: CollaborationRun, content: String, role: String, status: String = "fallback"
     ) -> [CollaborationEffect] {
         let messageID = replyID(run: run, role: run.finalRole)
-        let conversation = JSONValue.string(run.message.conversationId)
+        let conversation = run.message.conversationId
         return [
-            .event(
-                frameType: FrameType.messageStreamStart,
-                data: [
-                    "messageId": .string(messageID), "conversationId": conversation, "role": .string(role),
-                    "inReplyTo": .string(run.message.messageId),
-                ], roleActivity: false),
-            .event(
-                frameType: FrameType.messageStreamChunk,
-                data: [
-                    "messageId": .string(messageID), "conversationId": conversation, "chunk": .string(content),
-                    "position": 0, "role": .string(role),
-                ], roleActivity: false),
-            .event(
-                frameType: FrameType.messageStreamEnd,
-                data: [
-                    "messageId": .string(messageID),
-                    "finalMessage": [
-                        "id": .string(messageID), "conversationId": conversation,
-                        "role": .string(role), "content": .string(content),
-                    ],
-                    "metadata": status == "stopped"
-                        ? ["chunks": 1, "engine": "none", "status": "stopped"]
-                        : ["chunks": 1, "engine": "fallback", "failedRole": .string(run.finalRole)],
-                ],
+            .frame(
+                FallbackReply.Start(
+                    messageId: messageID, conversationId: conversation, role: role, inReplyTo: run.message.messageId),
+                roleActivity: false),
+            .frame(
+                FallbackReply.Chunk(messageId: messageID, conversationId: conversation, chunk: content, role: role),
+                roleActivity: false),
+            .frame(
+                FallbackReply.End(
+                    messageId: messageID,
+                    finalMessage: .init(id: messageID, conversationId: conversation, role: role, content: content),
+                    metadata: status == "stopped"
+                        ? .init(chunks: 1, engine: "none", status: "stopped")
+                        : .init(chunks: 1, engine: "fallback", failedRole: run.finalRole)),
                 roleActivity: false),
         ]
     }
@@ -460,15 +439,12 @@ public struct CollaborationEngine: Sendable {
             ? max(roles.count + 2, planner.maxDynamicSpecialists + 2) : max(roles.count, 1)
         let computed = value ?? (10 + 80 * completed.count / expected)
         run.progress = max(run.progress, min(computed, 100))
-        var data: [String: JSONValue] = [
-            "conversationId": .string(run.message.conversationId), "runId": .string(run.runId),
-            "progress": .number(Double(run.progress)), "overallProgress": .number(Double(run.progress)),
-            "currentStage": .string(stage),
-            "completedTasks": .array(completed.map { .string($0) }), "activeTasks": .array(active.map { .string($0) }),
-            "pendingTasks": .array(pending.map { .string($0) }),
-        ]
-        if let activeRole { data["activeRole"] = .string(activeRole) }
-        return .event(frameType: FrameType.collaborationProgress, data: .object(data), roleActivity: true)
+        return .frame(
+            CollaborationProgress(
+                conversationId: run.message.conversationId, runId: run.runId, progress: run.progress,
+                currentStage: stage, completedTasks: completed, activeTasks: active, pendingTasks: pending,
+                activeRole: activeRole),
+            roleActivity: true)
     }
 
     private func taskID(run: CollaborationRun, role: String) -> String { "\(run.runId)-\(role.lowercased())" }
@@ -481,15 +457,5 @@ public struct CollaborationEngine: Sendable {
 
     private func isFinalPlanned(_ run: CollaborationRun) -> Bool {
         run.pattern != .dynamic || run.roles.contains(planner(for: run).team.finalRole)
-    }
-
-    static func json(_ contribution: RoleContribution) -> JSONValue {
-        var object: [String: JSONValue] = [
-            "role": .string(contribution.role), "status": .string(contribution.status),
-            "content": .string(contribution.content),
-        ]
-        if let error = contribution.error { object["error"] = .string(error) }
-        if let duration = contribution.durationMs { object["durationMs"] = .number(Double(duration)) }
-        return .object(object)
     }
 }

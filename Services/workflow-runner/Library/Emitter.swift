@@ -23,8 +23,8 @@ final class Emitter: Sendable {
         self.runID = runID
     }
 
-    func emit(_ frameType: String, _ data: JSONValue, id: UUID) async throws {
-        let event = ClientEvent(channel: .workflow(runID), frameType: frameType, data: data)
+    func emit(_ payload: some FramePayload, id: UUID) async throws {
+        let event = try ClientEvent(channel: .workflow(runID), payload: payload)
         let envelope = Envelope(id: id, routingKey: runID, source: context.source, payload: event)
         let message = try EventBus.message(envelope, topic: Topics.clientEvents)
         let delivery = try await context.producer.enqueue(message)

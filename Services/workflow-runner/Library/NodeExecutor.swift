@@ -57,8 +57,7 @@ struct NodeExecutor: Sendable {
         case .humanInput:
             let prompt = try render(node.config["prompt"] ?? "", inputs)
             try await run.emitter.emit(
-                WorkflowFrame.inputRequired,
-                ["workflow_id": .string(run.runID), "node_id": .string(node.id), "prompt": .string(prompt)],
+                HumanInputRequired(workflowId: run.runID, nodeId: node.id, prompt: prompt),
                 id: DeterministicID.uuid(run.runID, node.id, "input_required"))
             return NodeResult(outputs: ["answer": try await run.handle.answers.receive(node.id)])
         case .llm:

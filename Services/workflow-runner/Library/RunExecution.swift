@@ -243,20 +243,21 @@ private final class RunLoop {
 
     func finish(_ outcome: WorkflowScheduler.Outcome) async throws {
         let now = Clock.epochMilliseconds()
-        var data: [String: JSONValue] = ["workflow_id": .string(runID), "timestamp": .string(WorkflowTime.iso(now))]
-        let frame: String
+        let timestamp = WorkflowTime.iso(now)
+        let frame: any FramePayload
         switch outcome {
         case .completed(let results):
             record.status = .completed
             record.results = results
-            data["results"] = .object(results)
-            frame = WorkflowFrame.completed
+            frame = WorkflowCompleted(
+                workflowId: runID, status: record.status.rawValue, results: results, summary: summary(now: now),
+                timestamp: timestamp)
         case .failed(let node, let error):
             record.status = .failed
             record.error = error
-            data["error"] = .string(error)
-            if !node.isEmpty { data["node_id"] = .string(node) }
-            frame = WorkflowFrame.failed
+            frame = WorkflowFailed(
+                workflowId: runID, status: record.status.rawValue, error: error, nodeId: node.isEmpty ? nil : node,
+                summary: summary(now: now), timestamp: timestamp)
         case .stopped:
             record.status = .stopped
             // The nodes still running were cancelled with the run.
@@ -269,16 +270,15 @@ private final class RunLoop {
                 }
                 try await emitNode(node, .failed, error: "stopped", startedAt: startedAt[node], finishedAt: now)
             }
-            frame = WorkflowFrame.stopped
+            frame = WorkflowStopped(
+                workflowId: runID, status: record.status.rawValue, summary: summary(now: now), timestamp: timestamp)
         }
         record.updatedAt = now
-        data["status"] = .string(record.status.rawValue)
-        data["summary"] = summary(now: now)
         let final = record
         try await retrying(logger) { [store] in try await store.update(final) }
         try? await store.release(runID: runID, userID: record.userId)
         try await retrying(logger) { [emitter, runID] in
-            try await emitter.emit(frame, .object(data), id: DeterministicID.uuid(runID, "outcome"))
+            try await emitter.emit(frame, id: DeterministicID.uuid(runID, "outcome"))
         }
         // The run's request is committed after this: every event of the run must be with the broker.
         try await emitter.settle()
@@ -286,16 +286,13 @@ private final class RunLoop {
         logger.info("run finished", metadata: ["workflow.status": "\(record.status.rawValue)"])
     }
 
-    private func summary(now: Int64) -> JSONValue {
-        var counts: [String: Int] = [:]
-        for id in scheduler.workflow.order { counts[scheduler.status(of: id).rawValue, default: 0] += 1 }
-        return [
-            "total_nodes": .number(Double(scheduler.workflow.order.count)),
-            "completed": .number(Double(counts["completed"] ?? 0)), "failed": .number(Double(counts["failed"] ?? 0)),
-            "skipped": .number(Double(counts["skipped"] ?? 0)),
-            "pending": .number(Double((counts["pending"] ?? 0) + (counts["running"] ?? 0))),
-            "elapsed_ms": .number(Double(max(0, now - record.createdAt))),
-        ]
+    private func summary(now: Int64) -> WorkflowRunSummary {
+        var counts: [NodeStatus: Int] = [:]
+        for id in scheduler.workflow.order { counts[scheduler.status(of: id), default: 0] += 1 }
+        return WorkflowRunSummary(
+            totalNodes: scheduler.workflow.order.count, completed: counts[.completed] ?? 0,
+            failed: counts[.failed] ?? 0, skipped: counts[.skipped] ?? 0,
+            pending: (counts[.pending] ?? 0) + (counts[.running] ?? 0), elapsedMs: max(0, now - record.createdAt))
     }
 
     // MARK: Controls
@@ -316,12 +313,13 @@ private final class RunLoop {
             guard scheduler.isPaused else {
                 try await respond(
                     control, success: false, status: record.status.rawValue,
-                    error: ("not_paused", "the run is not paused"))
+                    error: .init(code: "not_paused", message: "the run is not paused"))
                 return false
             }
             for pause in pendingPauses {
                 try await respond(
-                    pause, success: false, status: "running", error: ("superseded", "resumed before the run paused"))
+                    pause, success: false, status: "running",
+                    error: .init(code: "superseded", message: "resumed before the run paused"))
             }
             pendingPauses = []
             try await setStatus(.running)
@@ -331,7 +329,8 @@ private final class RunLoop {
         case .stop:
             for pause in pendingPauses {
                 try await respond(
-                    pause, success: false, status: "stopped", error: ("superseded", "stopped before the run paused"))
+                    pause, success: false, status: "stopped",
+                    error: .init(code: "superseded", message: "stopped before the run paused"))
             }
             pendingPauses = []
             let finished = try await perform(scheduler.stop(), group: &group)
@@ -340,7 +339,7 @@ private final class RunLoop {
         case nil:
             try await respond(
                 control, success: false, status: record.status.rawValue,
-                error: ("invalid_action", "unknown action \(control.action)"))
+                error: .init(code: "invalid_action", message: "unknown action \(control.action)"))
         }
         return false
     }
@@ -357,32 +356,25 @@ private final class RunLoop {
     private func apply(_ answer: WorkflowInputProvided) async throws {
         let node = answer.nodeId
         let waiting = scheduler.workflow.nodes[node]?.kind == .humanInput && scheduler.status(of: node) == .running
-        var data: [String: JSONValue] = [
-            "workflow_id": .string(runID), "node_id": .string(node), "request_id": .string(answer.requestId),
-            "success": .bool(waiting),
-        ]
+        var response = HumanInputResponse(
+            workflowId: runID, nodeId: node, requestId: answer.requestId, success: waiting)
         if waiting {
             execution.handle.answers.deliver(answer.answer, to: node)
         } else {
-            data["error"] = ["code": "not_waiting", "message": .string("node \(node) is not waiting for input")]
+            response.error = WorkflowRequestError(code: "not_waiting", message: "node \(node) is not waiting for input")
         }
-        try await emitter.emit(
-            WorkflowFrame.inputResponse, .object(data), id: DeterministicID.uuid(runID, "control", answer.requestId))
+        try await emitter.emit(response, id: DeterministicID.uuid(runID, "control", answer.requestId))
     }
 
     private func respond(
-        _ control: WorkflowControlRequested, success: Bool, status: String, error: (String, String)? = nil
+        _ control: WorkflowControlRequested, success: Bool, status: String, error: WorkflowRequestError? = nil
     ) async throws {
-        var data: [String: JSONValue] = [
-            "workflow_id": .string(runID), "action": .string(control.action), "request_id": .string(control.requestId),
-            "success": .bool(success), "status": .string(status),
-            "timestamp": .string(WorkflowTime.iso(Clock.epochMilliseconds())),
-        ]
-        if let error { data["error"] = ["code": .string(error.0), "message": .string(error.1)] }
+        let result = WorkflowControlResult(
+            workflowId: runID, action: control.action, requestId: control.requestId, success: success, status: status,
+            timestamp: WorkflowTime.iso(Clock.epochMilliseconds()),
+            error: error)
         try await retrying(logger) { [emitter, runID] in
-            try await emitter.emit(
-                WorkflowFrame.controlResult, .object(data),
-                id: DeterministicID.uuid(runID, "control", control.requestId))
+            try await emitter.emit(result, id: DeterministicID.uuid(runID, "control", control.requestId))
         }
     }
 
@@ -399,19 +391,14 @@ private final class RunLoop {
         error: String? = nil, startedAt: Int64?, finishedAt: Int64?
     ) async throws {
         let now = finishedAt ?? startedAt ?? Clock.epochMilliseconds()
-        var data: [String: JSONValue] = [
-            "workflow_id": .string(runID), "node_id": .string(node),
-            "node_type": .string(scheduler.workflow.nodes[node]?.type ?? ""),
-            "status": .string(status.rawValue), "timestamp": .string(WorkflowTime.iso(now)),
-        ]
-        if let inputs { data["inputs"] = .object(inputs) }
-        if let outputs { data["outputs"] = .object(outputs) }
-        if let error { data["error"] = .string(error) }
-        if let startedAt, let finishedAt { data["elapsed_ms"] = .number(Double(max(0, finishedAt - startedAt))) }
-        let payload = JSONValue.object(data)
+        var elapsedMs: Int64?
+        if let startedAt, let finishedAt { elapsedMs = max(0, finishedAt - startedAt) }
+        let update = NodeStatusUpdate(
+            workflowId: runID, nodeId: node, nodeType: scheduler.workflow.nodes[node]?.type ?? "",
+            status: status.rawValue, timestamp: WorkflowTime.iso(now), inputs: inputs, outputs: outputs, error: error,
+            elapsedMs: elapsedMs)
         try await retrying(logger) { [emitter, runID] in
-            try await emitter.emit(
-                WorkflowFrame.nodeStatus, payload, id: DeterministicID.uuid(runID, node, status.rawValue))
+            try await emitter.emit(update, id: DeterministicID.uuid(runID, node, status.rawValue))
         }
     }
 }

@@ -62,15 +62,23 @@ struct WorkflowCommands: Sendable {
     private func answerNotRunning(runID: String, requestID: String, action: String) async {
         let status = (try? await store.record(runID))?.status
         let message = status.map { "the run is \($0.rawValue), not running" } ?? "no such run"
-        let data: JSONValue = [
-            "workflow_id": .string(runID), "action": .string(action), "request_id": .string(requestID),
-            "success": false,
-            "status": .string(status?.rawValue ?? "unknown"),
-            "error": ["code": .string(status == nil ? "not_found" : "not_running"), "message": .string(message)],
-        ]
-        let frame = action == "provide_input" ? WorkflowFrame.inputResponse : WorkflowFrame.controlResult
+        let error = WorkflowRequestError(code: status == nil ? "not_found" : "not_running", message: message)
+        let statusName = status?.rawValue ?? "unknown"
         let emitter = Emitter(context: context, runID: runID)
-        try? await emitter.emit(frame, data, id: DeterministicID.uuid(runID, "control", requestID))
+        let id = DeterministicID.uuid(runID, "control", requestID)
+        if action == "provide_input" {
+            try? await emitter.emit(
+                HumanInputResponse(
+                    workflowId: runID, action: action, requestId: requestID, success: false, status: statusName,
+                    error: error),
+                id: id)
+        } else {
+            try? await emitter.emit(
+                WorkflowControlResult(
+                    workflowId: runID, action: action, requestId: requestID, success: false, status: statusName,
+                    error: error),
+                id: id)
+        }
         try? await emitter.settle()
     }
 }
