@@ -103,7 +103,7 @@ public final class KafkaProducer: Sendable {
     }
 
     /// Goes on with a new librdkafka producer, and so a new idempotent producer id; what the old one had
-    /// not delivered fails at once (a purge error, retriable) for its senders to send again. For a broker
+    /// not delivered fails there (retriable) for its senders to send again. For a broker
     /// that lost its state (Tansu restarted with its in-memory log): it answers the old producer id
     /// `UNKNOWN_PRODUCER_ID` however often librdkafka bumps its epoch, so every send would time out.
     /// Done on the poll thread, soon after this returns.
@@ -144,7 +144,7 @@ public final class KafkaProducer: Sendable {
                 if state.withLock({ $0.stopping }) && client.outstandingMessages() == 0 { break }
                 continue
             }
-            handle(event)
+            handle(event, fromCurrent: true)
         }
         let leftovers = state.withLock { state in
             defer { state.pending = [:] }
@@ -168,17 +168,13 @@ public final class KafkaProducer: Sendable {
             clients.withLock { $0.renewRequested = nil }
             return
         }
-        let old = clients.withLock { clients in
-            let old = clients.current
+        // The old client is not purged (purging an idempotent producer's in-flight messages crashed
+        // librdkafka 2.8.0 with a double free): what it holds fails by itself with its fatal error or
+        // the broker's refusal, retriable, and its senders send it again through the new one.
+        clients.withLock { clients in
+            clients.retired.append((clients.current, .now))
             clients.current = fresh
             clients.renewRequested = nil
-            clients.retired.append((old, .now))
-            return old
-        }
-        do {
-            try old.purge()
-        } catch {
-            logger.warning("the replaced Kafka producer's messages were not purged", metadata: ["error": "\(error)"])
         }
         renewals.increment()
         logger.warning("Kafka producer renewed", metadata: ["reason": "\(reason)"])
@@ -191,7 +187,7 @@ public final class KafkaProducer: Sendable {
         guard !retired.isEmpty else { return }
         var released: [ObjectIdentifier] = []
         for (client, at) in retired {
-            while let event = client.poll(timeoutMilliseconds: 0) { handle(event) }
+            while let event = client.poll(timeoutMilliseconds: 0) { handle(event, fromCurrent: false) }
             if client.outstandingMessages() == 0 && ContinuousClock.now - at > .seconds(30) {
                 client.destroy()
                 released.append(ObjectIdentifier(client))
@@ -201,7 +197,9 @@ public final class KafkaProducer: Sendable {
         clients.withLock { $0.retired.removeAll { released.contains(ObjectIdentifier($0.client)) } }
     }
 
-    private func handle(_ event: RDKafkaClient.Event) {
+    /// `fromCurrent`: the event comes from the client in use, not from one already replaced (whose fatal
+    /// error must not replace the new one).
+    private func handle(_ event: RDKafkaClient.Event, fromCurrent: Bool) {
         switch event {
         case .deliveryReports(let outcomes):
             for outcome in outcomes {
@@ -213,10 +211,13 @@ public final class KafkaProducer: Sendable {
                 future?.complete(outcome.result)
             }
         case .error(let error, let fatal):
-            if fatal {
-                // librdkafka's producer is unusable after a fatal error (an idempotence violation): start over.
+            if fatal && fromCurrent {
+                // librdkafka's producer is unusable after a fatal error (an idempotence violation, such as
+                // a broker that forgot its producer id): start over.
                 logger.critical("fatal producer error", metadata: ["error": "\(error)"])
                 renew(reason: "fatal error: \(error)")
+            } else if fatal {
+                logger.info("fatal error of a replaced producer", metadata: ["error": "\(error)"])
             } else {
                 logger.warning("producer error", metadata: ["error": "\(error)"])
             }

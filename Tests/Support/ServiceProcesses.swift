@@ -176,7 +176,12 @@ public final class ServiceProcesses: Sendable {
             _ = try? container.podman(["kill", "--signal", "KILL", name])
         }
         Foundation.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        // Not `waitUntilExit`: see `exitStatus`.
+        var status: Int32 = 0
+        for _ in 0..<200 where process.isRunning {
+            if waitpid(process.processIdentifier, &status, WNOHANG) == process.processIdentifier { break }
+            usleep(50_000)
+        }
     }
 
     /// Every started service with its container's name (nil for a plain process).
@@ -217,10 +222,25 @@ public final class ServiceProcesses: Sendable {
                 }
                 Foundation.kill(process.processIdentifier, SIGKILL)
             }
-            process.waitUntilExit()
-            codes["\(launched.name):\(launched.httpPort)"] = process.terminationStatus
+            codes["\(launched.name):\(launched.httpPort)"] = await Self.exitStatus(process)
         }
         return codes
+    }
+
+    /// The process's exit status once it has exited. Foundation's exit monitor sometimes misses a child's
+    /// exit (a zombie left, `isRunning` true for ever, `waitUntilExit` spinning a core): after a while the
+    /// child is reaped here. -1 when it never exited.
+    static func exitStatus(_ process: Process) async -> Int32 {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while process.isRunning && ContinuousClock.now < deadline {
+            var status: Int32 = 0
+            if waitpid(process.processIdentifier, &status, WNOHANG) == process.processIdentifier {
+                // Exited normally: the status's high byte; by a signal: 128 + the signal, as a shell says.
+                return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return process.isRunning ? -1 : process.terminationStatus
     }
 
     public static func httpStatus(_ url: String) async -> Int? {

@@ -278,13 +278,6 @@ final class RDKafkaClient: @unchecked Sendable {
 
     func outstandingMessages() -> Int { Int(rd_kafka_outq_len(pointer)) }
 
-    /// Fails every message not delivered yet, queued or in flight, with a purge error (delivery reports
-    /// follow on the queue). Call from the polling thread.
-    func purge() throws(KafkaError) {
-        try Self.check(
-            rd_kafka_purge(pointer, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)), "rd_kafka_purge")
-    }
-
     // MARK: Consumer
 
     func subscribe(topics: [String]) throws(KafkaError) {
@@ -487,7 +480,8 @@ extension KafkaError {
             rdError == RD_KAFKA_RESP_ERR__QUEUE_FULL || rdError == RD_KAFKA_RESP_ERR__TRANSPORT
             || rdError == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT || rdError == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION
             || rdError == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT || rdError == RD_KAFKA_RESP_ERR__TIMED_OUT
-            // Purged by `KafkaProducer.renew`: never delivered, to send again through the new producer.
+            // Failed by a producer that `KafkaProducer.renew` replaces: to send again through the new one.
+            || rdError == RD_KAFKA_RESP_ERR__FATAL || rdError == RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID
             || rdError == RD_KAFKA_RESP_ERR__PURGE_QUEUE || rdError == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT
     }
 }
