@@ -19,54 +19,6 @@ struct RedisClusterTests {
             configuration: RedisClientConfiguration(endpoint: TestEnvironment.redisClusterEndpoint), logger: logger)
     }
 
-    /// A plain (non-cluster) client to one node, to see what that node itself holds.
-    func direct(_ node: RedisNodeAddress) -> RedisClient {
-        RedisClient(
-            configuration: RedisClientConfiguration(endpoint: RedisEndpoint(host: node.host, port: node.port)),
-            logger: logger)
-    }
-
-    func onNode<T>(_ node: RedisNodeAddress, _ body: (RedisClient) async throws -> T) async throws -> T {
-        let client = direct(node)
-        do {
-            let result = try await body(client)
-            await client.close()
-            return result
-        } catch {
-            await client.close()
-            throw error
-        }
-    }
-
-    /// Every node's role, asked of each node itself: primaries with their replicas.
-    func topology() async throws -> (primaries: [RedisNodeAddress], replicaOf: [RedisNodeAddress: RedisNodeAddress]) {
-        var primaries: [RedisNodeAddress] = []
-        var replicaOf: [RedisNodeAddress: RedisNodeAddress] = [:]
-        for node in TestEnvironment.redisClusterEndpoint.clusterSeeds {
-            let role = try await onNode(node) { try await $0.send("ROLE").array ?? [] }
-            if role.first?.string == "master" {
-                primaries.append(node)
-            } else if let host = role.dropFirst().first?.string, let port = role.dropFirst(2).first?.integer {
-                replicaOf[node] = RedisNodeAddress(host: host, port: Int(port))
-            }
-        }
-        return (primaries, replicaOf)
-    }
-
-    /// The primary a node says owns `slot` (from `CLUSTER SHARDS`, not from the client under test).
-    func owner(of key: String, among primaries: [RedisNodeAddress]) async throws -> RedisNodeAddress {
-        for primary in primaries {
-            // A node answers for a key it holds; for another it answers MOVED.
-            do {
-                _ = try await onNode(primary) { try await $0.send("TYPE", RedisArgument(key)) }
-                return primary
-            } catch let error as RedisError where error.reason.hasPrefix("MOVED") {
-                continue
-            }
-        }
-        throw RedisError(.server, "no primary owns \(key)")
-    }
-
     /// One tag per primary, so a test touches every shard.
     func tagPerPrimary(_ primaries: [RedisNodeAddress], prefix: String) async throws -> [RedisNodeAddress: String] {
         var tags: [RedisNodeAddress: String] = [:]
@@ -74,7 +26,7 @@ struct RedisClusterTests {
         while tags.count < primaries.count {
             let tag = "\(prefix)-\(index)"
             index += 1
-            let owner = try await owner(of: "{\(tag)}", among: primaries)
+            let owner = try await RedisClusterNodes.owner(of: "{\(tag)}", among: primaries)
             if tags[owner] == nil { tags[owner] = tag }
         }
         return tags
@@ -97,13 +49,15 @@ struct RedisClusterTests {
         let keys = (0..<60).map { "test:{cluster-\(run)-\($0)}:value" }
         for (index, key) in keys.enumerated() { try await redis.send("SET", RedisArgument(key), RedisArgument(index)) }
         // Every key sits on exactly the primary that owns its slot, and the keys spread over every primary.
-        let primaries = try await topology().primaries
+        let primaries = try await RedisClusterNodes.topology().primaries
         #expect(primaries.count == 3)
         var owners: Set<RedisNodeAddress> = []
         for (index, key) in keys.enumerated().prefix(20) {
-            let owner = try await owner(of: key, among: primaries)
+            let owner = try await RedisClusterNodes.owner(of: key, among: primaries)
             owners.insert(owner)
-            #expect(try await onNode(owner) { try await $0.send("GET", RedisArgument(key)) }.integer == Int64(index))
+            #expect(
+                try await RedisClusterNodes.onNode(owner) { try await $0.send("GET", RedisArgument(key)) }.integer
+                    == Int64(index))
         }
         #expect(owners.count == 3)
 
@@ -121,7 +75,9 @@ struct RedisClusterTests {
                 try await redis.run(script, keys: [RedisArgument(key), "test:\(tag):other"], arguments: ["x"]).integer
                     == Int64(index + 2))
         }
-        for primary in primaries { _ = try await onNode(primary) { try await $0.send("SCRIPT", "FLUSH") } }
+        for primary in primaries {
+            _ = try await RedisClusterNodes.onNode(primary) { try await $0.send("SCRIPT", "FLUSH") }
+        }
         for key in keys.prefix(9) {
             #expect(
                 try await redis.run(script, keys: [RedisArgument(key), RedisArgument(key)], arguments: ["7"]).integer
@@ -139,36 +95,37 @@ struct RedisClusterTests {
         let staying = "test:{\(tag)}:staying"
         try await redis.send("SET", RedisArgument(moving), "m")
         try await redis.send("SET", RedisArgument(staying), "s")
-        let primaries = try await topology().primaries
-        let source = try await owner(of: moving, among: primaries)
+        let primaries = try await RedisClusterNodes.topology().primaries
+        let source = try await RedisClusterNodes.owner(of: moving, among: primaries)
         let destination = try #require(primaries.first { $0 != source })
         let slot = RedisArgument(RedisHashSlot.of(moving))
-        let from = direct(source)
-        let to = direct(destination)
-        let sourceID = try #require(try await from.send("CLUSTER", "MYID").string)
-        let destinationID = try #require(try await to.send("CLUSTER", "MYID").string)
+        func on(_ node: RedisNodeAddress, _ command: RedisArgument...) async throws -> RESPValue {
+            try await RedisClusterNodes.onNode(node) { try await $0.send(command) }
+        }
+        func migrate(_ key: String) async throws {
+            _ = try await on(
+                source, "MIGRATE", RedisArgument(destination.host), RedisArgument(destination.port), RedisArgument(key),
+                "0", "5000")
+        }
+        let sourceID = RedisArgument(try #require(try await on(source, "CLUSTER", "MYID").string))
+        let destinationID = RedisArgument(try #require(try await on(destination, "CLUSTER", "MYID").string))
 
         // Mid-migration: one key moved, the other not yet. The moved one answers ASK on the source.
-        try await to.send("CLUSTER", "SETSLOT", slot, "IMPORTING", RedisArgument(sourceID))
-        try await from.send("CLUSTER", "SETSLOT", slot, "MIGRATING", RedisArgument(destinationID))
-        try await from.send(
-            "MIGRATE", RedisArgument(destination.host), RedisArgument(destination.port), RedisArgument(moving), "0",
-            "5000")
+        _ = try await on(destination, "CLUSTER", "SETSLOT", slot, "IMPORTING", sourceID)
+        _ = try await on(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", destinationID)
+        try await migrate(moving)
         #expect(try await redis.send("GET", RedisArgument(moving)).string == "m")
         #expect(try await redis.send("GET", RedisArgument(staying)).string == "s")
 
         // Migration done: the slot belongs to the destination, and the source answers MOVED.
-        try await from.send(
-            "MIGRATE", RedisArgument(destination.host), RedisArgument(destination.port), RedisArgument(staying), "0",
-            "5000")
-        for node in [to, from] { try await node.send("CLUSTER", "SETSLOT", slot, "NODE", RedisArgument(destinationID)) }
+        try await migrate(staying)
+        for node in [destination, source] { _ = try await on(node, "CLUSTER", "SETSLOT", slot, "NODE", destinationID) }
         #expect(try await redis.send("GET", RedisArgument(staying)).string == "s")
         #expect(
             try await redis.pipeline([["GET", RedisArgument(moving)], ["GET", RedisArgument(staying)]]).map(\.string)
                 == ["m", "s"])
-        #expect(try await owner(of: staying, among: primaries) == destination)
+        #expect(try await RedisClusterNodes.owner(of: staying, among: primaries) == destination)
         try await redis.send("DEL", RedisArgument(moving), RedisArgument(staying))
-        for client in [from, to] { await client.close() }
         await redis.close()
     }
 
@@ -176,7 +133,7 @@ struct RedisClusterTests {
         try await TestEnvironment.requireRedisCluster()
         let redis = makeClient()
         let subscriber = RedisSubscriber(endpoint: TestEnvironment.redisClusterEndpoint, logger: logger)
-        let primaries = try await topology().primaries
+        let primaries = try await RedisClusterNodes.topology().primaries
         let tags = try await tagPerPrimary(primaries, prefix: "conversation:pubsub-\(UUID().uuidString.prefix(8))")
         let received = Mutex<[String: [String]]>([:])
         var channels: [RedisNodeAddress: String] = [:]
@@ -196,7 +153,7 @@ struct RedisClusterTests {
         for (primary, channel) in channels {
             #expect(redis.publishCommand(for: channel) == "SPUBLISH")
             // The shard channel is subscribed on its own shard only.
-            let count = try await onNode(primary) {
+            let count = try await RedisClusterNodes.onNode(primary) {
                 try await $0.send("PUBSUB", "SHARDNUMSUB", RedisArgument(channel)).array?.last?.integer
             }
             #expect(count == 1)
@@ -250,12 +207,11 @@ struct RedisClusterTests {
         let subscriber = RedisSubscriber(endpoint: TestEnvironment.redisClusterEndpoint, logger: logger)
         let running = Task { try await subscriber.run() }
         defer { running.cancel() }
-        let (primaries, replicaOf) = try await topology()
+        let primaries = try await RedisClusterNodes.topology().primaries
         let tag = "conversation:failover-\(UUID().uuidString.prefix(8))"
         let channel = "sb:{\(tag)}:live"
         let key = "test:{\(tag)}:counter"
-        let oldPrimary = try await owner(of: key, among: primaries)
-        let replica = try #require(replicaOf.first { $0.value == oldPrimary }?.key)
+        let oldPrimary = try await RedisClusterNodes.owner(of: key, among: primaries)
         let received = Mutex<[Int]>([])
         _ = try await subscriber.subscribe(channel) { message in
             received.withLock { $0.append(Int(String(decoding: message, as: UTF8.self)) ?? -1) }
@@ -277,12 +233,7 @@ struct RedisClusterTests {
             }
         }
         try await waitUntil("publishing before the failover") { published.withLock { $0.count } >= 10 }
-        try await onNode(replica) { promoted in
-            try await promoted.send("CLUSTER", "FAILOVER")
-            try await waitUntil("the replica to become primary") {
-                try await promoted.send("ROLE").array?.first?.string == "master"
-            }
-        }
+        let replica = try await RedisClusterNodes.failOver(oldPrimary)
         let afterFailover = published.withLock { $0.count }
         try await waitUntil("messages published after the failover to arrive") {
             let last = published.withLock { $0.last ?? 0 }
@@ -292,7 +243,7 @@ struct RedisClusterTests {
         load.cancel()
         _ = await load.value
         // The client follows: the counter lives on the new primary and counts every acknowledged INCR.
-        #expect(try await owner(of: key, among: [replica]) == replica)
+        #expect(try await RedisClusterNodes.owner(of: key, among: [replica]) == replica)
         let counter = try #require(try await redis.send("GET", RedisArgument(key)).integer)
         #expect(counter >= Int64(published.withLock { $0.count }))
         // Messages kept arriving through the switch, in order, once each.
@@ -303,13 +254,13 @@ struct RedisClusterTests {
         // the subscription may have stayed there. Cut the subscriber's connections to both nodes, as a
         // node failing would: it subscribes again on the slot's primary, and hears what follows.
         func subscriptions(on node: RedisNodeAddress) async throws -> Int64? {
-            try await onNode(node) {
+            try await RedisClusterNodes.onNode(node) {
                 try await $0.send("PUBSUB", "SHARDNUMSUB", RedisArgument(channel)).array?.last?.integer
             }
         }
         #expect(try await subscriptions(on: oldPrimary)! + subscriptions(on: replica)! == 1)
         for node in [oldPrimary, replica] {
-            _ = try await onNode(node) { try await $0.send("CLIENT", "KILL", "TYPE", "pubsub") }
+            _ = try await RedisClusterNodes.onNode(node) { try await $0.send("CLIENT", "KILL", "TYPE", "pubsub") }
         }
         try await waitUntil("the subscriber to subscribe again on the new primary") {
             try await subscriptions(on: replica) == 1
