@@ -30,7 +30,8 @@ public enum Keyspace {
     /// A client channel's keys, tagged with the channel (`{conversation:c1}`, `{user:u1}`, `{system:all}`),
     /// so the notifier's publish script touches one slot.
     public enum ClientChannel {
-        /// The pub/sub channel gateways follow (`ChannelWire` messages).
+        /// The pub/sub channel gateways follow (`ChannelWire` messages). Its hash tag makes it a shard
+        /// channel in a Redis Cluster (SPUBLISH/SSUBSCRIBE on the shard of the channel's keys).
         public static func live(_ channel: Channel) -> String { key(channel.kind.rawValue, channel.id, "live") }
         /// The capped stream clients recover from by offset.
         public static func stream(_ channel: Channel) -> String { key(channel.kind.rawValue, channel.id, "stream") }
@@ -147,8 +148,9 @@ public enum Keyspace {
         public static let workflowSockets = clusterKey("wf-sockets")
     }
 
-    /// Pub/sub channels. They are not keys: a PUBLISH reaches the whole cluster whatever its name, so
-    /// they need no tag; they are here so each name has one source.
+    /// Cluster-wide pub/sub channels. They are not keys: a PUBLISH reaches the whole cluster whatever its
+    /// name, so they carry no tag (a tag would make them shard channels); they are here so each name has
+    /// one source.
     public enum PubSub {
         /// Run ids of stopped collaboration runs; every agent-worker follows it.
         public static let runStops = "sb:runs:stop"

@@ -1,9 +1,34 @@
 import NIOCore
 
-/// A command on its way to Redis, with the promise its reply completes.
+/// A command on its way to Redis, with the promise its reply completes; none for a command whose
+/// answer arrives as a push (SUNSUBSCRIBE).
 struct RedisRequest: Sendable {
     var encoded: [UInt8]
-    var promise: EventLoopPromise<RESPValue>
+    var promise: EventLoopPromise<RESPValue>?
+}
+
+/// What a subscriber connection receives without having asked.
+enum RedisPush: Sendable, Equatable {
+    /// A message on a channel (`message`, or `smessage` for a shard channel).
+    case message(channel: [UInt8], message: [UInt8])
+    /// The server dropped a shard channel (its slot moved, or the node stopped serving it), or confirmed
+    /// our own SUNSUBSCRIBE: the subscriber decides which from what it still wants.
+    case shardUnsubscribed(channel: [UInt8])
+
+    init?(_ reply: RESPValue) {
+        guard case .array(let parts) = reply, let kind = parts.first?.string,
+            let channel = parts.dropFirst().first?.bytes
+        else { return nil }
+        switch kind {
+        case "message", "smessage":
+            guard parts.count == 3, let message = parts[2].bytes else { return nil }
+            self = .message(channel: channel, message: message)
+        case "sunsubscribe":
+            self = .shardUnsubscribed(channel: channel)
+        default:
+            return nil
+        }
+    }
 }
 
 /// Pipelines commands over one connection: replies complete the queued promises in order. On a
@@ -15,15 +40,15 @@ final class RedisChannelHandler: ChannelDuplexHandler {
 
     private let reader = HiredisReader()
     private var waiting = CircularBuffer<EventLoopPromise<RESPValue>>()
-    private let onPush: (@Sendable (_ channel: [UInt8], _ message: [UInt8]) -> Void)?
+    private let onPush: (@Sendable (RedisPush) -> Void)?
 
-    init(onPush: (@Sendable (_ channel: [UInt8], _ message: [UInt8]) -> Void)? = nil) {
+    init(onPush: (@Sendable (RedisPush) -> Void)? = nil) {
         self.onPush = onPush
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
-        waiting.append(request.promise)
+        if let promise = request.promise { waiting.append(promise) }
         context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: request.encoded)), promise: promise)
     }
 
@@ -41,10 +66,8 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     }
 
     private func dispatch(_ reply: RESPValue) {
-        if let onPush, case .array(let parts) = reply, parts.count == 3, parts[0].string == "message",
-            let channel = parts[1].bytes, let message = parts[2].bytes
-        {
-            onPush(channel, message)
+        if let onPush, let push = RedisPush(reply) {
+            onPush(push)
             return
         }
         guard let promise = waiting.popFirst() else { return }

@@ -12,6 +12,11 @@ public struct RedisClientConfiguration: Sendable {
     public var reconnectBackoff = RedisBackoff()
     /// Attempts to (re)connect before a command fails.
     public var connectAttempts: Int = 3
+    /// Cluster only: `MOVED`/`ASK` redirects followed for one command before it fails.
+    public var maxRedirects: Int = 5
+    /// Cluster only: how long a command keeps retrying while its slot has no reachable primary (a node
+    /// failing over, `CLUSTERDOWN`, `TRYAGAIN`) before it fails.
+    public var clusterRetryWindow: Duration = .seconds(10)
 
     public init(endpoint: RedisEndpoint) {
         self.endpoint = endpoint
@@ -48,37 +53,50 @@ public struct RedisScript: Sendable, Hashable {
     }
 }
 
-/// A small pool of pipelined connections that reconnects with backoff.
+/// A small pool of pipelined connections that reconnects with backoff; in cluster mode
+/// (`RedisEndpoint.isCluster`) such a pool per primary, each command routed by its key's slot.
 public final class RedisClient: Sendable {
-    private struct Slot {
-        var connection: RedisConnection?
-        var failures = 0
+    private enum Mode {
+        case single(RedisNodePool)
+        case cluster(RedisClusterRouter)
     }
 
     private let configuration: RedisClientConfiguration
-    private let group: any EventLoopGroup
-    private let slots: Mutex<[Slot]>
-    private let nextSlot = Atomic<Int>(0)
-    private let logger: Logger
+    private let mode: Mode
 
     public init(
         configuration: RedisClientConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger
     ) {
         self.configuration = configuration
-        self.group = group
-        self.slots = Mutex(Array(repeating: Slot(), count: max(1, configuration.poolSize)))
         var logger = logger
         logger[metadataKey: "redis.endpoint"] = "\(configuration.endpoint)"
-        self.logger = logger
+        if configuration.endpoint.isCluster {
+            mode = .cluster(RedisClusterRouter(configuration: configuration, group: group, logger: logger))
+        } else {
+            mode = .single(
+                RedisNodePool(
+                    endpoint: configuration.endpoint, configuration: configuration, group: group, logger: logger))
+        }
     }
 
     public var endpoint: RedisEndpoint { configuration.endpoint }
 
+    /// The command that publishes to `channel`: SPUBLISH for a shard channel (one named with a hash tag,
+    /// `RedisHashSlot.isShardChannel`) in a cluster, so only the shard owning its slot carries it;
+    /// PUBLISH otherwise. A script that publishes takes it as an argument, and keeps the channel in the
+    /// hash tag of its keys.
+    public func publishCommand(for channel: String) -> RedisArgument {
+        endpoint.isCluster && RedisHashSlot.isShardChannel(channel) ? "SPUBLISH" : "PUBLISH"
+    }
+
     /// Runs one command. An error reply throws `RedisError` with code `.server`.
     @discardableResult
     public func send(_ arguments: [RedisArgument]) async throws -> RESPValue {
-        try await withConnection { try await $0.send(arguments) }
+        switch mode {
+        case .single(let pool): return try await pool.withConnection { try await $0.send(arguments) }
+        case .cluster(let router): return try await router.send(arguments)
+        }
     }
 
     @discardableResult
@@ -86,28 +104,46 @@ public final class RedisClient: Sendable {
         try await send(arguments)
     }
 
-    /// Sends all commands in one write on one connection and returns their replies in order.
+    /// Sends all commands in one write on one connection and returns their replies in order. In a
+    /// cluster, one write per node, each node's commands in their order (the commands of one hash tag
+    /// stay in order).
     public func pipeline(_ commands: [[RedisArgument]]) async throws -> [RESPValue] {
         guard !commands.isEmpty else { return [] }
-        return try await withConnection { try await $0.pipeline(commands) }
+        switch mode {
+        case .single(let pool): return try await pool.withConnection { try await $0.pipeline(commands) }
+        case .cluster(let router): return try await router.pipeline(commands)
+        }
     }
 
-    /// Runs a script by SHA, loading it first when the server does not know it.
+    /// Runs a script by SHA, loading it first when the server (in a cluster: the key's node) does not
+    /// know it.
     public func run(_ script: RedisScript, keys: [RedisArgument], arguments: [RedisArgument]) async throws -> RESPValue
     {
         let command: [RedisArgument] =
             ["EVALSHA", RedisArgument(script.sha1), RedisArgument(keys.count)] + keys + arguments
-        do {
-            return try await send(command)
-        } catch let error as RedisError where error.code == .noScript {
-            try await load(script)
-            return try await send(command)
+        switch mode {
+        case .single:
+            do {
+                return try await send(command)
+            } catch let error as RedisError where error.code == .noScript {
+                try await load(script)
+                return try await send(command)
+            }
+        case .cluster(let router):
+            return try await router.send(command, script: script)
         }
     }
 
-    /// Loads a script so later runs send only its SHA.
+    /// Loads a script so later runs send only its SHA; in a cluster, on every primary.
     public func load(_ script: RedisScript) async throws {
-        let reply = try await send("SCRIPT", "LOAD", RedisArgument(script.source))
+        switch mode {
+        case .single(let pool): try await pool.withConnection { try await Self.load(script, on: $0) }
+        case .cluster(let router): try await router.loadEverywhere(script)
+        }
+    }
+
+    static func load(_ script: RedisScript, on connection: RedisConnection) async throws {
+        let reply = try await connection.send(["SCRIPT", "LOAD", RedisArgument(script.source)])
         guard reply.string == script.sha1 else {
             throw RedisError(
                 .protocolViolation, "SCRIPT LOAD answered \(String(describing: reply.string)), expected \(script.sha1)")
@@ -120,6 +156,42 @@ public final class RedisClient: Sendable {
     }
 
     public func close() async {
+        switch mode {
+        case .single(let pool): await pool.close()
+        case .cluster(let router): await router.close()
+        }
+    }
+}
+
+/// The pooled connections to one server (in a cluster, to one node).
+final class RedisNodePool: Sendable {
+    private struct Slot {
+        var connection: RedisConnection?
+        var failures = 0
+    }
+
+    let endpoint: RedisEndpoint
+    private let configuration: RedisClientConfiguration
+    private let group: any EventLoopGroup
+    private let slots: Mutex<[Slot]>
+    private let nextSlot = Atomic<Int>(0)
+    private let logger: Logger
+
+    init(
+        endpoint: RedisEndpoint, configuration: RedisClientConfiguration, group: any EventLoopGroup, logger: Logger
+    ) {
+        self.endpoint = endpoint
+        self.configuration = configuration
+        self.group = group
+        self.slots = Mutex(Array(repeating: Slot(), count: max(1, configuration.poolSize)))
+        self.logger = logger
+    }
+
+    func withConnection<T>(_ body: (RedisConnection) async throws -> T) async throws -> T {
+        try await body(try await connection())
+    }
+
+    func close() async {
         let connections = slots.withLock { slots in
             defer { for index in slots.indices { slots[index].connection = nil } }
             return slots.compactMap(\.connection)
@@ -127,10 +199,11 @@ public final class RedisClient: Sendable {
         for connection in connections { await connection.close() }
     }
 
-    private func withConnection<T>(_ body: (RedisConnection) async throws -> T) async throws -> T {
-        let index = nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue % configuration.poolSize
-        let connection = try await connection(slot: index)
-        return try await body(connection)
+    /// A connection of the pool, round-robin; throws `.connection` when the server cannot be reached
+    /// (nothing was sent then, so a cluster may retry elsewhere).
+    func connection() async throws -> RedisConnection {
+        let index = nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue % slots.withLock { $0.count }
+        return try await connection(slot: index)
     }
 
     private func connection(slot index: Int) async throws -> RedisConnection {
@@ -138,7 +211,7 @@ public final class RedisClient: Sendable {
         var attempt = 0
         while true {
             do {
-                let connection = try await RedisConnection.connect(to: configuration.endpoint, group: group)
+                let connection = try await RedisConnection.connect(to: endpoint, group: group)
                 let loser = slots.withLock { slots -> RedisConnection? in
                     // Another task may have reconnected the slot meanwhile: keep one connection.
                     if let existing = slots[index].connection, existing.isActive { return connection }

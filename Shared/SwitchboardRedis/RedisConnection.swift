@@ -4,7 +4,9 @@ import NIOPosix
 import NIOSSL
 import Synchronization
 
-/// Where a Redis server is: `redis://host:port[/db]`, or `rediss://` for TLS.
+/// Where a Redis server is: `redis://host:port[/db]`, or `rediss://` for TLS; or, for a Redis Cluster,
+/// its seed nodes: `redis+cluster://host:port,host:port` (`rediss+cluster://` for TLS) or
+/// `redis://host:port,host:port?cluster=true`.
 public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
     public var host: String
     public var port: Int
@@ -18,6 +20,9 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
     /// `requirepass`): every connection authenticates with `AUTH` before its first command.
     public var username: String?
     public var password: String?
+    /// The nodes asked for the cluster's slot map, `host`/`port` being the first; empty for a single
+    /// server. Every node of the cluster is reached with this endpoint's TLS and credentials.
+    public var clusterSeeds: [RedisNodeAddress] = []
 
     public init(
         host: String = "127.0.0.1", port: Int = 6379, database: Int = 0, username: String? = nil,
@@ -30,18 +35,29 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
         self.password = password
     }
 
-    /// `redis[s]://[user[:password]@]host[:port][/database][?ca_file=/path/ca.pem]`; user and password
-    /// are percent-decoded.
+    /// Whether the client follows a Redis Cluster rather than one server.
+    public var isCluster: Bool { !clusterSeeds.isEmpty }
+
+    /// `redis[s][+cluster]://[user[:password]@]host[:port][,host[:port]...][/database][?ca_file=/path/ca.pem]
+    /// [&cluster=true]`; user and password are percent-decoded. Several hosts only for a cluster, whose
+    /// database is 0.
     public init?(url: String) {
-        let usesTLS = url.hasPrefix("rediss://")
-        guard usesTLS || url.hasPrefix("redis://") else { return nil }
-        var rest = url.dropFirst(usesTLS ? "rediss://".count : "redis://".count)
+        guard let separator = url.range(of: "://") else { return nil }
+        let scheme = url[..<separator.lowerBound]
+        guard ["redis", "rediss", "redis+cluster", "rediss+cluster"].contains(scheme) else { return nil }
+        let usesTLS = scheme.hasPrefix("rediss")
+        var cluster = scheme.hasSuffix("+cluster")
+        var rest = url[separator.upperBound...]
         var caFile: String?
         if let question = rest.firstIndex(of: "?") {
             for item in rest[rest.index(after: question)...].split(separator: "&") {
                 let pair = item.split(separator: "=", maxSplits: 1)
-                guard pair.count == 2, pair[0] == "ca_file", usesTLS else { return nil }
-                caFile = String(pair[1]).removingPercentEncoding
+                guard pair.count == 2 else { return nil }
+                switch pair[0] {
+                case "ca_file" where usesTLS: caFile = String(pair[1]).removingPercentEncoding
+                case "cluster" where pair[1] == "true" || pair[1] == "false": cluster = cluster || pair[1] == "true"
+                default: return nil
+                }
             }
             rest = rest[..<question]
         }
@@ -67,18 +83,37 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
             if username?.isEmpty == true { username = nil }
             rest = rest[rest.index(after: at)...]
         }
-        let parts = rest.split(separator: ":", omittingEmptySubsequences: false)
-        guard let host = parts.first, !host.isEmpty else { return nil }
-        let port = parts.count > 1 ? Int(parts[1]) : 6379
-        guard let port else { return nil }
-        self.init(host: String(host), port: port, database: database, username: username, password: password)
+        var nodes: [RedisNodeAddress] = []
+        for node in rest.split(separator: ",", omittingEmptySubsequences: false) {
+            let parts = node.split(separator: ":", omittingEmptySubsequences: false)
+            guard let host = parts.first, !host.isEmpty, parts.count <= 2 else { return nil }
+            guard let port = parts.count > 1 ? Int(parts[1]) : 6379 else { return nil }
+            nodes.append(RedisNodeAddress(host: String(host), port: port))
+        }
+        // A cluster has only database 0; one server has one address.
+        guard let first = nodes.first, cluster ? database == 0 : nodes.count == 1 else { return nil }
+        self.init(host: first.host, port: first.port, database: database, username: username, password: password)
         self.usesTLS = usesTLS
         self.caFile = caFile
+        if cluster { clusterSeeds = nodes }
+    }
+
+    /// This endpoint's settings (TLS, credentials) for one node of its cluster.
+    func node(_ address: RedisNodeAddress) -> RedisEndpoint {
+        var node = self
+        node.host = address.host
+        node.port = address.port
+        node.clusterSeeds = []
+        return node
     }
 
     /// Never shows the password.
     public var description: String {
         let credentials = password != nil ? "\(username ?? ""):***@" : (username.map { "\($0)@" } ?? "")
+        if isCluster {
+            let nodes = clusterSeeds.map(\.description).joined(separator: ",")
+            return "\(usesTLS ? "rediss" : "redis")+cluster://\(credentials)\(nodes)"
+        }
         return "\(usesTLS ? "rediss" : "redis")://\(credentials)\(host):\(port)/\(database)"
     }
 
@@ -108,7 +143,7 @@ final class RedisConnection: Sendable {
 
     static func connect(
         to endpoint: RedisEndpoint, group: any EventLoopGroup,
-        onPush: (@Sendable (_ channel: [UInt8], _ message: [UInt8]) -> Void)? = nil
+        onPush: (@Sendable (RedisPush) -> Void)? = nil
     ) async throws -> RedisConnection {
         let channel: any Channel
         do {
@@ -159,15 +194,28 @@ final class RedisConnection: Sendable {
 
     /// Writes every command before flushing once, then awaits the replies in order.
     func pipeline(_ commands: [[RedisArgument]]) async throws -> [RESPValue] {
+        try await pipelineResults(commands).map { try $0.get() }
+    }
+
+    /// A pipeline whose every command has its own outcome: in a cluster, some commands of a batch may be
+    /// redirected while the others ran.
+    func pipelineResults(_ commands: [[RedisArgument]]) async -> [Result<RESPValue, any Error>] {
         var futures: [EventLoopFuture<RESPValue>] = []
         futures.reserveCapacity(commands.count)
         for (index, command) in commands.enumerated() {
             futures.append(enqueue(command, flush: index == commands.count - 1))
         }
-        var replies: [RESPValue] = []
+        var replies: [Result<RESPValue, any Error>] = []
         replies.reserveCapacity(futures.count)
-        for future in futures { replies.append(try await future.get()) }
+        for future in futures {
+            do { replies.append(.success(try await future.get())) } catch { replies.append(.failure(error)) }
+        }
         return replies
+    }
+
+    /// Writes a command whose answer comes as a push, not as a reply (SUNSUBSCRIBE).
+    func sendWithoutReply(_ arguments: [RedisArgument]) {
+        _ = channel.writeAndFlush(RedisRequest(encoded: HiredisProtocol.format(arguments), promise: nil))
     }
 
     private func enqueue(_ arguments: [RedisArgument], flush: Bool) -> EventLoopFuture<RESPValue> {

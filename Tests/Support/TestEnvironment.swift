@@ -24,6 +24,21 @@ public enum TestEnvironment {
 
     public static var redisEndpoint: RedisEndpoint { RedisEndpoint(url: redisURL)! }
 
+    /// The local Redis Cluster `make test` starts (deploy/scripts/redis-cluster.sh): every node, primaries
+    /// and replicas, as seeds.
+    public static var redisClusterURL: String {
+        ProcessInfo.processInfo.environment["SWITCHBOARD_TEST_REDIS_CLUSTER"]
+            ?? "redis+cluster://" + (17001...17006).map { "127.0.0.1:\($0)" }.joined(separator: ",")
+    }
+
+    public static var redisClusterEndpoint: RedisEndpoint { RedisEndpoint(url: redisClusterURL)! }
+
+    /// Fails (never skips) when the cluster's first node does not answer.
+    public static func requireRedisCluster() async throws {
+        let seed = redisClusterEndpoint
+        try await requireServer("the Redis Cluster", hostPort: "\(seed.host):\(seed.port)")
+    }
+
     public static var logger: Logger {
         var logger = Logger(label: "switchboard.tests")
         logger.logLevel =

@@ -4,6 +4,7 @@
 # stack), runs the whole suite against them, always stops the servers, and exits with
 # `swift test`'s code. Arguments go to `swift test` (e.g. --filter UnitTests).
 # Environment: SB_TEST_KAFKA_PORT (19092), SB_TEST_REDIS_PORT (16390), SB_TEST_POSTGRES_PORT (15440),
+# SB_TEST_REDIS_CLUSTER_PORT (17001: the local Redis Cluster's first port, six nodes from there),
 # SB_TEST_CONTAINERS (1: the whole suite includes ContainerTests and builds its image if missing).
 set -euo pipefail
 
@@ -18,6 +19,7 @@ export SB_STATE_DIR=$ROOT/.state/test
 export SB_KAFKA_PORT=${SB_TEST_KAFKA_PORT:-19092}
 export SB_REDIS_PORT=${SB_TEST_REDIS_PORT:-16390}
 export SB_POSTGRES_PORT=${SB_TEST_POSTGRES_PORT:-15440}
+REDIS_CLUSTER_PORT=${SB_TEST_REDIS_CLUSTER_PORT:-17001}
 
 # The deployment files must agree with the code (products, ports, settings, probes): checked offline.
 log "validating deploy/"
@@ -69,17 +71,27 @@ swift build --build-tests
 BIN_DIR=$(swift build --show-bin-path)
 
 # Each run starts clean: stop whatever an interrupted run left on these ports, then wipe.
+CLUSTER=$ROOT/deploy/scripts/redis-cluster.sh
 bash "$SERVERS" stop >/dev/null 2>&1 || true
+bash "$CLUSTER" stop "$REDIS_CLUSTER_PORT" >/dev/null 2>&1 || true
 rm -rf "$SB_STATE_DIR"
 
-trap 'bash "$SERVERS" stop || warn "could not stop the test servers (state $SB_STATE_DIR)"' EXIT
+stop_servers() {
+  bash "$CLUSTER" stop "$REDIS_CLUSTER_PORT" || warn "could not stop the test Redis Cluster"
+  bash "$SERVERS" stop || warn "could not stop the test servers (state $SB_STATE_DIR)"
+}
+trap stop_servers EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 bash "$SERVERS" start
+# A 3-primary Redis Cluster for the cluster suites (a few seconds to form).
+bash "$CLUSTER" start "$REDIS_CLUSTER_PORT"
 
 export SWITCHBOARD_TEST_KAFKA=127.0.0.1:$SB_KAFKA_PORT
 export SWITCHBOARD_TEST_REDIS=redis://127.0.0.1:$SB_REDIS_PORT
+SWITCHBOARD_TEST_REDIS_CLUSTER=redis+cluster://$(for ((i = 0; i < 6; i++)); do printf '127.0.0.1:%s,' $((REDIS_CLUSTER_PORT + i)); done)
+export SWITCHBOARD_TEST_REDIS_CLUSTER=${SWITCHBOARD_TEST_REDIS_CLUSTER%,}
 export SWITCHBOARD_TEST_POSTGRES=postgres://switchboard:switchboard@127.0.0.1:$SB_POSTGRES_PORT/switchboard
 export SWITCHBOARD_BIN_DIR=$BIN_DIR
 # For tests that run a broker of their own (and restart it).

@@ -3,7 +3,8 @@ import SwitchboardContracts
 import SwitchboardRedis
 
 /// Publishes client events to their channel in Redis with one atomic script: at most once per event id,
-/// a per-channel offset and epoch, a capped stream for recovery, then PUBLISH to the live channel.
+/// a per-channel offset and epoch, a capped stream for recovery, then PUBLISH to the live channel (SPUBLISH
+/// in a Redis Cluster: the live channel shares its keys' hash tag, so it stays on their shard).
 public struct ChannelPublisher: Sendable {
     public struct Limits: Sendable {
         /// Events kept per channel for recovery.
@@ -22,7 +23,7 @@ public struct ChannelPublisher: Sendable {
     }
 
     /// KEYS: meta hash, stream, seen marker. ARGV: frame JSON, max length, TTL, candidate epoch, live
-    /// channel, frame type, creation time (µs). Stream entries are `<offset>-1 {t: type, c: created, f: frame}`
+    /// channel, frame type, creation time (µs), publish command (`RedisClient.publishCommand(for:)`). Stream entries are `<offset>-1 {t: type, c: created, f: frame}`
     /// and the published message is `ChannelWire`'s form, both laid out by `ChannelWire` itself.
     ///
     /// The stream entry is the first write: if `XADD` fails nothing has changed, so the retry is not taken
@@ -43,7 +44,7 @@ public struct ChannelPublisher: Sendable {
         redis.call('SET', KEYS[3], '1', 'EX', ARGV[3])
         redis.call('EXPIRE', KEYS[1], ARGV[3])
         redis.call('EXPIRE', KEYS[2], ARGV[3])
-        redis.call('PUBLISH', ARGV[5], \
+        redis.call(ARGV[8], ARGV[5], \
         \(ChannelWire.luaExpression(offset: "offset", epoch: "epoch", frameType: "ARGV[6]", createdAt: "ARGV[7]", frameJSON: "ARGV[1]")))
         return {1, offset, epoch}
         """)
@@ -127,20 +128,21 @@ public struct ChannelPublisher: Sendable {
         if publication.ephemeral {
             let wire = ChannelWire.encodeEphemeral(
                 frameType: publication.frameType, createdAt: publication.createdAt, frameJSON: publication.frameJSON)
-            return [
-                "PUBLISH", RedisArgument(Keyspace.ClientChannel.live(publication.channel)), RedisArgument(bytes: wire),
-            ]
+            let live = Keyspace.ClientChannel.live(publication.channel)
+            return [redis.publishCommand(for: live), RedisArgument(live), RedisArgument(bytes: wire)]
         }
         let channel = publication.channel
+        let live = Keyspace.ClientChannel.live(channel)
         return [
             "EVALSHA", RedisArgument(Self.script.sha1), "3",
             RedisArgument(Keyspace.ClientChannel.meta(channel)), RedisArgument(Keyspace.ClientChannel.stream(channel)),
             RedisArgument(Keyspace.ClientChannel.seen(channel, eventID: publication.eventID)),
             RedisArgument(bytes: publication.frameJSON), RedisArgument(limits.streamLength),
             RedisArgument(limits.streamTTLSeconds),
-            RedisArgument(Self.newEpoch()), RedisArgument(Keyspace.ClientChannel.live(channel)),
+            RedisArgument(Self.newEpoch()), RedisArgument(live),
             RedisArgument(publication.frameType),
             RedisArgument(publication.createdAt),
+            redis.publishCommand(for: live),
         ]
     }
 

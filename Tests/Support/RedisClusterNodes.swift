@@ -1,0 +1,66 @@
+import SwitchboardRedis
+
+/// The test Redis Cluster's nodes seen one by one (plain clients, not the cluster client under test):
+/// who is primary, which replica follows it, which primary holds a key, and a failover on demand.
+public enum RedisClusterNodes {
+    public static func onNode<T>(_ node: RedisNodeAddress, _ body: (RedisClient) async throws -> T) async throws -> T {
+        let client = RedisClient(
+            configuration: RedisClientConfiguration(endpoint: RedisEndpoint(host: node.host, port: node.port)),
+            logger: TestEnvironment.logger)
+        do {
+            let result = try await body(client)
+            await client.close()
+            return result
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+
+    /// Every node's role, asked of each node itself: the primaries, and each replica's primary.
+    public static func topology() async throws -> (
+        primaries: [RedisNodeAddress], replicaOf: [RedisNodeAddress: RedisNodeAddress]
+    ) {
+        var primaries: [RedisNodeAddress] = []
+        var replicaOf: [RedisNodeAddress: RedisNodeAddress] = [:]
+        for node in TestEnvironment.redisClusterEndpoint.clusterSeeds {
+            let role = try await onNode(node) { try await $0.send("ROLE").array ?? [] }
+            if role.first?.string == "master" {
+                primaries.append(node)
+            } else if let host = role.dropFirst().first?.string, let port = role.dropFirst(2).first?.integer {
+                replicaOf[node] = RedisNodeAddress(host: host, port: Int(port))
+            }
+        }
+        return (primaries, replicaOf)
+    }
+
+    /// The primary holding `key`'s slot: the one that answers for it rather than with MOVED.
+    public static func owner(of key: String, among primaries: [RedisNodeAddress]) async throws -> RedisNodeAddress {
+        for primary in primaries {
+            do {
+                _ = try await onNode(primary) { try await $0.send("TYPE", RedisArgument(key)) }
+                return primary
+            } catch let error as RedisError where error.reason.hasPrefix("MOVED") {
+                continue
+            }
+        }
+        throw RedisError(.server, "no primary owns \(key)")
+    }
+
+    /// `CLUSTER FAILOVER` on a replica of `primary`, returned once it serves as primary.
+    public static func failOver(_ primary: RedisNodeAddress) async throws -> RedisNodeAddress {
+        let replica = try await topology().replicaOf.first { $0.value == primary }?.key
+        guard let replica else { throw RedisError(.server, "\(primary) has no replica") }
+        try await onNode(replica) { promoted in
+            try await promoted.send("CLUSTER", "FAILOVER")
+            let deadline = ContinuousClock.now + .seconds(20)
+            while try await promoted.send("ROLE").array?.first?.string != "master" {
+                guard ContinuousClock.now < deadline else {
+                    throw RedisError(.server, "\(replica) did not take over from \(primary)")
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        return replica
+    }
+}
