@@ -41,6 +41,10 @@ public struct KafkaProducerConfiguration: Sendable {
         client.properties(with: [
             "enable.idempotence": "true",
             "acks": "all",
+            // Topics are created by TopicKeeper with their partition counts. librdkafka's producer default
+            // lets a send create a missing topic with the broker's default count (Tansu: 4): after a broker
+            // restart the 8-partition topics came back with 4, and consumers saw partitions vanish.
+            "allow.auto.create.topics": "false",
             "linger.ms": String(lingerMilliseconds),
             "message.timeout.ms": String(messageTimeoutMilliseconds),
             "socket.nagle.disable": "true",

@@ -42,7 +42,11 @@ struct SystemStatusPublisher: Service {
             arguments: [RedisArgument(context.configuration.instanceID), RedisArgument(10)])
         guard lease.integer == 1 else { return }
         let status = try await SystemStatus.read(from: redis)
-        let encoded = String(decoding: try JSONEncoder().encode(status.data), as: UTF8.self)
+        // Sorted keys: a dictionary's order differs from one instance to the next, and an unsorted
+        // encoding never equalled the last one, so an unchanged status went out every 3 s.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let encoded = String(decoding: try encoder.encode(status.data), as: UTF8.self)
         guard try await redis.send("GET", RedisArgument(Keyspace.Cluster.systemStatusLast)).string != encoded else {
             return
         }
