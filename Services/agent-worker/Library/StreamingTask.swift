@@ -64,6 +64,8 @@ struct StreamingTask {
         var stoppedEarly = false
         if let runID = task.runId { stoppedEarly = try await RunControl(redis: context.redis).isStopped(runID: runID) }
 
+        // Bounds a model's whole answer (retries included): the client's deadline only covers the response head.
+        let timeLimit = task.provider.flatMap { $0.kind == "offline" ? nil : ($0.timeoutSeconds ?? 120) }
         var narrator = ReplyNarrator(kind: ReplyNarrator.Kind(task), recorded: recorded, started: started)
         // The narrator's deadlines never move earlier, so one sleeper taking the newest after each wake
         // is enough (an early wake is harmless: the narrator asks again).
@@ -93,10 +95,7 @@ struct StreamingTask {
                                 input.yield(.failure(ProviderError(.disconnected, "\(error)")))
                             }
                         }
-                        // Bounds a model's whole answer (retries included): the client's deadline only
-                        // covers the response head.
-                        if let limit = task.provider.flatMap({ $0.kind == "offline" ? nil : ($0.timeoutSeconds ?? 120) }
-                        ) {
+                        if let limit = timeLimit {
                             group.addTask {
                                 try await Task.sleep(for: .milliseconds(Int64(limit * 1000)))
                                 input.yield(.failure(ProviderError(.timeout, "no complete answer within \(limit) s")))
@@ -112,8 +111,9 @@ struct StreamingTask {
                         try await sender.perform(effect)
                     }
                 }
-                guard !narrator.isFinished, let next = await pending.next() else { break }
-                effects = narrator.receive(next, now: .now)
+                guard !narrator.isFinished else { break }
+                // The inputs end only when this task is cancelled: the answer ends there, as the model's end.
+                effects = narrator.receive(await pending.next() ?? .end, now: .now)
             }
             group.cancelAll()
         }
@@ -158,104 +158,5 @@ struct StreamingTask {
                 traceparent: TraceContext.child(of: envelope.traceparent),
                 source: context.source, payload: result),
             to: task.replyTopic)
-    }
-}
-
-/// Performs a narrator's journal writes, role steps and frames for one task, keeping the frames'
-/// deliveries for the end to wait on.
-struct FrameSender {
-    let context: ServiceContext
-    let envelope: Envelope<AgentTaskRequested>
-    let lease: TaskJournal.Lease
-    let provider: any ChatProvider
-    let request: ProviderRequest
-    /// The task's start on both clocks: the narrator's instants become epoch times from it.
-    let started: (instant: ContinuousClock.Instant, epochMicroseconds: Int64)
-    private(set) var pending: [DeliveryFuture] = []
-
-    init(
-        context: ServiceContext, envelope: Envelope<AgentTaskRequested>, lease: TaskJournal.Lease,
-        provider: any ChatProvider, request: ProviderRequest,
-        started: (instant: ContinuousClock.Instant, epochMicroseconds: Int64)
-    ) {
-        self.context = context
-        self.envelope = envelope
-        self.lease = lease
-        self.provider = provider
-        self.request = request
-        self.started = started
-    }
-
-    private var agentTask: AgentTaskRequested { envelope.payload }
-    private var eventIDs: TaskEventIDs { TaskEventIDs(taskID: agentTask.taskId) }
-    private var conversation: SwitchboardContracts.Channel { .conversation(agentTask.conversationId) }
-
-    mutating func perform(_ effect: ReplyNarrator.Effect) async throws {
-        let frames = TaskFrames(task: agentTask)
-        switch effect {
-        case .announceStart:
-            try await send(frames.start)
-        case .record(let chunks, let complete):
-            try await lease.record(chunks, complete: complete)
-        case .moveRole(let status, let reason):
-            // The time the role thought runs from the task's dispatch to its first answer.
-            try await transition(
-                to: status, reason: reason, thinkingSince: status == .responding ? agentTask.dispatchedAt : nil)
-        case .startReply:
-            try await send(frames.replyStart(estimatedLength: provider.estimatedLength(of: request)))
-        case .chunk(let chunk):
-            let firstTokenAt = chunk.firstTokenAt.map {
-                started.epochMicroseconds + Int64((($0 - started.instant) / .microseconds(1)).rounded())
-            }
-            try await send(
-                frames.chunk(chunk, firstTokenAt: firstTokenAt), channel: conversation,
-                id: eventIDs.chunk(chunk.index, channel: conversation))
-        case .nodeProgress(let chunk, let index, let text):
-            guard let node = agentTask.workflowNode else { return }
-            let channel = SwitchboardContracts.Channel.workflow(node.runId)
-            try await send(
-                LLMNodeProgress(node: node, delta: chunk, position: index, text: text, at: Clock.epochMilliseconds()),
-                channel: channel, id: eventIDs.chunk(index, channel: channel), routingKey: node.runId)
-        case .endReply(let ending):
-            try await send(frames.replyEnd(ending, engine: provider.kind, at: Clock.epochMilliseconds()))
-        case .announceEnd(let ending):
-            try await send(frames.end(ending, engine: provider.kind))
-        case .callModel, .wake, .stopModel, .finish:
-            break
-        }
-    }
-
-    /// A frame the task sends once, on its conversation's channel.
-    private mutating func send(_ payload: some FramePayload) async throws {
-        try await send(payload, channel: conversation, id: eventIDs.once(payload.frameType, channel: conversation))
-    }
-
-    /// `id` comes from `TaskEventIDs`: the same event of a redelivered task has the same id.
-    private mutating func send(
-        _ payload: some FramePayload, channel: SwitchboardContracts.Channel, id: UUID, routingKey: String? = nil
-    ) async throws {
-        let event = try ClientEvent(channel: channel, payload: payload)
-        let outgoing = Envelope(
-            id: id, routingKey: routingKey ?? agentTask.conversationId,
-            traceparent: TraceContext.child(of: envelope.traceparent), source: context.source,
-            payload: event)
-        pending.append(try await context.producer.enqueue(EventBus.message(outgoing, topic: Topics.clientEvents)))
-    }
-
-    /// Moves the role in Redis and announces the legal steps on the conversation and role channels.
-    private mutating func transition(to status: RoleStatus, reason: String, thinkingSince: Int64?) async throws {
-        let roles = RoleStateStore(redis: context.redis, logger: context.logger)
-        let outcome = try await roles.advance(
-            conversation: agentTask.conversationId, role: agentTask.role, path: [status])
-        let announcer = RoleAnnouncer(conversation: agentTask.conversationId, role: agentTask.role)
-        for step in outcome.applied {
-            let actual = thinkingSince.map { max(Clock.epochMilliseconds() - $0, 0) } ?? 0
-            for frame in announcer.frames(for: step, reason: reason, thinking: .end(actualMs: actual)) {
-                for channel in announcer.channels {
-                    try await send(
-                        frame, channel: channel, id: eventIDs.roleStep(frame.frameType, to: step.to, channel: channel))
-                }
-            }
-        }
     }
 }
