@@ -44,6 +44,7 @@ private final class Slot {
         }
     }
 
+    /// A new member of this object (content is cleared while the members change, so they are not copied).
     func member(_ key: String) -> Slot {
         let slot = Slot()
         if case .object(var members) = content {
@@ -112,48 +113,26 @@ private struct KeyedSlotContainer<Key: CodingKey>: KeyedEncodingContainerProtoco
     let slot: Slot
     let codingPath: [any CodingKey]
 
-    mutating func encodeNil(forKey key: Key) throws { slot.member(key.stringValue).content = .value(.null) }
-    mutating func encode(_ value: Bool, forKey key: Key) throws {
-        slot.member(key.stringValue).content = .value(.bool(value))
-    }
-    mutating func encode(_ value: String, forKey key: Key) throws {
-        slot.member(key.stringValue).content = .value(.string(value))
-    }
+    private func put(_ value: JSONValue, _ key: Key) { slot.member(key.stringValue).content = .value(value) }
+
+    mutating func encodeNil(forKey key: Key) throws { put(.null, key) }
+    mutating func encode(_ value: Bool, forKey key: Key) throws { put(.bool(value), key) }
+    mutating func encode(_ value: String, forKey key: Key) throws { put(.string(value), key) }
     mutating func encode(_ value: Double, forKey key: Key) throws {
-        slot.member(key.stringValue).content = .value(try Slot.number(value, codingPath: codingPath + [key]))
+        put(try Slot.number(value, codingPath: codingPath + [key]), key)
     }
-    mutating func encode(_ value: Int, forKey key: Key) throws {
-        slot.member(key.stringValue).content = .value(.number(Double(value)))
-    }
-    mutating func encode(_ value: Int8, forKey key: Key) throws {
-        slot.member(key.stringValue).content = .value(.number(Double(value)))
-    }
-    mutating func encode(_ value: Int16, forKey key: Key) throws {
-        slot.member(key.stringValue).content = .value(.number(Double(value)))
-    }
-    mutating func encode(_ value: Int32, forKey key: Key) throws {
-        slot.member(key.stringValue).content = .value(.number(Double(value)))
-    }
-    mutating func encode(_ value: Int64, forKey key: Key) throws {
-        slot.member(key.stringValue).content = .value(.number(Double(value)))
-    }
-    mutating func encode(_ value: UInt, forKey key: Key) throws {
-        slot.member(key.stringValue).content = .value(.number(Double(value)))
-    }
-    mutating func encode(_ value: UInt8, forKey key: Key) throws {
-        slot.member(key.stringValue).content = .value(.number(Double(value)))
-    }
-    mutating func encode(_ value: UInt16, forKey key: Key) throws {
-        slot.member(key.stringValue).content = .value(.number(Double(value)))
-    }
-    mutating func encode(_ value: UInt32, forKey key: Key) throws {
-        slot.member(key.stringValue).content = .value(.number(Double(value)))
-    }
-    mutating func encode(_ value: UInt64, forKey key: Key) throws {
-        slot.member(key.stringValue).content = .value(.number(Double(value)))
-    }
+    mutating func encode(_ value: Int, forKey key: Key) throws { put(.number(Double(value)), key) }
+    mutating func encode(_ value: Int8, forKey key: Key) throws { put(.number(Double(value)), key) }
+    mutating func encode(_ value: Int16, forKey key: Key) throws { put(.number(Double(value)), key) }
+    mutating func encode(_ value: Int32, forKey key: Key) throws { put(.number(Double(value)), key) }
+    mutating func encode(_ value: Int64, forKey key: Key) throws { put(.number(Double(value)), key) }
+    mutating func encode(_ value: UInt, forKey key: Key) throws { put(.number(Double(value)), key) }
+    mutating func encode(_ value: UInt8, forKey key: Key) throws { put(.number(Double(value)), key) }
+    mutating func encode(_ value: UInt16, forKey key: Key) throws { put(.number(Double(value)), key) }
+    mutating func encode(_ value: UInt32, forKey key: Key) throws { put(.number(Double(value)), key) }
+    mutating func encode(_ value: UInt64, forKey key: Key) throws { put(.number(Double(value)), key) }
     mutating func encode(_ value: Float, forKey key: Key) throws {
-        slot.member(key.stringValue).content = .value(try Slot.number(value, codingPath: codingPath + [key]))
+        put(try Slot.number(value, codingPath: codingPath + [key]), key)
     }
     mutating func encode(_ value: some Encodable, forKey key: Key) throws {
         try slot.member(key.stringValue).store(value, codingPath: codingPath + [key])
