@@ -6,12 +6,15 @@ import SwitchboardContracts
 struct TaskFrames: Sendable {
     let task: AgentTaskRequested
     let ids: ReplyIDs
+    /// The answer is the reply (MESSAGE_STREAM_CHUNK), not a contribution (AGENT_CHUNK).
+    let isReply: Bool
 
     init(task: AgentTaskRequested) {
         self.task = task
         self.ids = ReplyIDs(
             messageId: task.replyMessageId, conversationId: task.conversationId, role: task.role,
             runId: task.runId ?? "")
+        self.isReply = ReplyNarrator.Kind(task).isFinal
     }
 
     var start: AgentStart {
@@ -25,7 +28,7 @@ struct TaskFrames: Sendable {
                 ids: ids, chunk: chunk.text, position: chunk.position, isComplete: chunk.isLast,
                 firstTokenAt: firstTokenAt)
         }
-        return task.isFinal ?? true ? make(ReplyStream.self) : make(ContributionStream.self)
+        return isReply ? make(ReplyStream.self) : make(ContributionStream.self)
     }
 
     func replyStart(estimatedLength: Int?) -> MessageStreamStart {
