@@ -271,16 +271,6 @@ public enum AgentEvent {
     public static let agentComplete = "agent_complete"
     public static let error = "error"
 
-    /// The seed's fields, to merge into a frame's data.
-    public static func fields(type: String, source: String, payload: JSONValue, at date: Date = Date()) -> [String:
-        JSONValue]
-    {
-        [
-            "event_type": .string(type), "agent_source": .string(source), "timestamp": .string(isoTimestamp(date)),
-            "payload": payload,
-        ]
-    }
-
     public static func isoTimestamp(_ date: Date) -> String {
         date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }

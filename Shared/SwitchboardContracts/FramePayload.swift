@@ -11,7 +11,7 @@ extension FramePayload {
 
     /// The payload as a frame's `data`.
     public func data() throws -> JSONValue {
-        try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(self))
+        try JSONValueEncoder().encode(self)
     }
 }
 

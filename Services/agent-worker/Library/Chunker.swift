@@ -52,6 +52,14 @@ public struct Chunker: Sendable {
         return chunks
     }
 
+    /// When `tick` will next cut text out, or nil while nothing could go (all but the held-back character
+    /// goes, so one character waits for more text or the end). Never earlier than a deadline it gave
+    /// before: the time is always a later instant plus `interval`.
+    public var nextDeadline: ContinuousClock.Instant? {
+        guard let since = pendingSince, buffer.count > 1 else { return nil }
+        return since + settings.interval
+    }
+
     /// The end of the text: everything left, still cut at most `maxTokens` tokens a chunk.
     public mutating func finish() -> [String] {
         var chunks: [String] = []
