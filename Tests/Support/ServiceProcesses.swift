@@ -23,18 +23,14 @@ public final class ServiceProcesses: Sendable {
     public let jwtSecret: String
     public let binDirectory: String
     public let container: ContainerImage?
-    /// The services' Kafka: the test servers' unless a test brings a broker of its own.
-    public let kafkaBrokers: String
     private let logDirectory: String
 
     /// A fresh random secret per stack unless given: the services refuse published ones.
-    public init(
-        jwtSecret: String = "e2e-" + UUID().uuidString + UUID().uuidString, container: ContainerImage? = nil,
-        kafkaBrokers: String = TestEnvironment.kafkaBrokers
-    ) throws {
+    public init(jwtSecret: String = "e2e-" + UUID().uuidString + UUID().uuidString, container: ContainerImage? = nil)
+        throws
+    {
         self.jwtSecret = jwtSecret
         self.container = container
-        self.kafkaBrokers = kafkaBrokers
         // Inside the image: where the Dockerfile puts the binaries.
         binDirectory = try container == nil ? Self.findBinDirectory() : "/usr/local/bin"
         logDirectory = NSTemporaryDirectory() + "switchboard-e2e-\(UUID().uuidString.prefix(8))"
@@ -101,7 +97,7 @@ public final class ServiceProcesses: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "\(binDirectory)/\(name)")
         var environment = ProcessInfo.processInfo.environment
-        environment["SWITCHBOARD_KAFKA_BROKERS"] = kafkaBrokers
+        environment["SWITCHBOARD_KAFKA_BROKERS"] = TestEnvironment.kafkaBrokers
         environment["SWITCHBOARD_REDIS_URL"] = TestEnvironment.redisURL
         environment["SWITCHBOARD_POSTGRES_URL"] = TestEnvironment.postgresURL
         environment["SWITCHBOARD_JWT_SECRET"] = jwtSecret
