@@ -205,7 +205,11 @@ public final class ServiceProcesses: Sendable {
 
     /// SIGTERM to each, then waits for them to exit (SIGKILL after `grace`); returns their exit codes.
     @discardableResult
-    public func stopAll(grace: Duration = .seconds(20)) async -> [String: Int32] {
+    ///
+    /// 30 s: a consumer stopped while its group rebalances first finishes joining (up to 15 s,
+    /// `KafkaConsumer.joinGraceOnClose`), then leaves; with 20 s a DoubledStackTests orchestrator was
+    /// SIGKILLed once in the middle of that (the manifests give 50 s).
+    public func stopAll(grace: Duration = .seconds(30)) async -> [String: Int32] {
         let all = processes.withLock { $0 }
         for (_, process) in all where process.isRunning { process.terminate() }
         let deadline = ContinuousClock.now.advanced(by: grace)
