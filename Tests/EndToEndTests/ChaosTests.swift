@@ -479,10 +479,21 @@ struct WorkflowThroughFault {
     func expectCompletedOnce(fault: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
         let (frames, afterFault) = try await run.value
         #expect(afterFault > 0, "the run ended before the fault: it tests nothing", sourceLocation: sourceLocation)
+        let events = Self.expectOneUnbrokenRun(frames, sourceLocation: sourceLocation)
+        print(
+            "chaos: \(fault): a workflow run of \(Self.nodes) nodes, \(events) run events checked, \(afterFault) after the fault"
+        )
+    }
+
+    /// The run's frames: it completed, every node once, its offsets one unbroken run. Returns their count.
+    @discardableResult
+    static func expectOneUnbrokenRun(
+        _ frames: [JSONValue], nodes: Int = WorkflowThroughFault.nodes, sourceLocation: SourceLocation = #_sourceLocation
+    ) -> Int {
         #expect(
             frames.last?["type"]?.stringValue == "workflow_completed", "\(frames.suffix(3))",
             sourceLocation: sourceLocation)
-        for index in 1...Self.nodes {
+        for index in 1...nodes {
             #expect(
                 frames.filter { WorkflowFlowTests.isNode($0, "d\(index)", "completed") }.count == 1, "d\(index)",
                 sourceLocation: sourceLocation)
@@ -491,8 +502,6 @@ struct WorkflowThroughFault {
         #expect(
             !offsets.isEmpty && offsets == Array(offsets[0]..<(offsets[0] + offsets.count)), "\(offsets)",
             sourceLocation: sourceLocation)
-        print(
-            "chaos: \(fault): a workflow run of \(Self.nodes) nodes, \(offsets.count) run events checked, \(afterFault) after the fault"
-        )
+        return offsets.count
     }
 }

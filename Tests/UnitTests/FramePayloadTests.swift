@@ -84,23 +84,23 @@ private func rendered(_ payload: some FramePayload) throws -> String {
     @Test func theFallbackReplyIsOneStartOneChunkOneEnd() throws {
         #expect(
             try rendered(
-                FallbackReply.Start(messageId: "reply-m1", conversationId: "c", role: "David", inReplyTo: "m1"))
+                MessageStreamStart(messageId: "reply-m1", conversationId: "c", role: "David", inReplyTo: "m1"))
                 == #"MESSAGE_STREAM_START {"conversationId":"c","inReplyTo":"m1","messageId":"reply-m1","role":"David"}"#
         )
         #expect(
-            try rendered(FallbackReply.Chunk(messageId: "reply-m1", conversationId: "c", chunk: "text", role: "David"))
+            try rendered(FallbackReplyChunk(messageId: "reply-m1", conversationId: "c", chunk: "text", role: "David"))
                 == #"MESSAGE_STREAM_CHUNK {"chunk":"text","conversationId":"c","messageId":"reply-m1","position":0,"role":"David"}"#
         )
-        let final = FallbackReply.End.FinalMessage(id: "reply-m1", conversationId: "c", role: "David", content: "text")
+        let final = MessageStreamEnd.FinalMessage(id: "reply-m1", conversationId: "c", role: "David", content: "text")
         #expect(
             try rendered(
-                FallbackReply.End(
+                MessageStreamEnd(
                     messageId: "reply-m1", finalMessage: final,
                     metadata: .init(chunks: 1, engine: "fallback", failedRole: "Catherine")))
                 == #"MESSAGE_STREAM_END {"finalMessage":{"content":"text","conversationId":"c","id":"reply-m1","role":"David"},"messageId":"reply-m1","metadata":{"chunks":1,"engine":"fallback","failedRole":"Catherine"}}"#
         )
         #expect(
-            try FallbackReply.End(
+            try MessageStreamEnd(
                 messageId: "reply-m1", finalMessage: final,
                 metadata: .init(chunks: 1, engine: "none", status: "stopped")
             ).data()["metadata"] == ["chunks": 1, "engine": "none", "status": "stopped"])

@@ -407,14 +407,14 @@ public struct CollaborationEngine: Sendable {
         let conversation = run.message.conversationId
         return [
             .frame(
-                FallbackReply.Start(
+                MessageStreamStart(
                     messageId: messageID, conversationId: conversation, role: role, inReplyTo: run.message.messageId),
                 roleActivity: false),
             .frame(
-                FallbackReply.Chunk(messageId: messageID, conversationId: conversation, chunk: content, role: role),
+                FallbackReplyChunk(messageId: messageID, conversationId: conversation, chunk: content, role: role),
                 roleActivity: false),
             .frame(
-                FallbackReply.End(
+                MessageStreamEnd(
                     messageId: messageID,
                     finalMessage: .init(id: messageID, conversationId: conversation, role: role, content: content),
                     metadata: status == "stopped"

@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import Synchronization
 import SwitchboardContracts
+import SwitchboardKafka
 import SwitchboardRedis
 import SwitchboardRuntime
 import SwitchboardVoice
@@ -623,6 +624,8 @@ final class VoiceSession: Sendable {
     ///
     /// While Redis cannot be reached the turn waits for it (up to the answer timeout) instead of failing:
     /// the device hears its answer late rather than not at all.
+    private static let redisWait = Backoff(initial: .milliseconds(50), maximum: .seconds(1))
+
     private func publish(_ items: [VoiceDownlink.Item]) async throws {
         let channel = RedisArgument(Keyspace.PubSub.voiceDownlink(gateway: route.gateway))
         let commands: [[RedisArgument]] = items.map {
@@ -635,8 +638,8 @@ final class VoiceSession: Sendable {
                 _ = try await owner.context.redis.pipeline(commands)
                 return
             } catch let error as RedisError where error.code == .connection && ContinuousClock.now < giveUp {
+                try await Task.sleep(for: Self.redisWait.delay(attempt: attempt))
                 attempt += 1
-                try await Task.sleep(for: .milliseconds(min(1000, 50 << min(attempt, 5))))
             }
         }
     }

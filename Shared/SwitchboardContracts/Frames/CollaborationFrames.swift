@@ -237,85 +237,22 @@ public struct CollaborationCompleted: FramePayload, Equatable {
 }
 
 /// The reply the orchestrator writes itself when the final role sent nothing of its own (it failed, or
-/// the run was stopped first): one MESSAGE_STREAM_START, one chunk holding the whole text, one END.
-/// Smaller than an agent-worker's stream frames: no timings, no seed 001 fields.
-public enum FallbackReply {
-    /// MESSAGE_STREAM_START.
-    public struct Start: FramePayload, Equatable {
-        public static let frameType = FrameType.messageStreamStart
-        public var messageId: String
-        public var conversationId: String
-        /// The role whose words the reply carries.
-        public var role: String
-        public var inReplyTo: String
+/// the run was stopped first): a `MessageStreamStart`, one chunk holding the whole text, a
+/// `MessageStreamEnd`. Its chunk is smaller than an agent-worker's: no timings, no seed 001 fields.
+public struct FallbackReplyChunk: FramePayload, Equatable {
+    public static let frameType = FrameType.messageStreamChunk
+    public var messageId: String
+    public var conversationId: String
+    public var chunk: String
+    /// The whole reply: 0.
+    public var position: Int
+    public var role: String
 
-        public init(messageId: String, conversationId: String, role: String, inReplyTo: String) {
-            self.messageId = messageId
-            self.conversationId = conversationId
-            self.role = role
-            self.inReplyTo = inReplyTo
-        }
-    }
-
-    /// MESSAGE_STREAM_CHUNK: the whole reply at position 0.
-    public struct Chunk: FramePayload, Equatable {
-        public static let frameType = FrameType.messageStreamChunk
-        public var messageId: String
-        public var conversationId: String
-        public var chunk: String
-        public var position: Int
-        public var role: String
-
-        public init(messageId: String, conversationId: String, chunk: String, position: Int = 0, role: String) {
-            self.messageId = messageId
-            self.conversationId = conversationId
-            self.chunk = chunk
-            self.position = position
-            self.role = role
-        }
-    }
-
-    /// MESSAGE_STREAM_END.
-    public struct End: FramePayload, Equatable {
-        public static let frameType = FrameType.messageStreamEnd
-
-        public struct FinalMessage: Codable, Sendable, Equatable {
-            public var id: String
-            public var conversationId: String
-            public var role: String
-            public var content: String
-
-            public init(id: String, conversationId: String, role: String, content: String) {
-                self.id = id
-                self.conversationId = conversationId
-                self.role = role
-                self.content = content
-            }
-        }
-
-        /// `engine` is `fallback` (with the `failedRole`) or `none` (with `status: stopped`).
-        public struct Metadata: Codable, Sendable, Equatable {
-            public var chunks: Int
-            public var engine: String
-            public var status: String?
-            public var failedRole: String?
-
-            public init(chunks: Int, engine: String, status: String? = nil, failedRole: String? = nil) {
-                self.chunks = chunks
-                self.engine = engine
-                self.status = status
-                self.failedRole = failedRole
-            }
-        }
-
-        public var messageId: String
-        public var finalMessage: FinalMessage
-        public var metadata: Metadata
-
-        public init(messageId: String, finalMessage: FinalMessage, metadata: Metadata) {
-            self.messageId = messageId
-            self.finalMessage = finalMessage
-            self.metadata = metadata
-        }
+    public init(messageId: String, conversationId: String, chunk: String, position: Int = 0, role: String) {
+        self.messageId = messageId
+        self.conversationId = conversationId
+        self.chunk = chunk
+        self.position = position
+        self.role = role
     }
 }

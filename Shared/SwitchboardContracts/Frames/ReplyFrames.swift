@@ -246,13 +246,19 @@ public struct MessageStreamEnd: FramePayload, Equatable {
         public var status: String?
         /// A failed answer's error message.
         public var error: String?
+        /// The orchestrator's own reply (`engine: "fallback"`): the final role that failed.
+        public var failedRole: String?
 
-        public init(chunks: Int, durationMs: Int? = nil, engine: String, status: String? = nil, error: String? = nil) {
+        public init(
+            chunks: Int, durationMs: Int? = nil, engine: String, status: String? = nil, error: String? = nil,
+            failedRole: String? = nil
+        ) {
             self.chunks = chunks
             self.durationMs = durationMs
             self.engine = engine
             self.status = status
             self.error = error
+            self.failedRole = failedRole
         }
     }
 
