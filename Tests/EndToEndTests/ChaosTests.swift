@@ -486,9 +486,9 @@ struct WorkflowThroughFault {
     }
 
     /// The run's frames: it completed, every node once, its offsets one unbroken run. Returns their count.
-    @discardableResult
     static func expectOneUnbrokenRun(
-        _ frames: [JSONValue], nodes: Int = WorkflowThroughFault.nodes, sourceLocation: SourceLocation = #_sourceLocation
+        _ frames: [JSONValue], nodes: Int = WorkflowThroughFault.nodes,
+        sourceLocation: SourceLocation = #_sourceLocation
     ) -> Int {
         #expect(
             frames.last?["type"]?.stringValue == "workflow_completed", "\(frames.suffix(3))",
