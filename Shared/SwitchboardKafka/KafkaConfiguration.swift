@@ -31,6 +31,9 @@ public struct KafkaProducerConfiguration: Sendable {
     public var lingerMilliseconds: Int = 1
     /// How long a message may wait for delivery before its report is a failure.
     public var messageTimeoutMilliseconds: Int = 30_000
+    /// How often librdkafka reports the producer's statistics, which tell whether the broker keeps
+    /// refusing the producer's id (`ForgottenProducerIdWatch`).
+    public var statisticsIntervalMilliseconds: Int = 2_000
 
     public init(client: KafkaClientConfiguration) {
         self.client = client
@@ -48,6 +51,7 @@ public struct KafkaProducerConfiguration: Sendable {
             "linger.ms": String(lingerMilliseconds),
             "message.timeout.ms": String(messageTimeoutMilliseconds),
             "socket.nagle.disable": "true",
+            "statistics.interval.ms": String(statisticsIntervalMilliseconds),
             "topic.metadata.refresh.interval.ms": "10000",
         ])
     }

@@ -21,6 +21,7 @@ public final class KafkaConsumer: Sendable {
 
     private let client: RDKafkaClient
     private let configuration: KafkaConsumerConfiguration
+    public var groupID: String { configuration.groupID }
     private let state = Mutex(State())
     private let pollThread = Mutex<DedicatedThread?>(nil)
     private let partitionContinuation: AsyncStream<KafkaPartitionStream>.Continuation
@@ -184,7 +185,7 @@ public final class KafkaConsumer: Sendable {
             logLibrdkafka(logger, level: level, facility: facility, message: message)
         case .offsetCommit(let error):
             if let error { logger.debug("offset commit failed", metadata: ["error": "\(error)"]) }
-        case .deliveryReports:
+        case .deliveryReports, .statistics:
             break
         }
     }

@@ -41,6 +41,7 @@ public struct KafkaEventProcessor: Service {
     private let maximumBatch: Int
     private let handledCounters = HandledCounters()
     private let stopping = StopFlag()
+    private let timeLag: ConsumerTimeLag
 
     /// Each message goes to the router's handler for its event type.
     ///
@@ -52,6 +53,7 @@ public struct KafkaEventProcessor: Service {
         concurrencyPerPartition: Int = 1, logger: Logger, router: EventRouter
     ) {
         self.consumer = consumer
+        self.timeLag = ConsumerTimeLag(group: consumer.groupID)
         self.producer = deadLetterProducer
         self.retryPolicy = retryPolicy
         self.concurrencyPerPartition = max(1, concurrencyPerPartition)
@@ -67,6 +69,7 @@ public struct KafkaEventProcessor: Service {
         concurrencyPerPartition: Int = 1, logger: Logger, handler: @escaping Handler
     ) {
         self.consumer = consumer
+        self.timeLag = ConsumerTimeLag(group: consumer.groupID)
         self.producer = deadLetterProducer
         self.retryPolicy = retryPolicy
         self.concurrencyPerPartition = max(1, concurrencyPerPartition)
@@ -85,6 +88,7 @@ public struct KafkaEventProcessor: Service {
         maximumBatch: Int, logger: Logger, batchHandler: @escaping BatchHandler, handler: @escaping Handler
     ) {
         self.consumer = consumer
+        self.timeLag = ConsumerTimeLag(group: consumer.groupID)
         self.producer = deadLetterProducer
         self.retryPolicy = retryPolicy
         self.concurrencyPerPartition = 1
@@ -102,6 +106,8 @@ public struct KafkaEventProcessor: Service {
     }
 
     public func run() async throws {
+        let sampling = Task { await timeLag.sample() }
+        defer { sampling.cancel() }
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 for await partition in consumer.partitions {
@@ -125,7 +131,9 @@ public struct KafkaEventProcessor: Service {
         var messages = partition.makeAsyncIterator()
         while true {
             let batch = await messages.next(upTo: maximumBatch)
-            guard let last = batch.last else { return }
+            guard let first = batch.first, let last = batch.last else { return }
+            let inHand = timeLag.begin(first)
+            defer { timeLag.end(inHand) }
             do {
                 try await batchHandler(batch)
                 for message in batch { handledCounters.counter(for: message.topic).increment() }
@@ -208,7 +216,11 @@ public struct KafkaEventProcessor: Service {
         // Only failures of the message's own count toward dead-lettering, not the waits of an outage.
         var transientFailures = 0
         var waitingSince: ContinuousClock.Instant?
-        defer { if waitingSince != nil { DependencyWaits.shared.end() } }
+        let inHand = timeLag.begin(message)
+        defer {
+            timeLag.end(inHand)
+            if waitingSince != nil { DependencyWaits.shared.end() }
+        }
         while true {
             do {
                 let handling = try await handler(message)

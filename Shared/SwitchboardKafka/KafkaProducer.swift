@@ -1,18 +1,28 @@
+import Foundation
 import Logging
 import Metrics
 import Synchronization
 
 /// An idempotent producer (acks=all) whose sends can be awaited until the broker has the message.
 public final class KafkaProducer: Sendable {
+    private struct Pending {
+        var future: DeliveryFuture
+        /// The `Clients.generation` the message was handed to.
+        var generation: Int
+    }
+
     private struct State {
         var nextToken: UInt = 1
-        var pending: [UInt: DeliveryFuture] = [:]
+        var pending: [UInt: Pending] = [:]
         var stopping = false
+        var forgottenId = ForgottenProducerIdWatch()
     }
 
     /// The librdkafka producer in use, and the ones it replaced (`renew`) until they are released.
     private struct Clients {
         var current: RDKafkaClient
+        /// Counts renewals: tells the current client's messages from those of replaced ones.
+        var generation = 0
         var renewRequested: String?
         var retired: [(client: RDKafkaClient, at: ContinuousClock.Instant)] = []
     }
@@ -41,8 +51,16 @@ public final class KafkaProducer: Sendable {
     }
 
     /// Sends a message and returns once the broker acknowledged it (or throws its delivery error).
+    /// A message whose producer was renewed before its delivery is sent again through the new one.
     public func send(_ message: KafkaOutgoingMessage) async throws -> DeliveryReport {
-        try await enqueue(message).report()
+        var renewals = 0
+        while true {
+            do {
+                return try await enqueue(message).report()
+            } catch let error as KafkaError where error.code == .renewed && renewals < 3 {
+                renewals += 1
+            }
+        }
     }
 
     /// Hands a message to librdkafka and returns at once with a future of its delivery report.
@@ -63,23 +81,24 @@ public final class KafkaProducer: Sendable {
 
     private func enqueueOnce(_ message: KafkaOutgoingMessage) throws -> DeliveryFuture {
         let future = DeliveryFuture()
-        let token: UInt = try state.withLock { state in
-            guard !state.stopping else { throw KafkaError(.shutdown, "the producer is shutting down") }
-            let token = state.nextToken
-            state.nextToken &+= 1
-            state.pending[token] = future
-            return token
-        }
-        do {
-            // Under the lock: a producer being replaced is never handed a message after it was purged.
-            try clients.withLock { clients in
+        // Under the clients' lock (taken before the state's, as in `renewIfRequested`): a message is
+        // recorded with the generation of the client that really gets it.
+        try clients.withLock { clients in
+            let token: UInt = try state.withLock { state in
+                guard !state.stopping else { throw KafkaError(.shutdown, "the producer is shutting down") }
+                let token = state.nextToken
+                state.nextToken &+= 1
+                state.pending[token] = Pending(future: future, generation: clients.generation)
+                return token
+            }
+            do {
                 try clients.current.produce(
                     topic: message.topic, key: message.key, value: message.value, headers: message.headers,
                     token: token)
+            } catch {
+                _ = state.withLock { $0.pending.removeValue(forKey: token) }
+                throw error
             }
-        } catch {
-            _ = state.withLock { $0.pending.removeValue(forKey: token) }
-            throw error
         }
         return future
     }
@@ -103,7 +122,7 @@ public final class KafkaProducer: Sendable {
     }
 
     /// Goes on with a new librdkafka producer, and so a new idempotent producer id; what the old one had
-    /// not delivered fails there (retriable) for its senders to send again. For a broker
+    /// not delivered fails at once with `.renewed` (retriable; `send` sends it again). For a broker
     /// that lost its state (Tansu restarted with its in-memory log): it answers the old producer id
     /// `UNKNOWN_PRODUCER_ID` however often librdkafka bumps its epoch, so every send would time out.
     /// Done on the poll thread, soon after this returns.
@@ -150,8 +169,8 @@ public final class KafkaProducer: Sendable {
             defer { state.pending = [:] }
             return state.pending
         }
-        for future in leftovers.values {
-            future.complete(.failure(KafkaError(.shutdown, "the producer shut down before delivery")))
+        for pending in leftovers.values {
+            pending.future.complete(.failure(KafkaError(.shutdown, "the producer shut down before delivery")))
         }
         let (current, retired) = clients.withLock { ($0.current, $0.retired.map(\.client)) }
         for client in retired + [current] { client.destroy() }
@@ -169,15 +188,29 @@ public final class KafkaProducer: Sendable {
             return
         }
         // The old client is not purged (purging an idempotent producer's in-flight messages crashed
-        // librdkafka 2.8.0 with a double free): what it holds fails by itself with its fatal error or
-        // the broker's refusal, retriable, and its senders send it again through the new one.
-        clients.withLock { clients in
+        // librdkafka 2.8.0 with a double free). Its messages fail here at once instead, retriable, and
+        // their late reports from the old client are ignored. It would deliver nothing more anyway:
+        // the broker refuses its producer id, or its error was fatal.
+        let orphaned: [DeliveryFuture] = clients.withLock { clients in
             clients.retired.append((clients.current, .now))
             clients.current = fresh
+            clients.generation += 1
             clients.renewRequested = nil
+            return state.withLock { state in
+                state.forgottenId.renewed()
+                let orphaned = state.pending.filter { $0.value.generation < clients.generation }
+                for token in orphaned.keys { state.pending.removeValue(forKey: token) }
+                return orphaned.values.map(\.future)
+            }
+        }
+        for future in orphaned {
+            future.complete(
+                .failure(KafkaError(.renewed, "the producer was renewed before delivery: \(reason)", isRetriable: true))
+            )
         }
         renewals.increment()
-        logger.warning("Kafka producer renewed", metadata: ["reason": "\(reason)"])
+        logger.warning(
+            "Kafka producer renewed", metadata: ["reason": "\(reason)", "kafka.undelivered": "\(orphaned.count)"])
     }
 
     /// Polls replaced clients for their last reports, and releases each once it is empty and a while has
@@ -203,12 +236,25 @@ public final class KafkaProducer: Sendable {
         switch event {
         case .deliveryReports(let outcomes):
             for outcome in outcomes {
-                let future = state.withLock { $0.pending.removeValue(forKey: outcome.token) }
+                let pending = state.withLock { state in
+                    if fromCurrent, case .success = outcome.result { state.forgottenId.delivered() }
+                    return state.pending.removeValue(forKey: outcome.token)
+                }
+                // A replaced client's report of a message already failed with `.renewed` is not counted.
+                guard let pending else { continue }
                 switch outcome.result {
                 case .success: sent.increment()
                 case .failure: failed.increment()
                 }
-                future?.complete(outcome.result)
+                pending.future.complete(outcome.result)
+            }
+        case .statistics(let json) where fromCurrent:
+            guard let idempotence = try? JSONDecoder().decode(ProducerStatistics.self, from: json).eos else { return }
+            if state.withLock({ $0.forgottenId.read(idempotence) }) {
+                renew(
+                    reason:
+                        "the broker keeps refusing producer id \(idempotence.producerID) (epoch \(idempotence.producerEpoch), nothing delivered)"
+                )
             }
         case .error(let error, let fatal):
             if fatal && fromCurrent {

@@ -1,6 +1,6 @@
 public struct KafkaError: Error, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Value { case configuration, broker, queueFull, timedOut, notAssigned, shutdown }
+        private enum Value { case configuration, broker, queueFull, timedOut, notAssigned, shutdown, renewed }
         private let value: Value
         public static let configuration = Code(value: .configuration)
         public static let broker = Code(value: .broker)
@@ -9,6 +9,8 @@ public struct KafkaError: Error, CustomStringConvertible {
         /// The partition was revoked from this consumer; the message will be read again by its new owner.
         public static let notAssigned = Code(value: .notAssigned)
         public static let shutdown = Code(value: .shutdown)
+        /// The producer started over with a new librdkafka handle before the message was delivered.
+        public static let renewed = Code(value: .renewed)
         public var description: String { "\(value)" }
     }
 

@@ -76,4 +76,39 @@ struct BrokerRestartIntegrationTests {
         }
         await producer.shutdown()
     }
+
+    /// A producer whose own services never saw the topics missing (another service's keeper put them
+    /// back first), as the gateway's was: the restarted broker refuses its producer id, librdkafka bumps
+    /// the epoch again and again, and the producer renews itself from its statistics
+    /// (`ForgottenProducerIdWatch`) instead of letting every send time out after 30 s.
+    @Test func aProducerTheBrokerForgotRenewsItselfWithoutATopicCheck() async throws {
+        let broker = try await TestBroker()
+        defer { broker.stop() }
+        let client = KafkaClientConfiguration(bootstrapServers: broker.address, clientID: "forgotten-producer")
+        let admin = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(client: client), logger: TestEnvironment.logger)
+        let topic = [(name: Topics.clientEvents.name, partitions: Topics.clientEvents.partitions)]
+        try await admin.createTopics(topic)
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(client: client), logger: TestEnvironment.logger)
+        let message = KafkaOutgoingMessage(topic: Topics.clientEvents.name, key: "k", value: Array("before".utf8))
+        _ = try await producer.send(message)
+
+        try await broker.restart()
+        // Someone else's keeper puts the topic back; this producer's owner never looks.
+        let putBack = await eventually(timeout: .seconds(15)) {
+            guard (try? await admin.createTopics(topic)) != nil else { return false }
+            return (try? await admin.partitionCounts(of: [Topics.clientEvents.name]))?.isEmpty == false
+        }
+        #expect(putBack)
+        let started = ContinuousClock.now
+        let sent = try await producer.send(
+            KafkaOutgoingMessage(topic: Topics.clientEvents.name, key: "k", value: Array("after".utf8)))
+        let took = ContinuousClock.now - started
+        #expect(sent.topic == Topics.clientEvents.name)
+        // Statistics every 2 s: renewed within a few of them, well inside the 30 s message timeout.
+        #expect(took < .seconds(15), "delivered after \(took)")
+        await producer.shutdown()
+        await admin.shutdown()
+    }
 }

@@ -36,7 +36,7 @@ final class RDKafkaClient: @unchecked Sendable {
         }
         var events = RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG
         switch kind {
-        case .producer: events |= RD_KAFKA_EVENT_DR
+        case .producer: events |= RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_STATS
         case .consumer: events |= RD_KAFKA_EVENT_REBALANCE | RD_KAFKA_EVENT_FETCH | RD_KAFKA_EVENT_OFFSET_COMMIT
         }
         rd_kafka_conf_set_events(conf, Int32(events))
@@ -88,6 +88,8 @@ final class RDKafkaClient: @unchecked Sendable {
         case error(KafkaError, fatal: Bool)
         case log(level: Int32, facility: String, message: String)
         case offsetCommit(error: String?)
+        /// librdkafka's statistics JSON (`statistics.interval.ms`).
+        case statistics(Data)
     }
 
     struct DeliveryOutcome {
@@ -146,6 +148,9 @@ final class RDKafkaClient: @unchecked Sendable {
             return .log(
                 level: level, facility: facility.map { String(cString: $0) } ?? "",
                 message: text.map { String(cString: $0) } ?? "")
+        case RD_KAFKA_EVENT_STATS:
+            guard let json = rd_kafka_event_stats(event) else { return nil }
+            return .statistics(Data(bytes: json, count: strlen(json)))
         case RD_KAFKA_EVENT_OFFSET_COMMIT:
             let code = rd_kafka_event_error(event)
             return .offsetCommit(
