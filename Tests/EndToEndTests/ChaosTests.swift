@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 import SwitchboardCLI
 import SwitchboardContracts
 import SwitchboardRuntime
@@ -162,6 +165,19 @@ struct ChaosTests {
         }
         let all = try #require(frames, sourceLocation: sourceLocation)
         #expect(all.last?.type == FrameType.messageStreamEnd, "\(all.map(\.type))", sourceLocation: sourceLocation)
+    }
+
+    /// `sb_kafka_consumer_lag_seconds` of `group`, from `service`'s `/metrics`.
+    static func consumerLagSeconds(_ group: String, of service: String, in stack: ServiceProcesses) async throws
+        -> Double
+    {
+        let port = try #require(stack.logs(of: service).first?.adminPort, "no running \(service)")
+        let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/metrics")!)
+        let sample = String(decoding: data, as: UTF8.self).split(separator: "\n").first {
+            $0.hasPrefix("sb_kafka_consumer_lag_seconds{") && $0.contains("group=\"\(group)\"")
+        }
+        return try #require(
+            sample.flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }, "no lag of \(group)")
     }
 
     static func httpPort(of service: String, in stack: ServiceProcesses) throws -> Int {
@@ -411,6 +427,9 @@ struct ChaosTests {
             // The live path works without PostgreSQL: every second reply streamed to its end.
             #expect(second.filter { $0.last?.type == FrameType.messageStreamEnd }.count == Self.conversations)
             try await Task.sleep(for: max(.zero, .seconds(10) - (ContinuousClock.now - outage)))
+            // The history writer waited out the outage: its group's lag in seconds says how long.
+            let lag = try await Self.consumerLagSeconds(ConsumerGroups.history, of: "notifier", in: stack)
+            #expect(lag >= 5, "sb_kafka_consumer_lag_seconds of \(ConsumerGroups.history): \(lag)")
             try await LocalServers.startPostgres()
 
             var rows = 0
