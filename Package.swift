@@ -16,7 +16,7 @@ struct ServiceTarget {
 }
 
 let runtime: [Target.Dependency] = [
-    "SwitchboardContracts", "SwitchboardKafka", "SwitchboardRedis", "SwitchboardRuntime",
+    "SwitchboardContracts", "SwitchboardKafka", "SwitchboardRedis", "SwitchboardRuntime", "SwitchboardTracing",
     .product(name: "Logging", package: "swift-log"),
     .product(name: "Metrics", package: "swift-metrics"),
     .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -98,10 +98,16 @@ var targets: [Target] = [
         dependencies: [],
         path: "Shared/SwitchboardContracts",
         swiftSettings: swiftSettings),
+    // Spans across every hop, exported over OTLP when SWITCHBOARD_OTEL_ENDPOINT is set (docs/configuration.md#traces).
+    .target(
+        name: "SwitchboardTracing",
+        dependencies: ["SwitchboardContracts"],
+        path: "Shared/SwitchboardTracing",
+        swiftSettings: swiftSettings),
     .target(
         name: "SwitchboardKafka",
         dependencies: [
-            "CRDKafka", "SwitchboardContracts",
+            "CRDKafka", "SwitchboardContracts", "SwitchboardTracing",
             .product(name: "DequeModule", package: "swift-collections"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -126,8 +132,10 @@ var targets: [Target] = [
     .target(
         name: "SwitchboardRuntime",
         dependencies: [
-            "SwitchboardContracts", "SwitchboardKafka", "SwitchboardRedis",
+            "SwitchboardContracts", "SwitchboardKafka", "SwitchboardRedis", "SwitchboardTracing",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),

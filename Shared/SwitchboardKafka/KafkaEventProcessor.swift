@@ -1,6 +1,7 @@
 import Logging
 import Metrics
 import ServiceLifecycle
+import SwitchboardTracing
 import Synchronization
 
 public struct RetryPolicy: Sendable {
@@ -134,8 +135,10 @@ public struct KafkaEventProcessor: Service {
             guard let first = batch.first, let last = batch.last else { return }
             let inHand = timeLag.begin(first)
             defer { timeLag.end(inHand) }
+            let batchStart = Tracing.now()
             do {
                 try await batchHandler(batch)
+                KafkaSpans.processed(batch, group: consumer.groupID, start: batchStart)
                 for message in batch { handledCounters.counter(for: message.topic).increment() }
                 BatchMetrics.size.record(batch.count)
             } catch {
@@ -223,7 +226,9 @@ public struct KafkaEventProcessor: Service {
         }
         while true {
             do {
-                let handling = try await handler(message)
+                let handling = try await KafkaSpans.process(message, group: consumer.groupID) {
+                    try await handler(message)
+                }
                 handledCounters.counter(for: message.topic).increment()
                 if let waitingSince {
                     logger.info(

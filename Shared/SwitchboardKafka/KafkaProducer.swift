@@ -9,6 +9,7 @@ public final class KafkaProducer: Sendable {
         var future: DeliveryFuture
         /// The `Clients.generation` the message was handed to.
         var generation: Int
+        var span: ProducerSpan?
     }
 
     private struct State {
@@ -81,6 +82,7 @@ public final class KafkaProducer: Sendable {
 
     private func enqueueOnce(_ message: KafkaOutgoingMessage) throws -> DeliveryFuture {
         let future = DeliveryFuture()
+        let span = ProducerSpan(message)
         // Under the clients' lock (taken before the state's, as in `renewIfRequested`): a message is
         // recorded with the generation of the client that really gets it.
         try clients.withLock { clients in
@@ -88,7 +90,7 @@ public final class KafkaProducer: Sendable {
                 guard !state.stopping else { throw KafkaError(.shutdown, "the producer is shutting down") }
                 let token = state.nextToken
                 state.nextToken &+= 1
-                state.pending[token] = Pending(future: future, generation: clients.generation)
+                state.pending[token] = Pending(future: future, generation: clients.generation, span: span)
                 return token
             }
             do {
@@ -246,6 +248,7 @@ public final class KafkaProducer: Sendable {
                 case .success: sent.increment()
                 case .failure: failed.increment()
                 }
+                pending.span?.end(outcome.result)
                 pending.future.complete(outcome.result)
             }
         case .statistics(let json) where fromCurrent:

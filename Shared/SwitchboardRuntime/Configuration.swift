@@ -77,6 +77,9 @@ public struct SwitchboardConfiguration: Sendable {
     public var kafkaProperties: [String: String] = [:]
     /// librdkafka's `debug` contexts for every client of the service (SWITCHBOARD_KAFKA_DEBUG).
     public var kafkaDebug: String?
+    /// SWITCHBOARD_OTEL_ENDPOINT: an OpenTelemetry collector's OTLP/HTTP base URL
+    /// (`http://collector:4318`); spans are exported there when set, and not made at all when not.
+    public var otelEndpoint: String?
 
     public static let developmentSecret = "switchboard-development-secret-not-for-production"
     /// Secrets anyone can read in this repository: the built-in one, the Kubernetes placeholder
@@ -203,6 +206,12 @@ public struct CommonOptions: ParsableArguments {
         }
         if let value = pick(nil, "KAFKA_PROPERTIES") { configuration.kafkaProperties = try Self.kafkaProperties(value) }
         configuration.kafkaDebug = pick(nil, "KAFKA_DEBUG")
+        if let value = pick(nil, "OTEL_ENDPOINT") {
+            guard value.hasPrefix("http://") || value.hasPrefix("https://") else {
+                throw ConfigurationError("SWITCHBOARD_OTEL_ENDPOINT must be an http(s):// URL, got \(value)")
+            }
+            configuration.otelEndpoint = value
+        }
         if let value = pick(logLevel, "LOG_LEVEL") {
             guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
                 throw ConfigurationError("SWITCHBOARD_LOG_LEVEL: unknown log level \(value)")

@@ -4,6 +4,7 @@ import HummingbirdCore
 import Logging
 import Prometheus
 import ServiceLifecycle
+import SwitchboardTracing
 import UnixSignals
 import SwitchboardContracts
 import SwitchboardKafka
@@ -17,6 +18,8 @@ public struct ServiceContext: Sendable {
     public let redis: RedisClient
     public let readiness: Readiness
     public let registry: PrometheusCollectorRegistry
+    /// Set when SWITCHBOARD_OTEL_ENDPOINT is: exports the spans `Tracing` makes.
+    public var spanExporter: OTLPExporter?
 
     public var source: EventSource {
         EventSource(service: configuration.service.rawValue, instance: configuration.instanceID)
@@ -56,7 +59,7 @@ public struct ServiceContext: Sendable {
     public func envelope<P: EventPayload>(_ payload: P, routingKey: String, traceparent: String? = nil) -> Envelope<P> {
         Envelope(
             routingKey: routingKey,
-            traceparent: traceparent.map(TraceContext.child(of:)) ?? TraceContext.newTraceparent(),
+            traceparent: traceparent.map(TraceContext.child(of:)) ?? Tracing.childTraceparent(),
             source: source, payload: payload)
     }
 }
@@ -135,9 +138,16 @@ public enum ServiceRunner {
         readiness.add("redis") { (try? await redis.ping()) != nil }
         // A partition waiting out an outage is work held back: say so to whoever routes or alerts.
         readiness.add("no-dependency-waits") { !DependencyWaits.shared.isWaiting }
-        let context = ServiceContext(
+        var context = ServiceContext(
             configuration: configuration, logger: logger, producer: producer, redis: redis, readiness: readiness,
             registry: registry)
+        if let endpoint = configuration.otelEndpoint {
+            let exporter = OTLPExporter(
+                endpoint: endpoint, service: configuration.service.rawValue, instance: configuration.instanceID,
+                logger: logger)
+            Tracing.bootstrap(exporter)
+            context.spanExporter = exporter
+        }
         try await createTopics(producer: producer, logger: logger)
         return context
     }
@@ -200,18 +210,21 @@ public enum ServiceRunner {
             logger: context.logger)
         let topicKeeper = TopicKeeper(producer: context.producer, logger: context.logger)
         context.readiness.add("kafka-topics") { topicKeeper.isReady }
+        // Stopped in reverse order: the exporter last, with the spans of everything before it.
+        var members: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let exporter = context.spanExporter { members.append(.init(service: exporter)) }
+        members += [
+            .init(service: ClosingService(context: context)),
+            .init(service: HeartbeatService(context: context)),
+            .init(service: topicKeeper),
+        ]
+        members += services.map { .init(service: $0) }
+        members += [.init(service: admin), .init(service: application)]
+        members += stoppingBeforeServer.map { .init(service: $0) }
+        members.append(.init(service: DrainingService(readiness: context.readiness)))
         let group = ServiceGroup(
             configuration: .init(
-                services: [
-                    .init(service: ClosingService(context: context)),
-                    .init(service: HeartbeatService(context: context)),
-                    .init(service: topicKeeper),
-                ] + services.map { .init(service: $0) } + [
-                    .init(service: admin),
-                    .init(service: application),
-                ] + stoppingBeforeServer.map { .init(service: $0) } + [
-                    .init(service: DrainingService(readiness: context.readiness))
-                ],
+                services: members,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: context.logger))
         context.logger.info(

@@ -17,7 +17,7 @@ struct ChatFlowTests {
         tokensPerSecond: Int = 200, gatewayEnvironment: [String: String] = [:],
         orchestratorEnvironment: [String: String] = [:], agentEnvironment: [String: String] = [:],
         voiceEnvironment: [String: String] = [:], runnerEnvironment: [String: String] = [:],
-        container: ContainerImage? = nil,
+        container: ContainerImage? = nil, everyService: [String: String] = [:],
         _ body: (ServiceProcesses, String, TokenAuthority) async throws -> Void
     ) async throws {
         try await TestEnvironment.requireKafka()
@@ -28,7 +28,7 @@ struct ChatFlowTests {
                 "SWITCHBOARD_AGENT_TOKEN_RATE": "\(tokensPerSecond)", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS": "20",
             ].merging(agentEnvironment) { $1 }, gatewayEnvironment: gatewayEnvironment,
             orchestratorEnvironment: orchestratorEnvironment,
-            voiceEnvironment: voiceEnvironment, runnerEnvironment: runnerEnvironment)
+            voiceEnvironment: voiceEnvironment, runnerEnvironment: runnerEnvironment, everyService: everyService)
         do {
             try await stack.waitUntilReady()
             let authority = try await TokenAuthority(secret: stack.jwtSecret)

@@ -115,33 +115,7 @@ public final class FakeOpenAI: Sendable {
 
     /// Runs the server on a free loopback port for the duration of `body`.
     public func withServer<T: Sendable>(_ body: @escaping @Sendable (Int) async throws -> T) async throws -> T {
-        let port = Locked<Int?>(nil)
-        var logger = Logger(label: "fake-openai")
-        logger.logLevel = .warning
-        let application = Application(
-            router: router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in port.withLock { $0 = channel.localAddress?.port } }, logger: logger)
-        let group = ServiceGroup(services: [application], logger: logger)
-        return try await withThrowingTaskGroup(of: T?.self) { tasks in
-            tasks.addTask {
-                try await group.run()
-                return nil
-            }
-            tasks.addTask {
-                do {
-                    while port.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(10)) }
-                    let result = try await body(port.withLock { $0 }!)
-                    await group.triggerGracefulShutdown()
-                    return result
-                } catch {
-                    await group.triggerGracefulShutdown()
-                    throw error
-                }
-            }
-            var result: T?
-            for try await value in tasks where value != nil { result = value }
-            return result!
-        }
+        try await LocalHTTPServer.withServer(router: router(), label: "fake-openai", body)
     }
 
     static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {

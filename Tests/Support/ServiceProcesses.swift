@@ -129,14 +129,15 @@ public final class ServiceProcesses: Sendable {
     public func startAll(
         agentEnvironment: [String: String] = [:], gatewayEnvironment: [String: String] = [:],
         orchestratorEnvironment: [String: String] = [:], voiceEnvironment: [String: String] = [:],
-        runnerEnvironment: [String: String] = [:]
+        runnerEnvironment: [String: String] = [:], everyService: [String: String] = [:]
     ) throws -> Launched {
-        let gateway = try start("gateway", environment: gatewayEnvironment)
-        try start("orchestrator", environment: orchestratorEnvironment)
-        try start("voice-worker", environment: voiceEnvironment)
-        try start("notifier")
-        try start("workflow-runner", environment: runnerEnvironment)
-        try start("agent-worker", environment: agentEnvironment)
+        func with(_ own: [String: String]) -> [String: String] { everyService.merging(own) { $1 } }
+        let gateway = try start("gateway", environment: with(gatewayEnvironment))
+        try start("orchestrator", environment: with(orchestratorEnvironment))
+        try start("voice-worker", environment: with(voiceEnvironment))
+        try start("notifier", environment: everyService)
+        try start("workflow-runner", environment: with(runnerEnvironment))
+        try start("agent-worker", environment: with(agentEnvironment))
         return gateway
     }
 

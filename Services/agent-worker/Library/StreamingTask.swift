@@ -5,6 +5,7 @@ import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRedis
 import SwitchboardRuntime
+import SwitchboardTracing
 
 /// Runs one role's answer: feeds its `ReplyNarrator` the model's text, the deadlines it asked for, the
 /// model's end, a failure or a stop, and performs what the narrator decides. Frames are enqueued without
@@ -87,7 +88,17 @@ struct StreamingTask {
                     case .callModel:
                         group.addTask {
                             do {
-                                try await provider.stream(request) { input.yield(.delta($0)) }
+                                // The model call's span (OpenTelemetry's GenAI conventions), in the task's trace.
+                                let model = task.provider?.model ?? task.provider?.kind ?? "offline"
+                                try await Tracing.withSpan(
+                                    "chat \(model)", kind: .client,
+                                    attributes: [
+                                        ("gen_ai.operation.name", "chat"), ("gen_ai.request.model", .string(model)),
+                                        ("gen_ai.system", .string(task.provider?.kind ?? "offline")),
+                                    ]
+                                ) {
+                                    try await provider.stream(request) { input.yield(.delta($0)) }
+                                }
                                 input.yield(.end)
                             } catch let error as ProviderError {
                                 input.yield(.failure(error))

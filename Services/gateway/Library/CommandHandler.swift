@@ -15,6 +15,7 @@ import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRedis
 import SwitchboardRuntime
+import SwitchboardTracing
 import SwitchboardStore
 
 /// Applies one client command and answers it with exactly one ACK or ERROR frame carrying its id.
@@ -77,7 +78,13 @@ struct CommandHandler: Sendable {
                     command.id, code: .rateLimited,
                     message: "more than \(Int(settings.commandsPerSecond)) commands per second; slow down")
             }
-            return try await apply(command, session: session)
+            // The root of the trace that follows this command through every service.
+            return try await Tracing.withSpan(
+                command.type, kind: .server, parent: nil,
+                attributes: [("switchboard.command.id", .string(command.id)), ("enduser.id", .string(session.userID))]
+            ) {
+                try await apply(command, session: session)
+            }
         } catch let error as CommandError {
             return .error(command.id, code: error.code, message: error.message)
         } catch {

@@ -1,0 +1,82 @@
+import SwitchboardContracts
+import SwitchboardTracing
+
+/// The spans of the bus, named and attributed by OpenTelemetry's messaging conventions: a message's
+/// `send` span has the id its `traceparent` header names, so the span that processes it on the other
+/// side is its child.
+struct ProducerSpan: Sendable {
+    var context: SpanContext
+    var parentSpanID: String?
+    var topic: String
+    var start: UInt64
+
+    /// nil when tracing is off or the message carries no trace.
+    init?(_ message: KafkaOutgoingMessage) {
+        guard Tracing.isEnabled,
+            let header = message.headers.first(where: { $0.name == BusHeaders.traceparent }),
+            let context = SpanContext(traceparent: header.stringValue)
+        else { return nil }
+        self.context = context
+        // The span this message was sent from, when it belongs to the message's trace.
+        parentSpanID = Tracing.current.flatMap { $0.traceID == context.traceID ? $0.spanID : nil }
+        topic = message.topic
+        start = Tracing.now()
+    }
+
+    func end(_ result: Result<DeliveryReport, KafkaError>) {
+        var attributes = KafkaSpans.attributes(topic: topic, operation: "send")
+        var error: String?
+        switch result {
+        case .success(let report):
+            attributes.append(("messaging.destination.partition.id", .string(String(report.partition))))
+            attributes.append(("messaging.kafka.offset", .int(report.offset)))
+        case .failure(let failure):
+            error = "\(failure)"
+        }
+        Tracing.record(
+            context, parent: parentSpanID, "send \(topic)", kind: .producer, start: start, attributes: attributes,
+            error: error)
+    }
+}
+
+enum KafkaSpans {
+    static func attributes(topic: String, operation: String) -> [(key: String, value: SpanAttribute)] {
+        [
+            ("messaging.system", "kafka"), ("messaging.destination.name", .string(topic)),
+            ("messaging.operation.type", .string(operation)),
+        ]
+    }
+
+    /// The message's own position in its trace, from its `traceparent` header.
+    static func sender(of message: KafkaConsumerMessage) -> SpanContext? {
+        message.headers.first { $0.name == BusHeaders.traceparent }.flatMap { SpanContext(traceparent: $0.stringValue) }
+    }
+
+    /// Runs `body` in the `process` span of `message`, a child of the span that sent it.
+    static func process<T>(
+        _ message: KafkaConsumerMessage, group: String, _ body: () async throws -> T
+    ) async rethrows -> T {
+        guard Tracing.isEnabled else { return try await body() }
+        var attributes = attributes(topic: message.topic, operation: "process")
+        attributes.append(("messaging.consumer.group.name", .string(group)))
+        attributes.append(("messaging.destination.partition.id", .string(String(message.partition))))
+        attributes.append(("messaging.kafka.offset", .int(message.offset)))
+        return try await Tracing.withSpan(
+            "process \(message.topic)", kind: .consumer, parent: sender(of: message), attributes: attributes, body)
+    }
+
+    /// The `process` spans of a batch handled at once since `start`: one per message, each a child of
+    /// its own sender (the messages of a batch belong to different traces).
+    static func processed(_ batch: [KafkaConsumerMessage], group: String, start: UInt64) {
+        guard Tracing.isEnabled else { return }
+        for message in batch {
+            var attributes = attributes(topic: message.topic, operation: "process")
+            attributes.append(("messaging.consumer.group.name", .string(group)))
+            attributes.append(("messaging.batch.message_count", .int(Int64(batch.count))))
+            let sender = sender(of: message)
+            Tracing.record(
+                Tracing.newContext(childOf: sender), parent: sender?.spanID, "process \(message.topic)",
+                kind: .consumer, start: start, attributes: attributes)
+        }
+    }
+}
