@@ -20,6 +20,8 @@
 #   SWITCHBOARD_JWT_SECRET  default: a random secret made once, kept in <state>/jwt-secret (so the
 #                       services need no development mode: they refuse the built-in secret)
 #   SB_BIN_DIR          use these binaries and skip `swift build -c release`
+#   SB_REDIS_CLUSTER_PORT  run the services on a local Redis Cluster (redis-cluster.sh: 3 primaries
+#                       and 3 replicas on this port and the five after it) instead of the one Redis
 #   SB_READY_TIMEOUT (120), SB_STOP_TIMEOUT (30) seconds
 # Other SWITCHBOARD_* variables (e.g. SWITCHBOARD_LOG_LEVEL) pass through to the services.
 set -euo pipefail
@@ -31,12 +33,19 @@ source "$ROOT/deploy/scripts/lib.sh"
 cd "$ROOT"
 
 SERVERS=$ROOT/deploy/scripts/servers.sh
+CLUSTER=$ROOT/deploy/scripts/redis-cluster.sh
 mkdir -p "${SB_STATE_DIR:-$ROOT/.state/stack}"
 SB_STATE_DIR=$(cd "${SB_STATE_DIR:-$ROOT/.state/stack}" && pwd)
 export SB_STATE_DIR
 export SB_KAFKA_PORT=${SB_KAFKA_PORT:-9092}
 export SB_REDIS_PORT=${SB_REDIS_PORT:-6390}
 export SB_POSTGRES_PORT=${SB_POSTGRES_PORT:-5440}
+if [ -n "${SB_REDIS_CLUSTER_PORT:-}" ]; then
+  REDIS_URL=redis+cluster://$(for ((i = 0; i < 6; i++)); do printf '127.0.0.1:%s,' $((SB_REDIS_CLUSTER_PORT + i)); done)
+  REDIS_URL=${REDIS_URL%,}
+else
+  REDIS_URL=redis://127.0.0.1:$SB_REDIS_PORT
+fi
 READY_TIMEOUT=${SB_READY_TIMEOUT:-120}
 STOP_TIMEOUT=${SB_STOP_TIMEOUT:-30}
 LOGS=$SB_STATE_DIR/logs
@@ -130,6 +139,7 @@ down() {
   fi
   rm -f "$PIDS"/*.pid
   bash "$SERVERS" stop
+  [ -z "${SB_REDIS_CLUSTER_PORT:-}" ] || bash "$CLUSTER" stop "$SB_REDIS_CLUSTER_PORT"
 }
 
 # Returns once every service's /readyz answers 200; on a timeout or a dead service, says which
@@ -172,7 +182,7 @@ start_service() {
   log "starting $name on http://127.0.0.1:$port"
   # setsid: a terminal's Ctrl-C reaches only this script, whose trap stops the services in order.
   SWITCHBOARD_KAFKA_BROKERS=127.0.0.1:$SB_KAFKA_PORT \
-  SWITCHBOARD_REDIS_URL=redis://127.0.0.1:$SB_REDIS_PORT \
+  SWITCHBOARD_REDIS_URL=$REDIS_URL \
   SWITCHBOARD_POSTGRES_URL=postgres://switchboard:switchboard@127.0.0.1:$SB_POSTGRES_PORT/switchboard \
   SWITCHBOARD_JWT_SECRET=$secret \
   SWITCHBOARD_HTTP_HOST=${SB_HTTP_HOST:-127.0.0.1} \
@@ -230,6 +240,7 @@ up() {
   fi
 
   bash "$SERVERS" start
+  [ -z "${SB_REDIS_CLUSTER_PORT:-}" ] || bash "$CLUSTER" start "$SB_REDIS_CLUSTER_PORT"
   secret=$(jwt_secret)
   mkdir -p "$LOGS" "$PIDS"
   echo "$bin" >"$SB_STATE_DIR/bin-dir"
