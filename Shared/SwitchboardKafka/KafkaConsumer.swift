@@ -17,10 +17,35 @@ public final class KafkaConsumer: Sendable {
         var hasJoined = false
         var stopDelivering = false
         var closeRequested = false
+        /// The group forgot this member (a broker restarted empty) and has not given it a partition
+        /// since: see `rejoinIfAssignmentWasLost`.
+        var lostAssignment: LostAssignment?
+        var rejoinRequested = false
+    }
+
+    /// A lost assignment not yet made good, and the subscriptions renewed for it so far.
+    struct LostAssignment {
+        static let settleTime: Duration = .seconds(10)
+        static let maximumRejoins = 5
+
+        var since: ContinuousClock.Instant
+        var lastRejoin: ContinuousClock.Instant?
+        var rejoins = 0
+
+        /// Whether to subscribe again now: once the group had time to settle after the loss (or after
+        /// the last attempt), a few times at most (a member of a group with more members than
+        /// partitions may rightly stay without one).
+        mutating func rejoinNow(at now: ContinuousClock.Instant) -> Bool {
+            guard rejoins < Self.maximumRejoins, now - (lastRejoin ?? since) >= Self.settleTime else { return false }
+            rejoins += 1
+            lastRejoin = now
+            return true
+        }
     }
 
     private let client: RDKafkaClient
     private let configuration: KafkaConsumerConfiguration
+    private let topics: [String]
     public var groupID: String { configuration.groupID }
     private let state = Mutex(State())
     private let pollThread = Mutex<DedicatedThread?>(nil)
@@ -37,6 +62,7 @@ public final class KafkaConsumer: Sendable {
         logger[metadataKey: "kafka.group"] = "\(configuration.groupID)"
         self.logger = logger
         self.configuration = configuration
+        self.topics = topics
         self.client = try RDKafkaClient.make(kind: .consumer, properties: configuration.properties, logger: logger)
         (partitions, partitionContinuation) = AsyncStream.makeStream(of: KafkaPartitionStream.self)
         pausedGauge = Meter(label: "sb_kafka_paused_partitions", dimensions: [("group", configuration.groupID)])
@@ -82,6 +108,17 @@ public final class KafkaConsumer: Sendable {
         partitionContinuation.finish()
     }
 
+    /// Subscribes again if the group forgot this member and has not given it a partition since. For a
+    /// broker that came back without its topics (Tansu restarted empty): a member that rejoined before
+    /// the topics were created again stays assigned no partition even once they exist (librdkafka 2.8.0
+    /// against Tansu, also with confluent-kafka's Python client; a new subscription sees them).
+    /// `TopicKeeper` calls it at each check that finds every topic.
+    public func rejoinIfAssignmentWasLost() {
+        state.withLock { state in
+            if state.lostAssignment?.rejoinNow(at: .now) == true { state.rejoinRequested = true }
+        }
+    }
+
     /// Commits what was marked processed, leaves the group and releases the client.
     public func close() async {
         stopDelivering()
@@ -122,9 +159,25 @@ public final class KafkaConsumer: Sendable {
             if closing && client.isClosed { break }
             if let event = client.poll(timeoutMilliseconds: 50) { handle(event) }
             applyFlowActions()
+            if !closing { rejoinIfRequested() }
         }
         client.destroy()
         logger.debug("consumer closed")
+    }
+
+    private func rejoinIfRequested() {
+        guard
+            state.withLock({ state in
+                defer { state.rejoinRequested = false }; return state.rejoinRequested
+            })
+        else { return }
+        do {
+            try client.unsubscribe()
+            try client.subscribe(topics: topics)
+            logger.warning("subscribed again: the group had lost this member", metadata: ["kafka.topics": "\(topics)"])
+        } catch {
+            logger.error("subscribing again failed", metadata: ["error": "\(error)"])
+        }
     }
 
     private func handle(_ event: RDKafkaClient.Event) {
@@ -134,6 +187,7 @@ public final class KafkaConsumer: Sendable {
         case .assign(let assigned):
             let (newStreams, stopped) = state.withLock { state -> ([KafkaPartitionStream], Bool) in
                 state.hasJoined = true
+                if !assigned.isEmpty { state.lostAssignment = nil }
                 guard !state.stopDelivering else { return ([], true) }
                 var streams: [KafkaPartitionStream] = []
                 for partition in assigned where state.buffers[partition] == nil {
@@ -156,8 +210,10 @@ public final class KafkaConsumer: Sendable {
         case .revoke(let revoked):
             // Not a member with an assignment again until the next one (the group lost this member, or
             // rebalances): readiness must not stay true through a broker that forgot the group.
+            let lost = client.assignmentLost
             let buffers = state.withLock { state in
                 state.hasJoined = false
+                if lost && state.lostAssignment == nil { state.lostAssignment = LostAssignment(since: .now) }
                 return revoked.compactMap { state.buffers.removeValue(forKey: $0) }
             }
             buffers.forEach { $0.finish() }

@@ -20,6 +20,8 @@ public struct ServiceContext: Sendable {
     public let registry: PrometheusCollectorRegistry
     /// Set when SWITCHBOARD_OTEL_ENDPOINT is: exports the spans `Tracing` makes.
     public var spanExporter: OTLPExporter?
+    /// Every consumer `makeConsumer` made, for the topic keeper.
+    public let consumers = ConsumerRegistry()
 
     public var source: EventSource {
         EventSource(service: configuration.service.rawValue, instance: configuration.instanceID)
@@ -33,6 +35,7 @@ public struct ServiceContext: Sendable {
             configuration: consumerConfiguration(group: group, latency: ConsumerGroups.latency(of: group)),
             topics: topics.map(\.name), logger: logger)
         readiness.add("kafka-group:\(group)") { consumer.hasJoinedGroup }
+        consumers.add(consumer)
         return consumer
     }
 
@@ -208,7 +211,7 @@ public enum ServiceRunner {
                     "admin listening", metadata: ["http.admin_address": "\(channel.localAddress?.description ?? "?")"])
             },
             logger: context.logger)
-        let topicKeeper = TopicKeeper(producer: context.producer, logger: context.logger)
+        let topicKeeper = TopicKeeper(producer: context.producer, consumers: context.consumers, logger: context.logger)
         context.readiness.add("kafka-topics") { topicKeeper.isReady }
         // Stopped in reverse order: the exporter last, with the spans of everything before it.
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = []

@@ -18,8 +18,14 @@ public final class TopicKeeper: Service, Sendable {
     private let sawAllTopics = Atomic<Bool>(false)
     public static let topics = Topics.all.flatMap { [$0, $0.deadLetter] }
 
-    public init(producer: KafkaProducer, logger: Logger, interval: Duration = .seconds(5)) {
+    private let consumers: ConsumerRegistry
+
+    public init(
+        producer: KafkaProducer, consumers: ConsumerRegistry = ConsumerRegistry(), logger: Logger,
+        interval: Duration = .seconds(5)
+    ) {
         self.producer = producer
+        self.consumers = consumers
         self.logger = logger
         self.interval = interval
     }
@@ -42,6 +48,8 @@ public final class TopicKeeper: Service, Sendable {
             guard !missing.isEmpty else {
                 allPresent.store(true, ordering: .relaxed)
                 sawAllTopics.store(true, ordering: .relaxed)
+                // Members the group forgot while the topics were gone join again now that they are back.
+                consumers.all.forEach { $0.rejoinIfAssignmentWasLost() }
                 return
             }
             allPresent.store(false, ordering: .relaxed)
@@ -57,4 +65,17 @@ public final class TopicKeeper: Service, Sendable {
             logger.warning("cannot check the Kafka topics", metadata: ["error": "\(error)"])
         }
     }
+}
+
+/// The consumers of one process, for `TopicKeeper` to tell when the bus's topics are back.
+public final class ConsumerRegistry: Sendable {
+    private let consumers = Mutex<[KafkaConsumer]>([])
+
+    public init() {}
+
+    public func add(_ consumer: KafkaConsumer) {
+        consumers.withLock { $0.append(consumer) }
+    }
+
+    var all: [KafkaConsumer] { consumers.withLock { $0 } }
 }

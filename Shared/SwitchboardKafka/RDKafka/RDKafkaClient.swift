@@ -293,6 +293,15 @@ final class RDKafkaClient: @unchecked Sendable {
         if code != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(rdError: code) }
     }
 
+    func unsubscribe() throws(KafkaError) {
+        let code = rd_kafka_unsubscribe(pointer)
+        if code != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(rdError: code, detail: "rd_kafka_unsubscribe") }
+    }
+
+    /// Whether the revocation being handled is a lost assignment (the group forgot this member), not a
+    /// rebalance the member took part in.
+    var assignmentLost: Bool { rd_kafka_assignment_lost(pointer) != 0 }
+
     var usesCooperativeRebalancing: Bool {
         String(cString: rd_kafka_rebalance_protocol(pointer)) == "COOPERATIVE"
     }
