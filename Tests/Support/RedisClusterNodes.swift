@@ -47,8 +47,10 @@ public enum RedisClusterNodes {
         throw RedisError(.server, "no primary owns \(key)")
     }
 
-    /// `CLUSTER FAILOVER` on a replica of `primary`, returned once it serves as primary.
+    /// `CLUSTER FAILOVER` on a replica of `primary`, returned once it serves as primary. First waits for
+    /// the cluster to be whole: a replica still syncing after an earlier failover refuses to take over.
     public static func failOver(_ primary: RedisNodeAddress) async throws -> RedisNodeAddress {
+        try await waitUntilWhole()
         let replica = try await topology().replicaOf.first { $0.value == primary }?.key
         guard let replica else { throw RedisError(.server, "\(primary) has no replica") }
         try await onNode(replica) { promoted in
@@ -62,5 +64,38 @@ public enum RedisClusterNodes {
             }
         }
         return replica
+    }
+}
+
+extension RedisClusterNodes {
+    /// Waits until every node answers `cluster_state:ok` and every primary has a replica whose link to it
+    /// is up: how a test that failed a primary over leaves the cluster to the suites after it (which
+    /// look up who is primary, so the swapped roles do not matter to them, a replica still syncing does).
+    public static func waitUntilWhole(timeout: Duration = .seconds(30)) async throws {
+        let nodes = TestEnvironment.redisClusterEndpoint.clusterSeeds
+        let whole = try await eventually(timeout: timeout, every: .milliseconds(200)) {
+            var primaries: Set<RedisNodeAddress> = []
+            var followed: Set<RedisNodeAddress> = []
+            for node in nodes {
+                guard
+                    let (info, role) = try? await onNode(node, { redis in
+                        (try await redis.send("CLUSTER", "INFO").string ?? "", try await redis.send("ROLE").array ?? [])
+                    }), info.contains("cluster_state:ok")
+                else { return false }
+                if role.first?.string == "master" {
+                    primaries.insert(node)
+                } else if role.count >= 4, role[3].string == "connected", let host = role[1].string,
+                    let port = role[2].integer
+                {
+                    followed.insert(RedisNodeAddress(host: host, port: Int(port)))
+                } else {
+                    return false
+                }
+            }
+            return primaries.count == nodes.count / 2 && followed == primaries
+        }
+        if !whole {
+            throw RedisError(.server, "the test Redis Cluster is not whole (every node ok, every primary followed)")
+        }
     }
 }
