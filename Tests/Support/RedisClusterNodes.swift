@@ -1,3 +1,4 @@
+import Foundation
 import SwitchboardRedis
 
 /// The test Redis Cluster's nodes seen one by one (plain clients, not the cluster client under test):
@@ -77,11 +78,10 @@ extension RedisClusterNodes {
             var primaries: Set<RedisNodeAddress> = []
             var followed: Set<RedisNodeAddress> = []
             for node in nodes {
-                guard
-                    let (info, role) = try? await onNode(node, { redis in
-                        (try await redis.send("CLUSTER", "INFO").string ?? "", try await redis.send("ROLE").array ?? [])
-                    }), info.contains("cluster_state:ok")
-                else { return false }
+                let state = try? await onNode(node) { redis in
+                    (try await redis.send("CLUSTER", "INFO").string ?? "", try await redis.send("ROLE").array ?? [])
+                }
+                guard let (info, role) = state, info.contains("cluster_state:ok") else { return false }
                 if role.first?.string == "master" {
                     primaries.insert(node)
                 } else if role.count >= 4, role[3].string == "connected", let host = role[1].string,
@@ -97,5 +97,21 @@ extension RedisClusterNodes {
         if !whole {
             throw RedisError(.server, "the test Redis Cluster is not whole (every node ok, every primary followed)")
         }
+    }
+
+    /// Where redis-cluster.sh keeps the test cluster's nodes (`<port>/redis.conf`, `<port>.pid`).
+    static var stateDirectory: String { LocalServers.stateDirectory + "/redis-cluster" }
+
+    /// SIGKILLs the node's redis-server, as a crash would, and returns once it is gone.
+    public static func kill(_ node: RedisNodeAddress) throws {
+        try LocalServers.kill(pidFile: "\(stateDirectory)/\(node.port).pid")
+    }
+
+    /// Starts a killed node again from its redis-cluster.sh configuration (no data kept: it rejoins as an
+    /// empty replica of whoever took its slots) and waits until the cluster is whole.
+    public static func restart(_ node: RedisNodeAddress) async throws {
+        // The configuration daemonizes: the server outlives this short-lived process.
+        _ = try LocalServers.spawn("/usr/bin/env", ["redis-server", "\(stateDirectory)/\(node.port)/redis.conf"])
+        try await waitUntilWhole(timeout: .seconds(60))
     }
 }
