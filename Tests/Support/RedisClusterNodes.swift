@@ -69,34 +69,50 @@ public enum RedisClusterNodes {
 }
 
 extension RedisClusterNodes {
-    /// Waits until every node answers `cluster_state:ok` and every primary has a replica whose link to it
-    /// is up: how a test that failed a primary over leaves the cluster to the suites after it (which
-    /// look up who is primary, so the swapped roles do not matter to them, a replica still syncing does).
+    /// Waits until every node answers `cluster_state:ok`, every replica's link to its primary is up, and
+    /// every node's `CLUSTER NODES` tells the same roles, each primary followed by a replica: how a test
+    /// that failed a primary over leaves the cluster to the suites after it. They look up who is primary,
+    /// so swapped roles do not matter to them; a replica still syncing, or one its primary does not count
+    /// yet (its `CLUSTER FAILOVER` is then ignored), does.
     public static func waitUntilWhole(timeout: Duration = .seconds(30)) async throws {
         let nodes = TestEnvironment.redisClusterEndpoint.clusterSeeds
         let whole = try await eventually(timeout: timeout, every: .milliseconds(200)) {
-            var primaries: Set<RedisNodeAddress> = []
-            var followed: Set<RedisNodeAddress> = []
+            var views: Set<[String]> = []
             for node in nodes {
                 let state = try? await onNode(node) { redis in
-                    (try await redis.send("CLUSTER", "INFO").string ?? "", try await redis.send("ROLE").array ?? [])
+                    (
+                        try await redis.send("CLUSTER", "INFO").string ?? "",
+                        try await redis.send("ROLE").array ?? [],
+                        try await redis.send("CLUSTER", "NODES").string ?? ""
+                    )
                 }
-                guard let (info, role) = state, info.contains("cluster_state:ok") else { return false }
-                if role.first?.string == "master" {
-                    primaries.insert(node)
-                } else if role.count >= 4, role[3].string == "connected", let host = role[1].string,
-                    let port = role[2].integer
-                {
-                    followed.insert(RedisNodeAddress(host: host, port: Int(port)))
-                } else {
+                guard let (info, role, table) = state, info.contains("cluster_state:ok") else { return false }
+                guard role.first?.string == "master" || (role.count >= 4 && role[3].string == "connected") else {
                     return false
                 }
+                views.insert(roles(in: table))
             }
-            return primaries.count == nodes.count / 2 && followed == primaries
+            guard views.count == 1, let view = views.first, view.count == nodes.count else { return false }
+            let primaries = view.filter { $0.hasSuffix(" master -") }.map { $0.prefix { $0 != " " } }
+            let followed = Set(view.compactMap { $0.contains(" slave ") ? $0.split(separator: " ").last : nil })
+            return primaries.count == nodes.count / 2 && Set(primaries) == followed
         }
         if !whole {
             throw RedisError(.server, "the test Redis Cluster is not whole (every node ok, every primary followed)")
         }
+    }
+
+    /// `CLUSTER NODES` reduced to `<id> master -` or `<id> slave <primary id>` per healthy node, sorted;
+    /// a node flagged failing or still being met is left out.
+    static func roles(in table: String) -> [String] {
+        table.split(whereSeparator: \.isNewline).compactMap { line -> String? in
+            let fields = line.split(separator: " ")
+            guard fields.count >= 4 else { return nil }
+            let flags = Set(fields[2].split(separator: ","))
+            guard flags.isDisjoint(with: ["fail", "fail?", "handshake", "noaddr"]) else { return nil }
+            let role = flags.contains("master") ? "master" : "slave"
+            return "\(fields[0]) \(role) \(fields[3])"
+        }.sorted()
     }
 
     /// Where redis-cluster.sh keeps the test cluster's nodes (`<port>/redis.conf`, `<port>.pid`).
