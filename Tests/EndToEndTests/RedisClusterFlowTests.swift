@@ -45,7 +45,6 @@ struct RedisClusterFlowTests {
     static func streamThrough(
         _ name: String, stateMayBeLost: Bool, fault: @escaping @Sendable (RedisNodeAddress) async throws -> Void
     ) async throws {
-        try await TestEnvironment.requireRedisCluster()
         try await ChatFlowTests.withStack(tokensPerSecond: 10, redisURL: TestEnvironment.redisClusterURL) {
             stack, url, authority in
             let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)

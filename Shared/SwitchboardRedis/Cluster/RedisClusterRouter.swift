@@ -193,12 +193,13 @@ final class RedisClusterRouter: Sendable {
             _ = try await pool(node).withConnection { try await $0.send(["EXISTS", RedisArgument(key)]) }
             return true
         } catch let error as RedisError {
-            guard case .moved(let slot, let to) = RedisRedirect(error.reason) else {
-                if RedisRedirect(error.reason) != nil { return true }
-                throw error
+            switch RedisRedirect(error.reason) {
+            case .moved(let slot, let to):
+                learn(slot, movedTo: to, from: node)
+                return false
+            case .ask: return true
+            case nil: throw error
             }
-            learn(slot, movedTo: to, from: node)
-            return false
         }
     }
 
