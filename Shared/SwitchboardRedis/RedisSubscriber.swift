@@ -254,6 +254,10 @@ public final class RedisSubscriber: Service, Sendable {
             do {
                 let connection = try await shardConnection(node)
                 _ = try await connection.send(["SSUBSCRIBE", RedisArgument(channel)])
+                guard try await confirmPrimary(node, of: channel, on: connection, cluster: cluster) else {
+                    try retry.redirected(RedisError(.server, "MOVED: \(node) no longer serves \(channel) as primary"))
+                    continue
+                }
                 let placed = state.withLock { state -> Bool in
                     // Lost meanwhile (the node failed): the loss handler did not see this channel yet.
                     guard connection.isActive, state.shardConnections[node] === connection else { return false }
@@ -274,6 +278,29 @@ public final class RedisSubscriber: Service, Sendable {
                 try? await cluster.discover()
             }
         }
+    }
+
+    /// Whether the channel just SSUBSCRIBEd on `node` stays there; if not, it is SUNSUBSCRIBEd again.
+    ///
+    /// A node takes SSUBSCRIBE for a slot it serves as a replica too, and a primary just demoted by a
+    /// failover takes it before its new primary counts it among its replicas: until then the shard's
+    /// messages do not reach it, silently (half a second here, the end of a reply lost for a gateway
+    /// whose slot map predated the failover). So a channel stays only on a node that answers for its
+    /// slot as primary after the SSUBSCRIBE; a primary demoted later drops the channel with an
+    /// `sunsubscribe` push, and `received` moves it.
+    private func confirmPrimary(
+        _ node: RedisNodeAddress, of channel: String, on connection: RedisConnection, cluster: RedisClusterRouter
+    ) async throws -> Bool {
+        let confirmed: Bool
+        do {
+            confirmed = try await cluster.isPrimary(node, for: channel)
+        } catch {
+            connection.sendWithoutReply(["SUNSUBSCRIBE", RedisArgument(channel)])
+            throw error
+        }
+        // Its `sunsubscribe` answer finds the channel placed elsewhere or nowhere, and is ignored.
+        if !confirmed { connection.sendWithoutReply(["SUNSUBSCRIBE", RedisArgument(channel)]) }
+        return confirmed
     }
 
     /// The subscriber's connection to one primary, made on first use; its loss sends its channels to be

@@ -17,12 +17,17 @@ struct ChatFlowTests {
         tokensPerSecond: Int = 200, gatewayEnvironment: [String: String] = [:],
         orchestratorEnvironment: [String: String] = [:], agentEnvironment: [String: String] = [:],
         voiceEnvironment: [String: String] = [:], runnerEnvironment: [String: String] = [:],
-        container: ContainerImage? = nil, everyService: [String: String] = [:],
+        container: ContainerImage? = nil, redisURL: String = TestEnvironment.redisURL,
+        everyService: [String: String] = [:],
         _ body: (ServiceProcesses, String, TokenAuthority) async throws -> Void
     ) async throws {
         try await TestEnvironment.requireKafka()
-        try await TestEnvironment.requireRedis()
-        let stack = try ServiceProcesses(container: container)
+        if redisURL == TestEnvironment.redisClusterURL {
+            try await TestEnvironment.requireRedisCluster()
+        } else {
+            try await TestEnvironment.requireRedis()
+        }
+        let stack = try ServiceProcesses(container: container, redisURL: redisURL)
         let gateway = try stack.startAll(
             agentEnvironment: [
                 "SWITCHBOARD_AGENT_TOKEN_RATE": "\(tokensPerSecond)", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS": "20",

@@ -270,4 +270,41 @@ struct RedisClusterTests {
         try await redis.send("DEL", RedisArgument(key))
         await redis.close()
     }
+
+    /// A primary just demoted by a failover takes SSUBSCRIBE, as any replica does, but until its new
+    /// primary counts it among its replicas the shard's messages do not reach it (about half a second
+    /// here). A subscriber whose slot map predates the failover must not leave a channel there: it
+    /// checks the node answers for the slot as primary, and follows its MOVED to the new one.
+    @Test func aChannelSubscribedRightAfterItsPrimaryWasDemotedHearsEveryMessage() async throws {
+        try await TestEnvironment.requireRedisCluster()
+        let subscriber = RedisSubscriber(endpoint: TestEnvironment.redisClusterEndpoint, logger: logger)
+        let running = Task { try await subscriber.run() }
+        defer { running.cancel() }
+        let primaries = try await RedisClusterNodes.topology().primaries
+        let tags = try await tagPerPrimary(primaries, prefix: "demoted-\(UUID().uuidString.prefix(8))")
+        let demoted = primaries[0]
+        // The subscriber reads the slot map, with `demoted` still a primary, for another shard's channel.
+        let other = try #require(tags.first { $0.key != demoted }?.value)
+        _ = try await subscriber.subscribe("sb:{\(other)}:live") { _ in }
+        let promoted = try await RedisClusterNodes.failOver(demoted)
+        try await waitUntil("the old primary to serve as a replica") {
+            try await RedisClusterNodes.topology().replicaOf[demoted] == promoted
+        }
+
+        let channel = "sb:{\(try #require(tags[demoted]))}:live"
+        let received = Mutex<Set<Int>>([])
+        _ = try await subscriber.subscribe(channel) { message in
+            _ = received.withLock { $0.insert(Int(String(decoding: message, as: UTF8.self)) ?? -1) }
+        }
+        // Published on the new primary from the moment the subscription holds: every message arrives.
+        try await RedisClusterNodes.onNode(promoted) { redis in
+            for index in 0..<50 {
+                try await redis.send("SPUBLISH", RedisArgument(channel), RedisArgument(index))
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        try await waitUntil("all 50 messages") { received.withLock { $0.count } == 50 }
+        #expect(received.withLock { $0 } == Set(0..<50))
+        try await RedisClusterNodes.waitUntilWhole()
+    }
 }

@@ -33,12 +33,18 @@ public enum LocalServers {
 
     /// SIGKILLs the test Redis: no shutdown, no final save (its append-only file is what survives).
     public static func killRedis() throws {
-        let pidFile = "\(stateDirectory)/redis/redis.pid"
+        try kill(pidFile: "\(stateDirectory)/redis/redis.pid")
+    }
+
+    /// SIGKILLs the server whose pid `pidFile` holds and returns once it is gone.
+    static func kill(pidFile: String) throws {
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
             let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
-        else { throw Failure(description: "no Redis pid in \(pidFile)") }
-        guard kill(pid, SIGKILL) == 0 else { throw Failure(description: "kill -9 \(pid) failed: errno \(errno)") }
-        while kill(pid, 0) == 0 { usleep(20_000) }
+        else { throw Failure(description: "no pid in \(pidFile)") }
+        guard Foundation.kill(pid, SIGKILL) == 0 else {
+            throw Failure(description: "kill -9 \(pid) failed: errno \(errno)")
+        }
+        while Foundation.kill(pid, 0) == 0 { usleep(20_000) }
     }
 
     /// Starts Redis again with servers.sh (which starts whatever of the three servers is not running, on

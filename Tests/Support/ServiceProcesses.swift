@@ -23,14 +23,18 @@ public final class ServiceProcesses: Sendable {
     public let jwtSecret: String
     public let binDirectory: String
     public let container: ContainerImage?
+    /// The services' SWITCHBOARD_REDIS_URL: the test Redis, or the test Redis Cluster.
+    public let redisURL: String
     private let logDirectory: String
 
     /// A fresh random secret per stack unless given: the services refuse published ones.
-    public init(jwtSecret: String = "e2e-" + UUID().uuidString + UUID().uuidString, container: ContainerImage? = nil)
-        throws
-    {
+    public init(
+        jwtSecret: String = "e2e-" + UUID().uuidString + UUID().uuidString, container: ContainerImage? = nil,
+        redisURL: String = TestEnvironment.redisURL
+    ) throws {
         self.jwtSecret = jwtSecret
         self.container = container
+        self.redisURL = redisURL
         // Inside the image: where the Dockerfile puts the binaries.
         binDirectory = try container == nil ? Self.findBinDirectory() : "/usr/local/bin"
         logDirectory = NSTemporaryDirectory() + "switchboard-e2e-\(UUID().uuidString.prefix(8))"
@@ -98,7 +102,7 @@ public final class ServiceProcesses: Sendable {
         process.executableURL = URL(fileURLWithPath: "\(binDirectory)/\(name)")
         var environment = ProcessInfo.processInfo.environment
         environment["SWITCHBOARD_KAFKA_BROKERS"] = TestEnvironment.kafkaBrokers
-        environment["SWITCHBOARD_REDIS_URL"] = TestEnvironment.redisURL
+        environment["SWITCHBOARD_REDIS_URL"] = redisURL
         environment["SWITCHBOARD_POSTGRES_URL"] = TestEnvironment.postgresURL
         environment["SWITCHBOARD_JWT_SECRET"] = jwtSecret
         environment["SWITCHBOARD_HTTP_HOST"] = "127.0.0.1"

@@ -159,10 +159,7 @@ final class RedisClusterRouter: Sendable {
             try retry.redirected(error)
             switch redirect {
             case .moved(let slot, let to):
-                let owner = to.host.isEmpty ? RedisNodeAddress(host: node.host, port: to.port) : to
-                state.withLock { $0.map.assign(slot...slot, to: owner) }
-                // One slot moved is often a whole range resharded or failed over: learn the rest too.
-                Task { try? await self.discover() }
+                learn(slot, movedTo: to, from: node)
                 return .route(route)
             case .ask(_, let to):
                 return .asking(to.host.isEmpty ? RedisNodeAddress(host: node.host, port: to.port) : to)
@@ -179,6 +176,31 @@ final class RedisClusterRouter: Sendable {
             Task { try? await self.discover() }
         }
         throw error
+    }
+
+    /// A `MOVED` names the slot's owner now: the map takes it at once.
+    private func learn(_ slot: Int, movedTo to: RedisNodeAddress, from node: RedisNodeAddress) {
+        let owner = to.host.isEmpty ? RedisNodeAddress(host: node.host, port: to.port) : to
+        state.withLock { $0.map.assign(slot...slot, to: owner) }
+        // One slot moved is often a whole range resharded or failed over: learn the rest too.
+        Task { try? await self.discover() }
+    }
+
+    /// Whether `node` answers for `key`'s slot as its primary: a replica, or a node that gave the slot
+    /// away, answers `MOVED`, which the map learns. (During a migration the node still owns the slot.)
+    func isPrimary(_ node: RedisNodeAddress, for key: String) async throws -> Bool {
+        do {
+            _ = try await pool(node).withConnection { try await $0.send(["EXISTS", RedisArgument(key)]) }
+            return true
+        } catch let error as RedisError {
+            switch RedisRedirect(error.reason) {
+            case .moved(let slot, let to):
+                learn(slot, movedTo: to, from: node)
+                return false
+            case .ask: return true
+            case nil: throw error
+            }
+        }
     }
 
     private func currentMap(retry: inout Retry) async throws -> RedisSlotMap {
