@@ -308,7 +308,7 @@ struct ConsoleTests {
             "location.hash.startsWith('#/workflows/') && !document.getElementById('tab-workflows').hidden")
         revisit.link = try await page.evaluate("location.hash").stringValue ?? ""
         revisit.afterBack = try await page.evaluate(status).stringValue ?? ""
-        try await page.evaluate("location.reload()")
+        try await reload(page)
         try await waitFor(
             page, "the reloaded run",
             "!document.getElementById('tab-workflows').hidden && \(status) === 'completed' && document.querySelector('#wf-runs li.selected') !== null"
@@ -339,7 +339,10 @@ struct ConsoleTests {
         -> SystemOutcome
     {
         var outcome = SystemOutcome()
-        try await page.evaluate("document.querySelector('#tabs button[data-tab=\"system\"]').click()")
+        // The rows the tab's own refresh renders, not those of the page's start, when services were starting.
+        try await page.evaluate(
+            "document.getElementById('services').replaceChildren(); document.querySelector('#tabs button[data-tab=\"system\"]').click()"
+        )
         try await waitFor(
             page, "the services and connections",
             "document.querySelectorAll('#services tr').length >= 6 && document.getElementById('connections-total').textContent !== '–'"
@@ -462,7 +465,7 @@ struct ConsoleTests {
                 try await Self.waitFor(page, "the chosen conversation", opened(beta, "Beta"))
                 try await page.evaluate("history.back()")
                 try await Self.waitFor(page, "Back to the first conversation", opened(alpha, "Alpha"))
-                try await page.evaluate("location.reload()")
+                try await Self.reload(page)
                 try await Self.waitFor(page, "the reloaded conversation", opened(alpha, "Alpha"))
 
                 // New, and at once (before its role snapshot) a question typed and sent with Enter.
@@ -633,6 +636,13 @@ struct ConsoleTests {
         try await waitFor(
             page, "the manual retry to reconnect", "document.getElementById('banner').dataset.kind === 'recovered'")
         return (bounds, exhausted)
+    }
+
+    /// Reloads the page and waits for the new one: until the old one is gone it still answers.
+    static func reload(_ page: DevToolsPage) async throws {
+        try await page.evaluate("window.sbBeforeReload = true; location.reload()")
+        try await waitFor(
+            page, "the reloaded page", "window.sbBeforeReload === undefined && document.readyState === 'complete'")
     }
 
     static func waitFor(_ page: DevToolsPage, _ what: String, _ condition: String, timeout: Duration = .seconds(20))
