@@ -587,7 +587,6 @@ final class VoiceSession: Sendable {
                 step = try await follow(message)
             }
         }
-        if firstAudioSent { await recordTiming(timing) }
         switch step {
         case .rejected(let reason):
             Self.turnsRejected.increment()
@@ -604,9 +603,10 @@ final class VoiceSession: Sendable {
         }
         guard !isAborted(turn.number) else { return }
         try await publish([VoiceDownlink.Item(sessionId: id, kind: .ttsStop, turn: turn.number, payload: [])])
+        if firstAudioSent { await recordTiming(timing) }
     }
 
-    /// The device's last turn for the devices page; a turn without it is still answered.
+    /// The device's last answered turn, for the devices page (after the answer: never on its path).
     private func recordTiming(_ timing: VoiceTurnTiming) async {
         guard !route.deviceId.isEmpty else { return }
         var timing = timing

@@ -410,11 +410,6 @@
     notice(`Conversation “${id}” cannot be opened: ${error.message || error.code || 'refused'}.`);
   }
 
-  function setComposer(enabled) {
-    $('message-input').disabled = !enabled;
-    $('send').disabled = !enabled;
-  }
-
   function resetRun() {
     chat.running = false;
     $('stop').disabled = true;
@@ -1219,7 +1214,6 @@
     $('tabs').hidden = false;
     $('sign-out').hidden = false;
     $('user').textContent = claims.sub;
-    setComposer(true);
     startChat();
     loadConversations();
     refreshSystem();
