@@ -53,6 +53,8 @@ public enum Keyspace {
         public static func activation(_ device: String) -> String { key("device", device, "activation") }
         /// `<gateway> <session>` while the device is connected.
         public static func live(_ device: String) -> String { key("device", device, "live") }
+        /// JSON `VoiceTurnTiming`: how long each stage of the device's last answered turn took.
+        public static func lastTurn(_ device: String) -> String { key("device", device, "last-turn") }
         /// An activation code → the device showing it (claimed with SET NX).
         public static func activationCode(_ code: String) -> String { key("activation", code, "device") }
         /// The OTA token bucket of one client address.

@@ -1,7 +1,9 @@
 import Foundation
+import SwitchboardCLI
 import SwitchboardContracts
 import SwitchboardRuntime
 import SwitchboardTestSupport
+import SwitchboardVoice
 import Testing
 
 /// The web console in a real browser: headless Chromium loads it from the gateway of a running stack,
@@ -23,7 +25,7 @@ struct ConsoleTests {
             let devtools = try await browser.webSocketURL()
             let screenshot = "\(directory)/console.png"
             let admin = try await authority.mint(user: "console-ops", roles: ["admin"])
-            let (outcome, flow, system) = try await DevToolsSession.withPage(browser: devtools) { page in
+            let (outcome, flow, system, revisit) = try await DevToolsSession.withPage(browser: devtools) { page in
                 let outcome = try await Self.drive(page, screenshot: screenshot)
                 let reconnects = try await Self.runOutOfReconnects(page)
                 #expect(reconnects.bounds == [1000, 1500, 2250, 7594, 57665, 60000, 60000], "\(reconnects.bounds)")
@@ -40,7 +42,7 @@ struct ConsoleTests {
                             #"{"userId":"console-ada","type":"success","title":"Deployed","message":"the console works"}"#
                     )
                 }
-                return (outcome, flow, system)
+                return (outcome, flow, system, try await Self.revisitRun(page))
             }
             // Signed in from the link: the token left the address bar for localStorage.
             #expect(outcome.address.hasPrefix(origin) && !outcome.address.contains("token="), "\(outcome.address)")
@@ -88,6 +90,14 @@ struct ConsoleTests {
                     && flow.nodes["end"] == "completed",
                 "\(flow.nodes)")
             #expect(flow.result.contains("Published after review"), "\(flow.result)")
+            // The run has a link: Back (from System) and a reload land on it, as it ended.
+            #expect(revisit.link.hasPrefix("#/workflows/") && revisit.link.count > "#/workflows/".count, "\(revisit)")
+            #expect(revisit.afterBack == "completed" && revisit.afterReload == "completed", "\(revisit)")
+            #expect(
+                revisit.nodesAfterReload["publish"] == "completed" && revisit.nodesAfterReload["end"] == "completed",
+                "\(revisit)")
+            #expect(revisit.listed, "the run is in the list of recent runs")
+            #expect(revisit.missing.contains("cannot be opened"), "\(revisit)")
             // The System tab lists the six service kinds, the connections, and a notification as it arrives.
             #expect(system.services.count == 6 && system.services.allSatisfy { $0.1 > 0 }, "\(system.services)")
             #expect(system.connections.contains("open connection"), "\(system.connections)")
@@ -279,6 +289,45 @@ struct ConsoleTests {
         return outcome
     }
 
+    struct Revisit: Sendable {
+        var link = ""
+        var afterBack = ""
+        var afterReload = ""
+        var nodesAfterReload: [String: String] = [:]
+        var listed = false
+        var missing = ""
+    }
+
+    /// After the System tab: Back to the workflow run's link, a reload of it, then a link to no run.
+    static func revisitRun(_ page: DevToolsPage) async throws -> Revisit {
+        var revisit = Revisit()
+        let status = "document.getElementById('wf-status').textContent"
+        try await page.evaluate("history.back()")
+        try await waitFor(
+            page, "Back to the workflow run",
+            "location.hash.startsWith('#/workflows/') && !document.getElementById('tab-workflows').hidden")
+        revisit.link = try await page.evaluate("location.hash").stringValue ?? ""
+        revisit.afterBack = try await page.evaluate(status).stringValue ?? ""
+        try await reload(page)
+        try await waitFor(
+            page, "the reloaded run",
+            "!document.getElementById('tab-workflows').hidden && \(status) === 'completed' && document.querySelector('#wf-runs li.selected') !== null"
+        )
+        revisit.afterReload = try await page.evaluate(status).stringValue ?? ""
+        let nodes = try await page.evaluate(
+            "Object.fromEntries([...document.querySelectorAll('#wf-graph .node')].map((n) => [n.dataset.node, n.dataset.status]))"
+        )
+        revisit.nodesAfterReload = (nodes.objectValue ?? [:]).compactMapValues(\.stringValue)
+        revisit.listed =
+            try await page.evaluate(
+                "document.querySelector('#wf-runs li.selected')?.dataset.run === decodeURIComponent(location.hash.slice('#/workflows/'.length))"
+            ).boolValue ?? false
+        try await page.evaluate("location.hash = '#/workflows/no-such-run'")
+        try await waitFor(page, "the missing run's error", "\(status) === 'unavailable'")
+        revisit.missing = try await page.evaluate("document.getElementById('wf-result').textContent").stringValue ?? ""
+        return revisit
+    }
+
     struct SystemOutcome: Sendable {
         var services: [(String, Int)] = []
         var connections = ""
@@ -290,7 +339,10 @@ struct ConsoleTests {
         -> SystemOutcome
     {
         var outcome = SystemOutcome()
-        try await page.evaluate("document.querySelector('#tabs button[data-tab=\"system\"]').click()")
+        // The rows the tab's own refresh renders, not those of the page's start, when services were starting.
+        try await page.evaluate(
+            "document.getElementById('services').replaceChildren(); document.querySelector('#tabs button[data-tab=\"system\"]').click()"
+        )
         try await waitFor(
             page, "the services and connections",
             "document.querySelectorAll('#services tr').length >= 6 && document.getElementById('connections-total').textContent !== '–'"
@@ -364,6 +416,210 @@ struct ConsoleTests {
         }
     }
 
+    /// Links and the back button, as people use them: a link to a conversation opens it after signing
+    /// in, choosing another updates the address, Back returns, a reload lands on it; a message typed and
+    /// sent the instant after New (before the subscription is ready) is sent once it is, and Enter with
+    /// no conversation open starts one; a link to someone else's conversation shows an error only.
+    @Test func deepLinksTheBackButtonAndMessagesTypedBeforeTheConversationIsReady() async throws {
+        let chromium = try HeadlessBrowser.findExecutable()
+        try await ChatFlowTests.withStack { _, url, authority in
+            let origin = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(
+                of: "/ws", with: "")
+            let port = try #require(Int(origin.split(separator: ":").last ?? ""))
+            let suffix = UUID().uuidString.prefix(8)
+            let ada = try await authority.mint(user: "links-ada-\(suffix)")
+            let bob = try await authority.mint(user: "links-bob-\(suffix)")
+            let alpha = "alpha-\(suffix)"
+            let beta = "beta-\(suffix)"
+            let secret = "secret-\(suffix)"
+            for (id, title, owner) in [(alpha, "Alpha", ada), (beta, "Beta", ada), (secret, "Bob's secret plans", bob)]
+            {
+                let created = try await FrontDoorTests.post(
+                    port: port, path: "/api/v1/conversations", token: owner,
+                    body: #"{"id":"\#(id)","title":"\#(title)"}"#)
+                #expect(created.status == 201)
+            }
+            let directory = NSTemporaryDirectory() + "switchboard-console-\(UUID().uuidString.prefix(8))"
+            // A shared link, opened signed out: the sign-in form, then the conversation it names.
+            let browser = try HeadlessBrowser(
+                executable: chromium, url: "\(origin)/#/conversations/\(alpha)", directory: directory)
+            defer { browser.close() }
+            let devtools = try await browser.webSocketURL()
+            let opened = { @Sendable (id: String, title: String) in
+                """
+                location.hash === '#/conversations/\(id)' && document.getElementById('conversation-title').textContent === '\(title)'
+                  && document.querySelector('#conversation-list li.selected')?.dataset.id === '\(id)'
+                  && document.querySelectorAll('#role-board .role').length === 6
+                """
+            }
+            let (early, started, refused) = try await DevToolsSession.withPage(browser: devtools) { page in
+                try await Self.waitFor(page, "the sign-in form", "!document.getElementById('sign-in').hidden")
+                try await page.evaluate(
+                    """
+                    document.getElementById('token-input').value = \(JSONValue.string(ada).jsonText);
+                    document.querySelector('#sign-in-form button').click()
+                    """)
+                try await Self.waitFor(page, "the linked conversation after sign-in", opened(alpha, "Alpha"))
+                // Choosing another changes the address; Back returns to the first; a reload stays there.
+                try await page.evaluate("document.querySelector('#conversation-list li[data-id=\"\(beta)\"]').click()")
+                try await Self.waitFor(page, "the chosen conversation", opened(beta, "Beta"))
+                try await page.evaluate("history.back()")
+                try await Self.waitFor(page, "Back to the first conversation", opened(alpha, "Alpha"))
+                try await Self.reload(page)
+                try await Self.waitFor(page, "the reloaded conversation", opened(alpha, "Alpha"))
+
+                // New, and at once (before its role snapshot) a question typed and sent with Enter.
+                try await page.evaluate(
+                    "document.getElementById('new-conversation').click(); document.getElementById('message-input').focus()"
+                )
+                try await Self.typeAndPressEnter(page, Self.question)
+                let early = try await Self.waitForAnswer(page, to: Self.question, notIn: [alpha, beta])
+                // No conversation open: Enter starts one.
+                try await page.evaluate("location.hash = '#/conversations'")
+                try await Self.waitFor(
+                    page, "no conversation",
+                    "document.getElementById('conversation-title').textContent === 'No conversation' && document.querySelectorAll('#messages .msg').length === 0"
+                )
+                try await page.evaluate("document.getElementById('message-input').focus()")
+                try await Self.typeAndPressEnter(page, "Summarise the launch in one line")
+                let started = try await Self.waitForAnswer(
+                    page, to: "Summarise the launch in one line", notIn: [alpha, beta, early.conversation])
+
+                // Someone else's conversation by its link: an error, and nothing of it.
+                try await page.evaluate("location.hash = '#/conversations/\(secret)'")
+                try await Self.waitFor(
+                    page, "the refusal",
+                    "document.getElementById('conversation-title').textContent === 'Conversation unavailable'")
+                let refused =
+                    try await page.evaluate(
+                        """
+                        JSON.stringify({ page: document.getElementById('app').textContent,
+                          notice: document.querySelector('#messages .msg.notice')?.textContent ?? '',
+                          messages: document.querySelectorAll('#messages .msg:not(.notice)').length,
+                          roles: document.querySelectorAll('#role-board .role').length })
+                        """
+                    ).stringValue ?? "{}"
+                return (early, started, refused)
+            }
+            #expect(early.bubbles == [Self.question], "\(early)")
+            #expect(early.answer.contains(Self.question), "\(early)")
+            #expect(started.bubbles == ["Summarise the launch in one line"], "\(started)")
+            #expect(started.answer.contains("Summarise the launch"), "\(started)")
+            let refusal = try JSONDecoder().decode(JSONValue.self, from: Data(refused.utf8))
+            #expect(refusal["notice"]?.stringValue?.contains(secret) == true, "\(refused)")
+            #expect(refusal["page"]?.stringValue?.contains("Bob's secret plans") == false, "\(refused)")
+            #expect(refusal["messages"]?.intValue == 0 && refusal["roles"]?.intValue == 0, "\(refused)")
+            // The questions went to the new conversations only: the one open when New was pressed has none.
+            let messages = try await FrontDoorTests.get(
+                port: port, path: "/api/v1/conversations/\(alpha)/messages", token: ada)
+            #expect(
+                messages.status == 200 && messages.json?["messages"]?.arrayValue?.isEmpty == true,
+                "\(String(describing: messages.json))")
+            browser.close()
+            try? FileManager.default.removeItem(atPath: "\(directory)/profile")
+        }
+    }
+
+    /// Typed as a user types (into the focused element), then Enter.
+    static func typeAndPressEnter(_ page: DevToolsPage, _ text: String) async throws {
+        _ = try await page.call("Input.insertText", ["text": .string(text)])
+        for type in ["keyDown", "keyUp"] {
+            _ = try await page.call(
+                "Input.dispatchKeyEvent",
+                [
+                    "type": .string(type), "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": .number(13),
+                    "nativeVirtualKeyCode": .number(13),
+                ])
+        }
+    }
+
+    struct EarlyMessage: Sendable {
+        var conversation = ""
+        var bubbles: [String] = []
+        var answer = ""
+    }
+
+    /// Waits until a new conversation (named in the address, none of `earlier`) holds the question's
+    /// bubble and a completed answer.
+    static func waitForAnswer(_ page: DevToolsPage, to question: String, notIn earlier: [String]) async throws
+        -> EarlyMessage
+    {
+        try await waitFor(
+            page, "the answer to “\(question)”",
+            """
+            [...document.querySelectorAll('#messages .msg.assistant')].some((m) => m.dataset.status === 'completed'
+              && m.textContent.includes(\(JSONValue.string(question).jsonText)))
+              && !\(JSONValue.array(earlier.map { .string("#/conversations/" + $0) }).jsonText).includes(location.hash)
+            """, timeout: .seconds(60))
+        let state =
+            try await page.evaluate(
+                """
+                JSON.stringify({ hash: location.hash,
+                  bubbles: [...document.querySelectorAll('#messages .msg.user .text')].map((t) => t.textContent),
+                  answer: [...document.querySelectorAll('#messages .msg.assistant .text')].map((t) => t.textContent).join(' ') })
+                """
+            ).stringValue ?? "{}"
+        let json = try JSONDecoder().decode(JSONValue.self, from: Data(state.utf8))
+        return EarlyMessage(
+            conversation: String((json["hash"]?.stringValue ?? "").dropFirst("#/conversations/".count)),
+            bubbles: json["bubbles"]?.arrayValue?.compactMap(\.stringValue) ?? [],
+            answer: json["answer"]?.stringValue ?? "")
+    }
+
+    /// The Devices page, opened by its link while a bound device is online after speaking one turn: the
+    /// turn's latency per stage (docs/voice.md#latency), as the voice-worker timed it.
+    @Test func theDevicesPageShowsAnOnlineDevicesLastTurnByStage() async throws {
+        let chromium = try HeadlessBrowser.findExecutable()
+        try await VoiceFlowTests.withVoiceStack { stack in
+            let token = try await stack.authority.mint(user: "console-voice-\(UUID().uuidString.prefix(6))")
+            let deviceID = VoiceFlowTests.deviceID()
+            let clientID = UUID().uuidString
+            let (url, deviceToken) = try await DeviceActivationFlowTests.bind(
+                stack.httpBase, deviceID: deviceID, clientID: clientID, user: token)
+            let speech = try await DeviceSimulator.speech("good morning")
+            let directory = NSTemporaryDirectory() + "switchboard-console-\(UUID().uuidString.prefix(8))"
+            let page = "\(stack.httpBase)/?token=\(token)#/devices"
+            let (shown, _) = try await DeviceSimulator.connect(
+                url: url, token: deviceToken, deviceID: deviceID, clientID: clientID
+            ) { device -> [String: String] in
+                let session = try await VoiceFlowTests.hello(device)
+                device.send(.listen(.start, mode: .auto, sessionId: session))
+                try await device.stream(speech)
+                let heard = await device.collect(idle: .seconds(30)) { $0.message?.ttsState == .stop }
+                #expect(heard.contains { $0.audio != nil }, "the device heard no answer")
+                let browser = try HeadlessBrowser(executable: chromium, url: page, directory: directory)
+                defer { browser.close() }
+                let devtools = try await browser.webSocketURL()
+                return try await DevToolsSession.withPage(browser: devtools) { page in
+                    let row = "document.querySelector('#devices tr[data-device=\"\(deviceID)\"]')"
+                    try await Self.waitFor(
+                        page, "the online device's last turn",
+                        "!document.getElementById('tab-devices').hidden && \(row).dataset.online === 'true' && \(row).querySelector('.last-turn .stage') !== null"
+                    )
+                    let stages = try await page.evaluate(
+                        "Object.fromEntries([...\(row).querySelectorAll('.last-turn .stage')].map((s) => [s.dataset.stage, s.textContent]))"
+                    )
+                    return (stages.objectValue ?? [:]).compactMapValues(\.stringValue)
+                }
+            }
+            let stages = try #require(shown)
+            // Each stage the spoken turn went through, labelled and measured.
+            #expect(
+                Set(stages.keys) == ["endOfUtteranceMs", "asrMs", "llmFirstTokenMs", "ttsFirstAudioMs", "totalMs"],
+                "\(stages)")
+            let labels = [
+                "endOfUtteranceMs": "end of speech", "asrMs": "ASR", "llmFirstTokenMs": "first token",
+                "ttsFirstAudioMs": "first audio", "totalMs": "total",
+            ]
+            for (stage, text) in stages {
+                let label = labels[stage] ?? "?"
+                #expect(
+                    text.hasPrefix(label + " ") && (text.hasSuffix(" ms") || text.hasSuffix(" s")), "\(stage): \(text)")
+            }
+            try? FileManager.default.removeItem(atPath: "\(directory)/profile")
+        }
+    }
+
     /// Seed 000's reconnection: the bound grows ×1.5 from 1 s to at most 60 s; after 5 failed attempts
     /// the banner offers a manual retry, which reconnects and recovers.
     static func runOutOfReconnects(_ page: DevToolsPage) async throws -> (bounds: [Int], exhausted: String) {
@@ -380,6 +636,13 @@ struct ConsoleTests {
         try await waitFor(
             page, "the manual retry to reconnect", "document.getElementById('banner').dataset.kind === 'recovered'")
         return (bounds, exhausted)
+    }
+
+    /// Reloads the page and waits for the new one: until the old one is gone it still answers.
+    static func reload(_ page: DevToolsPage) async throws {
+        try await page.evaluate("window.sbBeforeReload = true; location.reload()")
+        try await waitFor(
+            page, "the reloaded page", "window.sbBeforeReload === undefined && document.readyState === 'complete'")
     }
 
     static func waitFor(_ page: DevToolsPage, _ what: String, _ condition: String, timeout: Duration = .seconds(20))

@@ -148,6 +148,20 @@ struct VoiceFlowTests {
             let metrics = try await Self.metrics(stack, service: "voice-worker")
             #expect(metrics.contains("sb_voice_voice_to_voice_seconds"))
             #expect(metrics.contains("sb_voice_asr_seconds"))
+            // The same turn's stages in the devices API (docs/voice.md#latency): consecutive intervals
+            // inside the total, the user's wait from their last word to the first audio.
+            let listed = try await DeviceActivationFlowTests.call(
+                "GET", "\(stack.httpBase)/api/v1/devices", headers: ["Authorization": "Bearer \(owner)"])
+            let device = try #require((listed.json["devices"] as? [[String: Any]])?.first)
+            let lastTurn = try #require(device["lastTurn"] as? [String: Any], "\(device)")
+            let stages = ["endOfUtteranceMs", "asrMs", "llmFirstTokenMs", "ttsFirstAudioMs"].map {
+                lastTurn[$0] as? Int ?? -1
+            }
+            let total = lastTurn["totalMs"] as? Int ?? -1
+            #expect(stages.allSatisfy { $0 >= 0 } && stages[1] > 0, "\(lastTurn)")
+            #expect(total >= stages.reduce(0, +), "\(lastTurn)")
+            let recordedAt = lastTurn["at"] as? Int ?? 0
+            #expect(abs(Int(Clock.epochMilliseconds()) - recordedAt) < 120_000, "\(lastTurn)")
         }
     }
 

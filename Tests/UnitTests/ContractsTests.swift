@@ -187,7 +187,7 @@ import Testing
             Keyspace.ClientChannel.meta(channel),
             Keyspace.ClientChannel.seen(channel, eventID: UUID()),
             Keyspace.Device.binding("d1"), Keyspace.Device.generation("d1"), Keyspace.Device.activation("d1"),
-            Keyspace.Device.live("d1"), Keyspace.Device.activationCode("123456"),
+            Keyspace.Device.live("d1"), Keyspace.Device.lastTurn("d1"), Keyspace.Device.activationCode("123456"),
             Keyspace.Device.otaRate(address: "10.0.0.1"),
             Keyspace.User.devices("u1"), Keyspace.User.bindRate("u1"), Keyspace.User.commandRate("u1"),
             Keyspace.User.connections("u1"), Keyspace.User.connection("u1", connectionID: "k1"),

@@ -134,6 +134,22 @@ import Testing
         #expect(VoiceDownlink.decode(VoiceDownlink.encode(item)) == item)
         #expect(VoiceDownlink.decode(Array("s x 1\n".utf8)) == nil)
     }
+
+    /// The devices API's `lastTurn` as the console reads it: stages in milliseconds, absent ones left out.
+    @Test func aTurnTimingEncodesTheStagesItHas() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let typed = VoiceTurnTiming(at: 1_765_000_000_000, llmFirstTokenMs: 96, ttsFirstAudioMs: 231, totalMs: 400)
+        #expect(
+            String(decoding: try encoder.encode(typed), as: UTF8.self)
+                == #"{"at":1765000000000,"llmFirstTokenMs":96,"totalMs":400,"ttsFirstAudioMs":231}"#)
+        let spoken =
+            #"{"asrMs":412,"at":1,"endOfUtteranceMs":0,"llmFirstTokenMs":96,"totalMs":790,"ttsFirstAudioMs":231}"#
+        #expect(
+            try JSONDecoder().decode(VoiceTurnTiming.self, from: Data(spoken.utf8))
+                == VoiceTurnTiming(
+                    at: 1, endOfUtteranceMs: 0, asrMs: 412, llmFirstTokenMs: 96, ttsFirstAudioMs: 231, totalMs: 790))
+    }
 }
 
 /// Opus, the VAD, the pacer, the sentence splitter: plain values, no I/O.

@@ -388,6 +388,8 @@ final class VoiceSession: Sendable {
         let encoder = try OpusEncoder(format: .downlink)
         var firstAudioSent = false
         var sentTTSStart = false
+        // The stages of this turn, as the metrics below time them, kept for the devices page.
+        var timing = VoiceTurnTiming(at: 0)
         func speakText(_ text: String) async throws {
             let synthesisStart = clock.now
             let pcm = try await owner.engines.synthesizer.synthesize(text, sampleRate: 24_000)
@@ -403,8 +405,16 @@ final class VoiceSession: Sendable {
             try await publish(items)
             if !firstAudioSent {
                 firstAudioSent = true
-                Self.ttsFirstAudio.recordInterval(since: synthesisStart, clock: clock)
-                if turn.audio != nil { Self.voiceToVoice.recordInterval(since: turn.stoppedSpeakingAt, clock: clock) }
+                timing.ttsFirstAudioMs =
+                    Self.ttsFirstAudio.recordInterval(since: synthesisStart, clock: clock)
+                    .milliseconds
+                if turn.audio != nil {
+                    timing.totalMs =
+                        Self.voiceToVoice.recordInterval(since: turn.stoppedSpeakingAt, clock: clock)
+                        .milliseconds
+                } else {
+                    timing.totalMs = (clock.now - turn.stoppedSpeakingAt).milliseconds
+                }
             }
         }
         // The idle farewell: no ASR, no conversation; the gateway closes once it has been played.
@@ -420,7 +430,9 @@ final class VoiceSession: Sendable {
         }
         let text: String
         if let audio = turn.audio {
-            Self.endOfUtterance.recordInterval(since: turn.stoppedSpeakingAt, clock: clock)
+            timing.endOfUtteranceMs =
+                Self.endOfUtterance.recordInterval(since: turn.stoppedSpeakingAt, clock: clock)
+                .milliseconds
             if let folder = owner.settings.recordDirectory {
                 do {
                     try await TurnRecorder.write(audio, to: folder, name: "\(id)-\(turn.number).wav")
@@ -430,7 +442,7 @@ final class VoiceSession: Sendable {
             }
             let start = clock.now
             text = try await owner.engines.recognizer.transcribe(audio, sampleRate: 16_000)
-            Self.asrTime.recordInterval(since: start, clock: clock)
+            timing.asrMs = Self.asrTime.recordInterval(since: start, clock: clock).milliseconds
             logger.debug("recognised", metadata: ["voice.text": "\(text)"])
         } else {
             text = turn.text ?? ""
@@ -498,7 +510,9 @@ final class VoiceSession: Sendable {
                 else { return .listening }
                 if !firstToken {
                     firstToken = true
-                    Self.llmFirstToken.recordInterval(since: submittedAt, clock: clock)
+                    timing.llmFirstTokenMs =
+                        Self.llmFirstToken.recordInterval(since: submittedAt, clock: clock)
+                        .milliseconds
                 }
                 for sentence in splitter.append(chunk) {
                     try await speakSentence(sentence)
@@ -589,6 +603,19 @@ final class VoiceSession: Sendable {
         }
         guard !isAborted(turn.number) else { return }
         try await publish([VoiceDownlink.Item(sessionId: id, kind: .ttsStop, turn: turn.number, payload: [])])
+        if firstAudioSent { await recordTiming(timing) }
+    }
+
+    /// The device's last answered turn, for the devices page (after the answer: never on its path).
+    private func recordTiming(_ timing: VoiceTurnTiming) async {
+        guard !route.deviceId.isEmpty else { return }
+        var timing = timing
+        timing.at = Clock.epochMilliseconds()
+        do {
+            try await DeviceTurnTimings(redis: owner.context.redis).record(timing, device: route.deviceId)
+        } catch {
+            logger.warning("turn timing not recorded", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Where following a turn's answer stands.
@@ -654,10 +681,17 @@ final class VoiceSession: Sendable {
 }
 
 extension Metrics.Timer {
-    func recordInterval(since start: ContinuousClock.Instant, clock: ContinuousClock) {
+    /// Records the time since `start` and returns it.
+    @discardableResult
+    func recordInterval(since start: ContinuousClock.Instant, clock: ContinuousClock) -> Duration {
         let elapsed = clock.now - start
         recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        return elapsed
     }
+}
+
+extension Duration {
+    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }
 
 /// What a device says in manual mode (between `listen start` and `listen stop`), bounded: a device that

@@ -238,6 +238,13 @@
     agentText: new Map(), // intermediate message id → text so far
     running: false,
     pingTimer: null,
+    titles: new Map(), // conversation id → title, from the list
+    // Messages are sent once the conversation's subscription is ready (its ROLE_STATUS_SNAPSHOT came,
+    // after the ACK and the history): typed earlier, right after New or while reconnecting, they wait
+    // here, shown as queued, instead of racing the subscription.
+    ready: false,
+    queue: [], // {content, pattern, node}
+    creating: false, // a conversation is being created (New, or Enter with none open)
   };
 
   function command(type, data, meta = {}) {
@@ -288,8 +295,12 @@
       const rename = el('button', { type: 'button', class: 'link', text: '✎', title: 'rename' });
       const remove = el('button', { type: 'button', class: 'link', text: '✕', title: 'delete' });
       const item = el('li', { 'data-id': conversation.id }, title, el('span', { class: 'muted', text: String(conversation.messageCount) }), rename, remove);
-      if (conversation.id === chat.current) item.classList.add('selected');
-      item.onclick = () => selectConversation(conversation.id, conversation.title);
+      chat.titles.set(conversation.id, conversation.title);
+      if (conversation.id === chat.current) {
+        item.classList.add('selected');
+        if (conversation.title) $('conversation-title').textContent = conversation.title;
+      }
+      item.onclick = () => go(conversationPath(conversation.id));
       rename.onclick = (event) => {
         event.stopPropagation();
         startRename(item, title, conversation);
@@ -336,46 +347,67 @@
     input.onblur = () => finish(true);
   }
 
+  // What is typed meanwhile is queued for the new conversation and sent once it is ready.
   async function newConversation() {
+    if (chat.creating) return;
+    chat.creating = true;
+    leaveConversation(true);
+    $('conversation-title').textContent = 'New conversation…';
+    $('message-input').focus();
     try {
       const conversation = await api('POST', '/api/v1/conversations', {});
-      await loadConversations();
-      selectConversation(conversation.id, conversation.title);
-      $('message-input').focus();
+      // Unless the user opened another one meanwhile.
+      if (chat.current === null) {
+        selectConversation(conversation.id, conversation.title, true);
+        go(conversationPath(conversation.id));
+      }
+      loadConversations();
     } catch (error) {
+      if (chat.current === null) clearConversation();
       toast('New conversation: ' + error.message, 'error');
+    } finally {
+      chat.creating = false;
     }
   }
 
-  function clearConversation() {
-    if (chat.current) command('UNSUBSCRIBE_CONVERSATION', { conversationId: chat.current });
+  // Unsubscribes from the open conversation and empties the page; messages still queued stay (with
+  // their bubbles) only for a conversation being created.
+  function leaveConversation(keepQueue) {
+    if (chat.current && chat.link) command('UNSUBSCRIBE_CONVERSATION', { conversationId: chat.current });
     chat.current = null;
-    localStorage.removeItem(CONVERSATION_KEY);
-    $('conversation-title').textContent = 'No conversation';
-    $('messages').replaceChildren();
-    $('role-board').replaceChildren();
-    resetRun();
-    setComposer(false);
-  }
-
-  function selectConversation(id, title) {
-    if (chat.current === id) return;
-    if (chat.current) command('UNSUBSCRIBE_CONVERSATION', { conversationId: chat.current });
-    chat.current = id;
-    localStorage.setItem(CONVERSATION_KEY, id);
-    for (const item of $('conversation-list').children) item.classList.toggle('selected', item.dataset.id === id);
-    $('conversation-title').textContent = title || id;
-    $('messages').replaceChildren();
+    chat.ready = false;
+    if (!keepQueue) chat.queue = [];
+    $('messages').replaceChildren(...chat.queue.map((message) => message.node));
     $('role-board').replaceChildren();
     chat.replies.clear();
     resetRun();
-    setComposer(true);
+    for (const item of $('conversation-list').children) item.classList.remove('selected');
+  }
+
+  function clearConversation() {
+    leaveConversation(false);
+    localStorage.removeItem(CONVERSATION_KEY);
+    $('conversation-title').textContent = 'No conversation';
+    if (parseRoute(location.hash).tab === 'chat') showInAddress(conversationPath(null));
+  }
+
+  function selectConversation(id, title, keepQueue = false) {
+    if (chat.current === id) return;
+    leaveConversation(keepQueue);
+    chat.current = id;
+    localStorage.setItem(CONVERSATION_KEY, id);
+    for (const item of $('conversation-list').children) item.classList.toggle('selected', item.dataset.id === id);
+    $('conversation-title').textContent = title || chat.titles.get(id) || id;
     if (chat.link.open) subscribe(id, false);
   }
 
-  function setComposer(enabled) {
-    $('message-input').disabled = !enabled;
-    $('send').disabled = !enabled;
+  // A link to a conversation the user may not see: the gateway refused the subscription, so nothing
+  // of it was shown; say so instead of an empty conversation (the link stays in the address).
+  function showUnavailable(id, error) {
+    leaveConversation(false);
+    localStorage.removeItem(CONVERSATION_KEY);
+    $('conversation-title').textContent = 'Conversation unavailable';
+    notice(`Conversation “${id}” cannot be opened: ${error.message || error.code || 'refused'}.`);
   }
 
   function resetRun() {
@@ -421,6 +453,8 @@
     for (const message of messages) {
       addMessage(message.role === 'user' ? 'user' : 'assistant', message.author, message.content, message.status || 'completed', message.id);
     }
+    // Typed before the history came: still waiting, after it.
+    $('messages').append(...chat.queue.map((message) => message.node));
     scrollMessages(true);
   }
 
@@ -507,6 +541,9 @@
         break;
       case 'ROLE_STATUS_SNAPSHOT':
         renderRoles(data.roles || []);
+        // The last frame of the subscription's answer: what was typed meanwhile can go.
+        chat.ready = true;
+        flushQueue();
         break;
       case 'COLLABORATION_START':
         for (const trail of document.querySelectorAll('.role-trail')) trail.textContent = '';
@@ -634,6 +671,9 @@
     const error = frame.error || {};
     const sent = chat.pending.get(frame.correlationId);
     chat.pending.delete(frame.correlationId);
+    if (sent && sent.type === 'SUBSCRIBE_CONVERSATION' && sent.data.conversationId === chat.current) {
+      return showUnavailable(chat.current, error);
+    }
     if (sent && sent.type === 'SEND_MESSAGE') {
       const node = document.querySelector(`#messages .msg[data-id="${CSS.escape(frame.correlationId)}"]`);
       if (node) node.dataset.status = 'failed';
@@ -642,28 +682,39 @@
     toast(`${sent ? sent.type : 'command'}: ${error.code || 'ERROR'} ${error.message || ''}`, 'error');
   }
 
+  // With no conversation open, a message starts one, as chat apps do.
   function sendMessage(event) {
     event.preventDefault();
     const input = $('message-input');
     const content = input.value.trim();
-    if (!content || !chat.current) return;
-    const data = { conversationId: chat.current, content };
-    const pattern = $('pattern-choice').value;
-    if (pattern) data.pattern = pattern;
-    const id = command('SEND_MESSAGE', data);
-    if (!id) {
-      toast('Not connected; the message was not sent.', 'warning');
-      return;
-    }
-    addMessage('user', claimsOf(token).sub, content, 'pending', id);
+    if (!content) return;
     input.value = '';
-    setRunning(true);
+    if (chat.current === null && !chat.creating) newConversation();
+    const node = addMessage('user', claimsOf(token).sub, content, 'queued');
+    chat.queue.push({ content, pattern: $('pattern-choice').value, node });
+    flushQueue();
+  }
+
+  function flushQueue() {
+    while (chat.ready && chat.current !== null && chat.queue.length > 0) {
+      const message = chat.queue[0];
+      const data = { conversationId: chat.current, content: message.content };
+      if (message.pattern) data.pattern = message.pattern;
+      const id = command('SEND_MESSAGE', data);
+      // The socket just went: sent once it is back and subscribed again.
+      if (!id) return;
+      chat.queue.shift();
+      message.node.dataset.id = id;
+      message.node.dataset.status = 'pending';
+      setRunning(true);
+    }
   }
 
   function startChat() {
     chat.link = new Link('chat', () => `${socketBase()}/ws?token=${encodeURIComponent(token)}`, {
       open(reconnect) {
         setLinkState('online');
+        chat.ready = false;
         if (chat.current) subscribe(chat.current, reconnect);
         else if (reconnect) banner('recovered', 'Reconnected.');
       },
@@ -679,7 +730,9 @@
   // ---------------------------------------------------------------------------------------------
   // Workflows
 
-  const flow = { link: null, run: null, position: null, nodes: new Map(), status: 'idle' };
+  // run: the run's workflow id, which its frames carry; runId: its run id, which REST and links use.
+  const flow = { link: null, run: null, runId: null, position: null, nodes: new Map(), status: 'idle' };
+  const isLive = (status) => ['queued', 'running', 'paused'].includes(status);
 
   function workflowSession() {
     let session = localStorage.getItem(WORKFLOW_SESSION_KEY);
@@ -691,11 +744,13 @@
   }
 
   function setFlowStatus(status) {
+    // A run that ended changes its line in the list.
+    if (isLive(flow.status) && !isLive(status)) refreshRuns();
     flow.status = status;
     const pill = $('wf-status');
     pill.dataset.state = status;
     pill.textContent = status;
-    const live = status === 'queued' || status === 'running' || status === 'paused';
+    const live = isLive(status);
     $('wf-run').disabled = live;
     $('wf-pause').disabled = status !== 'running';
     $('wf-resume').disabled = status !== 'paused';
@@ -755,6 +810,7 @@
       renderGraph(workflow);
       $('wf-result').textContent = '–';
       flow.run = null;
+      flow.runId = null;
       flow.position = null;
       setFlowStatus('queued');
       if (!flow.link.send({ type: 'execute_workflow', request_id: randomId('run'), workflow })) {
@@ -771,20 +827,57 @@
     if (flow.run) flow.link.send({ type: 'control_workflow', request_id: randomId(action), workflow_id: flow.run, action });
   }
 
-  // A run of this session from an earlier visit (or before a reconnect): its definition and node
-  // states from REST, then its events from the first one on.
-  async function attach(runId) {
+  // A run by its link, from the list, or of this session from an earlier visit: its definition and
+  // node states from REST, then, while it is live, its events from the first one on. Someone else's
+  // run is "not found" like a missing one.
+  async function openRun(runId) {
+    if (flow.runId === runId) return;
+    flow.runId = runId;
+    flow.run = null;
+    flow.position = null;
+    setFlowStatus('loading');
+    markSelectedRun();
     try {
       const run = await api('GET', '/api/v1/workflows/runs/' + encodeURIComponent(runId));
+      if (flow.runId !== runId) return;
       // Frames name the run by the workflow's own id (seed 003); REST by its run id.
       flow.run = run.workflow_id;
-      flow.position = null;
       renderGraph(run.workflow);
+      $('wf-result').textContent = '–';
       applyRunRecord(run);
-      flow.link.send({ type: 'subscribe', workflow_id: run.workflow_id, offset: 0 });
+      if (isLive(run.status) && flow.link && flow.link.open) followRun();
     } catch (error) {
-      toast('Workflow run: ' + error.message, 'error');
+      if (flow.runId !== runId) return;
+      renderGraph({ nodes: [], connections: [] });
+      setFlowStatus('unavailable');
+      $('wf-result').textContent = `Workflow run “${runId}” cannot be opened: ${error.message}.`;
     }
+  }
+
+  // By run id: the session's workflow id may name a newer run of the same workflow.
+  function followRun() {
+    flow.link.send({ type: 'subscribe', workflow_id: flow.runId, offset: 0 });
+  }
+
+  async function refreshRuns() {
+    try {
+      const page = await api('GET', '/api/v1/workflows/runs?limit=10');
+      $('wf-runs').replaceChildren(...page.runs.map((run) => {
+        const item = el('li', { 'data-run': run.run_id },
+          el('span', { class: 'pill', 'data-state': run.status, text: run.status }), ' ',
+          el('span', { text: run.workflow_id }), ' ',
+          el('span', { class: 'muted', text: new Date(run.created_at).toLocaleString() }));
+        item.onclick = () => go(runPath(run.run_id));
+        return item;
+      }));
+      markSelectedRun();
+    } catch (error) {
+      if (error.message !== 'unauthorized') toast('Workflow runs: ' + error.message, 'error');
+    }
+  }
+
+  function markSelectedRun() {
+    for (const item of $('wf-runs').children) item.classList.toggle('selected', item.dataset.run === flow.runId);
   }
 
   function applyRunRecord(run) {
@@ -804,9 +897,14 @@
       case 'connection_established': {
         if (flow.run && flow.position) {
           flow.link.send({ type: 'subscribe', workflow_id: flow.run, offset: flow.position.offset, epoch: flow.position.epoch });
-        } else if (!flow.run) {
-          const live = (frame.workflows || []).find((run) => ['queued', 'running', 'paused'].includes(run.status));
-          if (live) attach(live.run_id);
+        } else if (flow.runId && isLive(flow.status)) {
+          followRun();
+        } else if (!flow.runId) {
+          const live = (frame.workflows || []).find((run) => isLive(run.status));
+          if (live) {
+            showInAddress(runPath(live.run_id));
+            openRun(live.run_id);
+          }
         }
         break;
       }
@@ -820,7 +918,10 @@
         break;
       case 'workflow_execution_started':
         flow.run = frame.workflow_id;
+        flow.runId = frame.run_id;
         setFlowStatus('running');
+        go(runPath(frame.run_id));
+        refreshRuns();
         break;
       case 'workflow_validation_error':
         setFlowStatus('failed');
@@ -934,7 +1035,23 @@
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Devices (docs/voice.md#activation): bind by the code a device shows, rename, unbind.
+  // Devices (docs/voice.md#activation): bind by the code a device shows, rename, unbind; and how
+  // long each stage of an online device's last turn took (docs/voice.md#latency).
+
+  const TURN_STAGES = [
+    ['endOfUtteranceMs', 'end of speech'], ['asrMs', 'ASR'], ['llmFirstTokenMs', 'first token'],
+    ['ttsFirstAudioMs', 'first audio'], ['totalMs', 'total'],
+  ];
+
+  const milliseconds = (value) => (value >= 1000 ? (value / 1000).toFixed(2) + ' s' : value + ' ms');
+
+  function lastTurnCell(device) {
+    const turn = device.lastTurn;
+    if (!device.online || !turn) return el('td', { class: 'muted', text: device.online ? 'no turn yet' : '–' });
+    const stages = TURN_STAGES.filter(([key]) => typeof turn[key] === 'number').map(([key, label]) =>
+      el('span', { class: 'stage', 'data-stage': key, title: label }, el('span', { class: 'muted', text: label + ' ' }), milliseconds(turn[key])));
+    return el('td', { class: 'last-turn', title: 'at ' + new Date(turn.at).toLocaleTimeString() }, ...stages);
+  }
 
   function renderDevices(devices) {
     $('devices-empty').hidden = devices.length > 0;
@@ -964,6 +1081,7 @@
       return el('tr', { 'data-device': device.id, 'data-online': String(device.online) },
         el('td', { class: 'device-name', text: device.name }), el('td', { text: device.id }),
         el('td', {}, el('span', { class: 'pill', 'data-state': device.online ? 'online' : 'offline', text: device.online ? 'online' : 'offline' })),
+        lastTurnCell(device),
         el('td', {}, rename, ' ', unbind));
     }));
   }
@@ -991,6 +1109,54 @@
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Addresses: #/conversations/ID, #/workflows/RUN, #/devices, #/system. The page follows its
+  // address (hashchange): choosing a conversation or a run sets it, so each has a link to bookmark or
+  // share, and the back button returns to what was shown before.
+
+  function parseRoute(hash) {
+    const match = /^#\/(conversations|workflows|devices|system)(?:\/(.+))?$/.exec(hash);
+    if (!match) return { tab: 'chat', id: null };
+    let id = null;
+    try {
+      id = match[2] ? decodeURIComponent(match[2]) : null;
+    } catch {
+      id = null;
+    }
+    return { tab: match[1] === 'conversations' ? 'chat' : match[1], id };
+  }
+
+  const conversationPath = (id) => '/conversations' + (id ? '/' + encodeURIComponent(id) : '');
+  const runPath = (id) => '/workflows' + (id ? '/' + encodeURIComponent(id) : '');
+
+  // A new history entry; the hashchange it fires shows it.
+  function go(path) {
+    if (location.hash === '#' + path) followRoute();
+    else location.hash = path;
+  }
+
+  // Says in the address what is shown, without a history entry of its own.
+  function showInAddress(path) {
+    history.replaceState(null, '', location.pathname + location.search + '#' + path);
+  }
+
+  function followRoute() {
+    if (!token) return; // after sign-in
+    const route = parseRoute(location.hash);
+    showTab(route.tab);
+    if (route.tab === 'chat') {
+      if (route.id) selectConversation(route.id);
+      else if (chat.current !== null) clearConversation();
+    }
+    if (route.tab === 'workflows' && route.id) openRun(route.id);
+  }
+
+  function tabPath(name) {
+    if (name === 'chat') return conversationPath(chat.current);
+    if (name === 'workflows') return runPath(flow.runId);
+    return '/' + name;
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Tabs, sign in and out
 
   let systemTimer = null;
@@ -1008,12 +1174,16 @@
       // Online state changes as devices come and go.
       systemTimer = setInterval(refreshDevices, 5000);
     }
-    if (name === 'workflows') startWorkflows();
+    if (name === 'workflows') {
+      startWorkflows();
+      refreshRuns();
+    }
   }
 
   function signOut(reason) {
     if (chat.link) chat.link.stop();
     if (flow.link) flow.link.stop();
+    leaveConversation(false);
     flow.link = null;
     clearInterval(chat.pingTimer);
     clearInterval(systemTimer);
@@ -1047,9 +1217,9 @@
     startChat();
     loadConversations();
     refreshSystem();
-    const remembered = localStorage.getItem(CONVERSATION_KEY);
-    if (remembered) selectConversation(remembered);
-    showTab('chat');
+    // A link names what to show; without one, the conversation open last time.
+    if (!/^#\/./.test(location.hash)) showInAddress(conversationPath(localStorage.getItem(CONVERSATION_KEY)));
+    followRoute();
   }
 
   // For DevTools (and the browser test): drop the conversation socket as a network failure would,
@@ -1086,7 +1256,8 @@
       start();
     };
     $('sign-out').onclick = () => signOut();
-    for (const button of document.querySelectorAll('#tabs button')) button.onclick = () => showTab(button.dataset.tab);
+    for (const button of document.querySelectorAll('#tabs button')) button.onclick = () => go(tabPath(button.dataset.tab));
+    window.addEventListener('hashchange', followRoute);
     $('new-conversation').onclick = newConversation;
     $('composer').onsubmit = sendMessage;
     $('message-input').onkeydown = (event) => {

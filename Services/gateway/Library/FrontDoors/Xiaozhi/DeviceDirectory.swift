@@ -172,13 +172,16 @@ struct DeviceDirectory: Sendable {
         var boundAt: Int64
         var activated: Bool
         var conversationId: String
+        /// The stages of the device's last answered turn (absent before its first, and a day after its last).
+        var lastTurn: VoiceTurnTiming?
     }
 
-    static func view(_ binding: DeviceBinding, online: Bool) -> DeviceView {
+    static func view(_ binding: DeviceBinding, online: Bool, lastTurn: VoiceTurnTiming? = nil) -> DeviceView {
         DeviceView(
             id: binding.deviceId, name: binding.name, online: online, boundAt: binding.boundAt,
             activated: binding.activated,
-            conversationId: DeviceIdentity.conversation(ofDevice: binding.deviceId, user: binding.userId))
+            conversationId: DeviceIdentity.conversation(ofDevice: binding.deviceId, user: binding.userId),
+            lastTurn: lastTurn)
     }
 
     func devices(of user: String) async throws -> [DeviceView] {
@@ -187,6 +190,7 @@ struct DeviceDirectory: Sendable {
         guard !ids.isEmpty else { return [] }
         let replies = try await redis.pipeline(
             ids.flatMap { [["GET", Self.bindingKey($0)], ["EXISTS", Self.liveKey($0)]] })
+        let lastTurns = try await DeviceTurnTimings(redis: redis).last(devices: ids)
         var views: [DeviceView] = []
         for (index, id) in ids.enumerated() {
             guard let binding = try Self.decode(DeviceBinding.self, replies[index * 2]), binding.userId == user else {
@@ -194,7 +198,9 @@ struct DeviceDirectory: Sendable {
                 _ = try? await redis.send("SREM", Self.userDevicesKey(user), RedisArgument(id))
                 continue
             }
-            views.append(Self.view(binding, online: replies[index * 2 + 1].integer == 1))
+            // A turn from before this binding was another owner's.
+            let lastTurn = lastTurns[id].flatMap { $0.at >= binding.boundAt ? $0 : nil }
+            views.append(Self.view(binding, online: replies[index * 2 + 1].integer == 1, lastTurn: lastTurn))
         }
         return views
     }
