@@ -115,12 +115,11 @@ struct EventStreams: Sendable {
                 throw HTTPError(.badRequest, message: "userId is required")
             }
             let channel = SwitchboardContracts.Channel.user(user)
-            let event = ClientEvent(
-                channel: channel, frameType: FrameType.userNotification,
-                data: [
-                    "type": .string(kind), "title": .string(body.title), "message": .string(body.message),
-                    "persistent": .bool(body.persistent ?? false), "from": .string(claims.userID),
-                ])
+            let event = try ClientEvent(
+                channel: channel,
+                payload: UserNotification(
+                    type: kind, title: body.title, message: body.message, persistent: body.persistent ?? false,
+                    from: claims.userID))
             let envelope = self.context.envelope(event, routingKey: channel.description)
             try await self.context.publish(envelope, to: Topics.clientEvents)
             let json = #"{"id":"\#(envelope.id.uuidString.lowercased())","channel":"\#(channel)","status":"accepted"}"#
