@@ -31,9 +31,6 @@ final class DeviceToolCaller: Service, DeviceToolCalling {
     private let waiters = Mutex<[String: Waiter]>([:])
     private let listening = Atomic<Bool>(false)
 
-    static let calls = Counter(label: "sb_agent_device_tool_calls_total")
-    static let failures = Counter(label: "sb_agent_device_tool_failures_total")
-
     init(redis: RedisClient, subscriber: RedisSubscriber, instance: String, timeout: Duration = .seconds(12)) {
         self.redis = redis
         self.subscriber = subscriber
@@ -56,7 +53,7 @@ final class DeviceToolCaller: Service, DeviceToolCalling {
     /// The device's answer, or an error result (never throws: a failed call is an answer the agent
     /// speaks about).
     func call(_ toolbox: DeviceToolbox, name: String, arguments: JSONValue) async -> DeviceToolResult {
-        Self.calls.increment()
+        AgentWorkerMetrics.deviceToolCalls.increment()
         let call = DeviceToolCall(
             callId: UUID().uuidString.lowercased(), sessionId: toolbox.sessionId, name: name, arguments: arguments,
             replyTo: replyChannel)
@@ -101,7 +98,7 @@ final class DeviceToolCaller: Service, DeviceToolCalling {
             group.cancelAll()
             return result
         }
-        if result.isError { Self.failures.increment() }
+        if result.isError { AgentWorkerMetrics.deviceToolFailures.increment() }
         return result
     }
 

@@ -25,13 +25,13 @@ struct StreamingTask {
             if progress.done {
                 // Its result is on the bus: the task came again (a redelivery, or an orchestrator that
                 // dispatched it again after a crash) and must not be answered twice.
-                Counter(label: "sb_agent_tasks_redelivered_total", dimensions: [("outcome", "done")]).increment()
+                AgentWorkerMetrics.tasksRedeliveredDone.increment()
                 context.logger.info("task already done: not run again", metadata: ["task.id": "\(task.taskId)"])
                 try await lease.release()
                 return
             }
             if !progress.chunks.isEmpty || progress.generated {
-                Counter(label: "sb_agent_tasks_redelivered_total", dimensions: [("outcome", "resumed")]).increment()
+                AgentWorkerMetrics.tasksRedeliveredResumed.increment()
                 context.logger.info(
                     "resuming a task cut short",
                     metadata: ["task.id": "\(task.taskId)", "task.chunks": "\(progress.chunks.count)"])
@@ -121,7 +121,7 @@ struct StreamingTask {
         try await finish(ending, sender: sender, startedAt: startedAt / 1000)
         // Only now: a crash before this leaves the task to be resumed, and its result is sent then.
         try await lease.finish()
-        Counter(label: "sb_agent_tasks_completed_total").increment()
+        AgentWorkerMetrics.tasksCompleted.increment()
     }
 
     /// Waits for every frame and sends the result to the task's requester.
@@ -133,11 +133,10 @@ struct StreamingTask {
             status = AgentTaskCompleted.completed
         case .stopped:
             status = AgentTaskCompleted.stopped
-            Counter(label: "sb_agent_tasks_stopped_total").increment()
+            AgentWorkerMetrics.tasksStopped.increment()
         case .failed(let failure):
             status = AgentTaskCompleted.failed
-            Counter(label: "sb_agent_provider_failures_total", dimensions: [("provider", sender.provider.kind)])
-                .increment()
+            AgentWorkerMetrics.providerFailures(provider: sender.provider.kind).increment()
             context.logger.warning(
                 "role failed",
                 metadata: [

@@ -69,7 +69,7 @@ struct CommandHandler: Sendable {
                     "a command id is \(GatewayLimits.clientIDLength.lowerBound)-\(GatewayLimits.clientIDLength.upperBound) characters"
             )
         }
-        Self.commandCounters[Self.metricType(command.type)]?.increment()
+        GatewayMetrics.commands[Self.metricType(command.type)]?.increment()
         do {
             // PING stays free so a client can always measure latency and keep its connection alive.
             if command.type != ClientCommandType.ping, try await !admission.allowRequest(userID: session.userID) {
@@ -251,12 +251,6 @@ struct CommandHandler: Sendable {
     static func metricType(_ type: String) -> String {
         knownTypes.contains(type) ? type : "other"
     }
-
-    /// One handle per label, made once: this runs for every command.
-    static let commandCounters = Dictionary(
-        uniqueKeysWithValues: (knownTypes + ["other"]).map {
-            ($0, Counter(label: "sb_gateway_commands_total", dimensions: [("type", $0)]))
-        })
 }
 
 struct CommandError: Error {

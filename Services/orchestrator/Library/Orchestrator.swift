@@ -165,7 +165,7 @@ struct CollaborationRunner: Sendable {
                 try await records.store(
                     record, outbox: outbox, conversation: conversation, input: input, expectedVersion: loaded.version)
             else {
-                Counter(label: "sb_orchestrator_record_conflicts_total").increment()
+                OrchestratorMetrics.recordConflicts.increment()
                 continue
             }
             guard let outbox else { return }
@@ -217,10 +217,10 @@ struct CollaborationRunner: Sendable {
                     id: Self.uuid("\(seed)/\(index)"), routingKey: conversation,
                     traceparent: TraceContext.child(of: traceparent), source: context.source, payload: task)
                 try await context.publish(envelope, to: Topics.agentTasks)
-                Counter(label: "sb_orchestrator_tasks_total", dimensions: [("role", task.role)]).increment()
+                OrchestratorMetrics.tasks(role: task.role).increment()
             case .stopRun(let runID):
                 try await RunControl(redis: context.redis).stop(runID: runID)
-                Counter(label: "sb_orchestrator_runs_stopped_total").increment()
+                OrchestratorMetrics.runsStopped.increment()
             }
         }
         for future in pending { _ = try await future.report() }

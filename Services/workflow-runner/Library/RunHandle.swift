@@ -6,15 +6,16 @@ import SwitchboardWorkflow
 /// The runs executing in this process, by id.
 final class RunRegistry: Sendable {
     private let runs = Mutex<[String: RunHandle]>([:])
-    private let gauge = Meter(label: "sb_workflow_runs_active")
 
     func add(_ handle: RunHandle) {
         runs.withLock { $0[handle.runID] = handle }
-        gauge.increment()
+        WorkflowRunnerMetrics.runsActive.increment()
     }
 
     func remove(_ handle: RunHandle) {
-        if runs.withLock({ $0.removeValue(forKey: handle.runID) }) != nil { gauge.decrement() }
+        if runs.withLock({ $0.removeValue(forKey: handle.runID) }) != nil {
+            WorkflowRunnerMetrics.runsActive.decrement()
+        }
     }
 
     func handle(_ runID: String) -> RunHandle? { runs.withLock { $0[runID] } }

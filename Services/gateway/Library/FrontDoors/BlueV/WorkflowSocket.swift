@@ -607,7 +607,7 @@ final class WorkflowConnection: FrameSink, Sendable {
         }
         guard let text = Self.render(.object(frame)) else { return true }
         let accepted = session.outbound.enqueue(text, ephemeral: message.isEphemeral, createdAt: message.createdAt)
-        if accepted { DeliveryMetrics.delivered.increment() }
+        if accepted { GatewayMetrics.delivered.increment() }
         return accepted
     }
 

@@ -218,7 +218,7 @@ struct EventStreams: Sendable {
                         group.addTask {
                             try await Task.sleep(
                                 for: .milliseconds(max(0, Int64(expiresAt.timeIntervalSinceNow * 1000))))
-                            TokenExpiryMetrics.closed.increment()
+                            GatewayMetrics.tokenExpiryCloses.increment()
                             session.outbound.close(.unauthorized, reason: "token expired")
                         }
                     }
@@ -226,7 +226,7 @@ struct EventStreams: Sendable {
                         switch item {
                         case .frame(let text, let createdAt):
                             try await writer.write(try encoder.encode(text))
-                            DeliveryMetrics.recordWritten(createdAt: createdAt)
+                            GatewayMetrics.recordWritten(createdAt: createdAt)
                         case .close(let code, let reason):
                             if session.isComplete {
                                 if !ending.isEmpty { try await writer.write(try encoder.encode(ending)) }
