@@ -60,7 +60,7 @@ struct WorkflowFlowTests {
     }
 
     @Test func aTenNodeDAGRunsInAValidOrderWithTheRightResults() async throws {
-        try await ChatFlowTests.withStack { stack, url, authority in
+        try await ServiceProcesses.withStack { stack, url, authority in
             let token = try await authority.mint(user: "wf-alice")
             let session = "s-\(UUID().uuidString.prefix(8))"
             let (result, _) = try await WorkflowClient.withConnection(
@@ -175,7 +175,7 @@ struct WorkflowFlowTests {
     }
 
     @Test func badDefinitionsAndBadMessagesAreAnsweredWithErrors() async throws {
-        try await ChatFlowTests.withStack { stack, url, authority in
+        try await ServiceProcesses.withStack { stack, url, authority in
             let token = try await authority.mint(user: "wf-bob")
             let (result, closeCode) = try await WorkflowClient.withConnection(
                 url: Self.wsURL(url, session: "bad"), token: token
@@ -249,7 +249,7 @@ struct WorkflowFlowTests {
     }
 
     @Test func pauseResumeAndStopReportTheirRealOutcome() async throws {
-        try await ChatFlowTests.withStack { stack, url, authority in
+        try await ServiceProcesses.withStack { stack, url, authority in
             let token = try await authority.mint(user: "wf-carol")
             let (result, _) = try await WorkflowClient.withConnection(
                 url: Self.wsURL(url, session: "ctl"), token: token
@@ -264,7 +264,7 @@ struct WorkflowFlowTests {
     }
 
     @Test func aHumanInputNodeWaitsForTheAnswer() async throws {
-        try await ChatFlowTests.withStack { stack, url, authority in
+        try await ServiceProcesses.withStack { stack, url, authority in
             let token = try await authority.mint(user: "wf-dave")
             let workflow: JSONValue = [
                 "nodes": [
@@ -308,7 +308,7 @@ struct WorkflowFlowTests {
     }
 
     @Test func aReconnectingClientReattachesAndGetsWhatItMissed() async throws {
-        try await ChatFlowTests.withStack { stack, url, authority in
+        try await ServiceProcesses.withStack { stack, url, authority in
             let token = try await authority.mint(user: "wf-erin")
             let session = "re-\(UUID().uuidString.prefix(8))"
             let (first, _) = try await WorkflowClient.withConnection(
@@ -358,7 +358,7 @@ struct WorkflowFlowTests {
         killAt: @escaping @Sendable (JSONValue) -> Bool,
         check: (_ runID: String, _ frames: [JSONValue], _ store: WorkflowRunStore) async throws -> Void
     ) async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: tokensPerSecond) { stack, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: tokensPerSecond) { stack, url, authority in
             try stack.start("workflow-runner")
             try await stack.waitUntilReady()
             let token = try await authority.mint(user: user)
