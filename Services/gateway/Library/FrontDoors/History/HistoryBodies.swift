@@ -114,7 +114,7 @@ struct BishengMessage: Encodable, Equatable {
     var sender: String
     var message: String
     /// The seed types extra as Optional[str]: the JSON text, not an object.
-    @ExplicitNull var extra: String?
+    var extra: String
     var source: Int
     @ExplicitNull var status: String?
     /// The stored JSON, `null` when there is none.
