@@ -4,8 +4,8 @@ import SwitchboardRuntime
 
 /// A source of a role's text, streamed as deltas of any size.
 public protocol ChatProvider: Sendable {
-    /// For logs and metrics: `offline` or `openai`.
-    var kind: String { get }
+    /// For logs and metrics, and the offline engine's own paths.
+    var kind: ProviderKind { get }
     /// Streams the answer's text; returns the tool calls the model ended with instead of finishing
     /// (none: the answer is complete).
     @discardableResult

@@ -204,7 +204,7 @@ struct DeviceToolProvider: ChatProvider {
     /// error the model reads.
     static let maxCallsPerRound = DeviceToolCall.maxWaiting
 
-    var kind: String { base.kind }
+    var kind: ProviderKind { base.kind }
 
     /// `base` itself when there are no tools.
     static func wrap(
@@ -216,7 +216,7 @@ struct DeviceToolProvider: ChatProvider {
 
     @discardableResult
     func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws -> [ToolCall] {
-        if base.kind == "offline" {
+        if base.kind == .offline {
             guard let choice = DeviceToolRule.choose(for: request.userMessage, among: toolbox.tools) else {
                 return try await base.stream(request, onDelta: onDelta)
             }

@@ -9,7 +9,7 @@ public struct OfflineProvider: ChatProvider {
         self.engine = engine
     }
 
-    public var kind: String { "offline" }
+    public var kind: ProviderKind { .offline }
 
     /// The engine is deterministic: an answer resumed after `answerSoFar` is the rest of the same text.
     @discardableResult

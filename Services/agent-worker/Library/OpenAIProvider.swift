@@ -16,7 +16,7 @@ public struct OpenAIProvider: ChatProvider {
         self.client = client
     }
 
-    public var kind: String { "openai" }
+    public var kind: ProviderKind { .openai }
 
     /// The request to go on with an answer cut short (`ProviderRequest.answerSoFar`).
     static let continuation =

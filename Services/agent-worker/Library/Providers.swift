@@ -25,7 +25,7 @@ struct Providers: Sendable {
     }
 
     func provider(for spec: ProviderSpec?) -> any ChatProvider {
-        guard let spec, spec.kind == "openai" else { return offline }
+        guard let spec, spec.engine == .openai else { return offline }
         guard let allowed = allowList.entry(for: spec.baseURL) else {
             return RefusedProvider(baseURL: spec.baseURL ?? "(none)")
         }

@@ -6,7 +6,7 @@ import SwitchboardRuntime
 struct RefusedProvider: ChatProvider {
     let baseURL: String
 
-    var kind: String { "openai" }
+    var kind: ProviderKind { .openai }
 
     func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws -> [ToolCall] {
         throw ProviderError(

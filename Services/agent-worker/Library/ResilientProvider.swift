@@ -36,7 +36,7 @@ public struct ResilientProvider: ChatProvider {
         self.policy = policy
     }
 
-    public var kind: String { base.kind }
+    public var kind: ProviderKind { base.kind }
 
     @discardableResult
     public func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws -> [ToolCall] {

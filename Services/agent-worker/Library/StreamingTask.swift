@@ -65,7 +65,7 @@ struct StreamingTask {
         if let runID = task.runId { stoppedEarly = try await RunControl(redis: context.redis).isStopped(runID: runID) }
 
         // Bounds a model's whole answer (retries included): the client's deadline only covers the response head.
-        let timeLimit = task.provider.flatMap { $0.kind == "offline" ? nil : ($0.timeoutSeconds ?? 120) }
+        let timeLimit = task.provider.flatMap { $0.engine == .offline ? nil : ($0.timeoutSeconds ?? 120) }
         var narrator = ReplyNarrator(kind: ReplyNarrator.Kind(task), recorded: recorded, started: started)
         // The narrator's deadlines never move earlier, so one sleeper taking the newest after each wake
         // is enough (an early wake is harmless: the narrator asks again).
@@ -136,7 +136,7 @@ struct StreamingTask {
             AgentWorkerMetrics.tasksStopped.increment()
         case .failed(let failure):
             status = AgentTaskCompleted.failed
-            AgentWorkerMetrics.providerFailures(provider: sender.provider.kind).increment()
+            AgentWorkerMetrics.providerFailures(provider: sender.provider.kind.rawValue).increment()
             context.logger.warning(
                 "role failed",
                 metadata: [
