@@ -4,27 +4,6 @@ import Foundation
 // PONG, CONVERSATION_HISTORY), the role snapshot a joining client gets, and the ephemeral presence and
 // typing events. Field names and JSON types are those the frames had when they were built by hand.
 
-/// An optional field sent as `null` when it has no value, where a plain optional is left out: the
-/// fields clients read as "present but empty" (a page's `nextCursor`, a message's `status`).
-@propertyWrapper
-public struct ExplicitNull<Value: Codable & Sendable & Equatable>: Codable, Sendable, Equatable {
-    public var wrappedValue: Value?
-
-    public init(wrappedValue: Value?) {
-        self.wrappedValue = wrappedValue
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        wrappedValue = container.decodeNil() ? nil : try container.decode(Value.self)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        if let wrappedValue { try container.encode(wrappedValue) } else { try container.encodeNil() }
-    }
-}
-
 /// PRESENCE_JOIN or PRESENCE_LEAVE (the sender chooses): a connection of `userId` joined or left the
 /// conversation. Ephemeral.
 public struct Presence: Codable, Sendable, Equatable {
