@@ -203,6 +203,7 @@ targets += [
         name: "SwitchboardCLI",
         dependencies: runtime + [
             "SwitchboardVoice",
+            "SwitchboardWorkflow",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),

@@ -56,9 +56,14 @@ public enum CollaborationPattern: String, Codable, Sendable, CaseIterable {
     case direct, sequential, parallel, hierarchical, dynamic
 }
 
-/// Which model a role talks to. `offline` is the embedded engine; `openai` any OpenAI-compatible Chat
-/// Completions server (OpenAI, vLLM, llama.cpp's server, Ollama). The key itself never travels: only the
-/// name of the environment variable the agent-worker reads it from.
+/// The engines a role can talk to: the embedded offline engine, or any OpenAI-compatible Chat Completions
+/// server (OpenAI, vLLM, llama.cpp's server, Ollama).
+public enum ProviderKind: String, Codable, Sendable, CaseIterable {
+    case offline, openai
+}
+
+/// Which model a role talks to (`ProviderKind`). The key itself never travels: only the name of the
+/// environment variable the agent-worker reads it from.
 public struct ProviderSpec: Codable, Sendable, Hashable {
     public var kind: String
     public var baseURL: String?
@@ -78,8 +83,11 @@ public struct ProviderSpec: Codable, Sendable, Hashable {
         self.timeoutSeconds = timeoutSeconds
     }
 
-    public static let offline = ProviderSpec(kind: "offline")
-    public static let kinds: Set<String> = ["offline", "openai"]
+    public static let offline = ProviderSpec(kind: ProviderKind.offline.rawValue)
+    public static let kinds = Set(ProviderKind.allCases.map(\.rawValue))
+
+    /// The engine `kind` names; nil for a kind this version does not know (the team file's check refuses it).
+    public var engine: ProviderKind? { ProviderKind(rawValue: kind) }
 
     /// Circuit breakers are per provider endpoint and model.
     public var breakerKey: String { "\(kind)|\(baseURL ?? "")|\(model ?? "")" }

@@ -9,7 +9,7 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(5))) struct BenchSmokeTests {
     @Test func everyScenarioRunsToTheEnd() async throws {
         try await TestEnvironment.requirePostgres()
-        try await ChatFlowTests.withStack(
+        try await ServiceProcesses.withStack(
             agentEnvironment: ["SWITCHBOARD_AGENT_TOKEN_RATE": "0", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS": "0"],
             voiceEnvironment: ["SWITCHBOARD_VOICE_ASR_ENGINE": "instant", "SWITCHBOARD_VOICE_TTS_ENGINE": "instant"]
         ) { stack, ws, _ in
@@ -101,7 +101,7 @@ import Testing
     /// `reconnect` stops a gateway through a shell command while its clients stream; they come back
     /// on a second gateway of the same stack and catch up from their offsets.
     @Test func theReconnectScenarioRunsToTheEnd() async throws {
-        try await ChatFlowTests.withStack { stack, ws, _ in
+        try await ServiceProcesses.withStack { stack, ws, _ in
             let second = try stack.start("gateway")
             try await stack.waitUntilReady()
             let first = try #require(stack.process(named: "gateway")?.processIdentifier)

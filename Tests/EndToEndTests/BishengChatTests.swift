@@ -55,7 +55,7 @@ struct BishengChatTests {
 
     @Test func theProtocolEndToEndWithTheSessionRestoredOnReconnect() async throws {
         try await TestEnvironment.requirePostgres()
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let base = url.replacingOccurrences(of: "/ws", with: "")
             let chatID = "bs-\(UUID().uuidString.prefix(8))"
             let chatURL = "\(base)/chat/flow-7?chat_id=\(chatID)"
@@ -147,7 +147,7 @@ struct BishengChatTests {
         let limits = [
             "SWITCHBOARD_GATEWAY_CHAT_MAX_SESSIONS": "1", "SWITCHBOARD_GATEWAY_CHAT_CONNECTION_TIMEOUT_SECONDS": "4",
         ]
-        try await ChatFlowTests.withStack(gatewayEnvironment: limits) { stack, url, authority in
+        try await ServiceProcesses.withStack(gatewayEnvironment: limits) { stack, url, authority in
             let base = url.replacingOccurrences(of: "/ws", with: "")
             // max_concurrent_sessions counts the sessions of every gateway: the second goes to another one.
             let other = try stack.start("gateway", environment: limits)

@@ -55,7 +55,7 @@ import Testing
     }
 
     @Test func statusSeesTheStackSendStreamsAnAnswerAndADownServiceFailsStatus() async throws {
-        try await ChatFlowTests.withStack { stack, url, _ in
+        try await ServiceProcesses.withStack { stack, url, _ in
             let bin = stack.binDirectory
             let common = ["--brokers", TestEnvironment.kafkaBrokers] + Self.portFlags(stack)
 

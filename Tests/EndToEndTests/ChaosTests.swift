@@ -235,7 +235,7 @@ struct ChaosTests {
     }
 
     @Test func theNotifierKilledMidStreamLosesAndRepeatsNothing() async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 10) { stack, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 10) { stack, url, authority in
             let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
             // A workflow run streams through the fault too, its BlueV client connected throughout.
             let workflow = try await WorkflowThroughFault.start(url: url, authority: authority)
@@ -266,7 +266,7 @@ struct ChaosTests {
     }
 
     @Test func anAgentWorkerKilledMidAnswerEndsEachReplyOnce() async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 10) { stack, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 10) { stack, url, authority in
             let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
             let device = Self.speakingDevice(url: url, authority: authority)
             let streaming = try await Self.start(
@@ -304,7 +304,7 @@ struct ChaosTests {
     /// A sequential run (five roles one after another) whose orchestrator dies between two roles: the
     /// new orchestrator takes the run's next step from the result it finds in Kafka, and the run ends once.
     @Test func theOrchestratorKilledMidRunEndsEachRunOnce() async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 60) { stack, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 60) { stack, url, authority in
             let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
             let device = Self.speakingDevice(url: url, authority: authority)
             let streaming = try await Self.start(
@@ -330,7 +330,7 @@ struct ChaosTests {
     /// its last second may be gone: a client resuming past what survived is told `recovered: false`
     /// (its reply still ends once); every other client gets every offset once.
     @Test func redisKilledMidStreamLosesNothingItAcknowledgedOrSaysSo() async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 10) { stack, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 10) { stack, url, authority in
             let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
             let redisDown = Locked(false)
             let device = Self.speakingDevice(url: url, authority: authority) {
@@ -385,7 +385,7 @@ struct ChaosTests {
     @Test func aBrokerRestartNeedsNoServiceRestart() async throws {
         let broker = try await TestBroker()
         defer { broker.stop() }
-        try await ChatFlowTests.withStack(
+        try await ServiceProcesses.withStack(
             tokensPerSecond: 100, everyService: ["SWITCHBOARD_KAFKA_BROKERS": broker.address]
         ) { stack, url, authority in
             let first = try await Self.start(
@@ -453,7 +453,7 @@ struct ChaosTests {
     /// does not need it, and the history consumer waits and writes every turn once it is back.
     @Test func historyWrittenWhilePostgreSQLIsDownArrivesOnceWhenItIsBack() async throws {
         try await TestEnvironment.requirePostgres()
-        try await ChatFlowTests.withStack(tokensPerSecond: 100) { stack, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 100) { stack, url, authority in
             let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
             // The first turns, with PostgreSQL up: each conversation is owned and has a session row.
             let first = try await Self.start(

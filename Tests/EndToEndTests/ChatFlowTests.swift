@@ -12,46 +12,8 @@ import Testing
 /// The six services as separate processes over the real Kafka, Redis and PostgreSQL of the test run.
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct ChatFlowTests {
-    // Shared by the other end-to-end suites.
-    static func withStack(
-        tokensPerSecond: Int = 200, gatewayEnvironment: [String: String] = [:],
-        orchestratorEnvironment: [String: String] = [:], agentEnvironment: [String: String] = [:],
-        voiceEnvironment: [String: String] = [:], runnerEnvironment: [String: String] = [:],
-        container: ContainerImage? = nil, redisURL: String = TestEnvironment.redisURL,
-        everyService: [String: String] = [:],
-        _ body: (ServiceProcesses, String, TokenAuthority) async throws -> Void
-    ) async throws {
-        try await TestEnvironment.requireKafka()
-        if redisURL == TestEnvironment.redisClusterURL {
-            try await TestEnvironment.requireRedisCluster()
-        } else {
-            try await TestEnvironment.requireRedis()
-        }
-        let stack = try ServiceProcesses(container: container, redisURL: redisURL)
-        let gateway = try stack.startAll(
-            agentEnvironment: [
-                "SWITCHBOARD_AGENT_TOKEN_RATE": "\(tokensPerSecond)", "SWITCHBOARD_AGENT_FIRST_TOKEN_DELAY_MS": "20",
-            ].merging(agentEnvironment) { $1 }, gatewayEnvironment: gatewayEnvironment,
-            orchestratorEnvironment: orchestratorEnvironment,
-            voiceEnvironment: voiceEnvironment, runnerEnvironment: runnerEnvironment, everyService: everyService)
-        do {
-            try await stack.waitUntilReady()
-            let authority = try await TokenAuthority(secret: stack.jwtSecret)
-            try await body(stack, "ws://127.0.0.1:\(gateway.httpPort)/ws", authority)
-        } catch {
-            await stack.stopAll()
-            throw error
-        }
-        let codes = await stack.stopAll()
-        // SIGTERM is a graceful shutdown: every service finishes in-flight work and exits 0.
-        for (name, code) in codes {
-            let service = String(name.split(separator: ":")[0])
-            #expect(code == 0, "\(name) exited \(code); log:\n\(stack.log(of: service).suffix(2000))")
-        }
-    }
-
     @Test func aMessageGoesThroughEveryHopAndStreamsBack() async throws {
-        try await Self.withStack { stack, url, authority in
+        try await ServiceProcesses.withStack { stack, url, authority in
             let token = try await authority.mint(user: "alice")
             let conversation = "conv-\(UUID().uuidString.prefix(8))"
             let (frames, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
@@ -105,7 +67,7 @@ struct ChatFlowTests {
     }
 
     @Test func badTokensAreRefusedAndBadFramesAnsweredWithoutClosing() async throws {
-        try await Self.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let httpURL = url.replacingOccurrences(of: "ws://", with: "http://")
             // Missing, forged and expired tokens: 401 before any upgrade.
             #expect(await Self.status(of: httpURL, bearer: nil) == 401)

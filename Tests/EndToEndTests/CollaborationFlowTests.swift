@@ -63,7 +63,7 @@ struct CollaborationFlowTests {
     }
 
     @Test func sequentialRunsTheRolesInOrderWithLegalTransitions() async throws {
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let (conversation, received) = try await Self.converse(
                 url: url, authority: authority, pattern: "sequential")
             let frames = received.map(\.frame)
@@ -134,7 +134,7 @@ struct CollaborationFlowTests {
 
     @Test func parallelRolesReallyOverlap() async throws {
         // Slow enough that four answers one after another would take seconds.
-        try await ChatFlowTests.withStack(tokensPerSecond: 40) { _, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 40) { _, url, authority in
             let (_, received) = try await Self.converse(url: url, authority: authority, pattern: "parallel")
             let frames = received.map(\.frame)
             _ = Self.expectLegalTransitions(frames)
@@ -194,7 +194,7 @@ struct CollaborationFlowTests {
         ])
         defer { try? FileManager.default.removeItem(atPath: teamPath) }
 
-        try await ChatFlowTests.withStack(
+        try await ServiceProcesses.withStack(
             orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath],
             agentEnvironment: ["SWITCHBOARD_AGENT_PROVIDERS": absent]
         ) { _, url, authority in
@@ -232,7 +232,7 @@ struct CollaborationFlowTests {
     }
 
     @Test func hierarchicalDynamicAndDirectRunsCompleteWithLegalTransitions() async throws {
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let cases: [(pattern: String, content: String, roles: [String])] = [
                 // The API and the user experience: Mike and Emma are the specialists.
                 (
@@ -281,7 +281,7 @@ struct CollaborationFlowTests {
     /// milliseconds of its task. Runs back to back on one conversation must each complete, every role
     /// asked once per run, and no role left in a state that makes the next run's transitions illegal.
     @Test func instantAnswersBackToBackAllComplete() async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 0) { stack, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 0) { stack, url, authority in
             let token = try await authority.mint(user: "instant-\(UUID().uuidString.prefix(6))")
             let conversation = "instant-\(UUID().uuidString.prefix(8))"
             let runs = 6
@@ -317,7 +317,7 @@ struct CollaborationFlowTests {
     }
 
     @Test func aMessageDuringARunWaitsForIt() async throws {
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let token = try await authority.mint(user: "queue-\(UUID().uuidString.prefix(6))")
             let conversation = "queue-\(UUID().uuidString.prefix(8))"
             let (received, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
@@ -376,7 +376,7 @@ struct CollaborationFlowTests {
                 ],
             ])
             defer { try? FileManager.default.removeItem(atPath: teamPath) }
-            try await ChatFlowTests.withStack(
+            try await ServiceProcesses.withStack(
                 orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath],
                 agentEnvironment: [
                     "FAKE_KEY": "sk-e2e", "OTHER_SECRET": "sk-not-for-this-server",

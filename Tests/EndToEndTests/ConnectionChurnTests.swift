@@ -11,7 +11,7 @@ struct ConnectionChurnTests {
     static let connectionsPerRound = 800
 
     @Test func theGatewaysMemoryComesBackAfterEveryRoundOfConnections() async throws {
-        try await ChatFlowTests.withStack { stack, url, authority in
+        try await ServiceProcesses.withStack { stack, url, authority in
             let gateway = try #require(stack.process(named: "gateway"))
             let port = try #require(URL(string: url)?.port)
             var tokens: [String] = []

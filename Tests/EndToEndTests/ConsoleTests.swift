@@ -14,7 +14,7 @@ struct ConsoleTests {
     @Test func theConsoleStreamsAnAnswerAndMovesTheRoleBoard() async throws {
         // Before the stack starts: no browser is a failure with a clear message, not a skip.
         let chromium = try HeadlessBrowser.findExecutable()
-        try await ChatFlowTests.withStack(tokensPerSecond: 120) { _, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 120) { _, url, authority in
             let token = try await authority.mint(user: "console-ada")
             let origin = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(
                 of: "/ws", with: "")
@@ -369,7 +369,7 @@ struct ConsoleTests {
     /// unbind it (the page's confirm and prompt dialogs answered by the test).
     @Test func theDevicesPageBindsRenamesAndUnbindsADevice() async throws {
         let chromium = try HeadlessBrowser.findExecutable()
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let token = try await authority.mint(user: "console-devices-\(UUID().uuidString.prefix(6))")
             let origin = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(
                 of: "/ws", with: "")
@@ -422,7 +422,7 @@ struct ConsoleTests {
     /// no conversation open starts one; a link to someone else's conversation shows an error only.
     @Test func deepLinksTheBackButtonAndMessagesTypedBeforeTheConversationIsReady() async throws {
         let chromium = try HeadlessBrowser.findExecutable()
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let origin = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(
                 of: "/ws", with: "")
             let port = try #require(Int(origin.split(separator: ":").last ?? ""))

@@ -17,7 +17,7 @@ struct ContainerTests {
         let image = try ContainerImage.require()
         // withStack waits for every container's /readyz, and at the end sends SIGTERM to each and
         // expects exit status 0 from every one within the stop window.
-        try await ChatFlowTests.withStack(container: image) { stack, url, authority in
+        try await ServiceProcesses.withStack(container: image) { stack, url, authority in
             let running = stack.launched
             #expect(Set(running.map(\.name)) == Set(Self.services))
 

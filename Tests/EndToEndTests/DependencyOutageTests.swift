@@ -31,7 +31,7 @@ struct DependencyOutageTests {
     /// the notifier and orchestrator gave up after five quick retries and dead-lettered the reply's
     /// events, and a client resuming by offset never saw its end.
     @Test func aReplyOutlivesRedisKilledMidStreamWithNothingLostRepeatedOrDeadLettered() async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 40) { stack, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 40) { stack, url, authority in
             let deadLettersBefore = try await Self.deadLetterCounts(stack.binDirectory)
             let token = try await authority.mint(user: "outage-olga")
             let conversation = "outage-\(UUID().uuidString.prefix(8))"
@@ -78,7 +78,7 @@ struct DependencyOutageTests {
     /// listed with why it was parked, shown, replayed to its origin topic where the notifier delivers it,
     /// and a second replay sends nothing.
     @Test func aDeadLetterIsListedShownAndReplayedExactlyOnce() async throws {
-        try await ChatFlowTests.withStack { stack, url, authority in
+        try await ServiceProcesses.withStack { stack, url, authority in
             let bin = stack.binDirectory
             let brokers = ["--brokers", TestEnvironment.kafkaBrokers]
             let user = "dlq-dora-\(UUID().uuidString.prefix(6))"
@@ -144,7 +144,7 @@ struct DependencyOutageTests {
     /// would): the owner recorded in PostgreSQL still decides, so another user who now names the id is
     /// refused, and the owner goes on. The restored key expires unless used.
     @Test func aConversationWhoseOwnerKeyRedisLostStaysWithItsOwner() async throws {
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let alice = try await authority.mint(user: "owner-alice")
             let mallory = try await authority.mint(user: "owner-mallory")
             let conversation = "owned-\(UUID().uuidString.prefix(8))"

@@ -138,7 +138,7 @@ struct DoubledStackTests {
     }
 
     @Test func oneInstanceOfEachKindKilledInTurnLosesAndRepeatsNothing() async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 10) { stack, doomed, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 10) { stack, doomed, authority in
             let began = ContinuousClock.now
             for kind in Self.kinds {
                 // The second agent-worker streams as slowly as the first, so runs are mid-answer at the kills.

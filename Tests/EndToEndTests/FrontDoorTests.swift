@@ -44,7 +44,7 @@ struct FrontDoorTests {
     }
 
     @Test func openAIChatCompletionsStreamAndNot() async throws {
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let port = URL(string: url)!.port!
             let token = try await authority.mint(user: "sdk-\(UUID().uuidString.prefix(6))")
 
@@ -157,7 +157,7 @@ struct FrontDoorTests {
     }
 
     @Test func bluePlanNovaAndLoomiStreamAndResume() async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 60) { _, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 60) { _, url, authority in
             let port = URL(string: url)!.port!
             let token = try await authority.mint(user: "blueplan-\(UUID().uuidString.prefix(6))")
             let auth = ["Authorization": "Bearer \(token)"]
@@ -264,7 +264,7 @@ struct FrontDoorTests {
 
     /// REQUEST_ROLE_FOCUS and the role-state snapshot a joining client is shown.
     @Test func roleFocusLeadsTheNextRunAndJoinersSeeEveryRole() async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 30) { _, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 30) { _, url, authority in
             let port = URL(string: url)!.port!
             let user = "focus-\(UUID().uuidString.prefix(6))"
             let token = try await authority.mint(user: user)

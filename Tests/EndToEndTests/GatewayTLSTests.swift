@@ -12,7 +12,7 @@ struct GatewayTLSTests {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: folder) }
         try await TestCertificates.make(in: folder)
-        try await ChatFlowTests.withStack(gatewayEnvironment: [
+        try await ServiceProcesses.withStack(gatewayEnvironment: [
             "SWITCHBOARD_GATEWAY_TLS_CERT_FILE": "\(folder)/server.pem",
             "SWITCHBOARD_GATEWAY_TLS_KEY_FILE": "\(folder)/server.key",
         ]) { _, url, authority in

@@ -59,7 +59,7 @@ struct HistoryFlowTests {
     @Test func aConversationIsStoredAndSurvivesTheWholeStacksRestart() async throws {
         try await TestEnvironment.requirePostgres()
         let conversation = "hist-\(UUID().uuidString.prefix(8))"
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let token = try await authority.mint(user: "hanna")
             let (frames, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
                 client.send(Self.send("c1", conversation, "hello history"))
@@ -89,7 +89,7 @@ struct HistoryFlowTests {
                     .status == 403)
         }
         // A new stack (new processes, same PostgreSQL): everything is still there.
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let token = try await authority.mint(user: "hanna")
             // History is written by a consumer group that rejoins after the restart: wait for it, briefly.
             let listed = Locked<[JSONValue]>([])
@@ -151,7 +151,7 @@ struct HistoryFlowTests {
 
     @Test func aTurnStoppedMidStreamIsStoredAsStoppedWithItsPartialText() async throws {
         try await TestEnvironment.requirePostgres()
-        try await ChatFlowTests.withStack(tokensPerSecond: 10) { _, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 10) { _, url, authority in
             let token = try await authority.mint(user: "stopper-h")
             let conversation = "hstop-\(UUID().uuidString.prefix(8))"
             let (frames, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
@@ -189,7 +189,7 @@ struct HistoryFlowTests {
                 "Alex": ["kind": "openai", "baseURL": "http://127.0.0.1:\(port)/ok/v1", "model": "fake"]
             ])
             defer { try? FileManager.default.removeItem(atPath: teamPath) }
-            try await ChatFlowTests.withStack(
+            try await ServiceProcesses.withStack(
                 orchestratorEnvironment: ["SWITCHBOARD_TEAM_FILE": teamPath],
                 agentEnvironment: ["SWITCHBOARD_AGENT_PROVIDERS": "http://127.0.0.1:\(port)/ok/v1"]
             ) { _, url, authority in

@@ -24,7 +24,7 @@ struct InterruptTests {
 
     @Test func anInterruptStopsGenerationAndKeepsThePartialAnswer() async throws {
         // 10 tokens a second: the whole answer would take several seconds.
-        try await ChatFlowTests.withStack(tokensPerSecond: 10) { _, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 10) { _, url, authority in
             let token = try await authority.mint(user: "stopper")
             let conversation = "stop-\(UUID().uuidString.prefix(8))"
             struct Outcome: Sendable {
@@ -106,7 +106,7 @@ struct InterruptTests {
     }
 
     @Test func busyConversationsRejectOrInterruptAsAsked() async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 40) { _, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 40) { _, url, authority in
             let token = try await authority.mint(user: "busy")
             let conversation = "busy-\(UUID().uuidString.prefix(8))"
             let (result, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in

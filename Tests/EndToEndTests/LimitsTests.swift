@@ -13,7 +13,7 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct LimitsTests {
     @Test func commandRateAndConnectionsPerUserAreLimited() async throws {
-        try await ChatFlowTests.withStack(gatewayEnvironment: [
+        try await ServiceProcesses.withStack(gatewayEnvironment: [
             "SWITCHBOARD_GATEWAY_COMMANDS_PER_SECOND": "2", "SWITCHBOARD_GATEWAY_COMMAND_BURST": "3",
             "SWITCHBOARD_GATEWAY_MAX_CONNECTIONS_PER_USER": "2",
         ]) { _, url, authority in
@@ -63,7 +63,8 @@ struct LimitsTests {
     /// three allowed; a fourth through any door (chat, SSE, the OpenAI door) is refused, and the quota
     /// is back once one of the three closes.
     @Test func everyEntryPointCountsAgainstTheSameConnectionQuota() async throws {
-        try await ChatFlowTests.withStack(gatewayEnvironment: ["SWITCHBOARD_GATEWAY_MAX_CONNECTIONS_PER_USER": "3"]) {
+        try await ServiceProcesses.withStack(gatewayEnvironment: ["SWITCHBOARD_GATEWAY_MAX_CONNECTIONS_PER_USER": "3"])
+        {
             _, url, authority in
             let token = try await authority.mint(user: "quota-\(UUID().uuidString.prefix(6))")
             let port = try #require(URL(string: url)?.port)
@@ -116,7 +117,7 @@ struct LimitsTests {
 
     /// Seed 000's `rate_limit_exceeded` disconnection: a client that stays over the rate is closed with 4504.
     @Test func aSustainedExcessOverTheRateIsClosedWith4504() async throws {
-        try await ChatFlowTests.withStack(gatewayEnvironment: [
+        try await ServiceProcesses.withStack(gatewayEnvironment: [
             "SWITCHBOARD_GATEWAY_COMMANDS_PER_SECOND": "2", "SWITCHBOARD_GATEWAY_COMMAND_BURST": "3",
         ]) { _, url, authority in
             let token = try await authority.mint(user: "flood-\(UUID().uuidString.prefix(6))")
@@ -149,7 +150,7 @@ struct LimitsTests {
     }
 
     @Test func aClientSendingOnlyGarbageIsClosedAndTheOthersAreNotAffected() async throws {
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let bad = try await authority.mint(user: "mallory")
             let good = try await authority.mint(user: "judy")
             let (_, badClose) = try await ChatClient.withConnection(url: url, token: bad) { client in
@@ -173,7 +174,7 @@ struct LimitsTests {
     }
 
     @Test func connectionStatisticsCoverTheCluster() async throws {
-        try await ChatFlowTests.withStack { stack, url, authority in
+        try await ServiceProcesses.withStack { stack, url, authority in
             let token = try await authority.mint(user: "kim")
             // The cluster's figures are Switchboard's addition to seed 003's answer, for admins only.
             let admin = try await authority.mint(user: "kim-ops", roles: ["admin"])

@@ -14,7 +14,7 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct MisbehavingClientTests {
     @Test func aClientThatStopsReadingIsCutOffWhileAFastOneGetsEverything() async throws {
-        try await ChatFlowTests.withStack(gatewayEnvironment: [
+        try await ServiceProcesses.withStack(gatewayEnvironment: [
             "SWITCHBOARD_GATEWAY_OUTBOUND_LIMIT_BYTES": "65536",
             "SWITCHBOARD_GATEWAY_SOCKET_SEND_BUFFER_BYTES": "32768",
         ]) { stack, url, authority in
@@ -75,7 +75,7 @@ struct MisbehavingClientTests {
     /// and another user's chat on the same gateway goes on. An oversized frame closes only its own
     /// connection, with 1009.
     @Test func generatedMalformedFramesAreAnsweredAndDisturbNobody() async throws {
-        try await ChatFlowTests.withStack(gatewayEnvironment: [
+        try await ServiceProcesses.withStack(gatewayEnvironment: [
             "SWITCHBOARD_GATEWAY_COMMANDS_PER_SECOND": "1000", "SWITCHBOARD_GATEWAY_COMMAND_BURST": "1000",
         ]) { _, url, authority in
             let seed = UInt64.random(in: 1...UInt64.max)
@@ -138,7 +138,8 @@ struct MisbehavingClientTests {
     /// Sockets that never finish their request head are closed once the handshake deadline passes;
     /// an upgraded connection that then stays quiet is not.
     @Test func socketsThatNeverAuthenticateAreClosed() async throws {
-        try await ChatFlowTests.withStack(gatewayEnvironment: ["SWITCHBOARD_GATEWAY_HANDSHAKE_TIMEOUT_SECONDS": "1"]) {
+        try await ServiceProcesses.withStack(gatewayEnvironment: ["SWITCHBOARD_GATEWAY_HANDSHAKE_TIMEOUT_SECONDS": "1"])
+        {
             stack, url, authority in
             let port = try #require(URL(string: url)?.port)
             let adminPort = try #require(stack.adminPort(of: "gateway"))

@@ -16,7 +16,7 @@ struct NotificationTests {
     }
 
     @Test func notificationsReachTheirUserAndBroadcastsReachEveryone() async throws {
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let base = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws", with: "")
             let admin = try await authority.mint(user: "ops", roles: ["admin"])
             let plain = try await authority.mint(user: "someone")
@@ -74,7 +74,7 @@ struct NotificationTests {
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct SystemStatusTests {
     @Test func theSystemChannelReportsServicesComingAndGoing() async throws {
-        try await ChatFlowTests.withStack { stack, url, authority in
+        try await ServiceProcesses.withStack { stack, url, authority in
             let token = try await authority.mint(user: "watcher")
             let statusURL = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(
                 of: "/ws", with: "/api/v1/system/status")

@@ -104,7 +104,7 @@ struct RecoveryTests {
     }
 
     @Test func aClientThatDropsMidStreamResumesWithNothingMissingOrRepeated() async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 40) { _, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 40) { _, url, authority in
             let token = try await authority.mint(user: "carol")
             let conversation = "resume-\(UUID().uuidString.prefix(8))"
             let first = try await Self.sendAndLeave(
@@ -130,7 +130,7 @@ struct RecoveryTests {
     }
 
     @Test func aClientWhoseGatewayIsKilledFinishesOnAnotherGateway() async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 40) { stack, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 40) { stack, url, authority in
             let spare = try stack.start("gateway")
             try await stack.waitUntilReady()
             let firstGatewayPort = try #require(URL(string: url)?.port)
@@ -170,7 +170,7 @@ struct RecoveryTests {
     }
 
     @Test func aPositionFromAnotherEpochOrBeyondTheChannelIsNotRecovered() async throws {
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let token = try await authority.mint(user: "erin")
             let conversation = "epoch-\(UUID().uuidString.prefix(8))"
             let (answers, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
@@ -199,7 +199,7 @@ struct RecoveryTests {
     }
 
     @Test func serverSentEventsResumeFromLastEventID() async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 40) { _, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 40) { _, url, authority in
             let port = URL(string: url)!.port!
             let token = try await authority.mint(user: "frank")
             let conversation = "sse-\(UUID().uuidString.prefix(8))"
@@ -250,7 +250,7 @@ struct RecoveryTests {
     }
 
     @Test func serverSentEventsAreGzippedWhenTheClientAsks() async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 100) { _, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 100) { _, url, authority in
             let port = URL(string: url)!.port!
             let token = try await authority.mint(user: "hana")
             let conversation = "gzip-\(UUID().uuidString.prefix(8))"
@@ -272,7 +272,7 @@ struct RecoveryTests {
     }
 
     @Test func typingIsShownToOthersLiveAndNeverReplayed() async throws {
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let token = try await authority.mint(user: "gina")
             let conversation = "typing-\(UUID().uuidString.prefix(8))"
             let (frames, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [ServerFrame] in
@@ -301,7 +301,7 @@ struct RecoveryTests {
     }
 
     @Test func presenceIsShownLiveWhenConnectionsJoinAndLeave() async throws {
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let token = try await authority.mint(user: "ines")
             let conversation = "presence-\(UUID().uuidString.prefix(8))"
             let subscribe = ClientCommand(
@@ -350,7 +350,7 @@ struct RecoveryTests {
     }
 
     @Test func aGatewayShuttingDownTellsItsClientsToReconnect() async throws {
-        try await ChatFlowTests.withStack { stack, url, authority in
+        try await ServiceProcesses.withStack { stack, url, authority in
             let token = try await authority.mint(user: "hana")
             let (_, close) = try await ChatClient.withConnection(url: url, token: token) { client in
                 client.send(ClientCommand(id: "p", type: ClientCommandType.ping, data: ["timestamp": 1]))

@@ -45,7 +45,7 @@ struct RedisClusterFlowTests {
     static func streamThrough(
         _ name: String, stateMayBeLost: Bool, fault: @escaping @Sendable (RedisNodeAddress) async throws -> Void
     ) async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 10, redisURL: TestEnvironment.redisClusterURL) {
+        try await ServiceProcesses.withStack(tokensPerSecond: 10, redisURL: TestEnvironment.redisClusterURL) {
             stack, url, authority in
             let deadLetters = try await DependencyOutageTests.deadLetterCounts(stack.binDirectory)
             let primaries = try await RedisClusterNodes.topology().primaries

@@ -212,7 +212,7 @@ struct SafetyFlowTests {
     // MARK: Item 10 and the orchestrator's queue (item 11)
 
     @Test func aReusedClientMessageIDIsRejectedAsADuplicateAndABusyQueueIsBounded() async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 40) { _, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 40) { _, url, authority in
             let token = try await authority.mint(user: "readme-\(UUID().uuidString.prefix(6))")
             let conversation = "demo-\(UUID().uuidString.prefix(8))"
             @Sendable func send(_ client: ChatClient, id: String, in conversation: String, busyPolicy: String? = nil) {
@@ -258,7 +258,7 @@ struct SafetyFlowTests {
     // MARK: Item 11: the gateway's bounds
 
     @Test func clientIDsFeedsAndSlowHTTPClientsAreBounded() async throws {
-        try await ChatFlowTests.withStack(gatewayEnvironment: [
+        try await ServiceProcesses.withStack(gatewayEnvironment: [
             "SWITCHBOARD_GATEWAY_COMMANDS_PER_SECOND": "1000", "SWITCHBOARD_GATEWAY_COMMAND_BURST": "1000",
             "SWITCHBOARD_GATEWAY_HTTP_IDLE_TIMEOUT_SECONDS": "2", "SWITCHBOARD_GATEWAY_HTTP_BODY_TIMEOUT_SECONDS": "2",
         ]) { stack, url, authority in

@@ -48,7 +48,7 @@ struct SeedClientTests {
     }
 
     @Test func aChatCentreClientReadsTheSeedsEventsOverSSEAndWebSocket() async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: 80) { _, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: 80) { _, url, authority in
             let port = URL(string: url)!.port!
             let token = try await authority.mint(user: "seed000-\(UUID().uuidString.prefix(6))")
             let result = try await Self.run(
@@ -84,7 +84,7 @@ struct SeedClientTests {
     }
 
     @Test func aBluePlanPageOnAnotherOriginAndAnEventSourceStreamTheRun() async throws {
-        try await ChatFlowTests.withStack(
+        try await ServiceProcesses.withStack(
             tokensPerSecond: 80, gatewayEnvironment: ["SWITCHBOARD_GATEWAY_MAX_CONNECTIONS_PER_USER": "2"]
         ) { _, url, authority in
             let port = URL(string: url)!.port!
@@ -107,7 +107,7 @@ struct SeedClientTests {
     }
 
     @Test func aBlueVClientWrittenFromSeed003() async throws {
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let http = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws", with: "")
             let (status, output) = try await Self.run(
                 "bluev_client.py",
@@ -125,7 +125,7 @@ struct SeedClientTests {
 
     @Test func aBishengClientWrittenFromSeed002() async throws {
         try await TestEnvironment.requirePostgres()
-        try await ChatFlowTests.withStack { _, url, authority in
+        try await ServiceProcesses.withStack { _, url, authority in
             let http = url.replacingOccurrences(of: "ws://", with: "http://").replacingOccurrences(of: "/ws", with: "")
             let (status, output) = try await Self.run(
                 "bisheng_client.py",

@@ -32,7 +32,7 @@ struct StartupTests {
         await stack.stopAll()
         // They stopped while joining their consumer groups: the groups must still take new members
         // (the next stack becomes ready only once each of its consumers was assigned partitions).
-        try await ChatFlowTests.withStack { _, _, _ in }
+        try await ServiceProcesses.withStack { _, _, _ in }
     }
 }
 

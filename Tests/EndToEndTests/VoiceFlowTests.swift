@@ -27,7 +27,7 @@ struct VoiceFlowTests {
         _ body: (Stack) async throws -> Void
     ) async throws {
         // The chat stack with its defaults (a fast offline engine), seen from the device side.
-        try await ChatFlowTests.withStack(
+        try await ServiceProcesses.withStack(
             gatewayEnvironment: gatewayEnvironment, orchestratorEnvironment: orchestratorEnvironment,
             agentEnvironment: agentEnvironment,
             voiceEnvironment: voiceEnvironment

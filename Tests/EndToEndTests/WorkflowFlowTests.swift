@@ -27,44 +27,10 @@ struct WorkflowFlowTests {
 
     /// Ten nodes: a condition whose true branch asks an llm (the offline agent-worker) and whose false
     /// branch is skipped, a parallel branch of two templates, a merge, a summary and the end.
-    static let tenNodes: JSONValue = [
-        "id": "ten",
-        "nodes": [
-            node("start", "start", ["inputs": ["name": "Ada", "score": 7]]),
-            node("greet", "template", ["template": "Hello {{name}}"]),
-            node("check", "condition", ["operator": "greater_than", "value": 5]),
-            node("praise", "llm", ["prompt": "Praise a score of {{value}}"]),
-            node("wait", "delay", ["ms": 10]),
-            node("side", "template", ["template": "side {{name}}"]),
-            node("side2", "template", ["template": "{{text}}!"]),
-            node("join", "merge"),
-            node("summary", "template", ["template": "{{greeting}} / {{side}} / {{verdict}}"]),
-            node("end", "end"),
-        ],
-        "connections": [
-            link("start", "name", "greet", "name"), link("start", "score", "check", "value"),
-            link("check", "true", "praise", "value"), link("check", "false", "wait", "value"),
-            link("start", "name", "side", "name"), link("side", "text", "side2", "text"),
-            link("praise", "text", "join", "a"), link("wait", "value", "join", "b"),
-            link("greet", "text", "summary", "greeting"), link("join", "value", "summary", "verdict"),
-            link("side2", "text", "summary", "side"), link("summary", "text", "end", "result"),
-        ],
-    ]
+    static let tenNodes = WorkflowDefinition.tenNodes(id: "ten", delayMs: 10, llmSideBranch: false).json
 
     /// A chain of delays: start → d1 → … → dN → end.
-    static func chain(_ count: Int, ms: Int) -> JSONValue {
-        var nodes = [node("start", "start", ["inputs": ["value": "x"]])]
-        var links: [JSONValue] = []
-        var previous = ("start", "value")
-        for index in 1...count {
-            nodes.append(node("d\(index)", "delay", ["ms": .number(Double(ms))]))
-            links.append(link(previous.0, previous.1, "d\(index)", "value"))
-            previous = ("d\(index)", "value")
-        }
-        nodes.append(node("end", "end"))
-        links.append(link(previous.0, previous.1, "end", "result"))
-        return ["id": "chain", "nodes": .array(nodes), "connections": .array(links)]
-    }
+    static func chain(_ count: Int, ms: Int) -> JSONValue { WorkflowDefinition.chain(count, ms: ms).json }
 
     static func wsURL(_ base: String, session: String) -> String { base + "/" + session }
 
@@ -94,7 +60,7 @@ struct WorkflowFlowTests {
     }
 
     @Test func aTenNodeDAGRunsInAValidOrderWithTheRightResults() async throws {
-        try await ChatFlowTests.withStack { stack, url, authority in
+        try await ServiceProcesses.withStack { stack, url, authority in
             let token = try await authority.mint(user: "wf-alice")
             let session = "s-\(UUID().uuidString.prefix(8))"
             let (result, _) = try await WorkflowClient.withConnection(
@@ -209,7 +175,7 @@ struct WorkflowFlowTests {
     }
 
     @Test func badDefinitionsAndBadMessagesAreAnsweredWithErrors() async throws {
-        try await ChatFlowTests.withStack { stack, url, authority in
+        try await ServiceProcesses.withStack { stack, url, authority in
             let token = try await authority.mint(user: "wf-bob")
             let (result, closeCode) = try await WorkflowClient.withConnection(
                 url: Self.wsURL(url, session: "bad"), token: token
@@ -283,7 +249,7 @@ struct WorkflowFlowTests {
     }
 
     @Test func pauseResumeAndStopReportTheirRealOutcome() async throws {
-        try await ChatFlowTests.withStack { stack, url, authority in
+        try await ServiceProcesses.withStack { stack, url, authority in
             let token = try await authority.mint(user: "wf-carol")
             let (result, _) = try await WorkflowClient.withConnection(
                 url: Self.wsURL(url, session: "ctl"), token: token
@@ -298,7 +264,7 @@ struct WorkflowFlowTests {
     }
 
     @Test func aHumanInputNodeWaitsForTheAnswer() async throws {
-        try await ChatFlowTests.withStack { stack, url, authority in
+        try await ServiceProcesses.withStack { stack, url, authority in
             let token = try await authority.mint(user: "wf-dave")
             let workflow: JSONValue = [
                 "nodes": [
@@ -342,7 +308,7 @@ struct WorkflowFlowTests {
     }
 
     @Test func aReconnectingClientReattachesAndGetsWhatItMissed() async throws {
-        try await ChatFlowTests.withStack { stack, url, authority in
+        try await ServiceProcesses.withStack { stack, url, authority in
             let token = try await authority.mint(user: "wf-erin")
             let session = "re-\(UUID().uuidString.prefix(8))"
             let (first, _) = try await WorkflowClient.withConnection(
@@ -392,7 +358,7 @@ struct WorkflowFlowTests {
         killAt: @escaping @Sendable (JSONValue) -> Bool,
         check: (_ runID: String, _ frames: [JSONValue], _ store: WorkflowRunStore) async throws -> Void
     ) async throws {
-        try await ChatFlowTests.withStack(tokensPerSecond: tokensPerSecond) { stack, url, authority in
+        try await ServiceProcesses.withStack(tokensPerSecond: tokensPerSecond) { stack, url, authority in
             try stack.start("workflow-runner")
             try await stack.waitUntilReady()
             let token = try await authority.mint(user: user)

@@ -57,7 +57,7 @@ struct WorkflowLimitsTests {
     @Test func forbiddenDestinationsBigBodiesAndTemplateBombsFailTheirNodeOnly() async throws {
         let fake = FakeOpenAI()
         try await fake.withServer { port in
-            try await ChatFlowTests.withStack(runnerEnvironment: [
+            try await ServiceProcesses.withStack(runnerEnvironment: [
                 "SWITCHBOARD_WORKFLOW_EGRESS_ALLOW": "127.0.0.1:\(port)",
                 "SWITCHBOARD_WORKFLOW_HTTP_MAX_REDIRECTS": "3",
             ]) { stack, url, authority in
@@ -130,7 +130,7 @@ struct WorkflowLimitsTests {
     ]
 
     @Test func theEleventhRunAtOnceFailsAndATooOftenTakenOverRunFails() async throws {
-        try await ChatFlowTests.withStack(runnerEnvironment: ["SWITCHBOARD_WORKFLOW_MAX_TAKEOVERS": "0"]) {
+        try await ServiceProcesses.withStack(runnerEnvironment: ["SWITCHBOARD_WORKFLOW_MAX_TAKEOVERS": "0"]) {
             stack, url, authority in
             let token = try await authority.mint(user: "wf-busy-\(UUID().uuidString.prefix(6))")
             let (result, _) = try await WorkflowClient.withConnection(

@@ -83,7 +83,7 @@ import Testing
         _ = translator.observe(
             Self.message(
                 1, FrameType.collaborationComplete, ["runId": "r1", "result": ["answer": "the team's answer"]]))
-        let completion = try #require(translator.completion())
+        let completion = try JSONValueEncoder().encode(try #require(translator.completion()))
         #expect(completion["object"] == "chat.completion")
         #expect(completion["choices"]?[0]?["message"] == ["role": "assistant", "content": "the team's answer"])
         #expect(completion["usage"]?["completion_tokens"] == 3)

@@ -89,9 +89,9 @@ import Testing
     @Test func fallbacksFollowThePrimaryEngine() throws {
         var settings = VoiceSettings()
         #expect(settings.asrFallbackEngine == nil && settings.ttsFallbackEngine == nil)
-        settings.asrEngine = "openai"
-        settings.ttsEngine = "openai"
-        #expect(settings.asrFallbackEngine == "pocketsphinx" && settings.ttsFallbackEngine == "espeak")
+        settings.asrEngine = .openai
+        settings.ttsEngine = .openai
+        #expect(settings.asrFallbackEngine == .pocketsphinx && settings.ttsFallbackEngine == .espeak)
         settings.asrFallback = "none"
         #expect(settings.asrFallbackEngine == nil)
         let parsed = try VoiceSettings.Options.parse([]).settings(environment: [

@@ -121,7 +121,7 @@ import Testing
         let rounds: [[ToolCall]]
         let requests = Locked<[ProviderRequest]>([])
 
-        var kind: String { "openai" }
+        var kind: ProviderKind { .openai }
 
         func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws -> [ToolCall] {
             let number = requests.withLock { requests in

@@ -3,38 +3,10 @@ import SwitchboardContracts
 import SwitchboardWorkflow
 import Testing
 
-/// A 10-node DAG: start → template → (condition: true → llm → shout / false → delay) and, in parallel,
-/// start → http-like template → merge ← branches → end.
+/// The end-to-end tests' ten nodes (a condition with an llm branch and a skipped delay, a parallel
+/// branch, a merge), for the validator's and the scheduler's tests.
 enum SampleWorkflows {
-    static let tenNodes = WorkflowDefinition(
-        id: "sample",
-        nodes: [
-            WorkflowNode(id: "start", type: "start", config: ["inputs": ["name": "Ada", "score": 7]]),
-            WorkflowNode(id: "greet", type: "template", config: ["template": "Hello {{name}}"]),
-            WorkflowNode(id: "check", type: "condition", config: ["operator": "greater_than", "value": 5]),
-            WorkflowNode(id: "praise", type: "template", config: ["template": "{{value}} is high"]),
-            WorkflowNode(id: "wait", type: "delay", config: ["ms": 10]),
-            WorkflowNode(id: "side", type: "template", config: ["template": "side {{name}}"]),
-            WorkflowNode(id: "side2", type: "template", config: ["template": "{{text}}!"]),
-            WorkflowNode(id: "join", type: "merge"),
-            WorkflowNode(
-                id: "summary", type: "template", config: ["template": "{{greeting}} / {{verdict}} / {{side}}"]),
-            WorkflowNode(id: "end", type: "end"),
-        ],
-        connections: [
-            .init("start", "name", "greet", "name"),
-            .init("start", "score", "check", "value"),
-            .init("check", "true", "praise", "value"),
-            .init("check", "false", "wait", "value"),
-            .init("start", "name", "side", "name"),
-            .init("side", "text", "side2", "text"),
-            .init("praise", "text", "join", "a"),
-            .init("wait", "value", "join", "b"),
-            .init("greet", "text", "summary", "greeting"),
-            .init("join", "value", "summary", "verdict"),
-            .init("side2", "text", "summary", "side"),
-            .init("summary", "text", "end", "result"),
-        ])
+    static let tenNodes = WorkflowDefinition.tenNodes(id: "sample", delayMs: 10, llmSideBranch: false)
 }
 
 @Suite struct WorkflowValidationTests {

@@ -2,14 +2,10 @@ import ArgumentParser
 import AsyncHTTPClient
 import Foundation
 import Logging
-import Metrics
-import NIOCore
-import ServiceLifecycle
 import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRedis
 import SwitchboardRuntime
-import Synchronization
 
 /// Consumes agent tasks, streams each role's answer to its conversation and reports the result to the
 /// task's requester, on the topic its `replyTo` names.
@@ -89,93 +85,5 @@ public enum AgentWorker {
         // Listed before the processor, so the HTTP client shuts down after the last task.
         try await ServiceRunner.run(
             context: context, services: [HTTPClientService(client: http), subscriber, listener, deviceTools, processor])
-    }
-}
-
-/// The stop handlers of the tasks running in this process, by run.
-final class RunStops: Sendable {
-    private let handlers = Mutex<[String: [UUID: @Sendable () -> Void]]>([:])
-
-    func register(runID: String, _ handler: @escaping @Sendable () -> Void) -> UUID {
-        let id = UUID()
-        handlers.withLock { $0[runID, default: [:]][id] = handler }
-        return id
-    }
-
-    func unregister(runID: String, id: UUID) {
-        handlers.withLock { handlers in
-            handlers[runID]?.removeValue(forKey: id)
-            if handlers[runID]?.isEmpty == true { handlers.removeValue(forKey: runID) }
-        }
-    }
-
-    func stop(runID: String) {
-        let stopping = handlers.withLock { $0[runID].map { Array($0.values) } ?? [] }
-        for handler in stopping { handler() }
-    }
-}
-
-/// Hears the orchestrator's stop messages and stops this process's tasks of that run.
-final class RunStopListener: Service, Sendable {
-    let subscriber: RedisSubscriber
-    let stops: RunStops
-    private let listening = Atomic<Bool>(false)
-
-    init(subscriber: RedisSubscriber, stops: RunStops) {
-        self.subscriber = subscriber
-        self.stops = stops
-    }
-
-    var isListening: Bool { listening.load(ordering: .relaxed) }
-
-    func run() async throws {
-        await subscriber.holdSubscription(
-            RunControl.stopChannel, subscribed: { self.listening.store(true, ordering: .relaxed) }
-        ) {
-            [stops] message in stops.stop(runID: String(decoding: message, as: UTF8.self))
-        }
-        listening.store(false, ordering: .relaxed)
-    }
-}
-
-/// Shuts the HTTP client down at the end.
-struct HTTPClientService: Service {
-    let client: HTTPClient
-
-    func run() async throws {
-        try? await gracefulShutdown()
-        try await client.shutdown()
-    }
-}
-
-/// The provider each task names: the offline engine, or an OpenAI-compatible server of the worker's
-/// allow-list behind retries and a circuit breaker. API keys come from this process's environment, by
-/// the name the allow-list gives (a task's `apiKeyEnv` is not read).
-struct Providers: Sendable {
-    let offline: OfflineProvider
-    let client: HTTPClient
-    let breakers: CircuitBreakers
-    let allowList: ProviderAllowList
-    /// Voice devices' MCP tools (DeviceTools.swift).
-    let deviceTools: DeviceToolCaller
-    var environment: [String: String] = ProcessInfo.processInfo.environment
-
-    /// Connect within 5 s; a silent stream fails after 60 s. Failed connections are not retried by the
-    /// client itself: ResilientProvider retries with its own backoff and feeds the circuit breaker.
-    static var httpConfiguration: HTTPClient.Configuration {
-        var configuration = HTTPClient.Configuration(timeout: .init(connect: .seconds(5), read: .seconds(60)))
-        configuration.connectionPool.retryConnectionEstablishment = false
-        return configuration
-    }
-
-    func provider(for spec: ProviderSpec?) -> any ChatProvider {
-        guard let spec, spec.kind == "openai" else { return offline }
-        guard let allowed = allowList.entry(for: spec.baseURL) else {
-            return RefusedProvider(baseURL: spec.baseURL ?? "(none)")
-        }
-        let key = allowed.keyVariable.flatMap { environment[$0] }
-        return ResilientProvider(
-            base: OpenAIProvider(spec: spec, apiKey: key, client: client), breakerKey: spec.breakerKey,
-            breakers: breakers)
     }
 }

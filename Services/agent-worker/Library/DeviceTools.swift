@@ -31,9 +31,6 @@ final class DeviceToolCaller: Service, DeviceToolCalling {
     private let waiters = Mutex<[String: Waiter]>([:])
     private let listening = Atomic<Bool>(false)
 
-    static let calls = Counter(label: "sb_agent_device_tool_calls_total")
-    static let failures = Counter(label: "sb_agent_device_tool_failures_total")
-
     init(redis: RedisClient, subscriber: RedisSubscriber, instance: String, timeout: Duration = .seconds(12)) {
         self.redis = redis
         self.subscriber = subscriber
@@ -56,7 +53,7 @@ final class DeviceToolCaller: Service, DeviceToolCalling {
     /// The device's answer, or an error result (never throws: a failed call is an answer the agent
     /// speaks about).
     func call(_ toolbox: DeviceToolbox, name: String, arguments: JSONValue) async -> DeviceToolResult {
-        Self.calls.increment()
+        AgentWorkerMetrics.deviceToolCalls.increment()
         let call = DeviceToolCall(
             callId: UUID().uuidString.lowercased(), sessionId: toolbox.sessionId, name: name, arguments: arguments,
             replyTo: replyChannel)
@@ -101,7 +98,7 @@ final class DeviceToolCaller: Service, DeviceToolCalling {
             group.cancelAll()
             return result
         }
-        if result.isError { Self.failures.increment() }
+        if result.isError { AgentWorkerMetrics.deviceToolFailures.increment() }
         return result
     }
 
@@ -207,7 +204,7 @@ struct DeviceToolProvider: ChatProvider {
     /// error the model reads.
     static let maxCallsPerRound = DeviceToolCall.maxWaiting
 
-    var kind: String { base.kind }
+    var kind: ProviderKind { base.kind }
 
     /// `base` itself when there are no tools.
     static func wrap(
@@ -219,7 +216,7 @@ struct DeviceToolProvider: ChatProvider {
 
     @discardableResult
     func stream(_ request: ProviderRequest, onDelta: (String) async throws -> Void) async throws -> [ToolCall] {
-        if base.kind == "offline" {
+        if base.kind == .offline {
             guard let choice = DeviceToolRule.choose(for: request.userMessage, among: toolbox.tools) else {
                 return try await base.stream(request, onDelta: onDelta)
             }

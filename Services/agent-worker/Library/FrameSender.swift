@@ -61,9 +61,9 @@ struct FrameSender {
                 LLMNodeProgress(node: node, delta: chunk, position: index, text: text, at: Clock.epochMilliseconds()),
                 channel: channel, id: eventIDs.chunk(index, channel: channel), routingKey: node.runId)
         case .endReply(let ending):
-            try await send(frames.replyEnd(ending, engine: provider.kind, at: Clock.epochMilliseconds()))
+            try await send(frames.replyEnd(ending, engine: provider.kind.rawValue, at: Clock.epochMilliseconds()))
         case .announceEnd(let ending):
-            try await send(frames.end(ending, engine: provider.kind))
+            try await send(frames.end(ending, engine: provider.kind.rawValue))
         case .callModel, .wake, .stopModel, .finish:
             break
         }

@@ -230,10 +230,3 @@ struct ReplyNarrator {
         effects.append(.finish(ending))
     }
 }
-
-extension ProviderError: Equatable {
-    /// The same failure: where it was raised does not count.
-    public static func == (lhs: ProviderError, rhs: ProviderError) -> Bool {
-        lhs.code == rhs.code && lhs.message == rhs.message && lhs.status == rhs.status && lhs.retries == rhs.retries
-    }
-}

@@ -26,13 +26,13 @@ struct StreamingTask {
             if progress.done {
                 // Its result is on the bus: the task came again (a redelivery, or an orchestrator that
                 // dispatched it again after a crash) and must not be answered twice.
-                Counter(label: "sb_agent_tasks_redelivered_total", dimensions: [("outcome", "done")]).increment()
+                AgentWorkerMetrics.tasksRedeliveredDone.increment()
                 context.logger.info("task already done: not run again", metadata: ["task.id": "\(task.taskId)"])
                 try await lease.release()
                 return
             }
             if !progress.chunks.isEmpty || progress.generated {
-                Counter(label: "sb_agent_tasks_redelivered_total", dimensions: [("outcome", "resumed")]).increment()
+                AgentWorkerMetrics.tasksRedeliveredResumed.increment()
                 context.logger.info(
                     "resuming a task cut short",
                     metadata: ["task.id": "\(task.taskId)", "task.chunks": "\(progress.chunks.count)"])
@@ -66,7 +66,7 @@ struct StreamingTask {
         if let runID = task.runId { stoppedEarly = try await RunControl(redis: context.redis).isStopped(runID: runID) }
 
         // Bounds a model's whole answer (retries included): the client's deadline only covers the response head.
-        let timeLimit = task.provider.flatMap { $0.kind == "offline" ? nil : ($0.timeoutSeconds ?? 120) }
+        let timeLimit = task.provider.flatMap { $0.engine == .offline ? nil : ($0.timeoutSeconds ?? 120) }
         var narrator = ReplyNarrator(kind: ReplyNarrator.Kind(task), recorded: recorded, started: started)
         // The narrator's deadlines never move earlier, so one sleeper taking the newest after each wake
         // is enough (an early wake is harmless: the narrator asks again).
@@ -132,7 +132,7 @@ struct StreamingTask {
         try await finish(ending, sender: sender, startedAt: startedAt / 1000)
         // Only now: a crash before this leaves the task to be resumed, and its result is sent then.
         try await lease.finish()
-        Counter(label: "sb_agent_tasks_completed_total").increment()
+        AgentWorkerMetrics.tasksCompleted.increment()
     }
 
     /// Waits for every frame and sends the result to the task's requester.
@@ -144,11 +144,10 @@ struct StreamingTask {
             status = AgentTaskCompleted.completed
         case .stopped:
             status = AgentTaskCompleted.stopped
-            Counter(label: "sb_agent_tasks_stopped_total").increment()
+            AgentWorkerMetrics.tasksStopped.increment()
         case .failed(let failure):
             status = AgentTaskCompleted.failed
-            Counter(label: "sb_agent_provider_failures_total", dimensions: [("provider", sender.provider.kind)])
-                .increment()
+            AgentWorkerMetrics.providerFailures(provider: sender.provider.kind.rawValue).increment()
             context.logger.warning(
                 "role failed",
                 metadata: [

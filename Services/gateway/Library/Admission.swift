@@ -32,9 +32,6 @@ struct Admission: Sendable {
         }
     }
 
-    static let refused = Counter(label: "sb_gateway_admissions_refused_total")
-    static let rateLimited = Counter(label: "sb_gateway_rate_limited_total")
-
     /// The user of a token; 401 when it is missing or does not verify.
     func authenticate(token: String?) async throws -> SwitchboardClaims {
         try await Gateway.authenticate(token: token, authority: authority)
@@ -49,7 +46,7 @@ struct Admission: Sendable {
     /// Counts `session` as one of its user's connections; `release` it when it ends.
     func admit(_ session: ClientSession) async throws(Refusal) {
         guard registry.add(session) else {
-            Self.refused.increment()
+            GatewayMetrics.admissionsRefused.increment()
             throw .shuttingDown
         }
         let registered: Bool
@@ -61,7 +58,7 @@ struct Admission: Sendable {
         }
         guard registered else {
             registry.remove(session)
-            Self.refused.increment()
+            GatewayMetrics.admissionsRefused.increment()
             throw Refusal(
                 closeCode: .connectionLimit, status: .tooManyRequests,
                 message: "at most \(settings.maxConnectionsPerUser) connections per user")
@@ -81,7 +78,7 @@ struct Admission: Sendable {
         }
         guard claimed else {
             await release(session)
-            Self.refused.increment()
+            GatewayMetrics.admissionsRefused.increment()
             throw Refusal(
                 closeCode: .connectionLimit, status: .tooManyRequests,
                 message: "at most \(limit) concurrent \(pool) sessions; retry later")
@@ -107,7 +104,7 @@ struct Admission: Sendable {
     /// RATE_LIMITED or 429). Throws when Redis cannot say (the caller answers "retry").
     func allowRequest(userID: String) async throws -> Bool {
         guard try await limiter.allow(userID: userID) else {
-            Self.rateLimited.increment()
+            GatewayMetrics.rateLimited.increment()
             return false
         }
         return true

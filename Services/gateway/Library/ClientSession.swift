@@ -98,7 +98,7 @@ final class ClientSession: FrameSink, Sendable {
         // A formatter that shows only some frames (the compatible front doors) returns "" for the rest.
         if !text.isEmpty {
             accepted = outbound.enqueue(text, ephemeral: message.isEphemeral, createdAt: message.createdAt)
-            if accepted { DeliveryMetrics.delivered.increment() }
+            if accepted { GatewayMetrics.delivered.increment() }
         }
         if completes(message) { complete() }
         return accepted
@@ -118,7 +118,7 @@ final class ClientSession: FrameSink, Sendable {
             accepted = connection.enqueue(
                 payload, ephemeral: frame.event.message.isEphemeral, createdAt: frame.event.message.createdAt)
         }
-        if accepted { DeliveryMetrics.delivered.increment() }
+        if accepted { GatewayMetrics.delivered.increment() }
         return accepted
     }
 
@@ -220,7 +220,6 @@ final class SessionRegistry: Service, Sendable {
     private let sessions = Mutex<[String: ClientSession]>([:])
     private let shutdownWindow: Duration
     private let logger: Logger
-    private let gauge = Meter(label: "sb_gateway_connections")
 
     init(shutdownWindow: Duration, logger: Logger) {
         self.shutdownWindow = shutdownWindow
@@ -246,13 +245,13 @@ final class SessionRegistry: Service, Sendable {
             sessions[session.id] = session
             return true
         }
-        if added { gauge.increment() }
+        if added { GatewayMetrics.connections.increment() }
         return added
     }
 
     func remove(_ session: ClientSession) {
         guard sessions.withLock({ $0.removeValue(forKey: session.id) }) != nil else { return }
-        gauge.decrement()
+        GatewayMetrics.connections.decrement()
         // Many connections went away: a second later, hand their freed memory back to the kernel.
         // glibc otherwise keeps it in its arenas, and the RSS would stay at the busiest moment's.
         if removedSinceTrim.add(1, ordering: .relaxed).newValue == Self.trimAfterRemovals {

@@ -70,7 +70,7 @@ struct CommandHandler: Sendable {
                     "a command id is \(GatewayLimits.clientIDLength.lowerBound)-\(GatewayLimits.clientIDLength.upperBound) characters"
             )
         }
-        Self.commandCounters[Self.metricType(command.type)]?.increment()
+        GatewayMetrics.commands[Self.metricType(command.type)]?.increment()
         do {
             // PING stays free so a client can always measure latency and keep its connection alive.
             if command.type != ClientCommandType.ping, try await !admission.allowRequest(userID: session.userID) {
@@ -96,13 +96,11 @@ struct CommandHandler: Sendable {
     /// Tells a conversation's subscribers that a connection joined or left it. Ephemeral, like
     /// typing: shown live, never stored or replayed; best effort (a lost one is not an error).
     func announcePresence(_ type: String, of session: ClientSession, in conversationID: String) async {
-        let event = ClientEvent(
-            channel: .conversation(conversationID), frameType: type,
-            data: [
-                "conversationId": .string(conversationID), "userId": .string(session.userID),
-                "connectionId": .string(session.id),
-            ], ephemeral: true)
         do {
+            let event = try ClientEvent(
+                channel: .conversation(conversationID), frameType: type,
+                fields: Presence(conversationId: conversationID, userId: session.userID, connectionId: session.id),
+                ephemeral: true)
             try await context.publish(context.envelope(event, routingKey: conversationID), to: Topics.clientEvents)
         } catch {
             context.logger.debug("presence not announced", metadata: ["error": "\(error)"])
@@ -114,12 +112,7 @@ struct CommandHandler: Sendable {
         case ClientCommandType.ping:
             let now = Clock.epochMilliseconds()
             let sent = command.data?["timestamp"]?.intValue.map(Int64.init) ?? command.timestamp ?? now
-            return ServerFrame(
-                correlationId: command.id, type: "PONG",
-                data: [
-                    "timestamp": .number(Double(sent)), "serverTime": .number(Double(now)),
-                    "latency": .number(Double(max(0, now - sent))),
-                ])
+            return try ServerFrame(correlationId: command.id, payload: Pong(sent: sent, now: now))
         case ClientCommandType.subscribeConversation:
             let conversationID = try conversationID(of: command)
             try await authorize(session, conversationID)
@@ -136,14 +129,10 @@ struct CommandHandler: Sendable {
                         try await roles.snapshot(conversation: conversationID, channel: .conversation(conversationID)))
                 }
             ) { recovered, position in
-                var data: [String: JSONValue] = [
-                    "conversationId": .string(conversationID), "recovered": .bool(recovered),
-                ]
-                if let position {
-                    data["offset"] = .number(Double(position.offset))
-                    data["epoch"] = .string(position.epoch)
-                }
-                session.send(.ack(command.id, data: .object(data)))
+                let ack = SubscriptionAck(conversationId: conversationID, recovered: recovered, position: position)
+                session.send(
+                    (try? .ack(command.id, ack))
+                        ?? .error(command.id, code: .internalError, message: "the ACK could not be encoded"))
                 if let recent { session.send(recent) }
             }
             if joining { await announcePresence(FrameType.presenceJoin, of: session, in: conversationID) }
@@ -154,7 +143,7 @@ struct CommandHandler: Sendable {
                 await announcePresence(FrameType.presenceLeave, of: session, in: conversationID)
             }
             await session.unfollow(.conversation(conversationID))
-            return .ack(command.id, data: ["conversationId": .string(conversationID)])
+            return try .ack(command.id, ConversationAck(conversationId: conversationID))
         case ClientCommandType.sendMessage:
             return try await sendMessage(command, session: session)
         case ClientCommandType.typingStart, ClientCommandType.typingStop:
@@ -163,11 +152,11 @@ struct CommandHandler: Sendable {
                 throw CommandError(.invalidArgument, "subscribe to \(conversationID) before typing in it")
             }
             // Ephemeral: shown live to the conversation's subscribers, never stored or recovered.
-            let event = ClientEvent(
+            let event = try ClientEvent(
                 channel: .conversation(conversationID), frameType: command.type,
-                data: ["conversationId": .string(conversationID), "userId": .string(session.userID)], ephemeral: true)
+                fields: Typing(conversationId: conversationID, userId: session.userID), ephemeral: true)
             try await context.publish(context.envelope(event, routingKey: conversationID), to: Topics.clientEvents)
-            return .ack(command.id, data: ["conversationId": .string(conversationID)])
+            return try .ack(command.id, ConversationAck(conversationId: conversationID))
         case ClientCommandType.requestRoleFocus:
             return try await requestRoleFocus(command, session: session)
         case ClientCommandType.interrupt:
@@ -175,7 +164,7 @@ struct CommandHandler: Sendable {
             try await authorize(session, conversationID)
             try await MessageSubmitter(context: context).interrupt(
                 userID: session.userID, conversationID: conversationID, requestID: command.id)
-            return .ack(command.id, data: ["conversationId": .string(conversationID), "status": "stopping"])
+            return try .ack(command.id, InterruptAck(conversationId: conversationID))
         default:
             throw CommandError(.unknownType, "unknown command type \(command.type)")
         }
@@ -198,7 +187,7 @@ struct CommandHandler: Sendable {
         let messageID = try await MessageSubmitter(context: context).submit(
             userID: session.userID, conversationID: conversationID, content: content, clientMessageID: command.id,
             pattern: command.data?["pattern"]?.stringValue, busyPolicy: command.data?["busyPolicy"]?.stringValue)
-        return .ack(command.id, data: ["messageId": .string(messageID), "conversationId": .string(conversationID)])
+        return try .ack(command.id, MessageAck(messageId: messageID, conversationId: conversationID))
     }
 
     /// A role of the team leads the conversation's next run; ACK once Kafka has the request.
@@ -220,8 +209,7 @@ struct CommandHandler: Sendable {
             conversationId: conversationID, userId: session.userID, role: role, requestId: command.id,
             gateway: context.configuration.instanceID)
         try await context.publish(context.envelope(payload, routingKey: conversationID), to: Topics.chatRequests)
-        return .ack(
-            command.id, data: ["conversationId": .string(conversationID), "role": .string(role), "status": "focused"])
+        return try .ack(command.id, RoleFocusAck(conversationId: conversationID, role: role))
     }
 
     private func conversationID(of command: ClientCommand) throws -> String {
@@ -270,12 +258,6 @@ struct CommandHandler: Sendable {
     static func metricType(_ type: String) -> String {
         knownTypes.contains(type) ? type : "other"
     }
-
-    /// One handle per label, made once: this runs for every command.
-    static let commandCounters = Dictionary(
-        uniqueKeysWithValues: (knownTypes + ["other"]).map {
-            ($0, Counter(label: "sb_gateway_commands_total", dimensions: [("type", $0)]))
-        })
 }
 
 struct CommandError: Error {

@@ -44,7 +44,7 @@ final class HandshakeDeadlineHandler: ChannelInboundHandler, RemovableChannelHan
     func handlerAdded(context: ChannelHandlerContext) {
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
         timer = context.eventLoop.assumeIsolated().scheduleTask(in: deadline) {
-            HandshakeMetrics.timeouts.increment()
+            GatewayMetrics.handshakeTimeouts.increment()
             loopBound.value.close(promise: nil)
         }
     }
@@ -76,10 +76,6 @@ final class HandshakeDeadlineHandler: ChannelInboundHandler, RemovableChannelHan
         }
         return false
     }
-}
-
-enum HandshakeMetrics {
-    static let timeouts = Counter(label: "sb_gateway_handshake_timeouts_total")
 }
 
 /// TLS on every new connection before anything else reads it, when the gateway has a certificate.

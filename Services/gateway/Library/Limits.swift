@@ -71,7 +71,7 @@ final class RequestBodyDeadlineHandler: ChannelInboundHandler, RemovableChannelH
             timer?.cancel()
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
             timer = context.eventLoop.assumeIsolated().scheduleTask(in: deadline) {
-                Self.timeouts.increment()
+                GatewayMetrics.bodyTimeouts.increment()
                 loopBound.value.close(promise: nil)
             }
         case .end:
@@ -87,6 +87,4 @@ final class RequestBodyDeadlineHandler: ChannelInboundHandler, RemovableChannelH
         timer?.cancel()
         timer = nil
     }
-
-    static let timeouts = Counter(label: "sb_gateway_body_timeouts_total")
 }

@@ -22,20 +22,20 @@ struct RoleDirectory: Sendable {
         async let states = RoleStateStore(redis: redis, logger: logger).states(conversation: conversation)
         let card = try await team()
         let current = try await states
-        var roles: [JSONValue] = []
+        var roles: [RoleStatusSnapshot.Role] = []
         var listed = Set<String>()
         for role in card?.roles ?? [] {
             listed.insert(role.name)
-            roles.append([
-                "role": .string(role.name), "status": .string((current[role.name] ?? .idle).rawValue),
-                "responsibility": .string(role.responsibility),
-            ])
+            roles.append(
+                .init(
+                    role: role.name, status: (current[role.name] ?? .idle).rawValue,
+                    responsibility: role.responsibility))
         }
         for (name, status) in current.sorted(by: { $0.key < $1.key }) where !listed.contains(name) {
-            roles.append(["role": .string(name), "status": .string(status.rawValue)])
+            roles.append(.init(role: name, status: status.rawValue))
         }
-        var data: [String: JSONValue] = ["conversationId": .string(conversation), "roles": .array(roles)]
-        if let card { data["team"] = .string(card.name) }
-        return ServerFrame(type: FrameType.roleStatusSnapshot, data: .object(data), channel: channel.description)
+        return try ServerFrame(
+            payload: RoleStatusSnapshot(conversationId: conversation, roles: roles, team: card?.name),
+            channel: channel.description)
     }
 }

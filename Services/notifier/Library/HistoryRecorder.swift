@@ -36,7 +36,7 @@ public struct HistoryRecorder: Sendable {
     private func write(_ writes: [HistoryWrite]) async throws {
         guard !writes.isEmpty else { return }
         try await store.apply(writes)
-        HistoryMetrics.recorded.increment(by: writes.count)
+        NotifierMetrics.historyRowsWritten.increment(by: writes.count)
     }
 
     static func writes(for message: KafkaConsumerMessage) throws -> [HistoryWrite] {
@@ -54,8 +54,4 @@ public struct HistoryRecorder: Sendable {
             return []
         }
     }
-}
-
-enum HistoryMetrics {
-    static let recorded = Counter(label: "sb_history_rows_written_total")
 }

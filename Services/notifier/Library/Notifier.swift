@@ -103,14 +103,3 @@ public final class EvictionPolicyCheck: Sendable {
         return safe
     }
 }
-
-/// Metric handles made once: this runs for every client event.
-enum NotifierMetrics {
-    static let published = Dictionary(
-        uniqueKeysWithValues: Channel.Kind.allCases.map {
-            ($0, Counter(label: "sb_notifier_published_total", dimensions: [("channel_kind", $0.rawValue)]))
-        })
-    /// Event creation → published to Redis.
-    static let eventAge = Timer(label: "sb_notifier_event_age_seconds")
-    static let duplicates = Counter(label: "sb_notifier_duplicates_total")
-}

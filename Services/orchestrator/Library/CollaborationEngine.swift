@@ -1,61 +1,6 @@
 import Foundation
 import SwitchboardContracts
 
-/// What the orchestrator keeps per conversation in Redis: the run in progress, the messages waiting
-/// for it (the busy policy is `enqueue`), ids already seen, and recent history for the roles' context.
-public struct ConversationRecord: Codable, Sendable, Equatable {
-    public struct Queued: Codable, Sendable, Equatable {
-        public var message: ChatMessageSubmitted
-        public var traceparent: String
-    }
-
-    /// A client message id a user already sent, and the message it became.
-    public struct ClientMessage: Codable, Sendable, Equatable {
-        public var userId: String
-        public var clientMessageId: String
-        public var messageId: String
-    }
-
-    public var run: CollaborationRun?
-    public var queue: [Queued] = []
-    /// Message ids already accepted (the newest 200): a redelivered event starts nothing.
-    public var seen: [String] = []
-    /// Client message ids already used, per user (the newest 200): a reused one is answered
-    /// MESSAGE_REJECTED `duplicate` naming the first message (nil in records written before).
-    public var clientMessages: [ClientMessage]? = nil
-    public var history: [ConversationTurn] = []
-    /// The role asked to lead the next run (REQUEST_ROLE_FOCUS); used once.
-    public var focus: String? = nil
-
-    public init() {}
-}
-
-/// One message's collaboration.
-public struct CollaborationRun: Codable, Sendable, Equatable {
-    public var runId: String
-    public var message: ChatMessageSubmitted
-    public var traceparent: String
-    public var pattern: CollaborationPattern
-    public var reason: String
-    /// Stages of roles; the roles of a stage work concurrently. The dynamic pattern appends stages.
-    public var plan: [[String]]
-    public var stage: Int
-    public var contributions: [String: RoleContribution] = [:]
-    /// Chunks of a role's answer the client saw (the final role's partial reply is kept).
-    public var streamedChunks: [String: Int] = [:]
-    public var dispatchedAt: [String: Int64] = [:]
-    public var history: [ConversationTurn]
-    public var startedAt: Int64
-    public var progress: Int = 0
-    /// Set once the user asked to stop: the roles still working are told to stop, no new stage starts.
-    public var stopping: Bool? = nil
-    /// The role that leads this run: it writes the reply (see `CollaborationPlanner.led(by:)`).
-    public var lead: String? = nil
-
-    public var roles: [String] { plan.flatMap { $0 } }
-    public var finalRole: String { plan.last?.last ?? "" }
-}
-
 /// A step the orchestrator takes, in order.
 public enum CollaborationEffect: Codable, Sendable, Equatable {
     /// A client frame for the conversation (and, when `roleActivity`, the role-activity channel).

@@ -80,7 +80,7 @@ public struct Team: Codable, Sendable, Hashable {
             guard ProviderSpec.kinds.contains(role.provider.kind) else {
                 throw fail("\(role.name): unknown provider kind \(role.provider.kind) (offline or openai)")
             }
-            if role.provider.kind == "openai" {
+            if role.provider.engine == .openai {
                 guard let base = role.provider.baseURL, URL(string: base)?.scheme?.hasPrefix("http") == true,
                     role.provider.model?.isEmpty == false
                 else { throw fail("\(role.name): an openai provider needs baseURL (http or https) and model") }

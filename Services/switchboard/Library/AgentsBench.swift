@@ -44,13 +44,11 @@ struct OverheadBench: BenchScenario {
             for index in 0..<(warmup + messages) {
                 BenchReporter.step()
                 client.send(
-                    ClientCommand(
-                        id: "overhead-\(index)", type: ClientCommandType.sendMessage,
-                        data: [
-                            "conversationId": .string(conversation),
-                            "content": .string("compare option \(index) with the others"),
-                            "pattern": .string(pattern),
-                        ]))
+                    try ClientCommand(
+                        id: "overhead-\(index)",
+                        payload: SendMessage(
+                            conversationId: conversation, content: "compare option \(index) with the others",
+                            pattern: pattern)))
                 var complete = false
                 while let received = await client.frames.next(within: .seconds(30)) {
                     let frame = received.frame
@@ -181,13 +179,11 @@ struct AgentsBench: BenchScenario {
             BenchReporter.step()
             while !state.go.load(ordering: .acquiring) { try await Task.sleep(for: .milliseconds(5)) }
             client.send(
-                ClientCommand(
-                    id: "m", type: ClientCommandType.sendMessage,
-                    data: [
-                        "conversationId": .string(conversation),
-                        "content": .string("compare the options for launch \(index)"),
-                        "pattern": .string(pattern),
-                    ]))
+                try ClientCommand(
+                    id: "m",
+                    payload: SendMessage(
+                        conversationId: conversation, content: "compare the options for launch \(index)",
+                        pattern: pattern)))
             let deadline = ContinuousClock.now + .seconds(timeout)
             while ContinuousClock.now < deadline, let received = await client.frames.next(within: .seconds(60)) {
                 let frame = received.frame

@@ -112,12 +112,9 @@ struct RoundTripBench: BenchScenario {
                     BenchReporter.step()
                     let sentAt = ContinuousClock.now
                     client.send(
-                        ClientCommand(
-                            id: "bench-\(index)", type: ClientCommandType.sendMessage,
-                            data: [
-                                "conversationId": .string(conversation),
-                                "content": .string("benchmark message \(index)"),
-                            ]))
+                        try ClientCommand(
+                            id: "bench-\(index)",
+                            payload: SendMessage(conversationId: conversation, content: "benchmark message \(index)")))
                     var chunkAt: ContinuousClock.Instant?
                     var endAt: ContinuousClock.Instant?
                     while endAt == nil, let received = await client.frames.next(within: .seconds(10)) {

@@ -39,14 +39,19 @@ struct NotifierCodecBench: BenchScenario {
 
     @OptionGroup var output: BenchOutput
 
+    /// A MESSAGE_STREAM_CHUNK the size of an agent-worker's.
+    struct SampleChunk: FramePayload {
+        static let frameType = FrameType.messageStreamChunk
+        var messageId: String
+        var role = "analyst"
+        var chunk = "the next few words of the answer "
+        var index = 17
+    }
+
     func report() async throws {
-        let event = ClientEvent(
-            channel: .conversation(UUID().uuidString.lowercased()), frameType: FrameType.messageStreamChunk,
-            data: [
-                "messageId": .string(UUID().uuidString.lowercased()), "role": "analyst",
-                "chunk": "the next few words of the answer ",
-                "index": 17,
-            ])
+        let event = try ClientEvent(
+            channel: .conversation(UUID().uuidString.lowercased()),
+            payload: SampleChunk(messageId: UUID().uuidString.lowercased()))
         let bytes = try EnvelopeCodec.encode(
             Envelope(
                 routingKey: event.channel.description, source: EventSource(service: "agent-worker", instance: "a-1"),

@@ -184,16 +184,11 @@ struct SendCommand: AsyncParsableCommand {
         var token = self.token
         if token == nil { token = try await developmentToken(user: user, secret: secret) }
         let conversation = self.conversation ?? "cli-\(UUID().uuidString.prefix(8).lowercased())"
-        var data: [String: JSONValue] = [
-            "conversationId": .string(conversation), "content": .string(words.joined(separator: " ")),
-        ]
-        if let pattern { data["pattern"] = .string(pattern) }
-        let send = ClientCommand(
-            id: "send-\(UUID().uuidString.prefix(8).lowercased())", type: ClientCommandType.sendMessage,
-            data: .object(data))
-        let subscribe = ClientCommand(
-            id: "subscribe", type: ClientCommandType.subscribeConversation,
-            data: ["conversationId": .string(conversation)])
+        let send = try ClientCommand(
+            id: "send-\(UUID().uuidString.prefix(8).lowercased())",
+            payload: SendMessage(conversationId: conversation, content: words.joined(separator: " "), pattern: pattern))
+        let subscribe = try ClientCommand(
+            id: "subscribe", payload: SubscribeConversation(conversationId: conversation))
         let json = self.json
         let idleSeconds = idleTimeout
         let idle = Duration.milliseconds(Int64(idleSeconds * 1000))

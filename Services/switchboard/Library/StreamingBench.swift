@@ -41,14 +41,21 @@ public final class ConversationEventSource: Sendable {
             return counts[index]
         }
         let created = Clock.epochMicroseconds()
-        let event = ClientEvent(
-            channel: .conversation(conversations[index]), frameType: FrameType.messageStreamChunk,
-            data: [
-                "chunk": .string("token \(sequence) " + String(repeating: "x", count: padding)),
-                "seq": .number(Double(sequence)), "createdAt": .number(Double(created)),
-            ])
+        let event = try ClientEvent(
+            channel: .conversation(conversations[index]),
+            payload: BenchChunk(
+                chunk: "token \(sequence) " + String(repeating: "x", count: padding), seq: sequence, createdAt: created)
+        )
         let envelope = Envelope(time: created, routingKey: conversations[index], source: source, payload: event)
         return try await producer.enqueue(try EventBus.message(envelope, topic: Topics.clientEvents))
+    }
+
+    /// The bench's own MESSAGE_STREAM_CHUNK: numbered, and stamped when made (µs since the epoch).
+    struct BenchChunk: FramePayload {
+        static let frameType = FrameType.messageStreamChunk
+        var chunk: String
+        var seq: Int
+        var createdAt: Int64
     }
 
     /// Makes `rate` events per second per conversation until `deadline`, spread evenly over time
@@ -190,9 +197,7 @@ struct FanoutBench: BenchScenario {
         }
         try await ChatClient.withConnection(url: url, token: token, logger: quietLogger, observer: observer) { client in
             client.send(
-                ClientCommand(
-                    id: "subscribe", type: ClientCommandType.subscribeConversation,
-                    data: ["conversationId": .string(conversation)]))
+                try ClientCommand(id: "subscribe", payload: SubscribeConversation(conversationId: conversation)))
             guard let ack = await client.frames.first(within: .seconds(60), where: { $0.correlationId == "subscribe" }),
                 ack.frame.type == "ACK"
             else {
@@ -500,13 +505,11 @@ struct ReconnectingClient: Sendable {
     }
 
     private func follow(_ client: ChatClient, progress: Progress) async throws {
-        var data: [String: JSONValue] = ["conversationId": .string(conversation)]
         let resumeFrom = progress.position.withLock { $0 }
-        if let resumeFrom {
-            data["offset"] = .number(Double(resumeFrom.offset))
-            data["epoch"] = .string(resumeFrom.epoch)
-        }
-        client.send(ClientCommand(id: "subscribe", type: ClientCommandType.subscribeConversation, data: .object(data)))
+        client.send(
+            try ClientCommand(
+                id: "subscribe", payload: SubscribeConversation(conversationId: conversation, resumingAfter: resumeFrom)
+            ))
         guard let ack = await client.frames.first(within: .seconds(30), where: { $0.correlationId == "subscribe" }),
             ack.frame.type == "ACK"
         else { return }

@@ -4,6 +4,7 @@ import Histogram
 import Synchronization
 import SwitchboardContracts
 import SwitchboardRuntime
+import SwitchboardWorkflow
 
 /// Issue 7's benchmark: many concurrent runs of a 10-node DAG (two llm nodes answered at once by the
 /// offline engine), each from its own `/ws/{session_id}` connection. Reports the latency of node status
@@ -137,38 +138,7 @@ struct WorkflowBench: BenchScenario {
         return result ?? RunResult(latencies: [], status: "closed")
     }
 
-    static func node(_ id: String, _ type: String, _ config: [String: JSONValue] = [:]) -> JSONValue {
-        ["id": .string(id), "type": .string(type), "config": .object(config)]
-    }
-
-    static func link(_ from: String, _ output: String, _ to: String, _ input: String) -> JSONValue {
-        [
-            "from_node": .string(from), "from_output": .string(output), "to_node": .string(to),
-            "to_input": .string(input),
-        ]
-    }
-
-    /// The end-to-end tests' DAG with two llm nodes: a condition (one branch skipped), a parallel branch, a merge.
-    static let dag: JSONValue = [
-        "nodes": [
-            node("start", "start", ["inputs": ["name": "Ada", "score": 7]]),
-            node("greet", "template", ["template": "Hello {{name}}"]),
-            node("check", "condition", ["operator": "greater_than", "value": 5]),
-            node("praise", "llm", ["prompt": "Praise a score of {{value}}"]),
-            node("wait", "delay", ["ms": 0]),
-            node("side", "llm", ["prompt": "Say something about {{name}}"]),
-            node("side2", "template", ["template": "{{text}}!"]),
-            node("join", "merge"),
-            node("summary", "template", ["template": "{{greeting}} / {{side}} / {{verdict}}"]),
-            node("end", "end"),
-        ],
-        "connections": [
-            link("start", "name", "greet", "name"), link("start", "score", "check", "value"),
-            link("check", "true", "praise", "value"), link("check", "false", "wait", "value"),
-            link("start", "name", "side", "name"), link("side", "text", "side2", "text"),
-            link("praise", "text", "join", "a"), link("wait", "value", "join", "b"),
-            link("greet", "text", "summary", "greeting"), link("join", "value", "summary", "verdict"),
-            link("side2", "text", "summary", "side"), link("summary", "text", "end", "result"),
-        ],
-    ]
+    /// The end-to-end tests' ten nodes with two llm nodes: a condition (one branch skipped), a parallel branch,
+    /// a merge.
+    static let dag = WorkflowDefinition.tenNodes(delayMs: 0, llmSideBranch: true).json
 }

@@ -3,6 +3,18 @@ import Foundation
 import SwitchboardRuntime
 import SwitchboardVoice
 
+/// The speech recogniser: `pocketsphinx` (offline, English), `openai` (an OpenAI-compatible
+/// /audio/transcriptions) or `instant` (benchmarks only).
+public enum ASREngine: String, Sendable, CaseIterable {
+    case pocketsphinx, openai, instant
+}
+
+/// The speech synthesiser: `espeak` (offline), `openai` (an OpenAI-compatible /audio/speech) or `instant`
+/// (benchmarks only).
+public enum TTSEngine: String, Sendable, CaseIterable {
+    case espeak, openai, instant
+}
+
 /// voice-worker's own settings: flag, else `SWITCHBOARD_VOICE_*`, else the default here (docs/voice.md).
 public struct VoiceSettings: Sendable {
     public var vad = VoiceActivityDetector.Configuration()
@@ -19,11 +31,8 @@ public struct VoiceSettings: Sendable {
     public var asr = PocketSphinxRecognizer.Configuration()
     public var ttsVoice = "en-us"
     public var ttsWordsPerMinute = 160
-    /// `pocketsphinx` (offline, English), `openai` (an OpenAI-compatible /audio/transcriptions) or
-    /// `instant` (benchmarks only).
-    public var asrEngine = "pocketsphinx"
-    /// `espeak` (offline), `openai` (an OpenAI-compatible /audio/speech) or `instant` (benchmarks only).
-    public var ttsEngine = "espeak"
+    public var asrEngine = ASREngine.pocketsphinx
+    public var ttsEngine = TTSEngine.espeak
     public var openAI = OpenAISpeechConfiguration()
     /// A folder where each turn's audio, as the voice-worker decoded it (16 kHz WAV), is written as
     /// `<session>-<turn>.wav`: for checking the pipeline or the ASR on real devices. Off (nil) by default.
@@ -37,20 +46,20 @@ public struct VoiceSettings: Sendable {
 
     public init() {}
 
-    /// The fallback recogniser's engine name, or nil.
-    public var asrFallbackEngine: String? {
+    /// The fallback recogniser's engine, or nil.
+    public var asrFallbackEngine: ASREngine? {
         switch asrFallback {
-        case "auto": asrEngine == "openai" ? "pocketsphinx" : nil
+        case "auto": asrEngine == .openai ? .pocketsphinx : nil
         case "none": nil
-        case let engine: engine == asrEngine ? nil : engine
+        case let name: ASREngine(rawValue: name).flatMap { $0 == asrEngine ? nil : $0 }
         }
     }
 
-    public var ttsFallbackEngine: String? {
+    public var ttsFallbackEngine: TTSEngine? {
         switch ttsFallback {
-        case "auto": ttsEngine == "openai" ? "espeak" : nil
+        case "auto": ttsEngine == .openai ? .espeak : nil
         case "none": nil
-        case let engine: engine == ttsEngine ? nil : engine
+        case let name: TTSEngine(rawValue: name).flatMap { $0 == ttsEngine ? nil : $0 }
         }
     }
 
@@ -154,10 +163,12 @@ public struct VoiceSettings: Sendable {
                 ttsVoice, environment: "VOICE_TTS_VOICE", default: settings.ttsVoice, environment: environment)
             settings.ttsWordsPerMinute = try setting(
                 ttsRate, environment: "VOICE_TTS_RATE", default: settings.ttsWordsPerMinute, environment: environment)
-            settings.asrEngine = try setting(
-                asrEngine, environment: "VOICE_ASR_ENGINE", default: settings.asrEngine, environment: environment)
-            settings.ttsEngine = try setting(
-                ttsEngine, environment: "VOICE_TTS_ENGINE", default: settings.ttsEngine, environment: environment)
+            let asrName = try setting(
+                asrEngine, environment: "VOICE_ASR_ENGINE", default: settings.asrEngine.rawValue,
+                environment: environment)
+            let ttsName = try setting(
+                ttsEngine, environment: "VOICE_TTS_ENGINE", default: settings.ttsEngine.rawValue,
+                environment: environment)
             settings.openAI.baseURL = try setting(
                 openaiBaseUrl, environment: "VOICE_OPENAI_BASE_URL", default: settings.openAI.baseURL,
                 environment: environment)
@@ -185,8 +196,8 @@ public struct VoiceSettings: Sendable {
             let openSeconds = try setting(
                 engineOpenSeconds, environment: "VOICE_ENGINE_OPEN_SECONDS", default: 30, environment: environment)
             settings.failover.openDuration = .seconds(openSeconds)
-            guard ["auto", "none", "pocketsphinx", "openai", "instant"].contains(settings.asrFallback),
-                ["auto", "none", "espeak", "openai", "instant"].contains(settings.ttsFallback),
+            guard (["auto", "none"] + ASREngine.allCases.map(\.rawValue)).contains(settings.asrFallback),
+                (["auto", "none"] + TTSEngine.allCases.map(\.rawValue)).contains(settings.ttsFallback),
                 (0...5).contains(settings.failover.retries), settings.failover.failureThreshold > 0, openSeconds > 0
             else {
                 throw ConfigurationError(
@@ -195,13 +206,13 @@ public struct VoiceSettings: Sendable {
             }
             // The key only from the environment: a flag would show it in the process list.
             settings.openAI.apiKey = environment["SWITCHBOARD_VOICE_OPENAI_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
-            guard ["pocketsphinx", "openai", "instant"].contains(settings.asrEngine),
-                ["espeak", "openai", "instant"].contains(settings.ttsEngine)
-            else {
+            guard let asr = ASREngine(rawValue: asrName), let tts = TTSEngine(rawValue: ttsName) else {
                 throw ConfigurationError(
                     "the ASR engine is pocketsphinx, openai or instant (benchmarks), the TTS engine espeak, openai or instant"
                 )
             }
+            settings.asrEngine = asr
+            settings.ttsEngine = tts
             guard settings.vad.speechToNoiseRatio > 1, settings.vad.minimumSpeechRMS >= 0,
                 settings.vad.minSilenceMilliseconds > 0,
                 settings.vad.preRollMilliseconds >= 0, settings.queueFrames > 0, idle > 0, hard >= idle,

@@ -29,22 +29,22 @@ public enum VoiceWorker {
 
     static func run(context: ServiceContext, settings: VoiceSettings, http: HTTPClient) async throws {
         let configuration = context.configuration
-        func makeRecognizer(_ engine: String) async throws -> any SpeechRecognizer {
+        func makeRecognizer(_ engine: ASREngine) async throws -> any SpeechRecognizer {
             switch engine {
-            case "openai": return OpenAITranscriber(configuration: settings.openAI, client: http)
-            case "instant": return InstantRecognizer()
-            default:
+            case .openai: return OpenAITranscriber(configuration: settings.openAI, client: http)
+            case .instant: return InstantRecognizer()
+            case .pocketsphinx:
                 let pocketSphinx = try PocketSphinxRecognizer(configuration: settings.asr)
                 // Loaded before the consumer joins: the first utterance must not wait for the model.
                 try await pocketSphinx.load()
                 return pocketSphinx
             }
         }
-        func makeSynthesizer(_ engine: String) throws -> any SpeechSynthesizer {
+        func makeSynthesizer(_ engine: TTSEngine) throws -> any SpeechSynthesizer {
             switch engine {
-            case "openai": OpenAISynthesizer(configuration: settings.openAI, client: http)
-            case "instant": InstantSynthesizer()
-            default: try EspeakSynthesizer(voice: settings.ttsVoice, wordsPerMinute: settings.ttsWordsPerMinute)
+            case .openai: OpenAISynthesizer(configuration: settings.openAI, client: http)
+            case .instant: InstantSynthesizer()
+            case .espeak: try EspeakSynthesizer(voice: settings.ttsVoice, wordsPerMinute: settings.ttsWordsPerMinute)
             }
         }
         // Each stage: its engine retried behind a circuit breaker, then its fallback (SpeechFailover.swift).

@@ -176,7 +176,7 @@ private final class RunLoop {
                         startedAt: began, finishedAt: finished))
             }
             try await emitNode(node, .completed, outputs: result.outputs, startedAt: began, finishedAt: finished)
-            WorkflowMetrics.nodes[.completed]?.increment()
+            WorkflowRunnerMetrics.nodes[.completed]?.increment()
             return try await perform(scheduler.nodeCompleted(node, result), group: &group)
         case .failure(let failure):
             try await retrying(logger) { [store, runID] in
@@ -185,7 +185,7 @@ private final class RunLoop {
                     NodeCheckpoint(status: .failed, error: failure.message, startedAt: began, finishedAt: finished))
             }
             try await emitNode(node, .failed, error: failure.message, startedAt: began, finishedAt: finished)
-            WorkflowMetrics.nodes[.failed]?.increment()
+            WorkflowRunnerMetrics.nodes[.failed]?.increment()
             return try await perform(scheduler.nodeFailed(node, error: failure.message), group: &group)
         }
     }
@@ -231,7 +231,7 @@ private final class RunLoop {
                 try await retrying(logger) { [store, runID] in
                     try await store.checkpoint(runID, node: node, NodeCheckpoint(status: .skipped))
                 }
-                WorkflowMetrics.nodes[.skipped]?.increment()
+                WorkflowRunnerMetrics.nodes[.skipped]?.increment()
             case .finish(let outcome):
                 group.cancelAll()
                 try await finish(outcome)
@@ -282,7 +282,7 @@ private final class RunLoop {
         }
         // The run's request is committed after this: every event of the run must be with the broker.
         try await emitter.settle()
-        WorkflowMetrics.runs[record.status]?.increment()
+        WorkflowRunnerMetrics.runs[record.status]?.increment()
         logger.info("run finished", metadata: ["workflow.status": "\(record.status.rawValue)"])
     }
 
@@ -417,15 +417,4 @@ func retrying<T>(_ logger: Logger, attempts: Int = 20, _ body: () async throws -
             try await Task.sleep(for: .milliseconds(min(50 << min(attempt, 6), 3000)))
         }
     }
-}
-
-enum WorkflowMetrics {
-    static let nodes: [NodeStatus: Counter] = Dictionary(
-        uniqueKeysWithValues: [NodeStatus.completed, .failed, .skipped].map {
-            ($0, Counter(label: "sb_workflow_nodes_total", dimensions: [("status", $0.rawValue)]))
-        })
-    static let runs: [RunStatus: Counter] = Dictionary(
-        uniqueKeysWithValues: [RunStatus.completed, .failed, .stopped].map {
-            ($0, Counter(label: "sb_workflow_runs_total", dimensions: [("status", $0.rawValue)]))
-        })
 }

@@ -1,24 +1,5 @@
-import Metrics
-import Synchronization
 import SwitchboardContracts
 import SwitchboardWorkflow
-
-/// The runs executing in this process, by id.
-final class RunRegistry: Sendable {
-    private let runs = Mutex<[String: RunHandle]>([:])
-    private let gauge = Meter(label: "sb_workflow_runs_active")
-
-    func add(_ handle: RunHandle) {
-        runs.withLock { $0[handle.runID] = handle }
-        gauge.increment()
-    }
-
-    func remove(_ handle: RunHandle) {
-        if runs.withLock({ $0.removeValue(forKey: handle.runID) }) != nil { gauge.decrement() }
-    }
-
-    func handle(_ runID: String) -> RunHandle? { runs.withLock { $0[runID] } }
-}
 
 /// What reaches a running run from outside, in order.
 enum RunSignal: Sendable {
@@ -27,10 +8,6 @@ enum RunSignal: Sendable {
     case answer(WorkflowInputProvided)
     /// Stop executing without recording an outcome: another runner takes the run over.
     case abandon
-}
-
-struct NodeFailure: Error, Sendable {
-    var message: String
 }
 
 /// A run's signal queue, the answers of its human_input nodes (by node) and the results of its llm

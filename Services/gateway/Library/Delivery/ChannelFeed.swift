@@ -6,26 +6,6 @@ import SwitchboardContracts
 import SwitchboardRedis
 import SwitchboardRuntime
 
-enum DeliveryMetrics {
-    static let delivered = Counter(label: "sb_gateway_events_delivered_total")
-    static let droppedEphemeral = Counter(
-        label: "sb_gateway_events_dropped_total", dimensions: [("reason", "slow_ephemeral")])
-    static let recovered = Counter(label: "sb_gateway_recoveries_total", dimensions: [("recovered", "true")])
-    static let notRecovered = Counter(label: "sb_gateway_recoveries_total", dimensions: [("recovered", "false")])
-    static let gaps = Counter(label: "sb_gateway_insufficient_state_total")
-    /// Missed live events read again from a channel's stream (a gap, or PUB/SUB reconnected).
-    static let repairs = Counter(label: "sb_gateway_feed_repairs_total")
-    static let slowDisconnects = Counter(label: "sb_gateway_slow_disconnects_total")
-    static let subscriptions = Meter(label: "sb_gateway_subscriptions")
-    /// Event creation (its envelope's time) → the frame written to the client's socket.
-    static let deliveryLatency = Timer(label: "sb_gateway_event_delivery_seconds")
-
-    static func recordWritten(createdAt: Int64) {
-        guard createdAt > 0 else { return }
-        deliveryLatency.recordMicroseconds(max(0, Clock.epochMicroseconds() - createdAt))
-    }
-}
-
 /// Where a feed's frames go: a WebSocket session or an SSE stream. Called on the feed's event loop
 /// with the feed's lock held, so it must only queue (never wait).
 protocol FrameSink: Sendable {
@@ -86,7 +66,7 @@ final class ChannelFeed: Sendable {
     ) async throws -> Opened {
         let feed = ChannelFeed(channel: channel, loop: loop, sink: sink, hub: hub, history: history)
         try await hub.add(feed)
-        DeliveryMetrics.subscriptions.increment()
+        GatewayMetrics.subscriptions.increment()
         let read: (top: (offset: Int64, epoch: String)?, events: [ChannelSequencer.Event])
         do {
             try await whileSubscribed()
@@ -112,7 +92,7 @@ final class ChannelFeed: Sendable {
         if feed.handingOver.load(ordering: .sequentiallyConsistent) {
             loop.execute { feed.handingOver.store(false, ordering: .sequentiallyConsistent) }
         }
-        if since != nil { (recovered ? DeliveryMetrics.recovered : DeliveryMetrics.notRecovered).increment() }
+        if since != nil { (recovered ? GatewayMetrics.recovered : GatewayMetrics.notRecovered).increment() }
         return Opened(feed: feed, recovered: recovered, position: position)
     }
 
@@ -151,13 +131,13 @@ final class ChannelFeed: Sendable {
     /// held meanwhile, in order. Only when the stream no longer has it (trimmed, expired, another epoch)
     /// is the client told to re-sync (`insufficientState`, 4003 for a chat socket).
     private func repair(from: (offset: Int64, epoch: String?)) {
-        DeliveryMetrics.repairs.increment()
+        GatewayMetrics.repairs.increment()
         Task {
             let read = try? await history.read(channel, after: from.offset)
             loop.execute {
                 self.sequencer.withLock { sequencer in
                     guard let read else {
-                        DeliveryMetrics.gaps.increment()
+                        GatewayMetrics.gaps.increment()
                         self.sink.insufficientState("missed events of \(self.channel) could not be read again")
                         return
                     }
@@ -167,7 +147,7 @@ final class ChannelFeed: Sendable {
                     case .recovered(let events):
                         for event in events { _ = self.sink.deliver(event) }
                     case .notRecovered:
-                        DeliveryMetrics.gaps.increment()
+                        GatewayMetrics.gaps.increment()
                         self.sink.insufficientState(
                             "missed events of \(self.channel) after offset \(from.offset) are no longer kept")
                     }
@@ -177,7 +157,7 @@ final class ChannelFeed: Sendable {
     }
 
     func close() async {
-        DeliveryMetrics.subscriptions.decrement()
+        GatewayMetrics.subscriptions.decrement()
         await hub.remove(self)
     }
 }

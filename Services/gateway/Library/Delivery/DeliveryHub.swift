@@ -45,17 +45,11 @@ final class SharedFrame {
         var made: ByteBuffer?
         if event.stamped.readableBytes >= LoopDeflater.minimumCompressedSize {
             made = try? LoopDeflater.current?.compress(event.stamped, windowBits: 15, allocator: allocator)
-            if made != nil { HubMetrics.compressions.increment() }
+            if made != nil { GatewayMetrics.hubCompressions.increment() }
         }
         deflated = .some(made)
         return made
     }
-}
-
-enum HubMetrics {
-    static let decodes = Counter(label: "sb_gateway_hub_decodes_total")
-    static let compressions = Counter(label: "sb_gateway_hub_compressions_total")
-    static let loopBatches = Counter(label: "sb_gateway_hub_loop_batches_total")
 }
 
 /// Where live channel messages come from: Redis PUB/SUB in the gateway, a fake in unit tests.
@@ -161,7 +155,7 @@ final class DeliveryHub: Sendable {
     /// On the subscriber's connection: decode once, then one hand-off per event loop with followers.
     func dispatch(key: String, bytes: [UInt8]) {
         guard let message = ChannelWire.decode(bytes) else { return }
-        HubMetrics.decodes.increment()
+        GatewayMetrics.hubDecodes.increment()
         let event = HubEvent(message)
         for shard in shards.withLock({ Array($0.values) }) where shard.hasFollowers(key) {
             shard.post(event, key: key)
@@ -217,7 +211,7 @@ final class LoopShard: Sendable {
     }
 
     private func deliverPending() {
-        HubMetrics.loopBatches.increment()
+        GatewayMetrics.hubLoopBatches.increment()
         let batch = state.withLock { state in
             let pending = state.pending
             state.pending = []

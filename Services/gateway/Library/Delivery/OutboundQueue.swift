@@ -139,10 +139,10 @@ final class OutboundQueue: ClientOutbound, Sendable {
             }
             switch state.buffer.enqueue(text, ephemeral: ephemeral, createdAt: createdAt) {
             case .queued(let dropped):
-                if dropped > 0 { DeliveryMetrics.droppedEphemeral.increment(by: Int64(dropped)) }
+                if dropped > 0 { GatewayMetrics.droppedEphemeral.increment(by: Int64(dropped)) }
                 return (nil, nil, true)
             case .overflow:
-                DeliveryMetrics.slowDisconnects.increment()
+                GatewayMetrics.slowDisconnects.increment()
                 let reason = "slow consumer: reconnect and recover by offset"
                 state.closing = (.slowConsumer, reason)
                 overflowed = true

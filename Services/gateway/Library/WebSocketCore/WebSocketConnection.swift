@@ -220,11 +220,11 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
         guard !closed, !closeSent, pendingClose == nil else { return false }
         switch buffer.enqueue(payload, ephemeral: ephemeral, createdAt: createdAt) {
         case .queued(let dropped):
-            if dropped > 0 { DeliveryMetrics.droppedEphemeral.increment(by: Int64(dropped)) }
+            if dropped > 0 { GatewayMetrics.droppedEphemeral.increment(by: Int64(dropped)) }
             scheduleDrain()
             return true
         case .overflow:
-            DeliveryMetrics.slowDisconnects.increment()
+            GatewayMetrics.slowDisconnects.increment()
             buffer.removeAll()
             pendingClose = nil
             close(code: .init(CloseCode.slowConsumer), reason: "slow consumer: reconnect and recover by offset")
@@ -291,7 +291,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler, RemovableChannelH
                     fin: true, opcode: item.payload.isBinary ? .binary : .text, data: item.payload.bytes)
             }
             context.write(wrapOutboundOut(frame), promise: nil)
-            DeliveryMetrics.recordWritten(createdAt: item.createdAt)
+            GatewayMetrics.recordWritten(createdAt: item.createdAt)
             wrote = true
         }
         if buffer.count == 0, let close = pendingClose {
@@ -414,13 +414,9 @@ extension WebSocketOutbound {
     func closeOnExpiry(_ expiresAt: Date, channel: any NIOCore.Channel) {
         let delay = TimeAmount.milliseconds(max(0, Int64(expiresAt.timeIntervalSinceNow * 1000)))
         let expiry = channel.eventLoop.scheduleTask(in: delay) { [self] in
-            TokenExpiryMetrics.closed.increment()
+            GatewayMetrics.tokenExpiryCloses.increment()
             close(.unauthorized, reason: "token expired")
         }
         channel.closeFuture.whenComplete { _ in expiry.cancel() }
     }
-}
-
-enum TokenExpiryMetrics {
-    static let closed = Counter(label: "sb_gateway_token_expiry_closes_total")
 }

@@ -48,17 +48,99 @@ public struct BishengChatSettings: Sendable, Equatable {
 enum BishengFrames {
     static let types: Set<String> = ["start", "message", "progress", "result", "error", "end", "interrupt"]
 
+    /// Every frame: `trace_id` is `null` when there is none.
+    struct Frame<Data: Encodable & Sendable>: Encodable, Sendable {
+        var type: String
+        var data: Data
+        @ExplicitNull var traceID: String?
+
+        enum CodingKeys: String, CodingKey {
+            case type, data, traceID = "trace_id"
+        }
+    }
+
+    /// `start`: the socket follows the chat; `resumed` when the session had begun before.
+    struct Start: Encodable, Sendable, Equatable {
+        var chatID: String
+        var flowID: String
+        var chatType: String
+        var state: String
+        var messageCount: Int
+        var resumed: Bool
+        /// Switchboard's, on a reconnect only: whether what was missed since the last socket of this chat follows.
+        var replayed: Bool?
+
+        init(chatID: String, flowID: String, session: SessionRecord, replayed: Bool?) {
+            self.chatID = chatID
+            self.flowID = flowID
+            chatType = session.chatType
+            state = session.state
+            messageCount = session.messageCount
+            resumed = session.messageCount > 0 || session.state != SessionState.initialised.rawValue
+            self.replayed = replayed
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case chatID = "chat_id", flowID = "flow_id", chatType = "chat_type", state,
+                messageCount = "message_count", resumed, replayed
+        }
+    }
+
+    /// `progress` of Switchboard's own: a message `accepted`, or `pong`.
+    struct Progress: Encodable, Sendable, Equatable {
+        var stage: String
+        var messageID: String?
+        var chatID: String?
+
+        enum CodingKeys: String, CodingKey {
+            case stage, messageID = "message_id", chatID = "chat_id"
+        }
+    }
+
+    /// `interrupt`: the chat's run is `stopping`.
+    struct ChatStatus: Encodable, Sendable, Equatable {
+        var chatID: String
+        var status: String
+
+        enum CodingKeys: String, CodingKey {
+            case chatID = "chat_id", status
+        }
+    }
+
+    /// `end`: the session is `ended`.
+    struct ChatState: Encodable, Sendable, Equatable {
+        var chatID: String
+        var state: String
+
+        enum CodingKeys: String, CodingKey {
+            case chatID = "chat_id", state
+        }
+    }
+
+    /// `error`.
+    struct Failure: Encodable, Sendable, Equatable {
+        var code: String
+        var message: String
+    }
+
+    static func json(type: String, data: some Encodable & Sendable, traceID: String?) -> String {
+        render(Frame(type: type, data: data, traceID: traceID))
+    }
+
+    /// A frame whose data passes another frame's fields on (`translate`).
     static func json(type: String, data: JSONValue, traceID: String?) -> String {
+        render(Frame(type: type, data: data, traceID: traceID))
+    }
+
+    private static func render(_ frame: some Encodable) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let frame: JSONValue = [
-            "type": .string(type), "data": data, "trace_id": traceID.map(JSONValue.string) ?? .null,
-        ]
-        return (try? String(decoding: encoder.encode(frame), as: UTF8.self)) ?? #"{"type":"error"}"#
+        return (try? String(decoding: encoder.encode(JSONValueEncoder().encode(frame)), as: UTF8.self))
+            ?? #"{"type":"error"}"#
     }
 
     static func error(code: String, message: String, traceID: String?) -> String {
-        json(type: "error", data: ["code": .string(code), "message": .string(message)], traceID: traceID)
+        json(type: "error", data: Failure(code: code, message: message), traceID: traceID)
     }
 
     /// A conversation event in Bisheng's terms: the reply's chunks are `message`, its end `result`,
@@ -209,14 +291,9 @@ struct BishengChat: WebSocketDoor {
             let opened = try await session.follow(
                 .conversation(chatID), since: since, hub: hub, history: history,
                 announce: { recovered, _ in
-                    var data: [String: JSONValue] = [
-                        "chat_id": .string(chatID), "flow_id": .string(flowID), "chat_type": .string(record.chatType),
-                        "state": .string(record.state), "message_count": .number(Double(record.messageCount)),
-                        "resumed": .bool(record.messageCount > 0 || record.state != SessionState.initialised.rawValue),
-                    ]
-                    // Switchboard's: whether what was missed since the last socket of this chat follows.
-                    if since != nil { data["replayed"] = .bool(recovered) }
-                    session.outbound.enqueue(BishengFrames.json(type: "start", data: .object(data), traceID: nil))
+                    let start = BishengFrames.Start(
+                        chatID: chatID, flowID: flowID, session: record, replayed: since != nil ? recovered : nil)
+                    session.outbound.enqueue(BishengFrames.json(type: "start", data: start, traceID: nil))
                 })
             shown.start(at: opened.position)
         } catch {
@@ -299,7 +376,7 @@ struct BishengChat: WebSocketDoor {
                 session.outbound.enqueue(
                     BishengFrames.json(
                         type: "progress",
-                        data: ["stage": "accepted", "message_id": .string(messageID), "chat_id": .string(chatID)],
+                        data: BishengFrames.Progress(stage: "accepted", messageID: messageID, chatID: chatID),
                         traceID: traceID ?? messageID))
             case "interrupt":
                 try await MessageSubmitter(context: context).interrupt(
@@ -307,17 +384,19 @@ struct BishengChat: WebSocketDoor {
                 )
                 session.outbound.enqueue(
                     BishengFrames.json(
-                        type: "interrupt", data: ["chat_id": .string(chatID), "status": "stopping"], traceID: traceID))
+                        type: "interrupt", data: BishengFrames.ChatStatus(chatID: chatID, status: "stopping"),
+                        traceID: traceID))
             case "end":
                 _ = try await store.updateSession(chatID, user: session.userID, changes: SessionChanges(state: .ended))
                 session.outbound.enqueue(
                     BishengFrames.json(
-                        type: "end", data: ["chat_id": .string(chatID), "state": "ended"], traceID: traceID))
+                        type: "end", data: BishengFrames.ChatState(chatID: chatID, state: SessionState.ended.rawValue),
+                        traceID: traceID))
                 session.outbound.close(.sessionEnded, reason: "session ended")
                 return true
             case "ping", "heartbeat":
                 session.outbound.enqueue(
-                    BishengFrames.json(type: "progress", data: ["stage": "pong"], traceID: traceID))
+                    BishengFrames.json(type: "progress", data: BishengFrames.Progress(stage: "pong"), traceID: traceID))
             default:
                 throw CommandError(.unknownType, "unknown type \(type); send message, interrupt or end")
             }

@@ -228,19 +228,16 @@ final class BluePlanTranslator: Sendable {
             let pattern = frame.data["pattern"]?.stringValue ?? ""
             return seed(
                 AgentEvent.agentStart, mode.supervisor, time,
-                [
-                    "status": "started", "task_description": .string("\(pattern): \(roles.joined(separator: ", "))"),
-                    "pattern": .string(pattern), "agents": .array(roles.map { .string($0) }),
-                ])
+                BluePlanRunStart(
+                    taskDescription: "\(pattern): \(roles.joined(separator: ", "))", pattern: pattern, agents: roles))
         case FrameType.collaborationComplete:
             let result = frame.data["result"]
             return seed(
                 AgentEvent.agentComplete, mode.supervisor, time,
-                [
-                    "status": result?["status"] ?? "completed", "summary": result?["answer"] ?? "",
-                    "failed_agents": result?["failedRoles"] ?? [], "note": result?["note"] ?? "",
-                    "duration_ms": frame.data["duration"] ?? 0,
-                ])
+                BluePlanRunComplete(
+                    status: result?["status"] ?? "completed", summary: result?["answer"] ?? "",
+                    failedAgents: result?["failedRoles"] ?? [], note: result?["note"] ?? "",
+                    durationMs: frame.data["duration"] ?? 0))
         default:
             if let type = frame.data["event_type"], let source = frame.data["agent_source"],
                 let payload = frame.data["payload"]
@@ -256,16 +253,15 @@ final class BluePlanTranslator: Sendable {
             // It is the whole reply in one chunk.
             return seed(
                 AgentEvent.llmChunk, frame.data["role"]?.stringValue ?? mode.supervisor, time,
-                ["content": .string(chunk), "content_type": "text", "is_complete": true])
+                LLMChunkPayload(content: chunk, isComplete: true))
         }
     }
 
-    private func seed(_ type: String, _ source: String, _ time: Date, _ payload: JSONValue) -> JSONValue {
-        [
-            "event_type": .string(type), "agent_source": .string(source),
-            "timestamp": .string(AgentEvent.isoTimestamp(time)),
-            "payload": payload,
-        ]
+    /// Seed 001's event fields around `payload`.
+    private func seed(_ type: String, _ source: String, _ time: Date, _ payload: some Codable & Sendable & Equatable)
+        -> JSONValue?
+    {
+        try? JSONValueEncoder().encode(AgentEventFields(type: type, source: source, payload: payload, at: time))
     }
 
     /// An `error` event (no id: it is no position to resume from).
@@ -275,7 +271,7 @@ final class BluePlanTranslator: Sendable {
             context: .init(
                 agentSource: mode.supervisor, conversationId: conversationID, runId: state.withLock { $0.runID }),
             retryCount: 0)
-        let event = seed(AgentEvent.error, mode.supervisor, Date(), (try? JSONValue(encoding: payload)) ?? .object([:]))
+        let event = seed(AgentEvent.error, mode.supervisor, Date(), payload) ?? .object([:])
         return "data: \(OpenAICompatibility.encode(event))\n\n"
     }
 }

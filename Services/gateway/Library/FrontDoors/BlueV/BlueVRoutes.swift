@@ -15,9 +15,6 @@ struct BlueVDirectory: Sendable {
     let gatewayID: String
     let ttlSeconds: Int
 
-    /// Where a broadcast's posted JSON travels inside its USER_NOTIFICATION (chat sockets ignore it).
-    static let broadcastField = "broadcast"
-
     /// The seed's `connections[]` item; `user_id`, `connection_id` and `gateway` are Switchboard's and
     /// shown to admins only.
     struct Entry: Codable, Sendable {
@@ -133,14 +130,11 @@ extension WorkflowSocket {
         let kinds: Set<String> = ["info", "warning", "error", "success"]
         let kind = posted["type"]?.stringValue.flatMap { kinds.contains($0) ? $0 : nil } ?? "info"
         let message = posted["message"]?.stringValue ?? WorkflowConnection.render(posted) ?? ""
-        let event = ClientEvent(
-            channel: .system, frameType: FrameType.userNotification,
-            data: [
-                "type": .string(kind), "title": .string(posted["title"]?.stringValue ?? "Broadcast"),
-                "message": .string(message),
-                "persistent": .bool(posted["persistent"]?.boolValue ?? false), "from": .string(sender),
-                BlueVDirectory.broadcastField: posted,
-            ])
+        let event = try ClientEvent(
+            channel: .system,
+            payload: UserNotification(
+                type: kind, title: posted["title"]?.stringValue ?? "Broadcast", message: message,
+                persistent: posted["persistent"]?.boolValue ?? false, from: sender, broadcast: posted))
         try await context.publish(
             context.envelope(event, routingKey: SwitchboardContracts.Channel.system.description),
             to: Topics.clientEvents)

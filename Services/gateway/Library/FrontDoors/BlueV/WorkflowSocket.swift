@@ -457,7 +457,7 @@ struct WorkflowSocket: WebSocketDoor {
             guard let runID = requestContext.parameters.get("id"), CommandHandler.isValidID(runID),
                 let record = try await store.record(runID), record.userId == claims.userID
             else { throw HTTPError(.notFound, message: "no such workflow run") }
-            return try Self.json(try await runJSON(record, withNodes: true))
+            return try Self.json(WorkflowRunBody(record, checkpoints: try await store.checkpoints(record.runId)))
         }
         router.get("/api/v1/workflows/runs") { request, _ -> Response in
             let claims = try await Gateway.authenticate(request, authority: authority)
@@ -467,14 +467,14 @@ struct WorkflowSocket: WebSocketDoor {
                 throw HTTPError(.badRequest, message: "limit is 1-100 and offset ≥ 0")
             }
             let page = try await store.runs(ofUser: claims.userID, offset: offset, limit: limit)
-            var runs: [JSONValue] = []
+            var runs: [WorkflowRunBody] = []
             for id in page.ids {
-                if let record = try await store.record(id) { runs.append(try await runJSON(record, withNodes: false)) }
+                if let record = try await store.record(id) { runs.append(WorkflowRunBody(record)) }
             }
-            return try Self.json([
-                "runs": .array(runs), "total": .number(Double(page.total)), "offset": .number(Double(offset)),
-                "limit": .number(Double(limit)), "has_more": .bool(offset + page.ids.count < page.total),
-            ])
+            return try Self.json(
+                WorkflowRunPage(
+                    runs: runs, total: page.total, offset: offset, limit: limit,
+                    hasMore: offset + page.ids.count < page.total))
         }
         // The REST way to answer a human_input node; the outcome comes on the run's channel.
         router.post("/api/v1/workflows/runs/:id/input") { request, requestContext -> Response in
@@ -499,47 +499,17 @@ struct WorkflowSocket: WebSocketDoor {
             try await submitInput(
                 record, node: body.node_id, answer: body.answer, userID: claims.userID, requestID: requestID)
             return try Self.json(
-                [
-                    "workflow_id": .string(record.workflow.id ?? runID), "run_id": .string(runID),
-                    "request_id": .string(requestID), "status": "submitted",
-                ],
+                WorkflowInputSubmitted(workflowId: record.workflow.id ?? runID, runId: runID, requestId: requestID),
                 status: .accepted)
         }
     }
 
-    private func runJSON(_ record: WorkflowRunRecord, withNodes: Bool) async throws -> JSONValue {
-        var object: [String: JSONValue] = [
-            "workflow_id": .string(record.workflow.id ?? record.runId), "run_id": .string(record.runId),
-            "status": .string(record.status.rawValue), "session_id": .string(record.sessionId),
-            "created_at": .string(WorkflowTime.iso(record.createdAt)),
-            "updated_at": .string(WorkflowTime.iso(record.updatedAt)),
-            "node_count": .number(Double(record.workflow.nodes.count)),
-        ]
-        if let error = record.error { object["error"] = .string(error) }
-        if let results = record.results { object["results"] = .object(results) }
-        if withNodes {
-            object["workflow"] = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(record.workflow))
-            var nodes: [String: JSONValue] = [:]
-            for (id, checkpoint) in try await store.checkpoints(record.runId) {
-                var node: [String: JSONValue] = ["status": .string(checkpoint.status.rawValue)]
-                if let outputs = checkpoint.outputs { node["outputs"] = .object(outputs) }
-                if let error = checkpoint.error { node["error"] = .string(error) }
-                if let started = checkpoint.startedAt, let finished = checkpoint.finishedAt {
-                    node["elapsed_ms"] = .number(Double(finished - started))
-                }
-                nodes[id] = .object(node)
-            }
-            object["nodes"] = .object(nodes)
-        }
-        return .object(object)
-    }
-
-    static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) throws -> Response {
+    static func json(_ body: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Response(
             status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+            body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(JSONValueEncoder().encode(body)))))
     }
 }
 
@@ -618,7 +588,9 @@ final class WorkflowConnection: FrameSink, Sendable {
         }
         var frame = stored["data"]?.objectValue ?? [:]
         if message.frameType == FrameType.userNotification {
-            guard let posted = frame[BlueVDirectory.broadcastField], let text = Self.render(posted) else { return true }
+            guard let posted = frame[UserNotification.broadcastField], let text = Self.render(posted) else {
+                return true
+            }
             return session.outbound.enqueue(text, ephemeral: false, createdAt: message.createdAt)
         }
         // Anything else of the system channel is for the chat sockets.
@@ -635,7 +607,7 @@ final class WorkflowConnection: FrameSink, Sendable {
         }
         guard let text = Self.render(.object(frame)) else { return true }
         let accepted = session.outbound.enqueue(text, ephemeral: message.isEphemeral, createdAt: message.createdAt)
-        if accepted { DeliveryMetrics.delivered.increment() }
+        if accepted { GatewayMetrics.delivered.increment() }
         return accepted
     }
 

@@ -36,11 +36,9 @@ struct HistoryRoutes: Sendable {
                     query.sort = value
                 }
                 let page = try await store.listSessions(user: user, query: query)
-                return .object([
-                    "conversations": .array(page.items.map(Self.centreJSON)),
-                    "nextCursor": page.nextCursor.map(JSONValue.string) ?? .null,
-                    "hasMore": .bool(page.hasMore),
-                ])
+                return CentreConversationPage(
+                    conversations: page.items.map(CentreConversation.init), nextCursor: page.nextCursor,
+                    hasMore: page.hasMore)
             }
         }
         // Creates an empty conversation (the console's "new"); a first message creates one too.
@@ -62,7 +60,7 @@ struct HistoryRoutes: Sendable {
                         .forbidden, ErrorCode.permissionDenied.rawValue,
                         "conversation \(chatID) belongs to another user")
                 }
-                return Self.centreJSON(
+                return CentreConversation(
                     try await store.createSession(
                         NewSession(chatId: chatID, userId: user, chatType: ChatType.normal.rawValue, topic: body.title))
                 )
@@ -70,7 +68,7 @@ struct HistoryRoutes: Sendable {
         }
         router.get("/api/v1/conversations/:id") { request, context in
             try await respond(.centre) {
-                Self.centreJSON(try await store.session(try id(context, "id"), user: try await userID(request)))
+                CentreConversation(try await store.session(try id(context, "id"), user: try await userID(request)))
             }
         }
         router.patch("/api/v1/conversations/:id") { request, context in
@@ -80,7 +78,7 @@ struct HistoryRoutes: Sendable {
                 guard let title = body.title, !title.trimmingCharacters(in: .whitespaces).isEmpty else {
                     throw RouteError(.badRequest, "INVALID_ARGUMENT", "title must not be empty")
                 }
-                return Self.centreJSON(
+                return CentreConversation(
                     try await store.updateSession(
                         try id(context, "id"), user: try await userID(request), changes: SessionChanges(topic: title)))
             }
@@ -88,7 +86,7 @@ struct HistoryRoutes: Sendable {
         router.delete("/api/v1/conversations/:id") { request, context in
             try await respond(.centre, status: .noContent) {
                 try await store.deleteSession(try id(context, "id"), user: try await userID(request))
-                return .null
+                return JSONValue.null
             }
         }
         router.get("/api/v1/conversations/:id/messages") { request, context in
@@ -97,11 +95,8 @@ struct HistoryRoutes: Sendable {
                     try id(context, "id"), user: try await userID(request),
                     before: try cursorParameter(request, "cursor"),
                     limit: try intParameter(request, "limit") ?? 50)
-                return .object([
-                    "messages": .array(page.items.map(Self.centreJSON)),
-                    "nextCursor": page.nextCursor.map(JSONValue.string) ?? .null,
-                    "hasMore": .bool(page.hasMore),
-                ])
+                return CentreMessagePage(
+                    messages: page.items.map(StoredMessage.init), nextCursor: page.nextCursor, hasMore: page.hasMore)
             }
         }
     }
@@ -130,7 +125,7 @@ struct HistoryRoutes: Sendable {
                 guard try await access.authorize(userID: user, conversationID: chatID) else {
                     throw RouteError(.forbidden, "PERMISSION_DENIED", "session \(chatID) belongs to another user")
                 }
-                return Self.bishengJSON(
+                return BishengSession(
                     try await store.createSession(
                         NewSession(
                             chatId: chatID, userId: user, flowId: body.flow_id,
@@ -153,16 +148,13 @@ struct HistoryRoutes: Sendable {
                     query.sort = value
                 }
                 let page = try await store.listSessions(user: try await userID(request), query: query)
-                return .object([
-                    "list": .array(page.items.map(Self.bishengJSON)),
-                    "next_cursor": page.nextCursor.map(JSONValue.string) ?? .null,
-                    "has_more": .bool(page.hasMore),
-                ])
+                return BishengPage(
+                    list: page.items.map(BishengSession.init), nextCursor: page.nextCursor, hasMore: page.hasMore)
             }
         }
         router.get("/chat/session/:session_id") { request, context in
             try await respond(.bisheng) {
-                Self.bishengJSON(
+                BishengSession(
                     try await store.session(try id(context, "session_id"), user: try await userID(request)))
             }
         }
@@ -183,7 +175,7 @@ struct HistoryRoutes: Sendable {
                     }
                     state = parsed
                 }
-                return Self.bishengJSON(
+                return BishengSession(
                     try await store.updateSession(
                         try id(context, "session_id"), user: try await userID(request),
                         changes: SessionChanges(topic: body.topic, logo: body.logo, state: state)))
@@ -193,7 +185,7 @@ struct HistoryRoutes: Sendable {
             try await respond(.bisheng) {
                 let chatID = try id(context, "session_id")
                 try await store.deleteSession(chatID, user: try await userID(request))
-                return ["session_id": .string(chatID), "deleted": true]
+                return BishengSessionDeleted(sessionID: chatID)
             }
         }
         router.get("/chat/message/history") { request, _ in
@@ -206,11 +198,8 @@ struct HistoryRoutes: Sendable {
                 let page = try await store.messages(
                     chatID, user: try await userID(request), before: try cursorParameter(request, "cursor"),
                     limit: try intParameter(request, "page_size") ?? 20)
-                return .object([
-                    "list": .array(page.items.map(Self.bishengJSON)),
-                    "next_cursor": page.nextCursor.map(JSONValue.string) ?? .null,
-                    "has_more": .bool(page.hasMore),
-                ])
+                return BishengPage(
+                    list: page.items.map(BishengMessage.init), nextCursor: page.nextCursor, hasMore: page.hasMore)
             }
         }
         router.delete("/chat/message/delete") { request, _ in
@@ -220,28 +209,23 @@ struct HistoryRoutes: Sendable {
                     throw RouteError(.badRequest, "INVALID_ARGUMENT", "message_id is required")
                 }
                 try await store.deleteMessage(messageID, user: try await userID(request))
-                return ["message_id": .string(messageID), "deleted": true]
+                return BishengMessageDeleted(messageID: messageID)
             }
         }
         router.get("/chat/statistics") { request, _ in
             try await respond(.bisheng) {
                 let statistics = try await store.statistics(user: try await userID(request))
-                return [
-                    "session_count": .number(Double(statistics.sessions)),
-                    "message_count": .number(Double(statistics.messages)),
-                    "user_message_count": .number(Double(statistics.userMessages)),
-                    "bot_message_count": .number(Double(statistics.botMessages)),
-                    "sessions_by_type": .object(statistics.sessionsByType.mapValues { .number(Double($0)) }),
-                ]
+                return BishengStatistics(
+                    sessionCount: statistics.sessions, messageCount: statistics.messages,
+                    userMessageCount: statistics.userMessages, botMessageCount: statistics.botMessages,
+                    sessionsByType: statistics.sessionsByType)
             }
         }
         router.get("/chat/messages/count") { request, _ in
             try await respond(.bisheng) {
                 let chatID = request.uri.queryParameters["chat_id"].map(String.init)
                 let count = try await store.messageCount(user: try await userID(request), chatId: chatID)
-                var data: [String: JSONValue] = ["count": .number(Double(count))]
-                if let chatID { data["chat_id"] = .string(chatID) }
-                return .object(data)
+                return BishengMessageCount(count: count, chatID: chatID)
             }
         }
     }
@@ -263,11 +247,11 @@ struct HistoryRoutes: Sendable {
     }
 
     /// Runs `body` and renders its value or its error in the dialect's shape, errors with a code.
-    func respond(_ dialect: Dialect, status: HTTPResponse.Status = .ok, _ body: () async throws -> JSONValue)
-        async throws -> Response
-    {
+    func respond<Body: Encodable>(
+        _ dialect: Dialect, status: HTTPResponse.Status = .ok, _ body: () async throws -> Body
+    ) async throws -> Response {
         do {
-            let data = try await body()
+            let data = try JSONValueEncoder().encode(try await body())
             if dialect == .bisheng { return try BishengEnvelope.success(data) }
             if status == .noContent { return Response(status: .noContent) }
             return try Self.render(data, status: status)
@@ -299,7 +283,8 @@ struct HistoryRoutes: Sendable {
     static func error(_ dialect: Dialect, status: HTTPResponse.Status, code: String, message: String) throws -> Response
     {
         if dialect == .bisheng { return try BishengEnvelope.failure(status, code: code, message: message) }
-        return try render(["error": ["code": .string(code), "message": .string(message)]], status: status)
+        return try render(
+            JSONValueEncoder().encode(CentreError(error: .init(code: code, message: message))), status: status)
     }
 
     static func render(_ value: JSONValue, status: HTTPResponse.Status) throws -> Response {
@@ -354,8 +339,8 @@ struct HistoryRoutes: Sendable {
         throw RouteError(.badRequest, "INVALID_ARGUMENT", "\(name) is ISO 8601 or seconds since the epoch")
     }
 
-    static func iso(_ micros: Int64) -> JSONValue {
-        .string(AgentEvent.isoTimestamp(Date(timeIntervalSince1970: Double(micros) / 1_000_000)))
+    static func iso(_ micros: Int64) -> String {
+        AgentEvent.isoTimestamp(Date(timeIntervalSince1970: Double(micros) / 1_000_000))
     }
 
     static func object(_ text: String?) -> JSONValue {
@@ -364,55 +349,9 @@ struct HistoryRoutes: Sendable {
         }
         return value
     }
-
-    static func optional(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
-
-    static func centreJSON(_ session: SessionRecord) -> JSONValue {
-        [
-            "id": .string(session.chatId), "title": optional(session.topic), "type": .string(session.chatType),
-            "state": .string(session.state), "messageCount": .number(Double(session.messageCount)),
-            "createdAt": .number(Double(session.createdAt / 1000)),
-            "updatedAt": .number(Double(session.updatedAt / 1000)),
-        ]
-    }
-
-    static func centreJSON(_ message: MessageRecord) -> JSONValue {
-        [
-            "id": .string(message.id), "conversationId": .string(message.chatId),
-            "role": .string(message.isBot ? "assistant" : "user"),
-            "author": .string(message.author), "content": .string(message.content), "status": optional(message.status),
-            "runId": optional(message.runId), "usage": object(message.usage), "extra": object(message.extra),
-            "createdAt": .number(Double(message.createdAt / 1000)),
-        ]
-    }
-
-    static func bishengJSON(_ session: SessionRecord) -> JSONValue {
-        [
-            "id": .string(session.chatId), "session_id": .string(session.chatId), "chat_id": .string(session.chatId),
-            "user_id": .string(session.userId), "flow_id": optional(session.flowId),
-            "chat_type": .string(session.chatType),
-            "topic": optional(session.topic), "logo": optional(session.logo), "state": .string(session.state),
-            "message_count": .number(Double(session.messageCount)), "create_time": iso(session.createdAt),
-            "update_time": iso(session.updatedAt),
-        ]
-    }
-
-    static func bishengJSON(_ message: MessageRecord) -> JSONValue {
-        [
-            "id": .string(message.id), "chat_id": .string(message.chatId), "flow_id": optional(message.flowId),
-            "chat_type": .string(message.chatType), "user_id": optional(message.userId), "is_bot": .bool(message.isBot),
-            // The seed types extra as Optional[str]: the JSON text, not an object.
-            "sender": .string(message.author), "message": .string(message.content), "extra": optional(message.extra),
-            "source": .number(Double(message.source)), "status": optional(message.status),
-            "usage": object(message.usage),
-            "create_time": iso(message.createdAt),
-        ]
-    }
 }
 
 extension HistoryRoutes {
-    static let historyFrameType = "CONVERSATION_HISTORY"
-
     /// SUBSCRIBE_CONVERSATION with `data.includeHistory: true`: the newest `data.historyLimit` (default
     /// 50, at most 100) stored messages, oldest first, as one CONVERSATION_HISTORY frame; nil without
     /// the flag. A conversation with no stored history yet gets an empty list.
@@ -433,11 +372,10 @@ extension HistoryRoutes {
         } catch let error as StoreError where error.code == .forbidden {
             throw CommandError(.permissionDenied, error.message)
         }
-        return ServerFrame(
-            correlationId: command.id, type: historyFrameType,
-            data: [
-                "conversationId": .string(conversationID), "messages": .array(page.items.reversed().map(centreJSON)),
-                "hasMore": .bool(page.hasMore), "nextCursor": page.nextCursor.map(JSONValue.string) ?? .null,
-            ])
+        return try ServerFrame(
+            correlationId: command.id,
+            payload: ConversationHistory(
+                conversationId: conversationID, messages: page.items.reversed().map(StoredMessage.init),
+                hasMore: page.hasMore, nextCursor: page.nextCursor))
     }
 }

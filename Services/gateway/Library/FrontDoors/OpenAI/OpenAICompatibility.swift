@@ -61,10 +61,7 @@ struct OpenAICompatibility: Sendable {
     private func models(_ request: Request) async throws -> Response {
         _ = try await Gateway.authenticate(request, authority: streams.authority)
         let team = try await requireTeam()
-        let data: [JSONValue] = ModelChoice.all(team).map {
-            ["id": .string($0), "object": "model", "created": 0, "owned_by": "switchboard"]
-        }
-        return Self.json(.ok, ["object": "list", "data": .array(data)])
+        return Self.json(.ok, ModelList(data: ModelChoice.all(team).map { ModelList.Model(id: $0) }))
     }
 
     private func requireTeam() async throws -> TeamCard {
@@ -185,7 +182,7 @@ struct OpenAICompatibility: Sendable {
                 expiresAt: claims.expiresAt,
                 headers: headers
             ) { _, reason in
-                "data: \(Self.encode(Self.errorBody("the stream was cut off: \(reason)", type: "server_error", param: nil, code: nil)))\n\n"
+                "data: \(Self.encode(OpenAIErrorBody("the stream was cut off: \(reason)", type: "server_error", param: nil, code: nil)))\n\n"
             }
         }
         let finished = await streams.awaitCompletion(session, within: streams.settings.frontDoorTimeout)
@@ -221,15 +218,6 @@ struct OpenAICompatibility: Sendable {
         }
     }
 
-    static func errorBody(_ message: String, type: String, param: String?, code: String?) -> JSONValue {
-        [
-            "error": [
-                "message": .string(message), "type": .string(type), "param": param.map { .string($0) } ?? .null,
-                "code": code.map { .string($0) } ?? .null,
-            ]
-        ]
-    }
-
     /// Runs a handler and turns every failure into OpenAI's error JSON (SDKs parse nothing else).
     static func answering(_ handler: () async throws -> Response) async -> Response {
         let problem: OpenAIError
@@ -247,18 +235,19 @@ struct OpenAICompatibility: Sendable {
                 .serviceUnavailable, "the request could not be completed; retry", type: "service_unavailable")
         }
         var response = json(
-            problem.status, errorBody(problem.message, type: problem.type, param: problem.param, code: problem.code))
+            problem.status,
+            OpenAIErrorBody(problem.message, type: problem.type, param: problem.param, code: problem.code))
         if problem.status == .serviceUnavailable { response.headers[.retryAfter] = "1" }
         return response
     }
 
-    static func encode(_ value: JSONValue) -> String {
+    static func encode(_ value: some Encodable) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"
+        return (try? String(decoding: encoder.encode(JSONValueEncoder().encode(value)), as: UTF8.self)) ?? "{}"
     }
 
-    static func json(_ status: HTTPResponse.Status, _ value: JSONValue) -> Response {
+    static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
         Response(
             status: status, headers: [.contentType: "application/json"],
             body: .init(byteBuffer: ByteBuffer(string: encode(value))))
@@ -295,22 +284,22 @@ final class CompletionTranslator: Sendable {
 
     /// The first chunk, written as soon as the message is on the bus: the assistant's role.
     func opening() -> String {
-        event(chunk(delta: ["role": "assistant", "content": ""], finishReason: nil))
+        event(chunk(delta: .init(role: "assistant", content: ""), finishReason: nil))
     }
 
     /// A streamed event's chunks ("" for events that are not the run's reply or end).
     func chunks(for message: ChannelWire.Message) -> String {
         guard let update = update(message) else { return "" }
         switch update {
-        case .content(let text): return event(chunk(delta: ["content": .string(text)], finishReason: nil))
+        case .content(let text): return event(chunk(delta: .init(content: text), finishReason: nil))
         case .end(let late, let completionTokens):
-            var text = late.map { event(chunk(delta: ["content": .string($0)], finishReason: nil)) } ?? ""
-            text += event(chunk(delta: [:], finishReason: "stop"))
+            var text = late.map { event(chunk(delta: .init(content: $0), finishReason: nil)) } ?? ""
+            text += event(chunk(delta: .init(), finishReason: "stop"))
             if includeUsage {
-                var usage = base(object: "chat.completion.chunk")
-                usage["choices"] = []
-                usage["usage"] = self.usage(completionTokens)
-                text += event(.object(usage))
+                text += event(
+                    CompletionChunk(
+                        id: id, created: created, model: model, choices: [],
+                        usage: CompletionUsage(prompt: promptTokens, completion: completionTokens)))
             }
             return text
         }
@@ -323,20 +312,14 @@ final class CompletionTranslator: Sendable {
     }
 
     /// The `chat.completion` object, once the run has ended.
-    func completion() -> JSONValue? {
+    func completion() -> Completion? {
         guard let answer = state.withLock({ $0.done ? ($0.streamed.isEmpty ? $0.answer ?? "" : $0.streamed) : nil })
         else {
             return nil
         }
-        var object = base(object: "chat.completion")
-        object["choices"] = [
-            [
-                "index": 0, "message": ["role": "assistant", "content": .string(answer)], "finish_reason": "stop",
-                "logprobs": .null,
-            ]
-        ]
-        object["usage"] = usage(TokenEstimate.count(answer))
-        return .object(object)
+        return Completion(
+            id: id, created: created, model: model, choices: [.init(message: .init(content: answer))],
+            usage: CompletionUsage(prompt: promptTokens, completion: TokenEstimate.count(answer)))
     }
 
     private enum Update {
@@ -369,28 +352,14 @@ final class CompletionTranslator: Sendable {
         }
     }
 
-    private func base(object: String) -> [String: JSONValue] {
-        ["id": .string(id), "object": .string(object), "created": .number(Double(created)), "model": .string(model)]
-    }
-
-    private func chunk(delta: [String: JSONValue], finishReason: String?) -> JSONValue {
-        var object = base(object: "chat.completion.chunk")
-        object["choices"] = [
-            ["index": 0, "delta": .object(delta), "finish_reason": finishReason.map { .string($0) } ?? .null]
-        ]
+    private func chunk(delta: CompletionChunk.Delta, finishReason: String?) -> CompletionChunk {
         // With include_usage, every chunk but the last carries "usage": null (as OpenAI's do).
-        if includeUsage { object["usage"] = .null }
-        return .object(object)
+        CompletionChunk(
+            id: id, created: created, model: model, choices: [.init(delta: delta, finishReason: finishReason)],
+            usage: includeUsage ? .some(nil) : nil)
     }
 
-    private func usage(_ completionTokens: Int) -> JSONValue {
-        [
-            "prompt_tokens": .number(Double(promptTokens)), "completion_tokens": .number(Double(completionTokens)),
-            "total_tokens": .number(Double(promptTokens + completionTokens)),
-        ]
-    }
-
-    private func event(_ value: JSONValue) -> String { "data: \(OpenAICompatibility.encode(value))\n\n" }
+    private func event(_ value: some Encodable) -> String { "data: \(OpenAICompatibility.encode(value))\n\n" }
 }
 
 /// Usage figures without a tokenizer: words, with each CJK character counted as one (the chunker's

@@ -115,12 +115,11 @@ struct EventStreams: Sendable {
                 throw HTTPError(.badRequest, message: "userId is required")
             }
             let channel = SwitchboardContracts.Channel.user(user)
-            let event = ClientEvent(
-                channel: channel, frameType: FrameType.userNotification,
-                data: [
-                    "type": .string(kind), "title": .string(body.title), "message": .string(body.message),
-                    "persistent": .bool(body.persistent ?? false), "from": .string(claims.userID),
-                ])
+            let event = try ClientEvent(
+                channel: channel,
+                payload: UserNotification(
+                    type: kind, title: body.title, message: body.message, persistent: body.persistent ?? false,
+                    from: claims.userID))
             let envelope = self.context.envelope(event, routingKey: channel.description)
             try await self.context.publish(envelope, to: Topics.clientEvents)
             let json = #"{"id":"\#(envelope.id.uuidString.lowercased())","channel":"\#(channel)","status":"accepted"}"#
@@ -219,7 +218,7 @@ struct EventStreams: Sendable {
                         group.addTask {
                             try await Task.sleep(
                                 for: .milliseconds(max(0, Int64(expiresAt.timeIntervalSinceNow * 1000))))
-                            TokenExpiryMetrics.closed.increment()
+                            GatewayMetrics.tokenExpiryCloses.increment()
                             session.outbound.close(.unauthorized, reason: "token expired")
                         }
                     }
@@ -227,7 +226,7 @@ struct EventStreams: Sendable {
                         switch item {
                         case .frame(let text, let createdAt):
                             try await writer.write(try encoder.encode(text))
-                            DeliveryMetrics.recordWritten(createdAt: createdAt)
+                            GatewayMetrics.recordWritten(createdAt: createdAt)
                         case .close(let code, let reason):
                             if session.isComplete {
                                 if !ending.isEmpty { try await writer.write(try encoder.encode(ending)) }

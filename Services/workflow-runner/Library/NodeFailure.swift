@@ -1,0 +1,6 @@
+import SwitchboardContracts
+import SwitchboardWorkflow
+
+struct NodeFailure: Error, Sendable {
+    var message: String
+}
