@@ -13,7 +13,8 @@ struct TracingFlowTests {
     @Test func oneChatMessageIsOneConnectedTraceThroughEveryService() async throws {
         let collector = OTLPReceiver()
         try await collector.withServer { port in
-            try await ServiceProcesses.withStack(everyService: ["SWITCHBOARD_OTEL_ENDPOINT": "http://127.0.0.1:\(port)"]) {
+            try await ServiceProcesses.withStack(everyService: ["SWITCHBOARD_OTEL_ENDPOINT": "http://127.0.0.1:\(port)"]
+            ) {
                 _, url, authority in
                 let token = try await authority.mint(user: "traced")
                 let conversation = "traced-\(UUID().uuidString.prefix(8))"
