@@ -179,9 +179,22 @@ public struct HistoryStore: Service {
                 RETURNING chat_id, created_at),
             counted AS (SELECT chat_id, count(*) AS added, max(created_at) AS latest FROM inserted GROUP BY chat_id)
             UPDATE sessions SET message_count = message_count + counted.added, updated_at = GREATEST(updated_at, counted.latest),
-                   state = 'in_progress'
+                   state = \(unescaped: stateAfterUserMessage(at: "counted.latest"))
             FROM counted WHERE sessions.chat_id = counted.chat_id
             """, logger: logger)
+    }
+
+    /// The state a user message sent at `time` (an SQL expression) leaves its session in: in progress,
+    /// unless a reply after it was recorded first. The reply travels on another topic than the message,
+    /// so its end (and its state, waiting for input) can be written before the message; for a new
+    /// conversation, before its session even exists.
+    static func stateAfterUserMessage(at time: String) -> String {
+        """
+        COALESCE((SELECT CASE WHEN reply.status = 'stopped' THEN 'interrupted' ELSE 'waiting_for_input' END
+                  FROM messages reply
+                  WHERE reply.chat_id = sessions.chat_id AND reply.is_bot AND reply.created_at > \(time)
+                  ORDER BY reply.created_at DESC LIMIT 1), 'in_progress')
+        """
     }
 
     static func apply(_ write: HistoryWrite, on connection: PostgresConnection, logger: Logger) async throws {
@@ -210,7 +223,7 @@ public struct HistoryStore: Service {
                     ON CONFLICT DO NOTHING
                     RETURNING chat_id, created_at)
                 UPDATE sessions SET message_count = message_count + 1, updated_at = GREATEST(updated_at, inserted.created_at),
-                       state = 'in_progress'
+                       state = \(unescaped: stateAfterUserMessage(at: "inserted.created_at"))
                 FROM inserted WHERE sessions.chat_id = inserted.chat_id
                 """, logger: logger)
         case .assistantMessage(let reply):

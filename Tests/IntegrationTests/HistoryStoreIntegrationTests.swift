@@ -132,6 +132,14 @@ struct HistoryStoreIntegrationTests {
             let page = try await store.messages("chat-e", user: "erin")
             #expect(page.items.count == batch + 1)
             #expect(page.items.allSatisfy { $0.userId == "erin" })
+            // The reply ended after the messages: the session waits for the user, not "in progress"
+            // for good (seen in CI: BishengChatTests' restored session said in_progress).
+            #expect(try await store.session("chat-e", user: "erin").state == SessionState.waitingForInput.rawValue)
+            // A message after the reply is the session's next turn.
+            try await store.apply(
+                HistoryMapper.writes(for: userMessage("chat-e", user: "erin", id: "e-late", content: "more", at: 3_000))
+            )
+            #expect(try await store.session("chat-e", user: "erin").state == SessionState.inProgress.rawValue)
         }
     }
 
