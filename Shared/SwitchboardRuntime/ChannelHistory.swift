@@ -1,4 +1,5 @@
 import SwitchboardContracts
+import SwitchboardKafka
 import SwitchboardRedis
 
 /// Reads a channel's recoverable history from Redis.
@@ -7,6 +8,26 @@ public struct ChannelHistory: Sendable {
 
     public init(redis: RedisClient) {
         self.redis = redis
+    }
+
+    /// `read`, tried again while Redis comes back, for up to `patience`: a follower repairing its feed
+    /// right after its subscription was restored often asks before the command connection reconnected
+    /// (or while Redis still loads its data). Throws the last error only once that time is up.
+    public func readWhenBack(
+        _ channel: SwitchboardContracts.Channel, after: Int64?, patience: Duration = .seconds(15)
+    ) async throws -> (top: (offset: Int64, epoch: String)?, events: [ChannelWire.Message]) {
+        let deadline = ContinuousClock.now + patience
+        let backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(2))
+        var attempt = 0
+        while true {
+            do {
+                return try await read(channel, after: after)
+            } catch {
+                attempt += 1
+                guard ContinuousClock.now < deadline else { throw error }
+                try await Task.sleep(for: backoff.delay(attempt: attempt))
+            }
+        }
     }
 
     /// The channel's newest offset and epoch (nil for a channel with no history), and the events after

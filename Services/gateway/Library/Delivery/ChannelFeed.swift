@@ -128,12 +128,13 @@ final class ChannelFeed: Sendable {
     }
 
     /// Reads what the live events skipped from the channel's stream and delivers it, then the live events
-    /// held meanwhile, in order. Only when the stream no longer has it (trimmed, expired, another epoch)
-    /// is the client told to re-sync (`insufficientState`, 4003 for a chat socket).
+    /// held meanwhile, in order. Only when the stream no longer has it (trimmed, expired, another epoch),
+    /// or Redis stays unreadable for 15 s, is the client told to re-sync (`insufficientState`, 4003 for a
+    /// chat socket).
     private func repair(from: (offset: Int64, epoch: String?)) {
         GatewayMetrics.repairs.increment()
         Task {
-            let read = try? await history.read(channel, after: from.offset)
+            let read = try? await history.readWhenBack(channel, after: from.offset)
             loop.execute {
                 self.sequencer.withLock { sequencer in
                     guard let read else {
