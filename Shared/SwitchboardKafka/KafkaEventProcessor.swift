@@ -135,7 +135,7 @@ public struct KafkaEventProcessor: Service {
             guard let first = batch.first, let last = batch.last else { return }
             let inHand = timeLag.begin(first)
             defer { timeLag.end(inHand) }
-            let batchStart = Tracing.now()
+            let batchStart = Tracing.isEnabled ? Tracing.now() : 0
             do {
                 try await batchHandler(batch)
                 KafkaSpans.processed(batch, group: consumer.groupID, start: batchStart)

@@ -252,7 +252,7 @@ public final class KafkaProducer: Sendable {
                 pending.future.complete(outcome.result)
             }
         case .statistics(let json) where fromCurrent:
-            guard let idempotence = try? JSONDecoder().decode(ProducerStatistics.self, from: json).eos else { return }
+            guard let idempotence = ProducerStatistics.idempotence(in: json) else { return }
             if state.withLock({ $0.forgottenId.read(idempotence) }) {
                 renew(
                     reason:

@@ -32,13 +32,12 @@ public enum SpanKind: Int, Sendable {
 }
 
 /// A span attribute's value (OTLP `AnyValue`, the kinds Switchboard uses).
-public enum SpanAttribute: Sendable, Equatable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral {
+public enum SpanAttribute: Sendable, Equatable, ExpressibleByStringLiteral {
     case string(String)
     case int(Int64)
     case bool(Bool)
 
     public init(stringLiteral value: String) { self = .string(value) }
-    public init(integerLiteral value: Int64) { self = .int(value) }
 }
 
 /// A span that has ended, ready to export.
@@ -53,5 +52,4 @@ public struct FinishedSpan: Sendable {
     public var attributes: [(key: String, value: SpanAttribute)]
     /// The error's description when the span's work failed.
     public var error: String?
-
 }

@@ -25,15 +25,13 @@ public enum Tracing {
     public static var isEnabled: Bool { enabled.load(ordering: .acquiring) }
 
     /// Runs `body` in a new span, a child of `parent` (by default the task's current span; a new trace
-    /// when there is none), which is the current span inside `body`. `spanID` gives the span an id
-    /// chosen beforehand (a message's, whose traceparent already names it).
+    /// when there is none), which is the current span inside `body`.
     public static func withSpan<T>(
-        _ name: String, kind: SpanKind = .internal, parent: SpanContext? = Tracing.current, spanID: String? = nil,
+        _ name: String, kind: SpanKind = .internal, parent: SpanContext? = Tracing.current,
         attributes: [(key: String, value: SpanAttribute)] = [], _ body: () async throws -> T
     ) async rethrows -> T {
         guard isEnabled else { return try await body() }
-        var context = newContext(childOf: parent)
-        if let spanID { context.spanID = spanID }
+        let context = newContext(childOf: parent)
         let start = now()
         do {
             let result = try await $current.withValue(context) { try await body() }

@@ -46,30 +46,13 @@ struct ForgottenProducerIdWatchTests {
             #"{"name":"p#producer-1","type":"producer","brokers":{},"topics":{},"eos":{"idemp_state":"Assigned","idemp_stateage":20,"txn_state":"Init","txn_stateage":55756549,"txn_may_enq":false,"producer_id":1,"producer_epoch":67,"epoch_cnt":1}}"#
                 .utf8)
         #expect(
-            try JSONDecoder().decode(ProducerStatistics.self, from: json).eos
-                == Reading(producerID: 1, producerEpoch: 67))
+            ProducerStatistics.idempotence(in: json) == Reading(producerID: 1, producerEpoch: 67))
+        // librdkafka's own spacing (rdkafka.c).
+        let spaced = Data(
+            #"{ "name": "p", "topics": { "t": { "partitions": { "0": { "msgq_cnt": 0 } } } }, "eos": { "idemp_state": "Assigned", "producer_id": 4, "producer_epoch": 9, "epoch_cnt": 1 }}"#
+                .utf8)
+        #expect(ProducerStatistics.idempotence(in: spaced) == Reading(producerID: 4, producerEpoch: 9))
         let consumer = Data(#"{"name":"c#consumer-1","type":"consumer"}"#.utf8)
-        #expect(try JSONDecoder().decode(ProducerStatistics.self, from: consumer).eos == nil)
-    }
-}
-
-/// When a consumer the group forgot subscribes again.
-struct LostAssignmentTests {
-    @Test func aForgottenMemberSubscribesAgainOnceTheGroupHadTimeToSettleAndAFewTimesAtMost() {
-        let lostAt = ContinuousClock.now
-        var lost = KafkaConsumer.LostAssignment(since: lostAt)
-        let tooSoon = lost.rejoinNow(at: lostAt + .seconds(3))
-        #expect(!tooSoon, "the group is still forming")
-        let settled = lost.rejoinNow(at: lostAt + KafkaConsumer.LostAssignment.settleTime)
-        #expect(settled)
-        let rightAfter = lost.rejoinNow(at: lostAt + KafkaConsumer.LostAssignment.settleTime + .seconds(5))
-        #expect(!rightAfter, "the new subscription gets its own time to settle")
-        var attempts = 1
-        var now = lostAt + KafkaConsumer.LostAssignment.settleTime
-        for _ in 0..<20 {
-            now += KafkaConsumer.LostAssignment.settleTime
-            if lost.rejoinNow(at: now) { attempts += 1 }
-        }
-        #expect(attempts == KafkaConsumer.LostAssignment.maximumRejoins)
+        #expect(ProducerStatistics.idempotence(in: consumer) == nil)
     }
 }
