@@ -127,6 +127,22 @@ struct RedisClusterRoutingTests {
             ])
     }
 
+    /// One channel's events share a slot: after one of them fails for good, its later ones are not
+    /// resent ahead of it (that reordered a reply's chunks while a shard failed over).
+    @Test func aFailedCommandHoldsBackTheLaterCommandsOfItsSlot() {
+        var resends = RedisPipelineResends<Int>()
+        let first = resends.mayResend(7, retriable: true)
+        #expect(first)
+        resends.failed(7)
+        let afterFailure = resends.mayResend(7, retriable: true)
+        #expect(!afterFailure && resends.isHalted(7))
+        let otherSlot = resends.mayResend(8, retriable: true)
+        #expect(otherSlot && !resends.isHalted(8))
+        let notRetriable = resends.mayResend(9, retriable: false)
+        let laterOfIt = resends.mayResend(9, retriable: true)
+        #expect(!notRetriable && !laterOfIt)
+    }
+
     @Test func aClusterURLListsSeedsAndKeepsCredentialsAndTLS() throws {
         let cluster = try #require(RedisEndpoint(url: "redis+cluster://sb:pw@10.0.0.1:7001,10.0.0.2:7002,redis-c"))
         #expect(cluster.isCluster && cluster.username == "sb" && cluster.password == "pw")

@@ -61,12 +61,13 @@ final class RedisClusterRouter: Sendable {
     }
 
     /// Splits the pipeline by primary, one write to each, and puts the answers back in order. Commands
-    /// redirected or never sent (their node unreachable) run again one by one, in order, through `send`.
+    /// redirected or never sent run again one by one, in order, through `send`. A slot's commands keep
+    /// their order (one channel's events their offsets): all are routed with one slot map, so they share a
+    /// connection, and once one of them fails for good the later ones are not sent again.
     func pipeline(_ commands: [[RedisArgument]]) async throws -> [RESPValue] {
         var retry = Retry(configuration: configuration)
-        var nodes: [RedisNodeAddress] = []
-        for command in commands { nodes.append(try await node(for: RedisCommandRoute(command).target, retry: &retry)) }
-        let plan = RedisPipelinePlan(nodes: nodes)
+        let routes = commands.map(RedisCommandRoute.init)
+        let plan = RedisPipelinePlan(nodes: try await nodes(for: routes, retry: &retry))
         let answers = await withTaskGroup(of: (Int, [Result<RESPValue, any Error>]).self) { group in
             for (index, batch) in plan.batches.enumerated() {
                 let batchCommands = batch.positions.map { commands[$0] }
@@ -84,11 +85,42 @@ final class RedisClusterRouter: Sendable {
             return answers
         }
         var replies = plan.merge(answers, count: commands.count)
+        var resends = RedisPipelineResends<RedisCommandRoute>()
         for index in replies.indices {
-            guard case .failure(let error) = replies[index], Self.isWorthAnotherNode(error) else { continue }
-            do { replies[index] = .success(try await send(commands[index])) } catch { replies[index] = .failure(error) }
+            guard case .failure(let error) = replies[index] else {
+                if resends.isHalted(routes[index]) {
+                    // Only a slot migrating (ASK for some keys of a slot) gets here: say so, it is rare.
+                    logger.warning("redis pipeline ran a command after an earlier one of its slot failed")
+                }
+                continue
+            }
+            guard resends.mayResend(routes[index], retriable: Self.isWorthAnotherNode(error)) else { continue }
+            do {
+                replies[index] = .success(try await send(commands[index]))
+            } catch {
+                replies[index] = .failure(error)
+                resends.failed(routes[index])
+            }
         }
         return try replies.map { try $0.get() }
+    }
+
+    /// Each command's primary, all from one slot map (keyless commands all to one primary), waiting
+    /// within the retry window while a slot has no primary.
+    private func nodes(for routes: [RedisCommandRoute], retry: inout Retry) async throws -> [RedisNodeAddress] {
+        while true {
+            let map = try await currentMap(retry: &retry)
+            let anyPrimary = map.primaries.randomElement()
+            let nodes = routes.compactMap { route -> RedisNodeAddress? in
+                switch route {
+                case .anyNode: anyPrimary
+                case .slot(let slot): map.primary(for: slot)
+                }
+            }
+            if nodes.count == routes.count { return nodes }
+            try await retry.wait(after: RedisError(.server, "CLUSTERDOWN no primary serves a slot yet"))
+            try? await discover()
+        }
     }
 
     /// Loads a script on every primary, so a run anywhere finds it.

@@ -1,5 +1,5 @@
 /// Where a command goes in a cluster: to the node owning its key's slot, or to any node.
-enum RedisCommandRoute: Equatable {
+enum RedisCommandRoute: Hashable {
     case slot(Int)
     case anyNode
 

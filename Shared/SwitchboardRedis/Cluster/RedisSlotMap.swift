@@ -127,3 +127,27 @@ struct RedisPipelinePlan<Node: Hashable> {
         return merged.map { $0! }
     }
 }
+
+/// Which failed commands of a pipeline are sent again, visited in pipeline order: a command is resent
+/// only while every earlier command of its route (its slot) succeeded, so a slot's commands never run out
+/// of order. The later commands of a halted route stay failed, and the caller redoes the batch.
+struct RedisPipelineResends<Route: Hashable> {
+    private var halted: Set<Route> = []
+
+    func isHalted(_ route: Route) -> Bool { halted.contains(route) }
+
+    /// Whether a command that failed (`retriable`: redirected, refused for a moment, never sent) is sent
+    /// again; a command that is not halts its route.
+    mutating func mayResend(_ route: Route, retriable: Bool) -> Bool {
+        guard retriable, !halted.contains(route) else {
+            halted.insert(route)
+            return false
+        }
+        return true
+    }
+
+    /// The resent command failed again: its route's later commands wait for the next try.
+    mutating func failed(_ route: Route) {
+        halted.insert(route)
+    }
+}
