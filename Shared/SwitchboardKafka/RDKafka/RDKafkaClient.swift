@@ -11,18 +11,24 @@ final class RDKafkaClient: @unchecked Sendable {
 
     let pointer: OpaquePointer
     let queue: OpaquePointer
+    /// librdkafka's log lines, on a queue of their own: librdkafka may log while it holds the lock of the
+    /// event queue (destroying an outdated fetch op of a partition whose topic is gone, with `debug`
+    /// on), and a log bound for that same queue then waits on that lock for ever, with the poll thread
+    /// and librdkafka's main thread behind it (seen in a broker-restart test: the consumer went silent).
+    let logQueue: OpaquePointer
     let kind: Kind
     let logger: Logger
 
-    private init(pointer: OpaquePointer, queue: OpaquePointer, kind: Kind, logger: Logger) {
+    private init(pointer: OpaquePointer, queue: OpaquePointer, logQueue: OpaquePointer, kind: Kind, logger: Logger) {
         self.pointer = pointer
         self.queue = queue
+        self.logQueue = logQueue
         self.kind = kind
         self.logger = logger
     }
 
-    /// Creates a client whose events (delivery reports, rebalances, messages, logs, errors) all arrive on
-    /// one queue, read with `poll`.
+    /// Creates a client whose events (delivery reports, rebalances, messages, errors) arrive on one queue
+    /// and its logs on another, both read with `poll`.
     static func make(kind: Kind, properties: [String: String], logger: Logger) throws -> RDKafkaClient {
         guard let conf = rd_kafka_conf_new() else { throw KafkaError(.configuration, "rd_kafka_conf_new failed") }
         var errorBuffer = [CChar](repeating: 0, count: 512)
@@ -62,17 +68,20 @@ final class RDKafkaClient: @unchecked Sendable {
             }
             queue = consumerQueue
         }
-        let logged = rd_kafka_set_log_queue(handle, queue)
+        let logQueue = rd_kafka_queue_new(handle)!
+        let logged = rd_kafka_set_log_queue(handle, logQueue)
         guard logged == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            rd_kafka_queue_destroy(logQueue)
             rd_kafka_queue_destroy(queue)
             rd_kafka_destroy(handle)
             throw KafkaError(rdError: logged, detail: "rd_kafka_set_log_queue")
         }
-        return RDKafkaClient(pointer: handle, queue: queue, kind: kind, logger: logger)
+        return RDKafkaClient(pointer: handle, queue: queue, logQueue: logQueue, kind: kind, logger: logger)
     }
 
     /// Releases the handle. Call once, from the polling thread, after the last poll.
     func destroy() {
+        rd_kafka_queue_destroy(logQueue)
         rd_kafka_queue_destroy(queue)
         rd_kafka_destroy(pointer)
     }
@@ -97,9 +106,11 @@ final class RDKafkaClient: @unchecked Sendable {
         var result: Result<DeliveryReport, KafkaError>
     }
 
-    /// Waits up to `timeoutMilliseconds` for the next event. Blocks: call from the polling thread only.
+    /// Waits up to `timeoutMilliseconds` for the next event, a waiting log line first. Blocks: call from
+    /// the polling thread only.
     func poll(timeoutMilliseconds: Int32) -> Event? {
-        guard let event = rd_kafka_queue_poll(queue, timeoutMilliseconds) else { return nil }
+        guard let event = rd_kafka_queue_poll(logQueue, 0) ?? rd_kafka_queue_poll(queue, timeoutMilliseconds)
+        else { return nil }
         defer { rd_kafka_event_destroy(event) }
         switch Int32(rd_kafka_event_type(event)) {
         case RD_KAFKA_EVENT_DR:
