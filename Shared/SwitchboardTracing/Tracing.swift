@@ -27,6 +27,7 @@ public enum Tracing {
     /// Runs `body` in a new span, a child of `parent` (by default the task's current span; a new trace
     /// when there is none), which is the current span inside `body`. `outcome` adds attributes that
     /// depend on how `body` ended; an error thrown by `body` is the span's error status.
+    @discardableResult
     public static func withSpan<T>(
         _ name: String, kind: SpanKind = .internal, parent: SpanContext? = Tracing.current,
         attributes: [(key: String, value: SpanAttribute)] = [],

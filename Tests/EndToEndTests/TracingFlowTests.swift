@@ -44,8 +44,31 @@ struct TracingFlowTests {
                 #expect(services.isSuperset(of: expected), "services in the trace: \(services.sorted())")
                 Self.expectConnected(trace, root: root)
 
-                // The hops are Kafka sends and their processing, attributed by the messaging conventions.
-                let sends = trace.filter { $0.kind == 4 }
+                // The notifier's Redis round trips, under its processing of the events they publish
+                // (OpenTelemetry's database conventions), and the gateway's writes of those events to the
+                // client's socket, under the round trip that published them.
+                let publishes = trace.filter { $0.service == "notifier" && $0.attributes["db.system"] == "redis" }
+                #expect(!publishes.isEmpty, "no Redis publish span of the notifier")
+                for publish in publishes {
+                    let parent = trace.first { $0.spanID == publish.parentSpanID }
+                    #expect(publish.kind == 3 && publish.name == publish.attributes["db.operation.name"])
+                    #expect(
+                        parent?.service == "notifier" && parent?.kind == 5
+                            && parent?.attributes["messaging.destination.name"] == Topics.clientEvents.name,
+                        "\(publish.name) is not a child of the notifier's process span")
+                }
+                let writes = trace.filter { $0.service == "gateway" && $0.name == "send conversation" }
+                #expect(
+                    writes.contains { $0.attributes["switchboard.frame.type"] == FrameType.messageStreamEnd },
+                    "no socket write of the reply's end: \(writes.map { $0.attributes["switchboard.frame.type"] ?? "?" })"
+                )
+                for write in writes {
+                    #expect(
+                        publishes.contains { $0.spanID == write.parentSpanID }, "a socket write not under a publish")
+                }
+
+                // The other hops are Kafka sends and their processing, attributed by the messaging conventions.
+                let sends = trace.filter { $0.kind == 4 && !writes.contains($0) }
                 let processes = trace.filter { $0.kind == 5 }
                 #expect(sends.contains { $0.attributes["messaging.destination.name"] == Topics.chatRequests.name })
                 #expect(sends.allSatisfy { $0.attributes["messaging.system"] == "kafka" && $0.name.hasPrefix("send ") })
