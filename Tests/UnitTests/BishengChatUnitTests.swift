@@ -12,24 +12,32 @@ import Testing
     @Test func replyEventsBecomeBishengFramesByteForByte() throws {
         let chunk = ServerFrame(
             id: "1", type: FrameType.messageStreamChunk, timestamp: 0,
-            data: ["messageId": "reply-m1", "role": "Catherine", "chunk": "Hi", "position": 0, "runId": "m1"])
+            data: try MessageStreamChunk(
+                ids: ReplyIDs(messageId: "reply-m1", conversationId: "c", role: "Catherine", runId: "m1"), chunk: "Hi",
+                position: 0, isComplete: false
+            ).data())
         #expect(
             BishengFrames.translate(try wire(chunk))
                 == #"{"data":{"chunk":"Hi","message_id":"reply-m1","position":0,"role":"Catherine"},"trace_id":"m1","type":"message"}"#
         )
         let end = ServerFrame(
             id: "2", type: FrameType.messageStreamEnd, timestamp: 0,
-            data: [
-                "messageId": "reply-m1", "finalMessage": ["role": "Catherine", "content": "Hi"],
-                "metadata": ["status": "stopped"],
-            ])
+            data: try MessageStreamEnd(
+                messageId: "reply-m1",
+                finalMessage: .init(id: "reply-m1", conversationId: "c", role: "Catherine", content: "Hi"),
+                metadata: .init(chunks: 1, engine: "offline", status: "stopped")
+            ).data())
         #expect(
             BishengFrames.translate(try wire(end))
                 == #"{"data":{"content":"Hi","message_id":"reply-m1","role":"Catherine","status":"stopped"},"trace_id":"m1","type":"result"}"#
         )
         let complete = ServerFrame(
             id: "3", type: FrameType.collaborationComplete, timestamp: 0,
-            data: ["runId": "m1", "messageId": "m1", "result": ["status": "completed"]])
+            data: try CollaborationComplete(
+                conversationId: "c", runId: "m1", messageId: "m1", pattern: .direct,
+                result: .init(status: "completed", answer: "Hi", answeredBy: "Catherine", failedRoles: [], note: ""),
+                contributions: [], duration: 5
+            ).data())
         #expect(
             BishengFrames.translate(try wire(complete))
                 == #"{"data":{"message_id":"m1","status":"completed"},"trace_id":"m1","type":"end"}"#)

@@ -93,7 +93,11 @@ import Testing
         let translator = BluePlanTranslator(mode: .nova, runID: "r1")
         let start = translator.event(
             for: Self.message(
-                7, FrameType.collaborationStart, ["runId": "r1", "pattern": "parallel", "roles": ["Alex", "Kulu"]]))
+                7, FrameType.collaborationStart,
+                try CollaborationStart(
+                    conversationId: "c", runId: "r1", messageId: "m1", roles: ["Alex", "Kulu"], pattern: .parallel,
+                    reason: "r", estimatedDuration: 1
+                ).data()))
         #expect(start.hasPrefix("id: e1:7\ndata: "))
         let startEvent = try #require(Self.json(String(start.split(separator: "\n")[1].dropFirst(6))))
         #expect(startEvent["event_type"] == "agent_start" && startEvent["agent_source"] == "nova3_supervisor")
@@ -122,12 +126,19 @@ import Testing
         // The orchestrator's fallback reply (no runId, no seed fields) is an llm_chunk of its role.
         let fallback = translator.event(
             for: Self.message(
-                11, FrameType.messageStreamChunk, ["messageId": "reply-r1", "chunk": "in place", "role": "David"]))
+                11, FrameType.messageStreamChunk,
+                try FallbackReplyChunk(messageId: "reply-r1", conversationId: "c", chunk: "in place", role: "David")
+                    .data()))
         #expect(Self.json(String(fallback.split(separator: "\n")[1].dropFirst(6)))?["agent_source"] == "David")
         let end = translator.event(
             for: Self.message(
                 12, FrameType.collaborationComplete,
-                ["runId": "r1", "result": ["status": "partial", "answer": "done", "failedRoles": ["Kulu"]]]))
+                try CollaborationComplete(
+                    conversationId: "c", runId: "r1", messageId: "m1", pattern: .parallel,
+                    result: .init(
+                        status: "partial", answer: "done", answeredBy: "Catherine", failedRoles: ["Kulu"], note: ""),
+                    contributions: [], duration: 1
+                ).data()))
         let endEvent = try #require(Self.json(String(end.split(separator: "\n")[1].dropFirst(6))))
         #expect(endEvent["event_type"] == "agent_complete" && endEvent["payload"]?["status"] == "partial")
         #expect(endEvent["payload"]?["failed_agents"] == ["Kulu"])
@@ -221,13 +232,19 @@ import Testing
             !translator.event(
                 for: Self.message(
                     3, FrameType.agentStart,
-                    ["runId": "r2", "event_type": "agent_start", "agent_source": "Kulu", "payload": [:]])
+                    [
+                        "runId": "r2", "event_type": "agent_start", "agent_source": "Kulu",
+                        "timestamp": "2025-11-21T00:00:00.000Z", "payload": [:],
+                    ])
             ).isEmpty)
         #expect(
             translator.event(
                 for: Self.message(
                     4, FrameType.agentStart,
-                    ["runId": "r3", "event_type": "agent_start", "agent_source": "Kulu", "payload": [:]])
+                    [
+                        "runId": "r3", "event_type": "agent_start", "agent_source": "Kulu",
+                        "timestamp": "2025-11-21T00:00:00.000Z", "payload": [:],
+                    ])
             ).isEmpty)
     }
 }
