@@ -30,11 +30,11 @@ public enum Tracing {
     @discardableResult
     public static func withSpan<T>(
         _ name: String, kind: SpanKind = .internal, parent: SpanContext? = Tracing.current,
-        attributes: [(key: String, value: SpanAttribute)] = [],
+        attributes: @autoclosure () -> [(key: String, value: SpanAttribute)] = [],
         outcome: ((Result<T, any Error>) -> [(key: String, value: SpanAttribute)])? = nil,
         _ body: () async throws -> T
     ) async rethrows -> T {
-        guard let span = OpenSpan(name, kind: kind, parent: parent, attributes: attributes) else {
+        guard let span = OpenSpan(name, kind: kind, parent: parent, attributes: attributes()) else {
             return try await body()
         }
         do {
@@ -88,21 +88,22 @@ public struct OpenSpan: Sendable {
     let start: UInt64
     let attributes: [(key: String, value: SpanAttribute)]
 
-    /// A child of `parent` (by default the task's current span; a new trace when there is none).
+    /// A child of `parent` (by default the task's current span; a new trace when there is none). The
+    /// attributes are only made when tracing is on.
     public init?(
         _ name: String, kind: SpanKind = .internal, parent: SpanContext? = Tracing.current,
-        attributes: [(key: String, value: SpanAttribute)] = []
+        attributes: @autoclosure () -> [(key: String, value: SpanAttribute)] = []
     ) {
         guard Tracing.isEnabled else { return nil }
         self.init(
             name, kind: kind, context: Tracing.newContext(childOf: parent), parentSpanID: parent?.spanID,
-            attributes: attributes)
+            attributes: attributes())
     }
 
     /// A span whose id was chosen before (one a message or an event already names as its parent).
     public init?(
         _ name: String, kind: SpanKind, context: SpanContext, parentSpanID: String?,
-        attributes: [(key: String, value: SpanAttribute)] = []
+        attributes: @autoclosure () -> [(key: String, value: SpanAttribute)] = []
     ) {
         guard Tracing.isEnabled else { return nil }
         self.context = context
@@ -110,7 +111,7 @@ public struct OpenSpan: Sendable {
         self.name = name
         self.kind = kind
         self.start = Tracing.now()
-        self.attributes = attributes
+        self.attributes = attributes()
     }
 
     public func end(attributes more: [(key: String, value: SpanAttribute)] = [], error: String? = nil) {

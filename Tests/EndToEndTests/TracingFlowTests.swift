@@ -3,6 +3,7 @@ import SwitchboardCLI
 import SwitchboardContracts
 import SwitchboardRuntime
 import SwitchboardTestSupport
+import SwitchboardVoice
 import Testing
 
 /// Traces across every hop (docs/configuration.md#traces): with SWITCHBOARD_OTEL_ENDPOINT set, one chat
@@ -184,6 +185,69 @@ struct TracingFlowTests {
                 }
                 #expect(task != nil, "no agent task sent from the llm node's span")
                 #expect(trace.contains { $0.service == "agent-worker" && $0.name.hasPrefix("chat ") })
+            }
+        }
+    }
+
+    /// A device's turn is one trace from the voice-worker's turn on: its asr, llm and tts spans, and the
+    /// question to the conversation under the llm span, continued by the services that answer it.
+    @Test func aDeviceTurnIsOneConnectedTraceWithItsAsrLlmAndTtsSpans() async throws {
+        let collector = OTLPReceiver()
+        try await collector.withServer { port in
+            try await VoiceFlowTests.withVoiceStack(
+                everyService: ["SWITCHBOARD_OTEL_ENDPOINT": "http://127.0.0.1:\(port)"]
+            ) { stack in
+                let deviceID = VoiceFlowTests.deviceID()
+                let clientID = UUID().uuidString
+                let owner = try await stack.authority.mint(user: "traced-speaker-\(UUID().uuidString.prefix(8))")
+                _ = try await DeviceActivationFlowTests.bind(
+                    stack.httpBase, deviceID: deviceID, clientID: clientID, user: owner)
+                let (url, otaToken, _) = try await VoiceFlowTests.ota(
+                    stack.httpBase, deviceID: deviceID, clientID: clientID)
+                let token = try #require(otaToken)
+                let speech = try await DeviceSimulator.speech("good morning")
+                let (result, _) = try await DeviceSimulator.connect(
+                    url: url, token: token, deviceID: deviceID, clientID: clientID
+                ) { device -> (String, [DeviceSimulator.Received]) in
+                    let session = try await VoiceFlowTests.hello(device)
+                    device.send(.listen(.start, mode: .auto, sessionId: session))
+                    try await device.stream(speech)
+                    return (session, await device.collect(idle: .seconds(30)) { $0.message?.ttsState == .stop })
+                }
+                let (session, received) = try #require(result)
+                #expect(received.contains { $0.audio != nil }, "no answer was spoken")
+
+                let isTurn: @Sendable (OTLPReceiver.ReceivedSpan) -> Bool = {
+                    $0.service == "voice-worker" && $0.name == "voice turn"
+                        && $0.attributes["switchboard.voice.session_id"] == session
+                }
+                _ = await eventually(timeout: .seconds(10)) { collector.spans.contains(where: isTurn) }
+                let root = try #require(collector.spans.first(where: isTurn), "no span of the turn")
+                #expect(root.kind == 2 && root.parentSpanID == nil)
+                let answering: Set = ["voice-worker", "orchestrator", "agent-worker", "notifier"]
+                _ = await eventually(timeout: .seconds(10)) {
+                    Set(collector.spans.filter { $0.traceID == root.traceID }.map(\.service)).isSuperset(of: answering)
+                }
+                let trace = await Self.settled(collector, trace: root.traceID)
+                #expect(Set(trace.map(\.service)).isSuperset(of: answering), "\(Set(trace.map(\.service)))")
+                Self.expectConnected(trace, root: root)
+
+                // Heard, asked, answered and spoken: one asr span, then the llm span, the tts spans inside it.
+                let stages = trace.filter { $0.service == "voice-worker" && $0.parentSpanID == root.spanID }
+                let asr = try #require(stages.first { $0.name == "asr" }, "stages: \(stages.map(\.name))")
+                let llm = try #require(stages.first { $0.name == "llm" }, "stages: \(stages.map(\.name))")
+                let tts = stages.filter { $0.name == "tts" }
+                #expect(stages.filter { $0.name == "asr" || $0.name == "llm" }.count == 2)
+                #expect(!tts.isEmpty && tts.allSatisfy { $0.start >= llm.start && $0.status == nil })
+                #expect(asr.end <= llm.start && asr.attributes["switchboard.voice.engine"] != nil)
+                #expect(llm.status == nil && llm.attributes["switchboard.voice.answer"] == "answered")
+                // The question to the conversation is sent from the llm span.
+                #expect(
+                    trace.contains {
+                        $0.parentSpanID == llm.spanID
+                            && $0.attributes["messaging.destination.name"] == Topics.chatRequests.name
+                    })
+                print("tracing: one device turn, \(trace.count) spans, \(tts.count) tts, all connected")
             }
         }
     }

@@ -4,6 +4,7 @@ import Metrics
 import SwitchboardContracts
 import SwitchboardRedis
 import SwitchboardRuntime
+import SwitchboardTracing
 import SwitchboardVoice
 
 extension VoiceSession {
@@ -21,7 +22,15 @@ extension VoiceSession {
         while let input = await iterator.next() {
             guard case .turn(let turn) = input, !isAborted(turn.number) else { continue }
             do {
-                try await speak(turn, iterator: &iterator)
+                // The root of the turn's trace: its asr, llm and tts spans, and the conversation's answer.
+                try await Tracing.withSpan(
+                    "voice turn", kind: .server, parent: nil,
+                    attributes: [
+                        ("switchboard.voice.session_id", .string(id)), ("switchboard.voice.turn", .int(turn.number)),
+                    ]
+                ) {
+                    try await speak(turn, iterator: &iterator)
+                }
             } catch {
                 VoiceWorkerMetrics.turnFailures.increment()
                 logger.warning("voice turn failed", metadata: ["error": "\(error)"])
@@ -45,7 +54,15 @@ extension VoiceSession {
         var timing = VoiceTurnTiming(at: 0)
         func speakText(_ text: String) async throws {
             let synthesisStart = clock.now
-            let pcm = try await owner.engines.synthesizer.synthesize(text, sampleRate: 24_000)
+            let pcm = try await Tracing.withSpan(
+                "tts",
+                attributes: [
+                    ("switchboard.voice.engine", .string(owner.settings.ttsEngine.rawValue)),
+                    ("switchboard.voice.characters", .int(Int64(text.count))),
+                ]
+            ) {
+                try await owner.engines.synthesizer.synthesize(text, sampleRate: 24_000)
+            }
             guard !isAborted(turn.number) else { return }
             let packets = try encoder.encodeAll(pcm)
             var items = [VoiceDownlink.Item]()
@@ -94,7 +111,15 @@ extension VoiceSession {
                 }
             }
             let start = clock.now
-            text = try await owner.engines.recognizer.transcribe(audio, sampleRate: 16_000)
+            text = try await Tracing.withSpan(
+                "asr",
+                attributes: [
+                    ("switchboard.voice.engine", .string(owner.settings.asrEngine.rawValue)),
+                    ("switchboard.voice.audio_ms", .int(Int64(audio.count / 16))),
+                ]
+            ) {
+                try await owner.engines.recognizer.transcribe(audio, sampleRate: 16_000)
+            }
             timing.asrMs = VoiceWorkerMetrics.asrTime.recordInterval(since: start, clock: clock).milliseconds
             logger.debug("recognised", metadata: ["voice.text": "\(text)"])
         } else {
@@ -130,8 +155,15 @@ extension VoiceSession {
         let history = ChannelHistory(redis: owner.context.redis)
         var position = try? await history.read(channel, after: nil).top
         var generation = owner.subscriber.connectionGeneration
-        try await owner.context.publish(
-            owner.context.envelope(payload, routingKey: route.conversationId), to: Topics.chatRequests)
+        // The conversation's answer, from the question to its end: the turn's `llm` span, the question's
+        // parent. Ended below; a turn that ends before its answer ends it here.
+        var answering = OpenSpan(
+            "llm", kind: .client, attributes: [("switchboard.conversation.id", .string(route.conversationId))])
+        defer { answering?.end(error: "the turn ended before its answer") }
+        try await Tracing.$current.withValue(answering?.context ?? Tracing.current) {
+            try await owner.context.publish(
+                owner.context.envelope(payload, routingKey: route.conversationId), to: Topics.chatRequests)
+        }
         var replyID: String?
         var splitter = SentenceSplitter()
         var firstToken = false
@@ -240,6 +272,8 @@ extension VoiceSession {
                 step = try await follow(message)
             }
         }
+        answering?.end(attributes: [("switchboard.voice.answer", .string("\(step)"))])
+        answering = nil
         switch step {
         case .rejected(let reason):
             VoiceWorkerMetrics.turnsRejected.increment()
