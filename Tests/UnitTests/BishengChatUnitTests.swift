@@ -67,7 +67,7 @@ import Testing
         )
         #expect(
             try bisheng(
-                FallbackReplyChunk(messageId: "reply-r1", conversationId: "c", chunk: "in place", role: "David"))
+                ChannelEventFixtures.fallbackChunk)
                 == #"{"data":{"chunk":"in place","message_id":"reply-r1","position":0,"role":"David"},"trace_id":"r1","type":"message"}"#
         )
         let final = MessageStreamEnd.FinalMessage(

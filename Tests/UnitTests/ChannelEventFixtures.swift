@@ -21,6 +21,14 @@ enum ChannelEventFixtures {
         ReplyIDs(messageId: messageID, conversationId: "c", role: role, runId: run)
     }
 
+    static let start = CollaborationStart(
+        conversationId: "c", runId: "r1", messageId: "m1", roles: ["Alex", "Kulu"], pattern: .parallel,
+        reason: "two views", estimatedDuration: 900)
+
+    /// The orchestrator's own reply when the final role failed (no seed fields, no run id).
+    static let fallbackChunk = FallbackReplyChunk(
+        messageId: "reply-r1", conversationId: "c", chunk: "in place", role: "David")
+
     static let agentError = AgentError(
         ids: ids("reply-r1-kulu", role: "Kulu"),
         payload: AgentEvent.ErrorPayload(

@@ -94,10 +94,7 @@ import Testing
         let start = translator.event(
             for: Self.message(
                 7, FrameType.collaborationStart,
-                try CollaborationStart(
-                    conversationId: "c", runId: "r1", messageId: "m1", roles: ["Alex", "Kulu"], pattern: .parallel,
-                    reason: "r", estimatedDuration: 1
-                ).data()))
+                try ChannelEventFixtures.start.data()))
         #expect(start.hasPrefix("id: e1:7\ndata: "))
         let startEvent = try #require(Self.json(String(start.split(separator: "\n")[1].dropFirst(6))))
         #expect(startEvent["event_type"] == "agent_start" && startEvent["agent_source"] == "nova3_supervisor")
@@ -127,18 +124,11 @@ import Testing
         let fallback = translator.event(
             for: Self.message(
                 11, FrameType.messageStreamChunk,
-                try FallbackReplyChunk(messageId: "reply-r1", conversationId: "c", chunk: "in place", role: "David")
-                    .data()))
+                try ChannelEventFixtures.fallbackChunk.data()))
         #expect(Self.json(String(fallback.split(separator: "\n")[1].dropFirst(6)))?["agent_source"] == "David")
         let end = translator.event(
             for: Self.message(
-                12, FrameType.collaborationComplete,
-                try CollaborationComplete(
-                    conversationId: "c", runId: "r1", messageId: "m1", pattern: .parallel,
-                    result: .init(
-                        status: "partial", answer: "done", answeredBy: "Catherine", failedRoles: ["Kulu"], note: ""),
-                    contributions: [], duration: 1
-                ).data()))
+                12, FrameType.collaborationComplete, try ChannelEventFixtures.completion.data()))
         let endEvent = try #require(Self.json(String(end.split(separator: "\n")[1].dropFirst(6))))
         #expect(endEvent["event_type"] == "agent_complete" && endEvent["payload"]?["status"] == "partial")
         #expect(endEvent["payload"]?["failed_agents"] == ["Kulu"])
@@ -157,9 +147,7 @@ import Testing
         func sse(_ offset: Int64, _ json: String) -> String { "id: e1:\(offset)\ndata: \(json)\n\n" }
         #expect(
             try bluePlan(
-                CollaborationStart(
-                    conversationId: "c", runId: "r1", messageId: "m1", roles: ["Alex", "Kulu"], pattern: .parallel,
-                    reason: "two views", estimatedDuration: 900))
+                ChannelEventFixtures.start)
                 == sse(
                     7,
                     #"{"agent_source":"nova3_supervisor","event_type":"agent_start","payload":{"agents":["Alex","Kulu"],"pattern":"parallel","status":"started","task_description":"parallel: Alex, Kulu"},"timestamp":"2025-11-21T23:00:00.000Z"}"#
@@ -206,7 +194,7 @@ import Testing
         // The orchestrator's fallback reply carries no seed fields: an llm_chunk of its role at the frame's time.
         #expect(
             try bluePlan(
-                FallbackReplyChunk(messageId: "reply-r1", conversationId: "c", chunk: "in place", role: "David"))
+                ChannelEventFixtures.fallbackChunk)
                 == sse(
                     13,
                     #"{"agent_source":"David","event_type":"llm_chunk","payload":{"content":"in place","content_type":"text","is_complete":true},"timestamp":"2025-11-21T23:00:00.000Z"}"#

@@ -180,10 +180,7 @@ import Testing
         let start = translator.event(
             for: FrontDoorTranslationTests.message(
                 7, FrameType.collaborationStart,
-                try CollaborationStart(
-                    conversationId: "c", runId: "r1", messageId: "m1", roles: ["Alex", "Kulu"], pattern: .parallel,
-                    reason: "r", estimatedDuration: 1
-                ).data()))
+                try ChannelEventFixtures.start.data()))
         #expect(
             data(start)
                 == #"{"agent_source":"nova3_supervisor","event_type":"agent_start","payload":{"agents":["Alex","Kulu"],"pattern":"parallel","status":"started","task_description":"parallel: Alex, Kulu"},"timestamp":"\#(time)"}"#
@@ -191,8 +188,7 @@ import Testing
         let fallback = translator.event(
             for: FrontDoorTranslationTests.message(
                 8, FrameType.messageStreamChunk,
-                try FallbackReplyChunk(messageId: "reply-r1", conversationId: "c", chunk: "in place", role: "David")
-                    .data()))
+                try ChannelEventFixtures.fallbackChunk.data()))
         #expect(
             data(fallback)
                 == #"{"agent_source":"David","event_type":"llm_chunk","payload":{"content":"in place","content_type":"text","is_complete":true},"timestamp":"\#(time)"}"#

@@ -149,11 +149,14 @@ extension VoiceSession {
             messageId: messageID, clientMessageId: "voice-\(id)-\(messageID)", conversationId: route.conversationId,
             userId: route.userId, content: text, gateway: route.gateway, pattern: owner.settings.pattern,
             deviceTools: tools.isEmpty ? nil : DeviceToolbox(sessionId: id, gateway: route.gateway, tools: tools))
-        // Where the conversation stood before the question: what the subscription misses (Redis went away
-        // while the answer streamed) is read from the channel's stream after that offset.
+        // Where the conversation stood before the question: what the subscription misses (a gap, or Redis
+        // went away while the answer streamed) is read from the channel's stream after that offset. Unknown
+        // (Redis was down when the question was asked, or the channel is new), the first live event has
+        // the stream read from its start: earlier answers' events name other messages and are passed over.
         let channel = Channel.conversation(route.conversationId)
         let history = ChannelHistory(redis: owner.context.redis)
-        var position = try? await history.read(channel, after: nil).top
+        var sequencer = ChannelSequencer()
+        _ = sequencer.finishRecovery(since: nil, top: try? await history.read(channel, after: nil).top, history: [])
         var generation = owner.subscriber.connectionGeneration
         // The conversation's answer, from the question to its end: the turn's `llm` span, the question's
         // parent. Ended below; a turn that ends before its answer ends it here.
@@ -217,34 +220,37 @@ extension VoiceSession {
             }
             return .listening
         }
-        /// The events after the last one followed, from the channel's stream (all it keeps when where the
-        /// conversation stood is unknown: Redis was down when the question was asked; earlier answers'
-        /// events name other messages and are passed over).
-        func catchUp() async throws -> AnswerStep {
-            for message in try await history.read(channel, after: position?.offset ?? 0).events {
-                position = (message.offset, message.epoch)
+        /// The events after the last one followed, from the channel's stream, then the live ones held
+        /// meanwhile. When the stream no longer has them all (trimmed, another epoch), what it has.
+        func catchUp(from: (offset: Int64, epoch: String?)) async throws -> AnswerStep {
+            let read = try await history.read(channel, after: from.offset)
+            let events: [ChannelWire.Message]
+            switch sequencer.finishRepair(from: from, top: read.top, history: read.events) {
+            case .recovered(let recovered):
+                events = recovered
+            case .notRecovered(let live):
+                // Up to the top the sequencer now stands at; the live ones come after it.
+                events = read.events.filter { $0.offset <= sequencer.lastOffset } + live
+            }
+            for message in events {
                 let step = try await handle(message)
                 if step != .listening { return step }
             }
             return .listening
         }
-        /// A live event: one already read from the stream is skipped; one after a gap first has the
-        /// missed ones read.
+        /// A live event: one already followed is dropped; one after a gap first has the missed ones read.
         func follow(_ message: ChannelWire.Message) async throws -> AnswerStep {
-            if position == nil {
-                let step = try await catchUp()
-                if step != .listening { return step }
-            }
-            if let last = position, last.epoch == message.epoch {
-                if message.offset <= last.offset { return .listening }
-                if message.offset > last.offset + 1 {
-                    let step = try await catchUp()
-                    if step != .listening { return step }
-                    if let caught = position, message.offset <= caught.offset { return .listening }
+            // Typing and presence: no part of an answer, and no place in the channel's order.
+            guard !message.isEphemeral else { return .listening }
+            if sequencer.epoch != nil {
+                switch sequencer.receiveLive(message) {
+                case .deliver(let message): return try await handle(message)
+                case .hold, .dropDuplicate: return .listening
+                case .gap: break
                 }
             }
-            position = (message.offset, message.epoch)
-            return try await handle(message)
+            guard let from = sequencer.beginRepair(holding: message) else { return .listening }
+            return try await catchUp(from: from)
         }
         var step = AnswerStep.listening
         let deadline = ContinuousClock.now + owner.settings.answerTimeout
@@ -261,7 +267,7 @@ extension VoiceSession {
                 let current = owner.subscriber.connectionGeneration
                 if current != generation {
                     generation = current
-                    step = try await catchUp()
+                    if let from = sequencer.beginRepair() { step = try await catchUp(from: from) }
                 }
             case .abort(let through):
                 if through >= turn.number {

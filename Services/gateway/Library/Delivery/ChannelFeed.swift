@@ -158,9 +158,7 @@ final class ChannelFeed: Sendable {
                         self.sink.insufficientState("missed events of \(self.channel) could not be read again")
                         return
                     }
-                    // A feed that had nothing yet takes the channel from its start.
-                    let since = StreamPosition(epoch: from.epoch ?? read.top?.epoch ?? "", offset: from.offset)
-                    switch sequencer.finishRecovery(since: since, top: read.top, history: read.events) {
+                    switch sequencer.finishRepair(from: from, top: read.top, history: read.events) {
                     case .recovered(let events):
                         for event in events { _ = self.sink.deliver(event) }
                     case .notRecovered:
