@@ -16,8 +16,12 @@ struct PublishSpans {
     /// a message is handled on its own.
     init?(events count: Int) {
         guard Tracing.isEnabled else { return nil }
-        let batch = BatchProcessSpans.current.map { $0.spans.map(\.context) }
-        let processes: [SpanContext?] = batch?.count == count ? batch! : Array(repeating: Tracing.current, count: count)
+        let processes: [SpanContext?]
+        if let batch = BatchProcessSpans.current?.spans, batch.count == count {
+            processes = batch.map(\.context)
+        } else {
+            processes = Array(repeating: Tracing.current, count: count)
+        }
         var traceIndex: [String: Int] = [:]
         var parents: [SpanContext?] = []
         traceOfEvent = processes.map { process in
