@@ -98,9 +98,10 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case internalError = "INTERNAL"
 }
 
-/// The wire form of events in Redis: `<offset> <epoch> <frame type> <created µs> <frame JSON>`, so a
-/// gateway can stamp the position into the frame (and name the SSE event, and time the delivery)
-/// without parsing it. Ephemeral events carry offset 0 and epoch "-".
+/// The wire form of events in Redis: `<offset> <epoch> <frame type> <created µs> <traceparent> <frame JSON>`,
+/// so a gateway can stamp the position into the frame (and name the SSE event, time the delivery, trace
+/// its write) without parsing it. Ephemeral events carry offset 0 and epoch "-"; an event outside any
+/// trace carries traceparent "-".
 public enum ChannelWire {
     public struct Message: Sendable, Equatable {
         public var offset: Int64
@@ -109,12 +110,19 @@ public enum ChannelWire {
         /// When the event was created (its envelope's time, µs since the epoch); 0 when unknown.
         public var createdAt: Int64
         public var frameJSON: String
+        /// The W3C traceparent of the span that published the event (docs/configuration.md#traces); nil
+        /// when tracing is off, and for events read back from a channel's stream.
+        public var traceparent: String?
 
-        public init(offset: Int64, epoch: String, frameType: String, createdAt: Int64 = 0, frameJSON: String) {
+        public init(
+            offset: Int64, epoch: String, frameType: String, createdAt: Int64 = 0, traceparent: String? = nil,
+            frameJSON: String
+        ) {
             self.offset = offset
             self.epoch = epoch
             self.frameType = frameType
             self.createdAt = createdAt
+            self.traceparent = traceparent
             self.frameJSON = frameJSON
         }
 
@@ -131,36 +139,45 @@ public enum ChannelWire {
     static let separator: Character = " "
     /// The epoch of an ephemeral event (its offset is 0).
     public static let ephemeralEpoch = "-"
+    /// The traceparent of an event outside any trace.
+    public static let noTrace = "-"
 
     /// The form's fields in order, the frame last (it may hold the separator). Every encoder, the
     /// notifier's Lua included, lays the fields out through this one function.
-    static func fields<Field>(offset: Field, epoch: Field, frameType: Field, createdAt: Field, frameJSON: Field)
-        -> [Field]
-    {
-        [offset, epoch, frameType, createdAt, frameJSON]
+    static func fields<Field>(
+        offset: Field, epoch: Field, frameType: Field, createdAt: Field, traceparent: Field, frameJSON: Field
+    ) -> [Field] {
+        [offset, epoch, frameType, createdAt, traceparent, frameJSON]
     }
 
     public static func encode(_ message: Message) -> String {
         fields(
             offset: "\(message.offset)", epoch: message.epoch, frameType: message.frameType,
-            createdAt: "\(message.createdAt)",
+            createdAt: "\(message.createdAt)", traceparent: message.traceparent ?? noTrace,
             frameJSON: message.frameJSON
         ).joined(separator: String(separator))
     }
 
     /// An ephemeral event's wire form made from its frame's bytes, without decoding them.
-    public static func encodeEphemeral(frameType: String, createdAt: Int64, frameJSON: [UInt8]) -> [UInt8] {
+    public static func encodeEphemeral(
+        frameType: String, createdAt: Int64, traceparent: String?, frameJSON: [UInt8]
+    ) -> [UInt8] {
         let head = encode(
-            Message(offset: 0, epoch: ephemeralEpoch, frameType: frameType, createdAt: createdAt, frameJSON: ""))
+            Message(
+                offset: 0, epoch: ephemeralEpoch, frameType: frameType, createdAt: createdAt, traceparent: traceparent,
+                frameJSON: ""))
         return Array(head.utf8) + frameJSON
     }
 
     /// The form as a Lua expression over a script's variables, for a script that publishes from Redis.
     public static func luaExpression(
-        offset: String, epoch: String, frameType: String, createdAt: String, frameJSON: String
+        offset: String, epoch: String, frameType: String, createdAt: String, traceparent: String, frameJSON: String
     ) -> String {
-        fields(offset: offset, epoch: epoch, frameType: frameType, createdAt: createdAt, frameJSON: frameJSON)
-            .joined(separator: " .. '\(separator)' .. ")
+        fields(
+            offset: offset, epoch: epoch, frameType: frameType, createdAt: createdAt, traceparent: traceparent,
+            frameJSON: frameJSON
+        )
+        .joined(separator: " .. '\(separator)' .. ")
     }
 
     /// The field names of a channel's stream entries (`<offset>-1 {t: type, c: created µs, f: frame}`).
@@ -182,9 +199,18 @@ public enum ChannelWire {
         guard parts.count == 5, let offset = Int64(parts[0]), !parts[1].isEmpty, !parts[2].isEmpty,
             let createdAt = Int64(parts[3])
         else { return nil }
+        var frame = parts[4]
+        var traceparent: String?
+        // A frame is a JSON object: anything else before the first space is the traceparent field. The
+        // form without it (before traces) still reads, so gateways can be upgraded before notifiers.
+        if frame.first != "{", let space = frame.firstIndex(of: separator) {
+            let field = frame[..<space]
+            traceparent = field == noTrace ? nil : String(field)
+            frame = frame[frame.index(after: space)...]
+        }
         return Message(
             offset: offset, epoch: String(parts[1]), frameType: String(parts[2]), createdAt: createdAt,
-            frameJSON: String(parts[4]))
+            traceparent: traceparent, frameJSON: String(frame))
     }
 }
 

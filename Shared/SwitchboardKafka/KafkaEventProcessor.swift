@@ -135,10 +135,8 @@ public struct KafkaEventProcessor: Service {
             guard let first = batch.first, let last = batch.last else { return }
             let inHand = timeLag.begin(first)
             defer { timeLag.end(inHand) }
-            let batchStart = Tracing.isEnabled ? Tracing.now() : 0
             do {
-                try await batchHandler(batch)
-                KafkaSpans.processed(batch, group: consumer.groupID, start: batchStart)
+                try await BatchProcessSpans.run(batch, group: consumer.groupID) { try await batchHandler(batch) }
                 for message in batch { handledCounters.counter(for: message.topic).increment() }
                 BatchMetrics.size.record(batch.count)
             } catch {

@@ -64,19 +64,36 @@ enum KafkaSpans {
         return try await Tracing.withSpan(
             "process \(message.topic)", kind: .consumer, parent: sender(of: message), attributes: attributes, body)
     }
+}
 
-    /// The `process` spans of a batch handled at once since `start`: one per message, each a child of
-    /// its own sender (the messages of a batch belong to different traces).
-    static func processed(_ batch: [KafkaConsumerMessage], group: String, start: UInt64) {
-        guard Tracing.isEnabled else { return }
-        for message in batch {
-            var attributes = attributes(topic: message.topic, operation: "process")
-            attributes.append(("messaging.consumer.group.name", .string(group)))
-            attributes.append(("messaging.batch.message_count", .int(Int64(batch.count))))
-            let sender = sender(of: message)
-            Tracing.record(
-                Tracing.newContext(childOf: sender), parent: sender?.spanID, "process \(message.topic)",
-                kind: .consumer, start: start, attributes: attributes)
+/// The `process` spans of a batch handled at once: one per message, each a child of its own sender (the
+/// messages of a batch belong to different traces). They begin before the batch handler runs and are
+/// `current` while it does, so the handler's own spans (the notifier's publish) can be their children.
+public struct BatchProcessSpans: Sendable {
+    @TaskLocal public static var current: BatchProcessSpans?
+
+    /// By position in the batch.
+    public let spans: [OpenSpan]
+
+    /// Runs `body` with the batch's spans current (when tracing is on), and ends them with its outcome.
+    static func run(_ batch: [KafkaConsumerMessage], group: String, _ body: () async throws -> Void) async throws {
+        guard Tracing.isEnabled else { return try await body() }
+        let spans = BatchProcessSpans(
+            spans: batch.compactMap { message in
+                var attributes = KafkaSpans.attributes(topic: message.topic, operation: "process")
+                attributes.append(("messaging.consumer.group.name", .string(group)))
+                attributes.append(("messaging.batch.message_count", .int(Int64(batch.count))))
+                return OpenSpan(
+                    "process \(message.topic)", kind: .consumer, parent: KafkaSpans.sender(of: message),
+                    attributes: attributes)
+            })
+        do {
+            try await $current.withValue(spans, operation: body)
+            for span in spans.spans { span.end() }
+        } catch {
+            // The batch is handled again message by message, each in a `process` span of its own.
+            for span in spans.spans { span.end(error: "\(error)") }
+            throw error
         }
     }
 }

@@ -24,13 +24,13 @@ struct VoiceFlowTests {
     static func withVoiceStack(
         voiceEnvironment: [String: String] = [:], gatewayEnvironment: [String: String] = [:],
         orchestratorEnvironment: [String: String] = [:], agentEnvironment: [String: String] = [:],
-        _ body: (Stack) async throws -> Void
+        everyService: [String: String] = [:], _ body: (Stack) async throws -> Void
     ) async throws {
         // The chat stack with its defaults (a fast offline engine), seen from the device side.
         try await ServiceProcesses.withStack(
             gatewayEnvironment: gatewayEnvironment, orchestratorEnvironment: orchestratorEnvironment,
             agentEnvironment: agentEnvironment,
-            voiceEnvironment: voiceEnvironment
+            voiceEnvironment: voiceEnvironment, everyService: everyService
         ) { stack, url, authority in
             let port = URL(string: url)!.port!
             try await body(

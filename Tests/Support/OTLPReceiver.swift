@@ -19,6 +19,8 @@ public final class OTLPReceiver: Sendable {
         public var start: UInt64
         public var end: UInt64
         public var attributes: [String: String]
+        /// OTLP's status code: 2 is an error; nil when the span has no status.
+        public var status: Int?
     }
 
     private struct Request: Decodable {
@@ -41,7 +43,9 @@ public final class OTLPReceiver: Sendable {
             var startTimeUnixNano: String
             var endTimeUnixNano: String
             var attributes: [KeyValue]?
+            var status: Status?
         }
+        struct Status: Decodable { var code: Int? }
         struct ScopeSpans: Decodable { var spans: [Span] }
         struct Resource: Decodable { var attributes: [KeyValue] }
         struct ResourceSpans: Decodable {
@@ -71,7 +75,8 @@ public final class OTLPReceiver: Sendable {
                         parentSpanID: span.parentSpanId, name: span.name, kind: span.kind,
                         start: UInt64(span.startTimeUnixNano) ?? 0, end: UInt64(span.endTimeUnixNano) ?? 0,
                         attributes: Dictionary(
-                            (span.attributes ?? []).map { ($0.key, $0.text) }, uniquingKeysWith: { $1 }))
+                            (span.attributes ?? []).map { ($0.key, $0.text) }, uniquingKeysWith: { $1 }),
+                        status: span.status?.code)
                 }
             }
             self.received.withLock { $0 += spans }

@@ -123,8 +123,8 @@ import Testing
 
     @Test func ephemeralEventsAreEncodedFromTheFramesBytes() throws {
         let bytes = ChannelWire.encodeEphemeral(
-            frameType: "TYPING_START", createdAt: 7, frameJSON: Array("{\"a\": 1}".utf8))
-        #expect(String(decoding: bytes, as: UTF8.self) == "0 - TYPING_START 7 {\"a\": 1}")
+            frameType: "TYPING_START", createdAt: 7, traceparent: nil, frameJSON: Array("{\"a\": 1}".utf8))
+        #expect(String(decoding: bytes, as: UTF8.self) == "0 - TYPING_START 7 - {\"a\": 1}")
         let message = try #require(ChannelWire.decode(bytes))
         #expect(
             message
@@ -136,8 +136,28 @@ import Testing
     /// The notifier's script publishes the form Swift decodes: the same fields, in the same order.
     @Test func theLuaFormIsTheSameForm() {
         let lua = ChannelWire.luaExpression(
-            offset: "offset", epoch: "epoch", frameType: "ARGV[6]", createdAt: "ARGV[7]", frameJSON: "ARGV[1]")
-        #expect(lua == "offset .. ' ' .. epoch .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[1]")
+            offset: "offset", epoch: "epoch", frameType: "ARGV[6]", createdAt: "ARGV[7]", traceparent: "ARGV[9]",
+            frameJSON: "ARGV[1]")
+        #expect(lua == "offset .. ' ' .. epoch .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[9] .. ' ' .. ARGV[1]")
+    }
+
+    /// The span that published an event reaches the gateway with it; the form without it still reads.
+    @Test func theTraceparentTravelsWithTheEvent() throws {
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        let sent = ChannelWire.Message(
+            offset: 3, epoch: "e1", frameType: "T", createdAt: 9, traceparent: traceparent,
+            frameJSON: "{\"a\": \"b c\"}")
+        #expect(ChannelWire.encode(sent) == "3 e1 T 9 \(traceparent) {\"a\": \"b c\"}")
+        #expect(ChannelWire.decode(Array(ChannelWire.encode(sent).utf8)) == sent)
+        let ephemeral = try #require(
+            ChannelWire.decode(
+                ChannelWire.encodeEphemeral(
+                    frameType: "T", createdAt: 9, traceparent: traceparent, frameJSON: [123, 125])))
+        #expect(ephemeral.traceparent == traceparent && ephemeral.frameJSON == "{}")
+        let untraced = try #require(ChannelWire.decode(Array("3 e1 T 9 - {\"a\": \"b c\"}".utf8)))
+        #expect(untraced.traceparent == nil && untraced.frameJSON == "{\"a\": \"b c\"}")
+        let before = try #require(ChannelWire.decode(Array("3 e1 T 9 {\"a\": \"b c\"}".utf8)))
+        #expect(before.traceparent == nil && before.frameJSON == "{\"a\": \"b c\"}")
     }
 
     @Test func garbageIsNotDecoded() {

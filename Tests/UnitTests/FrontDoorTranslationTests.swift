@@ -93,7 +93,8 @@ import Testing
         let translator = BluePlanTranslator(mode: .nova, runID: "r1")
         let start = translator.event(
             for: Self.message(
-                7, FrameType.collaborationStart, ["runId": "r1", "pattern": "parallel", "roles": ["Alex", "Kulu"]]))
+                7, FrameType.collaborationStart,
+                try ChannelEventFixtures.start.data()))
         #expect(start.hasPrefix("id: e1:7\ndata: "))
         let startEvent = try #require(Self.json(String(start.split(separator: "\n")[1].dropFirst(6))))
         #expect(startEvent["event_type"] == "agent_start" && startEvent["agent_source"] == "nova3_supervisor")
@@ -122,15 +123,94 @@ import Testing
         // The orchestrator's fallback reply (no runId, no seed fields) is an llm_chunk of its role.
         let fallback = translator.event(
             for: Self.message(
-                11, FrameType.messageStreamChunk, ["messageId": "reply-r1", "chunk": "in place", "role": "David"]))
+                11, FrameType.messageStreamChunk,
+                try ChannelEventFixtures.fallbackChunk.data()))
         #expect(Self.json(String(fallback.split(separator: "\n")[1].dropFirst(6)))?["agent_source"] == "David")
         let end = translator.event(
             for: Self.message(
-                12, FrameType.collaborationComplete,
-                ["runId": "r1", "result": ["status": "partial", "answer": "done", "failedRoles": ["Kulu"]]]))
+                12, FrameType.collaborationComplete, try ChannelEventFixtures.completion.data()))
         let endEvent = try #require(Self.json(String(end.split(separator: "\n")[1].dropFirst(6))))
         #expect(endEvent["event_type"] == "agent_complete" && endEvent["payload"]?["status"] == "partial")
         #expect(endEvent["payload"]?["failed_agents"] == ["Kulu"])
+        #expect(translator.isDone)
+    }
+
+    /// A run's frames as the services send them, as seed 001's client gets them.
+    @Test func theServicesFramesBecomeBluePlanEventsByteForByte() throws {
+        typealias F = ChannelEventFixtures
+        let translator = BluePlanTranslator(mode: .nova, runID: "r1")
+        var offset: Int64 = 6
+        func bluePlan(_ payload: some FramePayload) throws -> String {
+            offset += 1
+            return translator.event(for: try F.wire(payload, offset: offset))
+        }
+        func sse(_ offset: Int64, _ json: String) -> String { "id: e1:\(offset)\ndata: \(json)\n\n" }
+        #expect(
+            try bluePlan(
+                ChannelEventFixtures.start)
+                == sse(
+                    7,
+                    #"{"agent_source":"nova3_supervisor","event_type":"agent_start","payload":{"agents":["Alex","Kulu"],"pattern":"parallel","status":"started","task_description":"parallel: Alex, Kulu"},"timestamp":"2025-11-21T23:00:00.000Z"}"#
+                ))
+        let alex = F.ids("reply-r1-alex", role: "Alex")
+        #expect(
+            try bluePlan(AgentStart(ids: alex, payload: AgentStartPayload(taskDescription: "plan"), at: F.eventTime))
+                == sse(
+                    8,
+                    #"{"agent_source":"Alex","event_type":"agent_start","payload":{"status":"started","task_description":"plan"},"timestamp":"2025-11-21T23:00:01.500Z"}"#
+                ))
+        #expect(
+            try bluePlan(
+                AgentChunk(ids: alex, chunk: "hi", position: 0, isComplete: false, firstTokenAt: 5, at: F.eventTime))
+                == sse(
+                    9,
+                    #"{"agent_source":"Alex","event_type":"llm_chunk","payload":{"content":"hi","content_type":"text","is_complete":false},"timestamp":"2025-11-21T23:00:01.500Z"}"#
+                ))
+        #expect(
+            try bluePlan(
+                AgentComplete(
+                    ids: alex,
+                    payload: AgentCompletePayload(status: "completed", summary: "hi", chunks: 1, durationMs: 40),
+                    at: F.eventTime))
+                == sse(
+                    10,
+                    #"{"agent_source":"Alex","event_type":"agent_complete","payload":{"chunks":1,"durationMs":40,"status":"completed","summary":"hi"},"timestamp":"2025-11-21T23:00:01.500Z"}"#
+                ))
+        #expect(
+            try bluePlan(F.agentError)
+                == sse(
+                    11,
+                    #"{"agent_source":"Kulu","event_type":"error","payload":{"context":{"agent_source":"Kulu","conversation_id":"c","run_id":"r1"},"error":"provider down","error_type":"provider_error","retry_count":3},"timestamp":"2025-11-21T23:00:01.500Z"}"#
+                ))
+        #expect(
+            try bluePlan(
+                MessageStreamChunk(
+                    ids: F.ids("reply-r1", role: "Catherine"), chunk: "Done.", position: 0, isComplete: true,
+                    at: F.eventTime))
+                == sse(
+                    12,
+                    #"{"agent_source":"Catherine","event_type":"llm_chunk","payload":{"content":"Done.","content_type":"text","is_complete":true},"timestamp":"2025-11-21T23:00:01.500Z"}"#
+                ))
+        // The orchestrator's fallback reply carries no seed fields: an llm_chunk of its role at the frame's time.
+        #expect(
+            try bluePlan(
+                ChannelEventFixtures.fallbackChunk)
+                == sse(
+                    13,
+                    #"{"agent_source":"David","event_type":"llm_chunk","payload":{"content":"in place","content_type":"text","is_complete":true},"timestamp":"2025-11-21T23:00:00.000Z"}"#
+                ))
+        // Frames that are not the run's own events are not shown.
+        #expect(
+            try bluePlan(
+                MessageStreamStart(messageId: "reply-r1", conversationId: "c", role: "Catherine", inReplyTo: "m1")
+            )
+            .isEmpty)
+        #expect(
+            try bluePlan(F.completion)
+                == sse(
+                    15,
+                    #"{"agent_source":"nova3_supervisor","event_type":"agent_complete","payload":{"duration_ms":1200,"failed_agents":["Kulu"],"note":"Kulu failed","status":"partial","summary":"done"},"timestamp":"2025-11-21T23:00:00.000Z"}"#
+                ))
         #expect(translator.isDone)
     }
 
@@ -140,13 +220,19 @@ import Testing
             !translator.event(
                 for: Self.message(
                     3, FrameType.agentStart,
-                    ["runId": "r2", "event_type": "agent_start", "agent_source": "Kulu", "payload": [:]])
+                    [
+                        "runId": "r2", "event_type": "agent_start", "agent_source": "Kulu",
+                        "timestamp": "2025-11-21T00:00:00.000Z", "payload": [:],
+                    ])
             ).isEmpty)
         #expect(
             translator.event(
                 for: Self.message(
                     4, FrameType.agentStart,
-                    ["runId": "r3", "event_type": "agent_start", "agent_source": "Kulu", "payload": [:]])
+                    [
+                        "runId": "r3", "event_type": "agent_start", "agent_source": "Kulu",
+                        "timestamp": "2025-11-21T00:00:00.000Z", "payload": [:],
+                    ])
             ).isEmpty)
     }
 }

@@ -179,14 +179,16 @@ import Testing
         func data(_ event: String) -> String { String(event.split(separator: "\n")[1].dropFirst(6)) }
         let start = translator.event(
             for: FrontDoorTranslationTests.message(
-                7, FrameType.collaborationStart, ["runId": "r1", "pattern": "parallel", "roles": ["Alex", "Kulu"]]))
+                7, FrameType.collaborationStart,
+                try ChannelEventFixtures.start.data()))
         #expect(
             data(start)
                 == #"{"agent_source":"nova3_supervisor","event_type":"agent_start","payload":{"agents":["Alex","Kulu"],"pattern":"parallel","status":"started","task_description":"parallel: Alex, Kulu"},"timestamp":"\#(time)"}"#
         )
         let fallback = translator.event(
             for: FrontDoorTranslationTests.message(
-                8, FrameType.messageStreamChunk, ["messageId": "reply-r1", "chunk": "in place", "role": "David"]))
+                8, FrameType.messageStreamChunk,
+                try ChannelEventFixtures.fallbackChunk.data()))
         #expect(
             data(fallback)
                 == #"{"agent_source":"David","event_type":"llm_chunk","payload":{"content":"in place","content_type":"text","is_complete":true},"timestamp":"\#(time)"}"#
@@ -194,7 +196,12 @@ import Testing
         let end = translator.event(
             for: FrontDoorTranslationTests.message(
                 9, FrameType.collaborationComplete,
-                ["runId": "r1", "result": ["status": "partial", "answer": "done", "failedRoles": ["Kulu"]]]))
+                try CollaborationComplete(
+                    conversationId: "c", runId: "r1", messageId: "m1", pattern: .parallel,
+                    result: .init(
+                        status: "partial", answer: "done", answeredBy: "Catherine", failedRoles: ["Kulu"], note: ""),
+                    contributions: [], duration: 0
+                ).data()))
         #expect(
             data(end)
                 == #"{"agent_source":"nova3_supervisor","event_type":"agent_complete","payload":{"duration_ms":0,"failed_agents":["Kulu"],"note":"","status":"partial","summary":"done"},"timestamp":"\#(time)"}"#

@@ -1,6 +1,7 @@
 import Foundation
 import SwitchboardContracts
 import SwitchboardRedis
+import SwitchboardTracing
 
 /// Publishes client events to their channel in Redis with one atomic script: at most once per event id,
 /// a per-channel offset and epoch, a capped stream for recovery, then PUBLISH to the live channel (SPUBLISH
@@ -23,7 +24,8 @@ public struct ChannelPublisher: Sendable {
     }
 
     /// KEYS: meta hash, stream, seen marker. ARGV: frame JSON, max length, TTL, candidate epoch, live
-    /// channel, frame type, creation time (µs), publish command (`RedisClient.publishCommand(for:)`). Stream entries are `<offset>-1 {t: type, c: created, f: frame}`
+    /// channel, frame type, creation time (µs), publish command (`RedisClient.publishCommand(for:)`),
+    /// traceparent (`ChannelWire.noTrace` for none). Stream entries are `<offset>-1 {t: type, c: created, f: frame}`
     /// and the published message is `ChannelWire`'s form, both laid out by `ChannelWire` itself.
     ///
     /// The stream entry is the first write: if `XADD` fails nothing has changed, so the retry is not taken
@@ -45,7 +47,7 @@ public struct ChannelPublisher: Sendable {
         redis.call('EXPIRE', KEYS[1], ARGV[3])
         redis.call('EXPIRE', KEYS[2], ARGV[3])
         redis.call(ARGV[8], ARGV[5], \
-        \(ChannelWire.luaExpression(offset: "offset", epoch: "epoch", frameType: "ARGV[6]", createdAt: "ARGV[7]", frameJSON: "ARGV[1]")))
+        \(ChannelWire.luaExpression(offset: "offset", epoch: "epoch", frameType: "ARGV[6]", createdAt: "ARGV[7]", traceparent: "ARGV[9]", frameJSON: "ARGV[1]")))
         return {1, offset, epoch}
         """)
 
@@ -102,14 +104,24 @@ public struct ChannelPublisher: Sendable {
     /// another, so a channel's events keep their order and offsets. Throws at the first failed command;
     /// those before it took effect, and publishing them again is harmless (the seen marker).
     public func publish(_ publications: [Publication]) async throws -> [Outcome] {
-        let commands = publications.map(command(for:))
+        let traces = PublishSpans(events: publications.count)
+        let commands = publications.indices.map {
+            command(for: publications[$0], traceparent: traces?.traceparent(ofEvent: $0))
+        }
+        let spans = traces?.begin(commands) ?? []
         let replies: [RESPValue]
         do {
-            replies = try await redis.pipeline(commands)
-        } catch let error as RedisError where error.code == .noScript {
-            // Redis lost its scripts (restarted): load it and try again; nothing of the batch ran.
-            try await prepare()
-            replies = try await redis.pipeline(commands)
+            do {
+                replies = try await redis.pipeline(commands)
+            } catch let error as RedisError where error.code == .noScript {
+                // Redis lost its scripts (restarted): load it and try again; nothing of the batch ran.
+                try await prepare()
+                replies = try await redis.pipeline(commands)
+            }
+            for span in spans { span.end() }
+        } catch {
+            for span in spans { span.end(error: "\(error)") }
+            throw error
         }
         return try zip(publications, replies).map { publication, reply in
             if publication.ephemeral { return .ephemeral }
@@ -124,10 +136,11 @@ public struct ChannelPublisher: Sendable {
         }
     }
 
-    private func command(for publication: Publication) -> [RedisArgument] {
+    private func command(for publication: Publication, traceparent: String?) -> [RedisArgument] {
         if publication.ephemeral {
             let wire = ChannelWire.encodeEphemeral(
-                frameType: publication.frameType, createdAt: publication.createdAt, frameJSON: publication.frameJSON)
+                frameType: publication.frameType, createdAt: publication.createdAt, traceparent: traceparent,
+                frameJSON: publication.frameJSON)
             let live = Keyspace.ClientChannel.live(publication.channel)
             return [redis.publishCommand(for: live), RedisArgument(live), RedisArgument(bytes: wire)]
         }
@@ -143,6 +156,7 @@ public struct ChannelPublisher: Sendable {
             RedisArgument(publication.frameType),
             RedisArgument(publication.createdAt),
             redis.publishCommand(for: live),
+            RedisArgument(traceparent ?? ChannelWire.noTrace),
         ]
     }
 

@@ -45,16 +45,14 @@ final class SpeechFailover: Sendable {
         self.hasFallback = hasFallback
         breaker = Mutex(CircuitBreaker(failureThreshold: policy.failureThreshold, openDuration: policy.openDuration))
         func counter(_ engine: String, _ outcome: String) -> Counter {
-            Counter(
-                label: "sb_voice_engine_calls_total",
-                dimensions: [("stage", stage), ("engine", engine), ("outcome", outcome)])
+            VoiceWorkerMetrics.engineCalls(stage: stage, engine: engine, outcome: outcome)
         }
         calls = (
             counter("primary", "ok"), counter("primary", "error"), counter("fallback", "ok"),
             counter("fallback", "error")
         )
-        fallbacks = Counter(label: "sb_voice_engine_fallbacks_total", dimensions: [("stage", stage)])
-        circuitOpen = Gauge(label: "sb_voice_engine_circuit_open", dimensions: [("stage", stage)])
+        fallbacks = VoiceWorkerMetrics.engineFallbacks(stage: stage)
+        circuitOpen = VoiceWorkerMetrics.engineCircuitOpen(stage: stage)
     }
 
     var state: CircuitBreaker.State { breaker.withLock { $0.state } }

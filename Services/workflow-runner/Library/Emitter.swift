@@ -4,6 +4,7 @@ import Synchronization
 import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRuntime
+import SwitchboardTracing
 
 /// Publishes a run's client events on its channel, with ids derived from what they say.
 ///
@@ -25,7 +26,8 @@ final class Emitter: Sendable {
 
     func emit(_ payload: some FramePayload, id: UUID) async throws {
         let event = try ClientEvent(channel: .workflow(runID), payload: payload)
-        let envelope = Envelope(id: id, routingKey: runID, source: context.source, payload: event)
+        let envelope = Envelope(
+            id: id, routingKey: runID, traceparent: Tracing.childTraceparent(), source: context.source, payload: event)
         let message = try EventBus.message(envelope, topic: Topics.clientEvents)
         let delivery = try await context.producer.enqueue(message)
         let count = outstanding.withLock {

@@ -1,6 +1,8 @@
 import SwitchboardContracts
 import SwitchboardWorkflow
 
-struct NodeFailure: Error, Sendable {
+struct NodeFailure: Error, Sendable, CustomStringConvertible {
     var message: String
+
+    var description: String { message }
 }

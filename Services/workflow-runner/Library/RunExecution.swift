@@ -4,6 +4,7 @@ import Metrics
 import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRuntime
+import SwitchboardTracing
 import SwitchboardWorkflow
 
 /// Executes one run: new, or resumed from its checkpoint by the runner that inherited it. Independent
@@ -216,7 +217,10 @@ private final class RunLoop {
                 group.addTask {
                     let result: Result<NodeResult, NodeFailure>
                     do {
-                        result = .success(try await executor.execute(definition, kind: kind, inputs: inputs, run: run))
+                        result = .success(
+                            try await NodeSpan.run(definition, runID: run.runID) {
+                                try await executor.execute(definition, kind: kind, inputs: inputs, run: run)
+                            })
                     } catch let failure as NodeFailure {
                         result = .failure(failure)
                     } catch is CancellationError {
@@ -416,5 +420,30 @@ func retrying<T>(_ logger: Logger, attempts: Int = 20, _ body: () async throws -
                 "retrying a run's storage or bus call", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
             try await Task.sleep(for: .milliseconds(min(50 << min(attempt, 6), 3000)))
         }
+    }
+}
+
+/// A node's span, `node <type>`: a child of the run's (the `process` span of its request), and the
+/// current span while the node executes, so an llm node's agent task continues its trace.
+enum NodeSpan {
+    static func run(_ node: WorkflowNode, runID: String, _ body: () async throws -> NodeResult) async throws
+        -> NodeResult
+    {
+        try await Tracing.withSpan(
+            "node \(node.type)",
+            attributes: [
+                ("switchboard.workflow.run_id", .string(runID)), ("switchboard.workflow.node.id", .string(node.id)),
+                ("switchboard.workflow.node.type", .string(node.type)),
+            ],
+            outcome: { result in
+                // Cancelled: the run was stopped, or handed over to another runner.
+                let outcome: String
+                switch result {
+                case .success: outcome = NodeStatus.completed.rawValue
+                case .failure(let error):
+                    outcome = error is CancellationError ? "cancelled" : NodeStatus.failed.rawValue
+                }
+                return [("switchboard.workflow.node.outcome", .string(outcome))]
+            }, body)
     }
 }

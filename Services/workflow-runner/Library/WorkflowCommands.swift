@@ -2,6 +2,7 @@ import Foundation
 import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRuntime
+import SwitchboardTracing
 import SwitchboardWorkflow
 
 /// What the runner does with each message of its partitions, in order: a run request starts the run,
@@ -49,10 +50,14 @@ struct WorkflowCommands: Sendable {
         guard registry.handle(runID) == nil else { return nil }  // the same request twice
         let handle = RunHandle(runID: runID)
         registry.add(handle)
+        // The request's `process` span: the run's nodes and events are its children, though the run ends later.
+        let span = Tracing.current
         return LaterCompletion(abandon: { handle.send(.abandon) }) {
-            let finished = await RunExecution(
-                context: context, executor: executor, store: store, handle: handle, request: request
-            ).execute()
+            let finished = await Tracing.$current.withValue(span) {
+                await RunExecution(
+                    context: context, executor: executor, store: store, handle: handle, request: request
+                ).execute()
+            }
             registry.remove(handle)
             return finished
         }

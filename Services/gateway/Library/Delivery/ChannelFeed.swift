@@ -5,6 +5,7 @@ import Synchronization
 import SwitchboardContracts
 import SwitchboardRedis
 import SwitchboardRuntime
+import SwitchboardTracing
 
 /// Where a feed's frames go: a WebSocket session or an SSE stream. Called on the feed's event loop
 /// with the feed's lock held, so it must only queue (never wait).
@@ -100,16 +101,16 @@ final class ChannelFeed: Sendable {
     func receive(_ frame: SharedFrame) {
         let message = frame.event.message
         if message.isEphemeral {
-            _ = sink.deliver(shared: frame)
+            deliverLive(frame)
             return
         }
         let repairFrom = sequencer.withLock { sequencer -> (offset: Int64, epoch: String?)? in
             switch sequencer.receiveLive(message) {
             case .deliver where handingOver.load(ordering: .sequentiallyConsistent):
                 let deferred = NIOLoopBound(frame, eventLoop: loop)
-                loop.execute { _ = self.sink.deliver(shared: deferred.value) }
+                loop.execute { self.deliverLive(deferred.value) }
             case .deliver:
-                _ = sink.deliver(shared: frame)
+                deliverLive(frame)
             case .hold, .dropDuplicate:
                 break
             case .gap:
@@ -118,6 +119,21 @@ final class ChannelFeed: Sendable {
             return nil
         }
         if let repairFrom { repair(from: repairFrom) }
+    }
+
+    /// Hands a live frame to the client's connection. With tracing on, that is a `send <channel kind>`
+    /// span from the gateway's receipt of the event to the hand-off, a child of the notifier's publish.
+    private func deliverLive(_ frame: SharedFrame) {
+        guard sink.deliver(shared: frame), let parent = frame.event.publishedBy else { return }
+        let message = frame.event.message
+        Tracing.record(
+            Tracing.newContext(childOf: parent), parent: parent.spanID, "send \(channel.kind.rawValue)",
+            kind: .producer, start: frame.event.received,
+            attributes: [
+                ("switchboard.channel.kind", .string(channel.kind.rawValue)),
+                ("switchboard.frame.type", .string(message.frameType)),
+                ("switchboard.channel.offset", .int(message.offset)),
+            ])
     }
 
     /// The live subscription was made again (Redis came back): what was published meanwhile is only in
@@ -142,9 +158,7 @@ final class ChannelFeed: Sendable {
                         self.sink.insufficientState("missed events of \(self.channel) could not be read again")
                         return
                     }
-                    // A feed that had nothing yet takes the channel from its start.
-                    let since = StreamPosition(epoch: from.epoch ?? read.top?.epoch ?? "", offset: from.offset)
-                    switch sequencer.finishRecovery(since: since, top: read.top, history: read.events) {
+                    switch sequencer.finishRepair(from: from, top: read.top, history: read.events) {
                     case .recovered(let events):
                         for event in events { _ = self.sink.deliver(event) }
                     case .notRecovered:

@@ -3,6 +3,7 @@ import NIOCore
 import Synchronization
 import SwitchboardContracts
 import SwitchboardRedis
+import SwitchboardTracing
 
 /// One channel event as the gateway received it: decoded once, its stamped JSON frame built once,
 /// shared by every follower on every event loop.
@@ -14,9 +15,16 @@ final class HubEvent: Sendable {
     /// The seed-000 SSE form, made by the first SSE follower and shared by the rest.
     private let serverSentEventText = Mutex<String?>(nil)
 
+    /// With tracing on: the notifier's span that published the event, and when this gateway received it
+    /// (the start of its writes' spans).
+    let publishedBy: SpanContext?
+    let received: UInt64
+
     init(_ message: ChannelWire.Message) {
         self.message = message
         self.stamped = ByteBuffer(string: message.stampedJSON)
+        publishedBy = Tracing.isEnabled ? message.traceparent.flatMap(SpanContext.init(traceparent:)) : nil
+        received = publishedBy == nil ? 0 : Tracing.now()
     }
 
     var serverSentEvent: String {

@@ -220,48 +220,34 @@ final class BluePlanTranslator: Sendable {
         return "id: \(message.position)\ndata: \(OpenAICompatibility.encode(event))\n\n"
     }
 
-    private func translate(_ frame: ServerFrame) -> JSONValue? {
+    /// The seed 001 event of one of the run's frames (nil for a frame it has none for), made from the
+    /// frame's payload.
+    private func translate(_ frame: ServerFrame) -> (any Encodable & Sendable)? {
         let time = Date(timeIntervalSince1970: Double(frame.timestamp) / 1000)
+        func payload<Payload: Decodable>(_: Payload.Type) -> Payload? { try? frame.data.decode(as: Payload.self) }
         switch frame.type {
         case FrameType.collaborationStart:
-            let roles = frame.data["roles"]?.arrayValue?.compactMap(\.stringValue) ?? []
-            let pattern = frame.data["pattern"]?.stringValue ?? ""
-            return seed(
-                AgentEvent.agentStart, mode.supervisor, time,
-                BluePlanRunStart(
-                    taskDescription: "\(pattern): \(roles.joined(separator: ", "))", pattern: pattern, agents: roles))
-        case FrameType.collaborationComplete:
-            let result = frame.data["result"]
-            return seed(
-                AgentEvent.agentComplete, mode.supervisor, time,
-                BluePlanRunComplete(
-                    status: result?["status"] ?? "completed", summary: result?["answer"] ?? "",
-                    failedAgents: result?["failedRoles"] ?? [], note: result?["note"] ?? "",
-                    durationMs: frame.data["duration"] ?? 0))
-        default:
-            if let type = frame.data["event_type"], let source = frame.data["agent_source"],
-                let payload = frame.data["payload"]
-            {
-                return [
-                    "event_type": type, "agent_source": source,
-                    "timestamp": frame.data["timestamp"] ?? .string(AgentEvent.isoTimestamp(time)),
-                    "payload": payload,
-                ]
+            return payload(CollaborationStart.self).map {
+                AgentEventFields(
+                    type: AgentEvent.agentStart, source: mode.supervisor, payload: BluePlanRunStart($0), at: time)
             }
-            // The orchestrator's fallback reply (a final role that failed) carries no seed fields.
-            guard let chunk = frame.data["chunk"]?.stringValue else { return nil }
-            // It is the whole reply in one chunk.
-            return seed(
-                AgentEvent.llmChunk, frame.data["role"]?.stringValue ?? mode.supervisor, time,
-                LLMChunkPayload(content: chunk, isComplete: true))
+        case FrameType.collaborationComplete:
+            return payload(CollaborationComplete.self).map {
+                AgentEventFields(
+                    type: AgentEvent.agentComplete, source: mode.supervisor, payload: BluePlanRunComplete($0), at: time)
+            }
+        default:
+            // A role's events carry the seed's fields already: they pass through as they came.
+            if let event = payload(AgentEventFields<JSONValue>.self) { return event }
+            // The orchestrator's fallback reply (a final role that failed) carries none: it is the whole
+            // reply in one chunk.
+            return payload(FallbackReplyChunk.self).map {
+                AgentEventFields(
+                    type: AgentEvent.llmChunk, source: $0.role,
+                    payload: LLMChunkPayload(content: $0.chunk, isComplete: true),
+                    at: time)
+            }
         }
-    }
-
-    /// Seed 001's event fields around `payload`.
-    private func seed(_ type: String, _ source: String, _ time: Date, _ payload: some Codable & Sendable & Equatable)
-        -> JSONValue?
-    {
-        try? JSONValueEncoder().encode(AgentEventFields(type: type, source: source, payload: payload, at: time))
     }
 
     /// An `error` event (no id: it is no position to resume from).
@@ -271,7 +257,7 @@ final class BluePlanTranslator: Sendable {
             context: .init(
                 agentSource: mode.supervisor, conversationId: conversationID, runId: state.withLock { $0.runID }),
             retryCount: 0)
-        let event = seed(AgentEvent.error, mode.supervisor, Date(), payload) ?? .object([:])
+        let event = AgentEventFields(type: AgentEvent.error, source: mode.supervisor, payload: payload)
         return "data: \(OpenAICompatibility.encode(event))\n\n"
     }
 }

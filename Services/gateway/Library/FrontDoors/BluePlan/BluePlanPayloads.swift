@@ -13,20 +13,33 @@ struct BluePlanRunStart: Codable, Sendable, Equatable {
     var pattern: String
     var agents: [String]
 
+    init(_ start: CollaborationStart) {
+        pattern = start.pattern.rawValue
+        agents = start.roles
+        taskDescription = "\(pattern): \(agents.joined(separator: ", "))"
+    }
+
     enum CodingKeys: String, CodingKey {
         case status, taskDescription = "task_description", pattern, agents
     }
 }
 
-/// agent_complete of the supervisor: the run's result as COLLABORATION_COMPLETE carried it (each field
-/// as it came, or its default when the frame had none).
+/// agent_complete of the supervisor: the run's result as COLLABORATION_COMPLETE carried it.
 struct BluePlanRunComplete: Codable, Sendable, Equatable {
-    var status: JSONValue
+    var status: String
     /// The answer.
-    var summary: JSONValue
-    var failedAgents: JSONValue
-    var note: JSONValue
-    var durationMs: JSONValue
+    var summary: String
+    var failedAgents: [String]
+    var note: String
+    var durationMs: Int
+
+    init(_ complete: CollaborationComplete) {
+        status = complete.result.status
+        summary = complete.result.answer
+        failedAgents = complete.result.failedRoles
+        note = complete.result.note
+        durationMs = complete.duration
+    }
 
     enum CodingKeys: String, CodingKey {
         case status, summary, failedAgents = "failed_agents", note, durationMs = "duration_ms"

@@ -12,6 +12,7 @@ import SwitchboardContracts
 import SwitchboardRedis
 import SwitchboardRuntime
 import SwitchboardStore
+import SwitchboardTracing
 import SwitchboardWorkflow
 
 /// BlueV's workflow protocol (seed 003) on `/ws/{session_id}`, and the runs' REST routes. Definitions are
@@ -136,18 +137,26 @@ struct WorkflowSocket: WebSocketDoor {
                 throw CommandError(
                     .rateLimited, "more than \(Int(settings.commandsPerSecond)) requests per second; slow down")
             }
-            switch type {
-            case "execute_workflow": try await execute(object, connection: connection, requestID: requestID)
-            case "control_workflow": try await control(object, connection: connection, requestID: requestID)
-            case "provide_input": try await provideInput(object, connection: connection, requestID: requestID)
-            case "subscribe": try await subscribe(object, connection: connection, requestID: requestID)
-            case "unsubscribe": try await unsubscribe(object, connection: connection, requestID: requestID)
-            case "heartbeat_response":
-                connection.recordHeartbeat()
-                await directory.publish(connection.entry(gateway: directory.gatewayID))
-            default:
-                // The seed's own words for an unknown type.
-                throw CommandError(.unknownType, "Unknown message type: \(type)")
+            // The root of the trace that follows a request through the runners, as a chat command's.
+            try await Tracing.withSpan(
+                type, kind: .server, parent: nil,
+                attributes: [
+                    ("switchboard.request.id", .string(requestID ?? "")), ("enduser.id", .string(connection.userID)),
+                ]
+            ) {
+                switch type {
+                case "execute_workflow": try await execute(object, connection: connection, requestID: requestID)
+                case "control_workflow": try await control(object, connection: connection, requestID: requestID)
+                case "provide_input": try await provideInput(object, connection: connection, requestID: requestID)
+                case "subscribe": try await subscribe(object, connection: connection, requestID: requestID)
+                case "unsubscribe": try await unsubscribe(object, connection: connection, requestID: requestID)
+                case "heartbeat_response":
+                    connection.recordHeartbeat()
+                    await directory.publish(connection.entry(gateway: directory.gatewayID))
+                default:
+                    // The seed's own words for an unknown type.
+                    throw CommandError(.unknownType, "Unknown message type: \(type)")
+                }
             }
         } catch let error as ExecutionError {
             connection.send(

@@ -1,14 +1,13 @@
-import SwitchboardContracts
-
-/// Merges a channel's recovered history with its live events so a client sees every offset exactly
-/// once, in order. A plain state machine: the feed feeds it and carries out what it returns.
+/// Merges a channel's recovered history with its live events so a follower sees every offset exactly
+/// once, in order: a gateway's client feed, a voice session following its answer. A plain state
+/// machine: the follower feeds it and carries out what it returns.
 ///
 /// The live subscription starts *before* the history is read, so every event is in at least one of
 /// the two; live events that arrive while recovering are held and merged by offset afterwards.
-struct ChannelSequencer {
-    typealias Event = ChannelWire.Message
+public struct ChannelSequencer: Sendable {
+    public typealias Event = ChannelWire.Message
 
-    enum LiveAction: Equatable {
+    public enum LiveAction: Equatable, Sendable {
         case deliver(Event)
         case hold
         case dropDuplicate
@@ -16,7 +15,7 @@ struct ChannelSequencer {
         case gap(expected: Int64, got: Int64)
     }
 
-    enum RecoveryResult: Equatable {
+    public enum RecoveryResult: Equatable, Sendable {
         /// The missed events followed by the held live ones, all contiguous.
         case recovered([Event])
         /// The position is outside the window or of another epoch: nothing is replayed, and the
@@ -29,11 +28,13 @@ struct ChannelSequencer {
     private var mode = Mode.recovering
     private var held: [Event] = []
     /// The last offset the client has (or was told to reload up to), and its epoch.
-    private(set) var lastOffset: Int64 = 0
-    private(set) var epoch: String?
+    public private(set) var lastOffset: Int64 = 0
+    public private(set) var epoch: String?
+
+    public init() {}
 
     /// A live event from PUB/SUB.
-    mutating func receiveLive(_ event: Event) -> LiveAction {
+    public mutating func receiveLive(_ event: Event) -> LiveAction {
         switch mode {
         case .recovering:
             held.append(event)
@@ -53,7 +54,7 @@ struct ChannelSequencer {
     /// Live events were missed (a gap, or the PUB/SUB connection was made again): hold live events again
     /// (`event`, the one that showed the gap, first) until what was missed has been read from the stream
     /// and handed to `finishRecovery` with the returned position. nil while a repair is already under way.
-    mutating func beginRepair(holding event: Event? = nil) -> (offset: Int64, epoch: String?)? {
+    public mutating func beginRepair(holding event: Event? = nil) -> (offset: Int64, epoch: String?)? {
         guard mode == .live else {
             if let event { held.append(event) }
             return nil
@@ -65,7 +66,7 @@ struct ChannelSequencer {
 
     /// Ends recovery. `history` is the stream from `since.offset + 1` on, `top` the channel's newest
     /// offset and epoch when the history was read (nil: the channel has no history).
-    mutating func finishRecovery(
+    public mutating func finishRecovery(
         since: StreamPosition?, top: (offset: Int64, epoch: String)?, history: [Event]
     ) -> RecoveryResult {
         mode = .live
@@ -97,6 +98,15 @@ struct ChannelSequencer {
             lastOffset = event.offset
         }
         return .recovered(events + takeNewer(held))
+    }
+
+    /// Ends a repair `beginRepair` began at `from`: `history` is the stream after `from.offset`, `top`
+    /// as for `finishRecovery`. A follower that had no position yet takes the channel from its start.
+    public mutating func finishRepair(
+        from: (offset: Int64, epoch: String?), top: (offset: Int64, epoch: String)?, history: [Event]
+    ) -> RecoveryResult {
+        let since = StreamPosition(epoch: from.epoch ?? top?.epoch ?? "", offset: from.offset)
+        return finishRecovery(since: since, top: top, history: history)
     }
 
     private mutating func finishLive(from held: [Event], recovered: Bool) -> RecoveryResult {
