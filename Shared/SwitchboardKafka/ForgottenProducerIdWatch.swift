@@ -29,6 +29,18 @@ struct ForgottenProducerIdWatch {
         return reading.producerEpoch - last.producerEpoch >= Self.bumpsMeaningForgotten && !deliveredSinceLastReading
     }
 
+    /// Every broker connection dropped: true when the producer should be renewed now. An idle producer
+    /// holding an id from a broker that comes back without its state gets its next sends acknowledged
+    /// and lost (seen with Tansu: a workflow-runner idle through the restart had its 29 run events
+    /// reported delivered, and none was on any topic), with no error and no epoch bump to tell. So an
+    /// idle producer that holds an id takes a new one (from the broker as it comes back); a busy one
+    /// is left to the epoch count, since renewing it could send its in-flight messages twice. A new
+    /// handle holds no id until its first statistics report shows one, so a broker that stays down
+    /// does not renew the producer again and again.
+    func shouldRenewWhenAllBrokersDown(idle: Bool) -> Bool {
+        idle && (last?.producerID ?? -1) >= 0
+    }
+
     /// A new librdkafka handle starts its own count.
     mutating func renewed() {
         last = nil

@@ -1,9 +1,13 @@
 public struct KafkaError: Error, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
-        private enum Value { case configuration, broker, queueFull, timedOut, notAssigned, shutdown, renewed }
+        private enum Value {
+            case configuration, broker, allBrokersDown, queueFull, timedOut, notAssigned, shutdown, renewed
+        }
         private let value: Value
         public static let configuration = Code(value: .configuration)
         public static let broker = Code(value: .broker)
+        /// Every connection to the brokers dropped (librdkafka's `_ALL_BROKERS_DOWN`).
+        public static let allBrokersDown = Code(value: .allBrokersDown)
         public static let queueFull = Code(value: .queueFull)
         public static let timedOut = Code(value: .timedOut)
         /// The partition was revoked from this consumer; the message will be read again by its new owner.

@@ -498,6 +498,7 @@ extension KafkaError {
         case RD_KAFKA_RESP_ERR__QUEUE_FULL: code = .queueFull
         case RD_KAFKA_RESP_ERR__TIMED_OUT, RD_KAFKA_RESP_ERR__MSG_TIMED_OUT: code = .timedOut
         case RD_KAFKA_RESP_ERR__STATE, RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION: code = .notAssigned
+        case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN: code = .allBrokersDown
         default: code = .broker
         }
         self.init(code, detail.isEmpty ? "\(name): \(text)" : "\(name): \(text) (\(detail))")
