@@ -473,7 +473,9 @@ struct WorkflowThroughFault {
                 started.withLock { $0 = true }
                 var frames: [JSONValue] = []
                 var afterFault = 0
-                while let received = await client.frames.next(within: .seconds(45)) {
+                // A bound of its own: the socket's heartbeats keep `next(within:)` from ever timing out.
+                let deadline = ContinuousClock.now + .seconds(150)
+                while ContinuousClock.now < deadline, let received = await client.frames.next(within: .seconds(45)) {
                     frames.append(received.frame)
                     if faultAt.withLock({ $0 }) != nil { afterFault += 1 }
                     if WorkflowFlowTests.isOutcome(received.frame) { break }
