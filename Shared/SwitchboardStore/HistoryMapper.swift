@@ -111,7 +111,7 @@ public enum HistoryMapper {
             let reply = AssistantMessageWrite(
                 eventId: envelope.id, messageId: messageId, chatId: chatId,
                 role: final["role"]?.stringValue ?? "assistant",
-                content: final["content"]?.stringValue ?? "", status: status, runId: runID(ofReply: messageId),
+                content: final["content"]?.stringValue ?? "", status: status, runId: ReplyID.answered(by: messageId),
                 usage: json(.object(usage)), extra: json(.object(extra)), finishedAt: envelope.time)
             return [
                 .part(part("stream_end", role: reply.role, content: nil, runId: reply.runId)),
@@ -149,13 +149,6 @@ public enum HistoryMapper {
         default:
             return []
         }
-    }
-
-    /// Replies are `reply-<user message id>` (or `…-<role>` for a dynamic run's last specialist); the
-    /// user message's id is the run's id.
-    static func runID(ofReply messageId: String) -> String? {
-        guard messageId.hasPrefix("reply-") else { return nil }
-        return String(messageId.dropFirst("reply-".count))
     }
 
     static func nonEmpty(_ value: String?) -> String? {

@@ -24,6 +24,11 @@ public struct NodeResult: Sendable, Equatable, Codable {
         self.outputs = outputs
         self.ports = ports
     }
+
+    /// The result of a node whose one output is its text (`template`, `llm`).
+    public static func text(_ text: String) -> NodeResult {
+        NodeResult(outputs: ["text": .string(text)])
+    }
 }
 
 /// The checkpointed state of one node: what a resumed run starts from.

@@ -253,3 +253,14 @@ import Testing
         #expect(Self.tag(Keyspace.Conversation.roles("c1")) == Self.tag(Keyspace.ClientChannel.live(channel)))
     }
 }
+
+/// A reply's id names the message it answers; readers find the run from it.
+@Suite struct ReplyIDTests {
+    @Test func aReplysIdNamesTheMessageItAnswers() {
+        #expect(ReplyID.answering("m-1") == "reply-m-1")
+        #expect(ReplyID.answering("m-1", role: "Kulu") == "reply-m-1-kulu")
+        #expect(ReplyID.answered(by: ReplyID.answering("m-1")) == "m-1")
+        #expect(ReplyID.answered(by: "reply-m-1-kulu") == "m-1-kulu")
+        #expect(ReplyID.answered(by: "m-1") == nil)
+    }
+}

@@ -394,10 +394,10 @@ public struct CollaborationEngine: Sendable {
 
     private func taskID(run: CollaborationRun, role: String) -> String { "\(run.runId)-\(role.lowercased())" }
 
-    /// The final role's reply keeps the one-role id (`reply-<message>`), so clients see one reply per message.
+    /// The final role's reply keeps the one-role id, so clients see one reply per message.
     private func replyID(run: CollaborationRun, role: String) -> String {
         role == run.finalRole && isFinalPlanned(run)
-            ? "reply-\(run.message.messageId)" : "reply-\(run.message.messageId)-\(role.lowercased())"
+            ? ReplyID.answering(run.message.messageId) : ReplyID.answering(run.message.messageId, role: role)
     }
 
     private func isFinalPlanned(_ run: CollaborationRun) -> Bool {

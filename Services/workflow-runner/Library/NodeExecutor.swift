@@ -43,7 +43,7 @@ struct NodeExecutor: Sendable {
             outputs.merge(run.runInputs) { _, given in given }
             return NodeResult(outputs: outputs)
         case .template:
-            return NodeResult(outputs: ["text": .string(try render(node.config["template"], inputs))])
+            return .text(try render(node.config["template"], inputs))
         case .condition:
             let branch = NodeLogic.conditionBranch(config: node.config, value: inputs["value"])
             return NodeResult(outputs: [branch: inputs["value"] ?? .null], ports: [branch])
@@ -61,7 +61,7 @@ struct NodeExecutor: Sendable {
                 id: DeterministicID.uuid(run.runID, node.id, "input_required"))
             return NodeResult(outputs: ["answer": try await run.handle.answers.receive(node.id)])
         case .llm:
-            return NodeResult(outputs: ["text": .string(try await llm(node, inputs: inputs, run: run))])
+            return .text(try await llm(node, inputs: inputs, run: run))
         case .http:
             return try await request(node, inputs: inputs)
         }

@@ -308,3 +308,25 @@ public struct LLMNodeProgress: FramePayload, Equatable {
             partialOutputs = "partial_outputs", timestamp
     }
 }
+
+/// A reply's message id names the user message it answers: `reply-<message id>`, or
+/// `reply-<message id>-<role>` for a role's own reply in a collaboration (its final reply keeps the
+/// plain form, so a client sees one reply per message). The user message's id is also the run's id,
+/// which readers of a channel find a reply's run by.
+public enum ReplyID {
+    private static let prefix = "reply-"
+
+    /// The reply to `messageID`.
+    public static func answering(_ messageID: String) -> String { prefix + messageID }
+
+    /// One role's own reply to `messageID`.
+    public static func answering(_ messageID: String, role: String) -> String {
+        "\(prefix)\(messageID)-\(role.lowercased())"
+    }
+
+    /// What follows the prefix (the message id, and a role's suffix if any); nil for an id that is no
+    /// reply's.
+    public static func answered(by replyID: String) -> String? {
+        replyID.hasPrefix(prefix) ? String(replyID.dropFirst(prefix.count)) : nil
+    }
+}

@@ -184,8 +184,7 @@ extension BishengFrames {
         var runID: String? {
             if let runId, !runId.isEmpty { return runId }
             if let inReplyTo { return inReplyTo }
-            guard let messageId, messageId.hasPrefix("reply-") else { return nil }
-            return String(messageId.dropFirst(6))
+            return messageId.flatMap(ReplyID.answered(by:))
         }
     }
 }

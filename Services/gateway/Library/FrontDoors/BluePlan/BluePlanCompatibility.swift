@@ -207,9 +207,7 @@ final class BluePlanTranslator: Sendable {
             // The orchestrator's fallback reply has no runId, only the reply's id.
             let run =
                 frame.data["runId"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 }
-                ?? frame.data["messageId"]?.stringValue.flatMap {
-                    $0.hasPrefix("reply-") ? String($0.dropFirst(6).prefix(36)) : nil
-                }
+                ?? frame.data["messageId"]?.stringValue.flatMap(ReplyID.answered(by:)).map { String($0.prefix(36)) }
             guard let run else { return false }
             if state.runID == nil { state.runID = run }
             guard state.runID == run else { return false }

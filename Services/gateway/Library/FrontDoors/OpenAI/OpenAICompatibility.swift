@@ -335,7 +335,7 @@ final class CompletionTranslator: Sendable {
         return state.withLock { state -> Update? in
             guard !state.done else { return nil }
             if frame.type == FrameType.messageStreamChunk {
-                guard frame.data["messageId"]?.stringValue == "reply-\(runID)",
+                guard frame.data["messageId"]?.stringValue == ReplyID.answering(runID),
                     let text = frame.data["chunk"]?.stringValue,
                     !text.isEmpty
                 else { return nil }
