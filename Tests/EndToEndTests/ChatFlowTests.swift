@@ -120,25 +120,34 @@ struct ChatFlowTests {
             #expect(frames.last?.data["serverTime"]?.intValue != nil)
 
             // Bob may not follow or write to Alice's conversation.
-            let (denied, _) = try await ChatClient.withConnection(url: url, token: bob) { client -> [String?] in
-                client.send(
-                    ClientCommand(
-                        id: "b1", type: ClientCommandType.subscribeConversation,
-                        data: ["conversationId": .string(conversation)]))
-                client.send(
-                    ClientCommand(
-                        id: "b2", type: ClientCommandType.sendMessage,
-                        data: ["conversationId": .string(conversation), "content": "hi"]))
-                var codes: [String?] = []
-                for _ in 0..<2 {
-                    codes.append(
-                        await client.frames.first(within: .seconds(10), where: { $0.correlationId != nil })?.frame
-                            .error?.code)
-                }
-                return codes
-            }
+            let denied = try await Self.followAndWrite(conversation, as: bob, url: url, content: "hi")
             #expect(denied == ["PERMISSION_DENIED", "PERMISSION_DENIED"])
         }
+    }
+
+    /// Subscribes to `conversation` and sends a message to it as the holder of `token`: the error codes
+    /// of the two answers (nil where one was accepted).
+    static func followAndWrite(_ conversation: String, as token: String, url: String, content: String)
+        async throws -> [String?]
+    {
+        let (codes, _) = try await ChatClient.withConnection(url: url, token: token) { client -> [String?] in
+            client.send(
+                ClientCommand(
+                    id: "follow", type: ClientCommandType.subscribeConversation,
+                    data: ["conversationId": .string(conversation)]))
+            client.send(
+                ClientCommand(
+                    id: "write", type: ClientCommandType.sendMessage,
+                    data: ["conversationId": .string(conversation), "content": .string(content)]))
+            var codes: [String?] = []
+            for _ in 0..<2 {
+                codes.append(
+                    await client.frames.first(within: .seconds(10), where: { $0.correlationId != nil })?.frame
+                        .error?.code)
+            }
+            return codes
+        }
+        return codes ?? []
     }
 
     static func status(of url: String, bearer: String?) async -> Int? {

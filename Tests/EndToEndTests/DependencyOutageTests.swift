@@ -169,23 +169,8 @@ struct DependencyOutageTests {
                     })
                 _ = try await redis.send("DEL", RedisArgument(ownerKey))
 
-                let (denied, _) = try await ChatClient.withConnection(url: url, token: mallory) { client -> [String?] in
-                    client.send(
-                        ClientCommand(
-                            id: "m1", type: ClientCommandType.subscribeConversation,
-                            data: ["conversationId": .string(conversation)]))
-                    client.send(
-                        ClientCommand(
-                            id: "m2", type: ClientCommandType.sendMessage,
-                            data: ["conversationId": .string(conversation), "content": "mine now"]))
-                    var codes: [String?] = []
-                    for _ in 0..<2 {
-                        codes.append(
-                            await client.frames.first(within: .seconds(10), where: { $0.correlationId != nil })?.frame
-                                .error?.code)
-                    }
-                    return codes
-                }
+                let denied = try await ChatFlowTests.followAndWrite(
+                    conversation, as: mallory, url: url, content: "mine now")
                 #expect(denied == ["PERMISSION_DENIED", "PERMISSION_DENIED"])
                 #expect(try await redis.send("GET", RedisArgument(ownerKey)).string == "owner-alice")
                 let ttl = try await redis.send("TTL", RedisArgument(ownerKey)).integer ?? -1
