@@ -267,16 +267,16 @@ public final class KafkaProducer: Sendable {
                 renew(reason: "fatal error: \(error)")
             } else if fatal {
                 logger.info("fatal error of a replaced producer", metadata: ["error": "\(error)"])
-            } else if error.code == .allBrokersDown && fromCurrent
-                && state.withLock({ $0.forgottenId.shouldRenewWhenAllBrokersDown(idle: $0.pending.isEmpty) })
-            {
-                logger.warning("producer error", metadata: ["error": "\(error)"])
-                renew(
-                    reason:
-                        "every broker connection dropped while idle: a broker that comes back without its state would drop this producer id's sends"
-                )
             } else {
                 logger.warning("producer error", metadata: ["error": "\(error)"])
+                if error.code == .allBrokersDown && fromCurrent
+                    && state.withLock({ $0.forgottenId.shouldRenewWhenAllBrokersDown(idle: $0.pending.isEmpty) })
+                {
+                    renew(
+                        reason:
+                            "every broker connection dropped while idle: a broker that comes back without its state would drop this producer id's sends"
+                    )
+                }
             }
         case .log(let level, let facility, let message):
             logLibrdkafka(logger, level: level, facility: facility, message: message)

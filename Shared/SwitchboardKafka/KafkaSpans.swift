@@ -5,37 +5,32 @@ import SwitchboardTracing
 /// `send` span has the id its `traceparent` header names, so the span that processes it on the other
 /// side is its child.
 struct ProducerSpan: Sendable {
-    var context: SpanContext
-    var parentSpanID: String?
-    var topic: String
-    var start: UInt64
+    private let span: OpenSpan
 
     /// nil when tracing is off or the message carries no trace.
     init?(_ message: KafkaOutgoingMessage) {
         guard Tracing.isEnabled,
             let header = message.headers.first(where: { $0.name == BusHeaders.traceparent }),
-            let context = SpanContext(traceparent: header.stringValue)
+            let context = SpanContext(traceparent: header.stringValue),
+            let span = OpenSpan(
+                "send \(message.topic)", kind: .producer, context: context,
+                // The span this message was sent from, when it belongs to the message's trace.
+                parentSpanID: Tracing.current.flatMap { $0.traceID == context.traceID ? $0.spanID : nil },
+                attributes: KafkaSpans.attributes(topic: message.topic, operation: "send"))
         else { return nil }
-        self.context = context
-        // The span this message was sent from, when it belongs to the message's trace.
-        parentSpanID = Tracing.current.flatMap { $0.traceID == context.traceID ? $0.spanID : nil }
-        topic = message.topic
-        start = Tracing.now()
+        self.span = span
     }
 
     func end(_ result: Result<DeliveryReport, KafkaError>) {
-        var attributes = KafkaSpans.attributes(topic: topic, operation: "send")
-        var error: String?
         switch result {
         case .success(let report):
-            attributes.append(("messaging.destination.partition.id", .string(String(report.partition))))
-            attributes.append(("messaging.kafka.offset", .int(report.offset)))
+            span.end(attributes: [
+                ("messaging.destination.partition.id", .string(String(report.partition))),
+                ("messaging.kafka.offset", .int(report.offset)),
+            ])
         case .failure(let failure):
-            error = "\(failure)"
+            span.end(error: "\(failure)")
         }
-        Tracing.record(
-            context, parent: parentSpanID, "send \(topic)", kind: .producer, start: start, attributes: attributes,
-            error: error)
     }
 }
 
