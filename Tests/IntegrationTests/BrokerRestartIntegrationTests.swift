@@ -111,4 +111,55 @@ struct BrokerRestartIntegrationTests {
         await producer.shutdown()
         await admin.shutdown()
     }
+
+    /// A producer idle through the restart: the emptied broker acknowledged its next sends and kept
+    /// nothing (a workflow-runner's 29 run events in a stack run), with no error and no epoch bump. It
+    /// renews when every broker connection drops, so what it sends after the restart is on the topic.
+    @Test func anIdleProducerRenewsWhenEveryBrokerConnectionDrops() async throws {
+        let broker = try await TestBroker()
+        defer { broker.stop() }
+        let client = KafkaClientConfiguration(bootstrapServers: broker.address, clientID: "idle-producer")
+        let admin = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(client: client), logger: TestEnvironment.logger)
+        let topic = [(name: Topics.clientEvents.name, partitions: Topics.clientEvents.partitions)]
+        try await admin.createTopics(topic)
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(client: client), logger: TestEnvironment.logger)
+        _ = try await producer.send(
+            KafkaOutgoingMessage(topic: Topics.clientEvents.name, key: "k", value: Array("before".utf8)))
+        // Idle past a statistics report (every 2 s), which tells the producer it holds an id.
+        try await Task.sleep(for: .seconds(3))
+
+        try await broker.restart()
+        let putBack = await eventually(timeout: .seconds(15)) {
+            guard (try? await admin.createTopics(topic)) != nil else { return false }
+            return (try? await admin.partitionCounts(of: [Topics.clientEvents.name]))?.isEmpty == false
+        }
+        #expect(putBack)
+        _ = try await producer.send(
+            KafkaOutgoingMessage(topic: Topics.clientEvents.name, key: "k", value: Array("after".utf8)))
+
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(client: client, groupID: "idle-producer-reader"),
+            topics: [Topics.clientEvents.name], logger: TestEnvironment.logger)
+        let received = Locked<[String]>([])
+        let reading = Task {
+            await withDiscardingTaskGroup { partitions in
+                for await partition in consumer.partitions {
+                    partitions.addTask {
+                        for await message in partition {
+                            received.withLock { $0.append(String(decoding: message.value, as: UTF8.self)) }
+                        }
+                    }
+                }
+            }
+        }
+        #expect(
+            await eventually(timeout: .seconds(45)) { received.withLock { $0 }.contains("after") },
+            "acknowledged but not on the topic: \(received.withLock { $0 })")
+        await consumer.close()
+        await reading.value
+        await producer.shutdown()
+        await admin.shutdown()
+    }
 }
