@@ -150,17 +150,32 @@ public enum Keyspace {
         public static let workflowSockets = clusterKey("wf-sockets")
     }
 
-    /// Cluster-wide pub/sub channels. They are not keys: a PUBLISH reaches the whole cluster whatever its
-    /// name, so they carry no tag (a tag would make them shard channels); they are here so each name has
-    /// one source.
+    /// Pub/sub channels. They are not keys; they are here so each name has one source.
     public enum PubSub {
-        /// Run ids of stopped collaboration runs; every agent-worker follows it.
+        /// Run ids of stopped collaboration runs; every agent-worker follows it. No tag: a PUBLISH reaches
+        /// the whole cluster.
         public static let runStops = "sb:runs:stop"
+
+        // Channels addressed to one instance carry a tag, so in a cluster they are shard channels
+        // (SPUBLISH/SSUBSCRIBE): the publisher's count of receivers is then the listener's, which a
+        // cluster-wide PUBLISH counts on one node only. A count of 0 tells the publisher its listener is
+        // not subscribed (yet): it resubscribes after a Redis restart, or it is gone.
+
         /// The voice downlink of one gateway instance (`VoiceDownlink` items).
-        public static func voiceDownlink(gateway: String) -> String { "sb:voice:downlink:\(gateway)" }
+        public static func voiceDownlink(gateway: String) -> String { "sb:{gateway:\(gateway)}:voice-downlink" }
         /// Device tool calls for the devices one gateway instance holds (JSON `DeviceToolCall`).
-        public static func deviceToolCalls(gateway: String) -> String { "sb:device-tools:calls:\(gateway)" }
+        public static func deviceToolCalls(gateway: String) -> String { "sb:{gateway:\(gateway)}:device-tool-calls" }
         /// Outcomes of one calling process's device tool calls (JSON `DeviceToolResult`).
-        public static func deviceToolResults(instance: String) -> String { "sb:device-tools:results:\(instance)" }
+        public static func deviceToolResults(instance: String) -> String {
+            "sb:{instance:\(instance)}:device-tool-results"
+        }
+
+        /// The names the release before this one published to a gateway; gateways follow them too, so
+        /// voice-workers and agent-workers of that release keep reaching upgraded gateways
+        /// (docs/deployment.md#upgrading). Remove in the release after.
+        public enum PreviousRelease {
+            public static func voiceDownlink(gateway: String) -> String { "sb:voice:downlink:\(gateway)" }
+            public static func deviceToolCalls(gateway: String) -> String { "sb:device-tools:calls:\(gateway)" }
+        }
     }
 }

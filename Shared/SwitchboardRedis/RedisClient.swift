@@ -90,6 +90,16 @@ public final class RedisClient: Sendable {
         endpoint.isCluster && RedisHashSlot.isShardChannel(channel) ? "SPUBLISH" : "PUBLISH"
     }
 
+    /// Publishes `messages` to `channel` in order, in one pipeline, and returns how many of them, counted
+    /// from the first, a subscriber received. The count is the listener's for a channel on a single node
+    /// and for a shard channel in a cluster; a cluster-wide PUBLISH counts one node's subscribers only.
+    public func publish(_ messages: [[UInt8]], to channel: String) async throws -> Int {
+        let command = publishCommand(for: channel)
+        let name = RedisArgument(channel)
+        let replies = try await pipeline(messages.map { [command, name, RedisArgument(bytes: $0)] })
+        return replies.prefix { ($0.integer ?? 0) > 0 }.count
+    }
+
     /// Runs one command. An error reply throws `RedisError` with code `.server`.
     @discardableResult
     public func send(_ arguments: [RedisArgument]) async throws -> RESPValue {

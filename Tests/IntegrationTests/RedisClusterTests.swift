@@ -168,6 +168,30 @@ struct RedisClusterTests {
         await redis.close()
     }
 
+    /// A channel addressed to one gateway is a shard channel, so the publisher's count of receivers is the
+    /// gateway's wherever its subscription and the publisher's connection are: the voice-worker waits on
+    /// a count of 0 for a gateway subscribing again. A cluster-wide PUBLISH would count one node only.
+    @Test func aGatewaysChannelCountsItsListenerOnEveryShard() async throws {
+        try await TestEnvironment.requireRedisCluster()
+        let redis = makeClient()
+        let subscriber = RedisSubscriber(endpoint: TestEnvironment.redisClusterEndpoint, logger: logger)
+        let primaries = try await RedisClusterNodes.topology().primaries
+        let gateways = try await tagPerPrimary(primaries, prefix: "gateway:count-\(UUID().uuidString.prefix(8))")
+        for tag in gateways.values {
+            let gateway = String(tag.dropFirst("gateway:".count))
+            let channel = Keyspace.PubSub.voiceDownlink(gateway: gateway)
+            #expect(redis.publishCommand(for: channel) == "SPUBLISH")
+            #expect(try await redis.publish([Array("unheard".utf8)], to: channel) == 0)
+            let heard = Mutex<[String]>([])
+            _ = try await subscriber.subscribe(channel) { message in
+                heard.withLock { $0.append(String(decoding: message, as: UTF8.self)) }
+            }
+            #expect(try await redis.publish([Array("one".utf8), Array("two".utf8)], to: channel) == 2)
+            try await waitUntil("\(channel)'s messages") { heard.withLock { $0 } == ["one", "two"] }
+        }
+        await redis.close()
+    }
+
     @Test func theNotifierScriptPublishesOnTheChannelsShard() async throws {
         try await TestEnvironment.requireRedisCluster()
         let redis = makeClient()

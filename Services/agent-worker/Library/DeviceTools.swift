@@ -64,11 +64,9 @@ final class DeviceToolCaller: Service, DeviceToolCalling {
                 do {
                     let encoder = JSONEncoder()
                     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                    let reached =
-                        try await self.redis.send(
-                            "PUBLISH", RedisArgument(Keyspace.PubSub.deviceToolCalls(gateway: toolbox.gateway)),
-                            RedisArgument(bytes: Array(try encoder.encode(call)))
-                        ).integer ?? 0
+                    let reached = try await self.redis.publish(
+                        [Array(try encoder.encode(call))], to: Keyspace.PubSub.deviceToolCalls(gateway: toolbox.gateway)
+                    )
                     // Nobody subscribed: that gateway is gone, and the device with it.
                     if reached == 0 {
                         self.resolve(

@@ -45,6 +45,8 @@ final class VoiceSession: Sendable {
     /// Turns numbered ≤ this were aborted: the speaker stops them at its next step.
     private let abortedThrough = Atomic<Int64>(0)
     private let subscription = Mutex<RedisSubscriptionToken?>(nil)
+    /// Set once no gateway heard the downlink within `listenerWait`: later items fail at once.
+    let downlinkLost = Atomic<Bool>(false)
     let logger: Logger
 
     init(id: String, route: VoiceRoute, owner: VoiceSessions) {

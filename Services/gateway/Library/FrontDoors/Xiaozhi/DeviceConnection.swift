@@ -361,11 +361,18 @@ final class DeviceConnections: Service, Sendable {
         }
         guard claimed else { return }
         do {
-            _ = try await hub.source.follow(Keyspace.PubSub.voiceDownlink(gateway: gateway)) { [weak self] bytes in
-                self?.deliver(bytes)
+            // This release's names and the release before's (workers not yet upgraded still use those).
+            for channel in [
+                Keyspace.PubSub.voiceDownlink(gateway: gateway),
+                Keyspace.PubSub.PreviousRelease.voiceDownlink(gateway: gateway),
+            ] {
+                _ = try await hub.source.follow(channel) { [weak self] bytes in self?.deliver(bytes) }
             }
-            _ = try await hub.source.follow(Keyspace.PubSub.deviceToolCalls(gateway: gateway)) { [weak self] bytes in
-                self?.deliverToolCall(bytes)
+            for channel in [
+                Keyspace.PubSub.deviceToolCalls(gateway: gateway),
+                Keyspace.PubSub.PreviousRelease.deviceToolCalls(gateway: gateway),
+            ] {
+                _ = try await hub.source.follow(channel) { [weak self] bytes in self?.deliverToolCall(bytes) }
             }
         } catch {
             state.withLock { $0.subscribed = false }

@@ -240,9 +240,8 @@ struct DeviceDirectory: Sendable {
         let item = VoiceDownlink.Item(
             sessionId: String(parts[1]), kind: .close, turn: 0,
             payload: Array("\(CloseCode.unauthorized.rawValue) device unbound".utf8))
-        _ = try await redis.send(
-            "PUBLISH", RedisArgument(Keyspace.PubSub.voiceDownlink(gateway: String(parts[0]))),
-            RedisArgument(bytes: VoiceDownlink.encode(item)))
+        _ = try await redis.publish(
+            [VoiceDownlink.encode(item)], to: Keyspace.PubSub.voiceDownlink(gateway: String(parts[0])))
     }
 
     // MARK: online state (written by the device connection)

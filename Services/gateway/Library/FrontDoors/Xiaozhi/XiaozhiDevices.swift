@@ -455,8 +455,7 @@ struct XiaozhiDevices: WebSocketDoor {
         case .reply(let result, let channel):
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            _ = try await redis.send(
-                "PUBLISH", RedisArgument(channel), RedisArgument(bytes: Array(try encoder.encode(result))))
+            _ = try await redis.publish([Array(try encoder.encode(result))], to: channel)
         }
     }
 
