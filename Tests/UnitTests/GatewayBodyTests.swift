@@ -34,7 +34,7 @@ import Testing
             try sortedJSON(CentreMessagePage(messages: [], nextCursor: "x", hasMore: true))
                 == #"{"hasMore":true,"messages":[],"nextCursor":"x"}"#)
         #expect(
-            try sortedJSON(CentreError(error: .init(code: "NOT_FOUND", message: "gone")))
+            try sortedJSON(APIErrorBody(code: "NOT_FOUND", message: "gone"))
                 == #"{"error":{"code":"NOT_FOUND","message":"gone"}}"#)
     }
 

@@ -322,20 +322,12 @@ enum BishengEnvelope {
     }
 
     static func success(_ data: some Encodable) throws -> Response {
-        try render(Body(status_code: 200, status_message: "SUCCESS", data: data), status: .ok)
+        try Response.json(Body(status_code: 200, status_message: "SUCCESS", data: data), status: .ok)
     }
 
     static func failure(_ status: HTTPResponse.Status, code: String, message: String) throws -> Response {
-        try render(
+        try Response.json(
             Body(status_code: status.code, status_message: message, data: JSONValue.null, code: code), status: status)
-    }
-
-    private static func render(_ body: some Encodable, status: HTTPResponse.Status) throws -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Response(
-            status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(body))))
     }
 }
 

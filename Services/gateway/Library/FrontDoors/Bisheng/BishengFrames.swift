@@ -8,10 +8,8 @@ enum BishengFrames {
     static let types: Set<String> = ["start", "message", "progress", "result", "error", "end", "interrupt"]
 
     static func json(type: String, data: some Encodable & Sendable, traceID: String?) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let frame = Frame(type: type, data: data, traceID: traceID)
-        return (try? String(decoding: encoder.encode(JSONValueEncoder().encode(frame)), as: UTF8.self))
+        return (try? String(decoding: GatewayJSON.encoder.encode(JSONValueEncoder().encode(frame)), as: UTF8.self))
             ?? #"{"type":"error"}"#
     }
 

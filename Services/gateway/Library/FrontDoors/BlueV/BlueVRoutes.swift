@@ -102,7 +102,7 @@ extension WorkflowSocket {
                     total_connections: entries.count, active_workflows: try await activeWorkflows(of: entries),
                     connections: claims.isPrivileged ? entries : entries.map(\.forItsUser))
                 if claims.isPrivileged { stats.gateways = try await routing.gateways() }
-                return try Self.encoded(stats)
+                return try Response.json(stats)
             }
         }
         router.post("/api/broadcast") { request, requestContext -> Response in
@@ -116,7 +116,7 @@ extension WorkflowSocket {
                     throw HTTPError(.badRequest, message: "the body is any JSON value")
                 }
                 try await broadcast(posted, from: claims.userID)
-                return try Self.encoded(Broadcasted())
+                return try Response.json(Broadcasted())
             }
         }
         for path in ["/api/connections", "/api/broadcast"] {
@@ -157,12 +157,6 @@ extension WorkflowSocket {
     /// The seed's answer to a broadcast.
     struct Broadcasted: Encodable {
         var status = "broadcasted"
-    }
-
-    static func encoded(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
-        Response(
-            status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: try WorkflowConnection.encoder.encode(value))))
     }
 }
 

@@ -514,11 +514,7 @@ struct WorkflowSocket: WebSocketDoor {
     }
 
     static func json(_ body: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Response(
-            status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(JSONValueEncoder().encode(body)))))
+        try .json(JSONValueEncoder().encode(body), status: status)
     }
 }
 
@@ -551,11 +547,7 @@ final class WorkflowConnection: FrameSink, Sendable {
         session.outbound.enqueue(String(decoding: data, as: UTF8.self))
     }
 
-    static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
+    static let encoder = GatewayJSON.encoder
 
     func recordError() -> Int { consecutiveErrors.add(1, ordering: .relaxed).newValue }
     func recordSuccess() { consecutiveErrors.store(0, ordering: .relaxed) }

@@ -54,14 +54,6 @@ struct CentreMessagePage: Encodable, Equatable {
 }
 
 /// The chat centre's error body: `{"error": {code, message}}`.
-struct CentreError: Encodable, Equatable {
-    struct Detail: Encodable, Equatable {
-        var code: String
-        var message: String
-    }
-
-    var error: Detail
-}
 
 // MARK: Bisheng (seed 002)
 

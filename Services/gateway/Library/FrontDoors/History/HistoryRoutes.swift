@@ -31,7 +31,7 @@ struct HistoryRoutes: Sendable {
                 query.cursor = try cursorParameter(request, "cursor")
                 if let sort = request.uri.queryParameters["sort"].map(String.init) {
                     guard let value = SessionQuery.Sort(rawValue: sort) else {
-                        throw RouteError(.badRequest, "INVALID_ARGUMENT", "sort is created or updated")
+                        throw APIError(.badRequest, "INVALID_ARGUMENT", "sort is created or updated")
                     }
                     query.sort = value
                 }
@@ -49,14 +49,15 @@ struct HistoryRoutes: Sendable {
                     var title: String?
                 }
                 let user = try await userID(request)
-                let body = try await decode(Body.self, request, context, shape: #"{"id"?: "…", "title"?: "…"}"#)
+                let body = try await request.decodeJSON(
+                    Body.self, context: context, shape: #"{"id"?: "…", "title"?: "…"}"#)
                 let chatID = body.id ?? "conv-\(UUID().uuidString.prefix(13).lowercased())"
                 guard CommandHandler.isValidID(chatID) else {
-                    throw RouteError(.badRequest, "INVALID_ARGUMENT", "an id is 1-128 letters, digits, '-', '_' or '.'")
+                    throw APIError(.badRequest, "INVALID_ARGUMENT", "an id is 1-128 letters, digits, '-', '_' or '.'")
                 }
                 // The live path's ownership (Redis) and the history's agree: claim it there too.
                 guard try await access.authorize(userID: user, conversationID: chatID) else {
-                    throw RouteError(
+                    throw APIError(
                         .forbidden, ErrorCode.permissionDenied.rawValue,
                         "conversation \(chatID) belongs to another user")
                 }
@@ -74,9 +75,9 @@ struct HistoryRoutes: Sendable {
         router.patch("/api/v1/conversations/:id") { request, context in
             try await respond(.centre) {
                 struct Body: Decodable { var title: String? }
-                let body = try await decode(Body.self, request, context, shape: #"{"title": "…"}"#)
+                let body = try await request.decodeJSON(Body.self, context: context, shape: #"{"title": "…"}"#)
                 guard let title = body.title, !title.trimmingCharacters(in: .whitespaces).isEmpty else {
-                    throw RouteError(.badRequest, "INVALID_ARGUMENT", "title must not be empty")
+                    throw APIError(.badRequest, "INVALID_ARGUMENT", "title must not be empty")
                 }
                 return CentreConversation(
                     try await store.updateSession(
@@ -114,16 +115,16 @@ struct HistoryRoutes: Sendable {
                     var logo: String?
                 }
                 let user = try await userID(request)
-                let body = try await decode(
-                    Body.self, request, context, shape: #"{"chat_id"?, "flow_id"?, "chat_type"?, "topic"?, "logo"?}"#)
+                let body = try await request.decodeJSON(
+                    Body.self, context: context, shape: #"{"chat_id"?, "flow_id"?, "chat_type"?, "topic"?, "logo"?}"#)
                 let chatID = body.chat_id ?? UUID().uuidString.lowercased()
                 guard CommandHandler.isValidID(chatID) else {
-                    throw RouteError(
+                    throw APIError(
                         .badRequest, "INVALID_ARGUMENT", "a chat id is 1-128 letters, digits, '-', '_' or '.'")
                 }
                 // The live path's ownership (Redis) and the history's agree: claim it there too.
                 guard try await access.authorize(userID: user, conversationID: chatID) else {
-                    throw RouteError(.forbidden, "PERMISSION_DENIED", "session \(chatID) belongs to another user")
+                    throw APIError(.forbidden, "PERMISSION_DENIED", "session \(chatID) belongs to another user")
                 }
                 return BishengSession(
                     try await store.createSession(
@@ -143,7 +144,7 @@ struct HistoryRoutes: Sendable {
                 query.createdUntil = try timeParameter(request, "end_time")
                 if let sort = request.uri.queryParameters["sort"].map(String.init) {
                     guard let value = SessionQuery.Sort(rawValue: sort) else {
-                        throw RouteError(.badRequest, "INVALID_ARGUMENT", "sort is created or updated")
+                        throw APIError(.badRequest, "INVALID_ARGUMENT", "sort is created or updated")
                     }
                     query.sort = value
                 }
@@ -165,11 +166,12 @@ struct HistoryRoutes: Sendable {
                     var logo: String?
                     var state: String?
                 }
-                let body = try await decode(Body.self, request, context, shape: #"{"topic"?, "logo"?, "state"?}"#)
+                let body = try await request.decodeJSON(
+                    Body.self, context: context, shape: #"{"topic"?, "logo"?, "state"?}"#)
                 var state: SessionState?
                 if let value = body.state {
                     guard let parsed = SessionState(rawValue: value) else {
-                        throw RouteError(
+                        throw APIError(
                             .badRequest, "INVALID_ARGUMENT",
                             "state is one of \(SessionState.allCases.map(\.rawValue).joined(separator: ", "))")
                     }
@@ -193,7 +195,7 @@ struct HistoryRoutes: Sendable {
                 guard let chatID = request.uri.queryParameters["chat_id"].map(String.init),
                     CommandHandler.isValidID(chatID)
                 else {
-                    throw RouteError(.badRequest, "INVALID_ARGUMENT", "chat_id is required")
+                    throw APIError(.badRequest, "INVALID_ARGUMENT", "chat_id is required")
                 }
                 let page = try await store.messages(
                     chatID, user: try await userID(request), before: try cursorParameter(request, "cursor"),
@@ -206,7 +208,7 @@ struct HistoryRoutes: Sendable {
             try await respond(.bisheng) {
                 guard let messageID = request.uri.queryParameters["message_id"].map(String.init), !messageID.isEmpty
                 else {
-                    throw RouteError(.badRequest, "INVALID_ARGUMENT", "message_id is required")
+                    throw APIError(.badRequest, "INVALID_ARGUMENT", "message_id is required")
                 }
                 try await store.deleteMessage(messageID, user: try await userID(request))
                 return BishengMessageDeleted(messageID: messageID)
@@ -234,18 +236,6 @@ struct HistoryRoutes: Sendable {
 
     enum Dialect { case centre, bisheng }
 
-    struct RouteError: Error {
-        var status: HTTPResponse.Status
-        var code: String
-        var message: String
-
-        init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
-            self.status = status
-            self.code = code
-            self.message = message
-        }
-    }
-
     /// Runs `body` and renders its value or its error in the dialect's shape, errors with a code.
     func respond<Body: Encodable>(
         _ dialect: Dialect, status: HTTPResponse.Status = .ok, _ body: () async throws -> Body
@@ -254,8 +244,8 @@ struct HistoryRoutes: Sendable {
             let data = try JSONValueEncoder().encode(try await body())
             if dialect == .bisheng { return try BishengEnvelope.success(data) }
             if status == .noContent { return Response(status: .noContent) }
-            return try Self.render(data, status: status)
-        } catch let error as RouteError {
+            return try Response.json(data, status: status)
+        } catch let error as APIError {
             return try Self.error(dialect, status: error.status, code: error.code, message: error.message)
         } catch let error as StoreError {
             let (status, code): (HTTPResponse.Status, String) =
@@ -283,16 +273,7 @@ struct HistoryRoutes: Sendable {
     static func error(_ dialect: Dialect, status: HTTPResponse.Status, code: String, message: String) throws -> Response
     {
         if dialect == .bisheng { return try BishengEnvelope.failure(status, code: code, message: message) }
-        return try render(
-            JSONValueEncoder().encode(CentreError(error: .init(code: code, message: message))), status: status)
-    }
-
-    static func render(_ value: JSONValue, status: HTTPResponse.Status) throws -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Response(
-            status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+        return try Response.json(APIErrorBody(code: code, message: message), status: status)
     }
 
     func userID(_ request: Request) async throws -> String {
@@ -301,25 +282,15 @@ struct HistoryRoutes: Sendable {
 
     func id(_ context: GatewayRequestContext, _ name: String) throws -> String {
         guard let id = context.parameters.get(name), CommandHandler.isValidID(id) else {
-            throw RouteError(.badRequest, "INVALID_ARGUMENT", "an id is 1-128 letters, digits, '-', '_' or '.'")
+            throw APIError(.badRequest, "INVALID_ARGUMENT", "an id is 1-128 letters, digits, '-', '_' or '.'")
         }
         return id
-    }
-
-    func decode<T: Decodable>(_: T.Type, _ request: Request, _ context: GatewayRequestContext, shape: String)
-        async throws -> T
-    {
-        do {
-            return try await request.decode(as: T.self, context: context)
-        } catch {
-            throw RouteError(.badRequest, ErrorCode.badFrame.rawValue, "the body is JSON \(shape)")
-        }
     }
 
     func intParameter(_ request: Request, _ name: String) throws -> Int? {
         guard let text = request.uri.queryParameters[Substring(name)] else { return nil }
         guard let value = Int(String(text)) else {
-            throw RouteError(.badRequest, "INVALID_ARGUMENT", "\(name) must be a number")
+            throw APIError(.badRequest, "INVALID_ARGUMENT", "\(name) must be a number")
         }
         return value
     }
@@ -336,7 +307,7 @@ struct HistoryRoutes: Sendable {
         }
         if let seconds = Double(text) { return Int64(seconds * 1_000_000) }
         if let date = try? Date(text, strategy: .iso8601) { return Int64(date.timeIntervalSince1970 * 1_000_000) }
-        throw RouteError(.badRequest, "INVALID_ARGUMENT", "\(name) is ISO 8601 or seconds since the epoch")
+        throw APIError(.badRequest, "INVALID_ARGUMENT", "\(name) is ISO 8601 or seconds since the epoch")
     }
 
     static func iso(_ micros: Int64) -> String {

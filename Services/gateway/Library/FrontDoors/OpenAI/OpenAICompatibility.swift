@@ -242,9 +242,7 @@ struct OpenAICompatibility: Sendable {
     }
 
     static func encode(_ value: some Encodable) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? String(decoding: encoder.encode(JSONValueEncoder().encode(value)), as: UTF8.self)) ?? "{}"
+        (try? String(decoding: GatewayJSON.encoder.encode(JSONValueEncoder().encode(value)), as: UTF8.self)) ?? "{}"
     }
 
     static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {

@@ -6,20 +6,6 @@ import SwitchboardRedis
 import SwitchboardVoice
 
 /// An error of the device routes: an HTTP status, a code and a reason (docs/voice.md#activation).
-struct DeviceError: Error, Sendable {
-    var status: HTTPResponse.Status
-    var code: String
-    var message: String
-    var retryAfterSeconds: Int?
-
-    init(_ status: HTTPResponse.Status, _ code: String, _ message: String, retryAfterSeconds: Int? = nil) {
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retryAfterSeconds = retryAfterSeconds
-    }
-}
-
 /// Bindings, activation codes and online state of xiaozhi devices, in Redis (shared by every gateway).
 /// Its keys are `Keyspace.Device`'s and the user's `devices`.
 struct DeviceDirectory: Sendable {
@@ -56,7 +42,7 @@ struct DeviceDirectory: Sendable {
             arguments: [RedisArgument(String(rate)), RedisArgument(burst)])
         guard reply.integer == 1 else {
             let wait = max(1, Int((1 / rate).rounded(.up)))
-            throw DeviceError(.tooManyRequests, "RATE_LIMITED", message, retryAfterSeconds: wait)
+            throw APIError(.tooManyRequests, "RATE_LIMITED", message, retryAfterSeconds: wait)
         }
     }
 
@@ -93,13 +79,13 @@ struct DeviceDirectory: Sendable {
                 RedisArgument(lifetime))
             return pending
         }
-        throw DeviceError(.serviceUnavailable, ErrorCode.unavailable.rawValue, "no free activation code; try again")
+        throw APIError(.serviceUnavailable, ErrorCode.unavailable.rawValue, "no free activation code; try again")
     }
 
     /// The token OTA hands a bound device, or nil while it must still activate.
     func grant(for binding: DeviceBinding, client: String, now: Int64) throws -> String? {
         guard binding.clientId.isEmpty || binding.clientId == client else {
-            throw DeviceError(
+            throw APIError(
                 .forbidden, ErrorCode.permissionDenied.rawValue,
                 "this device was bound with another Client-Id; unbind it in the console and bind it again")
         }
@@ -139,7 +125,7 @@ struct DeviceDirectory: Sendable {
 
     func bind(code: String, user: String, now: Int64) async throws -> DeviceBinding {
         guard ActivationCode.isWellFormed(code) else {
-            throw DeviceError(.badRequest, ErrorCode.invalidArgument.rawValue, "code is the 6 digits the device shows")
+            throw APIError(.badRequest, ErrorCode.invalidArgument.rawValue, "code is the 6 digits the device shows")
         }
         // Refilled at one attempt per 10 s: a million codes cannot be tried.
         try await take(
@@ -148,7 +134,7 @@ struct DeviceDirectory: Sendable {
         guard let device = try await redis.send("GET", Self.codeKey(code)).string,
             let pending = try await self.pending(of: device), pending.code == code, pending.expiresAt > now
         else {
-            throw DeviceError(
+            throw APIError(
                 .notFound, "CODE_NOT_FOUND", "no device is waiting with this code (it is valid 5 minutes)")
         }
         let generation = try await redis.send("GET", Self.generationKey(device)).integer ?? 0
@@ -158,7 +144,7 @@ struct DeviceDirectory: Sendable {
             activated: false)
         // NX: of two users racing for one code, one wins.
         let stored = try await redis.send("SET", Self.bindingKey(device), RedisArgument(try Self.encode(binding)), "NX")
-        guard !stored.isNull else { throw DeviceError(.conflict, "ALREADY_BOUND", "this device is already bound") }
+        guard !stored.isNull else { throw APIError(.conflict, "ALREADY_BOUND", "this device is already bound") }
         _ = try await redis.pipeline([
             ["SADD", Self.userDevicesKey(user), RedisArgument(device)], ["DEL", Self.codeKey(code)],
         ])
@@ -208,7 +194,7 @@ struct DeviceDirectory: Sendable {
     /// The user's binding of a device; someone else's device is "not found", never "forbidden".
     func owned(_ device: String, by user: String) async throws -> DeviceBinding {
         guard let binding = try await self.binding(of: device), binding.userId == user else {
-            throw DeviceError(.notFound, "NOT_FOUND", "no device \(device) is bound to you")
+            throw APIError(.notFound, "NOT_FOUND", "no device \(device) is bound to you")
         }
         return binding
     }
@@ -217,7 +203,7 @@ struct DeviceDirectory: Sendable {
         var binding = try await owned(device, by: user)
         binding.name = name
         let stored = try await redis.send("SET", Self.bindingKey(device), RedisArgument(try Self.encode(binding)), "XX")
-        guard !stored.isNull else { throw DeviceError(.notFound, "NOT_FOUND", "no device \(device) is bound to you") }
+        guard !stored.isNull else { throw APIError(.notFound, "NOT_FOUND", "no device \(device) is bound to you") }
         return Self.view(binding, online: try await redis.send("EXISTS", Self.liveKey(device)).integer == 1)
     }
 

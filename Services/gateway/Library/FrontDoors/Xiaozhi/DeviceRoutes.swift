@@ -32,28 +32,28 @@ struct DeviceRoutes: Sendable {
         }
         router.get("/api/v1/devices") { request, _ in
             try await Self.respond {
-                try Self.json(DeviceList(devices: try await directory.devices(of: try await userID(request))))
+                try Response.json(DeviceList(devices: try await directory.devices(of: try await userID(request))))
             }
         }
         router.post("/api/v1/devices/bind") { request, context in
             try await Self.respond {
                 let user = try await userID(request)
-                let body = try await decode(BindBody.self, request, context, shape: #"{"code": "123456"}"#)
+                let body = try await request.decodeJSON(BindBody.self, context: context, shape: #"{"code": "123456"}"#)
                 let binding = try await directory.bind(
                     code: body.code.trimmingCharacters(in: .whitespaces), user: user, now: Clock.epochMilliseconds())
-                return try Self.json(DeviceDirectory.view(binding, online: false), status: .created)
+                return try Response.json(DeviceDirectory.view(binding, online: false), status: .created)
             }
         }
         router.patch("/api/v1/devices/:id") { request, context in
             try await Self.respond {
                 let user = try await userID(request)
                 let device = try deviceID(context)
-                let body = try await decode(RenameBody.self, request, context, shape: #"{"name": "…"}"#)
+                let body = try await request.decodeJSON(RenameBody.self, context: context, shape: #"{"name": "…"}"#)
                 let name = body.name.trimmingCharacters(in: .whitespacesAndNewlines)
                 guard (1...64).contains(name.count),
                     !name.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) })
-                else { throw DeviceError(.badRequest, ErrorCode.invalidArgument.rawValue, "name is 1-64 characters") }
-                return try Self.json(try await directory.rename(device, to: name, user: user))
+                else { throw APIError(.badRequest, ErrorCode.invalidArgument.rawValue, "name is 1-64 characters") }
+                return try Response.json(try await directory.rename(device, to: name, user: user))
             }
         }
         router.delete("/api/v1/devices/:id") { request, context in
@@ -67,7 +67,7 @@ struct DeviceRoutes: Sendable {
     /// 200 once bound (and proven), 202 while waiting for the user; the firmware asks again on 202.
     func activate(_ request: Request, _ context: GatewayRequestContext) async throws -> Response {
         guard let device = request.headers[.deviceID], DeviceIdentity.isValidDeviceID(device) else {
-            throw DeviceError(
+            throw APIError(
                 .badRequest, ErrorCode.invalidArgument.rawValue, "the Device-Id header (the device's MAC) is required")
         }
         try await directory.admit(address: Self.address(of: context))
@@ -76,20 +76,20 @@ struct DeviceRoutes: Sendable {
         do {
             proof = try ActivationProof.parse(Data(body.readableBytesView))
         } catch {
-            throw DeviceError(
+            throw APIError(
                 .badRequest, ErrorCode.badFrame.rawValue,
                 #"the body is JSON {"Payload": {"algorithm", "serial_number", "challenge", "hmac"}} or empty"#)
         }
         switch try await directory.activate(device: device, proof: proof, now: Clock.epochMilliseconds()) {
         case .activated:
-            return try Self.json(ActivationAnswer(status: "activated", message: "device activated"))
+            return try Response.json(ActivationAnswer(status: "activated", message: "device activated"))
         case .pending:
-            return try Self.json(
+            return try Response.json(
                 ActivationAnswer(status: "pending", message: "waiting for a user to enter the code"), status: .accepted)
         case .expired:
-            throw DeviceError(.notFound, "ACTIVATION_EXPIRED", "no activation in progress; ask OTA for a new code")
+            throw APIError(.notFound, "ACTIVATION_EXPIRED", "no activation in progress; ask OTA for a new code")
         case .rejected(let reason):
-            throw DeviceError(.forbidden, ErrorCode.permissionDenied.rawValue, reason)
+            throw APIError(.forbidden, ErrorCode.permissionDenied.rawValue, reason)
         }
     }
 
@@ -101,61 +101,33 @@ struct DeviceRoutes: Sendable {
         do {
             return try await Gateway.authenticate(request, authority: authority).userID
         } catch let error as HTTPError {
-            throw DeviceError(.unauthorized, "UNAUTHORIZED", error.body ?? "a token is required")
+            throw APIError(.unauthorized, "UNAUTHORIZED", error.body ?? "a token is required")
         }
     }
 
     func deviceID(_ context: GatewayRequestContext) throws -> String {
         // Browsers send a MAC's colons percent-encoded (encodeURIComponent).
         guard let id = context.parameters.get("id")?.removingPercentEncoding, DeviceIdentity.isValidDeviceID(id) else {
-            throw DeviceError(
+            throw APIError(
                 .badRequest, ErrorCode.invalidArgument.rawValue,
                 "a device id is 1-64 letters, digits, ':', '-', '_' or '.'")
         }
         return id
     }
 
-    func decode<T: Decodable>(_: T.Type, _ request: Request, _ context: GatewayRequestContext, shape: String)
-        async throws -> T
-    {
-        do {
-            return try await request.decode(as: T.self, context: context)
-        } catch {
-            throw DeviceError(.badRequest, ErrorCode.badFrame.rawValue, "the body is JSON \(shape)")
-        }
-    }
-
-    struct ErrorBody: Encodable {
-        struct Detail: Encodable {
-            var code: String
-            var message: String
-        }
-        var error: Detail
-    }
-
-    /// Renders a `DeviceError` with its code; Redis being down is 503, never a hang or a 500 without a code.
+    /// Renders a `APIError` with its code; Redis being down is 503, never a hang or a 500 without a code.
     static func respond(_ body: () async throws -> Response) async throws -> Response {
         do {
             return try await body()
-        } catch let error as DeviceError {
-            var response = try json(
-                ErrorBody(error: .init(code: error.code, message: error.message)), status: error.status)
+        } catch let error as APIError {
+            var response = try Response.json(
+                APIErrorBody(code: error.code, message: error.message), status: error.status)
             if let seconds = error.retryAfterSeconds { response.headers[.retryAfter] = String(seconds) }
             return response
         } catch is RedisError {
-            return try json(
-                ErrorBody(
-                    error: .init(
-                        code: ErrorCode.unavailable.rawValue, message: "device directory unavailable; try again")),
+            return try Response.json(
+                APIErrorBody(code: ErrorCode.unavailable.rawValue, message: "device directory unavailable; try again"),
                 status: .serviceUnavailable)
         }
-    }
-
-    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Response(
-            status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
     }
 }

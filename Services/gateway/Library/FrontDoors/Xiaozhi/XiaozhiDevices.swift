@@ -113,7 +113,7 @@ struct XiaozhiDevices: WebSocketDoor {
     /// A bound device gets its token; an unbound one an activation code (docs/voice.md#activation).
     func ota(_ request: Request, address: String) async throws -> Response {
         guard let deviceID = request.headers[.deviceID], DeviceIdentity.isValidDeviceID(deviceID) else {
-            throw DeviceError(
+            throw APIError(
                 .badRequest, ErrorCode.invalidArgument.rawValue, "the Device-Id header (the device's MAC) is required")
         }
         try await directory.admit(address: address)
@@ -139,7 +139,7 @@ struct XiaozhiDevices: WebSocketDoor {
                     timeout_ms: pending.expiresAt - now)
             }
         }
-        return try DeviceRoutes.json(answer)
+        return try Response.json(answer)
     }
 
     func webSocketURL(for request: Request) -> String {
@@ -453,9 +453,7 @@ struct XiaozhiDevices: WebSocketDoor {
         case .store(let tools):
             try await VoiceRouteStore(redis: redis).storeTools(tools, session: session)
         case .reply(let result, let channel):
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            _ = try await redis.publish([Array(try encoder.encode(result))], to: channel)
+            _ = try await redis.publish([Array(try GatewayJSON.encoder.encode(result))], to: channel)
         }
     }
 
