@@ -145,10 +145,7 @@ public struct HistoryStore: Service {
     /// A reply travels on another topic than the message it answers, so it can be written before its
     /// session exists: a session created afterwards counts such rows and gives them its user.
     static func insert(_ messages: [UserMessageWrite], on connection: PostgresConnection, logger: Logger) async throws {
-        guard messages.count > 1 else {
-            if let message = messages.first { try await apply(.userMessage(message), on: connection, logger: logger) }
-            return
-        }
+        guard !messages.isEmpty else { return }
         let ids = messages.map(\.messageId), events = messages.map(\.eventId), chats = messages.map(\.chatId)
         let users = messages.map(\.userId), contents = messages.map(\.content), extras = messages.map(\.extra)
         let times = messages.map(\.createdAt), topics = messages.map { String($0.content.prefix(200)) }
@@ -200,32 +197,7 @@ public struct HistoryStore: Service {
     static func apply(_ write: HistoryWrite, on connection: PostgresConnection, logger: Logger) async throws {
         switch write {
         case .userMessage(let message):
-            let topic = String(message.content.prefix(200))
-            try await connection.query(
-                """
-                WITH created AS (
-                    INSERT INTO sessions (chat_id, user_id, topic, state, message_count, created_at, updated_at)
-                    VALUES (\(message.chatId), \(message.userId), \(topic), 'in_progress',
-                            (SELECT count(*) FROM messages early WHERE early.chat_id = \(message.chatId)),
-                            \(message.createdAt), \(message.createdAt))
-                    ON CONFLICT (chat_id) DO NOTHING
-                    RETURNING chat_id, user_id)
-                UPDATE messages SET user_id = created.user_id FROM created
-                WHERE messages.chat_id = created.chat_id AND messages.user_id IS NULL
-                """, logger: logger)
-            try await connection.query(
-                """
-                WITH inserted AS (
-                    INSERT INTO messages (id, event_id, chat_id, flow_id, chat_type, user_id, is_bot, author, content, extra, created_at)
-                    SELECT \(message.messageId), \(message.eventId), s.chat_id, s.flow_id, s.chat_type, \(message.userId), false,
-                           \(message.userId), \(message.content), \(message.extra)::jsonb, \(message.createdAt)
-                    FROM sessions s WHERE s.chat_id = \(message.chatId)
-                    ON CONFLICT DO NOTHING
-                    RETURNING chat_id, created_at)
-                UPDATE sessions SET message_count = message_count + 1, updated_at = GREATEST(updated_at, inserted.created_at),
-                       state = \(unescaped: stateAfterUserMessage(at: "inserted.created_at"))
-                FROM inserted WHERE sessions.chat_id = inserted.chat_id
-                """, logger: logger)
+            try await insert([message], on: connection, logger: logger)
         case .assistantMessage(let reply):
             // Dated by the reply's start, so it sorts right after the message it answers; the run is the
             // one its start named.

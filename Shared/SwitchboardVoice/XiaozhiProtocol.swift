@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SwitchboardContracts
 
 /// The xiaozhi device protocol (docs/voice.md): the JSON messages, the binary audio framings of
 /// protocol versions 1–3 and the reference server's HMAC token. Pure values, no I/O.
@@ -363,7 +364,7 @@ public struct JSONValueBox: Codable, Sendable, Equatable {
     public init(json: String) { self.json = json }
 
     public init(from decoder: any Decoder) throws {
-        let value = try decoder.singleValueContainer().decode(AnyJSON.self)
+        let value = try decoder.singleValueContainer().decode(JSONValue.self)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         json = String(decoding: try encoder.encode(value), as: UTF8.self)
@@ -371,40 +372,6 @@ public struct JSONValueBox: Codable, Sendable, Equatable {
 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
-        try container.encode(try JSONDecoder().decode(AnyJSON.self, from: Data(json.utf8)))
-    }
-}
-
-/// Just enough of a JSON tree to carry an opaque payload through.
-indirect enum AnyJSON: Codable, Equatable {
-    case null, bool(Bool), number(Double), string(String), array([AnyJSON]), object([String: AnyJSON])
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([AnyJSON].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: AnyJSON].self))
-        }
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        switch self {
-        case .null: try container.encodeNil()
-        case .bool(let value): try container.encode(value)
-        case .number(let value): try container.encode(value)
-        case .string(let value): try container.encode(value)
-        case .array(let value): try container.encode(value)
-        case .object(let value): try container.encode(value)
-        }
+        try container.encode(try JSONDecoder().decode(JSONValue.self, from: Data(json.utf8)))
     }
 }
