@@ -355,11 +355,16 @@ struct RecoveryTests {
             let (_, close) = try await ChatClient.withConnection(url: url, token: token) { client in
                 client.send(ClientCommand(id: "p", type: ClientCommandType.ping, data: ["timestamp": 1]))
                 _ = await client.frames.first(within: .seconds(10)) { $0.type == "PONG" }
+                let port = try #require(URL(string: url)?.port)
+                // The gateway drains until its clients have gone (5 s at most): a client that does not
+                // answer the shutdown code keeps the drain long enough to look at it. Without one, this
+                // client's quick goodbye ended it before the plain GET below, now and then.
+                let slowToLeave = try StalledWebSocket(port: port, token: token)
+                defer { withExtendedLifetime(slowToLeave) {} }
                 stack.process(named: "gateway")?.terminate()
                 // While it drains, the gateway refuses new connections, so no client lands on it after
                 // the shutdown codes went out (a refused upgrade is always a bare 400, the WebSocket
                 // library's answer; the same request without the upgrade shows the reason, 503).
-                let port = try #require(URL(string: url)?.port)
                 var refusal = ""
                 // The shutdown code may close this client (cancelling its task) before the gateway's
                 // refusal is seen: only the connection attempts' own errors count, and the waits
