@@ -134,6 +134,17 @@ public enum ChannelWire {
             guard offset > 0, frameJSON.first == "{", frameJSON.count > 2 else { return frameJSON }
             return "{\"offset\":\(offset),\"epoch\":\"\(epoch)\"," + frameJSON.dropFirst()
         }
+
+        /// The frame's `data` as `P`: nil for a frame of another type, or one whose data is not `P`'s shape.
+        public func payload<P: FramePayload>(_: P.Type) -> P? {
+            guard frameType == P.frameType else { return nil }
+            return try? JSONDecoder().decode(FrameData<P>.self, from: Data(frameJSON.utf8)).data
+        }
+    }
+
+    /// Only the `data` of a frame.
+    private struct FrameData<P: Decodable>: Decodable {
+        var data: P
     }
 
     static let separator: Character = " "

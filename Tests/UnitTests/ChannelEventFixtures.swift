@@ -36,6 +36,20 @@ enum ChannelEventFixtures {
             context: .init(agentSource: "Kulu", conversationId: "c", runId: "r1"), retryCount: 3),
         at: eventTime)
 
+    /// An agent's chunk of the reply `reply`.
+    static func replyChunk(_ text: String, reply: String = "reply-r1", position: Int = 0) -> MessageStreamChunk {
+        MessageStreamChunk(
+            ids: ids(reply, role: "David"), chunk: text, position: position, isComplete: false, at: eventTime)
+    }
+
+    /// The run `run` ended with `answer`.
+    static func completion(run: String, answer: String) -> CollaborationComplete {
+        var completion = Self.completion
+        completion.runId = run
+        completion.result.answer = answer
+        return completion
+    }
+
     static let completion = CollaborationComplete(
         conversationId: "c", runId: "r1", messageId: "m1", pattern: .parallel,
         result: .init(

@@ -176,3 +176,30 @@ private func rendered(_ payload: some FramePayload) throws -> String {
         )
     }
 }
+
+@Suite struct ChannelMessagePayloadTests {
+    /// A follower reads a channel event as its contract type, never by field name.
+    @Test func aChannelEventReadsAsItsFramesPayload() throws {
+        let start = MessageStreamStart(messageId: "reply-m1", conversationId: "c", role: "David", inReplyTo: "m1")
+        let message = try ChannelEventFixtures.wire(start)
+        #expect(message.payload(MessageStreamStart.self) == start)
+        // Another frame type is not read as this one, even where the fields would fit.
+        #expect(message.payload(MessageStreamEnd.self) == nil)
+        #expect(
+            try ChannelEventFixtures.wire(ChannelEventFixtures.completion).payload(CollaborationComplete.self)
+                == ChannelEventFixtures.completion)
+    }
+
+    /// An agent's MESSAGE_STREAM_CHUNK and the orchestrator's own both read as the fields they share.
+    @Test func everyReplyChunkReadsAsTheFieldsAllChunksCarry() throws {
+        let agent = try ChannelEventFixtures.wire(ChannelEventFixtures.replyChunk("Hi", position: 4))
+        #expect(
+            agent.payload(FallbackReplyChunk.self)
+                == FallbackReplyChunk(
+                    messageId: "reply-r1", conversationId: "c", chunk: "Hi", position: 4, role: "David"))
+        let fallback = try ChannelEventFixtures.wire(ChannelEventFixtures.fallbackChunk)
+        #expect(fallback.payload(FallbackReplyChunk.self) == ChannelEventFixtures.fallbackChunk)
+        // The orchestrator's chunk lacks the agent's run id and seed fields: it is not an agent's chunk.
+        #expect(fallback.payload(MessageStreamChunk.self) == nil)
+    }
+}

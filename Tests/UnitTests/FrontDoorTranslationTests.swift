@@ -49,18 +49,19 @@ import Testing
         // Another run's chunks and other frames are not shown.
         #expect(
             translator.chunks(
-                for: Self.message(1, FrameType.messageStreamChunk, ["messageId": "reply-r0", "chunk": "x"])
+                for: try ChannelEventFixtures.wire(ChannelEventFixtures.replyChunk("x", reply: "reply-r0"), offset: 1)
             ).isEmpty)
         #expect(
             translator.chunks(for: Self.message(2, FrameType.agentChunk, ["messageId": "reply-r1-alex", "chunk": "x"]))
                 .isEmpty)
         let text = translator.chunks(
-            for: Self.message(3, FrameType.messageStreamChunk, ["messageId": "reply-r1", "chunk": "Hello "]))
+            for: try ChannelEventFixtures.wire(ChannelEventFixtures.replyChunk("Hello ", reply: "reply-r1"), offset: 3))
         #expect(text.hasPrefix("data: ") && text.hasSuffix("\n\n"))
         #expect(Self.json(String(text.dropFirst(6)))?["choices"]?[0]?["delta"]?["content"] == "Hello ")
         #expect(!translator.isDone)
         let end = translator.chunks(
-            for: Self.message(4, FrameType.collaborationComplete, ["runId": "r1", "result": ["answer": "Hello world"]]))
+            for: try ChannelEventFixtures.wire(
+                ChannelEventFixtures.completion(run: "r1", answer: "Hello world"), offset: 4))
         let events = end.components(separatedBy: "\n\n").filter { !$0.isEmpty }.compactMap {
             Self.json(String($0.dropFirst(6)))
         }
@@ -73,7 +74,8 @@ import Testing
         // Nothing after the end.
         #expect(
             translator.chunks(
-                for: Self.message(5, FrameType.messageStreamChunk, ["messageId": "reply-r1", "chunk": "late"])
+                for: try ChannelEventFixtures.wire(
+                    ChannelEventFixtures.replyChunk("late", reply: "reply-r1"), offset: 5)
             ).isEmpty)
     }
 
@@ -81,8 +83,8 @@ import Testing
         let translator = CompletionTranslator(runID: "r1", model: "m", includeUsage: false, promptTokens: 1)
         #expect(translator.completion() == nil)
         _ = translator.observe(
-            Self.message(
-                1, FrameType.collaborationComplete, ["runId": "r1", "result": ["answer": "the team's answer"]]))
+            try ChannelEventFixtures.wire(
+                ChannelEventFixtures.completion(run: "r1", answer: "the team's answer"), offset: 1))
         let completion = try JSONValueEncoder().encode(try #require(translator.completion()))
         #expect(completion["object"] == "chat.completion")
         #expect(completion["choices"]?[0]?["message"] == ["role": "assistant", "content": "the team's answer"])

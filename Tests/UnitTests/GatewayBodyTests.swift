@@ -150,8 +150,7 @@ import Testing
                 == #"data: {"choices":[{"delta":{"content":"","role":"assistant"},"finish_reason":null,"index":0}],\#(base),"usage":null}"#
                 + "\n\n")
         let end = translator.chunks(
-            for: FrontDoorTranslationTests.message(
-                4, FrameType.collaborationComplete, ["runId": "r1", "result": ["answer": "Hello"]]))
+            for: try ChannelEventFixtures.wire(ChannelEventFixtures.completion(run: "r1", answer: "Hello"), offset: 4))
         #expect(
             end
                 == #"data: {"choices":[{"delta":{"content":"Hello"},"finish_reason":null,"index":0}],\#(base),"usage":null}"#
@@ -165,8 +164,8 @@ import Testing
                 == #"data: {"choices":[{"delta":{"content":"","role":"assistant"},"finish_reason":null,"index":0}],"created":\#(plain.created),"id":"chatcmpl-r2","model":"m","object":"chat.completion.chunk"}"#
                 + "\n\n")
         _ = plain.observe(
-            FrontDoorTranslationTests.message(
-                1, FrameType.collaborationComplete, ["runId": "r2", "result": ["answer": "the team's answer"]]))
+            try ChannelEventFixtures.wire(
+                ChannelEventFixtures.completion(run: "r2", answer: "the team's answer"), offset: 1))
         #expect(
             try sortedJSON(try #require(plain.completion()))
                 == #"{"choices":[{"finish_reason":"stop","index":0,"logprobs":null,"message":{"content":"the team's answer","role":"assistant"}}],"created":\#(plain.created),"id":"chatcmpl-r2","model":"m","object":"chat.completion","usage":{"completion_tokens":3,"prompt_tokens":1,"total_tokens":4}}"#

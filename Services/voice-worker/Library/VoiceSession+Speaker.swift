@@ -189,12 +189,14 @@ extension VoiceSession {
         /// One event of the conversation, in order: the answer's start, its chunks spoken sentence by
         /// sentence, its end; or the question's rejection.
         func handle(_ message: ChannelWire.Message) async throws -> AnswerStep {
-            guard let data = Self.data(of: message) else { return .listening }
             switch message.frameType {
-            case FrameType.messageStreamStart:
-                if data["inReplyTo"] as? String == messageID { replyID = data["messageId"] as? String }
-            case FrameType.messageStreamChunk:
-                guard let replyID, data["messageId"] as? String == replyID, let chunk = data["chunk"] as? String
+            case MessageStreamStart.frameType:
+                if let start = message.payload(MessageStreamStart.self), start.inReplyTo == messageID {
+                    replyID = start.messageId
+                }
+            case MessageStreamChunk.frameType:
+                // An agent's chunk or the orchestrator's own: read as the fields both carry.
+                guard let replyID, let chunk = message.payload(FallbackReplyChunk.self), chunk.messageId == replyID
                 else { return .listening }
                 if !firstToken {
                     firstToken = true
@@ -202,19 +204,23 @@ extension VoiceSession {
                         VoiceWorkerMetrics.llmFirstToken.recordInterval(since: submittedAt, clock: clock)
                         .milliseconds
                 }
-                for sentence in splitter.append(chunk) {
+                for sentence in splitter.append(chunk.chunk) {
                     try await speakSentence(sentence)
                     if isAborted(turn.number) { return .aborted }
                 }
-            case FrameType.messageStreamEnd:
-                guard let replyID, data["messageId"] as? String == replyID else { return .listening }
+            case MessageStreamEnd.frameType:
+                guard let replyID, message.payload(MessageStreamEnd.self)?.messageId == replyID else {
+                    return .listening
+                }
                 if let rest = splitter.finish() { try await speakSentence(rest) }
                 return .answered
-            case FrameType.messageRejected:
+            case MessageRejected.frameType:
                 // Not answered (the conversation is busy or its queue full): the device hears why at
                 // once instead of waiting out the answer timeout.
-                guard data["messageId"] as? String == messageID else { return .listening }
-                return .rejected(data["reason"] as? String ?? "rejected")
+                guard let rejected = message.payload(MessageRejected.self), rejected.messageId == messageID else {
+                    return .listening
+                }
+                return .rejected(rejected.reason)
             default:
                 break
             }
@@ -325,11 +331,5 @@ extension VoiceSession {
             gateway: route.gateway)
         try await owner.context.publish(
             owner.context.envelope(payload, routingKey: route.conversationId), to: Topics.chatRequests)
-    }
-
-    static func data(of message: ChannelWire.Message) -> [String: Any]? {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(message.frameJSON.utf8)) as? [String: Any]
-        else { return nil }
-        return object["data"] as? [String: Any]
     }
 }

@@ -238,7 +238,9 @@ public struct CollaborationCompleted: FramePayload, Equatable {
 
 /// The reply the orchestrator writes itself when the final role sent nothing of its own (it failed, or
 /// the run was stopped first): a `MessageStreamStart`, one chunk holding the whole text, a
-/// `MessageStreamEnd`. Its chunk is smaller than an agent-worker's: no timings, no seed 001 fields.
+/// `MessageStreamEnd`. Its chunk is smaller than an agent-worker's: no timings, no seed 001 fields. Its
+/// fields are those every MESSAGE_STREAM_CHUNK carries, so a reader that needs only the text decodes any
+/// chunk as this.
 public struct FallbackReplyChunk: FramePayload, Equatable {
     public static let frameType = FrameType.messageStreamChunk
     public var messageId: String

@@ -327,22 +327,20 @@ final class CompletionTranslator: Sendable {
     }
 
     private func update(_ message: ChannelWire.Message) -> Update? {
-        guard message.frameType == FrameType.messageStreamChunk || message.frameType == FrameType.collaborationComplete,
-            let frame = try? JSONDecoder().decode(ServerFrame.self, from: Data(message.frameJSON.utf8))
-        else { return nil }
+        // Either frame type, read as the fields every one of its frames carries.
+        let chunk = message.payload(FallbackReplyChunk.self)
+        let complete = message.payload(CollaborationComplete.self)
+        guard chunk != nil || complete != nil else { return nil }
         return state.withLock { state -> Update? in
             guard !state.done else { return nil }
-            if frame.type == FrameType.messageStreamChunk {
-                guard frame.data["messageId"]?.stringValue == ReplyID.answering(runID),
-                    let text = frame.data["chunk"]?.stringValue,
-                    !text.isEmpty
-                else { return nil }
-                state.streamed += text
-                return .content(text)
+            if let chunk {
+                guard chunk.messageId == ReplyID.answering(runID), !chunk.chunk.isEmpty else { return nil }
+                state.streamed += chunk.chunk
+                return .content(chunk.chunk)
             }
-            guard frame.data["runId"]?.stringValue == runID else { return nil }
+            guard let complete, complete.runId == runID else { return nil }
             state.done = true
-            let answer = frame.data["result"]?["answer"]?.stringValue ?? ""
+            let answer = complete.result.answer
             state.answer = answer
             let late = state.streamed.isEmpty && !answer.isEmpty ? answer : nil
             return .end(
