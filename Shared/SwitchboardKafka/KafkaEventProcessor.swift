@@ -53,15 +53,9 @@ public struct KafkaEventProcessor: Service {
         consumer: KafkaConsumer, deadLetterProducer: KafkaProducer, retryPolicy: RetryPolicy = RetryPolicy(),
         concurrencyPerPartition: Int = 1, logger: Logger, router: EventRouter
     ) {
-        self.consumer = consumer
-        self.timeLag = ConsumerTimeLag(group: consumer.groupID)
-        self.producer = deadLetterProducer
-        self.retryPolicy = retryPolicy
-        self.concurrencyPerPartition = max(1, concurrencyPerPartition)
-        self.logger = logger
-        self.handler = router.route
-        self.batchHandler = nil
-        self.maximumBatch = 1
+        self.init(
+            consumer: consumer, producer: deadLetterProducer, retryPolicy: retryPolicy,
+            concurrencyPerPartition: concurrencyPerPartition, logger: logger, handler: router.route)
     }
 
     /// Every message goes to `handler`, whatever its type (a consumer of one kind of event).
@@ -69,15 +63,9 @@ public struct KafkaEventProcessor: Service {
         consumer: KafkaConsumer, deadLetterProducer: KafkaProducer, retryPolicy: RetryPolicy = RetryPolicy(),
         concurrencyPerPartition: Int = 1, logger: Logger, handler: @escaping Handler
     ) {
-        self.consumer = consumer
-        self.timeLag = ConsumerTimeLag(group: consumer.groupID)
-        self.producer = deadLetterProducer
-        self.retryPolicy = retryPolicy
-        self.concurrencyPerPartition = max(1, concurrencyPerPartition)
-        self.logger = logger
-        self.handler = Self.completing(handler)
-        self.batchHandler = nil
-        self.maximumBatch = 1
+        self.init(
+            consumer: consumer, producer: deadLetterProducer, retryPolicy: retryPolicy,
+            concurrencyPerPartition: concurrencyPerPartition, logger: logger, handler: Self.completing(handler))
     }
 
     /// Batches: what a partition has buffered (up to `maximumBatch` messages) goes to `batchHandler`
@@ -88,13 +76,22 @@ public struct KafkaEventProcessor: Service {
         consumer: KafkaConsumer, deadLetterProducer: KafkaProducer, retryPolicy: RetryPolicy = RetryPolicy(),
         maximumBatch: Int, logger: Logger, batchHandler: @escaping BatchHandler, handler: @escaping Handler
     ) {
+        self.init(
+            consumer: consumer, producer: deadLetterProducer, retryPolicy: retryPolicy, concurrencyPerPartition: 1,
+            logger: logger, handler: Self.completing(handler), batchHandler: batchHandler, maximumBatch: maximumBatch)
+    }
+
+    private init(
+        consumer: KafkaConsumer, producer: KafkaProducer, retryPolicy: RetryPolicy, concurrencyPerPartition: Int,
+        logger: Logger, handler: @escaping EventRouter.Route, batchHandler: BatchHandler? = nil, maximumBatch: Int = 1
+    ) {
         self.consumer = consumer
         self.timeLag = ConsumerTimeLag(group: consumer.groupID)
-        self.producer = deadLetterProducer
+        self.producer = producer
         self.retryPolicy = retryPolicy
-        self.concurrencyPerPartition = 1
+        self.concurrencyPerPartition = max(1, concurrencyPerPartition)
         self.logger = logger
-        self.handler = Self.completing(handler)
+        self.handler = handler
         self.batchHandler = batchHandler
         self.maximumBatch = max(1, maximumBatch)
     }

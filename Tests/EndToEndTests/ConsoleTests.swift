@@ -583,9 +583,7 @@ struct ConsoleTests {
                 url: url, token: deviceToken, deviceID: deviceID, clientID: clientID
             ) { device -> [String: String] in
                 let session = try await VoiceFlowTests.hello(device)
-                device.send(.listen(.start, mode: .auto, sessionId: session))
-                try await device.stream(speech)
-                let heard = await device.collect(idle: .seconds(30)) { $0.message?.ttsState == .stop }
+                let heard = try await VoiceFlowTests.sayAndHear(device, session: session, speech)
                 #expect(heard.contains { $0.audio != nil }, "the device heard no answer")
                 let browser = try HeadlessBrowser(executable: chromium, url: page, directory: directory)
                 defer { browser.close() }

@@ -210,9 +210,7 @@ struct TracingFlowTests {
                     url: url, token: token, deviceID: deviceID, clientID: clientID
                 ) { device -> (String, [DeviceSimulator.Received]) in
                     let session = try await VoiceFlowTests.hello(device)
-                    device.send(.listen(.start, mode: .auto, sessionId: session))
-                    try await device.stream(speech)
-                    return (session, await device.collect(idle: .seconds(30)) { $0.message?.ttsState == .stop })
+                    return (session, try await VoiceFlowTests.sayAndHear(device, session: session, speech))
                 }
                 let (session, received) = try #require(result)
                 #expect(received.contains { $0.audio != nil }, "no answer was spoken")

@@ -130,9 +130,7 @@ struct VoiceFlowTests {
             ) {
                 device -> [DeviceSimulator.Received] in
                 let session = try await Self.hello(device)
-                device.send(.listen(.start, mode: .auto, sessionId: session))
-                try await device.stream(speech)
-                return await device.collect(idle: .seconds(30)) { $0.message?.ttsState == .stop }
+                return try await Self.sayAndHear(device, session: session, speech)
             }
             let received = try #require(result)
             let stt = try #require(received.compactMap(\.message).first { $0.type == "stt" })
@@ -416,9 +414,7 @@ struct VoiceFlowTests {
                     url: stack.webSocketURL, token: token, deviceID: Self.deviceID(), protocolVersion: 2
                 ) { device -> [DeviceSimulator.Received] in
                     let session = try await Self.hello(device)
-                    device.send(.listen(.start, mode: .auto, sessionId: session))
-                    try await device.stream(speech)
-                    return await device.collect(idle: .seconds(30)) { $0.message?.ttsState == .stop }
+                    return try await Self.sayAndHear(device, session: session, speech)
                 }
                 let received = try #require(result)
                 #expect(received.compactMap(\.message).first { $0.type == "stt" }?.text == FakeOpenAI.transcription)
@@ -428,6 +424,15 @@ struct VoiceFlowTests {
                 #expect(fake.authorizations.withLock { $0 }.allSatisfy { $0 == "Bearer sk-voice" })
             }
         }
+    }
+
+    /// The device says `speech` in auto mode (the server's VAD ends the turn) and hears until `tts stop`.
+    static func sayAndHear(
+        _ device: DeviceSimulator, session: String, _ speech: [[UInt8]]
+    ) async throws -> [DeviceSimulator.Received] {
+        device.send(.listen(.start, mode: .auto, sessionId: session))
+        try await device.stream(speech)
+        return await device.collect(idle: .seconds(30)) { $0.message?.ttsState == .stop }
     }
 
     /// The OpenAI-compatible engines refuse (401): each call is retried, then the offline engines
@@ -446,9 +451,7 @@ struct VoiceFlowTests {
                 ) {
                     device -> [DeviceSimulator.Received] in
                     let session = try await Self.hello(device)
-                    device.send(.listen(.start, mode: .auto, sessionId: session))
-                    try await device.stream(speech)
-                    return await device.collect(idle: .seconds(30)) { $0.message?.ttsState == .stop }
+                    return try await Self.sayAndHear(device, session: session, speech)
                 }
                 let received = try #require(result)
                 let stt = received.compactMap(\.message).first { $0.type == "stt" }?.text ?? ""

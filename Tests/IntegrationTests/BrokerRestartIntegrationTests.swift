@@ -84,23 +84,11 @@ struct BrokerRestartIntegrationTests {
     @Test func aProducerTheBrokerForgotRenewsItselfWithoutATopicCheck() async throws {
         let broker = try await TestBroker()
         defer { broker.stop() }
-        let client = KafkaClientConfiguration(bootstrapServers: broker.address, clientID: "forgotten-producer")
-        let admin = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(client: client), logger: TestEnvironment.logger)
-        let topic = [(name: Topics.clientEvents.name, partitions: Topics.clientEvents.partitions)]
-        try await admin.createTopics(topic)
-        let producer = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(client: client), logger: TestEnvironment.logger)
-        let message = KafkaOutgoingMessage(topic: Topics.clientEvents.name, key: "k", value: Array("before".utf8))
-        _ = try await producer.send(message)
+        let (_, admin, producer) = try await Self.producerThatSentOnce(on: broker, clientID: "forgotten-producer")
 
         try await broker.restart()
         // Someone else's keeper puts the topic back; this producer's owner never looks.
-        let putBack = await eventually(timeout: .seconds(15)) {
-            guard (try? await admin.createTopics(topic)) != nil else { return false }
-            return (try? await admin.partitionCounts(of: [Topics.clientEvents.name]))?.isEmpty == false
-        }
-        #expect(putBack)
+        #expect(await Self.putTheTopicBack(admin))
         let started = ContinuousClock.now
         let sent = try await producer.send(
             KafkaOutgoingMessage(topic: Topics.clientEvents.name, key: "k", value: Array("after".utf8)))
@@ -118,24 +106,12 @@ struct BrokerRestartIntegrationTests {
     @Test func anIdleProducerRenewsWhenEveryBrokerConnectionDrops() async throws {
         let broker = try await TestBroker()
         defer { broker.stop() }
-        let client = KafkaClientConfiguration(bootstrapServers: broker.address, clientID: "idle-producer")
-        let admin = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(client: client), logger: TestEnvironment.logger)
-        let topic = [(name: Topics.clientEvents.name, partitions: Topics.clientEvents.partitions)]
-        try await admin.createTopics(topic)
-        let producer = try KafkaProducer(
-            configuration: KafkaProducerConfiguration(client: client), logger: TestEnvironment.logger)
-        _ = try await producer.send(
-            KafkaOutgoingMessage(topic: Topics.clientEvents.name, key: "k", value: Array("before".utf8)))
+        let (client, admin, producer) = try await Self.producerThatSentOnce(on: broker, clientID: "idle-producer")
         // Idle past a statistics report (every 2 s), which tells the producer it holds an id.
         try await Task.sleep(for: .seconds(3))
 
         try await broker.restart()
-        let putBack = await eventually(timeout: .seconds(15)) {
-            guard (try? await admin.createTopics(topic)) != nil else { return false }
-            return (try? await admin.partitionCounts(of: [Topics.clientEvents.name]))?.isEmpty == false
-        }
-        #expect(putBack)
+        #expect(await Self.putTheTopicBack(admin))
         _ = try await producer.send(
             KafkaOutgoingMessage(topic: Topics.clientEvents.name, key: "k", value: Array("after".utf8)))
 
@@ -162,4 +138,31 @@ struct BrokerRestartIntegrationTests {
         await producer.shutdown()
         await admin.shutdown()
     }
+
+    static let topic = [(name: Topics.clientEvents.name, partitions: Topics.clientEvents.partitions)]
+
+    /// The client-events topic on `broker`, an admin client, and the producer under test, which has sent
+    /// one message there (so it holds a producer id).
+    static func producerThatSentOnce(on broker: TestBroker, clientID: String) async throws -> (
+        client: KafkaClientConfiguration, admin: KafkaProducer, producer: KafkaProducer
+    ) {
+        let client = KafkaClientConfiguration(bootstrapServers: broker.address, clientID: clientID)
+        let admin = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(client: client), logger: TestEnvironment.logger)
+        try await admin.createTopics(topic)
+        let producer = try KafkaProducer(
+            configuration: KafkaProducerConfiguration(client: client), logger: TestEnvironment.logger)
+        _ = try await producer.send(
+            KafkaOutgoingMessage(topic: Topics.clientEvents.name, key: "k", value: Array("before".utf8)))
+        return (client, admin, producer)
+    }
+
+    /// After the broker came back empty: the topic created again, as another service's keeper would.
+    static func putTheTopicBack(_ admin: KafkaProducer) async -> Bool {
+        await eventually(timeout: .seconds(15)) {
+            guard (try? await admin.createTopics(topic)) != nil else { return false }
+            return (try? await admin.partitionCounts(of: [Topics.clientEvents.name]))?.isEmpty == false
+        }
+    }
+
 }
