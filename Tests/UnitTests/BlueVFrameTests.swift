@@ -8,7 +8,7 @@ import Testing
 /// The frames the gateway writes itself on seed 003's socket, byte for byte, and what subscriptions let through.
 @Suite struct BlueVFrameTests {
     private func json(_ frame: some Encodable) throws -> String {
-        String(decoding: try WorkflowConnection.encoder.encode(frame), as: UTF8.self)
+        String(decoding: try GatewayJSON.encoder.encode(frame), as: UTF8.self)
     }
 
     @Test func theSeedsFramesKeepTheSeedsFieldsWithSwitchboardsBeside() throws {

@@ -543,11 +543,9 @@ final class WorkflowConnection: FrameSink, Sendable {
     var subscriptions: [String] { subscribed.withLock { $0.sorted() } }
 
     func send(_ frame: some Encodable) {
-        guard let data = try? Self.encoder.encode(frame) else { return }
+        guard let data = try? GatewayJSON.encoder.encode(frame) else { return }
         session.outbound.enqueue(String(decoding: data, as: UTF8.self))
     }
-
-    static let encoder = GatewayJSON.encoder
 
     func recordError() -> Int { consecutiveErrors.add(1, ordering: .relaxed).newValue }
     func recordSuccess() { consecutiveErrors.store(0, ordering: .relaxed) }
@@ -613,7 +611,7 @@ final class WorkflowConnection: FrameSink, Sendable {
     }
 
     static func render(_ value: JSONValue) -> String? {
-        (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) }
+        (try? GatewayJSON.encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) }
     }
 
     func insufficientState(_ reason: String) {

@@ -264,9 +264,7 @@ struct DeviceDirectory: Sendable {
     // MARK: JSON in Redis
 
     static func encode(_ value: some Encodable) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        return String(decoding: try encoder.encode(value), as: UTF8.self)
+        String(decoding: try GatewayJSON.encoder.encode(value), as: UTF8.self)
     }
 
     static func decode<T: Decodable>(_: T.Type, _ reply: RESPValue) throws -> T? {
