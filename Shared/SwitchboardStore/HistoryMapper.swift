@@ -52,20 +52,49 @@ public struct TurnWrite: Sendable, Equatable {
 
 /// What the history keeps of each bus event: user messages from `sb.chat.requests`; from
 /// `sb.client.events` (conversation channel only, the role-activity copies are the same events again)
-/// the reply's start and end, role status changes, errors, tool calls and the run's outcome. Chunks
-/// are not stored one by one: the end of a reply carries its whole (or partial) text.
+/// the reply's start and end, role status changes, errors and the run's outcome. Chunks are not stored
+/// one by one: the end of a reply carries its whole (or partial) text.
+///
+/// Events are read as their frames' payload types, the shapes every producer writes (and the previous
+/// release wrote: the types kept the field names the frames had when they were built by hand). An event
+/// whose data is not its type's shape throws: the recorder dead-letters it, where it can be looked at
+/// and replayed (`switchboard dlq`), instead of a row written with fields missing.
 public enum HistoryMapper {
+    /// A user message's `extra`: the client's command id and choices.
+    struct UserMessageExtra: Encodable {
+        var clientMessageId: String
+        var pattern: String?
+        var busyPolicy: String?
+    }
+
+    /// A reply's `usage`.
+    struct ReplyUsage: Encodable {
+        var chunks: Int
+        var durationMs: Int?
+    }
+
+    /// A reply's `extra`: the engine, and why it failed.
+    struct ReplyExtra: Encodable {
+        var engine: String
+        var error: String?
+        var failedRole: String?
+    }
+
+    /// A turn's `usage`.
+    struct TurnUsage: Encodable {
+        var roles: Int
+        var durationMs: Int
+    }
+
     public static func writes(for envelope: Envelope<ChatMessageSubmitted>) -> [HistoryWrite] {
         let message = envelope.payload
-        var extra: [String: JSONValue] = ["clientMessageId": .string(message.clientMessageId)]
-        if let pattern = message.pattern { extra["pattern"] = .string(pattern) }
-        if let policy = message.busyPolicy { extra["busyPolicy"] = .string(policy) }
+        let extra = UserMessageExtra(
+            clientMessageId: message.clientMessageId, pattern: message.pattern, busyPolicy: message.busyPolicy)
         return [
             .userMessage(
                 UserMessageWrite(
                     eventId: envelope.id, messageId: message.messageId, chatId: message.conversationId,
-                    userId: message.userId, content: message.content, extra: json(.object(extra)),
-                    createdAt: envelope.time))
+                    userId: message.userId, content: message.content, extra: json(extra), createdAt: envelope.time))
         ]
     }
 
@@ -73,78 +102,71 @@ public enum HistoryMapper {
         [.sessionState(chatId: envelope.payload.conversationId, state: .interrupted, at: envelope.time)]
     }
 
-    public static func writes(for envelope: Envelope<ClientEvent>) -> [HistoryWrite] {
+    public static func writes(for envelope: Envelope<ClientEvent>) throws -> [HistoryWrite] {
         let event = envelope.payload
         guard event.channel.kind == .conversation, !event.ephemeral else { return [] }
         let chatId = event.channel.id
-        let data = event.data
         let id = envelope.id.uuidString.lowercased()
-        func part(_ kind: String, role: String?, content: String?, runId: String? = nil) -> TurnPart {
+        func part(_ kind: String, runId: String?, messageId: String?, role: String?, content: String?) -> TurnPart {
             TurnPart(
-                id: id, chatId: chatId, runId: runId ?? nonEmpty(data["runId"]?.stringValue),
-                messageId: data["messageId"]?.stringValue, kind: kind, role: role, content: content, data: json(data),
-                createdAt: envelope.time)
+                id: id, chatId: chatId, runId: runId, messageId: messageId, kind: kind, role: role, content: content,
+                data: json(event.data), createdAt: envelope.time)
         }
         switch event.frameType {
-        case FrameType.messageStreamStart:
+        case MessageStreamStart.frameType:
+            let start = try event.data.decode(as: MessageStreamStart.self)
             return [
                 .part(
                     part(
-                        "stream_start", role: data["role"]?.stringValue, content: nil,
-                        runId: data["inReplyTo"]?.stringValue)),
+                        "stream_start", runId: start.inReplyTo, messageId: start.messageId, role: start.role,
+                        content: nil)),
                 .sessionState(chatId: chatId, state: .inProgress, at: envelope.time),
             ]
-        case FrameType.messageStreamEnd:
-            guard let messageId = data["messageId"]?.stringValue else { return [] }
-            let final = data["finalMessage"] ?? .object([:])
-            let metadata = data["metadata"] ?? .object([:])
-            let status =
-                metadata["status"]?.stringValue.flatMap { $0 == "stopped" || $0 == "failed" ? $0 : nil } ?? "completed"
-            var extra: [String: JSONValue] = [:]
-            if let engine = metadata["engine"] { extra["engine"] = engine }
-            if let error = metadata["error"] { extra["error"] = error }
-            if let failedRole = metadata["failedRole"] { extra["failedRole"] = failedRole }
-            var usage: [String: JSONValue] = [:]
-            for key in ["chunks", "durationMs", "promptTokens", "completionTokens", "totalTokens"] {
-                if let value = metadata[key] { usage[key] = value }
-            }
+        case MessageStreamEnd.frameType:
+            let end = try event.data.decode(as: MessageStreamEnd.self)
+            let status = end.metadata.status.flatMap { $0 == "stopped" || $0 == "failed" ? $0 : nil } ?? "completed"
             let reply = AssistantMessageWrite(
-                eventId: envelope.id, messageId: messageId, chatId: chatId,
-                role: final["role"]?.stringValue ?? "assistant",
-                content: final["content"]?.stringValue ?? "", status: status, runId: ReplyID.answered(by: messageId),
-                usage: json(.object(usage)), extra: json(.object(extra)), finishedAt: envelope.time)
+                eventId: envelope.id, messageId: end.messageId, chatId: chatId, role: end.finalMessage.role,
+                content: end.finalMessage.content, status: status, runId: ReplyID.answered(by: end.messageId),
+                usage: json(ReplyUsage(chunks: end.metadata.chunks, durationMs: end.metadata.durationMs)),
+                extra: json(
+                    ReplyExtra(
+                        engine: end.metadata.engine, error: end.metadata.error, failedRole: end.metadata.failedRole)),
+                finishedAt: envelope.time)
             return [
-                .part(part("stream_end", role: reply.role, content: nil, runId: reply.runId)),
+                .part(part("stream_end", runId: reply.runId, messageId: end.messageId, role: reply.role, content: nil)),
                 .assistantMessage(reply),
                 .sessionState(
                     chatId: chatId, state: status == "stopped" ? .interrupted : .waitingForInput, at: envelope.time),
             ]
-        case FrameType.roleStatusChange:
-            return [.part(part("role_status", role: data["role"]?.stringValue, content: data["status"]?.stringValue))]
-        case FrameType.agentError:
-            let message = data["payload"]?["error"]?.stringValue ?? data["error"]?.stringValue
-            return [.part(part("error", role: data["role"]?.stringValue, content: message))]
-        case FrameType.toolCall:
-            return [.part(part("tool_call", role: data["role"]?.stringValue, content: data["name"]?.stringValue))]
-        case FrameType.collaborationComplete:
-            guard let runId = data["runId"]?.stringValue else { return [] }
-            let result = data["result"] ?? .object([:])
-            let contributions = data["contributions"]?.arrayValue ?? []
-            let texts = contributions.enumerated().map { index, contribution in
+        case RoleStatusChange.frameType:
+            let change = try event.data.decode(as: RoleStatusChange.self)
+            return [.part(part("role_status", runId: nil, messageId: nil, role: change.role, content: change.status))]
+        case AgentError.frameType:
+            let failure = try event.data.decode(as: AgentError.self)
+            return [
+                .part(
+                    part(
+                        "error", runId: nonEmpty(failure.ids.runId), messageId: failure.ids.messageId,
+                        role: failure.ids.role, content: failure.event.payload.error))
+            ]
+        case CollaborationComplete.frameType:
+            let complete = try event.data.decode(as: CollaborationComplete.self)
+            let texts = complete.contributions.enumerated().map { index, contribution in
                 TurnPart(
-                    id: "\(id)#\(index)", chatId: chatId, runId: runId, messageId: nil, kind: "text",
-                    role: contribution["role"]?.stringValue, content: contribution["content"]?.stringValue ?? "",
-                    data: json(contribution), createdAt: envelope.time)
+                    id: "\(id)#\(index)", chatId: chatId, runId: complete.runId, messageId: nil, kind: "text",
+                    role: contribution.role, content: contribution.content, data: json(contribution),
+                    createdAt: envelope.time)
             }
-            var usage: [String: JSONValue] = ["roles": .number(Double(contributions.count))]
-            if let duration = data["duration"] { usage["durationMs"] = duration }
+            let result = complete.result
             return [
                 .turn(
                     TurnWrite(
-                        eventId: envelope.id, runId: runId, chatId: chatId, messageId: data["messageId"]?.stringValue,
-                        status: result["status"]?.stringValue ?? "completed", pattern: data["pattern"]?.stringValue,
-                        answer: result["answer"]?.stringValue, failedRoles: json(result["failedRoles"] ?? .array([])),
-                        usage: json(.object(usage)), finishedAt: envelope.time, texts: texts))
+                        eventId: envelope.id, runId: complete.runId, chatId: chatId, messageId: complete.messageId,
+                        status: result.status, pattern: complete.pattern.rawValue, answer: result.answer,
+                        failedRoles: json(result.failedRoles),
+                        usage: json(TurnUsage(roles: complete.contributions.count, durationMs: complete.duration)),
+                        finishedAt: envelope.time, texts: texts))
             ]
         default:
             return []
@@ -155,14 +177,10 @@ public enum HistoryMapper {
         value.flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    static func json(_ value: JSONValue) -> String {
+    /// JSON text as the history's columns keep it: sorted keys, so equal values are equal text.
+    static func json(_ value: some Encodable) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"
     }
-}
-
-extension FrameType {
-    /// A role called a tool (seed 001's tool events); stored as a turn part.
-    public static let toolCall = "TOOL_CALL"
 }

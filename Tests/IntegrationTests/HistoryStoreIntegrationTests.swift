@@ -63,12 +63,23 @@ private func userMessage(
             gateway: "t"))
 }
 
-private func clientEvent(_ chat: String, _ type: String, _ data: JSONValue, at time: Int64, event: UUID = UUID())
-    -> Envelope<ClientEvent>
-{
+private func clientEvent(_ chat: String, _ payload: some FramePayload, at time: Int64) throws -> Envelope<ClientEvent> {
     Envelope(
-        id: event, time: time, routingKey: chat, source: EventSource(service: "agent-worker", instance: "t"),
-        payload: ClientEvent(channel: .conversation(chat), frameType: type, data: data))
+        time: time, routingKey: chat, source: EventSource(service: "agent-worker", instance: "t"),
+        payload: try ClientEvent(channel: .conversation(chat), payload: payload))
+}
+
+/// The end of the reply to `message` in `chat`.
+private func replyEnd(
+    _ chat: String, answering message: String, role: String, content: String, _ metadata: MessageStreamEnd.Metadata,
+    at time: Int64
+) throws -> Envelope<ClientEvent> {
+    let id = ReplyID.answering(message)
+    return try clientEvent(
+        chat,
+        MessageStreamEnd(
+            messageId: id, finalMessage: .init(id: id, conversationId: chat, role: role, content: content),
+            metadata: metadata), at: time)
 }
 
 @Suite(.serialized, .timeLimit(.minutes(2)))
@@ -101,12 +112,9 @@ struct HistoryStoreIntegrationTests {
         try await withHistoryStore { store, _ in
             let message = userMessage("chat-1", user: "alice", id: "m1", content: "hello", at: 1_000)
             for _ in 0..<2 { try await store.apply(HistoryMapper.writes(for: message)) }
-            let end = clientEvent(
-                "chat-1", FrameType.messageStreamEnd,
-                [
-                    "messageId": "reply-m1", "finalMessage": ["role": "Catherine", "content": "hi there"],
-                    "metadata": ["chunks": 2, "engine": "offline"],
-                ], at: 2_000)
+            let end = try replyEnd(
+                "chat-1", answering: "m1", role: "Catherine", content: "hi there", .init(chunks: 2, engine: "offline"),
+                at: 2_000)
             for _ in 0..<2 { try await store.apply(HistoryMapper.writes(for: end)) }
             let page = try await store.messages("chat-1", user: "alice")
             #expect(page.items.map(\.id) == ["reply-m1", "m1"])
@@ -120,9 +128,9 @@ struct HistoryStoreIntegrationTests {
     /// in CI): the session created afterwards counts it and gives it its user.
     @Test(arguments: [1, 3]) func aReplyStoredBeforeItsSessionIsCountedAndAdopted(batch: Int) async throws {
         try await withHistoryStore { store, _ in
-            let end = clientEvent(
-                "chat-e", FrameType.messageStreamEnd,
-                ["messageId": "reply-e1", "finalMessage": ["role": "Catherine", "content": "early"]], at: 2_000)
+            let end = try replyEnd(
+                "chat-e", answering: "e1", role: "Catherine", content: "early", .init(chunks: 1, engine: "offline"),
+                at: 2_000)
             try await store.apply(HistoryMapper.writes(for: end))
             let messages = (1...batch).map {
                 userMessage("chat-e", user: "erin", id: "e\($0)", content: "hi \($0)", at: Int64($0))
@@ -147,32 +155,38 @@ struct HistoryStoreIntegrationTests {
         try await withHistoryStore { store, _ in
             try await store.apply(
                 HistoryMapper.writes(for: userMessage("c", user: "bob", id: "m9", content: "write an essay", at: 10)))
+            let ids = ReplyIDs(messageId: "reply-m9-kulu", conversationId: "c", role: "Kulu", runId: "m9")
             let events: [Envelope<ClientEvent>] = [
-                clientEvent(
-                    "c", FrameType.roleStatusChange, ["role": "Alex", "status": "ANALYZING", "previousStatus": "IDLE"],
-                    at: 20),
-                clientEvent(
-                    "c", FrameType.messageStreamStart,
-                    ["messageId": "reply-m9", "role": "Catherine", "inReplyTo": "m9"], at: 30),
-                clientEvent(
-                    "c", FrameType.agentError, ["role": "Kulu", "runId": "m9", "payload": ["error": "model down"]],
+                try clientEvent(
+                    "c",
+                    RoleStatusChange(
+                        conversationId: "c", role: "Alex", status: "ANALYZING", previousStatus: "IDLE",
+                        reason: "task assigned"), at: 20),
+                try clientEvent(
+                    "c",
+                    MessageStreamStart(messageId: "reply-m9", conversationId: "c", role: "Catherine", inReplyTo: "m9"),
+                    at: 30),
+                try clientEvent(
+                    "c",
+                    AgentError(
+                        ids: ids,
+                        payload: .init(
+                            error: "model down", errorType: "http", context: .init(agentSource: "Kulu"), retryCount: 3)),
                     at: 35),
-                clientEvent(
-                    "c", FrameType.messageStreamEnd,
-                    [
-                        "messageId": "reply-m9", "finalMessage": ["role": "Catherine", "content": "Once upon a"],
-                        "metadata": ["status": "stopped", "chunks": 3],
-                    ], at: 40),
-                clientEvent(
-                    "c", FrameType.collaborationComplete,
-                    [
-                        "runId": "m9", "messageId": "m9", "pattern": "sequential",
-                        "result": ["status": "stopped", "answer": "Once upon a", "failedRoles": ["Kulu"]],
-                        "contributions": [
-                            ["role": "Alex", "status": "completed", "content": "an essay is asked"],
-                            ["role": "Catherine", "status": "stopped", "content": "Once upon a"],
-                        ],
-                    ], at: 50),
+                try replyEnd(
+                    "c", answering: "m9", role: "Catherine", content: "Once upon a",
+                    .init(chunks: 3, engine: "offline", status: "stopped"), at: 40),
+                try clientEvent(
+                    "c",
+                    CollaborationComplete(
+                        conversationId: "c", runId: "m9", messageId: "m9", pattern: .sequential,
+                        result: .init(
+                            status: "stopped", answer: "Once upon a", answeredBy: "Catherine", failedRoles: ["Kulu"],
+                            note: ""),
+                        contributions: [
+                            RoleContribution(role: "Alex", status: "completed", content: "an essay is asked"),
+                            RoleContribution(role: "Catherine", status: "stopped", content: "Once upon a"),
+                        ], duration: 30), at: 50),
             ]
             for event in events { try await store.apply(HistoryMapper.writes(for: event)) }
             let reply = try #require(try await store.messages("c", user: "bob").items.first)

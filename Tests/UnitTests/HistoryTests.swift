@@ -61,29 +61,30 @@ import Testing
             payload: ClientEvent(channel: channel, frameType: type, data: data, ephemeral: ephemeral))
     }
 
-    @Test func onlyTheConversationChannelsDurableEventsAreKept() {
+    private func event(_ channel: Channel, _ payload: some FramePayload) throws -> Envelope<ClientEvent> {
+        event(channel, payload.frameType, try payload.data())
+    }
+
+    @Test func onlyTheConversationChannelsDurableEventsAreKept() throws {
+        let thinking = RoleStatusChange(
+            conversationId: "c", role: "Alex", status: "THINKING", previousStatus: "IDLE", reason: "task assigned")
         // The role-activity copy of a status change is the same step again; chunks are not kept one by one.
-        #expect(HistoryMapper.writes(for: event(.roles("c"), FrameType.roleStatusChange, ["role": "Alex"])).isEmpty)
-        #expect(
-            HistoryMapper.writes(for: event(.conversation("c"), FrameType.messageStreamChunk, ["chunk": "x"])).isEmpty)
-        #expect(HistoryMapper.writes(for: event(.conversation("c"), "TYPING", [:], ephemeral: true)).isEmpty)
-        #expect(HistoryMapper.writes(for: event(.user("u"), FrameType.userNotification, [:])).isEmpty)
-        let status = HistoryMapper.writes(
-            for: event(.conversation("c"), FrameType.roleStatusChange, ["role": "Alex", "status": "THINKING"]))
+        #expect(try HistoryMapper.writes(for: event(.roles("c"), thinking)).isEmpty)
+        let chunk = FallbackReplyChunk(messageId: "reply-m1", conversationId: "c", chunk: "x", role: "Catherine")
+        #expect(try HistoryMapper.writes(for: event(.conversation("c"), chunk)).isEmpty)
+        #expect(try HistoryMapper.writes(for: event(.conversation("c"), "TYPING", [:], ephemeral: true)).isEmpty)
+        #expect(try HistoryMapper.writes(for: event(.user("u"), FrameType.userNotification, [:])).isEmpty)
+        let status = try HistoryMapper.writes(for: event(.conversation("c"), thinking))
         guard case .part(let part) = status.first else { Issue.record("no part: \(status)"); return }
         #expect(part.kind == "role_status" && part.role == "Alex" && part.content == "THINKING" && part.createdAt == 42)
     }
 
-    @Test func theEndOfAReplyBecomesAMessageWithItsStatusAndUsage() {
-        let writes = HistoryMapper.writes(
-            for: event(
-                .conversation("c"), FrameType.messageStreamEnd,
-                [
-                    "messageId": "reply-m1", "finalMessage": ["role": "Catherine", "content": "partial"],
-                    "metadata": [
-                        "status": "failed", "error": "timeout", "chunks": 4, "durationMs": 900, "engine": "openai",
-                    ],
-                ]))
+    @Test func theEndOfAReplyBecomesAMessageWithItsStatusAndUsage() throws {
+        let end = MessageStreamEnd(
+            messageId: "reply-m1",
+            finalMessage: .init(id: "reply-m1", conversationId: "c", role: "Catherine", content: "partial"),
+            metadata: .init(chunks: 4, durationMs: 900, engine: "openai", status: "failed", error: "timeout"))
+        let writes = try HistoryMapper.writes(for: event(.conversation("c"), end))
         let reply = writes.compactMap { write -> AssistantMessageWrite? in
             if case .assistantMessage(let reply) = write { return reply } else { return nil }
         }.first
@@ -91,6 +92,19 @@ import Testing
         #expect(reply?.usage == #"{"chunks":4,"durationMs":900}"#)
         #expect(reply?.extra == #"{"engine":"openai","error":"timeout"}"#)
         #expect(writes.contains(.sessionState(chatId: "c", state: .waitingForInput, at: 42)))
+    }
+
+    /// An event that is not its frame type's shape is not written half-filled: the recorder's batch fails
+    /// and the message is dead-lettered (a `DecodingError` is poison).
+    @Test func anEventNotOfItsTypesShapeThrows() {
+        let misshapen: [(String, JSONValue)] = [
+            (FrameType.messageStreamEnd, ["messageId": "reply-m1"]),
+            (FrameType.roleStatusChange, ["role": "Alex"]),
+            (FrameType.collaborationComplete, ["runId": "m1", "result": "done"]),
+        ]
+        for (type, data) in misshapen {
+            #expect(throws: DecodingError.self) { try HistoryMapper.writes(for: event(.conversation("c"), type, data)) }
+        }
     }
 
     @Test func aUserMessageKeepsItsCommandIdAndChoices() {

@@ -48,7 +48,7 @@ public struct HistoryRecorder: Sendable {
             return HistoryMapper.writes(
                 forInterrupt: try EnvelopeCodec.decode(ChatInterruptRequested.self, from: message.value))
         case ClientEvent.eventType:
-            return HistoryMapper.writes(for: try EnvelopeCodec.decode(ClientEvent.self, from: message.value))
+            return try HistoryMapper.writes(for: EnvelopeCodec.decode(ClientEvent.self, from: message.value))
         default:
             // Other events of these topics are none of the history's business.
             return []
