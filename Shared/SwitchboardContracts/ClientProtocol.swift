@@ -73,6 +73,12 @@ public struct ServerFrame: Codable, Sendable, Equatable {
         self.epoch = epoch
     }
 
+    /// The frame's `data` as `P`: nil for a frame of another type, or one whose data is not `P`'s shape.
+    public func payload<P: FramePayload>(_: P.Type) -> P? {
+        guard type == P.frameType else { return nil }
+        return try? data.decode(as: P.self)
+    }
+
     public static func ack(_ commandID: String, data: JSONValue = .object([:])) -> ServerFrame {
         ServerFrame(correlationId: commandID, type: "ACK", data: data)
     }

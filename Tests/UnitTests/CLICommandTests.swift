@@ -34,60 +34,66 @@ import Testing
 }
 
 @Suite struct RunWatcherTests {
-    static func frame(_ type: String, correlationId: String? = nil, _ data: JSONValue = [:]) -> ServerFrame {
-        ServerFrame(correlationId: correlationId, type: type, data: data)
+    /// A conversation frame as the gateway sends it: the payload type the service built it from.
+    static func frame(_ payload: some FramePayload) throws -> ServerFrame {
+        ServerFrame(type: payload.frameType, data: try payload.data(), channel: "conversation:c")
     }
 
-    @Test func followsOnlyItsOwnRunToTheEnd() {
+    static func ack(_ commandID: String, message: String) throws -> ServerFrame {
+        try ServerFrame.ack(commandID, MessageAck(messageId: message, conversationId: "c"))
+    }
+
+    static func thinking(_ role: String) -> RoleStatusChange {
+        RoleStatusChange(conversationId: "c", role: role, status: "THINKING", previousStatus: "IDLE", reason: "task")
+    }
+
+    static func chunk(_ text: String, answering message: String, at position: Int) -> MessageStreamChunk {
+        MessageStreamChunk(
+            ids: ReplyIDs(
+                messageId: ReplyID.answering(message), conversationId: "c", role: "Catherine", runId: message),
+            chunk: text, position: position, isComplete: false)
+    }
+
+    static func complete(_ run: String, status: String, answer: String, answeredBy: String) -> CollaborationComplete {
+        CollaborationComplete(
+            conversationId: "c", runId: run, messageId: run, pattern: .direct,
+            result: .init(status: status, answer: answer, answeredBy: answeredBy, failedRoles: [], note: ""),
+            contributions: [], duration: 1200)
+    }
+
+    @Test func followsOnlyItsOwnRunToTheEnd() throws {
         var watcher = RunWatcher(commandID: "send-1")
-        #expect(
-            watcher.receive(
-                Self.frame(
-                    FrameType.roleStatusSnapshot,
-                    ["roles": [["role": "Alex", "status": "IDLE"], ["role": "Catherine", "status": "IDLE"]]])) == [])
-        #expect(
-            watcher.receive(Self.frame("ACK", correlationId: "send-1", ["messageId": "m1"])) == [
-                .status("sent; waiting for the team…")
-            ])
+        let roles = RoleStatusSnapshot(
+            conversationId: "c", roles: [.init(role: "Alex", status: "IDLE"), .init(role: "Catherine", status: "IDLE")])
+        #expect(watcher.receive(try Self.frame(roles)) == [])
+        #expect(watcher.receive(try Self.ack("send-1", message: "m1")) == [.status("sent; waiting for the team…")])
         #expect(watcher.messageID == "m1")
-        // Another run's events in the same conversation are not ours.
+        // Another run's events in the same conversation are not ours: a role step before our run began.
+        #expect(watcher.receive(try Self.frame(Self.thinking("Alex"))) == [])
         #expect(
             watcher.receive(
-                Self.frame(FrameType.roleStatusChange, ["runId": "m0", "role": "Alex", "status": "THINKING"])) == [])
-        #expect(
-            watcher.receive(
-                Self.frame(
-                    FrameType.collaborationProgress, ["runId": "m1", "progress": 45, "currentStage": "ai_processing"]))
+                try Self.frame(
+                    CollaborationProgress(
+                        conversationId: "c", runId: "m1", progress: 45, currentStage: "ai_processing",
+                        completedTasks: [], activeTasks: [], pendingTasks: [])))
                 == [.status("45% ai_processing · waiting for the roles")])
         #expect(
-            watcher.receive(
-                Self.frame(FrameType.roleStatusChange, ["runId": "m1", "role": "Alex", "status": "THINKING"]))
-                == [.status("45% ai_processing · Alex THINKING")])
+            watcher.receive(try Self.frame(Self.thinking("Alex"))) == [.status("45% ai_processing · Alex THINKING")])
         #expect(
             watcher.receive(
-                Self.frame(
-                    FrameType.messageStreamStart, ["messageId": "reply-m1", "inReplyTo": "m1", "role": "Catherine"]))
+                try Self.frame(
+                    MessageStreamStart(messageId: "reply-m1", conversationId: "c", role: "Catherine", inReplyTo: "m1")))
                 == [.replyStarted(role: "Catherine")])
-        #expect(
-            watcher.receive(Self.frame(FrameType.messageStreamChunk, ["messageId": "reply-m1", "chunk": "Hello "])) == [
-                .reply("Hello ")
-            ])
-        #expect(
-            watcher.receive(Self.frame(FrameType.messageStreamChunk, ["messageId": "reply-m0", "chunk": "other"])) == []
-        )
+        #expect(watcher.receive(try Self.frame(Self.chunk("Hello ", answering: "m1", at: 0))) == [.reply("Hello ")])
+        #expect(watcher.receive(try Self.frame(Self.chunk("other", answering: "m0", at: 0))) == [])
         // The end adds only what the chunks missed.
-        #expect(
-            watcher.receive(
-                Self.frame(
-                    FrameType.messageStreamEnd, ["messageId": "reply-m1", "finalMessage": ["content": "Hello world"]]))
-                == [.reply("world")])
+        let end = MessageStreamEnd(
+            messageId: "reply-m1",
+            finalMessage: .init(id: "reply-m1", conversationId: "c", role: "Catherine", content: "Hello world"),
+            metadata: .init(chunks: 1, engine: "offline"))
+        #expect(watcher.receive(try Self.frame(end)) == [.reply("world")])
         let complete = watcher.receive(
-            Self.frame(
-                FrameType.collaborationComplete,
-                [
-                    "runId": "m1", "pattern": "direct", "duration": 1200,
-                    "result": ["status": "completed", "answer": "Hello world", "answeredBy": "Catherine", "note": ""],
-                ]))
+            try Self.frame(Self.complete("m1", status: "completed", answer: "Hello world", answeredBy: "Catherine")))
         #expect(
             complete == [
                 .completed(
@@ -97,7 +103,7 @@ import Testing
             ])
     }
 
-    @Test func aRefusalOrABusyConversationFails() {
+    @Test func aRefusalOrABusyConversationFails() throws {
         var refused = RunWatcher(commandID: "send-1")
         let actions = refused.receive(
             ServerFrame(
@@ -106,18 +112,19 @@ import Testing
         #expect(actions == [.failed("the gateway refused the message: CONTENT_TOO_LONG too long")])
 
         var busy = RunWatcher(commandID: "send-1")
-        _ = busy.receive(Self.frame("ACK", correlationId: "send-1", ["messageId": "m2"]))
+        _ = busy.receive(try Self.ack("send-1", message: "m2"))
+        let rejected = MessageRejected(
+            conversationId: "c", messageId: "m2", clientMessageId: "send-1", reason: "busy", runId: "m1")
         #expect(
-            busy.receive(Self.frame(FrameType.messageRejected, ["messageId": "m2", "runId": "m1", "reason": "busy"]))
+            busy.receive(try Self.frame(rejected))
                 == [.failed("the conversation is busy with run m1; the message was not answered")])
     }
 
-    @Test func aRunWithoutAStreamedReplyShowsItsResultAnswer() {
+    @Test func aRunWithoutAStreamedReplyShowsItsResultAnswer() throws {
         var watcher = RunWatcher(commandID: "c")
-        _ = watcher.receive(Self.frame("ACK", correlationId: "c", ["messageId": "m"]))
+        _ = watcher.receive(try Self.ack("c", message: "m"))
         let actions = watcher.receive(
-            Self.frame(
-                FrameType.collaborationComplete, ["runId": "m", "result": ["status": "partial", "answer": "fallback"]]))
+            try Self.frame(Self.complete("m", status: "partial", answer: "fallback", answeredBy: "orchestrator")))
         #expect(actions.first == .reply("fallback"))
         guard case .completed(let outcome) = actions.last else { return #expect(Bool(false), "no completion") }
         #expect(outcome.status == "partial" && outcome.answer == "fallback")

@@ -48,6 +48,9 @@ public struct RunWatcher: Sendable {
     public let commandID: String
     /// The user message's id, from the `ACK` of `SEND_MESSAGE`; the run's id.
     public private(set) var messageID: String?
+    /// Our run has begun: a conversation's runs take turns, so the role steps seen from now until our
+    /// run completes are our run's (ROLE_STATUS_CHANGE names no run).
+    private var runBegan = false
     private var replyID: String?
     private var streamed = ""
     private var roles: [(name: String, status: String)] = []
@@ -67,68 +70,60 @@ public struct RunWatcher: Sendable {
                     )
                 ]
             }
-            messageID = frame.data["messageId"]?.stringValue
+            messageID = (try? frame.data.decode(as: MessageAck.self))?.messageId
             return [.status("sent; waiting for the team…")]
         }
-        let data = frame.data
         // The snapshot comes with the subscription, before the message is even sent.
-        if frame.type == FrameType.roleStatusSnapshot {
-            roles = (data["roles"]?.arrayValue ?? []).compactMap { role in
-                role["role"]?.stringValue.map { ($0, role["status"]?.stringValue ?? "IDLE") }
-            }
+        if let snapshot = frame.payload(RoleStatusSnapshot.self) {
+            roles = snapshot.roles.map { ($0.role, $0.status) }
             return []
         }
         guard let messageID else { return [] }
-        let ours = data["runId"]?.stringValue == messageID
-        switch frame.type {
-        case FrameType.roleStatusChange where ours:
-            guard let name = data["role"]?.stringValue, let status = data["status"]?.stringValue else { return [] }
-            if let index = roles.firstIndex(where: { $0.name == name }) {
-                roles[index].status = status
+        if let start = frame.payload(CollaborationStart.self), start.runId == messageID {
+            runBegan = true
+        } else if let progress = frame.payload(CollaborationProgress.self), progress.runId == messageID {
+            runBegan = true
+            self.progress = progress.progress
+            stage = progress.currentStage
+            return [.status(statusLine)]
+        } else if let change = frame.payload(RoleStatusChange.self), runBegan {
+            if let index = roles.firstIndex(where: { $0.name == change.role }) {
+                roles[index].status = change.status
             } else {
-                roles.append((name, status))
+                roles.append((change.role, change.status))
             }
             return [.status(statusLine)]
-        case FrameType.collaborationProgress where ours:
-            progress = data["progress"]?.intValue
-            stage = data["currentStage"]?.stringValue
-            return [.status(statusLine)]
-        case FrameType.messageStreamStart where data["inReplyTo"]?.stringValue == messageID:
-            replyID = data["messageId"]?.stringValue
-            return [.replyStarted(role: data["role"]?.stringValue ?? "")]
-        case FrameType.messageStreamChunk where replyID != nil && data["messageId"]?.stringValue == replyID:
-            let chunk = data["chunk"]?.stringValue ?? ""
-            streamed += chunk
-            return [.reply(chunk)]
-        case FrameType.messageStreamEnd where replyID != nil && data["messageId"]?.stringValue == replyID:
+        } else if let start = frame.payload(MessageStreamStart.self), start.inReplyTo == messageID {
+            replyID = start.messageId
+            return [.replyStarted(role: start.role)]
+        } else if let chunk = frame.payload(FallbackReplyChunk.self), replyID != nil, chunk.messageId == replyID {
+            streamed += chunk.chunk
+            return [.reply(chunk.chunk)]
+        } else if let end = frame.payload(MessageStreamEnd.self), replyID != nil, end.messageId == replyID {
             // Whatever the chunks missed (none, normally): the end carries the whole reply.
-            let content = data["finalMessage"]?["content"]?.stringValue ?? streamed
+            let content = end.finalMessage.content
             guard content.hasPrefix(streamed), content.count > streamed.count else { return [] }
             let rest = String(content.dropFirst(streamed.count))
             streamed = content
             return [.reply(rest)]
-        case FrameType.messageRejected where data["messageId"]?.stringValue == messageID:
+        } else if let rejected = frame.payload(MessageRejected.self), rejected.messageId == messageID {
             return [
-                .failed(
-                    "the conversation is busy with run \(data["runId"]?.stringValue ?? "?"); the message was not answered"
-                )
+                .failed("the conversation is busy with run \(rejected.runId ?? "?"); the message was not answered")
             ]
-        case FrameType.collaborationComplete where ours:
-            let result = data["result"]
-            let answer = streamed.isEmpty ? (result?["answer"]?.stringValue ?? "") : streamed
+        } else if let complete = frame.payload(CollaborationComplete.self), complete.runId == messageID {
+            runBegan = false
+            let result = complete.result
+            let answer = streamed.isEmpty ? result.answer : streamed
             var actions: [Action] = []
             if streamed.isEmpty, !answer.isEmpty { actions.append(.reply(answer)) }
             actions.append(
                 .completed(
                     Outcome(
-                        status: result?["status"]?.stringValue ?? "completed", pattern: data["pattern"]?.stringValue,
-                        answeredBy: result?["answeredBy"]?.stringValue, answer: answer,
-                        note: result?["note"]?.stringValue.flatMap { $0.isEmpty ? nil : $0 },
-                        durationMs: data["duration"]?.intValue)))
+                        status: result.status, pattern: complete.pattern.rawValue, answeredBy: result.answeredBy,
+                        answer: answer, note: result.note.isEmpty ? nil : result.note, durationMs: complete.duration)))
             return actions
-        default:
-            return []
         }
+        return []
     }
 
     /// `45% ai_processing · Alex RESPONDING · Kulu THINKING`: the roles not idle, and how far the run is.
