@@ -118,7 +118,7 @@ var targets: [Target] = [
     .target(
         name: "SwitchboardRedis",
         dependencies: [
-            "CHiredis",
+            "CHiredis", "SwitchboardContracts",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -3,6 +3,7 @@ import Metrics
 import ServiceLifecycle
 import SwitchboardTracing
 import Synchronization
+import SwitchboardContracts
 
 public struct RetryPolicy: Sendable {
     /// Attempts in all, the first included, before a message whose failure is `.transient` is dead-lettered.

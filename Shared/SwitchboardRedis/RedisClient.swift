@@ -3,13 +3,14 @@ import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
+import SwitchboardContracts
 
 public struct RedisClientConfiguration: Sendable {
     public var endpoint: RedisEndpoint
     /// Connections in the pool; commands are spread over them round-robin and pipelined on each.
     public var poolSize: Int = 2
     /// Wait between connection attempts.
-    public var reconnectBackoff = RedisBackoff()
+    public var reconnectBackoff = Backoff(initial: .milliseconds(50), maximum: .seconds(2))
     /// Attempts to (re)connect before a command fails.
     public var connectAttempts: Int = 3
     /// Cluster only: `MOVED`/`ASK` redirects followed for one command before it fails.
@@ -20,21 +21,6 @@ public struct RedisClientConfiguration: Sendable {
 
     public init(endpoint: RedisEndpoint) {
         self.endpoint = endpoint
-    }
-}
-
-/// Exponential backoff with full jitter between reconnection attempts.
-public struct RedisBackoff: Sendable {
-    public var initial: Duration = .milliseconds(50)
-    public var maximum: Duration = .seconds(2)
-
-    public init() {}
-
-    func delay(attempt: Int) -> Duration {
-        let initialMicros = initial.components.seconds * 1_000_000 + initial.components.attoseconds / 1_000_000_000_000
-        let maximumMicros = maximum.components.seconds * 1_000_000 + maximum.components.attoseconds / 1_000_000_000_000
-        let ceiling = min(maximumMicros, initialMicros << min(Int64(attempt), 20))
-        return .microseconds(Int64.random(in: 0...max(ceiling, 1)))
     }
 }
 

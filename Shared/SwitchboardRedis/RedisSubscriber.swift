@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import Synchronization
+import SwitchboardContracts
 
 /// A handle for one local subscription; pass it back to `unsubscribe`.
 public struct RedisSubscriptionToken: Sendable, Hashable {
@@ -41,7 +42,7 @@ public final class RedisSubscriber: Service, Sendable {
     private let group: any EventLoopGroup
     private let state = Mutex(State())
     private let logger: Logger
-    private let backoff = RedisBackoff()
+    private let backoff = Backoff(initial: .milliseconds(50), maximum: .seconds(2))
     /// Cluster only: the slot map.
     private let cluster: RedisClusterRouter?
     private let repairs: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
@@ -88,14 +89,14 @@ public final class RedisSubscriber: Service, Sendable {
     public func holdSubscription(
         _ channel: String, subscribed: @Sendable () -> Void = {}, handler: @escaping Handler
     ) async {
-        var backoff = 0
+        var failures = 0
         var token: RedisSubscriptionToken?
         while token == nil, !Task.isCancelled, !Task.isShuttingDownGracefully {
             do {
                 token = try await subscribe(channel, handler: handler)
             } catch {
-                backoff = min(backoff + 1, 5)
-                try? await Task.sleep(for: .milliseconds(100 << backoff))
+                failures += 1
+                try? await Task.sleep(for: backoff.delay(attempt: failures))
             }
         }
         guard let token else { return }

@@ -20,7 +20,7 @@ public struct ResilientProvider: ChatProvider {
         /// The wait before retry `retry` (1 = the first): the seed's `retry_delay * backoff_factor ** retry_count`,
         /// its count raised before the wait is computed.
         public func delay(beforeRetry retry: Int) -> Duration {
-            retryDelay * Foundation.pow(backoffFactor, Double(retry))
+            Backoff(initial: retryDelay, maximum: .seconds(3600), factor: backoffFactor).ceiling(attempt: retry)
         }
     }
 

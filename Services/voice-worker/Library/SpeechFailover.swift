@@ -1,6 +1,7 @@
 import Foundation
 import Metrics
 import Synchronization
+import SwitchboardContracts
 import SwitchboardRuntime
 
 /// How a speech engine is retried and when its fallback takes over (docs/voice.md#engines).
@@ -63,7 +64,10 @@ final class SpeechFailover: Sendable {
         var lastError: (any Error)?
         if breaker.withLock({ $0.allow(now: now()) }) {
             for attempt in 0...policy.retries {
-                if attempt > 0 { try await Task.sleep(for: policy.retryDelay * Int(1 << (attempt - 1))) }
+                if attempt > 0 {
+                    try await Task.sleep(
+                        for: Backoff(initial: policy.retryDelay, maximum: .seconds(60)).ceiling(attempt: attempt - 1))
+                }
                 do {
                     let result = try await primary()
                     calls.ok.increment()

@@ -18,6 +18,8 @@ struct NodeRun: Sendable {
 /// Executes one node of each type. Pure types go through `NodeLogic`; llm nodes through the
 /// agent-workers, http nodes through AsyncHTTPClient, human_input nodes wait for the user's answer.
 struct NodeExecutor: Sendable {
+    /// Between attempts of an http node.
+    static let retryBackoff = Backoff(initial: .milliseconds(100), maximum: .milliseconds(6400))
     let context: ServiceContext
     let settings: WorkflowRunnerSettings
 
@@ -139,7 +141,7 @@ struct NodeExecutor: Sendable {
         }
         var lastError = "no attempt"
         for attempt in 0...retries {
-            if attempt > 0 { try await Task.sleep(for: .milliseconds(100 << min(attempt, 6))) }
+            if attempt > 0 { try await Task.sleep(for: Self.retryBackoff.delay(attempt: attempt)) }
             do {
                 let egress = self.egress
                 let answer = try await Self.within(timeout) { [request] in

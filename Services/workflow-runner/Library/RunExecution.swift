@@ -418,7 +418,7 @@ func retrying<T>(_ logger: Logger, attempts: Int = 20, _ body: () async throws -
             if attempt >= attempts || error is CancellationError { throw error }
             logger.warning(
                 "retrying a run's storage or bus call", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
-            try await Task.sleep(for: .milliseconds(min(50 << min(attempt, 6), 3000)))
+            try await Task.sleep(for: Backoff(initial: .milliseconds(50), maximum: .seconds(3)).delay(attempt: attempt))
         }
     }
 }

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import Synchronization
+import SwitchboardContracts
 
 /// Follows a Redis Cluster for `RedisClient`: the slot map (from `CLUSTER SHARDS`), a connection pool per
 /// primary, every command sent to its key's primary, `MOVED`/`ASK` followed, the map found again when a
@@ -335,7 +336,7 @@ final class RedisClusterRouter: Sendable {
     struct Retry {
         private let maxRedirects: Int
         private let deadline: ContinuousClock.Instant
-        private let backoff: RedisBackoff
+        private let backoff: Backoff
         private var redirects = 0
         private var waits = 0
 

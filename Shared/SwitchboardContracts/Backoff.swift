@@ -1,5 +1,9 @@
-/// Capped exponential backoff with full jitter (AWS architecture blog's "full jitter"): attempt n waits a
-/// random time in [0, min(cap, base × factorⁿ)], so retrying clients spread out instead of stampeding.
+import Foundation
+
+/// Capped exponential backoff, the one every retry loop uses. `delay` has full jitter (AWS architecture
+/// blog's "full jitter"): attempt n waits a random time in [0, min(cap, base × factorⁿ)], so retrying
+/// clients spread out instead of stampeding. `ceiling` is the plain exponential, for a retry schedule a
+/// protocol fixes (seed 001's `retry_delay * backoff_factor ** retry_count`).
 public struct Backoff: Sendable, Hashable {
     public var initial: Duration
     public var maximum: Duration
@@ -33,9 +37,7 @@ public struct Backoff: Sendable, Hashable {
 }
 
 extension Duration {
-    var nanosecondsValue: Int64 {
+    fileprivate var nanosecondsValue: Int64 {
         components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000
     }
 }
-
-import Foundation
