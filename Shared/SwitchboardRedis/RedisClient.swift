@@ -86,6 +86,34 @@ public final class RedisClient: Sendable {
         return replies.prefix { ($0.integer ?? 0) > 0 }.count
     }
 
+    /// Publishes `messages` to `channel` until a listener has heard them all, resending from the first one
+    /// nobody heard: a listener away for a moment (resubscribing after Redis came back) still hears them,
+    /// in order. Gives up on the listener `listenerWait` after it last heard one (or after Redis was last
+    /// down), and on a Redis that stays down at `deadline` (then the connection error is thrown). Returns
+    /// how many were heard, counted from the first: all of them, or fewer when nobody listened.
+    public func publishUntilHeard(
+        _ messages: [[UInt8]], to channel: String, listenerWait: Duration, deadline: ContinuousClock.Instant
+    ) async throws -> Int {
+        var unheard = messages[...]
+        var listenerGone = ContinuousClock.now + listenerWait
+        var attempt = 0
+        while true {
+            do {
+                let heard = try await publish(Array(unheard), to: channel)
+                unheard = unheard.dropFirst(heard)
+                if unheard.isEmpty { return messages.count }
+                if heard > 0 { listenerGone = .now + listenerWait }
+                guard ContinuousClock.now < listenerGone else { return messages.count - unheard.count }
+            } catch let error as RedisError where error.code == .connection && ContinuousClock.now < deadline {
+                listenerGone = .now + listenerWait
+            }
+            try await Task.sleep(for: Self.resendBackoff.delay(attempt: attempt))
+            attempt += 1
+        }
+    }
+
+    static let resendBackoff = Backoff(initial: .milliseconds(50), maximum: .seconds(1))
+
     /// Runs one command. An error reply throws `RedisError` with code `.server`.
     @discardableResult
     public func send(_ arguments: [RedisArgument]) async throws -> RESPValue {

@@ -106,6 +106,41 @@ struct RedisIntegrationTests {
         await redis.close()
     }
 
+    /// A listener that subscribes late (a gateway subscribing again after Redis came back) still hears
+    /// every message, in order; with nobody listening the publisher is told after the listener wait.
+    @Test func publishUntilHeardWaitsForALateListener() async throws {
+        try await TestEnvironment.requireRedis()
+        let redis = makeClient()
+        let subscriber = RedisSubscriber(endpoint: TestEnvironment.redisEndpoint, logger: logger)
+        let group = ServiceGroup(services: [subscriber], logger: logger)
+        let channel = "test:{late}:\(UUID())"
+        let heard = Locked<[String]>([])
+        let messages = ["one", "two", "three"].map { Array($0.utf8) }
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let publishing = Task {
+                try await redis.publishUntilHeard(
+                    messages, to: channel, listenerWait: .seconds(5), deadline: .now + .seconds(5))
+            }
+            try await Task.sleep(for: .milliseconds(400))
+            let token = try await subscriber.subscribe(channel) { message in
+                heard.withLock { $0.append(String(decoding: message, as: UTF8.self)) }
+            }
+            #expect(try await publishing.value == 3)
+            #expect(await eventually { heard.withLock { $0 } == ["one", "two", "three"] })
+            await subscriber.unsubscribe(token)
+
+            let start = ContinuousClock.now
+            let nobody = try await redis.publishUntilHeard(
+                messages, to: channel, listenerWait: .milliseconds(300), deadline: .now + .seconds(5))
+            #expect(nobody == 0)
+            #expect(ContinuousClock.now - start >= .milliseconds(300))
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        await redis.close()
+    }
+
     /// One event through the publisher's batch path, as the notifier's per-message fallback sends it.
     func publishOne(
         _ publisher: ChannelPublisher, eventID: UUID, channel: Channel, frameType: String, createdAt: Int64,

@@ -28,6 +28,9 @@ final class DeviceToolCaller: Service, DeviceToolCalling {
     /// Longer than the gateway's own (`DeviceMCPClient.callTimeout`, 10 s), which answers first when
     /// the device is connected; this one covers a gateway that is gone.
     let timeout: Duration
+    /// How long a call waits for the device's gateway to be subscribed: longer than a gateway takes to
+    /// subscribe again after Redis came back (its backoff reaches 2 s).
+    static let listenerWait = Duration.seconds(4)
     private let waiters = Mutex<[String: Waiter]>([:])
     private let listening = Atomic<Bool>(false)
 
@@ -64,10 +67,11 @@ final class DeviceToolCaller: Service, DeviceToolCalling {
                 do {
                     let encoder = JSONEncoder()
                     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                    let reached = try await self.redis.publish(
-                        [Array(try encoder.encode(call))], to: Keyspace.PubSub.deviceToolCalls(gateway: toolbox.gateway)
-                    )
-                    // Nobody subscribed: that gateway is gone, and the device with it.
+                    let reached = try await self.redis.publishUntilHeard(
+                        [Array(try encoder.encode(call))],
+                        to: Keyspace.PubSub.deviceToolCalls(gateway: toolbox.gateway),
+                        listenerWait: Self.listenerWait, deadline: .now + Self.listenerWait)
+                    // Nobody subscribed for a while: that gateway is gone, and the device with it.
                     if reached == 0 {
                         self.resolve(
                             DeviceToolResult(callId: call.callId, text: "the device is not connected", isError: true))

@@ -226,8 +226,11 @@ struct DeviceDirectory: Sendable {
         let item = VoiceDownlink.Item(
             sessionId: String(parts[1]), kind: .close, turn: 0,
             payload: Array("\(CloseCode.unauthorized.rawValue) device unbound".utf8))
-        _ = try await redis.publish(
-            [VoiceDownlink.encode(item)], to: Keyspace.PubSub.voiceDownlink(gateway: String(parts[0])))
+        // Heard, or its gateway is gone (and the connection with it): a close lost while the gateway
+        // subscribes again after a Redis restart would leave an unbound device talking.
+        _ = try await redis.publishUntilHeard(
+            [VoiceDownlink.encode(item)], to: Keyspace.PubSub.voiceDownlink(gateway: String(parts[0])),
+            listenerWait: .seconds(4), deadline: .now + .seconds(4))
     }
 
     // MARK: online state (written by the device connection)
