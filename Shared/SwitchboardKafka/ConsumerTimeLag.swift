@@ -34,7 +34,7 @@ final class ConsumerTimeLag: Sendable {
     private let gauge: Gauge
 
     init(group: String) {
-        gauge = Gauge(label: "sb_kafka_consumer_lag_seconds", dimensions: [("group", group)])
+        gauge = KafkaMetrics.lagSeconds(group: group)
     }
 
     func begin(_ message: KafkaConsumerMessage) -> UInt64 {

@@ -65,9 +65,8 @@ public final class KafkaConsumer: Sendable {
         self.topics = topics
         self.client = try RDKafkaClient.make(kind: .consumer, properties: configuration.properties, logger: logger)
         (partitions, partitionContinuation) = AsyncStream.makeStream(of: KafkaPartitionStream.self)
-        pausedGauge = Meter(label: "sb_kafka_paused_partitions", dimensions: [("group", configuration.groupID)])
-        revokedCounter = Counter(
-            label: "sb_kafka_partitions_revoked_total", dimensions: [("group", configuration.groupID)])
+        pausedGauge = KafkaMetrics.pausedPartitions(group: configuration.groupID)
+        revokedCounter = KafkaMetrics.partitionsRevoked(group: configuration.groupID)
         do {
             try client.subscribe(topics: topics)
         } catch {

@@ -41,7 +41,6 @@ public struct KafkaEventProcessor: Service {
     private let concurrencyPerPartition: Int
     private let batchHandler: BatchHandler?
     private let maximumBatch: Int
-    private let handledCounters = HandledCounters()
     private let stopping = StopFlag()
     private let timeLag: ConsumerTimeLag
 
@@ -135,10 +134,10 @@ public struct KafkaEventProcessor: Service {
             defer { timeLag.end(inHand) }
             do {
                 try await BatchProcessSpans.run(batch, group: consumer.groupID) { try await batchHandler(batch) }
-                for message in batch { handledCounters.counter(for: message.topic).increment() }
-                BatchMetrics.size.record(batch.count)
+                for message in batch { KafkaMetrics.handled(message.topic).increment() }
+                KafkaMetrics.batchSize.record(batch.count)
             } catch {
-                Counter(label: "sb_kafka_batch_fallbacks_total", dimensions: [("topic", last.topic)]).increment()
+                KafkaMetrics.batchFallbacks(last.topic).increment()
                 logger.debug(
                     "batch failed, handling its messages one by one",
                     metadata: ["error": "\(error)", "kafka.batch_size": "\(batch.count)"])
@@ -210,7 +209,6 @@ public struct KafkaEventProcessor: Service {
 
     /// Handles one message (retries, then dead-letter); nil when it must be read again.
     private func process(_ message: KafkaConsumerMessage) async -> Handling? {
-        let dimensions = [("topic", message.topic)]
         var attempt = 0
         // Only failures of the message's own count toward dead-lettering, not the waits of an outage.
         var transientFailures = 0
@@ -225,7 +223,7 @@ public struct KafkaEventProcessor: Service {
                 let handling = try await KafkaSpans.process(message, group: consumer.groupID) {
                     try await handler(message)
                 }
-                handledCounters.counter(for: message.topic).increment()
+                KafkaMetrics.handled(message.topic).increment()
                 if let waitingSince {
                     logger.info(
                         "dependency back, partition resumed",
@@ -250,14 +248,14 @@ public struct KafkaEventProcessor: Service {
                                 "error": "\(error)",
                             ])
                     }
-                    Counter(label: "sb_kafka_dependency_retries_total", dimensions: dimensions).increment()
+                    KafkaMetrics.dependencyRetries(message.topic).increment()
                     if stopping.isSet { return nil }
                     try? await Task.sleep(for: retryPolicy.dependencyBackoff.delay(attempt: min(attempt - 1, 10)))
                     if stopping.isSet { return nil }
                     continue
                 case .transient where transientFailures + 1 < retryPolicy.maxAttempts:
                     transientFailures += 1
-                    Counter(label: "sb_kafka_handler_retries_total", dimensions: dimensions).increment()
+                    KafkaMetrics.handlerRetries(message.topic).increment()
                     logger.debug(
                         "handler failed, retrying",
                         metadata: ["kafka.offset": "\(message.offset)", "error": "\(error)", "attempt": "\(attempt)"])
@@ -284,7 +282,7 @@ public struct KafkaEventProcessor: Service {
         while true {
             do {
                 _ = try await producer.send(outgoing)
-                Counter(label: "sb_kafka_dead_letters_total", dimensions: [("topic", message.topic)]).increment()
+                KafkaMetrics.deadLetters(message.topic).increment()
                 return true
             } catch {
                 failures += 1
@@ -301,24 +299,6 @@ private final class StopFlag: Sendable {
     private let flag = Atomic<Bool>(false)
     var isSet: Bool { flag.load(ordering: .relaxed) }
     func set() { flag.store(true, ordering: .relaxed) }
-}
-
-enum BatchMetrics {
-    static let size = Recorder(label: "sb_kafka_batch_size")
-}
-
-/// One `sb_kafka_handled_total` handle per topic, made once: a handle costs a registry lookup.
-private final class HandledCounters: Sendable {
-    private let counters = Mutex<[String: Counter]>([:])
-
-    func counter(for topic: String) -> Counter {
-        counters.withLock { counters in
-            if let counter = counters[topic] { return counter }
-            let counter = Counter(label: "sb_kafka_handled_total", dimensions: [("topic", topic)])
-            counters[topic] = counter
-            return counter
-        }
-    }
 }
 
 /// The work of a partition's messages that completes later, by offset, to abandon when the partition

@@ -35,9 +35,6 @@ public final class KafkaProducer: Sendable {
     /// Admin, metadata and flush calls, which block.
     private let blocking = BlockingExecutor(label: "switchboard.kafka-producer")
     private let logger: Logger
-    private let sent = Counter(label: "sb_kafka_produced_total")
-    private let failed = Counter(label: "sb_kafka_produce_failures_total")
-    private let renewals = Counter(label: "sb_kafka_producer_renewals_total")
 
     public init(configuration: KafkaProducerConfiguration, logger: Logger) throws {
         var logger = logger
@@ -210,7 +207,7 @@ public final class KafkaProducer: Sendable {
                 .failure(KafkaError(.renewed, "the producer was renewed before delivery: \(reason)", isRetriable: true))
             )
         }
-        renewals.increment()
+        KafkaMetrics.producerRenewals.increment()
         logger.warning(
             "Kafka producer renewed", metadata: ["reason": "\(reason)", "kafka.undelivered": "\(orphaned.count)"])
     }
@@ -245,8 +242,8 @@ public final class KafkaProducer: Sendable {
                 // A replaced client's report of a message already failed with `.renewed` is not counted.
                 guard let pending else { continue }
                 switch outcome.result {
-                case .success: sent.increment()
-                case .failure: failed.increment()
+                case .success: KafkaMetrics.produced.increment()
+                case .failure: KafkaMetrics.produceFailures.increment()
                 }
                 pending.span?.end(outcome.result)
                 pending.future.complete(outcome.result)

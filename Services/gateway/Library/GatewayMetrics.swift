@@ -2,7 +2,7 @@ import Metrics
 import SwitchboardContracts
 
 /// The gateway's metric handles, each label written once and each handle made once (docs/configuration.md
-/// lists them). The voice devices' own (`sb_voice_*`) are beside the device connection.
+/// lists them).
 enum GatewayMetrics {
     // MARK: Connections and admission
 
@@ -18,6 +18,21 @@ enum GatewayMetrics {
         uniqueKeysWithValues: (CommandHandler.knownTypes + ["other"]).map {
             ($0, Counter(label: "sb_gateway_commands_total", dimensions: [("type", $0)]))
         })
+
+    // MARK: Voice devices
+
+    static let voiceDevices = Gauge(label: "sb_voice_devices")
+    static let voiceUplinkFrames = Counter(label: "sb_voice_uplink_frames_total")
+    /// Frames a device sent that were refused (bad framing, over its rate).
+    static let voiceDeviceErrors = Counter(label: "sb_voice_device_errors_total")
+    static let voiceDownlinkFrames = Counter(label: "sb_voice_downlink_frames_total")
+    /// How late each downlink audio frame was written against its 60 ms pace.
+    static let voiceDownlinkJitter = Timer(label: "sb_voice_downlink_jitter_seconds")
+    /// A device too far behind: its queue was dropped and it was told to reconnect.
+    static let voiceDownlinkOverflows = Counter(label: "sb_voice_downlink_overflows_total")
+    /// Downlink items for a session no longer connected here.
+    static let voiceDownlinkUnroutable = Counter(label: "sb_voice_downlink_unroutable_total")
+    static let voiceToolCallsUnroutable = Counter(label: "sb_voice_tool_calls_unroutable_total")
 
     // MARK: Delivery
 

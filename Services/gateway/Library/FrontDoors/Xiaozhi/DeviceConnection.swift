@@ -143,7 +143,7 @@ final class DeviceConnection: Sendable {
             }
             if state.queue.count >= GatewayLimits.deviceOutboundItems, !isClose(item) {
                 // Too far behind to catch up: what is queued goes, the device hears why and reconnects.
-                Self.overflows.increment()
+                GatewayMetrics.voiceDownlinkOverflows.increment()
                 state.queue.removeAll()
                 state.queue.append(
                     .close(
@@ -173,8 +173,6 @@ final class DeviceConnection: Sendable {
     /// Items waiting to be written (tests and metrics).
     var queuedItems: Int { state.withLock { $0.queue.count } }
 
-    static let overflows = Counter(label: "sb_voice_downlink_overflows_total")
-
     /// Drops everything queued for the device, ignores the rest of the turns seen so far, and sends
     /// `tts stop` first thing.
     func abort() {
@@ -202,9 +200,6 @@ final class DeviceConnection: Sendable {
         }
         loop?.execute { self.write() }
     }
-
-    static let framesSent = Counter(label: "sb_voice_downlink_frames_total")
-    static let jitter = Metrics.Timer(label: "sb_voice_downlink_jitter_seconds")
 
     /// Writes to `outbound` until a close is written, the socket fails, or `finish` and the queue ran dry.
     func writeFrames(to outbound: WebSocketOutbound, logger: Logger) async {
@@ -253,9 +248,9 @@ final class DeviceConnection: Sendable {
                     return
                 }
                 if let late {
-                    Self.framesSent.increment()
+                    GatewayMetrics.voiceDownlinkFrames.increment()
                     // How late the frame left against its slot: the pacing jitter the device hears.
-                    Self.jitter.recordNanoseconds(max(0, TimeAmount(late).nanoseconds))
+                    GatewayMetrics.voiceDownlinkJitter.recordNanoseconds(max(0, TimeAmount(late).nanoseconds))
                 }
             }
         }
@@ -340,8 +335,6 @@ final class DeviceConnections: Service, Sendable {
     }
 
     private let state = Mutex(State())
-    static let unroutable = Counter(label: "sb_voice_downlink_unroutable_total")
-    static let active = Gauge(label: "sb_voice_devices")
 
     init() {}
 
@@ -385,7 +378,7 @@ final class DeviceConnections: Service, Sendable {
             state.connections[connection.sessionID] = connection
             return state.connections.count
         }
-        Self.active.record(count)
+        GatewayMetrics.voiceDevices.record(count)
     }
 
     func remove(_ connection: DeviceConnection) {
@@ -393,10 +386,8 @@ final class DeviceConnections: Service, Sendable {
             if state.connections[connection.sessionID] === connection { state.connections[connection.sessionID] = nil }
             return state.connections.count
         }
-        Self.active.record(count)
+        GatewayMetrics.voiceDevices.record(count)
     }
-
-    static let toolCallsUnroutable = Counter(label: "sb_voice_tool_calls_unroutable_total")
 
     /// An agent's call of a device tool: to the device's MCP client. A call for a device no longer here
     /// is counted and left to the caller's timeout.
@@ -404,7 +395,7 @@ final class DeviceConnections: Service, Sendable {
         guard let call = try? JSONDecoder().decode(DeviceToolCall.self, from: Data(bytes)),
             let connection = state.withLock({ $0.connections[call.sessionId] })
         else {
-            Self.toolCallsUnroutable.increment()
+            GatewayMetrics.voiceToolCallsUnroutable.increment()
             return
         }
         connection.mcpInBackground { $0.call(call) }
@@ -414,7 +405,7 @@ final class DeviceConnections: Service, Sendable {
         guard let item = VoiceDownlink.decode(bytes),
             let connection = state.withLock({ $0.connections[item.sessionId] })
         else {
-            Self.unroutable.increment()
+            GatewayMetrics.voiceDownlinkUnroutable.increment()
             return
         }
         switch item.kind {

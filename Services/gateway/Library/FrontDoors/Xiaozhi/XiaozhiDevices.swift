@@ -217,9 +217,6 @@ struct XiaozhiDevices: WebSocketDoor {
             expiresAt: expiresAt)
     }
 
-    static let uplinkFrames = Counter(label: "sb_voice_uplink_frames_total")
-    static let rejected = Counter(label: "sb_voice_device_errors_total")
-
     func serve(_ identity: DeviceIdentity, inbound: AsyncStream<WebSocketMessage>, outbound: WebSocketOutbound) async {
         // Version checked in identify.
         guard let framing = try? Xiaozhi.BinaryProtocol(version: identity.protocolVersion) else { return }
@@ -310,14 +307,14 @@ struct XiaozhiDevices: WebSocketDoor {
                 return await handleJSON(text, connection: connection, uplink: uplink, group: &group)
             case .audio(let packet, _):
                 guard connection.allowUplinkPacket() else {
-                    Self.rejected.increment()
+                    GatewayMetrics.voiceDeviceErrors.increment()
                     connection.enqueue(
                         .close(
                             code: CloseCode.tooManyRequests.rawValue,
                             reason: "more than \(Int(connection.uplinkPacketsPerSecond)) audio packets per second"))
                     return false
                 }
-                Self.uplinkFrames.increment()
+                GatewayMetrics.voiceUplinkFrames.increment()
                 do {
                     try await uplink.publish(.audio, audio: Data(packet))
                 } catch {
@@ -458,7 +455,7 @@ struct XiaozhiDevices: WebSocketDoor {
     }
 
     private func refuse(_ connection: DeviceConnection, _ reason: String) -> Bool {
-        Self.rejected.increment()
+        GatewayMetrics.voiceDeviceErrors.increment()
         connection.enqueue(.close(code: CloseCode.badRequest.rawValue, reason: String(reason.prefix(120))))
         return false
     }
