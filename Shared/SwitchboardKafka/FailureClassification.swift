@@ -52,11 +52,12 @@ public final class DependencyWaits: Sendable {
     public static let shared = DependencyWaits()
 
     private let waiting = Atomic<Int>(0)
+    private let gauge = KafkaMetrics.partitionsWaiting
 
     public var isWaiting: Bool { waiting.load(ordering: .relaxed) > 0 }
 
-    func begin() { KafkaMetrics.partitionsWaiting.record(waiting.wrappingAdd(1, ordering: .relaxed).newValue) }
-    func end() { KafkaMetrics.partitionsWaiting.record(waiting.wrappingSubtract(1, ordering: .relaxed).newValue) }
+    func begin() { gauge.record(waiting.wrappingAdd(1, ordering: .relaxed).newValue) }
+    func end() { gauge.record(waiting.wrappingSubtract(1, ordering: .relaxed).newValue) }
 }
 
 /// The headers a dead-lettered message carries, so `switchboard dlq` can show why and replay it where

@@ -35,6 +35,10 @@ public final class KafkaProducer: Sendable {
     /// Admin, metadata and flush calls, which block.
     private let blocking = BlockingExecutor(label: "switchboard.kafka-producer")
     private let logger: Logger
+    // Taken at start, so /metrics lists them (at 0) before the first message.
+    private let sent = KafkaMetrics.produced
+    private let failed = KafkaMetrics.produceFailures
+    private let renewals = KafkaMetrics.producerRenewals
 
     public init(configuration: KafkaProducerConfiguration, logger: Logger) throws {
         var logger = logger
@@ -207,7 +211,7 @@ public final class KafkaProducer: Sendable {
                 .failure(KafkaError(.renewed, "the producer was renewed before delivery: \(reason)", isRetriable: true))
             )
         }
-        KafkaMetrics.producerRenewals.increment()
+        renewals.increment()
         logger.warning(
             "Kafka producer renewed", metadata: ["reason": "\(reason)", "kafka.undelivered": "\(orphaned.count)"])
     }
@@ -242,8 +246,8 @@ public final class KafkaProducer: Sendable {
                 // A replaced client's report of a message already failed with `.renewed` is not counted.
                 guard let pending else { continue }
                 switch outcome.result {
-                case .success: KafkaMetrics.produced.increment()
-                case .failure: KafkaMetrics.produceFailures.increment()
+                case .success: sent.increment()
+                case .failure: failed.increment()
                 }
                 pending.span?.end(outcome.result)
                 pending.future.complete(outcome.result)
