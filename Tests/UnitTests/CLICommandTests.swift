@@ -118,6 +118,14 @@ import Testing
         #expect(
             busy.receive(try Self.frame(rejected))
                 == [.failed("the conversation is busy with run m1; the message was not answered")])
+
+        var repeated = RunWatcher(commandID: "send-1")
+        _ = repeated.receive(try Self.ack("send-1", message: "m3"))
+        let duplicate = MessageRejected(
+            conversationId: "c", messageId: "m3", clientMessageId: "send-1", reason: "duplicate", duplicateOf: "m2")
+        #expect(
+            repeated.receive(try Self.frame(duplicate))
+                == [.failed("it repeats message m2 (the same client message id); the message was not answered")])
     }
 
     @Test func aRunWithoutAStreamedReplyShowsItsResultAnswer() throws {

@@ -107,9 +107,15 @@ public struct RunWatcher: Sendable {
             streamed = content
             return [.reply(rest)]
         } else if let rejected = frame.payload(MessageRejected.self), rejected.messageId == messageID {
-            return [
-                .failed("the conversation is busy with run \(rejected.runId ?? "?"); the message was not answered")
-            ]
+            let why =
+                switch rejected.reason {
+                case "busy": "the conversation is busy with run \(rejected.runId ?? "?")"
+                case "duplicate": "it repeats message \(rejected.duplicateOf ?? "?") (the same client message id)"
+                case "queue_full":
+                    "the conversation's queue is full (\(rejected.limit.map(String.init) ?? "?") waiting)"
+                default: "it was refused (\(rejected.reason))"
+                }
+            return [.failed("\(why); the message was not answered")]
         } else if let complete = frame.payload(CollaborationComplete.self), complete.runId == messageID {
             runBegan = false
             let result = complete.result
