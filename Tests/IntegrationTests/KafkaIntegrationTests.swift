@@ -273,7 +273,14 @@ struct KafkaIntegrationTests {
         #expect(try await runUntil(try member(finishing: true)) { seen.withLock { $0.count } == 4 })
         #expect(seen.withLock { $0 } == ["run", "control", "run", "control"])
 
-        // Both are committed now: a third member starts after them.
+        // Both are committed now (the group's offset says so before a third member joins; it failed once
+        // without this wait, starting below `later`): a third member starts after them.
+        let committed = await eventually(timeout: .seconds(10)) {
+            let lag = try? await KafkaGroupLag.measure(
+                client: TestEnvironment.kafkaClient, groups: [(groupID, [topic])], logger: logger)
+            return lag?.first?.partitions.first?.committed == run + 2
+        }
+        #expect(committed, "the group's committed offset never reached the message after the control")
         let later = try await send(
             ChatInterruptRequested(conversationId: "c", userId: "u", requestId: "after", gateway: "g"))
         let next = try makeConsumer(group: groupID, topic: topic)
