@@ -92,7 +92,8 @@ public final class RedisClient: Sendable {
     /// down), and on a Redis that stays down at `deadline` (then the connection error is thrown). Returns
     /// how many were heard, counted from the first: all of them, or fewer when nobody listened.
     public func publishUntilHeard(
-        _ messages: [[UInt8]], to channel: String, listenerWait: Duration, deadline: ContinuousClock.Instant
+        _ messages: [[UInt8]], to channel: String, listenerWait: Duration = RedisSubscriber.resubscribeWait,
+        deadline: ContinuousClock.Instant
     ) async throws -> Int {
         var unheard = messages[...]
         var listenerGone = ContinuousClock.now + listenerWait

@@ -42,7 +42,11 @@ public final class RedisSubscriber: Service, Sendable {
     private let group: any EventLoopGroup
     private let state = Mutex(State())
     private let logger: Logger
-    private let backoff = Backoff(initial: .milliseconds(50), maximum: .seconds(2))
+    private let backoff = Backoff(initial: .milliseconds(50), maximum: RedisSubscriber.longestReconnectWait)
+    static let longestReconnectWait = Duration.seconds(2)
+    /// How long a publisher waits for a subscriber to be back after Redis came back: twice the longest
+    /// wait between its reconnection attempts (`RedisClient.publishUntilHeard`'s default).
+    public static let resubscribeWait = longestReconnectWait * 2
     /// Cluster only: the slot map.
     private let cluster: RedisClusterRouter?
     private let repairs: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)

@@ -179,8 +179,13 @@ public enum HistoryMapper {
 
     /// JSON text as the history's columns keep it: sorted keys, so equal values are equal text.
     static func json(_ value: some Encodable) -> String {
+        (try? String(decoding: columnEncoder.encode(value), as: UTF8.self)) ?? "{}"
+    }
+
+    /// One for every row (an encoder per column value cost one allocation and set-up each).
+    private static let columnEncoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "{}"
-    }
+        return encoder
+    }()
 }

@@ -28,9 +28,6 @@ final class DeviceToolCaller: Service, DeviceToolCalling {
     /// Longer than the gateway's own (`DeviceMCPClient.callTimeout`, 10 s), which answers first when
     /// the device is connected; this one covers a gateway that is gone.
     let timeout: Duration
-    /// How long a call waits for the device's gateway to be subscribed: longer than a gateway takes to
-    /// subscribe again after Redis came back (its backoff reaches 2 s).
-    static let listenerWait = Duration.seconds(4)
     private let waiters = Mutex<[String: Waiter]>([:])
     private let listening = Atomic<Bool>(false)
 
@@ -70,7 +67,7 @@ final class DeviceToolCaller: Service, DeviceToolCalling {
                     let reached = try await self.redis.publishUntilHeard(
                         [Array(try encoder.encode(call))],
                         to: Keyspace.PubSub.deviceToolCalls(gateway: toolbox.gateway),
-                        listenerWait: Self.listenerWait, deadline: .now + Self.listenerWait)
+                        deadline: .now + RedisSubscriber.resubscribeWait)
                     // Nobody subscribed for a while: that gateway is gone, and the device with it.
                     if reached == 0 {
                         self.resolve(

@@ -230,7 +230,7 @@ struct DeviceDirectory: Sendable {
         // subscribes again after a Redis restart would leave an unbound device talking.
         _ = try await redis.publishUntilHeard(
             [VoiceDownlink.encode(item)], to: Keyspace.PubSub.voiceDownlink(gateway: String(parts[0])),
-            listenerWait: .seconds(4), deadline: .now + .seconds(4))
+            deadline: .now + RedisSubscriber.resubscribeWait)
     }
 
     // MARK: online state (written by the device connection)
