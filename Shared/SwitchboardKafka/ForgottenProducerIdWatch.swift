@@ -29,16 +29,20 @@ struct ForgottenProducerIdWatch {
         return reading.producerEpoch - last.producerEpoch >= Self.bumpsMeaningForgotten && !deliveredSinceLastReading
     }
 
-    /// Every broker connection dropped: true when the producer should be renewed now. An idle producer
-    /// holding an id from a broker that comes back without its state gets its next sends acknowledged
-    /// and lost (seen with Tansu: a workflow-runner idle through the restart had its 29 run events
-    /// reported delivered, and none was on any topic), with no error and no epoch bump to tell. So an
-    /// idle producer that holds an id takes a new one (from the broker as it comes back); a busy one
-    /// is left to the epoch count, since renewing it could send its in-flight messages twice. A new
-    /// handle holds no id until its first statistics report shows one, so a broker that stays down
-    /// does not renew the producer again and again.
-    func shouldRenewWhenAllBrokersDown(idle: Bool) -> Bool {
-        idle && (last?.producerID ?? -1) >= 0
+    /// Every broker connection dropped: true when the producer should be renewed now, idle or busy.
+    /// A broker that comes back without its state (Tansu restarted empty) numbers producer ids from 1
+    /// again, so the id this producer holds is soon another producer's too, at the same epoch 0. The
+    /// broker then checks this producer's sends against the other's sequence numbers: a send behind them
+    /// is answered DUPLICATE_SEQUENCE_NUMBER, which librdkafka reports as delivered, and the message is
+    /// lost with no error and no epoch bump to tell (seen: a workflow-runner idle through the restart had
+    /// its 29 run events reported delivered, none on any topic; one conversation in 50 unanswered after
+    /// a restart now and then). So a producer holding an id takes a new one from the broker as it comes
+    /// back. A busy one too: its in-flight messages fail with `.renewed` and are sent again, which can
+    /// deliver one twice when the broker had kept it; consumers drop a redelivered event by its id, and
+    /// a duplicate costs nothing where a loss costs an answer. A new handle holds no id until its first
+    /// statistics report shows one, so a broker that stays down does not renew the producer again and again.
+    func shouldRenewWhenAllBrokersDown() -> Bool {
+        (last?.producerID ?? -1) >= 0
     }
 
     /// A new librdkafka handle starts its own count.

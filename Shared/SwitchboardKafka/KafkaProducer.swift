@@ -271,11 +271,11 @@ public final class KafkaProducer: Sendable {
             } else {
                 logger.warning("producer error", metadata: ["error": "\(error)"])
                 if error.code == .allBrokersDown && fromCurrent
-                    && state.withLock({ $0.forgottenId.shouldRenewWhenAllBrokersDown(idle: $0.pending.isEmpty) })
+                    && state.withLock({ $0.forgottenId.shouldRenewWhenAllBrokersDown() })
                 {
                     renew(
                         reason:
-                            "every broker connection dropped while idle: a broker that comes back without its state would drop this producer id's sends"
+                            "every broker connection dropped: a broker that comes back without its state gives this producer id to another producer"
                     )
                 }
             }

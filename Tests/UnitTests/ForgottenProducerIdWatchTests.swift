@@ -40,18 +40,17 @@ struct ForgottenProducerIdWatchTests {
         #expect(!afterRenewal, "a renewed producer starts a new baseline")
     }
 
-    /// An idle producer holding an id renews when every broker connection drops; a busy one, or one
-    /// without an id yet (a new handle while the broker stays down), does not.
-    @Test func anIdleProducerWithAnIdRenewsWhenEveryBrokerDrops() {
+    /// A producer holding an id renews when every broker connection drops; one without an id yet (a new
+    /// handle while the broker stays down) does not.
+    @Test func aProducerWithAnIdRenewsWhenEveryBrokerDrops() {
         var watch = ForgottenProducerIdWatch()
-        #expect(!watch.shouldRenewWhenAllBrokersDown(idle: true), "no statistics yet: no id known")
+        #expect(!watch.shouldRenewWhenAllBrokersDown(), "no statistics yet: no id known")
         _ = watch.read(Reading(producerID: -1, producerEpoch: -1))
-        #expect(!watch.shouldRenewWhenAllBrokersDown(idle: true), "no id assigned yet")
+        #expect(!watch.shouldRenewWhenAllBrokersDown(), "no id assigned yet")
         _ = watch.read(Reading(producerID: 7, producerEpoch: 0))
-        #expect(watch.shouldRenewWhenAllBrokersDown(idle: true))
-        #expect(!watch.shouldRenewWhenAllBrokersDown(idle: false), "in-flight messages could go out twice")
+        #expect(watch.shouldRenewWhenAllBrokersDown())
         watch.renewed()
-        #expect(!watch.shouldRenewWhenAllBrokersDown(idle: true), "the new handle has no id until it reports one")
+        #expect(!watch.shouldRenewWhenAllBrokersDown(), "the new handle has no id until it reports one")
     }
 
     /// As measured against a Tansu restarted empty: the id stays, the epoch climbs.
