@@ -132,6 +132,9 @@ public struct KafkaEventProcessor: Service {
             guard let first = batch.first, let last = batch.last else { return }
             let inHand = timeLag.begin(first)
             defer { timeLag.end(inHand) }
+            if logger.logLevel <= .debug {
+                for message in batch { logHandling(message) }
+            }
             do {
                 try await BatchProcessSpans.run(batch, group: consumer.groupID) { try await batchHandler(batch) }
                 for message in batch { KafkaMetrics.handled(message.topic).increment() }
@@ -164,7 +167,7 @@ public struct KafkaEventProcessor: Service {
                 offsets.begin(message.offset)
                 if concurrencyPerPartition == 1 {
                     switch await process(message) {
-                    case .done?: commit(offsets.finish(message.offset), message.topicPartition)
+                    case .done?: offsets.finish(message.offset) { commit($0, message.topicPartition) }
                     case .later(let completion)?:
                         group.addTask { await complete(message, completion, offsets, completing) }
                     case nil: continue  // unprocessed (shutdown): it holds the commit point
@@ -176,7 +179,7 @@ public struct KafkaEventProcessor: Service {
                     let handling = await process(message)
                     slots.release()
                     switch handling {
-                    case .done?: commit(offsets.finish(message.offset), message.topicPartition)
+                    case .done?: offsets.finish(message.offset) { commit($0, message.topicPartition) }
                     case .later(let completion)?: await complete(message, completion, offsets, completing)
                     case nil: return
                     }
@@ -194,17 +197,26 @@ public struct KafkaEventProcessor: Service {
         let finished = await completion.work()
         completing.remove(message.offset)
         // Abandoned work leaves its message uncommitted, for the partition's next owner.
-        if finished { commit(offsets.finish(message.offset), message.topicPartition) }
+        if finished { offsets.finish(message.offset) { commit($0, message.topicPartition) } }
     }
 
-    private func commit(_ nextOffset: Int64?, _ partition: TopicPartition) {
-        guard let nextOffset else { return }
+    private func commit(_ nextOffset: Int64, _ partition: TopicPartition) {
         do {
             try consumer.markProcessed(partition, nextOffset: nextOffset)
         } catch {
             // The partition moved to another member, which reads the message again.
             logger.debug("offset not stored", metadata: ["kafka.partition": "\(partition)", "error": "\(error)"])
         }
+    }
+
+    /// Each message's place and key at debug level: what a lost or repeated message is traced by.
+    private func logHandling(_ message: KafkaConsumerMessage) {
+        logger.debug(
+            "handling",
+            metadata: [
+                "kafka.partition": "\(message.topicPartition)", "kafka.offset": "\(message.offset)",
+                "kafka.key": "\(message.keyString ?? "")",
+            ])
     }
 
     /// Handles one message (retries, then dead-letter); nil when it must be read again.
@@ -218,6 +230,7 @@ public struct KafkaEventProcessor: Service {
             timeLag.end(inHand)
             if waitingSince != nil { DependencyWaits.shared.end() }
         }
+        logHandling(message)
         while true {
             do {
                 let handling = try await KafkaSpans.process(message, group: consumer.groupID) {
@@ -351,15 +364,19 @@ final class OffsetWindow: Sendable {
         }
     }
 
-    /// The next offset to commit when it moved forward.
-    func finish(_ offset: Int64) -> Int64? {
+    /// Marks `offset` done and, when the commit point moved forward, hands the next offset to commit to
+    /// `store` while still holding the window's lock. librdkafka keeps the offset stored last, not the
+    /// highest: two tasks finishing at once (work completing later, or several messages in flight) that
+    /// stored outside the lock could store their points out of order and move the commit back (seen: a
+    /// stopped member committed the control message's offset after the one past it).
+    func finish(_ offset: Int64, store: (Int64) -> Void) {
         state.withLock { state in
             state.inFlight.remove(offset)
             state.highestDone = max(state.highestDone, offset)
             let next = state.inFlight.min() ?? (state.highestDone + 1)
-            guard next > (state.committed ?? -1) else { return nil }
+            guard next > (state.committed ?? -1) else { return }
             state.committed = next
-            return next
+            store(next)
         }
     }
 }

@@ -246,7 +246,14 @@ public final class KafkaProducer: Sendable {
                 // A replaced client's report of a message already failed with `.renewed` is not counted.
                 guard let pending else { continue }
                 switch outcome.result {
-                case .success: sent.increment()
+                case .success(let report):
+                    sent.increment()
+                    logger.debug(
+                        "delivered",
+                        metadata: [
+                            "kafka.partition": "\(report.topic)[\(report.partition)]",
+                            "kafka.offset": "\(report.offset)",
+                        ])
                 case .failure: failed.increment()
                 }
                 pending.span?.end(outcome.result)

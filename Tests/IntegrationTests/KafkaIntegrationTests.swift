@@ -17,10 +17,10 @@ struct KafkaIntegrationTests {
             configuration: KafkaProducerConfiguration(client: TestEnvironment.kafkaClient), logger: logger)
     }
 
-    func makeConsumer(group: String, topic: String) throws -> KafkaConsumer {
+    func makeConsumer(group: String, topic: String, logger: Logger? = nil) throws -> KafkaConsumer {
         var configuration = KafkaConsumerConfiguration(client: TestEnvironment.kafkaClient, groupID: group)
         configuration.sessionTimeoutMilliseconds = 6000
-        return try KafkaConsumer(configuration: configuration, topics: [topic], logger: logger)
+        return try KafkaConsumer(configuration: configuration, topics: [topic], logger: logger ?? self.logger)
     }
 
     @Test func producedMessagesArriveWithKeyHeadersAndOrder() async throws {
@@ -228,6 +228,10 @@ struct KafkaIntegrationTests {
         _ = try await send(ChatInterruptRequested(conversationId: "c", userId: "u", requestId: "control", gateway: "g"))
         let seen = Locked<[String]>([])
         let abandoned = Locked(0)
+        // It failed now and then in full runs only (committed offset short of the control's): the
+        // members' assignments, revocations and offsets not stored are in the output when it does.
+        var memberLogger = logger
+        memberLogger.logLevel = .debug
 
         /// A member whose runs finish when `finishing` says so, or are abandoned when it stops.
         func member(finishing: Bool) throws -> KafkaEventProcessor {
@@ -249,8 +253,8 @@ struct KafkaIntegrationTests {
             router.on(ChatInterruptRequested.self) { envelope in seen.withLock { $0.append(envelope.payload.requestId) }
             }
             return KafkaEventProcessor(
-                consumer: try makeConsumer(group: groupID, topic: topic), deadLetterProducer: producer, logger: logger,
-                router: router)
+                consumer: try makeConsumer(group: groupID, topic: topic, logger: memberLogger),
+                deadLetterProducer: producer, logger: memberLogger, router: router)
         }
 
         func runUntil(_ processor: KafkaEventProcessor, _ condition: @escaping @Sendable () -> Bool) async throws
@@ -275,12 +279,17 @@ struct KafkaIntegrationTests {
 
         // Both are committed now (the group's offset says so before a third member joins; it failed once
         // without this wait, starting below `later`): a third member starts after them.
+        let lastCommitted = Locked<Int64?>(nil)
         let committed = await eventually(timeout: .seconds(10)) {
             let lag = try? await KafkaGroupLag.measure(
                 client: TestEnvironment.kafkaClient, groups: [(groupID, [topic])], logger: logger)
-            return lag?.first?.partitions.first?.committed == run + 2
+            lastCommitted.withLock { $0 = lag?.first?.partitions.first?.committed }
+            return lastCommitted.withLock { $0 } == run + 2
         }
-        #expect(committed, "the group's committed offset never reached the message after the control")
+        #expect(
+            committed,
+            "the group's committed offset never reached the message after the control (\(run + 2)): \(String(describing: lastCommitted.withLock { $0 }))"
+        )
         let later = try await send(
             ChatInterruptRequested(conversationId: "c", userId: "u", requestId: "after", gateway: "g"))
         let next = try makeConsumer(group: groupID, topic: topic)
@@ -288,7 +297,7 @@ struct KafkaIntegrationTests {
         let partition = try #require(await partitions.next())
         var messages = partition.makeAsyncIterator()
         let first = try #require(await messages.next())
-        #expect(first.offset == later && later > run)
+        #expect(first.offset == later && later > run, "the run at \(run), the control after it, then \(later)")
         await next.close()
         await producer.shutdown()
     }

@@ -1,6 +1,7 @@
 import Foundation
 import SwitchboardContracts
 import SwitchboardRuntime
+import SwitchboardTestSupport
 import Testing
 
 @testable import AgentWorker
@@ -210,11 +211,35 @@ enum TextGenerator {
     @Test func theCommitPointOnlyPassesMessagesThatAreAllDone() {
         let window = OffsetWindow()
         for offset in Int64(10)...13 { window.begin(offset) }
+        var stored: [Int64] = []
         // 11 and 12 finish before 10: nothing can be committed yet.
-        #expect(window.finish(11) == nil)
-        #expect(window.finish(12) == nil)
+        window.finish(11) { stored.append($0) }
+        window.finish(12) { stored.append($0) }
+        #expect(stored.isEmpty)
         // 10 finishes: everything up to 13 (still running) is done.
-        #expect(window.finish(10) == 13)
-        #expect(window.finish(13) == 14)
+        window.finish(10) { stored.append($0) }
+        window.finish(13) { stored.append($0) }
+        #expect(stored == [13, 14])
+    }
+
+    /// librdkafka keeps the offset stored last: tasks finishing at once must store their points in order.
+    @Test func tasksFinishingAtOnceStoreTheirPointsInOrder() async {
+        let window = OffsetWindow()
+        let count: Int64 = 3000
+        for offset in 0..<count { window.begin(offset) }
+        let stored = Locked<[Int64]>([])
+        await withTaskGroup(of: Void.self) { group in
+            for offset in 0..<count {
+                group.addTask {
+                    window.finish(offset) { next in
+                        usleep(20)  // as long as a store into librdkafka may take: wide enough for a race to show
+                        stored.withLock { $0.append(next) }
+                    }
+                }
+            }
+        }
+        let points = stored.withLock { $0 }
+        #expect(points == points.sorted() && Set(points).count == points.count)
+        #expect(points.last == count)
     }
 }
