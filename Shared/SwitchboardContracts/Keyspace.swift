@@ -99,7 +99,7 @@ public enum Keyspace {
         public static func chunks(_ task: String) -> String { key("task", task, "chunks") }
         /// Set with the last chunk when the model's answer was complete.
         public static func generated(_ task: String) -> String { key("task", task, "generated") }
-        /// Set once the task's result is on the bus.
+        /// Set once the task's result is on the bus, to that time (epoch milliseconds).
         public static func done(_ task: String) -> String { key("task", task, "done") }
     }
 

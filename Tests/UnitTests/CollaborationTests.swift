@@ -266,6 +266,36 @@ import Testing
         #expect(engine.receive(result: result(tasks(first)[0]), now: 3, record: &record).isEmpty)
     }
 
+    /// A run whose awaited results were lost on the bus (`LostResults`) is abandoned when the next
+    /// message comes, which starts at once instead of waiting behind it until the run goes stale.
+    @Test func aRunWhoseResultsWereLostIsAbandonedForTheNextMessage() {
+        var record = ConversationRecord()
+        let first = engine.receive(message: message("m1", pattern: "direct"), traceparent: "t", now: 0, record: &record)
+        #expect(CollaborationEngine.awaitedTaskIDs(record.run!) == tasks(first).map(\.taskId))
+        let next = engine.receive(
+            message: message("m2", pattern: "direct"), traceparent: "t", now: 1, record: &record, resultsLost: true)
+        #expect(events(next, FrameType.collaborationComplete).first?["result"]?["status"] != "completed")
+        #expect(tasks(next).map(\.runId) == ["m2"])
+        #expect(record.queue.isEmpty && record.run?.runId == "m2")
+        // The lost result, should it come after all, is ignored like a repeat.
+        #expect(
+            events(
+                engine.receive(result: result(tasks(first)[0]), now: 2, record: &record),
+                FrameType.collaborationComplete
+            ).isEmpty)
+    }
+
+    /// Lost only when every awaited task finished (its result went out) longer than the grace ago.
+    @Test func resultsCountAsLostOnlyWhenEveryAwaitedTaskFinishedLongAgo() {
+        let now: Int64 = 100_000
+        let longAgo = now - LostResults.grace - 1
+        #expect(LostResults.areLost(doneAt: [longAgo], now: now))
+        #expect(LostResults.areLost(doneAt: [longAgo, longAgo - 10], now: now))
+        #expect(!LostResults.areLost(doneAt: [now - 1_000], now: now), "just sent: on its way")
+        #expect(!LostResults.areLost(doneAt: [longAgo, nil], now: now), "one role still working")
+        #expect(!LostResults.areLost(doneAt: [], now: now), "nothing awaited")
+    }
+
     /// Issue 14 item 10: a reused client message id is answered, not dropped; it is scoped by user.
     @Test func aReusedClientMessageIDIsRejectedAsADuplicateOfItsFirstMessage() throws {
         var record = ConversationRecord()

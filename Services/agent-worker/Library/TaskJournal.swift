@@ -70,7 +70,8 @@ public struct TaskProgress: Sendable, Equatable {
 /// - `chunks`: the answer's chunks, each appended *before* it is sent (write-ahead). Appends check the
 ///   lease, so an attempt that lost it cannot write after its successor.
 /// - `generated`: set with the last chunk when the model's answer was complete.
-/// - `done`: set once the task's result is on the bus; the rest is deleted then.
+/// - `done`: set once the task's result is on the bus, to that time (epoch milliseconds: the orchestrator
+///   tells a result lost on the bus by it, `LostResults`); the rest is deleted then.
 public struct TaskJournal: Sendable {
     /// How long a lease lives without renewal: a SIGKILLed attempt's task is taken over after this.
     public static let leaseTTLMilliseconds: Int64 = 10_000
@@ -175,7 +176,10 @@ public struct TaskJournal: Sendable {
         public func finish() async throws {
             try await journal.redis.run(
                 TaskJournal.finishScript, keys: keys,
-                arguments: [RedisArgument(token), RedisArgument(TaskJournal.doneTTLSeconds)])
+                arguments: [
+                    RedisArgument(token), RedisArgument(TaskJournal.doneTTLSeconds),
+                    RedisArgument(Clock.epochMilliseconds()),
+                ])
         }
     }
 
@@ -211,11 +215,11 @@ public struct TaskJournal: Sendable {
         return 1
         """)
 
-    /// ARGV: token, done TTL s. Done is set whoever holds the lease (the result is out); the journal is
+    /// ARGV: token, done TTL s, now (epoch ms). Done is set whoever holds the lease (the result is out); the journal is
     /// deleted only by its holder, never under an attempt still writing it.
     static let finishScript = RedisScript(
         """
-        redis.call('SET', KEYS[4], '1', 'EX', ARGV[2])
+        redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[2])
         if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) end
         return 1
         """)

@@ -52,8 +52,11 @@ public struct CollaborationEngine: Sendable {
             roleActivity: false)
     }
 
+    /// `resultsLost`: the run in progress will never hear from the roles it waits for (`LostResults`),
+    /// so it is abandoned now, like a stale one, instead of holding this message back.
     public func receive(
-        message: ChatMessageSubmitted, traceparent: String, now: Int64, record: inout ConversationRecord
+        message: ChatMessageSubmitted, traceparent: String, now: Int64, record: inout ConversationRecord,
+        resultsLost: Bool = false
     ) -> [CollaborationEffect] {
         // A redelivered event: already handled, and already answered.
         guard !record.seen.contains(message.messageId) else { return [] }
@@ -75,7 +78,7 @@ public struct CollaborationEngine: Sendable {
         record.clientMessages = clientMessages
         var effects: [CollaborationEffect] = []
         if let run = record.run {
-            guard now - run.startedAt > staleAfterMs else {
+            guard resultsLost || now - run.startedAt > staleAfterMs else {
                 switch BusyPolicy(rawValue: message.busyPolicy ?? "") ?? .enqueue {
                 case .enqueue:
                     guard record.queue.count < Self.maxQueuedMessages else {
@@ -219,7 +222,8 @@ public struct CollaborationEngine: Sendable {
         return .frame(
             RoleAssigned(
                 conversationId: run.message.conversationId, runId: run.runId, role: role,
-                task: .init(id: taskID(run: run, role: role), description: team.role(role)?.responsibility ?? role),
+                task: .init(
+                    id: Self.taskID(run: run, role: role), description: team.role(role)?.responsibility ?? role),
                 priority: stage + 1, dependencies: dependencies),
             roleActivity: true)
     }
@@ -245,7 +249,7 @@ public struct CollaborationEngine: Sendable {
             effects.append(
                 .task(
                     AgentTaskRequested(
-                        taskId: taskID(run: run, role: role), conversationId: run.message.conversationId,
+                        taskId: Self.taskID(run: run, role: role), conversationId: run.message.conversationId,
                         userId: run.message.userId, replyMessageId: replyID(run: run, role: role),
                         inReplyTo: run.message.messageId, role: role, prompt: run.message.content, runId: run.runId,
                         responsibility: definition?.responsibility, systemPrompt: definition?.systemPrompt,
@@ -392,7 +396,14 @@ public struct CollaborationEngine: Sendable {
             roleActivity: true)
     }
 
-    private func taskID(run: CollaborationRun, role: String) -> String { "\(run.runId)-\(role.lowercased())" }
+    static func taskID(run: CollaborationRun, role: String) -> String { "\(run.runId)-\(role.lowercased())" }
+
+    /// The tasks of the current stage whose results the run still waits for.
+    static func awaitedTaskIDs(_ run: CollaborationRun) -> [String] {
+        guard run.plan.indices.contains(run.stage) else { return [] }
+        return run.plan[run.stage].filter { run.dispatchedAt[$0] != nil && run.contributions[$0] == nil }
+            .map { taskID(run: run, role: $0) }
+    }
 
     /// The final role's reply keeps the one-role id, so clients see one reply per message.
     private func replyID(run: CollaborationRun, role: String) -> String {

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Metrics
 import SwitchboardContracts
 import SwitchboardKafka
@@ -15,6 +16,7 @@ struct CollaborationRunner: Sendable {
     let records: RecordStore
     let roles: RoleStateStore
     let history: HistoryContext?
+    let lostResults: LostResults
 
     init(context: ServiceContext, engine: CollaborationEngine, history: HistoryContext? = nil) {
         self.context = context
@@ -22,6 +24,7 @@ struct CollaborationRunner: Sendable {
         self.history = history
         self.records = RecordStore(redis: context.redis)
         self.roles = RoleStateStore(redis: context.redis, logger: context.logger)
+        self.lostResults = LostResults(redis: context.redis)
     }
 
     func handle(_ envelope: Envelope<ChatMessageSubmitted>) async throws {
@@ -29,34 +32,34 @@ struct CollaborationRunner: Sendable {
         try await step(
             conversation: message.conversationId, input: envelope.id, traceparent: envelope.traceparent,
             answering: message
-        ) {
+        ) { record, resultsLost in
             engine.receive(
                 message: envelope.payload, traceparent: envelope.traceparent, now: Clock.epochMilliseconds(),
-                record: &$0)
+                record: &record, resultsLost: resultsLost)
         }
     }
 
     func handle(_ envelope: Envelope<AgentTaskCompleted>) async throws {
         try await step(
             conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent
-        ) {
-            engine.receive(result: envelope.payload, now: Clock.epochMilliseconds(), record: &$0)
+        ) { record, _ in
+            engine.receive(result: envelope.payload, now: Clock.epochMilliseconds(), record: &record)
         }
     }
 
     func handle(_ envelope: Envelope<ChatRoleFocusRequested>) async throws {
         try await step(
             conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent
-        ) {
-            engine.receive(focus: envelope.payload, record: &$0)
+        ) { record, _ in
+            engine.receive(focus: envelope.payload, record: &record)
         }
     }
 
     func handle(_ envelope: Envelope<ChatInterruptRequested>) async throws {
         try await step(
             conversation: envelope.payload.conversationId, input: envelope.id, traceparent: envelope.traceparent
-        ) {
-            engine.receive(interrupt: envelope.payload, now: Clock.epochMilliseconds(), record: &$0)
+        ) { record, _ in
+            engine.receive(interrupt: envelope.payload, now: Clock.epochMilliseconds(), record: &record)
         }
     }
 
@@ -68,7 +71,7 @@ struct CollaborationRunner: Sendable {
     /// miss of the Redis cache).
     private func step(
         conversation: String, input: UUID, traceparent: String, answering message: ChatMessageSubmitted? = nil,
-        decide: (inout ConversationRecord) -> [CollaborationEffect]
+        decide: (inout ConversationRecord, _ resultsLost: Bool) -> [CollaborationEffect]
     ) async throws {
         for _ in 0..<20 {
             let loaded = try await records.load(conversation: conversation, input: input)
@@ -83,7 +86,17 @@ struct CollaborationRunner: Sendable {
                 record.history = await history.turns(
                     conversation: conversation, excluding: message.messageId, limit: engine.team.historyLimit)
             }
-            let effects = decide(&record)
+            // Asked only when a message finds its conversation busy: whether the run it waits for is dead.
+            var resultsLost = false
+            if message != nil, let run = record.run {
+                resultsLost = try await lostResults.areLost(for: run, now: Clock.epochMilliseconds())
+                if resultsLost {
+                    context.logger.warning(
+                        "a run's results were lost on the bus; it is abandoned for the next message",
+                        metadata: ["conversation.id": "\(conversation)", "run.id": "\(run.runId)"])
+                }
+            }
+            let effects = decide(&record, resultsLost)
             guard !effects.isEmpty || record != (loaded.record ?? ConversationRecord()) else { return }
             let outbox =
                 effects.isEmpty ? nil : RecordStore.Outbox(seed: "\(input)/\(loaded.version)", effects: effects)
