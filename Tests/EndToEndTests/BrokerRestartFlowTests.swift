@@ -52,8 +52,12 @@ struct BrokerRestartFlowTests {
             let device = ChaosTests.speakingDevice(url: url, authority: authority)
             try await workflow.expectCompletedOnce(fault: "broker restarted")
             ChaosTests.expectOneSpokenAnswer(try await device.value)
+            // Runs whose last result was on the bus when it died: abandoned for the next message (LostResults).
+            let metrics = try await MisbehavingClientTests.text(
+                "http://127.0.0.1:\(try #require(stack.adminPort(of: "orchestrator")))/metrics")
+            let lostRuns = MisbehavingClientTests.value(of: "sb_orchestrator_runs_results_lost_total", in: metrics) ?? 0
             print(
-                "chaos: broker SIGKILLed and restarted empty: every service ready again after \(ready.components.seconds) s without a restart, \(second.count - unanswered.count) conversations answered again, \(second.map(\.0).reduce(0, +)) sends refused while producers renewed"
+                "chaos: broker SIGKILLed and restarted empty: every service ready again after \(ready.components.seconds) s without a restart, \(second.count - unanswered.count) conversations answered again (\(Int(lostRuns)) of them after a run whose result the broker lost), \(second.map(\.0).reduce(0, +)) sends refused while producers renewed"
             )
         }
     }

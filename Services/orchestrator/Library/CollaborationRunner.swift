@@ -91,6 +91,7 @@ struct CollaborationRunner: Sendable {
             if message != nil, let run = record.run {
                 resultsLost = try await lostResults.areLost(for: run, now: Clock.epochMilliseconds())
                 if resultsLost {
+                    OrchestratorMetrics.runsWithLostResults.increment()
                     context.logger.warning(
                         "a run's results were lost on the bus; it is abandoned for the next message",
                         metadata: ["conversation.id": "\(conversation)", "run.id": "\(run.runId)"])
