@@ -52,6 +52,10 @@ struct BrokerRestartFlowTests {
             let device = ChaosTests.speakingDevice(url: url, authority: authority)
             try await workflow.expectCompletedOnce(fault: "broker restarted")
             ChaosTests.expectOneSpokenAnswer(try await device.value)
+            // Nothing went to a dead-letter topic on the restarted broker.
+            let deadLetters = try await DependencyOutageTests.deadLetterCounts(
+                stack.binDirectory, brokers: broker.address)
+            #expect(deadLetters.values.allSatisfy { $0 == 0 }, "dead-lettered after the restart: \(deadLetters)")
             // Runs whose last result was on the bus when it died: abandoned for the next message (LostResults).
             let metrics = try await MisbehavingClientTests.text(
                 "http://127.0.0.1:\(try #require(stack.adminPort(of: "orchestrator")))/metrics")

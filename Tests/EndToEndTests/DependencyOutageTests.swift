@@ -13,9 +13,11 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct DependencyOutageTests {
     /// The dead letters retained per topic, as the operator CLI counts them.
-    static func deadLetterCounts(_ bin: String) async throws -> [String: Int64] {
+    static func deadLetterCounts(_ bin: String, brokers: String = TestEnvironment.kafkaBrokers) async throws
+        -> [String: Int64]
+    {
         let outcome = try await CLITests.switchboard(
-            ["dlq", "list", "--json", "--brokers", TestEnvironment.kafkaBrokers], binDirectory: bin)
+            ["dlq", "list", "--json", "--brokers", brokers], binDirectory: bin)
         #expect(outcome.status == 0, "stderr: \(outcome.stderr)")
         struct Count: Decodable {
             var topic: String
