@@ -263,7 +263,11 @@ struct WorkflowSocket: WebSocketDoor {
                 code: "duplicate_workflow_id", message: "workflow \(workflowID) was just started in this session",
                 workflowID: workflowID)
         }
-        // Follow the run's channel before it is queued, so not one of its events is missed.
+        // Follow the run's channel before it is queued, so not one of its events is missed, but hold its
+        // events until workflow_execution_started is out: a runner may start the run (and a client see
+        // its first events) before the broker's acknowledgement of the request reaches this gateway.
+        connection.holdEvents(of: runID)
+        defer { connection.releaseEvents(of: runID) }
         _ = try await connection.follow(runID, workflowID: workflowID, since: nil, hub: hub, history: history)
         let payload = WorkflowRunRequested(
             runId: runID, userId: connection.userID, sessionId: connection.sessionID, workflow: definition,
@@ -531,6 +535,14 @@ final class WorkflowConnection: FrameSink, Sendable {
     private let workflowIDs = Mutex<[String: String]>([:])
     private let consecutiveErrors = Atomic<Int>(0)
     private let lastHeartbeat: Atomic<Int64>
+    /// Run id → its events held back until the run's workflow_execution_started is out (`holdEvents`).
+    private let held = Mutex<[String: [HeldFrame]]>([:])
+
+    private struct HeldFrame: Sendable {
+        var text: String
+        var ephemeral: Bool
+        var createdAt: Int64
+    }
 
     init(session: ClientSession, sessionID: String, clientInfo: [String: JSONValue] = [:]) {
         self.session = session
@@ -545,6 +557,25 @@ final class WorkflowConnection: FrameSink, Sendable {
     func send(_ frame: some Encodable) {
         guard let data = try? GatewayJSON.encoder.encode(frame) else { return }
         session.outbound.enqueue(String(decoding: data, as: UTF8.self))
+    }
+
+    /// Holds the run's events from now until `releaseEvents(of:)`, so the answer to its execute_workflow
+    /// (sent in between) comes before them, as seed 003's clients expect.
+    func holdEvents(of runID: String) {
+        held.withLock { $0[runID] = $0[runID] ?? [] }
+    }
+
+    /// Sends what was held, in order, and lets the run's events through again.
+    func releaseEvents(of runID: String) {
+        // Under the lock: an event delivered meanwhile waits, and so keeps its place after these.
+        held.withLock { held in
+            for frame in held.removeValue(forKey: runID) ?? []
+            where
+                session.outbound.enqueue(frame.text, ephemeral: frame.ephemeral, createdAt: frame.createdAt)
+            {
+                GatewayMetrics.delivered.increment()
+            }
+        }
     }
 
     func recordError() -> Int { consecutiveErrors.add(1, ordering: .relaxed).newValue }
@@ -605,6 +636,12 @@ final class WorkflowConnection: FrameSink, Sendable {
             frame["epoch"] = .string(message.epoch)
         }
         guard let text = Self.render(.object(frame)) else { return true }
+        let heldBack = held.withLock { held in
+            guard held[runID] != nil else { return false }
+            held[runID]?.append(HeldFrame(text: text, ephemeral: message.isEphemeral, createdAt: message.createdAt))
+            return true
+        }
+        if heldBack { return true }
         let accepted = session.outbound.enqueue(text, ephemeral: message.isEphemeral, createdAt: message.createdAt)
         if accepted { GatewayMetrics.delivered.increment() }
         return accepted
