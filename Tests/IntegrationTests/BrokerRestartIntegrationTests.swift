@@ -115,26 +115,12 @@ struct BrokerRestartIntegrationTests {
         _ = try await producer.send(
             KafkaOutgoingMessage(topic: Topics.clientEvents.name, key: "k", value: Array("after".utf8)))
 
-        let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(client: client, groupID: "idle-producer-reader"),
-            topics: [Topics.clientEvents.name], logger: TestEnvironment.logger)
-        let received = Locked<[String]>([])
-        let reading = Task {
-            await withDiscardingTaskGroup { partitions in
-                for await partition in consumer.partitions {
-                    partitions.addTask {
-                        for await message in partition {
-                            received.withLock { $0.append(String(decoding: message.value, as: UTF8.self)) }
-                        }
-                    }
-                }
-            }
-        }
+        let reader = try TopicReader(client: client, group: "idle-producer-reader")
+        let received = reader.received
         #expect(
             await eventually(timeout: .seconds(45)) { received.withLock { $0 }.contains("after") },
             "acknowledged but not on the topic: \(received.withLock { $0 })")
-        await consumer.close()
-        await reading.value
+        await reader.stop()
         await producer.shutdown()
         await admin.shutdown()
     }
@@ -181,35 +167,53 @@ struct BrokerRestartIntegrationTests {
         _ = try await producer.send(
             KafkaOutgoingMessage(topic: Topics.clientEvents.name, key: "k", value: Array("after".utf8)))
 
-        let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(client: client, groupID: "busy-producer-reader"),
-            topics: [Topics.clientEvents.name], logger: TestEnvironment.logger)
-        let received = Locked<[String]>([])
-        let reading = Task {
-            await withDiscardingTaskGroup { partitions in
-                for await partition in consumer.partitions {
-                    partitions.addTask {
-                        for await message in partition {
-                            received.withLock { $0.append(String(decoding: message.value, as: UTF8.self)) }
-                        }
-                    }
-                }
-            }
-        }
+        let reader = try TopicReader(client: client, group: "busy-producer-reader")
+        let received = reader.received
         #expect(
             await eventually(timeout: .seconds(45)) { received.withLock { $0 }.contains("second 4") },
             "the other producers' messages: \(received.withLock { $0 })")
         #expect(
             await eventually(timeout: .seconds(5)) { received.withLock { $0 }.contains("after") },
             "acknowledged but not on the topic: \(received.withLock { $0 })")
-        await consumer.close()
-        await reading.value
+        await reader.stop()
         await producer.shutdown()
         _ = await waiting.value
         for other in others { await other.shutdown() }
     }
 
     static let topic = [(name: Topics.clientEvents.name, partitions: Topics.clientEvents.partitions)]
+
+    /// A group of its own reading the client-events topic from its start: what is on it, as text.
+    struct TopicReader {
+        let received: Locked<[String]>
+        private let consumer: KafkaConsumer
+        private let reading: Task<Void, Never>
+
+        init(client: KafkaClientConfiguration, group: String) throws {
+            let consumer = try KafkaConsumer(
+                configuration: KafkaConsumerConfiguration(client: client, groupID: group),
+                topics: [Topics.clientEvents.name], logger: TestEnvironment.logger)
+            let received = Locked<[String]>([])
+            self.received = received
+            self.consumer = consumer
+            reading = Task {
+                await withDiscardingTaskGroup { partitions in
+                    for await partition in consumer.partitions {
+                        partitions.addTask {
+                            for await message in partition {
+                                received.withLock { $0.append(String(decoding: message.value, as: UTF8.self)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        func stop() async {
+            await consumer.close()
+            await reading.value
+        }
+    }
 
     /// The client-events topic on `broker`, an admin client, and the producer under test, which has sent
     /// one message there (so it holds a producer id).
