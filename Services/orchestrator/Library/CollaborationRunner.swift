@@ -86,18 +86,14 @@ struct CollaborationRunner: Sendable {
                 record.history = await history.turns(
                     conversation: conversation, excluding: message.messageId, limit: engine.team.historyLimit)
             }
-            // Asked only when a message finds its conversation busy: whether the run it waits for is dead.
-            var resultsLost = false
-            if message != nil, let run = record.run {
-                resultsLost = try await lostResults.areLost(for: run, now: Clock.epochMilliseconds())
-                if resultsLost {
-                    OrchestratorMetrics.runsWithLostResults.increment()
-                    context.logger.warning(
-                        "a run's results were lost on the bus; it is abandoned for the next message",
-                        metadata: ["conversation.id": "\(conversation)", "run.id": "\(run.runId)"])
-                }
+            // Asked only when a new message finds its conversation busy: whether the run it waits for is dead.
+            var lostRun: String?
+            if let message, !record.seen.contains(message.messageId), let run = record.run,
+                try await lostResults.areLost(for: run, now: Clock.epochMilliseconds())
+            {
+                lostRun = run.runId
             }
-            let effects = decide(&record, resultsLost)
+            let effects = decide(&record, lostRun != nil)
             guard !effects.isEmpty || record != (loaded.record ?? ConversationRecord()) else { return }
             let outbox =
                 effects.isEmpty ? nil : RecordStore.Outbox(seed: "\(input)/\(loaded.version)", effects: effects)
@@ -107,6 +103,12 @@ struct CollaborationRunner: Sendable {
             else {
                 OrchestratorMetrics.recordConflicts.increment()
                 continue
+            }
+            if let lostRun {
+                OrchestratorMetrics.runsWithLostResults.increment()
+                context.logger.warning(
+                    "a run's results were lost on the bus; it is abandoned for the next message",
+                    metadata: ["conversation.id": "\(conversation)", "run.id": "\(lostRun)"])
             }
             guard let outbox else { return }
             try await apply(outbox.effects, conversation: conversation, seed: outbox.seed, traceparent: traceparent)
