@@ -98,10 +98,15 @@ var targets: [Target] = [
         dependencies: [],
         path: "Shared/SwitchboardContracts",
         swiftSettings: swiftSettings),
-    // Spans across every hop, exported over OTLP when SWITCHBOARD_OTEL_ENDPOINT is set (docs/configuration.md#traces).
+    // Spans across every hop, made through swift-distributed-tracing and exported by swift-otel when
+    // SWITCHBOARD_OTEL_ENDPOINT is set (docs/configuration.md#traces).
     .target(
         name: "SwitchboardTracing",
-        dependencies: ["SwitchboardContracts"],
+        dependencies: [
+            "SwitchboardContracts",
+            .product(name: "Tracing", package: "swift-distributed-tracing"),
+            .product(name: "Instrumentation", package: "swift-distributed-tracing"),
+        ],
         path: "Shared/SwitchboardTracing",
         swiftSettings: swiftSettings),
     .target(
@@ -133,6 +138,7 @@ var targets: [Target] = [
         name: "SwitchboardRuntime",
         dependencies: [
             "SwitchboardContracts", "SwitchboardKafka", "SwitchboardRedis", "SwitchboardTracing",
+            .product(name: "OTel", package: "swift-otel"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -290,6 +296,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.3.0"),
+        // OTLP over HTTP only: the gRPC exporter (its default trait) would build gRPC, which no service needs.
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: targets
 )

@@ -135,17 +135,11 @@ public enum Clock {
     public static func epochMilliseconds() -> Int64 { epochMicroseconds() / 1000 }
 }
 
-/// W3C trace context helpers: a new trace for each user action, a child span for each hop.
+/// W3C trace context helpers: a new trace for each user action (the spans of a trace are made by
+/// swift-distributed-tracing's tracer, `SwitchboardTracing`).
 public enum TraceContext {
     public static func newTraceparent() -> String {
         "00-\(randomHex(bytes: 16))-\(randomHex(bytes: 8))-01"
-    }
-
-    /// The same trace with a new span id, for an event caused by `parent`.
-    public static func child(of parent: String) -> String {
-        let parts = parent.split(separator: "-")
-        guard parts.count == 4, parts[1].count == 32 else { return newTraceparent() }
-        return "00-\(parts[1])-\(randomHex(bytes: 8))-\(parts[3])"
     }
 
     public static func traceID(of traceparent: String) -> String? {

@@ -83,7 +83,8 @@ public final class KafkaProducer: Sendable {
 
     private func enqueueOnce(_ message: KafkaOutgoingMessage) throws -> DeliveryFuture {
         let future = DeliveryFuture()
-        let span = ProducerSpan(message)
+        var message = message
+        let span = ProducerSpan(&message)
         // Under the clients' lock (taken before the state's, as in `renewIfRequested`): a message is
         // recorded with the generation of the client that really gets it.
         try clients.withLock { clients in

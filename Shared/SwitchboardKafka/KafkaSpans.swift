@@ -1,23 +1,23 @@
 import SwitchboardContracts
 import SwitchboardTracing
 
-/// The spans of the bus, named and attributed by OpenTelemetry's messaging conventions: a message's
-/// `send` span has the id its `traceparent` header names, so the span that processes it on the other
-/// side is its child.
+/// The spans of the bus, named and attributed by OpenTelemetry's messaging conventions. A message's
+/// envelope names the span that caused it; its `send` span is that span's child, and its `traceparent`
+/// header names the `send` span, so the span that processes it on the other side is the send's child.
 struct ProducerSpan: Sendable {
     private let span: OpenSpan
 
-    /// nil when tracing is off or the message carries no trace.
-    init?(_ message: KafkaOutgoingMessage) {
+    /// Begins the `send` span and names it in `message`'s header; nil when tracing is off or the message
+    /// carries no trace.
+    init?(_ message: inout KafkaOutgoingMessage) {
         guard Tracing.isEnabled,
-            let header = message.headers.first(where: { $0.name == BusHeaders.traceparent }),
-            let context = SpanContext(traceparent: header.stringValue),
+            let header = message.headers.firstIndex(where: { $0.name == BusHeaders.traceparent }),
+            let cause = SpanContext(traceparent: message.headers[header].stringValue),
             let span = OpenSpan(
-                "send \(message.topic)", kind: .producer, context: context,
-                // The span this message was sent from, when it belongs to the message's trace.
-                parentSpanID: Tracing.current.flatMap { $0.traceID == context.traceID ? $0.spanID : nil },
+                "send \(message.topic)", kind: .producer, parent: .remote(cause),
                 attributes: KafkaSpans.attributes(topic: message.topic, operation: "send"))
         else { return nil }
+        message.headers[header] = KafkaHeader(name: BusHeaders.traceparent, string: span.context.traceparent)
         self.span = span
     }
 
@@ -57,7 +57,8 @@ enum KafkaSpans {
         attributes.append(("messaging.destination.partition.id", .string(String(message.partition))))
         attributes.append(("messaging.kafka.offset", .int(message.offset)))
         return try await Tracing.withSpan(
-            "process \(message.topic)", kind: .consumer, parent: sender(of: message), attributes: attributes, body)
+            "process \(message.topic)", kind: .consumer, parent: .remote(sender(of: message)), attributes: attributes,
+            body)
     }
 }
 
@@ -79,7 +80,7 @@ public struct BatchProcessSpans: Sendable {
                 attributes.append(("messaging.consumer.group.name", .string(group)))
                 attributes.append(("messaging.batch.message_count", .int(Int64(batch.count))))
                 return OpenSpan(
-                    "process \(message.topic)", kind: .consumer, parent: KafkaSpans.sender(of: message),
+                    "process \(message.topic)", kind: .consumer, parent: .remote(KafkaSpans.sender(of: message)),
                     attributes: attributes)
             })
         do {

@@ -18,8 +18,8 @@ public struct ServiceContext: Sendable {
     public let redis: RedisClient
     public let readiness: Readiness
     public let registry: PrometheusCollectorRegistry
-    /// Set when SWITCHBOARD_OTEL_ENDPOINT is: exports the spans `Tracing` makes.
-    public var spanExporter: OTLPExporter?
+    /// Set when SWITCHBOARD_OTEL_ENDPOINT is: exports the spans `Tracing` makes (swift-otel).
+    public var spanExport: (any Service)?
     /// Every consumer `makeConsumer` made, for the topic keeper.
     public let consumers = ConsumerRegistry()
 
@@ -62,7 +62,7 @@ public struct ServiceContext: Sendable {
     public func envelope<P: EventPayload>(_ payload: P, routingKey: String, traceparent: String? = nil) -> Envelope<P> {
         Envelope(
             routingKey: routingKey,
-            traceparent: traceparent.map(TraceContext.child(of:)) ?? Tracing.childTraceparent(),
+            traceparent: traceparent ?? Tracing.causeTraceparent(orphan: "emit \(P.eventType)"),
             source: source, payload: payload)
     }
 }
@@ -145,11 +145,9 @@ public enum ServiceRunner {
             configuration: configuration, logger: logger, producer: producer, redis: redis, readiness: readiness,
             registry: registry)
         if let endpoint = configuration.otelEndpoint {
-            let exporter = OTLPExporter(
+            context.spanExport = try SpanExport.bootstrap(
                 endpoint: endpoint, service: configuration.service.rawValue, instance: configuration.instanceID,
                 logger: logger)
-            Tracing.bootstrap(exporter)
-            context.spanExporter = exporter
         }
         try await createTopics(producer: producer, logger: logger)
         return context
@@ -215,7 +213,7 @@ public enum ServiceRunner {
         context.readiness.add("kafka-topics") { topicKeeper.isReady }
         // Stopped in reverse order: the exporter last, with the spans of everything before it.
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        if let exporter = context.spanExporter { members.append(.init(service: exporter)) }
+        if let export = context.spanExport { members.append(.init(service: export)) }
         members += [
             .init(service: ClosingService(context: context)),
             .init(service: HeartbeatService(context: context)),

@@ -22,34 +22,21 @@ public struct SpanContext: Sendable, Hashable {
     public var traceparent: String { "00-\(traceID)-\(spanID)-01" }
 }
 
-/// OpenTelemetry's span kinds, numbered as OTLP numbers them.
-public enum SpanKind: Int, Sendable {
-    case `internal` = 1
-    case server = 2
-    case client = 3
-    case producer = 4
-    case consumer = 5
+/// OpenTelemetry's span kinds (Switchboard's own name for them, so that the services need not import
+/// swift-distributed-tracing).
+public enum SpanRole: Sendable {
+    case `internal`
+    case server
+    case client
+    case producer
+    case consumer
 }
 
-/// A span attribute's value (OTLP `AnyValue`, the kinds Switchboard uses).
+/// A span attribute's value (the kinds Switchboard uses).
 public enum SpanAttribute: Sendable, Equatable, ExpressibleByStringLiteral {
     case string(String)
     case int(Int64)
     case bool(Bool)
 
     public init(stringLiteral value: String) { self = .string(value) }
-}
-
-/// A span that has ended, ready to export.
-public struct FinishedSpan: Sendable {
-    public var context: SpanContext
-    public var parentSpanID: String?
-    public var name: String
-    public var kind: SpanKind
-    /// Nanoseconds since the Unix epoch.
-    public var start: UInt64
-    public var end: UInt64
-    public var attributes: [(key: String, value: SpanAttribute)]
-    /// The error's description when the span's work failed.
-    public var error: String?
 }

@@ -3,6 +3,7 @@ import SwitchboardContracts
 import SwitchboardKafka
 import SwitchboardRedis
 import SwitchboardRuntime
+import SwitchboardTracing
 
 /// Performs a narrator's journal writes, role steps and frames for one task, keeping the frames'
 /// deliveries for the end to wait on.
@@ -81,7 +82,7 @@ struct FrameSender {
         let event = try ClientEvent(channel: channel, payload: payload)
         let outgoing = Envelope(
             id: id, routingKey: routingKey ?? agentTask.conversationId,
-            traceparent: TraceContext.child(of: envelope.traceparent), source: context.source,
+            traceparent: Tracing.causeTraceparent(within: envelope.traceparent), source: context.source,
             payload: event)
         pending.append(try await context.producer.enqueue(EventBus.message(outgoing, topic: Topics.clientEvents)))
     }

@@ -165,7 +165,7 @@ struct StreamingTask {
         try await context.publish(
             Envelope(
                 id: TaskEventIDs(taskID: task.taskId).result, routingKey: task.conversationId,
-                traceparent: TraceContext.child(of: envelope.traceparent),
+                traceparent: Tracing.causeTraceparent(within: envelope.traceparent),
                 source: context.source, payload: result),
             to: task.replyTopic)
     }

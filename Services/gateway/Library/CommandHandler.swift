@@ -80,7 +80,7 @@ struct CommandHandler: Sendable {
             }
             // The root of the trace that follows this command through every service.
             return try await Tracing.withSpan(
-                command.type, kind: .server, parent: nil,
+                command.type, kind: .server, parent: .root,
                 attributes: [("switchboard.command.id", .string(command.id)), ("enduser.id", .string(session.userID))]
             ) {
                 try await apply(command, session: session)

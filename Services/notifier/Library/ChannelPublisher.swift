@@ -108,7 +108,6 @@ public struct ChannelPublisher: Sendable {
         let commands = publications.indices.map {
             command(for: publications[$0], traceparent: traces?.traceparent(ofEvent: $0))
         }
-        let spans = traces?.begin(commands) ?? []
         let replies: [RESPValue]
         do {
             do {
@@ -118,9 +117,9 @@ public struct ChannelPublisher: Sendable {
                 try await prepare()
                 replies = try await redis.pipeline(commands)
             }
-            for span in spans { span.end() }
+            traces?.end(commands, error: nil)
         } catch {
-            for span in spans { span.end(error: "\(error)") }
+            traces?.end(commands, error: error)
             throw error
         }
         return try zip(publications, replies).map { publication, reply in

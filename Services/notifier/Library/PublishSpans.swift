@@ -7,13 +7,13 @@ import SwitchboardTracing
 /// the gateways' writes of those events continue (the wire carries its traceparent).
 struct PublishSpans {
     /// Per trace of the batch.
-    private let parents: [SpanContext?]
-    private let contexts: [SpanContext]
+    private let spans: [OpenSpan]
+    private let traceparents: [String]
     /// Per event, by position in the batch: the index of its trace.
     private let traceOfEvent: [Int]
 
-    /// nil when tracing is off. The parents are the batch's `process` spans, or the current span when
-    /// a message is handled on its own.
+    /// Begins the spans; nil when tracing is off. The parents are the batch's `process` spans, or the
+    /// current span when a message is handled on its own.
     init?(events count: Int) {
         guard Tracing.isEnabled else { return nil }
         let processes: [SpanContext?]
@@ -31,15 +31,17 @@ struct PublishSpans {
             parents.append(process)
             return parents.count - 1
         }
-        self.parents = parents
-        contexts = parents.map(Tracing.newContext(childOf:))
+        // Named once the commands are known (`end`): the events' commands carry these spans' traceparents.
+        spans = parents.compactMap { OpenSpan("BATCH", kind: .client, parent: .remote($0)) }
+        guard spans.count == parents.count else { return nil }
+        traceparents = spans.map(\.context.traceparent)
     }
 
-    func traceparent(ofEvent index: Int) -> String { contexts[traceOfEvent[index]].traceparent }
+    func traceparent(ofEvent index: Int) -> String { traceparents[traceOfEvent[index]] }
 
-    /// The spans, named after the commands sent: the command, `BATCH <command>` when the pipeline sends
-    /// only that one, `BATCH` otherwise.
-    func begin(_ commands: [[RedisArgument]]) -> [OpenSpan] {
+    /// Ends the spans, named after the commands sent: the command, `BATCH <command>` when the pipeline
+    /// sends only that one, `BATCH` otherwise.
+    func end(_ commands: [[RedisArgument]], error: (any Error)?) {
         let names = Set(commands.compactMap { $0.first.map { String(decoding: $0.bytes, as: UTF8.self) } })
         let operation =
             commands.count == 1 ? names.first ?? "" : names.count == 1 ? "BATCH \(names.first ?? "")" : "BATCH"
@@ -47,10 +49,9 @@ struct PublishSpans {
             ("db.system", "redis"), ("db.system.name", "redis"), ("db.operation.name", .string(operation)),
         ]
         if commands.count > 1 { attributes.append(("db.operation.batch.size", .int(Int64(commands.count)))) }
-        return contexts.indices.compactMap {
-            OpenSpan(
-                operation, kind: .client, context: contexts[$0], parentSpanID: parents[$0]?.spanID,
-                attributes: attributes)
+        for span in spans {
+            span.rename(operation)
+            span.end(attributes: attributes, error: error.map { "\($0)" })
         }
     }
 }

@@ -6,6 +6,7 @@ import SwitchboardKafka
 import SwitchboardRedis
 import SwitchboardRuntime
 import SwitchboardStore
+import SwitchboardTracing
 
 /// Applies the engine's decisions: load the record, decide, publish, store. Client events get ids derived
 /// from the input and the record's version, so a retried step publishes the same ids and the notifier
@@ -131,7 +132,7 @@ struct CollaborationRunner: Sendable {
                 let event = ClientEvent(channel: channel, frameType: frameType, data: data)
                 let envelope = Envelope(
                     id: Self.uuid("\(seed)/\(index)"), routingKey: conversation,
-                    traceparent: TraceContext.child(of: traceparent), source: context.source, payload: event)
+                    traceparent: Tracing.causeTraceparent(within: traceparent), source: context.source, payload: event)
                 pending.append(
                     try await context.producer.enqueue(EventBus.message(envelope, topic: Topics.clientEvents)))
             }
@@ -157,7 +158,7 @@ struct CollaborationRunner: Sendable {
                 index += 1
                 let envelope = Envelope(
                     id: Self.uuid("\(seed)/\(index)"), routingKey: conversation,
-                    traceparent: TraceContext.child(of: traceparent), source: context.source, payload: task)
+                    traceparent: Tracing.causeTraceparent(within: traceparent), source: context.source, payload: task)
                 try await context.publish(envelope, to: Topics.agentTasks)
                 OrchestratorMetrics.tasks(role: task.role).increment()
             case .stopRun(let runID):

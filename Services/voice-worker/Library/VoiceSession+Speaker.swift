@@ -24,7 +24,7 @@ extension VoiceSession {
             do {
                 // The root of the turn's trace: its asr, llm and tts spans, and the conversation's answer.
                 try await Tracing.withSpan(
-                    "voice turn", kind: .server, parent: nil,
+                    "voice turn", kind: .server, parent: .root,
                     attributes: [
                         ("switchboard.voice.session_id", .string(id)), ("switchboard.voice.turn", .int(turn.number)),
                     ]
@@ -163,7 +163,7 @@ extension VoiceSession {
         var answering = OpenSpan(
             "llm", kind: .client, attributes: [("switchboard.conversation.id", .string(route.conversationId))])
         defer { answering?.end(error: "the turn ended before its answer") }
-        try await Tracing.$current.withValue(answering?.context ?? Tracing.current) {
+        try await Tracing.within(answering) {
             try await owner.context.publish(
                 owner.context.envelope(payload, routingKey: route.conversationId), to: Topics.chatRequests)
         }

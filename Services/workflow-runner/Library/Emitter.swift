@@ -27,7 +27,8 @@ final class Emitter: Sendable {
     func emit(_ payload: some FramePayload, id: UUID) async throws {
         let event = try ClientEvent(channel: .workflow(runID), payload: payload)
         let envelope = Envelope(
-            id: id, routingKey: runID, traceparent: Tracing.childTraceparent(), source: context.source, payload: event)
+            id: id, routingKey: runID, traceparent: Tracing.causeTraceparent(orphan: "emit workflow event"),
+            source: context.source, payload: event)
         let message = try EventBus.message(envelope, topic: Topics.clientEvents)
         let delivery = try await context.producer.enqueue(message)
         let count = outstanding.withLock {

@@ -51,9 +51,9 @@ struct WorkflowCommands: Sendable {
         let handle = RunHandle(runID: runID)
         registry.add(handle)
         // The request's `process` span: the run's nodes and events are its children, though the run ends later.
-        let span = Tracing.current
+        let position = Tracing.position
         return LaterCompletion(abandon: { handle.send(.abandon) }) {
-            let finished = await Tracing.$current.withValue(span) {
+            let finished = await Tracing.within(position) {
                 await RunExecution(
                     context: context, executor: executor, store: store, handle: handle, request: request
                 ).execute()

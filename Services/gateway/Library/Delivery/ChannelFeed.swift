@@ -127,8 +127,7 @@ final class ChannelFeed: Sendable {
         guard sink.deliver(shared: frame), let parent = frame.event.publishedBy else { return }
         let message = frame.event.message
         Tracing.record(
-            Tracing.newContext(childOf: parent), parent: parent.spanID, "send \(channel.kind.rawValue)",
-            kind: .producer, start: frame.event.received,
+            "send \(channel.kind.rawValue)", kind: .producer, parent: .remote(parent), start: frame.event.received,
             attributes: [
                 ("switchboard.channel.kind", .string(channel.kind.rawValue)),
                 ("switchboard.frame.type", .string(message.frameType)),

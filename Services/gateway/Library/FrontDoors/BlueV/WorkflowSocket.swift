@@ -139,7 +139,7 @@ struct WorkflowSocket: WebSocketDoor {
             }
             // The root of the trace that follows a request through the runners, as a chat command's.
             try await Tracing.withSpan(
-                type, kind: .server, parent: nil,
+                type, kind: .server, parent: .root,
                 attributes: [
                     ("switchboard.request.id", .string(requestID ?? "")), ("enduser.id", .string(connection.userID)),
                 ]
