@@ -38,9 +38,9 @@ images: deps
 # The six services as containers of that image (built first if it does not hold the current
 # sources) against fresh test servers: ready, one chat message, non-root, read-only, SIGTERM.
 test-containers: deps
-	bash $(SCRIPTS)/test.sh --filter ContainerTests
+	SB_TEST_IMAGE=release bash $(SCRIPTS)/test.sh --filter ContainerTests
 
-# The whole stack through a Kafka broker restart (a Tansu of the test's own), not yet in make test:
+# The whole stack through a Kafka broker restart (a Tansu of the test's own), alone (make test runs it too):
 # see docs/reliability.md#a-kafka-broker-restart.
 test-broker-restart: deps
 	bash $(SCRIPTS)/test.sh --filter BrokerRestartFlowTests

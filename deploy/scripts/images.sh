@@ -16,6 +16,11 @@
 #   images.sh --if-missing  nothing when localhost/switchboard:latest holds the current sources, else all
 #   images.sh base          1 only
 #   images.sh check         the image's own checks: every binary's libraries resolve, non-root user
+#   images.sh test-build BIN_DIR
+#                           localhost/switchboard:test-build: the image as 3. makes it, but from the
+#                           debug binaries `make test` has just built (BIN_DIR), with the Swift runtime's
+#                           libraries beside them instead of linked in. It spares CI a release build of
+#                           its own (~29 min here), so ContainerTests run in every `make test`.
 # Environment: SB_IMAGE (localhost/switchboard:latest),
 # SB_IMAGES_SCRATCH_PATH (the build folder, .build-images: apart from `make run`'s .build),
 # SB_DEBIAN_MIRROR (else read from
@@ -160,7 +165,7 @@ image_source_id() {
 }
 
 build_image() {
-  local started step bin triplet context id
+  local started step bin id
   started=$(now)
   id=$(source_id)
   ensure_base
@@ -173,6 +178,18 @@ build_image() {
   bin=$(swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --show-bin-path)
   log "release build took $(elapsed "$step")"
 
+  step=$(now)
+  stage_and_build "$bin" "$id" static
+  podman image prune -f >/dev/null 2>&1 || true
+  log "image built in $(elapsed "$step") (everything: $(elapsed "$started"))"
+  check_image
+  report
+}
+
+# The image from the binaries in $1 (source id $2), the Swift runtime $3 (static: linked in; bundled:
+# its libraries copied beside librdkafka).
+stage_and_build() {
+  local bin=$1 id=$2 runtime=$3 context triplet
   # The binaries as the Dockerfile's build stage leaves them in /out: /usr/local/bin with the
   # resource bundles beside the executables, and librdkafka in /usr/local/lib/<triplet>.
   context=$STATE/binaries
@@ -188,35 +205,57 @@ build_image() {
     || die "no librdkafka in /usr/local/lib/$triplet: run deploy/scripts/install-deps.sh"
   mkdir -p "$context/out/usr/local/lib/$triplet"
   cp -a "/usr/local/lib/$triplet"/librdkafka*.so* "$context/out/usr/local/lib/$triplet/"
+  if [ "$runtime" = bundled ]; then
+    # The toolchain's libraries the binaries load (ldd names them by their path in the toolchain).
+    ldd "${PRODUCTS[@]/#/$context/out/usr/local/bin/}" | awk -v toolchain="$(swift_runtime_dir)" \
+      'index($3, toolchain) == 1 { print $3 }' | sort -u | xargs -r cp -L -t "$context/out/usr/local/lib/$triplet/"
+  fi
   tar --numeric-owner -C "$context" -c out | podman import --quiet - localhost/switchboard-binaries:"$id" >/dev/null
   rm -rf "$context"
 
-  step=$(now)
   log "building $IMAGE from deploy/docker/Dockerfile (stage runtime) on $BASE"
   # --format docker: OCI image configs have no HEALTHCHECK.
   podman build --format docker --target runtime --network host \
     --build-arg RUNTIME_BASE="$BASE" \
     --build-arg BINARIES=localhost/switchboard-binaries:"$id" \
+    --build-arg SWIFT_RUNTIME="$runtime" \
     --label org.switchboard.source-id="$id" \
     --label org.opencontainers.image.revision="$(git rev-parse HEAD)" \
     -f deploy/docker/Dockerfile -t "$IMAGE" . >"$STATE/build.log" 2>&1 \
     || { tail -n 30 "$STATE/build.log" >&2; die "podman build failed (log: $STATE/build.log)"; }
   podman rmi localhost/switchboard-binaries:"$id" >/dev/null 2>&1 || true
+}
+
+# The folder of the toolchain's Swift runtime libraries (libswiftCore.so and the rest).
+swift_runtime_dir() {
+  echo "$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")/lib/swift/linux"
+}
+
+# `make test`'s image: the tests' debug binaries in the image 3. makes.
+build_test_image() {
+  local bin=$1 started
+  started=$(now)
+  [ -x "$bin/gateway" ] || die "no binaries in $bin: swift build first"
+  ensure_base
+  stage_and_build "$bin" "test-$(date +%s)" bundled
   podman image prune -f >/dev/null 2>&1 || true
-  log "image built in $(elapsed "$step") (everything: $(elapsed "$started"))"
-  check_image
+  log "test image built in $(elapsed "$started")"
+  check_image bundled
   report
 }
 
 # The image's own checks, in a throw-away container with the settings the test and compose use.
 check_image() {
   image_exists "$IMAGE" || die "$IMAGE is not built: make images"
-  local out
-  out=$(podman run --rm --read-only --network none --no-healthcheck --entrypoint /bin/sh "$IMAGE" -c '
+  local out runtime=${1:-static}
+  out=$(podman run --rm --read-only --network none --no-healthcheck --env SWIFT_RUNTIME="$runtime" \
+    --entrypoint /bin/sh "$IMAGE" -c '
     set -e
     missing=$(for f in /usr/local/bin/*; do [ -f "$f" ] && ldd "$f" 2>&1 | grep "not found" | sed "s|^|$f: |"; done; true)
     [ -z "$missing" ] || { echo "unresolved libraries: $missing"; exit 1; }
-    if ldd /usr/local/bin/gateway | grep -q libswiftCore; then echo "the Swift runtime is linked dynamically"; exit 1; fi
+    if [ "$SWIFT_RUNTIME" = static ] && ldd /usr/local/bin/gateway | grep -q libswiftCore; then
+      echo "the Swift runtime is linked dynamically"; exit 1
+    fi
     [ "$(id -u)" != 0 ] || { echo "runs as root"; exit 1; }
     if touch /usr/local/bin/probe 2>/dev/null; then echo "root filesystem writable"; exit 1; fi
     test -f /usr/local/bin/switchboard_Gateway.resources/Console/index.html
@@ -241,5 +280,10 @@ case "${1:-all}" in
     ;;
   base) ensure_base; report_base=$(podman image inspect --format '{{.Size}}' "$BASE" | numfmt --to=iec); log "$BASE: $report_base" ;;
   check) check_image ;;
-  *) die "usage: images.sh [all|--if-missing|base|check]" ;;
+  test-build)
+    [ -n "${2:-}" ] || die "usage: images.sh test-build BIN_DIR"
+    IMAGE=${SB_IMAGE:-localhost/switchboard:test-build}
+    build_test_image "$2"
+    ;;
+  *) die "usage: images.sh [all|--if-missing|base|check|test-build BIN_DIR]" ;;
 esac

@@ -5,7 +5,8 @@
 # `swift test`'s code. Arguments go to `swift test` (e.g. --filter UnitTests).
 # Environment: SB_TEST_KAFKA_PORT (19092), SB_TEST_REDIS_PORT (16390), SB_TEST_POSTGRES_PORT (15440),
 # SB_TEST_REDIS_CLUSTER_PORT (17001: the local Redis Cluster's first port, six nodes from there),
-# SB_TEST_CONTAINERS (1: the whole suite includes ContainerTests and builds its image if missing).
+# SB_TEST_IMAGE (build: ContainerTests run an image of this run's debug binaries, the default;
+# release: the release image `make images` builds, built first if it misses the current sources).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -25,13 +26,14 @@ REDIS_CLUSTER_PORT=${SB_TEST_REDIS_CLUSTER_PORT:-17001}
 log "validating deploy/"
 bash "$ROOT/deploy/validate.sh"
 
-# The container suite (EndToEndTests.ContainerTests) runs the services from the release image
-# `make images` builds. That image needs a release build of its own (.build-images, ~20 CPU-minutes,
-# ~30 min here on 2 shared cores from scratch) and the Debian base (1–3 min): more than CI's budget
-# allows on top of the suite, so an unfiltered run leaves the suite out unless SB_TEST_CONTAINERS=1.
-# When the suite is selected (make test-containers, a --filter matching it, SB_TEST_CONTAINERS=1)
-# the image is built first if it does not hold the current sources (images.sh --if-missing, time
-# printed); a missing podman or image then fails the suite, it never skips.
+# The container suite (EndToEndTests.ContainerTests) runs the six services as containers of an
+# image. By default (SB_TEST_IMAGE=build) that image is made from the debug binaries this run builds
+# anyway (images.sh test-build, about 1.5 min with the Debian base from scratch): the same base,
+# layout, user, read-only root and HEALTHCHECK as the release image, with the Swift runtime's
+# libraries beside the binaries instead of linked in. The release image itself needs a release build
+# of its own (~29 min here from scratch), more than CI's budget: `make test-containers`
+# (SB_TEST_IMAGE=release) runs the suite against it, building it first if it misses the current
+# sources (images.sh --if-missing). A missing podman or image fails the suite, it never skips.
 container_suite() {
   local suite="EndToEndTests.ContainerTests" args=("$@") i filtered=0
   for ((i = 0; i < ${#args[@]}; i++)); do
@@ -46,29 +48,34 @@ container_suite() {
       --filter=*) filtered=1; [[ $suite =~ ${args[i]#--filter=} ]] && { echo selected; return; } ;;
     esac
   done
-  if [ "$filtered" -eq 1 ]; then echo skipped
-  elif [ "${SB_TEST_CONTAINERS:-0}" = 1 ]; then echo selected
-  else echo unfiltered; fi
+  if [ "$filtered" -eq 1 ]; then echo skipped; else echo selected; fi
 }
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$ROOT/deploy/podman/containers.conf}
-export SWITCHBOARD_TEST_IMAGE=${SB_IMAGE:-localhost/switchboard:latest}
-case "$(container_suite "$@")" in
-  selected)
-    images_started=$SECONDS
-    log "container image for ContainerTests: images.sh --if-missing"
-    SB_IMAGE=$SWITCHBOARD_TEST_IMAGE bash "$ROOT/deploy/scripts/images.sh" --if-missing
-    log "container image ready in $((SECONDS - images_started)) s"
+CONTAINER_SUITE=$(container_suite "$@")
+case "${SB_TEST_IMAGE:-build}" in
+  build) export SWITCHBOARD_TEST_IMAGE=localhost/switchboard:test-build ;;
+  release)
+    export SWITCHBOARD_TEST_IMAGE=${SB_IMAGE:-localhost/switchboard:latest}
+    if [ "$CONTAINER_SUITE" = selected ]; then
+      images_started=$SECONDS
+      log "release image for ContainerTests: images.sh --if-missing"
+      SB_IMAGE=$SWITCHBOARD_TEST_IMAGE bash "$ROOT/deploy/scripts/images.sh" --if-missing
+      log "release image ready in $((SECONDS - images_started)) s"
+    fi
     ;;
-  unfiltered)
-    log "ContainerTests left out (its image needs a release build): make test-containers, or SB_TEST_CONTAINERS=1"
-    set -- "$@" --skip ContainerTests
-    ;;
+  *) die "SB_TEST_IMAGE is build or release, not ${SB_TEST_IMAGE}" ;;
 esac
 
 # Build first: a compile error then fails fast, without servers idling through the build.
 log "building the tests"
 swift build --build-tests
 BIN_DIR=$(swift build --show-bin-path)
+if [ "$CONTAINER_SUITE" = selected ] && [ "${SB_TEST_IMAGE:-build}" = build ]; then
+  images_started=$SECONDS
+  log "image of this build for ContainerTests: images.sh test-build"
+  SB_IMAGE=$SWITCHBOARD_TEST_IMAGE bash "$ROOT/deploy/scripts/images.sh" test-build "$BIN_DIR"
+  log "test image ready in $((SECONDS - images_started)) s"
+fi
 
 # Each run starts clean: stop whatever an interrupted run left on these ports, then wipe.
 CLUSTER=$ROOT/deploy/scripts/redis-cluster.sh
