@@ -17,7 +17,10 @@ struct ProducerSpan: Sendable {
                 "send \(message.topic)", kind: .producer, parent: .remote(cause),
                 attributes: KafkaSpans.attributes(topic: message.topic, operation: "send"))
         else { return nil }
-        message.headers[header] = KafkaHeader(name: BusHeaders.traceparent, string: span.context.traceparent)
+        // Without a context of its own (an always-off sampler) the header keeps naming the cause.
+        if let own = span.context {
+            message.headers[header] = KafkaHeader(name: BusHeaders.traceparent, string: own.traceparent)
+        }
         self.span = span
     }
 

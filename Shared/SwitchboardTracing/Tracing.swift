@@ -95,7 +95,7 @@ public enum Tracing {
         if let current { return current.traceparent }
         guard let span = OpenSpan(orphan(), parent: .root) else { return TraceContext.newTraceparent() }
         span.end()
-        return span.context.traceparent
+        return span.context?.traceparent ?? TraceContext.newTraceparent()
     }
 
     /// The `traceparent` of a message caused by work that belongs to `trace` (a message's `traceparent`):
@@ -163,11 +163,9 @@ public struct OpenSpan: Sendable {
         set(attributes())
     }
 
-    /// Where the span is in its trace: what a message or an event it causes names as its parent.
-    public var context: SpanContext {
-        // The tracer started the span with a span context, so it injects one.
-        Tracing.spanContext(of: span.context, tracer: tracer)!
-    }
+    /// Where the span is in its trace: what a message or an event it causes names as its parent. nil
+    /// when the tracer gave the span no context to propagate (swift-otel's always-off sampler).
+    public var context: SpanContext? { Tracing.spanContext(of: span.context, tracer: tracer) }
 
     /// Names the span after what it turned out to do.
     public func rename(_ name: String) { span.operationName = name }

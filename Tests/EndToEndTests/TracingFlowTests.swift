@@ -85,6 +85,36 @@ struct TracingFlowTests {
         }
     }
 
+    /// swift-otel reads OpenTelemetry's own variables: with the always-off sampler its tracer gives spans
+    /// no context to propagate, and the services go on without one (a message's header keeps naming its
+    /// cause), export nothing, and answer as without tracing.
+    @Test func anAlwaysOffSamplerExportsNothingAndTheChatIsAnswered() async throws {
+        let collector = OTLPReceiver()
+        try await collector.withServer { port in
+            try await ServiceProcesses.withStack(everyService: [
+                "SWITCHBOARD_OTEL_ENDPOINT": "http://127.0.0.1:\(port)", "OTEL_TRACES_SAMPLER": "always_off",
+            ]) { _, url, authority in
+                let token = try await authority.mint(user: "untraced")
+                let (frames, _) = try await ChatClient.withConnection(url: url, token: token) {
+                    client -> [ServerFrame] in
+                    client.send(
+                        ClientCommand(
+                            id: "untraced-send", type: ClientCommandType.sendMessage,
+                            data: [
+                                "conversationId": .string("untraced-\(UUID().uuidString.prefix(8))"), "content": "hi",
+                            ]))
+                    return await client.frames.collect(idle: .seconds(30)) { $0.type == FrameType.messageStreamEnd }
+                }
+                #expect(frames?.last?.type == FrameType.messageStreamEnd)
+                // The services export every second: two seconds after the answer, anything made would be in.
+                try await Task.sleep(for: .seconds(2))
+                #expect(
+                    collector.spans.isEmpty,
+                    "\(collector.spans.count) spans exported: \(collector.spans.prefix(3).map(\.name))")
+            }
+        }
+    }
+
     /// Every span of the trace, once the services have exported what its last events left.
     static func settled(_ collector: OTLPReceiver, trace: String) async -> [OTLPReceiver.ReceivedSpan] {
         // Spans keep arriving while the last events are handled: give them a moment.

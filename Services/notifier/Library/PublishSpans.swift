@@ -8,7 +8,8 @@ import SwitchboardTracing
 struct PublishSpans {
     /// Per trace of the batch.
     private let spans: [OpenSpan]
-    private let traceparents: [String]
+    /// nil where the span has no context to propagate (an always-off sampler).
+    private let traceparents: [String?]
     /// Per event, by position in the batch: the index of its trace.
     private let traceOfEvent: [Int]
 
@@ -34,10 +35,10 @@ struct PublishSpans {
         // Named once the commands are known (`end`): the events' commands carry these spans' traceparents.
         spans = parents.compactMap { OpenSpan("BATCH", kind: .client, parent: .remote($0)) }
         guard spans.count == parents.count else { return nil }
-        traceparents = spans.map(\.context.traceparent)
+        traceparents = spans.map(\.context?.traceparent)
     }
 
-    func traceparent(ofEvent index: Int) -> String { traceparents[traceOfEvent[index]] }
+    func traceparent(ofEvent index: Int) -> String? { traceparents[traceOfEvent[index]] }
 
     /// Ends the spans, named after the commands sent: the command, `BATCH <command>` when the pipeline
     /// sends only that one, `BATCH` otherwise.
