@@ -174,7 +174,9 @@ build_image() {
   # A build folder of its own: --static-swift-stdlib is in every compile command, so sharing .build
   # with `make run`'s dynamic release build would recompile everything at each switch.
   log "swift build -c release --static-swift-stdlib --scratch-path $SCRATCH (the Swift runtime linked into each binary)"
-  swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH"
+  # Product by product: a plain `swift build` also builds the tests' support library, which imports
+  # the Testing module, and a --static-swift-stdlib build has no Testing to import.
+  for p in "${PRODUCTS[@]}"; do swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --product "$p"; done
   bin=$(swift build -c release --static-swift-stdlib --scratch-path "$SCRATCH" --show-bin-path)
   log "release build took $(elapsed "$step")"
 
