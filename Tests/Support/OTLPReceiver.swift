@@ -153,6 +153,6 @@ enum OTLPProtobuf {
     }
 
     static func hex(_ bytes: ArraySlice<UInt8>) -> String {
-        bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        bytes.map { String(format: "%02x", $0) }.joined()
     }
 }

@@ -182,7 +182,6 @@ build_image() {
 
   step=$(now)
   stage_and_build "$bin" "$id" static
-  podman image prune -f >/dev/null 2>&1 || true
   log "image built in $(elapsed "$step") (everything: $(elapsed "$started"))"
   check_image
   report
@@ -226,6 +225,7 @@ stage_and_build() {
     -f deploy/docker/Dockerfile -t "$IMAGE" . >"$STATE/build.log" 2>&1 \
     || { tail -n 30 "$STATE/build.log" >&2; die "podman build failed (log: $STATE/build.log)"; }
   podman rmi localhost/switchboard-binaries:"$id" >/dev/null 2>&1 || true
+  podman image prune -f >/dev/null 2>&1 || true
 }
 
 # The folder of the toolchain's Swift runtime libraries (libswiftCore.so and the rest).
@@ -240,7 +240,6 @@ build_test_image() {
   [ -x "$bin/gateway" ] || die "no binaries in $bin: swift build first"
   ensure_base
   stage_and_build "$bin" "test-$(date +%s)" bundled
-  podman image prune -f >/dev/null 2>&1 || true
   log "test image built in $(elapsed "$started")"
   check_image bundled
   report

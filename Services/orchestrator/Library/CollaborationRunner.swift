@@ -122,6 +122,8 @@ struct CollaborationRunner: Sendable {
     private func apply(_ effects: [CollaborationEffect], conversation: String, seed: String, traceparent: String)
         async throws
     {
+        // Every message of the step is caused by the same span: found once, not per event.
+        let cause = Tracing.causeTraceparent(within: traceparent)
         var pending: [DeliveryFuture] = []
         var index = 0
         func publish(_ frameType: String, _ data: JSONValue, roleActivity: Bool) async throws {
@@ -132,7 +134,7 @@ struct CollaborationRunner: Sendable {
                 let event = ClientEvent(channel: channel, frameType: frameType, data: data)
                 let envelope = Envelope(
                     id: Self.uuid("\(seed)/\(index)"), routingKey: conversation,
-                    traceparent: Tracing.causeTraceparent(within: traceparent), source: context.source, payload: event)
+                    traceparent: cause, source: context.source, payload: event)
                 pending.append(
                     try await context.producer.enqueue(EventBus.message(envelope, topic: Topics.clientEvents)))
             }
@@ -158,7 +160,7 @@ struct CollaborationRunner: Sendable {
                 index += 1
                 let envelope = Envelope(
                     id: Self.uuid("\(seed)/\(index)"), routingKey: conversation,
-                    traceparent: Tracing.causeTraceparent(within: traceparent), source: context.source, payload: task)
+                    traceparent: cause, source: context.source, payload: task)
                 try await context.publish(envelope, to: Topics.agentTasks)
                 OrchestratorMetrics.tasks(role: task.role).increment()
             case .stopRun(let runID):

@@ -569,13 +569,15 @@ final class WorkflowConnection: FrameSink, Sendable {
     func releaseEvents(of runID: String) {
         // Under the lock: an event delivered meanwhile waits, and so keeps its place after these.
         held.withLock { held in
-            for frame in held.removeValue(forKey: runID) ?? []
-            where
-                session.outbound.enqueue(frame.text, ephemeral: frame.ephemeral, createdAt: frame.createdAt)
-            {
-                GatewayMetrics.delivered.increment()
-            }
+            for frame in held.removeValue(forKey: runID) ?? [] { _ = enqueue(frame) }
         }
+    }
+
+    /// Queues a run event for the socket, counted as delivered when the queue takes it.
+    private func enqueue(_ frame: HeldFrame) -> Bool {
+        let accepted = session.outbound.enqueue(frame.text, ephemeral: frame.ephemeral, createdAt: frame.createdAt)
+        if accepted { GatewayMetrics.delivered.increment() }
+        return accepted
     }
 
     func recordError() -> Int { consecutiveErrors.add(1, ordering: .relaxed).newValue }
@@ -636,15 +638,13 @@ final class WorkflowConnection: FrameSink, Sendable {
             frame["epoch"] = .string(message.epoch)
         }
         guard let text = Self.render(.object(frame)) else { return true }
+        let event = HeldFrame(text: text, ephemeral: message.isEphemeral, createdAt: message.createdAt)
         let heldBack = held.withLock { held in
             guard held[runID] != nil else { return false }
-            held[runID]?.append(HeldFrame(text: text, ephemeral: message.isEphemeral, createdAt: message.createdAt))
+            held[runID]?.append(event)
             return true
         }
-        if heldBack { return true }
-        let accepted = session.outbound.enqueue(text, ephemeral: message.isEphemeral, createdAt: message.createdAt)
-        if accepted { GatewayMetrics.delivered.increment() }
-        return accepted
+        return heldBack || enqueue(event)
     }
 
     static func render(_ value: JSONValue) -> String? {
